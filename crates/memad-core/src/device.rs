@@ -1,0 +1,159 @@
+//! Device selection and seeding.
+//!
+//! A tch binary is linked with `--as-needed`, so `libtorch_cuda.so` (whose only job is to
+//! register the CUDA backend from its static initialisers) is dropped at link time and
+//! `Cuda::is_available()` is false even on a GPU machine. [`load_cuda_backend`] dlopens it
+//! from the folder the process loaded `libtorch_cpu.so` from, once, before any device query.
+use crate::error::{CoreError, Result};
+use std::ffi::{CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use tch::{Cuda, Device};
+
+/// Outcome of loading libtorch's CUDA backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CudaBackend {
+    Loaded(PathBuf),
+    /// The libtorch in use has no CUDA backend (a CPU build).
+    Absent,
+    /// It exists but could not be loaded (missing CUDA runtime libraries).
+    Failed(String),
+}
+
+/// Loads `libtorch_cuda.so` once per process; safe to call from anywhere, any number of times.
+pub fn load_cuda_backend() -> &'static CudaBackend {
+    static BACKEND: OnceLock<CudaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let Some(dir) = libtorch_lib_dir() else {
+            return CudaBackend::Failed("libtorch_cpu.so is not mapped in this process".into());
+        };
+        let path = dir.join("libtorch_cuda.so");
+        if !path.exists() {
+            return CudaBackend::Absent;
+        }
+        let c_path = CString::new(path.as_os_str().as_encoded_bytes()).expect("path without NUL");
+        // SAFETY: dlopen with a valid C string; the handle is intentionally never closed so
+        // the backend stays registered for the life of the process.
+        let handle = unsafe { libc::dlopen(c_path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns a thread-local C string or null.
+            let msg = unsafe { libc::dlerror() };
+            let msg = if msg.is_null() {
+                "unknown dlopen error".to_string()
+            } else {
+                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+            };
+            return CudaBackend::Failed(msg);
+        }
+        CudaBackend::Loaded(path)
+    })
+}
+
+/// The folder this process loaded `libtorch_cpu.so` from (read from `/proc/self/maps`).
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))
+        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+}
+
+/// Parses a device string: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:N`.
+pub fn select(spec: &str) -> Result<Device> {
+    load_cuda_backend();
+    let cuda_count = Cuda::device_count() as usize;
+    let need_cuda = |index: usize| {
+        if index < cuda_count {
+            Ok(Device::Cuda(index))
+        } else {
+            Err(CoreError::Invalid(format!(
+                "device `{spec}` requested but {cuda_count} CUDA device(s) are available ({})",
+                describe_backend(load_cuda_backend())
+            )))
+        }
+    };
+    match spec {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => need_cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => need_cuda(index),
+            _ => Err(CoreError::Invalid(format!(
+                "unknown device `{spec}`; use auto, cpu, cuda or cuda:N"
+            ))),
+        },
+    }
+}
+
+pub fn describe_backend(backend: &CudaBackend) -> String {
+    match backend {
+        CudaBackend::Loaded(p) => format!("CUDA backend loaded from {}", p.display()),
+        CudaBackend::Absent => "libtorch is a CPU-only build".to_string(),
+        CudaBackend::Failed(e) => format!("CUDA backend failed to load: {e}"),
+    }
+}
+
+/// What `memad info` prints.
+#[derive(Debug, Clone)]
+pub struct TorchInfo {
+    pub libtorch_lib_dir: Option<PathBuf>,
+    pub torch_version: Option<String>,
+    pub cuda_backend: CudaBackend,
+    pub cuda_available: bool,
+    pub cuda_device_count: i64,
+    pub cudnn_available: bool,
+}
+
+pub fn torch_info() -> TorchInfo {
+    let cuda_backend = load_cuda_backend().clone();
+    let libtorch_lib_dir = libtorch_lib_dir();
+    TorchInfo {
+        torch_version: libtorch_lib_dir.as_deref().and_then(read_torch_version),
+        libtorch_lib_dir,
+        cuda_backend,
+        cuda_available: Cuda::is_available(),
+        cuda_device_count: Cuda::device_count(),
+        cudnn_available: Cuda::cudnn_is_available(),
+    }
+}
+
+/// `torch/version.py` (a PyPI wheel) or `build-version` (a libtorch zip) next to `lib/`.
+fn read_torch_version(lib_dir: &Path) -> Option<String> {
+    let root = lib_dir.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        let line = text.lines().find(|l| l.starts_with("__version__"))?;
+        return Some(line.split(['\'', '"']).nth(1)?.to_string());
+    }
+    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
+}
+
+/// Seeds libtorch's generators (CPU and CUDA). Data order uses its own seeded generator.
+pub fn seed_everything(seed: u64) {
+    tch::manual_seed(seed as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_is_found_and_versioned() {
+        let _ = tch::Tensor::zeros([1], (tch::Kind::Float, Device::Cpu));
+        let info = torch_info();
+        assert!(info.libtorch_lib_dir.is_some());
+        let version = info.torch_version.expect("torch version readable");
+        assert!(version.starts_with("2.11.0"), "{version}");
+        // This libtorch has a CUDA backend; on a machine without a GPU it must still load.
+        assert!(!matches!(info.cuda_backend, CudaBackend::Failed(_)), "{:?}", info.cuda_backend);
+    }
+
+    #[test]
+    fn device_strings() {
+        assert_eq!(select("cpu").unwrap(), Device::Cpu);
+        assert!(select("gpu").unwrap_err().to_string().contains("use auto, cpu, cuda or cuda:N"));
+        if !Cuda::is_available() {
+            assert!(select("cuda:0").is_err());
+            assert_eq!(select("auto").unwrap(), Device::Cpu);
+        }
+    }
+}

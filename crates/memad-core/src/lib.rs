@@ -1,0 +1,22 @@
+//! memad-core: the contracts every other crate builds on.
+//!
+//! - [`Backbone`]: an encoder returning a [`FeaturePyramid`] (levels finest first).
+//! - [`Memory`]: a memory module (learned by gradient, updated by rule, or fitted once).
+//! - [`Method`]: an anomaly-detection method; the runner owns the loop, optimizer and seed.
+//! - [`Registry`]: `kind = "..."` strings in experiment files mapped to constructors; each
+//!   component crate exposes `register(&mut Registry)`.
+//! - [`config`]: typed section parsing with `deny_unknown_fields` and key-path errors.
+//! - [`device`]: device selection (really loading libtorch's CUDA backend) and seeding.
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod registry;
+pub mod traits;
+
+pub use config::{parse_section, to_toml_value};
+pub use error::{ConfigError, CoreError, Result};
+pub use registry::{BackboneEntry, BuildContext, MethodEntry, Registry};
+pub use traits::{
+    AnomalyOutput, Backbone, Batch, FeatureLevel, FeaturePyramid, LevelSpec, LossTerm, Memory,
+    MemoryRead, Method, TrainOutput,
+};

@@ -1,0 +1,148 @@
+//! The three contracts: [`Backbone`], [`Memory`], [`Method`], and the named structs they
+//! exchange (never tuples).
+use crate::error::Result;
+use tch::{nn, Tensor};
+
+/// One level of a backbone's feature pyramid, as declared before any forward pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LevelSpec {
+    /// The backbone's own name for the level (`stride8`, `layer2`, ...).
+    pub name: String,
+    pub channels: i64,
+    /// Input pixels per feature pixel.
+    pub stride: i64,
+}
+
+/// A computed level: `features` is `[B, channels, H/stride, W/stride]`.
+#[derive(Debug)]
+pub struct FeatureLevel {
+    pub name: String,
+    pub stride: i64,
+    pub features: Tensor,
+}
+
+/// Levels finest first.
+#[derive(Debug)]
+pub struct FeaturePyramid {
+    pub levels: Vec<FeatureLevel>,
+}
+
+impl FeaturePyramid {
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.levels.iter().find(|l| l.name == name).map(|l| &l.features)
+    }
+}
+
+/// An image encoder.
+pub trait Backbone {
+    /// The levels [`Backbone::pyramid`] returns, finest first.
+    fn levels(&self) -> &[LevelSpec];
+
+    /// # Shapes
+    /// `x`: `[B, 3, H, W]`, RGB in `[0, 1]`; the backbone applies its own input
+    /// normalisation. Returns the levels of [`Backbone::levels`], stopping the forward pass
+    /// after the last one. `train` selects batch-norm batch statistics.
+    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid;
+}
+
+/// What a memory returns for a batch of queries.
+#[derive(Debug)]
+pub struct MemoryRead {
+    /// `[N, D]`: the memory's answer for each query.
+    pub output: Tensor,
+    /// `[N, slots]`: addressing weights, when the memory has them.
+    pub attention: Option<Tensor>,
+    /// `[N]`: distance of each query to the memory, when defined (banks, prototypes).
+    pub distance: Option<Tensor>,
+}
+
+/// A named scalar loss term, logged per step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossTerm {
+    pub name: String,
+    pub value: f64,
+}
+
+/// A memory module. The three kinds share this one trait:
+/// learned by gradient (MemAE: parameters in the VarStore, `losses` adds the entropy term),
+/// updated by rule (MNAD: `update` after the optimizer step), fitted once (a patch bank:
+/// `update` collects, `finalize` builds the coreset).
+pub trait Memory {
+    /// # Shapes
+    /// `query`: `[N, D]`. Pure: no state changes.
+    fn read(&self, query: &Tensor, train: bool) -> MemoryRead;
+
+    /// Loss terms of this memory (already weighted), summed into the method's loss.
+    fn losses(&self, _query: &Tensor, _read: &MemoryRead) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Rule-based update, called by the runner after backward (queries detached).
+    fn update(&mut self, _query: &Tensor) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after training, for memories fitted from collected data.
+    fn finalize(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// State not held in a VarStore (rule-updated items, banks), for checkpoints.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    fn load_state(&mut self, _state: &[(String, Tensor)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A batch as the loader delivers it.
+#[derive(Debug)]
+pub struct Batch {
+    /// `[B, C, H, W]` images in `[0, 1]` (or `[B, C, T, H, W]` clips).
+    pub input: Tensor,
+    /// `[B]` int64: 0 normal, 1 anomalous.
+    pub label: Tensor,
+    /// `[B, 1, H, W]` float {0, 1}: ground-truth anomaly masks (test sets).
+    pub mask: Option<Tensor>,
+}
+
+/// One training step's loss (the runner calls backward on it) and its named terms.
+#[derive(Debug)]
+pub struct TrainOutput {
+    pub loss: Tensor,
+    pub terms: Vec<LossTerm>,
+}
+
+/// Anomaly scores for a batch.
+#[derive(Debug)]
+pub struct AnomalyOutput {
+    /// `[B]` image (or frame) anomaly scores, higher = more anomalous.
+    pub image_score: Tensor,
+    /// `[B, 1, H, W]` pixel anomaly map at the input resolution, when the method localises.
+    pub anomaly_map: Option<Tensor>,
+}
+
+/// An anomaly-detection method. The runner owns the loop, the seed, the optimizer (over
+/// [`Method::trainable`]), the schedule, checkpoints and logging.
+pub trait Method {
+    /// The variables the optimizer updates and the checkpoint stores.
+    fn trainable(&self) -> &nn::VarStore;
+
+    /// Forward pass and loss on a training batch (no backward, no optimizer step).
+    fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput>;
+
+    /// Rule-based updates after the optimizer step (memories updated by rule).
+    fn after_step(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after the last epoch (fitted memories).
+    fn finalize(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Scores a batch in evaluation mode; the runner wraps it in `no_grad`.
+    fn score(&self, batch: &Batch) -> Result<AnomalyOutput>;
+}

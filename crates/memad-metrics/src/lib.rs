@@ -1,0 +1,1 @@
+//! memad-metrics
