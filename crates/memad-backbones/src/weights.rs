@@ -36,7 +36,10 @@ pub fn resolve_weights(spec: &str, weights_dir: &Path, cache_name: &str) -> Resu
             if path.exists() {
                 Ok(WeightsSource::File(path))
             } else {
-                Err(CoreError::Weights { path, message: "no such file".into() })
+                Err(CoreError::Weights {
+                    path,
+                    message: "no such file".into(),
+                })
             }
         }
     }
@@ -48,10 +51,12 @@ pub fn default_weights_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("MEMAD_WEIGHTS_DIR") {
         return dir.into();
     }
-    let cache = std::env::var_os("MEMAD_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        PathBuf::from(home).join(".cache/memad")
-    });
+    let cache = std::env::var_os("MEMAD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/memad")
+        });
     cache.join("weights")
 }
 
@@ -60,7 +65,10 @@ pub fn default_weights_dir() -> PathBuf {
 /// tensors the model does not have (batch-norm `num_batches_tracked` counters excepted).
 pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
     let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| CoreError::Weights { path: path.into(), message: e.to_string() })?
+        .map_err(|e| CoreError::Weights {
+            path: path.into(),
+            message: e.to_string(),
+        })?
         .into_iter()
         .collect();
     let mut variables = vs.variables();
@@ -69,9 +77,11 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
     for (name, var) in &variables {
         match file.get(name) {
             None => missing.push(name.clone()),
-            Some(t) if t.size() != var.size() => {
-                wrong_shape.push(format!("{name} (model {:?}, file {:?})", var.size(), t.size()))
-            }
+            Some(t) if t.size() != var.size() => wrong_shape.push(format!(
+                "{name} (model {:?}, file {:?})",
+                var.size(),
+                t.size()
+            )),
             Some(_) => {}
         }
     }
@@ -82,17 +92,28 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
         .collect();
     if !(missing.is_empty() && wrong_shape.is_empty() && unexpected.is_empty()) {
         let mut message = String::from("checkpoint does not match the model:");
-        for (what, names) in [("missing", &missing), ("wrong shape", &wrong_shape), ("unexpected", &unexpected)] {
+        for (what, names) in [
+            ("missing", &missing),
+            ("wrong shape", &wrong_shape),
+            ("unexpected", &unexpected),
+        ] {
             if !names.is_empty() {
                 let shown: Vec<_> = names.iter().take(8).map(String::as_str).collect();
                 let more = names.len().saturating_sub(8);
-                message.push_str(&format!("\n  {what} ({}): {}", names.len(), shown.join(", ")));
+                message.push_str(&format!(
+                    "\n  {what} ({}): {}",
+                    names.len(),
+                    shown.join(", ")
+                ));
                 if more > 0 {
                     message.push_str(&format!(", ... {more} more"));
                 }
             }
         }
-        return Err(CoreError::Weights { path: path.into(), message });
+        return Err(CoreError::Weights {
+            path: path.into(),
+            message,
+        });
     }
     tch::no_grad(|| {
         for (name, var) in variables.iter_mut() {

@@ -9,13 +9,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Deserialize `value` (the section found at `prefix`) into `T`.
-pub fn parse_section<T: DeserializeOwned>(value: &toml::Value, prefix: &str) -> Result<T, ConfigError> {
+pub fn parse_section<T: DeserializeOwned>(
+    value: &toml::Value,
+    prefix: &str,
+) -> Result<T, ConfigError> {
     // Round-trip through text so that serde_path_to_error sees a real deserializer and
     // reports the path of the failing key.
     let text = match value {
         toml::Value::Table(t) => toml::to_string(t),
         other => {
-            return Err(ConfigError::new(prefix, format!("expected a table, found {}", other.type_str())))
+            return Err(ConfigError::new(
+                prefix,
+                format!("expected a table, found {}", other.type_str()),
+            ))
         }
     }
     .map_err(|e| ConfigError::new(prefix, e.to_string()))?;
@@ -38,7 +44,13 @@ pub fn to_toml_value<T: Serialize>(value: &T) -> Result<toml::Value, ConfigError
 
 /// toml's messages embed a source excerpt of our re-serialised text; keep the last line.
 fn clean_message(message: &str) -> String {
-    message.trim().lines().last().unwrap_or(message).trim().to_string()
+    message
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or(message)
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -72,13 +84,18 @@ mod tests {
     fn unknown_key_names_its_path_and_the_valid_keys() {
         let err = parse_section::<Outer>(&value("[memory]\nslotz = 3\n"), "method").unwrap_err();
         assert_eq!(err.path, "method.memory.slotz");
-        assert!(err.message.contains("unknown field `slotz`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `slotz`"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("slots"), "{}", err.message);
     }
 
     #[test]
     fn wrong_type_names_the_key() {
-        let err = parse_section::<Outer>(&value("[memory]\nslots = \"ten\"\n"), "method").unwrap_err();
+        let err =
+            parse_section::<Outer>(&value("[memory]\nslots = \"ten\"\n"), "method").unwrap_err();
         assert_eq!(err.path, "method.memory.slots");
         assert!(err.message.contains("invalid type"), "{}", err.message);
     }
@@ -87,6 +104,9 @@ mod tests {
     fn defaults_are_filled_in_the_resolved_value() {
         let inner: Inner = parse_section(&value("slots = 3\n"), "memory").unwrap();
         let resolved = to_toml_value(&inner).unwrap();
-        assert_eq!(resolved.get("temperature").and_then(|v| v.as_float()), Some(0.1));
+        assert_eq!(
+            resolved.get("temperature").and_then(|v| v.as_float()),
+            Some(0.1)
+        );
     }
 }

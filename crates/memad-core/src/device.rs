@@ -41,7 +41,9 @@ pub fn load_cuda_backend() -> &'static CudaBackend {
             let msg = if msg.is_null() {
                 "unknown dlopen error".to_string()
             } else {
-                unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned()
+                unsafe { CStr::from_ptr(msg) }
+                    .to_string_lossy()
+                    .into_owned()
             };
             return CudaBackend::Failed(msg);
         }
@@ -124,7 +126,9 @@ fn read_torch_version(lib_dir: &Path) -> Option<String> {
         let line = text.lines().find(|l| l.starts_with("__version__"))?;
         return Some(line.split(['\'', '"']).nth(1)?.to_string());
     }
-    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// Seeds libtorch's generators (CPU and CUDA). Data order uses its own seeded generator.
@@ -144,13 +148,20 @@ mod tests {
         let version = info.torch_version.expect("torch version readable");
         assert!(version.starts_with("2.11.0"), "{version}");
         // This libtorch has a CUDA backend; on a machine without a GPU it must still load.
-        assert!(!matches!(info.cuda_backend, CudaBackend::Failed(_)), "{:?}", info.cuda_backend);
+        assert!(
+            !matches!(info.cuda_backend, CudaBackend::Failed(_)),
+            "{:?}",
+            info.cuda_backend
+        );
     }
 
     #[test]
     fn device_strings() {
         assert_eq!(select("cpu").unwrap(), Device::Cpu);
-        assert!(select("gpu").unwrap_err().to_string().contains("use auto, cpu, cuda or cuda:N"));
+        assert!(select("gpu")
+            .unwrap_err()
+            .to_string()
+            .contains("use auto, cpu, cuda or cuda:N"));
         if !Cuda::is_available() {
             assert!(select("cuda:0").is_err());
             assert_eq!(select("auto").unwrap(), Device::Cpu);

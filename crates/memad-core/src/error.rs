@@ -14,7 +14,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { file: None, path: path.into(), message: message.into() }
+        Self {
+            file: None,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// Attach the file the error came from.
@@ -31,7 +35,10 @@ pub enum CoreError {
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("weights {path}: {message}")]
     Weights { path: PathBuf, message: String },
     #[error("{0}")]

@@ -47,11 +47,17 @@ pub struct Registry {
 
 impl Registry {
     pub fn add_method(&mut self, entry: MethodEntry) {
-        assert!(self.methods.insert(entry.kind, entry).is_none(), "method kind registered twice");
+        assert!(
+            self.methods.insert(entry.kind, entry).is_none(),
+            "method kind registered twice"
+        );
     }
 
     pub fn add_backbone(&mut self, entry: BackboneEntry) {
-        assert!(self.backbones.insert(entry.kind, entry).is_none(), "backbone kind registered twice");
+        assert!(
+            self.backbones.insert(entry.kind, entry).is_none(),
+            "backbone kind registered twice"
+        );
     }
 
     /// Looks up a method; `path` is the key path of the `kind` for the error.
@@ -66,8 +72,17 @@ impl Registry {
     /// `(category, [(kind, summary)])` for `memad list`.
     pub fn listing(&self) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         vec![
-            ("method", self.methods.values().map(|e| (e.kind, e.summary)).collect()),
-            ("backbone", self.backbones.values().map(|e| (e.kind, e.summary)).collect()),
+            (
+                "method",
+                self.methods.values().map(|e| (e.kind, e.summary)).collect(),
+            ),
+            (
+                "backbone",
+                self.backbones
+                    .values()
+                    .map(|e| (e.kind, e.summary))
+                    .collect(),
+            ),
         ]
     }
 }
@@ -80,7 +95,13 @@ fn lookup<'a, E>(
 ) -> Result<&'a E, ConfigError> {
     map.get(kind).ok_or_else(|| {
         let known: Vec<_> = map.keys().copied().collect();
-        ConfigError::new(path, format!("unknown {category} kind `{kind}`; known: {}", known.join(", ")))
+        ConfigError::new(
+            path,
+            format!(
+                "unknown {category} kind `{kind}`; known: {}",
+                known.join(", ")
+            ),
+        )
     })
 }
 
@@ -110,15 +131,28 @@ mod tests {
     #[test]
     fn unknown_kind_lists_the_known_ones() {
         let mut r = Registry::default();
-        r.add_method(MethodEntry { kind: "rd4ad", summary: "", resolve: resolve_ok, build: build_never });
+        r.add_method(MethodEntry {
+            kind: "rd4ad",
+            summary: "",
+            resolve: resolve_ok,
+            build: build_never,
+        });
         let err = r.method("rd4da", "method.kind").err().unwrap();
         assert_eq!(err.path, "method.kind");
-        assert!(err.message.contains("unknown method kind `rd4da`; known: rd4ad"), "{}", err.message);
+        assert!(
+            err.message
+                .contains("unknown method kind `rd4da`; known: rd4ad"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn kind_of_reports_a_missing_kind() {
         let v: toml::Value = toml::from_str("lr = 1").unwrap();
-        assert_eq!(kind_of(&v, "method").unwrap_err().message, "missing key `kind`");
+        assert_eq!(
+            kind_of(&v, "method").unwrap_err().message,
+            "missing key `kind`"
+        );
     }
 }

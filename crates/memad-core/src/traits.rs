@@ -29,7 +29,10 @@ pub struct FeaturePyramid {
 
 impl FeaturePyramid {
     pub fn get(&self, name: &str) -> Option<&Tensor> {
-        self.levels.iter().find(|l| l.name == name).map(|l| &l.features)
+        self.levels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| &l.features)
     }
 }
 

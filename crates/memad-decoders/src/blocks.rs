@@ -3,11 +3,26 @@ use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 pub(crate) fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
-    nn::conv2d(p, c_in, c_out, k, nn::ConvConfig { stride, padding: k / 2, bias: false, ..Default::default() })
+    nn::conv2d(
+        p,
+        c_in,
+        c_out,
+        k,
+        nn::ConvConfig {
+            stride,
+            padding: k / 2,
+            bias: false,
+            ..Default::default()
+        },
+    )
 }
 
 pub(crate) fn deconv2x2(p: nn::Path, c_in: i64, c_out: i64) -> nn::ConvTranspose2D {
-    let cfg = nn::ConvTransposeConfig { stride: 2, bias: false, ..Default::default() };
+    let cfg = nn::ConvTransposeConfig {
+        stride: 2,
+        bias: false,
+        ..Default::default()
+    };
     nn::conv_transpose2d(p, c_in, c_out, 2, cfg)
 }
 
@@ -24,7 +39,10 @@ pub struct ConvBnRelu {
 
 impl ConvBnRelu {
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> Self {
-        ConvBnRelu { conv: conv(&p / "conv", c_in, c_out, k, stride), bn: bn(&p / "bn", c_out) }
+        ConvBnRelu {
+            conv: conv(&p / "conv", c_in, c_out, k, stride),
+            bn: bn(&p / "bn", c_out),
+        }
     }
 }
 
@@ -103,7 +121,9 @@ fn apply_middle(m: &Middle, x: &Tensor) -> Tensor {
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
-        let h = apply_middle(&self.middle, &h).apply_t(&self.bn2, train).relu();
+        let h = apply_middle(&self.middle, &h)
+            .apply_t(&self.bn2, train)
+            .relu();
         let h = h.apply(&self.conv3).apply_t(&self.bn3, train);
         let identity = match &self.shortcut {
             Some((m, b)) => apply_middle(m, x).apply_t(b, train),
@@ -114,10 +134,21 @@ impl ModuleT for Bottleneck {
 }
 
 /// A stage of `n` bottlenecks; the first resamples and changes channels.
-pub fn stage(p: nn::Path, n: usize, c_in: i64, width: i64, c_out: i64, resample: Resample) -> Vec<Bottleneck> {
+pub fn stage(
+    p: nn::Path,
+    n: usize,
+    c_in: i64,
+    width: i64,
+    c_out: i64,
+    resample: Resample,
+) -> Vec<Bottleneck> {
     (0..n)
         .map(|i| {
-            let (c, r) = if i == 0 { (c_in, resample) } else { (c_out, Resample::Keep) };
+            let (c, r) = if i == 0 {
+                (c_in, resample)
+            } else {
+                (c_out, Resample::Keep)
+            };
             Bottleneck::new(&p / i, c, width, c_out, r)
         })
         .collect()

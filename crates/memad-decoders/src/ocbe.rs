@@ -34,11 +34,24 @@ impl Ocbe {
         let c = &cfg.level_channels;
         let last = c.len() - 1;
         let fuse = (0..last)
-            .map(|i| (i..last).map(|j| ConvBnRelu::new(&p / format!("fuse{i}") / (j - i), c[j], c[j + 1], 3, 2)).collect())
+            .map(|i| {
+                (i..last)
+                    .map(|j| {
+                        ConvBnRelu::new(&p / format!("fuse{i}") / (j - i), c[j], c[j + 1], 3, 2)
+                    })
+                    .collect()
+            })
             .collect();
         let concat = c[last] * c.len() as i64;
         let width = ((cfg.embed_channels as f64 * cfg.width_ratio).round() as i64).max(1);
-        let embed = stage(&p / "embed", cfg.blocks, concat, width, cfg.embed_channels, Resample::Down);
+        let embed = stage(
+            &p / "embed",
+            cfg.blocks,
+            concat,
+            width,
+            cfg.embed_channels,
+            Resample::Down,
+        );
         Ocbe { fuse, embed }
     }
 
@@ -51,9 +64,15 @@ impl Ocbe {
             .fuse
             .iter()
             .zip(levels)
-            .map(|(chain, x)| chain.iter().fold(x.shallow_clone(), |h, step| step.forward_t(&h, train)))
+            .map(|(chain, x)| {
+                chain
+                    .iter()
+                    .fold(x.shallow_clone(), |h, step| step.forward_t(&h, train))
+            })
             .collect();
         fused.push(levels[last].shallow_clone());
-        self.embed.iter().fold(Tensor::cat(&fused, 1), |h, b| b.forward_t(&h, train))
+        self.embed
+            .iter()
+            .fold(Tensor::cat(&fused, 1), |h, b| b.forward_t(&h, train))
     }
 }

@@ -27,7 +27,11 @@ pub struct ReverseDecoder {
 
 impl ReverseDecoder {
     pub fn new(p: nn::Path, cfg: &ReverseDecoderConfig) -> Self {
-        assert_eq!(cfg.blocks.len(), cfg.level_channels.len(), "one block count per level");
+        assert_eq!(
+            cfg.blocks.len(),
+            cfg.level_channels.len(),
+            "one block count per level"
+        );
         let mut c_in = cfg.embed_channels;
         let stages = cfg
             .level_channels
@@ -37,7 +41,14 @@ impl ReverseDecoder {
             .enumerate()
             .map(|(i, (&c_out, &n))| {
                 let width = ((c_out as f64 * cfg.width_ratio).round() as i64).max(1);
-                let s = stage(&p / format!("layer{}", i + 1), n, c_in, width, c_out, Resample::Up);
+                let s = stage(
+                    &p / format!("layer{}", i + 1),
+                    n,
+                    c_in,
+                    width,
+                    c_out,
+                    Resample::Up,
+                );
                 c_in = c_out;
                 s
             })
@@ -72,14 +83,28 @@ mod tests {
         let channels = vec![24, 40, 112];
         let ocbe = Ocbe::new(
             vs.root() / "bn",
-            &OcbeConfig { level_channels: channels.clone(), embed_channels: 64, width_ratio: 0.5, blocks: 1 },
+            &OcbeConfig {
+                level_channels: channels.clone(),
+                embed_channels: 64,
+                width_ratio: 0.5,
+                blocks: 1,
+            },
         );
         let dec = ReverseDecoder::new(
             vs.root() / "de",
-            &ReverseDecoderConfig { embed_channels: 64, level_channels: channels.clone(), blocks: vec![1, 1, 1], width_ratio: 0.5 },
+            &ReverseDecoderConfig {
+                embed_channels: 64,
+                level_channels: channels.clone(),
+                blocks: vec![1, 1, 1],
+                width_ratio: 0.5,
+            },
         );
         let opts = (Kind::Float, Device::Cpu);
-        let levels = [Tensor::randn([2, 24, 16, 16], opts), Tensor::randn([2, 40, 8, 8], opts), Tensor::randn([2, 112, 4, 4], opts)];
+        let levels = [
+            Tensor::randn([2, 24, 16, 16], opts),
+            Tensor::randn([2, 40, 8, 8], opts),
+            Tensor::randn([2, 112, 4, 4], opts),
+        ];
         let refs: Vec<&Tensor> = levels.iter().collect();
         let e = ocbe.forward_t(&refs, true);
         assert_eq!(e.size(), [2, 64, 2, 2]);

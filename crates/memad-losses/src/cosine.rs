@@ -25,14 +25,19 @@ impl CosineForm {
 /// # Shapes
 /// `teacher[k]`, `student[k]`: `[B, C_k, H_k, W_k]` -> scalar.
 pub fn cosine_distillation(teacher: &[&Tensor], student: &[Tensor], form: CosineForm) -> Tensor {
-    assert_eq!(teacher.len(), student.len(), "one student map per teacher level");
+    assert_eq!(
+        teacher.len(),
+        student.len(),
+        "one student map per teacher level"
+    );
     let terms: Vec<Tensor> = teacher
         .iter()
         .zip(student)
         .map(|(t, s)| match form {
             CosineForm::Flattened => {
                 let b = t.size()[0];
-                let cos = Tensor::cosine_similarity(&t.reshape([b, -1]), &s.reshape([b, -1]), 1, 1e-8);
+                let cos =
+                    Tensor::cosine_similarity(&t.reshape([b, -1]), &s.reshape([b, -1]), 1, 1e-8);
                 (1f64 - cos).mean(None::<tch::Kind>)
             }
             CosineForm::PerPixel => cosine_distance_map(t, s).mean(None::<tch::Kind>),
@@ -59,7 +64,11 @@ mod tests {
             let same = cosine_distillation(&[&t], &[t.copy()], form).double_value(&[]);
             let opposite = cosine_distillation(&[&t, &t], &[-&t, -&t], form).double_value(&[]);
             assert!(same.abs() < 1e-6, "{}", form.name());
-            assert!((opposite - 4.0).abs() < 1e-5, "two levels of distance 2 ({})", form.name());
+            assert!(
+                (opposite - 4.0).abs() < 1e-5,
+                "two levels of distance 2 ({})",
+                form.name()
+            );
         }
     }
 
@@ -69,6 +78,9 @@ mod tests {
         let b = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]).reshape([1, 2, 1, 2]);
         // pixel 0: (1,0) vs (1,0) -> 0; pixel 1: (0,1) vs (1,0) -> 1.
         let m: Vec<f32> = Vec::try_from(cosine_distance_map(&a, &b).flatten(0, -1)).unwrap();
-        assert!((m[0] - 0.0).abs() < 1e-6 && (m[1] - 1.0).abs() < 1e-6, "{m:?}");
+        assert!(
+            (m[0] - 0.0).abs() < 1e-6 && (m[1] - 1.0).abs() < 1e-6,
+            "{m:?}"
+        );
     }
 }

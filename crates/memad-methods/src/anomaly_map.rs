@@ -24,12 +24,31 @@ pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Tensor {
         return x.shallow_clone();
     }
     let radius = (4.0 * sigma + 0.5) as i64;
-    let taps: Vec<f32> = (-radius..=radius).map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp() as f32).collect();
+    let taps: Vec<f32> = (-radius..=radius)
+        .map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp() as f32)
+        .collect();
     let sum: f32 = taps.iter().sum();
-    let kernel = Tensor::from_slice(&taps).to_device(x.device()).to_kind(x.kind()) / sum as f64;
+    let kernel = Tensor::from_slice(&taps)
+        .to_device(x.device())
+        .to_kind(x.kind())
+        / sum as f64;
     let k = 2 * radius + 1;
-    let h = symmetric_pad(x, radius, 3).conv2d(&kernel.reshape([1, 1, 1, k]), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
-    symmetric_pad(&h, radius, 2).conv2d(&kernel.reshape([1, 1, k, 1]), None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+    let h = symmetric_pad(x, radius, 3).conv2d(
+        &kernel.reshape([1, 1, 1, k]),
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        1,
+    );
+    symmetric_pad(&h, radius, 2).conv2d(
+        &kernel.reshape([1, 1, k, 1]),
+        None::<Tensor>,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        1,
+    )
 }
 
 /// Pads `r` pixels on both sides of `dim` by mirroring including the edge (scipy `reflect`);
@@ -50,7 +69,9 @@ fn symmetric_pad(x: &Tensor, r: i64, dim: i64) -> Tensor {
 
 /// Image score = maximum of the map. `[B, 1, H, W]` -> `[B]`.
 pub fn max_score(map: &Tensor) -> Tensor {
-    map.flatten(1, -1).amax([1i64].as_slice(), false).to_kind(Kind::Float)
+    map.flatten(1, -1)
+        .amax([1i64].as_slice(), false)
+        .to_kind(Kind::Float)
 }
 
 #[cfg(test)]
@@ -75,7 +96,10 @@ mod tests {
         let x = Tensor::from_slice(&v).reshape([1, 1, 1, 11]);
         let y = gaussian_blur(&x, 1.0);
         let row: Vec<f32> = Vec::try_from(y.flatten(0, -1)).unwrap();
-        assert!((row[5] - 0.398_942_3).abs() < 1e-4 && (row[4] - 0.241_970_7).abs() < 1e-4, "{row:?}");
+        assert!(
+            (row[5] - 0.398_942_3).abs() < 1e-4 && (row[4] - 0.241_970_7).abs() < 1e-4,
+            "{row:?}"
+        );
     }
 
     #[test]

@@ -82,37 +82,68 @@ fn d_sigma() -> f64 {
     4.0
 }
 
-fn parse(section: &toml::Value, path: &str, registry: &Registry) -> std::result::Result<Rd4adConfig, ConfigError> {
+fn parse(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<Rd4adConfig, ConfigError> {
     let mut cfg: Rd4adConfig = parse_section(section, path)?;
     let bb_path = format!("{path}.backbone");
-    let entry = registry.backbone(kind_of(&cfg.backbone, &bb_path)?, &format!("{bb_path}.kind"))?;
+    let entry = registry.backbone(
+        kind_of(&cfg.backbone, &bb_path)?,
+        &format!("{bb_path}.kind"),
+    )?;
     cfg.backbone = (entry.resolve)(&cfg.backbone, &bb_path, registry)?;
-    let levels = cfg.backbone.get("levels").and_then(|l| l.as_array()).map_or(0, Vec::len);
+    let levels = cfg
+        .backbone
+        .get("levels")
+        .and_then(|l| l.as_array())
+        .map_or(0, Vec::len);
     if cfg.decoder_blocks.len() != levels {
         return Err(ConfigError::new(
             format!("{path}.decoder_blocks"),
-            format!("needs one block count per teacher level ({levels}), got {}", cfg.decoder_blocks.len()),
+            format!(
+                "needs one block count per teacher level ({levels}), got {}",
+                cfg.decoder_blocks.len()
+            ),
         ));
     }
     if cfg.decoder_blocks.contains(&0) || cfg.oce_blocks == 0 {
         return Err(ConfigError::new(path, "block counts must be at least 1"));
     }
-    if cfg.embed_channels < 1 || !(cfg.width_ratio > 0.0) || cfg.map_sigma < 0.0 {
-        return Err(ConfigError::new(path, "embed_channels and width_ratio must be positive, map_sigma >= 0"));
+    if cfg.embed_channels < 1
+        || cfg.width_ratio.is_nan()
+        || cfg.width_ratio <= 0.0
+        || cfg.map_sigma < 0.0
+    {
+        return Err(ConfigError::new(
+            path,
+            "embed_channels and width_ratio must be positive, map_sigma >= 0",
+        ));
     }
     Ok(cfg)
 }
 
 /// Registry `resolve`.
-pub fn resolve(section: &toml::Value, path: &str, registry: &Registry) -> std::result::Result<toml::Value, ConfigError> {
+pub fn resolve(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
     to_toml_value(&parse(section, path, registry)?)
 }
 
 /// Registry `build`.
-pub fn build(section: &toml::Value, registry: &Registry, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+pub fn build(
+    section: &toml::Value,
+    registry: &Registry,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Method>> {
     let cfg = parse(section, "method", registry)?;
     let teacher_kind = kind_of(&cfg.backbone, "method.backbone")?;
-    let teacher = (registry.backbone(teacher_kind, "method.backbone.kind")?.build)(&cfg.backbone, ctx)?;
+    let teacher = (registry
+        .backbone(teacher_kind, "method.backbone.kind")?
+        .build)(&cfg.backbone, ctx)?;
     Ok(Box::new(Rd4ad::new(cfg, teacher, ctx)?))
 }
 
@@ -160,15 +191,29 @@ impl Rd4ad {
                 width_ratio: cfg.width_ratio,
             },
         );
-        Ok(Rd4ad { cfg, teacher, vs, ocbe, decoder })
+        Ok(Rd4ad {
+            cfg,
+            teacher,
+            vs,
+            ocbe,
+            decoder,
+        })
     }
 
     /// Teacher levels (no gradient) and the student's reconstructions.
     fn forward(&self, x: &Tensor, train: bool) -> (Vec<Tensor>, Vec<Tensor>) {
-        let teacher: Vec<Tensor> =
-            tch::no_grad(|| self.teacher.pyramid(x, false).levels.into_iter().map(|l| l.features).collect());
+        let teacher: Vec<Tensor> = tch::no_grad(|| {
+            self.teacher
+                .pyramid(x, false)
+                .levels
+                .into_iter()
+                .map(|l| l.features)
+                .collect()
+        });
         let refs: Vec<&Tensor> = teacher.iter().collect();
-        let student = self.decoder.forward_t(&self.ocbe.forward_t(&refs, train), train);
+        let student = self
+            .decoder
+            .forward_t(&self.ocbe.forward_t(&refs, train), train);
         (teacher, student)
     }
 }
@@ -188,7 +233,10 @@ impl Method for Rd4ad {
         let mut per_level = Vec::new();
         for ((t, s), spec) in teacher.iter().zip(&student).zip(self.teacher.levels()) {
             let term = cosine_distillation(&[t], std::slice::from_ref(s), form);
-            terms.push(LossTerm { name: format!("cos_{}", spec.name), value: term.double_value(&[]) });
+            terms.push(LossTerm {
+                name: format!("cos_{}", spec.name),
+                value: term.double_value(&[]),
+            });
             per_level.push(term);
         }
         let loss = Tensor::stack(&per_level, 0).sum(None::<tch::Kind>);
@@ -198,8 +246,18 @@ impl Method for Rd4ad {
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let size = batch.input.size();
         let (teacher, student) = self.forward(&batch.input, false);
-        let maps: Vec<Tensor> = teacher.iter().zip(&student).map(|(t, s)| cosine_distance_map(t, s)).collect();
-        let map = gaussian_blur(&upsample_and_sum(&maps, [size[2], size[3]]), self.cfg.map_sigma);
-        Ok(AnomalyOutput { image_score: max_score(&map), anomaly_map: Some(map) })
+        let maps: Vec<Tensor> = teacher
+            .iter()
+            .zip(&student)
+            .map(|(t, s)| cosine_distance_map(t, s))
+            .collect();
+        let map = gaussian_blur(
+            &upsample_and_sum(&maps, [size[2], size[3]]),
+            self.cfg.map_sigma,
+        );
+        Ok(AnomalyOutput {
+            image_score: max_score(&map),
+            anomaly_map: Some(map),
+        })
     }
 }
