@@ -1,1 +1,211 @@
-fn main() {}
+//! `memad`: run, check and inspect memory-augmented anomaly-detection experiments.
+mod experiment;
+mod output;
+mod run;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use memad_core::device::{describe_backend, torch_info};
+use memad_core::Registry;
+use memad_data::catalog::DatasetCatalog;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "memad",
+    version,
+    about = "Memory-augmented anomaly detection on libtorch"
+)]
+struct Cli {
+    /// The dataset catalog; default: the nearest `datasets.toml` above the experiment file,
+    /// else above the current folder.
+    #[arg(long, global = true)]
+    datasets: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train and evaluate an experiment; results go to `<runs>/<name>/<timestamp>/`.
+    Run {
+        experiment: PathBuf,
+        /// Folder holding the runs.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Override `train.epochs` (for a quick smoke run).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Folder of converted weights (default `~/.cache/memad/weights`).
+        #[arg(long)]
+        weights_dir: Option<PathBuf>,
+    },
+    /// Parse, validate and resolve experiment files; nothing is trained.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the resolved configuration (every default filled in).
+        #[arg(long)]
+        resolved: bool,
+    },
+    /// The registered kinds, by category.
+    List,
+    /// memad and libtorch versions, CUDA and cuDNN availability, where libtorch was loaded from.
+    Info,
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::default();
+    memad_backbones::register(&mut r);
+    memad_methods::register(&mut r);
+    r
+}
+
+/// The nearest `datasets.toml` in `start` or above it.
+fn find_catalog(start: &Path) -> Option<PathBuf> {
+    let start = std::fs::canonicalize(start).ok()?;
+    start
+        .ancestors()
+        .map(|d| d.join("datasets.toml"))
+        .find(|p| p.is_file())
+}
+
+fn catalog_for(explicit: &Option<PathBuf>, experiment: &Path) -> anyhow::Result<DatasetCatalog> {
+    let path = match explicit {
+        Some(p) => p.clone(),
+        None => experiment
+            .parent()
+            .and_then(|d| find_catalog(if d.as_os_str().is_empty() { Path::new(".") } else { d }))
+            .or_else(|| find_catalog(Path::new(".")))
+            .context("no datasets.toml found above the experiment file or the current folder; pass --datasets")?,
+    };
+    Ok(DatasetCatalog::load(&path)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    memad_core::device::load_cuda_backend();
+    match execute(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<()> {
+    let registry = registry();
+    match cli.command {
+        Command::Run {
+            experiment,
+            runs,
+            epochs,
+            weights_dir,
+        } => {
+            let catalog = catalog_for(&cli.datasets, &experiment)?;
+            let loaded = experiment::load(&experiment, &registry, &catalog)?;
+            let opts = run::RunOptions {
+                runs_dir: runs,
+                weights_dir: weights_dir
+                    .unwrap_or_else(memad_backbones::weights::default_weights_dir),
+                epochs,
+            };
+            let summary = run::run(&loaded, &registry, &opts)?;
+            print_table(&summary.results);
+            println!(
+                "\nresults: {}",
+                summary.folder.join("metrics.csv").display()
+            );
+            println!(
+                "config, log, losses, scores, checkpoints: {}",
+                summary.folder.display()
+            );
+            Ok(())
+        }
+        Command::Check { files, resolved } => {
+            let mut failed = 0;
+            for file in &files {
+                let outcome = catalog_for(&cli.datasets, file)
+                    .and_then(|c| experiment::load(file, &registry, &c));
+                match outcome {
+                    Ok(loaded) => {
+                        println!("ok   {}", file.display());
+                        if resolved {
+                            println!("{}", loaded.experiment.to_toml());
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL {e:#}");
+                    }
+                }
+            }
+            anyhow::ensure!(
+                failed == 0,
+                "{failed} of {} experiment file(s) failed the check",
+                files.len()
+            );
+            Ok(())
+        }
+        Command::List => {
+            for (category, kinds) in registry.listing() {
+                println!("{category}:");
+                for (kind, summary) in kinds {
+                    println!("  {kind:<20} {summary}");
+                }
+            }
+            Ok(())
+        }
+        Command::Info => {
+            let info = torch_info();
+            println!("memad          {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "torch          {}",
+                info.torch_version.as_deref().unwrap_or("unknown")
+            );
+            println!("tch            0.24.0");
+            let dir = info.libtorch_lib_dir.map(|d| d.display().to_string());
+            println!("libtorch       {}", dir.as_deref().unwrap_or("unknown"));
+            println!("cuda backend   {}", describe_backend(&info.cuda_backend));
+            println!("cuda available {}", info.cuda_available);
+            println!("cuda devices   {}", info.cuda_device_count);
+            println!("cudnn          {}", info.cudnn_available);
+            println!("cpu threads    {}", tch::get_num_threads());
+            println!("default device {:?}", tch::Device::cuda_if_available());
+            Ok(())
+        }
+    }
+}
+
+/// Categories x metrics, with the mean over categories.
+fn print_table(results: &[(String, Vec<(String, f64)>)]) {
+    let Some((_, first)) = results.first() else {
+        return;
+    };
+    let metrics: Vec<&str> = first.iter().map(|(m, _)| m.as_str()).collect();
+    print!("\n{:<14}", "category");
+    for m in &metrics {
+        print!(" {m:>12}");
+    }
+    println!();
+    for (category, values) in results {
+        print!("{category:<14}");
+        for (_, v) in values {
+            print!(" {v:>12.4}");
+        }
+        println!();
+    }
+    if results.len() > 1 {
+        print!("{:<14}", "mean");
+        for (i, _) in metrics.iter().enumerate() {
+            let mean = results.iter().map(|(_, v)| v[i].1).sum::<f64>() / results.len() as f64;
+            print!(" {mean:>12.4}");
+        }
+        println!();
+    }
+}

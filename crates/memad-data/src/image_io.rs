@@ -1,0 +1,153 @@
+//! Image and mask loading with errors that name the file: decode, convert, resize.
+//!
+//! Images become RGB (grayscale is repeated over 3 channels) resized bilinearly; masks are
+//! checked against their image's size, resized with nearest neighbour and binarised to 0/255.
+use crate::error::{DataError, Result};
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
+use std::path::Path;
+
+/// File extensions read as images (lower case; matching is case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`].
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+    ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))
+}
+
+fn decode(path: &Path) -> Result<DynamicImage> {
+    open(path)?.decode().map_err(|e| DataError::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// `(width, height)` from the file header, without decoding the pixels.
+pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
+    open(path)?.into_dimensions().map_err(|e| DataError::Image {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Decodes `path` as RGB and resizes it to `size`x`size` (bilinear).
+pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
+    let rgb = decode(path)?.into_rgb8();
+    Ok(if rgb.dimensions() == (size, size) {
+        rgb
+    } else {
+        imageops::resize(&rgb, size, size, FilterType::Triangle)
+    })
+}
+
+/// Decodes the mask at `path`, checks that it is `expected` (its image's original
+/// `(width, height)`), resizes it to `size`x`size` (nearest) and binarises it (>127 → 255).
+pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayImage> {
+    load_mask_checked(path, None, expected, size)
+}
+
+/// [`load_mask`] for the mask of `image`, whose size is read from its header; a size
+/// mismatch names both files.
+pub fn load_mask_for(mask: &Path, image: &Path, size: u32) -> Result<GrayImage> {
+    let expected = image_dimensions(image)?;
+    load_mask_checked(mask, Some(image), expected, size)
+}
+
+fn load_mask_checked(
+    path: &Path,
+    image: Option<&Path>,
+    expected: (u32, u32),
+    size: u32,
+) -> Result<GrayImage> {
+    let gray = decode(path)?.into_luma8();
+    if gray.dimensions() != expected {
+        return Err(DataError::MaskSize {
+            mask: path.to_path_buf(),
+            mask_size: gray.dimensions(),
+            image: image.map(Path::to_path_buf),
+            image_size: expected,
+        });
+    }
+    let mut mask = if gray.dimensions() == (size, size) {
+        gray
+    } else {
+        imageops::resize(&gray, size, size, FilterType::Nearest)
+    };
+    for p in mask.pixels_mut() {
+        p[0] = if p[0] > 127 { 255 } else { 0 };
+    }
+    Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Luma, Rgb};
+
+    #[test]
+    fn gray_images_become_rgb_at_the_requested_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.png");
+        GrayImage::from_pixel(20, 10, Luma([77]))
+            .save(&path)
+            .unwrap();
+        assert_eq!(image_dimensions(&path).unwrap(), (20, 10));
+        let rgb = load_rgb(&path, 8).unwrap();
+        assert_eq!(rgb.dimensions(), (8, 8));
+        assert!(rgb.pixels().all(|p| *p == Rgb([77, 77, 77])));
+    }
+
+    #[test]
+    fn masks_are_binarised_with_nearest_neighbour() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.png");
+        let mut m = GrayImage::new(16, 16);
+        for y in 0..16 {
+            for x in 8..16 {
+                m.put_pixel(x, y, Luma([200]));
+            }
+        }
+        m.put_pixel(0, 0, Luma([100]));
+        m.save(&path).unwrap();
+        let out = load_mask(&path, (16, 16), 4).unwrap();
+        let values: Vec<u8> = out.pixels().map(|p| p[0]).collect();
+        assert_eq!(&values[..4], &[0, 0, 255, 255]);
+        assert!(values.iter().all(|&v| v == 0 || v == 255));
+    }
+
+    #[test]
+    fn mask_of_the_wrong_size_names_both_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mask, img) = (dir.path().join("m.png"), dir.path().join("i.png"));
+        GrayImage::new(8, 8).save(&mask).unwrap();
+        RgbImage::new(16, 12).save(&img).unwrap();
+        let err = load_mask_for(&mask, &img, 8).unwrap_err().to_string();
+        assert!(err.contains("is 8x8 but its image"), "{err}");
+        assert!(err.contains("i.png is 16x12"), "{err}");
+        let err = load_mask(&mask, (16, 12), 8).unwrap_err().to_string();
+        assert!(err.contains("m.png is 8x8 but its image is 16x12"), "{err}");
+    }
+
+    #[test]
+    fn corrupt_and_missing_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.png");
+        std::fs::write(&path, b"\x89PNG\r\n\x1a\nthis is not a png at all").unwrap();
+        let err = load_rgb(&path, 8).unwrap_err().to_string();
+        assert!(err.contains("bad.png") && err.contains("corrupt"), "{err}");
+        let err = image_dimensions(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.png"), "{err}");
+        let missing = dir.path().join("missing.png");
+        let err = load_rgb(&missing, 8).unwrap_err().to_string();
+        assert!(err.contains("missing.png"), "{err}");
+    }
+}

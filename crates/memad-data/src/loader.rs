@@ -1,0 +1,152 @@
+//! Batches of image samples as tensors, decoded in parallel and prefetched.
+//!
+//! [`BatchLoader`] decodes the next batch on a background thread (rayon inside it) while
+//! the current one is being used, so the device never waits for PNG decoding.
+use crate::error::Result;
+use crate::image_io::{image_dimensions, load_mask, load_rgb};
+use crate::mvtec::Sample;
+use memad_core::Batch;
+use rayon::prelude::*;
+use std::sync::mpsc;
+use std::thread;
+use tch::{Device, Kind, Tensor};
+
+/// A decoded batch in host memory.
+#[derive(Debug)]
+pub struct HostBatch {
+    /// Indices into the sample list the loader was given.
+    pub indices: Vec<usize>,
+    /// `[B, 3, S, S]` row-major, RGB in `[0, 1]`.
+    pub images: Vec<f32>,
+    /// `[B, 1, S, S]` {0, 1}, when masks were asked for.
+    pub masks: Option<Vec<f32>>,
+    pub labels: Vec<i64>,
+    pub size: i64,
+}
+
+impl HostBatch {
+    /// Moves the batch to `device` as the [`Batch`] methods consume.
+    pub fn to_batch(&self, device: Device) -> Batch {
+        let b = self.indices.len() as i64;
+        let s = self.size;
+        let input = Tensor::from_slice(&self.images).reshape([b, 3, s, s]).to_device(device);
+        let mask = self.masks.as_ref().map(|m| Tensor::from_slice(m).reshape([b, 1, s, s]).to_device(device));
+        let label = Tensor::from_slice(&self.labels).to_kind(Kind::Int64).to_device(device);
+        Batch { input, label, mask }
+    }
+}
+
+/// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`; normal samples
+/// get an all-zero mask).
+pub fn decode_batch(samples: &[Sample], indices: &[usize], size: u32, with_masks: bool) -> Result<HostBatch> {
+    let decoded: Vec<(Vec<f32>, Option<Vec<f32>>)> = indices
+        .par_iter()
+        .map(|&i| {
+            let sample = &samples[i];
+            let rgb = load_rgb(&sample.image, size)?;
+            let plane = (size * size) as usize;
+            let mut chw = vec![0f32; 3 * plane];
+            for (p, px) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    chw[c * plane + p] = px[c] as f32 / 255.0;
+                }
+            }
+            let mask = if !with_masks {
+                None
+            } else if let Some(mask_path) = &sample.mask {
+                let expected = image_dimensions(&sample.image)?;
+                let m = load_mask(mask_path, expected, size)?;
+                Some(m.pixels().map(|p| if p[0] > 127 { 1.0 } else { 0.0 }).collect())
+            } else {
+                Some(vec![0f32; plane])
+            };
+            Ok((chw, mask))
+        })
+        .collect::<Result<_>>()?;
+    let labels = indices.iter().map(|&i| samples[i].label.is_anomalous() as i64).collect();
+    let mut images = Vec::with_capacity(decoded.iter().map(|d| d.0.len()).sum());
+    let mut masks = with_masks.then(Vec::new);
+    for (img, mask) in decoded {
+        images.extend_from_slice(&img);
+        if let (Some(all), Some(m)) = (masks.as_mut(), mask) {
+            all.extend_from_slice(&m);
+        }
+    }
+    Ok(HostBatch { indices: indices.to_vec(), images, masks, labels, size: size as i64 })
+}
+
+/// Iterates over batches of `order` (indices into `samples`), decoding one batch ahead on
+/// a background thread.
+pub struct BatchLoader {
+    receiver: mpsc::Receiver<Result<HostBatch>>,
+    worker: Option<thread::JoinHandle<()>>,
+    pub batches: usize,
+}
+
+impl BatchLoader {
+    pub fn new(samples: Vec<Sample>, order: Vec<usize>, batch_size: usize, size: u32, with_masks: bool) -> Self {
+        let batch_size = batch_size.max(1);
+        let batches = order.len().div_ceil(batch_size);
+        let (sender, receiver) = mpsc::sync_channel(2);
+        let worker = thread::spawn(move || {
+            for chunk in order.chunks(batch_size) {
+                if sender.send(decode_batch(&samples, chunk, size, with_masks)).is_err() {
+                    return; // the consumer stopped early
+                }
+            }
+        });
+        BatchLoader { receiver, worker: Some(worker), batches }
+    }
+}
+
+impl Iterator for BatchLoader {
+    type Item = Result<HostBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl Drop for BatchLoader {
+    fn drop(&mut self) {
+        // Unblock the worker by dropping the receiver first, then join it.
+        let (_, dead) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.receiver, dead));
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// A deterministic permutation of `0..n` (Fisher-Yates with SplitMix64).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_is_a_deterministic_permutation() {
+        let a = shuffled(100, 7);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, shuffled(100, 7));
+        assert_ne!(a, shuffled(100, 8));
+    }
+}

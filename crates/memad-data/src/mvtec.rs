@@ -1,0 +1,322 @@
+//! The MVTec AD reader (Bergmann et al., CVPR 2019), for the dataset as downloaded and for
+//! the synthetic generator's output, which uses the same layout:
+//!
+//! ```text
+//! <root>/<category>/train/good/000.png              normal training images
+//! <root>/<category>/test/good/000.png               normal test images (no masks)
+//! <root>/<category>/test/<defect>/000.png           anomalous test images
+//! <root>/<category>/ground_truth/<defect>/000_mask.png   their masks (0/255, image size)
+//! ```
+//!
+//! Only paths are listed here (nothing is decoded); files are sorted naturally
+//! (`2.png` before `10.png`), test folders by name. Hidden files and files that are not
+//! images are skipped.
+use crate::error::{DataError, Result};
+use crate::image_io::{is_image_path, IMAGE_EXTENSIONS};
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+/// The 15 categories of MVTec AD.
+pub const MVTEC_AD_CATEGORIES: [&str; 15] = [
+    "bottle",
+    "cable",
+    "capsule",
+    "carpet",
+    "grid",
+    "hazelnut",
+    "leather",
+    "metal_nut",
+    "pill",
+    "screw",
+    "tile",
+    "toothbrush",
+    "transistor",
+    "wood",
+    "zipper",
+];
+
+/// The test folder holding normal images.
+pub const GOOD: &str = "good";
+
+/// Normal or anomalous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Label {
+    Normal,
+    Anomalous,
+}
+
+impl Label {
+    pub fn is_anomalous(self) -> bool {
+        self == Label::Anomalous
+    }
+}
+
+/// One image of a split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    pub image: PathBuf,
+    pub label: Label,
+    /// The test folder it came from (`good` for normal images, training images included).
+    pub defect: String,
+    /// The ground-truth mask of an anomalous image; `None` for normal images.
+    pub mask: Option<PathBuf>,
+}
+
+/// The training (normal only) and test images of one category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategorySplit {
+    pub category: String,
+    pub train: Vec<Sample>,
+    pub test: Vec<Sample>,
+}
+
+impl CategorySplit {
+    /// The defect types of the test set (folders other than `good`), sorted.
+    pub fn defects(&self) -> Vec<&str> {
+        let mut d: Vec<&str> = self
+            .test
+            .iter()
+            .filter(|s| s.label.is_anomalous())
+            .map(|s| s.defect.as_str())
+            .collect();
+        d.dedup();
+        d
+    }
+}
+
+fn check_root(root: &Path) -> Result<()> {
+    if root.is_dir() {
+        Ok(())
+    } else {
+        Err(DataError::RootMissing {
+            path: root.to_path_buf(),
+        })
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// The entries of `dir` that are not hidden, split into (sub-folders, files), each sorted.
+fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let read = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for entry in read {
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+        if is_hidden(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            dirs.push(path);
+        } else {
+            files.push(path);
+        }
+    }
+    dirs.sort_by(|a, b| natural_cmp(&name_of(a), &name_of(b)));
+    files.sort_by(|a, b| natural_cmp(&name_of(a), &name_of(b)));
+    Ok((dirs, files))
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Compares digit runs by value, the rest byte-wise: `2.png` < `10.png`.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
+                let ord = na.len().cmp(&nb.len()).then(na.cmp(nb)).then(da.cmp(&db));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let zeros = digits.iter().take_while(|&&c| c == b'0').count();
+    &digits[zeros..]
+}
+
+/// The images directly in `dir` (sorted); a sub-folder there is a layout error.
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let (dirs, files) = entries(dir)?;
+    if let Some(sub) = dirs.first() {
+        return Err(DataError::Layout {
+            path: sub.clone(),
+            message: format!("{} should hold only image files", dir.display()),
+        });
+    }
+    Ok(files.into_iter().filter(|f| is_image_path(f)).collect())
+}
+
+/// The categories under `root`: its folders holding a `train/good` folder, sorted.
+pub fn list_categories(root: &Path) -> Result<Vec<String>> {
+    check_root(root)?;
+    let (dirs, _) = entries(root)?;
+    let mut names: Vec<String> = dirs
+        .iter()
+        .filter(|d| d.join("train").join(GOOD).is_dir())
+        .map(|d| name_of(d))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Where the mask of `test/<defect>/<stem>.<ext>` is: `ground_truth/<defect>/<stem>_mask.png`
+/// (or another image extension); `Err` carries the `.png` path that was expected.
+fn find_mask(category_dir: &Path, defect: &str, image: &Path) -> Result<PathBuf, PathBuf> {
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = category_dir.join("ground_truth").join(defect);
+    let expected = dir.join(format!("{stem}_mask.png"));
+    if expected.is_file() {
+        return Ok(expected);
+    }
+    IMAGE_EXTENSIONS
+        .iter()
+        .flat_map(|ext| [ext.to_string(), ext.to_uppercase()])
+        .map(|ext| dir.join(format!("{stem}_mask.{ext}")))
+        .find(|p| p.is_file())
+        .ok_or(expected)
+}
+
+/// Lists the training and test images of `category` under `root` (paths only).
+pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
+    check_root(root)?;
+    let dir = root.join(category);
+    if category.is_empty() || !dir.is_dir() {
+        return Err(DataError::CategoryMissing {
+            root: root.to_path_buf(),
+            category: category.to_string(),
+            available: list_categories(root)?,
+        });
+    }
+    let train_dir = dir.join("train");
+    let train_good = train_dir.join(GOOD);
+    if !train_good.is_dir() {
+        return Err(DataError::TrainMissing { path: train_good });
+    }
+    let (train_subdirs, train_files) = entries(&train_dir)?;
+    if let Some(other) = train_subdirs.iter().find(|d| name_of(d) != GOOD) {
+        return Err(DataError::Layout {
+            path: other.clone(),
+            message: "train/ holds only `good` (training images are normal)".into(),
+        });
+    }
+    if let Some(stray) = train_files.iter().find(|f| is_image_path(f)) {
+        return Err(DataError::Layout {
+            path: stray.clone(),
+            message: "training images belong in train/good".into(),
+        });
+    }
+    let train: Vec<Sample> = images_in(&train_good)?
+        .into_iter()
+        .map(|image| Sample {
+            image,
+            label: Label::Normal,
+            defect: GOOD.to_string(),
+            mask: None,
+        })
+        .collect();
+    if train.is_empty() {
+        return Err(DataError::NoImages { path: train_good });
+    }
+
+    let test_dir = dir.join("test");
+    if !test_dir.is_dir() {
+        return Err(DataError::Layout {
+            path: test_dir,
+            message: "missing: a category keeps its test images in test/good and test/<defect>"
+                .into(),
+        });
+    }
+    let (defect_dirs, test_files) = entries(&test_dir)?;
+    if let Some(stray) = test_files.iter().find(|f| is_image_path(f)) {
+        return Err(DataError::Layout {
+            path: stray.clone(),
+            message: "test images belong in test/good or test/<defect>".into(),
+        });
+    }
+    let mut test = Vec::new();
+    for defect_dir in &defect_dirs {
+        let defect = name_of(defect_dir);
+        for image in images_in(defect_dir)? {
+            let sample = if defect == GOOD {
+                Sample {
+                    image,
+                    label: Label::Normal,
+                    defect: defect.clone(),
+                    mask: None,
+                }
+            } else {
+                let mask = find_mask(&dir, &defect, &image).map_err(|expected| {
+                    DataError::MaskMissing {
+                        image: image.clone(),
+                        expected,
+                    }
+                })?;
+                Sample {
+                    image,
+                    label: Label::Anomalous,
+                    defect: defect.clone(),
+                    mask: Some(mask),
+                }
+            };
+            test.push(sample);
+        }
+    }
+    Ok(CategorySplit {
+        category: category.to_string(),
+        train,
+        test,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_order_compares_numbers_by_value() {
+        let mut names = vec![
+            "10.png", "2.png", "002.png", "1.png", "b.png", "a10.png", "a9.png",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            ["1.png", "2.png", "002.png", "10.png", "a9.png", "a10.png", "b.png"]
+        );
+    }
+
+    #[test]
+    fn missing_root_is_named() {
+        let err = list_categories(Path::new("/nonexistent/memad-root")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/memad-root"), "{err}");
+    }
+}

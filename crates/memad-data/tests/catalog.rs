@@ -1,0 +1,69 @@
+//! The workspace's `datasets.toml` and catalog errors on files.
+use memad_data::catalog::{DatasetCatalog, DatasetFormat};
+use memad_data::mvtec::{read_category, MVTEC_AD_CATEGORIES};
+use std::path::Path;
+
+#[test]
+fn workspace_catalog_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.toml");
+    let catalog = DatasetCatalog::load(&path).unwrap();
+    assert_eq!(
+        catalog.names().collect::<Vec<_>>(),
+        ["mvtec", "synthetic-mvtec"]
+    );
+    let synthetic = catalog.get("synthetic-mvtec").unwrap();
+    assert_eq!(synthetic.format, DatasetFormat::Mvtec);
+    assert!(synthetic.root.ends_with("data/synthetic-mvtec"));
+    let spec = synthetic.synthetic.as_ref().unwrap();
+    assert_eq!(spec, &Default::default());
+    assert_eq!(synthetic.categories.as_deref(), Some(&spec.categories[..]));
+    let mvtec = catalog.get("mvtec").unwrap();
+    assert!(mvtec.synthetic.is_none() && mvtec.categories.is_none());
+    assert!(mvtec.root.ends_with("datasets/mvtec_anomaly_detection"));
+    assert!(MVTEC_AD_CATEGORIES.contains(&"metal_nut"));
+}
+
+#[test]
+fn typo_in_a_file_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("datasets.toml");
+    std::fs::write(
+        &path,
+        "[mvtec]\nformat = \"mvtec\"\nroot = \"x\"\ncatgories = [\"bottle\"]\n",
+    )
+    .unwrap();
+    let msg = DatasetCatalog::load(&path).unwrap_err().to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(msg.contains("mvtec.catgories"), "{msg}");
+    assert!(msg.contains("`categories`"), "{msg}");
+}
+
+#[test]
+fn prepare_generates_a_synthetic_entry_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("datasets.toml");
+    let text = r#"
+[tiny]
+format = "mvtec"
+root = "data/tiny"
+[tiny.synthetic]
+categories = ["leather"]
+defects = ["stain"]
+image_size = 32
+train_per_category = 3
+test_good_per_category = 1
+test_per_defect = 2
+"#;
+    std::fs::write(&path, text).unwrap();
+    let catalog = DatasetCatalog::load(&path).unwrap();
+    let entry = catalog.get("tiny").unwrap();
+    assert_eq!(entry.root, dir.path().join("data/tiny"));
+    entry.prepare().unwrap();
+    entry.prepare().unwrap();
+    assert_eq!(entry.category_names().unwrap(), ["leather"]);
+    let split = entry.read_category("leather").unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (3, 3));
+    assert_eq!(read_category(&entry.root, "leather").unwrap(), split);
+    let missing = catalog.get("mvtec").unwrap_err().to_string();
+    assert!(missing.contains("tiny"), "{missing}");
+}

@@ -1,0 +1,187 @@
+//! The MVTec AD reader and image loading on hand-made folders in the real dataset's layout.
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use memad_data::image_io::{load_mask, load_mask_for, load_rgb};
+use memad_data::mvtec::{list_categories, read_category, Label};
+use memad_data::DataError;
+use std::path::{Path, PathBuf};
+
+fn png(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(w, h, Rgb([90, 120, 150]))
+        .save(path)
+        .unwrap();
+}
+
+fn mask(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut m = GrayImage::new(w, h);
+    m.put_pixel(1, 1, Luma([255]));
+    m.save(path).unwrap();
+}
+
+/// A tiny MVTec-AD-like tree: `bottle` (2 defects) and `screw`, plus the files the real
+/// download has at its root.
+fn mvtec_tree(root: &Path) {
+    std::fs::write(root.join("license.txt"), "cc by-nc-sa").unwrap();
+    std::fs::write(root.join("readme.txt"), "mvtec ad").unwrap();
+    for i in [0, 1, 2, 10] {
+        png(&root.join(format!("bottle/train/good/{i:03}.png")), 20, 16);
+    }
+    png(&root.join("bottle/test/good/000.png"), 20, 16);
+    png(&root.join("bottle/test/good/001.png"), 20, 16);
+    for defect in ["broken_large", "contamination"] {
+        for i in 0..2 {
+            png(
+                &root.join(format!("bottle/test/{defect}/{i:03}.png")),
+                20,
+                16,
+            );
+            mask(
+                &root.join(format!("bottle/ground_truth/{defect}/{i:03}_mask.png")),
+                20,
+                16,
+            );
+        }
+    }
+    std::fs::write(root.join("bottle/train/good/.DS_Store"), "junk").unwrap();
+    png(&root.join("screw/train/good/000.png"), 8, 8);
+    std::fs::create_dir_all(root.join("screw/test/good")).unwrap();
+    std::fs::create_dir_all(root.join("not_a_category")).unwrap();
+}
+
+fn tree() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec_anomaly_detection");
+    std::fs::create_dir_all(&root).unwrap();
+    mvtec_tree(&root);
+    (dir, root)
+}
+
+#[test]
+fn reads_the_real_layout_in_sorted_order() {
+    let (_dir, root) = tree();
+    assert_eq!(list_categories(&root).unwrap(), ["bottle", "screw"]);
+    let split = read_category(&root, "bottle").unwrap();
+    assert_eq!(split.category, "bottle");
+    let names: Vec<_> = split
+        .train
+        .iter()
+        .map(|s| s.image.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["000.png", "001.png", "002.png", "010.png"]);
+    let test: Vec<_> = split
+        .test
+        .iter()
+        .map(|s| (s.defect.as_str(), s.label, s.mask.is_some()))
+        .collect();
+    assert_eq!(
+        test,
+        [
+            ("broken_large", Label::Anomalous, true),
+            ("broken_large", Label::Anomalous, true),
+            ("contamination", Label::Anomalous, true),
+            ("contamination", Label::Anomalous, true),
+            ("good", Label::Normal, false),
+            ("good", Label::Normal, false),
+        ]
+    );
+    let s = &split.test[1];
+    assert_eq!(
+        s.mask.as_deref().unwrap(),
+        root.join("bottle/ground_truth/broken_large/001_mask.png")
+    );
+    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 10).unwrap();
+    assert_eq!(m.dimensions(), (10, 10));
+    assert_eq!(load_rgb(&s.image, 12).unwrap().dimensions(), (12, 12));
+    assert!(read_category(&root, "screw").unwrap().test.is_empty());
+}
+
+#[test]
+fn missing_mask_names_the_expected_path() {
+    let (_dir, root) = tree();
+    std::fs::remove_file(root.join("bottle/ground_truth/contamination/001_mask.png")).unwrap();
+    let err = read_category(&root, "bottle").unwrap_err();
+    assert!(matches!(err, DataError::MaskMissing { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("test/contamination/001.png"), "{msg}");
+    assert!(
+        msg.contains("expected mask at") && msg.contains("ground_truth/contamination/001_mask.png"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn mask_of_the_wrong_size_is_an_error() {
+    let (_dir, root) = tree();
+    let mask_path = root.join("bottle/ground_truth/broken_large/000_mask.png");
+    mask(&mask_path, 10, 8);
+    let image = root.join("bottle/test/broken_large/000.png");
+    let msg = load_mask_for(&mask_path, &image, 16)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("000_mask.png is 10x8 but its image"), "{msg}");
+    assert!(msg.contains("broken_large/000.png is 20x16"), "{msg}");
+    let msg = load_mask(&mask_path, (20, 16), 16).unwrap_err().to_string();
+    assert!(msg.contains("is 10x8 but its image is 20x16"), "{msg}");
+}
+
+#[test]
+fn corrupt_png_names_the_path() {
+    let (_dir, root) = tree();
+    let path = root.join("bottle/train/good/002.png");
+    std::fs::write(&path, [0x13u8, 0x37, 0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3]).unwrap();
+    let msg = load_rgb(&path, 16).unwrap_err().to_string();
+    assert!(msg.contains("bottle/train/good/002.png"), "{msg}");
+    assert!(msg.contains("corrupt or unreadable"), "{msg}");
+    // A truncated real PNG too.
+    let good = root.join("bottle/train/good/000.png");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&good, &bytes[..bytes.len() / 2]).unwrap();
+    let msg = load_rgb(&good, 16).unwrap_err().to_string();
+    assert!(msg.contains("bottle/train/good/000.png"), "{msg}");
+}
+
+#[test]
+fn category_typo_lists_the_categories() {
+    let (_dir, root) = tree();
+    let msg = read_category(&root, "botle").unwrap_err().to_string();
+    assert!(
+        msg.contains("`botle`") && msg.contains("bottle, screw"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn missing_root_and_broken_layouts_are_named() {
+    let (dir, root) = tree();
+    let missing = dir.path().join("nowhere");
+    let msg = read_category(&missing, "bottle").unwrap_err().to_string();
+    assert!(
+        msg.contains("nowhere") && msg.contains("does not exist"),
+        "{msg}"
+    );
+
+    // An empty train/good.
+    std::fs::remove_file(root.join("screw/train/good/000.png")).unwrap();
+    let msg = read_category(&root, "screw").unwrap_err().to_string();
+    assert!(
+        msg.contains("screw/train/good") && msg.contains("no images"),
+        "{msg}"
+    );
+
+    // No train/good at all.
+    std::fs::create_dir_all(root.join("pill/test/good")).unwrap();
+    let msg = read_category(&root, "pill").unwrap_err().to_string();
+    assert!(msg.contains("pill/train/good is missing"), "{msg}");
+
+    // Test images outside a defect folder; a missing test folder.
+    png(&root.join("bottle/test/stray.png"), 20, 16);
+    let msg = read_category(&root, "bottle").unwrap_err().to_string();
+    assert!(
+        msg.contains("unexpected dataset layout") && msg.contains("stray.png"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(root.join("bottle/test")).unwrap();
+    let msg = read_category(&root, "bottle").unwrap_err().to_string();
+    assert!(msg.contains("bottle/test"), "{msg}");
+}

@@ -1,0 +1,225 @@
+//! Experiment files: one TOML file = one experiment.
+//!
+//! Parsing is strict (`deny_unknown_fields` everywhere, errors name the file and the key
+//! path); [`load`] resolves every section through the registry so the returned
+//! [`Experiment`] has every default filled in, and [`Experiment::to_toml`] is what the run
+//! folder stores.
+use memad_core::registry::kind_of;
+use memad_core::{parse_section, ConfigError, Registry};
+use memad_data::catalog::{DatasetCatalog, DatasetEntry};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Metric names `[eval] metrics` accepts, in report order.
+pub const METRICS: [&str; 7] = [
+    "image_auroc",
+    "image_ap",
+    "image_f1_max",
+    "pixel_auroc",
+    "pixel_ap",
+    "pixel_f1_max",
+    "aupro",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Runs go to `runs/<name>/<timestamp>/`; defaults to the file stem.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
+    #[serde(default = "d_device")]
+    pub device: String,
+    pub data: DataConfig,
+    /// The method section; its `kind` picks the registered method that validates the rest.
+    pub method: toml::Value,
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A name from `datasets.toml`.
+    pub dataset: String,
+    /// Categories to run, one model each (one-class protocol); empty = all of the dataset.
+    #[serde(default)]
+    pub categories: Vec<String>,
+    pub image_size: u32,
+    pub batch_size: usize,
+    #[serde(default = "d_eval_batch")]
+    pub eval_batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    AdamW,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    /// Adam betas, or `[momentum, 0]` for SGD.
+    #[serde(default = "d_betas")]
+    pub betas: [f64; 2],
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    #[serde(default = "d_metrics")]
+    pub metrics: Vec<String>,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            metrics: d_metrics(),
+        }
+    }
+}
+
+fn d_device() -> String {
+    "auto".into()
+}
+fn d_eval_batch() -> usize {
+    16
+}
+fn d_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn d_metrics() -> Vec<String> {
+    METRICS.iter().map(|m| m.to_string()).collect()
+}
+
+/// A parsed, resolved experiment and what it refers to.
+#[derive(Debug)]
+pub struct Loaded {
+    pub experiment: Experiment,
+    pub dataset: DatasetEntry,
+}
+
+impl Experiment {
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a resolved experiment serialises")
+    }
+
+    pub fn method_kind(&self) -> &str {
+        self.method
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("?")
+    }
+
+    pub fn backbone_kind(&self) -> &str {
+        self.method
+            .get("backbone")
+            .and_then(|b| b.get("kind"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("-")
+    }
+}
+
+/// Parses and resolves `path`; `catalog` resolves the dataset name.
+pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyhow::Result<Loaded> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let experiment = resolve(&text, path, registry).map_err(|e| e.in_file(path))?;
+    let dataset = catalog
+        .get(&experiment.data.dataset)
+        .map_err(|e| ConfigError::new("data.dataset", e.to_string()).in_file(path))?
+        .clone();
+    if let Some(known) = &dataset.categories {
+        for (i, c) in experiment.data.categories.iter().enumerate() {
+            if !known.contains(c) {
+                let msg = format!(
+                    "unknown category `{c}` of dataset `{}`; known: {}",
+                    dataset.name,
+                    known.join(", ")
+                );
+                return Err(ConfigError::new(format!("data.categories[{i}]"), msg)
+                    .in_file(path)
+                    .into());
+            }
+        }
+    }
+    Ok(Loaded {
+        experiment,
+        dataset,
+    })
+}
+
+/// Parses `text` and fills every default; nothing is built.
+pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experiment, ConfigError> {
+    let value: toml::Value = toml::from_str(text).map_err(|e| {
+        let span = e
+            .span()
+            .map(|s| format!(" (byte {})", s.start))
+            .unwrap_or_default();
+        ConfigError::new("", format!("not valid TOML{span}: {}", e.message()))
+    })?;
+    let mut experiment: Experiment = parse_section(&value, "")?;
+    if experiment.name.is_empty() {
+        experiment.name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    let entry = registry.method(kind_of(&experiment.method, "method")?, "method.kind")?;
+    experiment.method = (entry.resolve)(&experiment.method, "method", registry)?;
+    validate(&experiment)?;
+    Ok(experiment)
+}
+
+fn validate(e: &Experiment) -> Result<(), ConfigError> {
+    let positive = [
+        ("data.image_size", e.data.image_size as usize),
+        ("data.batch_size", e.data.batch_size),
+        ("data.eval_batch_size", e.data.eval_batch_size),
+        ("train.epochs", e.train.epochs),
+    ];
+    for (key, v) in positive {
+        if v == 0 {
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    if !(e.train.lr > 0.0) {
+        return Err(ConfigError::new("train.lr", "must be positive"));
+    }
+    for (i, m) in e.eval.metrics.iter().enumerate() {
+        if !METRICS.contains(&m.as_str()) {
+            return Err(ConfigError::new(
+                format!("eval.metrics[{i}]"),
+                format!("unknown metric `{m}`; known: {}", METRICS.join(", ")),
+            ));
+        }
+    }
+    if !e
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ConfigError::new(
+            "name",
+            "use letters, digits, '-', '_' and '.' only (it names a folder)",
+        ));
+    }
+    memad_core::device::select(&e.device)
+        .map(|_| ())
+        .or_else(|err| match e.device.as_str() {
+            // A CUDA device is a valid request on a machine without one; `run` reports it.
+            d if d == "cuda" || d.starts_with("cuda:") && d[5..].parse::<usize>().is_ok() => Ok(()),
+            _ => Err(ConfigError::new("device", err.to_string())),
+        })
+}

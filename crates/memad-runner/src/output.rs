@@ -1,0 +1,159 @@
+//! The run folder and atomic result files.
+//!
+//! A run works in `runs/<name>/<timestamp>.partial/` and is renamed to
+//! `runs/<name>/<timestamp>/` when it finishes, so a folder without `.partial` is always a
+//! complete run; every file inside is written to `*.tmp` and renamed.
+use anyhow::Context;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// One tidy result row (`metrics.csv`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MetricRow {
+    pub run: String,
+    pub commit: String,
+    pub method: String,
+    pub backbone: String,
+    pub dataset: String,
+    pub category: String,
+    pub setting: String,
+    pub seed: u64,
+    pub epoch: usize,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// CSV text of `rows` (with a header).
+pub fn csv_text<T: serde::Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    Ok(w.into_inner()?)
+}
+
+/// A run folder being written.
+pub struct RunDir {
+    pub partial: PathBuf,
+    pub final_path: PathBuf,
+    log: fs::File,
+}
+
+impl RunDir {
+    /// Creates `<root>/<name>/<stamp>.partial/`.
+    pub fn create(root: &Path, name: &str, stamp: &str) -> anyhow::Result<Self> {
+        let final_path = root.join(name).join(stamp);
+        let partial = root.join(name).join(format!("{stamp}.partial"));
+        fs::create_dir_all(partial.join("checkpoints"))
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let log = fs::File::create(partial.join("log.txt"))?;
+        Ok(RunDir {
+            partial,
+            final_path,
+            log,
+        })
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.partial.join(file)
+    }
+
+    pub fn write(&self, file: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        write_atomic(&self.path(file), bytes)
+    }
+
+    /// Appends a line to `log.txt` (flushed at once).
+    pub fn log(&mut self, line: &str) {
+        let _ = writeln!(self.log, "{line}").and_then(|_| self.log.flush());
+    }
+
+    /// Renames the folder to its final name.
+    pub fn finish(self) -> anyhow::Result<PathBuf> {
+        fs::rename(&self.partial, &self.final_path).with_context(|| {
+            format!(
+                "renaming {} to {}",
+                self.partial.display(),
+                self.final_path.display()
+            )
+        })?;
+        Ok(self.final_path)
+    }
+}
+
+/// UTC `YYYY-MM-DDTHH-MM-SS` (a folder name), from the system clock.
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `(commit, dirty)` of the git checkout around the current folder, if any.
+pub fn git_commit() -> (String, bool) {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    (commit, dirty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        write_atomic(&p, b"a,b\n").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"a,b\n");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn timestamp_shape() {
+        let t = timestamp();
+        assert_eq!(t.len(), 19, "{t}");
+        assert!(t.starts_with("20"), "{t}");
+    }
+}

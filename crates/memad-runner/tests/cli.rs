@@ -1,0 +1,249 @@
+//! The `memad` binary as a user runs it: check, list, info, and a tiny quickstart.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn memad(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memad"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("memad runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Every experiment file in `experiments/`, recursively.
+fn experiment_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            experiment_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "toml") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn check_accepts_every_experiment_file() {
+    let root = workspace();
+    let mut files = Vec::new();
+    experiment_files(&root.join("experiments"), &mut files);
+    assert!(!files.is_empty());
+    let mut args = vec!["check".to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = memad(&args, &root);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).matches("ok   ").count(),
+        files.len(),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The quickstart with one line replaced.
+fn broken(replace: &str, with: &str) -> String {
+    let base = std::fs::read_to_string(workspace().join("experiments/quickstart.toml")).unwrap();
+    assert!(
+        base.contains(replace),
+        "fixture line `{replace}` not in quickstart.toml"
+    );
+    base.replacen(replace, with, 1)
+}
+
+#[test]
+fn check_rejects_broken_files_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "typo_key.toml",
+            broken("batch_size = 8", "batch_sise = 8"),
+            "data.batch_sise: unknown field `batch_sise`, expected one of",
+        ),
+        (
+            "unknown_kind.toml",
+            broken("kind = \"rd4ad\"", "kind = \"rd5ad\""),
+            "method.kind: unknown method kind `rd5ad`; known: rd4ad",
+        ),
+        (
+            "wrong_type.toml",
+            broken("epochs = 10", "epochs = \"ten\""),
+            "train.epochs: invalid type: string \"ten\", expected usize",
+        ),
+        (
+            "no_dataset.toml",
+            broken("dataset = \"synthetic-mvtec\"", "dataset = \"mvtec-typo\""),
+            "data.dataset: unknown dataset `mvtec-typo`",
+        ),
+        (
+            "bad_backbone.toml",
+            broken("kind = \"efficientnet_lite0\"", "kind = \"resnet1000\""),
+            "method.backbone.kind: unknown backbone kind `resnet1000`; known: efficientnet_lite0",
+        ),
+        (
+            "bad_level.toml",
+            broken("\"stride16\"]", "\"stride17\"]"),
+            "method.backbone.levels[2]: unknown level `stride17`",
+        ),
+        (
+            "bad_toml.toml",
+            broken("seed = 0", "seed = = 0"),
+            "not valid TOML",
+        ),
+    ];
+    let count = cases.len();
+    for (name, body, expected) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let catalog = workspace().join("datasets.toml");
+        let out = memad(
+            &[
+                "--datasets",
+                catalog.to_str().unwrap(),
+                "check",
+                path.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let t = text(&out);
+        assert!(!out.status.success(), "{name} passed the check:\n{t}");
+        assert!(
+            t.contains(&format!("{}: ", path.display())),
+            "{name}: the file is not named:\n{t}"
+        );
+        assert!(
+            t.contains(expected),
+            "{name}: expected `{expected}` in:\n{t}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        count,
+        "check wrote nothing"
+    );
+}
+
+#[test]
+fn list_and_info() {
+    let out = memad(&["list"], &workspace());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("rd4ad") && t.contains("efficientnet_lite0"),
+        "{t}"
+    );
+    let out = memad(&["info"], &workspace());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("torch          2.11.0"), "{t}");
+    assert!(t.contains("cuda available"), "{t}");
+}
+
+#[test]
+fn tiny_quickstart_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("datasets.toml");
+    std::fs::write(
+        &catalog,
+        r#"
+[tiny]
+format = "mvtec"
+root = "data/tiny"
+synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, test_good_per_category = 3, test_per_defect = 1, defects = ["scratch", "hole", "stain", "missing"], seed = 1 }
+"#,
+    )
+    .unwrap();
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("epochs = 10", "epochs = 2")
+        .replace(
+            "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
+            "metrics = [\"image_auroc\", \"pixel_auroc\", \"aupro\"]",
+        );
+    std::fs::write(dir.path().join("tiny.toml"), exp).unwrap();
+
+    let out = memad(&["run", "tiny.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("[grid] epoch 2/2"), "{t}");
+
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("runs/quickstart"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        1,
+        "one finished run folder, no .partial: {runs:?}"
+    );
+    let run = &runs[0];
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "losses.csv",
+        "log.txt",
+        "run.toml",
+        "scores/grid.csv",
+        "checkpoints/grid.safetensors",
+    ] {
+        assert!(
+            run.join(file).is_file(),
+            "{file} missing in {}",
+            run.display()
+        );
+    }
+    // The resolved config has every default filled in.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("eval_batch_size = 16") && resolved.contains("weight_decay = 0.0"),
+        "{resolved}"
+    );
+    // Tidy rows: one per metric, values in [0, 1].
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        [
+            "run", "commit", "method", "backbone", "dataset", "category", "setting", "seed",
+            "epoch", "metric", "value"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let metrics: Vec<&str> = rows.iter().map(|r| &r[9]).collect();
+    assert_eq!(metrics, ["image_auroc", "pixel_auroc", "aupro"]);
+    for r in &rows {
+        let v: f64 = r[10].parse().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{r:?}");
+        assert_eq!(
+            (&r[2], &r[3], &r[5], &r[8]),
+            ("rd4ad", "efficientnet_lite0", "grid", "2")
+        );
+    }
+    // Scores: one row per test image (3 good + 4 defects).
+    assert_eq!(
+        std::fs::read_to_string(run.join("scores/grid.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        1 + 7
+    );
+}
