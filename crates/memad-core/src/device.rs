@@ -147,12 +147,15 @@ mod tests {
         assert!(info.libtorch_lib_dir.is_some());
         let version = info.torch_version.expect("torch version readable");
         assert!(version.starts_with("2.11.0"), "{version}");
-        // This libtorch has a CUDA backend; on a machine without a GPU it must still load.
-        assert!(
-            !matches!(info.cuda_backend, CudaBackend::Failed(_)),
-            "{:?}",
-            info.cuda_backend
-        );
+        // The link drops libtorch_cuda.so (`--as-needed`); where the libtorch in use has
+        // one, it must be loaded by dlopen, GPU or not (PyPI's torch carries its CUDA
+        // runtime libraries).
+        let lib_dir = info.libtorch_lib_dir.as_ref().expect("libtorch found");
+        if lib_dir.join("libtorch_cuda.so").exists() {
+            assert!(matches!(info.cuda_backend, CudaBackend::Loaded(_)), "{:?}", info.cuda_backend);
+        } else {
+            assert_eq!(info.cuda_backend, CudaBackend::Absent);
+        }
     }
 
     #[test]

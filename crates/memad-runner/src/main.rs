@@ -1,5 +1,6 @@
 //! `memad`: run, check and inspect memory-augmented anomaly-detection experiments.
 mod experiment;
+mod metrics_cmd;
 mod output;
 mod run;
 
@@ -49,6 +50,8 @@ enum Command {
         #[arg(long)]
         resolved: bool,
     },
+    /// Evaluate predictions from any framework: `--pred PRED.npz --gt GT.npz`.
+    Metrics(metrics_cmd::MetricsArgs),
     /// The registered kinds, by category.
     List,
     /// memad and libtorch versions, CUDA and cuDNN availability, where libtorch was loaded from.
@@ -152,6 +155,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Metrics(args) => metrics_cmd::run(&args),
         Command::List => {
             for (category, kinds) in registry.listing() {
                 println!("{category}:");
