@@ -3,7 +3,7 @@
 //! [`BatchLoader`] decodes the next batch on a background thread (rayon inside it) while
 //! the current one is being used, so the device never waits for PNG decoding.
 use crate::error::Result;
-use crate::image_io::{image_dimensions, load_mask, load_rgb};
+use crate::image_io::{load_mask_for, load_rgb};
 use crate::mvtec::Sample;
 use memad_core::Batch;
 use rayon::prelude::*;
@@ -29,16 +29,29 @@ impl HostBatch {
     pub fn to_batch(&self, device: Device) -> Batch {
         let b = self.indices.len() as i64;
         let s = self.size;
-        let input = Tensor::from_slice(&self.images).reshape([b, 3, s, s]).to_device(device);
-        let mask = self.masks.as_ref().map(|m| Tensor::from_slice(m).reshape([b, 1, s, s]).to_device(device));
-        let label = Tensor::from_slice(&self.labels).to_kind(Kind::Int64).to_device(device);
+        let input = Tensor::from_slice(&self.images)
+            .reshape([b, 3, s, s])
+            .to_device(device);
+        let mask = self.masks.as_ref().map(|m| {
+            Tensor::from_slice(m)
+                .reshape([b, 1, s, s])
+                .to_device(device)
+        });
+        let label = Tensor::from_slice(&self.labels)
+            .to_kind(Kind::Int64)
+            .to_device(device);
         Batch { input, label, mask }
     }
 }
 
 /// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`; normal samples
 /// get an all-zero mask).
-pub fn decode_batch(samples: &[Sample], indices: &[usize], size: u32, with_masks: bool) -> Result<HostBatch> {
+pub fn decode_batch(
+    samples: &[Sample],
+    indices: &[usize],
+    size: u32,
+    with_masks: bool,
+) -> Result<HostBatch> {
     let decoded: Vec<(Vec<f32>, Option<Vec<f32>>)> = indices
         .par_iter()
         .map(|&i| {
@@ -54,16 +67,22 @@ pub fn decode_batch(samples: &[Sample], indices: &[usize], size: u32, with_masks
             let mask = if !with_masks {
                 None
             } else if let Some(mask_path) = &sample.mask {
-                let expected = image_dimensions(&sample.image)?;
-                let m = load_mask(mask_path, expected, size)?;
-                Some(m.pixels().map(|p| if p[0] > 127 { 1.0 } else { 0.0 }).collect())
+                let m = load_mask_for(mask_path, &sample.image, size)?;
+                Some(
+                    m.pixels()
+                        .map(|p| if p[0] > 127 { 1.0 } else { 0.0 })
+                        .collect(),
+                )
             } else {
                 Some(vec![0f32; plane])
             };
             Ok((chw, mask))
         })
         .collect::<Result<_>>()?;
-    let labels = indices.iter().map(|&i| samples[i].label.is_anomalous() as i64).collect();
+    let labels = indices
+        .iter()
+        .map(|&i| samples[i].label.is_anomalous() as i64)
+        .collect();
     let mut images = Vec::with_capacity(decoded.iter().map(|d| d.0.len()).sum());
     let mut masks = with_masks.then(Vec::new);
     for (img, mask) in decoded {
@@ -72,7 +91,13 @@ pub fn decode_batch(samples: &[Sample], indices: &[usize], size: u32, with_masks
             all.extend_from_slice(&m);
         }
     }
-    Ok(HostBatch { indices: indices.to_vec(), images, masks, labels, size: size as i64 })
+    Ok(HostBatch {
+        indices: indices.to_vec(),
+        images,
+        masks,
+        labels,
+        size: size as i64,
+    })
 }
 
 /// Iterates over batches of `order` (indices into `samples`), decoding one batch ahead on
@@ -84,18 +109,31 @@ pub struct BatchLoader {
 }
 
 impl BatchLoader {
-    pub fn new(samples: Vec<Sample>, order: Vec<usize>, batch_size: usize, size: u32, with_masks: bool) -> Self {
+    pub fn new(
+        samples: Vec<Sample>,
+        order: Vec<usize>,
+        batch_size: usize,
+        size: u32,
+        with_masks: bool,
+    ) -> Self {
         let batch_size = batch_size.max(1);
         let batches = order.len().div_ceil(batch_size);
         let (sender, receiver) = mpsc::sync_channel(2);
         let worker = thread::spawn(move || {
             for chunk in order.chunks(batch_size) {
-                if sender.send(decode_batch(&samples, chunk, size, with_masks)).is_err() {
+                if sender
+                    .send(decode_batch(&samples, chunk, size, with_masks))
+                    .is_err()
+                {
                     return; // the consumer stopped early
                 }
             }
         });
-        BatchLoader { receiver, worker: Some(worker), batches }
+        BatchLoader {
+            receiver,
+            worker: Some(worker),
+            batches,
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, GrayImage, ImageEncoder, Luma, Rgb, RgbImage};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::f32::consts::PI;
+use std::f32::consts::{FRAC_1_SQRT_2 as D, PI};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -168,45 +168,33 @@ pub fn generate(root: &Path, spec: &SyntheticSpec) -> Result<GenerateReport> {
     for category in &spec.categories {
         let texture = Texture::parse(category).expect("validated");
         let cat_dir = root.join(category);
-        let mut add = |folder: PathBuf, defect: Option<(Defect, PathBuf)>, count: usize| {
+        // `split` is the folder under the category: train/good, test/good, test/<defect>.
+        let mut add = |split: &str, defect: Option<(Defect, &str)>, count: usize| {
+            let folder = cat_dir.join(split);
             create_dir(&folder)?;
-            if let Some((_, mask_dir)) = &defect {
-                create_dir(mask_dir)?;
+            let mask_dir = defect.map(|(_, name)| cat_dir.join("ground_truth").join(name));
+            if let Some(dir) = &mask_dir {
+                create_dir(dir)?;
             }
             for index in 0..count {
                 jobs.push(Job {
                     texture,
                     image: folder.join(format!("{index:03}.png")),
                     defect: defect
-                        .as_ref()
-                        .map(|(d, dir)| (*d, dir.join(format!("{index:03}_mask.png")))),
-                    seed: job_seed(
-                        spec.seed,
-                        category,
-                        defect.as_ref().map(|d| d.0),
-                        &folder,
-                        index,
-                    ),
+                        .zip(mask_dir.as_ref())
+                        .map(|((d, _), dir)| (d, dir.join(format!("{index:03}_mask.png")))),
+                    seed: job_seed(spec.seed, &format!("{category}/{split}/{index}")),
                 });
             }
             Ok::<(), DataError>(())
         };
-        add(
-            cat_dir.join("train").join("good"),
-            None,
-            spec.train_per_category,
-        )?;
-        add(
-            cat_dir.join("test").join("good"),
-            None,
-            spec.test_good_per_category,
-        )?;
+        add("train/good", None, spec.train_per_category)?;
+        add("test/good", None, spec.test_good_per_category)?;
         for name in &spec.defects {
             let defect = Defect::parse(name).expect("validated");
-            let gt = cat_dir.join("ground_truth").join(name);
             add(
-                cat_dir.join("test").join(name),
-                Some((defect, gt)),
+                &format!("test/{name}"),
+                Some((defect, name)),
                 spec.test_per_defect,
             )?;
         }
@@ -253,16 +241,9 @@ struct Job {
     seed: u64,
 }
 
-fn job_seed(seed: u64, category: &str, defect: Option<Defect>, folder: &Path, index: usize) -> u64 {
-    // The split is told apart by the folder's last two components (train/good, test/good,
-    // test/<defect>), so seeds do not depend on where `root` is.
-    let split: Vec<String> = folder
-        .components()
-        .rev()
-        .take(2)
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    let key = format!("{category}/{split:?}/{defect:?}/{index}");
+/// The seed of one image from the spec's seed and `key` (category/split/index), so an
+/// image does not depend on the other images of the spec nor on where `root` is.
+fn job_seed(seed: u64, key: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
     for b in key.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
@@ -499,10 +480,10 @@ const GRADIENTS: [(f32, f32); 8] = [
     (-1.0, 0.0),
     (0.0, 1.0),
     (0.0, -1.0),
-    (0.7071, 0.7071),
-    (-0.7071, 0.7071),
-    (0.7071, -0.7071),
-    (-0.7071, -0.7071),
+    (D, D),
+    (-D, D),
+    (D, -D),
+    (-D, -D),
 ];
 
 /// 2-D gradient noise, roughly in `[-1, 1]`.
@@ -580,6 +561,10 @@ fn scale3(a: [f32; 3], s: f32) -> [f32; 3] {
 
 fn luminance(c: [f32; 3]) -> f32 {
     0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
+}
+
+fn mean_luminance(img: &[[f32; 3]]) -> f32 {
+    img.iter().map(|&c| luminance(c)).sum::<f32>() / img.len() as f32
 }
 
 // ---------------------------------------------------------------------------------------
@@ -961,7 +946,15 @@ fn scratch(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
     let p2 = (centre.0 + dx * length / 2.0, centre.1 + dy * length / 2.0);
     let p1 = (centre.0 - dy * bend, centre.1 + dx * bend);
     let width = (s * rng.range(0.016, 0.03)).max(1.6);
-    let bright = rng.chance(0.5);
+    // Bright scratches show best on dark materials and dark ones on light materials.
+    let mean = mean_luminance(img);
+    let bright = rng.chance(if mean > 0.55 {
+        0.2
+    } else if mean < 0.4 {
+        0.8
+    } else {
+        0.5
+    });
     let strength = rng.range(0.85, 0.95);
     let seed = rng.u32();
     const STEPS: usize = 48;
@@ -1083,7 +1076,8 @@ fn hole(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
 fn stain(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
     let s = n as f32;
     let mut o = Overlay::new(n);
-    let radius = (target_area(rng) * s * s / PI).sqrt();
+    // The mask (alpha >= 0.5) is about r < 0.85 of the soft blob.
+    let radius = (target_area(rng) * s * s / (0.72 * PI)).sqrt();
     let margin = radius * 1.9 + 2.0;
     let centre = (rng.range(margin, s - margin), rng.range(margin, s - margin));
     let stretch = rng.range(0.7, 1.0);
@@ -1091,9 +1085,9 @@ fn stain(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
     let (c, sn) = (phi.cos(), phi.sin());
     let seed = rng.u32();
     let strength = rng.range(0.8, 0.95);
-    let kind = rng.u32() % 4;
     let (x0, x1) = bounds([centre.0 - margin, centre.0 + margin].into_iter(), 1.0, n);
     let (y0, y1) = bounds([centre.1 - margin, centre.1 + margin].into_iter(), 1.0, n);
+    let mut covered = Vec::new(); // (pixel, alpha, mottle)
     for y in y0..y1 {
         for x in x0..x1 {
             let (px, py) = (x as f32 + 0.5 - centre.0, y as f32 + 0.5 - centre.1);
@@ -1102,21 +1096,39 @@ fn stain(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
             let wobble = fbm(lx / (0.7 * radius), ly / (0.7 * radius), seed, 3);
             let r = r * (1.0 + 0.35 * wobble);
             let a = strength * (1.0 - smoothstep(0.55, 1.2, r));
-            if a <= 0.0 {
-                continue;
+            if a > 0.0 {
+                let mottle = 1.0 + 0.08 * perlin(lx / 3.0, ly / 3.0, seed ^ 0x51);
+                covered.push((y * n + x, a, mottle));
             }
-            let i = y * n + x;
-            let v = img[i];
-            let mottle = 1.0 + 0.08 * perlin(lx / 3.0, ly / 3.0, seed ^ 0x51);
-            let t = match kind {
-                0 => [0.72 * v[0], 0.55 * v[1], 0.32 * v[2]], // brown dirt
-                1 => v.map(|c| 0.5 * c),                      // oil / water
-                2 => [0.5 * v[0] + 0.3, 0.5 * v[1] + 0.1, 0.3 * v[2] + 0.02], // rust
-                _ => [0.4 * v[0] + 0.55, 0.4 * v[1] + 0.53, 0.4 * v[2] + 0.48], // deposit
-            };
-            o.alpha[i] = a;
-            o.target[i] = t.map(|c| c * mottle);
         }
+    }
+    // Brown dirt, oil, rust or a whitish deposit: one of those that show on this material.
+    let colour = |kind: usize, v: [f32; 3], mottle: f32| -> [f32; 3] {
+        let t = match kind {
+            0 => [0.72 * v[0], 0.55 * v[1], 0.32 * v[2]],
+            1 => v.map(|c| 0.4 * c),
+            2 => [0.5 * v[0] + 0.3, 0.5 * v[1] + 0.1, 0.3 * v[2] + 0.02],
+            _ => [0.4 * v[0] + 0.55, 0.4 * v[1] + 0.53, 0.4 * v[2] + 0.48],
+        };
+        t.map(|c| c * mottle)
+    };
+    let contrast: Vec<f32> = (0..4)
+        .map(|kind| {
+            covered
+                .iter()
+                .map(|&(i, a, m)| {
+                    let t = colour(kind, img[i], m);
+                    a * (0..3).map(|k| (t[k] - img[i][k]).abs()).sum::<f32>()
+                })
+                .sum()
+        })
+        .collect();
+    let best = contrast.iter().copied().fold(0.0, f32::max);
+    let visible: Vec<usize> = (0..4).filter(|&k| contrast[k] >= 0.6 * best).collect();
+    let kind = visible[(rng.u32() % visible.len() as u32) as usize];
+    for (i, a, mottle) in covered {
+        o.alpha[i] = a;
+        o.target[i] = colour(kind, img[i], mottle);
     }
     o
 }
@@ -1167,10 +1179,15 @@ fn missing(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
     // A flat background contrasting with the material: dark behind light materials, light
     // behind dark ones; if some covered pixel would be left (nearly) unchanged, the next
     // candidate colour that changes every pixel.
-    let mean = img.iter().map(|&c| luminance(c)).sum::<f32>() / img.len() as f32;
-    let dark = [0.05, 0.05, 0.06].map(|v| v * rng.range(0.9, 1.2));
+    let mean = mean_luminance(img);
+    let dark = [0.04, 0.04, 0.05].map(|v| v * rng.range(0.9, 1.2));
     let light = [0.86, 0.86, 0.84].map(|v| v * rng.range(0.95, 1.03));
-    let mut candidates = if mean > 0.42 { [dark, light] } else { [light, dark] }.to_vec();
+    let mut candidates = if mean > 0.42 {
+        [dark, light]
+    } else {
+        [light, dark]
+    }
+    .to_vec();
     candidates.extend([[0.22, 0.13, 0.08], [0.10, 0.13, 0.22], [0.5, 0.5, 0.5]]);
     let contrast = |colour: [f32; 3]| {
         covered
@@ -1186,7 +1203,7 @@ fn missing(img: &[[f32; 3]], n: usize, rng: &mut Rng) -> Overlay {
     let background = candidates
         .iter()
         .copied()
-        .find(|&c| contrast(c) >= 0.05)
+        .find(|&c| contrast(c) >= 0.025)
         .unwrap_or(candidates[0]);
     for (i, a, shade) in covered {
         o.alpha[i] = a;

@@ -66,6 +66,29 @@ fn write_previews() {
         }
     }
     sheet.save(dir.join("sheet.png")).unwrap();
+
+    // Per category: a row of normal images, then a row per defect, several seeds each.
+    let cols = 6u32;
+    for (c, category) in SYNTHETIC_CATEGORIES.iter().enumerate() {
+        let rows = 1 + SYNTHETIC_DEFECTS.len() as u32;
+        let mut sheet = RgbImage::from_pixel(
+            cols * (size + gap),
+            rows * (size + gap),
+            Rgb([255, 255, 255]),
+        );
+        for row in 0..rows {
+            for col in 0..cols {
+                let seed = 1000 * c as u64 + 10 * row as u64 + col as u64;
+                let defect = (row > 0).then(|| SYNTHETIC_DEFECTS[row as usize - 1]);
+                let s = render_sample(category, defect, size, seed).unwrap();
+                let (x, y) = (col * (size + gap), row * (size + gap));
+                imageops::replace(&mut sheet, &s.image, x as i64, y as i64);
+            }
+        }
+        sheet
+            .save(dir.join(format!("sheet_{category}.png")))
+            .unwrap();
+    }
 }
 
 #[test]
