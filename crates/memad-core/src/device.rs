@@ -152,7 +152,11 @@ mod tests {
         // runtime libraries).
         let lib_dir = info.libtorch_lib_dir.as_ref().expect("libtorch found");
         if lib_dir.join("libtorch_cuda.so").exists() {
-            assert!(matches!(info.cuda_backend, CudaBackend::Loaded(_)), "{:?}", info.cuda_backend);
+            assert!(
+                matches!(info.cuda_backend, CudaBackend::Loaded(_)),
+                "{:?}",
+                info.cuda_backend
+            );
         } else {
             assert_eq!(info.cuda_backend, CudaBackend::Absent);
         }
