@@ -194,7 +194,7 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
     }
-    if !(e.train.lr > 0.0) {
+    if e.train.lr.is_nan() || e.train.lr <= 0.0 {
         return Err(ConfigError::new("train.lr", "must be positive"));
     }
     for (i, m) in e.eval.metrics.iter().enumerate() {
