@@ -14,11 +14,17 @@
 //! categories = ["carpet", "bottle"]   # optional: restrict to these
 //! ```
 //!
+//! Formats: `mvtec`, `folder`, `visa` (image files by category), `video_frames`, `ucsd`
+//! (video frames), `mnist_idx`, `cifar10` (arrays; categories are the classes). See
+//! [`DatasetFormat`].
+//!
 //! Entries are parsed with `deny_unknown_fields`, so a misspelt key is an error naming the
 //! key path, the file and the valid keys.
+use crate::cifar10::CIFAR10_CLASSES;
 use crate::error::{DataError, Result};
 use crate::mvtec::{self, CategorySplit};
 use crate::synthetic::{ensure_generated, SyntheticSpec};
+use crate::{folder, video, visa};
 use memad_core::{parse_section, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,10 +32,52 @@ use std::path::{Path, PathBuf};
 
 /// The on-disk layout of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum DatasetFormat {
     /// MVTec AD: `<category>/{train/good, test/<defect>, ground_truth/<defect>}`.
     Mvtec,
+    /// MNIST / Fashion-MNIST IDX files (see [`crate::idx`]); categories are the classes
+    /// `"0"`..`"9"`, each the normal class of a one-class split.
+    MnistIdx,
+    /// CIFAR-10, binary or python batches (see [`crate::cifar10`]); categories are the
+    /// class names (`airplane`, ...), each the normal class of a one-class split.
+    Cifar10,
+    /// Video frames in the MNAD layout (see [`crate::video`]); read as images, the frames
+    /// are one category named after the dataset folder.
+    VideoFrames,
+    /// The original UCSD Anomaly Detection layout (see [`crate::video`]).
+    Ucsd,
+    /// VisA with its `split_csv/1cls.csv` (see [`crate::visa`]).
+    Visa,
+    /// `train/good`, `test/<label>`, optional `ground_truth` (see [`crate::folder`]).
+    Folder,
+}
+
+impl DatasetFormat {
+    /// The name used in `datasets.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetFormat::Mvtec => "mvtec",
+            DatasetFormat::MnistIdx => "mnist_idx",
+            DatasetFormat::Cifar10 => "cifar10",
+            DatasetFormat::VideoFrames => "video_frames",
+            DatasetFormat::Ucsd => "ucsd",
+            DatasetFormat::Visa => "visa",
+            DatasetFormat::Folder => "folder",
+        }
+    }
+
+    /// Whether the dataset is a folder of image files, read as [`CategorySplit`]s; the
+    /// others (`mnist_idx`, `cifar10`) are arrays read with their module.
+    pub fn is_image_files(self) -> bool {
+        !matches!(self, DatasetFormat::MnistIdx | DatasetFormat::Cifar10)
+    }
+}
+
+impl std::fmt::Display for DatasetFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One dataset of the catalog, its root resolved.
@@ -56,19 +104,72 @@ impl DatasetEntry {
         Ok(())
     }
 
-    /// The categories to use: [`DatasetEntry::categories`] or those found under `root`.
+    /// The categories to use: [`DatasetEntry::categories`] or those found under `root`
+    /// (for `mnist_idx` and `cifar10`: the classes, without reading the disk).
     pub fn category_names(&self) -> Result<Vec<String>> {
-        match (&self.categories, self.format) {
-            (Some(c), _) => Ok(c.clone()),
-            (None, DatasetFormat::Mvtec) => mvtec::list_categories(&self.root),
+        if let Some(c) = &self.categories {
+            return Ok(c.clone());
+        }
+        match self.format {
+            DatasetFormat::Mvtec => mvtec::list_categories(&self.root),
+            DatasetFormat::MnistIdx => Ok((0..10).map(|c| c.to_string()).collect()),
+            DatasetFormat::Cifar10 => Ok(CIFAR10_CLASSES.iter().map(|c| c.to_string()).collect()),
+            DatasetFormat::VideoFrames => video::list_video_frames(&self.root),
+            DatasetFormat::Ucsd => video::list_ucsd(&self.root),
+            DatasetFormat::Visa => visa::list_categories(&self.root),
+            DatasetFormat::Folder => folder::list_categories(&self.root),
         }
     }
 
-    /// Lists the training and test images of `category`.
+    /// Lists the training and test images of `category`; for `mnist_idx` and `cifar10`
+    /// (arrays, not image files) an error pointing to their reader.
     pub fn read_category(&self, category: &str) -> Result<CategorySplit> {
         match self.format {
             DatasetFormat::Mvtec => mvtec::read_category(&self.root, category),
+            DatasetFormat::VideoFrames => {
+                Ok(video::read_video_frames_category(&self.root, category)?
+                    .to_category_split(category))
+            }
+            DatasetFormat::Ucsd => {
+                Ok(video::read_ucsd_category(&self.root, category)?.to_category_split(category))
+            }
+            DatasetFormat::Visa => visa::read_category(&self.root, category),
+            DatasetFormat::Folder => folder::read_category(&self.root, category),
+            DatasetFormat::MnistIdx | DatasetFormat::Cifar10 => Err(DataError::NotImageFiles {
+                root: self.root.clone(),
+                format: self.format.to_string(),
+                reader: if self.format == DatasetFormat::MnistIdx {
+                    "memad_data::idx::read_mnist and DatasetEntry::class_index".into()
+                } else {
+                    "memad_data::cifar10::read_cifar10 and DatasetEntry::class_index".into()
+                },
+            }),
         }
+    }
+
+    /// The class index of `category` for `mnist_idx` (`"0"`..`"9"`) and `cifar10` (a
+    /// class name or its index); an error for other formats or unknown classes.
+    pub fn class_index(&self, category: &str) -> Result<u8> {
+        let names: Vec<String> = match self.format {
+            DatasetFormat::MnistIdx => (0..10).map(|c| c.to_string()).collect(),
+            DatasetFormat::Cifar10 => CIFAR10_CLASSES.iter().map(|c| c.to_string()).collect(),
+            _ => {
+                return Err(DataError::InvalidArgument(format!(
+                    "dataset `{}` (format {}) has no classes",
+                    self.name, self.format
+                )))
+            }
+        };
+        names
+            .iter()
+            .position(|n| n == category)
+            .or_else(|| category.parse::<usize>().ok().filter(|&i| i < names.len()))
+            .map(|i| i as u8)
+            .ok_or_else(|| DataError::CategoryMissing {
+                root: self.root.clone(),
+                category: category.to_string(),
+                available: names,
+            })
     }
 }
 
@@ -283,7 +384,7 @@ root = "~/datasets/mvtec"
     #[test]
     fn bad_values_are_errors_naming_the_key() {
         let cases = [
-            ("[a]\nformat = \"visa\"\nroot = \"x\"\n", "a.format"),
+            ("[a]\nformat = \"vissa\"\nroot = \"x\"\n", "a.format"),
             (
                 "[a]\nformat = \"mvtec\"\nroot = \"x\"\ncategories = []\n",
                 "a.categories",
@@ -307,5 +408,45 @@ root = "~/datasets/mvtec"
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("broken.toml"), "{err}");
+    }
+
+    #[test]
+    fn every_format_parses_and_class_datasets_name_their_classes() {
+        let formats = [
+            ("mvtec", DatasetFormat::Mvtec),
+            ("mnist_idx", DatasetFormat::MnistIdx),
+            ("cifar10", DatasetFormat::Cifar10),
+            ("video_frames", DatasetFormat::VideoFrames),
+            ("ucsd", DatasetFormat::Ucsd),
+            ("visa", DatasetFormat::Visa),
+            ("folder", DatasetFormat::Folder),
+        ];
+        for (name, format) in formats {
+            let text = format!("[d]\nformat = \"{name}\"\nroot = \"/r\"\n");
+            let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+            assert_eq!(catalog.get("d").unwrap().format, format);
+            assert_eq!(format.to_string(), name);
+            assert_eq!(
+                format.is_image_files(),
+                !name.contains("idx") && name != "cifar10"
+            );
+        }
+        let text = "[c]\nformat = \"cifar10\"\nroot = \"/r\"\n[m]\nformat = \"mnist_idx\"\nroot = \"/r\"\n";
+        let catalog = DatasetCatalog::parse(text, Path::new("d.toml")).unwrap();
+        let c = catalog.get("c").unwrap();
+        assert_eq!(c.category_names().unwrap()[3], "cat");
+        assert_eq!(c.class_index("cat").unwrap(), 3);
+        assert_eq!(c.class_index("9").unwrap(), 9);
+        let err = c.class_index("kat").unwrap_err().to_string();
+        assert!(err.contains("`kat`") && err.contains("airplane"), "{err}");
+        let m = catalog.get("m").unwrap();
+        assert_eq!(m.category_names().unwrap().len(), 10);
+        assert_eq!(m.class_index("7").unwrap(), 7);
+        assert!(m.class_index("10").is_err());
+        let err = m.read_category("7").unwrap_err().to_string();
+        assert!(
+            err.contains("mnist_idx") && err.contains("idx::read_mnist"),
+            "{err}"
+        );
     }
 }

@@ -2,18 +2,35 @@
 //!
 //! - [`catalog`]: `datasets.toml`, the named datasets experiments refer to.
 //! - [`mvtec`]: the MVTec AD layout reader (paths and labels, nothing decoded).
+//! - [`folder`]: a generic MVTec-like folder format with optional masks.
+//! - [`visa`]: the VisA reader (its `split_csv/1cls.csv`).
+//! - [`video`]: video frame datasets (UCSD Ped1/Ped2, Avenue, ShanghaiTech) in the MNAD and
+//!   original UCSD layouts, frame labels, and clips for prediction and 3D models.
+//! - [`idx`]: MNIST / Fashion-MNIST IDX files; [`cifar10`]: CIFAR-10 (binary and python);
+//!   [`one_class`]: the one-class protocol on such labelled datasets.
+//! - [`check`]: validation of a catalogued dataset with a readable report.
 //! - [`synthetic`]: a deterministic synthetic dataset in the MVTec AD layout (procedural
 //!   industrial textures with realistic defects and exact masks).
 //! - [`image_io`]: image and mask decoding and resizing with errors naming the file.
 //! - [`error`]: [`DataError`], the one error type of the crate.
 pub mod catalog;
+pub mod check;
+pub mod cifar10;
 pub mod error;
+pub mod folder;
+pub mod idx;
 pub mod image_io;
 pub mod loader;
 pub mod mvtec;
+pub mod one_class;
 pub mod synthetic;
+pub mod video;
+pub mod visa;
 
 pub use catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
+pub use check::{check_dataset, CheckReport};
 pub use error::{DataError, Result};
 pub use mvtec::{CategorySplit, Label, Sample};
+pub use one_class::{one_class_split, one_class_split_with_anomalies, OneClassSplit};
 pub use synthetic::{ensure_generated, generate, GenerateReport, SyntheticSpec};
+pub use video::{Video, VideoDataset};

@@ -84,7 +84,7 @@ impl CategorySplit {
     }
 }
 
-fn check_root(root: &Path) -> Result<()> {
+pub(crate) fn check_root(root: &Path) -> Result<()> {
     if root.is_dir() {
         Ok(())
     } else {
@@ -101,7 +101,7 @@ fn is_hidden(path: &Path) -> bool {
 }
 
 /// The entries of `dir` that are not hidden, split into (sub-folders, files), each sorted.
-fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+pub(crate) fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let read = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let (mut dirs, mut files) = (Vec::new(), Vec::new());
     for entry in read {
@@ -120,7 +120,7 @@ fn entries(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((dirs, files))
 }
 
-fn name_of(path: &Path) -> String {
+pub(crate) fn name_of(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -162,7 +162,7 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 }
 
 /// The images directly in `dir` (sorted); a sub-folder there is a layout error.
-fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let (dirs, files) = entries(dir)?;
     if let Some(sub) = dirs.first() {
         return Err(DataError::Layout {
@@ -188,7 +188,11 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
 
 /// Where the mask of `test/<defect>/<stem>.<ext>` is: `ground_truth/<defect>/<stem>_mask.png`
 /// (or another image extension); `Err` carries the `.png` path that was expected.
-fn find_mask(category_dir: &Path, defect: &str, image: &Path) -> Result<PathBuf, PathBuf> {
+pub(crate) fn find_mask(
+    category_dir: &Path,
+    defect: &str,
+    image: &Path,
+) -> Result<PathBuf, PathBuf> {
     let stem = image
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -9,7 +9,15 @@ fn workspace_catalog_loads() {
     let catalog = DatasetCatalog::load(&path).unwrap();
     assert_eq!(
         catalog.names().collect::<Vec<_>>(),
-        ["mvtec", "synthetic-mvtec"]
+        [
+            "cifar10",
+            "fashion-mnist",
+            "mnist",
+            "mvtec",
+            "ped2",
+            "synthetic-mvtec",
+            "visa"
+        ]
     );
     let synthetic = catalog.get("synthetic-mvtec").unwrap();
     assert_eq!(synthetic.format, DatasetFormat::Mvtec);
@@ -21,6 +29,26 @@ fn workspace_catalog_loads() {
     assert!(mvtec.synthetic.is_none() && mvtec.categories.is_none());
     assert!(mvtec.root.ends_with("datasets/mvtec_anomaly_detection"));
     assert!(MVTEC_AD_CATEGORIES.contains(&"metal_nut"));
+    let formats: Vec<_> = catalog.entries().map(|e| e.format).collect();
+    use DatasetFormat::*;
+    assert_eq!(
+        formats,
+        [Cifar10, MnistIdx, MnistIdx, Mvtec, VideoFrames, Mvtec, Visa]
+    );
+    let ped2 = catalog.get("ped2").unwrap();
+    assert!(ped2.root.ends_with("shared/data/ucsd_ped2"));
+    if ped2.root.is_dir() {
+        assert_eq!(ped2.category_names().unwrap(), ["ucsd_ped2"]);
+        let split = ped2.read_category("ucsd_ped2").unwrap();
+        assert_eq!((split.train.len(), split.test.len()), (2550, 2010));
+        assert!(split
+            .test
+            .iter()
+            .all(|s| s.label.is_anomalous() == s.mask.is_some()));
+    }
+    let fashion = catalog.get("fashion-mnist").unwrap();
+    assert!(fashion.root.ends_with("shared/data/fashion-mnist"));
+    assert_eq!(fashion.class_index("9").unwrap(), 9);
 }
 
 #[test]

@@ -52,10 +52,22 @@ enum Command {
     },
     /// Evaluate predictions from any framework: `--pred PRED.npz --gt GT.npz`.
     Metrics(metrics_cmd::MetricsArgs),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
     /// The registered kinds, by category.
     List,
     /// memad and libtorch versions, CUDA and cuDNN availability, where libtorch was loaded from.
     Info,
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Validate datasets of `datasets.toml` (all, or the one named): counts per split and
+    /// class, image sizes, masks of the right size for every test anomaly, broken files.
+    Check { name: Option<String> },
+    /// The datasets of `datasets.toml` with their format and root.
+    List,
 }
 
 fn registry() -> Registry {
@@ -74,16 +86,25 @@ fn find_catalog(start: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn catalog_for(explicit: &Option<PathBuf>, experiment: &Path) -> anyhow::Result<DatasetCatalog> {
+/// `--datasets`, else the nearest `datasets.toml` above `dir`, else above the current folder.
+fn catalog_for(explicit: &Option<PathBuf>, dir: &Path) -> anyhow::Result<DatasetCatalog> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let path = match explicit {
         Some(p) => p.clone(),
-        None => experiment
-            .parent()
-            .and_then(|d| find_catalog(if d.as_os_str().is_empty() { Path::new(".") } else { d }))
+        None => find_catalog(dir)
             .or_else(|| find_catalog(Path::new(".")))
             .context("no datasets.toml found above the experiment file or the current folder; pass --datasets")?,
     };
     Ok(DatasetCatalog::load(&path)?)
+}
+
+/// The folder of an experiment file.
+fn folder_of(file: &Path) -> &Path {
+    file.parent().unwrap_or(Path::new("."))
 }
 
 fn main() -> ExitCode {
@@ -110,7 +131,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             epochs,
             weights_dir,
         } => {
-            let catalog = catalog_for(&cli.datasets, &experiment)?;
+            let catalog = catalog_for(&cli.datasets, folder_of(&experiment))?;
             let loaded = experiment::load(&experiment, &registry, &catalog)?;
             let opts = run::RunOptions {
                 runs_dir: runs,
@@ -133,7 +154,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Check { files, resolved } => {
             let mut failed = 0;
             for file in &files {
-                let outcome = catalog_for(&cli.datasets, file)
+                let outcome = catalog_for(&cli.datasets, folder_of(file))
                     .and_then(|c| experiment::load(file, &registry, &c));
                 match outcome {
                     Ok(loaded) => {
@@ -156,6 +177,36 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Metrics(args) => metrics_cmd::run(&args),
+        Command::Datasets(cmd) => {
+            let catalog = catalog_for(&cli.datasets, Path::new("."))?;
+            match cmd {
+                DatasetsCommand::List => {
+                    for e in catalog.entries() {
+                        println!(
+                            "{:<18} {:<13} {}",
+                            e.name,
+                            e.format.name(),
+                            e.root.display()
+                        );
+                    }
+                    Ok(())
+                }
+                DatasetsCommand::Check { name } => {
+                    let entries: Vec<_> = match &name {
+                        Some(n) => vec![catalog.get(n)?],
+                        None => catalog.entries().collect(),
+                    };
+                    let mut failed = 0;
+                    for entry in entries {
+                        let report = memad_data::check::check_dataset(entry)?;
+                        println!("{report}");
+                        failed += usize::from(!report.is_ok());
+                    }
+                    anyhow::ensure!(failed == 0, "{failed} dataset(s) have problems");
+                    Ok(())
+                }
+            }
+        }
         Command::List => {
             for (category, kinds) in registry.listing() {
                 println!("{category}:");

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
 use memad_core::{BuildContext, Method, Registry};
 use memad_data::loader::{shuffled, BatchLoader};
-use memad_data::mvtec::{list_categories, read_category, Sample};
+use memad_data::mvtec::Sample;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,14 +41,14 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         .prepare()
         .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
     let categories = if exp.data.categories.is_empty() {
-        list_categories(&loaded.dataset.root)?
+        loaded.dataset.category_names()?
     } else {
         exp.data.categories.clone()
     };
     // Read every split before creating the run folder: a bad layout fails early.
     let splits = categories
         .iter()
-        .map(|c| read_category(&loaded.dataset.root, c))
+        .map(|c| loaded.dataset.read_category(c))
         .collect::<Result<Vec<_>, _>>()?;
 
     let stamp = timestamp();

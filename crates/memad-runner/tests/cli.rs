@@ -238,6 +238,24 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             ("rd4ad", "efficientnet_lite0", "grid", "2")
         );
     }
+    // The generated dataset passes `memad datasets check`.
+    let out = memad(
+        &[
+            "--datasets",
+            catalog.to_str().unwrap(),
+            "datasets",
+            "check",
+            "tiny",
+        ],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(
+        out.status.success()
+            && t.contains("grid: train 8 (good 8)")
+            && t.contains("no problems found"),
+        "{t}"
+    );
     // Scores: one row per test image (3 good + 4 defects).
     assert_eq!(
         std::fs::read_to_string(run.join("scores/grid.csv"))

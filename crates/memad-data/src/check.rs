@@ -1,0 +1,327 @@
+//! Validation of a catalogued dataset: what is there, and what is wrong with it.
+//!
+//! [`check_dataset`] lists every category (class datasets: both parts) and reports counts per
+//! split and class (test folder, `good`/`anomalous` frames, or class), the distinct image
+//! sizes (read from each file's header), and every problem with the file it is about:
+//! unreadable images, anomalous test images without a mask, masks that do not decode or do
+//! not have their image's size (masks are decoded in full), labels that contradict the
+//! split. Nothing panics on bad data; a problem in one category does not stop the others.
+use crate::catalog::{DatasetEntry, DatasetFormat};
+use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
+use crate::error::Result;
+use crate::idx::read_mnist;
+use crate::image_io::image_dimensions;
+use crate::mvtec::{CategorySplit, Sample, GOOD};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// Something wrong, and the file or folder it is about when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: Option<PathBuf>,
+    pub message: String,
+}
+
+/// What was found in one category (or, for class datasets, the whole dataset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CategoryReport {
+    pub category: String,
+    /// Images per (`train`/`test`, class); the class is the test folder (`good`, a defect),
+    /// `good`/`anomalous` for video frames, or the class label.
+    pub counts: BTreeMap<(String, String), usize>,
+    /// Images per `(width, height)`.
+    pub sizes: BTreeMap<(u32, u32), usize>,
+    /// Masks decoded and checked against their image's size.
+    pub masks_checked: usize,
+    /// Anomalous test images without a mask (allowed by `folder`, `video_frames`, `ucsd`;
+    /// their pixel-level metrics cannot be computed).
+    pub without_mask: usize,
+    /// Masks that decode but mark no pixel.
+    pub empty_masks: usize,
+}
+
+impl CategoryReport {
+    /// The number of images of `split`.
+    pub fn split_count(&self, split: &str) -> usize {
+        self.counts
+            .iter()
+            .filter(|((s, _), _)| s == split)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// The result of [`check_dataset`]; `Display` prints a readable summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub name: String,
+    pub format: DatasetFormat,
+    pub root: PathBuf,
+    pub categories: Vec<CategoryReport>,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    /// Whether no problem was found.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// At most this many problems are printed by `Display`.
+const SHOWN_PROBLEMS: usize = 20;
+
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "dataset `{}` ({}) at {}",
+            self.name,
+            self.format,
+            self.root.display()
+        )?;
+        for c in &self.categories {
+            write!(f, "  {}:", c.category)?;
+            for split in ["train", "test"] {
+                let classes: Vec<String> = c
+                    .counts
+                    .iter()
+                    .filter(|((s, _), _)| s == split)
+                    .map(|((_, class), n)| format!("{class} {n}"))
+                    .collect();
+                write!(
+                    f,
+                    " {split} {} ({});",
+                    c.split_count(split),
+                    classes.join(", ")
+                )?;
+            }
+            let sizes: Vec<String> = c
+                .sizes
+                .iter()
+                .map(|((w, h), n)| format!("{w}x{h} ({n})"))
+                .collect();
+            write!(f, " sizes {}", sizes.join(", "))?;
+            write!(f, "; {} masks checked", c.masks_checked)?;
+            if c.without_mask > 0 {
+                write!(f, "; {} anomalous without a mask", c.without_mask)?;
+            }
+            if c.empty_masks > 0 {
+                write!(f, "; {} empty masks", c.empty_masks)?;
+            }
+            writeln!(f)?;
+        }
+        if self.problems.is_empty() {
+            return write!(f, "  no problems found");
+        }
+        write!(f, "  {} problem(s):", self.problems.len())?;
+        for p in self.problems.iter().take(SHOWN_PROBLEMS) {
+            match &p.path {
+                Some(path) => write!(f, "\n    {}: {}", path.display(), p.message)?,
+                None => write!(f, "\n    {}", p.message)?,
+            }
+        }
+        if self.problems.len() > SHOWN_PROBLEMS {
+            write!(
+                f,
+                "\n    ... and {} more",
+                self.problems.len() - SHOWN_PROBLEMS
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn problem(e: impl fmt::Display) -> Problem {
+    Problem {
+        path: None,
+        message: e.to_string(),
+    }
+}
+
+/// Checks the dataset of `entry` (after [`DatasetEntry::prepare`] for synthetic ones).
+/// Errors of the data become [`Problem`]s; a root that does not exist is one too.
+pub fn check_dataset(entry: &DatasetEntry) -> Result<CheckReport> {
+    let mut report = CheckReport {
+        name: entry.name.clone(),
+        format: entry.format,
+        root: entry.root.clone(),
+        categories: Vec::new(),
+        problems: Vec::new(),
+    };
+    if !entry.root.exists() {
+        report.problems.push(Problem {
+            path: Some(entry.root.clone()),
+            message: "dataset root does not exist".into(),
+        });
+        return Ok(report);
+    }
+    match entry.format {
+        DatasetFormat::MnistIdx => check_classes(&mut report, entry, true),
+        DatasetFormat::Cifar10 => check_classes(&mut report, entry, false),
+        _ => {
+            let names = match entry.category_names() {
+                Ok(n) => n,
+                Err(e) => {
+                    report.problems.push(problem(e));
+                    return Ok(report);
+                }
+            };
+            if names.is_empty() {
+                report.problems.push(Problem {
+                    path: Some(entry.root.clone()),
+                    message: "no categories found".into(),
+                });
+            }
+            for name in names {
+                match entry.read_category(&name) {
+                    Ok(split) => {
+                        let (c, problems) = check_split(&split);
+                        report.categories.push(c);
+                        report.problems.extend(problems);
+                    }
+                    Err(e) => report.problems.push(problem(e)),
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Counts per class of an MNIST-like or CIFAR-10 dataset.
+fn check_classes(report: &mut CheckReport, entry: &DatasetEntry, mnist: bool) {
+    // Class datasets have no images to decode; their readers check every byte count.
+    let parts = if mnist {
+        read_mnist(&entry.root).map(|d| {
+            let size = (d.train.images.cols as u32, d.train.images.rows as u32);
+            let test_size = (d.test.images.cols as u32, d.test.images.rows as u32);
+            [
+                ("train", d.train.labels, size),
+                ("test", d.test.labels, test_size),
+            ]
+        })
+    } else {
+        read_cifar10(&entry.root).map(|d| {
+            [
+                ("train", d.train.labels, (32, 32)),
+                ("test", d.test.labels, (32, 32)),
+            ]
+        })
+    };
+    let parts = match parts {
+        Ok(p) => p,
+        Err(e) => return report.problems.push(problem(e)),
+    };
+    let mut c = CategoryReport {
+        category: "all classes".into(),
+        ..Default::default()
+    };
+    for (split, labels, size) in parts {
+        for l in &labels {
+            let class = match CIFAR10_CLASSES.get(*l as usize) {
+                Some(name) if !mnist => name.to_string(),
+                _ => l.to_string(),
+            };
+            *c.counts.entry((split.into(), class)).or_default() += 1;
+        }
+        *c.sizes.entry(size).or_default() += labels.len();
+    }
+    if c.sizes.len() > 1 {
+        report
+            .problems
+            .push(problem("training and test images differ in size"));
+    }
+    report.categories.push(c);
+}
+
+/// (image size, mask checked, mask empty, problem) of one sample.
+type FileCheck = (Option<(u32, u32)>, bool, bool, Option<Problem>);
+
+/// Header-decodes every image and fully decodes every mask of `split`.
+fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
+    let mut c = CategoryReport {
+        category: split.category.clone(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    for s in &split.train {
+        if s.label.is_anomalous() {
+            problems.push(Problem {
+                path: Some(s.image.clone()),
+                message: "anomalous image in the training split".into(),
+            });
+        }
+    }
+    for s in &split.test {
+        if s.label.is_anomalous() == (s.defect == GOOD) {
+            problems.push(Problem {
+                path: Some(s.image.clone()),
+                message: format!("label {:?} contradicts its class `{}`", s.label, s.defect),
+            });
+        }
+    }
+    let samples: Vec<(&str, &Sample)> = split
+        .train
+        .iter()
+        .map(|s| ("train", s))
+        .chain(split.test.iter().map(|s| ("test", s)))
+        .collect();
+    let results: Vec<FileCheck> = samples
+        .par_iter()
+        .map(|(_, s)| {
+            let size = match image_dimensions(&s.image) {
+                Ok(size) => size,
+                Err(e) => return (None, false, false, Some(problem(e))),
+            };
+            let Some(mask) = &s.mask else {
+                return (Some(size), false, false, None);
+            };
+            let decoded = image::open(mask).map(|m| m.into_luma8());
+            match decoded {
+                Err(e) => (
+                    Some(size),
+                    false,
+                    false,
+                    Some(Problem {
+                        path: Some(mask.clone()),
+                        message: format!("corrupt or unreadable mask: {e}"),
+                    }),
+                ),
+                Ok(m) if m.dimensions() != size => (
+                    Some(size),
+                    true,
+                    false,
+                    Some(Problem {
+                        path: Some(mask.clone()),
+                        message: format!(
+                            "mask is {}x{} but its image {} is {}x{}",
+                            m.width(),
+                            m.height(),
+                            s.image.display(),
+                            size.0,
+                            size.1
+                        ),
+                    }),
+                ),
+                Ok(m) => (Some(size), true, !m.pixels().any(|p| p[0] > 127), None),
+            }
+        })
+        .collect();
+    for ((split_name, s), (size, checked, empty, p)) in samples.iter().zip(results) {
+        *c.counts
+            .entry((split_name.to_string(), s.defect.clone()))
+            .or_default() += 1;
+        if let Some(size) = size {
+            *c.sizes.entry(size).or_default() += 1;
+        }
+        c.masks_checked += checked as usize;
+        c.empty_masks += (s.label.is_anomalous() && empty) as usize;
+        if s.label.is_anomalous() && s.mask.is_none() {
+            c.without_mask += 1;
+        }
+        problems.extend(p);
+    }
+    (c, problems)
+}

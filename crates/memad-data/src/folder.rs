@@ -1,0 +1,141 @@
+//! A generic folder format, MVTec-AD-like with optional masks, for one's own data:
+//!
+//! ```text
+//! <root>/train/good/*.png                       normal training images
+//! <root>/test/good/*.png                        normal test images
+//! <root>/test/<label>/*.png                     anomalous test images, by anomaly type
+//! <root>/ground_truth/<label>/<stem>_mask.png   optional masks (0/255, image size)
+//! ```
+//!
+//! `<root>` is one category (named after its folder) when it has `train/`; otherwise each
+//! of its sub-folders that has `train/good` is a category, as in MVTec AD. Unlike
+//! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
+//! exist are found as in MVTec AD.
+use crate::error::{DataError, Result};
+use crate::mvtec::{
+    check_root, entries, find_mask, images_in, name_of, CategorySplit, Label, Sample, GOOD,
+};
+use std::path::{Path, PathBuf};
+
+/// The categories under `root` of a layout recognised by `is_category`: `root` itself
+/// (named after its folder) when it is one, else its sub-folders that are, sorted.
+pub(crate) fn categories_where(root: &Path, is_category: fn(&Path) -> bool) -> Result<Vec<String>> {
+    check_root(root)?;
+    if is_category(root) {
+        return Ok(vec![root_name(root)]);
+    }
+    let (dirs, _) = entries(root)?;
+    Ok(dirs
+        .iter()
+        .filter(|d| is_category(d))
+        .map(|d| name_of(d))
+        .collect())
+}
+
+/// The folder of `category` under `root` (see [`categories_where`]).
+pub(crate) fn category_dir_where(
+    root: &Path,
+    category: &str,
+    is_category: fn(&Path) -> bool,
+) -> Result<PathBuf> {
+    check_root(root)?;
+    if is_category(root) && category == root_name(root) {
+        return Ok(root.to_path_buf());
+    }
+    let dir = root.join(category);
+    if category.is_empty() || category.contains('/') || !is_category(&dir) {
+        return Err(DataError::CategoryMissing {
+            root: root.to_path_buf(),
+            category: category.to_string(),
+            available: categories_where(root, is_category)?,
+        });
+    }
+    Ok(dir)
+}
+
+/// The last component of `root` (after resolving `.` and `..` when possible).
+fn root_name(root: &Path) -> String {
+    let name = name_of(root);
+    if name.is_empty() || name == "." || name == ".." {
+        root.canonicalize().map(|p| name_of(&p)).unwrap_or_default()
+    } else {
+        name
+    }
+}
+
+fn is_folder_category(dir: &Path) -> bool {
+    dir.join("train").is_dir()
+}
+
+/// The categories of a folder-format dataset at `root`.
+pub fn list_categories(root: &Path) -> Result<Vec<String>> {
+    categories_where(root, is_folder_category)
+}
+
+/// Lists the training and test images of `category` (paths only).
+pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
+    let dir = category_dir_where(root, category, is_folder_category)?;
+    read_folder(&dir, category)
+}
+
+/// Reads one category folder `dir` (holding `train/good` and `test/`) as `category`.
+pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
+    let train_good = dir.join("train").join(GOOD);
+    if !train_good.is_dir() {
+        return Err(DataError::TrainMissing { path: train_good });
+    }
+    let (others, _) = entries(&dir.join("train"))?;
+    if let Some(other) = others.iter().find(|d| name_of(d) != GOOD) {
+        return Err(DataError::Layout {
+            path: other.clone(),
+            message: "train/ holds only `good` (training images are normal)".into(),
+        });
+    }
+    let train: Vec<Sample> = images_in(&train_good)?
+        .into_iter()
+        .map(|image| Sample {
+            image,
+            label: Label::Normal,
+            defect: GOOD.to_string(),
+            mask: None,
+        })
+        .collect();
+    if train.is_empty() {
+        return Err(DataError::NoImages { path: train_good });
+    }
+    let test_dir = dir.join("test");
+    if !test_dir.is_dir() {
+        return Err(DataError::Layout {
+            path: test_dir,
+            message: "missing: test images go in test/good and test/<label>".into(),
+        });
+    }
+    let (label_dirs, _) = entries(&test_dir)?;
+    let mut test = Vec::new();
+    for label_dir in &label_dirs {
+        let defect = name_of(label_dir);
+        let normal = defect == GOOD;
+        for image in images_in(label_dir)? {
+            let mask = if normal {
+                None
+            } else {
+                find_mask(dir, &defect, &image).ok()
+            };
+            test.push(Sample {
+                image,
+                label: if normal {
+                    Label::Normal
+                } else {
+                    Label::Anomalous
+                },
+                defect: defect.clone(),
+                mask,
+            });
+        }
+    }
+    Ok(CategorySplit {
+        category: category.to_string(),
+        train,
+        test,
+    })
+}

@@ -1,0 +1,608 @@
+//! Video anomaly detection datasets as folders of frames, in the two usual layouts.
+//!
+//! The MNAD layout (Park et al., CVPR 2020; UCSD Ped2, CUHK Avenue, ShanghaiTech):
+//!
+//! ```text
+//! <root>/training/frames/<video>/<frame>.jpg    normal training videos (01, 02, ...)
+//! <root>/testing/frames/<video>/<frame>.jpg     test videos
+//! <root>/testing/masks/<video>/<frame>.png      optional pixel masks, same stems as frames
+//! <root>/frame_labels_<name>.npy                frame labels of all test videos, concatenated
+//!   or <root>/UCSDpedN.m                        the official UCSD ranges (see below)
+//! ```
+//!
+//! The original UCSD Anomaly Detection layout (`UCSD_Anomaly_Dataset.v1p2/UCSDped2`):
+//!
+//! ```text
+//! <root>/Train/Train001/001.tif          normal training videos
+//! <root>/Test/Test001/001.tif            test videos
+//! <root>/Test/Test001_gt/001.bmp         optional pixel masks, same stems as frames
+//! <root>/Test/UCSDped2.m  (or <root>/)   frame labels
+//! ```
+//!
+//! `UCSDpedN.m` holds one `TestVideoFile{end+1}.gt_frame = [61:180];` line per test video
+//! (in order): the 1-based inclusive ranges of anomalous frames, several separated by
+//! commas (`[5:90, 140:200]`). A `.npy` label file holds one 0/1 value per test frame,
+//! videos concatenated in order (MNAD's `frame_labels_ped2.npy`, shape `(1, 2010)`).
+//!
+//! `<root>` is one dataset (a category named after its folder) when it has the layout;
+//! otherwise each of its sub-folders that has it is one (`UCSD_Anomaly_Dataset.v1p2` holds
+//! `UCSDped1` and `UCSDped2`). Videos and frames are sorted naturally; nothing is decoded.
+//!
+//! Clips: [`prediction_clips`] (`past` frames predict the next one, MNAD) and
+//! [`centred_clips`] (fixed-length 3D clips labelled by their centre frame, MemAE).
+use crate::error::{DataError, Result};
+use crate::folder::{categories_where, category_dir_where};
+use crate::mvtec::{entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One video: its frames, their labels and masks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Video {
+    /// The folder name (`01`, `Test001`).
+    pub name: String,
+    pub frames: Vec<PathBuf>,
+    /// One per frame (all normal for training videos).
+    pub labels: Vec<Label>,
+    /// One per frame when the dataset has pixel masks for this video, else empty.
+    pub masks: Vec<PathBuf>,
+}
+
+impl Video {
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The mask of frame `k`, when the video has masks.
+    pub fn mask(&self, k: usize) -> Option<&Path> {
+        self.masks.get(k).map(PathBuf::as_path)
+    }
+}
+
+/// The training and test videos of one video dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoDataset {
+    pub root: PathBuf,
+    pub train: Vec<Video>,
+    pub test: Vec<Video>,
+    /// The file the test labels came from.
+    pub labels_file: PathBuf,
+}
+
+impl VideoDataset {
+    /// The number of frames of `videos`.
+    pub fn frame_count(videos: &[Video]) -> usize {
+        videos.iter().map(Video::len).sum()
+    }
+
+    /// The labels of all test frames, videos concatenated in order.
+    pub fn test_labels(&self) -> Vec<Label> {
+        self.test.iter().flat_map(|v| v.labels.clone()).collect()
+    }
+
+    /// The frames as an image dataset (frame-level one-class protocol): training frames
+    /// normal (`good`), test frames `good` or `anomalous`, anomalous frames with their masks
+    /// when the dataset has masks.
+    pub fn to_category_split(&self, category: &str) -> CategorySplit {
+        let train = self
+            .train
+            .iter()
+            .flat_map(|v| v.frames.iter())
+            .map(|f| Sample {
+                image: f.clone(),
+                label: Label::Normal,
+                defect: GOOD.to_string(),
+                mask: None,
+            })
+            .collect();
+        let mut test = Vec::new();
+        for v in &self.test {
+            for (k, frame) in v.frames.iter().enumerate() {
+                let label = v.labels[k];
+                test.push(Sample {
+                    image: frame.clone(),
+                    label,
+                    defect: if label.is_anomalous() {
+                        "anomalous".to_string()
+                    } else {
+                        GOOD.to_string()
+                    },
+                    mask: if label.is_anomalous() {
+                        v.mask(k).map(Path::to_path_buf)
+                    } else {
+                        None
+                    },
+                });
+            }
+        }
+        CategorySplit {
+            category: category.to_string(),
+            train,
+            test,
+        }
+    }
+}
+
+/// Whether `dir` has the MNAD layout (`training/frames` and `testing/frames`).
+pub fn is_video_frames_dir(dir: &Path) -> bool {
+    dir.join("training/frames").is_dir() && dir.join("testing/frames").is_dir()
+}
+
+/// Whether `dir` has the original UCSD layout (`Train` and `Test`).
+pub fn is_ucsd_dir(dir: &Path) -> bool {
+    dir.join("Train").is_dir() && dir.join("Test").is_dir()
+}
+
+/// The datasets (categories) of the MNAD layout under `root`.
+pub fn list_video_frames(root: &Path) -> Result<Vec<String>> {
+    categories_where(root, is_video_frames_dir)
+}
+
+/// The datasets (categories) of the original UCSD layout under `root`.
+pub fn list_ucsd(root: &Path) -> Result<Vec<String>> {
+    categories_where(root, is_ucsd_dir)
+}
+
+/// Reads the MNAD-layout dataset `category` under `root` (see [`list_video_frames`]).
+pub fn read_video_frames_category(root: &Path, category: &str) -> Result<VideoDataset> {
+    read_video_frames(&category_dir_where(root, category, is_video_frames_dir)?)
+}
+
+/// Reads the original-UCSD-layout dataset `category` under `root` (see [`list_ucsd`]).
+pub fn read_ucsd_category(root: &Path, category: &str) -> Result<VideoDataset> {
+    read_ucsd(&category_dir_where(root, category, is_ucsd_dir)?)
+}
+
+/// The videos (sub-folders, natural order, `skip`ped names left out) of `dir` with their
+/// frames; an empty video is an error.
+fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<Video>> {
+    if !dir.is_dir() {
+        return Err(DataError::Layout {
+            path: dir.to_path_buf(),
+            message: "missing: expected one folder of frames per video".into(),
+        });
+    }
+    let (dirs, _) = entries(dir)?;
+    let mut videos = Vec::new();
+    for d in dirs.iter().filter(|d| !skip(&name_of(d))) {
+        let frames = images_in(d)?;
+        if frames.is_empty() {
+            return Err(DataError::NoImages { path: d.clone() });
+        }
+        videos.push(Video {
+            name: name_of(d),
+            labels: vec![Label::Normal; frames.len()],
+            frames,
+            masks: Vec::new(),
+        });
+    }
+    if videos.is_empty() {
+        return Err(DataError::Layout {
+            path: dir.to_path_buf(),
+            message: "holds no video folders".into(),
+        });
+    }
+    Ok(videos)
+}
+
+/// Fills `video.masks` from `mask_dir` when it exists: one mask per frame, same stem.
+fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
+    if !mask_dir.is_dir() {
+        return Ok(());
+    }
+    let masks = images_in(mask_dir)?;
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let by_stem: std::collections::HashMap<String, &PathBuf> =
+        masks.iter().map(|m| (stem(m), m)).collect();
+    video.masks = video
+        .frames
+        .iter()
+        .map(|f| {
+            by_stem
+                .get(&stem(f))
+                .map(|m| (*m).clone())
+                .ok_or_else(|| DataError::MaskMissing {
+                    image: f.clone(),
+                    expected: mask_dir.join(format!("{}.png", stem(f))),
+                })
+        })
+        .collect::<Result<_>>()?;
+    Ok(())
+}
+
+/// The label files directly in `dirs`: `frame_labels_*.npy` and `*.m`, sorted.
+fn label_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let (_, files) = entries(dir)?;
+        found.extend(files.into_iter().filter(|f| {
+            let name = name_of(f);
+            (name.starts_with("frame_labels_") && name.ends_with(".npy")) || name.ends_with(".m")
+        }));
+    }
+    Ok(found)
+}
+
+/// The one label file among `dirs`; none or several is an error.
+fn find_labels(dirs: &[PathBuf]) -> Result<PathBuf> {
+    let found = label_files(dirs)?;
+    match found.len() {
+        1 => Ok(found[0].clone()),
+        0 => Err(DataError::Layout {
+            path: dirs[0].clone(),
+            message: format!(
+                "no frame labels: expected frame_labels_<name>.npy or UCSDpedN.m in {}",
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        }),
+        _ => Err(DataError::Layout {
+            path: dirs[0].clone(),
+            message: format!(
+                "several frame label files ({}); keep one or use read_video_frames_with_labels",
+                found
+                    .iter()
+                    .map(|f| name_of(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// Reads an MNAD-layout dataset at `root`, labels from the one label file in `root`.
+pub fn read_video_frames(root: &Path) -> Result<VideoDataset> {
+    if !root.is_dir() {
+        return Err(DataError::RootMissing {
+            path: root.to_path_buf(),
+        });
+    }
+    let labels = find_labels(&[root.to_path_buf()])?;
+    read_video_frames_with_labels(root, &labels)
+}
+
+/// [`read_video_frames`] with the labels from `labels` (`.npy` or UCSD `.m`).
+pub fn read_video_frames_with_labels(root: &Path, labels: &Path) -> Result<VideoDataset> {
+    if !root.is_dir() {
+        return Err(DataError::RootMissing {
+            path: root.to_path_buf(),
+        });
+    }
+    let train = read_videos(&root.join("training/frames"), |_| false)?;
+    let mut test = read_videos(&root.join("testing/frames"), |_| false)?;
+    let mask_root = root.join("testing/masks");
+    for v in &mut test {
+        attach_masks(v, &mask_root.join(&v.name))?;
+    }
+    apply_labels(&mut test, labels)?;
+    Ok(VideoDataset {
+        root: root.to_path_buf(),
+        train,
+        test,
+        labels_file: labels.to_path_buf(),
+    })
+}
+
+/// Reads an original-UCSD-layout dataset (`UCSDped1`, `UCSDped2`) at `root`.
+pub fn read_ucsd(root: &Path) -> Result<VideoDataset> {
+    if !root.is_dir() {
+        return Err(DataError::RootMissing {
+            path: root.to_path_buf(),
+        });
+    }
+    let is_gt = |n: &str| n.ends_with("_gt");
+    let train = read_videos(&root.join("Train"), is_gt)?;
+    let test_dir = root.join("Test");
+    let mut test = read_videos(&test_dir, is_gt)?;
+    for v in &mut test {
+        attach_masks(v, &test_dir.join(format!("{}_gt", v.name)))?;
+    }
+    let labels = find_labels(&[test_dir, root.to_path_buf()])?;
+    apply_labels(&mut test, &labels)?;
+    Ok(VideoDataset {
+        root: root.to_path_buf(),
+        train,
+        test,
+        labels_file: labels,
+    })
+}
+
+/// Sets the labels of the `test` videos from `path` (`.npy` or `.m`).
+fn apply_labels(test: &mut [Video], path: &Path) -> Result<()> {
+    let mismatch = |message: String| DataError::FrameLabels {
+        path: path.to_path_buf(),
+        message,
+    };
+    if path.extension().is_some_and(|e| e == "npy") {
+        let flat = read_npy_labels(path)?;
+        let total = VideoDataset::frame_count(test);
+        if flat.len() != total {
+            return Err(mismatch(format!(
+                "{} labels for {total} test frames in {} videos",
+                flat.len(),
+                test.len()
+            )));
+        }
+        let mut at = 0;
+        for v in test {
+            v.labels = flat[at..at + v.len()].to_vec();
+            at += v.len();
+        }
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let ranges = parse_ucsd_ranges(&text, path)?;
+    if ranges.len() != test.len() {
+        return Err(mismatch(format!(
+            "{} gt_frame entries for {} test videos",
+            ranges.len(),
+            test.len()
+        )));
+    }
+    for (v, ranges) in test.iter_mut().zip(&ranges) {
+        let mut labels = vec![Label::Normal; v.len()];
+        for &(first, last) in ranges {
+            if last > v.len() {
+                return Err(mismatch(format!(
+                    "range {first}:{last} of video {} goes past its {} frames",
+                    v.name,
+                    v.len()
+                )));
+            }
+            labels[first - 1..last].fill(Label::Anomalous);
+        }
+        v.labels = labels;
+    }
+    Ok(())
+}
+
+/// Parses the `gt_frame = [a:b, c:d]` lines of a UCSD `.m` file (`path` for errors): per
+/// test video, its 1-based inclusive ranges (`[a:b]` or a single frame `[a]`).
+pub fn parse_ucsd_ranges(text: &str, path: &Path) -> Result<Vec<Vec<(usize, usize)>>> {
+    let mut videos = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let fail = |message: String| DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("line {}: {message}", n + 1),
+        };
+        let line = line.split('%').next().unwrap_or("");
+        let Some(at) = line.find("gt_frame") else {
+            continue;
+        };
+        let rest = &line[at..];
+        let (Some(open), Some(close)) = (rest.find('['), rest.rfind(']')) else {
+            return Err(fail("expected `gt_frame = [first:last, ...]`".into()));
+        };
+        let mut ranges = Vec::new();
+        for token in rest[open + 1..close]
+            .split([',', ';', ' ', '\t'])
+            .filter(|t| !t.is_empty())
+        {
+            let parse = |s: &str| {
+                s.trim()
+                    .parse::<usize>()
+                    .map_err(|_| fail(format!("`{token}` is not a frame range")))
+            };
+            let (first, last) = match token.split_once(':') {
+                Some((a, b)) => (parse(a)?, parse(b)?),
+                None => (parse(token)?, parse(token)?),
+            };
+            if first == 0 || last < first {
+                return Err(fail(format!("`{token}` is not a 1-based range first:last")));
+            }
+            ranges.push((first, last));
+        }
+        videos.push(ranges);
+    }
+    if videos.is_empty() {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: "no `gt_frame = [...]` lines".into(),
+        });
+    }
+    Ok(videos)
+}
+
+/// Reads a `.npy` array of frame labels (any shape, flattened in file order; bool, integer
+/// or float; non-zero is anomalous).
+pub fn read_npy_labels(path: &Path) -> Result<Vec<Label>> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let fail = |message: String| DataError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        return Err(fail("not a .npy file (no \\x93NUMPY magic)".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(fail(format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .map(String::from_utf8_lossy)
+        .ok_or_else(|| fail("truncated .npy header".into()))?;
+    let value_of = |key: &str| -> Option<String> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        let end = if rest.starts_with('(') {
+            rest.find(')')? + 1
+        } else {
+            rest.find([',', '}'])?
+        };
+        Some(rest[..end].trim().trim_matches('\'').to_string())
+    };
+    let descr = value_of("descr").ok_or_else(|| fail(format!("no descr in {header}")))?;
+    let data = &bytes[start + header_len..];
+    let (size, big) = match descr.as_bytes().first() {
+        Some(b'>') => (descr[2..].parse::<usize>().ok(), true),
+        Some(b'<' | b'|' | b'=') => (descr[2..].parse::<usize>().ok(), false),
+        _ => (None, false),
+    };
+    let kind = descr.as_bytes().get(1).copied();
+    let size = size
+        .filter(|s| [1, 2, 4, 8].contains(s) && matches!(kind, Some(b'b' | b'i' | b'u' | b'f')))
+        .filter(|&s| kind != Some(b'f') || s >= 4)
+        .ok_or_else(|| fail(format!("unsupported label dtype `{descr}`")))?;
+    if data.len() % size != 0 {
+        return Err(fail(format!(
+            "{} data bytes is not a whole number of `{descr}` values",
+            data.len()
+        )));
+    }
+    Ok(data
+        .chunks_exact(size)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            if big {
+                b[..size].copy_from_slice(c);
+                b[..size].reverse();
+            } else {
+                b[..size].copy_from_slice(c);
+            }
+            let nonzero = match (kind, size) {
+                (Some(b'f'), 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0.0,
+                (Some(b'f'), _) => f64::from_le_bytes(b) != 0.0,
+                _ => u64::from_le_bytes(b) != 0,
+            };
+            if nonzero {
+                Label::Anomalous
+            } else {
+                Label::Normal
+            }
+        })
+        .collect())
+}
+
+/// A frame-prediction sample: frames `inputs` of video `video` predict frame `target`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictionClip {
+    pub video: usize,
+    pub inputs: Range<usize>,
+    pub target: usize,
+    /// The target frame's label.
+    pub label: Label,
+}
+
+/// Every prediction sample of `videos` with `past` input frames: for each video and each
+/// target `t >= past`, inputs `t - past..t`. The first `past` frames of a video are never
+/// targets (and are left out of frame-level scoring, as in MNAD).
+pub fn prediction_clips(videos: &[Video], past: usize) -> Vec<PredictionClip> {
+    let mut clips = Vec::new();
+    for (v, video) in videos.iter().enumerate() {
+        for target in past.max(1)..video.len() {
+            clips.push(PredictionClip {
+                video: v,
+                inputs: target - past.max(1)..target,
+                target,
+                label: video.labels[target],
+            });
+        }
+    }
+    clips
+}
+
+/// A fixed-length clip of one video, labelled by its centre frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clip {
+    pub video: usize,
+    /// `length` frame indices, consecutive except where clamped at the video's ends.
+    pub frames: Vec<usize>,
+    pub centre: usize,
+    pub label: Label,
+}
+
+/// Clips of `length` frames centred on every `stride`-th frame of each video (frames
+/// `c - length/2 .. c - length/2 + length`, indices clamped to the video, so the first and
+/// last frames repeat at the ends and every frame can be scored with `stride` 1).
+pub fn centred_clips(videos: &[Video], length: usize, stride: usize) -> Vec<Clip> {
+    let length = length.max(1);
+    let half = length / 2;
+    let mut clips = Vec::new();
+    for (v, video) in videos.iter().enumerate() {
+        let last = video.len().saturating_sub(1);
+        for centre in (0..video.len()).step_by(stride.max(1)) {
+            clips.push(Clip {
+                video: v,
+                frames: (0..length)
+                    .map(|i| (centre + i).saturating_sub(half).min(last))
+                    .collect(),
+                centre,
+                label: video.labels[centre],
+            });
+        }
+    }
+    clips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ucsd_ranges_parse() {
+        let text = "TestVideoFile = {};\n\
+                    TestVideoFile{end+1}.gt_frame = [61:180];\n\
+                    % TestVideoFile{end+1}.gt_frame = [1:2];\n\
+                    TestVideoFile{end+1}.gt_frame = [5:90, 140:200];\n\
+                    TestVideoFile{end+1}.gt_frame = [7];\n";
+        let r = parse_ucsd_ranges(text, Path::new("UCSDped1.m")).unwrap();
+        assert_eq!(
+            r,
+            vec![vec![(61, 180)], vec![(5, 90), (140, 200)], vec![(7, 7)]]
+        );
+        let err = parse_ucsd_ranges("x.gt_frame = [0:3];", Path::new("a.m"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.m") && err.contains("line 1"), "{err}");
+        assert!(parse_ucsd_ranges("x.gt_frame = [a:3];", Path::new("a.m")).is_err());
+        assert!(parse_ucsd_ranges("nothing", Path::new("a.m")).is_err());
+    }
+
+    fn video(n: usize, anomalous: Range<usize>) -> Video {
+        Video {
+            name: "01".into(),
+            frames: (0..n).map(|k| PathBuf::from(format!("{k}.jpg"))).collect(),
+            labels: (0..n)
+                .map(|k| {
+                    if anomalous.contains(&k) {
+                        Label::Anomalous
+                    } else {
+                        Label::Normal
+                    }
+                })
+                .collect(),
+            masks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn clips() {
+        let videos = [video(6, 4..6), video(3, 0..1)];
+        let p = prediction_clips(&videos, 4);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].inputs, 0..4);
+        assert_eq!((p[1].target, p[1].label), (5, Label::Anomalous));
+        let c = centred_clips(&videos, 4, 1);
+        assert_eq!(c.len(), 9);
+        assert_eq!(c[0].frames, [0, 0, 0, 1]);
+        assert_eq!(c[3].frames, [1, 2, 3, 4]);
+        assert_eq!(c[5].frames, [3, 4, 5, 5]);
+        assert_eq!((c[6].video, c[6].label), (1, Label::Anomalous));
+        assert_eq!(centred_clips(&videos, 16, 2).len(), 5);
+    }
+}

@@ -1,0 +1,192 @@
+//! The VisA reader (Zou et al., ECCV 2022), for the dataset as downloaded:
+//!
+//! ```text
+//! <root>/split_csv/1cls.csv                       object,split,label,image,mask
+//! <root>/<object>/Data/Images/Normal/0000.JPG     normal images
+//! <root>/<object>/Data/Images/Anomaly/000.JPG     anomalous images
+//! <root>/<object>/Data/Masks/Anomaly/000.png      their masks
+//! ```
+//!
+//! The one-class split file lists every image with its object, split (`train`/`test`),
+//! label (`normal`/`anomaly`) and, for anomalies, its mask, paths relative to `<root>`.
+//! Rows keep the file's order. Every listed file must exist (checked with a `stat`, nothing
+//! is decoded). VisA converted to the MVTec AD layout is read with [`crate::mvtec`].
+use crate::error::{DataError, Result};
+use crate::mvtec::{check_root, CategorySplit, Label, Sample, GOOD};
+use std::path::{Path, PathBuf};
+
+/// The 12 objects of VisA.
+pub const VISA_OBJECTS: [&str; 12] = [
+    "candle",
+    "capsules",
+    "cashew",
+    "chewinggum",
+    "fryum",
+    "macaroni1",
+    "macaroni2",
+    "pcb1",
+    "pcb2",
+    "pcb3",
+    "pcb4",
+    "pipe_fryum",
+];
+
+/// The split file, relative to the root.
+pub const VISA_SPLIT_CSV: &str = "split_csv/1cls.csv";
+
+/// The `defect` of VisA's anomalous samples (the split file has no anomaly types).
+pub const VISA_ANOMALY: &str = "anomaly";
+
+/// One row of the split file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisaRow {
+    pub object: String,
+    pub train: bool,
+    pub label: Label,
+    pub image: PathBuf,
+    pub mask: Option<PathBuf>,
+}
+
+/// Parses the split file at `root/split_csv/1cls.csv` (paths resolved against `root`).
+pub fn read_split_csv(root: &Path) -> Result<Vec<VisaRow>> {
+    check_root(root)?;
+    let path = root.join(VISA_SPLIT_CSV);
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let fail = |line: usize, message: String| DataError::Format {
+        path: path.clone(),
+        message: format!("line {line}: {message}"),
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header: Vec<String> = match lines.next() {
+        Some((_, h)) => h.split(',').map(|c| c.trim().to_lowercase()).collect(),
+        None => return Err(fail(1, "empty file".into())),
+    };
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| fail(1, format!("no `{name}` column in header {header:?}")))
+    };
+    let (c_object, c_split, c_label, c_image, c_mask) = (
+        column("object")?,
+        column("split")?,
+        column("label")?,
+        column("image")?,
+        column("mask")?,
+    );
+    let mut rows = Vec::new();
+    for (n, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != header.len() {
+            return Err(fail(
+                n + 1,
+                format!("{} fields, the header has {}", fields.len(), header.len()),
+            ));
+        }
+        let train = match fields[c_split] {
+            "train" => true,
+            "test" => false,
+            other => return Err(fail(n + 1, format!("split `{other}` (train or test)"))),
+        };
+        let label = match fields[c_label] {
+            "normal" => Label::Normal,
+            "anomaly" => Label::Anomalous,
+            other => return Err(fail(n + 1, format!("label `{other}` (normal or anomaly)"))),
+        };
+        let mask = match fields[c_mask] {
+            "" => None,
+            m => Some(root.join(m)),
+        };
+        if label.is_anomalous() && mask.is_none() {
+            return Err(DataError::MaskMissing {
+                image: root.join(fields[c_image]),
+                expected: path.clone(),
+            });
+        }
+        rows.push(VisaRow {
+            object: fields[c_object].to_string(),
+            train,
+            label,
+            image: root.join(fields[c_image]),
+            mask,
+        });
+    }
+    Ok(rows)
+}
+
+/// The objects of the split file, sorted.
+pub fn list_categories(root: &Path) -> Result<Vec<String>> {
+    let mut objects: Vec<String> = read_split_csv(root)?
+        .into_iter()
+        .map(|r| r.object)
+        .collect();
+    objects.sort();
+    objects.dedup();
+    Ok(objects)
+}
+
+/// Lists the training and test images of `object` (paths only, checked to exist).
+pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
+    let rows = read_split_csv(root)?;
+    if !rows.iter().any(|r| r.object == object) {
+        let mut available: Vec<String> = rows.into_iter().map(|r| r.object).collect();
+        available.sort();
+        available.dedup();
+        return Err(DataError::CategoryMissing {
+            root: root.to_path_buf(),
+            category: object.to_string(),
+            available,
+        });
+    }
+    let csv = root.join(VISA_SPLIT_CSV);
+    let mut split = CategorySplit {
+        category: object.to_string(),
+        train: Vec::new(),
+        test: Vec::new(),
+    };
+    for row in rows.into_iter().filter(|r| r.object == object) {
+        for file in std::iter::once(&row.image).chain(&row.mask) {
+            if !file.is_file() {
+                return Err(DataError::Layout {
+                    path: file.clone(),
+                    message: format!("listed in {} but missing", csv.display()),
+                });
+            }
+        }
+        if row.train && row.label.is_anomalous() {
+            return Err(DataError::Layout {
+                path: row.image,
+                message: format!("an anomalous training image in {}", csv.display()),
+            });
+        }
+        let sample = Sample {
+            defect: if row.label.is_anomalous() {
+                VISA_ANOMALY.to_string()
+            } else {
+                GOOD.to_string()
+            },
+            image: row.image,
+            label: row.label,
+            mask: if row.label.is_anomalous() {
+                row.mask
+            } else {
+                None
+            },
+        };
+        if row.train {
+            split.train.push(sample);
+        } else {
+            split.test.push(sample);
+        }
+    }
+    if split.train.is_empty() {
+        return Err(DataError::Layout {
+            path: csv,
+            message: format!("no training images of `{object}`"),
+        });
+    }
+    Ok(split)
+}

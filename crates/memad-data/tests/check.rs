@@ -1,0 +1,158 @@
+//! `check_dataset` on hand-made datasets with known faults, and on the real shared data.
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use memad_data::check::check_dataset;
+use memad_data::DatasetCatalog;
+use std::path::Path;
+
+fn img(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(w, h, Rgb([1, 2, 3]))
+        .save(path)
+        .unwrap();
+}
+
+fn mask(path: &Path, w: u32, h: u32, on: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    GrayImage::from_pixel(w, h, Luma([if on { 255 } else { 0 }]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn reports_counts_sizes_and_every_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    for i in 0..3 {
+        img(&root.join(format!("bottle/train/good/{i:03}.png")), 16, 16);
+    }
+    img(&root.join("bottle/train/good/003.png"), 20, 16);
+    img(&root.join("bottle/test/good/000.png"), 16, 16);
+    for i in 0..3 {
+        img(&root.join(format!("bottle/test/crack/{i:03}.png")), 16, 16);
+    }
+    mask(
+        &root.join("bottle/ground_truth/crack/000_mask.png"),
+        16,
+        16,
+        true,
+    );
+    mask(
+        &root.join("bottle/ground_truth/crack/001_mask.png"),
+        8,
+        8,
+        true,
+    );
+    std::fs::create_dir_all(root.join("bottle/ground_truth/crack")).unwrap();
+    std::fs::write(
+        root.join("bottle/ground_truth/crack/002_mask.png"),
+        b"not a png",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("bottle/train/good/001.png"),
+        b"\x89PNG\r\n\x1a\ngarbage",
+    )
+    .unwrap();
+    // A second category whose mask is missing: reported, the first still checked.
+    img(&root.join("screw/train/good/000.png"), 8, 8);
+    img(&root.join("screw/test/bent/000.png"), 8, 8);
+
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("m").unwrap()).unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.categories.len(), 1);
+    let c = &report.categories[0];
+    assert_eq!(c.split_count("train"), 4);
+    assert_eq!(c.split_count("test"), 4);
+    assert_eq!(c.counts[&("test".to_string(), "crack".to_string())], 3);
+    assert_eq!(c.sizes[&(16, 16)], 6);
+    assert_eq!(c.sizes[&(20, 16)], 1);
+    assert_eq!(c.masks_checked, 2);
+    let text = report.to_string();
+    assert!(text.contains("dataset `m` (mvtec)"), "{text}");
+    assert!(text.contains("train/good/001.png"), "{text}");
+    assert!(
+        text.contains("001_mask.png: mask is 8x8 but its image"),
+        "{text}"
+    );
+    assert!(
+        text.contains("002_mask.png: corrupt or unreadable mask"),
+        "{text}"
+    );
+    assert!(text.contains("screw/test/bent/000.png"), "{text}");
+    assert!(text.contains("4 problem(s)"), "{text}");
+
+    let missing = "[x]\nformat = \"folder\"\nroot = \"/nonexistent/memad\"\n";
+    let catalog = DatasetCatalog::parse(missing, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("x").unwrap()).unwrap();
+    assert!(report
+        .to_string()
+        .contains("/nonexistent/memad: dataset root does not exist"));
+}
+
+#[test]
+fn folder_format_without_masks_and_class_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("parts");
+    img(&root.join("train/good/0.png"), 8, 8);
+    img(&root.join("test/good/0.png"), 8, 8);
+    img(&root.join("test/dent/0.png"), 8, 8);
+    img(&root.join("test/dent/1.png"), 8, 8);
+    mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, false);
+    let text = format!(
+        "[f]\nformat = \"folder\"\nroot = \"{}\"\n[c]\nformat = \"cifar10\"\nroot = \"{}\"\n",
+        root.display(),
+        dir.path().display()
+    );
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("f").unwrap()).unwrap();
+    assert!(report.is_ok(), "{report}");
+    let c = &report.categories[0];
+    assert_eq!((c.without_mask, c.empty_masks, c.masks_checked), (1, 1, 1));
+    assert!(report.to_string().contains("no problems found"));
+    let report = check_dataset(catalog.get("c").unwrap()).unwrap();
+    assert!(
+        report.to_string().contains("no CIFAR-10 batches"),
+        "{report}"
+    );
+}
+
+#[test]
+fn real_shared_datasets() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.toml");
+    let catalog = DatasetCatalog::load(&path).unwrap();
+    let fashion = catalog.get("fashion-mnist").unwrap();
+    if !fashion.root.is_dir() {
+        eprintln!("skipping: {} not found", fashion.root.display());
+        return;
+    }
+    let report = check_dataset(fashion).unwrap();
+    assert!(report.is_ok(), "{report}");
+    let c = &report.categories[0];
+    assert_eq!(c.split_count("train"), 60_000);
+    assert_eq!(c.counts[&("test".to_string(), "3".to_string())], 1000);
+    assert_eq!(c.sizes[&(28, 28)], 70_000);
+    eprintln!("{report}");
+}
+
+/// Decodes every mask of Ped2 (well under a second).
+#[test]
+fn real_ped2() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets.toml");
+    let catalog = DatasetCatalog::load(&path).unwrap();
+    let ped2 = catalog.get("ped2").unwrap();
+    if !ped2.root.is_dir() {
+        eprintln!("skipping: {} not found", ped2.root.display());
+        return;
+    }
+    let report = check_dataset(ped2).unwrap();
+    eprintln!("{report}");
+    assert!(report.is_ok(), "{report}");
+    let c = &report.categories[0];
+    assert_eq!(
+        (c.split_count("train"), c.split_count("test")),
+        (2550, 2010)
+    );
+    assert_eq!(c.sizes[&(360, 240)], 4560);
+}

@@ -1,0 +1,131 @@
+//! The VisA reader and the generic folder format on hand-made trees in their layouts.
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use memad_data::{folder, visa, DataError, Label};
+use std::path::Path;
+
+fn img(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(w, h, Rgb([10, 20, 30]))
+        .save(path)
+        .unwrap();
+}
+
+fn mask(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut m = GrayImage::new(w, h);
+    m.put_pixel(0, 0, Luma([255]));
+    m.save(path).unwrap();
+}
+
+/// VisA with `candle` (3 train, 1 normal + 2 anomalous test) and `pcb1` (1 train).
+fn visa_tree(root: &Path) {
+    let mut csv = String::from("object,split,label,image,mask\n");
+    for i in 0..4 {
+        let rel = format!("candle/Data/Images/Normal/{i:04}.JPG");
+        img(&root.join(&rel), 16, 12);
+        let split = if i < 3 { "train" } else { "test" };
+        csv += &format!("candle,{split},normal,{rel},\n");
+    }
+    for i in 0..2 {
+        let rel = format!("candle/Data/Images/Anomaly/{i:03}.JPG");
+        let m = format!("candle/Data/Masks/Anomaly/{i:03}.png");
+        img(&root.join(&rel), 16, 12);
+        mask(&root.join(&m), 16, 12);
+        csv += &format!("candle,test,anomaly,{rel},{m}\n");
+    }
+    img(&root.join("pcb1/Data/Images/Normal/0000.JPG"), 8, 8);
+    csv += "pcb1,train,normal,pcb1/Data/Images/Normal/0000.JPG,\n";
+    std::fs::create_dir_all(root.join("split_csv")).unwrap();
+    std::fs::write(root.join("split_csv/1cls.csv"), csv).unwrap();
+}
+
+#[test]
+fn reads_visa() {
+    let dir = tempfile::tempdir().unwrap();
+    visa_tree(dir.path());
+    assert_eq!(
+        visa::list_categories(dir.path()).unwrap(),
+        ["candle", "pcb1"]
+    );
+    let split = visa::read_category(dir.path(), "candle").unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (3, 3));
+    assert_eq!(split.defects(), ["anomaly"]);
+    let t = &split.test[1];
+    assert_eq!(t.label, Label::Anomalous);
+    assert_eq!(
+        t.mask.as_deref().unwrap(),
+        dir.path().join("candle/Data/Masks/Anomaly/000.png")
+    );
+    assert!(split.test[0].mask.is_none());
+    let msg = visa::read_category(dir.path(), "candel")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("candle, pcb1"), "{msg}");
+    std::fs::remove_file(dir.path().join("candle/Data/Masks/Anomaly/001.png")).unwrap();
+    let msg = visa::read_category(dir.path(), "candle")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("Masks/Anomaly/001.png") && msg.contains("listed in"),
+        "{msg}"
+    );
+    let csv = dir.path().join("split_csv/1cls.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::write(&csv, text.replace("candle,test,anomaly", "candle,test,bad")).unwrap();
+    let msg = visa::read_category(dir.path(), "pcb1")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("1cls.csv") && msg.contains("line 6") && msg.contains("`bad`"),
+        "{msg}"
+    );
+    std::fs::remove_file(&csv).unwrap();
+    let err = visa::list_categories(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("split_csv/1cls.csv"), "{err}");
+}
+
+#[test]
+fn reads_the_folder_format_with_and_without_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("widgets");
+    for i in 0..3 {
+        img(&root.join(format!("train/good/{i}.png")), 10, 10);
+    }
+    img(&root.join("test/good/a.png"), 10, 10);
+    img(&root.join("test/crack/1.png"), 10, 10);
+    img(&root.join("test/crack/2.png"), 10, 10);
+    img(&root.join("test/dent/1.png"), 10, 10);
+    mask(&root.join("ground_truth/crack/1_mask.png"), 10, 10);
+    assert_eq!(folder::list_categories(&root).unwrap(), ["widgets"]);
+    assert_eq!(folder::list_categories(dir.path()).unwrap(), ["widgets"]);
+    let split = folder::read_category(&root, "widgets").unwrap();
+    assert_eq!(split, folder::read_category(dir.path(), "widgets").unwrap());
+    assert_eq!(split.train.len(), 3);
+    let test: Vec<_> = split
+        .test
+        .iter()
+        .map(|s| (s.defect.as_str(), s.label, s.mask.is_some()))
+        .collect();
+    assert_eq!(
+        test,
+        [
+            ("crack", Label::Anomalous, true),
+            ("crack", Label::Anomalous, false),
+            ("dent", Label::Anomalous, false),
+            ("good", Label::Normal, false),
+        ]
+    );
+    let msg = folder::read_category(dir.path(), "gadgets")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`gadgets`") && msg.contains("widgets"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(root.join("train/good")).unwrap();
+    let msg = folder::read_category(&root, "widgets")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("widgets/train/good is missing"), "{msg}");
+}
