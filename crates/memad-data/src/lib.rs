@@ -23,6 +23,7 @@ pub mod image_io;
 pub mod loader;
 pub mod mvtec;
 pub mod one_class;
+pub mod synthesis;
 pub mod synthetic;
 pub mod video;
 pub mod visa;
