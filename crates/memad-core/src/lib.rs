@@ -10,6 +10,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod registry;
 pub mod traits;
 

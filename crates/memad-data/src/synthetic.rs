@@ -284,13 +284,9 @@ fn clear_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `path` via `<path>.tmp` and a rename.
+/// [`memad_core::io::write_atomic`] with the crate's error.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    memad_core::io::write_atomic(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
 fn encode_rgb(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
