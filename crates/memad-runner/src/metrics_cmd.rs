@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{anyhow, ensure, Context, Result};
-use memad_metrics::{evaluate_images, ImageMetrics, MetricError, PixelInputs, MVTEC_FPR_LIMIT};
+use memad_metrics::{
+    aupro, evaluate_images, ImageMetrics, MetricError, PixelInputs, RankedScores, MVTEC_FPR_LIMIT,
+};
 use serde::Serialize;
 
 use npz::{Category, Npz};
@@ -347,7 +349,7 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
                 fpr_limit,
                 ..PixelInputs::new(maps, masks, *h, *w)
             });
-            let metrics = evaluate_images(&scores, &labels, pixel_inputs)
+            let metrics = evaluate_lean(&scores, &labels, pixel_inputs)
                 .map_err(|e| explain(e, &group, inputs))?;
             Ok(Row {
                 category: group.name,
@@ -360,6 +362,26 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
     Ok(Report { categories, mean })
 }
 
+/// [`evaluate_images`] with the pixel ranking and AUPRO one after the other, not together:
+/// the peak memory is the larger of their working sets, not the sum.
+fn evaluate_lean(
+    scores: &[f32],
+    labels: &[bool],
+    pixels: Option<PixelInputs<'_>>,
+) -> std::result::Result<ImageMetrics, MetricError> {
+    let mut metrics = evaluate_images(scores, labels, None)?;
+    if let Some(p) = pixels {
+        let ranked = RankedScores::new(p.maps, p.masks).map_err(|e| e.within("pixel level"))?;
+        metrics.pixel_auroc = Some(ranked.auroc());
+        metrics.pixel_ap = Some(ranked.average_precision());
+        metrics.pixel_f1_max = Some(ranked.f1_max().f1);
+        drop(ranked);
+        let pro = aupro(p.maps, p.masks, scores.len(), p.h, p.w, p.fpr_limit);
+        metrics.aupro = Some(pro.map_err(|e| e.within("pixel level"))?);
+    }
+    Ok(metrics)
+}
+
 /// A metric error of `group`, with a non-finite score located in the input file.
 fn explain(e: MetricError, group: &Group, inputs: &Inputs) -> anyhow::Error {
     let pred = inputs.pred.display();
@@ -369,14 +391,12 @@ fn explain(e: MetricError, group: &Group, inputs: &Inputs) -> anyhow::Error {
                 let i = group.images[index];
                 Some(format!("{pred}: image_scores[{i}] = {}", inputs.scores[i]))
             }
-            ("pixel level", &MetricError::NonFinite { index }) => {
-                inputs.pixels.as_ref().map(|p| {
-                    let hw = p.h * p.w;
-                    let (i, y, x) = (group.images[index / hw], index % hw / p.w, index % p.w);
-                    let v = p.maps[i * hw + index % hw];
-                    format!("{pred}: anomaly_maps[{i}, {y}, {x}] = {v}")
-                })
-            }
+            ("pixel level", &MetricError::NonFinite { index }) => inputs.pixels.as_ref().map(|p| {
+                let hw = p.h * p.w;
+                let (i, y, x) = (group.images[index / hw], index % hw / p.w, index % p.w);
+                let v = p.maps[i * hw + index % hw];
+                format!("{pred}: anomaly_maps[{i}, {y}, {x}] = {v}")
+            }),
             _ => None,
         },
         _ => None,
@@ -462,6 +482,12 @@ pub mod npz {
                 [o, k, ..] => (*o, *k),
                 _ => return Err(unsupported()),
             };
+            if kind == b'O' {
+                bail!(
+                    "unsupported dtype '{descr}' (Python objects; save strings as \
+                     np.array(names, dtype=str))"
+                );
+            }
             let n: usize = descr[2..].parse().map_err(|_| unsupported())?;
             let dtype = match (kind, n) {
                 (b'b', 1) => Dtype::Bool,
@@ -722,7 +748,10 @@ pub mod npz {
         if buf.len() < 8 {
             return Ok(8);
         }
-        ensure!(buf.starts_with(MAGIC), "not a .npy array (no \\x93NUMPY magic)");
+        ensure!(
+            buf.starts_with(MAGIC),
+            "not a .npy array (no \\x93NUMPY magic)"
+        );
         let prefix = match buf[6] {
             1 => 10,
             2 | 3 => 12,
@@ -864,7 +893,9 @@ pub mod npz {
         };
         let dtype = match get("descr")? {
             Lit::Str(d) => Dtype::parse(d)?,
-            Lit::Other(raw) => bail!("unsupported dtype {raw} (structured arrays are not supported)"),
+            Lit::Other(raw) => {
+                bail!("unsupported dtype {raw} (structured arrays are not supported)")
+            }
             other => bail!("unsupported dtype {other:?}"),
         };
         match get("fortran_order")? {
@@ -1179,7 +1210,10 @@ pub mod npz {
             let mut record = [0u8; 56];
             file.seek(SeekFrom::Start(u64_at(&tail, locator + 8)))?;
             file.read_exact(&mut record)?;
-            ensure!(record.starts_with(b"PK\x06\x06"), "bad zip64 directory record");
+            ensure!(
+                record.starts_with(b"PK\x06\x06"),
+                "bad zip64 directory record"
+            );
             (count, cd_size, cd_offset) = (
                 u64_at(&record, 32),
                 u64_at(&record, 40),
@@ -1606,7 +1640,11 @@ mod tests {
     }
 
     fn f32_npy(shape: &str, values: &[f32]) -> Vec<u8> {
-        npy("<f4", shape, &le_bytes(values.iter().map(|v| v.to_le_bytes())))
+        npy(
+            "<f4",
+            shape,
+            &le_bytes(values.iter().map(|v| v.to_le_bytes())),
+        )
     }
 
     fn le_bytes<const K: usize>(items: impl Iterator<Item = [u8; K]>) -> Vec<u8> {
@@ -1631,7 +1669,8 @@ mod tests {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(data);
-            central.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+            central
+                .extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
             let big = |v: u32| if zip64 { u32::MAX } else { v };
             for v in [crc, big(size), big(size)] {
                 central.extend_from_slice(&v.to_le_bytes());
@@ -1718,7 +1757,9 @@ mod tests {
     }
 
     fn dynamic_text() -> Vec<u8> {
-        (0..300u32).flat_map(|i| format!("{},", i * i % 1000).into_bytes()).collect()
+        (0..300u32)
+            .flat_map(|i| format!("{},", i * i % 1000).into_bytes())
+            .collect()
     }
 
     /// `zlib` level 6 of `b"memad memad memad anomaly"`: one fixed-Huffman block.
@@ -1848,9 +1889,12 @@ mod tests {
         }
         assert_eq!(Dtype::Unicode(7).size(), 28);
         assert_eq!(Dtype::F16.to_string(), "float16");
-        for descr in ["<c8", "|O", "|V8", "<f3", "<U0", "f4", ""] {
+        for descr in ["<c8", "|O", "|O8", "|V8", "<f3", "<U0", "f4", ""] {
             let e = Dtype::parse(descr).unwrap_err().to_string();
-            assert!(e.starts_with(&format!("unsupported dtype '{descr}'")), "{e}");
+            assert!(
+                e.starts_with(&format!("unsupported dtype '{descr}'")),
+                "{e}"
+            );
         }
         let e = Dtype::parse(">f4").unwrap_err().to_string();
         assert!(e.contains("'>f4'") && e.contains("big-endian"), "{e}");
@@ -1868,9 +1912,15 @@ mod tests {
         assert!(parse_header(h).unwrap_err().to_string().contains("Fortran"));
         let h = "{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (2,), }";
         let e = parse_header(h).unwrap_err().to_string();
-        assert!(e.contains("[('a', '<f4'), ('b', '<i4')]") && e.contains("structured"), "{e}");
+        assert!(
+            e.contains("[('a', '<f4'), ('b', '<i4')]") && e.contains("structured"),
+            "{e}"
+        );
         let h = "{'descr': '<f4', 'fortran_order': False}";
-        assert!(parse_header(h).unwrap_err().to_string().contains("no 'shape'"));
+        assert!(parse_header(h)
+            .unwrap_err()
+            .to_string()
+            .contains("no 'shape'"));
     }
 
     #[test]
@@ -1880,20 +1930,52 @@ mod tests {
             ("|b1", vec![0, 1, 1, 1]),
             ("|i1", vec![0, 1, 2, 100]),
             ("|u1", vec![0, 1, 2, 100]),
-            ("<i2", le_bytes([0i16, 1, 2, 100].map(i16::to_le_bytes).into_iter())),
-            ("<u2", le_bytes([0u16, 1, 2, 100].map(u16::to_le_bytes).into_iter())),
-            ("<i4", le_bytes([0i32, 1, 2, 100].map(i32::to_le_bytes).into_iter())),
-            ("<u4", le_bytes([0u32, 1, 2, 100].map(u32::to_le_bytes).into_iter())),
-            ("<i8", le_bytes([0i64, 1, 2, 100].map(i64::to_le_bytes).into_iter())),
-            ("<u8", le_bytes([0u64, 1, 2, 100].map(u64::to_le_bytes).into_iter())),
-            ("<f2", le_bytes([0u16, 0x3c00, 0x4000, 0x5640].map(u16::to_le_bytes).into_iter())),
+            (
+                "<i2",
+                le_bytes([0i16, 1, 2, 100].map(i16::to_le_bytes).into_iter()),
+            ),
+            (
+                "<u2",
+                le_bytes([0u16, 1, 2, 100].map(u16::to_le_bytes).into_iter()),
+            ),
+            (
+                "<i4",
+                le_bytes([0i32, 1, 2, 100].map(i32::to_le_bytes).into_iter()),
+            ),
+            (
+                "<u4",
+                le_bytes([0u32, 1, 2, 100].map(u32::to_le_bytes).into_iter()),
+            ),
+            (
+                "<i8",
+                le_bytes([0i64, 1, 2, 100].map(i64::to_le_bytes).into_iter()),
+            ),
+            (
+                "<u8",
+                le_bytes([0u64, 1, 2, 100].map(u64::to_le_bytes).into_iter()),
+            ),
+            (
+                "<f2",
+                le_bytes(
+                    [0u16, 0x3c00, 0x4000, 0x5640]
+                        .map(u16::to_le_bytes)
+                        .into_iter(),
+                ),
+            ),
             ("<f4", le_bytes(want.map(f32::to_le_bytes).into_iter())),
-            ("<f8", le_bytes([0f64, 1.0, 2.0, 100.0].map(f64::to_le_bytes).into_iter())),
+            (
+                "<f8",
+                le_bytes([0f64, 1.0, 2.0, 100.0].map(f64::to_le_bytes).into_iter()),
+            ),
         ];
         for (descr, data) in cases {
             let bytes = npy(descr, "(2, 2)", &data);
             let a: Array<f32> = parse_npy(&bytes).unwrap();
-            let expect = if descr == "|b1" { [0.0, 1.0, 1.0, 1.0] } else { want };
+            let expect = if descr == "|b1" {
+                [0.0, 1.0, 1.0, 1.0]
+            } else {
+                want
+            };
             assert_eq!((a.shape, a.data), (vec![2, 2], expect.to_vec()), "{descr}");
             let b: Array<bool> = parse_npy(&bytes).unwrap();
             assert_eq!(b.data, [false, true, true, true], "{descr}");
@@ -1908,8 +1990,14 @@ mod tests {
 
     #[test]
     fn decodes_half_floats_exactly() {
-        let halves = [0x3c00u16, 0xc000, 0x0001, 0x8001, 0x7c00, 0x8000, 0x7bff, 0x3555];
-        let bytes = npy("<f2", "(8,)", &le_bytes(halves.map(u16::to_le_bytes).into_iter()));
+        let halves = [
+            0x3c00u16, 0xc000, 0x0001, 0x8001, 0x7c00, 0x8000, 0x7bff, 0x3555,
+        ];
+        let bytes = npy(
+            "<f2",
+            "(8,)",
+            &le_bytes(halves.map(u16::to_le_bytes).into_iter()),
+        );
         let got = parse_npy::<f32>(&bytes).unwrap().data;
         let want = [
             1.0,
@@ -1949,7 +2037,10 @@ mod tests {
             "unsupported dtype float32 here (strings or integers expected)"
         );
         let e = parse_npy::<f32>(&npy("|S3", "(2,)", b"ab\0cde")).unwrap_err();
-        assert_eq!(e.to_string(), "unsupported dtype |S3 here (numbers expected)");
+        assert_eq!(
+            e.to_string(),
+            "unsupported dtype |S3 here (numbers expected)"
+        );
     }
 
     #[test]
@@ -1975,10 +2066,19 @@ mod tests {
         let mut z = Npz::open(&path).unwrap();
         assert_eq!(z.keys(), ["image_scores", "categories", "masks"]);
         let scores = z.require::<f32>("image_scores").unwrap();
-        assert_eq!((scores.dtype, scores.data), (Dtype::F64, vec![0.1, 0.9, 0.4, 0.8]));
+        assert_eq!(
+            (scores.dtype, scores.data),
+            (Dtype::F64, vec![0.1, 0.9, 0.4, 0.8])
+        );
         let c = z.require::<Category>("categories").unwrap();
         assert_eq!(c.dtype, Dtype::Unicode(6));
-        assert_eq!(c.data[..2], [Category::Text("screw".into()), Category::Text("bottle".into())]);
+        assert_eq!(
+            c.data[..2],
+            [
+                Category::Text("screw".into()),
+                Category::Text("bottle".into())
+            ]
+        );
         let masks = z.require::<bool>("masks").unwrap();
         assert_eq!(masks.shape, [4, 2, 3]);
         assert_eq!(masks.data.iter().filter(|&&m| m).count(), 3);
@@ -1993,7 +2093,10 @@ mod tests {
         let e = z.require::<f32>("image_scores").unwrap_err().to_string();
         assert_eq!(
             e,
-            format!("{}: no array `image_scores`; it holds: x, s", path.display())
+            format!(
+                "{}: no array `image_scores`; it holds: x, s",
+                path.display()
+            )
         );
     }
 
@@ -2021,8 +2124,17 @@ mod tests {
         assert!(format!("{e:#}").contains("not a zip"), "{e:#}");
     }
 
+    /// A small test set.
+    struct Data {
+        scores: Vec<f32>,
+        labels: Vec<bool>,
+        maps: Vec<f32>,
+        masks: Vec<bool>,
+        categories: Vec<&'static str>,
+    }
+
     /// Six 4x5 images in two interleaved categories (`b`, `a`), each with anomalies.
-    fn dataset() -> (Vec<f32>, Vec<bool>, Vec<f32>, Vec<bool>, Vec<&'static str>) {
+    fn dataset() -> Data {
         let labels = vec![false, true, true, false, true, false];
         let scores = vec![0.1, 0.7, 0.9, 0.3, 0.2, 0.25];
         let mut masks = vec![false; 6 * 20];
@@ -2038,11 +2150,22 @@ mod tests {
             .map(|i| ((i * 37) % 101) as f32 / 101.0 + if masks[i] { 0.4 } else { 0.0 })
             .collect();
         let categories = vec!["b", "a", "b", "a", "b", "a"];
-        (scores, labels, maps, masks, categories)
+        Data {
+            scores,
+            labels,
+            maps,
+            masks,
+            categories,
+        }
     }
 
     fn write_dataset(dir: &Path, maps: &[f32], scores: &[f32]) -> (PathBuf, PathBuf) {
-        let (_, labels, _, masks, categories) = dataset();
+        let Data {
+            labels,
+            masks,
+            categories,
+            ..
+        } = dataset();
         let pred = zip(
             &[
                 ("image_scores.npy", f32_npy("(6,)", scores)),
@@ -2050,7 +2173,10 @@ mod tests {
             ],
             false,
         );
-        let cats: Vec<u8> = categories.iter().flat_map(|c| [c.as_bytes()[0], 0]).collect();
+        let cats: Vec<u8> = categories
+            .iter()
+            .flat_map(|c| [c.as_bytes()[0], 0])
+            .collect();
         let gt = zip(
             &[
                 ("image_labels.npy", npy("|b1", "(6,)", &labels.map_u8())),
@@ -2075,18 +2201,34 @@ mod tests {
     #[test]
     fn evaluates_per_category_and_mean() {
         let dir = tempfile::tempdir().unwrap();
-        let (scores, labels, maps, masks, _) = dataset();
+        let Data {
+            scores,
+            labels,
+            maps,
+            masks,
+            ..
+        } = dataset();
         let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
         let inputs = Inputs::load(&pred, &gt).unwrap();
         let report = evaluate(&inputs, 0.3).unwrap();
-        let names: Vec<&str> = report.categories.iter().map(|r| r.category.as_str()).collect();
+        let names: Vec<&str> = report
+            .categories
+            .iter()
+            .map(|r| r.category.as_str())
+            .collect();
         assert_eq!(names, ["a", "b"]);
         for (row, images) in report.categories.iter().zip([[1, 3, 5], [0, 2, 4]]) {
             let pick = |v: &[f32], k: usize| -> Vec<f32> {
-                images.iter().flat_map(|&i| v[i * k..(i + 1) * k].to_vec()).collect()
+                images
+                    .iter()
+                    .flat_map(|&i| v[i * k..(i + 1) * k].to_vec())
+                    .collect()
             };
             let pick_b = |v: &[bool], k: usize| -> Vec<bool> {
-                images.iter().flat_map(|&i| v[i * k..(i + 1) * k].to_vec()).collect()
+                images
+                    .iter()
+                    .flat_map(|&i| v[i * k..(i + 1) * k].to_vec())
+                    .collect()
             };
             let (m, k) = (pick(&maps, 20), pick_b(&masks, 20));
             let want = evaluate_images(
@@ -2098,7 +2240,10 @@ mod tests {
             assert_eq!((row.images, &row.metrics), (3, &Metrics::from(want)));
         }
         let (a, b) = (&report.categories[0].metrics, &report.categories[1].metrics);
-        assert_eq!(report.mean.aupro, Some((a.aupro.unwrap() + b.aupro.unwrap()) / 2.0));
+        assert_eq!(
+            report.mean.aupro,
+            Some((a.aupro.unwrap() + b.aupro.unwrap()) / 2.0)
+        );
         assert_eq!(report.mean.image_ap, (a.image_ap + b.image_ap) / 2.0);
 
         let table = report.table();
@@ -2116,10 +2261,19 @@ mod tests {
     #[test]
     fn without_categories_and_maps_one_row_of_image_metrics() {
         let dir = tempfile::tempdir().unwrap();
-        let pred = zip(&[("image_scores.npy", f32_npy("(4, 1)", &[0.1, 0.4, 0.35, 0.8]))], false);
+        let pred = zip(
+            &[(
+                "image_scores.npy",
+                f32_npy("(4, 1)", &[0.1, 0.4, 0.35, 0.8]),
+            )],
+            false,
+        );
         let labels = le_bytes([0i64, 0, 3, 1].map(i64::to_le_bytes).into_iter());
         let gt = zip(&[("image_labels.npy", npy("<i8", "(4,)", &labels))], false);
-        let (pred, gt) = (write(dir.path(), "p.npz", &pred), write(dir.path(), "g.npz", &gt));
+        let (pred, gt) = (
+            write(dir.path(), "p.npz", &pred),
+            write(dir.path(), "g.npz", &gt),
+        );
         let report = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
         assert_eq!(report.categories.len(), 1);
         assert_eq!(report.categories[0].category, "all");
@@ -2132,8 +2286,8 @@ mod tests {
     #[test]
     fn errors_name_files_keys_and_shapes() {
         let dir = tempfile::tempdir().unwrap();
-        let (scores, _, maps, _, _) = dataset();
-        let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
+        let Data { scores, maps, .. } = dataset();
+        let (_, gt) = write_dataset(dir.path(), &maps, &scores);
         let msg = |p: &Path, g: &Path| format!("{:#}", Inputs::load(p, g).err().unwrap());
 
         let e = msg(&gt, &gt);
@@ -2165,7 +2319,8 @@ mod tests {
         let wide = write(dir.path(), "wide.npz", &wide);
         let e = msg(&wide, &gt);
         assert!(
-            e.contains("anomaly_maps has shape [6, 5, 4]") && e.contains("masks has shape [6, 4, 5]"),
+            e.contains("anomaly_maps has shape [6, 5, 4]")
+                && e.contains("masks has shape [6, 4, 5]"),
             "{e}"
         );
     }
@@ -2173,10 +2328,16 @@ mod tests {
     #[test]
     fn non_finite_scores_are_located() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut scores, _, mut maps, _, _) = dataset();
+        let Data {
+            mut scores,
+            mut maps,
+            ..
+        } = dataset();
         scores[4] = f32::NAN;
         let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
-        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap_err().to_string();
+        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("category b: image level: score at index 2 is not finite")
                 && e.ends_with("pred.npz: image_scores[4] = NaN)"),
@@ -2185,7 +2346,9 @@ mod tests {
         scores[4] = 0.5;
         maps[3 * 20 + 2 * 5 + 1] = f32::INFINITY;
         let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
-        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap_err().to_string();
+        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("category a: pixel level: score at index 31 is not finite")
                 && e.ends_with("pred.npz: anomaly_maps[3, 2, 1] = inf)"),
@@ -2196,7 +2359,10 @@ mod tests {
     #[test]
     fn selects_borrow_contiguous_images() {
         let data = [0, 1, 2, 3, 4, 5, 6, 7];
-        assert!(matches!(select(&data, &[1, 2], 2), Cow::Borrowed([2, 3, 4, 5])));
+        assert!(matches!(
+            select(&data, &[1, 2], 2),
+            Cow::Borrowed([2, 3, 4, 5])
+        ));
         assert_eq!(select(&data, &[3, 0], 2).as_ref(), [6, 7, 0, 1]);
         assert_eq!(vector_len(&[4, 1]), Some(4));
         assert_eq!(vector_len(&[4, 2]), None);
