@@ -3,7 +3,9 @@
 //! | kind | method | file |
 //! |---|---|---|
 //! | `rd4ad` | Reverse distillation (Deng & Li, CVPR 2022) | [`rd4ad`] |
+//! | `patchcore` | Patch-feature memory bank with coreset (Roth et al., CVPR 2022) | [`patchcore`] |
 pub mod anomaly_map;
+pub mod patchcore;
 pub mod rd4ad;
 
 use memad_core::{MethodEntry, Registry};
@@ -15,5 +17,11 @@ pub fn register(registry: &mut Registry) {
         summary: "Reverse distillation: frozen teacher, OCBE bottleneck, student decoder (Deng & Li, CVPR 2022)",
         resolve: rd4ad::resolve,
         build: rd4ad::build,
+    });
+    registry.add_method(MethodEntry {
+        kind: "patchcore",
+        summary: "PatchCore: frozen backbone, locally aware patch features, coreset memory bank (Roth et al., CVPR 2022)",
+        resolve: patchcore::resolve,
+        build: patchcore::build,
     });
 }

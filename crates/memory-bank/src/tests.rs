@@ -1,0 +1,309 @@
+use super::*;
+
+/// `[n, d]` standard-normal rows from memad's generator (no global libtorch state, so the
+/// tests may run in parallel).
+fn data(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = SplitMix64(seed);
+    (0..n)
+        .map(|_| (0..d).map(|_| rng.normal()).collect())
+        .collect()
+}
+
+fn tensor(rows: &[Vec<f64>]) -> Tensor {
+    let flat: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
+    Tensor::from_slice(&flat).reshape([rows.len() as i64, rows[0].len() as i64])
+}
+
+/// The rows of a float tensor, as f64 (the values the tensor holds, after rounding to f32).
+fn rows_of(t: &Tensor) -> Vec<Vec<f64>> {
+    let d = t.size()[1] as usize;
+    let flat: Vec<f64> = Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    flat.chunks(d).map(<[f64]>::to_vec).collect()
+}
+
+fn dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Alg. 1 written out with loops in f64: the farthest row from the selection, lowest index on
+/// ties, never a row twice.
+fn brute_force_k_center(x: &[Vec<f64>], k: usize, start: usize) -> Vec<i64> {
+    let mut selected = vec![start];
+    while selected.len() < k {
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (i, xi) in x.iter().enumerate() {
+            if selected.contains(&i) {
+                continue;
+            }
+            let d = selected
+                .iter()
+                .map(|&j| dist(xi, &x[j]))
+                .fold(f64::INFINITY, f64::min);
+            if d > best.0 {
+                best = (d, i);
+            }
+        }
+        selected.push(best.1);
+    }
+    selected.into_iter().map(|i| i as i64).collect()
+}
+
+fn indices(t: &Tensor) -> Vec<i64> {
+    Vec::try_from(t.flatten(0, -1)).unwrap()
+}
+
+/// `max_i min_{c in coreset} ||x_i - c||`.
+fn coverage_radius(x: &[Vec<f64>], coreset: &[i64]) -> f64 {
+    x.iter()
+        .map(|xi| {
+            coreset
+                .iter()
+                .map(|&c| dist(xi, &x[c as usize]))
+                .fold(f64::INFINITY, f64::min)
+        })
+        .fold(0.0, f64::max)
+}
+
+fn config(ratio: f64, projection_dim: i64) -> PatchBankConfig {
+    PatchBankConfig {
+        coreset_ratio: ratio,
+        projection_dim,
+    }
+}
+
+#[test]
+fn greedy_k_center_equals_the_brute_force_algorithm() {
+    let x = data(80, 6, 1);
+    for (k, start) in [(1, 5), (10, 0), (25, 41), (80, 79)] {
+        let got = indices(&greedy_k_center(&tensor(&x), k as i64, start as i64).unwrap());
+        assert_eq!(
+            got,
+            brute_force_k_center(&x, k, start),
+            "k {k} start {start}"
+        );
+    }
+}
+
+#[test]
+fn coreset_without_projection_is_greedy_k_center_from_the_seeded_start() {
+    let x = data(120, 5, 2);
+    let seed = 7;
+    let got = indices(&coreset_indices(&tensor(&x), &config(0.1, 0), seed).unwrap());
+    let start = SplitMix64(seed).below(120) as usize;
+    assert_eq!(got, brute_force_k_center(&x, 12, start));
+}
+
+#[test]
+fn coreset_with_projection_is_greedy_k_center_in_the_projected_space() {
+    let (n, d, proj, seed) = (100, 24, 8, 3);
+    let x = data(n, d, 4);
+    let got = indices(&coreset_indices(&tensor(&x), &config(0.25, proj), seed).unwrap());
+    let mut rng = SplitMix64(seed);
+    let start = rng.below(n as u64) as usize;
+    let p = gaussian_projection(d as i64, proj, rng.next_u64(), Device::Cpu);
+    let projected = rows_of(&tensor(&x).matmul(&p));
+    assert_eq!(got, brute_force_k_center(&projected, 25, start));
+    // The projection changes the selection (else this test would not test it).
+    assert_ne!(got, brute_force_k_center(&x, 25, start));
+}
+
+#[test]
+fn coverage_radius_does_not_grow_with_the_ratio() {
+    let x = data(200, 16, 5);
+    let mut previous: Option<(Vec<i64>, f64)> = None;
+    for ratio in [0.01, 0.05, 0.1, 0.25, 0.5, 1.0] {
+        let coreset = indices(&coreset_indices(&tensor(&x), &config(ratio, 4), 9).unwrap());
+        assert_eq!(coreset.len() as i64, coreset_size(200, ratio));
+        let radius = coverage_radius(&x, &coreset);
+        if let Some((smaller, r)) = &previous {
+            assert!(radius <= *r, "ratio {ratio}: radius {radius} > {r}");
+            if ratio < 1.0 {
+                // Same start and projection: a larger coreset extends the smaller one.
+                assert_eq!(&coreset[..smaller.len()], &smaller[..], "ratio {ratio}");
+            }
+        }
+        previous = Some((coreset, radius));
+    }
+    assert_eq!(previous.unwrap().1, 0.0, "ratio 1 covers every item");
+}
+
+#[test]
+fn coreset_size_is_the_ceiling_without_rounding_noise() {
+    assert_eq!(coreset_size(15360, 0.1), 1536);
+    assert_eq!(coreset_size(10, 0.1), 1);
+    assert_eq!(coreset_size(50, 0.01), 1);
+    assert_eq!(coreset_size(10, 0.25), 3);
+    assert_eq!(coreset_size(7, 1.0), 7);
+    assert_eq!(coreset_size(0, 0.1), 0);
+}
+
+#[test]
+fn gaussian_projection_is_seeded_and_scaled() {
+    let a = gaussian_projection(256, 64, 11, Device::Cpu);
+    let b = gaussian_projection(256, 64, 11, Device::Cpu);
+    let c = gaussian_projection(256, 64, 12, Device::Cpu);
+    assert_eq!(a.size(), [256, 64]);
+    assert!(a.equal(&b));
+    assert!(!a.equal(&c));
+    // Entries N(0, 1/64): variance 1/64 within 5% over 16384 draws; mean near 0.
+    let var = a.square().mean(Kind::Double).double_value(&[]);
+    assert!(
+        (var * 64.0 - 1.0).abs() < 0.05,
+        "variance x 64 = {}",
+        var * 64.0
+    );
+    assert!(a.mean(Kind::Double).double_value(&[]).abs() < 0.01);
+}
+
+fn fitted(rows: &[Vec<f64>], ratio: f64) -> PatchBank {
+    let mut bank = PatchBank::new(config(ratio, 0), 0);
+    bank.update(&tensor(rows)).unwrap();
+    bank.finalize().unwrap();
+    bank
+}
+
+#[test]
+fn nearest_neighbours_equal_brute_force_across_bank_chunks() {
+    // 9000 items: two bank chunks of the search, so the merge of chunk results is exercised.
+    let items = data(9000, 4, 6);
+    let queries = data(25, 4, 7);
+    let bank = fitted(&items, 1.0);
+    let nn = bank.k_nearest(&tensor(&queries), 3).unwrap();
+    assert_eq!(nn.distance.size(), [25, 3]);
+    let got_d = rows_of(&nn.distance);
+    let got_i: Vec<i64> = indices(&nn.index);
+    let items32 = rows_of(&tensor(&items));
+    for (qi, q) in rows_of(&tensor(&queries)).iter().enumerate() {
+        let mut all: Vec<(f64, usize)> = items32
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (dist(q, x), i))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for j in 0..3 {
+            assert_eq!(got_i[qi * 3 + j], all[j].1 as i64, "query {qi} rank {j}");
+            assert!(
+                (got_d[qi][j] - all[j].0).abs() < 1e-5,
+                "query {qi} rank {j}"
+            );
+        }
+    }
+    // The Memory read: distance to and value of the nearest item.
+    let read = bank.read(&tensor(&queries), false);
+    assert!(read.attention.is_none());
+    assert!(read.distance.unwrap().equal(&nn.distance.select(1, 0)));
+    assert!(read
+        .output
+        .equal(&tensor(&items).index_select(0, &nn.index.select(1, 0))));
+}
+
+#[test]
+fn k_is_capped_by_the_bank_size_and_an_item_is_its_own_nearest() {
+    let items = data(5, 3, 8);
+    let bank = fitted(&items, 1.0);
+    let nn = bank.k_nearest(&tensor(&items), 9).unwrap();
+    assert_eq!(nn.index.size(), [5, 5]);
+    assert_eq!(indices(&nn.index.select(1, 0)), vec![0, 1, 2, 3, 4]);
+    assert_eq!(nn.distance.select(1, 0).abs().max().double_value(&[]), 0.0);
+    let empty = Tensor::zeros([0, 3], (Kind::Float, Device::Cpu));
+    assert_eq!(bank.k_nearest(&empty, 2).unwrap().index.size(), [0, 2]);
+}
+
+#[test]
+fn ratio_one_keeps_every_feature_in_order() {
+    let (a, b) = (data(7, 3, 9), data(4, 3, 10));
+    let mut bank = PatchBank::new(config(1.0, 128), 0);
+    bank.update(&tensor(&a)).unwrap();
+    bank.update(&tensor(&b)).unwrap();
+    assert_eq!(bank.collected(), 11);
+    bank.finalize().unwrap();
+    assert_eq!(bank.collected(), 0);
+    let all = Tensor::cat(&[tensor(&a), tensor(&b)], 0);
+    assert!(bank.items().unwrap().equal(&all));
+}
+
+#[test]
+fn finalize_keeps_the_coreset_rows_unprojected() {
+    let x = data(300, 32, 11);
+    let cfg = config(0.1, 8);
+    let mut bank = PatchBank::new(cfg.clone(), 42);
+    bank.update(&tensor(&x).narrow(0, 0, 100)).unwrap();
+    bank.update(&tensor(&x).narrow(0, 100, 200)).unwrap();
+    bank.finalize().unwrap();
+    assert_eq!(bank.len(), 30);
+    let keep = coreset_indices(&tensor(&x), &cfg, 42).unwrap();
+    assert!(bank
+        .items()
+        .unwrap()
+        .equal(&tensor(&x).index_select(0, &keep)));
+}
+
+#[test]
+fn state_round_trips() {
+    let bank = fitted(&data(40, 5, 12), 0.5);
+    let state = bank.state();
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].0, "bank");
+    let mut loaded = PatchBank::new(PatchBankConfig::default(), 1);
+    loaded.load_state(&state).unwrap();
+    let q = tensor(&data(6, 5, 13));
+    let (a, b) = (
+        bank.k_nearest(&q, 2).unwrap(),
+        loaded.k_nearest(&q, 2).unwrap(),
+    );
+    assert!(a.index.equal(&b.index) && a.distance.equal(&b.distance));
+    // Nothing collected after a load: finalize keeps the loaded bank.
+    loaded.finalize().unwrap();
+    assert_eq!(loaded.len(), 20);
+}
+
+#[test]
+fn misuse_is_an_error_not_a_panic() {
+    let mut bank = PatchBank::new(PatchBankConfig::default(), 0);
+    let q = tensor(&data(3, 4, 14));
+    let msg = |r: Result<Neighbours>| r.unwrap_err().to_string();
+    assert!(msg(bank.k_nearest(&q, 1)).contains("the bank is empty"));
+    assert!(bank.try_read(&q).is_err());
+    assert!(bank
+        .finalize()
+        .unwrap_err()
+        .to_string()
+        .contains("no features were collected"));
+    bank.update(&q).unwrap();
+    let wrong = tensor(&data(3, 5, 15));
+    assert!(bank
+        .update(&wrong)
+        .unwrap_err()
+        .to_string()
+        .contains("holds 4-dimensional features, got 5"));
+    let ints = Tensor::zeros([2, 4], (Kind::Int64, Device::Cpu));
+    assert!(bank.update(&ints).is_err());
+    assert!(bank
+        .update(&Tensor::zeros([4], (Kind::Float, Device::Cpu)))
+        .is_err());
+    bank.finalize().unwrap();
+    assert!(msg(bank.k_nearest(&wrong, 1)).contains("holds 4-dimensional"));
+    assert!(msg(bank.k_nearest(&q, 0)).contains("k must be at least 1"));
+    assert!(bank.load_state(&[]).is_err());
+    assert!(bank
+        .load_state(&[(
+            "bank".into(),
+            Tensor::zeros([0, 4], (Kind::Float, Device::Cpu))
+        )])
+        .is_err());
+}
+
+#[test]
+fn config_validation_names_the_key() {
+    assert!(PatchBankConfig::default().validate("method.memory").is_ok());
+    let err = config(0.0, 128).validate("method.memory").unwrap_err();
+    assert_eq!(err.path, "method.memory.coreset_ratio");
+    assert!(config(1.5, 128).validate("m").is_err());
+    assert!(config(f64::NAN, 128).validate("m").is_err());
+    let err = config(0.1, -1).validate("m").unwrap_err();
+    assert_eq!(err.path, "m.projection_dim");
+}
