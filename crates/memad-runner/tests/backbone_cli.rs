@@ -1,0 +1,193 @@
+//! `memad weights import` and `memad backbone features` as a user runs them: a torchvision
+//! ResNet-18 checkpoint (random init, made by the torch venv's python) imported and run,
+//! its features compared with torchvision's; wrong archs and wrong inputs refused.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tch::{Device, Kind, Tensor};
+
+/// `memad ARGS` with the weights cache pointed into `dir` (the user's is never touched).
+fn memad(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_memad"))
+        .args(args)
+        .current_dir(dir)
+        .env("MEMAD_WEIGHTS_DIR", dir.join("weights"))
+        .output()
+        .expect("memad runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The torch venv's python, as `./dev` and `memad weights import` find it.
+fn python() -> PathBuf {
+    std::env::var_os("MEMAD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            memad_backbones::weights::memad_cache_dir().join("torch-2.11.0/venv/bin/python")
+        })
+}
+
+/// A torchvision resnet18 (random init, BN statistics randomised) as a zip `.pth`, an input
+/// batch, and torchvision's layer1..layer4 of it.
+const MAKE_RESNET18: &str = r#"
+import sys, numpy as np, torch, torchvision
+d = sys.argv[1]
+torch.manual_seed(0)
+m = torchvision.models.resnet18()
+for mod in m.modules():
+    if isinstance(mod, torch.nn.BatchNorm2d):
+        mod.running_mean.uniform_(-0.2, 0.2)
+        mod.running_var.uniform_(0.5, 1.5)
+m.eval()
+torch.save(m.state_dict(), d + "/r18.pth")
+x = torch.rand(2, 3, 64, 48)
+np.save(d + "/x.npy", x.numpy())
+with torch.no_grad():
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    h = m.maxpool(m.relu(m.bn1(m.conv1((x - mean) / std))))
+    ref = {}
+    for name in ["layer1", "layer2", "layer3", "layer4"]:
+        h = getattr(m, name)(h)
+        ref[name] = h.numpy()
+np.savez(d + "/ref.npz", **ref)
+"#;
+
+#[test]
+fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let status = Command::new(python())
+        .arg("-c")
+        .arg(MAKE_RESNET18)
+        .arg(d)
+        .status()
+        .expect("the torch venv python (./dev setup)");
+    assert!(status.success());
+
+    let out = memad(&["weights", "import", "r18.pth", "--arch", "resnet18"], d);
+    assert!(out.status.success(), "{}", text(&out));
+    let cached = d.join("weights/resnet18.safetensors");
+    assert!(cached.is_file(), "{}", text(&out));
+
+    let out = memad(
+        &[
+            "backbone",
+            "features",
+            "--arch",
+            "resnet18",
+            "--weights",
+            cached.to_str().unwrap(),
+            "--input",
+            "x.npy",
+            "--out",
+            "f.npz",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got = Tensor::read_npz(d.join("f.npz")).unwrap();
+    let reference = Tensor::read_npz(d.join("ref.npz")).unwrap();
+    assert_eq!(got.len(), 4);
+    for (name, expected) in &reference {
+        let (_, actual) = got.iter().find(|(n, _)| n == name).unwrap();
+        assert_eq!(actual.size(), expected.size(), "{name}");
+        let diff = (actual - expected).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{name}: max |diff| {diff}");
+    }
+
+    // The same checkpoint as resnet34: the missing tensors named, nothing written.
+    let out = memad(
+        &[
+            "weights",
+            "import",
+            "r18.pth",
+            "--arch",
+            "resnet34",
+            "--out",
+            "r34.safetensors",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("missing"), "{message}");
+    assert!(message.contains("missing (80)"), "{message}");
+    assert!(!d.join("r34.safetensors").exists());
+    assert!(!d.join("r34.safetensors.importing.safetensors").exists());
+}
+
+#[test]
+fn unknown_arch_lists_the_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = memad(
+        &["weights", "import", "x.pth", "--arch", "resnet19"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("unknown backbone arch `resnet19`"),
+        "{message}"
+    );
+    assert!(message.contains("wide_resnet50_2"), "{message}");
+}
+
+#[test]
+fn features_levels_shapes_and_a_bad_input_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu))
+        .write_npy(d.join("x.npy"))
+        .unwrap();
+    let features = |input: &str, levels: &str| {
+        memad(
+            &[
+                "backbone",
+                "features",
+                "--arch",
+                "resnet18",
+                "--weights",
+                "random",
+                "--input",
+                input,
+                "--out",
+                "f.npz",
+                "--levels",
+                levels,
+            ],
+            d,
+        )
+    };
+    let out = features("x.npy", "layer2,layer3");
+    assert!(out.status.success(), "{}", text(&out));
+    let shapes: Vec<_> = Tensor::read_npz(d.join("f.npz"))
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.size()))
+        .collect();
+    assert_eq!(
+        shapes,
+        [
+            ("layer2".to_string(), vec![1, 128, 4, 4]),
+            ("layer3".to_string(), vec![1, 256, 2, 2])
+        ]
+    );
+
+    Tensor::rand([3, 32, 32], (Kind::Float, Device::Cpu))
+        .write_npy(d.join("bad.npy"))
+        .unwrap();
+    let out = features("bad.npy", "layer1");
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(message.contains("expected a [B, 3, H, W]"), "{message}");
+    assert!(message.contains("[3, 32, 32]"), "{message}");
+
+    let help = text(&memad(&["backbone", "features", "--help"], d));
+    assert!(help.contains("[0, 1]"), "{help}");
+}
