@@ -118,13 +118,38 @@ pub struct TrainOutput {
     pub terms: Vec<LossTerm>,
 }
 
+/// One weighted part of a score that combines several measures (MNAD: PSNR and feature
+/// distance). Protocols that normalise scores per video (min-max, MNAD/MemAE) normalise each
+/// part on its own and sum `weight * normalised(value)`.
+#[derive(Debug)]
+pub struct ScorePart {
+    pub name: String,
+    pub weight: f64,
+    /// `[B]`, higher = more anomalous.
+    pub value: Tensor,
+}
+
 /// Anomaly scores for a batch.
 #[derive(Debug)]
 pub struct AnomalyOutput {
-    /// `[B]` image (or frame) anomaly scores, higher = more anomalous.
+    /// `[B]` image (or frame) anomaly scores, higher = more anomalous: `sum weight * value`
+    /// of `parts` when there are parts.
     pub image_score: Tensor,
     /// `[B, 1, H, W]` pixel anomaly map at the input resolution, when the method localises.
     pub anomaly_map: Option<Tensor>,
+    /// The parts `image_score` combines; empty for single-measure scores.
+    pub parts: Vec<ScorePart>,
+}
+
+/// How the runner trains a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Training {
+    /// `train.epochs` epochs of [`Method::train_step`], backward, optimizer step,
+    /// [`Method::after_step`].
+    Gradient,
+    /// One pass over the training set calling [`Method::fit`] per batch (no gradients), then
+    /// [`Method::finalize`] (PatchCore's bank and coreset); `train.epochs` does not apply.
+    FitOnce,
 }
 
 /// An anomaly-detection method. The runner owns the loop, the seed, the optimizer (over
@@ -133,8 +158,27 @@ pub trait Method {
     /// The variables the optimizer updates and the checkpoint stores.
     fn trainable(&self) -> &nn::VarStore;
 
+    /// How the runner trains it (gradient steps unless the method says otherwise).
+    fn training(&self) -> Training {
+        Training::Gradient
+    }
+
+    /// Collects a training batch ([`Training::FitOnce`] methods); the runner wraps it in
+    /// `no_grad`.
+    fn fit(&mut self, _batch: &Batch) -> Result<()> {
+        Err(crate::CoreError::Invalid(
+            "this method trains by gradient steps, not by `fit`".into(),
+        ))
+    }
+
     /// Forward pass and loss on a training batch (no backward, no optimizer step).
     fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput>;
+
+    /// State outside [`Method::trainable`] (memory items updated by rule, fitted banks), saved
+    /// beside the checkpoint.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
 
     /// Rule-based updates after the optimizer step (memories updated by rule).
     fn after_step(&mut self) -> Result<()> {

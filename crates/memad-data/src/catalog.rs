@@ -147,6 +147,28 @@ impl DatasetEntry {
         }
     }
 
+    /// The clips of a video dataset's `category` ([`video::VideoDataset::to_clip_split`]); an
+    /// error naming the format for datasets that are not videos.
+    pub fn read_clips(
+        &self,
+        category: &str,
+        frames: usize,
+        mode: video::ClipMode,
+    ) -> Result<CategorySplit> {
+        let videos = match self.format {
+            DatasetFormat::VideoFrames => video::read_video_frames_category(&self.root, category)?,
+            DatasetFormat::Ucsd => video::read_ucsd_category(&self.root, category)?,
+            _ => {
+                return Err(DataError::InvalidArgument(format!(
+                    "dataset `{}` has format {}, not a video format (video_frames, ucsd): \
+                     it has no clips; remove [data.clip]",
+                    self.name, self.format
+                )))
+            }
+        };
+        Ok(videos.to_clip_split(category, frames, mode))
+    }
+
     /// The class index of `category` for `mnist_idx` (`"0"`..`"9"`) and `cifar10` (a
     /// class name or its index); an error for other formats or unknown classes.
     pub fn class_index(&self, category: &str) -> Result<u8> {

@@ -94,6 +94,8 @@ pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
     let train: Vec<Sample> = images_in(&train_good)?
         .into_iter()
         .map(|image| Sample {
+            frames: Vec::new(),
+            video: None,
             image,
             label: Label::Normal,
             defect: GOOD.to_string(),
@@ -122,6 +124,8 @@ pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
                 find_mask(dir, &defect, &image).ok()
             };
             test.push(Sample {
+                frames: Vec::new(),
+                video: None,
                 image,
                 label: if normal {
                     Label::Normal

@@ -2,7 +2,7 @@
 //!
 //! [`BatchLoader`] decodes the next batch on a background thread (rayon inside it) while
 //! the current one is being used, so the device never waits for PNG decoding.
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::image_io::{load_mask_for, load_rgb};
 use crate::mvtec::Sample;
 use memad_core::Batch;
@@ -16,8 +16,11 @@ use tch::{Device, Kind, Tensor};
 pub struct HostBatch {
     /// Indices into the sample list the loader was given.
     pub indices: Vec<usize>,
-    /// `[B, 3, S, S]` row-major, RGB in `[0, 1]`.
+    /// `[B, 3 * T, S, S]` row-major, RGB in `[0, 1]`; `T` frames per sample in time order
+    /// for clips (`Sample::frames`), else `T = 1`.
     pub images: Vec<f32>,
+    /// `3 * T`.
+    pub channels: i64,
     /// `[B, 1, S, S]` {0, 1}, when masks were asked for.
     pub masks: Option<Vec<f32>>,
     pub labels: Vec<i64>,
@@ -30,7 +33,7 @@ impl HostBatch {
         let b = self.indices.len() as i64;
         let s = self.size;
         let input = Tensor::from_slice(&self.images)
-            .reshape([b, 3, s, s])
+            .reshape([b, self.channels, s, s])
             .to_device(device);
         let mask = self.masks.as_ref().map(|m| {
             Tensor::from_slice(m)
@@ -44,8 +47,23 @@ impl HostBatch {
     }
 }
 
+/// Decodes `path` at `size`x`size` as `[3, S, S]` RGB in `[0, 1]`, appended to `chw`.
+fn decode_chw(path: &std::path::Path, size: u32, chw: &mut Vec<f32>) -> Result<()> {
+    let rgb = load_rgb(path, size)?;
+    let plane = (size * size) as usize;
+    let start = chw.len();
+    chw.resize(start + 3 * plane, 0.0);
+    for (p, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            chw[start + c * plane + p] = px[c] as f32 / 255.0;
+        }
+    }
+    Ok(())
+}
+
 /// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`; normal samples
-/// get an all-zero mask).
+/// get an all-zero mask). Clip samples are stacked channel-wise, frames in time order; the
+/// samples of one batch must have clips of one length.
 pub fn decode_batch(
     samples: &[Sample],
     indices: &[usize],
@@ -56,12 +74,13 @@ pub fn decode_batch(
         .par_iter()
         .map(|&i| {
             let sample = &samples[i];
-            let rgb = load_rgb(&sample.image, size)?;
             let plane = (size * size) as usize;
-            let mut chw = vec![0f32; 3 * plane];
-            for (p, px) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * plane + p] = px[c] as f32 / 255.0;
+            let mut chw = Vec::new();
+            if sample.frames.is_empty() {
+                decode_chw(&sample.image, size, &mut chw)?;
+            } else {
+                for frame in &sample.frames {
+                    decode_chw(frame, size, &mut chw)?;
                 }
             }
             let mask = if !with_masks {
@@ -83,6 +102,21 @@ pub fn decode_batch(
         .iter()
         .map(|&i| samples[i].label.is_anomalous() as i64)
         .collect();
+    let plane = (size * size) as usize;
+    let channels = decoded.first().map_or(3, |d| d.0.len() / plane);
+    if let Some(&i) = indices
+        .iter()
+        .zip(&decoded)
+        .find(|(_, d)| d.0.len() != channels * plane)
+        .map(|(i, _)| i)
+    {
+        return Err(DataError::InvalidArgument(format!(
+            "{}: its clip has {} frames, others in the batch {}",
+            samples[i].image.display(),
+            samples[i].frames.len(),
+            channels / 3
+        )));
+    }
     let mut images = Vec::with_capacity(decoded.iter().map(|d| d.0.len()).sum());
     let mut masks = with_masks.then(Vec::new);
     for (img, mask) in decoded {
@@ -96,6 +130,7 @@ pub fn decode_batch(
         images,
         masks,
         labels,
+        channels: channels as i64,
         size: size as i64,
     })
 }

@@ -60,6 +60,12 @@ pub struct Sample {
     pub defect: String,
     /// The ground-truth mask of an anomalous image; `None` for normal images.
     pub mask: Option<PathBuf>,
+    /// Video clips: every frame the sample's input holds, in time order (`image`, the frame
+    /// that is scored and labelled, among them); empty for still images.
+    pub frames: Vec<PathBuf>,
+    /// The video the frame belongs to (per-video metrics and normalisation); `None` for
+    /// still images.
+    pub video: Option<String>,
 }
 
 /// The training (normal only) and test images of one category.
@@ -242,6 +248,8 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
     let train: Vec<Sample> = images_in(&train_good)?
         .into_iter()
         .map(|image| Sample {
+            frames: Vec::new(),
+            video: None,
             image,
             label: Label::Normal,
             defect: GOOD.to_string(),
@@ -273,6 +281,8 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
         for image in images_in(defect_dir)? {
             let sample = if defect == GOOD {
                 Sample {
+                    frames: Vec::new(),
+                    video: None,
                     image,
                     label: Label::Normal,
                     defect: defect.clone(),
@@ -286,6 +296,8 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
                     }
                 })?;
                 Sample {
+                    frames: Vec::new(),
+                    video: None,
                     image,
                     label: Label::Anomalous,
                     defect: defect.clone(),

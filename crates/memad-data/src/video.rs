@@ -91,8 +91,10 @@ impl VideoDataset {
         let train = self
             .train
             .iter()
-            .flat_map(|v| v.frames.iter())
-            .map(|f| Sample {
+            .flat_map(|v| v.frames.iter().map(move |f| (v, f)))
+            .map(|(v, f)| Sample {
+                frames: Vec::new(),
+                video: Some(v.name.clone()),
                 image: f.clone(),
                 label: Label::Normal,
                 defect: GOOD.to_string(),
@@ -104,6 +106,8 @@ impl VideoDataset {
             for (k, frame) in v.frames.iter().enumerate() {
                 let label = v.labels[k];
                 test.push(Sample {
+                    frames: Vec::new(),
+                    video: Some(v.name.clone()),
                     image: frame.clone(),
                     label,
                     defect: if label.is_anomalous() {
@@ -125,6 +129,67 @@ impl VideoDataset {
             test,
         }
     }
+}
+
+/// How video frames are grouped into samples (`[data.clip]` of an experiment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipMode {
+    /// `frames - 1` past frames and the frame to predict (MNAD prediction); the first
+    /// `frames - 1` frames of each video are never scored.
+    Predict,
+    /// `frames` frames centred on the scored frame, clamped at the video's ends (MemAE's 3D
+    /// clips, labelled by their centre frame); every frame is scored.
+    Centred,
+}
+
+impl VideoDataset {
+    /// The videos as clip samples: each sample's `frames` are the clip in time order and its
+    /// `image`, `label` and `mask` those of the frame it scores (the target of
+    /// [`ClipMode::Predict`], the centre of [`ClipMode::Centred`]).
+    pub fn to_clip_split(&self, category: &str, frames: usize, mode: ClipMode) -> CategorySplit {
+        CategorySplit {
+            category: category.to_string(),
+            train: clip_samples(&self.train, frames, mode),
+            test: clip_samples(&self.test, frames, mode),
+        }
+    }
+}
+
+fn clip_samples(videos: &[Video], frames: usize, mode: ClipMode) -> Vec<Sample> {
+    let clips: Vec<(usize, Vec<usize>, usize)> = match mode {
+        ClipMode::Predict => prediction_clips(videos, frames.saturating_sub(1))
+            .into_iter()
+            .map(|c| (c.video, c.inputs.chain([c.target]).collect(), c.target))
+            .collect(),
+        ClipMode::Centred => centred_clips(videos, frames, 1)
+            .into_iter()
+            .map(|c| (c.video, c.frames, c.centre))
+            .collect(),
+    };
+    clips
+        .into_iter()
+        .map(|(v, clip, k)| {
+            let video = &videos[v];
+            let label = video.labels[k];
+            Sample {
+                image: video.frames[k].clone(),
+                label,
+                defect: if label.is_anomalous() {
+                    "anomalous".to_string()
+                } else {
+                    GOOD.to_string()
+                },
+                mask: if label.is_anomalous() {
+                    video.mask(k).map(Path::to_path_buf)
+                } else {
+                    None
+                },
+                frames: clip.iter().map(|&i| video.frames[i].clone()).collect(),
+                video: Some(video.name.clone()),
+            }
+        })
+        .collect()
 }
 
 /// Whether `dir` has the MNAD layout (`training/frames` and `testing/frames`).
@@ -604,5 +669,39 @@ mod tests {
         assert_eq!(c[5].frames, [3, 4, 5, 5]);
         assert_eq!((c[6].video, c[6].label), (1, Label::Anomalous));
         assert_eq!(centred_clips(&videos, 16, 2).len(), 5);
+    }
+
+    #[test]
+    fn clip_samples_score_the_target_or_centre_frame() {
+        let mut v = video(6, 4..6);
+        v.masks = (0..6).map(|k| PathBuf::from(format!("{k}.png"))).collect();
+        let data = VideoDataset {
+            root: PathBuf::new(),
+            train: vec![video(5, 0..0)],
+            test: vec![v],
+            labels_file: PathBuf::new(),
+        };
+        let split = data.to_clip_split("ped", 5, ClipMode::Predict);
+        assert_eq!((split.train.len(), split.test.len()), (1, 2));
+        let last = &split.test[1];
+        assert_eq!(last.image, PathBuf::from("5.jpg"));
+        assert_eq!(last.frames.last(), Some(&PathBuf::from("5.jpg")));
+        assert_eq!(last.frames[0], PathBuf::from("1.jpg"));
+        assert_eq!(last.mask, Some(PathBuf::from("5.png")));
+        assert_eq!(
+            (last.label, last.video.as_deref()),
+            (Label::Anomalous, Some("01"))
+        );
+        let centred = data.to_clip_split("ped", 3, ClipMode::Centred);
+        assert_eq!(centred.test.len(), 6);
+        assert_eq!(
+            centred.test[0].frames,
+            ["0.jpg", "0.jpg", "1.jpg"].map(PathBuf::from)
+        );
+        assert_eq!(centred.test[3].image, PathBuf::from("3.jpg"));
+        assert!(
+            centred.test[3].mask.is_none(),
+            "normal frames carry no mask"
+        );
     }
 }

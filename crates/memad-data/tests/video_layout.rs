@@ -5,8 +5,9 @@ use image::{GrayImage, Luma};
 use memad_data::image_io::load_mask;
 use memad_data::video::{
     centred_clips, list_ucsd, prediction_clips, read_ucsd, read_ucsd_category, read_video_frames,
-    VideoDataset,
+    ClipMode, VideoDataset,
 };
+use memad_data::{loader::decode_batch, mvtec::Sample};
 use memad_data::{DataError, Label};
 use std::path::Path;
 
@@ -204,4 +205,26 @@ fn real_ucsd_ped2() {
     assert!(marked.pixels().any(|p| p[0] == 255));
     let clips = prediction_clips(&data.test, 4);
     assert_eq!(clips.len(), 2010 - 12 * 4);
+
+    // Clip samples through the batch loader: 5 frames stacked channel-wise, the last one the
+    // frame that is scored.
+    let split = data.to_clip_split("ucsd_ped2", 5, ClipMode::Predict);
+    assert_eq!(split.test.len(), 2010 - 12 * 4);
+    let k = split.test.iter().position(|s| s.mask.is_some()).unwrap();
+    let batch = decode_batch(&split.test, &[k, k + 1], 32, true).unwrap();
+    assert_eq!(batch.channels, 15);
+    assert_eq!(batch.images.len(), 2 * 15 * 32 * 32);
+    let alone = decode_batch(
+        &[Sample {
+            frames: Vec::new(),
+            ..split.test[k].clone()
+        }],
+        &[0],
+        32,
+        false,
+    )
+    .unwrap();
+    let plane = 3 * 32 * 32;
+    assert_eq!(&batch.images[4 * plane..5 * plane], &alone.images[..]);
+    assert!(batch.masks.unwrap()[..32 * 32].iter().any(|&m| m > 0.5));
 }

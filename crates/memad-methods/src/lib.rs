@@ -4,7 +4,9 @@
 //! |---|---|---|
 //! | `rd4ad` | Reverse distillation (Deng & Li, CVPR 2022) | [`rd4ad`] |
 //! | `patchcore` | Patch-feature memory bank with coreset (Roth et al., CVPR 2022) | [`patchcore`] |
+//! | `mnad` | Memory-guided frame prediction / reconstruction (Park et al., CVPR 2020) | [`mnad`] |
 pub mod anomaly_map;
+pub mod mnad;
 pub mod patchcore;
 pub mod rd4ad;
 
@@ -23,5 +25,11 @@ pub fn register(registry: &mut Registry) {
         summary: "PatchCore: frozen backbone, locally aware patch features, coreset memory bank (Roth et al., CVPR 2022)",
         resolve: patchcore::resolve,
         build: patchcore::build,
+    });
+    registry.add_method(MethodEntry {
+        kind: "mnad",
+        summary: "MNAD: U-Net with a rule-updated memory, frame prediction or reconstruction (Park et al., CVPR 2020)",
+        resolve: mnad::resolve,
+        build: mnad::build,
     });
 }

@@ -340,6 +340,14 @@ impl Method for Patchcore {
         self.bank.finalize()
     }
 
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.bank
+            .state()
+            .into_iter()
+            .map(|(name, t)| (format!("memory.{name}"), t))
+            .collect()
+    }
+
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let size = batch.input.size();
         let b = size[0];

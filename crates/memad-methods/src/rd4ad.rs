@@ -258,6 +258,7 @@ impl Method for Rd4ad {
         Ok(AnomalyOutput {
             image_score: max_score(&map),
             anomaly_map: Some(map),
+            parts: Vec::new(),
         })
     }
 }

@@ -6,12 +6,14 @@
 //! folder stores.
 use memad_core::registry::kind_of;
 use memad_core::{parse_section, ConfigError, Registry};
-use memad_data::catalog::{DatasetCatalog, DatasetEntry};
+use memad_data::catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
+pub use memad_data::video::ClipMode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Metric names `[eval] metrics` accepts, in report order.
-pub const METRICS: [&str; 7] = [
+/// Metric names `[eval] metrics` accepts, in report order. The `frame_*` metrics are the
+/// video protocol (frames grouped by video; `eval.video_normalization` applies).
+pub const METRICS: [&str; 9] = [
     "image_auroc",
     "image_ap",
     "image_f1_max",
@@ -19,7 +21,12 @@ pub const METRICS: [&str; 7] = [
     "pixel_ap",
     "pixel_f1_max",
     "aupro",
+    "frame_auroc_micro",
+    "frame_auroc_macro",
 ];
+
+/// The default of `[eval] metrics`: every image and pixel metric.
+const IMAGE_METRICS: usize = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +59,21 @@ pub struct DataConfig {
     pub batch_size: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
+    /// Video datasets only: samples are clips of consecutive frames instead of single frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipConfig>,
+}
+
+/// `[data.clip]`: how frames are grouped into samples (the input is `[B, 3 * frames, S, S]`,
+/// frames in time order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipConfig {
+    /// Frames per sample (MNAD prediction: 5 = 4 past frames + the target; MemAE: 16).
+    pub frames: usize,
+    /// `predict` (past frames + the frame scored last) or `centred` (the scored frame in the
+    /// middle).
+    pub mode: ClipMode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,12 +102,26 @@ pub struct TrainConfig {
 pub struct EvalConfig {
     #[serde(default = "d_metrics")]
     pub metrics: Vec<String>,
+    /// Per-video score normalisation for the `frame_*` metrics: `none`, or `min_max` (each
+    /// video's scores, or each weighted part of a combined score, mapped to `[0, 1]`, as
+    /// MNAD and MemAE evaluate).
+    #[serde(default)]
+    pub video_normalization: VideoNormalizationConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoNormalizationConfig {
+    #[default]
+    None,
+    MinMax,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
             metrics: d_metrics(),
+            video_normalization: VideoNormalizationConfig::None,
         }
     }
 }
@@ -100,7 +136,10 @@ fn d_betas() -> [f64; 2] {
     [0.9, 0.999]
 }
 fn d_metrics() -> Vec<String> {
-    METRICS.iter().map(|m| m.to_string()).collect()
+    METRICS[..IMAGE_METRICS]
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }
 
 /// A parsed, resolved experiment and what it refers to.
@@ -154,6 +193,25 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
             }
         }
     }
+    let video = matches!(
+        dataset.format,
+        DatasetFormat::VideoFrames | DatasetFormat::Ucsd
+    );
+    let not_video = |key: &str, what: &str| {
+        let msg = format!(
+            "{what} needs a video dataset; `{}` has format {}",
+            dataset.name, dataset.format
+        );
+        Err(ConfigError::new(key, msg).in_file(path).into())
+    };
+    if experiment.data.clip.is_some() && !video {
+        return not_video("data.clip", "[data.clip]");
+    }
+    if let Some(i) = (experiment.eval.metrics.iter()).position(|m| m.starts_with("frame_")) {
+        if !video {
+            return not_video(&format!("eval.metrics[{i}]"), "a frame_* metric");
+        }
+    }
     Ok(Loaded {
         experiment,
         dataset,
@@ -192,6 +250,15 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
     for (key, v) in positive {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    if let Some(clip) = &e.data.clip {
+        let least = if clip.mode == ClipMode::Predict { 2 } else { 1 };
+        if clip.frames < least {
+            return Err(ConfigError::new(
+                "data.clip.frames",
+                format!("must be at least {least} for mode {:?}", clip.mode),
+            ));
         }
     }
     if e.train.lr.is_nan() || e.train.lr <= 0.0 {

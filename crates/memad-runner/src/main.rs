@@ -1,4 +1,5 @@
 //! `memad`: run, check and inspect memory-augmented anomaly-detection experiments.
+mod backbone_cmd;
 mod experiment;
 mod metrics_cmd;
 mod output;
@@ -55,6 +56,12 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Convert PyTorch checkpoints into memad's weights cache.
+    #[command(subcommand)]
+    Weights(backbone_cmd::WeightsCommand),
+    /// Backbone tools: run a backbone on an array and write its feature pyramid.
+    #[command(subcommand)]
+    Backbone(backbone_cmd::BackboneCommand),
     /// The registered kinds, by category.
     List,
     /// memad and libtorch versions, CUDA and cuDNN availability, where libtorch was loaded from.
@@ -177,6 +184,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Metrics(args) => metrics_cmd::run(&args),
+        Command::Weights(cmd) => {
+            backbone_cmd::run_weights(&cmd, &memad_backbones::weights::default_weights_dir())
+        }
+        Command::Backbone(cmd) => {
+            backbone_cmd::run_backbone(&cmd, &memad_backbones::weights::default_weights_dir())
+        }
         Command::Datasets(cmd) => {
             let catalog = catalog_for(&cli.datasets, Path::new("."))?;
             match cmd {

@@ -2,12 +2,12 @@
 //!
 //! The runner owns the loop: seed, data order, optimizer, progress, checkpoints, results.
 //! Results are last-epoch numbers; nothing is selected on the test set.
-use crate::experiment::{Loaded, OptimizerKind, METRICS};
+use crate::experiment::{Loaded, OptimizerKind, VideoNormalizationConfig, METRICS};
 use crate::output::{csv_text, git_commit, timestamp, MetricRow, RunDir};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
-use memad_core::{BuildContext, Method, Registry};
+use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::loader::{shuffled, BatchLoader};
 use memad_data::mvtec::Sample;
 use std::io::IsTerminal;
@@ -48,7 +48,10 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     // Read every split before creating the run folder: a bad layout fails early.
     let splits = categories
         .iter()
-        .map(|c| loaded.dataset.read_category(c))
+        .map(|c| match &exp.data.clip {
+            Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
+            None => loaded.dataset.read_category(c),
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     let stamp = timestamp();
@@ -193,8 +196,17 @@ fn run_category(
     seed_everything(exp.seed);
     let entry = registry.method(exp.method_kind(), "method.kind")?;
     let mut method = (entry.build)(&exp.method, registry, ctx)?;
-    let mut opt = build_optimizer(exp, method.trainable())?;
     let size = exp.data.image_size;
+    if method.training() == Training::FitOnce {
+        fit_once(exp, ctx, split, method.as_mut(), dir)?;
+        save_checkpoint(
+            method.trainable(),
+            &method.state(),
+            &dir.path(&format!("checkpoints/{category}.safetensors")),
+        )?;
+        return evaluate_category(exp, ctx, split, method.as_ref(), dir);
+    }
+    let mut opt = build_optimizer(exp, method.trainable())?;
     let batches_per_epoch = split.train.len().div_ceil(exp.data.batch_size);
     say(
         dir,
@@ -273,18 +285,74 @@ fn run_category(
     append_losses(dir, &loss_rows)?;
     save_checkpoint(
         method.trainable(),
+        &method.state(),
         &dir.path(&format!("checkpoints/{category}.safetensors")),
     )?;
+    evaluate_category(exp, ctx, split, method.as_ref(), dir)
+}
 
+/// [`Training::FitOnce`]: one pass over the training set in order, `fit` per batch without
+/// gradients, then `finalize`.
+fn fit_once(
+    exp: &crate::experiment::Experiment,
+    ctx: &BuildContext,
+    split: &memad_data::mvtec::CategorySplit,
+    method: &mut dyn Method,
+    dir: &mut RunDir,
+) -> anyhow::Result<()> {
+    let category = &split.category;
+    let order: Vec<usize> = (0..split.train.len()).collect();
+    let loader = BatchLoader::new(
+        split.train.clone(),
+        order,
+        exp.data.batch_size,
+        exp.data.image_size,
+        false,
+    );
+    let pb = progress_bar(loader.batches as u64);
+    pb.set_prefix(category.clone());
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let t0 = Instant::now();
+    for host in loader {
+        let batch = host?.to_batch(ctx.device);
+        tch::no_grad(|| method.fit(&batch))?;
+        pb.set_message("fitting (one pass, no gradients)");
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    tch::no_grad(|| method.finalize())?;
+    say(
+        dir,
+        &format!(
+            "[{category}] fitted on {} images in {:.1} s (one pass, no gradients)",
+            split.train.len(),
+            t0.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Scores the test set, writes the scores and returns the metrics of `eval.metrics`.
+fn evaluate_category(
+    exp: &crate::experiment::Experiment,
+    ctx: &BuildContext,
+    split: &memad_data::mvtec::CategorySplit,
+    method: &dyn Method,
+    dir: &mut RunDir,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let category = &split.category;
+    let size = exp.data.image_size;
     let eval = evaluate(
-        method.as_ref(),
+        method,
         &split.test,
         exp.data.eval_batch_size,
         size,
         ctx.device,
     )?;
-    write_scores(dir, category, &split.test, &eval.image_scores)?;
-    let values = compute_metrics(&exp.eval.metrics, &eval)?;
+    write_scores(dir, category, &split.test, &eval)?;
+    let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
     let shown: Vec<String> = values.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
     say(dir, &format!("[{category}] {}", shown.join(" ")));
     Ok(values)
@@ -323,11 +391,24 @@ fn append_losses(dir: &RunDir, rows: &[LossRow]) -> anyhow::Result<()> {
     crate::output::write_atomic(&path, &text)
 }
 
-fn save_checkpoint(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
+/// The variables at `path`; state outside the VarStore (memory items) at
+/// `<path stem>.state.safetensors`. Written to a temporary name and renamed.
+fn save_checkpoint(
+    vs: &nn::VarStore,
+    state: &[(String, Tensor)],
+    path: &Path,
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp.safetensors");
     vs.save(&tmp)
         .with_context(|| format!("saving {}", tmp.display()))?;
     std::fs::rename(&tmp, path)?;
+    if !state.is_empty() {
+        let final_path = path.with_extension("state.safetensors");
+        let tmp = path.with_extension("state.tmp.safetensors");
+        Tensor::write_safetensors(state, &tmp)
+            .with_context(|| format!("saving {}", tmp.display()))?;
+        std::fs::rename(&tmp, final_path)?;
+    }
     Ok(())
 }
 
@@ -339,6 +420,11 @@ pub struct Evaluation {
     pub maps: Option<Vec<f32>>,
     pub masks: Vec<bool>,
     pub size: usize,
+    /// The video of each sample (`None` for still images).
+    pub videos: Vec<Option<String>>,
+    /// The weighted parts of the image score (`AnomalyOutput::parts`): `(name, weight,
+    /// values)`, one value per sample.
+    pub parts: Vec<(String, f64, Vec<f32>)>,
 }
 
 pub fn evaluate(
@@ -356,12 +442,28 @@ pub fn evaluate(
         maps: Some(Vec::new()),
         masks: Vec::new(),
         size: size as usize,
+        videos: test.iter().map(|t| t.video.clone()).collect(),
+        parts: Vec::new(),
     };
     for host in loader {
         let host = host?;
         let batch = host.to_batch(device);
         let out = tch::no_grad(|| method.score(&batch))?;
         eval.image_scores.extend(to_vec(&out.image_score)?);
+        if eval.parts.is_empty() {
+            eval.parts = (out.parts.iter())
+                .map(|p| (p.name.clone(), p.weight, Vec::new()))
+                .collect();
+        }
+        anyhow::ensure!(
+            out.parts.len() == eval.parts.len(),
+            "the method returned {} score parts for one batch and {} for another",
+            out.parts.len(),
+            eval.parts.len()
+        );
+        for (part, all) in out.parts.iter().zip(eval.parts.iter_mut()) {
+            all.2.extend(to_vec(&part.value)?);
+        }
         eval.labels.extend(host.labels.iter().map(|&l| l == 1));
         eval.masks.extend(
             host.masks
@@ -388,32 +490,31 @@ fn write_scores(
     dir: &RunDir,
     category: &str,
     test: &[Sample],
-    scores: &[f32],
+    eval: &Evaluation,
 ) -> anyhow::Result<()> {
-    #[derive(serde::Serialize)]
-    struct Row<'a> {
-        image: String,
-        defect: &'a str,
-        label: u8,
-        score: f32,
+    let mut header = vec!["image", "video", "defect", "label", "score"];
+    header.extend(eval.parts.iter().map(|p| p.0.as_str()));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(&header)?;
+    for (i, s) in test.iter().enumerate() {
+        let mut row = vec![
+            s.image.display().to_string(),
+            s.video.clone().unwrap_or_default(),
+            s.defect.clone(),
+            (s.label.is_anomalous() as u8).to_string(),
+            eval.image_scores[i].to_string(),
+        ];
+        row.extend(eval.parts.iter().map(|p| p.2[i].to_string()));
+        out.write_record(&row)?;
     }
-    let rows: Vec<Row> = test
-        .iter()
-        .zip(scores)
-        .map(|(s, &score)| Row {
-            image: s.image.display().to_string(),
-            defect: &s.defect,
-            label: s.label.is_anomalous() as u8,
-            score,
-        })
-        .collect();
     std::fs::create_dir_all(dir.path("scores"))?;
-    dir.write(&format!("scores/{category}.csv"), &csv_text(&rows)?)
+    dir.write(&format!("scores/{category}.csv"), &out.into_inner()?)
 }
 
 /// The requested metrics, in the order of [`METRICS`].
 pub fn compute_metrics(
     requested: &[String],
+    video_norm: VideoNormalizationConfig,
     eval: &Evaluation,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     use memad_metrics as m;
@@ -433,10 +534,141 @@ pub fn compute_metrics(
             "pixel_ap" => m::average_precision(maps, &eval.masks),
             "pixel_f1_max" => m::f1_max(maps, &eval.masks).map(|f| f.f1),
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, 0.3),
+            "frame_auroc_micro" | "frame_auroc_macro" => {
+                let (videos, norm) = frames_by_video(eval, video_norm);
+                if name == "frame_auroc_micro" {
+                    m::frame_auroc_micro(&videos, norm)
+                } else {
+                    m::frame_auroc_macro(&videos, norm)
+                }
+            }
             other => unreachable!("metric {other} is validated at load time"),
         }
         .with_context(|| format!("computing {name}"))?;
         out.push((name.to_string(), value));
     }
     Ok(out)
+}
+
+/// One video's frame scores and labels (`true` = anomalous).
+type VideoFrames = (Vec<f32>, Vec<bool>);
+
+/// The frames grouped by video, in order of first appearance: `(scores, labels)` per video,
+/// and the normalisation left for the metric. With score parts and `min_max`, each part is
+/// min-max normalised within its video and the parts summed with their weights (MNAD's
+/// `alpha * g(-PSNR) + (1 - alpha) * g(distance)`); the sum is not normalised again.
+fn frames_by_video(
+    eval: &Evaluation,
+    norm: VideoNormalizationConfig,
+) -> (Vec<VideoFrames>, memad_metrics::VideoNormalization) {
+    use memad_metrics::VideoNormalization;
+    let mut names: Vec<&Option<String>> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, v) in eval.videos.iter().enumerate() {
+        match names.iter().position(|n| *n == v) {
+            Some(k) => members[k].push(i),
+            None => {
+                names.push(v);
+                members.push(vec![i]);
+            }
+        }
+    }
+    let combine = norm == VideoNormalizationConfig::MinMax && !eval.parts.is_empty();
+    let videos = members
+        .iter()
+        .map(|idx| {
+            let labels = idx.iter().map(|&i| eval.labels[i]).collect();
+            let scores = if combine {
+                let mut sum = vec![0f64; idx.len()];
+                for (_, weight, values) in &eval.parts {
+                    let part: Vec<f32> = idx.iter().map(|&i| values[i]).collect();
+                    for (s, v) in sum.iter_mut().zip(min_max(&part)) {
+                        *s += weight * v;
+                    }
+                }
+                sum.into_iter().map(|s| s as f32).collect()
+            } else {
+                idx.iter().map(|&i| eval.image_scores[i]).collect()
+            };
+            (scores, labels)
+        })
+        .collect();
+    let norm = match norm {
+        VideoNormalizationConfig::MinMax if !combine => VideoNormalization::MinMaxPerVideo,
+        _ => VideoNormalization::None,
+    };
+    (videos, norm)
+}
+
+/// `(v - min) / (max - min)`; a constant input maps to zeros.
+fn min_max(values: &[f32]) -> Vec<f64> {
+    let lo = values.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
+    let hi = values
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let range = hi - lo;
+    values
+        .iter()
+        .map(|&v| {
+            if range > 0.0 {
+                (v as f64 - lo) / range
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(scores: &[f32], labels: &[bool], videos: &[&str]) -> Evaluation {
+        Evaluation {
+            image_scores: scores.to_vec(),
+            labels: labels.to_vec(),
+            maps: None,
+            masks: Vec::new(),
+            size: 1,
+            videos: videos.iter().map(|v| Some(v.to_string())).collect(),
+            parts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn frames_are_grouped_by_video_in_order() {
+        let e = eval(&[1.0, 5.0, 2.0], &[false, true, true], &["b", "a", "b"]);
+        let (videos, norm) = frames_by_video(&e, VideoNormalizationConfig::MinMax);
+        assert_eq!(videos[0], (vec![1.0, 2.0], vec![false, true]));
+        assert_eq!(videos[1], (vec![5.0], vec![true]));
+        assert_eq!(norm, memad_metrics::VideoNormalization::MinMaxPerVideo);
+    }
+
+    #[test]
+    fn score_parts_are_normalised_per_video_then_weighted() {
+        // MNAD: 0.6 g(-psnr) + 0.4 g(distance), g = min-max within the video.
+        let mut e = eval(&[0.0; 4], &[false, false, true, true], &["a"; 4]);
+        e.parts = vec![
+            ("neg_psnr".into(), 0.6, vec![-30.0, -28.0, -20.0, -30.0]),
+            ("feature_distance".into(), 0.4, vec![1.0, 3.0, 2.0, 5.0]),
+        ];
+        let (videos, norm) = frames_by_video(&e, VideoNormalizationConfig::MinMax);
+        let want = [0.0, 0.6 * 0.2 + 0.4 * 0.5, 0.6 + 0.4 * 0.25, 0.4];
+        for (got, want) in videos[0].0.iter().zip(want) {
+            assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        assert_eq!(norm, memad_metrics::VideoNormalization::None);
+        let (raw, _) = frames_by_video(&e, VideoNormalizationConfig::None);
+        assert_eq!(
+            raw[0].0,
+            vec![0.0; 4],
+            "without min_max the image score is used"
+        );
+    }
+
+    #[test]
+    fn min_max_of_a_constant_video_is_zero() {
+        assert_eq!(min_max(&[3.0, 3.0]), vec![0.0, 0.0]);
+        assert_eq!(min_max(&[1.0, 3.0, 2.0]), vec![0.0, 1.0, 0.5]);
+    }
 }
