@@ -24,7 +24,7 @@ use crate::cifar10::CIFAR10_CLASSES;
 use crate::error::{DataError, Result};
 use crate::mvtec::{self, CategorySplit};
 use crate::synthetic::{ensure_generated, SyntheticSpec};
-use crate::{folder, video, visa};
+use crate::{arrays, folder, video, visa};
 use memad_core::{parse_section, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -121,8 +121,8 @@ impl DatasetEntry {
         }
     }
 
-    /// Lists the training and test images of `category`; for `mnist_idx` and `cifar10`
-    /// (arrays, not image files) an error pointing to their reader.
+    /// Lists the training and test images of `category`; for `mnist_idx` and `cifar10` the
+    /// one-class split of that class (held in memory, [`arrays`]).
     pub fn read_category(&self, category: &str) -> Result<CategorySplit> {
         match self.format {
             DatasetFormat::Mvtec => mvtec::read_category(&self.root, category),
@@ -135,15 +135,12 @@ impl DatasetEntry {
             }
             DatasetFormat::Visa => visa::read_category(&self.root, category),
             DatasetFormat::Folder => folder::read_category(&self.root, category),
-            DatasetFormat::MnistIdx | DatasetFormat::Cifar10 => Err(DataError::NotImageFiles {
-                root: self.root.clone(),
-                format: self.format.to_string(),
-                reader: if self.format == DatasetFormat::MnistIdx {
-                    "memad_data::idx::read_mnist and DatasetEntry::class_index".into()
-                } else {
-                    "memad_data::cifar10::read_cifar10 and DatasetEntry::class_index".into()
-                },
-            }),
+            DatasetFormat::MnistIdx => {
+                arrays::mnist_one_class(&self.root, category, self.class_index(category)?)
+            }
+            DatasetFormat::Cifar10 => {
+                arrays::cifar10_one_class(&self.root, category, self.class_index(category)?)
+            }
         }
     }
 

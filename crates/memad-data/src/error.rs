@@ -59,12 +59,6 @@ pub enum DataError {
     Format { path: PathBuf, message: String },
     #[error("{path}: frame labels do not match the frames: {message}")]
     FrameLabels { path: PathBuf, message: String },
-    #[error("dataset at {root} (format `{format}`) is not a folder of image files; read it with {reader}")]
-    NotImageFiles {
-        root: PathBuf,
-        format: String,
-        reader: String,
-    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("{path} is not empty and was not made by the synthetic generator (no memad-synthetic.toml); refusing to overwrite it; delete it or choose another root")]

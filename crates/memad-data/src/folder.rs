@@ -96,6 +96,7 @@ pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
         .map(|image| Sample {
             frames: Vec::new(),
             video: None,
+            pixels: None,
             image,
             label: Label::Normal,
             defect: GOOD.to_string(),
@@ -126,6 +127,7 @@ pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
             test.push(Sample {
                 frames: Vec::new(),
                 video: None,
+                pixels: None,
                 image,
                 label: if normal {
                     Label::Normal

@@ -8,11 +8,13 @@
 //!   original UCSD layouts, frame labels, and clips for prediction and 3D models.
 //! - [`idx`]: MNIST / Fashion-MNIST IDX files; [`cifar10`]: CIFAR-10 (binary and python);
 //!   [`one_class`]: the one-class protocol on such labelled datasets.
+//! - [`arrays`]: in-memory images (IDX, CIFAR-10) as one-class samples for the runner.
 //! - [`check`]: validation of a catalogued dataset with a readable report.
 //! - [`synthetic`]: a deterministic synthetic dataset in the MVTec AD layout (procedural
 //!   industrial textures with realistic defects and exact masks).
 //! - [`image_io`]: image and mask decoding and resizing with errors naming the file.
 //! - [`error`]: [`DataError`], the one error type of the crate.
+pub mod arrays;
 pub mod catalog;
 pub mod check;
 pub mod cifar10;

@@ -2,9 +2,11 @@
 //!
 //! [`BatchLoader`] decodes the next batch on a background thread (rayon inside it) while
 //! the current one is being used, so the device never waits for PNG decoding.
+use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
 use crate::image_io::{load_mask_for, load_rgb};
 use crate::mvtec::Sample;
+use image::{imageops, imageops::FilterType, Rgb, RgbImage};
 use memad_core::Batch;
 use rayon::prelude::*;
 use std::sync::mpsc;
@@ -49,8 +51,13 @@ impl HostBatch {
 
 /// Decodes `path` at `size`x`size` as `[3, S, S]` RGB in `[0, 1]`, appended to `chw`.
 fn decode_chw(path: &std::path::Path, size: u32, chw: &mut Vec<f32>) -> Result<()> {
-    let rgb = load_rgb(path, size)?;
-    let plane = (size * size) as usize;
+    push_chw(&load_rgb(path, size)?, chw);
+    Ok(())
+}
+
+/// Appends `rgb` as `[3, H, W]` in `[0, 1]`.
+fn push_chw(rgb: &RgbImage, chw: &mut Vec<f32>) {
+    let plane = (rgb.width() * rgb.height()) as usize;
     let start = chw.len();
     chw.resize(start + 3 * plane, 0.0);
     for (p, px) in rgb.pixels().enumerate() {
@@ -58,7 +65,27 @@ fn decode_chw(path: &std::path::Path, size: u32, chw: &mut Vec<f32>) -> Result<(
             chw[start + c * plane + p] = px[c] as f32 / 255.0;
         }
     }
-    Ok(())
+}
+
+/// An in-memory image at `size`x`size` as `[3, S, S]` RGB in `[0, 1]` (grey images repeated
+/// over the three channels; resized as files are, bilinear), appended to `chw`.
+fn array_chw(pixels: &ArrayRef, size: u32, chw: &mut Vec<f32>) {
+    let a = &pixels.array;
+    let bytes = pixels.bytes();
+    let plane = a.height * a.width;
+    let rgb = RgbImage::from_fn(a.width as u32, a.height as u32, |x, y| {
+        let at =
+            |c: usize| bytes[c.min(a.channels - 1) * plane + y as usize * a.width + x as usize];
+        Rgb([at(0), at(1), at(2)])
+    });
+    if rgb.dimensions() == (size, size) {
+        push_chw(&rgb, chw);
+    } else {
+        push_chw(
+            &imageops::resize(&rgb, size, size, FilterType::Triangle),
+            chw,
+        );
+    }
 }
 
 /// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`; normal samples
@@ -76,7 +103,9 @@ pub fn decode_batch(
             let sample = &samples[i];
             let plane = (size * size) as usize;
             let mut chw = Vec::new();
-            if sample.frames.is_empty() {
+            if let Some(pixels) = &sample.pixels {
+                array_chw(pixels, size, &mut chw);
+            } else if sample.frames.is_empty() {
                 decode_chw(&sample.image, size, &mut chw)?;
             } else {
                 for frame in &sample.frames {

@@ -66,6 +66,8 @@ pub struct Sample {
     /// The video the frame belongs to (per-video metrics and normalisation); `None` for
     /// still images.
     pub video: Option<String>,
+    /// Images held in memory (IDX, CIFAR-10): the pixels, and `image` only names them.
+    pub pixels: Option<crate::arrays::ArrayRef>,
 }
 
 /// The training (normal only) and test images of one category.
@@ -250,6 +252,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
         .map(|image| Sample {
             frames: Vec::new(),
             video: None,
+            pixels: None,
             image,
             label: Label::Normal,
             defect: GOOD.to_string(),
@@ -283,6 +286,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
                 Sample {
                     frames: Vec::new(),
                     video: None,
+                    pixels: None,
                     image,
                     label: Label::Normal,
                     defect: defect.clone(),
@@ -298,6 +302,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
                 Sample {
                     frames: Vec::new(),
                     video: None,
+                    pixels: None,
                     image,
                     label: Label::Anomalous,
                     defect: defect.clone(),

@@ -95,6 +95,7 @@ impl VideoDataset {
             .map(|(v, f)| Sample {
                 frames: Vec::new(),
                 video: Some(v.name.clone()),
+                pixels: None,
                 image: f.clone(),
                 label: Label::Normal,
                 defect: GOOD.to_string(),
@@ -108,6 +109,7 @@ impl VideoDataset {
                 test.push(Sample {
                     frames: Vec::new(),
                     video: Some(v.name.clone()),
+                    pixels: None,
                     image: frame.clone(),
                     label,
                     defect: if label.is_anomalous() {
@@ -187,6 +189,7 @@ fn clip_samples(videos: &[Video], frames: usize, mode: ClipMode) -> Vec<Sample> 
                 },
                 frames: clip.iter().map(|&i| video.frames[i].clone()).collect(),
                 video: Some(video.name.clone()),
+                pixels: None,
             }
         })
         .collect()

@@ -165,6 +165,7 @@ pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
         let sample = Sample {
             frames: Vec::new(),
             video: None,
+            pixels: None,
             defect: if row.label.is_anomalous() {
                 VISA_ANOMALY.to_string()
             } else {

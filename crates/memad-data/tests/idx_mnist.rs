@@ -143,3 +143,34 @@ fn real_fashion_mnist() {
         .iter()
         .all(|s| (s.class == 0) == (s.label == Label::Normal)));
 }
+
+#[test]
+fn one_class_categories_run_through_the_batch_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_mnist(dir.path(), true, 9);
+    let entry = memad_data::DatasetCatalog::parse(
+        &format!(
+            "[tiny]\nformat = \"mnist_idx\"\nroot = \"{}\"\n",
+            dir.path().display()
+        ),
+        &dir.path().join("datasets.toml"),
+    )
+    .unwrap()
+    .get("tiny")
+    .unwrap()
+    .clone();
+    let split = entry.read_category("1").unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (3, 9));
+    assert!(split.train.iter().all(|s| s.label == Label::Normal));
+    assert_eq!(
+        split.test[1].defect, "2",
+        "anomalies are named by their class"
+    );
+    assert_eq!(split.test[0].defect, "good");
+    // Training image 1 of the file (class 1) holds the value 11, grey -> RGB.
+    let b = memad_data::loader::decode_batch(&split.train, &[0], 4, false).unwrap();
+    assert_eq!(b.channels, 3);
+    assert!(b.images.iter().all(|&v| (v - 11.0 / 255.0).abs() < 1e-6));
+    let err = entry.read_category("7").unwrap_err().to_string();
+    assert!(err.contains("no training images"), "{err}");
+}

@@ -207,6 +207,22 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
     if experiment.data.clip.is_some() && !video {
         return not_video("data.clip", "[data.clip]");
     }
+    let classes = matches!(
+        dataset.format,
+        DatasetFormat::MnistIdx | DatasetFormat::Cifar10
+    );
+    if let Some(i) = (experiment.eval.metrics.iter())
+        .position(|m| classes && (m.starts_with("pixel_") || m == "aupro"))
+    {
+        let msg = format!(
+            "`{}` is a classification dataset (one-class protocol): it has no pixel masks; \
+             use image_auroc, image_ap, image_f1_max",
+            dataset.name
+        );
+        return Err(ConfigError::new(format!("eval.metrics[{i}]"), msg)
+            .in_file(path)
+            .into());
+    }
     if let Some(i) = (experiment.eval.metrics.iter()).position(|m| m.starts_with("frame_")) {
         if !video {
             return not_video(&format!("eval.metrics[{i}]"), "a frame_* metric");
