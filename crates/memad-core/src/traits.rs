@@ -171,6 +171,12 @@ pub trait Method {
         ))
     }
 
+    /// Called at the start of each training epoch (`epoch` in `1..=epochs`): methods with
+    /// stages or their own schedules switch here.
+    fn start_epoch(&mut self, _epoch: usize, _epochs: usize) -> Result<()> {
+        Ok(())
+    }
+
     /// Forward pass and loss on a training batch (no backward, no optimizer step).
     fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput>;
 

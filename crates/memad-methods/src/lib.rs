@@ -5,7 +5,9 @@
 //! | `rd4ad` | Reverse distillation (Deng & Li, CVPR 2022) | [`rd4ad`] |
 //! | `patchcore` | Patch-feature memory bank with coreset (Roth et al., CVPR 2022) | [`patchcore`] |
 //! | `mnad` | Memory-guided frame prediction / reconstruction (Park et al., CVPR 2020) | [`mnad`] |
+//! | `memae` | Memory-augmented autoencoder, 3D (video) or 2D (images) (Gong et al., ICCV 2019) | [`memae`] |
 pub mod anomaly_map;
+pub mod memae;
 pub mod mnad;
 pub mod patchcore;
 pub mod rd4ad;
@@ -31,5 +33,11 @@ pub fn register(registry: &mut Registry) {
         summary: "MNAD: U-Net with a rule-updated memory, frame prediction or reconstruction (Park et al., CVPR 2020)",
         resolve: mnad::resolve,
         build: mnad::build,
+    });
+    registry.add_method(MethodEntry {
+        kind: "memae",
+        summary: "MemAE: autoencoder with a sparse-addressed memory and entropy loss, 3D clips or 2D images (Gong et al., ICCV 2019)",
+        resolve: memae::resolve,
+        build: memae::build,
     });
 }

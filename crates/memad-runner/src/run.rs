@@ -225,6 +225,7 @@ fn run_category(
     }
     let mut loss_rows = Vec::new();
     for epoch in 1..=exp.train.epochs {
+        method.start_epoch(epoch, exp.train.epochs)?;
         let order = shuffled(
             split.train.len(),
             exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
