@@ -8,7 +8,7 @@ use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
 use crate::error::Result;
 use crate::idx::read_mnist;
 use crate::mvtec::{CategorySplit, Label, Sample, GOOD};
-use crate::one_class::{ClassSample, OneClassSplit};
+use crate::one_class::{one_class_split_with_anomalies, ClassSample, OneClassSplit};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -72,10 +72,29 @@ impl PartialEq for ArrayRef {
 
 impl Eq for ArrayRef {}
 
-/// The one-class split of an `mnist_idx` dataset for `normal_class`.
-pub fn mnist_one_class(root: &Path, category: &str, normal_class: u8) -> Result<CategorySplit> {
+/// Labelled anomalies in the training set (the unbalanced setting): their share of it and
+/// the seed that draws them ([`one_class_split_with_anomalies`]); `fraction` 0 = one-class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainAnomalies {
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+/// The one-class (or unbalanced) split of an `mnist_idx` dataset for `normal_class`.
+pub fn mnist_one_class(
+    root: &Path,
+    category: &str,
+    normal_class: u8,
+    anomalies: TrainAnomalies,
+) -> Result<CategorySplit> {
     let data = read_mnist(root)?;
-    let split = data.one_class(normal_class)?;
+    let split = one_class_split_with_anomalies(
+        &data.train.labels,
+        &data.test.labels,
+        normal_class,
+        anomalies.fraction,
+        anomalies.seed,
+    )?;
     let (h, w) = (data.train.images.rows, data.train.images.cols);
     let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
     Ok(to_category_split(
@@ -89,10 +108,21 @@ pub fn mnist_one_class(root: &Path, category: &str, normal_class: u8) -> Result<
     ))
 }
 
-/// The one-class split of a `cifar10` dataset for `normal_class`.
-pub fn cifar10_one_class(root: &Path, category: &str, normal_class: u8) -> Result<CategorySplit> {
+/// The one-class (or unbalanced) split of a `cifar10` dataset for `normal_class`.
+pub fn cifar10_one_class(
+    root: &Path,
+    category: &str,
+    normal_class: u8,
+    anomalies: TrainAnomalies,
+) -> Result<CategorySplit> {
     let data = read_cifar10(root)?;
-    let split = data.one_class(normal_class)?;
+    let split = one_class_split_with_anomalies(
+        &data.train.labels,
+        &data.test.labels,
+        normal_class,
+        anomalies.fraction,
+        anomalies.seed,
+    )?;
     let names: Vec<String> = CIFAR10_CLASSES.iter().map(|c| c.to_string()).collect();
     Ok(to_category_split(
         root,

@@ -20,6 +20,7 @@
 //!
 //! Entries are parsed with `deny_unknown_fields`, so a misspelt key is an error naming the
 //! key path, the file and the valid keys.
+use crate::arrays::TrainAnomalies;
 use crate::cifar10::CIFAR10_CLASSES;
 use crate::error::{DataError, Result};
 use crate::mvtec::{self, CategorySplit};
@@ -135,12 +136,29 @@ impl DatasetEntry {
             }
             DatasetFormat::Visa => visa::read_category(&self.root, category),
             DatasetFormat::Folder => folder::read_category(&self.root, category),
+            DatasetFormat::MnistIdx | DatasetFormat::Cifar10 => {
+                let none = TrainAnomalies {
+                    fraction: 0.0,
+                    seed: 0,
+                };
+                self.read_classes(category, none)
+            }
+        }
+    }
+
+    /// The one-class split of class `category` of `mnist_idx` and `cifar10` datasets, with
+    /// labelled anomalies in the training set when `anomalies.fraction > 0` (the unbalanced
+    /// setting); an error for other formats.
+    pub fn read_classes(&self, category: &str, anomalies: TrainAnomalies) -> Result<CategorySplit> {
+        let class = self.class_index(category)?;
+        match self.format {
             DatasetFormat::MnistIdx => {
-                arrays::mnist_one_class(&self.root, category, self.class_index(category)?)
+                arrays::mnist_one_class(&self.root, category, class, anomalies)
             }
             DatasetFormat::Cifar10 => {
-                arrays::cifar10_one_class(&self.root, category, self.class_index(category)?)
+                arrays::cifar10_one_class(&self.root, category, class, anomalies)
             }
+            _ => unreachable!("class_index accepts only classification formats"),
         }
     }
 

@@ -173,4 +173,15 @@ fn one_class_categories_run_through_the_batch_loader() {
     assert!(b.images.iter().all(|&v| (v - 11.0 / 255.0).abs() < 1e-6));
     let err = entry.read_category("7").unwrap_err().to_string();
     assert!(err.contains("no training images"), "{err}");
+    // The unbalanced setting: 3 normal + 1 labelled anomaly (fraction 0.25).
+    let anomalies = memad_data::arrays::TrainAnomalies {
+        fraction: 0.25,
+        seed: 0,
+    };
+    let unbalanced = entry.read_classes("1", anomalies).unwrap();
+    let labels: Vec<Label> = unbalanced.train.iter().map(|s| s.label).collect();
+    assert_eq!(labels.len(), 4);
+    assert_eq!(labels.iter().filter(|l| l.is_anomalous()).count(), 1);
+    let test_labels = |t: &[memad_data::Sample]| t.iter().map(|s| s.label).collect::<Vec<_>>();
+    assert_eq!(test_labels(&unbalanced.test), test_labels(&split.test));
 }

@@ -59,6 +59,12 @@ pub struct DataConfig {
     pub batch_size: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
+    /// Classification datasets (MNIST, Fashion-MNIST, CIFAR-10) only: the share of labelled
+    /// anomalies (other classes, `label = 1` in training batches) in the training set; 0 is
+    /// the one-class protocol, > 0 the unbalanced one. Methods that ignore labels train on
+    /// them as if normal.
+    #[serde(default)]
+    pub anomaly_fraction: f64,
     /// Video datasets only: samples are clips of consecutive frames instead of single frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipConfig>,
@@ -211,6 +217,16 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
         dataset.format,
         DatasetFormat::MnistIdx | DatasetFormat::Cifar10
     );
+    if experiment.data.anomaly_fraction > 0.0 && !classes {
+        let msg = format!(
+            "labelled training anomalies need a classification dataset (mnist_idx, cifar10); \
+             `{}` has format {}",
+            dataset.name, dataset.format
+        );
+        return Err(ConfigError::new("data.anomaly_fraction", msg)
+            .in_file(path)
+            .into());
+    }
     if let Some(i) = (experiment.eval.metrics.iter())
         .position(|m| classes && (m.starts_with("pixel_") || m == "aupro"))
     {
@@ -267,6 +283,12 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
+    }
+    if !(0.0..1.0).contains(&e.data.anomaly_fraction) {
+        return Err(ConfigError::new(
+            "data.anomaly_fraction",
+            "must be in [0, 1)",
+        ));
     }
     if let Some(clip) = &e.data.clip {
         let least = if clip.mode == ClipMode::Predict { 2 } else { 1 };

@@ -8,6 +8,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
 use memad_core::{BuildContext, Method, Registry, Training};
+use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader};
 use memad_data::mvtec::Sample;
 use std::io::IsTerminal;
@@ -50,6 +51,13 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         .iter()
         .map(|c| match &exp.data.clip {
             Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
+            None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(
+                c,
+                TrainAnomalies {
+                    fraction: exp.data.anomaly_fraction,
+                    seed: exp.seed,
+                },
+            ),
             None => loaded.dataset.read_category(c),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -86,7 +94,11 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
                 backbone: exp.backbone_kind().into(),
                 dataset: loaded.dataset.name.clone(),
                 category: split.category.clone(),
-                setting: "one_class".into(),
+                setting: if exp.data.anomaly_fraction > 0.0 {
+                    "unbalanced".into()
+                } else {
+                    "one_class".into()
+                },
                 seed: exp.seed,
                 epoch: exp.train.epochs,
                 metric: metric.clone(),
