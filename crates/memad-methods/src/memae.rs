@@ -1,0 +1,910 @@
+//! MemAE: Gong, Liu, Le, Saha, Mansour, Venkatesh & van den Hengel, "Memorizing Normality to
+//! Detect Anomaly: Memory-augmented Deep Autoencoder for Unsupervised Anomaly Detection",
+//! ICCV 2019. Reference code: github.com/donggong1/memae-anomaly-detection
+//! (`models/memae_3dconv.py`, `script_training.py`, `script_testing.py`, `utils/eval.py`).
+//!
+//! An encoder `f_e` maps the input to a code, a memory of `N` items `M` ([`memory_memae::MemAe`])
+//! replaces every code vector by a sparse combination of items, and a decoder `f_d`
+//! reconstructs the input from it. The memory is applied per position: the code
+//! `[B, C, (t,) h, w]` is read as `[B (t) h w, C]` queries (the official `MemModule`).
+//!
+//! - Encoder / decoder (Eq. 1-2): `z = f_e(x)`, `x_hat = f_d(z_hat)`.
+//! - Read (Eq. 3): `z_hat = w_hat M = sum_i w_hat_i m_i`.
+//! - Addressing (Eq. 4-5): `w_i = exp(d(z, m_i)) / sum_j exp(d(z, m_j))`, with
+//!   `d(z, m_i) = z m_i^T / (||z|| ||m_i||)` in the paper.
+//! - Hard shrinkage (Eq. 6-7): `w_hat_i = w_i if w_i > lambda else 0`, computed as
+//!   `max(w_i - lambda, 0) w_i / (|w_i - lambda| + eps)`, then `w_hat / ||w_hat||_1`.
+//! - Reconstruction error (Eq. 8): `R(x, x_hat) = ||x - x_hat||_2^2`.
+//! - Entropy of the addressing (Eq. 9): `E(w_hat) = sum_i -w_hat_i log(w_hat_i)`.
+//! - Loss (Eq. 10): `L = R(x, x_hat) + alpha E(w_hat)`, averaged over the batch,
+//!   `alpha = 0.0002`; returned as the terms `mse` and `entropy` (= `alpha E`), which sum to
+//!   the loss.
+//! - Score: the reconstruction error of the sample: for a video clip its mean squared error
+//!   over all `T x H x W` pixels, assigned to the clip's centre frame (the runner labels a
+//!   centred clip by its centre frame and, with `eval.video_normalization = "min_max"`,
+//!   min-max normalises the scores of each video as the official `utils/eval.py`); for an
+//!   image its mean squared error. Anomaly map: the per-pixel squared error (of the centre
+//!   frame for clips, mean over channels for RGB images).
+//!
+//! Variants (`variant`):
+//! - `video` (UCSD Ped2, paper Sec. 4.2; `models/memae_3dconv.py`): 16-frame grayscale clips
+//!   `[B, 1, 16, 256, 256]`. Encoder: four `Conv3d` 3x3x3, padding 1, `1 -> 96` stride
+//!   (1, 2, 2), `96 -> 128`, `128 -> 256`, `256 -> 256` stride 2, each followed by
+//!   BatchNorm3d and LeakyReLU(0.2). Decoder: the mirror with `ConvTranspose3d` 3x3x3,
+//!   padding 1, `256 -> 256`, `256 -> 128`, `128 -> 96` stride 2 (BN + LeakyReLU), then
+//!   `96 -> 1` stride (1, 2, 2) with no BN or activation. Memory: `MemAeConfig::paper_ped2()`
+//!   (2000 x 256, lambda 0.0025). The runner gives clips as `[B, 3T, H, W]` (RGB frames
+//!   stacked channel-wise in time order, values in `[0, 1]`): the method converts them to
+//!   grayscale with the BT.601 luma weights `0.299 R + 0.587 G + 0.114 B` (MATLAB's
+//!   `rgb2gray`, which the official preprocessing uses; the Ped2 frames are gray, R = G = B)
+//!   and maps `[0, 1]` to `[-1, 1]` (the official `Normalize(0.5, 0.5)`). `channels = 3`
+//!   keeps RGB instead (the official `ImgChnNum = 3`).
+//! - `image` (paper Sec. 4.1): the paper's 2D autoencoders, the code `[B, C, h, w]` read per
+//!   position. `channels = 1` (MNIST, Fashion-MNIST; 28x28 grayscale): encoder
+//!   `Conv2(1, 2, 16)-Conv2(3, 2, 32)-Conv2(3, 2, 64)`, decoder
+//!   `Dconv2(3, 2, 64)-Dconv2(3, 2, 32)-Dconv2(3, 2, 1)` (`Conv2(k, s, c)`: kernel k,
+//!   stride s, c output channels), memory `paper_mnist()` (100 x 64). `channels = 3`
+//!   (CIFAR-10, 32x32 RGB): `Conv2(3, 2, 64)-Conv2(3, 2, 128)-Conv2(3, 2, 256)`,
+//!   `Dconv2(3, 2, 256)-Dconv2(3, 2, 128)-Dconv2(3, 2, 3)`, memory `paper_cifar10()`
+//!   (500 x 256). Padding `(k - 1) / 2`; every layer but the last of the decoder has BN +
+//!   LeakyReLU(0.2). RGB input is converted to gray for `channels = 1` (a 1-channel input is
+//!   used as is); values mapped to `[-1, 1]`.
+//!
+//! Keys left out of `[method.memory]` take the variant's paper preset. Variables are named
+//! as the official checkpoint's keys (`encoder.0.weight`, `encoder.1.running_mean`, ...,
+//! `mem_rep.memory.weight`, `decoder.9.bias`), so converted official weights load.
+//!
+//! Deviations:
+//! - Addressing is the official code's dot product `z m_i^T` (its `F.linear`) by default;
+//!   the paper's cosine similarity (Eq. 5) is `memory.addressing = "cosine"`.
+//! - Eq. 8 and 10 use the official reductions: `R` is the mean (not the sum) of the squared
+//!   errors over pixels (`nn.MSELoss`, in the `[-1, 1]` units of the input) and `E` the mean
+//!   over queries; `alpha = 0.0002` is calibrated for these.
+//! - Clips: the official index files (`script_index_gen.m`) take every full window of 16
+//!   frames (stride 1) and score frames 8 .. n-8 of each test video (`gt_labels[8:-7]`);
+//!   here every frame is a clip centre, the window clamped at the video ends (first and last
+//!   frames repeated), so every frame of the test set is scored.
+//! - Score: the official `script_testing.py` averages the per-pixel L2 norm of the error over
+//!   channels (for gray frames: the mean absolute error); this file uses the mean squared
+//!   error (the paper's Eq. 8), in `[0, 1]` pixel units (the error of `[-1, 1]` values / 2).
+//!   The official evaluation scores `1 - minmax(error)` as regularity per video: the same
+//!   ranking, hence the same AUROC, as min-max of the error.
+//! - Frames: the official preprocessing resizes the original TIFs to 256x256 in MATLAB; here
+//!   the loader resizes the MNAD-layout JPEGs (triangle filter).
+//! - Initialisation as the official `utils.weights_init`: conv and transposed-conv weights
+//!   `N(0, 0.02)`, BN weights `N(1, 0.02)` and biases 0; conv biases PyTorch's default
+//!   `U(+-1/sqrt(fan_in))`; all drawn on the CPU from the seeded global generator and copied
+//!   to the device. BN has no `num_batches_tracked` (tch).
+//! - The official code has no 2D model: the image autoencoders follow the paper's layer list,
+//!   with the 3D model's BN + LeakyReLU(0.2) and padding; transposed convolutions get the
+//!   output padding that restores each encoder size (28 -> 14 -> 7 -> 4 -> 7 -> 14 -> 28).
+//!   The paper's MNIST/CIFAR-10 optimiser settings are not given; the experiment files use
+//!   the video settings (Adam, lr 1e-4).
+//!
+//! Reproduce: `memad run experiments/paper/memae_ped2.toml` (paper Table 3: Ped2 frame AUROC
+//! 94.1); `experiments/memae_ped2_cpu.toml` is the CPU-sized run in `docs/results.md`.
+use memad_core::{
+    parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
+    LossTerm, Memory, MemoryRead, Method, Registry, Result, TrainOutput,
+};
+use memory_memae::{MemAe, MemAeConfig};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
+
+/// BT.601 luma weights (MATLAB `rgb2gray`).
+const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+/// Negative slope of the official LeakyReLU.
+const LEAKY_SLOPE: f64 = 0.2;
+/// Clip length of the paper (`FrameNum`).
+const PAPER_FRAMES: usize = 16;
+
+/// Which autoencoder: 3D convolutions on clips, or 2D on images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemAeVariant {
+    Video,
+    Image,
+}
+
+/// The `[method]` section as written (`kind = "memae"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    kind: String,
+    variant: MemAeVariant,
+    #[serde(default)]
+    frames: Option<usize>,
+    #[serde(default)]
+    channels: Option<i64>,
+    #[serde(default)]
+    memory: Option<toml::Value>,
+}
+
+/// A resolved `[method]` section with `kind = "memae"`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemAeMethodConfig {
+    pub kind: String,
+    pub variant: MemAeVariant,
+    /// Frames per clip (`video` only; `[data.clip] frames` must match). Default 16.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames: Option<usize>,
+    /// Image channels the autoencoder sees: 1 (gray; default) or 3 (RGB). For `image` it
+    /// also picks the paper's network: 1 = MNIST's, 3 = CIFAR-10's.
+    pub channels: i64,
+    /// The memory; keys left out take the variant's paper preset.
+    pub memory: MemAeConfig,
+}
+
+impl MemAeMethodConfig {
+    /// The paper's preset memory for a variant and channel count.
+    fn preset(variant: MemAeVariant, channels: i64) -> MemAeConfig {
+        match (variant, channels) {
+            (MemAeVariant::Video, _) => MemAeConfig::paper_ped2(),
+            (MemAeVariant::Image, 3) => MemAeConfig::paper_cifar10(),
+            (MemAeVariant::Image, _) => MemAeConfig::paper_mnist(),
+        }
+    }
+}
+
+fn parse(section: &toml::Value, path: &str) -> std::result::Result<MemAeMethodConfig, ConfigError> {
+    let s: Section = parse_section(section, path)?;
+    let key = |k: &str| format!("{path}.{k}");
+    let channels = s.channels.unwrap_or(1);
+    if channels != 1 && channels != 3 {
+        return Err(ConfigError::new(
+            key("channels"),
+            format!("must be 1 (gray) or 3 (RGB), got {channels}"),
+        ));
+    }
+    let frames = match (s.variant, s.frames) {
+        (MemAeVariant::Video, None) => Some(PAPER_FRAMES),
+        (MemAeVariant::Video, Some(0)) => {
+            return Err(ConfigError::new(key("frames"), "must be at least 1"))
+        }
+        (MemAeVariant::Video, Some(f)) => Some(f),
+        (MemAeVariant::Image, None) => None,
+        (MemAeVariant::Image, Some(_)) => {
+            return Err(ConfigError::new(
+                key("frames"),
+                "only for variant = \"video\" (images are single frames)",
+            ))
+        }
+    };
+    // The preset, overlaid with the keys given.
+    let mut memory = to_toml_value(&MemAeMethodConfig::preset(s.variant, channels))?;
+    if let Some(given) = &s.memory {
+        let toml::Value::Table(given) = given else {
+            return Err(ConfigError::new(
+                key("memory"),
+                format!("expected a table, found {}", given.type_str()),
+            ));
+        };
+        if let toml::Value::Table(table) = &mut memory {
+            table.extend(given.clone());
+        }
+    }
+    let memory = MemAeConfig::parse(&memory, &key("memory"))?;
+    let code = Architecture::new(s.variant, channels).code_channels();
+    if memory.dim != code {
+        return Err(ConfigError::new(
+            key("memory.dim"),
+            format!(
+                "must equal the encoder's {code} output channels (variant {:?}, channels {channels}), got {}",
+                s.variant, memory.dim
+            ),
+        ));
+    }
+    Ok(MemAeMethodConfig {
+        kind: s.kind,
+        variant: s.variant,
+        frames,
+        channels,
+        memory,
+    })
+}
+
+/// Registry `resolve`.
+pub fn resolve(
+    section: &toml::Value,
+    path: &str,
+    _registry: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
+    to_toml_value(&parse(section, path)?)
+}
+
+/// Registry `build`.
+pub fn build(
+    section: &toml::Value,
+    _registry: &Registry,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Method>> {
+    Ok(Box::new(MemAeMethod::new(parse(section, "method")?, ctx)?))
+}
+
+/// One convolution of the layer list: `out` channels, a cubic/square `kernel`, a stride
+/// per spatial (or temporal) dimension, padding `(kernel - 1) / 2`.
+#[derive(Debug, Clone)]
+struct ConvSpec {
+    out: i64,
+    kernel: i64,
+    stride: Vec<i64>,
+}
+
+impl ConvSpec {
+    fn new(out: i64, kernel: i64, stride: &[i64]) -> Self {
+        ConvSpec {
+            out,
+            kernel,
+            stride: stride.to_vec(),
+        }
+    }
+
+    fn padding(&self) -> i64 {
+        (self.kernel - 1) / 2
+    }
+}
+
+/// An autoencoder's layer list.
+#[derive(Debug, Clone)]
+struct Architecture {
+    input_channels: i64,
+    encoder: Vec<ConvSpec>,
+    /// Transposed convolutions; the stride of decoder layer `j` undoes encoder layer
+    /// `n - 1 - j`.
+    decoder: Vec<ConvSpec>,
+}
+
+impl Architecture {
+    fn new(variant: MemAeVariant, channels: i64) -> Self {
+        let (s3, s122, s2) = (&[2, 2, 2][..], &[1, 2, 2][..], &[2, 2][..]);
+        match (variant, channels) {
+            // models/memae_3dconv.py
+            (MemAeVariant::Video, c) => Architecture {
+                input_channels: c,
+                encoder: vec![
+                    ConvSpec::new(96, 3, s122),
+                    ConvSpec::new(128, 3, s3),
+                    ConvSpec::new(256, 3, s3),
+                    ConvSpec::new(256, 3, s3),
+                ],
+                decoder: vec![
+                    ConvSpec::new(256, 3, s3),
+                    ConvSpec::new(128, 3, s3),
+                    ConvSpec::new(96, 3, s3),
+                    ConvSpec::new(c, 3, s122),
+                ],
+            },
+            // Paper Sec. 4.1, CIFAR-10.
+            (MemAeVariant::Image, 3) => Architecture {
+                input_channels: 3,
+                encoder: vec![
+                    ConvSpec::new(64, 3, s2),
+                    ConvSpec::new(128, 3, s2),
+                    ConvSpec::new(256, 3, s2),
+                ],
+                decoder: vec![
+                    ConvSpec::new(256, 3, s2),
+                    ConvSpec::new(128, 3, s2),
+                    ConvSpec::new(3, 3, s2),
+                ],
+            },
+            // Paper Sec. 4.1, MNIST.
+            (MemAeVariant::Image, _) => Architecture {
+                input_channels: 1,
+                encoder: vec![
+                    ConvSpec::new(16, 1, s2),
+                    ConvSpec::new(32, 3, s2),
+                    ConvSpec::new(64, 3, s2),
+                ],
+                decoder: vec![
+                    ConvSpec::new(64, 3, s2),
+                    ConvSpec::new(32, 3, s2),
+                    ConvSpec::new(1, 3, s2),
+                ],
+            },
+        }
+    }
+
+    /// Channels of the code (the memory's `dim`).
+    fn code_channels(&self) -> i64 {
+        self.encoder.last().map_or(self.input_channels, |l| l.out)
+    }
+
+    /// The size of every encoder activation, input first: `sizes[i]` is the input of
+    /// encoder layer `i`, `sizes[n]` the code.
+    fn encoder_sizes(&self, input: &[i64]) -> Vec<Vec<i64>> {
+        let mut sizes = vec![input.to_vec()];
+        for layer in &self.encoder {
+            let last = sizes.last().expect("starts with the input");
+            let next = last
+                .iter()
+                .zip(&layer.stride)
+                .map(|(&n, &s)| (n + 2 * layer.padding() - layer.kernel).div_euclid(s) + 1)
+                .collect();
+            sizes.push(next);
+        }
+        sizes
+    }
+}
+
+/// A convolution (`transposed` or not, 2D or 3D) with its own weight and bias.
+#[derive(Debug)]
+struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    stride: Vec<i64>,
+    padding: Vec<i64>,
+    output_padding: Vec<i64>,
+    transposed: bool,
+}
+
+impl Conv {
+    /// `weight` `[out, in, k..]` (`[in, out, k..]` when transposed) drawn `N(0, 0.02)`;
+    /// `bias` `U(+-1/sqrt(fan_in))` with PyTorch's fan-in (`weight.size(1) * k^d`).
+    fn new(
+        path: &nn::Path,
+        in_channels: i64,
+        spec: &ConvSpec,
+        output_padding: Option<Vec<i64>>,
+    ) -> Self {
+        let dims = spec.stride.len();
+        let mut shape = if output_padding.is_some() {
+            vec![in_channels, spec.out]
+        } else {
+            vec![spec.out, in_channels]
+        };
+        shape.extend(std::iter::repeat_n(spec.kernel, dims));
+        let cpu = (Kind::Float, Device::Cpu);
+        let weight = Tensor::empty(shape.as_slice(), cpu).normal_(0.0, 0.02);
+        let fan_in = shape[1] * spec.kernel.pow(dims as u32);
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let bias = Tensor::empty([spec.out], cpu).uniform_(-bound, bound);
+        Conv {
+            weight: path.var_copy("weight", &weight),
+            bias: path.var_copy("bias", &bias),
+            stride: spec.stride.clone(),
+            padding: vec![spec.padding(); dims],
+            transposed: output_padding.is_some(),
+            output_padding: output_padding.unwrap_or_else(|| vec![0; dims]),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.convolution(
+            &self.weight,
+            Some(&self.bias),
+            self.stride.as_slice(),
+            self.padding.as_slice(),
+            vec![1; self.stride.len()].as_slice(),
+            self.transposed,
+            self.output_padding.as_slice(),
+            1,
+        )
+    }
+}
+
+/// A convolution, then (except the decoder's last layer) BN and LeakyReLU(0.2).
+#[derive(Debug)]
+struct Layer {
+    conv: Conv,
+    bn: Option<nn::BatchNorm>,
+}
+
+impl Layer {
+    /// Named as the official `nn.Sequential`: the conv at `<index>`, its BN at `<index + 1>`.
+    fn new(
+        seq: &nn::Path,
+        index: usize,
+        in_channels: i64,
+        spec: &ConvSpec,
+        output_padding: Option<Vec<i64>>,
+        with_bn: bool,
+    ) -> Self {
+        let conv = Conv::new(&(seq / index), in_channels, spec, output_padding);
+        let bn = with_bn.then(|| {
+            let path = seq / (index + 1);
+            let cfg = nn::BatchNormConfig {
+                ws_init: nn::Init::Const(1.0),
+                ..Default::default()
+            };
+            let bn = match spec.stride.len() {
+                3 => nn::batch_norm3d(&path, spec.out, cfg),
+                _ => nn::batch_norm2d(&path, spec.out, cfg),
+            };
+            let init = Tensor::empty([spec.out], (Kind::Float, Device::Cpu)).normal_(1.0, 0.02);
+            if let Some(ws) = &bn.ws {
+                tch::no_grad(|| ws.shallow_clone().copy_(&init));
+            }
+            bn
+        });
+        Layer { conv, bn }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => {
+                let y = bn.forward_t(&y, train);
+                y.maximum(&(&y * LEAKY_SLOPE))
+            }
+            None => y,
+        }
+    }
+}
+
+/// What one forward pass gives.
+struct Forward {
+    /// The autoencoder's input in `[-1, 1]`: `[B, c, T, H, W]` (video) or `[B, c, H, W]`.
+    input: Tensor,
+    /// The reconstruction, same shape.
+    output: Tensor,
+    /// `[B * positions, dim]`: the code read per position.
+    queries: Tensor,
+    read: MemoryRead,
+}
+
+/// MemAE (video or image variant).
+pub struct MemAeMethod {
+    cfg: MemAeMethodConfig,
+    vs: nn::VarStore,
+    encoder: Vec<Layer>,
+    memory: MemAe,
+    decoder: Vec<Layer>,
+    image_size: i64,
+}
+
+impl MemAeMethod {
+    pub fn new(cfg: MemAeMethodConfig, ctx: &BuildContext) -> Result<Self> {
+        if ctx.image_size < 1 {
+            return Err(CoreError::Invalid(format!(
+                "memae: data.image_size must be at least 1, got {}",
+                ctx.image_size
+            )));
+        }
+        let arch = Architecture::new(cfg.variant, cfg.channels);
+        let input_size = match cfg.frames {
+            Some(t) => vec![t as i64, ctx.image_size, ctx.image_size],
+            None => vec![ctx.image_size, ctx.image_size],
+        };
+        let sizes = arch.encoder_sizes(&input_size);
+        let vs = nn::VarStore::new(ctx.device);
+        let root = vs.root();
+        let mut encoder = Vec::new();
+        let mut channels = arch.input_channels;
+        let enc = &root / "encoder";
+        for (i, spec) in arch.encoder.iter().enumerate() {
+            encoder.push(Layer::new(&enc, 3 * i, channels, spec, None, true));
+            channels = spec.out;
+        }
+        let memory = MemAe::new(&(&root / "mem_rep" / "memory"), &cfg.memory)?;
+        let dec = &root / "decoder";
+        let n = arch.decoder.len();
+        let mut decoder = Vec::new();
+        for (j, spec) in arch.decoder.iter().enumerate() {
+            // Undo encoder layer n-1-j: from sizes[n-j] back to sizes[n-1-j].
+            let (from, to) = (&sizes[n - j], &sizes[n - 1 - j]);
+            let output_padding = from
+                .iter()
+                .zip(to)
+                .zip(&spec.stride)
+                .map(|((&a, &b), &s)| {
+                    let op = b - ((a - 1) * s - 2 * spec.padding() + spec.kernel);
+                    if (0..s.max(1)).contains(&op) {
+                        Ok(op)
+                    } else {
+                        Err(CoreError::Invalid(format!(
+                            "memae: cannot restore size {b} from {a} with stride {s} \
+                             (input {input_size:?})"
+                        )))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let last = j + 1 == n;
+            decoder.push(Layer::new(
+                &dec,
+                3 * j,
+                channels,
+                spec,
+                Some(output_padding),
+                !last,
+            ));
+            channels = spec.out;
+        }
+        Ok(MemAeMethod {
+            cfg,
+            vs,
+            encoder,
+            memory,
+            decoder,
+            image_size: ctx.image_size,
+        })
+    }
+
+    /// The memory module (its items are the VarStore variable `mem_rep.memory.weight`).
+    pub fn memory(&self) -> &MemAe {
+        &self.memory
+    }
+
+    /// Converts the runner's batch to the autoencoder's input in `[-1, 1]`.
+    ///
+    /// # Shapes
+    /// video: `[B, 3T, H, W]` -> `[B, c, T, H, W]`; image: `[B, 1 or 3, H, W]` ->
+    /// `[B, c, H, W]` (`c` = `channels`).
+    fn prepare(&self, input: &Tensor) -> Result<Tensor> {
+        let size = input.size();
+        let [b, ch, h, w] = size[..] else {
+            return Err(CoreError::Invalid(format!(
+                "memae: expected a [B, C, H, W] batch, got {size:?}"
+            )));
+        };
+        if h != self.image_size || w != self.image_size {
+            return Err(CoreError::Invalid(format!(
+                "memae: the network is built for {0}x{0} inputs (data.image_size), got {h}x{w}",
+                self.image_size
+            )));
+        }
+        let x = input.to_kind(Kind::Float);
+        let x = match (self.cfg.variant, self.cfg.frames) {
+            (MemAeVariant::Video, Some(t)) => {
+                let t = t as i64;
+                if ch != 3 * t {
+                    return Err(CoreError::Invalid(format!(
+                        "memae: the input has {ch} channels, method.frames = {t} needs {} \
+                         ({t} RGB frames; set [data.clip] frames = {t}, mode = \"centred\")",
+                        3 * t
+                    )));
+                }
+                // [B, T, 3, H, W] -> [B, 3, T, H, W]
+                let rgb = x.reshape([b, t, 3, h, w]).permute([0, 2, 1, 3, 4]);
+                if self.cfg.channels == 1 {
+                    luma(&rgb)
+                } else {
+                    rgb
+                }
+            }
+            _ => match (ch, self.cfg.channels) {
+                (3, 1) => luma(&x),
+                (c, want) if c == want => x,
+                (c, want) => {
+                    return Err(CoreError::Invalid(format!(
+                        "memae: the input has {c} channels; method.channels = {want} reads {}",
+                        if want == 1 {
+                            "1 (gray) or 3 (RGB, converted to gray)"
+                        } else {
+                            "3 (RGB)"
+                        }
+                    )))
+                }
+            },
+        };
+        Ok(x * 2.0 - 1.0)
+    }
+
+    fn forward(&self, batch: &Batch, train: bool) -> Result<Forward> {
+        let input = self.prepare(&batch.input)?;
+        let mut z = input.shallow_clone();
+        for layer in &self.encoder {
+            z = layer.forward_t(&z, train);
+        }
+        // [B, C, ...] -> [B, ..., C] -> [B * positions, C]
+        let rank = z.dim() as i64;
+        let code_shape = z.size();
+        let channels = code_shape[1];
+        let to_last: Vec<i64> = std::iter::once(0)
+            .chain(2..rank)
+            .chain(std::iter::once(1))
+            .collect();
+        let moved = z.permute(to_last.as_slice());
+        let moved_shape = moved.size();
+        let queries = moved.reshape([-1, channels]);
+        let read = self.memory.read(&queries, train);
+        let to_channels: Vec<i64> = std::iter::once(0)
+            .chain(std::iter::once(rank - 1))
+            .chain(1..rank - 1)
+            .collect();
+        let mut y = read
+            .output
+            .reshape(moved_shape.as_slice())
+            .permute(to_channels.as_slice());
+        for layer in &self.decoder {
+            y = layer.forward_t(&y, train);
+        }
+        Ok(Forward {
+            input,
+            output: y,
+            queries,
+            read,
+        })
+    }
+}
+
+/// `[B, 3, ...]` RGB -> `[B, 1, ...]` BT.601 luma.
+fn luma(rgb: &Tensor) -> Tensor {
+    let mut shape = vec![1i64; rgb.dim()];
+    shape[1] = 3;
+    let weights = Tensor::from_slice(&LUMA)
+        .reshape(shape.as_slice())
+        .to_device(rgb.device());
+    (rgb * weights).sum_dim_intlist(1, true, Kind::Float)
+}
+
+impl Method for MemAeMethod {
+    fn trainable(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
+        let f = self.forward(batch, true)?;
+        let mse = (&f.output - &f.input).square().mean(Kind::Float);
+        let mut terms = vec![LossTerm {
+            name: "mse".into(),
+            value: mse.double_value(&[]),
+        }];
+        let mut parts = vec![mse];
+        for (name, term) in self.memory.losses(&f.queries, &f.read) {
+            terms.push(LossTerm {
+                name,
+                value: term.double_value(&[]),
+            });
+            parts.push(term);
+        }
+        let loss = Tensor::stack(&parts, 0).sum(Kind::Float);
+        Ok(TrainOutput { loss, terms })
+    }
+
+    fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
+        let f = self.forward(batch, false)?;
+        // Squared error in [0, 1] pixel units.
+        let err = ((&f.output - &f.input) / 2.0).square();
+        let dims: Vec<i64> = (1..err.dim() as i64).collect();
+        let image_score = err.mean_dim(dims.as_slice(), false, Kind::Float);
+        let anomaly_map = match self.cfg.frames {
+            // The centre frame of a centred clip: index T / 2.
+            Some(t) => err.select(2, (t / 2) as i64),
+            None => err,
+        }
+        .mean_dim([1].as_slice(), true, Kind::Float);
+        Ok(AnomalyOutput {
+            image_score,
+            anomaly_map: Some(anomaly_map),
+            parts: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> toml::Value {
+        toml::from_str(&format!("kind = \"memae\"\n{text}")).unwrap()
+    }
+
+    fn ctx(size: i64) -> BuildContext {
+        BuildContext {
+            device: Device::Cpu,
+            weights_dir: Default::default(),
+            image_size: size,
+        }
+    }
+
+    fn batch(channels: i64, size: i64) -> Batch {
+        tch::manual_seed(0);
+        Batch {
+            input: Tensor::rand([2, channels, size, size], (Kind::Float, Device::Cpu)),
+            label: Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
+            mask: None,
+        }
+    }
+
+    /// A small video model: 4-frame clips, 8 memory items.
+    fn small_video(size: i64) -> MemAeMethod {
+        let cfg = parse(
+            &section("variant = \"video\"\nframes = 4\n[memory]\nslots = 8"),
+            "method",
+        )
+        .unwrap();
+        MemAeMethod::new(cfg, &ctx(size)).unwrap()
+    }
+
+    #[test]
+    fn resolve_fills_the_paper_presets() {
+        let reg = Registry::default();
+        let video = resolve(&section("variant = \"video\""), "method", &reg).unwrap();
+        assert_eq!(video["frames"].as_integer(), Some(16));
+        assert_eq!(video["channels"].as_integer(), Some(1));
+        assert_eq!(video["memory"]["slots"].as_integer(), Some(2000));
+        assert_eq!(video["memory"]["dim"].as_integer(), Some(256));
+        assert_eq!(video["memory"]["shrink_threshold"].as_float(), Some(0.0025));
+        assert_eq!(video["memory"]["entropy_weight"].as_float(), Some(0.0002));
+        let mnist = resolve(&section("variant = \"image\""), "method", &reg).unwrap();
+        assert!(mnist.get("frames").is_none());
+        assert_eq!(mnist["memory"]["slots"].as_integer(), Some(100));
+        assert_eq!(mnist["memory"]["dim"].as_integer(), Some(64));
+        let cifar = resolve(
+            &section("variant = \"image\"\nchannels = 3\n[memory]\nshrink_threshold = 0.004"),
+            "method",
+            &reg,
+        )
+        .unwrap();
+        assert_eq!(cifar["memory"]["slots"].as_integer(), Some(500));
+        assert_eq!(cifar["memory"]["dim"].as_integer(), Some(256));
+        assert_eq!(cifar["memory"]["shrink_threshold"].as_float(), Some(0.004));
+        // The resolved section parses to the same config (what `build` reads).
+        assert_eq!(resolve(&cifar, "method", &reg).unwrap(), cifar);
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let err = |text: &str| parse(&section(text), "method").unwrap_err();
+        assert_eq!(err("variant = \"audio\"").path, "method.variant");
+        let typo = err("variant = \"video\"\nframez = 16");
+        assert_eq!(typo.path, "method.framez");
+        assert!(typo.message.contains("unknown field `framez`"), "{typo}");
+        assert_eq!(err("variant = \"video\"\nframes = 0").path, "method.frames");
+        assert_eq!(
+            err("variant = \"image\"\nframes = 16").path,
+            "method.frames"
+        );
+        assert_eq!(
+            err("variant = \"image\"\nchannels = 2").path,
+            "method.channels"
+        );
+        assert_eq!(
+            err("variant = \"video\"\n[memory]\ndim = 64").path,
+            "method.memory.dim"
+        );
+        assert_eq!(
+            err("variant = \"image\"\n[memory]\nshrink_threshold = 2.0").path,
+            "method.memory.shrink_threshold"
+        );
+        assert_eq!(
+            err("variant = \"image\"\n[memory]\nslot = 10").path,
+            "method.memory.slot"
+        );
+        assert_eq!(err("variant = \"image\"\nmemory = 3").path, "method.memory");
+    }
+
+    #[test]
+    fn layers_follow_the_official_3d_model_and_keys() {
+        let m = small_video(16);
+        let vars = m.vs.variables();
+        let shape = |k: &str| vars[k].size();
+        assert_eq!(shape("encoder.0.weight"), [96, 1, 3, 3, 3]);
+        assert_eq!(shape("encoder.1.running_mean"), [96]);
+        assert_eq!(shape("encoder.3.weight"), [128, 96, 3, 3, 3]);
+        assert_eq!(shape("encoder.6.weight"), [256, 128, 3, 3, 3]);
+        assert_eq!(shape("encoder.9.weight"), [256, 256, 3, 3, 3]);
+        assert_eq!(shape("encoder.10.weight"), [256]);
+        assert_eq!(shape("mem_rep.memory.weight"), [8, 256]);
+        // Transposed convolutions store [in, out, k, k, k].
+        assert_eq!(shape("decoder.0.weight"), [256, 256, 3, 3, 3]);
+        assert_eq!(shape("decoder.3.weight"), [256, 128, 3, 3, 3]);
+        assert_eq!(shape("decoder.6.weight"), [128, 96, 3, 3, 3]);
+        assert_eq!(shape("decoder.9.weight"), [96, 1, 3, 3, 3]);
+        assert!(
+            !vars.contains_key("decoder.10.weight"),
+            "no BN after the last layer"
+        );
+        // 4 conv + 3 BN (weight, bias) in each half; BN running stats are not trained.
+        let trainable = m.vs.trainable_variables().len();
+        assert_eq!(trainable, 2 * (4 + 4) + 2 * (4 + 3) + 1);
+        // Official initialisation: N(0, 0.02) conv weights, N(1, 0.02) BN weights.
+        let std = vars["encoder.3.weight"].std(true).double_value(&[]);
+        assert!((std - 0.02).abs() < 0.002, "{std}");
+        let bn = vars["encoder.4.weight"].mean(Kind::Float).double_value(&[]);
+        assert!((bn - 1.0).abs() < 0.01, "{bn}");
+        // The official strides: [1, 2, 2] first, then 2.
+        assert_eq!(m.encoder[0].conv.stride, [1, 2, 2]);
+        assert_eq!(m.decoder[3].conv.stride, [1, 2, 2]);
+        assert_eq!(m.decoder[3].conv.output_padding, [0, 1, 1]);
+    }
+
+    #[test]
+    fn a_train_step_gives_mse_and_entropy_and_reaches_the_memory() {
+        let mut m = small_video(16);
+        let out = m.train_step(&batch(12, 16)).unwrap();
+        let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["mse", "entropy"]);
+        let sum: f64 = out.terms.iter().map(|t| t.value).sum();
+        assert!((out.loss.double_value(&[]) - sum).abs() < 1e-6);
+        // A random initial network reconstructs poorly; entropy is weighted by 0.0002 and
+        // at most 0.0002 ln 8.
+        assert!(out.terms[0].value > 0.01, "{:?}", out.terms);
+        let entropy = out.terms[1].value;
+        assert!(
+            entropy > 0.0 && entropy <= 0.0002 * 8f64.ln() + 1e-9,
+            "{entropy}"
+        );
+        out.loss.backward();
+        let items = m.memory().items();
+        let grad = items.grad();
+        assert!(grad.defined(), "the items get a gradient");
+        assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        let first = m.vs.variables()["encoder.0.weight"].grad();
+        assert!(first.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+
+    #[test]
+    fn training_lowers_the_loss_on_a_fixed_batch() {
+        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
+        let mut m = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        let mut opt = nn::OptimizerConfig::build(nn::Adam::default(), &m.vs, 1e-3).unwrap();
+        let b = batch(1, 28);
+        let first = m.train_step(&b).unwrap().loss.double_value(&[]);
+        let mut last = first;
+        for _ in 0..30 {
+            let out = m.train_step(&b).unwrap();
+            last = out.loss.double_value(&[]);
+            opt.backward_step(&out.loss);
+        }
+        assert!(last < 0.7 * first, "{first} -> {last}");
+    }
+
+    #[test]
+    fn video_scores_clips_and_maps_the_centre_frame() {
+        let m = small_video(16);
+        let b = batch(12, 16);
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
+        assert_eq!(out.image_score.size(), [2]);
+        assert!(out.parts.is_empty());
+        let map = out.anomaly_map.unwrap();
+        assert_eq!(map.size(), [2, 1, 16, 16]);
+        // The score is the clip's mean squared error in [0, 1] units.
+        let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
+        let err = ((&f.output - &f.input) / 2.0).square();
+        let want = err.mean_dim([1, 2, 3, 4].as_slice(), false, Kind::Float);
+        assert!(out.image_score.allclose(&want, 1e-6, 1e-8, false));
+        assert!(map.allclose(&err.select(2, 2), 1e-6, 1e-8, false));
+        // Grayscale input: R = G = B frames give the gray values themselves, in [-1, 1].
+        let gray = Tensor::rand([1, 4, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let rgb = gray
+            .expand([1, 4, 3, 16, 16], false)
+            .reshape([1, 12, 16, 16]);
+        let x = m.prepare(&rgb).unwrap();
+        assert_eq!(x.size(), [1, 1, 4, 16, 16]);
+        let want = gray.permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
+        assert!(x.allclose(&want, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn image_variants_restore_the_input_size() {
+        for (channels, size, slots) in [(1, 28, 100), (3, 32, 500)] {
+            let cfg = parse(
+                &section(&format!("variant = \"image\"\nchannels = {channels}")),
+                "method",
+            )
+            .unwrap();
+            assert_eq!(cfg.memory.slots, slots);
+            let m = MemAeMethod::new(cfg, &ctx(size)).unwrap();
+            let out = tch::no_grad(|| m.score(&batch(3, size))).unwrap();
+            assert_eq!(out.image_score.size(), [2]);
+            assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, size, size]);
+            let f = tch::no_grad(|| m.forward(&batch(3, size), false)).unwrap();
+            assert_eq!(f.output.size(), [2, channels, size, size]);
+        }
+        // MNIST: 28 -> 14 -> 7 -> 4 (code), 64 channels, one query per code position.
+        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
+        let m = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        let f = tch::no_grad(|| m.forward(&batch(1, 28), false)).unwrap();
+        assert_eq!(f.queries.size(), [2 * 4 * 4, 64]);
+        assert_eq!(f.read.attention.unwrap().size(), [32, 100]);
+    }
+
+    #[test]
+    fn wrong_input_channels_or_size_are_clear_errors() {
+        let m = small_video(16);
+        let msg = m.score(&batch(3, 16)).unwrap_err().to_string();
+        assert!(msg.contains("method.frames = 4 needs 12"), "{msg}");
+        assert!(msg.contains("[data.clip] frames = 4"), "{msg}");
+        let msg = m.score(&batch(12, 32)).unwrap_err().to_string();
+        assert!(msg.contains("16x16"), "{msg}");
+        let cfg = parse(&section("variant = \"image\"\nchannels = 3"), "method").unwrap();
+        let rgb = MemAeMethod::new(cfg, &ctx(32)).unwrap();
+        let msg = rgb.score(&batch(1, 32)).unwrap_err().to_string();
+        assert!(msg.contains("method.channels = 3"), "{msg}");
+        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
+        let gray = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        assert!(gray.score(&batch(2, 28)).is_err());
+    }
+}
