@@ -6,9 +6,11 @@
 //! | `patchcore` | Patch-feature memory bank with coreset (Roth et al., CVPR 2022) | [`patchcore`] |
 //! | `mnad` | Memory-guided frame prediction / reconstruction (Park et al., CVPR 2020) | [`mnad`] |
 //! | `memae` | Memory-augmented autoencoder, 3D (video) or 2D (images) (Gong et al., ICCV 2019) | [`memae`] |
+//! | `mscm`, `contrastive` | Multi-scale contrasted memory, two stages; its no-memory ablation (Jezequel et al., arXiv 2211.09041) | [`mscm`] |
 pub mod anomaly_map;
 pub mod memae;
 pub mod mnad;
+pub mod mscm;
 pub mod patchcore;
 pub mod rd4ad;
 
@@ -39,5 +41,17 @@ pub fn register(registry: &mut Registry) {
         summary: "MemAE: autoencoder with a sparse-addressed memory and entropy loss, 3D clips or 2D images (Gong et al., ICCV 2019)",
         resolve: memae::resolve,
         build: memae::build,
+    });
+    registry.add_method(MethodEntry {
+        kind: mscm::KIND_MSCM,
+        summary: "MSCM: from-scratch encoder, per-scale prototype memories learned with NT-Xent + memory contrast, then a detector on deviation maps (Jezequel et al., arXiv 2211.09041)",
+        resolve: mscm::resolve,
+        build: mscm::build,
+    });
+    registry.add_method(MethodEntry {
+        kind: mscm::KIND_CONTRASTIVE,
+        summary: "MSCM's no-memory ablation: the same encoder, NT-Xent stage 1, detector on deviations from the mean normal feature",
+        resolve: mscm::resolve,
+        build: mscm::build,
     });
 }

@@ -1,0 +1,1605 @@
+//! MSCM: Jezequel, Vu, Beaudet & Histace, "Anomaly Detection via Multi-Scale Contrasted
+//! Memory", arXiv 2211.09041 (2022; extended as "Unified Anomaly Detection via Multi-Scale
+//! Contrasted Memory", IEEE TIP 2026). No reference code is public.
+//!
+//! What comes from the paper (its abstract; summaries and reviews of the full text): a
+//! two-stage detector. Stage 1 learns, from scratch, an encoder and one memory of normal
+//! prototypes per scale (feature maps at several depths) with a "memory-augmented
+//! contrastive learning": SimCLR-style NT-Xent between augmented views plus memory terms,
+//! with a term against prototype collapse, and labelled anomalies (when the training set has
+//! some) pushed away from the memories. Stage 2 trains an "anomaly distance detector" on the
+//! spatial deviation maps between the prototypes and the observations; the score is the
+//! detector's output. The same model covers the one-class setting and the unbalanced one (a
+//! few labelled anomalies).
+//!
+//! What this file implements (every choice below is a config key; the rest is inferred):
+//! - Input: `[B, 3, H, W]` in `[0, 1]`, reduced to grey (channel mean) for `channels = 1`.
+//! - Encoder (`[method.encoder]`): a small ResNet trained from scratch: a 3x3 stem
+//!   (`widths[0]` channels, stride `stem_stride`, BN, ReLU), then one stage per entry of
+//!   `widths` of `blocks[i]` basic blocks (two 3x3 conv + BN, identity or 1x1-conv
+//!   shortcut), stride 1 for the first stage and 2 after (28 px, stem stride 1:
+//!   28 -> 14 -> 7; stem stride 2: 14 -> 7 -> 4). Stage `i`'s output `F_i` is scale `i`;
+//!   `scales` lists the stages that get a memory.
+//! - Stage 1 (epochs `1..=stage1_epochs`): two views `v1, v2` of each image by tensor
+//!   augmentations (`[method.augment]`: random resized crop and horizontal flip through one
+//!   affine grid per image, brightness and contrast jitter, optional Gaussian noise).
+//!   `z = g(GAP(F_last))` (projection MLP `C -> C -> projection_dim`), normalised;
+//!   `L_nt = NT-Xent(z_1, z_2; ntxent_temperature)` over the `2B` views (SimCLR).
+//!   For each scale `s`, the local features of the normal images' views (`[2B' h w, C_s]`)
+//!   query the scale's [`ContrastMemory`] (crate `memory-contrast`): `contrast_s` (each
+//!   local feature pulled to its nearest prototype, pushed from the others, temperature
+//!   `memory.temperature`) and `usage_s` (KL of the mean soft assignment to uniform: every
+//!   prototype used); labelled anomalies (`batch.label == 1`) add `repel_s` (their local
+//!   features pushed below cosine `memory.anomaly_margin` to every prototype).
+//!   `L_1 = ntxent_weight L_nt + sum_s (contrast_s + usage_s + repel_s)` (the memory
+//!   weights are in `[method.memory]`).
+//! - Stage 2 (the remaining epochs): the encoder, projection and memories run in evaluation
+//!   mode under `no_grad` (no gradient reaches them; Adam skips variables without one), so
+//!   only the detector learns. Deviation maps per scale (`detector.deviation`):
+//!   `distance`: `D_s(h, w) = 1 - max_k cos(F_s(h, w), m_k)` (`[B, 1, h, w]`), or `residual`:
+//!   `F^_s(h, w) - m^_k*` (`[B, C_s, h, w]`). The detector average-pools every map to the
+//!   coarsest scale's size, concatenates them, applies conv3x3 -> ReLU -> conv3x3 -> ReLU
+//!   (`detector.hidden` channels) and global average pooling, appends the mean and maximum
+//!   over positions of each scale's deviation magnitude, and a linear layer gives the
+//!   anomaly logit. Loss `bce`: binary cross-entropy with logits, normal images 0 and
+//!   anomalies 1. The anomalies are pseudo-anomalies made from the batch's normal images (one
+//!   per normal image, its kind drawn uniformly from `detector.pseudo_anomalies`: `rotate`
+//!   by 90/180/270 degrees, `cutpaste` (a rectangle of 1/4 to 1/2 of the side moved within
+//!   the same image), `shuffle` (the four quadrants permuted, every quadrant moved), `noise`
+//!   (Gaussian, std `detector.noise_std`)) plus, in the unbalanced setting, the batch's
+//!   labelled anomalies.
+//! - Score: the detector's logit. No anomaly map.
+//!
+//! The no-memory ablation is `kind = "contrastive"`: the same encoder, augmentations and
+//! NT-Xent stage 1 with no memory (a `[method.memory]` section is an error); in stage 2 the
+//! reference of each scale is the mean normal feature: the running mean of the normalised
+//! local features of the normal training images of stage 2 (the encoder is frozen then),
+//! `mu_s` (saved as state `reference_s<i>`); the deviation maps are `1 - cos(F_s, mu_s)` or
+//! `F^_s - mu^_s`: a one-prototype, not-learned memory, so the detector, its inputs' shapes
+//! and its training are identical.
+//!
+//! Deviations and unknowns: the paper's memory is a modern Hopfield layer with a variance
+//! term against collapse; its encoder (ResNet-18 class), scales, prototype counts,
+//! temperatures, loss weights, augmentations, detector architecture and pseudo-anomalies are
+//! not known here; all of the above are this file's choices, sized for 28/32 px and CPUs.
+//!
+//! Reproduce (Fashion-MNIST, one-class, image AUROC per class; `docs/results.md`):
+//! `memad run experiments/paper/mscm_fashion_mnist.toml` and
+//! `memad run experiments/paper/contrastive_fashion_mnist.toml` (the ablation).
+use memad_core::{
+    parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
+    LossTerm, Memory, Method, Registry, Result, TrainOutput,
+};
+use memory_contrast::{l2_normalise, ContrastMemory, ContrastMemoryConfig};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, nn::ModuleT, Device, Kind, Tensor};
+
+/// `kind` of the full method.
+pub const KIND_MSCM: &str = "mscm";
+/// `kind` of the no-memory ablation.
+pub const KIND_CONTRASTIVE: &str = "contrastive";
+
+/// `[method.encoder]`: the ResNet-style encoder trained from scratch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderConfig {
+    /// Output channels of each stage (the first is also the stem's).
+    #[serde(default = "d_widths")]
+    pub widths: Vec<i64>,
+    /// Basic blocks per stage.
+    #[serde(default = "d_blocks")]
+    pub blocks: Vec<usize>,
+    /// Stride of the stem convolution (2 halves every scale's size and the cost).
+    #[serde(default = "d_stem_stride")]
+    pub stem_stride: i64,
+}
+
+fn d_widths() -> Vec<i64> {
+    vec![16, 32, 64]
+}
+fn d_blocks() -> Vec<usize> {
+    vec![1, 1, 1]
+}
+fn d_stem_stride() -> i64 {
+    1
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            widths: d_widths(),
+            blocks: d_blocks(),
+            stem_stride: d_stem_stride(),
+        }
+    }
+}
+
+/// `[method.augment]`: the stage-1 views (SimCLR-style, on tensors).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random resized crop: range of the crop's area, as a fraction of the image.
+    #[serde(default = "d_crop_scale")]
+    pub crop_scale: [f64; 2],
+    /// Random resized crop: range of the aspect ratio (width / height), drawn log-uniformly.
+    #[serde(default = "d_crop_ratio")]
+    pub crop_ratio: [f64; 2],
+    /// Horizontal flip with probability 1/2.
+    #[serde(default = "d_true")]
+    pub flip: bool,
+    /// Brightness factor drawn in `[1 - b, 1 + b]`.
+    #[serde(default = "d_jitter")]
+    pub brightness: f64,
+    /// Contrast factor drawn in `[1 - c, 1 + c]` (around each view's mean).
+    #[serde(default = "d_jitter")]
+    pub contrast: f64,
+    /// Standard deviation of additive Gaussian noise (0 = none).
+    #[serde(default)]
+    pub noise: f64,
+}
+
+fn d_crop_scale() -> [f64; 2] {
+    [0.4, 1.0]
+}
+fn d_crop_ratio() -> [f64; 2] {
+    [0.75, 4.0 / 3.0]
+}
+fn d_true() -> bool {
+    true
+}
+fn d_jitter() -> f64 {
+    0.4
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        Self {
+            crop_scale: d_crop_scale(),
+            crop_ratio: d_crop_ratio(),
+            flip: true,
+            brightness: d_jitter(),
+            contrast: d_jitter(),
+            noise: 0.0,
+        }
+    }
+}
+
+/// `[method.memory]` (`kind = "mscm"` only): one [`ContrastMemory`] per scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemorySection {
+    /// Prototypes per scale, one entry per `scales` entry (default 16 each).
+    #[serde(default)]
+    pub slots: Vec<i64>,
+    #[serde(default = "d_memory_temperature")]
+    pub temperature: f64,
+    #[serde(default = "d_one")]
+    pub contrast_weight: f64,
+    #[serde(default = "d_one")]
+    pub usage_weight: f64,
+    #[serde(default = "d_one")]
+    pub anomaly_weight: f64,
+    #[serde(default = "d_margin")]
+    pub anomaly_margin: f64,
+}
+
+fn d_memory_temperature() -> f64 {
+    0.1
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_margin() -> f64 {
+    0.5
+}
+const DEFAULT_SLOTS: i64 = 16;
+
+impl MemorySection {
+    fn defaults() -> Self {
+        Self {
+            slots: Vec::new(),
+            temperature: d_memory_temperature(),
+            contrast_weight: 1.0,
+            usage_weight: 1.0,
+            anomaly_weight: 1.0,
+            anomaly_margin: d_margin(),
+        }
+    }
+
+    /// The memory config of scale number `i` (of width `dim`).
+    fn scale(&self, i: usize, dim: i64) -> ContrastMemoryConfig {
+        ContrastMemoryConfig {
+            slots: self.slots[i],
+            dim,
+            temperature: self.temperature,
+            contrast_weight: self.contrast_weight,
+            usage_weight: self.usage_weight,
+            anomaly_weight: self.anomaly_weight,
+            anomaly_margin: self.anomaly_margin,
+        }
+    }
+}
+
+/// What the detector sees per scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deviation {
+    /// `1 - cos` to the nearest prototype (or the mean): one channel per scale.
+    Distance,
+    /// Normalised feature minus the normalised nearest prototype (or mean): `C_s` channels.
+    Residual,
+}
+
+/// Synthetic anomalies made from normal images for the stage-2 detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PseudoAnomaly {
+    /// Rotation by 90, 180 or 270 degrees.
+    Rotate,
+    /// A rectangle (1/4 to 1/2 of the side) of the image moved elsewhere in it.
+    Cutpaste,
+    /// The four quadrants permuted (every quadrant moved).
+    Shuffle,
+    /// Additive Gaussian noise of std `detector.noise_std`.
+    Noise,
+}
+
+/// `[method.detector]`: the stage-2 anomaly distance detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    #[serde(default = "d_deviation")]
+    pub deviation: Deviation,
+    /// Channels of the detector's two convolutions.
+    #[serde(default = "d_hidden")]
+    pub hidden: i64,
+    /// Kinds of pseudo-anomalies, one drawn per normal image; empty = only the batch's
+    /// labelled anomalies (unbalanced setting).
+    #[serde(default = "d_pseudo")]
+    pub pseudo_anomalies: Vec<PseudoAnomaly>,
+    /// Std of the `noise` pseudo-anomaly, in `[0, 1]` pixel units.
+    #[serde(default = "d_noise_std")]
+    pub noise_std: f64,
+}
+
+fn d_deviation() -> Deviation {
+    Deviation::Distance
+}
+fn d_hidden() -> i64 {
+    32
+}
+fn d_pseudo() -> Vec<PseudoAnomaly> {
+    vec![
+        PseudoAnomaly::Rotate,
+        PseudoAnomaly::Cutpaste,
+        PseudoAnomaly::Shuffle,
+    ]
+}
+fn d_noise_std() -> f64 {
+    0.2
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            deviation: d_deviation(),
+            hidden: d_hidden(),
+            pseudo_anomalies: d_pseudo(),
+            noise_std: d_noise_std(),
+        }
+    }
+}
+
+/// A resolved `[method]` section with `kind = "mscm"` or `kind = "contrastive"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MscmConfig {
+    pub kind: String,
+    /// Image channels the encoder sees: 1 (grey, the channel mean) or 3 (RGB).
+    #[serde(default = "d_channels")]
+    pub channels: i64,
+    /// Epochs of stage 1 (contrastive + memory); the remaining `train.epochs` train the
+    /// detector (stage 2). Must be smaller than `train.epochs`.
+    pub stage1_epochs: usize,
+    /// Encoder stages (0-based) whose feature maps are the scales.
+    #[serde(default = "d_scales")]
+    pub scales: Vec<usize>,
+    /// Output width of the projection head of NT-Xent.
+    #[serde(default = "d_projection_dim")]
+    pub projection_dim: i64,
+    #[serde(default = "d_ntxent_temperature")]
+    pub ntxent_temperature: f64,
+    #[serde(default = "d_one")]
+    pub ntxent_weight: f64,
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// `kind = "mscm"`: the memories (filled with defaults); `contrastive`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemorySection>,
+    #[serde(default)]
+    pub detector: DetectorConfig,
+}
+
+fn d_channels() -> i64 {
+    1
+}
+fn d_scales() -> Vec<usize> {
+    vec![0, 1, 2]
+}
+fn d_projection_dim() -> i64 {
+    64
+}
+fn d_ntxent_temperature() -> f64 {
+    0.5
+}
+
+impl MscmConfig {
+    /// Whether this is the full method (memories) rather than the no-memory ablation.
+    pub fn has_memory(&self) -> bool {
+        self.kind == KIND_MSCM
+    }
+}
+
+fn positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
+}
+
+fn non_negative(x: f64) -> bool {
+    x >= 0.0 && x.is_finite()
+}
+
+/// Parses, validates and fills the defaults of a section found at `path`.
+pub fn parse(section: &toml::Value, path: &str) -> std::result::Result<MscmConfig, ConfigError> {
+    let mut cfg: MscmConfig = parse_section(section, path)?;
+    let key = |k: &str| format!("{path}.{k}");
+    if cfg.kind != KIND_MSCM && cfg.kind != KIND_CONTRASTIVE {
+        return Err(ConfigError::new(
+            key("kind"),
+            format!("expected `{KIND_MSCM}` or `{KIND_CONTRASTIVE}`"),
+        ));
+    }
+    if cfg.channels != 1 && cfg.channels != 3 {
+        return Err(ConfigError::new(
+            key("channels"),
+            format!("must be 1 (grey) or 3 (RGB), got {}", cfg.channels),
+        ));
+    }
+    let enc = &cfg.encoder;
+    if enc.widths.is_empty() || enc.widths.iter().any(|&w| w < 1) {
+        return Err(ConfigError::new(
+            key("encoder.widths"),
+            "needs at least one stage, every width >= 1",
+        ));
+    }
+    if enc.blocks.len() != enc.widths.len() || enc.blocks.contains(&0) {
+        return Err(ConfigError::new(
+            key("encoder.blocks"),
+            format!(
+                "needs one block count >= 1 per stage ({}), got {:?}",
+                enc.widths.len(),
+                enc.blocks
+            ),
+        ));
+    }
+    if !(1..=4).contains(&enc.stem_stride) {
+        return Err(ConfigError::new(
+            key("encoder.stem_stride"),
+            format!("must be in 1..=4, got {}", enc.stem_stride),
+        ));
+    }
+    let stages = enc.widths.len();
+    let mut sorted = cfg.scales.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if cfg.scales.is_empty()
+        || sorted.len() != cfg.scales.len()
+        || sorted != cfg.scales
+        || sorted.iter().any(|&s| s >= stages)
+    {
+        return Err(ConfigError::new(
+            key("scales"),
+            format!(
+                "must list distinct encoder stages in increasing order, each < {stages}, got {:?}",
+                cfg.scales
+            ),
+        ));
+    }
+    if cfg.projection_dim < 1 {
+        return Err(ConfigError::new(
+            key("projection_dim"),
+            "must be at least 1",
+        ));
+    }
+    if !positive(cfg.ntxent_temperature) {
+        return Err(ConfigError::new(
+            key("ntxent_temperature"),
+            "must be finite and > 0",
+        ));
+    }
+    if !non_negative(cfg.ntxent_weight) {
+        return Err(ConfigError::new(
+            key("ntxent_weight"),
+            "must be finite and >= 0",
+        ));
+    }
+    validate_augment(&cfg.augment, &key("augment"))?;
+    let det = &cfg.detector;
+    if det.hidden < 1 {
+        return Err(ConfigError::new(
+            key("detector.hidden"),
+            "must be at least 1",
+        ));
+    }
+    if !non_negative(det.noise_std) {
+        return Err(ConfigError::new(
+            key("detector.noise_std"),
+            "must be finite and >= 0",
+        ));
+    }
+    match (cfg.has_memory(), cfg.memory.take()) {
+        (false, Some(_)) => {
+            return Err(ConfigError::new(
+                key("memory"),
+                "the no-memory ablation (kind = \"contrastive\") has no memory: remove \
+                 [method.memory] or use kind = \"mscm\"",
+            ))
+        }
+        (false, None) => {}
+        (true, memory) => {
+            let mut memory = memory.unwrap_or_else(MemorySection::defaults);
+            if memory.slots.is_empty() {
+                memory.slots = vec![DEFAULT_SLOTS; cfg.scales.len()];
+            }
+            if memory.slots.len() != cfg.scales.len() || memory.slots.iter().any(|&k| k < 1) {
+                return Err(ConfigError::new(
+                    key("memory.slots"),
+                    format!(
+                        "needs one prototype count >= 1 per scale ({}), got {:?}",
+                        cfg.scales.len(),
+                        memory.slots
+                    ),
+                ));
+            }
+            for (i, &stage) in cfg.scales.iter().enumerate() {
+                memory
+                    .scale(i, cfg.encoder.widths[stage])
+                    .validate(&key("memory"))?;
+            }
+            cfg.memory = Some(memory);
+        }
+    }
+    Ok(cfg)
+}
+
+fn validate_augment(a: &AugmentConfig, path: &str) -> std::result::Result<(), ConfigError> {
+    let key = |k: &str| format!("{path}.{k}");
+    let [s0, s1] = a.crop_scale;
+    if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
+        return Err(ConfigError::new(
+            key("crop_scale"),
+            format!("needs 0 < min <= max <= 1, got {:?}", a.crop_scale),
+        ));
+    }
+    let [r0, r1] = a.crop_ratio;
+    if !(r0 > 0.0 && r0 <= r1 && r1.is_finite()) {
+        return Err(ConfigError::new(
+            key("crop_ratio"),
+            format!("needs 0 < min <= max, got {:?}", a.crop_ratio),
+        ));
+    }
+    for (name, v) in [("brightness", a.brightness), ("contrast", a.contrast)] {
+        if !(0.0..1.0).contains(&v) {
+            return Err(ConfigError::new(
+                key(name),
+                format!("must be in [0, 1), got {v}"),
+            ));
+        }
+    }
+    if !non_negative(a.noise) {
+        return Err(ConfigError::new(key("noise"), "must be finite and >= 0"));
+    }
+    Ok(())
+}
+
+/// Registry `resolve` (both kinds).
+pub fn resolve(
+    section: &toml::Value,
+    path: &str,
+    _registry: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
+    to_toml_value(&parse(section, path)?)
+}
+
+/// Registry `build` (both kinds).
+pub fn build(
+    section: &toml::Value,
+    _registry: &Registry,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Mscm::new(parse(section, "method")?, ctx)?))
+}
+
+// ------------------------------------------------------------------------------ encoder
+
+fn conv3x3(path: nn::Path, c_in: i64, c_out: i64, stride: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding: 1,
+        bias: false,
+        ..Default::default()
+    };
+    nn::conv2d(path, c_in, c_out, 3, cfg)
+}
+
+/// A ResNet basic block: conv3x3(stride)-BN-ReLU-conv3x3-BN + shortcut, ReLU.
+#[derive(Debug)]
+struct BasicBlock {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    shortcut: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl BasicBlock {
+    fn new(p: &nn::Path, c_in: i64, c_out: i64, stride: i64) -> Self {
+        let shortcut = (stride != 1 || c_in != c_out).then(|| {
+            let cfg = nn::ConvConfig {
+                stride,
+                bias: false,
+                ..Default::default()
+            };
+            (
+                nn::conv2d(p / "shortcut" / "conv", c_in, c_out, 1, cfg),
+                nn::batch_norm2d(p / "shortcut" / "bn", c_out, Default::default()),
+            )
+        });
+        BasicBlock {
+            conv1: conv3x3(p / "conv1", c_in, c_out, stride),
+            bn1: nn::batch_norm2d(p / "bn1", c_out, Default::default()),
+            conv2: conv3x3(p / "conv2", c_out, c_out, 1),
+            bn2: nn::batch_norm2d(p / "bn2", c_out, Default::default()),
+            shortcut,
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = self.bn1.forward_t(&self.conv1.forward(x), train).relu();
+        let y = self.bn2.forward_t(&self.conv2.forward(&y), train);
+        let skip = match &self.shortcut {
+            Some((conv, bn)) => bn.forward_t(&conv.forward(x), train),
+            None => x.shallow_clone(),
+        };
+        (y + skip).relu()
+    }
+}
+
+/// The encoder: stem, then stages (stride 1 first, 2 after).
+#[derive(Debug)]
+struct Encoder {
+    stem: nn::Conv2D,
+    stem_bn: nn::BatchNorm,
+    stages: Vec<Vec<BasicBlock>>,
+}
+
+impl Encoder {
+    fn new(p: &nn::Path, channels: i64, cfg: &EncoderConfig) -> Self {
+        let mut c_in = cfg.widths[0];
+        let mut stages = Vec::new();
+        for (i, (&width, &blocks)) in cfg.widths.iter().zip(&cfg.blocks).enumerate() {
+            let stage = p / format!("stage{i}");
+            let mut list = Vec::new();
+            for b in 0..blocks {
+                let stride = if i > 0 && b == 0 { 2 } else { 1 };
+                list.push(BasicBlock::new(&(&stage / b), c_in, width, stride));
+                c_in = width;
+            }
+            stages.push(list);
+        }
+        Encoder {
+            stem: conv3x3(p / "stem", channels, cfg.widths[0], cfg.stem_stride),
+            stem_bn: nn::batch_norm2d(p / "stem_bn", cfg.widths[0], Default::default()),
+            stages,
+        }
+    }
+
+    /// # Shapes
+    /// `x`: `[B, channels, H, W]` -> one `[B, widths[i], H / (stem_stride 2^i), ..]` per
+    /// stage (sizes rounded up).
+    fn forward_t(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let mut y = self.stem_bn.forward_t(&self.stem.forward(x), train).relu();
+        let mut out = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            for block in stage {
+                y = block.forward_t(&y, train);
+            }
+            out.push(y.shallow_clone());
+        }
+        out
+    }
+}
+
+// ----------------------------------------------------------------------------- detector
+
+/// The anomaly distance detector on the per-scale deviation maps.
+#[derive(Debug)]
+struct Detector {
+    conv1: nn::Conv2D,
+    conv2: nn::Conv2D,
+    head: nn::Linear,
+}
+
+impl Detector {
+    fn new(p: &nn::Path, in_channels: i64, scales: i64, hidden: i64) -> Self {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Detector {
+            conv1: nn::conv2d(p / "conv1", in_channels, hidden, 3, cfg),
+            conv2: nn::conv2d(p / "conv2", hidden, hidden, 3, cfg),
+            head: nn::linear(p / "head", hidden + 2 * scales, 1, Default::default()),
+        }
+    }
+
+    /// # Shapes
+    /// `maps`: per scale `[B, c_s, h_s, w_s]`, coarsest last; `magnitude`: per scale
+    /// `[B, h_s w_s]` -> logits `[B]`.
+    fn forward(&self, maps: &[Tensor], magnitude: &[Tensor]) -> Tensor {
+        let coarsest = maps.last().expect("at least one scale").size();
+        let size = [coarsest[2], coarsest[3]];
+        let pooled: Vec<Tensor> = maps.iter().map(|m| m.adaptive_avg_pool2d(size)).collect();
+        let y = self
+            .conv2
+            .forward(&self.conv1.forward(&Tensor::cat(&pooled, 1)).relu())
+            .relu()
+            .mean_dim([2, 3].as_slice(), false, Kind::Float);
+        let mut features = vec![y];
+        for m in magnitude {
+            features.push(m.mean_dim(1, true, Kind::Float));
+            features.push(m.amax([1], true));
+        }
+        self.head.forward(&Tensor::cat(&features, 1)).squeeze_dim(1)
+    }
+}
+
+// ------------------------------------------------------------------------------- method
+
+/// What each scale's deviation is measured against.
+#[derive(Debug)]
+enum References {
+    /// MSCM: one learned prototype memory per scale.
+    Memories(Vec<ContrastMemory>),
+    /// The ablation: the running sum of the normalised normal features per scale (`[C_s]`)
+    /// and the number of normal images they come from.
+    Means { sums: Vec<Tensor>, count: i64 },
+}
+
+/// MSCM (`kind = "mscm"`) or its no-memory ablation (`kind = "contrastive"`).
+pub struct Mscm {
+    cfg: MscmConfig,
+    vs: nn::VarStore,
+    encoder: Encoder,
+    projector: (nn::Linear, nn::Linear),
+    references: References,
+    detector: Detector,
+    /// 1 or 2.
+    stage: u8,
+    device: Device,
+}
+
+/// Per-scale deviation maps and their magnitudes, detector inputs.
+struct Deviations {
+    /// `[B, c_s, h_s, w_s]` per scale.
+    maps: Vec<Tensor>,
+    /// `[B, h_s w_s]` per scale: the distance (`1 - cos`).
+    magnitude: Vec<Tensor>,
+}
+
+/// `[B, C, h, w]` -> `[B h w, C]`.
+fn flatten(f: &Tensor) -> Tensor {
+    let c = f.size()[1];
+    f.permute([0, 2, 3, 1]).reshape([-1, c])
+}
+
+/// `[B h w, c]` -> `[B, c, h, w]` with the spatial size of `like`.
+fn unflatten(x: &Tensor, like: &Tensor) -> Tensor {
+    let s = like.size();
+    x.reshape([s[0], s[2], s[3], -1]).permute([0, 3, 1, 2])
+}
+
+impl Mscm {
+    pub fn new(cfg: MscmConfig, ctx: &BuildContext) -> Result<Self> {
+        if cfg
+            .detector
+            .pseudo_anomalies
+            .contains(&PseudoAnomaly::Shuffle)
+            && ctx.image_size % 2 != 0
+        {
+            return Err(CoreError::Invalid(format!(
+                "method.detector.pseudo_anomalies: `shuffle` needs an even image_size, got {}",
+                ctx.image_size
+            )));
+        }
+        let vs = nn::VarStore::new(ctx.device);
+        let root = vs.root();
+        let encoder = Encoder::new(&(&root / "encoder"), cfg.channels, &cfg.encoder);
+        let last = *cfg
+            .encoder
+            .widths
+            .last()
+            .expect("validated: at least one stage");
+        let projector = (
+            nn::linear(&root / "projector" / "0", last, last, Default::default()),
+            nn::linear(
+                &root / "projector" / "2",
+                last,
+                cfg.projection_dim,
+                Default::default(),
+            ),
+        );
+        let widths: Vec<i64> = cfg.scales.iter().map(|&s| cfg.encoder.widths[s]).collect();
+        let references = match &cfg.memory {
+            Some(memory) => References::Memories(
+                cfg.scales
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        ContrastMemory::new(
+                            &(&root / "memory" / format!("s{s}")),
+                            &memory.scale(i, widths[i]),
+                        )
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            None => References::Means {
+                sums: widths
+                    .iter()
+                    .map(|&c| Tensor::zeros([c], (Kind::Float, ctx.device)))
+                    .collect(),
+                count: 0,
+            },
+        };
+        let in_channels = match cfg.detector.deviation {
+            Deviation::Distance => cfg.scales.len() as i64,
+            Deviation::Residual => widths.iter().sum(),
+        };
+        let detector = Detector::new(
+            &(&root / "detector"),
+            in_channels,
+            cfg.scales.len() as i64,
+            cfg.detector.hidden,
+        );
+        Ok(Mscm {
+            cfg,
+            vs,
+            encoder,
+            projector,
+            references,
+            detector,
+            stage: 1,
+            device: ctx.device,
+        })
+    }
+
+    pub fn config(&self) -> &MscmConfig {
+        &self.cfg
+    }
+
+    /// The current stage (1: contrastive + memory, 2: detector).
+    pub fn stage(&self) -> u8 {
+        self.stage
+    }
+
+    /// The memories of the scales (empty for the ablation).
+    pub fn memories(&self) -> &[ContrastMemory] {
+        match &self.references {
+            References::Memories(m) => m,
+            References::Means { .. } => &[],
+        }
+    }
+
+    /// `[B, 3 (or 1), H, W]` in `[0, 1]` -> `[B, channels, H, W]` in `[0, 1]`.
+    fn prepare(&self, input: &Tensor) -> Result<Tensor> {
+        let size = input.size();
+        if size.len() != 4 {
+            return Err(CoreError::Invalid(format!(
+                "{} expects images [B, C, H, W], got {size:?}",
+                self.cfg.kind
+            )));
+        }
+        match (self.cfg.channels, size[1]) {
+            (1, 1) | (3, 3) => Ok(input.to_kind(Kind::Float)),
+            (1, 3) => Ok(input.mean_dim(1, true, Kind::Float)),
+            (c, got) => Err(CoreError::Invalid(format!(
+                "method.channels = {c} but the images have {got} channels"
+            ))),
+        }
+    }
+
+    /// The encoder's stage outputs for `[0, 1]` images (centred at 0 first).
+    fn features(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        self.encoder.forward_t(&(x - 0.5), train)
+    }
+
+    /// The normalised projection `z` of NT-Xent, `[B, projection_dim]`.
+    fn project(&self, last: &Tensor) -> Tensor {
+        let pooled = last.mean_dim([2, 3].as_slice(), false, Kind::Float);
+        let z = self
+            .projector
+            .1
+            .forward(&self.projector.0.forward(&pooled).relu());
+        l2_normalise(&z)
+    }
+
+    /// Adds the normal images' normalised local features to the ablation's running means.
+    fn update_means(&mut self, scales: &[Tensor]) {
+        if let References::Means { sums, count } = &mut self.references {
+            for (sum, f) in sums.iter_mut().zip(scales) {
+                *sum = &*sum + l2_normalise(&flatten(f)).sum_dim_intlist(0, false, Kind::Float);
+            }
+            *count += scales.first().map_or(0, |f| f.size()[0]);
+        }
+    }
+
+    /// Deviation maps of the given scale features.
+    fn deviations(&self, scales: &[Tensor]) -> Result<Deviations> {
+        let mut maps = Vec::with_capacity(scales.len());
+        let mut magnitude = Vec::with_capacity(scales.len());
+        for (i, f) in scales.iter().enumerate() {
+            let q = flatten(f);
+            let (distance, residual) = match &self.references {
+                References::Memories(memories) => {
+                    let m = &memories[i];
+                    let distance = m.nearest(&q).distance;
+                    let residual = match self.cfg.detector.deviation {
+                        Deviation::Residual => Some(m.residual(&q)),
+                        Deviation::Distance => None,
+                    };
+                    (distance, residual)
+                }
+                References::Means { sums, count } => {
+                    if *count == 0 {
+                        return Err(CoreError::Invalid(
+                            "the contrastive ablation has no mean normal feature yet: stage 2 \
+                             saw no normal training image"
+                                .into(),
+                        ));
+                    }
+                    let mean = l2_normalise(&sums[i]);
+                    let qn = l2_normalise(&q);
+                    let distance = (-qn.matmul(&mean) + 1.0).clamp_min(0.0);
+                    let residual = match self.cfg.detector.deviation {
+                        Deviation::Residual => Some(qn - mean.unsqueeze(0)),
+                        Deviation::Distance => None,
+                    };
+                    (distance, residual)
+                }
+            };
+            let b = f.size()[0];
+            let map = match residual {
+                Some(r) => unflatten(&r, f),
+                None => unflatten(&distance.unsqueeze(1), f),
+            };
+            maps.push(map);
+            magnitude.push(distance.reshape([b, -1]));
+        }
+        Ok(Deviations { maps, magnitude })
+    }
+
+    /// The scale features (in order of `scales`) of the encoder's outputs.
+    fn select_scales(&self, all: &[Tensor]) -> Vec<Tensor> {
+        self.cfg
+            .scales
+            .iter()
+            .map(|&s| all[s].shallow_clone())
+            .collect()
+    }
+
+    /// Detector logits of `[0, 1]` images with the frozen stage-1 model.
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let dev = tch::no_grad(|| self.deviations(&self.select_scales(&self.features(x, false))))?;
+        Ok(self.detector.forward(&dev.maps, &dev.magnitude))
+    }
+
+    fn stage1_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
+        let x = self.prepare(&batch.input)?;
+        let b = x.size()[0];
+        let views = Tensor::cat(
+            &[
+                augment(&x, &self.cfg.augment),
+                augment(&x, &self.cfg.augment),
+            ],
+            0,
+        );
+        let all = self.features(&views, true);
+        let last = all.last().expect("at least one stage");
+        let ntxent = nt_xent(&self.project(last), self.cfg.ntxent_temperature);
+        let mut terms = vec![LossTerm {
+            name: "ntxent".into(),
+            value: ntxent.double_value(&[]),
+        }];
+        let mut parts = vec![ntxent * self.cfg.ntxent_weight];
+        if let References::Memories(memories) = &self.references {
+            let label = batch.label.to_device(self.device).repeat([2]);
+            let normal = label.eq(0).nonzero().squeeze_dim(1);
+            let anomalous = label.eq(1).nonzero().squeeze_dim(1);
+            for (&s, memory) in self.cfg.scales.iter().zip(memories) {
+                let f = &all[s];
+                let q = flatten(&f.index_select(0, &normal));
+                let read = memory.read(&q, true);
+                let mut scale_terms = memory.losses(&q, &read);
+                if anomalous.size()[0] > 0 {
+                    let a = flatten(&f.index_select(0, &anomalous));
+                    scale_terms.push(("repel".into(), memory.repel(&a)));
+                }
+                for (name, t) in scale_terms {
+                    terms.push(LossTerm {
+                        name: format!("{name}_s{s}"),
+                        value: t.double_value(&[]),
+                    });
+                    parts.push(t);
+                }
+            }
+        }
+        debug_assert_eq!(all[0].size()[0], 2 * b);
+        Ok(TrainOutput {
+            loss: Tensor::stack(&parts, 0).sum(Kind::Float),
+            terms,
+        })
+    }
+
+    fn stage2_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
+        let x = self.prepare(&batch.input)?;
+        let label = batch.label.to_device(self.device);
+        let normal = x.index_select(0, &label.eq(0).nonzero().squeeze_dim(1));
+        let labelled = x.index_select(0, &label.eq(1).nonzero().squeeze_dim(1));
+        let n = normal.size()[0];
+        if matches!(self.references, References::Means { .. }) && n > 0 {
+            let scales = tch::no_grad(|| self.select_scales(&self.features(&normal, false)));
+            self.update_means(&scales);
+        }
+        let pseudo = if self.cfg.detector.pseudo_anomalies.is_empty() || n == 0 {
+            None
+        } else {
+            Some(pseudo_anomalies(&normal, &self.cfg.detector)?)
+        };
+        let mut inputs = vec![normal];
+        inputs.extend(pseudo);
+        inputs.push(labelled);
+        let inputs = Tensor::cat(&inputs, 0);
+        let total = inputs.size()[0];
+        let target = Tensor::cat(
+            &[
+                Tensor::zeros([n], (Kind::Float, self.device)),
+                Tensor::ones([total - n], (Kind::Float, self.device)),
+            ],
+            0,
+        );
+        let logits = self.logits(&inputs)?;
+        let bce = logits.binary_cross_entropy_with_logits::<Tensor>(
+            &target,
+            None,
+            None,
+            tch::Reduction::Mean,
+        );
+        Ok(TrainOutput {
+            terms: vec![LossTerm {
+                name: "bce".into(),
+                value: bce.double_value(&[]),
+            }],
+            loss: bce,
+        })
+    }
+}
+
+impl Method for Mscm {
+    fn trainable(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn start_epoch(&mut self, epoch: usize, epochs: usize) -> Result<()> {
+        if self.cfg.stage1_epochs >= epochs {
+            return Err(CoreError::Invalid(format!(
+                "method.stage1_epochs = {} leaves no epoch of train.epochs = {epochs} for stage 2 \
+                 (the detector): lower it or raise train.epochs",
+                self.cfg.stage1_epochs
+            )));
+        }
+        self.stage = if epoch <= self.cfg.stage1_epochs {
+            1
+        } else {
+            2
+        };
+        Ok(())
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
+        match self.stage {
+            1 => self.stage1_step(batch),
+            _ => self.stage2_step(batch),
+        }
+    }
+
+    /// The ablation's mean normal features (`reference_s<i>`, normalised); none for MSCM.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        match &self.references {
+            References::Memories(_) => Vec::new(),
+            References::Means { sums, .. } => self
+                .cfg
+                .scales
+                .iter()
+                .zip(sums)
+                .map(|(s, sum)| (format!("reference_s{s}"), l2_normalise(sum)))
+                .collect(),
+        }
+    }
+
+    fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
+        let x = self.prepare(&batch.input)?;
+        Ok(AnomalyOutput {
+            image_score: self.logits(&x)?,
+            anomaly_map: None,
+            parts: Vec::new(),
+        })
+    }
+}
+
+// -------------------------------------------------------------------- tensor functions
+
+/// NT-Xent (SimCLR) of `2B` normalised projections, view `i` paired with `i + B`.
+///
+/// # Shapes
+/// `z`: `[2B, P]`, rows L2-normalised -> scalar.
+pub fn nt_xent(z: &Tensor, temperature: f64) -> Tensor {
+    let n = z.size()[0];
+    let b = n / 2;
+    let eye = Tensor::eye(n, (Kind::Bool, z.device()));
+    let logits = (z.matmul(&z.tr()) / temperature).masked_fill(&eye, -1e9);
+    let idx = Tensor::arange(n, (Kind::Int64, z.device()));
+    let target = (idx + b).remainder(n);
+    logits.cross_entropy_for_logits(&target)
+}
+
+/// `[n]` uniform draws in `[lo, hi)` on `device`.
+fn uniform(n: i64, lo: f64, hi: f64, device: Device) -> Tensor {
+    Tensor::rand([n], (Kind::Float, device)) * (hi - lo) + lo
+}
+
+/// Two stage-1 views' worth of augmentation: random resized crop + flip (one affine grid per
+/// image, bilinear, zero padding), brightness and contrast jitter, noise; clamped to
+/// `[0, 1]`.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` in `[0, 1]` -> same.
+pub fn augment(x: &Tensor, cfg: &AugmentConfig) -> Tensor {
+    let size = x.size();
+    let (b, device) = (size[0], x.device());
+    let area = uniform(b, cfg.crop_scale[0], cfg.crop_scale[1], device);
+    let ratio = uniform(b, cfg.crop_ratio[0].ln(), cfg.crop_ratio[1].ln(), device).exp();
+    let w = (&area * &ratio).sqrt().clamp_max(1.0);
+    let h = (&area / &ratio).sqrt().clamp_max(1.0);
+    let cx = uniform(b, -1.0, 1.0, device) * (-&w + 1.0);
+    let cy = uniform(b, -1.0, 1.0, device) * (-&h + 1.0);
+    let sx = if cfg.flip {
+        let sign = Tensor::rand([b], (Kind::Float, device))
+            .lt(0.5)
+            .to_kind(Kind::Float)
+            * 2.0
+            - 1.0;
+        &w * sign
+    } else {
+        w.shallow_clone()
+    };
+    let zero = Tensor::zeros([b], (Kind::Float, device));
+    let theta = Tensor::stack(&[sx, zero.shallow_clone(), cx, zero, h, cy], 1).reshape([b, 2, 3]);
+    let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), false);
+    let mut out = x.grid_sampler(&grid, 0, 0, false);
+    if cfg.brightness > 0.0 {
+        let f = uniform(b, 1.0 - cfg.brightness, 1.0 + cfg.brightness, device);
+        out *= f.reshape([b, 1, 1, 1]);
+    }
+    if cfg.contrast > 0.0 {
+        let f = uniform(b, 1.0 - cfg.contrast, 1.0 + cfg.contrast, device).reshape([b, 1, 1, 1]);
+        let mean = out.mean_dim([1, 2, 3].as_slice(), true, Kind::Float);
+        out = (&out - &mean) * f + mean;
+    }
+    if cfg.noise > 0.0 {
+        out = &out + out.randn_like() * cfg.noise;
+    }
+    out.clamp(0.0, 1.0)
+}
+
+/// `[B]` float masks `[B, 1, 1, 1]` selecting, for each of `kinds` options, the images whose
+/// draw is that option.
+fn choice_masks(b: i64, kinds: i64, device: Device) -> Vec<Tensor> {
+    let draw = Tensor::randint(kinds, [b], (Kind::Int64, device));
+    (0..kinds)
+        .map(|k| draw.eq(k).to_kind(Kind::Float).reshape([b, 1, 1, 1]))
+        .collect()
+}
+
+/// The nine permutations of four quadrants that move every quadrant.
+const DERANGEMENTS: [[i64; 4]; 9] = [
+    [1, 0, 3, 2],
+    [1, 2, 3, 0],
+    [1, 3, 0, 2],
+    [2, 0, 3, 1],
+    [2, 3, 0, 1],
+    [2, 3, 1, 0],
+    [3, 0, 1, 2],
+    [3, 2, 0, 1],
+    [3, 2, 1, 0],
+];
+
+/// One pseudo-anomaly per image, its kind drawn uniformly from `cfg.pseudo_anomalies`.
+///
+/// # Shapes
+/// `x`: `[B, C, H, W]` in `[0, 1]` (square, even side for `shuffle`) -> same.
+pub fn pseudo_anomalies(x: &Tensor, cfg: &DetectorConfig) -> Result<Tensor> {
+    let kinds = &cfg.pseudo_anomalies;
+    if kinds.is_empty() {
+        return Err(CoreError::Invalid(
+            "no pseudo-anomaly kind configured".into(),
+        ));
+    }
+    let size = x.size();
+    if size[2] != size[3] {
+        return Err(CoreError::Invalid(format!(
+            "pseudo-anomalies need square images, got {size:?}"
+        )));
+    }
+    let b = size[0];
+    let masks = choice_masks(b, kinds.len() as i64, x.device());
+    let mut out = x.zeros_like();
+    for (kind, mask) in kinds.iter().zip(&masks) {
+        let made = match kind {
+            PseudoAnomaly::Rotate => rotate(x),
+            PseudoAnomaly::Cutpaste => cutpaste(x),
+            PseudoAnomaly::Shuffle => shuffle(x)?,
+            PseudoAnomaly::Noise => (x + x.randn_like() * cfg.noise_std).clamp(0.0, 1.0),
+        };
+        out += made * mask;
+    }
+    Ok(out)
+}
+
+/// Each image rotated by 90, 180 or 270 degrees (drawn per image).
+fn rotate(x: &Tensor) -> Tensor {
+    let b = x.size()[0];
+    let masks = choice_masks(b, 3, x.device());
+    masks
+        .iter()
+        .enumerate()
+        .map(|(k, m)| x.rot90(k as i64 + 1, [2, 3]) * m)
+        .reduce(|a, c| a + c)
+        .expect("three rotations")
+}
+
+/// A rectangle of each image (sides 1/4 to 1/2 of the image's) replaced by the content at a
+/// random other place of the same image.
+fn cutpaste(x: &Tensor) -> Tensor {
+    let size = x.size();
+    let (b, s, device) = (size[0], size[2] as f64, x.device());
+    let ph = (uniform(b, 0.25, 0.5, device) * s).floor();
+    let pw = (uniform(b, 0.25, 0.5, device) * s).floor();
+    let y0 = (Tensor::rand([b], (Kind::Float, device)) * (-&ph + s)).floor();
+    let x0 = (Tensor::rand([b], (Kind::Float, device)) * (-&pw + s)).floor();
+    // Source offset (in normalised coordinates: 2 / s per pixel) of at least a quarter side.
+    let shift = |n: i64| {
+        let sign = Tensor::rand([n], (Kind::Float, device))
+            .lt(0.5)
+            .to_kind(Kind::Float)
+            * 2.0
+            - 1.0;
+        uniform(n, 0.25, 0.75, device) * sign
+    };
+    let (tx, ty) = (shift(b), shift(b));
+    let one = Tensor::ones([b], (Kind::Float, device));
+    let zero = Tensor::zeros([b], (Kind::Float, device));
+    let theta = Tensor::stack(
+        &[one.shallow_clone(), zero.shallow_clone(), tx, zero, one, ty],
+        1,
+    )
+    .reshape([b, 2, 3]);
+    let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), false);
+    let moved = x.grid_sampler(&grid, 0, 1, false);
+    let coords = Tensor::arange(size[2], (Kind::Float, device)).reshape([1, -1]);
+    let inside = |start: &Tensor, len: &Tensor| {
+        coords
+            .ge_tensor(&start.reshape([b, 1]))
+            .logical_and(&coords.lt_tensor(&(start + len).reshape([b, 1])))
+            .to_kind(Kind::Float)
+    };
+    let rows = inside(&y0, &ph).reshape([b, 1, -1, 1]);
+    let cols = inside(&x0, &pw).reshape([b, 1, 1, -1]);
+    let mask = rows * cols;
+    x * (-&mask + 1.0) + moved * mask
+}
+
+/// The four quadrants of each image permuted by a random derangement.
+fn shuffle(x: &Tensor) -> Result<Tensor> {
+    let size = x.size();
+    if size[2] % 2 != 0 || size[3] % 2 != 0 {
+        return Err(CoreError::Invalid(format!(
+            "the `shuffle` pseudo-anomaly needs an even image side, got {size:?}"
+        )));
+    }
+    let (b, h, w) = (size[0], size[2] / 2, size[3] / 2);
+    let quads = [
+        x.narrow(2, 0, h).narrow(3, 0, w),
+        x.narrow(2, 0, h).narrow(3, w, w),
+        x.narrow(2, h, h).narrow(3, 0, w),
+        x.narrow(2, h, h).narrow(3, w, w),
+    ];
+    let masks = choice_masks(b, DERANGEMENTS.len() as i64, x.device());
+    let mut out_quads: Vec<Tensor> = Vec::with_capacity(4);
+    for j in 0..4 {
+        let q = DERANGEMENTS
+            .iter()
+            .zip(&masks)
+            .map(|(perm, m)| &quads[perm[j] as usize] * m)
+            .reduce(|a, c| a + c)
+            .expect("nine permutations");
+        out_quads.push(q);
+    }
+    let top = Tensor::cat(&[&out_quads[0], &out_quads[1]], 3);
+    let bottom = Tensor::cat(&[&out_quads[2], &out_quads[3]], 3);
+    Ok(Tensor::cat(&[top, bottom], 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny model: two stages of 4 and 8 channels on 8x8 images; `extra` is TOML after
+    /// the top-level keys (more keys, then tables).
+    fn section(kind: &str, extra: &str) -> toml::Value {
+        toml::from_str(&format!(
+            "kind = \"{kind}\"\nstage1_epochs = 1\nscales = [0, 1]\nprojection_dim = 8\n\
+             encoder = {{ widths = [4, 8], blocks = [1, 1] }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    fn ctx() -> BuildContext {
+        BuildContext {
+            device: Device::Cpu,
+            weights_dir: Default::default(),
+            image_size: 8,
+        }
+    }
+
+    fn model(kind: &str, extra: &str) -> Mscm {
+        tch::manual_seed(0);
+        Mscm::new(parse(&section(kind, extra), "method").unwrap(), &ctx()).unwrap()
+    }
+
+    fn batch(labels: &[i64]) -> Batch {
+        let b = labels.len() as i64;
+        Batch {
+            input: Tensor::rand([b, 3, 8, 8], (Kind::Float, Device::Cpu)),
+            label: Tensor::from_slice(labels),
+            mask: None,
+        }
+    }
+
+    fn err_path(kind: &str, extra: &str) -> String {
+        parse(&section(kind, extra), "method").unwrap_err().path
+    }
+
+    fn grads_defined(vs: &nn::VarStore, prefix: &str) -> (usize, usize) {
+        let vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, t)| n.starts_with(prefix) && t.requires_grad())
+            .collect();
+        let defined = vars
+            .iter()
+            .filter(|(_, t)| {
+                let g = t.grad();
+                g.defined() && g.abs().sum(Kind::Double).double_value(&[]) > 0.0
+            })
+            .count();
+        (defined, vars.len())
+    }
+
+    fn finite(terms: &[LossTerm]) -> bool {
+        terms.iter().all(|t| t.value.is_finite())
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let missing: toml::Value = toml::from_str("kind = \"mscm\"").unwrap();
+        let err = parse(&missing, "method").unwrap_err();
+        assert!(err.to_string().contains("stage1_epochs"), "{err}");
+        assert_eq!(err_path("mscm", "channels = 2"), "method.channels");
+        assert_eq!(
+            err_path("mscm", "[memory]\nslots = [4]"),
+            "method.memory.slots"
+        );
+        assert_eq!(
+            err_path("mscm", "[memory]\ntemperature = -1.0"),
+            "method.memory.temperature"
+        );
+        assert_eq!(
+            err_path("contrastive", "[memory]\nslots = [4, 4]"),
+            "method.memory"
+        );
+        assert_eq!(
+            err_path("mscm", "[augment]\ncrop_scale = [0.9, 0.5]"),
+            "method.augment.crop_scale"
+        );
+        assert_eq!(
+            err_path("mscm", "[detector]\nhidden = 0"),
+            "method.detector.hidden"
+        );
+        assert_eq!(
+            err_path("mscm", "[detector]\nhiden = 3"),
+            "method.detector.hiden"
+        );
+        assert_eq!(
+            err_path("mscm", "[detector]\npseudo_anomalies = [\"blur\"]"),
+            "method.detector.pseudo_anomalies[0]"
+        );
+        let bad_scales: toml::Value = toml::from_str(
+            "kind = \"mscm\"\nstage1_epochs = 1\nscales = [0, 3]\n[encoder]\nwidths = [4, 8]\nblocks = [1, 1]",
+        )
+        .unwrap();
+        assert_eq!(
+            parse(&bad_scales, "method").unwrap_err().path,
+            "method.scales"
+        );
+        let bad_blocks: toml::Value = toml::from_str(
+            "kind = \"mscm\"\nstage1_epochs = 1\n[encoder]\nwidths = [4, 8]\nblocks = [1]",
+        )
+        .unwrap();
+        assert_eq!(
+            parse(&bad_blocks, "method").unwrap_err().path,
+            "method.encoder.blocks"
+        );
+        let bad_stride: toml::Value =
+            toml::from_str("kind = \"mscm\"\nstage1_epochs = 1\n[encoder]\nstem_stride = 0")
+                .unwrap();
+        assert_eq!(
+            parse(&bad_stride, "method").unwrap_err().path,
+            "method.encoder.stem_stride"
+        );
+    }
+
+    #[test]
+    fn resolve_fills_defaults_per_kind() {
+        let mscm = parse(
+            &toml::from_str("kind = \"mscm\"\nstage1_epochs = 3").unwrap(),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(mscm.scales, [0, 1, 2]);
+        assert_eq!(mscm.encoder.widths, [16, 32, 64]);
+        let memory = mscm.memory.as_ref().unwrap();
+        assert_eq!(memory.slots, [16, 16, 16]);
+        assert_eq!(memory.temperature, 0.1);
+        assert_eq!(mscm.detector.pseudo_anomalies.len(), 3);
+        // The resolved section parses again to the same config.
+        let value = to_toml_value(&mscm).unwrap();
+        assert_eq!(parse(&value, "m").unwrap(), mscm);
+        let ablation = parse(
+            &toml::from_str("kind = \"contrastive\"\nstage1_epochs = 3").unwrap(),
+            "m",
+        )
+        .unwrap();
+        assert!(ablation.memory.is_none());
+        assert!(to_toml_value(&ablation).unwrap().get("memory").is_none());
+    }
+
+    #[test]
+    fn stages_switch_at_stage1_epochs_and_need_a_stage_2() {
+        let mut m = model("mscm", "");
+        assert_eq!(m.stage(), 1);
+        m.start_epoch(1, 3).unwrap();
+        assert_eq!(m.stage(), 1);
+        m.start_epoch(2, 3).unwrap();
+        assert_eq!(m.stage(), 2);
+        let err = m.start_epoch(1, 1).unwrap_err().to_string();
+        assert!(err.contains("stage1_epochs"), "{err}");
+    }
+
+    #[test]
+    fn stage1_step_gives_named_finite_terms_and_trains_encoder_and_memories() {
+        let mut m = model("mscm", "");
+        m.start_epoch(1, 2).unwrap();
+        let out = m.train_step(&batch(&[0, 0, 0, 1])).unwrap();
+        let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ntxent",
+                "contrast_s0",
+                "usage_s0",
+                "repel_s0",
+                "contrast_s1",
+                "usage_s1",
+                "repel_s1"
+            ]
+        );
+        assert!(finite(&out.terms), "{:?}", out.terms);
+        // The loss is the sum of the (weighted) terms; NT-Xent of 8 views is near log 7.
+        let sum: f64 = out.terms.iter().map(|t| t.value).sum();
+        assert!((out.loss.double_value(&[]) - sum).abs() < 1e-4);
+        assert!(out.terms[0].value > 0.5 && out.terms[0].value < 4.0);
+        out.loss.backward();
+        let (enc, enc_n) = grads_defined(m.trainable(), "encoder");
+        assert_eq!(
+            enc, enc_n,
+            "every encoder variable gets a gradient in stage 1"
+        );
+        assert_eq!(grads_defined(m.trainable(), "memory"), (2, 2));
+        assert_eq!(grads_defined(m.trainable(), "detector").0, 0);
+        // Without labelled anomalies there is no repel term.
+        let out = m.train_step(&batch(&[0, 0, 0])).unwrap();
+        assert_eq!(out.terms.len(), 5);
+    }
+
+    #[test]
+    fn stage2_step_trains_only_the_detector() {
+        for kind in [KIND_MSCM, KIND_CONTRASTIVE] {
+            for deviation in ["distance", "residual"] {
+                let mut m = model(kind, &format!("[detector]\ndeviation = \"{deviation}\""));
+                m.start_epoch(2, 2).unwrap();
+                let out = m.train_step(&batch(&[0, 0, 1])).unwrap();
+                assert_eq!(out.terms.len(), 1);
+                assert_eq!(out.terms[0].name, "bce");
+                assert!(finite(&out.terms));
+                // A near-untrained detector: BCE near log 2.
+                assert!(
+                    (out.terms[0].value - 2f64.ln()).abs() < 0.5,
+                    "{:?}",
+                    out.terms
+                );
+                out.loss.backward();
+                for frozen in ["encoder", "projector", "memory"] {
+                    assert_eq!(
+                        grads_defined(m.trainable(), frozen).0,
+                        0,
+                        "{kind} {deviation}: {frozen} got a gradient in stage 2"
+                    );
+                }
+                let (det, det_n) = grads_defined(m.trainable(), "detector");
+                assert_eq!((det, det_n), (6, 6), "{kind} {deviation}");
+            }
+        }
+    }
+
+    #[test]
+    fn stem_stride_halves_every_scale() {
+        let m = model("mscm", "");
+        let x = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let sizes = |m: &Mscm| -> Vec<Vec<i64>> {
+            m.features(&x, false).iter().map(|f| f.size()).collect()
+        };
+        assert_eq!(sizes(&m), [vec![2, 4, 8, 8], vec![2, 8, 4, 4]]);
+        let mut cfg = parse(&section("mscm", ""), "method").unwrap();
+        cfg.encoder.stem_stride = 2;
+        let m = Mscm::new(cfg, &ctx()).unwrap();
+        assert_eq!(sizes(&m), [vec![2, 4, 4, 4], vec![2, 8, 2, 2]]);
+    }
+
+    #[test]
+    fn score_is_one_finite_logit_per_image() {
+        let m = model("mscm", "");
+        let out = tch::no_grad(|| m.score(&batch(&[0, 1, 0, 0, 1]))).unwrap();
+        assert_eq!(out.image_score.size(), [5]);
+        assert!(out.image_score.isfinite().all().int64_value(&[]) == 1);
+        assert!(out.anomaly_map.is_none());
+    }
+
+    #[test]
+    fn ablation_measures_against_the_mean_normal_feature() {
+        let mut m = model("contrastive", "");
+        assert!(m.memories().is_empty());
+        // No mean before stage 2 has seen normal images.
+        assert!(tch::no_grad(|| m.score(&batch(&[0]))).is_err());
+        m.start_epoch(2, 2).unwrap();
+        m.train_step(&batch(&[0, 0, 0, 1])).unwrap();
+        let state = m.state();
+        let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["reference_s0", "reference_s1"]);
+        assert_eq!(state[1].1.size(), [8]);
+        let norm = state[1].1.norm().double_value(&[]);
+        assert!((norm - 1.0).abs() < 1e-5);
+        let out = tch::no_grad(|| m.score(&batch(&[0, 1]))).unwrap();
+        assert_eq!(out.image_score.size(), [2]);
+        // MSCM has no state: its prototypes are VarStore variables.
+        assert!(model("mscm", "").state().is_empty());
+        assert_eq!(model("mscm", "").memories().len(), 2);
+    }
+
+    #[test]
+    fn nt_xent_by_hand() {
+        // Two images, views identical: z = [a, b, a, b] with a . b = 0.
+        let z = Tensor::from_slice(&[1.0f32, 0., 0., 1., 1., 0., 0., 1.]).reshape([4, 2]);
+        // Row 0: logits (masked self) [_, 0, 1/t, 0]; target 2.
+        let t = 0.5;
+        let want = -((1.0f64 / t).exp() / ((1.0f64 / t).exp() + 2.0)).ln();
+        let got = nt_xent(&z, t).double_value(&[]);
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn augment_keeps_shape_and_range() {
+        tch::manual_seed(1);
+        let x = Tensor::rand([6, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let cfg = AugmentConfig {
+            noise: 0.1,
+            ..Default::default()
+        };
+        let y = augment(&x, &cfg);
+        assert_eq!(y.size(), x.size());
+        assert!(y.min().double_value(&[]) >= 0.0 && y.max().double_value(&[]) <= 1.0);
+        assert!(!y.allclose(&x, 1e-3, 1e-3, false));
+        // Without crop, flip, jitter or noise the view is the image.
+        let identity = AugmentConfig {
+            crop_scale: [1.0, 1.0],
+            crop_ratio: [1.0, 1.0],
+            flip: false,
+            brightness: 0.0,
+            contrast: 0.0,
+            noise: 0.0,
+        };
+        assert!(augment(&x, &identity).allclose(&x, 1e-5, 1e-5, false));
+    }
+
+    #[test]
+    fn pseudo_anomalies_by_kind() {
+        tch::manual_seed(2);
+        let x = Tensor::rand([5, 1, 8, 8], (Kind::Float, Device::Cpu));
+        let only = |kind: PseudoAnomaly| DetectorConfig {
+            pseudo_anomalies: vec![kind],
+            ..Default::default()
+        };
+        let sorted = |t: &Tensor| t.reshape([5, -1]).sort(1, false).0;
+        // Rotations and quadrant permutations move pixels without changing them.
+        for kind in [PseudoAnomaly::Rotate, PseudoAnomaly::Shuffle] {
+            let y = pseudo_anomalies(&x, &only(kind)).unwrap();
+            assert!(
+                sorted(&y).allclose(&sorted(&x), 1e-6, 1e-6, false),
+                "{kind:?}"
+            );
+            let moved = (&y - &x).abs().reshape([5, -1]).amax([1], false);
+            assert!(
+                moved.min().double_value(&[]) > 0.0,
+                "{kind:?}: an image unchanged"
+            );
+        }
+        // Shuffle: quadrant values of a quadrant-constant image, every quadrant moved.
+        let quads = Tensor::from_slice(&[0.0f32, 1., 2., 3.]).reshape([1, 1, 2, 2]);
+        let img = quads.upsample_nearest2d([8, 8], None, None);
+        let y = pseudo_anomalies(&img, &only(PseudoAnomaly::Shuffle)).unwrap();
+        let corners: Vec<f32> = Vec::try_from(
+            y.reshape([8, 8])
+                .index_select(0, &Tensor::from_slice(&[0i64, 7]))
+                .index_select(1, &Tensor::from_slice(&[0i64, 7]))
+                .reshape([-1]),
+        )
+        .unwrap();
+        for (i, c) in corners.iter().enumerate() {
+            assert_ne!(*c, i as f32, "quadrant {i} stayed: {corners:?}");
+        }
+        // Cut-paste changes one rectangle of each image, no more than half a side squared.
+        let y = pseudo_anomalies(&x, &only(PseudoAnomaly::Cutpaste)).unwrap();
+        let changed = (&y - &x).abs().gt(1e-6).sum_dim_intlist(
+            vec![1i64, 2, 3].as_slice(),
+            false,
+            Kind::Int64,
+        );
+        let changed: Vec<i64> = Vec::try_from(changed).unwrap();
+        assert!(changed.iter().all(|&c| c > 0 && c <= 16), "{changed:?}");
+        let err = pseudo_anomalies(
+            &Tensor::rand([1, 1, 7, 7], (Kind::Float, Device::Cpu)),
+            &only(PseudoAnomaly::Shuffle),
+        );
+        assert!(err.is_err());
+    }
+}
