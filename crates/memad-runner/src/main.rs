@@ -3,7 +3,11 @@ mod backbone_cmd;
 mod experiment;
 mod metrics_cmd;
 mod output;
+mod plot;
 mod run;
+mod run_folders;
+mod sweep;
+mod table;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -43,7 +47,26 @@ enum Command {
         #[arg(long)]
         weights_dir: Option<PathBuf>,
     },
-    /// Parse, validate and resolve experiment files; nothing is trained.
+    /// Run the Cartesian product of overrides of a base experiment (`--set KEY=V1,V2`, or a
+    /// sweep file: `base` + `[grid]`); combinations with a complete run of the same config are
+    /// skipped.
+    Sweep(sweep::SweepArgs),
+    /// Pivot the metrics of complete runs into a paper table (Markdown, CSV, LaTeX) as a spec
+    /// (`experiments/tables/*.toml`) says; prints the Markdown.
+    Table {
+        spec: PathBuf,
+        /// Write `<stem>.md`, `<stem>.csv` and `<stem>.tex` of the spec here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Draw a run's training curves, ROC curves and (video runs) frame scores as PNG and SVG.
+    Plot {
+        run: PathBuf,
+        /// Output folder (default `<run>/plots`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Parse, validate and resolve experiment files (and table specs); nothing is trained.
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -161,6 +184,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Check { files, resolved } => {
             let mut failed = 0;
             for file in &files {
+                if table::is_spec_file(file) {
+                    match table::load_spec(file) {
+                        Ok(_) => println!("ok   {}", file.display()),
+                        Err(e) => {
+                            failed += 1;
+                            println!("FAIL {e:#}");
+                        }
+                    }
+                    continue;
+                }
                 let outcome = catalog_for(&cli.datasets, folder_of(file))
                     .and_then(|c| experiment::load(file, &registry, &c));
                 match outcome {
@@ -181,6 +214,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 "{failed} of {} experiment file(s) failed the check",
                 files.len()
             );
+            Ok(())
+        }
+        Command::Sweep(args) => sweep::run(&args, &cli.datasets, &registry),
+        Command::Table { spec, out } => table::run(&spec, out.as_deref()),
+        Command::Plot { run, out } => {
+            for file in plot::run(&run, out.as_deref())? {
+                println!("wrote {}", file.display());
+            }
             Ok(())
         }
         Command::Metrics(args) => metrics_cmd::run(&args),

@@ -1,0 +1,160 @@
+//! Finding run folders: complete runs only, by glob (`memad table`) or by name (`memad sweep`).
+//!
+//! A run folder is complete when its name does not end in `.partial` and it holds `run.toml`
+//! (the last file `memad run` writes before renaming the folder): an interrupted run is
+//! never read.
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// Whether `dir` is a complete run folder.
+pub fn is_complete(dir: &Path) -> bool {
+    let partial = dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".partial"));
+    !partial && dir.join("run.toml").is_file()
+}
+
+/// The complete run folders matching `pattern` (relative to `base` unless absolute), sorted.
+///
+/// Each `/`-separated part of the pattern may hold `*` (any characters) and `?` (one
+/// character); a part starting with neither matches hidden names only when it starts with
+/// `.` itself. Folders that are not complete runs are left out.
+pub fn glob_runs(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let absolute = pattern.starts_with('/');
+    let mut current = vec![if absolute {
+        PathBuf::from("/")
+    } else {
+        base.to_path_buf()
+    }];
+    for part in pattern.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let mut next = Vec::new();
+        for dir in &current {
+            if !part.contains(['*', '?']) {
+                let p = dir.join(part);
+                if p.exists() {
+                    next.push(p);
+                }
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && !part.starts_with('.') {
+                    continue;
+                }
+                if wildcard_match(part, &name) {
+                    next.push(entry.path());
+                }
+            }
+        }
+        current = next;
+    }
+    let mut runs: Vec<PathBuf> = current.into_iter().filter(|p| is_complete(p)).collect();
+    runs.sort();
+    Ok(runs)
+}
+
+/// The complete runs of experiment `name` in `runs_dir` (`<runs_dir>/<name>/<stamp>/`), sorted
+/// by time stamp.
+pub fn complete_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(runs_dir.join(name)) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_complete(p))
+        .collect();
+    runs.sort();
+    runs
+}
+
+/// `config_sha256` of a run's `run.toml`, if present.
+pub fn config_sha256(run: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run.join("run.toml")).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    value.get("config_sha256")?.as_str().map(str::to_string)
+}
+
+/// `*` and `?` wildcards over a whole name.
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Greedy match with backtracking to the last `*`.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("rd4ad_*", "rd4ad_fashion_mnist"));
+        assert!(wildcard_match("*_fashion_mnist", "memae_fashion_mnist"));
+        assert!(!wildcard_match(
+            "*_fashion_mnist",
+            "mscm_fashion_mnist_unbalanced"
+        ));
+        assert!(wildcard_match("a?c*d", "abcxxd"));
+        assert!(!wildcard_match("a?c", "ac"));
+        assert!(wildcard_match("*a*b", "xaxab"));
+        assert!(!wildcard_match("quickstart", "quickstart2"));
+    }
+
+    #[test]
+    fn globs_keep_complete_runs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let make = |rel: &str, complete: bool| {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(&p).unwrap();
+            if complete {
+                std::fs::write(p.join("run.toml"), "config_sha256 = \"abc\"\n").unwrap();
+            }
+        };
+        make("runs/a/2026-01-01T00-00-00", true);
+        make("runs/a/2026-01-02T00-00-00.partial", true);
+        make("runs/a/2026-01-03T00-00-00", false); // no run.toml: not a run
+        make("runs/b_x/2026-01-01T00-00-00", true);
+        make("runs/sweeps/a", false);
+        let rel = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            rel(glob_runs("runs/*/*", dir.path()).unwrap()),
+            ["runs/a/2026-01-01T00-00-00", "runs/b_x/2026-01-01T00-00-00"]
+        );
+        assert_eq!(
+            rel(glob_runs("runs/b_*/*", dir.path()).unwrap()),
+            ["runs/b_x/2026-01-01T00-00-00"]
+        );
+        assert!(glob_runs("runs/c/*", dir.path()).unwrap().is_empty());
+        assert_eq!(
+            rel(complete_runs_of(&dir.path().join("runs"), "a")),
+            ["runs/a/2026-01-01T00-00-00"]
+        );
+        let run = dir.path().join("runs/a/2026-01-01T00-00-00");
+        assert_eq!(config_sha256(&run).as_deref(), Some("abc"));
+    }
+}

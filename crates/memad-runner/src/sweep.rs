@@ -1,0 +1,542 @@
+//! `memad sweep`: the Cartesian product of overrides on a base experiment, each combination
+//! run by `memad run` in its own process.
+//!
+//! `memad sweep BASE.toml --set train.lr=0.001,0.01 --set seed=0,1,2 [--jobs N]`, or a sweep
+//! file: `base = "../quickstart.toml"` and a `[grid]` of dotted paths to arrays
+//! (`"method.embed_channels" = [128, 256]`, `seed = [0, 1, 2]`). Each combination is the
+//! base with its overrides and the name `<base name>_<key>-<value>...` (the last part of the
+//! dotted path, or the whole path where two keys end alike), written to
+//! `<runs>/sweeps/<base name>/<combination>.toml`. Every combination is parsed and resolved
+//! before anything runs, so an unknown key stops the sweep with the key path. A combination
+//! is skipped when a complete run of its name has the same resolved-config hash
+//! (`config_sha256` in `run.toml`). Ctrl-C reaches the `memad run` children too: they leave
+//! `.partial` folders, which are never complete, so a re-run redoes exactly those.
+use crate::experiment;
+use crate::run_folders::{complete_runs_of, config_sha256};
+use anyhow::{bail, Context};
+use memad_core::{parse_section, ConfigError, Registry};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Arguments of `memad sweep`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// An experiment (the base) or a sweep file (`base = "..."` and a `[grid]`).
+    pub file: PathBuf,
+    /// `KEY=V1,V2,...`: a dotted path of the experiment and its values (TOML values; a bare
+    /// word is a string). Repeat for more keys; added to a sweep file's grid.
+    #[arg(long = "set", value_name = "KEY=V1,V2")]
+    pub set: Vec<String>,
+    /// Combinations run at the same time (each a `memad run` process).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Folder holding the runs.
+    #[arg(long, default_value = "runs")]
+    pub runs: PathBuf,
+    /// Set `train.epochs` in every combination (part of its config and its hash).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Folder of converted weights, passed to `memad run`.
+    #[arg(long)]
+    pub weights_dir: Option<PathBuf>,
+}
+
+/// A sweep file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    /// The base experiment, relative to the sweep file.
+    base: PathBuf,
+    /// Dotted paths to arrays of values (nested tables are read as dotted paths).
+    #[serde(default)]
+    grid: toml::Table,
+}
+
+/// One axis of the grid: a dotted path and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// One combination: its experiment name and `(dotted path, value)` overrides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Combination {
+    pub name: String,
+    pub overrides: Vec<(String, toml::Value)>,
+}
+
+/// Parses `KEY=V1,V2,...` (commas inside `[]`, `{}` or quotes do not split).
+pub fn parse_set(arg: &str) -> anyhow::Result<Axis> {
+    let (key, values) = arg
+        .split_once('=')
+        .with_context(|| format!("--set `{arg}`: expected KEY=V1,V2,..."))?;
+    let key = key.trim();
+    anyhow::ensure!(
+        !key.is_empty() && key.split('.').all(|p| !p.is_empty()),
+        "--set `{arg}`: `{key}` is not a dotted key path"
+    );
+    let values = split_top_level(values)
+        .iter()
+        .map(|v| parse_value(v).with_context(|| format!("--set `{arg}`")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Axis {
+        key: key.to_string(),
+        values,
+    })
+}
+
+fn split_top_level(s: &str) -> Vec<String> {
+    let (mut parts, mut current, mut depth, mut quote) = (Vec::new(), String::new(), 0i32, None);
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '[' | '{') => depth += 1,
+            (None, ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    parts
+}
+
+/// A TOML value, or the text as a string when it is not one (`adam`, `cuda:0`).
+fn parse_value(text: &str) -> anyhow::Result<toml::Value> {
+    let text = text.trim();
+    anyhow::ensure!(!text.is_empty(), "an empty value");
+    match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        Ok(mut t) => Ok(t.remove("v").expect("parsed key")),
+        Err(_) => Ok(toml::Value::String(text.to_string())),
+    }
+}
+
+/// The axes of a sweep file's `[grid]`, nested tables flattened to dotted paths.
+fn grid_axes(grid: &toml::Table, prefix: &str, out: &mut Vec<Axis>) -> Result<(), ConfigError> {
+    for (k, v) in grid {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => grid_axes(t, &key, out)?,
+            toml::Value::Array(values) if !values.is_empty() => out.push(Axis {
+                key,
+                values: values.clone(),
+            }),
+            other => {
+                return Err(ConfigError::new(
+                    format!("grid.{key}"),
+                    format!("expected a non-empty array of values, found {}", other),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Cartesian product of `axes` (the last axis varies fastest), named after `base`.
+pub fn combinations(base: &str, axes: &[Axis]) -> anyhow::Result<Vec<Combination>> {
+    let labels: Vec<String> = axes
+        .iter()
+        .map(|a| {
+            let last = a.key.rsplit('.').next().unwrap_or(&a.key);
+            let clash = axes
+                .iter()
+                .filter(|b| b.key.rsplit('.').next() == Some(last))
+                .count()
+                > 1;
+            if clash {
+                a.key.clone()
+            } else {
+                last.to_string()
+            }
+        })
+        .collect();
+    let mut out = vec![Combination {
+        name: base.to_string(),
+        overrides: Vec::new(),
+    }];
+    for (axis, label) in axes.iter().zip(&labels) {
+        let mut next = Vec::new();
+        for c in &out {
+            for v in &axis.values {
+                let mut c = c.clone();
+                c.name = format!("{}_{label}-{}", c.name, name_part(v));
+                c.overrides.push((axis.key.clone(), v.clone()));
+                next.push(c);
+            }
+        }
+        out = next;
+    }
+    let mut names: Vec<&str> = out.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "two combinations are both named `{}`; make the values differ in letters or digits",
+            w[0]
+        );
+    }
+    Ok(out)
+}
+
+/// A value as part of a folder name: letters, digits, `.`, `-` and `_`; others become `-`.
+fn name_part(v: &toml::Value) -> String {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(items) => items.iter().map(name_part).collect::<Vec<_>>().join("-"),
+        other => other.to_string(),
+    };
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Sets `path` (dotted) in `root`, creating missing tables.
+pub fn set_path(root: &mut toml::Table, path: &str, value: toml::Value) -> anyhow::Result<()> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut table = root;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match entry {
+            toml::Value::Table(t) => t,
+            other => bail!(
+                "`{path}`: `{}` is not a table (found {})",
+                parts[..=i].join("."),
+                other.type_str()
+            ),
+        };
+    }
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
+fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>)> {
+    let file = &args.file;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let value: toml::Value = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
+    let mut axes = Vec::new();
+    let base = if value.get("base").is_some() {
+        let sweep: SweepFile = parse_section(&value, "").map_err(|e| e.in_file(file))?;
+        grid_axes(&sweep.grid, "", &mut axes).map_err(|e| e.in_file(file))?;
+        crate::folder_of(file).join(sweep.base)
+    } else {
+        file.clone()
+    };
+    for s in &args.set {
+        let axis = parse_set(s)?;
+        if axes.iter().any(|a| a.key == axis.key) {
+            bail!("`{}` is swept twice", axis.key);
+        }
+        axes.push(axis);
+    }
+    anyhow::ensure!(
+        !axes.is_empty(),
+        "nothing to sweep: add --set KEY=V1,V2 or a sweep file's [grid]"
+    );
+    Ok((base, axes))
+}
+
+/// A combination ready to run.
+struct Job {
+    name: String,
+    file: PathBuf,
+    log: PathBuf,
+}
+
+/// Runs `memad sweep`.
+pub fn run(
+    args: &SweepArgs,
+    datasets: &Option<PathBuf>,
+    registry: &Registry,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
+    let (base_path, axes) = read_sweep(args)?;
+    let base_text = std::fs::read_to_string(&base_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", base_path.display()))?;
+    let base: toml::Table = toml::from_str(&base_text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", base_path.display(), e.message()))?;
+    let base_name = match base.get("name").and_then(|n| n.as_str()) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => base_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let catalog_path = match datasets {
+        Some(p) => p.clone(),
+        None => crate::find_catalog(crate::folder_of(&base_path))
+            .or_else(|| crate::find_catalog(Path::new(".")))
+            .context("no datasets.toml found above the base experiment or the current folder; pass --datasets")?,
+    };
+    let catalog = memad_data::catalog::DatasetCatalog::load(&catalog_path)?;
+
+    // Write and resolve every combination before anything runs.
+    let folder = args.runs.join("sweeps").join(&base_name);
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let combos = combinations(&base_name, &axes)?;
+    let mut jobs = Vec::new();
+    let mut skipped = 0;
+    for combo in &combos {
+        let mut exp = base.clone();
+        for (key, value) in &combo.overrides {
+            set_path(&mut exp, key, value.clone())?;
+        }
+        exp.insert("name".into(), toml::Value::String(combo.name.clone()));
+        if let Some(e) = args.epochs {
+            set_path(&mut exp, "train.epochs", toml::Value::Integer(e as i64))?;
+        }
+        let file = folder.join(format!("{}.toml", combo.name));
+        let header = format!(
+            "# Written by `memad sweep` from {}: {}\n",
+            base_path.display(),
+            (combo.overrides.iter())
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let body = header + &toml::to_string(&exp)?;
+        crate::output::write_atomic(&file, body.as_bytes())?;
+        let loaded = experiment::load(&file, registry, &catalog)
+            .with_context(|| format!("combination `{}`", combo.name))?;
+        let hash = crate::run::sha256_hex(loaded.experiment.to_toml().as_bytes());
+        let done = complete_runs_of(&args.runs, &combo.name)
+            .iter()
+            .any(|r| config_sha256(r).as_deref() == Some(hash.as_str()));
+        if done {
+            println!(
+                "[skip ] {} (a complete run has the same config)",
+                combo.name
+            );
+            skipped += 1;
+            continue;
+        }
+        jobs.push(Job {
+            name: combo.name.clone(),
+            log: folder.join(format!("{}.log", combo.name)),
+            file,
+        });
+    }
+    println!(
+        "sweep {base_name}: {} combinations, {skipped} already done, {} to run, {} at a time",
+        combos.len(),
+        jobs.len(),
+        args.jobs
+    );
+    let failed = run_queue(args, &catalog_path, jobs, skipped)?;
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} combinations failed: {}",
+            failed.len(),
+            combos.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the jobs, `args.jobs` at a time; returns the names of those that failed.
+fn run_queue(
+    args: &SweepArgs,
+    catalog: &Path,
+    jobs: Vec<Job>,
+    skipped: usize,
+) -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().context("finding the memad executable")?;
+    let threads = (args.jobs > 1 && std::env::var_os("OMP_NUM_THREADS").is_none()).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / args.jobs).max(1)
+    });
+    let mut queue: std::collections::VecDeque<Job> = jobs.into();
+    let mut running: Vec<(Job, Child, Instant)> = Vec::new();
+    let (mut done, mut failed) = (skipped, Vec::new());
+    while !queue.is_empty() || !running.is_empty() {
+        while running.len() < args.jobs {
+            let Some(job) = queue.pop_front() else { break };
+            let log = std::fs::File::create(&job.log)
+                .with_context(|| format!("creating {}", job.log.display()))?;
+            let mut cmd = Command::new(&exe);
+            cmd.arg("--datasets")
+                .arg(catalog)
+                .arg("run")
+                .arg(&job.file)
+                .arg("--runs")
+                .arg(&args.runs)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            if let Some(w) = &args.weights_dir {
+                cmd.arg("--weights-dir").arg(w);
+            }
+            if let Some(t) = threads {
+                cmd.env("OMP_NUM_THREADS", t.to_string());
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("starting {}", exe.display()))?;
+            println!("[start] {} (log: {})", job.name, job.log.display());
+            running.push((job, child, Instant::now()));
+            status(done, running.len(), queue.len(), failed.len());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut i = 0;
+        while i < running.len() {
+            let Some(exit) = running[i].1.try_wait()? else {
+                i += 1;
+                continue;
+            };
+            let (job, _, started) = running.swap_remove(i);
+            let secs = started.elapsed().as_secs_f64();
+            if exit.success() {
+                done += 1;
+                println!("[done ] {} in {secs:.1} s", job.name);
+            } else {
+                println!(
+                    "[FAIL ] {} ({exit}); last lines of {}:",
+                    job.name,
+                    job.log.display()
+                );
+                let text = std::fs::read_to_string(&job.log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                for line in &lines[lines.len().saturating_sub(5)..] {
+                    println!("        {line}");
+                }
+                failed.push(job.name);
+            }
+            status(done, running.len(), queue.len(), failed.len());
+        }
+    }
+    Ok(failed)
+}
+
+fn status(done: usize, running: usize, queued: usize, failed: usize) {
+    println!("        done {done} | running {running} | queued {queued} | failed {failed}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_are_toml_or_words() {
+        let a = parse_set("train.lr=0.001,0.01").unwrap();
+        assert_eq!(a.key, "train.lr");
+        assert_eq!(
+            a.values,
+            [toml::Value::Float(0.001), toml::Value::Float(0.01)]
+        );
+        let a = parse_set("train.optimizer=adam,\"sgd\"").unwrap();
+        assert_eq!(
+            a.values,
+            [
+                toml::Value::String("adam".into()),
+                toml::Value::String("sgd".into())
+            ]
+        );
+        let a = parse_set("method.decoder_blocks=[1, 1, 1],[2,2,2]").unwrap();
+        assert_eq!(a.values.len(), 2);
+        assert_eq!(a.values[0].as_array().unwrap().len(), 3);
+        assert!(parse_set("seed").is_err());
+        assert!(parse_set("train..lr=1").is_err());
+        assert!(parse_set("seed=1,").is_err());
+    }
+
+    #[test]
+    fn product_and_names() {
+        let axes = [
+            parse_set("method.embed_channels=128,256").unwrap(),
+            parse_set("seed=0,1,2").unwrap(),
+        ];
+        let c = combinations("q", &axes).unwrap();
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "q_embed_channels-128_seed-0",
+                "q_embed_channels-128_seed-1",
+                "q_embed_channels-128_seed-2",
+                "q_embed_channels-256_seed-0",
+                "q_embed_channels-256_seed-1",
+                "q_embed_channels-256_seed-2",
+            ]
+        );
+        assert_eq!(
+            c[4].overrides,
+            [
+                (
+                    "method.embed_channels".to_string(),
+                    toml::Value::Integer(256)
+                ),
+                ("seed".to_string(), toml::Value::Integer(1)),
+            ]
+        );
+        // Keys ending alike are named by their whole path.
+        let axes = [
+            parse_set("method.kind=rd4ad").unwrap(),
+            parse_set("method.backbone.kind=resnet18").unwrap(),
+        ];
+        let c = combinations("q", &axes).unwrap();
+        assert_eq!(
+            c[0].name,
+            "q_method.kind-rd4ad_method.backbone.kind-resnet18"
+        );
+        // Values that differ only in punctuation would share a folder.
+        let axes = [parse_set("device=\"a b\",\"a:b\"").unwrap()];
+        assert!(combinations("q", &axes).is_err());
+    }
+
+    #[test]
+    fn set_path_creates_tables_and_refuses_non_tables() {
+        let mut t: toml::Table = toml::from_str("seed = 0\n[train]\nlr = 0.1\n").unwrap();
+        set_path(&mut t, "train.lr", toml::Value::Float(0.5)).unwrap();
+        set_path(&mut t, "method.memory.slots", toml::Value::Integer(10)).unwrap();
+        assert_eq!(t["train"]["lr"].as_float(), Some(0.5));
+        assert_eq!(t["method"]["memory"]["slots"].as_integer(), Some(10));
+        let err = set_path(&mut t, "seed.x", toml::Value::Integer(1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`seed` is not a table (found integer)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn grid_tables_flatten_to_dotted_paths() {
+        let grid: toml::Table = toml::from_str(
+            "seed = [0, 1]\n\"train.lr\" = [0.1]\n[method.memory]\nslots = [10, 50]\n",
+        )
+        .unwrap();
+        let mut axes = Vec::new();
+        grid_axes(&grid, "", &mut axes).unwrap();
+        let keys: Vec<&str> = axes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["method.memory.slots", "seed", "train.lr"]);
+        let bad: toml::Table = toml::from_str("seed = 3\n").unwrap();
+        let err = grid_axes(&bad, "", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("grid.seed: expected a non-empty array"),
+            "{err}"
+        );
+    }
+}

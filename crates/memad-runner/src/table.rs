@@ -1,0 +1,855 @@
+//! `memad table SPEC.toml`: the tidy `metrics.csv` rows of complete runs pivoted into a paper
+//! table, written as Markdown, CSV and LaTeX.
+//!
+//! A spec (`experiments/tables/*.toml`) names the runs (globs, relative to the current
+//! folder), the rows (one or more `metrics.csv` columns, or `name`), the columns (`category`
+//! with a `mean` column, or `metric`) and the metric. A cell is the mean over seeds, with the
+//! sample standard deviation when several seeds exist; the mean column (and every cell of a
+//! `metric` table) averages the categories of one seed first. Among re-runs of one experiment
+//! and seed the latest run counts. The best value of each column is bold.
+use crate::output::write_atomic;
+use crate::run_folders::glob_runs;
+use anyhow::{bail, Context};
+use memad_core::{parse_section, ConfigError};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The `metrics.csv` columns a spec may name, and `name`: the experiment name without a
+/// sweep's `_seed-N` suffix (so the seeds of one sweep configuration share a row).
+const COLUMNS: [&str; 11] = [
+    "run", "name", "commit", "method", "backbone", "dataset", "category", "setting", "seed",
+    "epoch", "metric",
+];
+
+/// A table spec, parsed strictly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// A line above the Markdown table and `\caption{...}` in LaTeX.
+    #[serde(default)]
+    pub caption: Option<String>,
+    /// Globs over run folders, e.g. `runs/rd4ad_*/*`; each must match a complete run.
+    pub runs: Vec<String>,
+    /// A column name or a list of them (`["method", "setting"]`); default `method`.
+    #[serde(default = "d_rows")]
+    pub rows: toml::Value,
+    /// `category` (one column per category, then `mean`) or `metric` (one per metric).
+    #[serde(default)]
+    pub columns: ColumnKind,
+    /// The metric shown by a `category` table.
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// The metrics of a `metric` table, in column order (each a mean over categories).
+    #[serde(default)]
+    pub metrics: Option<Vec<String>>,
+    /// A `category` table's `mean` column (shown with two or more categories).
+    #[serde(default = "d_true")]
+    pub mean: bool,
+    /// The categories, in column order; default: all, in order of first appearance.
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+    /// Row keys listed first, in this order (a key joins the row columns' values with `/`).
+    #[serde(default)]
+    pub row_order: Vec<String>,
+    /// Keep only rows whose column has this value (or one of these values).
+    #[serde(default)]
+    pub filter: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub format: NumberFormat,
+    /// Decimals shown; default 1 for `percent`, 3 for `raw`.
+    #[serde(default)]
+    pub decimals: Option<usize>,
+    /// Which value of a column is bold.
+    #[serde(default)]
+    pub best: Best,
+    /// Display names of row keys, categories, metrics and column names.
+    #[serde(default)]
+    pub names: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    #[default]
+    Category,
+    Metric,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberFormat {
+    /// `value * 100` (papers' AUROC in %).
+    #[default]
+    Percent,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Best {
+    #[default]
+    Max,
+    Min,
+    None,
+}
+
+fn d_rows() -> toml::Value {
+    toml::Value::String("method".into())
+}
+fn d_true() -> bool {
+    true
+}
+
+/// A spec with its rows and filters checked.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub raw: TableSpec,
+    pub row_columns: Vec<String>,
+    pub filter: Vec<(String, Vec<String>)>,
+}
+
+/// Whether `path` is a table spec (a TOML file with a top-level `runs`), which `memad check`
+/// validates as a spec rather than as an experiment.
+pub fn is_spec_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+        .is_some_and(|t| t.contains_key("runs"))
+}
+
+/// Reads and checks a spec; errors name the file and the key.
+pub fn load_spec(path: &Path) -> anyhow::Result<Spec> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse_spec(&text).map_err(|e| e.in_file(path).into())
+}
+
+/// Parses a spec from TOML text.
+pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
+    let value: toml::Value = toml::from_str(text)
+        .map_err(|e| ConfigError::new("", format!("not valid TOML: {}", e.message())))?;
+    let raw: TableSpec = parse_section(&value, "")?;
+    if raw.runs.is_empty() {
+        return Err(ConfigError::new("runs", "name at least one glob"));
+    }
+    let row_columns = strings(&raw.rows, "rows")?;
+    if row_columns.is_empty() {
+        return Err(ConfigError::new("rows", "name at least one column"));
+    }
+    for (i, c) in row_columns.iter().enumerate() {
+        known_column(c, &format!("rows[{i}]"))?;
+        let taken = match raw.columns {
+            ColumnKind::Category => c == "category",
+            ColumnKind::Metric => c == "metric",
+        };
+        if taken || c == "metric" {
+            return Err(ConfigError::new(
+                format!("rows[{i}]"),
+                format!("`{c}` is not a row: it is what the columns or `metric` show"),
+            ));
+        }
+    }
+    match (raw.columns, &raw.metric, &raw.metrics) {
+        (ColumnKind::Category, Some(_), None) => {}
+        (ColumnKind::Category, _, _) => {
+            return Err(ConfigError::new(
+                "metric",
+                "a `category` table shows one `metric = \"...\"` (not `metrics`)",
+            ))
+        }
+        (ColumnKind::Metric, None, Some(m)) if !m.is_empty() => {}
+        (ColumnKind::Metric, _, _) => {
+            return Err(ConfigError::new(
+                "metrics",
+                "a `metric` table lists its columns in `metrics = [...]` (not `metric`)",
+            ))
+        }
+    }
+    let mut filter = Vec::new();
+    for (column, value) in &raw.filter {
+        let key = format!("filter.{column}");
+        known_column(column, &key)?;
+        filter.push((column.clone(), strings(value, &key)?));
+    }
+    Ok(Spec {
+        raw,
+        row_columns,
+        filter,
+    })
+}
+
+fn known_column(c: &str, key: &str) -> Result<(), ConfigError> {
+    if COLUMNS.contains(&c) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("unknown column `{c}`; known: {}", COLUMNS.join(", ")),
+        ))
+    }
+}
+
+/// A string, integer or array of them, as strings.
+fn strings(value: &toml::Value, key: &str) -> Result<Vec<String>, ConfigError> {
+    let one = |v: &toml::Value| match v {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        other => Err(ConfigError::new(
+            key,
+            format!(
+                "expected a string or a list of strings, found {}",
+                other.type_str()
+            ),
+        )),
+    };
+    match value {
+        toml::Value::Array(items) => items.iter().map(one).collect(),
+        v => one(v).map(|s| vec![s]),
+    }
+}
+
+/// One `metrics.csv` row: every column as text, the value as a number.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub fields: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+impl Record {
+    fn get(&self, column: &str) -> &str {
+        self.fields.get(column).map_or("", String::as_str)
+    }
+}
+
+/// The rows of the `metrics.csv` of every run the spec's globs match, in run-folder order.
+///
+/// # Errors
+/// A glob matching no complete run (naming the glob); a run without a readable
+/// `metrics.csv`.
+pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for (i, pattern) in spec.raw.runs.iter().enumerate() {
+        let found = glob_runs(pattern, base)?;
+        if found.is_empty() {
+            bail!(
+                "runs[{i}]: `{pattern}` matches no complete run folder (relative to {}; \
+                 `.partial` folders are never read)",
+                base.canonicalize()
+                    .unwrap_or_else(|_| base.to_path_buf())
+                    .display()
+            );
+        }
+        folders.extend(found);
+    }
+    folders.sort();
+    folders.dedup();
+    let mut records = Vec::new();
+    for folder in &folders {
+        records.extend(read_metrics(&folder.join("metrics.csv"))?);
+    }
+    Ok(records)
+}
+
+/// Parses one `metrics.csv`.
+pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
+    for needed in ["run", "category", "seed", "metric", "value"] {
+        anyhow::ensure!(
+            header.iter().any(|h| h == needed),
+            "{}: no `{needed}` column",
+            path.display()
+        );
+    }
+    let mut out = Vec::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("reading {}", path.display()))?;
+        let mut fields: BTreeMap<String, String> = header
+            .iter()
+            .cloned()
+            .zip(row.iter().map(str::to_string))
+            .collect();
+        let value: f64 = fields["value"].parse().with_context(|| {
+            format!(
+                "{} row {}: value `{}`",
+                path.display(),
+                line + 2,
+                fields["value"]
+            )
+        })?;
+        let run = fields["run"].clone();
+        let (name, stamp) = run.rsplit_once('/').unwrap_or((run.as_str(), ""));
+        fields.insert("name".into(), without_seed_suffix(name));
+        fields.insert("_experiment".into(), name.to_string());
+        fields.insert("_stamp".into(), stamp.to_string());
+        out.push(Record { fields, value });
+    }
+    Ok(out)
+}
+
+/// `quickstart_lr-0.001_seed-2` -> `quickstart_lr-0.001` (the suffix `memad sweep` writes).
+fn without_seed_suffix(name: &str) -> String {
+    let mut out = String::new();
+    let mut rest = name;
+    while let Some(i) = rest.find("_seed-") {
+        let after = &rest[i + 6..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        let ends = after[digits..].is_empty() || after[digits..].starts_with('_');
+        out.push_str(&rest[..i]);
+        if digits > 0 && ends {
+            rest = &after[digits..];
+        } else {
+            out.push_str("_seed-");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One cell: statistics over seeds, in the metric's own units (not scaled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    /// Sample standard deviation (n - 1), when two or more seeds exist.
+    pub std: Option<f64>,
+    pub seeds: usize,
+    pub best: bool,
+}
+
+/// A pivoted table, ready to render.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub caption: Option<String>,
+    /// The header of the row-label column.
+    pub row_header: String,
+    /// Column labels.
+    pub columns: Vec<String>,
+    /// `(row label, one cell per column)`.
+    pub rows: Vec<(String, Vec<Option<Cell>>)>,
+    pub format: NumberFormat,
+    pub decimals: usize,
+}
+
+/// Where one value came from: the experiment and the run's time stamp.
+struct Source {
+    value: f64,
+    experiment: String,
+    stamp: String,
+}
+
+/// Pivots `records` as the spec says.
+///
+/// # Errors
+/// The metric(s) not in the runs; two experiments giving the same row and seed.
+pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
+    let raw = &spec.raw;
+    let kept: Vec<&Record> = records
+        .iter()
+        .filter(|r| {
+            spec.filter
+                .iter()
+                .all(|(c, allowed)| allowed.iter().any(|a| a == r.get(c)))
+        })
+        .collect();
+    let wanted: Vec<String> = match raw.columns {
+        ColumnKind::Category => raw.metric.iter().cloned().collect(),
+        ColumnKind::Metric => raw.metrics.clone().unwrap_or_default(),
+    };
+    let present: BTreeSet<&str> = kept.iter().map(|r| r.get("metric")).collect();
+    for m in &wanted {
+        if !present.contains(m.as_str()) {
+            let found: Vec<&str> = present.iter().copied().collect();
+            bail!(
+                "metric `{m}` is in none of the selected runs; found: {}",
+                found.join(", ")
+            );
+        }
+    }
+
+    // (row, seed, category, metric) -> the value of the latest run of one experiment.
+    let mut values: BTreeMap<(String, String, String, String), Source> = BTreeMap::new();
+    let mut row_keys: Vec<String> = Vec::new();
+    let mut categories: Vec<String> = Vec::new();
+    let mut superseded = BTreeSet::new();
+    for r in kept
+        .iter()
+        .filter(|r| wanted.iter().any(|m| m == r.get("metric")))
+    {
+        let row: Vec<&str> = spec.row_columns.iter().map(|c| r.get(c)).collect();
+        let row = row.join("/");
+        if !row_keys.contains(&row) {
+            row_keys.push(row.clone());
+        }
+        let category = r.get("category").to_string();
+        if !categories.contains(&category) {
+            categories.push(category.clone());
+        }
+        let key = (
+            row.clone(),
+            r.get("seed").to_string(),
+            category,
+            r.get("metric").to_string(),
+        );
+        let source = Source {
+            value: r.value,
+            experiment: r.get("_experiment").to_string(),
+            stamp: r.get("_stamp").to_string(),
+        };
+        match values.get(&key) {
+            None => {
+                values.insert(key, source);
+            }
+            Some(old) if old.experiment == source.experiment => {
+                if source.stamp > old.stamp {
+                    superseded.insert(format!("{}/{}", old.experiment, old.stamp));
+                    values.insert(key, source);
+                } else if source.stamp < old.stamp {
+                    superseded.insert(format!("{}/{}", source.experiment, source.stamp));
+                }
+            }
+            Some(old) => bail!(
+                "row `{row}` seed {}: runs {}/{} and {}/{} both give {} of `{}`; tell them \
+                 apart with `rows` (e.g. rows = \"name\"), or narrow `runs` or `filter`",
+                key.1,
+                old.experiment,
+                old.stamp,
+                source.experiment,
+                source.stamp,
+                key.3,
+                key.2
+            ),
+        }
+    }
+    if !superseded.is_empty() {
+        let list: Vec<String> = superseded.into_iter().collect();
+        eprintln!(
+            "note: older re-runs of the same experiment and seed left out: {}",
+            list.join(", ")
+        );
+    }
+    if let Some(order) = &raw.categories {
+        categories = order.clone();
+    }
+    let mut ordered: Vec<String> = raw
+        .row_order
+        .iter()
+        .filter(|k| row_keys.contains(k))
+        .cloned()
+        .collect();
+    ordered.extend(
+        row_keys
+            .iter()
+            .filter(|k| !raw.row_order.contains(k))
+            .cloned(),
+    );
+
+    // Each column: a label and, per (row, seed), the value it shows.
+    let value = |row: &str, seed: &str, category: &str, metric: &str| {
+        let key = (row.into(), seed.into(), category.into(), metric.into());
+        values.get(&key).map(|s| s.value)
+    };
+    let mean_over = |row: &str, seed: &str, metric: &str| -> Option<f64> {
+        let v: Option<Vec<f64>> = categories
+            .iter()
+            .map(|c| value(row, seed, c, metric))
+            .collect();
+        v.filter(|v| !v.is_empty())
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    type PerSeed<'a> = Box<dyn Fn(&str, &str) -> Option<f64> + 'a>;
+    let mut columns: Vec<(String, PerSeed)> = Vec::new();
+    match raw.columns {
+        ColumnKind::Category => {
+            let metric = wanted[0].clone();
+            for c in &categories {
+                let (c2, m) = (c.clone(), metric.clone());
+                columns.push((
+                    c.clone(),
+                    Box::new(move |row, seed| value(row, seed, &c2, &m)),
+                ));
+            }
+            if raw.mean && categories.len() > 1 {
+                columns.push((
+                    "mean".into(),
+                    Box::new(move |row, seed| mean_over(row, seed, &metric)),
+                ));
+            }
+        }
+        ColumnKind::Metric => {
+            for m in &wanted {
+                let m2 = m.clone();
+                columns.push((
+                    m.clone(),
+                    Box::new(move |row, seed| mean_over(row, seed, &m2)),
+                ));
+            }
+        }
+    }
+
+    let seeds_of = |row: &str| -> BTreeSet<String> {
+        values
+            .keys()
+            .filter(|k| k.0 == row)
+            .map(|k| k.1.clone())
+            .collect()
+    };
+    let mut rows: Vec<(String, Vec<Option<Cell>>)> = Vec::new();
+    for row in &ordered {
+        let seeds = seeds_of(row);
+        let cells = columns
+            .iter()
+            .map(|(_, per_seed)| {
+                let v: Vec<f64> = seeds.iter().filter_map(|s| per_seed(row, s)).collect();
+                stats(&v)
+            })
+            .collect();
+        rows.push((display(&raw.names, row), cells));
+    }
+    let decimals = raw.decimals.unwrap_or(match raw.format {
+        NumberFormat::Percent => 1,
+        NumberFormat::Raw => 3,
+    });
+    let mut table = Table {
+        caption: raw.caption.clone(),
+        row_header: spec
+            .row_columns
+            .iter()
+            .map(|c| display(&raw.names, c))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        columns: columns
+            .iter()
+            .map(|(c, _)| display(&raw.names, c))
+            .collect(),
+        rows,
+        format: raw.format,
+        decimals,
+    };
+    mark_best(&mut table, raw.best);
+    Ok(table)
+}
+
+fn display(names: &BTreeMap<String, String>, key: &str) -> String {
+    names.get(key).cloned().unwrap_or_else(|| key.to_string())
+}
+
+/// Mean and sample standard deviation; `None` for no values.
+fn stats(v: &[f64]) -> Option<Cell> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.len() > 1)
+        .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some(Cell {
+        mean,
+        std,
+        seeds: v.len(),
+        best: false,
+    })
+}
+
+/// Marks the best shown mean of each column (ties all bold); only where two or more rows
+/// have a value.
+fn mark_best(table: &mut Table, best: Best) {
+    if best == Best::None {
+        return;
+    }
+    let (scale, decimals) = (scale(table.format), table.decimals as i32);
+    let shown = |c: &Cell| (c.mean * scale * 10f64.powi(decimals)).round() as i64;
+    for col in 0..table.columns.len() {
+        let present: Vec<i64> = table
+            .rows
+            .iter()
+            .filter_map(|(_, cells)| cells[col].as_ref().map(shown))
+            .collect();
+        if present.len() < 2 {
+            continue;
+        }
+        let target = match best {
+            Best::Max => present.iter().max(),
+            _ => present.iter().min(),
+        }
+        .copied();
+        for (_, cells) in &mut table.rows {
+            if let Some(cell) = cells[col].as_mut() {
+                cell.best = Some(shown(cell)) == target;
+            }
+        }
+    }
+}
+
+fn scale(format: NumberFormat) -> f64 {
+    match format {
+        NumberFormat::Percent => 100.0,
+        NumberFormat::Raw => 1.0,
+    }
+}
+
+/// `(mean, Some(std))` as shown, e.g. `("97.7", Some("0.3"))`.
+fn shown(table: &Table, cell: &Cell) -> (String, Option<String>) {
+    let (s, d) = (scale(table.format), table.decimals);
+    (
+        format!("{:.d$}", cell.mean * s),
+        cell.std.map(|x| format!("{:.d$}", x * s)),
+    )
+}
+
+/// The Markdown table (with the caption line above it, if any).
+pub fn markdown(table: &Table) -> String {
+    let esc = |s: &str| s.replace('|', "\\|");
+    let mut out = String::new();
+    if let Some(c) = &table.caption {
+        out.push_str(&format!("{c}\n\n"));
+    }
+    let mut header = vec![esc(&table.row_header)];
+    header.extend(table.columns.iter().map(|c| esc(c)));
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    let mut rule = vec![":---".to_string()];
+    rule.extend(table.columns.iter().map(|_| "---:".to_string()));
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for (label, cells) in &table.rows {
+        let mut line = vec![esc(label)];
+        for cell in cells {
+            line.push(match cell {
+                None => "-".into(),
+                Some(cell) => {
+                    let (mean, std) = shown(table, cell);
+                    let mean = if cell.best {
+                        format!("**{mean}**")
+                    } else {
+                        mean
+                    };
+                    match std {
+                        Some(s) => format!("{mean} ± {s}"),
+                        None => mean,
+                    }
+                }
+            });
+        }
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
+    }
+    out
+}
+
+/// A LaTeX `table` with a booktabs `tabular`.
+pub fn latex(table: &Table) -> String {
+    let mut out = String::new();
+    out.push_str("% Written by `memad table`; needs \\usepackage{booktabs}.\n");
+    out.push_str("\\begin{table}[t]\n  \\centering\n");
+    if let Some(c) = &table.caption {
+        out.push_str(&format!("  \\caption{{{}}}\n", latex_escape(c)));
+    }
+    out.push_str(&format!(
+        "  \\begin{{tabular}}{{l{}}}\n    \\toprule\n",
+        "r".repeat(table.columns.len())
+    ));
+    let mut header = vec![latex_escape(&table.row_header)];
+    header.extend(table.columns.iter().map(|c| latex_escape(c)));
+    out.push_str(&format!("    {} \\\\\n    \\midrule\n", header.join(" & ")));
+    for (label, cells) in &table.rows {
+        let mut line = vec![latex_escape(label)];
+        for cell in cells {
+            line.push(match cell {
+                None => "--".into(),
+                Some(cell) => {
+                    let (mean, std) = shown(table, cell);
+                    let mean = if cell.best {
+                        format!("\\textbf{{{mean}}}")
+                    } else {
+                        mean
+                    };
+                    match std {
+                        Some(s) => format!("{mean} $\\pm$ {s}"),
+                        None => mean,
+                    }
+                }
+            });
+        }
+        out.push_str(&format!("    {} \\\\\n", line.join(" & ")));
+    }
+    out.push_str("    \\bottomrule\n  \\end{tabular}\n\\end{table}\n");
+    out
+}
+
+fn latex_escape(s: &str) -> String {
+    let mut out = String::new();
+    let s = s.replace("<=", "≤").replace(">=", "≥");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '~' => out.push_str("\\textasciitilde{}"),
+            '^' => out.push_str("\\textasciicircum{}"),
+            '±' => out.push_str("$\\pm$"),
+            '≤' => out.push_str("$\\le$"),
+            '≥' => out.push_str("$\\ge$"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Long-form CSV: `row, column, mean, std, seeds, best`, values in the metric's own units
+/// (not scaled), full precision; `std` is empty for one seed, missing cells are left out.
+pub fn csv_long(table: &Table) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["row", "column", "mean", "std", "seeds", "best"])?;
+    for (label, cells) in &table.rows {
+        for (column, cell) in table.columns.iter().zip(cells) {
+            if let Some(c) = cell {
+                w.write_record([
+                    label.clone(),
+                    column.clone(),
+                    c.mean.to_string(),
+                    c.std.map(|s| s.to_string()).unwrap_or_default(),
+                    c.seeds.to_string(),
+                    c.best.to_string(),
+                ])?;
+            }
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+/// `memad table`: reads the runs, prints the Markdown and, with `out`, writes
+/// `<out>/<spec stem>.{md,csv,tex}` (atomically).
+pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
+    let spec = load_spec(spec_path)?;
+    let records = read_records(&spec, Path::new("."))?;
+    let table = build(&spec, &records).with_context(|| format!("{}", spec_path.display()))?;
+    let md = markdown(&table);
+    print!("{md}");
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stem = spec_path
+            .file_stem()
+            .map_or("table".into(), |s| s.to_string_lossy().into_owned());
+        for (ext, bytes) in [
+            ("md", md.into_bytes()),
+            ("csv", csv_long(&table)?),
+            ("tex", latex(&table).into_bytes()),
+        ] {
+            let path = dir.join(format!("{stem}.{ext}"));
+            write_atomic(&path, &bytes)?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(run: &str, method: &str, category: &str, seed: u64, metric: &str, v: f64) -> Record {
+        let csv = format!(
+            "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+             {run},abc,{method},lite0,ds,{category},one_class,{seed},1,{metric},{v}\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        std::fs::write(&p, csv).unwrap();
+        read_metrics(&p).unwrap().remove(0)
+    }
+
+    #[test]
+    fn seed_suffixes_are_stripped_from_names() {
+        assert_eq!(without_seed_suffix("q_lr-0.1_seed-2"), "q_lr-0.1");
+        assert_eq!(without_seed_suffix("q_seed-2_lr-0.1"), "q_lr-0.1");
+        assert_eq!(without_seed_suffix("q_seed-x"), "q_seed-x");
+        assert_eq!(without_seed_suffix("q_seed-12a"), "q_seed-12a");
+        assert_eq!(
+            without_seed_suffix("rd4ad_fashion_mnist"),
+            "rd4ad_fashion_mnist"
+        );
+    }
+
+    #[test]
+    fn mean_and_sample_std_over_seeds() {
+        let c = stats(&[0.9, 0.8, 1.0]).unwrap();
+        assert!((c.mean - 0.9).abs() < 1e-12);
+        assert!((c.std.unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(stats(&[0.5]).unwrap().std, None);
+        assert_eq!(stats(&[]), None);
+    }
+
+    #[test]
+    fn latest_rerun_wins_and_other_experiments_collide() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let a = rec("p/2026-01-01T00-00-00", "pc", "grid", 0, "image_auroc", 0.5);
+        let b = rec(
+            "p/2026-01-02T00-00-00",
+            "pc",
+            "grid",
+            0,
+            "image_auroc",
+            0.75,
+        );
+        let t = build(&spec, &[b.clone(), a]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.75);
+        let other = rec(
+            "p2/2026-01-03T00-00-00",
+            "pc",
+            "grid",
+            0,
+            "image_auroc",
+            0.1,
+        );
+        let err = build(&spec, &[b, other]).unwrap_err().to_string();
+        assert!(err.contains("rows = \"name\""), "{err}");
+    }
+
+    #[test]
+    fn spec_errors_name_the_key() {
+        let cases = [
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\nrowz = \"method\"\n",
+                "rowz: unknown field",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\nrows = \"methd\"\n",
+                "rows[0]: unknown column `methd`",
+            ),
+            ("runs = [\"a\"]\n", "metric: a `category` table"),
+            (
+                "runs = [\"a\"]\ncolumns = \"metric\"\nmetric = \"m\"\n",
+                "metrics: a `metric` table",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\nformat = \"pct\"\n",
+                "format: unknown variant `pct`",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\n[filter]\nsetings = \"x\"\n",
+                "filter.setings: unknown column",
+            ),
+            (
+                "runs = []\nmetric = \"m\"\n",
+                "runs: name at least one glob",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse_spec(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: `{err}` lacks `{want}`");
+        }
+    }
+
+    #[test]
+    fn latex_escapes_specials() {
+        assert_eq!(latex_escape("a_b & 5% ±"), "a\\_b \\& 5\\% $\\pm$");
+        assert_eq!(
+            latex_escape("FPR <= 0.3, a < b"),
+            "FPR $\\le$ 0.3, a \\textless{} b"
+        );
+    }
+}
