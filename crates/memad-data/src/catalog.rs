@@ -14,9 +14,9 @@
 //! categories = ["carpet", "bottle"]   # optional: restrict to these
 //! ```
 //!
-//! Formats: `mvtec`, `folder`, `visa` (image files by category), `video_frames`, `ucsd`
-//! (video frames), `mnist_idx`, `cifar10` (arrays; categories are the classes). See
-//! [`DatasetFormat`].
+//! Formats: `mvtec`, `mvtec_loco`, `btad`, `folder`, `visa` (image files by category),
+//! `video_frames`, `ucsd`, `shanghaitech`, `avenue` (video frames), `mnist_idx`, `cifar10`
+//! (arrays; categories are the classes). See [`DatasetFormat`].
 //!
 //! Entries are parsed with `deny_unknown_fields`, so a misspelt key is an error naming the
 //! key path, the file and the valid keys.
@@ -25,7 +25,7 @@ use crate::cifar10::CIFAR10_CLASSES;
 use crate::error::{DataError, Result};
 use crate::mvtec::{self, CategorySplit};
 use crate::synthetic::{ensure_generated, SyntheticSpec};
-use crate::{arrays, folder, video, visa};
+use crate::{arrays, avenue, btad, folder, mvtec_loco, shanghaitech, video, visa};
 use memad_core::{parse_section, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,6 +52,17 @@ pub enum DatasetFormat {
     Visa,
     /// `train/good`, `test/<label>`, optional `ground_truth` (see [`crate::folder`]).
     Folder,
+    /// ShanghaiTech Campus frames with `.npy` frame labels and pixel masks (see
+    /// [`crate::shanghaitech`]).
+    #[serde(rename = "shanghaitech")]
+    ShanghaiTech,
+    /// CUHK Avenue frames with the official `.mat` ground truth (see [`crate::avenue`]).
+    Avenue,
+    /// MVTec LOCO AD: logical and structural anomalies, a mask folder per image (see
+    /// [`crate::mvtec_loco`]).
+    MvtecLoco,
+    /// BTAD: `<01|02|03>/{train/ok, test/{ok,ko}, ground_truth/ko}` (see [`crate::btad`]).
+    Btad,
 }
 
 impl DatasetFormat {
@@ -65,7 +76,23 @@ impl DatasetFormat {
             DatasetFormat::Ucsd => "ucsd",
             DatasetFormat::Visa => "visa",
             DatasetFormat::Folder => "folder",
+            DatasetFormat::ShanghaiTech => "shanghaitech",
+            DatasetFormat::Avenue => "avenue",
+            DatasetFormat::MvtecLoco => "mvtec_loco",
+            DatasetFormat::Btad => "btad",
         }
+    }
+
+    /// Whether the dataset is made of videos (frames with per-video labels; clips can be
+    /// read with [`DatasetEntry::read_clips`]).
+    pub fn is_video(self) -> bool {
+        matches!(
+            self,
+            DatasetFormat::VideoFrames
+                | DatasetFormat::Ucsd
+                | DatasetFormat::ShanghaiTech
+                | DatasetFormat::Avenue
+        )
     }
 
     /// Whether the dataset is a folder of image files, read as [`CategorySplit`]s; the
@@ -119,6 +146,10 @@ impl DatasetEntry {
             DatasetFormat::Ucsd => video::list_ucsd(&self.root),
             DatasetFormat::Visa => visa::list_categories(&self.root),
             DatasetFormat::Folder => folder::list_categories(&self.root),
+            DatasetFormat::ShanghaiTech => shanghaitech::list_categories(&self.root),
+            DatasetFormat::Avenue => avenue::list_categories(&self.root),
+            DatasetFormat::MvtecLoco => mvtec_loco::list_categories(&self.root),
+            DatasetFormat::Btad => btad::list_categories(&self.root),
         }
     }
 
@@ -127,15 +158,14 @@ impl DatasetEntry {
     pub fn read_category(&self, category: &str) -> Result<CategorySplit> {
         match self.format {
             DatasetFormat::Mvtec => mvtec::read_category(&self.root, category),
-            DatasetFormat::VideoFrames => {
-                Ok(video::read_video_frames_category(&self.root, category)?
-                    .to_category_split(category))
-            }
-            DatasetFormat::Ucsd => {
-                Ok(video::read_ucsd_category(&self.root, category)?.to_category_split(category))
-            }
+            DatasetFormat::VideoFrames
+            | DatasetFormat::Ucsd
+            | DatasetFormat::ShanghaiTech
+            | DatasetFormat::Avenue => Ok(self.read_videos(category)?.to_category_split(category)),
             DatasetFormat::Visa => visa::read_category(&self.root, category),
             DatasetFormat::Folder => folder::read_category(&self.root, category),
+            DatasetFormat::MvtecLoco => mvtec_loco::read_category(&self.root, category),
+            DatasetFormat::Btad => btad::read_category(&self.root, category),
             DatasetFormat::MnistIdx | DatasetFormat::Cifar10 => {
                 let none = TrainAnomalies {
                     fraction: 0.0,
@@ -170,18 +200,30 @@ impl DatasetEntry {
         frames: usize,
         mode: video::ClipMode,
     ) -> Result<CategorySplit> {
-        let videos = match self.format {
-            DatasetFormat::VideoFrames => video::read_video_frames_category(&self.root, category)?,
-            DatasetFormat::Ucsd => video::read_ucsd_category(&self.root, category)?,
-            _ => {
-                return Err(DataError::InvalidArgument(format!(
-                    "dataset `{}` has format {}, not a video format (video_frames, ucsd): \
-                     it has no clips; remove [data.clip]",
-                    self.name, self.format
-                )))
-            }
-        };
-        Ok(videos.to_clip_split(category, frames, mode))
+        if !self.format.is_video() {
+            return Err(DataError::InvalidArgument(format!(
+                "dataset `{}` has format {}, not a video format (video_frames, ucsd, \
+                 shanghaitech, avenue): it has no clips; remove [data.clip]",
+                self.name, self.format
+            )));
+        }
+        Ok(self
+            .read_videos(category)?
+            .to_clip_split(category, frames, mode))
+    }
+
+    /// The videos of a video dataset's `category`; an error for other formats.
+    pub fn read_videos(&self, category: &str) -> Result<video::VideoDataset> {
+        match self.format {
+            DatasetFormat::VideoFrames => video::read_video_frames_category(&self.root, category),
+            DatasetFormat::Ucsd => video::read_ucsd_category(&self.root, category),
+            DatasetFormat::ShanghaiTech => shanghaitech::read_category(&self.root, category),
+            DatasetFormat::Avenue => avenue::read_category(&self.root, category),
+            _ => Err(DataError::InvalidArgument(format!(
+                "dataset `{}` has format {}, not a video format",
+                self.name, self.format
+            ))),
+        }
     }
 
     /// The class index of `category` for `mnist_idx` (`"0"`..`"9"`) and `cifar10` (a
@@ -457,6 +499,10 @@ root = "~/datasets/mvtec"
             ("ucsd", DatasetFormat::Ucsd),
             ("visa", DatasetFormat::Visa),
             ("folder", DatasetFormat::Folder),
+            ("shanghaitech", DatasetFormat::ShanghaiTech),
+            ("avenue", DatasetFormat::Avenue),
+            ("mvtec_loco", DatasetFormat::MvtecLoco),
+            ("btad", DatasetFormat::Btad),
         ];
         for (name, format) in formats {
             let text = format!("[d]\nformat = \"{name}\"\nroot = \"/r\"\n");
@@ -466,6 +512,10 @@ root = "~/datasets/mvtec"
             assert_eq!(
                 format.is_image_files(),
                 !name.contains("idx") && name != "cifar10"
+            );
+            assert_eq!(
+                format.is_video(),
+                ["video_frames", "ucsd", "shanghaitech", "avenue"].contains(&name)
             );
         }
         let text = "[c]\nformat = \"cifar10\"\nroot = \"/r\"\n[m]\nformat = \"mnist_idx\"\nroot = \"/r\"\n";
@@ -480,10 +530,8 @@ root = "~/datasets/mvtec"
         assert_eq!(m.category_names().unwrap().len(), 10);
         assert_eq!(m.class_index("7").unwrap(), 7);
         assert!(m.class_index("10").is_err());
+        // Class datasets are read as in-memory splits: the missing root is named.
         let err = m.read_category("7").unwrap_err().to_string();
-        assert!(
-            err.contains("mnist_idx") && err.contains("idx::read_mnist"),
-            "{err}"
-        );
+        assert!(err.contains("/r does not exist"), "{err}");
     }
 }

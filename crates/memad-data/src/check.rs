@@ -35,7 +35,7 @@ pub struct CategoryReport {
     pub sizes: BTreeMap<(u32, u32), usize>,
     /// Masks decoded and checked against their image's size.
     pub masks_checked: usize,
-    /// Anomalous test images without a mask (allowed by `folder`, `video_frames`, `ucsd`;
+    /// Anomalous test images without a mask (allowed by `folder` and the video formats;
     /// their pixel-level metrics cannot be computed).
     pub without_mask: usize,
     /// Masks that decode but mark no pixel.
@@ -278,14 +278,13 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
             let Some(mask) = &s.mask else {
                 return (Some(size), false, false, None);
             };
-            let decoded = image::open(mask).map(|m| m.into_luma8());
-            match decoded {
+            match mask.decode() {
                 Err(e) => (
                     Some(size),
                     false,
                     false,
                     Some(Problem {
-                        path: Some(mask.clone()),
+                        path: Some(mask.name()),
                         message: format!("corrupt or unreadable mask: {e}"),
                     }),
                 ),
@@ -294,7 +293,7 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
                     true,
                     false,
                     Some(Problem {
-                        path: Some(mask.clone()),
+                        path: Some(mask.name()),
                         message: format!(
                             "mask is {}x{} but its image {} is {}x{}",
                             m.width(),
@@ -305,7 +304,7 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
                         ),
                     }),
                 ),
-                Ok(m) => (Some(size), true, !m.pixels().any(|p| p[0] > 127), None),
+                Ok(m) => (Some(size), true, !m.pixels().any(|p| p[0] > 0), None),
             }
         })
         .collect();

@@ -12,6 +12,7 @@
 //! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
 //! exist are found as in MVTec AD.
 use crate::error::{DataError, Result};
+use crate::mask::MaskRef;
 use crate::mvtec::{
     check_root, entries, find_mask, images_in, name_of, CategorySplit, Label, Sample, GOOD,
 };
@@ -122,7 +123,7 @@ pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
             let mask = if normal {
                 None
             } else {
-                find_mask(dir, &defect, &image).ok()
+                find_mask(dir, &defect, &image).ok().map(MaskRef::File)
             };
             test.push(Sample {
                 frames: Vec::new(),

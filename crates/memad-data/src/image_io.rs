@@ -1,8 +1,10 @@
 //! Image and mask loading with errors that name the file: decode, convert, resize.
 //!
 //! Images become RGB (grayscale is repeated over 3 channels) resized bilinearly; masks are
-//! checked against their image's size, resized with nearest neighbour and binarised to 0/255.
+//! checked against their image's size, resized with nearest neighbour and binarised to 0/255
+//! (any [`MaskRef`]: files, LOCO unions, frames of video mask volumes).
 use crate::error::{DataError, Result};
+use crate::mask::MaskRef;
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
 use std::path::Path;
@@ -31,6 +33,11 @@ fn decode(path: &Path) -> Result<DynamicImage> {
     })
 }
 
+/// Decodes `path` as one 8-bit grey channel.
+pub(crate) fn decode_luma(path: &Path) -> Result<GrayImage> {
+    Ok(decode(path)?.into_luma8())
+}
+
 /// `(width, height)` from the file header, without decoding the pixels.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     open(path)?.into_dimensions().map_err(|e| DataError::Image {
@@ -55,11 +62,11 @@ pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayIma
     load_mask_checked(path, None, expected, size)
 }
 
-/// [`load_mask`] for the mask of `image`, whose size is read from its header; a size
-/// mismatch names both files.
-pub fn load_mask_for(mask: &Path, image: &Path, size: u32) -> Result<GrayImage> {
+/// The mask `mask` of `image` (whose size is read from its header), checked to have the
+/// image's size, resized to `size`x`size` (nearest) as 0/255; a size mismatch names both.
+pub fn load_mask_for(mask: &MaskRef, image: &Path, size: u32) -> Result<GrayImage> {
     let expected = image_dimensions(image)?;
-    load_mask_checked(mask, Some(image), expected, size)
+    fit_mask(mask.decode()?, &mask.name(), Some(image), expected, size)
 }
 
 fn load_mask_checked(
@@ -68,10 +75,20 @@ fn load_mask_checked(
     expected: (u32, u32),
     size: u32,
 ) -> Result<GrayImage> {
-    let gray = decode(path)?.into_luma8();
+    fit_mask(decode_luma(path)?, path, image, expected, size)
+}
+
+/// Checks `gray` (the mask `name`) against `expected`, resizes it (nearest) and binarises it.
+fn fit_mask(
+    gray: GrayImage,
+    name: &Path,
+    image: Option<&Path>,
+    expected: (u32, u32),
+    size: u32,
+) -> Result<GrayImage> {
     if gray.dimensions() != expected {
         return Err(DataError::MaskSize {
-            mask: path.to_path_buf(),
+            mask: name.to_path_buf(),
             mask_size: gray.dimensions(),
             image: image.map(Path::to_path_buf),
             image_size: expected,
@@ -130,7 +147,9 @@ mod tests {
         let (mask, img) = (dir.path().join("m.png"), dir.path().join("i.png"));
         GrayImage::new(8, 8).save(&mask).unwrap();
         RgbImage::new(16, 12).save(&img).unwrap();
-        let err = load_mask_for(&mask, &img, 8).unwrap_err().to_string();
+        let err = load_mask_for(&MaskRef::File(mask.clone()), &img, 8)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("is 8x8 but its image"), "{err}");
         assert!(err.contains("i.png is 16x12"), "{err}");
         let err = load_mask(&mask, (16, 12), 8).unwrap_err().to_string();

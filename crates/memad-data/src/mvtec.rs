@@ -13,6 +13,7 @@
 //! images are skipped.
 use crate::error::{DataError, Result};
 use crate::image_io::{is_image_path, IMAGE_EXTENSIONS};
+use crate::mask::MaskRef;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
@@ -58,8 +59,9 @@ pub struct Sample {
     pub label: Label,
     /// The test folder it came from (`good` for normal images, training images included).
     pub defect: String,
-    /// The ground-truth mask of an anomalous image; `None` for normal images.
-    pub mask: Option<PathBuf>,
+    /// The ground-truth mask of an anomalous image (an image file, several OR-ed, or a
+    /// frame of a mask volume: [`MaskRef`]); `None` for normal images.
+    pub mask: Option<MaskRef>,
     /// Video clips: every frame the sample's input holds, in time order (`image`, the frame
     /// that is scored and labelled, among them); empty for still images.
     pub frames: Vec<PathBuf>,
@@ -306,7 +308,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
                     image,
                     label: Label::Anomalous,
                     defect: defect.clone(),
-                    mask: Some(mask),
+                    mask: Some(MaskRef::File(mask)),
                 }
             };
             test.push(sample);

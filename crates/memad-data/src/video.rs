@@ -32,6 +32,7 @@
 //! [`centred_clips`] (fixed-length 3D clips labelled by their centre frame, MemAE).
 use crate::error::{DataError, Result};
 use crate::folder::{categories_where, category_dir_where};
+use crate::mask::MaskRef;
 use crate::mvtec::{entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -44,8 +45,9 @@ pub struct Video {
     pub frames: Vec<PathBuf>,
     /// One per frame (all normal for training videos).
     pub labels: Vec<Label>,
-    /// One per frame when the dataset has pixel masks for this video, else empty.
-    pub masks: Vec<PathBuf>,
+    /// One per frame when the dataset has pixel masks for this video, else empty: image
+    /// files, or frames of a mask volume (ShanghaiTech, Avenue).
+    pub masks: Vec<MaskRef>,
 }
 
 impl Video {
@@ -58,8 +60,8 @@ impl Video {
     }
 
     /// The mask of frame `k`, when the video has masks.
-    pub fn mask(&self, k: usize) -> Option<&Path> {
-        self.masks.get(k).map(PathBuf::as_path)
+    pub fn mask(&self, k: usize) -> Option<&MaskRef> {
+        self.masks.get(k)
     }
 }
 
@@ -69,7 +71,8 @@ pub struct VideoDataset {
     pub root: PathBuf,
     pub train: Vec<Video>,
     pub test: Vec<Video>,
-    /// The file the test labels came from.
+    /// The file the test labels came from (a folder of per-video files for ShanghaiTech
+    /// and Avenue).
     pub labels_file: PathBuf,
 }
 
@@ -118,7 +121,7 @@ impl VideoDataset {
                         GOOD.to_string()
                     },
                     mask: if label.is_anomalous() {
-                        v.mask(k).map(Path::to_path_buf)
+                        v.mask(k).cloned()
                     } else {
                         None
                     },
@@ -183,7 +186,7 @@ fn clip_samples(videos: &[Video], frames: usize, mode: ClipMode) -> Vec<Sample> 
                     GOOD.to_string()
                 },
                 mask: if label.is_anomalous() {
-                    video.mask(k).map(Path::to_path_buf)
+                    video.mask(k).cloned()
                 } else {
                     None
                 },
@@ -227,7 +230,7 @@ pub fn read_ucsd_category(root: &Path, category: &str) -> Result<VideoDataset> {
 
 /// The videos (sub-folders, natural order, `skip`ped names left out) of `dir` with their
 /// frames; an empty video is an error.
-fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<Video>> {
+pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<Video>> {
     if !dir.is_dir() {
         return Err(DataError::Layout {
             path: dir.to_path_buf(),
@@ -276,7 +279,7 @@ fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
         .map(|f| {
             by_stem
                 .get(&stem(f))
-                .map(|m| (*m).clone())
+                .map(|m| MaskRef::File((*m).clone()))
                 .ok_or_else(|| DataError::MaskMissing {
                     image: f.clone(),
                     expected: mask_dir.join(format!("{}.png", stem(f))),
@@ -484,75 +487,10 @@ pub fn parse_ucsd_ranges(text: &str, path: &Path) -> Result<Vec<Vec<(usize, usiz
 /// Reads a `.npy` array of frame labels (any shape, flattened in file order; bool, integer
 /// or float; non-zero is anomalous).
 pub fn read_npy_labels(path: &Path) -> Result<Vec<Label>> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let fail = |message: String| DataError::Format {
-        path: path.to_path_buf(),
-        message,
-    };
-    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
-        return Err(fail("not a .npy file (no \\x93NUMPY magic)".into()));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(fail(format!("unsupported .npy version {v}"))),
-    };
-    let header = bytes
-        .get(start..start + header_len)
-        .map(String::from_utf8_lossy)
-        .ok_or_else(|| fail("truncated .npy header".into()))?;
-    let value_of = |key: &str| -> Option<String> {
-        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
-        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
-        let end = if rest.starts_with('(') {
-            rest.find(')')? + 1
-        } else {
-            rest.find([',', '}'])?
-        };
-        Some(rest[..end].trim().trim_matches('\'').to_string())
-    };
-    let descr = value_of("descr").ok_or_else(|| fail(format!("no descr in {header}")))?;
-    let data = &bytes[start + header_len..];
-    let (size, big) = match descr.as_bytes().first() {
-        Some(b'>') => (descr[2..].parse::<usize>().ok(), true),
-        Some(b'<' | b'|' | b'=') => (descr[2..].parse::<usize>().ok(), false),
-        _ => (None, false),
-    };
-    let kind = descr.as_bytes().get(1).copied();
-    let size = size
-        .filter(|s| [1, 2, 4, 8].contains(s) && matches!(kind, Some(b'b' | b'i' | b'u' | b'f')))
-        .filter(|&s| kind != Some(b'f') || s >= 4)
-        .ok_or_else(|| fail(format!("unsupported label dtype `{descr}`")))?;
-    if data.len() % size != 0 {
-        return Err(fail(format!(
-            "{} data bytes is not a whole number of `{descr}` values",
-            data.len()
-        )));
-    }
-    Ok(data
-        .chunks_exact(size)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            if big {
-                b[..size].copy_from_slice(c);
-                b[..size].reverse();
-            } else {
-                b[..size].copy_from_slice(c);
-            }
-            let nonzero = match (kind, size) {
-                (Some(b'f'), 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) != 0.0,
-                (Some(b'f'), _) => f64::from_le_bytes(b) != 0.0,
-                _ => u64::from_le_bytes(b) != 0,
-            };
-            if nonzero {
-                Label::Anomalous
-            } else {
-                Label::Normal
-            }
-        })
+    let (_, flags) = crate::npy::read_nonzero(path)?;
+    Ok(flags
+        .into_iter()
+        .map(|on| if on { Label::Anomalous } else { Label::Normal })
         .collect())
 }
 
@@ -677,7 +615,9 @@ mod tests {
     #[test]
     fn clip_samples_score_the_target_or_centre_frame() {
         let mut v = video(6, 4..6);
-        v.masks = (0..6).map(|k| PathBuf::from(format!("{k}.png"))).collect();
+        v.masks = (0..6)
+            .map(|k| MaskRef::File(PathBuf::from(format!("{k}.png"))))
+            .collect();
         let data = VideoDataset {
             root: PathBuf::new(),
             train: vec![video(5, 0..0)],
@@ -690,7 +630,7 @@ mod tests {
         assert_eq!(last.image, PathBuf::from("5.jpg"));
         assert_eq!(last.frames.last(), Some(&PathBuf::from("5.jpg")));
         assert_eq!(last.frames[0], PathBuf::from("1.jpg"));
-        assert_eq!(last.mask, Some(PathBuf::from("5.png")));
+        assert_eq!(last.mask, Some(MaskRef::File(PathBuf::from("5.png"))));
         assert_eq!(
             (last.label, last.video.as_deref()),
             (Label::Anomalous, Some("01"))

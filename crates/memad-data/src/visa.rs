@@ -12,6 +12,7 @@
 //! Rows keep the file's order. Every listed file must exist (checked with a `stat`, nothing
 //! is decoded). VisA converted to the MVTec AD layout is read with [`crate::mvtec`].
 use crate::error::{DataError, Result};
+use crate::mask::MaskRef;
 use crate::mvtec::{check_root, CategorySplit, Label, Sample, GOOD};
 use std::path::{Path, PathBuf};
 
@@ -174,7 +175,7 @@ pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
             image: row.image,
             label: row.label,
             mask: if row.label.is_anomalous() {
-                row.mask
+                row.mask.map(MaskRef::File)
             } else {
                 None
             },

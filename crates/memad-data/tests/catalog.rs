@@ -10,11 +10,15 @@ fn workspace_catalog_loads() {
     assert_eq!(
         catalog.names().collect::<Vec<_>>(),
         [
+            "avenue",
+            "btad",
             "cifar10",
             "fashion-mnist",
             "mnist",
             "mvtec",
+            "mvtec-loco",
             "ped2",
+            "shanghaitech",
             "synthetic-mvtec",
             "visa"
         ]
@@ -33,8 +37,34 @@ fn workspace_catalog_loads() {
     use DatasetFormat::*;
     assert_eq!(
         formats,
-        [Cifar10, MnistIdx, MnistIdx, Mvtec, VideoFrames, Mvtec, Visa]
+        [
+            Avenue,
+            Btad,
+            Cifar10,
+            MnistIdx,
+            MnistIdx,
+            Mvtec,
+            MvtecLoco,
+            VideoFrames,
+            ShanghaiTech,
+            Mvtec,
+            Visa
+        ]
     );
+    for (name, folder) in [
+        ("avenue", "datasets/avenue"),
+        ("btad", "datasets/BTech_Dataset_transformed"),
+        ("mvtec-loco", "datasets/mvtec_loco_anomaly_detection"),
+        ("shanghaitech", "datasets/shanghaitech"),
+    ] {
+        let entry = catalog.get(name).unwrap();
+        assert!(
+            entry.root.ends_with(folder),
+            "{name}: {}",
+            entry.root.display()
+        );
+        assert!(entry.categories.is_none() && entry.synthetic.is_none());
+    }
     let ped2 = catalog.get("ped2").unwrap();
     assert!(ped2.root.ends_with("shared/data/ucsd_ped2"));
     if ped2.root.is_dir() {

@@ -2,7 +2,7 @@
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use memad_data::image_io::{load_mask, load_mask_for, load_rgb};
 use memad_data::mvtec::{list_categories, read_category, Label};
-use memad_data::DataError;
+use memad_data::{DataError, MaskRef};
 use std::path::{Path, PathBuf};
 
 fn png(path: &Path, w: u32, h: u32) {
@@ -87,7 +87,7 @@ fn reads_the_real_layout_in_sorted_order() {
     );
     let s = &split.test[1];
     assert_eq!(
-        s.mask.as_deref().unwrap(),
+        s.mask.as_ref().and_then(MaskRef::file).unwrap(),
         root.join("bottle/ground_truth/broken_large/001_mask.png")
     );
     let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 10).unwrap();
@@ -116,7 +116,7 @@ fn mask_of_the_wrong_size_is_an_error() {
     let mask_path = root.join("bottle/ground_truth/broken_large/000_mask.png");
     mask(&mask_path, 10, 8);
     let image = root.join("bottle/test/broken_large/000.png");
-    let msg = load_mask_for(&mask_path, &image, 16)
+    let msg = load_mask_for(&MaskRef::File(mask_path.clone()), &image, 16)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("000_mask.png is 10x8 but its image"), "{msg}");

@@ -4,6 +4,7 @@ use memad_data::mvtec::{list_categories, read_category, Label};
 use memad_data::synthetic::{
     ensure_generated, generate, SyntheticSpec, MARKER_FILE, MAX_DEFECT_AREA, MIN_DEFECT_AREA,
 };
+use memad_data::MaskRef;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -86,7 +87,7 @@ fn reader_reads_the_generated_set_and_masks_are_plausible() {
             .count();
         assert_eq!(normal, 2);
         for sample in split.test.iter().filter(|s| s.label.is_anomalous()) {
-            let mask_path = sample.mask.as_ref().unwrap();
+            let mask_path = sample.mask.as_ref().and_then(MaskRef::file).unwrap();
             let image = image::open(&sample.image).unwrap();
             let mask = image::open(mask_path).unwrap().into_luma8();
             assert_eq!(image.dimensions(), (48, 48));

@@ -8,7 +8,7 @@ use memad_data::video::{
     ClipMode, VideoDataset,
 };
 use memad_data::{loader::decode_batch, mvtec::Sample};
-use memad_data::{DataError, Label};
+use memad_data::{DataError, Label, MaskRef};
 use std::path::Path;
 
 fn frame(path: &Path, value: u8) {
@@ -67,11 +67,14 @@ fn reads_the_original_ucsd_layout() {
     assert_eq!(data.labels_file, ped.join("Test/UCSDped2.m"));
     let v = &data.test[0];
     assert_eq!(v.masks.len(), 5);
-    assert_eq!(v.mask(2).unwrap(), ped.join("Test/Test001_gt/003.bmp"));
+    assert_eq!(
+        v.mask(2).and_then(MaskRef::file).unwrap(),
+        ped.join("Test/Test001_gt/003.bmp")
+    );
     assert!(data.test[1].masks.is_empty());
     let split = data.to_category_split("UCSDped2");
     assert_eq!((split.train.len(), split.test.len()), (7, 9));
-    assert_eq!(split.test[2].mask, v.mask(2).map(Path::to_path_buf));
+    assert_eq!(split.test[2].mask.as_ref(), v.mask(2));
     assert!(split.test[0].mask.is_none() && split.test[5].mask.is_none());
     assert_eq!(split.defects(), ["anomalous"]);
 
@@ -199,9 +202,14 @@ fn real_ucsd_ped2() {
     assert_eq!(v.labels[59], Label::Normal);
     assert_eq!(v.labels[60], Label::Anomalous);
     // The masks agree with the frame labels around the first anomaly of video 01.
-    let blank = load_mask(v.mask(30).unwrap(), (360, 240), 360).unwrap();
+    let blank = load_mask(v.mask(30).and_then(MaskRef::file).unwrap(), (360, 240), 360).unwrap();
     assert!(blank.pixels().all(|p| p[0] == 0));
-    let marked = load_mask(v.mask(100).unwrap(), (360, 240), 360).unwrap();
+    let marked = load_mask(
+        v.mask(100).and_then(MaskRef::file).unwrap(),
+        (360, 240),
+        360,
+    )
+    .unwrap();
     assert!(marked.pixels().any(|p| p[0] == 255));
     let clips = prediction_clips(&data.test, 4);
     assert_eq!(clips.len(), 2010 - 12 * 4);

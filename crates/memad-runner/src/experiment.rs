@@ -199,10 +199,7 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
             }
         }
     }
-    let video = matches!(
-        dataset.format,
-        DatasetFormat::VideoFrames | DatasetFormat::Ucsd
-    );
+    let video = dataset.format.is_video();
     let not_video = |key: &str, what: &str| {
         let msg = format!(
             "{what} needs a video dataset; `{}` has format {}",

@@ -1,0 +1,228 @@
+//! Ground-truth masks: where a sample's mask is, and decoding it at its native size.
+//!
+//! Most datasets keep one mask image per anomalous image ([`MaskRef::File`]); MVTec LOCO AD
+//! keeps one image per annotated region ([`MaskRef::Union`], OR-ed); ShanghaiTech keeps a
+//! `[T, H, W]` `.npy` volume per video ([`MaskRef::NpyFrame`], one frame read in place);
+//! CUHK Avenue keeps a MAT file per video, decoded once when the dataset is read and held
+//! as runs ([`MaskRef::MatFrame`], a few bytes per frame).
+//!
+//! [`MaskRef::decode`] gives a 0/255 [`GrayImage`] at the mask's own size: image files are
+//! binarised at > 127 (as before); the other sources mark any non-zero value (LOCO's
+//! regions carry their defect's grey value, ShanghaiTech's and Avenue's masks are 0/1).
+use crate::error::{DataError, Result};
+use crate::image_io::decode_luma;
+use crate::npy::read_frame_nonzero;
+use image::{GrayImage, Luma};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the ground-truth mask of a sample (or video frame) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaskRef {
+    /// One mask image of the image's size (0/255).
+    File(PathBuf),
+    /// Several mask images of the image's size, OR-ed (MVTec LOCO AD: one per region).
+    Union(Vec<PathBuf>),
+    /// Frame `index` of a `[T, H, W]` `.npy` volume of 0/1 values (ShanghaiTech).
+    NpyFrame { path: PathBuf, index: usize },
+    /// Frame `index` (0-based) of the `volLabel` cells of the MAT file `path` (CUHK
+    /// Avenue), decoded when the dataset was read.
+    MatFrame {
+        path: PathBuf,
+        index: usize,
+        runs: Arc<RunMask>,
+    },
+}
+
+impl MaskRef {
+    /// The file of a [`MaskRef::File`] mask; `None` for the others.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            MaskRef::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// A path naming the mask in messages: the file; a LOCO mask's folder; a volume's file
+    /// with the frame index appended (`01_0014.npy[12]`).
+    pub fn name(&self) -> PathBuf {
+        match self {
+            MaskRef::File(p) => p.clone(),
+            MaskRef::Union(files) => files
+                .first()
+                .and_then(|f| f.parent())
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            MaskRef::NpyFrame { path, index } | MaskRef::MatFrame { path, index, .. } => {
+                PathBuf::from(format!("{}[{index}]", path.display()))
+            }
+        }
+    }
+
+    /// Decodes the mask at its own size as 0/255.
+    pub fn decode(&self) -> Result<GrayImage> {
+        match self {
+            MaskRef::File(path) => {
+                let mut gray = decode_luma(path)?;
+                for p in gray.pixels_mut() {
+                    p[0] = if p[0] > 127 { 255 } else { 0 };
+                }
+                Ok(gray)
+            }
+            MaskRef::Union(files) => decode_union(files),
+            MaskRef::NpyFrame { path, index } => {
+                let (h, w, flags) = read_frame_nonzero(path, *index)?;
+                Ok(flags_image(w as u32, h as u32, &flags))
+            }
+            MaskRef::MatFrame { runs, .. } => Ok(runs.to_image()),
+        }
+    }
+}
+
+impl From<PathBuf> for MaskRef {
+    fn from(path: PathBuf) -> Self {
+        MaskRef::File(path)
+    }
+}
+
+/// `width` x `height` row-major flags as a 0/255 image.
+fn flags_image(width: u32, height: u32, flags: &[bool]) -> GrayImage {
+    GrayImage::from_fn(width, height, |x, y| {
+        Luma([if flags[(y * width + x) as usize] {
+            255
+        } else {
+            0
+        }])
+    })
+}
+
+/// The OR of the mask images `files` (any non-zero pixel), which must share one size.
+fn decode_union(files: &[PathBuf]) -> Result<GrayImage> {
+    let first = files.first().ok_or_else(|| {
+        DataError::InvalidArgument("a union of mask files needs at least one file".into())
+    })?;
+    let mut out = decode_luma(first)?;
+    for p in out.pixels_mut() {
+        p[0] = if p[0] > 0 { 255 } else { 0 };
+    }
+    for file in &files[1..] {
+        let m = decode_luma(file)?;
+        if m.dimensions() != out.dimensions() {
+            return Err(DataError::MaskSize {
+                mask: file.clone(),
+                mask_size: m.dimensions(),
+                image: Some(first.clone()),
+                image_size: out.dimensions(),
+            });
+        }
+        for (o, p) in out.pixels_mut().zip(m.pixels()) {
+            if p[0] > 0 {
+                o[0] = 255;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A binary mask held as row-major runs of set pixels: small for the blobs of video
+/// anomaly masks, whatever the frame size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMask {
+    pub width: u32,
+    pub height: u32,
+    /// `(start, length)` of each run, `start` a row-major pixel index, in increasing order.
+    pub runs: Vec<(u32, u32)>,
+}
+
+impl RunMask {
+    /// The runs of `width` x `height` row-major `flags`.
+    pub fn from_flags(width: u32, height: u32, flags: &[bool]) -> Self {
+        let mut runs = Vec::new();
+        let mut start = None;
+        for (i, &on) in flags.iter().enumerate() {
+            match (on, start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    runs.push((s as u32, (i - s) as u32));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            runs.push((s as u32, (flags.len() - s) as u32));
+        }
+        RunMask {
+            width,
+            height,
+            runs,
+        }
+    }
+
+    /// Whether no pixel is set.
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// The number of set pixels.
+    pub fn area(&self) -> usize {
+        self.runs.iter().map(|&(_, n)| n as usize).sum()
+    }
+
+    /// The mask as a 0/255 image.
+    pub fn to_image(&self) -> GrayImage {
+        let mut img = GrayImage::new(self.width, self.height);
+        let buf: &mut [u8] = &mut img;
+        for &(start, len) in &self.runs {
+            buf[start as usize..(start + len) as usize].fill(255);
+        }
+        img
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_round_trip() {
+        let flags = [true, true, false, false, true, false, true, true, true];
+        let m = RunMask::from_flags(3, 3, &flags);
+        assert_eq!(m.runs, [(0, 2), (4, 1), (6, 3)]);
+        assert_eq!(m.area(), 6);
+        let img = m.to_image();
+        let back: Vec<bool> = img.pixels().map(|p| p[0] == 255).collect();
+        assert_eq!(back, flags);
+        assert!(RunMask::from_flags(2, 1, &[false, false]).is_empty());
+    }
+
+    #[test]
+    fn union_ors_any_nonzero_value_and_checks_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("000.png"),
+            dir.path().join("001.png"),
+            dir.path().join("002.png"),
+        );
+        let mut m = GrayImage::new(4, 2);
+        m.put_pixel(0, 0, Luma([255]));
+        m.save(&a).unwrap();
+        let mut m = GrayImage::new(4, 2);
+        m.put_pixel(3, 1, Luma([7]));
+        m.save(&b).unwrap();
+        GrayImage::new(2, 2).save(&c).unwrap();
+        let union = MaskRef::Union(vec![a.clone(), b.clone()]).decode().unwrap();
+        let on: Vec<u8> = union.pixels().map(|p| p[0]).collect();
+        assert_eq!(on, [255, 0, 0, 0, 0, 0, 0, 255]);
+        // As a single file, 7 is below the 0/255 threshold.
+        let single = MaskRef::File(b.clone()).decode().unwrap();
+        assert!(single.pixels().all(|p| p[0] == 0));
+        let err = MaskRef::Union(vec![a, c]).decode().unwrap_err().to_string();
+        assert!(err.contains("002.png is 2x2 but its image"), "{err}");
+        assert_eq!(
+            MaskRef::Union(vec![b]).name(),
+            dir.path(),
+            "a union is named by its folder"
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! MVTec LOCO AD (a mask folder per image, OR-ed) and BTAD (`ok`/`ko`, masks matched by
+//! stem across extensions) on small trees in the real layouts.
+use image::{GrayImage, Luma, Rgb, RgbImage};
+use memad_data::check::check_dataset;
+use memad_data::image_io::load_mask_for;
+use memad_data::loader::decode_batch;
+use memad_data::mask::MaskRef;
+use memad_data::mvtec_loco::{self, LOGICAL, STRUCTURAL};
+use memad_data::{btad, DataError, DatasetCatalog, DatasetEntry, Label};
+use std::path::Path;
+
+fn img(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    RgbImage::from_pixel(w, h, Rgb([10, 20, 30]))
+        .save(path)
+        .unwrap();
+}
+
+/// A `w` x `h` mask with value `v` on the rectangle `x0..x1` x `y0..y1`.
+fn mask(path: &Path, (w, h): (u32, u32), (x0, x1, y0, y1): (u32, u32, u32, u32), v: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    GrayImage::from_fn(w, h, |x, y| {
+        Luma([if (x0..x1).contains(&x) && (y0..y1).contains(&y) {
+            v
+        } else {
+            0
+        }])
+    })
+    .save(path)
+    .unwrap();
+}
+
+fn entry(format: &str, root: &Path) -> DatasetEntry {
+    let text = format!(
+        "[d]\nformat = \"{format}\"\nroot = \"{}\"\n",
+        root.display()
+    );
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    catalog.get("d").unwrap().clone()
+}
+
+/// `breakfast_box` (16 x 12): 3 train, 2 validation, 2 good test images, 2 logical anomalies
+/// (000 with two region masks, values 255 and 100; 001 with one) and 1 structural; and a
+/// minimal `juice_bottle`.
+fn loco_tree(root: &Path) {
+    let c = root.join("breakfast_box");
+    let size = (16, 12);
+    for i in 0..3 {
+        img(&c.join(format!("train/good/{i:03}.png")), 16, 12);
+    }
+    for i in 0..2 {
+        img(&c.join(format!("validation/good/{i:03}.png")), 16, 12);
+        img(&c.join(format!("test/good/{i:03}.png")), 16, 12);
+        img(&c.join(format!("test/{LOGICAL}/{i:03}.png")), 16, 12);
+    }
+    img(&c.join(format!("test/{STRUCTURAL}/000.png")), 16, 12);
+    let gt = c.join("ground_truth");
+    mask(
+        &gt.join(format!("{LOGICAL}/000/000.png")),
+        size,
+        (0, 4, 0, 2),
+        255,
+    );
+    mask(
+        &gt.join(format!("{LOGICAL}/000/001.png")),
+        size,
+        (10, 16, 8, 12),
+        100,
+    );
+    mask(
+        &gt.join(format!("{LOGICAL}/001/000.png")),
+        size,
+        (0, 16, 0, 12),
+        254,
+    );
+    mask(
+        &gt.join(format!("{STRUCTURAL}/000/000.png")),
+        size,
+        (2, 3, 2, 3),
+        255,
+    );
+    let j = root.join("juice_bottle");
+    img(&j.join("train/good/000.png"), 8, 16);
+    img(&j.join("test/good/000.png"), 8, 16);
+}
+
+#[test]
+fn reads_mvtec_loco_with_or_ed_mask_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    loco_tree(root);
+    assert_eq!(
+        mvtec_loco::list_categories(root).unwrap(),
+        ["breakfast_box", "juice_bottle"]
+    );
+    assert!(mvtec_loco::LOCO_CATEGORIES.contains(&"splicing_connectors"));
+    let split = mvtec_loco::read_category(root, "breakfast_box").unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (3, 5));
+    assert_eq!(split.defects(), [LOGICAL, STRUCTURAL]);
+    let kinds: Vec<(&str, Label)> = split
+        .test
+        .iter()
+        .map(|s| (s.defect.as_str(), s.label))
+        .collect();
+    use Label::{Anomalous as A, Normal as N};
+    assert_eq!(
+        kinds,
+        [
+            ("good", N),
+            ("good", N),
+            (LOGICAL, A),
+            (LOGICAL, A),
+            (STRUCTURAL, A)
+        ]
+    );
+    let gt = root.join("breakfast_box/ground_truth");
+    let s = &split.test[2];
+    assert_eq!(
+        s.mask,
+        Some(MaskRef::Union(vec![
+            gt.join(format!("{LOGICAL}/000/000.png")),
+            gt.join(format!("{LOGICAL}/000/001.png")),
+        ]))
+    );
+    // Both regions, whatever their grey value: 4 x 2 + 6 x 4.
+    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 16).unwrap();
+    assert_eq!(m.dimensions(), (16, 16));
+    let native = s.mask.as_ref().unwrap().decode().unwrap();
+    assert_eq!(native.pixels().filter(|p| p[0] == 255).count(), 8 + 24);
+    assert_eq!(native.get_pixel(15, 11)[0], 255);
+    assert_eq!(
+        mvtec_loco::read_validation(root, "breakfast_box")
+            .unwrap()
+            .len(),
+        2
+    );
+    let batch = decode_batch(&split.test, &[0, 4], 12, true).unwrap();
+    let masks = batch.masks.unwrap();
+    assert!(masks[..144].iter().all(|&v| v == 0.0));
+    assert_eq!(masks[144..].iter().filter(|&&v| v > 0.5).count(), 1);
+
+    let e = entry("mvtec_loco", root);
+    assert!(!e.format.is_video());
+    let report = check_dataset(&e).unwrap();
+    assert!(report.is_ok(), "{report}");
+    let c = &report.categories[0];
+    assert_eq!(c.masks_checked, 3);
+    assert_eq!(c.counts[&("test".to_string(), LOGICAL.to_string())], 2);
+    assert_eq!(report.categories[1].split_count("test"), 1);
+    let msg = e
+        .read_clips("breakfast_box", 3, memad_data::video::ClipMode::Predict)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("not a video format"), "{msg}");
+}
+
+#[test]
+fn mvtec_loco_missing_or_mis_sized_masks_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    loco_tree(root);
+    let gt = root.join("breakfast_box/ground_truth");
+    mask(
+        &gt.join(format!("{LOGICAL}/001/001.png")),
+        (8, 8),
+        (0, 1, 0, 1),
+        255,
+    );
+    let report = check_dataset(&entry("mvtec_loco", root)).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("001/001.png is 8x8 but its image") && text.contains("1 problem(s)"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(gt.join(STRUCTURAL)).unwrap();
+    let err = mvtec_loco::read_category(root, "breakfast_box").unwrap_err();
+    assert!(matches!(err, DataError::MaskMissing { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("ground_truth/structural_anomalies/000/000.png"),
+        "{err}"
+    );
+    let msg = mvtec_loco::read_category(root, "breakfast")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("breakfast_box, juice_bottle"), "{msg}");
+}
+
+/// BTAD: `01` bmp images with png masks, `02` png and png, `03` bmp and bmp.
+fn btad_tree(root: &Path) {
+    for (cat, ext, mask_ext) in [
+        ("01", "bmp", "png"),
+        ("02", "png", "png"),
+        ("03", "bmp", "bmp"),
+    ] {
+        let c = root.join(cat);
+        for i in 0..2 {
+            img(&c.join(format!("train/ok/{i:04}.{ext}")), 10, 8);
+            img(&c.join(format!("test/ko/{i:04}.{ext}")), 10, 8);
+            mask(
+                &c.join(format!("ground_truth/ko/{i:04}.{mask_ext}")),
+                (10, 8),
+                (0, 2 + i, 0, 2),
+                255,
+            );
+        }
+        img(&c.join(format!("test/ok/0000.{ext}")), 10, 8);
+    }
+}
+
+#[test]
+fn reads_btad_matching_masks_by_stem() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    btad_tree(root);
+    assert_eq!(btad::list_categories(root).unwrap(), btad::BTAD_CATEGORIES);
+    let split = btad::read_category(root, "01").unwrap();
+    assert_eq!((split.train.len(), split.test.len()), (2, 3));
+    assert_eq!(split.defects(), ["ko"]);
+    assert_eq!(
+        (split.test[0].defect.as_str(), split.test[0].label),
+        ("good", Label::Normal)
+    );
+    let s = &split.test[2];
+    assert_eq!(s.image, root.join("01/test/ko/0001.bmp"));
+    assert_eq!(
+        s.mask.as_ref().and_then(MaskRef::file),
+        Some(root.join("01/ground_truth/ko/0001.png").as_path())
+    );
+    let split = btad::read_category(root, "03").unwrap();
+    let m = split.test[1].mask.as_ref().unwrap();
+    assert_eq!(
+        m.file(),
+        Some(root.join("03/ground_truth/ko/0000.bmp").as_path())
+    );
+    let native = m.decode().unwrap();
+    assert_eq!(native.pixels().filter(|p| p[0] == 255).count(), 4);
+    let report = check_dataset(&entry("btad", root)).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.categories.len(), 3);
+    assert!(report.categories.iter().all(|c| c.masks_checked == 2));
+
+    std::fs::remove_file(root.join("02/ground_truth/ko/0001.png")).unwrap();
+    let err = btad::read_category(root, "02").unwrap_err();
+    assert!(matches!(err, DataError::MaskMissing { .. }), "{err}");
+    assert!(
+        err.to_string().contains("02/ground_truth/ko/0001.png"),
+        "{err}"
+    );
+    img(&root.join("01/test/crack/0000.bmp"), 10, 8);
+    let msg = btad::read_category(root, "01").unwrap_err().to_string();
+    assert!(
+        msg.contains("test/crack") && msg.contains("only `ok` and `ko`"),
+        "{msg}"
+    );
+}
