@@ -236,6 +236,7 @@ fn run_category(
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     let mut loss_rows = Vec::new();
+    let mut last_note = Instant::now();
     for epoch in 1..=exp.train.epochs {
         method.start_epoch(epoch, exp.train.epochs)?;
         let order = shuffled(
@@ -267,6 +268,20 @@ fn run_category(
                 exp.train.epochs
             ));
             pb.inc(1);
+            // Without a terminal (nohup, a sweep's log) the bar is hidden: a line a minute.
+            if !tty && last_note.elapsed().as_secs() >= 60 {
+                last_note = Instant::now();
+                let left = (batches_per_epoch - steps) * exp.data.batch_size
+                    + (exp.train.epochs - epoch) * split.train.len();
+                say(
+                    dir,
+                    &format!(
+                        "[{category}] epoch {epoch}/{} step {steps}/{batches_per_epoch} loss {loss:.4} | {rate:.1} img/s, about {:.0} min of training left",
+                        exp.train.epochs,
+                        left as f64 / rate.max(1e-9) / 60.0
+                    ),
+                );
+            }
         }
         let terms: Vec<String> = sums
             .iter()
