@@ -68,7 +68,7 @@
 //! `memad run experiments/paper/contrastive_fashion_mnist.toml` (the ablation).
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, Method, Registry, Result, TrainOutput,
+    LossTerm, Method, Registry, Result, TrainOutput,
 };
 use memory_contrast::{l2_normalise, ContrastMemory, ContrastMemoryConfig};
 use serde::{Deserialize, Serialize};
@@ -928,9 +928,12 @@ impl Mscm {
             let anomalous = label.eq(1).nonzero().squeeze_dim(1);
             for (&s, memory) in self.cfg.scales.iter().zip(memories) {
                 let f = &all[s];
-                let q = flatten(&f.index_select(0, &normal));
-                let read = memory.read(&q, true);
-                let mut scale_terms = memory.losses(&q, &read);
+                let q = if anomalous.size()[0] > 0 {
+                    flatten(&f.index_select(0, &normal))
+                } else {
+                    flatten(f)
+                };
+                let mut scale_terms = memory.training_losses(&q);
                 if anomalous.size()[0] > 0 {
                     let a = flatten(&f.index_select(0, &anomalous));
                     scale_terms.push(("repel".into(), memory.repel(&a)));

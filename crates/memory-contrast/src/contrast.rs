@@ -209,6 +209,27 @@ impl ContrastMemory {
         q - m.index_select(0, &index)
     }
 
+    /// The weighted terms `contrast` (`contrast_weight * L_c`) and `usage`
+    /// (`usage_weight * L_u`) of normal queries, from one similarity computation (what
+    /// [`Memory::losses`] returns, without computing a read first).
+    ///
+    /// # Shapes
+    /// `query`: `[N, dim]` -> two scalars.
+    pub fn training_losses(&self, query: &Tensor) -> Vec<(String, Tensor)> {
+        let similarity = self.similarity(query);
+        let attention = (&similarity / self.cfg.temperature).softmax(1, Kind::Float);
+        vec![
+            (
+                "contrast".to_string(),
+                contrastive_loss(&similarity, self.cfg.temperature) * self.cfg.contrast_weight,
+            ),
+            (
+                "usage".to_string(),
+                usage_loss(&attention) * self.cfg.usage_weight,
+            ),
+        ]
+    }
+
     /// `anomaly_weight * L_r` for labelled anomalous queries.
     ///
     /// # Shapes
@@ -282,23 +303,10 @@ impl Memory for ContrastMemory {
         }
     }
 
-    /// `contrast` (`contrast_weight * L_c`) and `usage` (`usage_weight * L_u`).
-    fn losses(&self, query: &Tensor, read: &MemoryRead) -> Vec<(String, Tensor)> {
-        let similarity = self.similarity(query);
-        let attention = match &read.attention {
-            Some(a) => a.shallow_clone(),
-            None => (&similarity / self.cfg.temperature).softmax(1, Kind::Float),
-        };
-        vec![
-            (
-                "contrast".to_string(),
-                contrastive_loss(&similarity, self.cfg.temperature) * self.cfg.contrast_weight,
-            ),
-            (
-                "usage".to_string(),
-                usage_loss(&attention) * self.cfg.usage_weight,
-            ),
-        ]
+    /// `contrast` (`contrast_weight * L_c`) and `usage` (`usage_weight * L_u`): see
+    /// [`ContrastMemory::training_losses`] (`read` is not needed).
+    fn losses(&self, query: &Tensor, _read: &MemoryRead) -> Vec<(String, Tensor)> {
+        self.training_losses(query)
     }
 
     // No `update` (learned by gradient) and no `state` (everything is in the VarStore).
