@@ -63,6 +63,14 @@ pub struct MnadConfig {
     pub memory: MnadMemoryConfig,
     /// `lambda` of the score: weight of `g(-PSNR)`; `1 - lambda` weighs `g(D)`.
     pub psnr_weight: f64,
+    /// `false`: the ablation without memory (the decoder reads the encoder's features
+    /// directly, the loss is the pixel loss alone, the score is `g(-PSNR)`).
+    #[serde(default = "d_use_memory")]
+    pub use_memory: bool,
+}
+
+fn d_use_memory() -> bool {
+    true
 }
 
 fn parse(section: &toml::Value, path: &str) -> std::result::Result<MnadConfig, ConfigError> {
@@ -123,7 +131,8 @@ pub struct Mnad {
     vs: nn::VarStore,
     encoder: UnetEncoder,
     decoder: UnetDecoder,
-    memory: MnadMemory,
+    /// `None` for the ablation without memory.
+    memory: Option<MnadMemory>,
     /// The last training batch's queries (detached), for the update after the step.
     pending: Option<Tensor>,
 }
@@ -136,7 +145,8 @@ struct Forward {
     target: Tensor,
     /// `[B * h * w, 512]` L2-normalised queries.
     queries: Tensor,
-    read: memad_core::MemoryRead,
+    /// `None` without memory.
+    read: Option<memad_core::MemoryRead>,
 }
 
 impl Mnad {
@@ -155,11 +165,15 @@ impl Mnad {
         let encoder = UnetEncoder::new(vs.root() / "encoder", 3 * inputs);
         let decoder = UnetDecoder::new(
             vs.root() / "decoder",
-            2 * UNET_FEATURES,
+            if cfg.use_memory { 2 } else { 1 } * UNET_FEATURES,
             3,
             cfg.task == MnadTask::Predict,
         );
-        let memory = MnadMemory::new(&cfg.memory, ctx.device)?;
+        let memory = if cfg.use_memory {
+            Some(MnadMemory::new(&cfg.memory, ctx.device)?)
+        } else {
+            None
+        };
         Ok(Mnad {
             cfg,
             vs,
@@ -192,12 +206,16 @@ impl Mnad {
             .permute([0, 2, 3, 1])
             .reshape([b * h * w, c])
             .l2_normalize();
-        let read = self.memory.read(&queries, train);
-        let p_hat = read.output.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
-        let q = queries.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
-        let output = self
-            .decoder
-            .forward_t(&Tensor::cat(&[q, p_hat], 1), &enc.skips, train);
+        let (decoder_input, read) = match &self.memory {
+            Some(memory) => {
+                let read = memory.read(&queries, train);
+                let p_hat = read.output.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
+                let q = queries.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
+                (Tensor::cat(&[q, p_hat], 1), Some(read))
+            }
+            None => (enc.features.shallow_clone(), None),
+        };
+        let output = self.decoder.forward_t(&decoder_input, &enc.skips, train);
         Ok(Forward {
             output,
             target,
@@ -234,7 +252,11 @@ impl Method for Mnad {
             value: pixel.double_value(&[]),
         }];
         let mut parts = vec![pixel];
-        for (name, term) in self.memory.losses(&f.queries, &f.read) {
+        let memory_losses = match (&self.memory, &f.read) {
+            (Some(memory), Some(read)) => memory.losses(&f.queries, read),
+            _ => Vec::new(),
+        };
+        for (name, term) in memory_losses {
             terms.push(LossTerm {
                 name,
                 value: term.double_value(&[]),
@@ -242,12 +264,17 @@ impl Method for Mnad {
             parts.push(term);
         }
         let loss = Tensor::stack(&parts, 0).sum(Kind::Float);
-        self.pending = Some(f.queries.detach());
+        if self.memory.is_some() {
+            self.pending = Some(f.queries.detach());
+        }
         Ok(TrainOutput { loss, terms })
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.memory
+        let Some(memory) = &self.memory else {
+            return Vec::new();
+        };
+        memory
             .state()
             .into_iter()
             .map(|(name, t)| (format!("memory.{name}"), t))
@@ -256,7 +283,10 @@ impl Method for Mnad {
 
     fn after_step(&mut self) -> Result<()> {
         match self.pending.take() {
-            Some(q) => tch::no_grad(|| self.memory.update(&q)),
+            Some(q) => match self.memory.as_mut() {
+                Some(memory) => tch::no_grad(|| memory.update(&q)),
+                None => Ok(()),
+            },
             None => Ok(()),
         }
     }
@@ -268,8 +298,19 @@ impl Method for Mnad {
         let err = ((&f.output - &f.target) / 2.0).square();
         let mse = err.mean_dim([1, 2, 3].as_slice(), false, Kind::Float);
         let neg_psnr = mse.clamp_min(1e-10).log10() * 10.0;
-        let distance = f
-            .read
+        let anomaly_map = err.mean_dim([1].as_slice(), true, Kind::Float);
+        let Some(read) = &f.read else {
+            return Ok(AnomalyOutput {
+                image_score: neg_psnr.shallow_clone(),
+                anomaly_map: Some(anomaly_map),
+                parts: vec![ScorePart {
+                    name: "neg_psnr".into(),
+                    weight: 1.0,
+                    value: neg_psnr,
+                }],
+            });
+        };
+        let distance = read
             .distance
             .as_ref()
             .ok_or_else(|| CoreError::Invalid("mnad: the memory gives no distance".into()))?
@@ -277,7 +318,6 @@ impl Method for Mnad {
             .mean_dim([1].as_slice(), false, Kind::Float);
         let lambda = self.cfg.psnr_weight;
         let image_score = &neg_psnr * lambda + &distance * (1.0 - lambda);
-        let anomaly_map = err.mean_dim([1].as_slice(), true, Kind::Float);
         Ok(AnomalyOutput {
             image_score,
             anomaly_map: Some(anomaly_map),
@@ -350,7 +390,7 @@ mod tests {
     fn a_step_trains_the_network_and_updates_the_memory_by_rule() {
         let cfg = parse(&section(""), "method").unwrap();
         let mut m = Mnad::new(cfg, &ctx(16)).unwrap();
-        let before = m.memory.items().copy();
+        let before = m.memory.as_ref().unwrap().items().copy();
         let out = m.train_step(&batch(3, 16)).unwrap();
         let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["pixel", "compactness", "separateness"]);
@@ -358,10 +398,15 @@ mod tests {
         assert!((out.loss.double_value(&[]) - sum).abs() < 1e-5);
         out.loss.backward();
         m.after_step().unwrap();
-        let moved = (m.memory.items() - &before).abs().max().double_value(&[]);
+        let moved = (m.memory.as_ref().unwrap().items() - &before)
+            .abs()
+            .max()
+            .double_value(&[]);
         assert!(moved > 0.0, "the update moves the items");
         let norms = m
             .memory
+            .as_ref()
+            .unwrap()
             .items()
             .norm_scalaropt_dim(2, [1].as_slice(), false);
         assert!(norms.allclose(&Tensor::ones_like(&norms), 1e-5, 1e-5, false));
@@ -384,6 +429,23 @@ mod tests {
         // -PSNR of images in [0, 1] is finite and below 0 dB error power 1.
         assert!(p.value.max().double_value(&[]) < 0.0);
         assert!(d.value.min().double_value(&[]) >= 0.0);
+    }
+
+    #[test]
+    fn the_ablation_without_memory_is_a_plain_unet() {
+        let text = "kind = \"mnad\"\ntask = \"predict\"\nframes = 3\npsnr_weight = 0.6\nuse_memory = false\n[memory]";
+        let cfg = parse(&toml::from_str(text).unwrap(), "method").unwrap();
+        let mut m = Mnad::new(cfg, &ctx(16)).unwrap();
+        let out = m.train_step(&batch(3, 16)).unwrap();
+        assert_eq!(out.terms.len(), 1, "pixel loss only");
+        out.loss.backward();
+        m.after_step().unwrap();
+        assert!(m.state().is_empty());
+        let scored = tch::no_grad(|| m.score(&batch(3, 16))).unwrap();
+        assert_eq!(scored.parts.len(), 1);
+        assert!(scored.parts[0]
+            .value
+            .allclose(&scored.image_score, 0.0, 0.0, false));
     }
 
     #[test]
