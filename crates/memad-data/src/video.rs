@@ -91,47 +91,16 @@ impl VideoDataset {
     /// normal (`good`), test frames `good` or `anomalous`, anomalous frames with their masks
     /// when the dataset has masks.
     pub fn to_category_split(&self, category: &str) -> CategorySplit {
-        let train = self
-            .train
-            .iter()
-            .flat_map(|v| v.frames.iter().map(move |f| (v, f)))
-            .map(|(v, f)| Sample {
-                frames: Vec::new(),
-                video: Some(v.name.clone()),
-                pixels: None,
-                image: f.clone(),
-                label: Label::Normal,
-                defect: GOOD.to_string(),
-                mask: None,
-            })
-            .collect();
-        let mut test = Vec::new();
-        for v in &self.test {
-            for (k, frame) in v.frames.iter().enumerate() {
-                let label = v.labels[k];
-                test.push(Sample {
-                    frames: Vec::new(),
-                    video: Some(v.name.clone()),
-                    pixels: None,
-                    image: frame.clone(),
-                    label,
-                    defect: if label.is_anomalous() {
-                        "anomalous".to_string()
-                    } else {
-                        GOOD.to_string()
-                    },
-                    mask: if label.is_anomalous() {
-                        v.mask(k).cloned()
-                    } else {
-                        None
-                    },
-                });
-            }
-        }
+        let frames = |videos: &[Video]| -> Vec<Sample> {
+            videos
+                .iter()
+                .flat_map(|v| (0..v.len()).map(move |k| frame_sample(v, k, Vec::new())))
+                .collect()
+        };
         CategorySplit {
             category: category.to_string(),
-            train,
-            test,
+            train: frames(&self.train),
+            test: frames(&self.test),
         }
     }
 }
@@ -176,26 +145,33 @@ fn clip_samples(videos: &[Video], frames: usize, mode: ClipMode) -> Vec<Sample> 
         .into_iter()
         .map(|(v, clip, k)| {
             let video = &videos[v];
-            let label = video.labels[k];
-            Sample {
-                image: video.frames[k].clone(),
-                label,
-                defect: if label.is_anomalous() {
-                    "anomalous".to_string()
-                } else {
-                    GOOD.to_string()
-                },
-                mask: if label.is_anomalous() {
-                    video.mask(k).cloned()
-                } else {
-                    None
-                },
-                frames: clip.iter().map(|&i| video.frames[i].clone()).collect(),
-                video: Some(video.name.clone()),
-                pixels: None,
-            }
+            let frames = clip.iter().map(|&i| video.frames[i].clone()).collect();
+            frame_sample(video, k, frames)
         })
         .collect()
+}
+
+/// Frame `k` of `video` as a sample: its label, its mask when anomalous, the video's name,
+/// and `frames` (the clip it is scored in; empty for single frames).
+fn frame_sample(video: &Video, k: usize, frames: Vec<PathBuf>) -> Sample {
+    let label = video.labels[k];
+    Sample {
+        image: video.frames[k].clone(),
+        label,
+        defect: if label.is_anomalous() {
+            "anomalous".to_string()
+        } else {
+            GOOD.to_string()
+        },
+        mask: if label.is_anomalous() {
+            video.mask(k).cloned()
+        } else {
+            None
+        },
+        frames,
+        video: Some(video.name.clone()),
+        pixels: None,
+    }
 }
 
 /// Whether `dir` has the MNAD layout (`training/frames` and `testing/frames`).
