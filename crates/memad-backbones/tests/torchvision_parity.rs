@@ -112,10 +112,18 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// Within `TOLERANCE` of the reference, scaled by the level's largest magnitude when that
+/// exceeds 1: deep levels of the randomised-BN checkpoints reach tens, where float32
+/// convolutions on another CPU (oneDNN picks kernels per instruction set) differ by about
+/// 1e-4 absolute (seen: layer3 of ResNet-50 on AMD EPYC against goldens made on Intel Xeon).
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
     let diff = max_abs_diff(got, want);
-    eprintln!("{what}: max abs diff {diff:.2e}");
-    assert!(diff < TOLERANCE, "{what}: max abs diff {diff}");
+    let scale = want.abs().max().double_value(&[]).max(1.0);
+    eprintln!("{what}: max abs diff {diff:.2e} (largest magnitude {scale:.1})");
+    assert!(
+        diff < TOLERANCE * scale,
+        "{what}: max abs diff {diff} (largest magnitude {scale})"
+    );
 }
 
 /// Checks the loaded variables are the checkpoint the goldens were computed from.
