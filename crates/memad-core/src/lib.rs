@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod io;
+pub mod optim;
 pub mod registry;
 pub mod traits;
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# memad against the plain-PyTorch reference: training-step and scoring throughput of RD4AD
+# and MNAD, run alternately (memad, reference, memad, reference, ...) into one CSV, then a
+# table of the ratio memad / reference of images/s (medians over the rounds).
+#
+#   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
+#                                      [--threads T] [--out FILE]
+#
+# CPU shapes: RD4AD batch 2 at 64 px, MNAD batch 2 at 64 px, 2 threads (--threads T: T
+# threads, written to steps_cpu_<T>threads.csv unless T = 2). CUDA shapes (the papers'):
+# RD4AD batch 16 at 256 px, MNAD batch 4 at 256 px. --quick: fewer steps, written to
+# steps_<device>_quick.csv (a smoke test, not figures). Results:
+# benches/reference/results/steps_<device>.csv.
+#
+# Environment: MEMAD_BENCH_BIN (a prebuilt step_bench; default target/release/step_bench,
+# built with cargo when missing and cargo exists), PYTHON (a python with torch; default the
+# project venv's), MEMAD_COMMIT (the commit written in the rows; default git's, else
+# "unknown"). On a machine without Rust (a GPU box), build here with
+#   cargo build --release -p memad-benches --bin step_bench
+# carry target/release/step_bench, and there run
+#   LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib \
+#   MEMAD_BENCH_BIN=path/to/step_bench PYTHON=python3 benches/reference/compare_steps.sh --device cuda
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+DEVICE=cpu
+QUICK=0
+ROUNDS=2
+OUT=""
+CPU_THREADS=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --device) DEVICE="$2"; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --threads) CPU_THREADS="$2"; shift 2 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+case "$DEVICE" in cpu|cuda) ;; *) echo "--device must be cpu or cuda" >&2; exit 2 ;; esac
+if [ "$ROUNDS" -lt 2 ]; then echo "--rounds must be at least 2" >&2; exit 2; fi
+
+BIN="${MEMAD_BENCH_BIN:-$ROOT/target/release/step_bench}"
+PYTHON="${PYTHON:-$HOME/.cache/memad/torch-2.11.0/venv/bin/python}"
+if [ ! -x "$BIN" ]; then
+    if [ -z "${MEMAD_BENCH_BIN:-}" ] && command -v cargo >/dev/null; then
+        (cd "$ROOT" && cargo build --release -p memad-benches --bin step_bench)
+    else
+        echo "step_bench not found at $BIN: set MEMAD_BENCH_BIN to a prebuilt binary" >&2
+        exit 1
+    fi
+fi
+"$PYTHON" -c 'import torch' || { echo "PYTHON=$PYTHON has no torch" >&2; exit 1; }
+COMMIT="${MEMAD_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+DATE="$(date -u +%Y-%m-%d)"
+
+# method batch size, per device; steps and warm-up.
+if [ "$DEVICE" = cpu ]; then
+    CONFIGS=("rd4ad 2 64" "mnad 2 64")
+    THREADS=(--threads "$CPU_THREADS")
+    STEPS=10; WARMUP=3
+    [ "$QUICK" = 1 ] && { STEPS=2; WARMUP=1; }
+else
+    CONFIGS=("rd4ad 16 256" "mnad 4 256")
+    THREADS=()
+    STEPS=30; WARMUP=5
+    [ "$QUICK" = 1 ] && { STEPS=3; WARMUP=2; }
+fi
+SUFFIX=""
+[ "$DEVICE" = cpu ] && [ "$CPU_THREADS" != 2 ] && SUFFIX="_${CPU_THREADS}threads"
+[ "$QUICK" = 1 ] && SUFFIX="${SUFFIX}_quick"
+OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
+mkdir -p "$(dirname "$OUT")"
+rm -f "$OUT"
+LOG="$(mktemp)"
+trap 'rm -f "$LOG"' EXIT
+
+echo "memad: $BIN"
+echo "reference: $PYTHON $HERE/step_reference.py ($("$PYTHON" -c 'import torch;print(torch.__version__)'))"
+echo "device $DEVICE, $ROUNDS rounds, $STEPS steps after $WARMUP warm-up, commit $COMMIT, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for config in "${CONFIGS[@]}"; do
+    read -r METHOD BATCH SIZE <<<"$config"
+    ARGS=(--method "$METHOD" --device "$DEVICE" --batch "$BATCH" --size "$SIZE"
+          --steps "$STEPS" --warmup "$WARMUP" "${THREADS[@]}" --out "$OUT"
+          --commit "$COMMIT" --date "$DATE")
+    for round in $(seq 1 "$ROUNDS"); do
+        echo "== $METHOD batch $BATCH, $SIZE px, round $round/$ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
+        "$BIN" "${ARGS[@]}" | tee -a "$LOG" | sed "s/^trainable/memad $METHOD: trainable/"
+        "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" | tee -a "$LOG" \
+            | sed "s/^trainable/pytorch $METHOD: trainable/"
+    done
+    # Both sides must build the same network: one distinct trainable count per method.
+    COUNTS=$(grep -h '^trainable parameters' "$LOG" | sort -u | wc -l)
+    if [ "$COUNTS" != 1 ]; then
+        echo "parameter counts differ between memad and the reference for $METHOD:" >&2
+        grep -h '^trainable parameters' "$LOG" | sort | uniq -c >&2
+        exit 1
+    fi
+    : >"$LOG"
+done
+
+echo
+echo "results: $OUT"
+"$PYTHON" - "$OUT" <<'EOF'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+groups = {}
+for r in rows:
+    groups.setdefault((r["method"], r["phase"], r["implementation"]), []).append(r)
+print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | memad peak MiB | reference peak MiB |")
+print("|---|---|---|---|---|---|---|---|---|")
+for method in dict.fromkeys(r["method"] for r in rows):
+    for phase in ("train", "score"):
+        m, p = groups.get((method, phase, "memad")), groups.get((method, phase, "pytorch"))
+        if not m or not p:
+            continue
+        med = lambda g, k: statistics.median(float(r[k]) for r in g)
+        mi, pi = med(m, "images_per_s"), med(p, "images_per_s")
+        print(f"| {method} | {phase} | {m[0]['device']} | {m[0]['batch']} x {m[0]['size']} | "
+              f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {med(m, 'peak_mem_mib'):.0f} | "
+              f"{med(p, 'peak_mem_mib'):.0f} |")
+print(f"(medians over {len(rows) // max(1, len(groups))} rounds; images/s of each round: "
+      + "; ".join(f"{k[0]} {k[1]} {k[2]} " + "/".join(r['images_per_s'] for r in g)
+                  for k, g in groups.items()) + ")")
+EOF

@@ -1,0 +1,567 @@
+//! Training-step and scoring throughput of memad's RD4AD and MNAD at the papers' model shapes,
+//! timed the way `benches/reference/step_reference.py` times the same models in plain PyTorch
+//! (`benches/reference/compare_steps.sh` runs the two alternately; figures in
+//! `docs/benchmarks.md`).
+//!
+//! ```text
+//! step_bench --method rd4ad|mnad --device cpu|cuda --batch B --size S --steps N --warmup W
+//!            --out results.csv [--threads T] [--commit C] [--date YYYY-MM-DD]
+//! ```
+//!
+//! - The method is built through the registry as `memad run` builds it, from the `[method]`
+//!   section of `experiments/paper/rd4ad_mvtec.toml` (WideResNet-50-2 teacher, layer1..3,
+//!   embedding 2048, decoder 3/4/6, width 0.5) or `experiments/paper/mnad_pred_ped2.toml`
+//!   (4 past frames -> 1, input `[B, 15, S, S]` in `[0, 1]`), compiled into the binary; the
+//!   teacher's weights are `random` (the cost does not depend on the values). The optimizer
+//!   is the file's `[train]` Adam (lr, betas), memad's `memad_core::optim::Adam` as the
+//!   runner builds it.
+//! - Scoring phase first (`no_grad`, N calls of `Method::score` after W warm-up calls), then
+//!   the training phase (W + N steps of `train_step`, the loss read as the runner reads it,
+//!   `backward_step` = zero_grad + backward + Adam step, `after_step`). CUDA is synchronised
+//!   before the clock is read.
+//! - Peak memory (`peak_mem_mib`): on CPU the process's resident-set high-water mark (VmHWM of
+//!   `/proc/self/status`, reset through `/proc/self/clear_refs` when the phase starts, so it
+//!   covers that phase; weights, libtorch and the batch included). On CUDA, tch reaches no
+//!   allocator statistics (`torch.cuda.max_memory_allocated` has no C entry point), so it is
+//!   the device memory in use when the phase ends (`cudaMemGetInfo`: total - free): the
+//!   caching allocator's reserved pool, which never shrinks, plus the CUDA context. The
+//!   scoring phase runs first so its figure is not the training's.
+//! - Appends one CSV row per phase: `implementation,method,phase,device,batch,size,threads,
+//!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
+//!   prints `trainable parameters: N` (compared with the reference's by the compare script).
+use memad_core::optim::{Adam, AdamConfig};
+use memad_core::{Batch, BuildContext, Method, Registry};
+use std::error::Error;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+type BoxResult<T> = Result<T, Box<dyn Error>>;
+
+const RD4AD_EXPERIMENT: &str = include_str!("../../../experiments/paper/rd4ad_mvtec.toml");
+const MNAD_EXPERIMENT: &str = include_str!("../../../experiments/paper/mnad_pred_ped2.toml");
+
+const USAGE: &str = "usage: step_bench --method rd4ad|mnad --device cpu|cuda --batch B --size S \
+--steps N --warmup W --out results.csv [--threads T] [--commit C] [--date YYYY-MM-DD]";
+
+/// Command-line options.
+#[derive(Debug, Clone, PartialEq)]
+struct Args {
+    method: String,
+    device: String,
+    batch: i64,
+    size: i64,
+    steps: usize,
+    warmup: usize,
+    out: Option<PathBuf>,
+    threads: Option<i32>,
+    commit: Option<String>,
+    date: Option<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut parsed = Args {
+        method: String::new(),
+        device: "cpu".into(),
+        batch: 2,
+        size: 64,
+        steps: 10,
+        warmup: 2,
+        out: None,
+        threads: None,
+        commit: None,
+        date: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let number = |v: String| {
+            v.parse::<i64>()
+                .ok()
+                .filter(|&n| n >= 0)
+                .ok_or_else(|| format!("{flag}: expected a non-negative integer, got `{v}`"))
+        };
+        match flag.as_str() {
+            "--method" => parsed.method = value()?,
+            "--device" => parsed.device = value()?,
+            "--batch" => parsed.batch = number(value()?)?,
+            "--size" => parsed.size = number(value()?)?,
+            "--steps" => parsed.steps = number(value()?)? as usize,
+            "--warmup" => parsed.warmup = number(value()?)? as usize,
+            "--out" => parsed.out = Some(value()?.into()),
+            "--threads" => parsed.threads = Some(number(value()?)? as i32),
+            "--commit" => parsed.commit = Some(value()?),
+            "--date" => parsed.date = Some(value()?),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    if !["rd4ad", "mnad"].contains(&parsed.method.as_str()) {
+        return Err(format!("--method must be rd4ad or mnad\n{USAGE}"));
+    }
+    if !["cpu", "cuda"].contains(&parsed.device.as_str()) {
+        return Err(format!("--device must be cpu or cuda\n{USAGE}"));
+    }
+    if parsed.batch < 1 || parsed.size < 1 || parsed.steps < 1 || parsed.threads == Some(0) {
+        return Err("--batch, --size, --steps and --threads must be at least 1".into());
+    }
+    Ok(parsed)
+}
+
+/// What the benchmark builds for a method: the resolved `[method]` section, the Adam settings
+/// of the experiment's `[train]` and the input channels.
+struct Setup {
+    method: toml::Value,
+    lr: f64,
+    betas: (f64, f64),
+    weight_decay: f64,
+    channels: i64,
+}
+
+/// The paper experiment's `[method]` (teacher weights set to `random`) and `[train]` Adam.
+fn setup(method: &str, registry: &Registry) -> BoxResult<Setup> {
+    let (text, channels) = match method {
+        "rd4ad" => (RD4AD_EXPERIMENT, 3),
+        _ => (MNAD_EXPERIMENT, 15),
+    };
+    let exp: toml::Value = toml::from_str(text)?;
+    let mut section = exp
+        .get("method")
+        .cloned()
+        .ok_or("the experiment has no [method]")?;
+    if let Some(backbone) = section.get_mut("backbone").and_then(|b| b.as_table_mut()) {
+        backbone.insert("weights".into(), "random".into());
+    }
+    let train = exp.get("train").ok_or("the experiment has no [train]")?;
+    if train.get("optimizer").and_then(|o| o.as_str()) != Some("adam") {
+        return Err("the benchmark times Adam; the experiment names another optimizer".into());
+    }
+    let lr = train
+        .get("lr")
+        .and_then(|v| v.as_float())
+        .ok_or("[train] lr")?;
+    let betas: Vec<f64> = train
+        .get("betas")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|b| b.as_float()).collect())
+        .unwrap_or_default();
+    let [beta1, beta2] = betas[..] else {
+        return Err("[train] betas must hold two numbers".into());
+    };
+    let weight_decay = train
+        .get("weight_decay")
+        .and_then(|v| v.as_float())
+        .unwrap_or(0.0);
+    let entry = registry.method(method, "method.kind")?;
+    let method = (entry.resolve)(&section, "method", registry)?;
+    Ok(Setup {
+        method,
+        lr,
+        betas: (beta1, beta2),
+        weight_decay,
+        channels,
+    })
+}
+
+/// One timed phase.
+#[derive(Debug)]
+struct Timing {
+    phase: &'static str,
+    seconds: f64,
+    /// CPU seconds of the process (all threads) over the timed steps: a diagnostic that
+    /// depends less on other processes sharing the cores than the wall clock does.
+    cpu_seconds: f64,
+    peak_mem_mib: f64,
+}
+
+/// User + system CPU seconds of this process (`/proc/self/stat`, clock ticks of 1/100 s).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (in parentheses): utime and stime are the 12th and
+    // 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum::<f64>() / 100.0
+}
+
+/// Resets the resident-set high-water mark (VmHWM) to the current resident set.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// VmHWM of this process, MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+extern "C" {
+    fn dlopen(filename: *const std::ffi::c_char, flag: i32) -> *mut std::ffi::c_void;
+    fn dlsym(
+        handle: *mut std::ffi::c_void,
+        symbol: *const std::ffi::c_char,
+    ) -> *mut std::ffi::c_void;
+}
+const RTLD_LAZY: i32 = 0x1;
+const RTLD_NOLOAD: i32 = 0x4;
+
+/// Device memory in use (total - free, MiB) from `cudaMemGetInfo` of the CUDA runtime the
+/// CUDA backend loaded (found in `/proc/self/maps`); NaN when it cannot be reached.
+fn cuda_used_mib() -> f64 {
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let Some(path) = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libcudart.so"))
+    else {
+        return f64::NAN;
+    };
+    let Ok(c_path) = std::ffi::CString::new(path) else {
+        return f64::NAN;
+    };
+    // SAFETY: dlopen/dlsym with valid C strings; RTLD_NOLOAD only returns a library already
+    // mapped (kept for the process's life), and `cudaMemGetInfo(size_t*, size_t*)` is called
+    // with its documented signature on two live out-parameters.
+    unsafe {
+        let handle = dlopen(c_path.as_ptr(), RTLD_LAZY | RTLD_NOLOAD);
+        if handle.is_null() {
+            return f64::NAN;
+        }
+        let symbol = dlsym(handle, c"cudaMemGetInfo".as_ptr());
+        if symbol.is_null() {
+            return f64::NAN;
+        }
+        let get: MemGetInfo = std::mem::transmute(symbol);
+        let (mut free, mut total) = (0usize, 0usize);
+        if get(&mut free, &mut total) != 0 {
+            return f64::NAN;
+        }
+        (total - free) as f64 / (1024.0 * 1024.0)
+    }
+}
+
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Peak memory of the phase that just ended (see the module doc).
+fn phase_peak(device: Device) -> f64 {
+    match device {
+        Device::Cuda(_) => cuda_used_mib(),
+        _ => peak_rss_mib(),
+    }
+}
+
+/// Times `warmup + steps` scoring calls, then `warmup + steps` training steps.
+fn run(
+    method: &mut dyn Method,
+    opt: &mut Adam,
+    batch: &Batch,
+    args: &Args,
+    device: Device,
+) -> BoxResult<Vec<Timing>> {
+    let mut timings = Vec::new();
+
+    reset_peak_rss();
+    let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
+    for i in 0..args.warmup + args.steps {
+        if i == args.warmup {
+            synchronize(device);
+            t0 = Instant::now();
+            c0 = process_cpu_seconds();
+        }
+        let out = tch::no_grad(|| method.score(batch))?;
+        drop(out);
+    }
+    synchronize(device);
+    timings.push(Timing {
+        phase: "score",
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - c0,
+        peak_mem_mib: phase_peak(device),
+    });
+
+    reset_peak_rss();
+    let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
+    for i in 0..args.warmup + args.steps {
+        if i == args.warmup {
+            synchronize(device);
+            t0 = Instant::now();
+            c0 = process_cpu_seconds();
+        }
+        let out = method.train_step(batch)?;
+        // As the runner: the loss is read for the log and the NaN check.
+        let loss = out.loss.double_value(&[]);
+        if !loss.is_finite() {
+            return Err(format!("the loss is {loss} at step {i}").into());
+        }
+        opt.backward_step(&out.loss);
+        method.after_step()?;
+    }
+    synchronize(device);
+    timings.push(Timing {
+        phase: "train",
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - c0,
+        peak_mem_mib: phase_peak(device),
+    });
+    Ok(timings)
+}
+
+const CSV_HEADER: &str = "implementation,method,phase,device,batch,size,threads,images_per_s,ms_per_batch,peak_mem_mib,date,commit";
+
+/// One CSV row of a phase (`ms_per_batch` over `steps` batches of `batch` images).
+fn csv_row(args: &Args, t: &Timing, threads: i32, date: &str, commit: &str) -> String {
+    let per_batch = t.seconds / args.steps as f64;
+    format!(
+        "memad,{},{},{},{},{},{},{:.3},{:.3},{:.1},{},{}",
+        args.method,
+        t.phase,
+        args.device,
+        args.batch,
+        args.size,
+        threads,
+        args.batch as f64 / per_batch,
+        per_batch * 1000.0,
+        t.peak_mem_mib,
+        date,
+        commit
+    )
+}
+
+/// Appends rows, writing the header first when the file is new or empty.
+fn append_rows(path: &PathBuf, rows: &[String]) -> std::io::Result<()> {
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if fresh {
+        writeln!(f, "{CSV_HEADER}")?;
+    }
+    for row in rows {
+        writeln!(f, "{row}")?;
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time, by the days-to-civil algorithm.
+fn civil_date(unix_seconds: u64) -> String {
+    let days = (unix_seconds / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn today() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_date(now)
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".into(), |s| s.trim().to_string())
+}
+
+/// Builds the method, times both phases and returns the CSV rows.
+fn bench(args: &Args) -> BoxResult<Vec<String>> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(t);
+    }
+    let device = memad_core::device::select(&args.device)?;
+    let mut registry = Registry::default();
+    memad_backbones::register(&mut registry);
+    memad_methods::register(&mut registry);
+    let setup = setup(&args.method, &registry)?;
+    let ctx = BuildContext {
+        device,
+        weights_dir: "/nonexistent".into(),
+        image_size: args.size,
+    };
+    tch::manual_seed(0);
+    let entry = registry.method(&args.method, "method.kind")?;
+    let mut method = (entry.build)(&setup.method, &registry, &ctx)?;
+    let trainable: i64 = method
+        .trainable()
+        .trainable_variables()
+        .iter()
+        .map(Tensor::numel)
+        .map(|n| n as i64)
+        .sum();
+    println!("trainable parameters: {trainable}");
+    // As `memad run` builds the optimizer for `optimizer = "adam"`.
+    let mut opt = Adam::new(
+        method.trainable(),
+        AdamConfig {
+            lr: setup.lr,
+            beta1: setup.betas.0,
+            beta2: setup.betas.1,
+            eps: 1e-8,
+            weight_decay: setup.weight_decay,
+            decoupled: false,
+        },
+    )?;
+    let batch = Batch {
+        input: Tensor::rand(
+            [args.batch, setup.channels, args.size, args.size],
+            (Kind::Float, device),
+        ),
+        label: Tensor::zeros([args.batch], (Kind::Int64, device)),
+        mask: None,
+    };
+    let timings = run(method.as_mut(), &mut opt, &batch, args, device)?;
+    let threads = tch::get_num_threads();
+    let date = args.date.clone().unwrap_or_else(today);
+    let commit = args.commit.clone().unwrap_or_else(git_commit);
+    let rows: Vec<String> = timings
+        .iter()
+        .map(|t| csv_row(args, t, threads, &date, &commit))
+        .collect();
+    for t in &timings {
+        println!(
+            "memad {} {} {}: {:.2} images/s, {:.1} ms/batch ({:.1} CPU ms), peak {:.1} MiB",
+            args.method,
+            t.phase,
+            args.device,
+            args.batch as f64 * args.steps as f64 / t.seconds,
+            1000.0 * t.seconds / args.steps as f64,
+            1000.0 * t.cpu_seconds / args.steps as f64,
+            t.peak_mem_mib
+        );
+    }
+    Ok(rows)
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let result = bench(&args).and_then(|rows| match &args.out {
+        Some(path) => append_rows(path, &rows).map_err(Into::into),
+        None => Ok(()),
+    });
+    if let Err(e) = result {
+        eprintln!("step_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn arguments_parse_and_bad_ones_are_named() {
+        let a = parse_args(&strings(
+            "--method mnad --device cpu --batch 4 --size 32 --steps 3 --warmup 0 --out x.csv --threads 2",
+        ))
+        .unwrap();
+        assert_eq!((a.method.as_str(), a.batch, a.size), ("mnad", 4, 32));
+        assert_eq!((a.steps, a.warmup, a.threads), (3, 0, Some(2)));
+        assert_eq!(a.out, Some(PathBuf::from("x.csv")));
+        assert!(parse_args(&strings("--method memae")).is_err());
+        assert!(parse_args(&strings("--method mnad --batch -1"))
+            .unwrap_err()
+            .contains("--batch"));
+        assert!(parse_args(&strings("--method mnad --bogus 1"))
+            .unwrap_err()
+            .contains("--bogus"));
+    }
+
+    #[test]
+    fn the_paper_sections_resolve_with_random_teacher_weights() {
+        let mut registry = Registry::default();
+        memad_backbones::register(&mut registry);
+        memad_methods::register(&mut registry);
+        let rd = setup("rd4ad", &registry).unwrap();
+        assert_eq!(
+            rd.method["backbone"]["kind"].as_str(),
+            Some("wide_resnet50_2")
+        );
+        assert_eq!(rd.method["backbone"]["weights"].as_str(), Some("random"));
+        assert_eq!(rd.method["embed_channels"].as_integer(), Some(2048));
+        assert_eq!((rd.lr, rd.betas, rd.channels), (0.005, (0.5, 0.999), 3));
+        let mnad = setup("mnad", &registry).unwrap();
+        assert_eq!(mnad.method["frames"].as_integer(), Some(5));
+        assert_eq!(
+            (mnad.lr, mnad.betas, mnad.channels),
+            (2e-4, (0.9, 0.999), 15)
+        );
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+        assert_eq!(civil_date(1_700_000_000), "2023-11-14");
+    }
+
+    #[test]
+    fn a_tiny_mnad_run_appends_two_rows_under_one_header() {
+        let dir = std::env::temp_dir().join(format!("step_bench_test_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("steps.csv");
+        let _ = std::fs::remove_file(&out);
+        let args = parse_args(&strings(&format!(
+            "--method mnad --batch 1 --size 16 --steps 1 --warmup 0 --commit abc --date 2026-01-02 --out {}",
+            out.display()
+        )))
+        .unwrap();
+        let rows = bench(&args).unwrap();
+        append_rows(&out, &rows).unwrap();
+        append_rows(&out, &rows).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert_eq!(lines[0], CSV_HEADER);
+        let score: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(
+            score[..7],
+            ["memad", "mnad", "score", "cpu", "1", "16", score[6]]
+        );
+        assert_eq!(&lines[2][..17], "memad,mnad,train,");
+        assert!(score[7].parse::<f64>().unwrap() > 0.0);
+        assert!(score[9].parse::<f64>().unwrap() > 1.0, "peak RSS in MiB");
+        assert_eq!(score[10..], ["2026-01-02", "abc"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
