@@ -81,7 +81,7 @@
 //!   The paper's MNIST/CIFAR-10 optimiser settings are not given; the experiment files use
 //!   the video settings (Adam, lr 1e-4).
 //!
-//! Reproduce: `memad run experiments/paper/memae_ped2.toml` (paper Table 3: Ped2 frame AUROC
+//! Reproduce: `memad run experiments/paper/memae_ped2.toml` (paper Sec. 4.2: Ped2 frame AUROC
 //! 94.1); `experiments/memae_ped2_cpu.toml` is the CPU-sized run in `docs/results.md`.
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
