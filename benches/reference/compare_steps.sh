@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # memad against the plain-PyTorch reference: training-step and scoring throughput of RD4AD
 # and MNAD, run alternately (memad, reference, memad, reference, ...) into one CSV, then a
-# table of the ratio memad / reference of images/s (medians over the rounds).
+# table of the ratio memad / reference of images/s (medians over the rounds, and the ratio
+# of the best rounds, which other jobs on the machine disturb least).
 #
 #   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
 #                                      [--threads T] [--out FILE]
@@ -110,18 +111,19 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 groups = {}
 for r in rows:
     groups.setdefault((r["method"], r["phase"], r["implementation"]), []).append(r)
-print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | memad peak MiB | reference peak MiB |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | best-round ratio | memad peak MiB | reference peak MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for method in dict.fromkeys(r["method"] for r in rows):
     for phase in ("train", "score"):
         m, p = groups.get((method, phase, "memad")), groups.get((method, phase, "pytorch"))
         if not m or not p:
             continue
         med = lambda g, k: statistics.median(float(r[k]) for r in g)
+        best = lambda g: max(float(r["images_per_s"]) for r in g)
         mi, pi = med(m, "images_per_s"), med(p, "images_per_s")
         print(f"| {method} | {phase} | {m[0]['device']} | {m[0]['batch']} x {m[0]['size']} | "
-              f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {med(m, 'peak_mem_mib'):.0f} | "
-              f"{med(p, 'peak_mem_mib'):.0f} |")
+              f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {best(m) / best(p):.2f} | "
+              f"{med(m, 'peak_mem_mib'):.0f} | {med(p, 'peak_mem_mib'):.0f} |")
 print(f"(medians over {len(rows) // max(1, len(groups))} rounds; images/s of each round: "
       + "; ".join(f"{k[0]} {k[1]} {k[2]} " + "/".join(r['images_per_s'] for r in g)
                   for k, g in groups.items()) + ")")

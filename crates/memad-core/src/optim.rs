@@ -12,7 +12,8 @@
 //! Python loop; on CPU it took 1.2-2x the time of `torch.optim.Adam` for MNAD's 15.6 M
 //! parameters (`benches/reference/compare_steps.sh`, `docs/benchmarks.md`). This one does
 //! seven in-place passes per parameter (two `lerp_` for the moments, the denominator built in
-//! a scratch buffer reused by every parameter) and allocates nothing per step. Gradients are
+//! a scratch buffer reused by every parameter) and allocates nothing after the first step
+//! (which creates the moments, lazily as PyTorch: a model only scored holds none). Gradients are
 //! reset to undefined (`set_to_none`, PyTorch's default) through libtorch's optimizer base
 //! class, the only way tch offers.
 use crate::error::{CoreError, Result};
@@ -45,11 +46,11 @@ impl AdamConfig {
     }
 }
 
-/// One trainable variable and its moments.
+/// One trainable variable and its moments (`[m, v]`, created at its first update as
+/// PyTorch does, so a model that is only scored holds no optimizer state).
 struct Slot {
     param: Tensor,
-    m: Tensor,
-    v: Tensor,
+    moments: Option<[Tensor; 2]>,
 }
 
 /// Adam / AdamW over the trainable variables of a VarStore (variables added to the store
@@ -104,11 +105,9 @@ impl Adam {
         let vars = self.vs_vars.lock().expect("VarStore lock");
         for var in &vars.trainable_variables[self.slots.len().min(vars.trainable_variables.len())..]
         {
-            let param = var.tensor.shallow_clone();
             self.slots.push(Slot {
-                m: param.zeros_like(),
-                v: param.zeros_like(),
-                param,
+                param: var.tensor.shallow_clone(),
+                moments: None,
             });
             self.scratch = None;
         }
@@ -175,12 +174,15 @@ impl Adam {
                     .view(param.size().as_slice()),
                 _ => param.empty_like(),
             };
-            let _ = slot.m.lerp_(&grad, 1.0 - beta1);
+            let [m, v] = slot
+                .moments
+                .get_or_insert_with(|| [param.zeros_like(), param.zeros_like()]);
+            let _ = m.lerp_(&grad, 1.0 - beta1);
             let _ = grad.mul_out(&scratch, &grad);
-            let _ = slot.v.lerp_(&scratch, 1.0 - beta2);
-            let _ = slot.v.sqrt_out(&scratch);
+            let _ = v.lerp_(&scratch, 1.0 - beta2);
+            let _ = v.sqrt_out(&scratch);
             let _ = scratch.g_mul_scalar_(a).g_add_scalar_(b);
-            let _ = param.addcdiv_(&slot.m, &scratch);
+            let _ = param.addcdiv_(m, &scratch);
         }
     }
 }
@@ -314,7 +316,10 @@ mod tests {
         let a = vs.root().var_copy("a", &Tensor::from_slice(&[1.0f32, 2.0]));
         let mut adam = Adam::new(&vs, AdamConfig::adam(0.1)).unwrap();
         let late = vs.root().var_copy("late", &Tensor::from_slice(&[5.0f32]));
+        assert!(adam.slots.iter().all(|s| s.moments.is_none()), "lazy state");
         adam.backward_step(&late.sum(Kind::Float));
+        let created: Vec<bool> = adam.slots.iter().map(|s| s.moments.is_some()).collect();
+        assert_eq!(created, [false, true]);
         assert_eq!(Vec::<f32>::try_from(&a).unwrap(), [1.0, 2.0]);
         let moved = Vec::<f32>::try_from(&late).unwrap()[0];
         assert!((moved - 4.9).abs() < 1e-6, "{moved}");
