@@ -7,6 +7,7 @@ use crate::output::{csv_text, git_commit, timestamp, MetricRow, RunDir};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
+use memad_core::optim::{Adam, AdamConfig, Optimizer};
 use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader};
@@ -157,34 +158,33 @@ fn say(dir: &mut RunDir, line: &str) {
     dir.log(line);
 }
 
+/// Adam / AdamW are memad's (`memad_core::optim`, faster than libtorch's C++ Adam); SGD is
+/// tch's.
 fn build_optimizer(
     exp: &crate::experiment::Experiment,
     vs: &nn::VarStore,
-) -> anyhow::Result<nn::Optimizer> {
+) -> anyhow::Result<Optimizer> {
     let t = &exp.train;
-    let opt = match t.optimizer {
-        OptimizerKind::Adam => nn::Adam {
-            beta1: t.betas[0],
-            beta2: t.betas[1],
-            wd: t.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, t.lr),
-        OptimizerKind::AdamW => nn::AdamW {
-            beta1: t.betas[0],
-            beta2: t.betas[1],
-            wd: t.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, t.lr),
-        OptimizerKind::Sgd => nn::Sgd {
-            momentum: t.betas[0],
-            wd: t.weight_decay,
-            ..Default::default()
-        }
-        .build(vs, t.lr),
+    let adam = |decoupled| AdamConfig {
+        lr: t.lr,
+        beta1: t.betas[0],
+        beta2: t.betas[1],
+        eps: 1e-8,
+        weight_decay: t.weight_decay,
+        decoupled,
     };
-    Ok(opt?)
+    Ok(match t.optimizer {
+        OptimizerKind::Adam => Optimizer::Adam(Adam::new(vs, adam(false))?),
+        OptimizerKind::AdamW => Optimizer::Adam(Adam::new(vs, adam(true))?),
+        OptimizerKind::Sgd => Optimizer::Tch(
+            nn::Sgd {
+                momentum: t.betas[0],
+                wd: t.weight_decay,
+                ..Default::default()
+            }
+            .build(vs, t.lr)?,
+        ),
+    })
 }
 
 fn progress_bar(len: u64) -> ProgressBar {
