@@ -14,6 +14,7 @@
 //! (16 ch at width 1.0), `stride4` (24), `stride8` (40), `stride16` (112), `stride32` (320).
 //! Parity with the reference: `tests/efficientnet_lite0_parity.rs`.
 use crate::config::BackboneConfig;
+use crate::execution::Execution;
 use crate::weights::{load_safetensors, resolve_weights, WeightsSource};
 use memad_core::{
     parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel,
@@ -378,6 +379,7 @@ impl EfficientNetLite {
 pub struct EfficientNetLiteBackbone {
     _vs: nn::VarStore,
     net: EfficientNetLite,
+    exec: Execution,
     levels: Vec<LevelSpec>,
     level_names: Vec<String>,
 }
@@ -388,9 +390,9 @@ impl Backbone for EfficientNetLiteBackbone {
     }
 
     fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self
-            .net
-            .features(&EfficientNetLite::normalize(x), &self.level_names, train);
+        let levels = self.exec.run(&EfficientNetLite::normalize(x), |x| {
+            self.net.features(x, &self.level_names, train)
+        });
         FeaturePyramid { levels }
     }
 }
@@ -454,6 +456,7 @@ pub fn resolve(
 /// Registry `build`: the network on `ctx.device` with its weights, frozen.
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
+    let exec = Execution::new(&config, ctx.device, "backbone")?;
     let mut vs = nn::VarStore::new(ctx.device);
     let net = EfficientNetLite::new(&vs.root(), variant);
     match resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())? {
@@ -461,6 +464,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
         WeightsSource::Random => {}
     }
     vs.freeze();
+    exec.prepare(&mut vs);
     let levels = net
         .available_levels()
         .into_iter()
@@ -469,6 +473,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
     Ok(Box::new(EfficientNetLiteBackbone {
         _vs: vs,
         net,
+        exec,
         levels,
         level_names: config.levels,
     }))

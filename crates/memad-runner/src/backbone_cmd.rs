@@ -1,14 +1,10 @@
-//! `memad weights import` (PyTorch checkpoints into memad's weights cache, verified) and
-//! `memad backbone features` (a backbone's feature pyramid of a `.npy` batch, as `.npz`).
-use anyhow::{bail, ensure, Context};
+//! `memad weights import` (PyTorch checkpoints into memad's weights cache, verified),
+//! `memad weights download` (torchvision's checkpoints fetched and converted ahead of time)
+//! and `memad backbone features` (a backbone's feature pyramid of a `.npy` batch, as `.npz`).
+use anyhow::{ensure, Context};
+use memad_backbones::fetch;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tch::{Device, Kind, Tensor};
-
-/// The project's converter, embedded so the binary works from any folder.
-const CONVERT_PTH: &str = include_str!("../../../tools/convert_pth.py");
-/// The torch version of the cached venv (as `./dev` keys it).
-const TORCH_VENV: &str = "torch-2.11.0/venv/bin/python";
 
 #[derive(clap::Subcommand)]
 pub enum WeightsCommand {
@@ -25,6 +21,16 @@ pub enum WeightsCommand {
         /// Where to write the converted file (default `<weights_dir>/<ARCH>.safetensors`).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Fetch a torchvision checkpoint ahead of time, as `weights = "<SPEC>"` would at run
+    /// time: download it to `$TORCH_HOME/hub/checkpoints` unless it is there (progress bar,
+    /// SHA-256 checked against its file name), convert it into the weights cache and verify
+    /// that it loads. `MEMAD_OFFLINE=1` forbids the download (a file already in the hub
+    /// folder is still converted).
+    Download {
+        /// `torchvision:<arch>[:<TAG>]`, e.g. `torchvision:wide_resnet50_2` or
+        /// `torchvision:resnet50:IMAGENET1K_V2`.
+        spec: String,
     },
 }
 
@@ -57,21 +63,6 @@ pub enum BackboneCommand {
     },
 }
 
-/// The cached torch venv's python: `$MEMAD_PYTHON`, else
-/// `$MEMAD_CACHE/torch-2.11.0/venv/bin/python` (`~/.cache/memad` by default).
-fn venv_python() -> anyhow::Result<PathBuf> {
-    let python = std::env::var_os("MEMAD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| memad_backbones::weights::memad_cache_dir().join(TORCH_VENV));
-    ensure!(
-        python.exists(),
-        "the torch python {} does not exist (it converts .pth checkpoints); run `./dev setup` \
-         (or set MEMAD_PYTHON to a python with torch and safetensors)",
-        python.display()
-    );
-    Ok(python)
-}
-
 fn check_arch(arch: &str) -> anyhow::Result<()> {
     let kinds = memad_backbones::kinds();
     ensure!(
@@ -89,35 +80,18 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Runs `tools/convert_pth.py --pth file --out out` with the venv python.
-fn convert_pth(file: &Path, out: &Path) -> anyhow::Result<()> {
-    let python = venv_python()?;
-    let output = Command::new(&python)
-        .arg("-c")
-        .arg(CONVERT_PTH)
-        .arg("--pth")
-        .arg(file)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last: Vec<_> = stderr.lines().rev().take(6).collect();
-        let last: Vec<_> = last.into_iter().rev().collect();
-        bail!(
-            "converting {} failed ({}):\n{}",
-            file.display(),
-            output.status,
-            last.join("\n")
-        );
-    }
-    Ok(())
-}
-
-/// `memad weights import`.
+/// `memad weights import` / `memad weights download`.
 pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<()> {
-    let WeightsCommand::Import { file, arch, out } = cmd;
+    let (file, arch, out) = match cmd {
+        WeightsCommand::Import { file, arch, out } => (file, arch, out),
+        WeightsCommand::Download { spec } => {
+            let base_url = (!fetch::offline()).then_some(fetch::TORCHVISION_BASE_URL);
+            let hub = memad_backbones::weights::torch_hub_checkpoints_dir();
+            let path = download(spec, weights_dir, &hub, base_url)?;
+            println!("{spec}: {}", path.display());
+            return Ok(());
+        }
+    };
     check_arch(arch)?;
     ensure!(file.is_file(), "{}: no such file", file.display());
     let out = out
@@ -150,6 +124,41 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
     }
 }
 
+/// The converted copy of the torchvision checkpoint `spec` names, made if absent
+/// ([`fetch::fetch_torchvision`]; `base_url`: where to download from, `None` offline).
+fn download(
+    spec: &str,
+    weights_dir: &Path,
+    hub: &Path,
+    base_url: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    let known = || {
+        memad_backbones::weights::TORCHVISION_CHECKPOINTS
+            .iter()
+            .map(|c| format!("torchvision:{}:{}", c.arch, c.tag))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let arch = spec
+        .strip_prefix("torchvision:")
+        .and_then(|rest| rest.split(':').next())
+        .with_context(|| {
+            format!(
+                "`{spec}` is not a torchvision:<arch>[:<TAG>] name; known: {}",
+                known()
+            )
+        })?;
+    let checkpoint = memad_backbones::weights::torchvision_checkpoint(spec, arch)
+        .map_err(anyhow::Error::msg)?
+        .with_context(|| format!("no torchvision checkpoint `{spec}`; known: {}", known()))?;
+    Ok(fetch::fetch_torchvision(
+        checkpoint,
+        weights_dir,
+        hub,
+        base_url,
+    )?)
+}
+
 /// Converts (or copies) `file` to `tmp` and loads it strictly into `arch`; the tensor count.
 fn import_into(file: &Path, arch: &str, tmp: &Path, weights_dir: &Path) -> anyhow::Result<usize> {
     let is_safetensors = file
@@ -159,7 +168,7 @@ fn import_into(file: &Path, arch: &str, tmp: &Path, weights_dir: &Path) -> anyho
         std::fs::copy(file, tmp)
             .with_context(|| format!("copying {} to {}", file.display(), tmp.display()))?;
     } else {
-        convert_pth(file, tmp)?;
+        fetch::convert_pth(file, tmp)?;
     }
     let names = memad_backbones::weights::safetensors_names(tmp)?;
     let spec = tmp
@@ -229,6 +238,7 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     /// A torchvision resnet18 (random init, BN statistics randomised) saved as a zip and a
     /// legacy `.pth`, an input batch, and torchvision's layer1..layer4 of it.
@@ -277,7 +287,7 @@ np.savez(d + "/ref.npz", **ref)
 
     #[test]
     fn import_round_trip_matches_torchvision_and_a_wrong_arch_is_refused() {
-        let python = venv_python().expect("the torch venv (./dev setup)");
+        let python = fetch::venv_python().expect("the torch venv (./dev setup)");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let status = Command::new(python)
@@ -352,6 +362,64 @@ np.savez(d + "/ref.npz", **ref)
         .unwrap_err();
         assert!(format!("{err:#}").contains("wrong shape"), "{err:#}");
         assert!(!out.exists());
+    }
+
+    /// `memad weights download` with torchvision's file already in the hub folder (a seeded
+    /// resnet18 under the official name; nothing can be downloaded here): converted into the
+    /// cache, verified, then used by name with torchvision's outputs.
+    #[test]
+    fn download_converts_a_hub_checkpoint_and_names_are_checked() {
+        let python = fetch::venv_python().expect("the torch venv (./dev setup)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let status = Command::new(python)
+            .arg("-c")
+            .arg(MAKE_RESNET18)
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (weights, hub) = (d.join("weights"), d.join("hub"));
+        std::fs::create_dir_all(&hub).unwrap();
+        std::fs::copy(d.join("r18.pth"), hub.join("resnet18-f37072fd.pth")).unwrap();
+
+        let path = download("torchvision:resnet18", &weights, &hub, None).unwrap();
+        assert_eq!(path, weights.join("resnet18.safetensors"));
+        let out = d.join("features.npz");
+        run_backbone(
+            &features("resnet18", "torchvision:resnet18", &d.join("x.npy"), &out),
+            &weights,
+        )
+        .unwrap();
+        let got: Vec<(String, Tensor)> = Tensor::read_npz(&out).unwrap();
+        let reference: Vec<(String, Tensor)> = Tensor::read_npz(d.join("ref.npz")).unwrap();
+        for (name, expected) in &reference {
+            let (_, actual) = got.iter().find(|(n, _)| n == name).unwrap();
+            let diff = (actual - expected).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "{name}: max |diff| {diff}");
+        }
+
+        // Offline with nothing in the hub: where to put which file.
+        let err = download("torchvision:resnet34", &weights, &hub, None).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&format!(
+                "download https://download.pytorch.org/models/resnet34-b627a593.pth to {}",
+                hub.join("resnet34-b627a593.pth").display()
+            )),
+            "{message}"
+        );
+        for (spec, part) in [
+            ("imagenet", "not a torchvision:<arch>[:<TAG>] name"),
+            ("torchvision:resnet18:V9", "unknown torchvision weights"),
+            (
+                "torchvision:efficientnet_lite0",
+                "torchvision has no efficientnet_lite0",
+            ),
+        ] {
+            let err = format!("{:#}", download(spec, &weights, &hub, None).unwrap_err());
+            assert!(err.contains(part), "{spec}: {err}");
+        }
     }
 
     #[test]

@@ -79,7 +79,7 @@ enum Command {
     /// Dataset tools.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
-    /// Convert PyTorch checkpoints into memad's weights cache.
+    /// Weights cache: convert PyTorch checkpoints, download torchvision ones ahead of time.
     #[command(subcommand)]
     Weights(backbone_cmd::WeightsCommand),
     /// Backbone tools: run a backbone on an array and write its feature pyramid.

@@ -191,3 +191,47 @@ fn features_levels_shapes_and_a_bad_input_shape() {
     let help = text(&memad(&["backbone", "features", "--help"], d));
     assert!(help.contains("[0, 1]"), "{help}");
 }
+
+/// `memad weights download` offline (`MEMAD_OFFLINE=1`, an empty `TORCH_HOME`): it fails
+/// saying which file to put where; an unknown name lists the known ones.
+#[test]
+fn weights_download_offline_says_which_file_to_put_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |spec: &str| {
+        Command::new(env!("CARGO_BIN_EXE_memad"))
+            .args(["weights", "download", spec])
+            .current_dir(d)
+            .env("MEMAD_WEIGHTS_DIR", d.join("weights"))
+            .env("TORCH_HOME", d.join("torch"))
+            .env("MEMAD_OFFLINE", "1")
+            .output()
+            .expect("memad runs")
+    };
+    let out = run("torchvision:wide_resnet50_2");
+    assert!(!out.status.success());
+    let pth = d.join("torch/hub/checkpoints/wide_resnet50_2-95faca4d.pth");
+    let message = text(&out);
+    for part in [
+        "downloading is off (MEMAD_OFFLINE is set)".to_string(),
+        format!(
+            "download https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth to {}",
+            pth.display()
+        ),
+        format!(
+            "--out {}",
+            d.join("weights/wide_resnet50_2.safetensors").display()
+        ),
+    ] {
+        assert!(message.contains(&part), "{part} not in {message}");
+    }
+    assert!(!d.join("torch").exists() || !pth.exists());
+
+    let out = run("torchvision:resnet50:IMAGENET1K_V3");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("known for resnet50: torchvision:resnet50:IMAGENET1K_V1"),
+        "{}",
+        text(&out)
+    );
+}
