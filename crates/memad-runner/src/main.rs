@@ -6,6 +6,7 @@ mod output;
 mod plot;
 mod run;
 mod run_folders;
+mod slurm;
 mod sweep;
 mod table;
 

@@ -41,6 +41,18 @@ pub struct SweepArgs {
     /// Folder of converted weights, passed to `memad run`.
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
+    /// `local`: run here, `--jobs` at a time; `slurm`: submit one job array (`slurm.rs`).
+    #[arg(long, value_enum, default_value_t = Launcher::Local)]
+    pub launcher: Launcher,
+    #[command(flatten)]
+    pub slurm: crate::slurm::SlurmArgs,
+}
+
+/// Where the combinations run.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    Local,
+    Slurm,
 }
 
 /// A sweep file.
@@ -52,6 +64,9 @@ struct SweepFile {
     /// Dotted paths to arrays of values (nested tables are read as dotted paths).
     #[serde(default)]
     grid: toml::Table,
+    /// Resources for `--launcher slurm`.
+    #[serde(default)]
+    slurm: crate::slurm::SlurmConfig,
 }
 
 /// One axis of the grid: a dotted path and its values.
@@ -229,16 +244,18 @@ pub fn set_path(root: &mut toml::Table, path: &str, value: toml::Value) -> anyho
 }
 
 /// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
-fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>)> {
+fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
     let file = &args.file;
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let value: toml::Value = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
     let mut axes = Vec::new();
+    let mut slurm = Default::default();
     let base = if value.get("base").is_some() {
         let sweep: SweepFile = parse_section(&value, "").map_err(|e| e.in_file(file))?;
         grid_axes(&sweep.grid, "", &mut axes).map_err(|e| e.in_file(file))?;
+        slurm = sweep.slurm;
         crate::folder_of(file).join(sweep.base)
     } else {
         file.clone()
@@ -254,7 +271,7 @@ fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>)> {
         !axes.is_empty(),
         "nothing to sweep: add --set KEY=V1,V2 or a sweep file's [grid]"
     );
-    Ok((base, axes))
+    Ok((base, axes, slurm))
 }
 
 /// A combination ready to run.
@@ -271,7 +288,11 @@ pub fn run(
     registry: &Registry,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(args.jobs >= 1, "--jobs must be at least 1");
-    let (base_path, axes) = read_sweep(args)?;
+    anyhow::ensure!(
+        args.launcher == Launcher::Slurm || !args.slurm.any_given(),
+        "Slurm options (--partition, --time, --wait, ...) need --launcher slurm"
+    );
+    let (base_path, axes, slurm) = read_sweep(args)?;
     let base_text = std::fs::read_to_string(&base_path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", base_path.display()))?;
     let base: toml::Table = toml::from_str(&base_text)
@@ -331,18 +352,37 @@ pub fn run(
             skipped += 1;
             continue;
         }
+        // Generate a synthetic dataset here, once: parallel runs would each generate it.
+        (loaded.dataset.prepare())
+            .with_context(|| format!("preparing the data of `{}`", combo.name))?;
         jobs.push(Job {
             name: combo.name.clone(),
             log: folder.join(format!("{}.log", combo.name)),
             file,
         });
     }
+    let pace = match args.launcher {
+        Launcher::Local => format!("{} at a time", args.jobs),
+        Launcher::Slurm => "as a Slurm job array".to_string(),
+    };
     println!(
-        "sweep {base_name}: {} combinations, {skipped} already done, {} to run, {} at a time",
+        "sweep {base_name}: {} combinations, {skipped} already done, {} to run, {pace}",
         combos.len(),
         jobs.len(),
-        args.jobs
     );
+    if args.launcher == Launcher::Slurm {
+        let files: Vec<PathBuf> = jobs.into_iter().map(|j| j.file).collect();
+        return crate::slurm::launch(
+            &args.slurm,
+            &slurm,
+            &base_name,
+            &folder,
+            &files,
+            &catalog_path,
+            &args.runs,
+            args.weights_dir.as_deref(),
+        );
+    }
     let failed = run_queue(args, &catalog_path, jobs, skipped)?;
     if !failed.is_empty() {
         bail!(
