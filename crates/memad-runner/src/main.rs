@@ -3,6 +3,7 @@ mod backbone_cmd;
 mod experiment;
 mod metrics_cmd;
 mod output;
+mod overlay;
 mod plot;
 mod run;
 mod run_folders;
@@ -60,13 +61,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Draw a run's training curves, ROC curves and (video runs) frame scores as PNG and SVG.
-    Plot {
-        run: PathBuf,
-        /// Output folder (default `<run>/plots`).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    /// Draw a run's training curves, ROC and PR curves and (video runs) frame scores as PNG
+    /// and SVG; `memad plot ablation ...` draws a metric against a swept parameter.
+    Plot(PlotArgs),
     /// Parse, validate and resolve experiment files (and table specs); nothing is trained.
     Check {
         #[arg(required = true)]
@@ -90,6 +87,44 @@ enum Command {
     List,
     /// memad and libtorch versions, CUDA and cuDNN availability, where libtorch was loaded from.
     Info,
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct PlotArgs {
+    /// A run folder.
+    #[arg(required = true)]
+    run: Option<PathBuf>,
+    /// Output folder (default `<run>/plots`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(subcommand)]
+    figure: Option<PlotCommand>,
+}
+
+#[derive(Subcommand)]
+enum PlotCommand {
+    /// A metric (mean over categories, then mean ± std over seeds) against a config value,
+    /// one line per group: `ablation_<param>_<metric>.{png,svg}`.
+    Ablation {
+        /// A folder holding complete runs (searched 3 levels down) or a glob over run
+        /// folders (`'runs/quickstart_*/*'`).
+        #[arg(long)]
+        runs: String,
+        /// Dotted key of the runs' `config.toml` on the x axis (`method.memory.slots`).
+        #[arg(long)]
+        param: String,
+        /// A `metrics.csv` metric (`image_auroc`, `pixel_auroc`, `aupro`, ...).
+        #[arg(long)]
+        metric: String,
+        /// One line per value of this `metrics.csv` column (`method`, `name`, `backbone`)
+        /// or dotted config key.
+        #[arg(long, default_value = "method")]
+        group: String,
+        /// Output folder (default `<runs>/plots` for a folder, `plots` for a glob).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,8 +254,37 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sweep(args) => sweep::run(&args, &cli.datasets, &registry),
         Command::Table { spec, out } => table::run(&spec, out.as_deref()),
-        Command::Plot { run, out } => {
-            for file in plot::run(&run, out.as_deref())? {
+        Command::Plot(args) => {
+            let written = match (args.figure, args.run) {
+                (
+                    Some(PlotCommand::Ablation {
+                        runs,
+                        param,
+                        metric,
+                        group,
+                        out,
+                    }),
+                    _,
+                ) => {
+                    let out = out.unwrap_or_else(|| {
+                        if runs.contains(['*', '?']) {
+                            PathBuf::from("plots")
+                        } else {
+                            Path::new(&runs).join("plots")
+                        }
+                    });
+                    let spec = plot::AblationSpec {
+                        runs,
+                        param,
+                        metric,
+                        group,
+                    };
+                    plot::ablation(&spec, &out)?
+                }
+                (None, Some(run)) => plot::run(&run, args.out.as_deref())?,
+                (None, None) => anyhow::bail!("memad plot: name a run folder"),
+            };
+            for file in written {
                 println!("wrote {}", file.display());
             }
             Ok(())

@@ -3,9 +3,20 @@
 //! - `losses.{png,svg}`: each loss term per epoch (`losses.csv`), one panel per category;
 //! - `roc.{png,svg}`: the ROC curve of each category (`scores/<category>.csv`), its AUROC in
 //!   the legend;
+//! - `pr.{png,svg}`: the precision-recall curve of each category as steps (their area is the
+//!   legend's AP, `memad_metrics::average_precision`), its positive rate (a random scorer's
+//!   precision) dashed in the same colour;
 //! - `frames_<category>.{png,svg}` for video runs (a non-empty `video` column): each test
 //!   video's frame score over time, anomalous frames shaded (12 videos a page; more pages are
 //!   `frames_<category>_<page>.*`).
+//!
+//! `memad plot ablation --runs R --param KEY --metric M [--group G]` ([`ablation`]):
+//! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
+//! one line per group. Each run contributes the mean of `M` over its categories (rows read
+//! by `table::read_metrics`; the latest re-run of an experiment and seed counts); a point is
+//! the mean over seeds with ±1 sample std as error bars. Numeric values sit at their value
+//! (log scale when positive and spanning 20x or more), text values at their rank; ticks are
+//! the values themselves. Anomaly-map grids are `overlay.rs`.
 //!
 //! Text is drawn with DejaVu Sans embedded in the binary (`dejavu`, rendered by `ab_glyph`),
 //! so figures look the same on every machine, with or without system fonts. Every file is
@@ -38,7 +49,7 @@ fn color(i: usize) -> RGBColor {
 }
 
 /// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once).
-fn register_fonts() {
+pub(crate) fn register_fonts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Both fonts are valid TrueType files shipped by `dejavu`.
@@ -69,7 +80,7 @@ macro_rules! png_and_svg {
         let image = image::RgbImage::from_raw(w, h, pixels).context("bitmap size")?;
         let mut png = std::io::Cursor::new(Vec::new());
         image.write_to(&mut png, image::ImageFormat::Png)?;
-        let png_path = stem.with_extension("png");
+        let png_path = with_suffix(stem, ".png");
         write_atomic(&png_path, &png.into_inner())?;
         let mut svg = String::new();
         {
@@ -77,10 +88,17 @@ macro_rules! png_and_svg {
             $draw(&root)?;
             root.present().map_err(drawing)?;
         }
-        let svg_path = stem.with_extension("svg");
+        let svg_path = with_suffix(stem, ".svg");
         write_atomic(&svg_path, svg.as_bytes())?;
         anyhow::Ok(vec![png_path, svg_path])
     }};
+}
+
+/// `stem` + `suffix` (`with_extension` would cut a stem holding a dot, e.g. a dotted key).
+fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
+    let mut s = stem.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// One row of `losses.csv`.
@@ -107,6 +125,15 @@ struct RocCurve {
     /// `(false-positive rate, true-positive rate)` from `(0, 0)` to `(1, 1)`.
     points: Vec<(f64, f64)>,
     auroc: f64,
+}
+
+/// One category's precision-recall curve, its AP and positive rate.
+struct PrCurve {
+    category: String,
+    /// `(recall, precision)` from `(0, 1)`, one point per distinct score.
+    points: Vec<(f64, f64)>,
+    ap: f64,
+    positive_rate: f64,
 }
 
 /// `memad plot`: every figure the run folder has data for; returns the files written.
@@ -141,6 +168,21 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     if !curves.is_empty() {
         written.extend(plot_roc(&curves, &out.join("roc"))?);
+    }
+    let pr: Vec<PrCurve> = scores
+        .iter()
+        .filter_map(|s| {
+            Some(PrCurve {
+                ap: memad_metrics::average_precision(&s.scores, &s.labels).ok()?,
+                category: s.category.clone(),
+                points: pr_curve(&s.scores, &s.labels),
+                positive_rate: s.labels.iter().filter(|&&l| l).count() as f64
+                    / s.labels.len() as f64,
+            })
+        })
+        .collect();
+    if !pr.is_empty() {
+        written.extend(plot_pr(&pr, &out.join("pr"))?);
     }
     for s in scores
         .iter()
@@ -244,6 +286,46 @@ pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
         }
     }
     points
+}
+
+/// Precision-recall points `(recall, precision)`, one per distinct score from the highest down
+/// (ties form one point), after `(0, 1)`, up to the first that reaches recall 1 (as
+/// scikit-learn's `precision_recall_curve`: lower thresholds only add false positives).
+/// Empty without positives or negatives.
+pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    if positives == 0.0 || positives == labels.len() as f64 {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut points = vec![(0.0, 1.0)];
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (k, &i) in order.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        if order.get(k + 1).is_none_or(|&j| scores[j] != scores[i]) {
+            points.push((tp / positives, tp / (tp + fp)));
+            if tp == positives {
+                break;
+            }
+        }
+    }
+    points
+}
+
+/// The step polyline of a PR curve: between recalls `R_{k-1}` and `R_k` the precision is
+/// `P_k`, so its area is the step-wise average precision (`sum (R_k - R_{k-1}) P_k`).
+fn pr_steps(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut steps = points.first().into_iter().copied().collect::<Vec<_>>();
+    for w in points.windows(2) {
+        steps.push((w[0].0, w[1].1));
+        steps.push(w[1]);
+    }
+    steps
 }
 
 /// Training curves: one panel per category, one line per loss term.
@@ -392,6 +474,81 @@ fn draw_roc<DB: DrawingBackend>(
     Ok(())
 }
 
+/// PR curves of every category on one chart, each with its positive rate dashed.
+fn plot_pr(curves: &[PrCurve], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    png_and_svg!(stem, (640, 600), |root| draw_pr(root, curves))
+}
+
+fn draw_pr<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    curves: &[PrCurve],
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(drawing)?;
+    // The y axis starts at the tenth below the lowest precision or positive rate, so curves
+    // that all stay high (a one-class protocol with 90% positives) are not squeezed.
+    let lowest = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.1).chain([c.positive_rate]))
+        .fold(1.0f64, f64::min);
+    let y_lo = ((lowest * 10.0).floor() / 10.0 - 0.1).max(0.0) - 0.01;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            "Precision-recall per category (dashed: positive rate)",
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(-0.01f64..1.01f64, y_lo..1.02f64)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .x_desc("recall")
+        .y_desc("precision")
+        .label_style(("sans-serif", 14))
+        .light_line_style(BLACK.mix(0.05))
+        .draw()
+        .map_err(drawing)?;
+    for (i, curve) in curves.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, curve.positive_rate), (1.0, curve.positive_rate)],
+                6,
+                6,
+                c.mix(0.7).stroke_width(1),
+            ))
+            .map_err(drawing)?;
+    }
+    for (i, curve) in curves.iter().enumerate() {
+        let c = color(i);
+        // As in `draw_roc`: earlier curves wider, so coinciding curves stay visible.
+        let width = 2 + (curves.len() - 1 - i).min(3) as u32;
+        chart
+            .draw_series(LineSeries::new(
+                pr_steps(&curve.points),
+                c.stroke_width(width),
+            ))
+            .map_err(drawing)?
+            .label(format!(
+                "{} (AP {:.3}, positives {:.0}%)",
+                curve.category,
+                curve.ap,
+                100.0 * curve.positive_rate
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
+}
+
 /// Frame scores over time per test video, anomalous frames shaded; one figure per page of
 /// [`VIDEOS_PER_PAGE`] videos.
 fn plot_frames(s: &Scores, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -477,6 +634,416 @@ fn draw_frames<DB: DrawingBackend>(
     Ok(())
 }
 
+/// What `memad plot ablation` reads and draws.
+#[derive(Debug, Clone)]
+pub struct AblationSpec {
+    /// A folder searched for complete runs (up to 3 levels down), or a glob over run
+    /// folders (`runs/quickstart_*/*`, as `memad table` takes).
+    pub runs: String,
+    /// Dotted key of the resolved `config.toml` on the x axis (`method.memory.slots`).
+    pub param: String,
+    /// The `metrics.csv` metric on the y axis, averaged over a run's categories.
+    pub metric: String,
+    /// One line per value of this `metrics.csv` column (`method`, `name`, `backbone`, ...) or,
+    /// when no column has the name, dotted config key.
+    pub group: String,
+}
+
+/// One point of an ablation line: mean and sample std over seeds at one parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AblationPoint {
+    /// The parameter value as written in the config.
+    pub value: String,
+    pub mean: f64,
+    /// Sample standard deviation (n - 1); `None` for one seed.
+    pub std: Option<f64>,
+    pub seeds: usize,
+}
+
+/// The lines of an ablation figure, ready to draw.
+#[derive(Debug, Clone)]
+pub struct Ablation {
+    pub spec: AblationSpec,
+    /// `(group, points in x order)`, groups sorted.
+    pub lines: Vec<(String, Vec<AblationPoint>)>,
+    /// Every parameter value is a number (else the axis is categorical, values in name order).
+    pub numeric: bool,
+}
+
+/// `memad plot ablation`: reads the runs, writes `ablation_<param>_<metric>.{png,svg}` into
+/// `out`; returns the files written.
+pub fn ablation(spec: &AblationSpec, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    register_fonts();
+    let data = read_ablation(spec)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let stem = out.join(format!("ablation_{}_{}", spec.param, spec.metric));
+    png_and_svg!(&stem, (760, 520), |root| draw_ablation(root, &data))
+}
+
+/// The complete runs `pattern` names: a glob (holding `*` or `?`) over run folders, or a
+/// folder that is a run or holds runs up to 3 levels down.
+fn find_runs(pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
+    if pattern.contains(['*', '?']) {
+        return crate::run_folders::glob_runs(pattern, Path::new("."));
+    }
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
+        if crate::run_folders::is_complete(dir) {
+            found.push(dir.to_path_buf());
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let hidden = e.file_name().to_string_lossy().starts_with('.');
+            if depth > 0 && !hidden && e.path().is_dir() {
+                walk(&e.path(), depth - 1, found);
+            }
+        }
+    }
+    let root = Path::new(pattern);
+    anyhow::ensure!(root.is_dir(), "{pattern}: no such folder");
+    let mut found = Vec::new();
+    walk(root, 3, &mut found);
+    found.sort();
+    Ok(found)
+}
+
+/// A dotted key's value in a TOML document.
+fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+/// A scalar as text (strings unquoted); `None` for tables and arrays.
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(_)
+        | toml::Value::Float(_)
+        | toml::Value::Boolean(_)
+        | toml::Value::Datetime(_) => Some(value.to_string()),
+        toml::Value::Array(_) | toml::Value::Table(_) => None,
+    }
+}
+
+/// Reads the runs into lines: per run the metric's mean over categories; among re-runs of one
+/// experiment and seed the latest counts (as in `memad table`); then mean and sample std over
+/// seeds per (group, value). Runs without the key or the metric are left out with a note.
+///
+/// # Errors
+/// No complete run; the key holding a table or array; no run with both key and metric.
+pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
+    let folders = find_runs(&spec.runs)?;
+    anyhow::ensure!(
+        !folders.is_empty(),
+        "{}: no complete run folder (`.partial` folders are never read)",
+        spec.runs
+    );
+    // (group, value, experiment, seed) -> (stamp, per-run value, name)
+    type Key = (String, String, String, String);
+    let mut per_run: std::collections::BTreeMap<Key, (String, f64, String)> = Default::default();
+    let mut raw_values: Vec<toml::Value> = Vec::new();
+    let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
+    for folder in &folders {
+        let config_path = folder.join("config.toml");
+        let text = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?;
+        let config: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing {}", config_path.display()))?;
+        let Some(raw) = lookup(&config, &spec.param) else {
+            no_key.push(folder.display().to_string());
+            continue;
+        };
+        let value = scalar(raw).with_context(|| {
+            format!(
+                "{}: `{}` is a {}, not a value; name a key inside it",
+                config_path.display(),
+                spec.param,
+                raw.type_str()
+            )
+        })?;
+        let records: Vec<crate::table::Record> =
+            crate::table::read_metrics(&folder.join("metrics.csv"))?
+                .into_iter()
+                .filter(|r| r.fields.get("metric") == Some(&spec.metric))
+                .collect();
+        let Some(first) = records.first() else {
+            no_metric.push(folder.display().to_string());
+            continue;
+        };
+        let field = |c: &str| first.fields.get(c).cloned().unwrap_or_default();
+        let group = match first.fields.get(&spec.group) {
+            Some(g) => g.clone(),
+            None => lookup(&config, &spec.group)
+                .and_then(scalar)
+                .with_context(|| {
+                    format!(
+                        "{}: `{}` is neither a metrics.csv column nor a value in config.toml",
+                        folder.display(),
+                        spec.group
+                    )
+                })?,
+        };
+        let mean = records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64;
+        let key = (group, value, field("_experiment"), field("seed"));
+        let stamp = field("_stamp");
+        if per_run.get(&key).is_none_or(|old| old.0 < stamp) {
+            per_run.insert(key, (stamp, mean, field("name")));
+        }
+        raw_values.push(raw.clone());
+    }
+    if !no_key.is_empty() {
+        eprintln!(
+            "note: {} run(s) without `{}` left out: {}",
+            no_key.len(),
+            spec.param,
+            no_key.join(", ")
+        );
+    }
+    if !no_metric.is_empty() {
+        eprintln!(
+            "note: {} run(s) without metric `{}` left out: {}",
+            no_metric.len(),
+            spec.metric,
+            no_metric.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        !per_run.is_empty(),
+        "{}: no complete run has both `{}` in config.toml and `{}` in metrics.csv",
+        spec.runs,
+        spec.param,
+        spec.metric
+    );
+    let numeric = raw_values
+        .iter()
+        .all(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Float(_)));
+    // (group, value) -> (per-seed values, experiment names)
+    let mut cells: std::collections::BTreeMap<(String, String), (Vec<f64>, Vec<String>)> =
+        Default::default();
+    for ((group, value, _, _), (_, v, name)) in per_run {
+        let cell = cells.entry((group, value)).or_default();
+        cell.0.push(v);
+        if !cell.1.contains(&name) {
+            cell.1.push(name);
+        }
+    }
+    let mut lines: Vec<(String, Vec<AblationPoint>)> = Vec::new();
+    for ((group, value), (v, names)) in cells {
+        if names.len() > 1 {
+            eprintln!(
+                "note: {group} at {} = {value} pools {} experiments ({}); \
+                 pass --group name to draw them apart",
+                spec.param,
+                names.len(),
+                names.join(", ")
+            );
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let std = (v.len() > 1)
+            .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        let point = AblationPoint {
+            value,
+            mean,
+            std,
+            seeds: v.len(),
+        };
+        match lines.last_mut() {
+            Some((g, points)) if *g == group => points.push(point),
+            _ => lines.push((group, vec![point])),
+        }
+    }
+    if numeric {
+        for (_, points) in &mut lines {
+            points.sort_by(|a, b| number(&a.value).total_cmp(&number(&b.value)));
+        }
+    }
+    Ok(Ablation {
+        spec: spec.clone(),
+        lines,
+        numeric,
+    })
+}
+
+/// A linear f64 axis with ticks only at `keys`, labelled `labels` (the parameter values as
+/// written, wherever the axis puts them: linear, log10 or rank).
+struct KeyAxis {
+    range: std::ops::Range<f64>,
+    keys: Vec<f64>,
+    labels: Vec<String>,
+}
+
+impl Ranged for KeyAxis {
+    type ValueType = f64;
+    type FormatOption = plotters::coord::ranged1d::NoDefaultFormatting;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let f = (value - self.range.start) / (self.range.end - self.range.start);
+        limit.0 + (f * f64::from(limit.1 - limit.0)).round() as i32
+    }
+
+    fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.keys.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.clone()
+    }
+}
+
+impl plotters::coord::ranged1d::ValueFormatter<f64> for KeyAxis {
+    fn format_ext(&self, value: &f64) -> String {
+        self.keys
+            .iter()
+            .position(|k| (k - value).abs() <= 1e-9 * (1.0 + k.abs()))
+            .map(|i| self.labels[i].clone())
+            .unwrap_or_default()
+    }
+}
+
+fn number(text: &str) -> f64 {
+    text.parse().unwrap_or(f64::NAN)
+}
+
+fn draw_ablation<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &Ablation,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(drawing)?;
+    // Every distinct value, in axis order, and its x position: the value (log10 where
+    // positive values span 20x or more) or, for text values, its rank.
+    let mut values: Vec<String> = Vec::new();
+    for (_, points) in &data.lines {
+        values.extend(points.iter().map(|p| p.value.clone()));
+    }
+    values.sort_by(|a, b| {
+        if data.numeric {
+            number(a).total_cmp(&number(b))
+        } else {
+            a.cmp(b)
+        }
+    });
+    values.dedup();
+    let nums: Vec<f64> = values.iter().map(|v| number(v)).collect();
+    let log = data.numeric
+        && nums.iter().all(|&v| v > 0.0)
+        && nums.last().unwrap_or(&1.0) / nums.first().unwrap_or(&1.0) >= 20.0;
+    let xs: Vec<f64> = if !data.numeric {
+        (0..values.len()).map(|i| i as f64).collect()
+    } else if log {
+        nums.iter().map(|v| v.log10()).collect()
+    } else {
+        nums.clone()
+    };
+    let x_of = |value: &str| xs[values.iter().position(|v| v == value).unwrap_or(0)];
+    let (first, last) = (xs[0], xs[xs.len() - 1]);
+    let pad = if last > first {
+        0.06 * (last - first)
+    } else {
+        0.5
+    };
+    let (x_lo, x_hi) = (first - pad, last + pad);
+    let (y_lo, y_hi) = padded_range(data.lines.iter().flat_map(|(_, points)| {
+        points.iter().flat_map(|p| {
+            let s = p.std.unwrap_or(0.0);
+            [p.mean - s, p.mean + s]
+        })
+    }));
+    let spec = &data.spec;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("{} vs {}", spec.metric, spec.param),
+            ("sans-serif", 20),
+        )
+        .margin(16)
+        .x_label_area_size(50)
+        .y_label_area_size(65)
+        .build_cartesian_2d(
+            KeyAxis {
+                range: x_lo..x_hi,
+                keys: xs.clone(),
+                labels: values.clone(),
+            },
+            y_lo..y_hi,
+        )
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!(
+            "{}{}",
+            spec.param,
+            if log { " (log scale)" } else { "" }
+        ))
+        .y_desc(format!(
+            "{} (mean over categories; bars: ±1 std over seeds)",
+            spec.metric
+        ))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .draw()
+        .map_err(drawing)?;
+    let groups = data.lines.len();
+    for (i, (group, points)) in data.lines.iter().enumerate() {
+        let c = color(i);
+        // Groups sharing a value are nudged apart so their bars do not hide each other.
+        let dodge = (i as f64 - (groups as f64 - 1.0) / 2.0) * 0.012 * (x_hi - x_lo);
+        let at = |p: &AblationPoint| x_of(&p.value) + dodge;
+        let (lo_seeds, hi_seeds) = points.iter().fold((usize::MAX, 0), |(a, b), p| {
+            (a.min(p.seeds), b.max(p.seeds))
+        });
+        let seeds = if lo_seeds == hi_seeds {
+            format!("{lo_seeds} seed{}", if lo_seeds == 1 { "" } else { "s" })
+        } else {
+            format!("{lo_seeds}-{hi_seeds} seeds")
+        };
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (at(p), p.mean)),
+                c.stroke_width(2),
+            ))
+            .map_err(drawing)?
+            .label(format!("{group} ({seeds})"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((at(p), p.mean), 4, c.filled())),
+            )
+            .map_err(drawing)?;
+        for p in points {
+            let Some(s) = p.std else { continue };
+            let x = at(p);
+            let (a, b) = (p.mean - s, p.mean + s);
+            chart
+                .draw_series([PathElement::new(vec![(x, a), (x, b)], c.stroke_width(2))])
+                .map_err(drawing)?;
+            chart
+                .draw_series([a, b].map(|y| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(-6, 0), (6, 0)], c.stroke_width(2))
+                }))
+                .map_err(drawing)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
+}
+
 /// `[first, last]` index pairs of the runs of `true`.
 fn anomalous_spans(labels: &[bool]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
@@ -534,6 +1101,196 @@ mod tests {
         let auroc = memad_metrics::auroc(&scores, &labels).unwrap();
         assert!((area - auroc).abs() < 1e-12, "{area} vs {auroc}");
         assert!(roc_curve(&[1.0, 2.0], &[true, true]).is_empty());
+    }
+
+    #[test]
+    fn pr_step_area_equals_the_average_precision() {
+        let scores = [0.1f32, 0.4, 0.35, 0.8, 0.4, 0.2, 0.9, 0.4, 0.05];
+        let labels = [false, false, true, true, true, false, true, false, true];
+        let points = pr_curve(&scores, &labels);
+        assert_eq!(points.first(), Some(&(0.0, 1.0)));
+        // Every sample predicted anomalous: recall 1, precision = the positive rate.
+        assert_eq!(points.last(), Some(&(1.0, 5.0 / 9.0)));
+        assert_eq!(points.len(), 1 + 7); // 7 distinct scores
+        let steps = pr_steps(&points);
+        let area: f64 = steps.windows(2).map(|w| (w[1].0 - w[0].0) * w[1].1).sum();
+        let ap = memad_metrics::average_precision(&scores, &labels).unwrap();
+        assert!((area - ap).abs() < 1e-12, "{area} vs {ap}");
+        // Recall never decreases along the polyline.
+        assert!(steps.windows(2).all(|w| w[1].0 >= w[0].0));
+        assert!(pr_curve(&[1.0, 2.0], &[false, false]).is_empty());
+        // The curve stops at full recall.
+        assert_eq!(
+            pr_curve(&[3.0, 2.0, 1.0], &[true, false, false]),
+            [(0.0, 1.0), (1.0, 1.0)]
+        );
+    }
+
+    /// A complete run folder `<root>/<experiment>/<stamp>` with one metric per category.
+    fn fake_run(
+        root: &Path,
+        experiment: &str,
+        stamp: &str,
+        config: &str,
+        seed: u64,
+        values: &[f64],
+    ) {
+        let dir = root.join(experiment).join(stamp);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        std::fs::write(dir.join("run.toml"), "config_sha256 = \"x\"\n").unwrap();
+        let mut csv = String::from(
+            "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n",
+        );
+        let method = if config.contains("memae") {
+            "memae"
+        } else {
+            "mnad"
+        };
+        for (c, v) in values.iter().enumerate() {
+            csv += &format!(
+                "{experiment}/{stamp},abc,{method},lite0,ds,c{c},one_class,{seed},1,image_auroc,{v}\n\
+                 {experiment}/{stamp},abc,{method},lite0,ds,c{c},one_class,{seed},1,aupro,0.5\n"
+            );
+        }
+        std::fs::write(dir.join("metrics.csv"), csv).unwrap();
+    }
+
+    fn config(method: &str, slots: i64) -> String {
+        format!("seed = 0\n[method]\nkind = \"{method}\"\n[method.memory]\nslots = {slots}\n")
+    }
+
+    #[test]
+    fn ablation_averages_categories_then_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let t1 = "2026-01-01T00-00-00";
+        for (slots, base) in [(10, 0.6), (100, 0.7), (1000, 0.8)] {
+            for seed in 0..3u64 {
+                let e = format!("ab_slots-{slots}_seed-{seed}");
+                let v = base + 0.01 * seed as f64; // mean over seeds: base + 0.01, std 0.01
+                fake_run(
+                    &runs,
+                    &e,
+                    t1,
+                    &config("memae", slots),
+                    seed,
+                    &[v - 0.1, v + 0.1],
+                );
+            }
+            let e = format!("mn_slots-{slots}_seed-0");
+            fake_run(&runs, &e, t1, &config("mnad", slots), 0, &[base]);
+        }
+        // A re-run replaces its older run; a partial run and a run without the key are ignored.
+        fake_run(
+            &runs,
+            "ab_slots-10_seed-0",
+            "2026-01-02T00-00-00",
+            &config("memae", 10),
+            0,
+            &[0.6],
+        );
+        fake_run(
+            &runs,
+            "ab_slots-10_seed-0",
+            "2026-01-03T00-00-00.partial",
+            &config("memae", 10),
+            0,
+            &[0.0],
+        );
+        fake_run(
+            &runs,
+            "other",
+            t1,
+            "seed = 0\n[method]\nkind = \"memae\"\n",
+            0,
+            &[0.0],
+        );
+
+        let spec = AblationSpec {
+            runs: runs.display().to_string(),
+            param: "method.memory.slots".into(),
+            metric: "image_auroc".into(),
+            group: "method".into(),
+        };
+        let a = read_ablation(&spec).unwrap();
+        assert!(a.numeric);
+        let groups: Vec<&str> = a.lines.iter().map(|(g, _)| g.as_str()).collect();
+        assert_eq!(groups, ["memae", "mnad"]);
+        let memae = &a.lines[0].1;
+        let values: Vec<&str> = memae.iter().map(|p| p.value.as_str()).collect();
+        assert_eq!(values, ["10", "100", "1000"]); // numeric order, not text order
+                                                   // slots = 10: seeds 0.6 (re-run), 0.61, 0.62.
+        assert_eq!(memae[0].seeds, 3);
+        assert!((memae[0].mean - 0.61).abs() < 1e-12);
+        assert!((memae[0].std.unwrap() - 0.01).abs() < 1e-12);
+        assert!((memae[2].mean - 0.81).abs() < 1e-12);
+        assert_eq!(a.lines[1].1[1].std, None);
+        assert!((a.lines[1].1[1].mean - 0.7).abs() < 1e-12);
+
+        // Grouped by a config key; written as PNG and SVG with the dotted name kept.
+        let by_kind = AblationSpec {
+            group: "method.kind".into(),
+            ..spec.clone()
+        };
+        let out = dir.path().join("plots");
+        let files = ablation(&by_kind, &out).unwrap();
+        assert_eq!(
+            files,
+            [
+                out.join("ablation_method.memory.slots_image_auroc.png"),
+                out.join("ablation_method.memory.slots_image_auroc.svg")
+            ]
+        );
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(
+            svg.contains("memae (3 seeds)") && svg.contains("mnad (1 seed)"),
+            "{svg}"
+        );
+        assert!(svg.contains("(log scale)") && svg.contains("\n1000\n</text>"));
+        assert_eq!(image::open(&files[0]).unwrap().width(), 760);
+
+        // Errors: a table as the parameter, an unknown metric.
+        let table = AblationSpec {
+            param: "method.memory".into(),
+            ..spec.clone()
+        };
+        let e = read_ablation(&table).unwrap_err().to_string();
+        assert!(e.contains("`method.memory` is a table"), "{e}");
+        let none = AblationSpec {
+            metric: "pixel_auroc".into(),
+            ..spec
+        };
+        assert!(read_ablation(&none).is_err());
+    }
+
+    #[test]
+    fn ablation_of_text_values_is_categorical() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, opt) in ["sgd", "adam", "adamw"].iter().enumerate() {
+            let cfg = format!("[method]\nkind = \"mnad\"\n[train]\noptimizer = \"{opt}\"\n");
+            fake_run(
+                dir.path(),
+                &format!("o_{opt}"),
+                "2026-01-01T00-00-00",
+                &cfg,
+                0,
+                &[i as f64 / 4.0],
+            );
+        }
+        let spec = AblationSpec {
+            runs: format!("{}/o_*/*", dir.path().display()),
+            param: "train.optimizer".into(),
+            metric: "image_auroc".into(),
+            group: "method".into(),
+        };
+        let a = read_ablation(&spec).unwrap();
+        assert!(!a.numeric);
+        let values: Vec<&str> = a.lines[0].1.iter().map(|p| p.value.as_str()).collect();
+        assert_eq!(values, ["adam", "adamw", "sgd"]);
+        let files = ablation(&spec, &dir.path().join("p")).unwrap();
+        let svg = std::fs::read_to_string(&files[1]).unwrap();
+        assert!(svg.contains("\nadamw\n</text>") && !svg.contains("log scale"));
     }
 
     #[test]

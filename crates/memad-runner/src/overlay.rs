@@ -1,0 +1,521 @@
+//! Anomaly-map overlays: one PNG grid per category, laid out as papers show them.
+//!
+//! Columns are selected test samples; the first row is the input, the second the input with
+//! the anomaly map alpha-blended over it in a jet colour map and the ground-truth boundary
+//! drawn in [`CONTOUR`]. A header names each column's defect type (and image score) and a
+//! colour bar gives the map range.
+//!
+//! - **Range.** One range per category: `[min, max]` over every pixel of all the category's
+//!   test maps passed in (not only the selected ones, never per image), so colours compare
+//!   across columns; values are mapped linearly to `[0, 1]`. A constant map gives `[v, v + 1]`.
+//! - **Blend.** `(1 - ALPHA) * input + ALPHA * jet(v)` with [`ALPHA`] `= 0.5`; jet is the
+//!   classic piecewise-linear blue-cyan-yellow-red ramp.
+//! - **Contour.** Mask pixels with a non-mask pixel (or the image edge) within Chebyshev
+//!   distance `max(1, tile / 128)`: an inner boundary 1 px wide on tiles under 256 px, 2 px
+//!   from 256 px. An all-false mask draws nothing.
+//! - **Tiles.** Each sample is shown at `tile = clamp(size, 160, 256)` px: the image resized
+//!   with a triangle filter, the map bilinearly, the mask by nearest neighbour.
+//! - **Selection** ([`select`]): anomalous samples first, spread over defect types, then
+//!   normal ones; see there.
+//!
+//! Meant for `memad run`'s evaluation (`<run>/overlays/<category>.png`); until run.rs calls
+//! [`write_overlay_grid`], only the tests do.
+#![cfg_attr(not(test), allow(dead_code))]
+use crate::output::write_atomic;
+use anyhow::{bail, Context};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Weight of the heat map in the blend.
+pub const ALPHA: f32 = 0.5;
+/// Colour of the ground-truth boundary: pure white, which a blend with jet never produces
+/// (jet has at most two saturated channels).
+pub const CONTOUR: [u8; 3] = [255, 255, 255];
+/// Smallest and largest tile side in pixels.
+const TILE_RANGE: (usize, usize) = (160, 256);
+
+// Layout, in pixels.
+const PAD: u32 = 12;
+const GAP: u32 = 6;
+const TITLE_H: u32 = 34;
+const HEADER_H: u32 = 40;
+const LABEL_W: u32 = 92;
+const BAR_W: u32 = 16;
+const BAR_AREA_W: u32 = 84;
+
+/// One test sample of a category.
+#[derive(Debug, Clone)]
+pub struct OverlaySample {
+    /// The input image (any format `image` reads; grey images are shown as grey RGB).
+    pub image: PathBuf,
+    /// Defect type (`good` for normal samples in MVTec-style datasets), shown above the
+    /// column and used to spread the selection.
+    pub defect: String,
+    /// `true` = anomalous.
+    pub label: bool,
+    /// The image score, shown under the defect type when given.
+    pub score: Option<f32>,
+}
+
+/// Writes the overlay grid of one category to `out` (a `.png` path, parent folders created,
+/// written atomically), showing up to `n` of the samples chosen by [`select`].
+///
+/// # Shapes
+/// `maps`: `[N, size, size]` f32 anomaly maps at the model's input size, row-major, in the
+/// order of `samples` (`N = samples.len()`); `masks`: `[N, size, size]` ground truth (`true` =
+/// defect pixel), or empty when the dataset has no masks. Non-finite map values are shown as
+/// the bottom of the range.
+///
+/// # Errors
+/// No samples, `n == 0`, `size == 0`, mismatched lengths, an unreadable image, or the write.
+pub fn write_overlay_grid(
+    out: &Path,
+    samples: &[OverlaySample],
+    maps: &[f32],
+    masks: &[bool],
+    size: usize,
+    n: usize,
+) -> anyhow::Result<()> {
+    let pixels = size * size;
+    if samples.is_empty() || n == 0 || size == 0 {
+        bail!("overlay grid: no samples, n = 0 or size = 0");
+    }
+    if maps.len() != samples.len() * pixels {
+        bail!(
+            "overlay grid: {} map values for {} samples of {size}x{size}",
+            maps.len(),
+            samples.len()
+        );
+    }
+    if !masks.is_empty() && masks.len() != maps.len() {
+        bail!(
+            "overlay grid: {} mask values, expected {} or none",
+            masks.len(),
+            maps.len()
+        );
+    }
+    let (lo, hi) = map_range(maps);
+    let chosen = select(samples, n);
+    let tile = size.clamp(TILE_RANGE.0, TILE_RANGE.1);
+    let t = tile as u32;
+    let cols = chosen.len() as u32;
+    let width = PAD + LABEL_W + cols * t + (cols - 1) * GAP + BAR_AREA_W;
+    let height = TITLE_H + HEADER_H + 2 * t + GAP + PAD;
+    let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let top = TITLE_H + HEADER_H;
+    for (c, &i) in chosen.iter().enumerate() {
+        let s = &samples[i];
+        let input = image::open(&s.image)
+            .with_context(|| format!("reading {}", s.image.display()))?
+            .to_rgb8();
+        let input = if input.dimensions() == (t, t) {
+            input
+        } else {
+            image::imageops::resize(&input, t, t, image::imageops::FilterType::Triangle)
+        };
+        let map = resize_bilinear(&maps[i * pixels..(i + 1) * pixels], size, tile);
+        let mask = if masks.is_empty() {
+            Vec::new()
+        } else {
+            resize_nearest(&masks[i * pixels..(i + 1) * pixels], size, tile)
+        };
+        let blended = blend(&input, &map, (lo, hi), &mask, tile);
+        let x = PAD + LABEL_W + c as u32 * (t + GAP);
+        image::imageops::replace(&mut canvas, &input, x.into(), top.into());
+        image::imageops::replace(&mut canvas, &blended, x.into(), (top + t + GAP).into());
+    }
+    let bar_x = width - BAR_AREA_W + GAP;
+    let bar_y = top + t + GAP;
+    for dy in 0..t {
+        let v = 1.0 - dy as f32 / (t - 1).max(1) as f32;
+        for dx in 0..BAR_W {
+            canvas.put_pixel(bar_x + dx, bar_y + dy, image::Rgb(jet(v)));
+        }
+    }
+
+    let title = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (w, h) = (width, height);
+    let mut raw = canvas.into_raw();
+    {
+        crate::plot::register_fonts();
+        let root = BitMapBackend::with_buffer(&mut raw, (w, h)).into_drawing_area();
+        let text = |s: &str, size: u32, pos: (u32, u32), anchor: Pos| {
+            let style = TextStyle::from(("sans-serif", size).into_font()).pos(anchor);
+            root.draw_text(s, &style, (pos.0 as i32, pos.1 as i32))
+                .map_err(|e| anyhow::anyhow!("drawing: {e}"))
+        };
+        let left_top = Pos::new(HPos::Left, VPos::Top);
+        let centre = Pos::new(HPos::Center, VPos::Top);
+        text(
+            &format!(
+                "{title}: anomaly maps (one colour range for all {} test maps; white: \
+                 ground-truth boundary)",
+                samples.len()
+            ),
+            16,
+            (PAD, 10),
+            left_top,
+        )?;
+        for (c, &i) in chosen.iter().enumerate() {
+            let s = &samples[i];
+            let x = PAD + LABEL_W + c as u32 * (t + GAP) + t / 2;
+            let kind = if s.label {
+                s.defect.clone()
+            } else {
+                format!("{} (normal)", s.defect)
+            };
+            text(&kind, 14, (x, TITLE_H), centre)?;
+            if let Some(score) = s.score {
+                text(
+                    &format!("score {}", short(score)),
+                    12,
+                    (x, TITLE_H + 18),
+                    centre,
+                )?;
+            }
+        }
+        let mid = Pos::new(HPos::Left, VPos::Center);
+        text("input", 14, (PAD, top + t / 2), mid)?;
+        text("anomaly map", 14, (PAD, top + t + GAP + t / 2 - 9), mid)?;
+        text("+ boundary", 14, (PAD, top + t + GAP + t / 2 + 9), mid)?;
+        let label_x = bar_x + BAR_W + 4;
+        text(&short(hi), 12, (label_x, bar_y), left_top)?;
+        text(
+            &short(lo),
+            12,
+            (label_x, bar_y + t),
+            Pos::new(HPos::Left, VPos::Bottom),
+        )?;
+        root.present()
+            .map_err(|e| anyhow::anyhow!("drawing: {e}"))?;
+    }
+    let canvas = image::RgbImage::from_raw(w, h, raw).context("overlay size")?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    canvas.write_to(&mut png, image::ImageFormat::Png)?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    write_atomic(out, &png.into_inner())
+}
+
+/// The samples a grid shows, in column order (indices into `samples`), at most `n`.
+///
+/// Up to `min(2, n / 3)` columns are kept for normal samples (`label == false`); the others go
+/// to anomalous ones, dealt round-robin over their defect types in name order (so every type
+/// gets a column before any gets two), and normal samples fill what anomalies leave. Within a
+/// defect type (and among normals) the `k` picks of `m` are spread evenly over the given
+/// order, index `floor((j + 0.5) m / k)`, so consecutive video frames are not all shown. The
+/// columns are the anomalous picks grouped by type, then the normal ones.
+pub fn select(samples: &[OverlaySample], n: usize) -> Vec<usize> {
+    let normals: Vec<usize> = (0..samples.len()).filter(|&i| !samples[i].label).collect();
+    let mut by_defect: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate().filter(|(_, s)| s.label) {
+        by_defect.entry(&s.defect).or_default().push(i);
+    }
+    let reserved = normals.len().min(2).min(n / 3);
+    let mut budget = n - reserved;
+    let mut quota = vec![0usize; by_defect.len()];
+    while budget > 0 {
+        let mut dealt = false;
+        for (q, items) in quota.iter_mut().zip(by_defect.values()) {
+            if budget > 0 && *q < items.len() {
+                *q += 1;
+                budget -= 1;
+                dealt = true;
+            }
+        }
+        if !dealt {
+            break;
+        }
+    }
+    let mut chosen: Vec<usize> = Vec::new();
+    for (&k, items) in quota.iter().zip(by_defect.values()) {
+        chosen.extend(spread(items, k));
+    }
+    let k = (n - chosen.len()).min(normals.len());
+    chosen.extend(spread(&normals, k));
+    chosen
+}
+
+/// `k` of `items`, evenly spaced.
+fn spread(items: &[usize], k: usize) -> Vec<usize> {
+    let m = items.len();
+    (0..k.min(m))
+        .map(|j| items[((2 * j + 1) * m) / (2 * k)])
+        .collect()
+}
+
+/// `[min, max]` of the finite values; a constant (or empty) input gets a unit-wide range.
+fn map_range(maps: &[f32]) -> (f32, f32) {
+    let (lo, hi) = maps
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi - lo <= f32::EPSILON * lo.abs().max(1.0) {
+        (lo, lo + 1.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// The jet colour of `v` in `[0, 1]` (blue, cyan, yellow, red).
+pub fn jet(v: f32) -> [u8; 3] {
+    let v = if v.is_finite() {
+        v.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let ch = |centre: f32| ((1.5 - (4.0 * v - centre).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [ch(3.0), ch(2.0), ch(1.0)]
+}
+
+/// The input with the map blended over it and the mask's boundary drawn; `mask` is empty
+/// or `tile * tile`.
+fn blend(
+    input: &image::RgbImage,
+    map: &[f32],
+    (lo, hi): (f32, f32),
+    mask: &[bool],
+    tile: usize,
+) -> image::RgbImage {
+    let mut out = input.clone();
+    let edge = if mask.is_empty() {
+        Vec::new()
+    } else {
+        boundary(mask, tile, (tile / 128).max(1))
+    };
+    for (k, px) in out.pixels_mut().enumerate() {
+        if edge.get(k).copied().unwrap_or(false) {
+            px.0 = CONTOUR;
+            continue;
+        }
+        let c = jet((map[k] - lo) / (hi - lo));
+        for (v, heat) in px.0.iter_mut().zip(c) {
+            // At most 254, so a blend is never the contour's white.
+            let blended = (1.0 - ALPHA) * f32::from(*v) + ALPHA * f32::from(heat);
+            *v = blended.round().clamp(0.0, 254.0) as u8;
+        }
+    }
+    out
+}
+
+/// Mask pixels with a non-mask pixel, or the edge, within Chebyshev distance `width`.
+pub fn boundary(mask: &[bool], side: usize, width: usize) -> Vec<bool> {
+    let w = width as isize;
+    let s = side as isize;
+    let inside =
+        |y: isize, x: isize| y >= 0 && x >= 0 && y < s && x < s && mask[(y * s + x) as usize];
+    (0..side * side)
+        .map(|k| {
+            let (y, x) = ((k / side) as isize, (k % side) as isize);
+            mask[k] && (-w..=w).any(|dy| (-w..=w).any(|dx| !inside(y + dy, x + dx)))
+        })
+        .collect()
+}
+
+/// Bilinear resize of a `side x side` map to `to x to` (pixel centres aligned).
+fn resize_bilinear(map: &[f32], side: usize, to: usize) -> Vec<f32> {
+    if side == to {
+        return map.to_vec();
+    }
+    let scale = side as f32 / to as f32;
+    let coord = |d: usize| {
+        let s = ((d as f32 + 0.5) * scale - 0.5).clamp(0.0, (side - 1) as f32);
+        let i = (s.floor() as usize).min(side.saturating_sub(2));
+        (i, (s - i as f32).min(1.0))
+    };
+    let mut out = Vec::with_capacity(to * to);
+    for y in 0..to {
+        let (y0, fy) = coord(y);
+        let y1 = (y0 + 1).min(side - 1);
+        for x in 0..to {
+            let (x0, fx) = coord(x);
+            let x1 = (x0 + 1).min(side - 1);
+            let at = |yy: usize, xx: usize| map[yy * side + xx];
+            let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+            let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+            out.push(top * (1.0 - fy) + bottom * fy);
+        }
+    }
+    out
+}
+
+/// Nearest-neighbour resize of a `side x side` mask to `to x to`.
+fn resize_nearest(mask: &[bool], side: usize, to: usize) -> Vec<bool> {
+    let src = |d: usize| ((d * side) / to).min(side - 1);
+    (0..to * to)
+        .map(|k| mask[src(k / to) * side + src(k % to)])
+        .collect()
+}
+
+/// A number with 3 significant digits, without trailing zeros' clutter.
+fn short(v: f32) -> String {
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-3) {
+        format!("{v:.2e}")
+    } else {
+        format!("{}", (v as f64 * 1000.0).round() / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dir: &Path, name: &str, defect: &str, label: bool) -> OverlaySample {
+        OverlaySample {
+            image: dir.join(format!("{name}.png")),
+            defect: defect.into(),
+            label,
+            score: Some(0.5),
+        }
+    }
+
+    #[test]
+    fn selection_spreads_over_defects_then_adds_normals() {
+        let d = Path::new("/x");
+        let mut s: Vec<OverlaySample> = (0..10)
+            .map(|i| sample(d, &i.to_string(), "good", false))
+            .collect();
+        for _ in 0..6 {
+            s.push(sample(d, "c", "crack", true)); // 10..16
+        }
+        s.push(sample(d, "h", "hole", true)); // 16
+                                              // n = 8: 2 normals reserved; crack and hole alternate until hole runs out.
+        let chosen = select(&s, 8);
+        assert_eq!(chosen.len(), 8);
+        let crack: Vec<usize> = chosen
+            .iter()
+            .copied()
+            .filter(|&i| (10..16).contains(&i))
+            .collect();
+        // 5 of 6 cracks, evenly spread: floor((2j+1)*6/10) = 0, 1, 3, 4, 5.
+        assert_eq!(crack, [10, 11, 13, 14, 15]);
+        assert_eq!(&chosen[5..], [16, 2, 7]);
+        // Few anomalies: normals fill the rest.
+        let only = [
+            sample(d, "a", "hole", true),
+            sample(d, "b", "good", false),
+            sample(d, "c", "good", false),
+        ];
+        assert_eq!(select(&only, 8), [0, 1, 2]);
+        // n = 1: an anomaly, no normal.
+        assert_eq!(select(&s, 1), [13]);
+    }
+
+    #[test]
+    fn jet_runs_blue_to_red() {
+        assert_eq!(jet(0.0), [0, 0, 128]);
+        assert_eq!(jet(1.0), [128, 0, 0]);
+        assert_eq!(jet(0.5), [128, 255, 128]);
+        assert_eq!(jet(f32::NAN), jet(0.0));
+    }
+
+    #[test]
+    fn grid_has_its_size_and_the_contour_on_the_mask_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 192; // within the tile range: shown 1:1
+        let mut samples = Vec::new();
+        let (mut maps, mut masks) = (Vec::new(), Vec::new());
+        for i in 0..5 {
+            let label = i >= 2;
+            let s = sample(
+                dir.path(),
+                &format!("{i}"),
+                if label { "scratch" } else { "good" },
+                label,
+            );
+            let img = image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+                image::Rgb([(x % 256) as u8, (y % 256) as u8, 100])
+            });
+            img.save(&s.image).unwrap();
+            samples.push(s);
+            for y in 0..size {
+                for x in 0..size {
+                    let inside = label && (40..100).contains(&y) && (60..120).contains(&x);
+                    masks.push(inside);
+                    maps.push(if inside {
+                        3.0
+                    } else {
+                        (x as f32) / size as f32
+                    });
+                }
+            }
+        }
+        let out = dir.path().join("overlays/carpet.png");
+        write_overlay_grid(&out, &samples, &maps, &masks, size, 4).unwrap();
+        let png = image::open(&out).unwrap().to_rgb8();
+        // 4 columns: 3 anomalies, 1 normal (n / 3 = 1 reserved).
+        let t = size as u32;
+        assert_eq!(png.width(), PAD + LABEL_W + 4 * t + 3 * GAP + BAR_AREA_W);
+        assert_eq!(png.height(), TITLE_H + HEADER_H + 2 * t + GAP + PAD);
+        let (x0, y0) = (PAD + LABEL_W, TITLE_H + HEADER_H + t + GAP);
+        let at = |x: u32, y: u32| png.get_pixel(x0 + x, y0 + y).0;
+        // Boundary pixels (1 px wide at 192 px) carry the contour colour ...
+        for (x, y) in [(60, 40), (119, 40), (60, 99), (119, 99), (90, 40), (60, 70)] {
+            assert_eq!(at(x, y), CONTOUR, "({x}, {y})");
+        }
+        // ... pixels just inside and outside do not; inside is the top of the range (red).
+        for (x, y) in [(61, 41), (90, 70), (59, 40), (90, 39), (120, 70)] {
+            assert_ne!(at(x, y), CONTOUR, "({x}, {y})");
+        }
+        // (input (90, 70, 100) + jet(1) = (128, 0, 0)) / 2.
+        assert_eq!(at(90, 70), [109, 35, 50]);
+        // The input row is the image itself.
+        assert_eq!(
+            png.get_pixel(x0 + 10, TITLE_H + HEADER_H + 20).0,
+            [10, 20, 100]
+        );
+        // The normal column (the last) has no contour anywhere.
+        let xn = x0 + 3 * (t + GAP);
+        assert!((0..t).all(|y| (0..t).all(|x| png.get_pixel(xn + x, y0 + y).0 != CONTOUR)));
+    }
+
+    #[test]
+    fn small_inputs_are_scaled_up_and_masks_are_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 28;
+        let samples: Vec<OverlaySample> = (0..3)
+            .map(|i| {
+                let s = sample(dir.path(), &format!("{i}"), "digit", i == 0);
+                image::GrayImage::from_pixel(28, 28, image::Luma([200]))
+                    .save(&s.image)
+                    .unwrap();
+                s
+            })
+            .collect();
+        let maps: Vec<f32> = (0..3 * size * size).map(|k| k as f32).collect();
+        let out = dir.path().join("mnist.png");
+        write_overlay_grid(&out, &samples, &maps, &[], size, 8).unwrap();
+        let png = image::open(&out).unwrap();
+        assert_eq!(png.height(), TITLE_H + HEADER_H + 2 * 160 + GAP + PAD);
+        assert!(write_overlay_grid(&out, &samples, &maps[1..], &[], size, 8).is_err());
+        assert!(write_overlay_grid(&out, &samples, &maps, &[true; 5], size, 8).is_err());
+    }
+
+    #[test]
+    fn boundary_is_the_inner_edge() {
+        // A 3x3 block in a 5x5 mask: its 8 outer pixels are boundary, the centre is not.
+        let mut m = vec![false; 25];
+        for y in 1..4 {
+            for x in 1..4 {
+                m[y * 5 + x] = true;
+            }
+        }
+        let b = boundary(&m, 5, 1);
+        assert_eq!(b.iter().filter(|&&v| v).count(), 8);
+        assert!(!b[12]);
+        // The image edge closes a mask that touches it.
+        assert!(boundary(&[true; 9], 3, 1)[0]);
+        assert!(!boundary(&[true; 9], 3, 1)[4]);
+    }
+}
