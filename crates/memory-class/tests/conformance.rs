@@ -1,0 +1,19 @@
+//! The shared memory conformance suite (`memad-conformance`) on the class-aware memory.
+use memory_class::{ClassMemory, ClassMemoryConfig};
+
+#[test]
+fn conformance() {
+    let cfg = ClassMemoryConfig {
+        items_per_class: 3,
+        ..ClassMemoryConfig::default()
+    };
+    let report = memad_conformance::check_memory(
+        |path| Box::new(ClassMemory::new(path, &cfg, 2, 8).expect("valid config")),
+        8,
+    );
+    assert_eq!(report.attention_slots, Some(6), "2 classes x 3 items");
+    assert!(report.has_distance);
+    assert_eq!(report.loss_terms, ["compactness"]);
+    assert!(report.state.is_empty(), "the items live in the VarStore");
+    assert!(report.learned_by_gradient);
+}
