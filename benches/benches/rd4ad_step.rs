@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
         device: Device::Cpu,
         weights_dir: "/nonexistent".into(),
         image_size: 128,
+        classes: 1,
     };
     let section: toml::Value = toml::from_str(QUICKSTART_METHOD).unwrap();
     let resolved =
@@ -46,6 +47,8 @@ fn bench(c: &mut Criterion) {
         input: Tensor::rand([8, 3, 128, 128], (Kind::Float, Device::Cpu)),
         label: Tensor::zeros([8], (Kind::Int64, Device::Cpu)),
         mask: None,
+        class: None,
+        synthetic: None,
     };
     let mut group = c.benchmark_group("cpu_batch8_128px");
     group.sample_size(10);

@@ -407,6 +407,7 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
         device,
         weights_dir: "/nonexistent".into(),
         image_size: args.size,
+        classes: 1,
     };
     tch::manual_seed(0);
     let entry = registry.method(&args.method, "method.kind")?;
@@ -438,6 +439,8 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
         ),
         label: Tensor::zeros([args.batch], (Kind::Int64, device)),
         mask: None,
+        class: None,
+        synthetic: None,
     };
     let timings = run(method.as_mut(), &mut opt, &batch, args, device)?;
     let threads = tch::get_num_threads();

@@ -120,6 +120,7 @@ pub fn build_backbone(
         device,
         weights_dir: weights_dir.to_path_buf(),
         image_size: 0,
+        classes: 1,
     };
     (entry.build)(&resolved, &ctx)
 }

@@ -218,6 +218,7 @@ fn context(weights_dir: PathBuf) -> BuildContext {
         device: Device::Cpu,
         weights_dir,
         image_size: 48,
+        classes: 1,
     }
 }
 

@@ -17,6 +17,9 @@ pub struct BuildContext {
     pub weights_dir: PathBuf,
     /// Side of the square input images.
     pub image_size: i64,
+    /// Classes (categories) the model is trained on: 1 in the one-class setting, the
+    /// dataset's categories in the multi-class unified one (`Batch::class` indexes them).
+    pub classes: usize,
 }
 
 /// Resolves a config section: `(section, key path) -> resolved section`.
@@ -25,6 +28,10 @@ pub type ResolveFn = fn(&toml::Value, &str, &Registry) -> Result<toml::Value, Co
 pub struct MethodEntry {
     pub kind: &'static str,
     pub summary: &'static str,
+    /// Whether training batches must carry `Batch::synthetic` (anomalies pasted into the
+    /// training images): an experiment then needs a `[data.synthesis]` section, and one
+    /// without this flag must not have it.
+    pub synthetic_anomalies: bool,
     pub resolve: ResolveFn,
     /// Builds from a section already resolved.
     pub build: fn(&toml::Value, &Registry, &BuildContext) -> Result<Box<dyn Method>>,
@@ -134,6 +141,7 @@ mod tests {
         r.add_method(MethodEntry {
             kind: "rd4ad",
             summary: "",
+            synthetic_anomalies: false,
             resolve: resolve_ok,
             build: build_never,
         });

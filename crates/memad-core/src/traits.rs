@@ -109,6 +109,21 @@ pub struct Batch {
     pub label: Tensor,
     /// `[B, 1, H, W]` float {0, 1}: ground-truth anomaly masks (test sets).
     pub mask: Option<Tensor>,
+    /// `[B]` int64: the class (category index, `0..BuildContext::classes`) of each sample;
+    /// `None` where the loader was given no classes.
+    pub class: Option<Tensor>,
+    /// Training batches of methods registered with `synthetic_anomalies`:
+    /// an anomalous copy of `input` synthesized on the host, with its mask.
+    pub synthetic: Option<SyntheticAnomalies>,
+}
+
+/// `input` with synthesized anomalies (DRAEM / CutPaste, `[data.synthesis]`).
+#[derive(Debug)]
+pub struct SyntheticAnomalies {
+    /// `[B, C, H, W]` in `[0, 1]`: the batch's images, some with an anomaly pasted in.
+    pub input: Tensor,
+    /// `[B, 1, H, W]` float {0, 1}: where pixels were replaced (all 0 for an unchanged image).
+    pub mask: Tensor,
 }
 
 /// One training step's loss (the runner calls backward on it) and its named terms.
@@ -139,6 +154,10 @@ pub struct AnomalyOutput {
     pub anomaly_map: Option<Tensor>,
     /// The parts `image_score` combines; empty for single-measure scores.
     pub parts: Vec<ScorePart>,
+    /// `[B]` int64: the class the method assigned to each sample, for methods that predict it
+    /// (MDD-Net's class-aware memory); the runner reports `class_accuracy` against
+    /// `Batch::class`.
+    pub class_prediction: Option<Tensor>,
 }
 
 /// How the runner trains a method.

@@ -6,10 +6,11 @@ use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
 use crate::image_io::{load_mask_for, load_rgb};
 use crate::mvtec::Sample;
+use crate::synthesis::AnomalySynthesizer;
 use image::{imageops, imageops::FilterType, Rgb, RgbImage};
-use memad_core::Batch;
+use memad_core::{Batch, SyntheticAnomalies};
 use rayon::prelude::*;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use tch::{Device, Kind, Tensor};
 
@@ -27,6 +28,24 @@ pub struct HostBatch {
     pub masks: Option<Vec<f32>>,
     pub labels: Vec<i64>,
     pub size: i64,
+    /// `[B]`: the class of each sample, when the loader was given classes.
+    pub classes: Option<Vec<i64>>,
+    /// `([B, 3, S, S], [B, 1, S, S])`: the images with synthesized anomalies and their masks,
+    /// when the loader was asked for them.
+    pub synthetic: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+/// What a [`BatchLoader`] delivers besides images and labels.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// Decode ground-truth masks (test sets; normal samples get all-zero masks).
+    pub with_masks: bool,
+    /// The class of each sample, indexed like the sample list; empty: no classes.
+    pub classes: Vec<i64>,
+    /// Synthesize an anomalous copy of every image ([`Batch::synthetic`]) with this
+    /// synthesizer; the seed of sample `i` is derived from `(seed, i)`, so a given epoch seed
+    /// gives the same anomalies in any batch order.
+    pub synthesis: Option<(Arc<dyn AnomalySynthesizer>, u64)>,
 }
 
 impl HostBatch {
@@ -45,7 +64,28 @@ impl HostBatch {
         let label = Tensor::from_slice(&self.labels)
             .to_kind(Kind::Int64)
             .to_device(device);
-        Batch { input, label, mask }
+        let class = self
+            .classes
+            .as_ref()
+            .map(|c| Tensor::from_slice(c).to_device(device));
+        let synthetic = self
+            .synthetic
+            .as_ref()
+            .map(|(images, masks)| SyntheticAnomalies {
+                input: Tensor::from_slice(images)
+                    .reshape([b, self.channels, s, s])
+                    .to_device(device),
+                mask: Tensor::from_slice(masks)
+                    .reshape([b, 1, s, s])
+                    .to_device(device),
+            });
+        Batch {
+            input,
+            label,
+            mask,
+            class,
+            synthetic,
+        }
     }
 }
 
@@ -161,7 +201,79 @@ pub fn decode_batch(
         labels,
         channels: channels as i64,
         size: size as i64,
+        classes: None,
+        synthetic: None,
     })
+}
+
+/// [`decode_batch`] plus what `opts` asks for (classes, synthesized anomalies).
+pub fn load_batch(
+    samples: &[Sample],
+    indices: &[usize],
+    size: u32,
+    opts: &LoadOptions,
+) -> Result<HostBatch> {
+    let mut host = decode_batch(samples, indices, size, opts.with_masks)?;
+    if !opts.classes.is_empty() {
+        host.classes = Some(indices.iter().map(|&i| opts.classes[i]).collect());
+    }
+    if let Some((synthesizer, seed)) = &opts.synthesis {
+        host.synthetic = Some(synthesize_batch(&host, synthesizer.as_ref(), *seed)?);
+    }
+    Ok(host)
+}
+
+/// Pastes a synthesized anomaly into a copy of every image of `host` (RGB still images
+/// only): `([B, 3, S, S], [B, 1, S, S])`.
+fn synthesize_batch(
+    host: &HostBatch,
+    synthesizer: &dyn AnomalySynthesizer,
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    if host.channels != 3 {
+        return Err(DataError::InvalidArgument(format!(
+            "anomaly synthesis needs RGB still images, got {} channels (video clips?)",
+            host.channels
+        )));
+    }
+    let s = host.size as u32;
+    let plane = (s * s) as usize;
+    let done: Vec<(Vec<f32>, Vec<f32>)> = host
+        .indices
+        .par_iter()
+        .enumerate()
+        .map(|(k, &index)| {
+            let chw = &host.images[k * 3 * plane..(k + 1) * 3 * plane];
+            let rgb = RgbImage::from_fn(s, s, |x, y| {
+                let p = (y * s + x) as usize;
+                let at = |c: usize| (chw[c * plane + p] * 255.0).round().clamp(0.0, 255.0) as u8;
+                Rgb([at(0), at(1), at(2)])
+            });
+            let out = synthesizer.synthesize(&rgb, sample_seed(seed, index))?;
+            let mut image = Vec::with_capacity(3 * plane);
+            push_chw(&out.image, &mut image);
+            let mask = out
+                .mask
+                .pixels()
+                .map(|m| (m[0] > 127) as u8 as f32)
+                .collect();
+            Ok((image, mask))
+        })
+        .collect::<Result<_>>()?;
+    let (images, masks): (Vec<Vec<f32>>, Vec<Vec<f32>>) = done.into_iter().unzip();
+    Ok((images.concat(), masks.concat()))
+}
+
+/// The synthesis seed of sample `index` in an epoch seeded `seed` (SplitMix64 of both).
+fn sample_seed(seed: u64, index: usize) -> u64 {
+    splitmix(seed ^ splitmix(index as u64))
+}
+
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Iterates over batches of `order` (indices into `samples`), decoding one batch ahead on
@@ -178,7 +290,7 @@ impl BatchLoader {
         order: Vec<usize>,
         batch_size: usize,
         size: u32,
-        with_masks: bool,
+        opts: LoadOptions,
     ) -> Self {
         let batch_size = batch_size.max(1);
         let batches = order.len().div_ceil(batch_size);
@@ -186,7 +298,7 @@ impl BatchLoader {
         let worker = thread::spawn(move || {
             for chunk in order.chunks(batch_size) {
                 if sender
-                    .send(decode_batch(&samples, chunk, size, with_masks))
+                    .send(load_batch(&samples, chunk, size, &opts))
                     .is_err()
                 {
                     return; // the consumer stopped early
@@ -224,11 +336,9 @@ impl Drop for BatchLoader {
 pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     let mut state = seed;
     let mut next = || {
+        let z = splitmix(state);
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     };
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
@@ -250,5 +360,76 @@ mod tests {
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
         assert_eq!(a, shuffled(100, 7));
         assert_ne!(a, shuffled(100, 8));
+    }
+
+    fn textured_samples(dir: &std::path::Path, n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|i| {
+                let path = dir.join(format!("{i}.png"));
+                RgbImage::from_fn(24, 24, |x, y| {
+                    Rgb([
+                        (x * 10 + i as u32) as u8,
+                        (y * 10) as u8,
+                        ((x ^ y) * 16) as u8,
+                    ])
+                })
+                .save(&path)
+                .unwrap();
+                Sample {
+                    image: path,
+                    label: crate::mvtec::Label::Normal,
+                    defect: "good".into(),
+                    mask: None,
+                    frames: Vec::new(),
+                    video: None,
+                    pixels: None,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn load_batch_adds_classes_and_reproducible_synthetic_anomalies() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = textured_samples(dir.path(), 4);
+        let synth: Arc<dyn AnomalySynthesizer> =
+            Arc::new(crate::synthesis::CutPasteSynthesizer::new(Default::default()).unwrap());
+        let opts = LoadOptions {
+            with_masks: false,
+            classes: vec![0, 0, 1, 2],
+            synthesis: Some((synth, 5)),
+        };
+        let batch = load_batch(&samples, &[3, 1], 24, &opts).unwrap();
+        assert_eq!(batch.classes, Some(vec![2, 0]));
+        let (images, masks) = batch.synthetic.clone().unwrap();
+        assert_eq!(images.len(), batch.images.len());
+        let plane = 24 * 24;
+        assert_eq!(masks.len(), 2 * plane);
+        for k in 0..2 {
+            let mask = &masks[k * plane..(k + 1) * plane];
+            assert!(mask.contains(&1.0), "CutPaste always pastes");
+            // Pixels outside the mask are the decoded image's, exactly.
+            for c in 0..3 {
+                for p in (0..plane).filter(|&p| mask[p] == 0.0) {
+                    let i = (k * 3 + c) * plane + p;
+                    assert_eq!(images[i], batch.images[i]);
+                }
+            }
+        }
+        // A sample's anomaly depends on the epoch seed and the sample, not on its batch.
+        let alone = load_batch(&samples, &[1], 24, &opts).unwrap();
+        assert_eq!(alone.synthetic.unwrap().1, masks[plane..].to_vec());
+        let other_epoch = LoadOptions {
+            synthesis: opts.synthesis.clone().map(|(s, _)| (s, 6)),
+            ..opts.clone()
+        };
+        let moved = load_batch(&samples, &[1], 24, &other_epoch).unwrap();
+        assert_ne!(moved.synthetic.unwrap().1, masks[plane..].to_vec());
+        // Into a Batch: shapes and dtypes as the methods expect.
+        let b = batch.to_batch(tch::Device::Cpu);
+        assert_eq!(b.class.unwrap().size(), [2]);
+        let s = b.synthetic.unwrap();
+        assert_eq!(s.input.size(), [2, 3, 24, 24]);
+        assert_eq!(s.mask.size(), [2, 1, 24, 24]);
     }
 }

@@ -668,6 +668,7 @@ impl Method for MemAeMethod {
             image_score,
             anomaly_map: Some(anomaly_map),
             parts: Vec::new(),
+            class_prediction: None,
         })
     }
 }
@@ -685,6 +686,7 @@ mod tests {
             device: Device::Cpu,
             weights_dir: Default::default(),
             image_size: size,
+            classes: 1,
         }
     }
 
@@ -694,6 +696,8 @@ mod tests {
             input: Tensor::rand([2, channels, size, size], (Kind::Float, Device::Cpu)),
             label: Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
             mask: None,
+            class: None,
+            synthetic: None,
         }
     }
 

@@ -308,6 +308,7 @@ impl Method for Mnad {
                     weight: 1.0,
                     value: neg_psnr,
                 }],
+                class_prediction: None,
             });
         };
         let distance = read
@@ -333,6 +334,7 @@ impl Method for Mnad {
                     value: distance,
                 },
             ],
+            class_prediction: None,
         })
     }
 }
@@ -354,6 +356,7 @@ mod tests {
             device: Device::Cpu,
             weights_dir: Default::default(),
             image_size: size,
+            classes: 1,
         }
     }
 
@@ -363,6 +366,8 @@ mod tests {
             input: Tensor::rand([2, 3 * frames, size, size], (Kind::Float, Device::Cpu)),
             label: Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
             mask: None,
+            class: None,
+            synthetic: None,
         }
     }
 

@@ -1048,6 +1048,7 @@ impl Method for Mscm {
             image_score: self.logits(&x)?,
             anomaly_map: None,
             parts: Vec::new(),
+            class_prediction: None,
         })
     }
 }
@@ -1274,6 +1275,7 @@ mod tests {
             device: Device::Cpu,
             weights_dir: Default::default(),
             image_size: 8,
+            classes: 1,
         }
     }
 
@@ -1288,6 +1290,8 @@ mod tests {
             input: Tensor::rand([b, 3, 8, 8], (Kind::Float, Device::Cpu)),
             label: Tensor::from_slice(labels),
             mask: None,
+            class: None,
+            synthetic: None,
         }
     }
 

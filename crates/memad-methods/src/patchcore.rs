@@ -374,6 +374,7 @@ impl Method for Patchcore {
             image_score: image_score.to_kind(Kind::Float),
             anomaly_map: Some(gaussian_blur(&map, self.cfg.map_sigma)),
             parts: Vec::new(),
+            class_prediction: None,
         })
     }
 }
@@ -518,6 +519,8 @@ mod tests {
             input: x,
             label: Tensor::zeros([b], (Kind::Int64, Device::Cpu)),
             mask: None,
+            class: None,
+            synthetic: None,
         }
     }
 
@@ -536,6 +539,7 @@ mod tests {
             device: Device::Cpu,
             weights_dir: std::env::temp_dir(),
             image_size: 32,
+            classes: 1,
         };
         let mut m = build(&resolved, &reg, &ctx).unwrap();
         assert_eq!(m.training(), Training::FitOnce);

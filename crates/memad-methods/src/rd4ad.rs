@@ -88,40 +88,153 @@ fn parse(
     registry: &Registry,
 ) -> std::result::Result<Rd4adConfig, ConfigError> {
     let mut cfg: Rd4adConfig = parse_section(section, path)?;
+    cfg.backbone = resolve_student(&cfg.backbone, &cfg.student(), path, registry)?;
+    Ok(cfg)
+}
+
+impl Rd4adConfig {
+    fn student(&self) -> StudentShape {
+        StudentShape {
+            embed_channels: self.embed_channels,
+            oce_blocks: self.oce_blocks,
+            decoder_blocks: self.decoder_blocks.clone(),
+            width_ratio: self.width_ratio,
+            map_sigma: self.map_sigma,
+        }
+    }
+}
+
+/// The student of reverse distillation (OCBE and decoder shapes), shared with MDD-Net.
+#[derive(Debug, Clone)]
+pub(crate) struct StudentShape {
+    pub embed_channels: i64,
+    pub oce_blocks: usize,
+    pub decoder_blocks: Vec<usize>,
+    pub width_ratio: f64,
+    pub map_sigma: f64,
+}
+
+/// Resolves the teacher section of the method at `path` (returned) and checks `shape`
+/// against the teacher's levels.
+pub(crate) fn resolve_student(
+    backbone: &toml::Value,
+    shape: &StudentShape,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
     let bb_path = format!("{path}.backbone");
-    let entry = registry.backbone(
-        kind_of(&cfg.backbone, &bb_path)?,
-        &format!("{bb_path}.kind"),
-    )?;
-    cfg.backbone = (entry.resolve)(&cfg.backbone, &bb_path, registry)?;
-    let levels = cfg
-        .backbone
+    let entry = registry.backbone(kind_of(backbone, &bb_path)?, &format!("{bb_path}.kind"))?;
+    let backbone = (entry.resolve)(backbone, &bb_path, registry)?;
+    let levels = backbone
         .get("levels")
         .and_then(|l| l.as_array())
         .map_or(0, Vec::len);
-    if cfg.decoder_blocks.len() != levels {
+    if shape.decoder_blocks.len() != levels {
         return Err(ConfigError::new(
             format!("{path}.decoder_blocks"),
             format!(
                 "needs one block count per teacher level ({levels}), got {}",
-                cfg.decoder_blocks.len()
+                shape.decoder_blocks.len()
             ),
         ));
     }
-    if cfg.decoder_blocks.contains(&0) || cfg.oce_blocks == 0 {
+    if shape.decoder_blocks.contains(&0) || shape.oce_blocks == 0 {
         return Err(ConfigError::new(path, "block counts must be at least 1"));
     }
-    if cfg.embed_channels < 1
-        || cfg.width_ratio.is_nan()
-        || cfg.width_ratio <= 0.0
-        || cfg.map_sigma < 0.0
+    if shape.embed_channels < 1
+        || shape.width_ratio.is_nan()
+        || shape.width_ratio <= 0.0
+        || shape.map_sigma < 0.0
     {
         return Err(ConfigError::new(
             path,
             "embed_channels and width_ratio must be positive, map_sigma >= 0",
         ));
     }
-    Ok(cfg)
+    Ok(backbone)
+}
+
+/// Checks that the teacher's levels are consecutive stride-2 levels and that the image size
+/// is a multiple of the embedding's stride; returns the levels' channels, finest first.
+pub(crate) fn check_teacher(
+    method: &str,
+    teacher: &dyn Backbone,
+    image_size: i64,
+) -> Result<Vec<i64>> {
+    let levels = teacher.levels();
+    if levels.windows(2).any(|w| w[1].stride != 2 * w[0].stride) {
+        return Err(CoreError::Invalid(format!(
+            "{method} needs teacher levels at consecutive strides (x2 each), got {:?}",
+            levels.iter().map(|l| &l.name).collect::<Vec<_>>()
+        )));
+    }
+    let coarsest = levels.last().map_or(1, |l| l.stride) * 2;
+    if image_size % coarsest != 0 {
+        return Err(CoreError::Invalid(format!(
+            "image_size {image_size} must be a multiple of {coarsest} (the embedding's stride)"
+        )));
+    }
+    Ok(levels.iter().map(|l| l.channels).collect())
+}
+
+pub(crate) fn build_ocbe(p: nn::Path, level_channels: &[i64], shape: &StudentShape) -> Ocbe {
+    Ocbe::new(
+        p,
+        &OcbeConfig {
+            level_channels: level_channels.to_vec(),
+            embed_channels: shape.embed_channels,
+            width_ratio: shape.width_ratio,
+            blocks: shape.oce_blocks,
+        },
+    )
+}
+
+pub(crate) fn build_decoder(
+    p: nn::Path,
+    level_channels: &[i64],
+    shape: &StudentShape,
+) -> ReverseDecoder {
+    ReverseDecoder::new(
+        p,
+        &ReverseDecoderConfig {
+            embed_channels: shape.embed_channels,
+            level_channels: level_channels.to_vec(),
+            blocks: shape.decoder_blocks.clone(),
+            width_ratio: shape.width_ratio,
+        },
+    )
+}
+
+/// The frozen teacher's levels of `x`, without gradient: `[B, C_k, H_k, W_k]`, finest first.
+pub(crate) fn teacher_features(teacher: &dyn Backbone, x: &Tensor) -> Vec<Tensor> {
+    tch::no_grad(|| {
+        teacher
+            .pyramid(x, false)
+            .levels
+            .into_iter()
+            .map(|l| l.features)
+            .collect()
+    })
+}
+
+/// `sum_k up(1 - cos(a_k, b_k))` at `size`, smoothed with a Gaussian of `sigma`:
+/// `[B, 1, H, W]`.
+pub(crate) fn distance_map(a: &[Tensor], b: &[Tensor], size: [i64; 2], sigma: f64) -> Tensor {
+    let maps: Vec<Tensor> = a
+        .iter()
+        .zip(b)
+        .map(|(a, b)| cosine_distance_map(a, b))
+        .collect();
+    gaussian_blur(&upsample_and_sum(&maps, size), sigma)
+}
+
+impl LossForm {
+    pub(crate) fn cosine_form(self) -> CosineForm {
+        match self {
+            LossForm::Flattened => CosineForm::Flattened,
+            LossForm::PerPixel => CosineForm::PerPixel,
+        }
+    }
 }
 
 /// Registry `resolve`.
@@ -157,40 +270,11 @@ pub struct Rd4ad {
 
 impl Rd4ad {
     pub fn new(cfg: Rd4adConfig, teacher: Box<dyn Backbone>, ctx: &BuildContext) -> Result<Self> {
-        let levels = teacher.levels();
-        if levels.windows(2).any(|w| w[1].stride != 2 * w[0].stride) {
-            return Err(CoreError::Invalid(format!(
-                "rd4ad needs teacher levels at consecutive strides (x2 each), got {:?}",
-                levels.iter().map(|l| &l.name).collect::<Vec<_>>()
-            )));
-        }
-        let coarsest = levels.last().map_or(1, |l| l.stride) * 2;
-        if ctx.image_size % coarsest != 0 {
-            return Err(CoreError::Invalid(format!(
-                "image_size {} must be a multiple of {coarsest} (the embedding's stride)",
-                ctx.image_size
-            )));
-        }
-        let level_channels: Vec<i64> = levels.iter().map(|l| l.channels).collect();
+        let level_channels = check_teacher("rd4ad", teacher.as_ref(), ctx.image_size)?;
         let vs = nn::VarStore::new(ctx.device);
-        let ocbe = Ocbe::new(
-            vs.root() / "bn",
-            &OcbeConfig {
-                level_channels: level_channels.clone(),
-                embed_channels: cfg.embed_channels,
-                width_ratio: cfg.width_ratio,
-                blocks: cfg.oce_blocks,
-            },
-        );
-        let decoder = ReverseDecoder::new(
-            vs.root() / "decoder",
-            &ReverseDecoderConfig {
-                embed_channels: cfg.embed_channels,
-                level_channels,
-                blocks: cfg.decoder_blocks.clone(),
-                width_ratio: cfg.width_ratio,
-            },
-        );
+        let shape = cfg.student();
+        let ocbe = build_ocbe(vs.root() / "bn", &level_channels, &shape);
+        let decoder = build_decoder(vs.root() / "decoder", &level_channels, &shape);
         Ok(Rd4ad {
             cfg,
             teacher,
@@ -202,14 +286,7 @@ impl Rd4ad {
 
     /// Teacher levels (no gradient) and the student's reconstructions.
     fn forward(&self, x: &Tensor, train: bool) -> (Vec<Tensor>, Vec<Tensor>) {
-        let teacher: Vec<Tensor> = tch::no_grad(|| {
-            self.teacher
-                .pyramid(x, false)
-                .levels
-                .into_iter()
-                .map(|l| l.features)
-                .collect()
-        });
+        let teacher = teacher_features(self.teacher.as_ref(), x);
         let refs: Vec<&Tensor> = teacher.iter().collect();
         let student = self
             .decoder
@@ -225,10 +302,7 @@ impl Method for Rd4ad {
 
     fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
         let (teacher, student) = self.forward(&batch.input, true);
-        let form = match self.cfg.loss {
-            LossForm::Flattened => CosineForm::Flattened,
-            LossForm::PerPixel => CosineForm::PerPixel,
-        };
+        let form = self.cfg.loss.cosine_form();
         let mut terms = Vec::new();
         let mut per_level = Vec::new();
         for ((t, s), spec) in teacher.iter().zip(&student).zip(self.teacher.levels()) {
@@ -246,19 +320,12 @@ impl Method for Rd4ad {
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let size = batch.input.size();
         let (teacher, student) = self.forward(&batch.input, false);
-        let maps: Vec<Tensor> = teacher
-            .iter()
-            .zip(&student)
-            .map(|(t, s)| cosine_distance_map(t, s))
-            .collect();
-        let map = gaussian_blur(
-            &upsample_and_sum(&maps, [size[2], size[3]]),
-            self.cfg.map_sigma,
-        );
+        let map = distance_map(&teacher, &student, [size[2], size[3]], self.cfg.map_sigma);
         Ok(AnomalyOutput {
             image_score: max_score(&map),
             anomaly_map: Some(map),
             parts: Vec::new(),
+            class_prediction: None,
         })
     }
 }

@@ -64,6 +64,7 @@ fn video_memae_matches_the_official_model() {
         device: Device::Cpu,
         weights_dir: Default::default(),
         image_size: 16,
+        classes: 1,
     };
     let mut method = (entry.build)(&resolved, &registry, &ctx).unwrap();
 
@@ -88,6 +89,8 @@ fn video_memae_matches_the_official_model() {
         input,
         label: Tensor::zeros([2], (Kind::Int64, Device::Cpu)),
         mask: None,
+        class: None,
+        synthetic: None,
     };
 
     let out = tch::no_grad(|| method.score(&batch)).unwrap();

@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// Metric names `[eval] metrics` accepts, in report order. The `frame_*` metrics are the
 /// video protocol (frames grouped by video; `eval.video_normalization` applies).
-pub const METRICS: [&str; 9] = [
+pub const METRICS: [&str; 10] = [
     "image_auroc",
     "image_ap",
     "image_f1_max",
@@ -23,6 +23,7 @@ pub const METRICS: [&str; 9] = [
     "aupro",
     "frame_auroc_micro",
     "frame_auroc_macro",
+    "class_accuracy",
 ];
 
 /// The default of `[eval] metrics`: every image and pixel metric.
@@ -52,9 +53,14 @@ pub struct Experiment {
 pub struct DataConfig {
     /// A name from `datasets.toml`.
     pub dataset: String,
-    /// Categories to run, one model each (one-class protocol); empty = all of the dataset.
+    /// Categories to run; empty = all of the dataset.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// `one_class`: one model per category; `multi_class`: one model trained on the union
+    /// of the categories' training sets (the unified protocol), evaluated per category, each
+    /// sample carrying its category index as `Batch::class`.
+    #[serde(default)]
+    pub setting: Setting,
     pub image_size: u32,
     pub batch_size: usize,
     #[serde(default = "d_eval_batch")]
@@ -65,9 +71,22 @@ pub struct DataConfig {
     /// them as if normal.
     #[serde(default)]
     pub anomaly_fraction: f64,
+    /// Anomalies pasted into training images, for methods trained on them (MDD-Net):
+    /// `kind = "draem"` (Perlin-noise masks, the default settings of DRAEM) or `"cutpaste"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthesis: Option<memad_data::synthesis::SynthesisConfig>,
     /// Video datasets only: samples are clips of consecutive frames instead of single frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipConfig>,
+}
+
+/// How models and categories relate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    #[default]
+    OneClass,
+    MultiClass,
 }
 
 /// `[data.clip]`: how frames are grouped into samples (the input is `[B, 3 * frames, S, S]`,
@@ -113,6 +132,11 @@ pub struct EvalConfig {
     /// MNAD and MemAE evaluate).
     #[serde(default)]
     pub video_normalization: VideoNormalizationConfig,
+    /// Columns of the anomaly-map overlay grid written per category
+    /// (`overlays/<category>.png`: inputs, maps with the ground-truth contour), for methods
+    /// that localise; 0 writes none.
+    #[serde(default = "d_overlays")]
+    pub overlays: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,12 +152,16 @@ impl Default for EvalConfig {
         EvalConfig {
             metrics: d_metrics(),
             video_normalization: VideoNormalizationConfig::None,
+            overlays: d_overlays(),
         }
     }
 }
 
 fn d_device() -> String {
     "auto".into()
+}
+fn d_overlays() -> usize {
+    8
 }
 fn d_eval_batch() -> usize {
     16
@@ -224,6 +252,14 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
             .in_file(path)
             .into());
     }
+    if experiment.data.setting == Setting::MultiClass && classes {
+        let msg = format!(
+            "`{}` is a classification dataset: its categories share one test set, so there is \
+             no multi-class unified protocol; use setting = \"one_class\"",
+            dataset.name
+        );
+        return Err(ConfigError::new("data.setting", msg).in_file(path).into());
+    }
     if let Some(i) = (experiment.eval.metrics.iter())
         .position(|m| classes && (m.starts_with("pixel_") || m == "aupro"))
     {
@@ -266,6 +302,27 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     let entry = registry.method(kind_of(&experiment.method, "method")?, "method.kind")?;
     experiment.method = (entry.resolve)(&experiment.method, "method", registry)?;
     validate(&experiment)?;
+    match (
+        entry.synthetic_anomalies,
+        experiment.data.synthesis.is_some(),
+    ) {
+        (true, false) => {
+            let msg = format!(
+                "method `{}` trains on synthesized anomalies: add a [data.synthesis] section \
+                 (kind = \"draem\" or \"cutpaste\")",
+                entry.kind
+            );
+            return Err(ConfigError::new("data.synthesis", msg));
+        }
+        (false, true) => {
+            let msg = format!(
+                "method `{}` does not train on synthesized anomalies; remove [data.synthesis]",
+                entry.kind
+            );
+            return Err(ConfigError::new("data.synthesis", msg));
+        }
+        _ => {}
+    }
     Ok(experiment)
 }
 

@@ -20,7 +20,6 @@
 //!
 //! Meant for `memad run`'s evaluation (`<run>/overlays/<category>.png`); until run.rs calls
 //! [`write_overlay_grid`], only the tests do.
-#![cfg_attr(not(test), allow(dead_code))]
 use crate::output::write_atomic;
 use anyhow::{bail, Context};
 use plotters::prelude::*;

@@ -1,19 +1,23 @@
-//! `memad run`: trains and evaluates an experiment, one model per category (one-class).
+//! `memad run`: trains and evaluates an experiment: one model per category (`one_class`) or
+//! one model for all its categories (`multi_class`), evaluated per category.
 //!
 //! The runner owns the loop: seed, data order, optimizer, progress, checkpoints, results.
 //! Results are last-epoch numbers; nothing is selected on the test set.
-use crate::experiment::{Loaded, OptimizerKind, VideoNormalizationConfig, METRICS};
+use crate::experiment::{Loaded, OptimizerKind, Setting, VideoNormalizationConfig, METRICS};
 use crate::output::{csv_text, git_commit, timestamp, MetricRow, RunDir};
+use crate::overlay::{write_overlay_grid, OverlaySample};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
 use memad_core::optim::{Adam, AdamConfig, Optimizer};
 use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::arrays::TrainAnomalies;
-use memad_data::loader::{shuffled, BatchLoader};
-use memad_data::mvtec::Sample;
+use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
+use memad_data::mvtec::{CategorySplit, Sample};
+use memad_data::synthesis::AnomalySynthesizer;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
@@ -68,10 +72,14 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     let resolved = exp.to_toml();
     dir.write("config.toml", resolved.as_bytes())?;
     let (commit, dirty) = git_commit();
-    let ctx = BuildContext {
-        device,
-        weights_dir: opts.weights_dir.clone(),
-        image_size: exp.data.image_size as i64,
+    let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
+        Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
+        None => None,
+    };
+    // One-class: a model per category; multi-class: one model, its classes the categories.
+    let groups: Vec<Vec<&CategorySplit>> = match exp.data.setting {
+        Setting::OneClass => splits.iter().map(|s| vec![s]).collect(),
+        Setting::MultiClass => vec![splits.iter().collect()],
     };
     let started = Instant::now();
     let header = format!(
@@ -85,30 +93,39 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
 
     let mut rows: Vec<MetricRow> = Vec::new();
     let mut results = Vec::new();
-    for split in &splits {
-        let values = run_category(&exp, registry, &ctx, split, &mut dir)?;
-        for (metric, value) in &values {
-            rows.push(MetricRow {
-                run: format!("{}/{stamp}", exp.name),
-                commit: format!("{commit}{}", if dirty { "-dirty" } else { "" }),
-                method: exp.method_kind().into(),
-                backbone: exp.backbone_kind().into(),
-                dataset: loaded.dataset.name.clone(),
-                category: split.category.clone(),
-                setting: if exp.data.anomaly_fraction > 0.0 {
-                    "unbalanced".into()
-                } else {
-                    "one_class".into()
-                },
-                seed: exp.seed,
-                epoch: exp.train.epochs,
-                metric: metric.clone(),
-                value: *value,
-            });
+    for group in &groups {
+        let ctx = BuildContext {
+            device,
+            weights_dir: opts.weights_dir.clone(),
+            image_size: exp.data.image_size as i64,
+            classes: group.len(),
+        };
+        let model = match exp.data.setting {
+            Setting::OneClass => group[0].category.clone(),
+            Setting::MultiClass => "all".to_string(),
+        };
+        let method = train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?;
+        for (class, split) in group.iter().enumerate() {
+            let values = evaluate_category(&exp, &ctx, split, class, method.as_ref(), &mut dir)?;
+            for (metric, value) in &values {
+                rows.push(MetricRow {
+                    run: format!("{}/{stamp}", exp.name),
+                    commit: format!("{commit}{}", if dirty { "-dirty" } else { "" }),
+                    method: exp.method_kind().into(),
+                    backbone: exp.backbone_kind().into(),
+                    dataset: loaded.dataset.name.clone(),
+                    category: split.category.clone(),
+                    setting: setting_label(&exp).into(),
+                    seed: exp.seed,
+                    epoch: exp.train.epochs,
+                    metric: metric.clone(),
+                    value: *value,
+                });
+            }
+            // Rewritten after every category: an interrupted run keeps what it finished.
+            dir.write("metrics.csv", &csv_text(&rows)?)?;
+            results.push((split.category.clone(), values));
         }
-        // Rewritten after every category: an interrupted run keeps what it finished.
-        dir.write("metrics.csv", &csv_text(&rows)?)?;
-        results.push((split.category.clone(), values));
     }
     let meta = RunMeta {
         memad_version: env!("CARGO_PKG_VERSION"),
@@ -129,6 +146,15 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     );
     let folder = dir.finish()?;
     Ok(RunSummary { folder, results })
+}
+
+/// The `setting` column of `metrics.csv`.
+fn setting_label(exp: &crate::experiment::Experiment) -> &'static str {
+    match exp.data.setting {
+        Setting::MultiClass => "multi_class",
+        Setting::OneClass if exp.data.anomaly_fraction > 0.0 => "unbalanced",
+        Setting::OneClass => "one_class",
+    }
 }
 
 /// `run.toml`: what produced a run.
@@ -197,37 +223,56 @@ fn progress_bar(len: u64) -> ProgressBar {
     pb
 }
 
-fn run_category(
+/// The training set of a model: the categories' training samples, each with its class
+/// (the category's index in `group`).
+fn training_set(group: &[&CategorySplit]) -> (Vec<Sample>, Vec<i64>) {
+    let mut samples = Vec::new();
+    let mut classes = Vec::new();
+    for (class, split) in group.iter().enumerate() {
+        samples.extend(split.train.iter().cloned());
+        classes.extend(std::iter::repeat_n(class as i64, split.train.len()));
+    }
+    (samples, classes)
+}
+
+/// Builds the method and trains it on the categories of `group` (one in the one-class
+/// setting); saves `checkpoints/<model>.safetensors`.
+fn train_model(
     exp: &crate::experiment::Experiment,
     registry: &Registry,
     ctx: &BuildContext,
-    split: &memad_data::mvtec::CategorySplit,
+    group: &[&CategorySplit],
+    model: &str,
+    synthesizer: &Option<Arc<dyn AnomalySynthesizer>>,
     dir: &mut RunDir,
-) -> anyhow::Result<Vec<(String, f64)>> {
-    let category = &split.category;
+) -> anyhow::Result<Box<dyn Method>> {
     seed_everything(exp.seed);
     let entry = registry.method(exp.method_kind(), "method.kind")?;
     let mut method = (entry.build)(&exp.method, registry, ctx)?;
-    let size = exp.data.image_size;
+    let (train, classes) = training_set(group);
+    let checkpoint = dir.path(&format!("checkpoints/{model}.safetensors"));
     if method.training() == Training::FitOnce {
-        fit_once(exp, ctx, split, method.as_mut(), dir)?;
-        save_checkpoint(
-            method.trainable(),
-            &method.state(),
-            &dir.path(&format!("checkpoints/{category}.safetensors")),
-        )?;
-        return evaluate_category(exp, ctx, split, method.as_ref(), dir);
+        fit_once(exp, ctx, model, &train, method.as_mut(), dir)?;
+        save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
+        return Ok(method);
     }
+    let size = exp.data.image_size;
     let mut opt = build_optimizer(exp, method.trainable())?;
-    let batches_per_epoch = split.train.len().div_ceil(exp.data.batch_size);
+    let batches_per_epoch = train.len().div_ceil(exp.data.batch_size);
+    let test_images: usize = group.iter().map(|s| s.test.len()).sum();
     say(
         dir,
         &format!(
-            "[{category}] train {} images, test {} images",
-            split.train.len(),
-            split.test.len()
+            "[{model}] train {} images, test {test_images} images{}",
+            train.len(),
+            if group.len() > 1 {
+                format!(" ({} categories, one model)", group.len())
+            } else {
+                String::new()
+            }
         ),
     );
+    let category = &model.to_string();
 
     let tty = std::io::stderr().is_terminal();
     let pb = progress_bar((exp.train.epochs * batches_per_epoch) as u64);
@@ -239,11 +284,14 @@ fn run_category(
     let mut last_note = Instant::now();
     for epoch in 1..=exp.train.epochs {
         method.start_epoch(epoch, exp.train.epochs)?;
-        let order = shuffled(
-            split.train.len(),
-            exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
-        );
-        let loader = BatchLoader::new(split.train.clone(), order, exp.data.batch_size, size, false);
+        let epoch_seed = exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        let order = shuffled(train.len(), epoch_seed);
+        let load = LoadOptions {
+            with_masks: false,
+            classes: classes.clone(),
+            synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
+        };
+        let loader = BatchLoader::new(train.clone(), order, exp.data.batch_size, size, load);
         let (t0, mut seen) = (Instant::now(), 0usize);
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut steps = 0usize;
@@ -272,7 +320,7 @@ fn run_category(
             if !tty && last_note.elapsed().as_secs() >= 60 {
                 last_note = Instant::now();
                 let left = (batches_per_epoch - steps) * exp.data.batch_size
-                    + (exp.train.epochs - epoch) * split.train.len();
+                    + (exp.train.epochs - epoch) * train.len();
                 say(
                     dir,
                     &format!(
@@ -311,12 +359,8 @@ fn run_category(
     pb.finish_and_clear();
     method.finalize()?;
     append_losses(dir, &loss_rows)?;
-    save_checkpoint(
-        method.trainable(),
-        &method.state(),
-        &dir.path(&format!("checkpoints/{category}.safetensors")),
-    )?;
-    evaluate_category(exp, ctx, split, method.as_ref(), dir)
+    save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
+    Ok(method)
 }
 
 /// [`Training::FitOnce`]: one pass over the training set in order, `fit` per batch without
@@ -324,21 +368,21 @@ fn run_category(
 fn fit_once(
     exp: &crate::experiment::Experiment,
     ctx: &BuildContext,
-    split: &memad_data::mvtec::CategorySplit,
+    model: &str,
+    train: &[Sample],
     method: &mut dyn Method,
     dir: &mut RunDir,
 ) -> anyhow::Result<()> {
-    let category = &split.category;
-    let order: Vec<usize> = (0..split.train.len()).collect();
+    let order: Vec<usize> = (0..train.len()).collect();
     let loader = BatchLoader::new(
-        split.train.clone(),
+        train.to_vec(),
         order,
         exp.data.batch_size,
         exp.data.image_size,
-        false,
+        LoadOptions::default(),
     );
     let pb = progress_bar(loader.batches as u64);
-    pb.set_prefix(category.clone());
+    pb.set_prefix(model.to_string());
     if !std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
@@ -354,19 +398,21 @@ fn fit_once(
     say(
         dir,
         &format!(
-            "[{category}] fitted on {} images in {:.1} s (one pass, no gradients)",
-            split.train.len(),
+            "[{model}] fitted on {} images in {:.1} s (one pass, no gradients)",
+            train.len(),
             t0.elapsed().as_secs_f64()
         ),
     );
     Ok(())
 }
 
-/// Scores the test set, writes the scores and returns the metrics of `eval.metrics`.
+/// Scores a category's test set (its samples of class `class`), writes the scores and
+/// returns the metrics of `eval.metrics`.
 fn evaluate_category(
     exp: &crate::experiment::Experiment,
     ctx: &BuildContext,
-    split: &memad_data::mvtec::CategorySplit,
+    split: &CategorySplit,
+    class: usize,
     method: &dyn Method,
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<(String, f64)>> {
@@ -375,15 +421,51 @@ fn evaluate_category(
     let eval = evaluate(
         method,
         &split.test,
+        class as i64,
         exp.data.eval_batch_size,
         size,
         ctx.device,
     )?;
     write_scores(dir, category, &split.test, &eval)?;
+    write_overlays(exp, dir, split, &eval)?;
     let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
     let shown: Vec<String> = values.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
     say(dir, &format!("[{category}] {}", shown.join(" ")));
     Ok(values)
+}
+
+/// `overlays/<category>.png` ([`crate::overlay`]), when asked for and the method gives maps
+/// of images read from files.
+fn write_overlays(
+    exp: &crate::experiment::Experiment,
+    dir: &mut RunDir,
+    split: &CategorySplit,
+    eval: &Evaluation,
+) -> anyhow::Result<()> {
+    let Some(maps) = &eval.maps else {
+        return Ok(());
+    };
+    if exp.eval.overlays == 0 || split.test.iter().any(|s| s.pixels.is_some()) {
+        return Ok(()); // not asked for, or images held in memory (no files to show)
+    }
+    let samples: Vec<OverlaySample> = (split.test.iter().zip(&eval.image_scores))
+        .map(|(s, &score)| OverlaySample {
+            image: s.image.clone(),
+            defect: s.defect.clone(),
+            label: s.label.is_anomalous(),
+            score: Some(score),
+        })
+        .collect();
+    let out = dir.path(&format!("overlays/{}.png", split.category));
+    write_overlay_grid(
+        &out,
+        &samples,
+        maps,
+        &eval.masks,
+        eval.size,
+        exp.eval.overlays,
+    )
+    .with_context(|| format!("[{}] writing {}", split.category, out.display()))
 }
 
 fn accumulate(sums: &mut Vec<(String, f64)>, name: &str, value: f64) {
@@ -453,17 +535,27 @@ pub struct Evaluation {
     /// The weighted parts of the image score (`AnomalyOutput::parts`): `(name, weight,
     /// values)`, one value per sample.
     pub parts: Vec<(String, f64, Vec<f32>)>,
+    /// Whether the method's predicted class was the sample's, for methods that predict one
+    /// (empty otherwise).
+    pub class_correct: Vec<bool>,
 }
 
+/// Scores `test`, every sample of class `class`.
 pub fn evaluate(
     method: &dyn Method,
     test: &[Sample],
+    class: i64,
     batch_size: usize,
     size: u32,
     device: Device,
 ) -> anyhow::Result<Evaluation> {
     let order: Vec<usize> = (0..test.len()).collect();
-    let loader = BatchLoader::new(test.to_vec(), order, batch_size, size, true);
+    let load = LoadOptions {
+        with_masks: true,
+        classes: vec![class; test.len()],
+        synthesis: None,
+    };
+    let loader = BatchLoader::new(test.to_vec(), order, batch_size, size, load);
     let mut eval = Evaluation {
         image_scores: Vec::new(),
         labels: Vec::new(),
@@ -472,6 +564,7 @@ pub fn evaluate(
         size: size as usize,
         videos: test.iter().map(|t| t.video.clone()).collect(),
         parts: Vec::new(),
+        class_correct: Vec::new(),
     };
     for host in loader {
         let host = host?;
@@ -491,6 +584,11 @@ pub fn evaluate(
         );
         for (part, all) in out.parts.iter().zip(eval.parts.iter_mut()) {
             all.2.extend(to_vec(&part.value)?);
+        }
+        if let Some(predicted) = &out.class_prediction {
+            let predicted = Vec::<i64>::try_from(predicted.to_device(Device::Cpu))?;
+            eval.class_correct
+                .extend(predicted.iter().map(|&p| p == class));
         }
         eval.labels.extend(host.labels.iter().map(|&l| l == 1));
         eval.masks.extend(
@@ -551,6 +649,16 @@ pub fn compute_metrics(
         let pixel = name.starts_with("pixel") || name == "aupro";
         if pixel && eval.maps.is_none() {
             continue; // the method gives no anomaly map
+        }
+        if name == "class_accuracy" {
+            if !eval.class_correct.is_empty() {
+                let right = eval.class_correct.iter().filter(|&&c| c).count();
+                out.push((
+                    name.to_string(),
+                    right as f64 / eval.class_correct.len() as f64,
+                ));
+            }
+            continue; // only methods that predict classes have one
         }
         let maps = eval.maps.as_deref().unwrap_or(&[]);
         let (n, s) = (eval.labels.len(), eval.size);
@@ -660,6 +768,7 @@ mod tests {
             size: 1,
             videos: videos.iter().map(|v| Some(v.to_string())).collect(),
             parts: Vec::new(),
+            class_correct: Vec::new(),
         }
     }
 

@@ -204,6 +204,7 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
         "run.toml",
         "scores/grid.csv",
         "checkpoints/grid.safetensors",
+        "overlays/grid.png",
     ] {
         assert!(
             run.join(file).is_file(),
@@ -264,4 +265,135 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             .count(),
         1 + 7
     );
+}
+
+/// A tiny catalog with the MVTec-layout generator: `cats` categories of 64 px images.
+fn tiny_catalog(dir: &Path, cats: &str) -> PathBuf {
+    let catalog = dir.join("datasets.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            r#"
+[tiny]
+format = "mvtec"
+root = "data/tiny"
+synthetic = {{ categories = [{cats}], image_size = 64, train_per_category = 6, test_good_per_category = 3, test_per_defect = 1, defects = ["scratch", "hole"], seed = 1 }}
+"#
+        ),
+    )
+    .unwrap();
+    catalog
+}
+
+#[test]
+fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_catalog(dir.path(), r#""grid", "carpet""#);
+    let base = std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
+        .unwrap()
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\", \"carpet\"]",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("embed_channels = 256", "embed_channels = 32")
+        .replace("items_per_class = 10", "items_per_class = 3")
+        .replace("epochs = 10", "epochs = 1");
+    std::fs::write(dir.path().join("mdd.toml"), &base).unwrap();
+
+    let out = memad(&["run", "mdd.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("(2 categories, one model)"), "{t}");
+    let run = std::fs::read_dir(dir.path().join("runs/mddnet_synthetic"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(run.join("checkpoints/all.safetensors").is_file());
+    assert!(!run.join("checkpoints/grid.safetensors").exists());
+    // Every loss term of the paper is logged.
+    let losses = std::fs::read_to_string(run.join("losses.csv")).unwrap();
+    for term in [
+        "restoration",
+        "identity",
+        "discrepancy",
+        "classification",
+        "compactness",
+    ] {
+        assert!(
+            losses.contains(&format!("all,1,{term},")),
+            "{term}: {losses}"
+        );
+    }
+    // Rows per category, setting multi_class, the class accuracy of the memory reported.
+    let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    for cat in ["grid", "carpet"] {
+        let of_cat: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[5] == cat).collect();
+        let metrics: Vec<&str> = of_cat.iter().map(|r| &r[9]).collect();
+        assert_eq!(
+            metrics,
+            [
+                "image_auroc",
+                "image_ap",
+                "pixel_auroc",
+                "aupro",
+                "class_accuracy"
+            ],
+            "{cat}"
+        );
+        for r in of_cat {
+            assert_eq!((&r[2], &r[6]), ("mddnet", "multi_class"));
+            let v: f64 = r[10].parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{r:?}");
+        }
+    }
+
+    // Without [data.synthesis] the run stops before training, saying what to add.
+    let start = base.find("[data.synthesis]").unwrap();
+    let end = base[start..].find("[method]").unwrap() + start;
+    let mut no_synthesis = base.clone();
+    no_synthesis.replace_range(start..end, "");
+    std::fs::write(dir.path().join("no_synth.toml"), no_synthesis).unwrap();
+    let out = memad(&["run", "no_synth.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("add a [data.synthesis] section"), "{t}");
+    assert!(
+        !dir.path()
+            .join("runs/mddnet_synthetic")
+            .read_dir()
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")),
+        "the error comes before a run folder is made"
+    );
+}
+
+#[test]
+fn synthesis_for_a_method_that_ignores_it_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_catalog(dir.path(), r#""grid""#);
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace(
+            "[method]\n",
+            "[data.synthesis]\nkind = \"cutpaste\"\n\n[method]\n",
+        );
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains("does not train on synthesized anomalies"), "{t}");
+    assert!(t.contains("data.synthesis"), "{t}");
 }

@@ -1,0 +1,422 @@
+//! MDD-Net: Xing et al., "Memory-Augmented Dual-Decoder Networks for Multi-Class
+//! Unsupervised Anomaly Detection", arXiv 2504.14884 (2025).
+//!
+//! Reverse distillation (as [`crate::rd4ad`]: frozen teacher `T` with levels `i = 1..K`,
+//! OCBE bottleneck `phi`) with two student decoders behind the shared bottleneck, trained on
+//! pairs of a normal image `x_n` and a synthetic anomalous copy `x_a` with its mask `M`
+//! (`[data.synthesis]`: DRAEM or CutPaste, `memad_data::synthesis`):
+//!
+//! - restoration decoder `R` (reads the class-aware memory, below):
+//!   `L_rest = sum_i 1 - cos(R_i(x_a), T_i(x_n))` (recover the normal features);
+//! - identity decoder `I`: `L_id = sum_i 1 - cos(I_i(x_a), T_i(x_a))` (keep the anomaly);
+//! - discrepancy: `M_RI_i(h, w) = 1 - cos(R_i(x_a)(h, w), I_i(x_a)(h, w))`,
+//!   `L_dist = sum_i || M_RI_i - M_i ||_1` with `M_i` the mask resized to level `i`;
+//! - class-aware memory (CMM, crate `memory-class`, equations there): per-class prototypes
+//!   read by the bottleneck features of `x_a` restricted to the sample's class, fused into
+//!   `R`'s input; its class-discriminative cross-entropy and compactness terms are computed
+//!   on the bottleneck features of the normal image `x_n` (the prototypes model normality).
+//! - `L = w_rest L_rest + w_id L_id + w_dist L_dist + L_cls + L_com` (weights default 1).
+//! - Inference: `S = sum_i up(1 - cos(T_i(x), R_i(x))) + beta sum_i up(M_RI_i(x))`,
+//!   Gaussian sigma 4, image score `max S`. The class read at test time is the one the
+//!   memory predicts (`class_source = "predicted"`, reported as `class_accuracy`) or the
+//!   sample's category (`"given"`).
+//!
+//! Choices the paper leaves open, all configurable: the cosine of `L_rest` / `L_id` is the
+//! flattened one of the RD4AD code (`loss = "flattened"`) or per pixel (`"per_pixel"`);
+//! `M_i` is the mask area-averaged to level `i` (fractions at defect borders) and `|| . ||_1`
+//! is a mean over pixels and batch (a sum would scale with the resolution); the memory read
+//! `r` is fused as `phi' = conv1x1([phi, r])` (`fusion = "concat"`) or `phi + r` (`"add"`).
+//!
+//! Ablations (`experiments/mddnet_ablation_*.toml`): `identity_decoder = false` (no `I`,
+//! hence no `L_id`, `L_dist` nor `M_RI`: RD4AD trained on synthetic anomalies with the
+//! memory), `discrepancy_weight = 0` (no `L_dist`), `use_memory = false` (no CMM), and
+//! `memory.items_per_class` swept.
+use crate::anomaly_map::max_score;
+use crate::rd4ad::{
+    build_decoder, build_ocbe, check_teacher, distance_map, resolve_student, teacher_features,
+    LossForm, StudentShape,
+};
+use memad_core::registry::kind_of;
+use memad_core::{
+    parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
+    CoreError, LossTerm, Method, Registry, Result, TrainOutput,
+};
+use memad_decoders::{Ocbe, ReverseDecoder};
+use memad_losses::{cosine_distance_map, cosine_distillation};
+use memory_class::{ClassMemory, ClassMemoryConfig};
+use serde::{Deserialize, Serialize};
+use tch::{nn, nn::Module, Kind, Tensor};
+
+/// How the memory read joins the bottleneck before the restoration decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// `conv1x1([phi, r])`, `2E -> E` channels.
+    Concat,
+    /// `phi + r`.
+    Add,
+}
+
+/// Which class the memory is read with at test time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassSource {
+    /// The class the memory predicts (no labels at test time).
+    Predicted,
+    /// The sample's category (`Batch::class`).
+    Given,
+}
+
+/// The `[method]` section of an experiment with `kind = "mddnet"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MddNetConfig {
+    pub kind: String,
+    /// The teacher: a backbone section (`kind`, `weights`, `levels`).
+    pub backbone: toml::Value,
+    /// Channels of the shared bottleneck (2048 with WideResNet-50-2, as RD4AD).
+    #[serde(default = "d_embed")]
+    pub embed_channels: i64,
+    #[serde(default = "d_oce_blocks")]
+    pub oce_blocks: usize,
+    /// Bottlenecks per stage of each decoder, coarsest first.
+    #[serde(default = "d_decoder_blocks")]
+    pub decoder_blocks: Vec<usize>,
+    #[serde(default = "d_one_half")]
+    pub width_ratio: f64,
+    /// Cosine form of `L_rest` and `L_id`.
+    #[serde(default = "d_loss")]
+    pub loss: LossForm,
+    #[serde(default = "d_sigma")]
+    pub map_sigma: f64,
+    /// `beta`: weight of the restoration-identity discrepancy in the anomaly map.
+    #[serde(default = "d_one")]
+    pub discrepancy_map_weight: f64,
+    #[serde(default = "d_one")]
+    pub restoration_weight: f64,
+    #[serde(default = "d_one")]
+    pub identity_weight: f64,
+    /// Weight of `L_dist` (0: the "without L_dist" ablation).
+    #[serde(default = "d_one")]
+    pub discrepancy_weight: f64,
+    /// The identity decoder (false: the "without identity decoder" ablation).
+    #[serde(default = "d_true")]
+    pub identity_decoder: bool,
+    /// The class-aware memory (false: the "without CMM" ablation).
+    #[serde(default = "d_true")]
+    pub use_memory: bool,
+    #[serde(default = "d_fusion")]
+    pub fusion: Fusion,
+    #[serde(default = "d_class_source")]
+    pub class_source: ClassSource,
+    #[serde(default)]
+    pub memory: ClassMemoryConfig,
+}
+
+fn d_embed() -> i64 {
+    2048
+}
+fn d_oce_blocks() -> usize {
+    3
+}
+fn d_decoder_blocks() -> Vec<usize> {
+    vec![3, 4, 6]
+}
+fn d_one_half() -> f64 {
+    0.5
+}
+fn d_loss() -> LossForm {
+    LossForm::Flattened
+}
+fn d_sigma() -> f64 {
+    4.0
+}
+fn d_one() -> f64 {
+    1.0
+}
+fn d_true() -> bool {
+    true
+}
+fn d_fusion() -> Fusion {
+    Fusion::Concat
+}
+fn d_class_source() -> ClassSource {
+    ClassSource::Predicted
+}
+
+impl MddNetConfig {
+    fn student(&self) -> StudentShape {
+        StudentShape {
+            embed_channels: self.embed_channels,
+            oce_blocks: self.oce_blocks,
+            decoder_blocks: self.decoder_blocks.clone(),
+            width_ratio: self.width_ratio,
+            map_sigma: self.map_sigma,
+        }
+    }
+}
+
+fn parse(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<MddNetConfig, ConfigError> {
+    let mut cfg: MddNetConfig = parse_section(section, path)?;
+    cfg.backbone = resolve_student(&cfg.backbone, &cfg.student(), path, registry)?;
+    cfg.memory.validate(&format!("{path}.memory"))?;
+    for (key, w) in [
+        ("discrepancy_map_weight", cfg.discrepancy_map_weight),
+        ("restoration_weight", cfg.restoration_weight),
+        ("identity_weight", cfg.identity_weight),
+        ("discrepancy_weight", cfg.discrepancy_weight),
+    ] {
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(ConfigError::new(
+                format!("{path}.{key}"),
+                format!("must be finite and >= 0, got {w}"),
+            ));
+        }
+    }
+    Ok(cfg)
+}
+
+/// Registry `resolve`.
+pub fn resolve(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<toml::Value, ConfigError> {
+    to_toml_value(&parse(section, path, registry)?)
+}
+
+/// Registry `build`.
+pub fn build(
+    section: &toml::Value,
+    registry: &Registry,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Method>> {
+    let cfg = parse(section, "method", registry)?;
+    let teacher_kind = kind_of(&cfg.backbone, "method.backbone")?;
+    let teacher = (registry
+        .backbone(teacher_kind, "method.backbone.kind")?
+        .build)(&cfg.backbone, ctx)?;
+    Ok(Box::new(MddNet::new(cfg, teacher, ctx)?))
+}
+
+pub struct MddNet {
+    cfg: MddNetConfig,
+    teacher: Box<dyn Backbone>,
+    vs: nn::VarStore,
+    ocbe: Ocbe,
+    restoration: ReverseDecoder,
+    identity: Option<ReverseDecoder>,
+    memory: Option<ClassMemory>,
+    /// `conv1x1(2E -> E)` of `Fusion::Concat` with the memory.
+    fuse: Option<nn::Conv2D>,
+}
+
+/// The students' outputs for one input.
+struct Students {
+    /// The teacher's levels of the input.
+    teacher: Vec<Tensor>,
+    restoration: Vec<Tensor>,
+    identity: Option<Vec<Tensor>>,
+    /// `[B]` int64: the class the memory was read with.
+    class: Option<Tensor>,
+}
+
+impl MddNet {
+    pub fn new(cfg: MddNetConfig, teacher: Box<dyn Backbone>, ctx: &BuildContext) -> Result<Self> {
+        let level_channels = check_teacher("mddnet", teacher.as_ref(), ctx.image_size)?;
+        let shape = cfg.student();
+        let vs = nn::VarStore::new(ctx.device);
+        let root = vs.root();
+        let ocbe = build_ocbe(&root / "bn", &level_channels, &shape);
+        let restoration = build_decoder(&root / "restoration", &level_channels, &shape);
+        let identity = cfg
+            .identity_decoder
+            .then(|| build_decoder(&root / "identity", &level_channels, &shape));
+        let memory = if cfg.use_memory {
+            Some(ClassMemory::new(
+                &(&root / "memory"),
+                &cfg.memory,
+                ctx.classes,
+                cfg.embed_channels,
+            )?)
+        } else {
+            None
+        };
+        let fuse = (cfg.use_memory && cfg.fusion == Fusion::Concat).then(|| {
+            nn::conv2d(
+                &root / "fuse",
+                2 * cfg.embed_channels,
+                cfg.embed_channels,
+                1,
+                Default::default(),
+            )
+        });
+        Ok(MddNet {
+            cfg,
+            teacher,
+            vs,
+            ocbe,
+            restoration,
+            identity,
+            memory,
+            fuse,
+        })
+    }
+
+    /// The bottleneck of teacher levels: `[B, E, h, w]`.
+    fn bottleneck(&self, teacher: &[Tensor], train: bool) -> Tensor {
+        let refs: Vec<&Tensor> = teacher.iter().collect();
+        self.ocbe.forward_t(&refs, train)
+    }
+
+    /// Joins the memory's read (of `class`) with the bottleneck `z` `[B, E, h, w]`.
+    fn with_memory(&self, memory: &ClassMemory, z: &Tensor, class: &Tensor) -> Tensor {
+        let (b, e, h, w) = z.size4().expect("a 4-d bottleneck");
+        let queries = z.permute([0, 2, 3, 1]).reshape([b * h * w, e]);
+        let per_query = class.view([b, 1]).expand([b, h * w], false).reshape([-1]);
+        let read = memory
+            .read_class(&queries, &per_query)
+            .output
+            .view([b, h, w, e])
+            .permute([0, 3, 1, 2]);
+        match &self.fuse {
+            Some(conv) => conv.forward(&Tensor::cat(&[z, &read], 1)),
+            None => z + read,
+        }
+    }
+
+    /// Runs both students on `x`; `class` is the class to read the memory with (`None`:
+    /// predicted by the memory).
+    fn forward(&self, x: &Tensor, class: Option<&Tensor>, train: bool) -> Students {
+        let teacher = teacher_features(self.teacher.as_ref(), x);
+        let z = self.bottleneck(&teacher, train);
+        let (restoration_input, class) = match &self.memory {
+            Some(memory) => {
+                let class = match class {
+                    Some(c) => c.shallow_clone(),
+                    None => tch::no_grad(|| memory.class_logits(&queries_of(&z)).argmax(1, false)),
+                };
+                (self.with_memory(memory, &z, &class), Some(class))
+            }
+            None => (z.shallow_clone(), None),
+        };
+        let restoration = self.restoration.forward_t(&restoration_input, train);
+        let identity = self.identity.as_ref().map(|d| d.forward_t(&z, train));
+        Students {
+            teacher,
+            restoration,
+            identity,
+            class,
+        }
+    }
+}
+
+/// `[B, E, h, w]` -> `[B, h * w, E]`: the bottleneck's positions as memory queries.
+fn queries_of(z: &Tensor) -> Tensor {
+    let (b, e, h, w) = z.size4().expect("a 4-d bottleneck");
+    z.permute([0, 2, 3, 1]).reshape([b, h * w, e])
+}
+
+/// `M_RI_i = 1 - cos(R_i, I_i)` per level: `[B, H_i, W_i]`.
+fn discrepancy_maps(restoration: &[Tensor], identity: &[Tensor]) -> Vec<Tensor> {
+    restoration
+        .iter()
+        .zip(identity)
+        .map(|(r, i)| cosine_distance_map(r, i))
+        .collect()
+}
+
+impl Method for MddNet {
+    fn trainable(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
+        let synthetic = batch.synthetic.as_ref().ok_or_else(|| {
+            CoreError::Invalid("mddnet trains on synthesized anomalies (Batch::synthetic)".into())
+        })?;
+        let b = batch.input.size()[0];
+        let class = match &batch.class {
+            Some(c) => c.shallow_clone(),
+            None => Tensor::zeros([b], (Kind::Int64, batch.input.device())),
+        };
+        let form = self.cfg.loss.cosine_form();
+        let normal = teacher_features(self.teacher.as_ref(), &batch.input);
+        let out = self.forward(&synthetic.input, Some(&class), true);
+        let normal_refs: Vec<&Tensor> = normal.iter().collect();
+        let mut named: Vec<(String, Tensor)> = vec![(
+            "restoration".into(),
+            cosine_distillation(&normal_refs, &out.restoration, form) * self.cfg.restoration_weight,
+        )];
+        if let Some(identity) = &out.identity {
+            let anomalous: Vec<&Tensor> = out.teacher.iter().collect();
+            named.push((
+                "identity".into(),
+                cosine_distillation(&anomalous, identity, form) * self.cfg.identity_weight,
+            ));
+            if self.cfg.discrepancy_weight > 0.0 {
+                let maps = discrepancy_maps(&out.restoration, identity);
+                let dist: Vec<Tensor> = maps
+                    .iter()
+                    .map(|m| {
+                        let (h, w) = (m.size()[1], m.size()[2]);
+                        let target = synthetic.mask.adaptive_avg_pool2d([h, w]).squeeze_dim(1);
+                        (m - target).abs().mean(Kind::Float)
+                    })
+                    .collect();
+                named.push((
+                    "discrepancy".into(),
+                    Tensor::stack(&dist, 0).sum(Kind::Float) * self.cfg.discrepancy_weight,
+                ));
+            }
+        }
+        if let Some(memory) = &self.memory {
+            let z_normal = self.bottleneck(&normal, true);
+            named.extend(memory.class_losses(&queries_of(&z_normal), &class));
+        }
+        let terms = named
+            .iter()
+            .map(|(name, t)| LossTerm {
+                name: name.clone(),
+                value: t.double_value(&[]),
+            })
+            .collect();
+        let parts: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
+        Ok(TrainOutput {
+            loss: Tensor::stack(&parts, 0).sum(Kind::Float),
+            terms,
+        })
+    }
+
+    fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
+        let size = batch.input.size();
+        let size = [size[2], size[3]];
+        let given = match self.cfg.class_source {
+            ClassSource::Given => Some(batch.class.as_ref().ok_or_else(|| {
+                CoreError::Invalid("mddnet: class_source = \"given\" needs Batch::class".into())
+            })?),
+            ClassSource::Predicted => None,
+        };
+        let out = self.forward(&batch.input, given, false);
+        let mut map = distance_map(&out.teacher, &out.restoration, size, self.cfg.map_sigma);
+        if let Some(identity) = &out.identity {
+            // `beta sum_i up(M_RI_i)`, through the same upsampling and smoothing.
+            let discrepancy = distance_map(&out.restoration, identity, size, self.cfg.map_sigma);
+            map += discrepancy * self.cfg.discrepancy_map_weight;
+        }
+        let class_prediction = match (&self.memory, self.cfg.class_source) {
+            (Some(m), ClassSource::Predicted) if m.classes() > 1 => out.class,
+            _ => None,
+        };
+        Ok(AnomalyOutput {
+            image_score: max_score(&map),
+            anomaly_map: Some(map),
+            parts: Vec::new(),
+            class_prediction,
+        })
+    }
+}
