@@ -267,6 +267,21 @@ impl MddNet {
         })
     }
 
+    /// Classes the memory was built for must cover `class` `[B]`.
+    fn check_classes(&self, class: &Tensor) -> Result<()> {
+        let Some(memory) = &self.memory else {
+            return Ok(());
+        };
+        let largest = class.max().int64_value(&[]);
+        if largest >= memory.classes() || class.min().int64_value(&[]) < 0 {
+            return Err(CoreError::Invalid(format!(
+                "mddnet: a sample of class {largest} for a memory of {} class(es)",
+                memory.classes()
+            )));
+        }
+        Ok(())
+    }
+
     /// The bottleneck of teacher levels: `[B, E, h, w]`.
     fn bottleneck(&self, teacher: &[Tensor], train: bool) -> Tensor {
         let refs: Vec<&Tensor> = teacher.iter().collect();
@@ -344,6 +359,7 @@ impl Method for MddNet {
             Some(c) => c.shallow_clone(),
             None => Tensor::zeros([b], (Kind::Int64, batch.input.device())),
         };
+        self.check_classes(&class)?;
         let form = self.cfg.loss.cosine_form();
         let normal = teacher_features(self.teacher.as_ref(), &batch.input);
         let out = self.forward(&synthetic.input, Some(&class), true);
@@ -401,6 +417,9 @@ impl Method for MddNet {
             })?),
             ClassSource::Predicted => None,
         };
+        if let Some(class) = given {
+            self.check_classes(class)?;
+        }
         let out = self.forward(&batch.input, given, false);
         let mut map = distance_map(&out.teacher, &out.restoration, size, self.cfg.map_sigma);
         if let Some(identity) = &out.identity {
@@ -418,5 +437,192 @@ impl Method for MddNet {
             parts: Vec::new(),
             class_prediction,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memad_core::SyntheticAnomalies;
+    use tch::Device;
+
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        memad_backbones::register(&mut r);
+        crate::register(&mut r);
+        r
+    }
+
+    /// A small MDD-Net on a random EfficientNet-Lite0 teacher (32 px inputs).
+    fn section(extra: &str) -> toml::Value {
+        toml::from_str(&format!(
+            "kind = \"mddnet\"\nembed_channels = 16\noce_blocks = 1\n\
+             decoder_blocks = [1, 1, 1]\nwidth_ratio = 1.0\n{extra}\n\
+             [memory]\nitems_per_class = 2\n\
+             [backbone]\nkind = \"efficientnet_lite0\"\nweights = \"random\"\n\
+             levels = [\"stride4\", \"stride8\", \"stride16\"]\n"
+        ))
+        .unwrap()
+    }
+
+    fn build_with(extra: &str, classes: usize) -> Box<dyn Method> {
+        tch::manual_seed(0);
+        let ctx = BuildContext {
+            device: Device::Cpu,
+            weights_dir: std::env::temp_dir(),
+            image_size: 32,
+            classes,
+        };
+        build(&section(extra), &registry(), &ctx).unwrap()
+    }
+
+    /// Two images, the second with a pasted square (its mask set).
+    fn batch() -> Batch {
+        let input = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let mut mask = Tensor::zeros([2, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let _ = mask
+            .narrow(0, 1, 1)
+            .narrow(2, 8, 12)
+            .narrow(3, 8, 12)
+            .fill_(1.0);
+        let pasted = &input * (1.0 - &mask) + &mask * 0.9;
+        Batch {
+            input,
+            label: Tensor::from_slice(&[0i64, 0]),
+            mask: None,
+            class: Some(Tensor::from_slice(&[0i64, 1])),
+            synthetic: Some(SyntheticAnomalies {
+                input: pasted,
+                mask,
+            }),
+        }
+    }
+
+    fn term_names(out: &TrainOutput) -> Vec<&str> {
+        out.terms.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn train_step_has_every_term_and_reaches_every_variable() {
+        let mut m = build_with("", 2);
+        let out = m.train_step(&batch()).unwrap();
+        assert_eq!(
+            term_names(&out),
+            [
+                "restoration",
+                "identity",
+                "discrepancy",
+                "classification",
+                "compactness"
+            ]
+        );
+        let sum: f64 = out.terms.iter().map(|t| t.value).sum();
+        assert!((out.loss.double_value(&[]) - sum).abs() < 1e-4);
+        out.loss.backward();
+        for (name, var) in m.trainable().variables() {
+            if !var.requires_grad() {
+                continue; // batch-norm running statistics
+            }
+            let grad = var.grad();
+            assert!(grad.defined(), "{name} gets no gradient");
+            assert!(
+                grad.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn ablations_drop_their_terms_and_parts() {
+        let mut no_identity = build_with("identity_decoder = false", 2);
+        let out = no_identity.train_step(&batch()).unwrap();
+        assert_eq!(
+            term_names(&out),
+            ["restoration", "classification", "compactness"]
+        );
+        assert!(!no_identity
+            .trainable()
+            .variables()
+            .keys()
+            .any(|k| k.starts_with("identity.")));
+        let mut no_dist = build_with("discrepancy_weight = 0.0", 2);
+        let out = no_dist.train_step(&batch()).unwrap();
+        assert_eq!(
+            term_names(&out),
+            ["restoration", "identity", "classification", "compactness"]
+        );
+        let mut no_memory = build_with("use_memory = false", 2);
+        let out = no_memory.train_step(&batch()).unwrap();
+        assert_eq!(term_names(&out), ["restoration", "identity", "discrepancy"]);
+        assert!(!no_memory
+            .trainable()
+            .variables()
+            .keys()
+            .any(|k| k.starts_with("memory.") || k.starts_with("fuse.")));
+        // One class: no cross-entropy (identically 0), compactness stays.
+        let mut one_class = build_with("", 1);
+        let err = one_class.train_step(&batch()).err().unwrap().to_string();
+        assert!(err.contains("class 1") && err.contains("1 class"), "{err}");
+        let b = Batch {
+            class: Some(Tensor::from_slice(&[0i64, 0])),
+            ..batch()
+        };
+        let out = one_class.train_step(&b).unwrap();
+        assert_eq!(
+            term_names(&out),
+            ["restoration", "identity", "discrepancy", "compactness"]
+        );
+    }
+
+    #[test]
+    fn scoring_gives_maps_scores_and_predicted_classes() {
+        let m = build_with("", 2);
+        let b = batch();
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
+        assert_eq!(out.image_score.size(), [2]);
+        assert_eq!(out.anomaly_map.as_ref().unwrap().size(), [2, 1, 32, 32]);
+        let classes = Vec::<i64>::try_from(out.class_prediction.unwrap()).unwrap();
+        assert!(classes.iter().all(|c| (0..2).contains(c)), "{classes:?}");
+        // The map is the T-R map plus beta times the R-I map: beta = 0 gives a smaller map.
+        let without = build_with("discrepancy_map_weight = 0.0", 2);
+        let smaller = tch::no_grad(|| without.score(&b)).unwrap();
+        let diff = (out.anomaly_map.unwrap() - smaller.anomaly_map.unwrap()).min();
+        assert!(diff.double_value(&[]) >= 0.0);
+        // With the class given, none is predicted; without the labels it is an error.
+        let given = build_with("class_source = \"given\"", 2);
+        let out = tch::no_grad(|| given.score(&b)).unwrap();
+        assert!(out.class_prediction.is_none());
+        let unlabelled = Batch {
+            class: None,
+            ..batch()
+        };
+        assert!(given.score(&unlabelled).is_err());
+    }
+
+    #[test]
+    fn training_without_synthetic_anomalies_is_an_error() {
+        let mut m = build_with("", 1);
+        let plain = Batch {
+            synthetic: None,
+            ..batch()
+        };
+        let err = m.train_step(&plain).err().unwrap().to_string();
+        assert!(err.contains("synthesized anomalies"), "{err}");
+    }
+
+    #[test]
+    fn resolve_names_bad_keys() {
+        let reg = registry();
+        let err = resolve(&section("restoration_weight = -1.0"), "method", &reg).unwrap_err();
+        assert_eq!(err.path, "method.restoration_weight");
+        let err = resolve(&section("fusion = \"multiply\""), "method", &reg).unwrap_err();
+        assert!(err.path.starts_with("method"), "{}", err.path);
+        let mut two_stages = section("");
+        two_stages.as_table_mut().unwrap().insert(
+            "decoder_blocks".into(),
+            toml::Value::Array(vec![1.into(), 1.into()]),
+        );
+        let err = resolve(&two_stages, "method", &reg).unwrap_err();
+        assert_eq!(err.path, "method.decoder_blocks");
     }
 }
