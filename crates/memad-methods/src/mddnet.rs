@@ -465,21 +465,25 @@ mod tests {
         .unwrap()
     }
 
-    fn build_with(extra: &str, classes: usize) -> Box<dyn Method> {
-        tch::manual_seed(0);
+    fn build_with(extra: &str, classes: usize) -> MddNet {
         let ctx = BuildContext {
             device: Device::Cpu,
             weights_dir: std::env::temp_dir(),
             image_size: 32,
             classes,
         };
-        build(&section(extra), &registry(), &ctx).unwrap()
+        let reg = registry();
+        let cfg = parse(&section(extra), "method", &reg).unwrap();
+        let teacher =
+            (reg.backbone("efficientnet_lite0", "kind").unwrap().build)(&cfg.backbone, &ctx)
+                .unwrap();
+        MddNet::new(cfg, teacher, &ctx).unwrap()
     }
 
     /// Two images, the second with a pasted square (its mask set).
     fn batch() -> Batch {
         let input = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-        let mut mask = Tensor::zeros([2, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let mask = Tensor::zeros([2, 1, 32, 32], (Kind::Float, Device::Cpu));
         let _ = mask
             .narrow(0, 1, 1)
             .narrow(2, 8, 12)
@@ -576,7 +580,7 @@ mod tests {
 
     #[test]
     fn scoring_gives_maps_scores_and_predicted_classes() {
-        let m = build_with("", 2);
+        let mut m = build_with("", 2);
         let b = batch();
         let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [2]);
@@ -584,8 +588,8 @@ mod tests {
         let classes = Vec::<i64>::try_from(out.class_prediction.unwrap()).unwrap();
         assert!(classes.iter().all(|c| (0..2).contains(c)), "{classes:?}");
         // The map is the T-R map plus beta times the R-I map: beta = 0 gives a smaller map.
-        let without = build_with("discrepancy_map_weight = 0.0", 2);
-        let smaller = tch::no_grad(|| without.score(&b)).unwrap();
+        m.cfg.discrepancy_map_weight = 0.0;
+        let smaller = tch::no_grad(|| m.score(&b)).unwrap();
         let diff = (out.anomaly_map.unwrap() - smaller.anomaly_map.unwrap()).min();
         assert!(diff.double_value(&[]) >= 0.0);
         // With the class given, none is predicted; without the labels it is an error.

@@ -27,12 +27,17 @@
 //!   lr 2e-4 with cosine annealing, 60 epochs (Ped2), lambda = 0.6 in the paper (the
 //!   reference's `Evaluate.py` default is 0.7).
 //!
-//! Deviations: the reference also updates the memory at test time with the queries of frames
-//! whose normalised error is below a threshold (0.01); scoring here is pure (the memory is
-//! frozen after training), which is the paper's ablation "w/o test-time update" style of
-//! evaluation and makes scores independent of the test order. The learning-rate schedule is
-//! the runner's (constant unless configured). The first `T - 1` frames of each video are
-//! never scored, as in the reference.
+//! - Test-time update (Sec. 3.3, the reference's `Evaluate.py`): the test frames are scored one
+//!   at a time in test order, the memory starting from the trained items and carried over
+//!   the whole test set; after a frame is scored, its queries update the memory (the training
+//!   rule) when its error score `sum(n * e) / sum(n)`, `e` the per-element squared error on
+//!   `[0, 1]` images and `n = 1 - exp(-e)` (`point_score`), is below `update_threshold`
+//!   (0.01). `test_time_update = false` freezes the memory (scores then do not depend on the
+//!   test order); either way the trained items are what the checkpoint stores.
+//!
+//! Deviations: the learning-rate schedule is the runner's (`[train] schedule`; the paper's is
+//! cosine annealing). The first `T - 1` frames of each video are never scored, as in the
+//! reference.
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
     LossTerm, Memory, Method, Registry, Result, ScorePart, TrainOutput,
@@ -40,6 +45,7 @@ use memad_core::{
 use memad_decoders::{UnetDecoder, UnetEncoder, UNET_FEATURES};
 use memory_mnad::{MnadMemory, MnadMemoryConfig};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
 
 /// Predict the next frame from past frames, or reconstruct the frame.
@@ -65,12 +71,22 @@ pub struct MnadConfig {
     pub psnr_weight: f64,
     /// `false`: the ablation without memory (the decoder reads the encoder's features
     /// directly, the loss is the pixel loss alone, the score is `g(-PSNR)`).
-    #[serde(default = "d_use_memory")]
+    #[serde(default = "d_true")]
     pub use_memory: bool,
+    /// Update the memory with the queries of well-predicted test frames while scoring
+    /// (the reference's evaluation); `false` freezes it.
+    #[serde(default = "d_true")]
+    pub test_time_update: bool,
+    /// The `point_score` below which a test frame updates the memory (0.01, `--th`).
+    #[serde(default = "d_update_threshold")]
+    pub update_threshold: f64,
 }
 
-fn d_use_memory() -> bool {
+fn d_true() -> bool {
     true
+}
+fn d_update_threshold() -> f64 {
+    0.01
 }
 
 fn parse(section: &toml::Value, path: &str) -> std::result::Result<MnadConfig, ConfigError> {
@@ -131,8 +147,9 @@ pub struct Mnad {
     vs: nn::VarStore,
     encoder: UnetEncoder,
     decoder: UnetDecoder,
-    /// `None` for the ablation without memory.
-    memory: Option<MnadMemory>,
+    /// `None` for the ablation without memory. In a cell: the test-time update changes it
+    /// while scoring.
+    memory: Option<RefCell<MnadMemory>>,
     /// The last training batch's queries (detached), for the update after the step.
     pending: Option<Tensor>,
 }
@@ -170,7 +187,7 @@ impl Mnad {
             cfg.task == MnadTask::Predict,
         );
         let memory = if cfg.use_memory {
-            Some(MnadMemory::new(&cfg.memory, ctx.device)?)
+            Some(RefCell::new(MnadMemory::new(&cfg.memory, ctx.device)?))
         } else {
             None
         };
@@ -208,7 +225,7 @@ impl Mnad {
             .l2_normalize();
         let (decoder_input, read) = match &self.memory {
             Some(memory) => {
-                let read = memory.read(&queries, train);
+                let read = memory.borrow().read(&queries, train);
                 let p_hat = read.output.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
                 let q = queries.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
                 (Tensor::cat(&[q, p_hat], 1), Some(read))
@@ -253,7 +270,7 @@ impl Method for Mnad {
         }];
         let mut parts = vec![pixel];
         let memory_losses = match (&self.memory, &f.read) {
-            (Some(memory), Some(read)) => memory.losses(&f.queries, read),
+            (Some(memory), Some(read)) => memory.borrow().losses(&f.queries, read),
             _ => Vec::new(),
         };
         for (name, term) in memory_losses {
@@ -275,16 +292,36 @@ impl Method for Mnad {
             return Vec::new();
         };
         memory
+            .borrow()
             .state()
             .into_iter()
             .map(|(name, t)| (format!("memory.{name}"), t))
             .collect()
     }
 
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let Some(memory) = &self.memory else {
+            return match state.first() {
+                None => Ok(()),
+                Some((name, _)) => Err(CoreError::Invalid(format!(
+                    "mnad without memory has no state; got `{name}`"
+                ))),
+            };
+        };
+        let mut inner = Vec::with_capacity(state.len());
+        for (name, t) in state {
+            let name = name.strip_prefix("memory.").ok_or_else(|| {
+                CoreError::Invalid(format!("mnad state has `{name}`; expected `memory.*`"))
+            })?;
+            inner.push((name.to_string(), t.shallow_clone()));
+        }
+        memory.borrow_mut().load_state(&inner)
+    }
+
     fn after_step(&mut self) -> Result<()> {
         match self.pending.take() {
             Some(q) => match self.memory.as_mut() {
-                Some(memory) => tch::no_grad(|| memory.update(&q)),
+                Some(memory) => tch::no_grad(|| memory.get_mut().update(&q)),
                 None => Ok(()),
             },
             None => Ok(()),
@@ -292,7 +329,59 @@ impl Method for Mnad {
     }
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
-        let f = self.forward(batch, false)?;
+        let Some(memory) = self.memory.as_ref().filter(|_| self.cfg.test_time_update) else {
+            return self.outputs(&self.forward(batch, false)?);
+        };
+        // One frame at a time, in order, each seeing the updates of the frames before it.
+        let mut outs = Vec::new();
+        for i in 0..batch.input.size()[0] {
+            let one = Batch {
+                input: batch.input.narrow(0, i, 1),
+                label: batch.label.narrow(0, i, 1),
+                mask: None,
+                class: None,
+                synthetic: None,
+            };
+            let f = self.forward(&one, false)?;
+            outs.push(self.outputs(&f)?);
+            if point_score(&f.output, &f.target) < self.cfg.update_threshold {
+                tch::no_grad(|| memory.borrow_mut().update(&f.queries))?;
+            }
+        }
+        let cat = |get: &dyn Fn(&AnomalyOutput) -> &Tensor| {
+            Tensor::cat(&outs.iter().map(get).collect::<Vec<_>>(), 0)
+        };
+        Ok(AnomalyOutput {
+            image_score: cat(&|o| &o.image_score),
+            anomaly_map: Some(cat(&|o| o.anomaly_map.as_ref().expect("mnad maps"))),
+            parts: (0..outs[0].parts.len())
+                .map(|k| ScorePart {
+                    name: outs[0].parts[k].name.clone(),
+                    weight: outs[0].parts[k].weight,
+                    value: cat(&|o| &o.parts[k].value),
+                })
+                .collect(),
+            class_prediction: None,
+        })
+    }
+}
+
+/// The reference's `point_score` of one frame: `sum(n * e) / sum(n)` with `e` the squared
+/// error per element on `[0, 1]` images and `n = 1 - exp(-e)`; `output`, `target` `[1, 3, H,
+/// W]` in `[-1, 1]`.
+fn point_score(output: &Tensor, target: &Tensor) -> f64 {
+    let e = ((output - target) / 2.0).square();
+    let n = e.neg().exp().neg() + 1.0;
+    let den = n.sum(Kind::Float).double_value(&[]);
+    if den <= 0.0 {
+        return 0.0; // a perfect prediction
+    }
+    (n * e).sum(Kind::Float).double_value(&[]) / den
+}
+
+impl Mnad {
+    /// Scores, parts and map of a forward pass.
+    fn outputs(&self, f: &Forward) -> Result<AnomalyOutput> {
         let b = f.output.size()[0];
         // PSNR on [0, 1] images: 10 log10(1 / mse).
         let err = ((&f.output - &f.target) / 2.0).square();
@@ -395,7 +484,7 @@ mod tests {
     fn a_step_trains_the_network_and_updates_the_memory_by_rule() {
         let cfg = parse(&section(""), "method").unwrap();
         let mut m = Mnad::new(cfg, &ctx(16)).unwrap();
-        let before = m.memory.as_ref().unwrap().items().copy();
+        let before = m.memory.as_ref().unwrap().borrow().items().copy();
         let out = m.train_step(&batch(3, 16)).unwrap();
         let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["pixel", "compactness", "separateness"]);
@@ -403,7 +492,7 @@ mod tests {
         assert!((out.loss.double_value(&[]) - sum).abs() < 1e-5);
         out.loss.backward();
         m.after_step().unwrap();
-        let moved = (m.memory.as_ref().unwrap().items() - &before)
+        let moved = (m.memory.as_ref().unwrap().borrow().items() - &before)
             .abs()
             .max()
             .double_value(&[]);
@@ -412,6 +501,7 @@ mod tests {
             .memory
             .as_ref()
             .unwrap()
+            .borrow()
             .items()
             .norm_scalaropt_dim(2, [1].as_slice(), false);
         assert!(norms.allclose(&Tensor::ones_like(&norms), 1e-5, 1e-5, false));
@@ -451,6 +541,57 @@ mod tests {
         assert!(scored.parts[0]
             .value
             .allclose(&scored.image_score, 0.0, 0.0, false));
+    }
+
+    fn items(m: &Mnad) -> Tensor {
+        m.memory.as_ref().unwrap().borrow().items().copy()
+    }
+
+    #[test]
+    fn test_time_update_goes_frame_by_frame_below_the_threshold() {
+        let with = |extra: &str| {
+            let text = format!(
+                "kind = \"mnad\"\ntask = \"predict\"\nframes = 3\npsnr_weight = 0.6\n{extra}\n[memory]"
+            );
+            tch::manual_seed(3);
+            Mnad::new(
+                parse(&toml::from_str(&text).unwrap(), "method").unwrap(),
+                &ctx(16),
+            )
+            .unwrap()
+        };
+        let b = batch(3, 16);
+        // Frozen, or a threshold no frame is under: the items stay, the batch is scored at once.
+        for extra in ["test_time_update = false", "update_threshold = 0.0"] {
+            let m = with(extra);
+            let before = items(&m);
+            let out = tch::no_grad(|| m.score(&b)).unwrap();
+            assert!(items(&m).equal(&before), "{extra}");
+            assert_eq!(out.image_score.size(), [2]);
+        }
+        // Every frame under the threshold: the items move after each frame, so the second
+        // frame is scored against a memory the first one updated. (One model, switched, so
+        // that tests running beside this one cannot change its initialisation.)
+        let mut m = with("update_threshold = 1.0");
+        m.cfg.test_time_update = false;
+        let frozen_out = tch::no_grad(|| m.score(&b)).unwrap();
+        let before = items(&m);
+        m.cfg.test_time_update = true;
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
+        assert!(!items(&m).equal(&before), "the memory moved");
+        let first = |t: &Tensor| t.narrow(0, 0, 1);
+        let d = |o: &AnomalyOutput| o.parts[1].value.shallow_clone();
+        let (a, f) = (first(&d(&out)), first(&d(&frozen_out)));
+        assert!(a.allclose(&f, 1e-4, 1e-6, false), "{a:?} {f:?}");
+        let second_changed = (d(&out).get(1) - d(&frozen_out).get(1))
+            .abs()
+            .double_value(&[]);
+        assert!(second_changed > 0.0);
+        assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, 16, 16]);
+        // The reference's point score: e = 0.25 everywhere gives e itself.
+        let zero = Tensor::zeros([1, 3, 2, 2], (Kind::Float, tch::Device::Cpu));
+        assert!((point_score(&zero, &(zero.ones_like())) - 0.25).abs() < 1e-6);
+        assert_eq!(point_score(&zero, &zero), 0.0);
     }
 
     #[test]
