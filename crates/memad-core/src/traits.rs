@@ -205,6 +205,18 @@ pub trait Method {
         Vec::new()
     }
 
+    /// Restores what [`Method::state`] returned (a resumed run, a saved checkpoint). The
+    /// default accepts an empty state only: a method with state must implement this to be
+    /// resumed or loaded (the runner trains it again otherwise).
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        Err(crate::CoreError::Invalid(
+            "this method does not restore its state (Method::load_state)".into(),
+        ))
+    }
+
     /// Rule-based updates after the optimizer step (memories updated by rule).
     fn after_step(&mut self) -> Result<()> {
         Ok(())

@@ -120,6 +120,33 @@ pub struct TrainConfig {
     pub betas: [f64; 2],
     #[serde(default)]
     pub weight_decay: f64,
+    /// Learning rate per step: `constant`, or `cosine` (PyTorch's `CosineAnnealingLR` over
+    /// all steps of training, from `lr` down to `min_lr`).
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// The cosine schedule's last learning rate (`eta_min`).
+    #[serde(default)]
+    pub min_lr: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    #[default]
+    Constant,
+    Cosine,
+}
+
+impl TrainConfig {
+    /// The schedule the runner applies per step.
+    pub fn lr_schedule(&self) -> memad_core::optim::LrSchedule {
+        match self.schedule {
+            ScheduleKind::Constant => memad_core::optim::LrSchedule::Constant,
+            ScheduleKind::Cosine => memad_core::optim::LrSchedule::Cosine {
+                min_lr: self.min_lr,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,6 +382,9 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
     }
     if e.train.lr.is_nan() || e.train.lr <= 0.0 {
         return Err(ConfigError::new("train.lr", "must be positive"));
+    }
+    if !(0.0..=e.train.lr).contains(&e.train.min_lr) {
+        return Err(ConfigError::new("train.min_lr", "must be in [0, train.lr]"));
     }
     for (i, m) in e.eval.metrics.iter().enumerate() {
         if !METRICS.contains(&m.as_str()) {

@@ -36,7 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train and evaluate an experiment; results go to `<runs>/<name>/<timestamp>/`.
+    /// Train and evaluate an experiment; results go to `<runs>/<name>/<timestamp>/`. An
+    /// unfinished run of the same resolved config is resumed from its last saved epoch.
     Run {
         experiment: PathBuf,
         /// Folder holding the runs.
@@ -48,6 +49,10 @@ enum Command {
         /// Folder of converted weights (default `~/.cache/memad/weights`).
         #[arg(long)]
         weights_dir: Option<PathBuf>,
+        /// Start a new run even when an unfinished (`.partial`) run of the same resolved
+        /// config exists; by default that run is resumed from its last saved epoch.
+        #[arg(long)]
+        restart: bool,
     },
     /// Run the Cartesian product of overrides of a base experiment (`--set KEY=V1,V2`, or a
     /// sweep file: `base` + `[grid]`); combinations with a complete run of the same config are
@@ -196,6 +201,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             runs,
             epochs,
             weights_dir,
+            restart,
         } => {
             let catalog = catalog_for(&cli.datasets, folder_of(&experiment))?;
             let loaded = experiment::load(&experiment, &registry, &catalog)?;
@@ -204,6 +210,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 weights_dir: weights_dir
                     .unwrap_or_else(memad_backbones::weights::default_weights_dir),
                 epochs,
+                restart,
             };
             let summary = run::run(&loaded, &registry, &opts)?;
             print_table(&summary.results);

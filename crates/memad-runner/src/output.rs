@@ -2,7 +2,9 @@
 //!
 //! A run works in `runs/<name>/<timestamp>.partial/` and is renamed to
 //! `runs/<name>/<timestamp>/` when it finishes, so a folder without `.partial` is always a
-//! complete run; every file inside is written to `*.tmp` and renamed.
+//! complete run; every file inside is written to `*.tmp` and renamed. The process working in
+//! a run folder holds an exclusive `flock` on its `log.txt` (released when it exits, however
+//! it ends), so a second `memad run` never resumes a folder that is still being written.
 use anyhow::Context;
 use std::fs;
 use std::io::Write;
@@ -14,7 +16,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// One tidy result row (`metrics.csv`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MetricRow {
     pub run: String,
     pub commit: String,
@@ -53,11 +55,49 @@ impl RunDir {
         fs::create_dir_all(partial.join("checkpoints"))
             .with_context(|| format!("creating {}", partial.display()))?;
         let log = fs::File::create(partial.join("log.txt"))?;
+        anyhow::ensure!(
+            try_lock(&log),
+            "{} is in use by another process",
+            partial.display()
+        );
         Ok(RunDir {
             partial,
             final_path,
             log,
         })
+    }
+
+    /// Opens an existing `<stamp>.partial/` folder to continue it (the log is appended to);
+    /// `None` when another process holds it.
+    pub fn reopen(partial: &Path) -> anyhow::Result<Option<Self>> {
+        let name = partial.file_name().unwrap_or_default().to_string_lossy();
+        let stamp = name
+            .strip_suffix(".partial")
+            .with_context(|| format!("{} is not a .partial folder", partial.display()))?;
+        let final_path = partial.with_file_name(stamp);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(partial.join("log.txt"))
+            .with_context(|| format!("opening {}", partial.join("log.txt").display()))?;
+        if !try_lock(&log) {
+            return Ok(None);
+        }
+        fs::create_dir_all(partial.join("checkpoints"))?;
+        Ok(Some(RunDir {
+            partial: partial.to_path_buf(),
+            final_path,
+            log,
+        }))
+    }
+
+    /// The time stamp the folder is named by.
+    pub fn stamp(&self) -> String {
+        self.final_path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -84,6 +124,23 @@ impl RunDir {
         })?;
         Ok(self.final_path)
     }
+}
+
+/// Takes an exclusive, non-blocking `flock` on `file`; `false` when another open file
+/// holds it.
+fn try_lock(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid descriptor owned by `file`; no memory is passed.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// The peak resident set size of this process so far, in bytes (`getrusage`'s
+/// `ru_maxrss`, KiB on Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
+    (ok && usage.ru_maxrss > 0).then(|| usage.ru_maxrss as u64 * 1024)
 }
 
 /// UTC `YYYY-MM-DDTHH-MM-SS` (a folder name), from the system clock.
@@ -129,6 +186,24 @@ pub fn git_commit() -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_folder_in_use_is_not_reopened() {
+        let root = tempfile::tempdir().unwrap();
+        let first = RunDir::create(root.path(), "exp", "2026-01-01T00-00-00").unwrap();
+        let partial = first.partial.clone();
+        assert!(
+            RunDir::reopen(&partial).unwrap().is_none(),
+            "held by `first`"
+        );
+        drop(first);
+        let mut again = RunDir::reopen(&partial).unwrap().expect("free again");
+        assert_eq!(again.stamp(), "2026-01-01T00-00-00");
+        again.log("second session");
+        let done = again.finish().unwrap();
+        assert!(done.ends_with("exp/2026-01-01T00-00-00"));
+        assert!(peak_rss_bytes().unwrap() > 1 << 20);
+    }
 
     #[test]
     fn timestamp_shape() {

@@ -3,13 +3,27 @@
 //!
 //! The runner owns the loop: seed, data order, optimizer, progress, checkpoints, results.
 //! Results are last-epoch numbers; nothing is selected on the test set.
+//!
+//! Resuming: after every epoch of gradient training the model's VarStore, `Method::state()`,
+//! the optimizer's state and the loss rows so far are saved in
+//! `<run>.partial/resume/<model>/epoch-NNNNN/` (written as `epoch-NNNNN.tmp/` and renamed;
+//! older epochs deleted after), and deleted when the model's final checkpoint is written.
+//! `memad run` continues the newest `.partial` run of the experiment whose `config.toml` is
+//! byte-identical to the new resolved config (same hash) and that no other process holds
+//! (`--restart` starts a new folder instead): categories with rows in its `metrics.csv` are
+//! kept, a model with a final checkpoint is loaded (trained again if its method cannot
+//! restore its state), an interrupted model continues after its last saved epoch. Data
+//! order, synthesis and libtorch's generator are seeded per epoch from `(seed, epoch)` and
+//! the learning rate is a function of the step, so a resumed run gives the metrics of an
+//! uninterrupted one (tch's SGD is the exception: its momentum buffers are not exposed and
+//! restart from zero).
 use crate::experiment::{Loaded, OptimizerKind, Setting, VideoNormalizationConfig, METRICS};
-use crate::output::{csv_text, git_commit, timestamp, MetricRow, RunDir};
+use crate::output::{csv_text, git_commit, peak_rss_bytes, timestamp, MetricRow, RunDir};
 use crate::overlay::{write_overlay_grid, OverlaySample};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
-use memad_core::optim::{Adam, AdamConfig, Optimizer};
+use memad_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
 use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
@@ -27,6 +41,8 @@ pub struct RunOptions {
     pub weights_dir: PathBuf,
     /// Overrides `train.epochs` (quick smoke runs).
     pub epochs: Option<usize>,
+    /// Start a new run folder even when an unfinished run of the same config exists.
+    pub restart: bool,
 }
 
 /// What a finished run reports.
@@ -67,10 +83,29 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let stamp = timestamp();
-    let mut dir = RunDir::create(&opts.runs_dir, &exp.name, &stamp)?;
     let resolved = exp.to_toml();
-    dir.write("config.toml", resolved.as_bytes())?;
+    let config_sha256 = sha256_hex(resolved.as_bytes());
+    let unfinished = match opts.restart {
+        true => None,
+        false => find_unfinished(&opts.runs_dir, &exp.name, &config_sha256)?,
+    };
+    let resumed = unfinished.is_some();
+    let mut dir = match unfinished {
+        Some(dir) => dir,
+        None => {
+            let dir = RunDir::create(&opts.runs_dir, &exp.name, &timestamp())?;
+            dir.write("config.toml", resolved.as_bytes())?;
+            dir
+        }
+    };
+    let stamp = dir.stamp();
+    // Rows of the categories an earlier session of this folder finished.
+    let mut rows: Vec<MetricRow> = match dir.path("metrics.csv") {
+        p if resumed && p.is_file() => csv::Reader::from_path(&p)
+            .and_then(|mut r| r.deserialize().collect())
+            .with_context(|| format!("reading {}", p.display()))?,
+        _ => Vec::new(),
+    };
     let (commit, dirty) = git_commit();
     let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
         Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
@@ -90,10 +125,33 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
+    if resumed {
+        let done: Vec<&str> = categories
+            .iter()
+            .filter(|c| rows.iter().any(|r| &r.category == *c))
+            .map(String::as_str)
+            .collect();
+        let line = format!(
+            "resuming {}: {} of {} categories done{}",
+            dir.partial.display(),
+            done.len(),
+            categories.len(),
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!(" ({}; their rows are kept)", done.join(", "))
+            }
+        );
+        say(&mut dir, &line);
+    }
 
-    let mut rows: Vec<MetricRow> = Vec::new();
-    let mut results = Vec::new();
     for group in &groups {
+        let pending: Vec<(usize, &CategorySplit)> = (group.iter().copied().enumerate())
+            .filter(|(_, s)| !rows.iter().any(|r| r.category == s.category))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
         let ctx = BuildContext {
             device,
             weights_dir: opts.weights_dir.clone(),
@@ -104,8 +162,11 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             Setting::OneClass => group[0].category.clone(),
             Setting::MultiClass => "all".to_string(),
         };
-        let method = train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?;
-        for (class, split) in group.iter().enumerate() {
+        let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
+            Some(method) => method,
+            None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
+        };
+        for (class, split) in pending {
             let values = evaluate_category(&exp, &ctx, split, class, method.as_ref(), &mut dir)?;
             for (metric, value) in &values {
                 rows.push(MetricRow {
@@ -124,9 +185,17 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             }
             // Rewritten after every category: an interrupted run keeps what it finished.
             dir.write("metrics.csv", &csv_text(&rows)?)?;
-            results.push((split.category.clone(), values));
         }
     }
+    let results = (categories.iter())
+        .map(|c| {
+            let values = (rows.iter().filter(|r| &r.category == c))
+                .map(|r| (r.metric.clone(), r.value))
+                .collect();
+            (c.clone(), values)
+        })
+        .collect();
+    let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
     let meta = RunMeta {
         memad_version: env!("CARGO_PKG_VERSION"),
         commit,
@@ -137,7 +206,9 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             .unwrap_or_default(),
         seed: exp.seed,
         wall_seconds: started.elapsed().as_secs_f64(),
-        config_sha256: sha256_hex(resolved.as_bytes()),
+        resumed,
+        peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+        config_sha256,
     };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
@@ -166,8 +237,39 @@ struct RunMeta {
     device: String,
     torch_version: String,
     seed: u64,
+    /// Of the last session (the one that finished the run).
     wall_seconds: f64,
+    /// Whether the last session continued an interrupted one.
+    resumed: bool,
+    /// Host peak resident set size of the last session's process (`getrusage`). The device's
+    /// peak is not recorded: tch 0.24 binds no CUDA memory statistics
+    /// (`torch.cuda.max_memory_allocated` has no counterpart).
+    peak_rss_bytes: u64,
     config_sha256: String,
+}
+
+/// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
+/// (locked) to continue it; folders another process holds are passed over.
+fn find_unfinished(
+    runs_dir: &Path,
+    name: &str,
+    config_sha256: &str,
+) -> anyhow::Result<Option<RunDir>> {
+    for partial in crate::run_folders::partial_runs_of(runs_dir, name) {
+        let same = std::fs::read(partial.join("config.toml"))
+            .is_ok_and(|bytes| sha256_hex(&bytes) == config_sha256);
+        if !same {
+            continue;
+        }
+        match RunDir::reopen(&partial)? {
+            Some(dir) => return Ok(Some(dir)),
+            None => eprintln!(
+                "{} is in use by another process; not resuming it",
+                partial.display()
+            ),
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -246,9 +348,7 @@ fn train_model(
     synthesizer: &Option<Arc<dyn AnomalySynthesizer>>,
     dir: &mut RunDir,
 ) -> anyhow::Result<Box<dyn Method>> {
-    seed_everything(exp.seed);
-    let entry = registry.method(exp.method_kind(), "method.kind")?;
-    let mut method = (entry.build)(&exp.method, registry, ctx)?;
+    let mut method = build_method(exp, registry, ctx)?;
     let (train, classes) = training_set(group);
     let checkpoint = dir.path(&format!("checkpoints/{model}.safetensors"));
     if method.training() == Training::FitOnce {
@@ -259,6 +359,40 @@ fn train_model(
     let size = exp.data.image_size;
     let mut opt = build_optimizer(exp, method.trainable())?;
     let batches_per_epoch = train.len().div_ceil(exp.data.batch_size);
+    let total_steps = exp.train.epochs * batches_per_epoch;
+    let schedule = exp.train.lr_schedule();
+    drop_loss_rows(dir, model)?; // of an earlier session that did not finish this model
+    let resume_root = dir.path(&format!("resume/{model}"));
+    let mut first_epoch = 1;
+    let mut loss_rows = Vec::new();
+    if let Some((epoch, saved)) = latest_resume(&resume_root) {
+        match restore(&saved, method.as_mut(), &mut opt) {
+            Ok(rows) => {
+                first_epoch = epoch + 1;
+                loss_rows = rows;
+                let line = format!(
+                    "resuming {} at {model} epoch {first_epoch} (epochs 1-{epoch} of {} restored)",
+                    dir.partial.display(),
+                    exp.train.epochs
+                );
+                say(dir, &line);
+                if exp.train.optimizer == OptimizerKind::Sgd && exp.train.betas[0] != 0.0 {
+                    say(dir, &format!("[{model}] note: SGD's momentum restarts from zero (tch does not expose it)"));
+                }
+            }
+            Err(e) => {
+                say(
+                    dir,
+                    &format!(
+                        "[{model}] cannot resume from {}: {e:#}; training from epoch 1",
+                        saved.display()
+                    ),
+                );
+                method = build_method(exp, registry, ctx)?;
+                opt = build_optimizer(exp, method.trainable())?;
+            }
+        }
+    }
     let test_images: usize = group.iter().map(|s| s.test.len()).sum();
     say(
         dir,
@@ -275,16 +409,19 @@ fn train_model(
     let category = &model.to_string();
 
     let tty = std::io::stderr().is_terminal();
-    let pb = progress_bar((exp.train.epochs * batches_per_epoch) as u64);
+    let pb = progress_bar(total_steps as u64);
     pb.set_prefix(category.clone());
     if !tty {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let mut loss_rows = Vec::new();
+    pb.set_position(((first_epoch - 1) * batches_per_epoch) as u64);
     let mut last_note = Instant::now();
-    for epoch in 1..=exp.train.epochs {
+    for epoch in first_epoch..=exp.train.epochs {
         method.start_epoch(epoch, exp.train.epochs)?;
         let epoch_seed = exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
+        // libtorch's generator too (random augmentations): an epoch's draws do not depend on
+        // the epochs before it, so a resumed run draws what an uninterrupted one does.
+        seed_everything(epoch_seed);
         let order = shuffled(train.len(), epoch_seed);
         let load = LoadOptions {
             with_masks: false,
@@ -301,6 +438,10 @@ fn train_model(
             let loss = out.loss.double_value(&[]);
             if !loss.is_finite() {
                 anyhow::bail!("[{category}] epoch {epoch}: the loss is {loss}; lower train.lr or check the data");
+            }
+            if schedule != LrSchedule::Constant {
+                let step = (epoch - 1) * batches_per_epoch + steps;
+                opt.set_lr(schedule.lr(exp.train.lr, step, total_steps));
             }
             opt.backward_step(&out.loss);
             method.after_step()?;
@@ -355,12 +496,229 @@ fn train_model(
                 value: s / steps as f64,
             });
         }
+        save_resume(&resume_root, epoch, method.as_ref(), &opt, &loss_rows)?;
+        if stop_requested(model, epoch) {
+            say(
+                dir,
+                &format!("[{model}] stopping after epoch {epoch} (MEMAD_STOP_AFTER_EPOCH)"),
+            );
+            std::process::exit(75);
+        }
     }
     pb.finish_and_clear();
     method.finalize()?;
     append_losses(dir, &loss_rows)?;
     save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
+    remove_resume(&resume_root)?;
     Ok(method)
+}
+
+/// Builds the experiment's method with libtorch seeded by the experiment's seed (the same
+/// initial weights every time).
+fn build_method(
+    exp: &crate::experiment::Experiment,
+    registry: &Registry,
+    ctx: &BuildContext,
+) -> anyhow::Result<Box<dyn Method>> {
+    seed_everything(exp.seed);
+    let entry = registry.method(exp.method_kind(), "method.kind")?;
+    Ok((entry.build)(&exp.method, registry, ctx)?)
+}
+
+/// The method of `checkpoints/<model>.safetensors`, when an earlier session of the run
+/// finished training it and the method restores its state; `None` otherwise (train it).
+fn load_trained(
+    exp: &crate::experiment::Experiment,
+    registry: &Registry,
+    ctx: &BuildContext,
+    model: &str,
+    dir: &mut RunDir,
+) -> anyhow::Result<Option<Box<dyn Method>>> {
+    let checkpoint = dir.path(&format!("checkpoints/{model}.safetensors"));
+    if !checkpoint.is_file() {
+        return Ok(None);
+    }
+    let mut method = build_method(exp, registry, ctx)?;
+    let state_file = checkpoint.with_extension("state.safetensors");
+    let loaded = load_vars(method.trainable(), &checkpoint).and_then(|()| {
+        let state = read_tensors_if_present(&state_file)?;
+        Ok(method.load_state(&state)?)
+    });
+    match loaded {
+        Ok(()) => {
+            remove_resume(&dir.path(&format!("resume/{model}")))?;
+            let line = format!(
+                "[{model}] trained in an earlier session: loaded {}",
+                checkpoint.display()
+            );
+            say(dir, &line);
+            Ok(Some(method))
+        }
+        Err(e) => {
+            say(
+                dir,
+                &format!(
+                    "[{model}] cannot load {}: {e:#}; training it again",
+                    checkpoint.display()
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Test hook: `MEMAD_STOP_AFTER_EPOCH=[MODEL:]N` ends the process (exit code 75) right
+/// after the resume state of epoch `N` (of `MODEL`, else of any model) is saved, as a kill
+/// at that moment would.
+fn stop_requested(model: &str, epoch: usize) -> bool {
+    let Ok(v) = std::env::var("MEMAD_STOP_AFTER_EPOCH") else {
+        return false;
+    };
+    let (m, e) = v
+        .rsplit_once(':')
+        .map_or((None, v.as_str()), |(m, e)| (Some(m), e));
+    m.is_none_or(|m| m == model) && e.parse() == Ok(epoch)
+}
+
+/// Saves the resume state after `epoch` into `<root>/epoch-NNNNN/` (`model.safetensors`,
+/// `state.safetensors` and `optimizer.safetensors` when not empty, `losses.csv`): written as
+/// `epoch-NNNNN.tmp/`, renamed, then every other entry of `root` is removed.
+fn save_resume(
+    root: &Path,
+    epoch: usize,
+    method: &dyn Method,
+    opt: &Optimizer,
+    losses: &[LossRow],
+) -> anyhow::Result<()> {
+    let name = format!("epoch-{epoch:05}");
+    let (tmp, done) = (root.join(format!("{name}.tmp")), root.join(&name));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let write = || -> anyhow::Result<()> {
+        method.trainable().save(tmp.join("model.safetensors"))?;
+        for (file, tensors) in [("state", method.state()), ("optimizer", opt.state())] {
+            if !tensors.is_empty() {
+                let cpu: Vec<(String, Tensor)> = (tensors.into_iter())
+                    .map(|(n, t)| (n, t.to_device(Device::Cpu)))
+                    .collect();
+                Tensor::write_safetensors(&cpu, tmp.join(format!("{file}.safetensors")))?;
+            }
+        }
+        std::fs::write(tmp.join("losses.csv"), csv_text(losses)?)?;
+        Ok(())
+    };
+    write().with_context(|| format!("saving the resume state {}", tmp.display()))?;
+    if done.exists() {
+        std::fs::remove_dir_all(&done)?;
+    }
+    std::fs::rename(&tmp, &done)?;
+    for entry in std::fs::read_dir(root)? {
+        let path = entry?.path();
+        if path != done {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest complete resume state under `root`: `(epoch, folder)`.
+fn latest_resume(root: &Path) -> Option<(usize, PathBuf)> {
+    std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let epoch = path
+                .file_name()?
+                .to_str()?
+                .strip_prefix("epoch-")?
+                .parse()
+                .ok()?;
+            Some((epoch, path))
+        })
+        .max_by_key(|(epoch, _)| *epoch)
+}
+
+/// Loads a resume state into a freshly built method and optimizer; returns its loss rows.
+fn restore(
+    saved: &Path,
+    method: &mut dyn Method,
+    opt: &mut Optimizer,
+) -> anyhow::Result<Vec<LossRow>> {
+    load_vars(method.trainable(), &saved.join("model.safetensors"))?;
+    method.load_state(&read_tensors_if_present(&saved.join("state.safetensors"))?)?;
+    opt.load_state(&read_tensors_if_present(
+        &saved.join("optimizer.safetensors"),
+    )?)?;
+    let rows = csv::Reader::from_path(saved.join("losses.csv"))?
+        .deserialize()
+        .collect::<Result<Vec<LossRow>, _>>()?;
+    Ok(rows)
+}
+
+fn remove_resume(root: &Path) -> anyhow::Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))?;
+    }
+    Ok(())
+}
+
+fn read_tensors_if_present(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>> {
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    Tensor::read_safetensors(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Copies the tensors of a safetensors file into the variables of `vs` (every variable by
+/// name, shapes equal, nothing else in the file).
+fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
+    let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .into_iter()
+        .collect();
+    let vars = vs.variables();
+    anyhow::ensure!(
+        saved.len() == vars.len(),
+        "{} holds {} tensors, the model has {} variables",
+        path.display(),
+        saved.len(),
+        vars.len()
+    );
+    tch::no_grad(|| {
+        for (name, mut var) in vars {
+            let src = saved
+                .get(&name)
+                .with_context(|| format!("{} lacks `{name}`", path.display()))?;
+            anyhow::ensure!(
+                src.size() == var.size(),
+                "`{name}`: {:?} saved, {:?} in the model",
+                src.size(),
+                var.size()
+            );
+            var.f_copy_(src)?;
+        }
+        Ok(())
+    })
+}
+
+/// Removes the rows of `model` from `losses.csv` (an earlier session's, for a model trained
+/// again).
+fn drop_loss_rows(dir: &RunDir, model: &str) -> anyhow::Result<()> {
+    let path = dir.path("losses.csv");
+    if !path.is_file() {
+        return Ok(());
+    }
+    let rows: Vec<LossRow> = csv::Reader::from_path(&path)
+        .and_then(|mut r| r.deserialize().collect())
+        .with_context(|| format!("reading {}", path.display()))?;
+    if rows.iter().all(|r| r.category != model) {
+        return Ok(());
+    }
+    let kept: Vec<LossRow> = rows.into_iter().filter(|r| r.category != model).collect();
+    crate::output::write_atomic(&path, &csv_text(&kept)?)
 }
 
 /// [`Training::FitOnce`]: one pass over the training set in order, `fit` per batch without
@@ -475,7 +833,7 @@ fn accumulate(sums: &mut Vec<(String, f64)>, name: &str, value: f64) {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct LossRow {
     category: String,
     epoch: usize,

@@ -71,6 +71,21 @@ pub fn complete_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
     runs
 }
 
+/// The unfinished runs of experiment `name` (`<runs_dir>/<name>/<stamp>.partial/`), newest
+/// first.
+pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(runs_dir.join(name)) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.to_string_lossy().ends_with(".partial"))
+        .collect();
+    runs.sort();
+    runs.reverse();
+    runs
+}
+
 /// `config_sha256` of a run's `run.toml`, if present.
 pub fn config_sha256(run: &Path) -> Option<String> {
     let text = std::fs::read_to_string(run.join("run.toml")).ok()?;
@@ -153,6 +168,10 @@ mod tests {
         assert_eq!(
             rel(complete_runs_of(&dir.path().join("runs"), "a")),
             ["runs/a/2026-01-01T00-00-00"]
+        );
+        assert_eq!(
+            rel(partial_runs_of(&dir.path().join("runs"), "a")),
+            ["runs/a/2026-01-02T00-00-00.partial"]
         );
         let run = dir.path().join("runs/a/2026-01-01T00-00-00");
         assert_eq!(config_sha256(&run).as_deref(), Some("abc"));

@@ -1,0 +1,266 @@
+//! Determinism and resumable runs, through the `memad` binary: same config + seed on the CPU
+//! gives the same numbers, and a run interrupted after an epoch (the test hook
+//! `MEMAD_STOP_AFTER_EPOCH` ends the process right after the epoch's resume state is saved,
+//! as a kill would) finishes with exactly the numbers of an uninterrupted run.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn memad(args: &[&str], cwd: &Path, stop_after: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memad"));
+    cmd.args(args).current_dir(cwd).env("OMP_NUM_THREADS", "1");
+    match stop_after {
+        Some(v) => cmd.env("MEMAD_STOP_AFTER_EPOCH", v),
+        None => cmd.env_remove("MEMAD_STOP_AFTER_EPOCH"),
+    };
+    cmd.output().expect("memad runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A catalog of tiny generated MVTec-layout categories (64 px, 6 training images).
+fn tiny_catalog(dir: &Path, cats: &str) {
+    std::fs::write(
+        dir.join("datasets.toml"),
+        format!(
+            r#"
+[tiny]
+format = "mvtec"
+root = "data/tiny"
+synthetic = {{ categories = [{cats}], image_size = 64, train_per_category = 6, test_good_per_category = 3, test_per_defect = 1, defects = ["scratch", "hole"], seed = 1 }}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+/// `experiments/<file>` on the tiny dataset: `cats`, 64 px, batch 2 (3 steps an epoch),
+/// the cosine schedule, `epochs` epochs.
+fn tiny_experiment(file: &str, cats: &str, epochs: usize) -> String {
+    let base = std::fs::read_to_string(workspace().join("experiments").join(file)).unwrap();
+    let exp = base
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            &format!("categories = [{cats}]"),
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("batch_size = 8", "batch_size = 2")
+        .replace("embed_channels = 256", "embed_channels = 32")
+        .replace("items_per_class = 10", "items_per_class = 3")
+        .replace(
+            "epochs = 10",
+            &format!("epochs = {epochs}\nschedule = \"cosine\"\nmin_lr = 0.0001"),
+        );
+    assert!(exp.contains("dataset = \"tiny\"") && exp.contains("schedule = \"cosine\""));
+    exp
+}
+
+fn folders(runs: &Path, name: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(runs.join(name))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    all.sort();
+    all.into_iter()
+        .partition(|p| !p.to_string_lossy().ends_with(".partial"))
+}
+
+/// `metrics.csv` without the `run` column (the folder's time stamp).
+fn metrics_without_run(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines()
+        .map(|l| l.split_once(',').unwrap().1.to_string())
+        .collect()
+}
+
+fn losses(run: &Path) -> String {
+    std::fs::read_to_string(run.join("losses.csv")).unwrap()
+}
+
+#[test]
+fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""grid", "carpet""#);
+    let exp = tiny_experiment("quickstart.toml", r#""grid", "carpet""#, 2);
+    std::fs::write(d.join("tiny.toml"), &exp).unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    let runs = d.join("runs");
+
+    // Determinism: the same config and seed twice (`--restart` has nothing to skip here).
+    for _ in 0..2 {
+        let out = memad(&run, d, None);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let (complete, partial) = folders(&runs, "quickstart");
+    assert_eq!((complete.len(), partial.len()), (2, 0), "{complete:?}");
+    let reference = &complete[0];
+    let rows = metrics_without_run(reference);
+    assert_eq!(rows.len(), 1 + 2 * 4, "header + 4 metrics x 2 categories");
+    assert_eq!(
+        rows,
+        metrics_without_run(&complete[1]),
+        "same seed, same metrics"
+    );
+    assert_eq!(losses(reference), losses(&complete[1]));
+    let meta = std::fs::read_to_string(reference.join("run.toml")).unwrap();
+    assert!(meta.contains("resumed = false"), "{meta}");
+    let rss: u64 = (meta.lines())
+        .find_map(|l| l.strip_prefix("peak_rss_bytes = "))
+        .expect("peak memory recorded")
+        .parse()
+        .unwrap();
+    assert!(rss > 50 << 20, "{rss}");
+    let config = std::fs::read_to_string(reference.join("config.toml")).unwrap();
+    assert!(config.contains("schedule = \"cosine\"") && config.contains("min_lr = 0.0001"));
+
+    // Interrupted in the first category after epoch 1: a .partial folder with that epoch's
+    // resume state and no metrics yet.
+    let out = memad(&run, d, Some("grid:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let (_, partial) = folders(&runs, "quickstart");
+    assert_eq!(partial.len(), 1);
+    let p = &partial[0];
+    assert!(p
+        .join("resume/grid/epoch-00001/model.safetensors")
+        .is_file());
+    assert!(p
+        .join("resume/grid/epoch-00001/optimizer.safetensors")
+        .is_file());
+    assert!(!p.join("metrics.csv").exists());
+
+    // `--restart` leaves it alone and starts a new run.
+    let out = memad(
+        &["run", "tiny.toml", "--runs", "runs", "--restart"],
+        d,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("resuming"), "{}", text(&out));
+    let (complete, partial_now) = folders(&runs, "quickstart");
+    assert_eq!((complete.len(), &partial_now), (3, &partial));
+
+    // Resumed, then interrupted again in the second category: grid finishes, its rows
+    // are written and its resume state deleted.
+    let out = memad(&run, d, Some("carpet:1"));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(75), "{t}");
+    assert!(
+        t.contains(&format!(
+            "resuming runs/quickstart/{} at grid epoch 2",
+            p.file_name().unwrap().to_string_lossy()
+        )),
+        "{t}"
+    );
+    assert!(!p.join("resume/grid").exists());
+    assert!(p.join("checkpoints/grid.safetensors").is_file());
+    assert!(p.join("resume/carpet/epoch-00001").is_dir());
+    assert_eq!(metrics_without_run(p).len(), 1 + 4);
+
+    // Resumed once more: grid is kept, carpet continues at epoch 2; the numbers are the
+    // uninterrupted run's, bit for bit.
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("1 of 2 categories done (grid; their rows are kept)"),
+        "{t}"
+    );
+    assert!(t.contains("at carpet epoch 2"), "{t}");
+    assert!(
+        !t.contains("[grid] epoch"),
+        "grid is not trained again: {t}"
+    );
+    let finished = PathBuf::from(p.to_string_lossy().trim_end_matches(".partial"));
+    assert!(finished.is_dir() && !p.exists());
+    assert!(!finished.join("resume").exists(), "resume files deleted");
+    assert_eq!(metrics_without_run(&finished), rows);
+    assert_eq!(losses(&finished), losses(reference));
+    let meta = std::fs::read_to_string(finished.join("run.toml")).unwrap();
+    assert!(meta.contains("resumed = true"), "{meta}");
+    let log = std::fs::read_to_string(finished.join("log.txt")).unwrap();
+    assert_eq!(
+        log.matches("resuming ").count(),
+        4,
+        "two resumed sessions, two lines each: {log}"
+    );
+
+    // A complete run is never resumed: the same command starts a new one.
+    let out = memad(&run, d, None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("resuming"));
+}
+
+#[test]
+fn a_multi_class_run_resumes_its_single_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""grid", "carpet""#);
+    let exp = tiny_experiment("mddnet_synthetic.toml", r#""grid", "carpet""#, 2);
+    std::fs::write(d.join("mdd.toml"), &exp).unwrap();
+    let run = ["run", "mdd.toml", "--runs", "runs"];
+    let runs = d.join("runs");
+
+    let out = memad(&run, d, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = memad(&run, d, Some("all:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let (_, partial) = folders(&runs, "mddnet_synthetic");
+    assert!(partial[0].join("resume/all/epoch-00001").is_dir());
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("at all epoch 2"), "{t}");
+
+    let (complete, partial) = folders(&runs, "mddnet_synthetic");
+    assert_eq!((complete.len(), partial.len()), (2, 0));
+    let rows = metrics_without_run(&complete[0]);
+    assert!(rows.iter().any(|r| r.contains("carpet,multi_class")));
+    assert_eq!(rows, metrics_without_run(&complete[1]));
+    assert_eq!(losses(&complete[0]), losses(&complete[1]));
+}
+
+#[test]
+fn a_sweep_rerun_resumes_its_interrupted_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""grid""#);
+    let exp = tiny_experiment("quickstart.toml", r#""grid""#, 2);
+    std::fs::write(d.join("tiny.toml"), &exp).unwrap();
+    let sweep = ["sweep", "tiny.toml", "--set", "seed=0,1"];
+
+    // Every child stops after epoch 1: the sweep fails, leaving two .partial runs.
+    let out = memad(&sweep, d, Some("1"));
+    assert!(!out.status.success(), "{}", text(&out));
+    let runs = d.join("runs");
+    for name in ["quickstart_seed-0", "quickstart_seed-1"] {
+        let (complete, partial) = folders(&runs, name);
+        assert_eq!((complete.len(), partial.len()), (0, 1), "{name}");
+    }
+    let out = memad(&sweep, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("2 combinations, 0 already done, 2 to run"),
+        "{t}"
+    );
+    for name in ["quickstart_seed-0", "quickstart_seed-1"] {
+        let (complete, partial) = folders(&runs, name);
+        assert_eq!((complete.len(), partial.len()), (1, 0), "{name}");
+        let log =
+            std::fs::read_to_string(runs.join(format!("sweeps/quickstart/{name}.log"))).unwrap();
+        assert!(log.contains("at grid epoch 2"), "{name}: {log}");
+    }
+}
