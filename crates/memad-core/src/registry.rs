@@ -76,6 +76,27 @@ impl Registry {
         lookup(&self.backbones, "backbone", kind, path)
     }
 
+    /// Resolves the backbone section found at `path` (its `kind` picks the entry).
+    pub fn resolve_backbone(
+        &self,
+        section: &toml::Value,
+        path: &str,
+    ) -> Result<toml::Value, ConfigError> {
+        let entry = self.backbone(kind_of(section, path)?, &format!("{path}.kind"))?;
+        (entry.resolve)(section, path, self)
+    }
+
+    /// Builds the backbone of a resolved section found at `path`.
+    pub fn build_backbone(
+        &self,
+        section: &toml::Value,
+        path: &str,
+        ctx: &BuildContext,
+    ) -> crate::Result<Box<dyn crate::Backbone>> {
+        let entry = self.backbone(kind_of(section, path)?, &format!("{path}.kind"))?;
+        (entry.build)(section, ctx)
+    }
+
     /// `(category, [(kind, summary)])` for `memad list`.
     pub fn listing(&self) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         vec![

@@ -36,7 +36,6 @@ use crate::rd4ad::{
     build_decoder, build_ocbe, check_teacher, distance_map, resolve_student, teacher_features,
     LossForm, StudentShape,
 };
-use memad_core::registry::kind_of;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
     CoreError, LossTerm, Method, Registry, Result, TrainOutput,
@@ -196,10 +195,7 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Box<dyn Method>> {
     let cfg = parse(section, "method", registry)?;
-    let teacher_kind = kind_of(&cfg.backbone, "method.backbone")?;
-    let teacher = (registry
-        .backbone(teacher_kind, "method.backbone.kind")?
-        .build)(&cfg.backbone, ctx)?;
+    let teacher = registry.build_backbone(&cfg.backbone, "method.backbone", ctx)?;
     Ok(Box::new(MddNet::new(cfg, teacher, ctx)?))
 }
 
@@ -474,9 +470,7 @@ mod tests {
         };
         let reg = registry();
         let cfg = parse(&section(extra), "method", &reg).unwrap();
-        let teacher =
-            (reg.backbone("efficientnet_lite0", "kind").unwrap().build)(&cfg.backbone, &ctx)
-                .unwrap();
+        let teacher = reg.build_backbone(&cfg.backbone, "backbone", &ctx).unwrap();
         MddNet::new(cfg, teacher, &ctx).unwrap()
     }
 

@@ -46,7 +46,6 @@
 //! Reproduce: `memad run experiments/paper/patchcore_mvtec.toml` (MVTec AD, WRN-50-2,
 //! PatchCore-10%); on synthetic data: `memad run experiments/patchcore_synthetic.toml`.
 use crate::anomaly_map::gaussian_blur;
-use memad_core::registry::kind_of;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
     CoreError, Memory, Method, Registry, Result, TrainOutput, Training,
@@ -116,12 +115,7 @@ fn parse(
     registry: &Registry,
 ) -> std::result::Result<PatchcoreConfig, ConfigError> {
     let mut cfg: PatchcoreConfig = parse_section(section, path)?;
-    let bb_path = format!("{path}.backbone");
-    let entry = registry.backbone(
-        kind_of(&cfg.backbone, &bb_path)?,
-        &format!("{bb_path}.kind"),
-    )?;
-    cfg.backbone = (entry.resolve)(&cfg.backbone, &bb_path, registry)?;
+    cfg.backbone = registry.resolve_backbone(&cfg.backbone, &format!("{path}.backbone"))?;
     cfg.memory.validate(&format!("{path}.memory"))?;
     if cfg.patch_size < 1 || cfg.patch_size % 2 == 0 {
         return Err(ConfigError::new(
@@ -171,8 +165,7 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Box<dyn Method>> {
     let cfg = parse(section, "method", registry)?;
-    let kind = kind_of(&cfg.backbone, "method.backbone")?;
-    let backbone = (registry.backbone(kind, "method.backbone.kind")?.build)(&cfg.backbone, ctx)?;
+    let backbone = registry.build_backbone(&cfg.backbone, "method.backbone", ctx)?;
     // The coreset seed from libtorch's global generator, which the runner seeds.
     let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
     Ok(Box::new(Patchcore::new(

@@ -20,7 +20,6 @@
 //! defaults of this file are the paper's WideResNet-50-2 shapes. `experiments/quickstart.toml`
 //! uses EfficientNet-Lite0 (the ImageNet weights available offline) with a smaller decoder.
 use crate::anomaly_map::{gaussian_blur, max_score, upsample_and_sum};
-use memad_core::registry::kind_of;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
     CoreError, LossTerm, Method, Registry, Result, TrainOutput,
@@ -122,9 +121,7 @@ pub(crate) fn resolve_student(
     path: &str,
     registry: &Registry,
 ) -> std::result::Result<toml::Value, ConfigError> {
-    let bb_path = format!("{path}.backbone");
-    let entry = registry.backbone(kind_of(backbone, &bb_path)?, &format!("{bb_path}.kind"))?;
-    let backbone = (entry.resolve)(backbone, &bb_path, registry)?;
+    let backbone = registry.resolve_backbone(backbone, &format!("{path}.backbone"))?;
     let levels = backbone
         .get("levels")
         .and_then(|l| l.as_array())
@@ -253,10 +250,7 @@ pub fn build(
     ctx: &BuildContext,
 ) -> Result<Box<dyn Method>> {
     let cfg = parse(section, "method", registry)?;
-    let teacher_kind = kind_of(&cfg.backbone, "method.backbone")?;
-    let teacher = (registry
-        .backbone(teacher_kind, "method.backbone.kind")?
-        .build)(&cfg.backbone, ctx)?;
+    let teacher = registry.build_backbone(&cfg.backbone, "method.backbone", ctx)?;
     Ok(Box::new(Rd4ad::new(cfg, teacher, ctx)?))
 }
 
