@@ -10,7 +10,8 @@
 //! before anything runs, so an unknown key stops the sweep with the key path. A combination
 //! is skipped when a complete run of its name has the same resolved-config hash
 //! (`config_sha256` in `run.toml`). Ctrl-C reaches the `memad run` children too: they leave
-//! `.partial` folders, which are never complete, so a re-run redoes exactly those.
+//! `.partial` folders, which are never complete, so a re-run resumes exactly those (`memad
+//! run` continues an unfinished run of the same config from its last saved epoch).
 use crate::experiment;
 use crate::run_folders::{complete_runs_of, config_sha256};
 use anyhow::{bail, Context};
