@@ -46,13 +46,19 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     })
 }
 
-/// Decodes `path` as RGB and resizes it to `size`x`size` (bilinear).
+/// The filter [`load_rgb`] resizes images with (bilinear); part of the loader's cache keys.
+pub const IMAGE_FILTER: FilterType = FilterType::Triangle;
+
+/// The filter masks are resized with (nearest neighbour); part of the loader's cache keys.
+pub const MASK_FILTER: FilterType = FilterType::Nearest;
+
+/// Decodes `path` as RGB and resizes it to `size`x`size` ([`IMAGE_FILTER`]).
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
     let rgb = decode(path)?.into_rgb8();
     Ok(if rgb.dimensions() == (size, size) {
         rgb
     } else {
-        imageops::resize(&rgb, size, size, FilterType::Triangle)
+        imageops::resize(&rgb, size, size, IMAGE_FILTER)
     })
 }
 
@@ -97,7 +103,7 @@ fn fit_mask(
     let mut mask = if gray.dimensions() == (size, size) {
         gray
     } else {
-        imageops::resize(&gray, size, size, FilterType::Nearest)
+        imageops::resize(&gray, size, size, MASK_FILTER)
     };
     for p in mask.pixels_mut() {
         p[0] = if p[0] > 127 { 255 } else { 0 };
