@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# memad against the plain-PyTorch reference: training-step and scoring throughput of RD4AD
-# and MNAD, run alternately (memad, reference, memad, reference, ...) into one CSV, then a
+# memad against the plain-PyTorch reference: training-step and scoring throughput of RD4AD,
+# MNAD and MDD-Net, fit (features + coreset) and scoring throughput of PatchCore, run
+# alternately (memad, reference, memad, reference, ...) into one CSV, then a
 # table of the ratio memad / reference of images/s (medians over the rounds, and the ratio
 # of the best rounds, which other jobs on the machine disturb least).
 #
 #   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
-#                                      [--threads T] [--out FILE]
+#                                      [--threads T] [--out FILE] [--methods LIST]
 #
-# CPU shapes: RD4AD batch 2 at 64 px, MNAD batch 2 at 64 px, 2 threads (--threads T: T
-# threads, written to steps_cpu_<T>threads.csv unless T = 2). CUDA shapes (the papers'):
-# RD4AD batch 16 at 256 px, MNAD batch 4 at 256 px. --quick: fewer steps, written to
-# steps_<device>_quick.csv (a smoke test, not figures). Results:
-# benches/reference/results/steps_<device>.csv.
+# CPU shapes: RD4AD batch 2 at 64 px, MNAD batch 2 at 64 px, MDD-Net batch 2 at 64 px (paper
+# model) and batch 8 at 128 px (quickstart model, 3 classes), PatchCore WRN-50-2 batch 2 at
+# 64 px fitted on 16 images and EfficientNet-Lite0 batch 8 at 128 px fitted on 64; 2 threads
+# (--threads T: T threads, written to steps_cpu_<T>threads.csv unless T = 2). CUDA shapes:
+# the papers' (RD4AD, MDD-Net batch 16 at 256 px, 15 classes; MNAD batch 4 at 256 px;
+# PatchCore WRN-50-2 layer2+3 batch 16 at 256 px, 10% coreset of 200 fitted images) and the
+# quickstart's (EfficientNet-Lite0, batch 8 at 128 px; PatchCore fitted on 200 images).
+# --quick: fewer steps and fit images (a smoke test for CI, not figures), written to
+# steps_<device>_quick.csv. --methods: a comma-separated subset of the CSV method names
+# (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart, mddnet_quickstart,
+# patchcore_quickstart). Results: benches/reference/results/steps_<device>.csv.
 #
 # Environment: MEMAD_BENCH_BIN (a prebuilt step_bench; default target/release/step_bench,
 # built with cargo when missing and cargo exists), PYTHON (a python with torch; default the
@@ -30,6 +37,7 @@ QUICK=0
 ROUNDS=2
 OUT=""
 CPU_THREADS=2
+METHODS=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE="$2"; shift 2 ;;
@@ -37,7 +45,8 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --threads) CPU_THREADS="$2"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        --methods) METHODS="$2"; shift 2 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -58,14 +67,33 @@ fi
 COMMIT="${MEMAD_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 DATE="$(date -u +%Y-%m-%d)"
 
-# method batch size, per device; steps and warm-up.
+# "label method batch size [extra step_bench arguments]", per device; steps and warm-up
+# (extra arguments come last and override them).
 if [ "$DEVICE" = cpu ]; then
-    CONFIGS=("rd4ad 2 64" "mnad 2 64")
+    FIT=16; FIT_QS=64
+    [ "$QUICK" = 1 ] && { FIT=4; FIT_QS=8; }
+    CONFIGS=("rd4ad rd4ad 2 64" "mnad mnad 2 64"
+             "mddnet mddnet 2 64 --steps 3 --warmup 1"
+             "mddnet_quickstart mddnet 8 128 --shape quickstart --steps 6 --warmup 2"
+             "patchcore patchcore 2 64 --fit-images $FIT --steps 4 --warmup 1"
+             "patchcore_quickstart patchcore 8 128 --shape quickstart --fit-images $FIT_QS")
     THREADS=(--threads "$CPU_THREADS")
     STEPS=10; WARMUP=3
-    [ "$QUICK" = 1 ] && { STEPS=2; WARMUP=1; }
+    if [ "$QUICK" = 1 ]; then
+        STEPS=2; WARMUP=1
+        CONFIGS=("rd4ad rd4ad 2 64" "mnad mnad 2 64" "mddnet mddnet 1 64"
+                 "mddnet_quickstart mddnet 2 64 --shape quickstart"
+                 "patchcore patchcore 2 64 --fit-images $FIT"
+                 "patchcore_quickstart patchcore 2 64 --shape quickstart --fit-images $FIT_QS")
+    fi
 else
-    CONFIGS=("rd4ad 16 256" "mnad 4 256")
+    FIT=200
+    [ "$QUICK" = 1 ] && FIT=32
+    CONFIGS=("rd4ad rd4ad 16 256" "mnad mnad 4 256" "mddnet mddnet 16 256"
+             "rd4ad_quickstart rd4ad 8 128 --shape quickstart"
+             "mddnet_quickstart mddnet 8 128 --shape quickstart"
+             "patchcore patchcore 16 256 --fit-images $FIT"
+             "patchcore_quickstart patchcore 8 128 --shape quickstart --fit-images $FIT")
     THREADS=()
     STEPS=30; WARMUP=5
     [ "$QUICK" = 1 ] && { STEPS=3; WARMUP=2; }
@@ -83,20 +111,25 @@ echo "memad: $BIN"
 echo "reference: $PYTHON $HERE/step_reference.py ($("$PYTHON" -c 'import torch;print(torch.__version__)'))"
 echo "device $DEVICE, $ROUNDS rounds, $STEPS steps after $WARMUP warm-up, commit $COMMIT, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for config in "${CONFIGS[@]}"; do
-    read -r METHOD BATCH SIZE <<<"$config"
+    read -r LABEL METHOD BATCH SIZE EXTRA <<<"$config"
+    if [ -n "$METHODS" ] && [[ ",$METHODS," != *",$LABEL,"* ]]; then
+        continue
+    fi
+    # shellcheck disable=SC2206 # the extra arguments split on spaces
+    EXTRA_ARGS=($EXTRA)
     ARGS=(--method "$METHOD" --device "$DEVICE" --batch "$BATCH" --size "$SIZE"
           --steps "$STEPS" --warmup "$WARMUP" "${THREADS[@]}" --out "$OUT"
-          --commit "$COMMIT" --date "$DATE")
+          --commit "$COMMIT" --date "$DATE" "${EXTRA_ARGS[@]}")
     for round in $(seq 1 "$ROUNDS"); do
-        echo "== $METHOD batch $BATCH, $SIZE px, round $round/$ROUNDS (load $(cut -d' ' -f1 /proc/loadavg))"
-        "$BIN" "${ARGS[@]}" | tee -a "$LOG" | sed "s/^trainable/memad $METHOD: trainable/"
+        echo "== $LABEL batch $BATCH, $SIZE px, round $round/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
+        "$BIN" "${ARGS[@]}" | tee -a "$LOG" | sed "s/^trainable/memad $LABEL: trainable/"
         "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" | tee -a "$LOG" \
-            | sed "s/^trainable/pytorch $METHOD: trainable/"
+            | sed "s/^trainable/pytorch $LABEL: trainable/"
     done
     # Both sides must build the same network: one distinct trainable count per method.
     COUNTS=$(grep -h '^trainable parameters' "$LOG" | sort -u | wc -l)
     if [ "$COUNTS" != 1 ]; then
-        echo "parameter counts differ between memad and the reference for $METHOD:" >&2
+        echo "parameter counts differ between memad and the reference for $LABEL:" >&2
         grep -h '^trainable parameters' "$LOG" | sort | uniq -c >&2
         exit 1
     fi
@@ -111,10 +144,10 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 groups = {}
 for r in rows:
     groups.setdefault((r["method"], r["phase"], r["implementation"]), []).append(r)
-print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | best-round ratio | memad peak MiB | reference peak MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | memad best | reference best | best-round ratio | memad peak MiB | reference peak MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for method in dict.fromkeys(r["method"] for r in rows):
-    for phase in ("train", "score"):
+    for phase in ("train", "fit", "coreset", "score"):
         m, p = groups.get((method, phase, "memad")), groups.get((method, phase, "pytorch"))
         if not m or not p:
             continue
@@ -122,7 +155,8 @@ for method in dict.fromkeys(r["method"] for r in rows):
         best = lambda g: max(float(r["images_per_s"]) for r in g)
         mi, pi = med(m, "images_per_s"), med(p, "images_per_s")
         print(f"| {method} | {phase} | {m[0]['device']} | {m[0]['batch']} x {m[0]['size']} | "
-              f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {best(m) / best(p):.2f} | "
+              f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {best(m):.2f} | {best(p):.2f} | "
+              f"{best(m) / best(p):.2f} | "
               f"{med(m, 'peak_mem_mib'):.0f} | {med(p, 'peak_mem_mib'):.0f} |")
 print(f"(medians over {len(rows) // max(1, len(groups))} rounds; images/s of each round: "
       + "; ".join(f"{k[0]} {k[1]} {k[2]} " + "/".join(r['images_per_s'] for r in g)

