@@ -20,5 +20,5 @@ pub use error::{ConfigError, CoreError, Result};
 pub use registry::{BackboneEntry, BuildContext, MethodEntry, Registry};
 pub use traits::{
     AnomalyOutput, Backbone, Batch, FeatureLevel, FeaturePyramid, LevelSpec, LossTerm, Memory,
-    MemoryRead, Method, ScorePart, SyntheticAnomalies, TrainOutput, Training,
+    MemoryRead, MemoryUsage, Method, ScorePart, SyntheticAnomalies, TrainOutput, Training,
 };

@@ -158,6 +158,39 @@ pub struct AnomalyOutput {
     /// (MDD-Net's class-aware memory); the runner reports `class_accuracy` against
     /// `Batch::class`.
     pub class_prediction: Option<Tensor>,
+    /// How each of the method's memories was addressed by each sample; empty for methods
+    /// without an addressed memory (PatchCore's bank, RD4AD).
+    pub memory_usage: Vec<MemoryUsage>,
+}
+
+/// How one memory was addressed for a batch: the runner averages it over the normal and the
+/// anomalous test samples (`memory/<category>.csv`).
+#[derive(Debug)]
+pub struct MemoryUsage {
+    /// The memory's name within the method (`memory`; `scale1` for one of several).
+    pub name: String,
+    /// `[B, slots]`: per sample, the mean over its queries of the addressing weights (rows
+    /// sum to 1), detached.
+    pub attention: Tensor,
+}
+
+impl MemoryUsage {
+    /// Averages a read's addressing weights over each sample's queries.
+    ///
+    /// # Shapes
+    /// `attention`: `[B * positions, slots]`, sample-major (the queries of sample 0 first,
+    /// as `[B, C, h, w] -> permute -> [B h w, C]` gives them) -> `[B, slots]`.
+    pub fn per_sample(name: impl Into<String>, attention: &Tensor, batch: i64) -> Self {
+        let slots = attention.size()[1];
+        MemoryUsage {
+            name: name.into(),
+            attention: attention.detach().reshape([batch, -1, slots]).mean_dim(
+                [1].as_slice(),
+                false,
+                tch::Kind::Float,
+            ),
+        }
+    }
 }
 
 /// How the runner trains a method.

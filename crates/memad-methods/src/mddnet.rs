@@ -38,7 +38,7 @@ use crate::rd4ad::{
 };
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
-    CoreError, LossTerm, Method, Registry, Result, TrainOutput,
+    CoreError, LossTerm, MemoryUsage, Method, Registry, Result, TrainOutput,
 };
 use memad_decoders::{Ocbe, ReverseDecoder};
 use memad_losses::{cosine_distance_map, cosine_distillation};
@@ -219,6 +219,9 @@ struct Students {
     identity: Option<Vec<Tensor>>,
     /// `[B]` int64: the class the memory was read with.
     class: Option<Tensor>,
+    /// `[B h w, classes * items_per_class]`: the memory read's addressing weights (zero
+    /// outside the class read).
+    attention: Option<Tensor>,
 }
 
 impl MddNet {
@@ -284,20 +287,22 @@ impl MddNet {
         self.ocbe.forward_t(&refs, train)
     }
 
-    /// Joins the memory's read (of `class`) with the bottleneck `z` `[B, E, h, w]`.
-    fn with_memory(&self, memory: &ClassMemory, z: &Tensor, class: &Tensor) -> Tensor {
+    /// Joins the memory's read (of `class`) with the bottleneck `z` `[B, E, h, w]`; also
+    /// returns the read's attention `[B h w, classes * items_per_class]`.
+    fn with_memory(&self, memory: &ClassMemory, z: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
         let (b, e, h, w) = z.size4().expect("a 4-d bottleneck");
         let queries = z.permute([0, 2, 3, 1]).reshape([b * h * w, e]);
         let per_query = class.view([b, 1]).expand([b, h * w], false).reshape([-1]);
-        let read = memory
-            .read_class(&queries, &per_query)
-            .output
-            .view([b, h, w, e])
-            .permute([0, 3, 1, 2]);
-        match &self.fuse {
-            Some(conv) => conv.forward(&Tensor::cat(&[z, &read], 1)),
-            None => z + read,
-        }
+        let read = memory.read_class(&queries, &per_query);
+        let attention = read
+            .attention
+            .expect("the class memory returns its attention");
+        let output = read.output.view([b, h, w, e]).permute([0, 3, 1, 2]);
+        let fused = match &self.fuse {
+            Some(conv) => conv.forward(&Tensor::cat(&[z, &output], 1)),
+            None => z + output,
+        };
+        (fused, attention)
     }
 
     /// Runs both students on `x`; `class` is the class to read the memory with (`None`:
@@ -305,15 +310,16 @@ impl MddNet {
     fn forward(&self, x: &Tensor, class: Option<&Tensor>, train: bool) -> Students {
         let teacher = teacher_features(self.teacher.as_ref(), x);
         let z = self.bottleneck(&teacher, train);
-        let (restoration_input, class) = match &self.memory {
+        let (restoration_input, class, attention) = match &self.memory {
             Some(memory) => {
                 let class = match class {
                     Some(c) => c.shallow_clone(),
                     None => tch::no_grad(|| memory.class_logits(&queries_of(&z)).argmax(1, false)),
                 };
-                (self.with_memory(memory, &z, &class), Some(class))
+                let (fused, attention) = self.with_memory(memory, &z, &class);
+                (fused, Some(class), Some(attention))
             }
-            None => (z.shallow_clone(), None),
+            None => (z.shallow_clone(), None, None),
         };
         let restoration = self.restoration.forward_t(&restoration_input, train);
         let identity = self.identity.as_ref().map(|d| d.forward_t(&z, train));
@@ -322,6 +328,7 @@ impl MddNet {
             restoration,
             identity,
             class,
+            attention,
         }
     }
 }
@@ -423,6 +430,10 @@ impl Method for MddNet {
             let discrepancy = distance_map(&out.restoration, identity, size, self.cfg.map_sigma);
             map += discrepancy * self.cfg.discrepancy_map_weight;
         }
+        let b = batch.input.size()[0];
+        let memory_usage = (out.attention.iter())
+            .map(|a| MemoryUsage::per_sample("memory", a, b))
+            .collect();
         let class_prediction = match (&self.memory, self.cfg.class_source) {
             (Some(m), ClassSource::Predicted) if m.classes() > 1 => out.class,
             _ => None,
@@ -432,6 +443,7 @@ impl Method for MddNet {
             anomaly_map: Some(map),
             parts: Vec::new(),
             class_prediction,
+            memory_usage,
         })
     }
 }
@@ -595,6 +607,35 @@ mod tests {
             ..batch()
         };
         assert!(given.score(&unlabelled).is_err());
+    }
+
+    #[test]
+    fn memory_usage_is_one_distribution_per_sample_within_its_class() {
+        // class_source = "given": sample 0 reads class 0's items (0, 1), sample 1 class 1's
+        // (2, 3); each sample's row is the mean of softmax rows over its positions.
+        let m = build_with("class_source = \"given\"", 2);
+        let out = tch::no_grad(|| m.score(&batch())).unwrap();
+        assert_eq!(out.memory_usage.len(), 1);
+        let usage = &out.memory_usage[0];
+        assert_eq!(usage.name, "memory");
+        assert_eq!(usage.attention.size(), [2, 4]);
+        let rows = Vec::<f32>::try_from(usage.attention.flatten(0, -1)).unwrap();
+        for (i, row) in rows.chunks(2 * 2).enumerate() {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+            let (own, other) = if i == 0 {
+                (&row[..2], &row[2..])
+            } else {
+                (&row[2..], &row[..2])
+            };
+            assert!(own.iter().all(|&w| w > 0.0), "{row:?}");
+            assert!(other.iter().all(|&w| w == 0.0), "{row:?}");
+        }
+        // Without a memory there is nothing to report.
+        let plain = build_with("use_memory = false", 2);
+        assert!(tch::no_grad(|| plain.score(&batch()))
+            .unwrap()
+            .memory_usage
+            .is_empty());
     }
 
     #[test]

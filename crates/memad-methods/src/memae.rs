@@ -85,7 +85,7 @@
 //! 94.1); `experiments/memae_ped2_cpu.toml` is the CPU-sized run in `docs/results.md`.
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, MemoryRead, Method, Registry, Result, TrainOutput,
+    LossTerm, Memory, MemoryRead, MemoryUsage, Method, Registry, Result, TrainOutput,
 };
 use memory_memae::{MemAe, MemAeConfig};
 use serde::{Deserialize, Serialize};
@@ -669,6 +669,13 @@ impl Method for MemAeMethod {
             anomaly_map: Some(anomaly_map),
             parts: Vec::new(),
             class_prediction: None,
+            memory_usage: f
+                .read
+                .attention
+                .as_ref()
+                .map(|a| MemoryUsage::per_sample("memory", a, batch.input.size()[0]))
+                .into_iter()
+                .collect(),
         })
     }
 }

@@ -40,7 +40,7 @@
 //! reference.
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, Method, Registry, Result, ScorePart, TrainOutput,
+    LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,
 };
 use memad_decoders::{UnetDecoder, UnetEncoder, UNET_FEATURES};
 use memory_mnad::{MnadMemory, MnadMemoryConfig};
@@ -362,6 +362,12 @@ impl Method for Mnad {
                 })
                 .collect(),
             class_prediction: None,
+            memory_usage: (0..outs[0].memory_usage.len())
+                .map(|k| MemoryUsage {
+                    name: outs[0].memory_usage[k].name.clone(),
+                    attention: cat(&|o| &o.memory_usage[k].attention),
+                })
+                .collect(),
         })
     }
 }
@@ -398,6 +404,7 @@ impl Mnad {
                     value: neg_psnr,
                 }],
                 class_prediction: None,
+                memory_usage: Vec::new(),
             });
         };
         let distance = read
@@ -424,6 +431,12 @@ impl Mnad {
                 },
             ],
             class_prediction: None,
+            memory_usage: read
+                .attention
+                .as_ref()
+                .map(|a| MemoryUsage::per_sample("memory", a, b))
+                .into_iter()
+                .collect(),
         })
     }
 }

@@ -70,7 +70,7 @@
 //! 20-25 min each on two shared CPU cores; one intra-op thread is 10x faster there).
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Method, Registry, Result, TrainOutput,
+    LossTerm, Memory, MemoryUsage, Method, Registry, Result, TrainOutput,
 };
 use memory_contrast::{l2_normalise, ContrastMemory, ContrastMemoryConfig};
 use serde::{Deserialize, Serialize};
@@ -902,8 +902,31 @@ impl Mscm {
 
     /// Detector logits of `[0, 1]` images with the frozen stage-1 model.
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let dev = tch::no_grad(|| self.deviations(&self.select_scales(&self.features(x, false))))?;
+        self.logits_of(&tch::no_grad(|| {
+            self.select_scales(&self.features(x, false))
+        }))
+    }
+
+    /// Detector logits `[B]` of the scale features (in order of `scales`).
+    fn logits_of(&self, scales: &[Tensor]) -> Result<Tensor> {
+        let dev = tch::no_grad(|| self.deviations(scales))?;
         Ok(self.detector.forward(&dev.maps, &dev.magnitude))
+    }
+
+    /// How each scale's memory is addressed (`scale<s>`, the soft assignment of
+    /// [`Memory::read`] averaged over a sample's positions, `[B, slots]`); empty for the
+    /// ablation.
+    fn memory_usage(&self, scales: &[Tensor]) -> Vec<MemoryUsage> {
+        tch::no_grad(|| {
+            (self.memories().iter().zip(&self.cfg.scales).zip(scales))
+                .filter_map(|((memory, s), f)| {
+                    let read = memory.read(&flatten(f), false);
+                    let b = f.size()[0];
+                    (read.attention.as_ref())
+                        .map(|a| MemoryUsage::per_sample(format!("scale{s}"), a, b))
+                })
+                .collect()
+        })
     }
 
     fn stage1_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
@@ -1044,11 +1067,13 @@ impl Method for Mscm {
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let x = self.prepare(&batch.input)?;
+        let scales = tch::no_grad(|| self.select_scales(&self.features(&x, false)));
         Ok(AnomalyOutput {
-            image_score: self.logits(&x)?,
+            image_score: self.logits_of(&scales)?,
             anomaly_map: None,
             parts: Vec::new(),
             class_prediction: None,
+            memory_usage: self.memory_usage(&scales),
         })
     }
 }

@@ -368,6 +368,7 @@ impl Method for Patchcore {
             anomaly_map: Some(gaussian_blur(&map, self.cfg.map_sigma)),
             parts: Vec::new(),
             class_prediction: None,
+            memory_usage: Vec::new(),
         })
     }
 }

@@ -320,6 +320,7 @@ impl Method for Rd4ad {
             anomaly_map: Some(map),
             parts: Vec::new(),
             class_prediction: None,
+            memory_usage: Vec::new(),
         })
     }
 }

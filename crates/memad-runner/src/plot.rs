@@ -8,7 +8,11 @@
 //!   precision) dashed in the same colour;
 //! - `frames_<category>.{png,svg}` for video runs (a non-empty `video` column): each test
 //!   video's frame score over time, anomalous frames shaded (12 videos a page; more pages are
-//!   `frames_<category>_<page>.*`).
+//!   `frames_<category>_<page>.*`);
+//! - `memory_<category>.{png,svg}` for methods with a memory (`memory/<category>.csv`): a heat
+//!   map per memory, rows normal / anomalous test images, a column per item, colour = the
+//!   item's share of the addressing weight (colour bar in percent, the uniform share marked);
+//!   `memory_all.{png,svg}` in a multi-class run: a row per category.
 //!
 //! `memad plot ablation --runs R --param KEY --metric M [--group G]` ([`ablation`]):
 //! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
@@ -25,6 +29,7 @@ use crate::output::write_atomic;
 use anyhow::{anyhow, Context};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::{Path, PathBuf};
 
 /// Qualitative colours (matplotlib's `tab10`).
@@ -189,6 +194,10 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         .filter(|s| s.videos.iter().any(|v| !v.is_empty()))
     {
         written.extend(plot_frames(s, &out)?);
+    }
+    let usage = read_usage_dir(&run_dir.join("memory"))?;
+    if !usage.is_empty() {
+        written.extend(plot_memory_usage(&usage, is_multi_class(run_dir), &out)?);
     }
     anyhow::ensure!(
         !written.is_empty(),
@@ -1044,6 +1053,401 @@ fn draw_ablation<DB: DrawingBackend>(
     Ok(())
 }
 
+// ------------------------------------------------------------------ memory usage heat maps
+
+/// One row of `memory/<category>.csv`: the share of one memory item (`None`: the test set
+/// has no sample of that label).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct UsageRow {
+    pub memory: String,
+    pub item: usize,
+    pub normal: Option<f64>,
+    pub anomalous: Option<f64>,
+}
+
+/// One category's memory usage, rows in file order.
+#[derive(Debug, Clone)]
+pub struct CategoryUsage {
+    pub category: String,
+    pub rows: Vec<UsageRow>,
+}
+
+/// One heat map: a row of shares per label (`None`: no sample), a column per item.
+#[derive(Debug, Clone, PartialEq)]
+struct HeatPanel {
+    memory: String,
+    rows: Vec<(String, Option<Vec<f64>>)>,
+}
+
+/// `memory/*.csv` of a run, sorted by category (empty without the folder).
+pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
+    let mut found = Vec::new();
+    if !dir.is_dir() {
+        return Ok(found);
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            let category = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let rows = csv::Reader::from_path(&path)
+                .and_then(|mut r| r.deserialize().collect::<Result<Vec<UsageRow>, _>>())
+                .with_context(|| format!("reading {}", path.display()))?;
+            found.push(CategoryUsage { category, rows });
+        }
+    }
+    found.sort_by(|a, b| a.category.cmp(&b.category));
+    Ok(found)
+}
+
+/// The memories of `rows` in file order, each with its rows in item order.
+fn memories(rows: &[UsageRow]) -> Vec<(String, Vec<&UsageRow>)> {
+    let mut out: Vec<(String, Vec<&UsageRow>)> = Vec::new();
+    for r in rows {
+        match out.iter_mut().find(|(m, _)| *m == r.memory) {
+            Some((_, items)) => items.push(r),
+            None => out.push((r.memory.clone(), vec![r])),
+        }
+    }
+    for (_, items) in &mut out {
+        items.sort_by_key(|r| r.item);
+    }
+    out
+}
+
+/// Shares of one column, `None` when any item has none (no sample of that label).
+fn column(items: &[&UsageRow], get: impl Fn(&UsageRow) -> Option<f64>) -> Option<Vec<f64>> {
+    items.iter().map(|r| get(r)).collect()
+}
+
+/// One category's panels: a panel per memory, rows normal / anomalous.
+fn category_panels(usage: &CategoryUsage) -> Vec<HeatPanel> {
+    memories(&usage.rows)
+        .into_iter()
+        .map(|(memory, items)| HeatPanel {
+            memory,
+            rows: vec![
+                ("normal".into(), column(&items, |r| r.normal)),
+                ("anomalous".into(), column(&items, |r| r.anomalous)),
+            ],
+        })
+        .collect()
+}
+
+/// A multi-class run's panels: a panel per memory, a row per category (normal test images).
+fn class_panels(all: &[CategoryUsage]) -> Vec<HeatPanel> {
+    let Some(first) = all.first() else {
+        return Vec::new();
+    };
+    memories(&first.rows)
+        .into_iter()
+        .map(|(memory, _)| HeatPanel {
+            rows: all
+                .iter()
+                .map(|u| {
+                    let items = memories(&u.rows)
+                        .into_iter()
+                        .find(|(m, _)| *m == memory)
+                        .map(|(_, items)| column(&items, |r| r.normal))
+                        .unwrap_or_default();
+                    (u.category.clone(), items)
+                })
+                .collect(),
+            memory,
+        })
+        .collect()
+}
+
+/// Whether the run's `config.toml` says `data.setting = "multi_class"` (one model for all
+/// categories).
+fn is_multi_class(run_dir: &Path) -> bool {
+    std::fs::read_to_string(run_dir.join("config.toml"))
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+        .is_some_and(|config| {
+            lookup(&config, "data.setting").and_then(toml::Value::as_str) == Some("multi_class")
+        })
+}
+
+/// `memory_<category>.{png,svg}` per category and, for a multi-class run,
+/// `memory_all.{png,svg}` (a row per category).
+fn plot_memory_usage(
+    all: &[CategoryUsage],
+    multi_class: bool,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for usage in all {
+        let title = format!(
+            "{}: memory usage (share of the addressing weight per item, test images)",
+            usage.category
+        );
+        let panels = category_panels(usage);
+        written.extend(plot_heat_panels(
+            &panels,
+            &title,
+            &out.join(format!("memory_{}", usage.category)),
+        )?);
+    }
+    if multi_class && all.len() > 1 {
+        let title = "memory usage per category (one model; normal test images)";
+        written.extend(plot_heat_panels(
+            &class_panels(all),
+            title,
+            &out.join("memory_all"),
+        )?);
+    }
+    Ok(written)
+}
+
+fn plot_heat_panels(
+    panels: &[HeatPanel],
+    title: &str,
+    stem: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let heights: Vec<u32> = panels.iter().map(|p| heat_height(p.rows.len())).collect();
+    let size = (1100, 40 + heights.iter().sum::<u32>());
+    png_and_svg!(stem, size, |root| draw_heat_panels(
+        root, panels, &heights, title
+    ))
+}
+
+/// Pixels of a panel with `rows` rows.
+fn heat_height(rows: usize) -> u32 {
+    110 + 34 * rows.max(2) as u32
+}
+
+/// matplotlib's viridis at `t` in `[0, 1]` (linear between 9 of its stops).
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 9] = [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ];
+    let x = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// About `target` ticks on `[0, hi]` at 1, 2 or 5 times a power of ten.
+fn nice_ticks(hi: f64, target: usize) -> Vec<f64> {
+    if hi <= 0.0 {
+        return vec![0.0];
+    }
+    let raw = hi / target.max(1) as f64;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * power);
+    (0..)
+        .map(|k| k as f64 * step)
+        .take_while(|&v| v <= hi * (1.0 + 1e-9))
+        .collect()
+}
+
+/// Item ticks: every item up to 25, else every 1/2/5 x 10^k-th.
+fn item_ticks(slots: usize) -> Vec<usize> {
+    let step = if slots <= 25 {
+        1
+    } else {
+        nice_ticks(slots as f64, 20)
+            .get(1)
+            .map_or(1, |&s| s as usize)
+    };
+    (0..slots).step_by(step.max(1)).collect()
+}
+
+fn percent(share: f64) -> String {
+    if share == 0.0 {
+        "0%".into()
+    } else if share >= 0.1 {
+        format!("{:.0}%", share * 100.0)
+    } else {
+        format!("{:.1}%", share * 100.0)
+    }
+}
+
+fn draw_heat_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[HeatPanel],
+    heights: &[u32],
+    title: &str,
+) -> anyhow::Result<()> {
+    root.fill(&WHITE).map_err(drawing)?;
+    let root = root.titled(title, ("sans-serif", 20)).map_err(drawing)?;
+    let mut area = root;
+    for (panel, &h) in panels.iter().zip(heights) {
+        let (this, rest) = area.split_vertically(h);
+        draw_heat_panel(&this, panel)?;
+        area = rest;
+    }
+    Ok(())
+}
+
+/// A heat map (rows x items, colour = share, from 0 to the panel's largest share) and its
+/// colour bar, the uniform share `1 / items` marked on the bar.
+fn draw_heat_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &HeatPanel,
+) -> anyhow::Result<()> {
+    let slots = panel
+        .rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().map(Vec::len))
+        .max()
+        .unwrap_or(0);
+    let hi = panel
+        .rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref())
+        .flatten()
+        .fold(0.0f64, |m, &v| m.max(v));
+    let hi = if hi > 0.0 { hi } else { 1.0 };
+    let (map_area, bar_area) = area.split_horizontally(area.dim_in_pixel().0 - 130);
+    let n = panel.rows.len();
+    let label_width = panel.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(4) as u32 * 9 + 16;
+    let items = item_ticks(slots);
+    let mut chart = ChartBuilder::on(&map_area)
+        .caption(
+            format!(
+                "{} ({slots} items; uniform use = {} each, the white line on the colour bar)",
+                panel.memory,
+                percent(1.0 / slots.max(1) as f64)
+            ),
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(42)
+        .y_label_area_size(label_width)
+        .build_cartesian_2d(
+            KeyAxis {
+                range: 0.0..slots.max(1) as f64,
+                keys: items.iter().map(|&i| i as f64 + 0.5).collect(),
+                labels: items.iter().map(|i| i.to_string()).collect(),
+            },
+            KeyAxis {
+                range: 0.0..n as f64,
+                keys: (0..n).map(|r| (n - 1 - r) as f64 + 0.5).collect(),
+                labels: panel.rows.iter().map(|(l, _)| l.clone()).collect(),
+            },
+        )
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("memory item")
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .draw()
+        .map_err(drawing)?;
+    // Cells wide enough for a label get their share printed.
+    let cell_px = chart.plotting_area().dim_in_pixel().0 as f64 / slots.max(1) as f64;
+    for (r, (_, shares)) in panel.rows.iter().enumerate() {
+        let y = (n - 1 - r) as f64;
+        match shares {
+            Some(shares) => {
+                chart
+                    .draw_series(shares.iter().enumerate().map(|(i, &s)| {
+                        Rectangle::new(
+                            [(i as f64, y), (i as f64 + 1.0, y + 1.0)],
+                            viridis(s / hi).filled(),
+                        )
+                    }))
+                    .map_err(drawing)?;
+                if cell_px >= 44.0 {
+                    chart
+                        .draw_series(shares.iter().enumerate().map(|(i, &s)| {
+                            let ink = if s / hi > 0.6 { BLACK } else { WHITE };
+                            Text::new(
+                                percent(s),
+                                (i as f64 + 0.5, y + 0.5),
+                                ("sans-serif", 12)
+                                    .into_font()
+                                    .color(&ink)
+                                    .pos(Pos::new(HPos::Center, VPos::Center)),
+                            )
+                        }))
+                        .map_err(drawing)?;
+                }
+            }
+            None => {
+                let grey = RGBColor(225, 225, 225);
+                chart
+                    .draw_series([Rectangle::new(
+                        [(0.0, y), (slots as f64, y + 1.0)],
+                        grey.filled(),
+                    )])
+                    .map_err(drawing)?;
+                chart
+                    .draw_series([Text::new(
+                        "no test image with this label",
+                        (slots as f64 / 2.0, y + 0.5),
+                        ("sans-serif", 13)
+                            .into_font()
+                            .color(&BLACK)
+                            .pos(Pos::new(HPos::Center, VPos::Center)),
+                    )])
+                    .map_err(drawing)?;
+            }
+        }
+    }
+    // Colour bar: 0 .. the largest share, ticks in percent, the uniform share as a line.
+    let ticks = nice_ticks(hi, 5);
+    let mut bar = ChartBuilder::on(&bar_area)
+        .margin_top(36)
+        .margin_bottom(52)
+        .margin_right(8)
+        .y_label_area_size(62)
+        .build_cartesian_2d(
+            0.0..1.0,
+            KeyAxis {
+                range: 0.0..hi,
+                keys: ticks.clone(),
+                labels: ticks.iter().map(|&t| percent(t)).collect(),
+            },
+        )
+        .map_err(drawing)?;
+    bar.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc("share")
+        .label_style(("sans-serif", 12))
+        .axis_desc_style(("sans-serif", 13))
+        .draw()
+        .map_err(drawing)?;
+    let steps = 64;
+    bar.draw_series((0..steps).map(|k| {
+        let (a, b) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
+        Rectangle::new(
+            [(0.0, a * hi), (1.0, b * hi)],
+            viridis((a + b) / 2.0).filled(),
+        )
+    }))
+    .map_err(drawing)?;
+    let uniform = 1.0 / slots.max(1) as f64;
+    if uniform <= hi {
+        bar.draw_series([PathElement::new(
+            vec![(0.0, uniform), (1.0, uniform)],
+            WHITE.stroke_width(2),
+        )])
+        .map_err(drawing)?;
+    }
+    Ok(())
+}
+
 /// `[first, last]` index pairs of the runs of `true`.
 fn anomalous_spans(labels: &[bool]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
@@ -1291,6 +1695,83 @@ mod tests {
         let files = ablation(&spec, &dir.path().join("p")).unwrap();
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.contains("\nadamw\n</text>") && !svg.contains("log scale"));
+    }
+
+    #[test]
+    fn memory_usage_panels_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = dir.path().join("memory");
+        std::fs::create_dir_all(&memory).unwrap();
+        // `b` has no anomalous test image: its anomalous row is empty.
+        std::fs::write(
+            memory.join("a.csv"),
+            "memory,item,normal,anomalous\nmemory,0,0.75,0.5\nmemory,1,0.25,0.5\n\
+             scale2,1,0.4,0.1\nscale2,0,0.6,0.9\n",
+        )
+        .unwrap();
+        std::fs::write(
+            memory.join("b.csv"),
+            "memory,item,normal,anomalous\nmemory,0,0.1,\nmemory,1,0.9,\n\
+             scale2,0,1.0,\nscale2,1,0.0,\n",
+        )
+        .unwrap();
+        let usage = read_usage_dir(&memory).unwrap();
+        assert_eq!(usage[0].category, "a");
+        let panels = category_panels(&usage[0]);
+        assert_eq!(panels.len(), 2);
+        assert_eq!(panels[1].memory, "scale2");
+        // Items in item order, whatever the file order.
+        assert_eq!(panels[1].rows[0], ("normal".into(), Some(vec![0.6, 0.4])));
+        assert_eq!(
+            category_panels(&usage[1])[0].rows[1],
+            ("anomalous".into(), None)
+        );
+        let classes = class_panels(&usage);
+        assert_eq!(
+            classes[0].rows,
+            [
+                ("a".to_string(), Some(vec![0.75, 0.25])),
+                ("b".to_string(), Some(vec![0.1, 0.9]))
+            ]
+        );
+        register_fonts();
+        let out = dir.path().join("plots");
+        std::fs::create_dir_all(&out).unwrap();
+        let files = plot_memory_usage(&usage, true, &out).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "memory_a.png",
+                "memory_a.svg",
+                "memory_b.png",
+                "memory_b.svg",
+                "memory_all.png",
+                "memory_all.svg"
+            ]
+        );
+        let svg = std::fs::read_to_string(out.join("memory_a.svg")).unwrap();
+        assert!(
+            svg.contains("anomalous") && svg.contains("75%"),
+            "labels and shares"
+        );
+    }
+
+    #[test]
+    fn heat_map_ticks_and_colours() {
+        let close = |got: Vec<f64>, want: &[f64]| {
+            got.len() == want.len() && got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12)
+        };
+        assert!(close(nice_ticks(0.3, 4), &[0.0, 0.1, 0.2, 0.3]));
+        assert!(close(nice_ticks(0.07, 4), &[0.0, 0.02, 0.04, 0.06]));
+        assert_eq!(item_ticks(4), [0, 1, 2, 3]);
+        assert_eq!(item_ticks(100), (0..100).step_by(5).collect::<Vec<_>>());
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(2.0), viridis(1.0));
     }
 
     #[test]

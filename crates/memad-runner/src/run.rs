@@ -785,6 +785,7 @@ fn evaluate_category(
         ctx.device,
     )?;
     write_scores(dir, category, &split.test, &eval)?;
+    write_memory_usage(dir, category, &eval)?;
     write_overlays(exp, dir, split, &eval)?;
     let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
     let shown: Vec<String> = values.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
@@ -896,6 +897,43 @@ pub struct Evaluation {
     /// Whether the method's predicted class was the sample's, for methods that predict one
     /// (empty otherwise).
     pub class_correct: Vec<bool>,
+    /// How each memory of the method was addressed (`AnomalyOutput::memory_usage`).
+    pub memory_usage: Vec<UsageSums>,
+}
+
+/// One memory's addressing weights summed over a test set, per item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageSums {
+    pub name: String,
+    /// `[slots]`: the sum over the normal test samples of each one's mean attention.
+    pub normal: Vec<f64>,
+    /// `[slots]`: the same over the anomalous test samples.
+    pub anomalous: Vec<f64>,
+}
+
+impl UsageSums {
+    /// Adds a batch's `[B * slots]` per-sample attention rows, each to its label's sums.
+    fn add(&mut self, rows: &[f32], anomalous: &[bool]) -> anyhow::Result<()> {
+        let slots = self.normal.len();
+        anyhow::ensure!(
+            rows.len() == slots * anomalous.len(),
+            "memory `{}`: {} attention values for {} samples of {slots} items",
+            self.name,
+            rows.len(),
+            anomalous.len()
+        );
+        for (row, &a) in rows.chunks(slots).zip(anomalous) {
+            let sums = if a {
+                &mut self.anomalous
+            } else {
+                &mut self.normal
+            };
+            for (s, &w) in sums.iter_mut().zip(row) {
+                *s += w as f64;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Scores `test`, every sample of class `class`.
@@ -923,6 +961,7 @@ pub fn evaluate(
         videos: test.iter().map(|t| t.video.clone()).collect(),
         parts: Vec::new(),
         class_correct: Vec::new(),
+        memory_usage: Vec::new(),
     };
     for host in loader {
         let host = host?;
@@ -948,7 +987,26 @@ pub fn evaluate(
             eval.class_correct
                 .extend(predicted.iter().map(|&p| p == class));
         }
-        eval.labels.extend(host.labels.iter().map(|&l| l == 1));
+        let anomalous: Vec<bool> = host.labels.iter().map(|&l| l == 1).collect();
+        if eval.memory_usage.is_empty() {
+            eval.memory_usage = (out.memory_usage.iter())
+                .map(|u| UsageSums {
+                    name: u.name.clone(),
+                    normal: vec![0.0; u.attention.size()[1] as usize],
+                    anomalous: vec![0.0; u.attention.size()[1] as usize],
+                })
+                .collect();
+        }
+        anyhow::ensure!(
+            out.memory_usage.len() == eval.memory_usage.len(),
+            "the method reported {} memories for one batch and {} for another",
+            out.memory_usage.len(),
+            eval.memory_usage.len()
+        );
+        for (usage, sums) in out.memory_usage.iter().zip(eval.memory_usage.iter_mut()) {
+            sums.add(&to_vec(&usage.attention)?, &anomalous)?;
+        }
+        eval.labels.extend(anomalous);
         eval.masks.extend(
             host.masks
                 .as_deref()
@@ -993,6 +1051,38 @@ fn write_scores(
     }
     std::fs::create_dir_all(dir.path("scores"))?;
     dir.write(&format!("scores/{category}.csv"), &out.into_inner()?)
+}
+
+/// `memory/<category>.csv` (memory, item, normal, anomalous): the share of the addressing
+/// weight each item of each memory receives over the normal and over the anomalous test
+/// samples (`sum / total`, a column sums to 1; empty where the test set has no such
+/// sample). Nothing for methods without a memory.
+fn write_memory_usage(dir: &RunDir, category: &str, eval: &Evaluation) -> anyhow::Result<()> {
+    if eval.memory_usage.is_empty() {
+        return Ok(());
+    }
+    let share = |sums: &[f64], i: usize| {
+        let total: f64 = sums.iter().sum();
+        if total > 0.0 {
+            (sums[i] / total).to_string()
+        } else {
+            String::new()
+        }
+    };
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["memory", "item", "normal", "anomalous"])?;
+    for u in &eval.memory_usage {
+        for i in 0..u.normal.len() {
+            out.write_record([
+                u.name.clone(),
+                i.to_string(),
+                share(&u.normal, i),
+                share(&u.anomalous, i),
+            ])?;
+        }
+    }
+    std::fs::create_dir_all(dir.path("memory"))?;
+    dir.write(&format!("memory/{category}.csv"), &out.into_inner()?)
 }
 
 /// The requested metrics, in the order of [`METRICS`].
@@ -1127,7 +1217,22 @@ mod tests {
             videos: videos.iter().map(|v| Some(v.to_string())).collect(),
             parts: Vec::new(),
             class_correct: Vec::new(),
+            memory_usage: Vec::new(),
         }
+    }
+
+    #[test]
+    fn usage_sums_split_rows_by_label() {
+        let mut u = UsageSums {
+            name: "memory".into(),
+            normal: vec![0.0; 2],
+            anomalous: vec![0.0; 2],
+        };
+        u.add(&[0.25, 0.75, 1.0, 0.0, 0.5, 0.5], &[false, true, false])
+            .unwrap();
+        assert_eq!(u.normal, [0.75, 1.25]);
+        assert_eq!(u.anomalous, [1.0, 0.0]);
+        assert!(u.add(&[0.5, 0.5, 1.0], &[false, false]).is_err());
     }
 
     #[test]

@@ -352,6 +352,33 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
         }
     }
 
+    // The class-aware memory's usage per category: 2 classes x 3 items, the share of the
+    // addressing weight over the normal and over the anomalous test images, each column
+    // summing to 1; `memad plot` draws it as a heat map per category.
+    for cat in ["grid", "carpet"] {
+        let mut reader = csv::Reader::from_path(run.join(format!("memory/{cat}.csv"))).unwrap();
+        assert_eq!(
+            reader.headers().unwrap(),
+            vec!["memory", "item", "normal", "anomalous"]
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 6, "{cat}: {rows:?}");
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!((&r[0], r[1].parse::<usize>().unwrap()), ("memory", i));
+        }
+        for column in [2, 3] {
+            let shares: Vec<f64> = rows.iter().map(|r| r[column].parse().unwrap()).collect();
+            assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
+            let total: f64 = shares.iter().sum();
+            assert!((total - 1.0).abs() < 1e-6, "{cat} column {column}: {total}");
+        }
+    }
+    let out = memad(&["plot", run.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    for file in ["memory_grid.png", "memory_carpet.svg", "memory_all.png"] {
+        assert!(run.join("plots").join(file).is_file(), "{file}");
+    }
+
     // Without [data.synthesis] the run stops before training, saying what to add.
     let start = base.find("[data.synthesis]").unwrap();
     let end = base[start..].find("[method]").unwrap() + start;
