@@ -205,6 +205,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             .torch_version
             .unwrap_or_default(),
         seed: exp.seed,
+        torch_threads: tch::get_num_threads(),
         wall_seconds: started.elapsed().as_secs_f64(),
         resumed,
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
@@ -237,6 +238,9 @@ struct RunMeta {
     device: String,
     torch_version: String,
     seed: u64,
+    /// libtorch's intra-op CPU threads (`OMP_NUM_THREADS`): float reductions, hence the last
+    /// digits of CPU results, depend on it, so identical numbers need the same count.
+    torch_threads: i32,
     /// Of the last session (the one that finished the run).
     wall_seconds: f64,
     /// Whether the last session continued an interrupted one.
