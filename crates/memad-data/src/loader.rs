@@ -367,7 +367,8 @@ fn stamp(path: &Path) -> Option<String> {
 }
 
 /// Cache entry layout: magic, key length (u32 LE), key, payload length (u64 LE), payload,
-/// checksum of key and payload (u64 LE).
+/// checksum of key and payload (u64 LE). Change the magic when decoding or resizing changes
+/// (a new `image` release included), so that old entries are rebuilt.
 const CACHE_MAGIC: &[u8; 8] = b"memadpx1";
 
 /// The `len` bytes cached under `key` in `dir`, or `build()`'s, written there for next time.
