@@ -432,7 +432,14 @@ fn train_model(
             classes: classes.clone(),
             synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
         };
-        let loader = BatchLoader::new(train.clone(), order, exp.data.batch_size, size, load);
+        let loader = BatchLoader::with_cache(
+            train.clone(),
+            order,
+            exp.data.batch_size,
+            size,
+            load,
+            exp.data.cache.clone(),
+        );
         let (t0, mut seen) = (Instant::now(), 0usize);
         let mut sums: Vec<(String, f64)> = Vec::new();
         let mut steps = 0usize;
@@ -736,12 +743,13 @@ fn fit_once(
     dir: &mut RunDir,
 ) -> anyhow::Result<()> {
     let order: Vec<usize> = (0..train.len()).collect();
-    let loader = BatchLoader::new(
+    let loader = BatchLoader::with_cache(
         train.to_vec(),
         order,
         exp.data.batch_size,
         exp.data.image_size,
         LoadOptions::default(),
+        exp.data.cache.clone(),
     );
     let pb = progress_bar(loader.batches as u64);
     pb.set_prefix(model.to_string());
@@ -787,6 +795,7 @@ fn evaluate_category(
         exp.data.eval_batch_size,
         size,
         ctx.device,
+        exp.data.cache.clone(),
     )?;
     write_scores(dir, category, &split.test, &eval)?;
     write_memory_usage(dir, category, &eval)?;
@@ -940,7 +949,7 @@ impl UsageSums {
     }
 }
 
-/// Scores `test`, every sample of class `class`.
+/// Scores `test`, every sample of class `class` (decoded images cached in `cache`).
 pub fn evaluate(
     method: &dyn Method,
     test: &[Sample],
@@ -948,6 +957,7 @@ pub fn evaluate(
     batch_size: usize,
     size: u32,
     device: Device,
+    cache: Option<PathBuf>,
 ) -> anyhow::Result<Evaluation> {
     let order: Vec<usize> = (0..test.len()).collect();
     let load = LoadOptions {
@@ -955,7 +965,7 @@ pub fn evaluate(
         classes: vec![class; test.len()],
         synthesis: None,
     };
-    let loader = BatchLoader::new(test.to_vec(), order, batch_size, size, load);
+    let loader = BatchLoader::with_cache(test.to_vec(), order, batch_size, size, load, cache);
     let mut eval = Evaluation {
         image_scores: Vec::new(),
         labels: Vec::new(),

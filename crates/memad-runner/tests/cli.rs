@@ -173,7 +173,7 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             "categories = [\"carpet\", \"grid\", \"leather\"]",
             "categories = [\"grid\"]",
         )
-        .replace("image_size = 128", "image_size = 64")
+        .replace("image_size = 128", "image_size = 64\ncache = \"imgcache\"")
         .replace("epochs = 10", "epochs = 2")
         .replace(
             "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
@@ -185,6 +185,10 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("[grid] epoch 2/2"), "{t}");
+
+    // `[data] cache`: decoded images kept for the next epochs and runs.
+    let cached = std::fs::read_dir(dir.path().join("imgcache")).map_or(0, |d| d.count());
+    assert!(cached > 0, "the image cache was not filled");
 
     let runs: Vec<PathBuf> = std::fs::read_dir(dir.path().join("runs/quickstart"))
         .unwrap()
