@@ -201,6 +201,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         commit,
         dirty,
         device: format!("{device:?}"),
+        tch_version: TCH_VERSION,
         torch_version: memad_core::device::torch_info()
             .torch_version
             .unwrap_or_default(),
@@ -229,6 +230,9 @@ fn setting_label(exp: &crate::experiment::Experiment) -> &'static str {
     }
 }
 
+/// The `tch` version of the workspace pin (`tch = "=0.24.0"`; a test keeps them equal).
+const TCH_VERSION: &str = "0.24.0";
+
 /// `run.toml`: what produced a run.
 #[derive(serde::Serialize)]
 struct RunMeta {
@@ -236,6 +240,8 @@ struct RunMeta {
     commit: String,
     dirty: bool,
     device: String,
+    /// The tch crate memad was built with (the workspace pin).
+    tch_version: &'static str,
     torch_version: String,
     seed: u64,
     /// libtorch's intra-op CPU threads (`OMP_NUM_THREADS`): float reductions, hence the last
@@ -1277,6 +1283,15 @@ mod tests {
             raw[0].0,
             vec![0.0; 4],
             "without min_max the image score is used"
+        );
+    }
+
+    #[test]
+    fn tch_version_is_the_workspace_pin() {
+        let manifest = include_str!("../../../Cargo.toml");
+        assert!(
+            manifest.contains(&format!("tch = \"={TCH_VERSION}\"")),
+            "update TCH_VERSION to the pin in the workspace Cargo.toml"
         );
     }
 
