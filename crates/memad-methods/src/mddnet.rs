@@ -287,17 +287,26 @@ impl MddNet {
         self.ocbe.forward_t(&refs, train)
     }
 
-    /// Joins the memory's read (of `class`) with the bottleneck `z` `[B, E, h, w]`; also
-    /// returns the read's attention `[B h w, classes * items_per_class]`.
-    fn with_memory(&self, memory: &ClassMemory, z: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
+    /// Joins the memory's read (of `class`) with the bottleneck `z` `[B, E, h, w]`; when
+    /// scoring (`train` false) also returns the read's attention `[B h w, classes *
+    /// items_per_class]` (memory usage), which training does not need.
+    fn with_memory(
+        &self,
+        memory: &ClassMemory,
+        z: &Tensor,
+        class: &Tensor,
+        train: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let (b, e, h, w) = z.size4().expect("a 4-d bottleneck");
         let queries = z.permute([0, 2, 3, 1]).reshape([b * h * w, e]);
         let per_query = class.view([b, 1]).expand([b, h * w], false).reshape([-1]);
-        let read = memory.read_class(&queries, &per_query);
-        let attention = read
-            .attention
-            .expect("the class memory returns its attention");
-        let output = read.output.view([b, h, w, e]).permute([0, 3, 1, 2]);
+        let (output, attention) = if train {
+            (memory.read_output(&queries, &per_query), None)
+        } else {
+            let read = memory.read_class(&queries, &per_query);
+            (read.output, read.attention)
+        };
+        let output = output.view([b, h, w, e]).permute([0, 3, 1, 2]);
         let fused = match &self.fuse {
             Some(conv) => conv.forward(&Tensor::cat(&[z, &output], 1)),
             None => z + output,
@@ -316,8 +325,8 @@ impl MddNet {
                     Some(c) => c.shallow_clone(),
                     None => tch::no_grad(|| memory.class_logits(&queries_of(&z)).argmax(1, false)),
                 };
-                let (fused, attention) = self.with_memory(memory, &z, &class);
-                (fused, Some(class), Some(attention))
+                let (fused, attention) = self.with_memory(memory, &z, &class, train);
+                (fused, Some(class), attention)
             }
             None => (z.shallow_clone(), None, None),
         };

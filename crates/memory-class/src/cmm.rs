@@ -176,27 +176,51 @@ impl ClassMemory {
             .argmax(1, false)
     }
 
+    /// `query` `[N, D]`, `class` `[N]` -> the cosine similarities to the class's items
+    /// `[N, M]` and the gather index into `[N, C, M]` they came from.
+    fn own_similarity(&self, query: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
+        let n = query.size()[0];
+        let index = class
+            .view([n, 1, 1])
+            .expand([n, 1, self.cfg.items_per_class], false);
+        let own = self
+            .similarity(query)
+            .gather(1, &index, false)
+            .squeeze_dim(1);
+        (own, index)
+    }
+
+    /// `r = sum_m softmax_m(s_{c,m} / tau) p_{c,m}` from the class's `[N, M]` similarities.
+    fn read_items(&self, own: &Tensor, class: &Tensor) -> (Tensor, Tensor) {
+        let weights = (own / self.cfg.temperature).softmax(1, Kind::Float);
+        let own_items = self
+            .items
+            .view([self.classes, self.cfg.items_per_class, -1])
+            .index_select(0, class); // [N, M, D]
+        let output = weights.unsqueeze(1).bmm(&own_items).squeeze_dim(1);
+        (output, weights)
+    }
+
+    /// The read `r` `[N, D]` of `query` `[N, D]` from the items of `class` `[N]` (int64) only:
+    /// [`ClassMemory::read_class`]'s `output` without the attention and distance.
+    pub fn read_output(&self, query: &Tensor, class: &Tensor) -> Tensor {
+        let (own, _) = self.own_similarity(query, class);
+        self.read_items(&own, class).0
+    }
+
     /// Reads `query` `[N, D]` from the items of `class` `[N]` (int64) only.
     pub fn read_class(&self, query: &Tensor, class: &Tensor) -> MemoryRead {
         let n = query.size()[0];
         let m = self.cfg.items_per_class;
-        let sim = self.similarity(query); // [N, C, M]
-        let index = class.view([n, 1, 1]).expand([n, 1, m], false);
-        let own = sim.gather(1, &index, false).squeeze_dim(1); // [N, M]
-        let weights = (&own / self.cfg.temperature).softmax(1, Kind::Float);
-        let own_items = self
-            .items
-            .view([self.classes, m, -1])
-            .index_select(0, class); // [N, M, D]
-        let output = weights.unsqueeze(1).bmm(&own_items).squeeze_dim(1);
+        let (own, index) = self.own_similarity(query, class);
+        let (output, weights) = self.read_items(&own, class);
         let attention = Tensor::zeros([n, self.classes, m], (Kind::Float, query.device()))
             .scatter(1, &index, &weights.unsqueeze(1))
             .view([n, self.classes * m]);
-        let distance = own.amax([1].as_slice(), false).neg() + 1.0;
         MemoryRead {
             output,
             attention: Some(attention),
-            distance: Some(distance),
+            distance: Some(own_distance(&own)),
         }
     }
 
@@ -228,17 +252,19 @@ impl ClassMemory {
             ));
         }
         let per_query_class = class.view([b, 1]).expand([b, l], false).reshape([b * l]);
-        let read = self.read_class(&queries.reshape([b * l, -1]), &per_query_class);
-        let compactness = read
-            .distance
-            .expect("read_class gives a distance")
-            .mean(Kind::Float);
+        let (own, _) = self.own_similarity(&queries.reshape([b * l, -1]), &per_query_class);
+        let compactness = own_distance(&own).mean(Kind::Float);
         terms.push((
             "compactness".to_string(),
             compactness * self.cfg.compactness_weight,
         ));
         terms
     }
+}
+
+/// `1 - max_m s_{c,m}`: `[N, M]` -> `[N]`.
+fn own_distance(own: &Tensor) -> Tensor {
+    own.amax([1].as_slice(), false).neg() + 1.0
 }
 
 fn normalize(x: &Tensor) -> Tensor {
@@ -303,6 +329,8 @@ mod tests {
         let w = 1.0 / (1.0 + (-10f32).exp());
         assert!((att[0] - w).abs() < 1e-6 && (att[1] - (1.0 - w)).abs() < 1e-6);
         assert_eq!(&att[2..], &[0.0, 0.0]);
+        let plain = mem.read_output(&q, &Tensor::from_slice(&[0i64]));
+        assert!(plain.equal(&read0.output), "read_output is read_class's output");
         let out = Vec::<f32>::try_from(read0.output.flatten(0, -1)).unwrap();
         assert!((out[0] - w).abs() < 1e-6 && (out[1] - (1.0 - w)).abs() < 1e-6);
         let d0 = read0.distance.unwrap().double_value(&[0]);
