@@ -330,7 +330,10 @@ mod tests {
         assert!((att[0] - w).abs() < 1e-6 && (att[1] - (1.0 - w)).abs() < 1e-6);
         assert_eq!(&att[2..], &[0.0, 0.0]);
         let plain = mem.read_output(&q, &Tensor::from_slice(&[0i64]));
-        assert!(plain.equal(&read0.output), "read_output is read_class's output");
+        assert!(
+            plain.equal(&read0.output),
+            "read_output is read_class's output"
+        );
         let out = Vec::<f32>::try_from(read0.output.flatten(0, -1)).unwrap();
         assert!((out[0] - w).abs() < 1e-6 && (out[1] - (1.0 - w)).abs() < 1e-6);
         let d0 = read0.distance.unwrap().double_value(&[0]);
