@@ -60,6 +60,9 @@ pub struct LoadOptions {
     /// synthesizer; the seed of sample `i` is derived from `(seed, i)`, so a given epoch seed
     /// gives the same anomalies in any batch order.
     pub synthesis: Option<(Arc<dyn AnomalySynthesizer>, u64)>,
+    /// Centre-crop the decoded `S x S` images and masks to `crop x crop` (`crop <= S`), as
+    /// the "resize 256, centre-crop 224" protocol of PatchCore; `None` keeps `S x S`.
+    pub crop: Option<u32>,
 }
 
 impl HostBatch {
@@ -251,6 +254,9 @@ pub fn load_batch_with_cache(
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
     let mut host = decode_batch_with_cache(samples, indices, size, opts.with_masks, cache)?;
+    if let Some(crop) = opts.crop {
+        center_crop(&mut host, crop)?;
+    }
     if !opts.classes.is_empty() {
         host.classes = Some(indices.iter().map(|&i| opts.classes[i]).collect());
     }
@@ -258,6 +264,33 @@ pub fn load_batch_with_cache(
         host.synthetic = Some(synthesize_batch(&host, synthesizer.as_ref(), *seed)?);
     }
     Ok(host)
+}
+
+/// Crops every plane of `host` (images `[B, C, S, S]`, masks `[B, 1, S, S]`) to its central
+/// `crop x crop`; the offset is `round((S - crop) / 2)`, as torchvision's `CenterCrop`.
+fn center_crop(host: &mut HostBatch, crop: u32) -> Result<()> {
+    let (s, c) = (host.size as usize, crop as usize);
+    if c > s || c == 0 {
+        return Err(DataError::InvalidArgument(format!(
+            "centre crop {crop} must be between 1 and the decoded size {s}"
+        )));
+    }
+    let off = ((s - c) as f64 / 2.0).round_ties_even() as usize;
+    let crop_planes = |planes: &[f32]| -> Vec<f32> {
+        planes
+            .chunks(s * s)
+            .flat_map(|plane| {
+                (off..off + c)
+                    .flat_map(move |y| plane[y * s + off..y * s + off + c].iter().copied())
+            })
+            .collect()
+    };
+    host.images = crop_planes(&host.images);
+    if let Some(masks) = &host.masks {
+        host.masks = Some(crop_planes(masks));
+    }
+    host.size = crop as i64;
+    Ok(())
 }
 
 /// Pastes a synthesized anomaly into a copy of every image of `host` (RGB still images
@@ -557,6 +590,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn centre_crop_keeps_the_middle_of_images_and_masks() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = masked_samples(dir.path(), 2);
+        let full = load_batch(
+            &samples,
+            &[0, 1],
+            24,
+            &LoadOptions {
+                with_masks: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let opts = LoadOptions {
+            with_masks: true,
+            crop: Some(16),
+            ..Default::default()
+        };
+        let cropped = load_batch(&samples, &[0, 1], 24, &opts).unwrap();
+        assert_eq!(cropped.size, 16);
+        assert_eq!(cropped.images.len(), 2 * 3 * 16 * 16);
+        let (fm, cm) = (full.masks.unwrap(), cropped.masks.unwrap());
+        for plane in 0..6 {
+            for y in 0..16 {
+                for x in 0..16 {
+                    let want = full.images[plane * 576 + (y + 4) * 24 + x + 4];
+                    assert_eq!(cropped.images[plane * 256 + y * 16 + x], want);
+                }
+            }
+        }
+        for b in 0..2 {
+            assert_eq!(cm[b * 256 + 5 * 16 + 7], fm[b * 576 + 9 * 24 + 11]);
+        }
+        let too_big = LoadOptions {
+            crop: Some(25),
+            ..Default::default()
+        };
+        assert!(load_batch(&samples, &[0], 24, &too_big).is_err());
+    }
+
+    #[test]
     fn shuffle_is_a_deterministic_permutation() {
         let a = shuffled(100, 7);
         let mut sorted = a.clone();
@@ -602,6 +676,7 @@ mod tests {
             with_masks: false,
             classes: vec![0, 0, 1, 2],
             synthesis: Some((synth, 5)),
+            crop: None,
         };
         let batch = load_batch(&samples, &[3, 1], 24, &opts).unwrap();
         assert_eq!(batch.classes, Some(vec![2, 0]));

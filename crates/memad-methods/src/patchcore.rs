@@ -41,7 +41,7 @@
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
 //!   with the experiment's `seed`.
 //! - The backbone is any registered one; the official code's preprocessing (resize 256,
-//!   centre crop 224) is the data pipeline's business (`memad` resizes, no crop).
+//!   centre crop 224) is the data pipeline's: `[data] resize = 256`, `image_size = 224`.
 //!
 //! Reproduce: `memad run experiments/paper/patchcore_mvtec.toml` (MVTec AD, WRN-50-2,
 //! PatchCore-10%); on synthetic data: `memad run experiments/patchcore_synthetic.toml`.

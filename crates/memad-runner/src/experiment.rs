@@ -61,7 +61,12 @@ pub struct DataConfig {
     /// sample carrying its category index as `Batch::class`.
     #[serde(default)]
     pub setting: Setting,
+    /// Side of the square model input.
     pub image_size: u32,
+    /// Decode at `resize x resize`, then centre-crop to `image_size` (PatchCore's "resize
+    /// 256, crop 224"); absent: decode at `image_size`, no crop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<u32>,
     pub batch_size: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
@@ -369,6 +374,15 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
+    }
+    if e.data.resize.is_some_and(|r| r < e.data.image_size) {
+        return Err(ConfigError::new(
+            "data.resize",
+            format!(
+                "must be at least data.image_size ({}): images are resized, then centre-cropped to it",
+                e.data.image_size
+            ),
+        ));
     }
     if !(0.0..1.0).contains(&e.data.anomaly_fraction) {
         return Err(ConfigError::new(

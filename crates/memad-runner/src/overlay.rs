@@ -56,6 +56,9 @@ pub struct OverlaySample {
     pub label: bool,
     /// The image score, shown under the defect type when given.
     pub score: Option<f32>,
+    /// The central share of the image side the model saw (`image_size / resize` with a
+    /// centre crop, else 1): the image is cropped alike so the map lines up.
+    pub crop: f64,
 }
 
 /// Writes the overlay grid of one category to `out` (a `.png` path, parent folders created,
@@ -109,6 +112,7 @@ pub fn write_overlay_grid(
         let input = image::open(&s.image)
             .with_context(|| format!("reading {}", s.image.display()))?
             .to_rgb8();
+        let input = centre_share(input, s.crop);
         let input = if input.dimensions() == (t, t) {
             input
         } else {
@@ -322,6 +326,20 @@ pub fn boundary(mask: &[bool], side: usize, width: usize) -> Vec<bool> {
         .collect()
 }
 
+/// The central `share` of `image` (both sides), as the loader's centre crop; `share >= 1`
+/// keeps it whole.
+fn centre_share(image: image::RgbImage, share: f64) -> image::RgbImage {
+    if share >= 1.0 {
+        return image;
+    }
+    let (w, h) = image.dimensions();
+    let (cw, ch) = (
+        ((w as f64 * share).round() as u32).max(1),
+        ((h as f64 * share).round() as u32).max(1),
+    );
+    image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image()
+}
+
 /// Bilinear resize of a `side x side` map to `to x to` (pixel centres aligned).
 fn resize_bilinear(map: &[f32], side: usize, to: usize) -> Vec<f32> {
     if side == to {
@@ -375,6 +393,7 @@ mod tests {
             image: dir.join(format!("{name}.png")),
             defect: defect.into(),
             label,
+            crop: 1.0,
             score: Some(0.5),
         }
     }

@@ -17,7 +17,9 @@
 //! the learning rate is a function of the step, so a resumed run gives the metrics of an
 //! uninterrupted one (tch's SGD is the exception: its momentum buffers are not exposed and
 //! restart from zero).
-use crate::experiment::{Loaded, OptimizerKind, Setting, VideoNormalizationConfig, METRICS};
+use crate::experiment::{
+    DataConfig, Loaded, OptimizerKind, Setting, VideoNormalizationConfig, METRICS,
+};
 use crate::output::{csv_text, git_commit, peak_rss_bytes, timestamp, MetricRow, RunDir};
 use crate::overlay::{write_overlay_grid, OverlaySample};
 use anyhow::Context;
@@ -366,7 +368,6 @@ fn train_model(
         save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
         return Ok(method);
     }
-    let size = exp.data.image_size;
     let mut opt = build_optimizer(exp, method.trainable())?;
     let batches_per_epoch = train.len().div_ceil(exp.data.batch_size);
     let total_steps = exp.train.epochs * batches_per_epoch;
@@ -433,16 +434,18 @@ fn train_model(
         // the epochs before it, so a resumed run draws what an uninterrupted one does.
         seed_everything(epoch_seed);
         let order = shuffled(train.len(), epoch_seed);
+        let (decoded, crop) = decode_size(&exp.data);
         let load = LoadOptions {
             with_masks: false,
             classes: classes.clone(),
             synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
+            crop,
         };
         let loader = BatchLoader::with_cache(
             train.clone(),
             order,
             exp.data.batch_size,
-            size,
+            decoded,
             load,
             exp.data.cache.clone(),
         );
@@ -749,12 +752,16 @@ fn fit_once(
     dir: &mut RunDir,
 ) -> anyhow::Result<()> {
     let order: Vec<usize> = (0..train.len()).collect();
+    let (decoded, crop) = decode_size(&exp.data);
     let loader = BatchLoader::with_cache(
         train.to_vec(),
         order,
         exp.data.batch_size,
-        exp.data.image_size,
-        LoadOptions::default(),
+        decoded,
+        LoadOptions {
+            crop,
+            ..Default::default()
+        },
         exp.data.cache.clone(),
     );
     let pb = progress_bar(loader.batches as u64);
@@ -793,16 +800,7 @@ fn evaluate_category(
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let category = &split.category;
-    let size = exp.data.image_size;
-    let eval = evaluate(
-        method,
-        &split.test,
-        class as i64,
-        exp.data.eval_batch_size,
-        size,
-        ctx.device,
-        exp.data.cache.clone(),
-    )?;
+    let eval = evaluate(method, &split.test, class as i64, &exp.data, ctx.device)?;
     write_scores(dir, category, &split.test, &eval)?;
     write_memory_usage(dir, category, &eval)?;
     write_overlays(exp, dir, split, &eval)?;
@@ -832,6 +830,10 @@ fn write_overlays(
             defect: s.defect.clone(),
             label: s.label.is_anomalous(),
             score: Some(score),
+            crop: exp
+                .data
+                .resize
+                .map_or(1.0, |r| exp.data.image_size as f64 / r as f64),
         })
         .collect();
     let out = dir.path(&format!("overlays/{}.png", split.category));
@@ -955,23 +957,41 @@ impl UsageSums {
     }
 }
 
-/// Scores `test`, every sample of class `class` (decoded images cached in `cache`).
+/// The size images are decoded at and the centre crop after it: `(resize, Some(image_size))`
+/// with `[data] resize`, else `(image_size, None)`.
+fn decode_size(data: &DataConfig) -> (u32, Option<u32>) {
+    match data.resize {
+        Some(resize) => (resize, Some(data.image_size)),
+        None => (data.image_size, None),
+    }
+}
+
+/// Scores `test`, every sample of class `class`, loaded as `data` says (size, crop, batch
+/// size, cache).
 pub fn evaluate(
     method: &dyn Method,
     test: &[Sample],
     class: i64,
-    batch_size: usize,
-    size: u32,
+    data: &DataConfig,
     device: Device,
-    cache: Option<PathBuf>,
 ) -> anyhow::Result<Evaluation> {
     let order: Vec<usize> = (0..test.len()).collect();
+    let (decoded, crop) = decode_size(data);
     let load = LoadOptions {
         with_masks: true,
         classes: vec![class; test.len()],
         synthesis: None,
+        crop,
     };
-    let loader = BatchLoader::with_cache(test.to_vec(), order, batch_size, size, load, cache);
+    let size = data.image_size;
+    let loader = BatchLoader::with_cache(
+        test.to_vec(),
+        order,
+        data.eval_batch_size,
+        decoded,
+        load,
+        data.cache.clone(),
+    );
     let mut eval = Evaluation {
         image_scores: Vec::new(),
         labels: Vec::new(),

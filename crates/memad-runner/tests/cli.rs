@@ -81,6 +81,11 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "method.kind: unknown method kind `rd5ad`; known: ",
         ),
         (
+            "crop_larger_than_resize.toml",
+            broken("image_size = 128", "image_size = 128\nresize = 100"),
+            "data.resize: must be at least data.image_size (128)",
+        ),
+        (
             "wrong_type.toml",
             broken("epochs = 10", "epochs = \"ten\""),
             "train.epochs: invalid type: string \"ten\", expected usize",
@@ -173,7 +178,11 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             "categories = [\"carpet\", \"grid\", \"leather\"]",
             "categories = [\"grid\"]",
         )
-        .replace("image_size = 128", "image_size = 64\ncache = \"imgcache\"")
+        // Decoded at 72 px, centre-cropped to the model's 64 (PatchCore's protocol).
+        .replace(
+            "image_size = 128",
+            "image_size = 64\nresize = 72\ncache = \"imgcache\"",
+        )
         .replace("epochs = 10", "epochs = 2")
         .replace(
             "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
