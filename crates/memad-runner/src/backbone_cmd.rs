@@ -285,18 +285,24 @@ np.savez(d + "/ref.npz", **ref)
         }
     }
 
-    #[test]
-    fn import_round_trip_matches_torchvision_and_a_wrong_arch_is_refused() {
+    /// A temporary folder where [`MAKE_RESNET18`] wrote its seeded checkpoint and outputs.
+    fn seeded_resnet18() -> tempfile::TempDir {
         let python = fetch::venv_python().expect("the torch venv (./dev setup)");
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
         let status = Command::new(python)
             .arg("-c")
             .arg(MAKE_RESNET18)
-            .arg(d)
+            .arg(dir.path())
             .status()
             .unwrap();
         assert!(status.success());
+        dir
+    }
+
+    #[test]
+    fn import_round_trip_matches_torchvision_and_a_wrong_arch_is_refused() {
+        let dir = seeded_resnet18();
+        let d = dir.path();
         let weights_dir = d.join("weights");
 
         // zip checkpoint into the cache under the arch's name; legacy one to --out.
@@ -369,16 +375,8 @@ np.savez(d + "/ref.npz", **ref)
     /// cache, verified, then used by name with torchvision's outputs.
     #[test]
     fn download_converts_a_hub_checkpoint_and_names_are_checked() {
-        let python = fetch::venv_python().expect("the torch venv (./dev setup)");
-        let dir = tempfile::tempdir().unwrap();
+        let dir = seeded_resnet18();
         let d = dir.path();
-        let status = Command::new(python)
-            .arg("-c")
-            .arg(MAKE_RESNET18)
-            .arg(d)
-            .status()
-            .unwrap();
-        assert!(status.success());
         let (weights, hub) = (d.join("weights"), d.join("hub"));
         std::fs::create_dir_all(&hub).unwrap();
         std::fs::copy(d.join("r18.pth"), hub.join("resnet18-f37072fd.pth")).unwrap();
