@@ -50,6 +50,9 @@
 //!   LeakyReLU(0.2). RGB input is converted to gray for `channels = 1` (a 1-channel input is
 //!   used as is); values mapped to `[-1, 1]`.
 //!
+//! Ablation: `use_memory = false` removes the memory; the decoder reads the code `z` itself
+//! and the loss is the reconstruction error alone (a plain autoencoder of the same layers).
+//!
 //! Keys left out of `[method.memory]` take the variant's paper preset. Variables are named
 //! as the official checkpoint's keys (`encoder.0.weight`, `encoder.1.running_mean`, ...,
 //! `mem_rep.memory.weight`, `decoder.9.bias`), so converted official weights load.
@@ -118,6 +121,12 @@ struct Section {
     channels: Option<i64>,
     #[serde(default)]
     memory: Option<toml::Value>,
+    #[serde(default = "d_true")]
+    use_memory: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// A resolved `[method]` section with `kind = "memae"`.
@@ -133,6 +142,9 @@ pub struct MemAeMethodConfig {
     pub channels: i64,
     /// The memory; keys left out take the variant's paper preset.
     pub memory: MemAeConfig,
+    /// `false`: the ablation without memory (the decoder reads the code `z` itself, the loss
+    /// is the reconstruction error alone); `[method.memory]` is then unused.
+    pub use_memory: bool,
 }
 
 impl MemAeMethodConfig {
@@ -200,6 +212,7 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<MemAeMethodCo
         frames,
         channels,
         memory,
+        use_memory: s.use_memory,
     })
 }
 
@@ -438,9 +451,9 @@ struct Forward {
     input: Tensor,
     /// The reconstruction, same shape.
     output: Tensor,
-    /// `[B * positions, dim]`: the code read per position.
-    queries: Tensor,
-    read: MemoryRead,
+    /// `[B * positions, dim]`: the code read per position, and the memory's read of it
+    /// (`None` without memory).
+    memory: Option<(Tensor, MemoryRead)>,
 }
 
 /// MemAE (video or image variant).
@@ -448,7 +461,8 @@ pub struct MemAeMethod {
     cfg: MemAeMethodConfig,
     vs: nn::VarStore,
     encoder: Vec<Layer>,
-    memory: MemAe,
+    /// `None` when `use_memory = false`.
+    memory: Option<MemAe>,
     decoder: Vec<Layer>,
     image_size: i64,
 }
@@ -476,7 +490,11 @@ impl MemAeMethod {
             encoder.push(Layer::new(&enc, 3 * i, channels, spec, None, true));
             channels = spec.out;
         }
-        let memory = MemAe::new(&(&root / "mem_rep" / "memory"), &cfg.memory)?;
+        let memory = if cfg.use_memory {
+            Some(MemAe::new(&(&root / "mem_rep" / "memory"), &cfg.memory)?)
+        } else {
+            None
+        };
         let dec = &root / "decoder";
         let n = arch.decoder.len();
         let mut decoder = Vec::new();
@@ -520,9 +538,10 @@ impl MemAeMethod {
         })
     }
 
-    /// The memory module (its items are the VarStore variable `mem_rep.memory.weight`).
-    pub fn memory(&self) -> &MemAe {
-        &self.memory
+    /// The memory module (its items are the VarStore variable `mem_rep.memory.weight`);
+    /// `None` when `use_memory = false`.
+    pub fn memory(&self) -> Option<&MemAe> {
+        self.memory.as_ref()
     }
 
     /// Converts the runner's batch to the autoencoder's input in `[-1, 1]`.
@@ -586,6 +605,17 @@ impl MemAeMethod {
         for layer in &self.encoder {
             z = layer.forward_t(&z, train);
         }
+        let Some(memory) = &self.memory else {
+            let mut y = z;
+            for layer in &self.decoder {
+                y = layer.forward_t(&y, train);
+            }
+            return Ok(Forward {
+                input,
+                output: y,
+                memory: None,
+            });
+        };
         // [B, C, ...] -> [B, ..., C] -> [B * positions, C]
         let rank = z.dim() as i64;
         let code_shape = z.size();
@@ -597,7 +627,7 @@ impl MemAeMethod {
         let moved = z.permute(to_last.as_slice());
         let moved_shape = moved.size();
         let queries = moved.reshape([-1, channels]);
-        let read = self.memory.read(&queries, train);
+        let read = memory.read(&queries, train);
         let to_channels: Vec<i64> = std::iter::once(0)
             .chain(std::iter::once(rank - 1))
             .chain(1..rank - 1)
@@ -612,8 +642,7 @@ impl MemAeMethod {
         Ok(Forward {
             input,
             output: y,
-            queries,
-            read,
+            memory: Some((queries, read)),
         })
     }
 }
@@ -641,7 +670,11 @@ impl Method for MemAeMethod {
             value: mse.double_value(&[]),
         }];
         let mut parts = vec![mse];
-        for (name, term) in self.memory.losses(&f.queries, &f.read) {
+        let memory_losses = match (&self.memory, &f.memory) {
+            (Some(memory), Some((queries, read))) => memory.losses(queries, read),
+            _ => Vec::new(),
+        };
+        for (name, term) in memory_losses {
             terms.push(LossTerm {
                 name,
                 value: term.double_value(&[]),
@@ -670,9 +703,9 @@ impl Method for MemAeMethod {
             parts: Vec::new(),
             class_prediction: None,
             memory_usage: f
-                .read
-                .attention
+                .memory
                 .as_ref()
+                .and_then(|(_, read)| read.attention.as_ref())
                 .map(|a| MemoryUsage::per_sample("memory", a, batch.input.size()[0]))
                 .into_iter()
                 .collect(),
@@ -828,12 +861,47 @@ mod tests {
             "{entropy}"
         );
         out.loss.backward();
-        let items = m.memory().items();
+        let items = m.memory().unwrap().items();
         let grad = items.grad();
         assert!(grad.defined(), "the items get a gradient");
         assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
         let first = m.vs.variables()["encoder.0.weight"].grad();
         assert!(first.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+
+    #[test]
+    fn without_memory_the_decoder_reads_the_code_and_the_loss_is_the_mse() {
+        let cfg = parse(
+            &section("variant = \"video\"\nframes = 4\nuse_memory = false"),
+            "method",
+        )
+        .unwrap();
+        let mut m = MemAeMethod::new(cfg, &ctx(16)).unwrap();
+        assert!(m.memory().is_none());
+        let names = m.vs.variables();
+        assert!(!names.keys().any(|k| k.starts_with("mem_rep")), "{names:?}");
+        let b = batch(12, 16);
+        let out = m.train_step(&b).unwrap();
+        let terms: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(terms, ["mse"]);
+        assert!((out.loss.double_value(&[]) - out.terms[0].value).abs() < 1e-9);
+        // The code goes to the decoder unchanged: same network, same output.
+        let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
+        let mut y = f.input.shallow_clone();
+        for layer in m.encoder.iter().chain(&m.decoder) {
+            y = layer.forward_t(&y, false);
+        }
+        assert!(f.output.allclose(&y, 1e-6, 1e-7, false));
+        let scored = tch::no_grad(|| m.score(&b)).unwrap();
+        assert_eq!(scored.image_score.size(), [2]);
+        assert!(scored.memory_usage.is_empty());
+        let resolved = resolve(
+            &section("variant = \"image\"\nuse_memory = false"),
+            "method",
+            &Registry::default(),
+        )
+        .unwrap();
+        assert_eq!(resolved["use_memory"].as_bool(), Some(false));
     }
 
     #[test]
@@ -898,8 +966,9 @@ mod tests {
         let cfg = parse(&section("variant = \"image\""), "method").unwrap();
         let m = MemAeMethod::new(cfg, &ctx(28)).unwrap();
         let f = tch::no_grad(|| m.forward(&batch(1, 28), false)).unwrap();
-        assert_eq!(f.queries.size(), [2 * 4 * 4, 64]);
-        assert_eq!(f.read.attention.unwrap().size(), [32, 100]);
+        let (queries, read) = f.memory.unwrap();
+        assert_eq!(queries.size(), [2 * 4 * 4, 64]);
+        assert_eq!(read.attention.unwrap().size(), [32, 100]);
     }
 
     #[test]
