@@ -85,7 +85,7 @@ fn load_mask_checked(
 }
 
 /// Checks `gray` (the mask `name`) against `expected`, resizes it (nearest) and binarises it.
-fn fit_mask(
+pub(crate) fn fit_mask(
     gray: GrayImage,
     name: &Path,
     image: Option<&Path>,

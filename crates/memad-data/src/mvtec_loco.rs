@@ -15,11 +15,16 @@
 //! `defect` is its anomaly type (`logical_anomalies`, `structural_anomalies`), so results
 //! can be split into logical and structural. The validation images (for thresholds or
 //! early stopping) are not part of [`read_category`]'s split: [`read_validation`] lists
-//! them. The sPRO metric (saturated per-region overlap, `defects_config.json`) is not
-//! implemented; pixel metrics use the OR-ed masks.
+//! them. Pixel metrics use the OR-ed masks; the saturated per-region overlap (sPRO, the
+//! benchmark's localisation metric) reads each region on its own with its saturation area
+//! from the category's `defects_config.json` ([`spro_regions`]).
 use crate::error::{DataError, Result};
+use crate::image_io::{decode_luma, fit_mask, image_dimensions};
+use crate::loader::crop_offset;
 use crate::mask::MaskRef;
 use crate::mvtec::{check_root, entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The five categories of MVTec LOCO AD.
@@ -163,4 +168,180 @@ pub fn read_validation(root: &Path, category: &str) -> Result<Vec<Sample>> {
         });
     }
     Ok(images_in(&good)?.into_iter().map(normal).collect())
+}
+
+/// One entry of a category's `defects_config.json`: the defect whose ground-truth regions
+/// carry `pixel_value`, and how much of such a region must be found to count it as found.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DefectConfig {
+    pub defect_name: String,
+    pub pixel_value: u8,
+    /// A pixel count, or with `relative_saturation` a fraction of the region's area.
+    pub saturation_threshold: f64,
+    pub relative_saturation: bool,
+}
+
+impl DefectConfig {
+    /// The saturation area of a region of `area` pixels at the annotation's resolution, as
+    /// the official `GroundTruthChannel.get_saturation_area`: `int(threshold * area)` when
+    /// relative, else `min(threshold, area)`.
+    pub fn saturation_area(&self, area: usize) -> f64 {
+        if self.relative_saturation {
+            (self.saturation_threshold * area as f64).floor()
+        } else {
+            self.saturation_threshold.min(area as f64)
+        }
+    }
+}
+
+/// Reads `<category dir>/defects_config.json`, checked as the official evaluation checks
+/// it (pixel values 1..=255 and distinct, relative thresholds in (0, 1], absolute ones
+/// whole pixel counts).
+pub fn read_defects_config(category_dir: &Path) -> Result<Vec<DefectConfig>> {
+    let path = category_dir.join("defects_config.json");
+    let bad = |message: String| DataError::Format {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::Layout {
+        path: path.clone(),
+        message: format!(
+            "cannot read the defects config ({e}): MVTec LOCO AD ships one per category; \
+             sPRO needs its saturation thresholds"
+        ),
+    })?;
+    let entries: Vec<DefectConfig> =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a list of defects: {e}")))?;
+    for (i, d) in entries.iter().enumerate() {
+        if d.pixel_value == 0 {
+            return Err(bad(format!(
+                "entry {i} ({}): pixel_value 0 marks normal pixels",
+                d.defect_name
+            )));
+        }
+        if entries[..i].iter().any(|e| e.pixel_value == d.pixel_value) {
+            return Err(bad(format!("pixel_value {} is used twice", d.pixel_value)));
+        }
+        let t = d.saturation_threshold;
+        let valid = if d.relative_saturation {
+            t > 0.0 && t <= 1.0
+        } else {
+            t >= 1.0 && t.fract() == 0.0
+        };
+        if !valid {
+            return Err(bad(format!(
+                "entry {i} ({}): saturation_threshold {t} must be {}",
+                d.defect_name,
+                if d.relative_saturation {
+                    "in (0, 1] (relative_saturation = true)"
+                } else {
+                    "a whole number of pixels (relative_saturation = false)"
+                }
+            )));
+        }
+    }
+    Ok(entries)
+}
+
+/// One ground-truth region of a test sample for sPRO, at the evaluation resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SproRegion {
+    /// Index of the sample in the test list.
+    pub sample: usize,
+    /// Row-major pixel indices in the `S x S` (or cropped `crop x crop`) mask.
+    pub pixels: Vec<u32>,
+    /// The saturation area in pixels of this resolution.
+    pub saturation: f64,
+}
+
+/// The sPRO regions of `samples` (an MVTec LOCO AD test list) as evaluated: each region
+/// file (`ground_truth/<type>/<stem>/NNN.png`) is one region, its defect looked up by its
+/// grey value in the category's `defects_config.json`, resized to `size x size` (nearest,
+/// as the union mask) and centre-cropped to `crop`.
+///
+/// Saturation: the official area `s` at the annotation's resolution (see
+/// [`DefectConfig::saturation_area`]), scaled by the resized region's area over the
+/// original one, so that the same fraction of the region saturates it; at least one pixel
+/// and at most the region. A region that vanishes when resized (a few pixels in a large
+/// image) or lies outside the crop is left out, as it is from the union mask. Samples
+/// without a LOCO mask folder have no region.
+///
+/// # Errors
+/// A missing or invalid `defects_config.json`, a region file with no or several non-zero
+/// values, a value no defect uses, or a size other than its image's, each naming the file.
+pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<Vec<SproRegion>> {
+    let crop = crop.unwrap_or(size);
+    if crop == 0 || crop > size {
+        return Err(DataError::InvalidArgument(format!(
+            "centre crop {crop} must be between 1 and the decoded size {size}"
+        )));
+    }
+    let off = crop_offset(size, crop);
+    let mut configs: HashMap<PathBuf, Vec<DefectConfig>> = HashMap::new();
+    let mut regions = Vec::new();
+    for (index, sample) in samples.iter().enumerate() {
+        let Some(MaskRef::Union(files)) = &sample.mask else {
+            continue;
+        };
+        let expected = image_dimensions(&sample.image)?;
+        for file in files {
+            let category_dir = file
+                .ancestors()
+                .nth(4)
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
+            if !configs.contains_key(&category_dir) {
+                let read = read_defects_config(&category_dir)?;
+                configs.insert(category_dir.clone(), read);
+            }
+            let defects = &configs[&category_dir];
+            let gray = decode_luma(file)?;
+            let mut values = gray.pixels().map(|p| p[0]).filter(|&v| v > 0);
+            let value = values.next().ok_or_else(|| DataError::Format {
+                path: file.clone(),
+                message: "a region file without any non-zero pixel".into(),
+            })?;
+            if let Some(other) = values.find(|&v| v != value) {
+                return Err(DataError::Format {
+                    path: file.clone(),
+                    message: format!(
+                        "holds the values {value} and {other}: a LOCO region file marks one \
+                         defect with one grey value"
+                    ),
+                });
+            }
+            let defect = defects
+                .iter()
+                .find(|d| d.pixel_value == value)
+                .ok_or_else(|| DataError::Format {
+                    path: file.clone(),
+                    message: format!(
+                        "grey value {value} is no defect of {} (values {:?})",
+                        category_dir.join("defects_config.json").display(),
+                        defects.iter().map(|d| d.pixel_value).collect::<Vec<_>>()
+                    ),
+                })?;
+            let area = gray.pixels().filter(|p| p[0] > 0).count();
+            let binary = image::GrayImage::from_fn(gray.width(), gray.height(), |x, y| {
+                image::Luma([if gray.get_pixel(x, y)[0] > 0 { 255 } else { 0 }])
+            });
+            let resized = fit_mask(binary, file, Some(&sample.image), expected, size)?;
+            let resized_area = resized.pixels().filter(|p| p[0] > 0).count();
+            let pixels: Vec<u32> = (0..crop)
+                .flat_map(|y| (0..crop).map(move |x| (x, y)))
+                .filter(|&(x, y)| resized.get_pixel(x + off, y + off)[0] > 0)
+                .map(|(x, y)| y * crop + x)
+                .collect();
+            if pixels.is_empty() {
+                continue;
+            }
+            let scaled = defect.saturation_area(area) * resized_area as f64 / area as f64;
+            regions.push(SproRegion {
+                sample: index,
+                saturation: scaled.max(1.0).min(resized_area as f64),
+                pixels,
+            });
+        }
+    }
+    Ok(regions)
 }

@@ -39,6 +39,14 @@ fn entry(format: &str, root: &Path) -> DatasetEntry {
     catalog.get("d").unwrap().clone()
 }
 
+/// A `defects_config.json` as LOCO ships it: an absolute threshold (255), a relative one
+/// (100) and a region saturating only when all of it is found (254).
+const DEFECTS_CONFIG: &str = r#"[
+  {"defect_name": "missing_almonds", "pixel_value": 255, "saturation_threshold": 4, "relative_saturation": false},
+  {"defect_name": "extra_banana", "pixel_value": 100, "saturation_threshold": 0.5, "relative_saturation": true},
+  {"defect_name": "wrong_box", "pixel_value": 254, "saturation_threshold": 1.0, "relative_saturation": true}
+]"#;
+
 /// `breakfast_box` (16 x 12): 3 train, 2 validation, 2 good test images, 2 logical anomalies
 /// (000 with two region masks, values 255 and 100; 001 with one) and 1 structural; and a
 /// minimal `juice_bottle`.
@@ -79,6 +87,7 @@ fn loco_tree(root: &Path) {
         (2, 3, 2, 3),
         255,
     );
+    std::fs::write(c.join("defects_config.json"), DEFECTS_CONFIG).unwrap();
     let j = root.join("juice_bottle");
     img(&j.join("train/good/000.png"), 8, 16);
     img(&j.join("test/good/000.png"), 8, 16);
@@ -152,6 +161,126 @@ fn reads_mvtec_loco_with_or_ed_mask_folders() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("not a video format"), "{msg}");
+}
+
+#[test]
+fn mvtec_loco_spro_regions_carry_their_saturation_areas() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    loco_tree(root);
+    let split = mvtec_loco::read_category(root, "breakfast_box").unwrap();
+    let regions = mvtec_loco::spro_regions(&split.test, 16, None).unwrap();
+    // Test order: good 000, good 001, logical 000 (two regions), logical 001, structural 000.
+    let owners: Vec<usize> = regions.iter().map(|r| r.sample).collect();
+    assert_eq!(owners, [2, 2, 3, 4]);
+    let gt = root.join("breakfast_box/ground_truth");
+    let files = [
+        gt.join(format!("{LOGICAL}/000/000.png")),
+        gt.join(format!("{LOGICAL}/000/001.png")),
+        gt.join(format!("{LOGICAL}/001/000.png")),
+        gt.join(format!("{STRUCTURAL}/000/000.png")),
+    ];
+    // Native areas 8, 24, 192, 1 -> official saturation min(4, 8) = 4, int(0.5 * 24) = 12,
+    // 192 and min(4, 1) = 1: the same fractions of the resized regions.
+    for (k, (region, (file, fraction))) in regions
+        .iter()
+        .zip(files.iter().zip([0.5, 0.5, 1.0, 1.0]))
+        .enumerate()
+    {
+        let image = &split.test[region.sample].image;
+        let alone = load_mask_for(&MaskRef::Union(vec![file.clone()]), image, 16).unwrap();
+        let want: Vec<u32> = (0..256u32)
+            .filter(|&p| alone.as_raw()[p as usize] > 0)
+            .collect();
+        assert_eq!(region.pixels, want, "region {k}");
+        let area = want.len() as f64;
+        assert_eq!(region.saturation, (fraction * area).max(1.0), "region {k}");
+    }
+    // The centre 8 x 8 of 16 x 16 (offset 4): each region's pixels inside it, renumbered;
+    // the structural speck and the top-left region fall outside and are left out.
+    let cropped = mvtec_loco::spro_regions(&split.test, 16, Some(8)).unwrap();
+    let inside: Vec<(usize, Vec<u32>, f64)> = regions
+        .iter()
+        .map(|r| {
+            let pixels: Vec<u32> = (r.pixels.iter())
+                .map(|&p| (p % 16, p / 16))
+                .filter(|&(x, y)| (4..12).contains(&x) && (4..12).contains(&y))
+                .map(|(x, y)| (y - 4) * 8 + x - 4)
+                .collect();
+            (r.sample, pixels, r.saturation)
+        })
+        .filter(|r| !r.1.is_empty())
+        .collect();
+    let got: Vec<(usize, Vec<u32>, f64)> = (cropped.iter())
+        .map(|r| (r.sample, r.pixels.clone(), r.saturation))
+        .collect();
+    assert_eq!(got, inside);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].1, (0..64).collect::<Vec<u32>>());
+    // Normal samples have none.
+    assert!(mvtec_loco::spro_regions(&split.test[..2], 16, None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn mvtec_loco_spro_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    loco_tree(root);
+    let split = mvtec_loco::read_category(root, "breakfast_box").unwrap();
+    let cat = root.join("breakfast_box");
+    let gt = cat.join("ground_truth");
+    // A grey value no defect has.
+    mask(
+        &gt.join(format!("{LOGICAL}/000/001.png")),
+        (16, 12),
+        (0, 2, 0, 2),
+        7,
+    );
+    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("001.png") && msg.contains("grey value 7"),
+        "{msg}"
+    );
+    // Two values in one region file.
+    let two = GrayImage::from_fn(16, 12, |x, _| {
+        Luma([if x < 2 {
+            255
+        } else if x < 4 {
+            100
+        } else {
+            0
+        }])
+    });
+    two.save(gt.join(format!("{LOGICAL}/000/001.png"))).unwrap();
+    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("255 and 100"), "{msg}");
+    // An invalid and a missing config.
+    std::fs::write(
+        cat.join("defects_config.json"),
+        r#"[{"defect_name": "a", "pixel_value": 255, "saturation_threshold": 1.5, "relative_saturation": true}]"#,
+    )
+    .unwrap();
+    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("defects_config.json") && msg.contains("in (0, 1]"),
+        "{msg}"
+    );
+    std::fs::remove_file(cat.join("defects_config.json")).unwrap();
+    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("defects_config.json") && msg.contains("saturation"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -35,9 +35,9 @@
 //!   (0.01). `test_time_update = false` freezes the memory (scores then do not depend on the
 //!   test order); either way the trained items are what the checkpoint stores.
 //!
-//! Deviations: the learning-rate schedule is the runner's (`[train] schedule`; the paper's is
-//! cosine annealing). The first `T - 1` frames of each video are never scored, as in the
-//! reference.
+//! Deviations: the learning-rate schedule is the runner's `[train] schedule`; the paper files
+//! use `"cosine"`, annealed per optimizer step (the reference steps it per epoch). The first
+//! `T - 1` frames of each video are never scored, as in the reference.
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
     LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,

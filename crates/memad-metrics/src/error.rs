@@ -30,6 +30,10 @@ pub enum MetricError {
     /// The AUPRO false-positive-rate limit is outside `(0, 1]`.
     #[error("fpr_limit must be in (0, 1], got {0}")]
     InvalidFprLimit(f64),
+    /// An [`crate::auspro`] region that names no pixel of the maps or has no valid
+    /// saturation area.
+    #[error("sPRO region {index}: {reason}")]
+    InvalidRegion { index: usize, reason: String },
     /// Macro-averaged frame AUROC: no video contains both normal and abnormal frames.
     #[error("no video contains both normal and abnormal frames")]
     NoVideoWithBothClasses,

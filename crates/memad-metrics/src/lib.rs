@@ -19,6 +19,8 @@
 //!   limit (0.3 in the benchmark, [`MVTEC_FPR_LIMIT`]); regions are 8-connected components,
 //!   PRO averages over all regions of the set, FPR pools all normal pixels.
 //!   [`aupro_per_image`] is the per-image variant, named so it is never confused with it.
+//! - [`auspro`]: MVTec LOCO AD's saturated PRO (given regions, each with a saturation area;
+//!   reported up to FPR 0.05, [`LOCO_FPR_LIMIT`]).
 //! - [`frame_auroc_micro`] / [`frame_auroc_macro`]: pooled vs per-video-mean frame AUROC.
 //! - [`per_class_auroc`]: the one-class protocol, AUROC per class and mean.
 //! - [`evaluate_images`]: the image/pixel bundle of an image benchmark.
@@ -70,6 +72,6 @@ pub use error::{MetricError, Result};
 pub use images::{evaluate_images, ImageMetrics, PixelInputs};
 pub use one_class::{per_class_auroc, PerClass};
 pub use precision_recall::{average_precision, f1_max, F1Max};
-pub use pro::{aupro, aupro_per_image, MVTEC_FPR_LIMIT};
+pub use pro::{aupro, aupro_per_image, auspro, SaturatedRegion, LOCO_FPR_LIMIT, MVTEC_FPR_LIMIT};
 pub use roc::auroc;
 pub use video::{frame_auroc_macro, frame_auroc_micro, VideoNormalization};

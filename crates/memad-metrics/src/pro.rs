@@ -22,6 +22,18 @@
 //!
 //! Deviation: the official code rounds the FPRs to `f32` before integrating; here they are
 //! `f64`, which moves results by ~1e-8 (golden test: `tests/golden/`).
+//!
+//! [`auspro`] is MVTec LOCO AD's saturated variant (Bergmann et al., IJCV 2022, Sec. 5.1;
+//! the official `mvtec_loco_ad_evaluation` code, `src/metrics.py`, `src/image.py`): the
+//! regions are given (one ground-truth channel each, which may overlap and need not be
+//! connected), each with a saturation area `s_r`, and
+//! `sPRO(t) = (1/R) sum_r min(|{p in r : s_p > t}| / s_r, 1)`; FPR pools every pixel outside
+//! all regions of all images. PRO is the case `s_r = |r|`, so both run through the same
+//! sweep, which counts each region's pixels and adds `1/s_r` per pixel until the region
+//! saturates. The curve points are those of every distinct threshold either way, so the
+//! official `>` and this module's `>=` give the same curve. Deviation: the official script
+//! evaluates the curve at a finite set of thresholds drawn from the scores; this is the
+//! exact curve, which that sampling approaches.
 
 use rayon::prelude::*;
 
@@ -57,6 +69,88 @@ pub fn aupro(
 ) -> Result<f64> {
     check_inputs(maps, masks, n, h, w, fpr_limit)?;
     ProPixels::collect(maps, masks, h, w).area(fpr_limit)
+}
+
+/// The FPR limit MVTec LOCO AD reports its AU-sPRO at.
+pub const LOCO_FPR_LIMIT: f64 = 0.05;
+
+/// One ground-truth region of [`auspro`]: its pixels and saturation area.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaturatedRegion {
+    /// The image it belongs to (index into the `n` maps).
+    pub image: usize,
+    /// Its pixels, row-major indices into the image's `h*w`.
+    pub pixels: Vec<u32>,
+    /// `s_r`: the overlap, in pixels, at which the region counts as fully found.
+    pub saturation: f64,
+}
+
+/// AU-sPRO, MVTec LOCO AD's normalised area under the saturated per-region-overlap curve
+/// up to `fpr_limit` ([`LOCO_FPR_LIMIT`] in the benchmark). `maps` are `n` images of `h*w`
+/// pixels; `regions` the ground-truth channels of all images; every pixel outside all
+/// regions is a normal pixel for the FPR.
+///
+/// # Errors
+/// As [`aupro`]; `InvalidRegion` when a region names an image `>= n` or a pixel `>= h*w`,
+/// has no pixel, or a saturation area that is not finite and positive; `NoPositives`
+/// without regions.
+pub fn auspro(
+    maps: &[f32],
+    regions: &[SaturatedRegion],
+    n: usize,
+    h: usize,
+    w: usize,
+    fpr_limit: f64,
+) -> Result<f64> {
+    let hw = h * w;
+    let expected = n.checked_mul(hw).unwrap_or(usize::MAX);
+    if expected != maps.len() {
+        return Err(MetricError::Shape {
+            what: "anomaly maps (n * h * w)",
+            expected,
+            actual: maps.len(),
+        });
+    }
+    let mut in_region = vec![false; expected];
+    for (index, r) in regions.iter().enumerate() {
+        let invalid = |reason: String| Err(MetricError::InvalidRegion { index, reason });
+        if r.image >= n {
+            return invalid(format!("image {} of {n}", r.image));
+        }
+        if let Some(p) = r.pixels.iter().find(|&&p| p as usize >= hw) {
+            return invalid(format!("pixel {p} outside the {h}x{w} map"));
+        }
+        if r.pixels.is_empty() {
+            return invalid("no pixel".into());
+        }
+        if !(r.saturation.is_finite() && r.saturation > 0.0) {
+            return invalid(format!("saturation area {} (must be > 0)", r.saturation));
+        }
+        for &p in &r.pixels {
+            in_region[r.image * hw + p as usize] = true;
+        }
+    }
+    check_inputs(maps, &in_region, n, h, w, fpr_limit)?;
+    let normal: Vec<u32> = maps
+        .par_iter()
+        .zip(in_region.par_iter())
+        .filter(|(_, &a)| !a)
+        .map(|(&s, _)| f32_key(s))
+        .collect();
+    let mut anomalous = Vec::new();
+    for (tag, r) in regions.iter().enumerate() {
+        let base = r.image * hw;
+        anomalous.extend(r.pixels.iter().map(|&p| Tagged {
+            key: f32_key(maps[base + p as usize]),
+            tag: tag as u32,
+        }));
+    }
+    ProPixels {
+        normal,
+        anomalous,
+        saturation: regions.iter().map(|r| r.saturation).collect(),
+    }
+    .area(fpr_limit)
 }
 
 /// The per-image variant some papers use: the mean, over the images with at least one
@@ -136,8 +230,8 @@ fn check_inputs(
 struct ProPixels {
     normal: Vec<u32>,
     anomalous: Vec<Tagged>,
-    /// `1 / |r|` per region `r` (the tag).
-    inv_size: Vec<f64>,
+    /// `s_r` per region `r` (the tag): `|r|` for PRO.
+    saturation: Vec<f64>,
 }
 
 impl ProPixels {
@@ -168,10 +262,10 @@ impl ProPixels {
         let mut pixels = ProPixels {
             normal: Vec::with_capacity(total_normal),
             anomalous: Vec::new(),
-            inv_size: Vec::new(),
+            saturation: Vec::new(),
         };
         for (normal, anomalous, sizes) in per_image {
-            let offset = pixels.inv_size.len() as u32;
+            let offset = pixels.saturation.len() as u32;
             pixels.normal.extend_from_slice(&normal);
             pixels
                 .anomalous
@@ -180,16 +274,16 @@ impl ProPixels {
                     tag: t.tag + offset,
                 }));
             pixels
-                .inv_size
-                .extend(sizes.iter().map(|&s| 1.0 / f64::from(s)));
+                .saturation
+                .extend(sizes.iter().map(|&s| f64::from(s)));
         }
         pixels
     }
 
     /// Normalised area under the PRO curve up to `fpr_limit`.
     fn area(mut self, fpr_limit: f64) -> Result<f64> {
-        let regions = self.inv_size.len() as f64;
-        if self.inv_size.is_empty() {
+        let regions = self.saturation.len() as f64;
+        if self.saturation.is_empty() {
             return Err(MetricError::NoPositives);
         }
         let n_normal = self.normal.len();
@@ -208,7 +302,10 @@ impl ProPixels {
 
         // Points only where anomalous pixels enter: between two such thresholds the curve is
         // flat (normal pixels only move the FPR), so one corner point `(FPR above the
-        // group, PRO so far)` stands for the whole flat run. Normals: a pointer scan.
+        // group, PRO so far)` stands for the whole flat run. Normals: a pointer scan. Each
+        // region's pixels found so far are counted; a pixel adds `1/s_r` until the region
+        // saturates (PRO: `s_r = |r|`, never reached before its last pixel).
+        let mut found = vec![0u32; self.saturation.len()];
         let (normal, anomalous) = (&self.normal, &self.anomalous);
         let fpr = |j: usize| (normal.len() - j) as f64 / n_normal as f64;
         let (mut i, mut j) = (anomalous.len(), normal.len());
@@ -221,7 +318,15 @@ impl ProPixels {
             }
             curve.push(fpr(j), pro);
             while i > 0 && anomalous[i - 1].key == key {
-                weight.add(self.inv_size[anomalous[i - 1].tag as usize]);
+                let r = anomalous[i - 1].tag as usize;
+                let s = self.saturation[r];
+                let before = f64::from(found[r]);
+                found[r] += 1;
+                if before + 1.0 <= s {
+                    weight.add(1.0 / s);
+                } else if before < s {
+                    weight.add(1.0 - before / s); // the last step up to saturation
+                }
                 i -= 1;
             }
             while j > 0 && normal[j - 1] == key {
@@ -475,6 +580,191 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Straightforward AU-sPRO as the official LOCO code computes it: for every distinct
+    /// score `t` (binary map `s > t`, plus the point above the maximum), each region's
+    /// `min(tp / s_r, 1)` and the FPR over pixels outside every region, recounted from
+    /// scratch; trapezoid with interpolation at the limit.
+    fn spro_reference(maps: &[f32], regions: &[SaturatedRegion], hw: usize, limit: f64) -> f64 {
+        let mut outside = vec![true; maps.len()];
+        for r in regions {
+            for &p in &r.pixels {
+                outside[r.image * hw + p as usize] = false;
+            }
+        }
+        let normal: Vec<usize> = (0..maps.len()).filter(|&p| outside[p]).collect();
+        let mut thresholds = maps.to_vec();
+        thresholds.sort_by(|a, b| b.total_cmp(a));
+        thresholds.dedup();
+        let mut points = vec![(0.0, 0.0)];
+        for i in 0..thresholds.len() {
+            // `> next lower score` selects the same pixels as `>= this score`.
+            let above = |v: f32| match thresholds.get(i + 1) {
+                Some(&lower) => v > lower,
+                None => true,
+            };
+            let fpr =
+                normal.iter().filter(|&&p| above(maps[p])).count() as f64 / normal.len() as f64;
+            let spro = regions
+                .iter()
+                .map(|r| {
+                    let tp = (r.pixels.iter())
+                        .filter(|&&p| above(maps[r.image * hw + p as usize]))
+                        .count() as f64;
+                    (tp / r.saturation).min(1.0)
+                })
+                .sum::<f64>()
+                / regions.len() as f64;
+            points.push((fpr, spro));
+        }
+        let mut area = 0.0;
+        for seg in points.windows(2) {
+            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+            if x1 <= limit {
+                area += 0.5 * (y0 + y1) * (x1 - x0);
+            } else {
+                area += 0.5 * (y0 + y0 + (y1 - y0) * (limit - x0) / (x1 - x0)) * (limit - x0);
+                break;
+            }
+        }
+        area / limit
+    }
+
+    /// Regions cut from the masks of [`synthetic`]: each image's anomalous pixels split in
+    /// two overlapping channels (by column), saturating at a fraction or a pixel count.
+    fn spro_regions(masks: &[bool], n: usize, hw: usize, w: usize) -> Vec<SaturatedRegion> {
+        let mut regions = Vec::new();
+        for image in 0..n {
+            let on: Vec<u32> = (0..hw as u32)
+                .filter(|&p| masks[image * hw + p as usize])
+                .collect();
+            let left: Vec<u32> = on
+                .iter()
+                .copied()
+                .filter(|&p| (p as usize % w) < w / 2 + 1)
+                .collect();
+            let right: Vec<u32> = on
+                .iter()
+                .copied()
+                .filter(|&p| (p as usize % w) >= w / 2)
+                .collect();
+            for (k, pixels) in [left, right].into_iter().enumerate() {
+                if pixels.is_empty() {
+                    continue;
+                }
+                let area = pixels.len() as f64;
+                let saturation = if k == 0 {
+                    (0.4 * area).floor().max(1.0)
+                } else {
+                    area.min(3.0)
+                };
+                regions.push(SaturatedRegion {
+                    image,
+                    pixels,
+                    saturation,
+                });
+            }
+        }
+        regions
+    }
+
+    #[test]
+    fn auspro_matches_the_official_definition() {
+        for (seed, levels) in [(1, 0), (2, 4), (3, 16), (7, 0)] {
+            let (n, h, w) = (4, 13, 11);
+            let (maps, masks) = synthetic(seed, n, h, w, levels);
+            let regions = spro_regions(&masks, n, h * w, w);
+            for limit in [0.01, LOCO_FPR_LIMIT, 0.3, 1.0] {
+                let ours = auspro(&maps, &regions, n, h, w, limit).unwrap();
+                let want = spro_reference(&maps, &regions, h * w, limit);
+                assert!(
+                    (ours - want).abs() < 1e-9,
+                    "seed {seed} limit {limit}: {ours} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn auspro_with_full_saturation_is_aupro() {
+        // One region per connected component, saturating at its size: PRO itself.
+        let (n, h, w) = (4, 13, 11);
+        let (maps, masks) = synthetic(5, n, h, w, 0);
+        let mut regions = Vec::new();
+        for image in 0..n {
+            let comps = connected_components_8(&masks[image * h * w..(image + 1) * h * w], h, w);
+            for (label, &size) in comps.sizes.iter().enumerate() {
+                let pixels: Vec<u32> = (0..(h * w) as u32)
+                    .filter(|&p| comps.labels[p as usize] == label as u32 + 1)
+                    .collect();
+                assert_eq!(pixels.len(), size as usize);
+                regions.push(SaturatedRegion {
+                    image,
+                    pixels,
+                    saturation: f64::from(size),
+                });
+            }
+        }
+        for limit in [0.05, 0.3] {
+            let spro = auspro(&maps, &regions, n, h, w, limit).unwrap();
+            let pro = aupro(&maps, &masks, n, h, w, limit).unwrap();
+            assert!((spro - pro).abs() < 1e-12, "{spro} vs {pro}");
+        }
+    }
+
+    #[test]
+    fn auspro_saturates_hand_computed() {
+        // One 1x6 image: normals 0.1, 0.2; region {0.9, 0.8, 0.15, 0.05}.
+        let maps = [0.1, 0.2, 0.9, 0.8, 0.15, 0.05];
+        let region = |saturation| SaturatedRegion {
+            image: 0,
+            pixels: vec![2, 3, 4, 5],
+            saturation,
+        };
+        let area = |s: f64, limit| auspro(&maps, &[region(s)], 1, 1, 6, limit).unwrap();
+        // s = |r| = 4 (PRO): 2/4 found at FPR 0, 3/4 at FPR 1/2, all at FPR 1.
+        assert!((area(4.0, 1.0) - (0.5 * 0.5 + 0.5 * 0.75)).abs() < 1e-15);
+        // s = 2: saturated by the two pixels above every normal one.
+        assert!((area(2.0, 0.05) - 1.0).abs() < 1e-15);
+        assert!((area(2.0, 1.0) - 1.0).abs() < 1e-15);
+        // s = 3: 2/3 at FPR 0, saturated by the third pixel at FPR 1/2.
+        assert!((area(3.0, 0.05) - 2.0 / 3.0).abs() < 1e-15);
+        assert!((area(3.0, 1.0) - (0.5 * 2.0 / 3.0 + 0.5)).abs() < 1e-15);
+        // A fractional saturation (relative thresholds): 1.5 pixels, reached by the second.
+        assert!((area(1.5, 0.05) - 1.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn auspro_rejects_bad_regions() {
+        let maps = [0.1, 0.2, 0.9, 0.8];
+        let r = |image, pixels: Vec<u32>, saturation| SaturatedRegion {
+            image,
+            pixels,
+            saturation,
+        };
+        let err = |regions: &[SaturatedRegion]| auspro(&maps, regions, 1, 2, 2, 0.05).unwrap_err();
+        assert!(matches!(
+            err(&[r(1, vec![0], 1.0)]),
+            MetricError::InvalidRegion { index: 0, .. }
+        ));
+        assert!(matches!(
+            err(&[r(0, vec![2], 1.0), r(0, vec![4], 1.0)]),
+            MetricError::InvalidRegion { index: 1, .. }
+        ));
+        assert!(matches!(
+            err(&[r(0, vec![], 1.0)]),
+            MetricError::InvalidRegion { .. }
+        ));
+        assert!(matches!(
+            err(&[r(0, vec![1], 0.0)]),
+            MetricError::InvalidRegion { .. }
+        ));
+        assert_eq!(err(&[]), MetricError::NoPositives);
+        assert!(matches!(
+            auspro(&maps[..3], &[r(0, vec![1], 1.0)], 1, 2, 2, 0.05),
+            Err(MetricError::Shape { .. })
+        ));
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub use memad_data::video::ClipMode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Metric names `[eval] metrics` accepts, in report order. The `frame_*` metrics are the
-/// video protocol (frames grouped by video; `eval.video_normalization` applies).
-pub const METRICS: [&str; 10] = [
+/// Metric names `[eval] metrics` accepts, in report order. `aupro` is MVTec AD's (FPR limit
+/// 0.3), `auspro` MVTec LOCO AD's saturated PRO (FPR limit 0.05, `mvtec_loco` only). The
+/// `frame_*` metrics are the video protocol (frames grouped by video;
+/// `eval.video_normalization` applies).
+pub const METRICS: [&str; 11] = [
     "image_auroc",
     "image_ap",
     "image_f1_max",
@@ -21,6 +23,7 @@ pub const METRICS: [&str; 10] = [
     "pixel_ap",
     "pixel_f1_max",
     "aupro",
+    "auspro",
     "frame_auroc_micro",
     "frame_auroc_macro",
     "class_accuracy",
@@ -308,6 +311,18 @@ pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyho
         return Err(ConfigError::new(format!("eval.metrics[{i}]"), msg)
             .in_file(path)
             .into());
+    }
+    if let Some(i) = (experiment.eval.metrics.iter()).position(|m| m == "auspro") {
+        if dataset.format != DatasetFormat::MvtecLoco {
+            let msg = format!(
+                "auspro (saturated PRO) needs the per-region saturation thresholds of MVTec \
+                 LOCO AD (format mvtec_loco); `{}` has format {}: use aupro",
+                dataset.name, dataset.format
+            );
+            return Err(ConfigError::new(format!("eval.metrics[{i}]"), msg)
+                .in_file(path)
+                .into());
+        }
     }
     if let Some(i) = (experiment.eval.metrics.iter()).position(|m| m.starts_with("frame_")) {
         if !video {

@@ -800,7 +800,18 @@ fn evaluate_category(
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let category = &split.category;
-    let eval = evaluate(method, &split.test, class as i64, &exp.data, ctx.device)?;
+    let mut eval = evaluate(method, &split.test, class as i64, &exp.data, ctx.device)?;
+    if exp.eval.metrics.iter().any(|m| m == "auspro") {
+        let (decoded, crop) = decode_size(&exp.data);
+        eval.spro_regions = memad_data::mvtec_loco::spro_regions(&split.test, decoded, crop)?
+            .into_iter()
+            .map(|r| memad_metrics::SaturatedRegion {
+                image: r.sample,
+                pixels: r.pixels,
+                saturation: r.saturation,
+            })
+            .collect();
+    }
     write_scores(dir, category, &split.test, &eval)?;
     write_memory_usage(dir, category, &eval)?;
     write_overlays(exp, dir, split, &eval)?;
@@ -920,6 +931,8 @@ pub struct Evaluation {
     pub class_correct: Vec<bool>,
     /// How each memory of the method was addressed (`AnomalyOutput::memory_usage`).
     pub memory_usage: Vec<UsageSums>,
+    /// The ground-truth regions for `auspro` (MVTec LOCO AD), when it is asked for.
+    pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
 }
 
 /// One memory's addressing weights summed over a test set, per item.
@@ -1002,6 +1015,7 @@ pub fn evaluate(
         parts: Vec::new(),
         class_correct: Vec::new(),
         memory_usage: Vec::new(),
+        spro_regions: Vec::new(),
     };
     for host in loader {
         let host = host?;
@@ -1134,7 +1148,7 @@ pub fn compute_metrics(
     use memad_metrics as m;
     let mut out = Vec::new();
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
-        let pixel = name.starts_with("pixel") || name == "aupro";
+        let pixel = name.starts_with("pixel") || name == "aupro" || name == "auspro";
         if pixel && eval.maps.is_none() {
             continue; // the method gives no anomaly map
         }
@@ -1157,7 +1171,8 @@ pub fn compute_metrics(
             "pixel_auroc" => m::auroc(maps, &eval.masks),
             "pixel_ap" => m::average_precision(maps, &eval.masks),
             "pixel_f1_max" => m::f1_max(maps, &eval.masks).map(|f| f.f1),
-            "aupro" => m::aupro(maps, &eval.masks, n, s, s, 0.3),
+            "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
+            "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
             "frame_auroc_micro" | "frame_auroc_macro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
                 if name == "frame_auroc_micro" {
@@ -1258,6 +1273,7 @@ mod tests {
             parts: Vec::new(),
             class_correct: Vec::new(),
             memory_usage: Vec::new(),
+            spro_regions: Vec::new(),
         }
     }
 
