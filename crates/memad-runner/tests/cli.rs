@@ -437,3 +437,136 @@ fn synthesis_for_a_method_that_ignores_it_is_an_error() {
     assert!(t.contains("does not train on synthesized anomalies"), "{t}");
     assert!(t.contains("data.synthesis"), "{t}");
 }
+
+/// A tiny MVTec LOCO AD tree (`breakfast_box`, 64 px): striped normal images, a bright
+/// square as the structural anomaly (one region, absolute saturation) and a dark bar as the
+/// logical one (two region files, relative saturation), with `defects_config.json`.
+fn tiny_loco(root: &Path) {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let c = root.join("breakfast_box");
+    let save_rgb = |path: PathBuf, defect: Option<(u32, u32, u32, u32, u8)>| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(64, 64, |x, y| {
+            if let Some((x0, x1, y0, y1, v)) = defect {
+                if (x0..x1).contains(&x) && (y0..y1).contains(&y) {
+                    return Rgb([v, v, v]);
+                }
+            }
+            let s = if (x / 4 + y / 8) % 2 == 0 { 90 } else { 150 };
+            Rgb([s, s / 2, 40])
+        })
+        .save(path)
+        .unwrap();
+    };
+    let save_region = |path: PathBuf, (x0, x1, y0, y1): (u32, u32, u32, u32), v: u8| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        GrayImage::from_fn(64, 64, |x, y| {
+            Luma([if (x0..x1).contains(&x) && (y0..y1).contains(&y) {
+                v
+            } else {
+                0
+            }])
+        })
+        .save(path)
+        .unwrap();
+    };
+    for i in 0..6 {
+        save_rgb(c.join(format!("train/good/{i:03}.png")), None);
+    }
+    for i in 0..2 {
+        save_rgb(c.join(format!("validation/good/{i:03}.png")), None);
+        save_rgb(c.join(format!("test/good/{i:03}.png")), None);
+    }
+    save_rgb(
+        c.join("test/structural_anomalies/000.png"),
+        Some((20, 36, 20, 36, 255)),
+    );
+    save_region(
+        c.join("ground_truth/structural_anomalies/000/000.png"),
+        (20, 36, 20, 36),
+        255,
+    );
+    save_rgb(
+        c.join("test/logical_anomalies/000.png"),
+        Some((8, 56, 44, 52, 0)),
+    );
+    save_region(
+        c.join("ground_truth/logical_anomalies/000/000.png"),
+        (8, 32, 44, 52),
+        100,
+    );
+    save_region(
+        c.join("ground_truth/logical_anomalies/000/001.png"),
+        (32, 56, 44, 52),
+        100,
+    );
+    std::fs::write(
+        c.join("defects_config.json"),
+        r#"[{"defect_name": "contamination", "pixel_value": 255, "saturation_threshold": 64, "relative_saturation": false},
+            {"defect_name": "misplaced_bar", "pixel_value": 100, "saturation_threshold": 0.5, "relative_saturation": true}]"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn patchcore_scores_mvtec_loco_with_saturated_pro() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_loco(&dir.path().join("data/loco"));
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[loco]\nformat = \"mvtec_loco\"\nroot = \"data/loco\"\n",
+    )
+    .unwrap();
+    let exp = std::fs::read_to_string(workspace().join("experiments/patchcore_synthetic.toml"))
+        .unwrap()
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"loco\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"breakfast_box\"]",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace(
+            "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
+            "metrics = [\"image_auroc\", \"pixel_auroc\", \"aupro\", \"auspro\"]",
+        );
+    std::fs::write(dir.path().join("loco.toml"), &exp).unwrap();
+    let out = memad(&["run", "loco.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let run = std::fs::read_dir(dir.path().join("runs/patchcore_synthetic"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let value = |name: &str| -> f64 {
+        let row = (metrics.lines())
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|cols| cols[9] == name)
+            .unwrap_or_else(|| panic!("{name} missing in {metrics}"));
+        row[10].parse().unwrap()
+    };
+    // The bright square and the dark bar stand out of the stripes: found at a low FPR.
+    for name in ["aupro", "auspro"] {
+        let v = value(name);
+        assert!(v > 0.0 && v <= 1.0, "{name} {v}: {metrics}");
+    }
+
+    // auspro needs LOCO's saturation thresholds: refused on an MVTec-format dataset.
+    tiny_catalog(dir.path(), r#""grid""#);
+    let mvtec = exp
+        .replace("dataset = \"loco\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"breakfast_box\"]",
+            "categories = [\"grid\"]",
+        );
+    std::fs::write(dir.path().join("mvtec.toml"), mvtec).unwrap();
+    let out = memad(&["check", "mvtec.toml"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("eval.metrics[3]") && t.contains("mvtec_loco"),
+        "{t}"
+    );
+}
