@@ -178,7 +178,14 @@ pub fn check_dataset(entry: &DatasetEntry) -> Result<CheckReport> {
             for name in names {
                 match entry.read_category(&name) {
                     Ok(split) => {
-                        let (c, problems) = check_split(&split);
+                        let (c, mut problems) = check_split(&split);
+                        if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {
+                            // sPRO's inputs: the defects config and one grey value per
+                            // region file that it knows (sizes are checked above).
+                            if let Err(e) = crate::mvtec_loco::spro_regions(&split.test, 8, None) {
+                                problems.push(problem(format!("sPRO regions: {e}")));
+                            }
+                        }
                         report.categories.push(c);
                         report.problems.extend(problems);
                     }

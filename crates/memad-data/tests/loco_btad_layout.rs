@@ -260,6 +260,12 @@ fn mvtec_loco_spro_errors_name_the_file() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("255 and 100"), "{msg}");
+    let report = check_dataset(&entry("mvtec_loco", root)).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("sPRO regions") && text.contains("255 and 100"),
+        "{text}"
+    );
     // An invalid and a missing config.
     std::fs::write(
         cat.join("defects_config.json"),
