@@ -71,6 +71,25 @@ fn drawing<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing: {e}")
 }
 
+/// The legend of every chart: the series labels in a light box at `position`.
+fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: plotters::coord::CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 14))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .position(position)
+        .draw()
+        .map_err(drawing)
+}
+
 /// Renders a figure twice (bitmap and SVG) with the same drawing code and writes
 /// `<stem>.png` and `<stem>.svg` atomically; returns the two paths.
 macro_rules! png_and_svg {
@@ -415,14 +434,7 @@ fn draw_losses<DB: DrawingBackend>(
                 .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
                 .map_err(drawing)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(drawing)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     Ok(())
 }
@@ -472,14 +484,7 @@ fn draw_roc<DB: DrawingBackend>(
             .label(format!("{} (AUROC {:.3})", curve.category, curve.auroc))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(drawing)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
@@ -547,14 +552,7 @@ fn draw_pr<DB: DrawingBackend>(
             ))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()
-        .map_err(drawing)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
 
@@ -1042,14 +1040,7 @@ fn draw_ablation<DB: DrawingBackend>(
                 .map_err(drawing)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 14))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(drawing)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }
 
