@@ -34,79 +34,67 @@ use std::time::Instant;
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
-const USAGE: &str = "usage: loader_bench [--images N] [--source PX] [--size S] [--batch B] \
-[--threads T] [--workers W] [--rounds R] [--dir DIR] [--out CSV] [--python PY] [--machine TEXT] \
-[--no-reference]";
-
 /// Command-line options.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "loader_bench",
+    about = "Times memad's loader against PIL + torchvision with a DataLoader."
+)]
 struct Args {
+    /// Images written and loaded per epoch.
+    #[arg(long, default_value_t = 64, value_parser = positive)]
     images: usize,
+    /// Side of the source PNGs (MVTec: about 900).
+    #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
     source: u32,
+    /// Side images are resized to.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     size: u32,
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     batch: usize,
+    /// memad's rayon threads.
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     threads: usize,
+    /// The reference's DataLoader workers.
+    #[arg(long, default_value_t = 2, value_parser = positive)]
     workers: usize,
+    #[arg(long, default_value_t = 3, value_parser = positive)]
     rounds: usize,
+    /// Working folder (PNGs and the cache).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("memad-loader-bench"))]
     dir: PathBuf,
+    #[arg(long, default_value = "benches/reference/results/loader_cpu.csv")]
     out: PathBuf,
+    /// The Python with torch and torchvision (default: $PYTHON, else memad's venv).
+    #[arg(long, default_value_os_t = default_python())]
     python: PathBuf,
+    /// Machine description for the CSV (default: read from the system).
+    #[arg(long)]
     machine: Option<String>,
+    /// Time memad only.
+    #[arg(long = "no-reference", action = clap::ArgAction::SetFalse)]
     reference: bool,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
-    let cache_root = std::env::var_os("MEMAD_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/memad")))
-        .unwrap_or_default();
-    let mut a = Args {
-        images: 64,
-        source: 900,
-        size: 256,
-        batch: 16,
-        threads: 2,
-        workers: 2,
-        rounds: 3,
-        dir: std::env::temp_dir().join("memad-loader-bench"),
-        out: PathBuf::from("benches/reference/results/loader_cpu.csv"),
-        python: std::env::var_os("PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache_root.join("torch-2.11.0/venv/bin/python")),
-        machine: None,
-        reference: true,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        let number = |v: String| {
-            v.parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| format!("{flag}: expected a positive integer, got `{v}`"))
-        };
-        match flag.as_str() {
-            "--images" => a.images = number(value()?)?,
-            "--source" => a.source = number(value()?)? as u32,
-            "--size" => a.size = number(value()?)? as u32,
-            "--batch" => a.batch = number(value()?)?,
-            "--threads" => a.threads = number(value()?)?,
-            "--workers" => a.workers = number(value()?)?,
-            "--rounds" => a.rounds = number(value()?)?,
-            "--dir" => a.dir = value()?.into(),
-            "--out" => a.out = value()?.into(),
-            "--python" => a.python = value()?.into(),
-            "--machine" => a.machine = Some(value()?),
-            "--no-reference" => a.reference = false,
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
+/// A count of at least 1.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a positive integer, got `{text}`")),
     }
-    Ok(a)
+}
+
+/// `$PYTHON`, else the interpreter of memad's cached torch environment.
+fn default_python() -> PathBuf {
+    std::env::var_os("PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("MEMAD_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/memad")))
+                .unwrap_or_default()
+                .join("torch-2.11.0/venv/bin/python")
+        })
 }
 
 /// Writes the `n` PNGs (`0000.png`, ...) that are not there yet: woven and grained texture
@@ -250,14 +238,7 @@ fn machine() -> String {
 const PIPELINES: [&str; 4] = ["memad_cold", "memad_cold_fill", "memad_cached", "reference"];
 
 fn main() -> BoxResult<()> {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let a = match parse_args(&argv) {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
+    let a = <Args as clap::Parser>::parse();
     let load_start = load1();
     rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)

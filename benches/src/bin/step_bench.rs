@@ -63,97 +63,56 @@ const RD4AD_QUICKSTART: &str = include_str!("../../../experiments/quickstart.tom
 const MDDNET_QUICKSTART: &str = include_str!("../../../experiments/mddnet_synthetic.toml");
 const PATCHCORE_QUICKSTART: &str = include_str!("../../../experiments/patchcore_synthetic.toml");
 
-const USAGE: &str = "usage: step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda \
---batch B --size S --steps N --warmup W --out results.csv [--shape paper|quickstart] \
-[--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]";
-
 const METHODS: [&str; 4] = ["rd4ad", "mnad", "mddnet", "patchcore"];
 
 /// Command-line options.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, clap::Parser)]
+#[command(
+    name = "step_bench",
+    about = "Times training and scoring steps of a method.",
+    allow_negative_numbers = true
+)]
 struct Args {
+    #[arg(long, value_parser = METHODS)]
     method: String,
     /// `paper` or `quickstart`.
+    #[arg(long, default_value = "paper", value_parser = ["paper", "quickstart"])]
     shape: String,
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     device: String,
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(1..))]
     batch: i64,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(i64).range(1..))]
     size: i64,
-    steps: usize,
-    warmup: usize,
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: u32,
+    #[arg(long, default_value_t = 2)]
+    warmup: u32,
+    /// CSV the rows are appended to.
+    #[arg(long)]
     out: Option<PathBuf>,
     /// PatchCore: images the bank is fitted on.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(i64).range(1..))]
     fit_images: i64,
     /// MDD-Net: classes of the memory (default by shape).
-    classes: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    classes: Option<u32>,
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
+    #[arg(long)]
     commit: Option<String>,
+    /// YYYY-MM-DD.
+    #[arg(long)]
     date: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut parsed = Args {
-        method: String::new(),
-        shape: "paper".into(),
-        device: "cpu".into(),
-        batch: 2,
-        size: 64,
-        steps: 10,
-        warmup: 2,
-        out: None,
-        fit_images: 16,
-        classes: None,
-        threads: None,
-        commit: None,
-        date: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        let number = |v: String| {
-            v.parse::<i64>()
-                .ok()
-                .filter(|&n| n >= 0)
-                .ok_or_else(|| format!("{flag}: expected a non-negative integer, got `{v}`"))
-        };
-        match flag.as_str() {
-            "--method" => parsed.method = value()?,
-            "--shape" => parsed.shape = value()?,
-            "--fit-images" => parsed.fit_images = number(value()?)?,
-            "--classes" => parsed.classes = Some(number(value()?)? as usize),
-            "--device" => parsed.device = value()?,
-            "--batch" => parsed.batch = number(value()?)?,
-            "--size" => parsed.size = number(value()?)?,
-            "--steps" => parsed.steps = number(value()?)? as usize,
-            "--warmup" => parsed.warmup = number(value()?)? as usize,
-            "--out" => parsed.out = Some(value()?.into()),
-            "--threads" => parsed.threads = Some(number(value()?)? as i32),
-            "--commit" => parsed.commit = Some(value()?),
-            "--date" => parsed.date = Some(value()?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
-        }
-    }
-    if !METHODS.contains(&parsed.method.as_str()) {
-        return Err(format!("--method must be one of {METHODS:?}\n{USAGE}"));
-    }
-    if !["paper", "quickstart"].contains(&parsed.shape.as_str()) {
-        return Err(format!("--shape must be paper or quickstart\n{USAGE}"));
-    }
+    use clap::Parser;
+    let parsed =
+        Args::try_parse_from(std::iter::once("step_bench").chain(args.iter().map(String::as_str)))
+            .map_err(|e| e.to_string())?;
     if parsed.shape == "quickstart" && parsed.method == "mnad" {
         return Err("mnad has the paper shape only".into());
-    }
-    if parsed.fit_images < 1 || parsed.classes == Some(0) {
-        return Err("--fit-images and --classes must be at least 1".into());
-    }
-    if !["cpu", "cuda"].contains(&parsed.device.as_str()) {
-        return Err(format!("--device must be cpu or cuda\n{USAGE}"));
-    }
-    if parsed.batch < 1 || parsed.size < 1 || parsed.steps < 1 || parsed.threads == Some(0) {
-        return Err("--batch, --size, --steps and --threads must be at least 1".into());
     }
     Ok(parsed)
 }
@@ -554,7 +513,7 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     memad_methods::register(&mut registry);
     let setup = setup(&args.method, &args.shape, &registry)?;
     let classes = match (args.method.as_str(), args.classes) {
-        ("mddnet", Some(c)) => c,
+        ("mddnet", Some(c)) => c as usize,
         ("mddnet", None) if args.shape == "quickstart" => 3,
         ("mddnet", None) => 15,
         _ => 1,
