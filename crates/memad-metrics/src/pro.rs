@@ -103,7 +103,7 @@ pub fn auspro(
     fpr_limit: f64,
 ) -> Result<f64> {
     let hw = h * w;
-    let expected = n.checked_mul(hw).unwrap_or(usize::MAX);
+    let expected = n.saturating_mul(hw);
     if expected != maps.len() {
         return Err(MetricError::Shape {
             what: "anomaly maps (n * h * w)",
