@@ -512,6 +512,12 @@ mod tests {
                 / regions.len() as f64;
             points.push((fpr, pro));
         }
+        curve_area(&points, limit)
+    }
+
+    /// Trapezoid rule through `points` (from `(0, 0)`) up to `x = limit`, the last segment
+    /// cut by linear interpolation, divided by `limit`.
+    fn curve_area(points: &[(f64, f64)], limit: f64) -> f64 {
         let mut area = 0.0;
         for seg in points.windows(2) {
             let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
@@ -618,17 +624,7 @@ mod tests {
                 / regions.len() as f64;
             points.push((fpr, spro));
         }
-        let mut area = 0.0;
-        for seg in points.windows(2) {
-            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
-            if x1 <= limit {
-                area += 0.5 * (y0 + y1) * (x1 - x0);
-            } else {
-                area += 0.5 * (y0 + y0 + (y1 - y0) * (limit - x0) / (x1 - x0)) * (limit - x0);
-                break;
-            }
-        }
-        area / limit
+        curve_area(&points, limit)
     }
 
     /// Regions cut from the masks of [`synthetic`]: each image's anomalous pixels split in
