@@ -231,6 +231,11 @@ fn mvtec_loco_spro_errors_name_the_file() {
     let split = mvtec_loco::read_category(root, "breakfast_box").unwrap();
     let cat = root.join("breakfast_box");
     let gt = cat.join("ground_truth");
+    let spro_error = || {
+        mvtec_loco::spro_regions(&split.test, 16, None)
+            .unwrap_err()
+            .to_string()
+    };
     // A grey value no defect has.
     mask(
         &gt.join(format!("{LOGICAL}/000/001.png")),
@@ -238,9 +243,7 @@ fn mvtec_loco_spro_errors_name_the_file() {
         (0, 2, 0, 2),
         7,
     );
-    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
-        .unwrap_err()
-        .to_string();
+    let msg = spro_error();
     assert!(
         msg.contains("001.png") && msg.contains("grey value 7"),
         "{msg}"
@@ -256,9 +259,7 @@ fn mvtec_loco_spro_errors_name_the_file() {
         }])
     });
     two.save(gt.join(format!("{LOGICAL}/000/001.png"))).unwrap();
-    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
-        .unwrap_err()
-        .to_string();
+    let msg = spro_error();
     assert!(msg.contains("255 and 100"), "{msg}");
     let report = check_dataset(&entry("mvtec_loco", root)).unwrap();
     let text = report.to_string();
@@ -272,17 +273,13 @@ fn mvtec_loco_spro_errors_name_the_file() {
         r#"[{"defect_name": "a", "pixel_value": 255, "saturation_threshold": 1.5, "relative_saturation": true}]"#,
     )
     .unwrap();
-    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
-        .unwrap_err()
-        .to_string();
+    let msg = spro_error();
     assert!(
         msg.contains("defects_config.json") && msg.contains("in (0, 1]"),
         "{msg}"
     );
     std::fs::remove_file(cat.join("defects_config.json")).unwrap();
-    let msg = mvtec_loco::spro_regions(&split.test, 16, None)
-        .unwrap_err()
-        .to_string();
+    let msg = spro_error();
     assert!(
         msg.contains("defects_config.json") && msg.contains("saturation"),
         "{msg}"
