@@ -267,21 +267,22 @@ pub fn load_batch_with_cache(
 }
 
 /// The first row and column of the central `crop x crop` of an `S x S` plane:
-/// `round((S - crop) / 2)`, as torchvision's `CenterCrop`.
-pub(crate) fn crop_offset(size: u32, crop: u32) -> u32 {
-    (f64::from(size - crop) / 2.0).round_ties_even() as u32
+/// `round((S - crop) / 2)`, as torchvision's `CenterCrop`; an error unless
+/// `1 <= crop <= S`.
+pub(crate) fn crop_offset(size: u32, crop: u32) -> Result<u32> {
+    if crop > size || crop == 0 {
+        return Err(DataError::InvalidArgument(format!(
+            "centre crop {crop} must be between 1 and the decoded size {size}"
+        )));
+    }
+    Ok((f64::from(size - crop) / 2.0).round_ties_even() as u32)
 }
 
 /// Crops every plane of `host` (images `[B, C, S, S]`, masks `[B, 1, S, S]`) to its central
 /// `crop x crop`; the offset is `round((S - crop) / 2)`, as torchvision's `CenterCrop`.
 fn center_crop(host: &mut HostBatch, crop: u32) -> Result<()> {
     let (s, c) = (host.size as usize, crop as usize);
-    if c > s || c == 0 {
-        return Err(DataError::InvalidArgument(format!(
-            "centre crop {crop} must be between 1 and the decoded size {s}"
-        )));
-    }
-    let off = crop_offset(host.size as u32, crop) as usize;
+    let off = crop_offset(host.size as u32, crop)? as usize;
     let crop_planes = |planes: &[f32]| -> Vec<f32> {
         planes
             .chunks(s * s)

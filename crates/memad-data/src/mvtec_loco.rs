@@ -271,12 +271,7 @@ pub struct SproRegion {
 /// values, a value no defect uses, or a size other than its image's, each naming the file.
 pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<Vec<SproRegion>> {
     let crop = crop.unwrap_or(size);
-    if crop == 0 || crop > size {
-        return Err(DataError::InvalidArgument(format!(
-            "centre crop {crop} must be between 1 and the decoded size {size}"
-        )));
-    }
-    let off = crop_offset(size, crop);
+    let off = crop_offset(size, crop)?;
     let mut configs: HashMap<PathBuf, Vec<DefectConfig>> = HashMap::new();
     let mut regions = Vec::new();
     for (index, sample) in samples.iter().enumerate() {
@@ -321,10 +316,11 @@ pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<
                         defects.iter().map(|d| d.pixel_value).collect::<Vec<_>>()
                     ),
                 })?;
-            let area = gray.pixels().filter(|p| p[0] > 0).count();
-            let binary = image::GrayImage::from_fn(gray.width(), gray.height(), |x, y| {
-                image::Luma([if gray.get_pixel(x, y)[0] > 0 { 255 } else { 0 }])
-            });
+            let (mut binary, mut area) = (gray, 0usize);
+            for p in binary.pixels_mut().filter(|p| p[0] > 0) {
+                p[0] = 255;
+                area += 1;
+            }
             let resized = fit_mask(binary, file, Some(&sample.image), expected, size)?;
             let resized_area = resized.pixels().filter(|p| p[0] > 0).count();
             let pixels: Vec<u32> = (0..crop)
