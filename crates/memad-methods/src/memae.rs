@@ -605,46 +605,48 @@ impl MemAeMethod {
         for layer in &self.encoder {
             z = layer.forward_t(&z, train);
         }
-        let Some(memory) = &self.memory else {
-            let mut y = z;
-            for layer in &self.decoder {
-                y = layer.forward_t(&y, train);
+        let (mut y, memory) = match &self.memory {
+            None => (z, None),
+            Some(memory) => {
+                let (read_code, queries, read) = read_per_position(memory, &z, train);
+                (read_code, Some((queries, read)))
             }
-            return Ok(Forward {
-                input,
-                output: y,
-                memory: None,
-            });
         };
-        // [B, C, ...] -> [B, ..., C] -> [B * positions, C]
-        let rank = z.dim() as i64;
-        let code_shape = z.size();
-        let channels = code_shape[1];
-        let to_last: Vec<i64> = std::iter::once(0)
-            .chain(2..rank)
-            .chain(std::iter::once(1))
-            .collect();
-        let moved = z.permute(to_last.as_slice());
-        let moved_shape = moved.size();
-        let queries = moved.reshape([-1, channels]);
-        let read = memory.read(&queries, train);
-        let to_channels: Vec<i64> = std::iter::once(0)
-            .chain(std::iter::once(rank - 1))
-            .chain(1..rank - 1)
-            .collect();
-        let mut y = read
-            .output
-            .reshape(moved_shape.as_slice())
-            .permute(to_channels.as_slice());
         for layer in &self.decoder {
             y = layer.forward_t(&y, train);
         }
         Ok(Forward {
             input,
             output: y,
-            memory: Some((queries, read)),
+            memory,
         })
     }
+}
+
+/// Reads the code `z` `[B, C, ...]` from `memory` at every position (as the official
+/// `MemModule`): `[B * positions, C]` queries, their read, and the read output back in
+/// `z`'s layout `[B, C, ...]`.
+fn read_per_position(memory: &MemAe, z: &Tensor, train: bool) -> (Tensor, Tensor, MemoryRead) {
+    // [B, C, ...] -> [B, ..., C] -> [B * positions, C]
+    let rank = z.dim() as i64;
+    let channels = z.size()[1];
+    let to_last: Vec<i64> = std::iter::once(0)
+        .chain(2..rank)
+        .chain(std::iter::once(1))
+        .collect();
+    let moved = z.permute(to_last.as_slice());
+    let moved_shape = moved.size();
+    let queries = moved.reshape([-1, channels]);
+    let read = memory.read(&queries, train);
+    let to_channels: Vec<i64> = std::iter::once(0)
+        .chain(std::iter::once(rank - 1))
+        .chain(1..rank - 1)
+        .collect();
+    let read_code = read
+        .output
+        .reshape(moved_shape.as_slice())
+        .permute(to_channels.as_slice());
+    (read_code, queries, read)
 }
 
 /// `[B, 3, ...]` RGB -> `[B, 1, ...]` BT.601 luma.
