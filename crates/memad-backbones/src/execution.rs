@@ -13,6 +13,7 @@
 //! autocast's on/off switch (whose CUDA type is fp16), not its type, so `bf16` could not be
 //! had that way.
 use crate::config::{BackboneConfig, Precision};
+pub use memad_core::precision::{channels_last, is_channels_last};
 use memad_core::{ConfigError, FeatureLevel, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -96,17 +97,6 @@ impl Execution {
             })
             .collect()
     }
-}
-
-/// `t` (`[N, C, H, W]`) with the same values over channels-last (NHWC) memory.
-pub fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-/// Whether `t` (`[N, C, H, W]`) is laid out channels-last: the channel stride is 1.
-pub fn is_channels_last(t: &Tensor) -> bool {
-    let (size, stride) = (t.size(), t.stride());
-    size.len() == 4 && (stride[1] == 1 || size[1] == 1) && stride[3] == size[1]
 }
 
 #[cfg(test)]

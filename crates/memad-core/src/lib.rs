@@ -7,11 +7,13 @@
 //!   component crate exposes `register(&mut Registry)`.
 //! - [`config`]: typed section parsing with `deny_unknown_fields` and key-path errors.
 //! - [`device`]: device selection (really loading libtorch's CUDA backend) and seeding.
+//! - [`precision`]: bf16 autocast and channels-last memory for a whole run.
 pub mod config;
 pub mod device;
 pub mod error;
 pub mod io;
 pub mod optim;
+pub mod precision;
 pub mod registry;
 pub mod traits;
 

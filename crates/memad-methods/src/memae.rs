@@ -382,17 +382,19 @@ impl Conv {
         }
     }
 
+    /// The named 2D/3D (transposed) convolutions, not the generic `convolution`: autocast
+    /// casts only those on the CPU.
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.convolution(
-            &self.weight,
-            Some(&self.bias),
-            self.stride.as_slice(),
-            self.padding.as_slice(),
-            vec![1; self.stride.len()].as_slice(),
-            self.transposed,
-            self.output_padding.as_slice(),
-            1,
-        )
+        let (w, b) = (&self.weight, Some(&self.bias));
+        let (stride, padding) = (self.stride.as_slice(), self.padding.as_slice());
+        let (out_pad, dilation) = (self.output_padding.as_slice(), [1; 3]);
+        let dilation = &dilation[..stride.len()];
+        match (self.transposed, stride.len()) {
+            (false, 2) => x.conv2d(w, b, stride, padding, dilation, 1),
+            (false, _) => x.conv3d(w, b, stride, padding, dilation, 1),
+            (true, 2) => x.conv_transpose2d(w, b, stride, padding, out_pad, 1, dilation),
+            (true, _) => x.conv_transpose3d(w, b, stride, padding, out_pad, 1, dilation),
+        }
     }
 }
 
