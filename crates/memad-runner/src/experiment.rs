@@ -4,6 +4,7 @@
 //! path); [`load`] resolves every section through the registry so the returned
 //! [`Experiment`] has every default filled in, and [`Experiment::to_toml`] is what the run
 //! folder stores.
+use memad_core::precision::Precision;
 use memad_core::registry::kind_of;
 use memad_core::{parse_section, ConfigError, Registry};
 use memad_data::catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
@@ -43,6 +44,15 @@ pub struct Experiment {
     /// `auto` (CUDA when available), `cpu`, `cuda`, `cuda:N`.
     #[serde(default = "d_device")]
     pub device: String,
+    /// `fp32`, or `bf16`: training steps and scoring under autocast to bfloat16 on the run's
+    /// device (variables, gradients and optimizer state stay fp32; see
+    /// `memad_core::precision`). Fitted-once methods (PatchCore) fit in fp32.
+    #[serde(default)]
+    pub precision: Precision,
+    /// Convolution weights of the trained model in channels-last memory (the frozen
+    /// backbone has its own `[method.backbone] channels_last`).
+    #[serde(default)]
+    pub channels_last: bool,
     pub data: DataConfig,
     /// The method section; its `kind` picks the registered method that validates the rest.
     pub method: toml::Value,

@@ -26,6 +26,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use memad_core::device::{seed_everything, select};
 use memad_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
+use memad_core::precision::{autocast, make_channels_last, Precision};
 use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
@@ -169,7 +170,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
         };
         for (class, split) in pending {
-            let values = evaluate_category(&exp, &ctx, split, class, method.as_ref(), &mut dir)?;
+            let values =
+                evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
             for (metric, value) in &values {
                 rows.push(MetricRow {
                     run: format!("{}/{stamp}", exp.name),
@@ -427,6 +429,7 @@ fn train_model(
     }
     pb.set_position(((first_epoch - 1) * batches_per_epoch) as u64);
     let mut last_note = Instant::now();
+    let (mut trained_images, mut training_seconds) = (0usize, 0f64);
     for epoch in first_epoch..=exp.train.epochs {
         method.start_epoch(epoch, exp.train.epochs)?;
         let epoch_seed = exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
@@ -454,7 +457,7 @@ fn train_model(
         let mut steps = 0usize;
         for host in loader {
             let batch = host?.to_batch(ctx.device);
-            let out = method.train_step(&batch)?;
+            let out = autocast(ctx.device, exp.precision, || method.train_step(&batch))?;
             let loss = out.loss.double_value(&[]);
             if !loss.is_finite() {
                 anyhow::bail!("[{category}] epoch {epoch}: the loss is {loss}; lower train.lr or check the data");
@@ -492,6 +495,8 @@ fn train_model(
                 );
             }
         }
+        trained_images += seen;
+        training_seconds += t0.elapsed().as_secs_f64();
         let terms: Vec<String> = sums
             .iter()
             .map(|(n, s)| format!("{n} {:.4}", s / steps as f64))
@@ -527,7 +532,15 @@ fn train_model(
     }
     pb.finish_and_clear();
     method.finalize()?;
-    append_losses(dir, &loss_rows)?;
+    append_rows(dir, "losses.csv", &loss_rows)?;
+    let timing = TimingRow {
+        model: model.to_string(),
+        category: model.to_string(),
+        stage: "train".into(),
+        images: trained_images,
+        seconds: training_seconds,
+    };
+    append_rows(dir, "timings.csv", &[timing])?;
     save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
     remove_resume(&resume_root)?;
     Ok(method)
@@ -542,7 +555,11 @@ fn build_method(
 ) -> anyhow::Result<Box<dyn Method>> {
     seed_everything(exp.seed);
     let entry = registry.method(exp.method_kind(), "method.kind")?;
-    Ok((entry.build)(&exp.method, registry, ctx)?)
+    let method = (entry.build)(&exp.method, registry, ctx)?;
+    if exp.channels_last {
+        make_channels_last(method.trainable());
+    }
+    Ok(method)
 }
 
 /// The method of `checkpoints/<model>.safetensors`, when an earlier session of the run
@@ -617,13 +634,13 @@ fn save_resume(
     }
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let write = || -> anyhow::Result<()> {
-        method.trainable().save(tmp.join("model.safetensors"))?;
+        write_tensors(
+            &variables(method.trainable()),
+            &tmp.join("model.safetensors"),
+        )?;
         for (file, tensors) in [("state", method.state()), ("optimizer", opt.state())] {
             if !tensors.is_empty() {
-                let cpu: Vec<(String, Tensor)> = (tensors.into_iter())
-                    .map(|(n, t)| (n, t.to_device(Device::Cpu)))
-                    .collect();
-                Tensor::write_safetensors(&cpu, tmp.join(format!("{file}.safetensors")))?;
+                write_tensors(&tensors, &tmp.join(format!("{file}.safetensors")))?;
             }
         }
         std::fs::write(tmp.join("losses.csv"), csv_text(losses)?)?;
@@ -778,29 +795,42 @@ fn fit_once(
     }
     pb.finish_and_clear();
     tch::no_grad(|| method.finalize())?;
-    say(
-        dir,
-        &format!(
-            "[{model}] fitted on {} images in {:.1} s (one pass, no gradients)",
-            train.len(),
-            t0.elapsed().as_secs_f64()
-        ),
+    let seconds = t0.elapsed().as_secs_f64();
+    let line = format!(
+        "[{model}] fitted on {} images in {seconds:.1} s (one pass, no gradients)",
+        train.len()
     );
-    Ok(())
+    say(dir, &line);
+    let timing = TimingRow {
+        model: model.to_string(),
+        category: model.to_string(),
+        stage: "fit".into(),
+        images: train.len(),
+        seconds,
+    };
+    append_rows(dir, "timings.csv", &[timing])
 }
 
-/// Scores a category's test set (its samples of class `class`), writes the scores and
-/// returns the metrics of `eval.metrics`.
+/// Scores a category's test set (its samples of class `class`) with the model `model`,
+/// writes the scores and the stage times and returns the metrics of `eval.metrics`.
 fn evaluate_category(
     exp: &crate::experiment::Experiment,
     ctx: &BuildContext,
+    model: &str,
     split: &CategorySplit,
     class: usize,
     method: &dyn Method,
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let category = &split.category;
-    let mut eval = evaluate(method, &split.test, class as i64, &exp.data, ctx.device)?;
+    let mut eval = evaluate(
+        category,
+        method,
+        &split.test,
+        class as i64,
+        &exp.data,
+        (ctx.device, exp.precision),
+    )?;
     if exp.eval.metrics.iter().any(|m| m == "auspro") {
         let (decoded, crop) = decode_size(&exp.data);
         eval.spro_regions = memad_data::mvtec_loco::spro_regions(&split.test, decoded, crop)?
@@ -812,10 +842,41 @@ fn evaluate_category(
             })
             .collect();
     }
+    let outputs = Instant::now();
     write_scores(dir, category, &split.test, &eval)?;
     write_memory_usage(dir, category, &eval)?;
     write_overlays(exp, dir, split, &eval)?;
+    let metrics = Instant::now();
     let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
+    let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
+    let images = split.test.len();
+    let t = eval.timing;
+    let line = format!(
+        "[{category}] scored {images} images in {:.1} s ({:.1} images/s; {:.1} s of it waiting for images), outputs {:.2} s, metrics {:.2} s",
+        t.waiting_for_images + t.scoring,
+        images as f64 / (t.waiting_for_images + t.scoring).max(1e-9),
+        t.waiting_for_images,
+        outputs.as_secs_f64(),
+        metrics.as_secs_f64()
+    );
+    say(dir, &line);
+    let row = |stage: &str, seconds: f64| TimingRow {
+        model: model.to_string(),
+        category: category.clone(),
+        stage: stage.to_string(),
+        images,
+        seconds,
+    };
+    append_rows(
+        dir,
+        "timings.csv",
+        &[
+            row("waiting_for_images", t.waiting_for_images),
+            row("scoring", t.scoring),
+            row("outputs", outputs.as_secs_f64()),
+            row("metrics", metrics.as_secs_f64()),
+        ],
+    )?;
     let shown: Vec<String> = values.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
     say(dir, &format!("[{category}] {}", shown.join(" ")));
     Ok(values)
@@ -874,9 +935,21 @@ struct LossRow {
     value: f64,
 }
 
-/// `losses.csv`: mean of each loss term per epoch, all categories so far.
-fn append_losses(dir: &RunDir, rows: &[LossRow]) -> anyhow::Result<()> {
-    let path = dir.path("losses.csv");
+/// `timings.csv`: seconds a stage of a session took (`train`, `fit`, and per category
+/// `waiting_for_images`, `scoring`, `outputs`, `metrics`), and on how many images.
+#[derive(serde::Serialize)]
+struct TimingRow {
+    model: String,
+    category: String,
+    stage: String,
+    images: usize,
+    seconds: f64,
+}
+
+/// Appends `rows` to the CSV file `name` of the run (written whole, atomically): `losses.csv`
+/// (the mean of each loss term per epoch) and `timings.csv` ([`TimingRow`]).
+fn append_rows<T: serde::Serialize>(dir: &RunDir, name: &str, rows: &[T]) -> anyhow::Result<()> {
+    let path = dir.path(name);
     let mut text = std::fs::read(&path).unwrap_or_default();
     let new = csv_text(rows)?;
     if text.is_empty() {
@@ -900,17 +973,29 @@ fn save_checkpoint(
     path: &Path,
 ) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp.safetensors");
-    vs.save(&tmp)
-        .with_context(|| format!("saving {}", tmp.display()))?;
+    write_tensors(&variables(vs), &tmp)?;
     std::fs::rename(&tmp, path)?;
     if !state.is_empty() {
         let final_path = path.with_extension("state.safetensors");
         let tmp = path.with_extension("state.tmp.safetensors");
-        Tensor::write_safetensors(state, &tmp)
-            .with_context(|| format!("saving {}", tmp.display()))?;
+        write_tensors(state, &tmp)?;
         std::fs::rename(&tmp, final_path)?;
     }
     Ok(())
+}
+
+/// The named variables of `vs`.
+fn variables(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+    vs.variables().into_iter().collect()
+}
+
+/// Writes `tensors` as safetensors at `path`, each as a contiguous copy on the CPU
+/// (safetensors holds the standard layout: channels-last variables are written as any other).
+fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()> {
+    let cpu: Vec<(&str, Tensor)> = (tensors.iter())
+        .map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu).contiguous()))
+        .collect();
+    Tensor::write_safetensors(&cpu, path).with_context(|| format!("saving {}", path.display()))
 }
 
 /// Scores of a test set, on the host.
@@ -933,6 +1018,18 @@ pub struct Evaluation {
     pub memory_usage: Vec<UsageSums>,
     /// The ground-truth regions for `auspro` (MVTec LOCO AD), when it is asked for.
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
+    /// Where the scoring time went.
+    pub timing: ScoringTime,
+}
+
+/// Where [`evaluate`]'s time went, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScoringTime {
+    /// Blocked on the loader: decoding and resizing not hidden behind the model.
+    pub waiting_for_images: f64,
+    /// Moving each batch to the device, the method's `score` and copying its outputs to the
+    /// host (which waits for the device).
+    pub scoring: f64,
 }
 
 /// One memory's addressing weights summed over a test set, per item.
@@ -980,13 +1077,14 @@ fn decode_size(data: &DataConfig) -> (u32, Option<u32>) {
 }
 
 /// Scores `test`, every sample of class `class`, loaded as `data` says (size, crop, batch
-/// size, cache).
+/// size, cache), on `device` in `precision`; `label` names the progress bar.
 pub fn evaluate(
+    label: &str,
     method: &dyn Method,
     test: &[Sample],
     class: i64,
     data: &DataConfig,
-    device: Device,
+    (device, precision): (Device, Precision),
 ) -> anyhow::Result<Evaluation> {
     let order: Vec<usize> = (0..test.len()).collect();
     let (decoded, crop) = decode_size(data);
@@ -1016,11 +1114,23 @@ pub fn evaluate(
         class_correct: Vec::new(),
         memory_usage: Vec::new(),
         spro_regions: Vec::new(),
+        timing: ScoringTime::default(),
     };
-    for host in loader {
+    let pb = progress_bar(loader.batches as u64);
+    pb.set_prefix(label.to_string());
+    pb.set_message("scoring");
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut loader = loader;
+    loop {
+        let waiting = Instant::now();
+        let Some(host) = loader.next() else { break };
         let host = host?;
+        let scoring = Instant::now();
+        eval.timing.waiting_for_images += (scoring - waiting).as_secs_f64();
         let batch = host.to_batch(device);
-        let out = tch::no_grad(|| method.score(&batch))?;
+        let out = tch::no_grad(|| autocast(device, precision, || method.score(&batch)))?;
         eval.image_scores.extend(to_vec(&out.image_score)?);
         if eval.parts.is_empty() {
             eval.parts = (out.parts.iter())
@@ -1072,7 +1182,10 @@ pub fn evaluate(
             (Some(map), Some(all)) => all.extend(to_vec(&map)?),
             _ => eval.maps = None,
         }
+        eval.timing.scoring += scoring.elapsed().as_secs_f64();
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     Ok(eval)
 }
 
@@ -1147,6 +1260,8 @@ pub fn compute_metrics(
 ) -> anyhow::Result<Vec<(String, f64)>> {
     use memad_metrics as m;
     let mut out = Vec::new();
+    // AUROC, AP and F1-max of the same scores share one sort (of `N * H * W` pixels).
+    let (mut image_ranks, mut pixel_ranks) = (None, None);
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
         let pixel = name.starts_with("pixel") || name == "aupro" || name == "auspro";
         if pixel && eval.maps.is_none() {
@@ -1165,12 +1280,13 @@ pub fn compute_metrics(
         let maps = eval.maps.as_deref().unwrap_or(&[]);
         let (n, s) = (eval.labels.len(), eval.size);
         let value = match name {
-            "image_auroc" => m::auroc(&eval.image_scores, &eval.labels),
-            "image_ap" => m::average_precision(&eval.image_scores, &eval.labels),
-            "image_f1_max" => m::f1_max(&eval.image_scores, &eval.labels).map(|f| f.f1),
-            "pixel_auroc" => m::auroc(maps, &eval.masks),
-            "pixel_ap" => m::average_precision(maps, &eval.masks),
-            "pixel_f1_max" => m::f1_max(maps, &eval.masks).map(|f| f.f1),
+            "image_auroc" | "image_ap" | "image_f1_max" => {
+                ranked(&mut image_ranks, &eval.image_scores, &eval.labels)
+                    .map(|r| ranked_metric(r, name))
+            }
+            "pixel_auroc" | "pixel_ap" | "pixel_f1_max" => {
+                ranked(&mut pixel_ranks, maps, &eval.masks).map(|r| ranked_metric(r, name))
+            }
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
             "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
             "frame_auroc_micro" | "frame_auroc_macro" => {
@@ -1187,6 +1303,29 @@ pub fn compute_metrics(
         out.push((name.to_string(), value));
     }
     Ok(out)
+}
+
+/// `slot`'s ranking of `scores`, computed on first use.
+fn ranked<'a>(
+    slot: &'a mut Option<memad_metrics::RankedScores>,
+    scores: &[f32],
+    labels: &[bool],
+) -> Result<&'a memad_metrics::RankedScores, memad_metrics::MetricError> {
+    if slot.is_none() {
+        *slot = Some(memad_metrics::RankedScores::new(scores, labels)?);
+    }
+    Ok(slot.as_ref().expect("ranked above"))
+}
+
+/// `*_auroc`, `*_ap` or `*_f1_max` of ranked scores.
+fn ranked_metric(ranks: &memad_metrics::RankedScores, name: &str) -> f64 {
+    if name.ends_with("auroc") {
+        ranks.auroc()
+    } else if name.ends_with("_ap") {
+        ranks.average_precision()
+    } else {
+        ranks.f1_max().f1
+    }
 }
 
 /// One video's frame scores and labels (`true` = anomalous).
@@ -1274,7 +1413,38 @@ mod tests {
             class_correct: Vec::new(),
             memory_usage: Vec::new(),
             spro_regions: Vec::new(),
+            timing: ScoringTime::default(),
         }
+    }
+
+    #[test]
+    fn metrics_sharing_a_ranking_equal_the_metric_functions() {
+        use memad_metrics as m;
+        // Two 2x2 maps: image 1 anomalous with one anomalous pixel; tied scores included.
+        let mut e = eval(&[0.2, 0.7], &[false, true], &["a", "a"]);
+        e.size = 2;
+        e.maps = Some(vec![0.1, 0.3, 0.3, 0.2, 0.3, 0.9, 0.1, 0.4]);
+        e.masks = vec![false, false, false, false, true, false, false, false];
+        let requested: Vec<String> = METRICS[..7].iter().map(|n| n.to_string()).collect();
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        let (maps, masks) = (e.maps.as_deref().unwrap(), &e.masks);
+        let s = &e.image_scores;
+        let want = [
+            ("image_auroc", m::auroc(s, &e.labels).unwrap()),
+            ("image_ap", m::average_precision(s, &e.labels).unwrap()),
+            ("image_f1_max", m::f1_max(s, &e.labels).unwrap().f1),
+            ("pixel_auroc", m::auroc(maps, masks).unwrap()),
+            ("pixel_ap", m::average_precision(maps, masks).unwrap()),
+            ("pixel_f1_max", m::f1_max(maps, masks).unwrap().f1),
+        ];
+        for (name, value) in want {
+            let found = got.iter().find(|(n, _)| n == name);
+            assert_eq!(found.map(|(_, v)| *v), Some(value), "{name}: {got:?}");
+        }
+        assert!(
+            (got.iter()).any(|(n, v)| n == "pixel_auroc" && *v < 1.0 && *v > 0.5),
+            "a non-trivial pixel ranking: {got:?}"
+        );
     }
 
     #[test]

@@ -91,6 +91,14 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "train.epochs: invalid type: string \"ten\", expected usize",
         ),
         (
+            "fp16.toml",
+            broken(
+                "device = \"auto\"",
+                "device = \"auto\"\nprecision = \"fp16\"",
+            ),
+            "precision: unknown variant `fp16`, expected `fp32` or `bf16`",
+        ),
+        (
             "no_dataset.toml",
             broken("dataset = \"synthetic-mvtec\"", "dataset = \"mvtec-typo\""),
             "data.dataset: unknown dataset `mvtec-typo`",
@@ -252,6 +260,27 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             ("rd4ad", "efficientnet_lite0", "grid", "2")
         );
     }
+    // Where the time went: training, then each stage of the evaluation, on how many images.
+    let timings = std::fs::read_to_string(run.join("timings.csv")).unwrap();
+    let stages: Vec<(&str, &str)> = (timings.lines().skip(1))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert!(f[4].parse::<f64>().unwrap() >= 0.0, "{l}");
+            (f[2], f[3])
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("train", "16"), // 8 images, 2 epochs
+            ("waiting_for_images", "7"),
+            ("scoring", "7"),
+            ("outputs", "7"),
+            ("metrics", "7"),
+        ],
+        "{timings}"
+    );
+    assert!(t.contains("[grid] scored 7 images in "), "{t}");
     // The generated dataset passes `memad datasets check`.
     let out = memad(
         &[

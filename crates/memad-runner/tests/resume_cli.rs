@@ -264,3 +264,41 @@ fn a_sweep_rerun_resumes_its_interrupted_runs() {
         assert!(log.contains("at grid epoch 2"), "{name}: {log}");
     }
 }
+
+#[test]
+fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
+    // Channels-last variables and Adam moments are saved in the standard layout and loaded
+    // back into channels-last variables; bf16 autocast is as deterministic on the CPU as fp32.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""grid""#);
+    let exp = tiny_experiment("quickstart.toml", r#""grid""#, 2).replace(
+        "device = \"auto\"",
+        "device = \"auto\"\nprecision = \"bf16\"\nchannels_last = true",
+    );
+    assert!(exp.contains("precision = \"bf16\""));
+    std::fs::write(d.join("tiny.toml"), &exp).unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    let out = memad(&run, d, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let (complete, _) = folders(&d.join("runs"), "quickstart");
+    let reference = &complete[0];
+    let config = std::fs::read_to_string(reference.join("config.toml")).unwrap();
+    assert!(
+        config.contains("precision = \"bf16\"") && config.contains("channels_last = true"),
+        "{config}"
+    );
+
+    let out = memad(&run, d, Some("grid:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("at grid epoch 2"), "{t}");
+    let (complete, partial) = folders(&d.join("runs"), "quickstart");
+    assert_eq!((complete.len(), partial.len()), (2, 0), "{complete:?}");
+    assert_eq!(
+        metrics_without_run(&complete[1]),
+        metrics_without_run(reference)
+    );
+    assert_eq!(losses(&complete[1]), losses(reference));
+}
