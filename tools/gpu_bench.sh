@@ -8,7 +8,8 @@
 #   bash tools/gpu_bench.sh [--quick] [--rounds N]      (default 2 rounds; --quick: smoke test)
 # Results: benches/reference/results/steps_cuda[_quick].csv and the printed table; the
 # nvidia-smi line, the load and the commit are printed first. Arguments are passed on to
-# benches/reference/compare_steps.sh (e.g. --methods patchcore,mddnet).
+# benches/reference/compare_steps.sh (e.g. --methods patchcore,mddnet, --precision bf16
+# --channels-last, --out FILE). tools/gpu_all.sh runs this and every other GPU check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"

@@ -7,6 +7,7 @@
 #
 #   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
 #                                      [--threads T] [--out FILE] [--methods LIST]
+#                                      [--precision fp32|bf16] [--channels-last]
 #
 # CPU shapes: RD4AD batch 2 at 64 px, MNAD batch 2 at 64 px, MDD-Net batch 2 at 64 px (paper
 # model) and batch 8 at 128 px (quickstart model, 3 classes), PatchCore WRN-50-2 batch 2 at
@@ -16,7 +17,9 @@
 # PatchCore WRN-50-2 layer2+3 batch 16 at 256 px, 10% coreset of 200 fitted images) and the
 # quickstart's (EfficientNet-Lite0, batch 8 at 128 px; PatchCore fitted on 200 images).
 # --quick: fewer steps and fit images (a smoke test for CI, not figures), written to
-# steps_<device>_quick.csv. --methods: a comma-separated subset of the CSV method names
+# steps_<device>_quick.csv. --precision bf16 / --channels-last: both sides run the forward
+# passes under bf16 autocast / with channels-last weights (methods labelled `_bf16` / `_cl`,
+# results in steps_<device>[_bf16][_cl].csv). --methods: a comma-separated subset of the CSV method names
 # (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart, mddnet_quickstart,
 # patchcore_quickstart). Results: benches/reference/results/steps_<device>.csv.
 #
@@ -38,6 +41,8 @@ ROUNDS=2
 OUT=""
 CPU_THREADS=2
 METHODS=""
+PRECISION=fp32
+CHANNELS_LAST=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE="$2"; shift 2 ;;
@@ -46,11 +51,14 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --threads) CPU_THREADS="$2"; shift 2 ;;
         --methods) METHODS="$2"; shift 2 ;;
+        --precision) PRECISION="$2"; shift 2 ;;
+        --channels-last) CHANNELS_LAST=1; shift ;;
         -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 case "$DEVICE" in cpu|cuda) ;; *) echo "--device must be cpu or cuda" >&2; exit 2 ;; esac
+case "$PRECISION" in fp32|bf16) ;; *) echo "--precision must be fp32 or bf16" >&2; exit 2 ;; esac
 if [ "$ROUNDS" -lt 2 ]; then echo "--rounds must be at least 2" >&2; exit 2; fi
 
 BIN="${MEMAD_BENCH_BIN:-$ROOT/target/release/step_bench}"
@@ -100,6 +108,8 @@ else
 fi
 SUFFIX=""
 [ "$DEVICE" = cpu ] && [ "$CPU_THREADS" != 2 ] && SUFFIX="_${CPU_THREADS}threads"
+[ "$PRECISION" = bf16 ] && SUFFIX="${SUFFIX}_bf16"
+[ "$CHANNELS_LAST" = 1 ] && SUFFIX="${SUFFIX}_cl"
 [ "$QUICK" = 1 ] && SUFFIX="${SUFFIX}_quick"
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
@@ -116,7 +126,8 @@ for config in "${CONFIGS[@]}"; do
         continue
     fi
     # shellcheck disable=SC2206 # the extra arguments split on spaces
-    EXTRA_ARGS=($EXTRA)
+    EXTRA_ARGS=($EXTRA --precision $PRECISION)
+    [ "$CHANNELS_LAST" = 1 ] && EXTRA_ARGS+=(--channels-last)
     ARGS=(--method "$METHOD" --device "$DEVICE" --batch "$BATCH" --size "$SIZE"
           --steps "$STEPS" --warmup "$WARMUP" "${THREADS[@]}" --out "$OUT"
           --commit "$COMMIT" --date "$DATE" "${EXTRA_ARGS[@]}")

@@ -55,6 +55,9 @@ official repositories), with the shapes memad builds:
   1 OCBE block, decoders 1/1/1, width 1.0, sigma 2 (experiments/quickstart.toml,
   mddnet_synthetic.toml, patchcore_synthetic.toml). The CSV's method is
   `<method>_quickstart`.
+- `--precision bf16`: `train_step` and `score` under `torch.autocast(device, bfloat16)`;
+  `--channels-last`: `model.to(memory_format=torch.channels_last)` (every 4-D parameter,
+  teacher included; inputs as given). The CSV's method gets `_bf16` / `_cl`, as step_bench's.
 
 Timing protocol (same as `benches/src/bin/step_bench.rs`): scoring phase first (W warm-up +
 N calls under `torch.no_grad()`, eval mode), then the training phase (W + N steps: forward,
@@ -642,7 +645,7 @@ class Mnad(nn.Module):
 
     @torch.no_grad()
     def after_step(self):
-        q, self.pending = self.pending, None
+        q, self.pending = self.pending.float(), None  # bf16 under --precision bf16
         sim = q @ self.items.t()
         v = sim.softmax(0)
         scaled = v / v.amax(0, keepdim=True)
@@ -713,6 +716,14 @@ def phase_end(device):
     return phase_peak(device), float("nan")
 
 
+AUTOCAST = {"enabled": False}
+
+
+def autocast(device):
+    """The forward passes' autocast context (`--precision bf16`), else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=AUTOCAST["enabled"])
+
+
 def time_score(model, x, warmup, steps, device):
     model.set_mode(False)
     phase_start(device)
@@ -722,7 +733,8 @@ def time_score(model, x, warmup, steps, device):
             if i == warmup:
                 sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
-            model.score(x)
+            with autocast(device):
+                model.score(x)
     sync(device)
     return ("score", time.perf_counter() - t0, time.process_time() - c0,
             x.shape[0] * steps, steps) + phase_end(device)
@@ -740,7 +752,8 @@ def run(model, opt, inputs, warmup, steps, device):
         if i == warmup:
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
-        loss = model.train_step(*inputs)
+        with autocast(device):
+            loss = model.train_step(*inputs)
         value = loss.item()  # as memad's runner: the loss is read for the log and NaN check
         if value != value:
             raise SystemExit(f"the loss is NaN at step {i}")
@@ -809,7 +822,10 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--commit")
     ap.add_argument("--date")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--channels-last", action="store_true")
     args = ap.parse_args()
+    AUTOCAST["enabled"] = args.precision == "bf16"
     if args.shape == "quickstart" and args.method == "mnad":
         ap.error("mnad has the paper shape only")
 
@@ -826,6 +842,8 @@ def main():
     else:
         model = build(args.shape)
     model = model.to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = model.trainable()
     print(f"trainable parameters: {sum(p.numel() for p in params)}")
     if hasattr(model, "teacher"):
@@ -844,6 +862,8 @@ def main():
         timings = run(model, opt, inputs, args.warmup, args.steps, device)
 
     label = args.method if args.shape == "paper" else f"{args.method}_{args.shape}"
+    label += "_bf16" if args.precision == "bf16" else ""
+    label += "_cl" if args.channels_last else ""
     date = args.date or datetime.date.today().isoformat()
     commit = args.commit or git_commit()
     threads = torch.get_num_threads()

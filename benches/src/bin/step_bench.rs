@@ -8,6 +8,7 @@
 //! step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda --batch B --size S
 //!            --steps N --warmup W --out results.csv [--shape paper|quickstart]
 //!            [--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]
+//!            [--precision fp32|bf16] [--channels-last]
 //! ```
 //!
 //! - `--shape paper` (default): `experiments/paper/{rd4ad_mvtec,mnad_pred_ped2,mddnet_mvtec,
@@ -42,10 +43,16 @@
 //!   the device memory in use when the phase ends (`cudaMemGetInfo`: total - free): the
 //!   caching allocator's reserved pool, which never shrinks, plus the CUDA context. The
 //!   scoring phase runs first so its figure is not the training's.
+//! - `--precision bf16`: every `train_step` and `score` under bf16 autocast
+//!   (`memad_core::precision`, as `precision = "bf16"` in a run); `--channels-last`: the
+//!   trained model's and the teacher's convolution weights in channels-last memory. The CSV
+//!   method gets `_bf16` / `_cl` (the reference's `--precision` / `--channels-last` do the
+//!   same with `torch.autocast` and `memory_format=torch.channels_last`).
 //! - Appends one CSV row per phase: `implementation,method,phase,device,batch,size,threads,
 //!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
 //!   prints `trainable parameters: N` (compared with the reference's by the compare script).
 use memad_core::optim::{Adam, AdamConfig};
+use memad_core::precision::{autocast, make_channels_last, Precision};
 use memad_core::{Batch, BuildContext, Method, Registry, SyntheticAnomalies, Training};
 use std::error::Error;
 use std::io::Write;
@@ -104,6 +111,23 @@ struct Args {
     /// YYYY-MM-DD.
     #[arg(long)]
     date: Option<String>,
+    /// `bf16`: training steps and scoring under bf16 autocast (as `precision = "bf16"` in
+    /// an experiment); the CSV method gets `_bf16`.
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
+    /// Convolution weights (trained model and frozen teacher) in channels-last memory; the
+    /// CSV method gets `_cl`.
+    #[arg(long)]
+    channels_last: bool,
+}
+
+impl Args {
+    fn precision(&self) -> Precision {
+        match self.precision.as_str() {
+            "bf16" => Precision::Bf16,
+            _ => Precision::Fp32,
+        }
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -127,8 +151,9 @@ struct Setup {
     channels: i64,
 }
 
-/// The experiment's `[method]` (teacher weights set to `random`) and `[train]` Adam.
-fn setup(method: &str, shape: &str, registry: &Registry) -> BoxResult<Setup> {
+/// The experiment's `[method]` (teacher weights set to `random`, and channels-last when
+/// `channels_last`) and `[train]` Adam.
+fn setup(method: &str, shape: &str, channels_last: bool, registry: &Registry) -> BoxResult<Setup> {
     let (text, channels) = match (method, shape) {
         ("rd4ad", "quickstart") => (RD4AD_QUICKSTART, 3),
         ("rd4ad", _) => (RD4AD_EXPERIMENT, 3),
@@ -145,6 +170,9 @@ fn setup(method: &str, shape: &str, registry: &Registry) -> BoxResult<Setup> {
         .ok_or("the experiment has no [method]")?;
     if let Some(backbone) = section.get_mut("backbone").and_then(|b| b.as_table_mut()) {
         backbone.insert("weights".into(), "random".into());
+        if channels_last {
+            backbone.insert("channels_last".into(), true.into());
+        }
     }
     let train = exp.get("train").ok_or("the experiment has no [train]")?;
     if train.get("optimizer").and_then(|o| o.as_str()) != Some("adam") {
@@ -299,7 +327,7 @@ fn time_score(
             t0 = Instant::now();
             c0 = process_cpu_seconds();
         }
-        let out = tch::no_grad(|| method.score(batch))?;
+        let out = tch::no_grad(|| autocast(device, args.precision(), || method.score(batch)))?;
         drop(out);
     }
     synchronize(device);
@@ -331,7 +359,7 @@ fn run(
             t0 = Instant::now();
             c0 = process_cpu_seconds();
         }
-        let out = method.train_step(batch)?;
+        let out = autocast(device, args.precision(), || method.train_step(batch))?;
         // As the runner: the loss is read for the log and the NaN check.
         let loss = out.loss.double_value(&[]);
         if !loss.is_finite() {
@@ -427,11 +455,17 @@ fn run_fit_once(
 
 /// The method's name in the CSV: `<method>` or `<method>_quickstart`.
 fn label(args: &Args) -> String {
-    if args.shape == "paper" {
-        args.method.clone()
-    } else {
-        format!("{}_{}", args.method, args.shape)
+    let mut label = args.method.clone();
+    if args.shape != "paper" {
+        label += &format!("_{}", args.shape);
     }
+    if args.precision() == Precision::Bf16 {
+        label += "_bf16";
+    }
+    if args.channels_last {
+        label += "_cl";
+    }
+    label
 }
 
 const CSV_HEADER: &str = "implementation,method,phase,device,batch,size,threads,images_per_s,ms_per_batch,peak_mem_mib,date,commit";
@@ -511,7 +545,7 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
-    let setup = setup(&args.method, &args.shape, &registry)?;
+    let setup = setup(&args.method, &args.shape, args.channels_last, &registry)?;
     let classes = match (args.method.as_str(), args.classes) {
         ("mddnet", Some(c)) => c as usize,
         ("mddnet", None) if args.shape == "quickstart" => 3,
@@ -527,6 +561,9 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     tch::manual_seed(0);
     let entry = registry.method(&args.method, "method.kind")?;
     let mut method = (entry.build)(&setup.method, &registry, &ctx)?;
+    if args.channels_last {
+        make_channels_last(method.trainable());
+    }
     let trainable: i64 = method
         .trainable()
         .trainable_variables()
@@ -641,7 +678,7 @@ mod tests {
         let mut registry = Registry::default();
         memad_backbones::register(&mut registry);
         memad_methods::register(&mut registry);
-        let rd = setup("rd4ad", "paper", &registry).unwrap();
+        let rd = setup("rd4ad", "paper", false, &registry).unwrap();
         assert_eq!(
             rd.method["backbone"]["kind"].as_str(),
             Some("wide_resnet50_2")
@@ -649,7 +686,9 @@ mod tests {
         assert_eq!(rd.method["backbone"]["weights"].as_str(), Some("random"));
         assert_eq!(rd.method["embed_channels"].as_integer(), Some(2048));
         assert_eq!((rd.lr, rd.betas, rd.channels), (0.005, (0.5, 0.999), 3));
-        let mnad = setup("mnad", "paper", &registry).unwrap();
+        let mnad = setup("mnad", "paper", false, &registry).unwrap();
+        let cl = setup("rd4ad", "quickstart", true, &registry).unwrap();
+        assert_eq!(cl.method["backbone"]["channels_last"].as_bool(), Some(true));
         assert_eq!(mnad.method["frames"].as_integer(), Some(5));
         assert_eq!(
             (mnad.lr, mnad.betas, mnad.channels),
@@ -722,5 +761,13 @@ mod tests {
         assert!(rows[1].starts_with("memad,mddnet_quickstart,train,"));
         assert!(parse_args(&strings("--method mnad --shape quickstart")).is_err());
         assert!(parse_args(&strings("--method mddnet --shape huge")).is_err());
+    }
+
+    #[test]
+    fn a_tiny_bf16_channels_last_run_is_labelled_as_such() {
+        let rows = tiny_rows("rd4ad", "--precision bf16 --channels-last");
+        assert!(rows[0].starts_with("memad,rd4ad_quickstart_bf16_cl,score,cpu,2,32,"));
+        assert!(rows[1].starts_with("memad,rd4ad_quickstart_bf16_cl,train,"));
+        assert!(parse_args(&strings("--method rd4ad --precision fp16")).is_err());
     }
 }
