@@ -9,8 +9,9 @@
 #                                      [--threads T] [--out FILE] [--methods LIST]
 #                                      [--precision fp32|bf16] [--channels-last]
 #
-# CPU shapes: RD4AD batch 2 at 64 px, MNAD batch 2 at 64 px, MDD-Net batch 2 at 64 px (paper
-# model) and batch 8 at 128 px (quickstart model, 3 classes), PatchCore WRN-50-2 batch 2 at
+# CPU shapes: RD4AD batch 2 at 64 px (paper model) and batch 8 at 128 px (quickstart model),
+# MNAD batch 2 at 64 px, MDD-Net batch 2 at 64 px (paper model) and batch 8 at 128 px
+# (quickstart model, 3 classes), PatchCore WRN-50-2 batch 2 at
 # 64 px fitted on 16 images and EfficientNet-Lite0 batch 8 at 128 px fitted on 64; 2 threads
 # (--threads T: T threads, written to steps_cpu_<T>threads.csv unless T = 2). CUDA shapes:
 # the papers' (RD4AD, MDD-Net batch 16 at 256 px, 15 classes; MNAD batch 4 at 256 px;
@@ -22,6 +23,11 @@
 # results in steps_<device>[_bf16][_cl].csv). --methods: a comma-separated subset of the CSV method names
 # (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart, mddnet_quickstart,
 # patchcore_quickstart). Results: benches/reference/results/steps_<device>.csv.
+#
+# Heap: memad keeps freed CPU tensors in the heap (memad_core::device::tune_host_allocator:
+# glibc mmap threshold 64 MiB, trim threshold 256 MiB); the reference runs with the same
+# settings through GLIBC_TUNABLES, so the ratios compare the implementations, not malloc
+# (set GLIBC_TUNABLES yourself to run both sides with other settings).
 #
 # Environment: MEMAD_BENCH_BIN (a prebuilt step_bench; default target/release/step_bench,
 # built with cargo when missing and cargo exists), PYTHON (a python with torch; default the
@@ -72,6 +78,7 @@ if [ ! -x "$BIN" ]; then
     fi
 fi
 "$PYTHON" -c 'import torch' || { echo "PYTHON=$PYTHON has no torch" >&2; exit 1; }
+REF_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456}"
 COMMIT="${MEMAD_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 DATE="$(date -u +%Y-%m-%d)"
 
@@ -82,6 +89,7 @@ if [ "$DEVICE" = cpu ]; then
     [ "$QUICK" = 1 ] && { FIT=4; FIT_QS=8; }
     CONFIGS=("rd4ad rd4ad 2 64" "mnad mnad 2 64"
              "mddnet mddnet 2 64 --steps 3 --warmup 1"
+             "rd4ad_quickstart rd4ad 8 128 --shape quickstart --steps 6 --warmup 2"
              "mddnet_quickstart mddnet 8 128 --shape quickstart --steps 6 --warmup 2"
              "patchcore patchcore 2 64 --fit-images $FIT --steps 4 --warmup 1"
              "patchcore_quickstart patchcore 8 128 --shape quickstart --fit-images $FIT_QS")
@@ -134,7 +142,7 @@ for config in "${CONFIGS[@]}"; do
     for round in $(seq 1 "$ROUNDS"); do
         echo "== $LABEL batch $BATCH, $SIZE px, round $round/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
         "$BIN" "${ARGS[@]}" | tee -a "$LOG" | sed "s/^trainable/memad $LABEL: trainable/"
-        "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" | tee -a "$LOG" \
+        GLIBC_TUNABLES="$REF_TUNABLES" "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" | tee -a "$LOG" \
             | sed "s/^trainable/pytorch $LABEL: trainable/"
     done
     # Both sides must build the same network: one distinct trainable count per method.

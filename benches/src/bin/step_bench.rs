@@ -77,7 +77,9 @@ const METHODS: [&str; 4] = ["rd4ad", "mnad", "mddnet", "patchcore"];
 #[command(
     name = "step_bench",
     about = "Times training and scoring steps of a method.",
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    // compare_steps.sh puts per-method settings after the defaults: the last one wins.
+    args_override_self = true
 )]
 struct Args {
     #[arg(long, value_parser = METHODS)]
@@ -629,6 +631,9 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
 }
 
 fn main() {
+    // As `memad` does: freed CPU tensors stay in the heap (compare_steps.sh gives the
+    // reference the same heap settings through GLIBC_TUNABLES).
+    memad_core::device::tune_host_allocator();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {
         Ok(a) => a,
@@ -668,6 +673,8 @@ mod tests {
         assert!(parse_args(&strings("--method mnad --batch -1"))
             .unwrap_err()
             .contains("--batch"));
+        let later = parse_args(&strings("--method mnad --steps 10 --steps 3")).unwrap();
+        assert_eq!(later.steps, 3, "a repeated option: the last one wins");
         assert!(parse_args(&strings("--method mnad --bogus 1"))
             .unwrap_err()
             .contains("--bogus"));

@@ -180,6 +180,7 @@ fn folder_of(file: &Path) -> &Path {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    memad_core::device::tune_host_allocator();
     memad_core::device::load_cuda_backend();
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -357,6 +358,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("cuda devices   {}", info.cuda_device_count);
             println!("cudnn          {}", info.cudnn_available);
             println!("cpu threads    {}", tch::get_num_threads());
+            let heap = if memad_core::device::tune_host_allocator() {
+                "freed tensors kept in the heap (mmap threshold 64 MiB, trim threshold 256 MiB)"
+            } else {
+                "glibc defaults or the user's malloc tunables"
+            };
+            println!("host allocator {heap}");
             println!("default device {:?}", tch::Device::cuda_if_available());
             Ok(())
         }

@@ -165,6 +165,21 @@ fn list_and_info() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains("torch          2.11.0"), "{t}");
     assert!(t.contains("cuda available"), "{t}");
+    assert!(
+        t.contains("host allocator freed tensors kept in the heap"),
+        "{t}"
+    );
+    // The user's own malloc tunables are left alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_memad"))
+        .arg("info")
+        .env("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        t.contains("host allocator glibc defaults or the user's"),
+        "{t}"
+    );
 }
 
 #[test]
