@@ -20,6 +20,7 @@ fn workspace_catalog_loads() {
             "ped2",
             "shanghaitech",
             "synthetic-mvtec",
+            "synthetic-mvtec-sized",
             "visa"
         ]
     );
@@ -48,9 +49,16 @@ fn workspace_catalog_loads() {
             VideoFrames,
             ShanghaiTech,
             Mvtec,
+            Mvtec,
             Visa
         ]
     );
+    // The evaluation benchmark's set: MVTec AD's test-set size and resolution.
+    let sized = catalog.get("synthetic-mvtec-sized").unwrap();
+    let spec = sized.synthetic.as_ref().unwrap();
+    let test_images = spec.categories.len()
+        * (spec.test_good_per_category + spec.defects.len() * spec.test_per_defect);
+    assert_eq!((test_images, spec.image_size), (1725, 256));
     for (name, folder) in [
         ("avenue", "datasets/avenue"),
         ("btad", "datasets/BTech_Dataset_transformed"),
