@@ -455,7 +455,7 @@ fn run_fit_once(
     Ok(timings)
 }
 
-/// The method's name in the CSV: `<method>` or `<method>_quickstart`.
+/// The method's name in the CSV: `<method>[_quickstart][_bf16][_cl]`.
 fn label(args: &Args) -> String {
     let mut label = args.method.clone();
     if args.shape != "paper" {
