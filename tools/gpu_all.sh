@@ -20,7 +20,7 @@ torch_lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))'
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 bin=target/release/memad
 
-part() { # name seconds command...
+part() { # name seconds command... (the environment passes through)
     local name="$1" limit="$2"; shift 2
     echo "=== $name (limit ${limit}s, $(date -u +%H:%M:%S))"
     timeout "$limit" "$@" > "$RESULTS/$name.txt" 2>&1
@@ -32,9 +32,18 @@ for m in rd4ad patchcore; do
     part "eval_$m" 120 "$bin" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
     cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
 done
-part steps_fp32 420 bash tools/gpu_bench.sh "${QUICK[@]}" --out "$RESULTS/steps_cuda.csv"
-part steps_bf16_cl 420 bash tools/gpu_bench.sh "${QUICK[@]}" --precision bf16 --channels-last \
-    --out "$RESULTS/steps_cuda_bf16_cl.csv"
+# Dense tensor-core peaks (TFLOP/s) for the achieved-TFLOP/s columns: TF32 for the fp32
+# runs (cuDNN convolutions use TF32 by default in PyTorch and libtorch alike), BF16.
+gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+case "$gpu" in
+    *H100*PCIe*) TF32_PEAK=378; BF16_PEAK=756 ;;
+    *H100*|*H200*) TF32_PEAK=494.7; BF16_PEAK=989.4 ;;
+    *) TF32_PEAK=""; BF16_PEAK="" ;;
+esac
+PEAK_TFLOPS="$TF32_PEAK" part steps_fp32 420 bash tools/gpu_bench.sh "${QUICK[@]}" \
+    --out "$RESULTS/steps_cuda.csv"
+PEAK_TFLOPS="$BF16_PEAK" part steps_bf16_cl 420 bash tools/gpu_bench.sh "${QUICK[@]}" \
+    --precision bf16 --channels-last --out "$RESULTS/steps_cuda_bf16_cl.csv"
 python3 - "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_bf16_cl.csv" <<'PY' | tee "$RESULTS/bf16_over_fp32_reference.md"
 import csv, statistics, sys
 def load(path):

@@ -24,6 +24,10 @@
 # (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart, mddnet_quickstart,
 # patchcore_quickstart). Results: benches/reference/results/steps_<device>.csv.
 #
+# Work: the reference counts GFLOP per image of a scoring call and a training step
+# (torch.utils.flop_counter, round 1, <out>_flops.csv); the table gives both sides' achieved
+# TFLOP/s, and their share of PEAK_TFLOPS when that is set (tools/gpu_all.sh sets it).
+#
 # Heap: memad keeps freed CPU tensors in the heap (memad_core::device::tune_host_allocator:
 # glibc mmap threshold 64 MiB, trim threshold 256 MiB); the reference runs with the same
 # settings through GLIBC_TUNABLES, so the ratios compare the implementations, not malloc
@@ -121,7 +125,8 @@ SUFFIX=""
 [ "$QUICK" = 1 ] && SUFFIX="${SUFFIX}_quick"
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
-rm -f "$OUT"
+FLOPS="${OUT%.csv}_flops.csv"
+rm -f "$OUT" "$FLOPS"
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 
@@ -142,7 +147,9 @@ for config in "${CONFIGS[@]}"; do
     for round in $(seq 1 "$ROUNDS"); do
         echo "== $LABEL batch $BATCH, $SIZE px, round $round/$ROUNDS (load $(cut -d' ' -f1-3 /proc/loadavg))"
         "$BIN" "${ARGS[@]}" | tee -a "$LOG" | sed "s/^trainable/memad $LABEL: trainable/"
-        GLIBC_TUNABLES="$REF_TUNABLES" "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" | tee -a "$LOG" \
+        COUNT=()  # the work per image, counted once (after round 1's timed phases)
+        [ "$round" = 1 ] && COUNT=(--flops-out "$FLOPS")
+        GLIBC_TUNABLES="$REF_TUNABLES" "$PYTHON" "$HERE/step_reference.py" "${ARGS[@]}" "${COUNT[@]}" | tee -a "$LOG" \
             | sed "s/^trainable/pytorch $LABEL: trainable/"
     done
     # Both sides must build the same network: one distinct trainable count per method.
@@ -156,15 +163,29 @@ for config in "${CONFIGS[@]}"; do
 done
 
 echo
-echo "results: $OUT"
-"$PYTHON" - "$OUT" <<'EOF'
-import csv, statistics, sys
+echo "results: $OUT (work per image: $FLOPS)"
+PEAK_TFLOPS="${PEAK_TFLOPS:-}" "$PYTHON" - "$OUT" "$FLOPS" <<'EOF'
+import csv, os, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
+gflop = {}
+if os.path.exists(sys.argv[2]):
+    gflop = {(r["method"], r["phase"]): float(r["gflop_per_image"])
+             for r in csv.DictReader(open(sys.argv[2]))}
+peak = float(os.environ["PEAK_TFLOPS"]) if os.environ.get("PEAK_TFLOPS") else None
+def tflops(g, mi, pi):
+    """GFLOP per image and the achieved TFLOP/s of both sides (and % of PEAK_TFLOPS)."""
+    if g is None:
+        return "- | - | - |"
+    cells = []
+    for ips in (mi, pi):
+        t = g * ips / 1000
+        cells.append(f"{t:.3g}" + (f" ({100 * t / peak:.1f}% of {peak:g})" if peak else ""))
+    return f"{g:.3g} | {cells[0]} | {cells[1]} |"
 groups = {}
 for r in rows:
     groups.setdefault((r["method"], r["phase"], r["implementation"]), []).append(r)
-print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | memad best | reference best | best-round ratio | memad peak MiB | reference peak MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| method | phase | device | batch x size | memad images/s | reference images/s | ratio memad/reference | memad best | reference best | best-round ratio | memad peak MiB | reference peak MiB | GFLOP/image | memad TFLOP/s | reference TFLOP/s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for method in dict.fromkeys(r["method"] for r in rows):
     for phase in ("train", "fit", "coreset", "score"):
         m, p = groups.get((method, phase, "memad")), groups.get((method, phase, "pytorch"))
@@ -176,7 +197,8 @@ for method in dict.fromkeys(r["method"] for r in rows):
         print(f"| {method} | {phase} | {m[0]['device']} | {m[0]['batch']} x {m[0]['size']} | "
               f"{mi:.2f} | {pi:.2f} | {mi / pi:.2f} | {best(m):.2f} | {best(p):.2f} | "
               f"{best(m) / best(p):.2f} | "
-              f"{med(m, 'peak_mem_mib'):.0f} | {med(p, 'peak_mem_mib'):.0f} |")
+              f"{med(m, 'peak_mem_mib'):.0f} | {med(p, 'peak_mem_mib'):.0f} | "
+              + tflops(gflop.get((method, phase)), mi, pi))
 print(f"(medians over {len(rows) // max(1, len(groups))} rounds; images/s of each round: "
       + "; ".join(f"{k[0]} {k[1]} {k[2]} " + "/".join(r['images_per_s'] for r in g)
                   for k, g in groups.items()) + ")")

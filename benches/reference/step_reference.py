@@ -724,6 +724,27 @@ def autocast(device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=AUTOCAST["enabled"])
 
 
+def count_flops(model, opt, inputs, device):
+    """{phase: GFLOP per image} of one scoring call and (with an optimizer) one training
+    step, forward + backward, by `torch.utils.flop_counter` (convolutions and matmuls, two
+    FLOPs a multiply-add): the work both implementations do, for achieved TFLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+    b = inputs[0].shape[0]
+    model.set_mode(False)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter, autocast(device):
+        model.score(inputs[0])
+    flops = {"score": counter.get_total_flops() / b / 1e9}
+    if opt is not None:
+        model.set_mode(True)
+        with FlopCounterMode(display=False) as counter:
+            with autocast(device):
+                loss = model.train_step(*inputs)
+            loss.backward()
+        opt.zero_grad(set_to_none=True)
+        flops["train"] = counter.get_total_flops() / b / 1e9
+    return flops
+
+
 def time_score(model, x, warmup, steps, device):
     model.set_mode(False)
     phase_start(device)
@@ -824,6 +845,7 @@ def main():
     ap.add_argument("--date")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--flops-out", help="append method,phase,gflop_per_image rows here")
     args = ap.parse_args()
     AUTOCAST["enabled"] = args.precision == "bf16"
     if args.shape == "quickstart" and args.method == "mnad":
@@ -850,8 +872,10 @@ def main():
         print(f"teacher parameters: {sum(p.numel() for p in model.teacher.parameters())}")
     shape = (args.batch, channels, args.size, args.size)
     x = torch.rand(*shape, device=device)
+    opt = None
     if args.method == "patchcore":
         timings = run_fit_once(model, x, args.fit_images, args.warmup, args.steps, device)
+        inputs = (x,)
     else:
         inputs = (x,)
         if args.method == "mddnet":
@@ -864,6 +888,14 @@ def main():
     label = args.method if args.shape == "paper" else f"{args.method}_{args.shape}"
     label += "_bf16" if args.precision == "bf16" else ""
     label += "_cl" if args.channels_last else ""
+    if args.flops_out:  # after the timed phases: PatchCore needs its fitted bank
+        fresh = not os.path.exists(args.flops_out) or os.path.getsize(args.flops_out) == 0
+        with open(args.flops_out, "a") as f:
+            if fresh:
+                f.write("method,phase,gflop_per_image\n")
+            for phase, gflop in count_flops(model, opt, inputs, device).items():
+                print(f"pytorch {label} {phase}: {gflop:.3f} GFLOP per image")
+                f.write(f"{label},{phase},{gflop:.6f}\n")
     date = args.date or datetime.date.today().isoformat()
     commit = args.commit or git_commit()
     threads = torch.get_num_threads()
