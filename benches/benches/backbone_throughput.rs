@@ -8,6 +8,7 @@
 //! `cargo test --benches` (no `--bench`: criterion runs each benchmark once) uses batch 2 at
 //! 64 px.
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use memad_core::precision::channels_last;
 use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
@@ -18,12 +19,9 @@ const TEACHERS: [(&str, &[&str]); 3] = [
     ("efficientnet_lite0", &["stride4", "stride8", "stride16"]),
 ];
 
-/// NCHW sizes with NHWC strides (torch's `channels_last`; tch has no memory-format API).
-fn channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
 fn bench(c: &mut Criterion) {
+    // As `memad` runs: freed tensors kept in the heap.
+    memad_core::device::tune_host_allocator();
     // `cargo bench` passes `--bench`; without it criterion runs each benchmark once.
     let quick = !std::env::args().any(|a| a == "--bench");
     let (batch, size) = if quick { (2, 64) } else { (16, 256) };

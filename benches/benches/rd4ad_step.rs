@@ -21,6 +21,8 @@ levels = ["stride4", "stride8", "stride16"]
 "#;
 
 fn bench(c: &mut Criterion) {
+    // As `memad` runs: freed tensors kept in the heap.
+    memad_core::device::tune_host_allocator();
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
