@@ -358,10 +358,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("cuda devices   {}", info.cuda_device_count);
             println!("cudnn          {}", info.cudnn_available);
             println!("cpu threads    {}", tch::get_num_threads());
-            let heap = if memad_core::device::tune_host_allocator() {
-                "freed tensors kept in the heap (mmap threshold 64 MiB, trim threshold 256 MiB)"
+            use memad_core::device::{tune_host_allocator, MMAP_THRESHOLD, TRIM_THRESHOLD};
+            let heap = if tune_host_allocator() {
+                format!(
+                    "freed tensors kept in the heap (mmap threshold {} MiB, trim threshold {} MiB)",
+                    MMAP_THRESHOLD >> 20,
+                    TRIM_THRESHOLD >> 20
+                )
             } else {
-                "glibc defaults or the user's malloc tunables"
+                "glibc defaults or the user's malloc tunables".to_string()
             };
             println!("host allocator {heap}");
             println!("default device {:?}", tch::Device::cuda_if_available());
