@@ -13,6 +13,7 @@
 //! autocast's on/off switch (whose CUDA type is fp16), not its type, so `bf16` could not be
 //! had that way.
 use crate::config::{BackboneConfig, Precision};
+use memad_core::precision::make_channels_last;
 pub use memad_core::precision::{channels_last, is_channels_last};
 use memad_core::{ConfigError, FeatureLevel, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -62,13 +63,7 @@ impl Execution {
             vs.set_kind(self.precision.kind());
         }
         if self.channels_last {
-            tch::no_grad(|| {
-                for (_, mut var) in vs.variables() {
-                    if var.dim() == 4 {
-                        var.set_data(&channels_last(&var));
-                    }
-                }
-            });
+            make_channels_last(vs);
         }
     }
 
