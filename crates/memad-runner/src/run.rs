@@ -329,13 +329,20 @@ fn build_optimizer(
     })
 }
 
-fn progress_bar(len: u64) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+/// A bar of `len` steps named `prefix` on stderr, hidden when stderr is not a terminal.
+fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let pb = ProgressBar::with_draw_target(Some(len), target);
     pb.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
             .expect("valid template")
             .progress_chars("=> "),
     );
+    pb.set_prefix(prefix.to_string());
     pb
 }
 
@@ -422,11 +429,7 @@ fn train_model(
     let category = &model.to_string();
 
     let tty = std::io::stderr().is_terminal();
-    let pb = progress_bar(total_steps as u64);
-    pb.set_prefix(category.clone());
-    if !tty {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
+    let pb = progress_bar(total_steps as u64, category);
     pb.set_position(((first_epoch - 1) * batches_per_epoch) as u64);
     let mut last_note = Instant::now();
     let (mut trained_images, mut training_seconds) = (0usize, 0f64);
@@ -781,11 +784,7 @@ fn fit_once(
         },
         exp.data.cache.clone(),
     );
-    let pb = progress_bar(loader.batches as u64);
-    pb.set_prefix(model.to_string());
-    if !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
+    let pb = progress_bar(loader.batches as u64, model);
     let t0 = Instant::now();
     for host in loader {
         let batch = host?.to_batch(ctx.device);
@@ -1116,12 +1115,8 @@ pub fn evaluate(
         spro_regions: Vec::new(),
         timing: ScoringTime::default(),
     };
-    let pb = progress_bar(loader.batches as u64);
-    pb.set_prefix(label.to_string());
+    let pb = progress_bar(loader.batches as u64, label);
     pb.set_message("scoring");
-    if !std::io::stderr().is_terminal() {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
     let mut loader = loader;
     loop {
         let waiting = Instant::now();
