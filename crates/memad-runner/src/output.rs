@@ -48,10 +48,30 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `<root>/<name>/<stamp>.partial/`.
+    /// Creates `<root>/<name>/<stamp>.partial/`, or `<stamp>-2.partial/`, `-3`, ... when a
+    /// run of that stamp (finished or not) exists already: two runs started within the same
+    /// second never share a folder.
     pub fn create(root: &Path, name: &str, stamp: &str) -> anyhow::Result<Self> {
-        let final_path = root.join(name).join(stamp);
-        let partial = root.join(name).join(format!("{stamp}.partial"));
+        let parent = root.join(name);
+        fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+        let mut k = 1;
+        let (final_path, partial) = loop {
+            let s = match k {
+                1 => stamp.to_string(),
+                k => format!("{stamp}-{k}"),
+            };
+            let (done, partial) = (parent.join(&s), parent.join(format!("{s}.partial")));
+            k += 1;
+            if done.exists() {
+                continue;
+            }
+            // `create_dir` claims the name atomically against a concurrent run.
+            match fs::create_dir(&partial) {
+                Ok(()) => break (done, partial),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("creating {}", partial.display())),
+            }
+        };
         fs::create_dir_all(partial.join("checkpoints"))
             .with_context(|| format!("creating {}", partial.display()))?;
         let log = fs::File::create(partial.join("log.txt"))?;
@@ -203,6 +223,19 @@ mod tests {
         let done = again.finish().unwrap();
         assert!(done.ends_with("exp/2026-01-01T00-00-00"));
         assert!(peak_rss_bytes().unwrap() > 1 << 20);
+    }
+
+    #[test]
+    fn runs_started_in_the_same_second_get_their_own_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let stamp = "2026-01-01T00-00-00";
+        let first = RunDir::create(root.path(), "exp", stamp).unwrap();
+        first.finish().unwrap();
+        let second = RunDir::create(root.path(), "exp", stamp).unwrap();
+        let third = RunDir::create(root.path(), "exp", stamp).unwrap();
+        assert_eq!(second.stamp(), format!("{stamp}-2"));
+        assert_eq!(third.stamp(), format!("{stamp}-3"));
+        assert!(second.partial.ends_with(format!("exp/{stamp}-2.partial")));
     }
 
     #[test]
