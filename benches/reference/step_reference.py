@@ -58,6 +58,8 @@ official repositories), with the shapes memad builds:
 - `--precision bf16`: `train_step` and `score` under `torch.autocast(device, bfloat16)`;
   `--channels-last`: `model.to(memory_format=torch.channels_last)` (every 4-D parameter,
   teacher included; inputs as given). The CSV's method gets `_bf16` / `_cl`, as step_bench's.
+- `--cudnn-benchmark`: `torch.backends.cudnn.benchmark = True` (CUDA only); the CSV's method
+  gets `_cudnn_benchmark`.
 
 Timing protocol (same as `benches/src/bin/step_bench.rs`): scoring phase first (W warm-up +
 N calls under `torch.no_grad()`, eval mode), then the training phase (W + N steps: forward,
@@ -845,6 +847,7 @@ def main():
     ap.add_argument("--date")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--flops-out", help="append method,phase,gflop_per_image rows here")
     args = ap.parse_args()
     AUTOCAST["enabled"] = args.precision == "bf16"
@@ -854,6 +857,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     torch.manual_seed(0)
     build, channels, lr, betas = SETTINGS[args.method]
     classes = args.classes or (3 if args.shape == "quickstart" else 15)
@@ -888,6 +892,7 @@ def main():
     label = args.method if args.shape == "paper" else f"{args.method}_{args.shape}"
     label += "_bf16" if args.precision == "bf16" else ""
     label += "_cl" if args.channels_last else ""
+    label += "_cudnn_benchmark" if args.cudnn_benchmark else ""
     if args.flops_out:  # after the timed phases: PatchCore needs its fitted bank
         fresh = not os.path.exists(args.flops_out) or os.path.getsize(args.flops_out) == 0
         with open(args.flops_out, "a") as f:

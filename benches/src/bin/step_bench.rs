@@ -8,7 +8,7 @@
 //! step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda --batch B --size S
 //!            --steps N --warmup W --out results.csv [--shape paper|quickstart]
 //!            [--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]
-//!            [--precision fp32|bf16] [--channels-last]
+//!            [--precision fp32|bf16] [--channels-last] [--cudnn-benchmark]
 //! ```
 //!
 //! - `--shape paper` (default): `experiments/paper/{rd4ad_mvtec,mnad_pred_ped2,mddnet_mvtec,
@@ -48,6 +48,9 @@
 //!   trained model's and the teacher's convolution weights in channels-last memory. The CSV
 //!   method gets `_bf16` / `_cl` (the reference's `--precision` / `--channels-last` do the
 //!   same with `torch.autocast` and `memory_format=torch.channels_last`).
+//! - `--cudnn-benchmark`: cuDNN times its convolution algorithms on the warm-up steps and
+//!   keeps the fastest (as `cudnn_benchmark = true` in a run; the reference sets
+//!   `torch.backends.cudnn.benchmark`); the CSV method gets `_cudnn_benchmark`.
 //! - Appends one CSV row per phase: `implementation,method,phase,device,batch,size,threads,
 //!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
 //!   prints `trainable parameters: N` (compared with the reference's by the compare script).
@@ -121,6 +124,10 @@ struct Args {
     /// CSV method gets `_cl`.
     #[arg(long)]
     channels_last: bool,
+    /// cuDNN picks the fastest convolution algorithms by timing them (CUDA only); the CSV
+    /// method gets `_cudnn_benchmark`.
+    #[arg(long)]
+    cudnn_benchmark: bool,
 }
 
 impl Args {
@@ -455,7 +462,7 @@ fn run_fit_once(
     Ok(timings)
 }
 
-/// The method's name in the CSV: `<method>[_quickstart][_bf16][_cl]`.
+/// The method's name in the CSV: `<method>[_quickstart][_bf16][_cl][_cudnn_benchmark]`.
 fn label(args: &Args) -> String {
     let mut label = args.method.clone();
     if args.shape != "paper" {
@@ -466,6 +473,9 @@ fn label(args: &Args) -> String {
     }
     if args.channels_last {
         label += "_cl";
+    }
+    if args.cudnn_benchmark {
+        label += "_cudnn_benchmark";
     }
     label
 }
@@ -544,6 +554,7 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
         tch::set_num_threads(t);
     }
     let device = memad_core::device::select(&args.device)?;
+    tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
@@ -772,9 +783,13 @@ mod tests {
 
     #[test]
     fn a_tiny_bf16_channels_last_run_is_labelled_as_such() {
-        let rows = tiny_rows("rd4ad", "--precision bf16 --channels-last");
-        assert!(rows[0].starts_with("memad,rd4ad_quickstart_bf16_cl,score,cpu,2,32,"));
-        assert!(rows[1].starts_with("memad,rd4ad_quickstart_bf16_cl,train,"));
+        let rows = tiny_rows(
+            "rd4ad",
+            "--precision bf16 --channels-last --cudnn-benchmark",
+        );
+        let label = "rd4ad_quickstart_bf16_cl_cudnn_benchmark";
+        assert!(rows[0].starts_with(&format!("memad,{label},score,cpu,2,32,")));
+        assert!(rows[1].starts_with(&format!("memad,{label},train,")));
         assert!(parse_args(&strings("--method rd4ad --precision fp16")).is_err());
     }
 }

@@ -53,6 +53,11 @@ pub struct Experiment {
     /// backbone has its own `[method.backbone] channels_last`).
     #[serde(default)]
     pub channels_last: bool,
+    /// CUDA only: cuDNN times its convolution algorithms on the first batch of each shape
+    /// and keeps the fastest (`torch.backends.cudnn.benchmark`). Faster for fixed shapes,
+    /// but the choice may differ between runs, so results are no longer bitwise repeatable.
+    #[serde(default)]
+    pub cudnn_benchmark: bool,
     pub data: DataConfig,
     /// The method section; its `kind` picks the registered method that validates the rest.
     pub method: toml::Value,

@@ -61,6 +61,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         exp.train.epochs = e;
     }
     let device = select(&exp.device)?;
+    tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     loaded
         .dataset
         .prepare()

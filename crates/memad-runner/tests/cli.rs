@@ -99,6 +99,14 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "precision: unknown variant `fp16`, expected `fp32` or `bf16`",
         ),
         (
+            "cudnn_benchmark_string.toml",
+            broken(
+                "device = \"auto\"",
+                "device = \"auto\"\ncudnn_benchmark = \"yes\"",
+            ),
+            "cudnn_benchmark: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
             "no_dataset.toml",
             broken("dataset = \"synthetic-mvtec\"", "dataset = \"mvtec-typo\""),
             "data.dataset: unknown dataset `mvtec-typo`",

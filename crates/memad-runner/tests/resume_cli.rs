@@ -269,12 +269,13 @@ fn a_sweep_rerun_resumes_its_interrupted_runs() {
 fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     // Channels-last variables and Adam moments are saved in the standard layout and loaded
     // back into channels-last variables; bf16 autocast is as deterministic on the CPU as fp32.
+    // `cudnn_benchmark` (the third speed switch) changes nothing off CUDA.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     tiny_catalog(d, r#""grid""#);
     let exp = tiny_experiment("quickstart.toml", r#""grid""#, 2).replace(
         "device = \"auto\"",
-        "device = \"auto\"\nprecision = \"bf16\"\nchannels_last = true",
+        "device = \"auto\"\nprecision = \"bf16\"\nchannels_last = true\ncudnn_benchmark = true",
     );
     assert!(exp.contains("precision = \"bf16\""));
     std::fs::write(d.join("tiny.toml"), &exp).unwrap();
@@ -285,7 +286,13 @@ fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     let reference = &complete[0];
     let config = std::fs::read_to_string(reference.join("config.toml")).unwrap();
     assert!(
-        config.contains("precision = \"bf16\"") && config.contains("channels_last = true"),
+        [
+            "precision = \"bf16\"",
+            "channels_last = true",
+            "cudnn_benchmark = true"
+        ]
+        .iter()
+        .all(|key| config.contains(key)),
         "{config}"
     );
 
