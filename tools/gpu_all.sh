@@ -1,37 +1,53 @@
 #!/usr/bin/env bash
 # Every GPU check the open issues ask for, in one call on a GPU machine (PyTorch 2.11 with
-# CUDA, no Rust), each part under its own time limit so one slow part cannot take the rest:
-#   1. the CUDA proof (issue 2): `memad info`, a 2-epoch quickstart on CUDA and on the CPU;
-#   2. the evaluation benchmark (issue 10): RD4AD and PatchCore score the 1,725-image
-#      `synthetic-mvtec-sized` test set on CUDA (timings.csv per run);
-#   3. the step benchmarks against the PyTorch reference (issues 5 and 10): fp32, then bf16
-#      autocast + channels-last, and memad bf16 + channels-last over the fp32 reference.
-# Prepare here with tools/gpu_prepare.sh; there run
-#   bash tools/gpu_all.sh [--quick]
+# CUDA, no Rust), most important first, under one time budget: a device session has about 15
+# minutes in all, machine start included, so the whole script stays inside BUDGET seconds
+# (default 420; give the device call a little more) and each part gets its own limit, cut
+# to what is left of the budget:
+#   1. proof (issue 2): `memad info`, a 2-epoch quickstart on CUDA and on the CPU;
+#   2. steps_fp32 (issue 10): the paper shapes of RD4AD, MNAD, MDD-Net and PatchCore,
+#      memad against the PyTorch reference, fp32, one round of 15 steps after 5 warm-up;
+#   3. steps_bf16_cl (issues 5 and 10): the same with bf16 autocast, channels-last and
+#      cuDNN's algorithm search on both sides, then memad's over the fp32 reference (the
+#      1.5x target) in bf16_over_fp32_reference.md;
+#   4. teachers (issue 5): frozen-teacher images/s, batch 16 at 256 px, NCHW / channels-last
+#      / channels-last bf16 / fp16;
+#   5. eval_rd4ad, eval_patchcore (issue 10): the 1,725-image `synthetic-mvtec-sized` test set
+#      scored on CUDA end to end (timings.csv per run).
+# Then the tables of whatever step rows were written (interrupted parts included).
+# Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
+#   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
 # Everything lands in $OUT (the device tool's output folder) or gpu-results/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+START=$SECONDS
+BUDGET="${BUDGET:-420}"
 QUICK=()
 [ "${1:-}" = --quick ] && QUICK=(--quick)
 RESULTS="${OUT:-gpu-results}"
 mkdir -p "$RESULTS"
-export MEMAD_WEIGHTS_DIR="${MEMAD_WEIGHTS_DIR:-$PWD/target/gpu-weights}"
+export MEMAD_WEIGHTS_DIR="${MEMAD_WEIGHTS_DIR:-$PWD/target/gpu/weights}"
+export MEMAD_BIN="$PWD/target/gpu/memad" MEMAD_BENCH_BIN="$PWD/target/gpu/step_bench"
+MEMAD_COMMIT="$(cat target/gpu/COMMIT 2>/dev/null || echo unknown)"
+export MEMAD_COMMIT
 torch_lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-bin=target/release/memad
 
 part() { # name seconds command... (the environment passes through)
     local name="$1" limit="$2"; shift 2
-    echo "=== $name (limit ${limit}s, $(date -u +%H:%M:%S))"
+    local left=$((BUDGET - (SECONDS - START)))
+    if [ "$left" -lt 15 ]; then
+        echo "=== $name skipped: the budget of ${BUDGET}s is spent"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    echo "=== $name (limit ${limit}s, $((SECONDS - START))s into the budget)"
     timeout "$limit" "$@" > "$RESULTS/$name.txt" 2>&1
     echo "exit $? after part $name"; tail -25 "$RESULTS/$name.txt"
 }
 
-part proof 150 bash tools/gpu_proof.sh
-for m in rd4ad patchcore; do
-    part "eval_$m" 120 "$bin" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
-    cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
-done
+part proof 120 bash tools/gpu_proof.sh
+
 # Dense tensor-core peaks (TFLOP/s) for the achieved-TFLOP/s columns: TF32 for the fp32
 # runs (cuDNN convolutions use TF32 by default in PyTorch and libtorch alike), BF16.
 gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
@@ -40,11 +56,30 @@ case "$gpu" in
     *H100*|*H200*) TF32_PEAK=494.7; BF16_PEAK=989.4 ;;
     *) TF32_PEAK=""; BF16_PEAK="" ;;
 esac
-PEAK_TFLOPS="$TF32_PEAK" part steps_fp32 420 bash tools/gpu_bench.sh "${QUICK[@]}" \
-    --out "$RESULTS/steps_cuda.csv"
-PEAK_TFLOPS="$BF16_PEAK" part steps_bf16_cl 420 bash tools/gpu_bench.sh "${QUICK[@]}" \
-    --precision bf16 --channels-last --out "$RESULTS/steps_cuda_bf16_cl.csv"
-python3 - "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_bf16_cl.csv" <<'PY' | tee "$RESULTS/bf16_over_fp32_reference.md"
+PAPER=(--methods rd4ad,mnad,mddnet,patchcore --rounds 1 --steps 15 --warmup 5)
+FP32=(--out "$RESULTS/steps_cuda.csv")
+FAST=(--precision bf16 --channels-last --cudnn-benchmark --out "$RESULTS/steps_cuda_fast.csv")
+PEAK_TFLOPS="$TF32_PEAK" part steps_fp32 130 \
+    bash tools/gpu_bench.sh "${PAPER[@]}" "${QUICK[@]}" "${FP32[@]}"
+PEAK_TFLOPS="$BF16_PEAK" part steps_bf16_cl 130 \
+    bash tools/gpu_bench.sh "${PAPER[@]}" "${QUICK[@]}" "${FAST[@]}"
+
+teacher_time=(--warm-up-time 1 --measurement-time 3)
+[ ${#QUICK[@]} = 1 ] && teacher_time=(--warm-up-time 0.2 --measurement-time 0.5)
+MEMAD_BENCH_DEVICE=cuda part teachers 70 \
+    target/gpu/backbone_throughput --bench --noplot "${teacher_time[@]}"
+
+for m in rd4ad patchcore; do
+    part "eval_$m" 90 "$MEMAD_BIN" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
+    cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
+done
+
+# The tables, from whatever rows the step parts wrote before their limits.
+for csv in "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv"; do
+    [ -s "$csv" ] && PYTHON=python3 benches/reference/compare_steps.sh --device cuda \
+        --table-only --out "$csv" | tee "${csv%.csv}.md"
+done
+python3 - "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv" <<'PY' | tee "$RESULTS/bf16_over_fp32_reference.md"
 import csv, statistics, sys
 def load(path):
     try:
@@ -53,14 +88,15 @@ def load(path):
         return {}
     out = {}
     for r in rows:
-        key = (r["method"].replace("_bf16", "").replace("_cl", ""), r["phase"], r["implementation"])
-        out.setdefault(key, []).append(float(r["images_per_s"]))
+        method = r["method"].split("_bf16")[0]
+        out.setdefault((method, r["phase"], r["implementation"]), []).append(float(r["images_per_s"]))
     return {k: statistics.median(v) for k, v in out.items()}
-fp32, bf16 = load(sys.argv[1]), load(sys.argv[2])
-print("| method | phase | reference fp32 images/s | memad bf16 + channels-last images/s | ratio (target >= 1.5) |")
+fp32, fast = load(sys.argv[1]), load(sys.argv[2])
+print("| method | phase | reference fp32 images/s | memad bf16 + channels-last + cuDNN search images/s | ratio (target >= 1.5) |")
 print("|---|---|---|---|---|")
 for (method, phase, impl), ref in fp32.items():
-    fast = bf16.get((method, phase, "memad"))
-    if impl == "pytorch" and fast:
-        print(f"| {method} | {phase} | {ref:.1f} | {fast:.1f} | {fast / ref:.2f} |")
+    mine = fast.get((method, phase, "memad"))
+    if impl == "pytorch" and mine:
+        print(f"| {method} | {phase} | {ref:.1f} | {mine:.1f} | {mine / ref:.2f} |")
 PY
+echo "commit $MEMAD_COMMIT; total $((SECONDS - START))s of the ${BUDGET}s budget"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU proof for docs/benchmarks.md, on a machine with a GPU and PyTorch 2.11 but no Rust:
-# build here (`cargo build --release -p memad-runner`), copy the tree with target/release/memad,
-# then on the GPU machine:   bash tools/gpu_proof.sh > gpu_proof.txt
+# build here (`cargo build --release -p memad-runner`), copy the tree with target/release/memad
+# (or MEMAD_BIN=path), then on the GPU machine:   bash tools/gpu_proof.sh > gpu_proof.txt
 # It prints `memad info` (CUDA must be seen) and times a 2-epoch quickstart on CUDA and on CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 torch_lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-bin=target/release/memad
+bin="${MEMAD_BIN:-target/release/memad}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 "$bin" info
 for device in cuda cpu; do

@@ -8,6 +8,8 @@
 #   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
 #                                      [--threads T] [--out FILE] [--methods LIST]
 #                                      [--precision fp32|bf16] [--channels-last]
+#                                      [--cudnn-benchmark] [--steps N] [--warmup W]
+#                                      [--table-only]
 #
 # CPU shapes: RD4AD batch 2 at 64 px (paper model) and batch 8 at 128 px (quickstart model),
 # MNAD batch 2 at 64 px, MDD-Net batch 2 at 64 px (paper model) and batch 8 at 128 px
@@ -20,9 +22,15 @@
 # --quick: fewer steps and fit images (a smoke test for CI, not figures), written to
 # steps_<device>_quick.csv. --precision bf16 / --channels-last: both sides run the forward
 # passes under bf16 autocast / with channels-last weights (methods labelled `_bf16` / `_cl`,
-# results in steps_<device>[_bf16][_cl].csv). --methods: a comma-separated subset of the CSV method names
-# (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart, mddnet_quickstart,
-# patchcore_quickstart). Results: benches/reference/results/steps_<device>.csv.
+# results in steps_<device>[_bf16][_cl].csv). --cudnn-benchmark: both sides let cuDNN time
+# its convolution algorithms on the warm-up steps (`_cudnn_benchmark`, CUDA only).
+# --rounds 1 (a budget run): the best-round ratio is then the ratio. --steps N / --warmup W:
+# the timed and warm-up steps of every configuration (default 10/3 on CPU, 30/5 on CUDA;
+# per-configuration settings of the CPU shapes still win). --methods: a comma-separated
+# subset of the CSV method names (rd4ad, mnad, mddnet, patchcore, rd4ad_quickstart,
+# mddnet_quickstart, patchcore_quickstart). Results:
+# benches/reference/results/steps_<device>.csv. --table-only: run nothing, print the table
+# of the CSV the same arguments name (rows of an interrupted run included).
 #
 # Work: the reference counts GFLOP per image of a scoring call and a training step
 # (torch.utils.flop_counter, round 1, <out>_flops.csv); the table gives both sides' achieved
@@ -53,6 +61,10 @@ CPU_THREADS=2
 METHODS=""
 PRECISION=fp32
 CHANNELS_LAST=0
+CUDNN_BENCHMARK=0
+STEPS_ARG=""
+WARMUP_ARG=""
+TABLE_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE="$2"; shift 2 ;;
@@ -63,17 +75,21 @@ while [ $# -gt 0 ]; do
         --methods) METHODS="$2"; shift 2 ;;
         --precision) PRECISION="$2"; shift 2 ;;
         --channels-last) CHANNELS_LAST=1; shift ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        --cudnn-benchmark) CUDNN_BENCHMARK=1; shift ;;
+        --steps) STEPS_ARG="$2"; shift 2 ;;
+        --warmup) WARMUP_ARG="$2"; shift 2 ;;
+        --table-only) TABLE_ONLY=1; shift ;;
+        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
 case "$DEVICE" in cpu|cuda) ;; *) echo "--device must be cpu or cuda" >&2; exit 2 ;; esac
 case "$PRECISION" in fp32|bf16) ;; *) echo "--precision must be fp32 or bf16" >&2; exit 2 ;; esac
-if [ "$ROUNDS" -lt 2 ]; then echo "--rounds must be at least 2" >&2; exit 2; fi
+if [ "$ROUNDS" -lt 1 ]; then echo "--rounds must be at least 1" >&2; exit 2; fi
 
 BIN="${MEMAD_BENCH_BIN:-$ROOT/target/release/step_bench}"
 PYTHON="${PYTHON:-$HOME/.cache/memad/torch-2.11.0/venv/bin/python}"
-if [ ! -x "$BIN" ]; then
+if [ "$TABLE_ONLY" = 0 ] && [ ! -x "$BIN" ]; then
     if [ -z "${MEMAD_BENCH_BIN:-}" ] && command -v cargo >/dev/null; then
         (cd "$ROOT" && cargo build --release -p memad-benches --bin step_bench)
     else
@@ -118,21 +134,26 @@ else
     STEPS=30; WARMUP=5
     [ "$QUICK" = 1 ] && { STEPS=3; WARMUP=2; }
 fi
+STEPS="${STEPS_ARG:-$STEPS}"
+WARMUP="${WARMUP_ARG:-$WARMUP}"
 SUFFIX=""
 [ "$DEVICE" = cpu ] && [ "$CPU_THREADS" != 2 ] && SUFFIX="_${CPU_THREADS}threads"
 [ "$PRECISION" = bf16 ] && SUFFIX="${SUFFIX}_bf16"
 [ "$CHANNELS_LAST" = 1 ] && SUFFIX="${SUFFIX}_cl"
+[ "$CUDNN_BENCHMARK" = 1 ] && SUFFIX="${SUFFIX}_cudnn_benchmark"
 [ "$QUICK" = 1 ] && SUFFIX="${SUFFIX}_quick"
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
 FLOPS="${OUT%.csv}_flops.csv"
-rm -f "$OUT" "$FLOPS"
+if [ "$TABLE_ONLY" = 1 ]; then CONFIGS=(); else rm -f "$OUT" "$FLOPS"; fi
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT
 
-echo "memad: $BIN"
-echo "reference: $PYTHON $HERE/step_reference.py ($("$PYTHON" -c 'import torch;print(torch.__version__)'))"
-echo "device $DEVICE, $ROUNDS rounds, $STEPS steps after $WARMUP warm-up, commit $COMMIT, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$TABLE_ONLY" = 0 ]; then
+    echo "memad: $BIN"
+    echo "reference: $PYTHON $HERE/step_reference.py ($("$PYTHON" -c 'import torch;print(torch.__version__)'))"
+    echo "device $DEVICE, $ROUNDS rounds, $STEPS steps after $WARMUP warm-up, commit $COMMIT, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+fi
 for config in "${CONFIGS[@]}"; do
     read -r LABEL METHOD BATCH SIZE EXTRA <<<"$config"
     if [ -n "$METHODS" ] && [[ ",$METHODS," != *",$LABEL,"* ]]; then
@@ -141,6 +162,7 @@ for config in "${CONFIGS[@]}"; do
     # shellcheck disable=SC2206 # the extra arguments split on spaces
     EXTRA_ARGS=($EXTRA --precision $PRECISION)
     [ "$CHANNELS_LAST" = 1 ] && EXTRA_ARGS+=(--channels-last)
+    [ "$CUDNN_BENCHMARK" = 1 ] && EXTRA_ARGS+=(--cudnn-benchmark)
     ARGS=(--method "$METHOD" --device "$DEVICE" --batch "$BATCH" --size "$SIZE"
           --steps "$STEPS" --warmup "$WARMUP" "${THREADS[@]}" --out "$OUT"
           --commit "$COMMIT" --date "$DATE" "${EXTRA_ARGS[@]}")
