@@ -1,8 +1,13 @@
-//! Every registered method, built from the `[method]` section of its experiment file,
-//! trains and scores with its convolution weights channels-last under bf16 autocast, as a
-//! run with `precision = "bf16"` and `channels_last = true` does (`memad_core::precision`),
-//! here on the CPU: the training loss stays near the fp32 one, gradients reach fp32
-//! variables that stay channels-last through an optimizer step, and the scores are finite.
+//! Every registered method, built from the `[method]` section of its experiment file, under
+//! the settings that make it fast on a GPU, here on the CPU:
+//! - it trains and scores with its convolution weights channels-last under bf16 autocast, as
+//!   a run with `precision = "bf16"` and `channels_last = true` does
+//!   (`memad_core::precision`): the training loss stays near the fp32 one, gradients reach
+//!   fp32 variables that stay channels-last through an optimizer step, and the scores are
+//!   finite;
+//! - it trains to the same losses with the multi-tensor Adam update (CUDA's default, its
+//!   variables made views of one flat buffer) as with the per-variable one: no method keeps
+//!   a stale copy or view of a variable.
 use memad_core::optim::{Adam, AdamConfig};
 use memad_core::precision::{autocast, is_channels_last, make_channels_last, Precision};
 use memad_core::{Batch, BuildContext, Method, Registry, SyntheticAnomalies, Training};
@@ -82,6 +87,10 @@ const CASES: [Case; 9] = [
         classes: 1,
     },
 ];
+
+/// libtorch's random generator is global: the tests of this file, which build models and
+/// batches from seeds, take turns.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn registry() -> Registry {
     let mut registry = Registry::default();
@@ -200,8 +209,58 @@ fn check(case: &Case, registry: &Registry) {
 
 #[test]
 fn every_method_trains_and_scores_in_bf16_with_channels_last_weights() {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let registry = registry();
     for case in &CASES {
         check(case, &registry);
+    }
+}
+
+/// Three training steps of `case` with the per-variable and the multi-tensor Adam update:
+/// the same losses (up to float summation order) at every step.
+fn check_multi_tensor(case: &Case, registry: &Registry) {
+    let batch = batch(case);
+    let mut each = build(case, registry);
+    if each.training() == Training::FitOnce {
+        return;
+    }
+    let mut flat = build(case, registry);
+    let adam = AdamConfig::adam(1e-3);
+    let mut opt_each = Adam::new(each.trainable(), adam)
+        .unwrap()
+        .multi_tensor(false);
+    let mut opt_flat = Adam::new(flat.trainable(), adam)
+        .unwrap()
+        .multi_tensor(true);
+    // Epoch 1 of 6 (MSCM's stage 1 is epochs 1-4).
+    each.start_epoch(1, 6).unwrap();
+    flat.start_epoch(1, 6).unwrap();
+    for step in 0..3 {
+        let want = first_loss(each.as_mut(), &batch, Precision::Fp32);
+        let got = first_loss(flat.as_mut(), &batch, Precision::Fp32);
+        let (w, g) = (want.double_value(&[]), got.double_value(&[]));
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs() + 1e-6,
+            "{} step {step}: multi-tensor loss {g}, per-variable {w}",
+            case.name
+        );
+        opt_each.backward_step(&want);
+        each.after_step().unwrap();
+        opt_flat.backward_step(&got);
+        flat.after_step().unwrap();
+    }
+    assert!(
+        opt_flat.has_flat_buffers(),
+        "{}: a per-variable step",
+        case.name
+    );
+}
+
+#[test]
+fn every_method_trains_alike_with_the_multi_tensor_adam_update() {
+    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
+    let registry = registry();
+    for case in &CASES {
+        check_multi_tensor(case, &registry);
     }
 }
