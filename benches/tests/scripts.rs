@@ -56,13 +56,26 @@ fn gpu_all_with_its_budget_spent_still_prints_the_tables() {
         python.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let run = Command::new("bash")
-        .arg(root().join("tools/gpu_all.sh"))
-        .env("OUT", out.path())
-        .env("BUDGET", "0")
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    let gpu_all = |parts: &str| {
+        Command::new("bash")
+            .arg(root().join("tools/gpu_all.sh"))
+            .env("OUT", out.path())
+            .env("BUDGET", "0")
+            .env("PARTS", parts)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let only = gpu_all("teachers eval_patchcore");
+    let skipped = String::from_utf8_lossy(&only.stdout);
+    assert!(
+        skipped.contains("=== teachers skipped") && skipped.contains("=== eval_patchcore skipped")
+    );
+    assert!(
+        !skipped.contains("=== proof"),
+        "PARTS leaves the other parts out: {skipped}"
+    );
+    let run = gpu_all("");
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stdout}\n{stderr}");
