@@ -163,15 +163,15 @@ pub fn gaussian_projection(dim_in: i64, dim_out: i64, seed: u64, device: Device)
         .to_device(device)
 }
 
-/// Squared Euclidean distances of every row of `features` to row `i`, in row chunks.
+/// Squared Euclidean distances of every row of `features` to the row `index`, in row chunks.
 ///
 /// # Shapes
-/// `features`: `[N, d]` -> `[N]`.
-fn squared_distances_to(features: &Tensor, i: i64) -> Tensor {
+/// `features`: `[N, d]`, `index`: `[1]` int64 on the features' device -> `[N]`.
+fn squared_distances_to(features: &Tensor, index: &Tensor) -> Tensor {
     let [n, d] = features.size()[..] else {
         unreachable!("checked by the caller")
     };
-    let centre = features.narrow(0, i, 1);
+    let centre = features.index_select(0, index);
     let rows = (CHUNK_ELEMENTS / d.max(1)).max(1);
     let parts: Vec<Tensor> = (0..n)
         .step_by(rows as usize)
@@ -204,19 +204,25 @@ pub fn greedy_k_center(features: &Tensor, k: i64, start: i64) -> Result<Tensor> 
             "greedy_k_center: need 0 <= start < N and 1 <= k <= N, got start {start}, k {k}, N {n}"
         )));
     }
+    // The indices stay on the device: no step waits for the GPU (the reference's loop reads
+    // each argmax back with `.item()`).
     let device = features.device();
-    let mut selected = vec![start];
+    let selected = Tensor::empty([k], (Kind::Int64, device));
+    let mut next = Tensor::from_slice(&[start]).to_device(device);
+    selected.narrow(0, 0, 1).copy_(&next);
     // Distance of each row to the coreset; -1 marks selected rows so that duplicates of a
     // selected row (distance 0) are preferred over selecting a row twice.
-    let mut min_dist = squared_distances_to(features, start);
-    let _ = min_dist.index_fill_(0, &Tensor::from_slice(&[start]).to_device(device), -1.0);
-    while (selected.len() as i64) < k {
-        let next = min_dist.argmax(0, false).int64_value(&[]);
-        selected.push(next);
-        min_dist = min_dist.minimum(&squared_distances_to(features, next));
-        let _ = min_dist.index_fill_(0, &Tensor::from_slice(&[next]).to_device(device), -1.0);
+    let mut min_dist = squared_distances_to(features, &next);
+    let _ = min_dist.index_fill_(0, &next, -1.0);
+    for i in 1..k {
+        next = min_dist.argmax(0, true);
+        selected.narrow(0, i, 1).copy_(&next);
+        if i + 1 < k {
+            min_dist = min_dist.minimum(&squared_distances_to(features, &next));
+            let _ = min_dist.index_fill_(0, &next, -1.0);
+        }
     }
-    Ok(Tensor::from_slice(&selected).to_device(device))
+    Ok(selected)
 }
 
 /// The rows of `features` a bank with `config` and `seed` keeps (module doc).
