@@ -207,13 +207,18 @@ fn check(case: &Case, registry: &Registry) {
     }
 }
 
-#[test]
-fn every_method_trains_and_scores_in_bf16_with_channels_last_weights() {
+/// Runs `check` on every case, holding [`SEEDED`].
+fn every_case(check: fn(&Case, &Registry)) {
     let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let registry = registry();
     for case in &CASES {
         check(case, &registry);
     }
+}
+
+#[test]
+fn every_method_trains_and_scores_in_bf16_with_channels_last_weights() {
+    every_case(check);
 }
 
 /// Three training steps of `case` with the per-variable and the multi-tensor Adam update:
@@ -258,9 +263,5 @@ fn check_multi_tensor(case: &Case, registry: &Registry) {
 
 #[test]
 fn every_method_trains_alike_with_the_multi_tensor_adam_update() {
-    let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
-    let registry = registry();
-    for case in &CASES {
-        check_multi_tensor(case, &registry);
-    }
+    every_case(check_multi_tensor);
 }

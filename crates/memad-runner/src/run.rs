@@ -1095,7 +1095,7 @@ pub fn evaluate(
         crop,
     };
     let size = data.image_size;
-    let loader = BatchLoader::with_cache(
+    let mut loader = BatchLoader::with_cache(
         test.to_vec(),
         order,
         data.eval_batch_size,
@@ -1118,7 +1118,6 @@ pub fn evaluate(
     };
     let pb = progress_bar(loader.batches as u64, label);
     pb.set_message("scoring");
-    let mut loader = loader;
     loop {
         let waiting = Instant::now();
         let Some(host) = loader.next() else { break };
