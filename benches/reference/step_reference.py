@@ -66,9 +66,9 @@ N calls under `torch.no_grad()`, eval mode), then the training phase (W + N step
 `loss.item()` as memad's runner reads the loss, `zero_grad(set_to_none=True)`, backward,
 `Adam.step()` with PyTorch's default implementation, the memory update); CUDA synchronised
 before reading the clock. Peak memory: CPU = VmHWM (reset through /proc/self/clear_refs at the
-phase start); CUDA = device memory in use at the phase end (`torch.cuda.mem_get_info`:
-total - free, as step_bench's `cudaMemGetInfo`); `torch.cuda.max_memory_allocated` is printed
-as well. Appends CSV rows with `implementation = pytorch`.
+phase start); CUDA = `torch.cuda.max_memory_allocated` over the phase (peak of live tensors,
+reset at the phase start; step_bench reads the same counter of the same allocator). Appends
+CSV rows with `implementation = pytorch`.
 
     ~/.cache/memad/torch-2.11.0/venv/bin/python benches/reference/step_reference.py \
         --method rd4ad --device cpu --batch 2 --size 64 --steps 10 --warmup 2 --threads 2 \
@@ -693,13 +693,6 @@ def peak_rss_mib():
     return float("nan")
 
 
-def phase_peak(device):
-    if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        return (total - free) / 2**20
-    return peak_rss_mib()
-
-
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -712,10 +705,10 @@ def phase_start(device):
 
 
 def phase_end(device):
-    """Peak MiB of the phase (see the module doc) and, on CUDA, torch's peak allocated."""
+    """Peak MiB of the phase (see the module doc)."""
     if device.type == "cuda":
-        return phase_peak(device), torch.cuda.max_memory_allocated(device) / 2**20
-    return phase_peak(device), float("nan")
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mib()
 
 
 AUTOCAST = {"enabled": False}
@@ -760,12 +753,12 @@ def time_score(model, x, warmup, steps, device):
                 model.score(x)
     sync(device)
     return ("score", time.perf_counter() - t0, time.process_time() - c0,
-            x.shape[0] * steps, steps) + phase_end(device)
+            x.shape[0] * steps, steps, phase_end(device))
 
 
 def run(model, opt, inputs, warmup, steps, device):
-    """(phase, wall seconds, process CPU seconds, images, batches, peak MiB, CUDA peak
-    allocated MiB) of N scoring calls, then of N training steps."""
+    """(phase, wall seconds, process CPU seconds, images, batches, peak MiB) of N scoring
+    calls, then of N training steps."""
     x = inputs[0]
     out = [time_score(model, x, warmup, steps, device)]
     model.set_mode(True)
@@ -786,7 +779,7 @@ def run(model, opt, inputs, warmup, steps, device):
         model.after_step()
     sync(device)
     out.append(("train", time.perf_counter() - t0, time.process_time() - c0,
-                x.shape[0] * steps, steps) + phase_end(device))
+                x.shape[0] * steps, steps, phase_end(device)))
     return out
 
 
@@ -813,8 +806,8 @@ def run_fit_once(model, x, fit_images, warmup, steps, device):
     t2, c2 = time.perf_counter(), time.process_time()
     peak = phase_end(device)
     del train, chunks
-    return [("fit", t2 - t0, c2 - c0, fit_images, len(train_batches(fit_images, b))) + peak,
-            ("coreset", t2 - t1, c2 - c1, fit_images, len(train_batches(fit_images, b))) + peak,
+    return [("fit", t2 - t0, c2 - c0, fit_images, len(train_batches(fit_images, b)), peak),
+            ("coreset", t2 - t1, c2 - c1, fit_images, len(train_batches(fit_images, b)), peak),
             time_score(model, x, warmup, steps, device)]
 
 
@@ -905,13 +898,11 @@ def main():
     commit = args.commit or git_commit()
     threads = torch.get_num_threads()
     rows = []
-    for phase, seconds, cpu_seconds, images, batches, peak, allocated in timings:
+    for phase, seconds, cpu_seconds, images, batches, peak in timings:
         per_batch = seconds / batches
-        extra = (f", torch.cuda.max_memory_allocated {allocated:.1f} MiB"
-                 if device.type == "cuda" else "")
         print(f"pytorch {label} {phase} {args.device}: {images / seconds:.2f} images/s, "
               f"{1000 * per_batch:.1f} ms/batch ({1000 * cpu_seconds / batches:.1f} CPU ms), "
-              f"peak {peak:.1f} MiB{extra}")
+              f"peak {peak:.1f} MiB")
         rows.append(["pytorch", label, phase, args.device, args.batch, args.size, threads,
                      f"{images / seconds:.3f}", f"{1000 * per_batch:.3f}", f"{peak:.1f}",
                      date, commit])

@@ -38,11 +38,10 @@
 //!   before the clock is read.
 //! - Peak memory (`peak_mem_mib`): on CPU the process's resident-set high-water mark (VmHWM of
 //!   `/proc/self/status`, reset through `/proc/self/clear_refs` when the phase starts, so it
-//!   covers that phase; weights, libtorch and the batch included). On CUDA, tch reaches no
-//!   allocator statistics (`torch.cuda.max_memory_allocated` has no C entry point), so it is
-//!   the device memory in use when the phase ends (`cudaMemGetInfo`: total - free): the
-//!   caching allocator's reserved pool, which never shrinks, plus the CUDA context. The
-//!   scoring phase runs first so its figure is not the training's.
+//!   covers that phase; weights, libtorch and the batch included). On CUDA the caching
+//!   allocator's peak of live tensors during the phase (`memad_cuda::memory_stats`, reset at
+//!   the phase start): what the reference reports with `torch.cuda.max_memory_allocated`.
+//!   The scoring phase runs first.
 //! - `--precision bf16`: every `train_step` and `score` under bf16 autocast
 //!   (`memad_core::precision`, as `precision = "bf16"` in a run); `--channels-last`: the
 //!   trained model's and the teacher's convolution weights in channels-last memory. The CSV
@@ -246,9 +245,16 @@ fn process_cpu_seconds() -> f64 {
     fields.iter().sum::<f64>() / 100.0
 }
 
-/// Resets the resident-set high-water mark (VmHWM) to the current resident set.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// Starts a phase's peak memory afresh: the resident-set high-water mark (VmHWM) on the CPU,
+/// the caching allocator's peak on CUDA.
+fn reset_peak(device: Device) -> BoxResult<()> {
+    match device {
+        Device::Cuda(i) => memad_cuda::reset_peak_memory(i)?,
+        _ => {
+            let _ = std::fs::write("/proc/self/clear_refs", "5");
+        }
+    }
+    Ok(())
 }
 
 /// VmHWM of this process, MiB.
@@ -261,64 +267,18 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-extern "C" {
-    fn dlopen(filename: *const std::ffi::c_char, flag: i32) -> *mut std::ffi::c_void;
-    fn dlsym(
-        handle: *mut std::ffi::c_void,
-        symbol: *const std::ffi::c_char,
-    ) -> *mut std::ffi::c_void;
-}
-const RTLD_LAZY: i32 = 0x1;
-const RTLD_NOLOAD: i32 = 0x4;
-
-/// Device memory in use (total - free, MiB) from `cudaMemGetInfo` of the CUDA runtime the
-/// CUDA backend loaded (found in `/proc/self/maps`); NaN when it cannot be reached.
-fn cuda_used_mib() -> f64 {
-    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let Some(path) = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.contains("/libcudart.so"))
-    else {
-        return f64::NAN;
-    };
-    let Ok(c_path) = std::ffi::CString::new(path) else {
-        return f64::NAN;
-    };
-    // SAFETY: dlopen/dlsym with valid C strings; RTLD_NOLOAD only returns a library already
-    // mapped (kept for the process's life), and `cudaMemGetInfo(size_t*, size_t*)` is called
-    // with its documented signature on two live out-parameters.
-    unsafe {
-        let handle = dlopen(c_path.as_ptr(), RTLD_LAZY | RTLD_NOLOAD);
-        if handle.is_null() {
-            return f64::NAN;
-        }
-        let symbol = dlsym(handle, c"cudaMemGetInfo".as_ptr());
-        if symbol.is_null() {
-            return f64::NAN;
-        }
-        let get: MemGetInfo = std::mem::transmute(symbol);
-        let (mut free, mut total) = (0usize, 0usize);
-        if get(&mut free, &mut total) != 0 {
-            return f64::NAN;
-        }
-        (total - free) as f64 / (1024.0 * 1024.0)
-    }
-}
-
 fn synchronize(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
 }
 
-/// Peak memory of the phase that just ended (see the module doc).
-fn phase_peak(device: Device) -> f64 {
-    match device {
-        Device::Cuda(_) => cuda_used_mib(),
+/// Peak memory of the phase that just ended, MiB (see the module doc).
+fn phase_peak(device: Device) -> BoxResult<f64> {
+    Ok(match device {
+        Device::Cuda(i) => memad_cuda::memory_stats(i)?.peak_allocated as f64 / (1024.0 * 1024.0),
         _ => peak_rss_mib(),
-    }
+    })
 }
 
 /// Times `warmup + steps` scoring calls of `batch`.
@@ -328,7 +288,7 @@ fn time_score(
     args: &Args,
     device: Device,
 ) -> BoxResult<Timing> {
-    reset_peak_rss();
+    reset_peak(device)?;
     let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
     for i in 0..args.warmup + args.steps {
         if i == args.warmup {
@@ -346,7 +306,7 @@ fn time_score(
         images: (args.batch * args.steps as i64) as f64,
         batches: args.steps as f64,
         cpu_seconds: process_cpu_seconds() - c0,
-        peak_mem_mib: phase_peak(device),
+        peak_mem_mib: phase_peak(device)?,
     })
 }
 
@@ -360,7 +320,7 @@ fn run(
 ) -> BoxResult<Vec<Timing>> {
     let mut timings = vec![time_score(method, batch, args, device)?];
 
-    reset_peak_rss();
+    reset_peak(device)?;
     let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
     for i in 0..args.warmup + args.steps {
         if i == args.warmup {
@@ -384,7 +344,7 @@ fn run(
         images: (args.batch * args.steps as i64) as f64,
         batches: args.steps as f64,
         cpu_seconds: process_cpu_seconds() - c0,
-        peak_mem_mib: phase_peak(device),
+        peak_mem_mib: phase_peak(device)?,
     });
     Ok(timings)
 }
@@ -425,7 +385,7 @@ fn run_fit_once(
         Ok(())
     })?;
     synchronize(device);
-    reset_peak_rss();
+    reset_peak(device)?;
     let (t0, c0) = (Instant::now(), process_cpu_seconds());
     let coreset = tch::no_grad(|| -> BoxResult<(f64, f64)> {
         for i in 0..batches {
@@ -438,7 +398,7 @@ fn run_fit_once(
         Ok((t1.elapsed().as_secs_f64(), process_cpu_seconds() - c1))
     })?;
     let (seconds, cpu_seconds) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - c0);
-    let peak = phase_peak(device);
+    let peak = phase_peak(device)?;
     drop(train);
     let mut timings = vec![
         Timing {

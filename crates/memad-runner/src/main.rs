@@ -357,6 +357,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("cuda available {}", info.cuda_available);
             println!("cuda devices   {}", info.cuda_device_count);
             println!("cudnn          {}", info.cudnn_available);
+            let extension = match memad_cuda::is_built() {
+                Ok(()) => "built (CUDA graphs, allocator statistics)".to_string(),
+                Err(e) => e.to_string(),
+            };
+            println!("cuda extension {extension}");
             println!("cpu threads    {}", tch::get_num_threads());
             use memad_core::device::{tune_host_allocator, MMAP_THRESHOLD, TRIM_THRESHOLD};
             let heap = if tune_host_allocator() {
