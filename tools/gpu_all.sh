@@ -6,6 +6,8 @@
 # left of the budget. PARTS="teachers eval_rd4ad ..." runs only the parts named (a second
 # call while the machine is still warm, for parts the budget cut):
 #   1. proof (issue 2): `memad info`, a 2-epoch quickstart on CUDA and on the CPU;
+#   cuda_extension (issue 10): memad-cuda's GPU tests (allocator statistics, CUDA graph
+#      capture and replay against eager results, a failed capture);
 #   2. steps_fp32 (issue 10): the paper shapes of RD4AD, MNAD, MDD-Net and PatchCore,
 #      memad against the PyTorch reference, fp32, one round of 15 steps after 5 warm-up;
 #   3. steps_bf16_cl (issues 5 and 10): the same with bf16 autocast, channels-last and
@@ -14,7 +16,9 @@
 #   4. teachers (issue 5): frozen-teacher images/s, batch 16 at 256 px, NCHW / channels-last
 #      / channels-last bf16 / fp16;
 #   5. eval_rd4ad, eval_patchcore (issue 10): the 1,725-image `synthetic-mvtec-sized` test set
-#      scored on CUDA end to end (timings.csv per run).
+#      scored on CUDA end to end (timings.csv per run);
+#   6. eval_rd4ad_graphs, eval_patchcore_graphs (issue 10): the same with `cuda_graphs = true`
+#      (scoring replayed from a CUDA graph), metrics to compare with parts 5.
 # Then the tables of whatever step rows were written (interrupted parts included).
 # Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
 #   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
@@ -51,6 +55,7 @@ part() { # name seconds command... (the environment passes through)
 }
 
 part proof 100 bash tools/gpu_proof.sh
+part cuda_extension 40 target/gpu/memad_cuda_tests --ignored --test-threads 1
 
 # Dense tensor-core peaks (TFLOP/s) for the achieved-TFLOP/s columns: TF32 for the fp32
 # runs (cuDNN convolutions use TF32 by default in PyTorch and libtorch alike), BF16.
@@ -76,6 +81,20 @@ MEMAD_BENCH_DEVICE=cuda part teachers 60 \
 for m in rd4ad patchcore; do
     part "eval_$m" 90 "$MEMAD_BIN" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
     cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
+done
+for m in rd4ad patchcore; do # the same files with cuda_graphs = true, under their own name
+    mkdir -p /tmp/gpu-graphs
+    graphed="/tmp/gpu-graphs/eval_mvtec_sized_${m}_graphs.toml"
+    sed "s/^name = \"eval_mvtec_sized_$m\"$/name = \"eval_mvtec_sized_${m}_graphs\"\ncuda_graphs = true/" \
+        "experiments/bench/eval_mvtec_sized_$m.toml" > "$graphed"
+    part "eval_${m}_graphs" 60 "$MEMAD_BIN" --datasets "$PWD/datasets.toml" run "$graphed" \
+        --runs /tmp/gpu-eval-runs
+    cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"_graphs/*/timings.csv \
+        "$RESULTS/eval_${m}_graphs_timings.csv" 2>/dev/null
+    for run in "$m" "${m}_graphs"; do
+        cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$run"/*/metrics.csv \
+            "$RESULTS/eval_${run}_metrics.csv" 2>/dev/null
+    done
 done
 
 # The tables, from whatever rows the step parts wrote before their limits.

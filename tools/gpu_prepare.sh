@@ -3,6 +3,7 @@
 # folder to carry with the tree, target/gpu/ (about 50 MB):
 #   memad, step_bench          release binaries
 #   backbone_throughput        the criterion benchmark's binary (run with --bench)
+#   memad_cuda_tests           memad-cuda's unit tests (the GPU ones run with --ignored)
 #   weights/                   the converted EfficientNet-Lite0 weights (no ~/.cache/memad there)
 #   COMMIT                     the commit they were built from (the tree there has no .git)
 set -euo pipefail
@@ -10,18 +11,24 @@ cd "$(dirname "$0")/.."
 ./dev setup
 nice cargo build --release -p memad-runner -p memad-benches --bin memad --bin step_bench
 # cargo names the benchmark binary by a hash: take it from cargo's own report.
-teachers="$(nice cargo bench --no-run -p memad-benches --bench backbone_throughput \
-    --message-format=json 2>/dev/null | python3 -c '
+executable() { # target name: the executable in cargo's JSON report on stdin
+    python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "backbone_throughput" \
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] \
             and m.get("executable"):
-        print(m["executable"])')"
+        print(m["executable"])' "$1"
+}
+teachers="$(nice cargo bench --no-run -p memad-benches --bench backbone_throughput \
+    --message-format=json 2>/dev/null | executable backbone_throughput)"
+cuda_tests="$(nice cargo test --release --no-run -p memad-cuda --lib \
+    --message-format=json 2>/dev/null | executable memad_cuda)"
 rm -rf target/gpu
 mkdir -p target/gpu/weights
 cp target/release/memad target/release/step_bench target/gpu/
 cp "$teachers" target/gpu/backbone_throughput
+cp "$cuda_tests" target/gpu/memad_cuda_tests
 weights="${MEMAD_WEIGHTS_DIR:-${MEMAD_CACHE:-$HOME/.cache/memad}/weights}"
 cp "$weights/efficientnet_lite0.safetensors" target/gpu/weights/
 commit="$(git rev-parse --short HEAD)"

@@ -58,6 +58,12 @@ pub struct Experiment {
     /// but the choice may differ between runs, so results are no longer bitwise repeatable.
     #[serde(default)]
     pub cudnn_benchmark: bool,
+    /// CUDA only: scoring of full test batches is captured once in a CUDA graph and replayed
+    /// (`memad_cuda::GraphedScorer`); training steps run eagerly. Needs a method whose
+    /// scoring never waits for the host (the run stops with an error naming this switch
+    /// otherwise). Off the GPU every batch is scored eagerly.
+    #[serde(default)]
+    pub cuda_graphs: bool,
     pub data: DataConfig,
     /// The method section; its `kind` picks the registered method that validates the rest.
     pub method: toml::Value,

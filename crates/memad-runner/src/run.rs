@@ -28,6 +28,7 @@ use memad_core::device::{seed_everything, select};
 use memad_core::optim::{Adam, AdamConfig, LrSchedule, Optimizer};
 use memad_core::precision::{autocast, make_channels_last, Precision};
 use memad_core::{BuildContext, Method, Registry, Training};
+use memad_cuda::GraphedScorer;
 use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::mvtec::{CategorySplit, Sample};
@@ -215,6 +216,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         wall_seconds: started.elapsed().as_secs_f64(),
         resumed,
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+        device_memory: device_memory(device)?,
         config_sha256,
     };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
@@ -256,11 +258,30 @@ struct RunMeta {
     wall_seconds: f64,
     /// Whether the last session continued an interrupted one.
     resumed: bool,
-    /// Host peak resident set size of the last session's process (`getrusage`). The device's
-    /// peak is not recorded: tch 0.24 binds no CUDA memory statistics
-    /// (`torch.cuda.max_memory_allocated` has no counterpart).
+    /// Host peak resident set size of the last session's process (`getrusage`).
     peak_rss_bytes: u64,
+    /// CUDA runs: the caching allocator's peaks over the last session (absent on the CPU).
+    device_memory: Option<DeviceMemory>,
     config_sha256: String,
+}
+
+/// `[device_memory]` of `run.toml`: `torch.cuda.max_memory_allocated` and
+/// `max_memory_reserved` of the process (`memad_cuda::memory_stats`), in bytes.
+#[derive(serde::Serialize)]
+struct DeviceMemory {
+    peak_allocated_bytes: i64,
+    peak_reserved_bytes: i64,
+}
+
+fn device_memory(device: tch::Device) -> anyhow::Result<Option<DeviceMemory>> {
+    let tch::Device::Cuda(index) = device else {
+        return Ok(None);
+    };
+    let stats = memad_cuda::memory_stats(index)?;
+    Ok(Some(DeviceMemory {
+        peak_allocated_bytes: stats.peak_allocated,
+        peak_reserved_bytes: stats.peak_reserved,
+    }))
 }
 
 /// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
@@ -829,7 +850,7 @@ fn evaluate_category(
         &split.test,
         class as i64,
         &exp.data,
-        (ctx.device, exp.precision),
+        (ctx.device, exp.precision, exp.cuda_graphs),
     )?;
     if exp.eval.metrics.iter().any(|m| m == "auspro") {
         let (decoded, crop) = decode_size(&exp.data);
@@ -860,6 +881,12 @@ fn evaluate_category(
         metrics.as_secs_f64()
     );
     say(dir, &line);
+    if let Some((replayed, eager)) = eval.graph_batches {
+        let line = format!(
+            "[{category}] cuda_graphs: {replayed} batches replayed from a CUDA graph, {eager} scored eagerly (the first, and batches of other shapes)"
+        );
+        say(dir, &line);
+    }
     let row = |stage: &str, seconds: f64| TimingRow {
         model: model.to_string(),
         category: category.clone(),
@@ -1020,6 +1047,8 @@ pub struct Evaluation {
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
     /// Where the scoring time went.
     pub timing: ScoringTime,
+    /// With `cuda_graphs` on CUDA: (batches replayed from the graph, batches scored eagerly).
+    pub graph_batches: Option<(usize, usize)>,
 }
 
 /// Where [`evaluate`]'s time went, in seconds.
@@ -1077,15 +1106,17 @@ fn decode_size(data: &DataConfig) -> (u32, Option<u32>) {
 }
 
 /// Scores `test`, every sample of class `class`, loaded as `data` says (size, crop, batch
-/// size, cache), on `device` in `precision`; `label` names the progress bar.
+/// size, cache), on `device` in `precision`, through a CUDA graph with `cuda_graphs`
+/// (`memad_cuda::GraphedScorer`); `label` names the progress bar.
 pub fn evaluate(
     label: &str,
     method: &dyn Method,
     test: &[Sample],
     class: i64,
     data: &DataConfig,
-    (device, precision): (Device, Precision),
+    (device, precision, cuda_graphs): (Device, Precision, bool),
 ) -> anyhow::Result<Evaluation> {
+    let mut scorer = GraphedScorer::new(method, device, precision, cuda_graphs);
     let order: Vec<usize> = (0..test.len()).collect();
     let (decoded, crop) = decode_size(data);
     let load = LoadOptions {
@@ -1115,6 +1146,7 @@ pub fn evaluate(
         memory_usage: Vec::new(),
         spro_regions: Vec::new(),
         timing: ScoringTime::default(),
+        graph_batches: None,
     };
     let pb = progress_bar(loader.batches as u64, label);
     pb.set_message("scoring");
@@ -1125,7 +1157,8 @@ pub fn evaluate(
         let scoring = Instant::now();
         eval.timing.waiting_for_images += (scoring - waiting).as_secs_f64();
         let batch = host.to_batch(device);
-        let out = tch::no_grad(|| autocast(device, precision, || method.score(&batch)))?;
+        // The graph's outputs are overwritten by the next batch: all are read below.
+        let out = scorer.score(&batch)?;
         eval.image_scores.extend(to_vec(&out.image_score)?);
         if eval.parts.is_empty() {
             eval.parts = (out.parts.iter())
@@ -1181,6 +1214,9 @@ pub fn evaluate(
         pb.inc(1);
     }
     pb.finish_and_clear();
+    if scorer.uses_graphs() {
+        eval.graph_batches = Some((scorer.replayed, scorer.eager));
+    }
     Ok(eval)
 }
 
@@ -1409,6 +1445,7 @@ mod tests {
             memory_usage: Vec::new(),
             spro_regions: Vec::new(),
             timing: ScoringTime::default(),
+            graph_batches: None,
         }
     }
 

@@ -269,13 +269,14 @@ fn a_sweep_rerun_resumes_its_interrupted_runs() {
 fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     // Channels-last variables and Adam moments are saved in the standard layout and loaded
     // back into channels-last variables; bf16 autocast is as deterministic on the CPU as fp32.
-    // `cudnn_benchmark` (the third speed switch) changes nothing off CUDA.
+    // `cudnn_benchmark` and `cuda_graphs` (the CUDA-only speed switches) change nothing off
+    // CUDA: every batch is scored eagerly.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     tiny_catalog(d, r#""grid""#);
     let exp = tiny_experiment("quickstart.toml", r#""grid""#, 2).replace(
         "device = \"auto\"",
-        "device = \"auto\"\nprecision = \"bf16\"\nchannels_last = true\ncudnn_benchmark = true",
+        "device = \"auto\"\nprecision = \"bf16\"\nchannels_last = true\ncudnn_benchmark = true\ncuda_graphs = true",
     );
     assert!(exp.contains("precision = \"bf16\""));
     std::fs::write(d.join("tiny.toml"), &exp).unwrap();
@@ -284,12 +285,20 @@ fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     assert!(out.status.success(), "{}", text(&out));
     let (complete, _) = folders(&d.join("runs"), "quickstart");
     let reference = &complete[0];
+    let log = std::fs::read_to_string(reference.join("log.txt")).unwrap();
+    assert!(!log.contains("replayed from a CUDA graph"), "{log}");
+    let meta = std::fs::read_to_string(reference.join("run.toml")).unwrap();
+    assert!(
+        !meta.contains("device_memory"),
+        "no device figures on the CPU: {meta}"
+    );
     let config = std::fs::read_to_string(reference.join("config.toml")).unwrap();
     assert!(
         [
             "precision = \"bf16\"",
             "channels_last = true",
-            "cudnn_benchmark = true"
+            "cudnn_benchmark = true",
+            "cuda_graphs = true"
         ]
         .iter()
         .all(|key| config.contains(key)),
