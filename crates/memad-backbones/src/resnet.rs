@@ -138,13 +138,12 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// # Shapes
 /// `x`: `[B, 3, H, W]`, RGB in `[0, 1]` -> `(x - mean) / std`, same shape, kind and device.
 pub fn imagenet_normalize(x: &Tensor) -> Tensor {
-    let stat = |v: [f32; 3]| {
-        Tensor::from_slice(&v)
-            .view([1, 3, 1, 1])
-            .to_device(x.device())
-            .to_kind(x.kind())
+    let stat = |name: &str, v: [f32; 3]| {
+        memad_core::constant::constant(name, x.device(), x.kind(), || {
+            Tensor::from_slice(&v).view([1, 3, 1, 1])
+        })
     };
-    (x - stat(IMAGENET_MEAN)) / stat(IMAGENET_STD)
+    (x - stat("imagenet_mean", IMAGENET_MEAN)) / stat("imagenet_std", IMAGENET_STD)
 }
 
 /// A conv without bias, padded by `kernel / 2` (torchvision's `conv3x3`, `conv1x1` and stem).

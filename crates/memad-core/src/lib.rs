@@ -8,7 +8,9 @@
 //! - [`config`]: typed section parsing with `deny_unknown_fields` and key-path errors.
 //! - [`device`]: device selection (really loading libtorch's CUDA backend) and seeding.
 //! - [`precision`]: bf16 autocast and channels-last memory for a whole run.
+//! - [`constant`]: small constant tensors made once per device (no host copy per call).
 pub mod config;
+pub mod constant;
 pub mod device;
 pub mod error;
 pub mod io;

@@ -32,10 +32,11 @@ pub struct GraphedScorer<'a> {
     pub eager: usize,
 }
 
+/// Fields drop in order: the graph's tensors before the graph (which releases their pool).
 struct Captured {
-    graph: CudaGraph,
     batch: Batch,
     output: AnomalyOutput,
+    graph: CudaGraph,
 }
 
 impl<'a> GraphedScorer<'a> {

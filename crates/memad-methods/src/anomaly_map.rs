@@ -24,14 +24,14 @@ pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Tensor {
         return x.shallow_clone();
     }
     let radius = (4.0 * sigma + 0.5) as i64;
-    let taps: Vec<f32> = (-radius..=radius)
-        .map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp() as f32)
-        .collect();
-    let sum: f32 = taps.iter().sum();
-    let kernel = Tensor::from_slice(&taps)
-        .to_device(x.device())
-        .to_kind(x.kind())
-        / sum as f64;
+    let name = format!("gaussian_taps:{sigma}");
+    let kernel = memad_core::constant::constant(&name, x.device(), x.kind(), || {
+        let taps: Vec<f32> = (-radius..=radius)
+            .map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp() as f32)
+            .collect();
+        let sum: f32 = taps.iter().sum();
+        Tensor::from_slice(&taps) / sum as f64
+    });
     let k = 2 * radius + 1;
     let h = symmetric_pad(x, radius, 3).conv2d(
         &kernel.reshape([1, 1, 1, k]),

@@ -655,9 +655,12 @@ fn read_per_position(memory: &MemAe, z: &Tensor, train: bool) -> (Tensor, Tensor
 fn luma(rgb: &Tensor) -> Tensor {
     let mut shape = vec![1i64; rgb.dim()];
     shape[1] = 3;
-    let weights = Tensor::from_slice(&LUMA)
-        .reshape(shape.as_slice())
-        .to_device(rgb.device());
+    let weights = memad_core::constant::constant(
+        &format!("bt601_luma:{}", rgb.dim()),
+        rgb.device(),
+        Kind::Float,
+        || Tensor::from_slice(&LUMA).reshape(shape.as_slice()),
+    );
     (rgb * weights).sum_dim_intlist(1, true, Kind::Float)
 }
 
