@@ -17,8 +17,10 @@
 #      / channels-last bf16 / fp16;
 #   5. eval_rd4ad, eval_patchcore (issue 10): the 1,725-image `synthetic-mvtec-sized` test set
 #      scored on CUDA end to end (timings.csv per run);
-#   6. eval_rd4ad_graphs, eval_patchcore_graphs (issue 10): the same with `cuda_graphs = true`
-#      (scoring replayed from a CUDA graph), metrics to compare with parts 5.
+#   6. steps_graphs (issue 10): the step comparison of RD4AD, MDD-Net and PatchCore (fp32)
+#      with the scoring replayed from a CUDA graph on both sides (`--cuda-graphs`);
+#   7. eval_rd4ad_graphs, eval_patchcore_graphs (issue 10): part 5 with `cuda_graphs = true`,
+#      metrics to compare with part 5's.
 # Then the tables of whatever step rows were written (interrupted parts included).
 # Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
 #   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
@@ -82,6 +84,10 @@ for m in rd4ad patchcore; do
     part "eval_$m" 90 "$MEMAD_BIN" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
     cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
 done
+GRAPHS=(--methods rd4ad,mddnet,patchcore --rounds 1 --steps 15 --warmup 5 --cuda-graphs
+        --out "$RESULTS/steps_cuda_graphs.csv")
+PEAK_TFLOPS="$TF32_PEAK" part steps_graphs 120 bash tools/gpu_bench.sh "${GRAPHS[@]}" "${QUICK[@]}"
+
 for m in rd4ad patchcore; do # the same files with cuda_graphs = true, under their own name
     mkdir -p /tmp/gpu-graphs
     graphed="/tmp/gpu-graphs/eval_mvtec_sized_${m}_graphs.toml"
@@ -98,7 +104,7 @@ for m in rd4ad patchcore; do # the same files with cuda_graphs = true, under the
 done
 
 # The tables, from whatever rows the step parts wrote before their limits.
-for csv in "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv"; do
+for csv in "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv" "$RESULTS/steps_cuda_graphs.csv"; do
     [ -s "$csv" ] && PYTHON=python3 benches/reference/compare_steps.sh --device cuda \
         --table-only --out "$csv" | tee "${csv%.csv}.md"
 done

@@ -8,7 +8,8 @@
 #   benches/reference/compare_steps.sh [--device cpu|cuda] [--quick] [--rounds N]
 #                                      [--threads T] [--out FILE] [--methods LIST]
 #                                      [--precision fp32|bf16] [--channels-last]
-#                                      [--cudnn-benchmark] [--steps N] [--warmup W]
+#                                      [--cudnn-benchmark] [--cuda-graphs]
+#                                      [--steps N] [--warmup W]
 #                                      [--table-only]
 #
 # CPU shapes: RD4AD batch 2 at 64 px (paper model) and batch 8 at 128 px (quickstart model),
@@ -24,6 +25,8 @@
 # passes under bf16 autocast / with channels-last weights (methods labelled `_bf16` / `_cl`,
 # results in steps_<device>[_bf16][_cl].csv). --cudnn-benchmark: both sides let cuDNN time
 # its convolution algorithms on the warm-up steps (`_cudnn_benchmark`, CUDA only).
+# --cuda-graphs: both sides replay their scoring from a CUDA graph (memad's GraphedScorer,
+# the reference's torch.cuda.graph; `_cuda_graphs`, CUDA only; training stays eager).
 # --rounds 1 (a budget run): the best-round ratio is then the ratio. --steps N / --warmup W:
 # the timed and warm-up steps of every configuration (default 10/3 on CPU, 30/5 on CUDA;
 # per-configuration settings of the CPU shapes still win). --methods: a comma-separated
@@ -62,6 +65,7 @@ METHODS=""
 PRECISION=fp32
 CHANNELS_LAST=0
 CUDNN_BENCHMARK=0
+CUDA_GRAPHS=0
 STEPS_ARG=""
 WARMUP_ARG=""
 TABLE_ONLY=0
@@ -76,6 +80,7 @@ while [ $# -gt 0 ]; do
         --precision) PRECISION="$2"; shift 2 ;;
         --channels-last) CHANNELS_LAST=1; shift ;;
         --cudnn-benchmark) CUDNN_BENCHMARK=1; shift ;;
+        --cuda-graphs) CUDA_GRAPHS=1; shift ;;
         --steps) STEPS_ARG="$2"; shift 2 ;;
         --warmup) WARMUP_ARG="$2"; shift 2 ;;
         --table-only) TABLE_ONLY=1; shift ;;
@@ -141,6 +146,7 @@ SUFFIX=""
 [ "$PRECISION" = bf16 ] && SUFFIX="${SUFFIX}_bf16"
 [ "$CHANNELS_LAST" = 1 ] && SUFFIX="${SUFFIX}_cl"
 [ "$CUDNN_BENCHMARK" = 1 ] && SUFFIX="${SUFFIX}_cudnn_benchmark"
+[ "$CUDA_GRAPHS" = 1 ] && SUFFIX="${SUFFIX}_cuda_graphs"
 [ "$QUICK" = 1 ] && SUFFIX="${SUFFIX}_quick"
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
@@ -163,6 +169,7 @@ for config in "${CONFIGS[@]}"; do
     EXTRA_ARGS=($EXTRA --precision $PRECISION)
     [ "$CHANNELS_LAST" = 1 ] && EXTRA_ARGS+=(--channels-last)
     [ "$CUDNN_BENCHMARK" = 1 ] && EXTRA_ARGS+=(--cudnn-benchmark)
+    [ "$CUDA_GRAPHS" = 1 ] && EXTRA_ARGS+=(--cuda-graphs)
     ARGS=(--method "$METHOD" --device "$DEVICE" --batch "$BATCH" --size "$SIZE"
           --steps "$STEPS" --warmup "$WARMUP" "${THREADS[@]}" --out "$OUT"
           --commit "$COMMIT" --date "$DATE" "${EXTRA_ARGS[@]}")

@@ -50,12 +50,16 @@
 //! - `--cudnn-benchmark`: cuDNN times its convolution algorithms on the warm-up steps and
 //!   keeps the fastest (as `cudnn_benchmark = true` in a run; the reference sets
 //!   `torch.backends.cudnn.benchmark`); the CSV method gets `_cudnn_benchmark`.
+//! - `--cuda-graphs` (CUDA only): the scoring phase through `memad_cuda::GraphedScorer` (as
+//!   `cuda_graphs = true`): the first warm-up call scores eagerly and captures the graph, the
+//!   others replay it (the reference: `torch.cuda.graph`); the CSV method gets `_cuda_graphs`.
 //! - Appends one CSV row per phase: `implementation,method,phase,device,batch,size,threads,
 //!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
 //!   prints `trainable parameters: N` (compared with the reference's by the compare script).
 use memad_core::optim::{Adam, AdamConfig};
 use memad_core::precision::{autocast, make_channels_last, Precision};
 use memad_core::{Batch, BuildContext, Method, Registry, SyntheticAnomalies, Training};
+use memad_cuda::GraphedScorer;
 use std::error::Error;
 use std::io::Write;
 use std::path::PathBuf;
@@ -127,6 +131,11 @@ struct Args {
     /// method gets `_cudnn_benchmark`.
     #[arg(long)]
     cudnn_benchmark: bool,
+    /// Scoring replayed from a CUDA graph (`memad_cuda::GraphedScorer`, as `cuda_graphs =
+    /// true`; CUDA only): the first warm-up call scores eagerly and captures. The CSV method
+    /// gets `_cuda_graphs`.
+    #[arg(long)]
+    cuda_graphs: bool,
 }
 
 impl Args {
@@ -145,6 +154,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             .map_err(|e| e.to_string())?;
     if parsed.shape == "quickstart" && parsed.method == "mnad" {
         return Err("mnad has the paper shape only".into());
+    }
+    if parsed.cuda_graphs && parsed.device != "cuda" {
+        return Err("--cuda-graphs needs --device cuda".into());
     }
     Ok(parsed)
 }
@@ -289,6 +301,7 @@ fn time_score(
     device: Device,
 ) -> BoxResult<Timing> {
     reset_peak(device)?;
+    let mut scorer = GraphedScorer::new(method, device, args.precision(), args.cuda_graphs);
     let (mut t0, mut c0) = (Instant::now(), process_cpu_seconds());
     for i in 0..args.warmup + args.steps {
         if i == args.warmup {
@@ -296,8 +309,7 @@ fn time_score(
             t0 = Instant::now();
             c0 = process_cpu_seconds();
         }
-        let out = tch::no_grad(|| autocast(device, args.precision(), || method.score(batch)))?;
-        drop(out);
+        drop(scorer.score(batch)?);
     }
     synchronize(device);
     Ok(Timing {
@@ -422,7 +434,8 @@ fn run_fit_once(
     Ok(timings)
 }
 
-/// The method's name in the CSV: `<method>[_quickstart][_bf16][_cl][_cudnn_benchmark]`.
+/// The method's name in the CSV:
+/// `<method>[_quickstart][_bf16][_cl][_cudnn_benchmark][_cuda_graphs]`.
 fn label(args: &Args) -> String {
     let mut label = args.method.clone();
     if args.shape != "paper" {
@@ -436,6 +449,9 @@ fn label(args: &Args) -> String {
     }
     if args.cudnn_benchmark {
         label += "_cudnn_benchmark";
+    }
+    if args.cuda_graphs {
+        label += "_cuda_graphs";
     }
     label
 }
@@ -649,6 +665,12 @@ mod tests {
         assert!(parse_args(&strings("--method mnad --bogus 1"))
             .unwrap_err()
             .contains("--bogus"));
+        assert_eq!(
+            parse_args(&strings("--method rd4ad --cuda-graphs")).unwrap_err(),
+            "--cuda-graphs needs --device cuda"
+        );
+        let graphed = parse_args(&strings("--method rd4ad --device cuda --cuda-graphs")).unwrap();
+        assert_eq!(label(&graphed), "rd4ad_cuda_graphs");
     }
 
     #[test]

@@ -40,9 +40,12 @@ int guarded(char* err, size_t err_len, F body) {
 // the capture made a side stream current (capture is not allowed on the legacy default
 // stream libtorch uses otherwise). Set and restored by hand, not by CUDAStreamGuard, whose
 // header-inline code would call the CUDA runtime directly (one more library to link).
+// The capturing device is made current too (CUDAGraph captures on the current device's
+// current stream) and restored afterwards.
 struct memad_cuda_graph {
   at::cuda::CUDAGraph graph;
   std::optional<c10::cuda::CUDAStream> stream_before;
+  c10::DeviceIndex device_before = 0;
   bool autocast_cache_was_enabled = true;
 };
 
@@ -52,6 +55,7 @@ void restore_stream(memad_cuda_graph* graph) {
     c10::cuda::setCurrentCUDAStream(*graph->stream_before);
     graph->stream_before.reset();
   }
+  c10::cuda::set_device(graph->device_before);
 }
 }  // namespace
 
@@ -91,20 +95,22 @@ void memad_cuda_graph_free(memad_cuda_graph* graph) {
   }
 }
 
-// As torch.cuda.graph's __enter__: wait for the device, make a fresh side stream of
-// `device` current, begin capturing into the graph's private memory pool. Autocast's cache
+// As torch.cuda.graph's __enter__: make `device` current, wait for it, make a side stream
+// of it current, begin capturing into the graph's private memory pool. Autocast's cache
 // of cast weights is switched off for the capture (a cached cast made before the capture
 // would be freed when its autocast region ends while the graph still reads it).
 int memad_cuda_graph_capture_begin(memad_cuda_graph* graph, int device, char* err,
                                    size_t err_len) {
   return guarded(err, err_len, [&] {
     const auto index = static_cast<c10::DeviceIndex>(device);
-    c10::cuda::device_synchronize();
-    graph->stream_before.emplace(c10::cuda::getCurrentCUDAStream(index));
-    c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, index));
+    graph->device_before = c10::cuda::current_device();
     graph->autocast_cache_was_enabled = at::autocast::is_autocast_cache_enabled();
-    at::autocast::set_autocast_cache_enabled(false);
     try {
+      c10::cuda::set_device(index);
+      c10::cuda::device_synchronize();
+      graph->stream_before.emplace(c10::cuda::getCurrentCUDAStream(index));
+      c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, index));
+      at::autocast::set_autocast_cache_enabled(false);
       graph->graph.capture_begin();
     } catch (...) {
       at::autocast::set_autocast_cache_enabled(graph->autocast_cache_was_enabled);
@@ -118,9 +124,11 @@ int memad_cuda_graph_capture_begin(memad_cuda_graph* graph, int device, char* er
 // and restores the current stream and the autocast cache.
 int memad_cuda_graph_capture_end(memad_cuda_graph* graph, char* err, size_t err_len) {
   const int status = guarded(err, err_len, [&] { graph->graph.capture_end(); });
-  at::autocast::set_autocast_cache_enabled(graph->autocast_cache_was_enabled);
-  restore_stream(graph);
-  return status;
+  const int restored = guarded(status ? nullptr : err, err_len, [&] {
+    at::autocast::set_autocast_cache_enabled(graph->autocast_cache_was_enabled);
+    restore_stream(graph);
+  });
+  return status || restored;
 }
 
 // Replays the captured work on the current stream.

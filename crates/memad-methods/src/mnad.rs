@@ -344,7 +344,7 @@ impl Method for Mnad {
             };
             let f = self.forward(&one, false)?;
             outs.push(self.outputs(&f)?);
-            if point_score(&f.output, &f.target) < self.cfg.update_threshold {
+            if point_score(&f.output, &f.target)? < self.cfg.update_threshold {
                 tch::no_grad(|| memory.borrow_mut().update(&f.queries))?;
             }
         }
@@ -375,14 +375,17 @@ impl Method for Mnad {
 /// The reference's `point_score` of one frame: `sum(n * e) / sum(n)` with `e` the squared
 /// error per element on `[0, 1]` images and `n = 1 - exp(-e)`; `output`, `target` `[1, 3, H,
 /// W]` in `[-1, 1]`.
-fn point_score(output: &Tensor, target: &Tensor) -> f64 {
+fn point_score(output: &Tensor, target: &Tensor) -> Result<f64> {
     let e = ((output - target) / 2.0).square();
     let n = e.neg().exp().neg() + 1.0;
-    let den = n.sum(Kind::Float).double_value(&[]);
+    // Both sums in one read: one wait for the device per frame.
+    let sums = Tensor::stack(&[(&n * &e).sum(Kind::Float), n.sum(Kind::Float)], 0);
+    let [num, den] = <[f64; 2]>::try_from(Vec::<f64>::try_from(sums.to_kind(Kind::Double))?)
+        .map_err(|_| CoreError::Invalid("point_score: two sums".into()))?;
     if den <= 0.0 {
-        return 0.0; // a perfect prediction
+        return Ok(0.0); // a perfect prediction
     }
-    (n * e).sum(Kind::Float).double_value(&[]) / den
+    Ok(num / den)
 }
 
 impl Mnad {
@@ -603,8 +606,8 @@ mod tests {
         assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, 16, 16]);
         // The reference's point score: e = 0.25 everywhere gives e itself.
         let zero = Tensor::zeros([1, 3, 2, 2], (Kind::Float, tch::Device::Cpu));
-        assert!((point_score(&zero, &(zero.ones_like())) - 0.25).abs() < 1e-6);
-        assert_eq!(point_score(&zero, &zero), 0.0);
+        assert!((point_score(&zero, &(zero.ones_like())).unwrap() - 0.25).abs() < 1e-6);
+        assert_eq!(point_score(&zero, &zero).unwrap(), 0.0);
     }
 
     #[test]
