@@ -130,6 +130,21 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
+    let cuda_only: Vec<&str> = [
+        ("cudnn_benchmark", exp.cudnn_benchmark),
+        ("cuda_graphs", exp.cuda_graphs),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on && !device.is_cuda())
+    .map(|(key, _)| key)
+    .collect();
+    if !cuda_only.is_empty() {
+        let line = format!(
+            "{} = true: CUDA only, no effect on {device:?}",
+            cuda_only.join(" and ")
+        );
+        say(&mut dir, &line);
+    }
     if resumed {
         let done: Vec<&str> = categories
             .iter()

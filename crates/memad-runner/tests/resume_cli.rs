@@ -287,6 +287,10 @@ fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
     let reference = &complete[0];
     let log = std::fs::read_to_string(reference.join("log.txt")).unwrap();
     assert!(!log.contains("replayed from a CUDA graph"), "{log}");
+    assert!(
+        log.contains("cudnn_benchmark and cuda_graphs = true: CUDA only, no effect on Cpu"),
+        "the switches that do nothing here are named: {log}"
+    );
     let meta = std::fs::read_to_string(reference.join("run.toml")).unwrap();
     assert!(
         !meta.contains("device_memory"),
