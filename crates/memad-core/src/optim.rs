@@ -535,14 +535,21 @@ mod tests {
 
     /// A small least-squares problem; returns the loss of a VarStore's `w` `[3, 2]`, `b` `[2]`.
     fn store() -> (nn::VarStore, Tensor, Tensor) {
-        tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let _w = root.randn("w", &[3, 2], 0.0, 1.0);
-        let _b = root.randn("b", &[2], 0.0, 1.0);
-        let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
-        let y = Tensor::randn([8, 2], (Kind::Float, Device::Cpu));
-        (vs, x, y)
+        let _w = root.var_copy("w", &wave(&[3, 2], 0.0, 1.0));
+        let _b = root.var_copy("b", &wave(&[2], 1.0, 1.0));
+        (vs, wave(&[8, 3], 2.0, 1.0), wave(&[8, 2], 3.0, 1.0))
+    }
+
+    /// Fixed values of `shape` in `[-scale, scale]`, different for each `phase`. Tests that
+    /// build the same store twice use this rather than `manual_seed` + `randn`: libtorch's
+    /// generator is global, and a test running beside them on another thread would draw
+    /// from it between the two builds.
+    fn wave(shape: &[i64], phase: f64, scale: f64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        ((Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.77 + phase).sin() * scale)
+            .reshape(shape)
     }
 
     fn loss(vs: &nn::VarStore, x: &Tensor, y: &Tensor) -> Tensor {
@@ -699,14 +706,13 @@ mod tests {
 
     /// A channels-last conv weight, a bias and a scalar: the layouts the flat buffers keep.
     fn conv_store() -> (nn::VarStore, Tensor) {
-        tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
-        let _w = root.randn("w", &[4, 3, 3, 3], 0.0, 0.5);
-        let _b = root.randn("b", &[4], 0.0, 0.5);
-        let _s = root.randn("s", &[1], 1.0, 0.1);
+        let _w = root.var_copy("w", &wave(&[4, 3, 3, 3], 0.0, 0.5));
+        let _b = root.var_copy("b", &wave(&[4], 1.0, 0.5));
+        let _s = root.var_copy("s", &(wave(&[1], 2.0, 0.1) + 1.0));
         crate::precision::make_channels_last(&vs);
-        (vs, Tensor::randn([2, 3, 6, 6], (Kind::Float, Device::Cpu)))
+        (vs, wave(&[2, 3, 6, 6], 3.0, 1.0))
     }
 
     fn conv_loss(vs: &nn::VarStore, x: &Tensor) -> Tensor {
