@@ -23,6 +23,6 @@ pub use config::{parse_section, to_toml_value};
 pub use error::{ConfigError, CoreError, Result};
 pub use registry::{BackboneEntry, BuildContext, MethodEntry, Registry};
 pub use traits::{
-    AnomalyOutput, Backbone, Batch, FeatureLevel, FeaturePyramid, LevelSpec, LossTerm, Memory,
-    MemoryRead, MemoryUsage, Method, ScorePart, SyntheticAnomalies, TrainOutput, Training,
+    state_under, AnomalyOutput, Backbone, Batch, FeatureLevel, FeaturePyramid, LevelSpec, LossTerm,
+    Memory, MemoryRead, MemoryUsage, Method, ScorePart, SyntheticAnomalies, TrainOutput, Training,
 };

@@ -263,3 +263,42 @@ pub trait Method {
     /// Scores a batch in evaluation mode; the runner wraps it in `no_grad`.
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput>;
 }
+
+/// The entries of a [`Method::state`] named `<prefix><name>`, as `(name, tensor)`: what a
+/// method that saves a part's state under a prefix (`memory.`) hands back to that part in
+/// [`Method::load_state`]. Any other name is an error naming `owner`.
+pub fn state_under(
+    state: &[(String, Tensor)],
+    prefix: &str,
+    owner: &str,
+) -> Result<Vec<(String, Tensor)>> {
+    (state.iter())
+        .map(|(name, t)| match name.strip_prefix(prefix) {
+            Some(inner) => Ok((inner.to_string(), t.shallow_clone())),
+            None => Err(crate::CoreError::Invalid(format!(
+                "{owner} state has `{name}`; expected `{prefix}*`"
+            ))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_under_strips_the_prefix_and_names_strangers() {
+        let t = Tensor::from(1f32);
+        let state = [("memory.bank".to_string(), t.shallow_clone())];
+        let inner = state_under(&state, "memory.", "patchcore").unwrap();
+        assert_eq!(inner[0].0, "bank");
+        let bad = [("bank".to_string(), t)];
+        let msg = state_under(&bad, "memory.", "patchcore")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("patchcore state has `bank`; expected `memory.*`"),
+            "{msg}"
+        );
+    }
+}

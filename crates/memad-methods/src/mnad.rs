@@ -308,13 +308,7 @@ impl Method for Mnad {
                 ))),
             };
         };
-        let mut inner = Vec::with_capacity(state.len());
-        for (name, t) in state {
-            let name = name.strip_prefix("memory.").ok_or_else(|| {
-                CoreError::Invalid(format!("mnad state has `{name}`; expected `memory.*`"))
-            })?;
-            inner.push((name.to_string(), t.shallow_clone()));
-        }
+        let inner = memad_core::state_under(state, "memory.", "mnad")?;
         memory.borrow_mut().load_state(&inner)
     }
 

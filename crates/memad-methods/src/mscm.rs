@@ -54,7 +54,7 @@
 //! NT-Xent stage 1 with no memory (a `[method.memory]` section is an error); in stage 2 the
 //! reference of each scale is the mean normal feature: the running mean of the normalised
 //! local features of the normal training images of stage 2 (the encoder is frozen then),
-//! `mu_s` (saved as state `reference_s<i>`); the deviation maps are `1 - cos(F_s, mu_s)` or
+//! `mu_s` (its running sum saved as state `reference_sum_s<i>`); the deviation maps are `1 - cos(F_s, mu_s)` or
 //! `F^_s - mu^_s`: a one-prototype, not-learned memory, so the detector, its inputs' shapes
 //! and its training are identical.
 //!
@@ -1051,18 +1051,46 @@ impl Method for Mscm {
         }
     }
 
-    /// The ablation's mean normal features (`reference_s<i>`, normalised); none for MSCM.
+    /// The ablation's running sums of normalised normal features (`reference_sum_s<i>`
+    /// `[C_s]`) and their image count (`reference_count`, int64 scalar), so that a resumed
+    /// stage 2 goes on summing where it stopped; none for MSCM.
     fn state(&self) -> Vec<(String, Tensor)> {
-        match &self.references {
-            References::Memories(_) => Vec::new(),
-            References::Means { sums, .. } => self
-                .cfg
-                .scales
-                .iter()
-                .zip(sums)
-                .map(|(s, sum)| (format!("reference_s{s}"), l2_normalise(sum)))
-                .collect(),
+        let References::Means { sums, count } = &self.references else {
+            return Vec::new();
+        };
+        let mut state: Vec<(String, Tensor)> = (self.cfg.scales.iter().zip(sums))
+            .map(|(s, sum)| (format!("reference_sum_s{s}"), sum.shallow_clone()))
+            .collect();
+        state.push(("reference_count".into(), Tensor::from(*count)));
+        state
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let expected: Vec<(String, Tensor)> = self.state();
+        let names = |s: &[(String, Tensor)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        if names(state) != names(&expected) {
+            return Err(CoreError::Invalid(format!(
+                "{} state: expected {:?}, got {:?}",
+                self.cfg.kind,
+                names(&expected),
+                names(state)
+            )));
         }
+        let References::Means { sums, count } = &mut self.references else {
+            return Ok(()); // MSCM: nothing expected, nothing given
+        };
+        for ((name, saved), sum) in state.iter().zip(sums.iter_mut()) {
+            if saved.size() != sum.size() {
+                return Err(CoreError::Invalid(format!(
+                    "`{name}`: {:?} saved, {:?} in the model",
+                    saved.size(),
+                    sum.size()
+                )));
+            }
+            *sum = saved.to_device(self.device).to_kind(Kind::Float);
+        }
+        *count = state[state.len() - 1].1.int64_value(&[]);
+        Ok(())
     }
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
@@ -1539,14 +1567,33 @@ mod tests {
         m.train_step(&batch(&[0, 0, 0, 1])).unwrap();
         let state = m.state();
         let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["reference_s0", "reference_s1"]);
+        assert_eq!(
+            names,
+            ["reference_sum_s0", "reference_sum_s1", "reference_count"]
+        );
         assert_eq!(state[1].1.size(), [8]);
-        let norm = state[1].1.norm().double_value(&[]);
-        assert!((norm - 1.0).abs() < 1e-5);
-        let out = tch::no_grad(|| m.score(&batch(&[0, 1]))).unwrap();
+        assert_eq!(state[2].1.int64_value(&[]), 3, "three normal images");
+        let b = batch(&[0, 1]);
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [2]);
+        // A checkpoint's state restores the means (the variables copied as the runner does).
+        let mut loaded = model("contrastive", "");
+        tch::no_grad(|| {
+            let trained = m.trainable().variables();
+            for (name, mut v) in loaded.trainable().variables() {
+                v.copy_(&trained[&name]);
+            }
+        });
+        loaded.load_state(&state).unwrap();
+        let again = tch::no_grad(|| loaded.score(&b)).unwrap();
+        assert!(again
+            .image_score
+            .allclose(&out.image_score, 1e-6, 1e-6, false));
+        let msg = loaded.load_state(&state[..2]).unwrap_err().to_string();
+        assert!(msg.contains("contrastive state: expected"), "{msg}");
         // MSCM has no state: its prototypes are VarStore variables.
         assert!(model("mscm", "").state().is_empty());
+        assert!(model("mscm", "").load_state(&state).is_err());
         assert_eq!(model("mscm", "").memories().len(), 2);
     }
 

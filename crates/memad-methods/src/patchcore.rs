@@ -341,6 +341,13 @@ impl Method for Patchcore {
             .collect()
     }
 
+    /// The fitted bank of a checkpoint (`memory.bank`): all that scoring needs besides the
+    /// frozen backbone.
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let inner = memad_core::state_under(state, "memory.", "patchcore")?;
+        self.bank.load_state(&inner)
+    }
+
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let size = batch.input.size();
         let b = size[0];
@@ -573,6 +580,26 @@ mod tests {
             inside.double_value(&[]) > all.double_value(&[]),
             "{inside} vs {all}"
         );
+    }
+
+    #[test]
+    fn a_saved_bank_restores_the_scores() {
+        let train = images(4, 32, 0.0);
+        let mut m = fitted("[memory]\ncoreset_ratio = 0.5", &train);
+        let test = image_batch(images(2, 32, 0.5));
+        let scores = |m: &dyn Method| tch::no_grad(|| m.score(&test)).unwrap().image_score;
+        let before = scores(m.as_ref());
+        let state = m.state();
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].0, "memory.bank");
+        // Another bank (its first item only) scores otherwise; the saved one restores them.
+        let one = state[0].1.narrow(0, 0, 1);
+        m.load_state(&[("memory.bank".into(), one)]).unwrap();
+        assert!(!scores(m.as_ref()).allclose(&before, 1e-6, 1e-6, false));
+        m.load_state(&state).unwrap();
+        assert!(scores(m.as_ref()).equal(&before));
+        let msg = m.load_state(&[("bank".into(), state[0].1.shallow_clone())]);
+        assert!(msg.unwrap_err().to_string().contains("expected `memory.*`"));
     }
 
     #[test]
