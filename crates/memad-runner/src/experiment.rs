@@ -269,7 +269,17 @@ impl Experiment {
 pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyhow::Result<Loaded> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let experiment = resolve(&text, path, registry).map_err(|e| e.in_file(path))?;
+    load_text(&text, path, registry, catalog)
+}
+
+/// [`load`] of an experiment's `text`; errors name `path` as its file.
+pub fn load_text(
+    text: &str,
+    path: &Path,
+    registry: &Registry,
+    catalog: &DatasetCatalog,
+) -> anyhow::Result<Loaded> {
+    let experiment = resolve(text, path, registry).map_err(|e| e.in_file(path))?;
     let dataset = catalog
         .get(&experiment.data.dataset)
         .map_err(|e| ConfigError::new("data.dataset", e.to_string()).in_file(path))?

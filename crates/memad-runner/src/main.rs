@@ -1,5 +1,6 @@
 //! `memad`: run, check and inspect memory-augmented anomaly-detection experiments.
 mod backbone_cmd;
+mod eval_cmd;
 mod experiment;
 mod metrics_cmd;
 mod output;
@@ -54,6 +55,10 @@ enum Command {
         #[arg(long)]
         restart: bool,
     },
+    /// Score the test sets again with a complete run's checkpoints under other evaluation
+    /// settings (`--set method.test_time_update=false`, `--set eval.metrics=[...]`); each
+    /// combination goes to `<run>/evals/<name>/<timestamp>/`. Nothing is trained.
+    Eval(eval_cmd::EvalArgs),
     /// Run the Cartesian product of overrides of a base experiment (`--set KEY=V1,V2`, or a
     /// sweep file: `base` + `[grid]`); combinations with a complete run of the same config are
     /// skipped.
@@ -258,6 +263,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 "{failed} of {} experiment file(s) failed the check",
                 files.len()
             );
+            Ok(())
+        }
+        Command::Eval(args) => {
+            for summary in eval_cmd::run(&args, &cli.datasets, &registry)? {
+                print_table(&summary.results);
+                println!(
+                    "\nresults: {}",
+                    summary.folder.join("metrics.csv").display()
+                );
+            }
             Ok(())
         }
         Command::Sweep(args) => sweep::run(&args, &cli.datasets, &registry),

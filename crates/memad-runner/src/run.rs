@@ -67,26 +67,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         .dataset
         .prepare()
         .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
-    let categories = if exp.data.categories.is_empty() {
-        loaded.dataset.category_names()?
-    } else {
-        exp.data.categories.clone()
-    };
     // Read every split before creating the run folder: a bad layout fails early.
-    let splits = categories
-        .iter()
-        .map(|c| match &exp.data.clip {
-            Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
-            None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(
-                c,
-                TrainAnomalies {
-                    fraction: exp.data.anomaly_fraction,
-                    seed: exp.seed,
-                },
-            ),
-            None => loaded.dataset.read_category(c),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let (categories, splits) = read_splits(&exp, loaded)?;
 
     let resolved = exp.to_toml();
     let config_sha256 = sha256_hex(resolved.as_bytes());
@@ -111,16 +93,13 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             .with_context(|| format!("reading {}", p.display()))?,
         _ => Vec::new(),
     };
-    let (commit, dirty) = git_commit();
+    let commit_label = commit_label();
+    let run_label = format!("{}/{stamp}", exp.name);
     let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
         Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
         None => None,
     };
-    // One-class: a model per category; multi-class: one model, its classes the categories.
-    let groups: Vec<Vec<&CategorySplit>> = match exp.data.setting {
-        Setting::OneClass => splits.iter().map(|s| vec![s]).collect(),
-        Setting::MultiClass => vec![splits.iter().collect()],
-    };
+    let groups = model_groups(&exp, &splits);
     let started = Instant::now();
     let header = format!(
         "memad {} | {} on {} | device {device:?} | run {}",
@@ -178,10 +157,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             image_size: exp.data.image_size as i64,
             classes: group.len(),
         };
-        let model = match exp.data.setting {
-            Setting::OneClass => group[0].category.clone(),
-            Setting::MultiClass => "all".to_string(),
-        };
+        let model = model_name(&exp, group);
         let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
             Some(method) => method,
             None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
@@ -189,51 +165,22 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         for (class, split) in pending {
             let values =
                 evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
-            for (metric, value) in &values {
-                rows.push(MetricRow {
-                    run: format!("{}/{stamp}", exp.name),
-                    commit: format!("{commit}{}", if dirty { "-dirty" } else { "" }),
-                    method: exp.method_kind().into(),
-                    backbone: exp.backbone_kind().into(),
-                    dataset: loaded.dataset.name.clone(),
-                    category: split.category.clone(),
-                    setting: setting_label(&exp).into(),
-                    seed: exp.seed,
-                    epoch: exp.train.epochs,
-                    metric: metric.clone(),
-                    value: *value,
-                });
-            }
+            rows.extend(metric_rows(
+                &exp,
+                loaded,
+                &run_label,
+                &commit_label,
+                split,
+                values,
+            ));
             // Rewritten after every category: an interrupted run keeps what it finished.
             dir.write("metrics.csv", &csv_text(&rows)?)?;
         }
     }
-    let results = (categories.iter())
-        .map(|c| {
-            let values = (rows.iter().filter(|r| &r.category == c))
-                .map(|r| (r.metric.clone(), r.value))
-                .collect();
-            (c.clone(), values)
-        })
-        .collect();
+    let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-    let meta = RunMeta {
-        memad_version: env!("CARGO_PKG_VERSION"),
-        commit,
-        dirty,
-        device: format!("{device:?}"),
-        tch_version: TCH_VERSION,
-        torch_version: memad_core::device::torch_info()
-            .torch_version
-            .unwrap_or_default(),
-        seed: exp.seed,
-        torch_threads: tch::get_num_threads(),
-        wall_seconds: started.elapsed().as_secs_f64(),
-        resumed,
-        peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
-        device_memory: device_memory(device)?,
-        config_sha256,
-    };
+    let meta = RunMeta::new(&exp, device, started, config_sha256)?;
+    let meta = RunMeta { resumed, ..meta };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
         &mut dir,
@@ -241,6 +188,95 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     );
     let folder = dir.finish()?;
     Ok(RunSummary { folder, results })
+}
+
+/// The categories of the experiment (all of the dataset when it names none) and their
+/// splits, read as the experiment's data section says (clips, labelled training anomalies).
+pub(crate) fn read_splits(
+    exp: &crate::experiment::Experiment,
+    loaded: &Loaded,
+) -> anyhow::Result<(Vec<String>, Vec<CategorySplit>)> {
+    let categories = if exp.data.categories.is_empty() {
+        loaded.dataset.category_names()?
+    } else {
+        exp.data.categories.clone()
+    };
+    let splits = categories
+        .iter()
+        .map(|c| match &exp.data.clip {
+            Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
+            None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(
+                c,
+                TrainAnomalies {
+                    fraction: exp.data.anomaly_fraction,
+                    seed: exp.seed,
+                },
+            ),
+            None => loaded.dataset.read_category(c),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((categories, splits))
+}
+
+/// The splits of each model: one-class, a model per category; multi-class, one model whose
+/// classes are the categories (class index = position in the group).
+pub(crate) fn model_groups<'a>(
+    exp: &crate::experiment::Experiment,
+    splits: &'a [CategorySplit],
+) -> Vec<Vec<&'a CategorySplit>> {
+    match exp.data.setting {
+        Setting::OneClass => splits.iter().map(|s| vec![s]).collect(),
+        Setting::MultiClass => vec![splits.iter().collect()],
+    }
+}
+
+/// The name of a group's model: its checkpoint is `checkpoints/<name>.safetensors`.
+pub(crate) fn model_name(exp: &crate::experiment::Experiment, group: &[&CategorySplit]) -> String {
+    match exp.data.setting {
+        Setting::OneClass => group[0].category.clone(),
+        Setting::MultiClass => "all".to_string(),
+    }
+}
+
+/// The `metrics.csv` rows of one category's metric values.
+pub(crate) fn metric_rows(
+    exp: &crate::experiment::Experiment,
+    loaded: &Loaded,
+    run: &str,
+    commit: &str,
+    split: &CategorySplit,
+    values: Vec<(String, f64)>,
+) -> Vec<MetricRow> {
+    (values.into_iter())
+        .map(|(metric, value)| MetricRow {
+            run: run.to_string(),
+            commit: commit.to_string(),
+            method: exp.method_kind().into(),
+            backbone: exp.backbone_kind().into(),
+            dataset: loaded.dataset.name.clone(),
+            category: split.category.clone(),
+            setting: setting_label(exp).into(),
+            seed: exp.seed,
+            epoch: exp.train.epochs,
+            metric,
+            value,
+        })
+        .collect()
+}
+
+/// `(category, [(metric, value)])` of `rows`, in the order of `categories`.
+pub(crate) fn results_by_category(
+    categories: &[String],
+    rows: &[MetricRow],
+) -> Vec<(String, Vec<(String, f64)>)> {
+    (categories.iter())
+        .map(|c| {
+            let values = (rows.iter().filter(|r| &r.category == c))
+                .map(|r| (r.metric.clone(), r.value))
+                .collect();
+            (c.clone(), values)
+        })
+        .collect()
 }
 
 /// The `setting` column of `metrics.csv`.
@@ -257,7 +293,7 @@ const TCH_VERSION: &str = "0.24.0";
 
 /// `run.toml`: what produced a run.
 #[derive(serde::Serialize)]
-struct RunMeta {
+pub(crate) struct RunMeta {
     memad_version: &'static str,
     commit: String,
     dirty: bool,
@@ -278,6 +314,39 @@ struct RunMeta {
     /// CUDA runs: the caching allocator's peaks over the last session (absent on the CPU).
     device_memory: Option<DeviceMemory>,
     config_sha256: String,
+    /// `memad eval` folders only: the run whose checkpoints were scored, and the overrides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluates: Option<crate::eval_cmd::EvaluatedRun>,
+}
+
+impl RunMeta {
+    /// The metadata of a session that started at `started` and is ending now.
+    pub(crate) fn new(
+        exp: &crate::experiment::Experiment,
+        device: Device,
+        started: Instant,
+        config_sha256: String,
+    ) -> anyhow::Result<Self> {
+        let (commit, dirty) = git_commit();
+        Ok(RunMeta {
+            memad_version: env!("CARGO_PKG_VERSION"),
+            commit,
+            dirty,
+            device: format!("{device:?}"),
+            tch_version: TCH_VERSION,
+            torch_version: memad_core::device::torch_info()
+                .torch_version
+                .unwrap_or_default(),
+            seed: exp.seed,
+            torch_threads: tch::get_num_threads(),
+            wall_seconds: started.elapsed().as_secs_f64(),
+            resumed: false,
+            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+            device_memory: device_memory(device)?,
+            config_sha256,
+            evaluates: None,
+        })
+    }
 }
 
 /// `[device_memory]` of `run.toml`: `torch.cuda.max_memory_allocated` and
@@ -332,7 +401,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Prints a line to stderr and the run log.
-fn say(dir: &mut RunDir, line: &str) {
+pub(crate) fn say(dir: &mut RunDir, line: &str) {
     eprintln!("{line}");
     dir.log(line);
 }
@@ -615,14 +684,8 @@ fn load_trained(
     if !checkpoint.is_file() {
         return Ok(None);
     }
-    let mut method = build_method(exp, registry, ctx)?;
-    let state_file = checkpoint.with_extension("state.safetensors");
-    let loaded = load_vars(method.trainable(), &checkpoint).and_then(|()| {
-        let state = read_tensors_if_present(&state_file)?;
-        Ok(method.load_state(&state)?)
-    });
-    match loaded {
-        Ok(()) => {
+    match load_checkpoint(exp, registry, ctx, &checkpoint) {
+        Ok(method) => {
             remove_resume(&dir.path(&format!("resume/{model}")))?;
             let line = format!(
                 "[{model}] trained in an earlier session: loaded {}",
@@ -642,6 +705,27 @@ fn load_trained(
             Ok(None)
         }
     }
+}
+
+/// The method of `exp` with the variables of `checkpoint` and the state beside it
+/// (`<stem>.state.safetensors`, when the method keeps one).
+pub(crate) fn load_checkpoint(
+    exp: &crate::experiment::Experiment,
+    registry: &Registry,
+    ctx: &BuildContext,
+    checkpoint: &Path,
+) -> anyhow::Result<Box<dyn Method>> {
+    let mut method = build_method(exp, registry, ctx)?;
+    load_vars(method.trainable(), checkpoint)?;
+    let state = read_tensors_if_present(&checkpoint.with_extension("state.safetensors"))?;
+    method.load_state(&state)?;
+    Ok(method)
+}
+
+/// `commit` of `metrics.csv`: the checkout's HEAD, `-dirty` when it has changes.
+pub(crate) fn commit_label() -> String {
+    let (commit, dirty) = git_commit();
+    format!("{commit}{}", if dirty { "-dirty" } else { "" })
 }
 
 /// Test hook: `MEMAD_STOP_AFTER_EPOCH=[MODEL:]N` ends the process (exit code 75) right
@@ -849,7 +933,7 @@ fn fit_once(
 
 /// Scores a category's test set (its samples of class `class`) with the model `model`,
 /// writes the scores and the stage times and returns the metrics of `eval.metrics`.
-fn evaluate_category(
+pub(crate) fn evaluate_category(
     exp: &crate::experiment::Experiment,
     ctx: &BuildContext,
     model: &str,

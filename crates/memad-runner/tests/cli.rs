@@ -330,6 +330,96 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             .count(),
         1 + 7
     );
+    eval_rescores_the_checkpoints(dir.path(), run);
+}
+
+/// `metrics.csv` of a run folder without its `run` and `commit` columns, as `metric,value`
+/// lines after the other columns.
+fn metric_lines(run: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    text.lines()
+        .map(|l| l.splitn(3, ',').nth(2).unwrap().to_string())
+        .collect()
+}
+
+/// The complete folders under `dir`, sorted.
+fn complete_folders(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    all.retain(|p| !p.to_string_lossy().ends_with(".partial"));
+    all.sort();
+    all
+}
+
+/// `memad eval` on the tiny quickstart's run (RD4AD, checkpoint `grid`).
+fn eval_rescores_the_checkpoints(dir: &Path, run: &Path) {
+    let run_arg = run.to_str().unwrap();
+    // Without overrides: the run's own numbers, from its checkpoint.
+    let out = memad(&["eval", run_arg], dir);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let evals = run.join("evals");
+    let plain = complete_folders(&evals.join("quickstart"));
+    assert_eq!(plain.len(), 1, "{t}");
+    assert_eq!(metric_lines(&plain[0]), metric_lines(run));
+    for file in ["config.toml", "log.txt", "scores/grid.csv", "timings.csv"] {
+        assert!(plain[0].join(file).is_file(), "{file}");
+    }
+    assert!(!plain[0].join("checkpoints").exists(), "nothing trained");
+    let meta = std::fs::read_to_string(plain[0].join("run.toml")).unwrap();
+    assert!(
+        meta.contains("[evaluates]") && meta.contains(run_arg),
+        "{meta}"
+    );
+
+    // Each value of `--set` is one evaluation, named as a sweep names it.
+    let out = memad(
+        &[
+            "eval",
+            run_arg,
+            "--set",
+            r#"eval.metrics=["aupro"],["image_auroc"]"#,
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let own: Vec<String> = metric_lines(run);
+    for metric in ["aupro", "image_auroc"] {
+        let folder = complete_folders(&evals.join(format!("quickstart_metrics-{metric}")));
+        let lines = metric_lines(&folder[0]);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(own.contains(&lines[1]), "{metric}: {lines:?} vs {own:?}");
+        let config = std::fs::read_to_string(folder[0].join("config.toml")).unwrap();
+        assert!(
+            config.contains(&format!("metrics = [\"{metric}\"]")),
+            "{config}"
+        );
+    }
+
+    // Refused: a training setting; an override the checkpoint cannot load (and no folder
+    // is left behind); a folder that is not a complete run.
+    let out = memad(&["eval", run_arg, "--set", "train.lr=0.1"], dir);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("--set train.lr: not an evaluation setting") && t.contains("memad sweep"),
+        "{t}"
+    );
+    let out = memad(&["eval", run_arg, "--set", "method.embed_channels=64"], dir);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("checkpoints/grid.safetensors") && t.contains("saved"),
+        "{t}"
+    );
+    assert!(!evals.join("quickstart_embed_channels-64").exists());
+    let out = memad(&["eval", "runs/quickstart"], dir);
+    assert!(
+        text(&out).contains("is not a complete run folder"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A tiny catalog with the MVTec-layout generator: `cats` categories of 64 px images.
@@ -604,6 +694,27 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
         let v = value(name);
         assert!(v > 0.0 && v <= 1.0, "{name} {v}: {metrics}");
     }
+
+    // The fitted bank is restored from the checkpoint: `memad eval` gives the same numbers,
+    // and scores with the paper's reweighting without fitting again.
+    let run_arg = run.to_str().unwrap();
+    let out = memad(
+        &[
+            "eval",
+            run_arg,
+            "--set",
+            "method.image_score=max,reweighted",
+        ],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(!t.contains("fitted on"), "{t}");
+    let evals = run.join("evals");
+    let max = complete_folders(&evals.join("patchcore_synthetic_image_score-max"));
+    assert_eq!(metric_lines(&max[0]), metric_lines(&run));
+    let reweighted = complete_folders(&evals.join("patchcore_synthetic_image_score-reweighted"));
+    assert_eq!(metric_lines(&reweighted[0]).len(), 5);
 
     // auspro needs LOCO's saturation thresholds: refused on an MVTec-format dataset.
     tiny_catalog(dir.path(), r#""grid""#);

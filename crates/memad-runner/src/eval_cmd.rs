@@ -1,0 +1,322 @@
+//! `memad eval RUN [--set KEY=V1,V2]...`: scores the test sets again with the trained
+//! checkpoints of a complete run, under evaluation settings the run did not use, without
+//! training again: the memory frozen or updated at test time, other metrics, another
+//! anomaly-map weight, bf16 scoring, CUDA graphs.
+//!
+//! `--set` takes values as `memad sweep` does and each combination is one evaluation, named
+//! as a sweep names it, written to `RUN/evals/<name>/<stamp>/` (`.partial` until done) with
+//! what a run writes except checkpoints and losses: `config.toml` (the run's resolved config
+//! with the overrides), `metrics.csv`, scores, timings, overlays, `log.txt`, and `run.toml`,
+//! whose `[evaluates]` names the run and the overrides. Without `--set` it repeats the run's
+//! own evaluation: the same numbers, a check that a checkpoint still scores as it did.
+//!
+//! Only keys that cannot change what was trained may be overridden: `device`, `precision`,
+//! `channels_last`, `cudnn_benchmark`, `cuda_graphs`, `data.eval_batch_size`, `data.cache`,
+//! `eval.*`, and `method.*` except the method's and backbone's `kind`, the backbone's
+//! `weights` and `levels`. A `method.*` override that changes the model's variables fails to
+//! load the checkpoint, naming the variable; one that changes only how the model trains (a
+//! loss weight) is accepted and then means nothing: leave those to `memad sweep`.
+use crate::experiment::{self, Loaded};
+use crate::output::{csv_text, timestamp, MetricRow, RunDir};
+use crate::run::{
+    commit_label, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
+    read_splits, results_by_category, say, sha256_hex, RunMeta, RunSummary,
+};
+use crate::run_folders::is_complete;
+use crate::sweep::{combinations, parse_set, set_path, Combination};
+use anyhow::Context;
+use memad_core::device::select;
+use memad_core::{BuildContext, Registry};
+use memad_data::mvtec::CategorySplit;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A complete run folder (`runs/<name>/<stamp>`).
+    pub run: PathBuf,
+    /// `KEY=V1,V2,...`: an evaluation setting and its values (repeatable; every combination
+    /// is evaluated).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Folder of converted weights (default `~/.cache/memad/weights`).
+    #[arg(long)]
+    pub weights_dir: Option<PathBuf>,
+}
+
+/// `[evaluates]` of an evaluation's `run.toml`.
+#[derive(serde::Serialize)]
+pub struct EvaluatedRun {
+    /// The run whose checkpoints were scored.
+    pub run: String,
+    /// `KEY = VALUE` of each override.
+    pub overrides: Vec<String>,
+}
+
+/// The keys (and key prefixes, ending in `.`) `--set` may change.
+const EVAL_KEYS: [&str; 9] = [
+    "device",
+    "precision",
+    "channels_last",
+    "cudnn_benchmark",
+    "cuda_graphs",
+    "data.eval_batch_size",
+    "data.cache",
+    "eval.",
+    "method.",
+];
+
+/// Keys under `method.` that pick or fill what was trained.
+const TRAINED_KEYS: [&str; 4] = [
+    "method.kind",
+    "method.backbone.kind",
+    "method.backbone.weights",
+    "method.backbone.levels",
+];
+
+/// Whether `key` is an evaluation setting; the error says which keys are.
+fn check_key(key: &str) -> anyhow::Result<()> {
+    let allowed = EVAL_KEYS.iter().any(|k| match k.ends_with('.') {
+        true => key.starts_with(k),
+        false => key == *k,
+    });
+    let trained = TRAINED_KEYS.contains(&key);
+    anyhow::ensure!(
+        allowed && !trained,
+        "--set {key}: not an evaluation setting; an evaluation may change {}, \
+         and method.* except {} (to train with other settings, use `memad sweep`)",
+        EVAL_KEYS
+            .map(|k| match k.ends_with('.') {
+                true => format!("{k}*"),
+                false => k.to_string(),
+            })
+            .join(", "),
+        TRAINED_KEYS.join(", ")
+    );
+    Ok(())
+}
+
+/// Evaluates every combination of `args.set` with the checkpoints of `args.run`.
+pub fn run(
+    args: &EvalArgs,
+    datasets: &Option<PathBuf>,
+    registry: &Registry,
+) -> anyhow::Result<Vec<RunSummary>> {
+    let run = &args.run;
+    anyhow::ensure!(
+        is_complete(run),
+        "{} is not a complete run folder (one that `memad run` finished: it holds run.toml \
+         and its name does not end in .partial)",
+        run.display()
+    );
+    let config = run.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let base: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", config.display()))?;
+    let name = (base.get("name").and_then(|n| n.as_str()))
+        .with_context(|| format!("{}: no `name`", config.display()))?;
+    let axes = (args.set.iter())
+        .map(|s| parse_set(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for axis in &axes {
+        check_key(&axis.key)?;
+    }
+    let catalog = crate::catalog_for(datasets, run)?;
+    let weights_dir =
+        (args.weights_dir.clone()).unwrap_or_else(memad_backbones::weights::default_weights_dir);
+    // Resolve every combination before anything is scored: a bad value fails early.
+    let mut planned = Vec::new();
+    for combo in combinations(name, &axes)? {
+        let mut exp = base.clone();
+        for (key, value) in &combo.overrides {
+            set_path(&mut exp, key, value.clone())?;
+        }
+        exp.insert("name".into(), toml::Value::String(combo.name.clone()));
+        let loaded = experiment::load_text(&toml::to_string(&exp)?, &config, registry, &catalog)
+            .with_context(|| format!("evaluation `{}`", describe(&combo)))?;
+        planned.push((combo, loaded));
+    }
+    let mut summaries = Vec::new();
+    for (combo, loaded) in &planned {
+        summaries.push(evaluate_run(run, combo, loaded, registry, &weights_dir)?);
+    }
+    Ok(summaries)
+}
+
+/// `KEY = VALUE, ...` of a combination, or `no overrides`.
+fn describe(combo: &Combination) -> String {
+    if combo.overrides.is_empty() {
+        return "no overrides".into();
+    }
+    (combo.overrides.iter())
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One evaluation: every model of `run` loaded under `loaded`'s config, every category
+/// scored, written to `run/evals/<combination>/<stamp>/`.
+fn evaluate_run(
+    run: &Path,
+    combo: &Combination,
+    loaded: &Loaded,
+    registry: &Registry,
+    weights_dir: &Path,
+) -> anyhow::Result<RunSummary> {
+    let exp = &loaded.experiment;
+    let device = select(&exp.device)?;
+    tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
+    loaded
+        .dataset
+        .prepare()
+        .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
+    let (categories, splits) = read_splits(exp, loaded)?;
+    let groups = model_groups(exp, &splits);
+    for group in &groups {
+        let path = checkpoint_of(run, &model_name(exp, group));
+        anyhow::ensure!(
+            path.is_file(),
+            "{} is missing: the run has no trained model for {}",
+            path.display(),
+            group
+                .iter()
+                .map(|s| s.category.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let resolved = exp.to_toml();
+    let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
+    dir.write("config.toml", resolved.as_bytes())?;
+    let started = Instant::now();
+    let header = format!(
+        "memad {} eval | {} on {} | device {device:?} | checkpoints of {} | {}",
+        env!("CARGO_PKG_VERSION"),
+        exp.method_kind(),
+        loaded.dataset.name,
+        run.display(),
+        describe(combo)
+    );
+    say(&mut dir, &header);
+    match score_models(run, loaded, registry, weights_dir, &groups, &mut dir) {
+        Ok(rows) => {
+            let _ = std::fs::remove_dir(dir.path("checkpoints")); // an evaluation trains nothing
+            let mut meta = RunMeta::new(exp, device, started, sha256_hex(resolved.as_bytes()))?;
+            meta.evaluates = Some(EvaluatedRun {
+                run: run.display().to_string(),
+                overrides: (combo.overrides.iter())
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect(),
+            });
+            dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
+            say(
+                &mut dir,
+                &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
+            );
+            Ok(RunSummary {
+                folder: dir.finish()?,
+                results: results_by_category(&categories, &rows),
+            })
+        }
+        Err(e) => {
+            // Nothing to resume in an evaluation: leave no half-written folder behind.
+            let _ = std::fs::remove_dir_all(&dir.partial);
+            if let Some(parent) = dir.partial.parent() {
+                let _ = std::fs::remove_dir(parent); // when empty
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Loads each group's model from `run`'s checkpoint and scores its categories into `dir`;
+/// returns the metric rows.
+fn score_models(
+    run: &Path,
+    loaded: &Loaded,
+    registry: &Registry,
+    weights_dir: &Path,
+    groups: &[Vec<&CategorySplit>],
+    dir: &mut RunDir,
+) -> anyhow::Result<Vec<MetricRow>> {
+    let exp = &loaded.experiment;
+    let device = select(&exp.device)?;
+    let (run_label, commit) = (format!("{}/{}", exp.name, dir.stamp()), commit_label());
+    let mut rows: Vec<MetricRow> = Vec::new();
+    for group in groups {
+        let ctx = BuildContext {
+            device,
+            weights_dir: weights_dir.to_path_buf(),
+            image_size: exp.data.image_size as i64,
+            classes: group.len(),
+        };
+        let model = model_name(exp, group);
+        let path = checkpoint_of(run, &model);
+        let method = load_checkpoint(exp, registry, &ctx, &path).with_context(|| {
+            format!(
+                "loading {} into the model of this config (an override that changes the \
+                 model's variables cannot load)",
+                path.display()
+            )
+        })?;
+        say(dir, &format!("[{model}] loaded {}", path.display()));
+        for (class, split) in group.iter().enumerate() {
+            let values = evaluate_category(exp, &ctx, &model, split, class, method.as_ref(), dir)?;
+            rows.extend(metric_rows(exp, loaded, &run_label, &commit, split, values));
+            dir.write("metrics.csv", &csv_text(&rows)?)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// `run/checkpoints/<model>.safetensors`.
+fn checkpoint_of(run: &Path, model: &str) -> PathBuf {
+    run.join(format!("checkpoints/{model}.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_evaluation_settings_may_be_overridden() {
+        for key in [
+            "device",
+            "precision",
+            "cuda_graphs",
+            "data.eval_batch_size",
+            "eval.metrics",
+            "eval.overlays",
+            "method.test_time_update",
+            "method.memory.update_threshold",
+            "method.backbone.channels_last",
+        ] {
+            assert!(check_key(key).is_ok(), "{key}");
+        }
+        for key in [
+            "train.lr",
+            "seed",
+            "name",
+            "data.image_size",
+            "data.dataset",
+            "data.setting",
+            "data.synthesis.kind",
+            "evaluation",
+            "method",
+            "methods.x",
+            "method.kind",
+            "method.backbone.weights",
+        ] {
+            let msg = check_key(key).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("--set {key}: not an evaluation setting")),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("eval.*") && msg.contains("memad sweep"),
+                "{msg}"
+            );
+        }
+    }
+}
