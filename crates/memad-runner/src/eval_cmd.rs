@@ -20,7 +20,7 @@ use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
     commit_label, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
-    read_splits, results_by_category, say, sha256_hex, RunMeta, RunSummary,
+    prepare, results_by_category, say, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, set_path, Combination};
@@ -165,13 +165,7 @@ fn evaluate_run(
     weights_dir: &Path,
 ) -> anyhow::Result<RunSummary> {
     let exp = &loaded.experiment;
-    let device = select(&exp.device)?;
-    tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
-    loaded
-        .dataset
-        .prepare()
-        .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
-    let (categories, splits) = read_splits(exp, loaded)?;
+    let (device, categories, splits) = prepare(exp, loaded)?;
     let groups = model_groups(exp, &splits);
     for group in &groups {
         let path = checkpoint_of(run, &model_name(exp, group));

@@ -61,14 +61,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     if let Some(e) = opts.epochs {
         exp.train.epochs = e;
     }
-    let device = select(&exp.device)?;
-    tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
-    loaded
-        .dataset
-        .prepare()
-        .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
     // Read every split before creating the run folder: a bad layout fails early.
-    let (categories, splits) = read_splits(&exp, loaded)?;
+    let (device, categories, splits) = prepare(&exp, loaded)?;
 
     let resolved = exp.to_toml();
     let config_sha256 = sha256_hex(resolved.as_bytes());
@@ -190,9 +184,25 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     Ok(RunSummary { folder, results })
 }
 
+/// The device (cuDNN's algorithm search set as the experiment says), the dataset prepared
+/// (a synthetic one generated on first use) and [`read_splits`].
+pub(crate) fn prepare(
+    exp: &crate::experiment::Experiment,
+    loaded: &Loaded,
+) -> anyhow::Result<(Device, Vec<String>, Vec<CategorySplit>)> {
+    let device = select(&exp.device)?;
+    tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
+    loaded
+        .dataset
+        .prepare()
+        .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
+    let (categories, splits) = read_splits(exp, loaded)?;
+    Ok((device, categories, splits))
+}
+
 /// The categories of the experiment (all of the dataset when it names none) and their
 /// splits, read as the experiment's data section says (clips, labelled training anomalies).
-pub(crate) fn read_splits(
+fn read_splits(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
 ) -> anyhow::Result<(Vec<String>, Vec<CategorySplit>)> {

@@ -399,26 +399,23 @@ fn eval_rescores_the_checkpoints(dir: &Path, run: &Path) {
 
     // Refused: a training setting; an override the checkpoint cannot load (and no folder
     // is left behind); a folder that is not a complete run.
-    let out = memad(&["eval", run_arg, "--set", "train.lr=0.1"], dir);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(
-        t.contains("--set train.lr: not an evaluation setting") && t.contains("memad sweep"),
-        "{t}"
-    );
-    let out = memad(&["eval", run_arg, "--set", "method.embed_channels=64"], dir);
-    let t = text(&out);
-    assert!(!out.status.success(), "{t}");
-    assert!(
-        t.contains("checkpoints/grid.safetensors") && t.contains("saved"),
-        "{t}"
+    let refused = |args: &[&str], says: &[&str]| {
+        let out = memad(args, dir);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(says.iter().all(|s| t.contains(s)), "{says:?}: {t}");
+    };
+    let train_key = ["--set train.lr: not an evaluation setting", "memad sweep"];
+    refused(&["eval", run_arg, "--set", "train.lr=0.1"], &train_key);
+    let shape = ["checkpoints/grid.safetensors", "saved"];
+    refused(
+        &["eval", run_arg, "--set", "method.embed_channels=64"],
+        &shape,
     );
     assert!(!evals.join("quickstart_embed_channels-64").exists());
-    let out = memad(&["eval", "runs/quickstart"], dir);
-    assert!(
-        text(&out).contains("is not a complete run folder"),
-        "{}",
-        text(&out)
+    refused(
+        &["eval", "runs/quickstart"],
+        &["is not a complete run folder"],
     );
 }
 
