@@ -19,8 +19,8 @@
 #      scored on CUDA end to end (timings.csv per run);
 #   6. steps_graphs (issue 10): the step comparison of RD4AD, MDD-Net and PatchCore (fp32)
 #      with the scoring replayed from a CUDA graph on both sides (`--cuda-graphs`);
-#   7. eval_rd4ad_graphs, eval_patchcore_graphs (issue 10): part 5 with `cuda_graphs = true`,
-#      metrics to compare with part 5's.
+#   7. eval_rd4ad_graphs, eval_patchcore_graphs (issue 10): part 5's checkpoints scored again
+#      with `cuda_graphs = true` (`memad eval`), metrics to compare with part 5's.
 # Then the tables of whatever step rows were written (interrupted parts included).
 # Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
 #   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
@@ -88,19 +88,17 @@ GRAPHS=(--methods rd4ad,mddnet,patchcore --rounds 1 --steps 15 --warmup 5 --cuda
         --out "$RESULTS/steps_cuda_graphs.csv")
 PEAK_TFLOPS="$TF32_PEAK" part steps_graphs 120 bash tools/gpu_bench.sh "${GRAPHS[@]}" "${QUICK[@]}"
 
-for m in rd4ad patchcore; do # the same files with cuda_graphs = true, under their own name
-    mkdir -p /tmp/gpu-graphs
-    graphed="/tmp/gpu-graphs/eval_mvtec_sized_${m}_graphs.toml"
-    sed "s/^name = \"eval_mvtec_sized_$m\"$/name = \"eval_mvtec_sized_${m}_graphs\"\ncuda_graphs = true/" \
-        "experiments/bench/eval_mvtec_sized_$m.toml" > "$graphed"
-    part "eval_${m}_graphs" 60 "$MEMAD_BIN" --datasets "$PWD/datasets.toml" run "$graphed" \
-        --runs /tmp/gpu-eval-runs
-    cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"_graphs/*/timings.csv \
-        "$RESULTS/eval_${m}_graphs_timings.csv" 2>/dev/null
-    for run in "$m" "${m}_graphs"; do
-        cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$run"/*/metrics.csv \
-            "$RESULTS/eval_${run}_metrics.csv" 2>/dev/null
-    done
+# Part 5's checkpoints scored again with cuda_graphs = true (`memad eval`: nothing trained or
+# fitted again, so eager and graphed metrics come from the same model and must agree).
+for m in rd4ad patchcore; do
+    eager="$(ls -d /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/ 2>/dev/null \
+        | grep -v '[.]partial/$' | tail -1)"
+    part "eval_${m}_graphs" 60 "$MEMAD_BIN" --datasets "$PWD/datasets.toml" \
+        eval "${eager:-no complete eval_$m run: run part eval_$m first}" --set cuda_graphs=true
+    graphed="${eager}evals/eval_mvtec_sized_${m}_cuda_graphs-true"
+    cp "$graphed"/*/timings.csv "$RESULTS/eval_${m}_graphs_timings.csv" 2>/dev/null
+    cp "$graphed"/*/metrics.csv "$RESULTS/eval_${m}_graphs_metrics.csv" 2>/dev/null
+    cp "${eager}metrics.csv" "$RESULTS/eval_${m}_metrics.csv" 2>/dev/null
 done
 
 # The tables, from whatever rows the step parts wrote before their limits.

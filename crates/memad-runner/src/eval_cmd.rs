@@ -20,12 +20,11 @@ use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
     commit_label, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
-    prepare, results_by_category, say, sha256_hex, RunMeta, RunSummary,
+    prepare, results_by_category, say, say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, set_path, Combination};
 use anyhow::Context;
-use memad_core::device::select;
 use memad_core::{BuildContext, Registry};
 use memad_data::mvtec::CategorySplit;
 use std::path::{Path, PathBuf};
@@ -193,7 +192,16 @@ fn evaluate_run(
         describe(combo)
     );
     say(&mut dir, &header);
-    match score_models(run, loaded, registry, weights_dir, &groups, &mut dir) {
+    say_cuda_only_switches(exp, device, &mut dir);
+    match score_models(
+        run,
+        loaded,
+        registry,
+        device,
+        weights_dir,
+        &groups,
+        &mut dir,
+    ) {
         Ok(rows) => {
             let _ = std::fs::remove_dir(dir.path("checkpoints")); // an evaluation trains nothing
             let mut meta = RunMeta::new(exp, device, started, sha256_hex(resolved.as_bytes()))?;
@@ -230,12 +238,12 @@ fn score_models(
     run: &Path,
     loaded: &Loaded,
     registry: &Registry,
+    device: tch::Device,
     weights_dir: &Path,
     groups: &[Vec<&CategorySplit>],
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<MetricRow>> {
     let exp = &loaded.experiment;
-    let device = select(&exp.device)?;
     let (run_label, commit) = (format!("{}/{}", exp.name, dir.stamp()), commit_label());
     let mut rows: Vec<MetricRow> = Vec::new();
     for group in groups {

@@ -103,21 +103,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
-    let cuda_only: Vec<&str> = [
-        ("cudnn_benchmark", exp.cudnn_benchmark),
-        ("cuda_graphs", exp.cuda_graphs),
-    ]
-    .into_iter()
-    .filter(|(_, on)| *on && !device.is_cuda())
-    .map(|(key, _)| key)
-    .collect();
-    if !cuda_only.is_empty() {
-        let line = format!(
-            "{} = true: CUDA only, no effect on {device:?}",
-            cuda_only.join(" and ")
-        );
-        say(&mut dir, &line);
-    }
+    say_cuda_only_switches(&exp, device, &mut dir);
     if resumed {
         let done: Vec<&str> = categories
             .iter()
@@ -198,6 +184,29 @@ pub(crate) fn prepare(
         .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
     let (categories, splits) = read_splits(exp, loaded)?;
     Ok((device, categories, splits))
+}
+
+/// Says which CUDA-only switches of `exp` are on while `device` is not CUDA.
+pub(crate) fn say_cuda_only_switches(
+    exp: &crate::experiment::Experiment,
+    device: Device,
+    dir: &mut RunDir,
+) {
+    let cuda_only: Vec<&str> = [
+        ("cudnn_benchmark", exp.cudnn_benchmark),
+        ("cuda_graphs", exp.cuda_graphs),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on && !device.is_cuda())
+    .map(|(key, _)| key)
+    .collect();
+    if !cuda_only.is_empty() {
+        let line = format!(
+            "{} = true: CUDA only, no effect on {device:?}",
+            cuda_only.join(" and ")
+        );
+        say(dir, &line);
+    }
 }
 
 /// The categories of the experiment (all of the dataset when it names none) and their
