@@ -19,8 +19,8 @@
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    commit_label, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
-    prepare, results_by_category, say, say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
+    evaluate_category, load_checkpoint, metric_rows, model_groups, model_name, prepare,
+    results_by_category, say, say_commits, say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, set_path, Combination};
@@ -192,6 +192,7 @@ fn evaluate_run(
         describe(combo)
     );
     say(&mut dir, &header);
+    let checkout = say_commits(&mut dir);
     say_cuda_only_switches(exp, device, &mut dir);
     match score_models(
         run,
@@ -204,7 +205,13 @@ fn evaluate_run(
     ) {
         Ok(rows) => {
             let _ = std::fs::remove_dir(dir.path("checkpoints")); // an evaluation trains nothing
-            let mut meta = RunMeta::new(exp, device, started, sha256_hex(resolved.as_bytes()))?;
+            let mut meta = RunMeta::new(
+                exp,
+                device,
+                started,
+                sha256_hex(resolved.as_bytes()),
+                checkout,
+            )?;
             meta.evaluates = Some(EvaluatedRun {
                 run: run.display().to_string(),
                 overrides: (combo.overrides.iter())
@@ -244,7 +251,7 @@ fn score_models(
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<MetricRow>> {
     let exp = &loaded.experiment;
-    let (run_label, commit) = (format!("{}/{}", exp.name, dir.stamp()), commit_label());
+    let run_label = format!("{}/{}", exp.name, dir.stamp());
     let mut rows: Vec<MetricRow> = Vec::new();
     for group in groups {
         let ctx = BuildContext {
@@ -265,7 +272,7 @@ fn score_models(
         say(dir, &format!("[{model}] loaded {}", path.display()));
         for (class, split) in group.iter().enumerate() {
             let values = evaluate_category(exp, &ctx, &model, split, class, method.as_ref(), dir)?;
-            rows.extend(metric_rows(exp, loaded, &run_label, &commit, split, values));
+            rows.extend(metric_rows(exp, loaded, &run_label, split, values));
             dir.write("metrics.csv", &csv_text(&rows)?)?;
         }
     }

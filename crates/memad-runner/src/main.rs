@@ -184,6 +184,12 @@ fn folder_of(file: &Path) -> &Path {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`memad list | head`) ends the process quietly, as it does other
+    // command-line tools, instead of a panic in `println!`.
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     memad_core::device::tune_host_allocator();
     memad_core::device::load_cuda_backend();
@@ -361,6 +367,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Info => {
             let info = torch_info();
             println!("memad          {}", env!("CARGO_PKG_VERSION"));
+            println!("built from     commit {}", output::BUILD_COMMIT);
             println!(
                 "torch          {}",
                 info.torch_version.as_deref().unwrap_or("unknown")

@@ -187,8 +187,15 @@ pub fn timestamp() -> String {
     )
 }
 
-/// `(commit, dirty)` of the git checkout around the current folder, if any.
-pub fn git_commit() -> (String, bool) {
+/// The commit this binary was built from (`build.rs`): 12 hex digits, `-dirty` when tracked
+/// files differed from it at build time, `unknown` when built outside a git checkout. The
+/// `commit` of every result row and `run.toml`: the code that produced the numbers.
+pub const BUILD_COMMIT: &str = env!("MEMAD_BUILD_COMMIT");
+
+/// `HEAD` of the git checkout around the current folder (`-dirty` as [`BUILD_COMMIT`]), or
+/// `None` outside one: where the experiment files came from, which may differ from the
+/// binary's commit.
+pub fn checkout_commit() -> Option<String> {
     let run = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
@@ -197,10 +204,10 @@ pub fn git_commit() -> (String, bool) {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let commit = run(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let commit = run(&["rev-parse", "--short=12", "HEAD"])?;
     let dirty =
         run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    (commit, dirty)
+    Some(format!("{commit}{}", if dirty { "-dirty" } else { "" }))
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@
 use crate::experiment::{
     DataConfig, Loaded, OptimizerKind, Setting, VideoNormalizationConfig, METRICS,
 };
-use crate::output::{csv_text, git_commit, peak_rss_bytes, timestamp, MetricRow, RunDir};
+use crate::output::{
+    checkout_commit, csv_text, peak_rss_bytes, timestamp, MetricRow, RunDir, BUILD_COMMIT,
+};
 use crate::overlay::{write_overlay_grid, OverlaySample};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -87,7 +89,6 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             .with_context(|| format!("reading {}", p.display()))?,
         _ => Vec::new(),
     };
-    let commit_label = commit_label();
     let run_label = format!("{}/{stamp}", exp.name);
     let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
         Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
@@ -103,6 +104,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
+    let checkout = say_commits(&mut dir);
     say_cuda_only_switches(&exp, device, &mut dir);
     if resumed {
         let done: Vec<&str> = categories
@@ -145,21 +147,14 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         for (class, split) in pending {
             let values =
                 evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
-            rows.extend(metric_rows(
-                &exp,
-                loaded,
-                &run_label,
-                &commit_label,
-                split,
-                values,
-            ));
+            rows.extend(metric_rows(&exp, loaded, &run_label, split, values));
             // Rewritten after every category: an interrupted run keeps what it finished.
             dir.write("metrics.csv", &csv_text(&rows)?)?;
         }
     }
     let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-    let meta = RunMeta::new(&exp, device, started, config_sha256)?;
+    let meta = RunMeta::new(&exp, device, started, config_sha256, checkout)?;
     let meta = RunMeta { resumed, ..meta };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
@@ -262,14 +257,13 @@ pub(crate) fn metric_rows(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
     run: &str,
-    commit: &str,
     split: &CategorySplit,
     values: Vec<(String, f64)>,
 ) -> Vec<MetricRow> {
     (values.into_iter())
         .map(|(metric, value)| MetricRow {
             run: run.to_string(),
-            commit: commit.to_string(),
+            commit: BUILD_COMMIT.to_string(),
             method: exp.method_kind().into(),
             backbone: exp.backbone_kind().into(),
             dataset: loaded.dataset.name.clone(),
@@ -314,8 +308,12 @@ const TCH_VERSION: &str = "0.24.0";
 #[derive(serde::Serialize)]
 pub(crate) struct RunMeta {
     memad_version: &'static str,
-    commit: String,
-    dirty: bool,
+    /// The commit the binary was built from, `-dirty` when built from an edited tree.
+    commit: &'static str,
+    /// The checkout around the folder memad ran in at the start (absent outside one): where
+    /// the experiment files came from; differs from `commit` when the binary is older.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkout: Option<String>,
     device: String,
     /// The tch crate memad was built with (the workspace pin).
     tch_version: &'static str,
@@ -339,18 +337,18 @@ pub(crate) struct RunMeta {
 }
 
 impl RunMeta {
-    /// The metadata of a session that started at `started` and is ending now.
+    /// The metadata of a session that started at `started` (in `checkout`) and is ending now.
     pub(crate) fn new(
         exp: &crate::experiment::Experiment,
         device: Device,
         started: Instant,
         config_sha256: String,
+        checkout: Option<String>,
     ) -> anyhow::Result<Self> {
-        let (commit, dirty) = git_commit();
         Ok(RunMeta {
             memad_version: env!("CARGO_PKG_VERSION"),
-            commit,
-            dirty,
+            commit: BUILD_COMMIT,
+            checkout,
             device: format!("{device:?}"),
             tch_version: TCH_VERSION,
             torch_version: memad_core::device::torch_info()
@@ -742,9 +740,20 @@ pub(crate) fn load_checkpoint(
 }
 
 /// `commit` of `metrics.csv`: the checkout's HEAD, `-dirty` when it has changes.
-pub(crate) fn commit_label() -> String {
-    let (commit, dirty) = git_commit();
-    format!("{commit}{}", if dirty { "-dirty" } else { "" })
+/// Logs the binary's commit and, when the checkout around the current folder is at another
+/// (a binary built earlier, or the tree edited since), that one too; returns the checkout's
+/// commit for `run.toml`.
+pub(crate) fn say_commits(dir: &mut RunDir) -> Option<String> {
+    let checkout = checkout_commit();
+    let mut line = format!("binary built from commit {BUILD_COMMIT}");
+    if let Some(c) = checkout.as_deref().filter(|c| *c != BUILD_COMMIT) {
+        line += &format!(
+            " while the checkout is at {c}: the results are the binary's code, recorded as \
+             {BUILD_COMMIT}"
+        );
+    }
+    say(dir, &line);
+    checkout
 }
 
 /// Test hook: `MEMAD_STOP_AFTER_EPOCH=[MODEL:]N` ends the process (exit code 75) right

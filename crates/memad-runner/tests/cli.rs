@@ -275,6 +275,14 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let metrics: Vec<&str> = rows.iter().map(|r| &r[9]).collect();
     assert_eq!(metrics, ["image_auroc", "pixel_auroc", "aupro"]);
+    // The commit recorded is the one the binary was built from, as `memad info` says.
+    let info = text(&memad(&["info"], &workspace()));
+    let built = (info.lines())
+        .find_map(|l| l.strip_prefix("built from     commit "))
+        .unwrap_or_else(|| panic!("no build commit in `memad info`: {info}"));
+    assert!(rows.iter().all(|r| &r[1] == built), "{rows:?} vs {built}");
+    let meta = std::fs::read_to_string(run.join("run.toml")).unwrap();
+    assert!(meta.contains(&format!("commit = \"{built}\"")), "{meta}");
     for r in &rows {
         let v: f64 = r[10].parse().unwrap();
         assert!((0.0..=1.0).contains(&v), "{r:?}");

@@ -1,0 +1,48 @@
+//! Embeds the commit the `memad` binary is built from as `MEMAD_BUILD_COMMIT`: 12 hex digits,
+//! `-dirty` when tracked files differed from it at build time, `unknown` outside a git
+//! checkout. A run records the code that produced its numbers this way, also where the
+//! binary runs without its checkout (a GPU machine) or after the checkout has moved on.
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Built again when HEAD moves (checkout, commit) or a workspace source changes (the
+    // dirty flag).
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let git_dir = Path::new(&git_dir);
+        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            git_dir.join("packed-refs").display()
+        );
+        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!(
+                "cargo:rerun-if-changed={}",
+                git_dir.join(head_ref).display()
+            );
+        }
+    }
+    for source in ["crates", "Cargo.toml", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(source).display()
+        );
+    }
+    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
+        Some(hash) => {
+            let status = git(&["status", "--porcelain", "--untracked-files=no"]);
+            let dirty = status.is_some_and(|s| !s.is_empty());
+            format!("{hash}{}", if dirty { "-dirty" } else { "" })
+        }
+        None => "unknown".to_string(),
+    };
+    println!("cargo:rustc-env=MEMAD_BUILD_COMMIT={commit}");
+}
