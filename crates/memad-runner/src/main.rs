@@ -118,9 +118,9 @@ enum PlotCommand {
     /// one line per group: `ablation_<param>_<metric>.{png,svg}`.
     Ablation {
         /// A folder holding complete runs (searched 3 levels down) or a glob over run
-        /// folders (`'runs/quickstart_*/*'`).
-        #[arg(long)]
-        runs: String,
+        /// folders (`'runs/quickstart_*/*'`); repeat it to draw the runs of several.
+        #[arg(long, required = true)]
+        runs: Vec<String>,
         /// Dotted key of the runs' `config.toml` on the x axis (`method.memory.slots`).
         #[arg(long)]
         param: String,
@@ -131,7 +131,7 @@ enum PlotCommand {
         /// or dotted config key.
         #[arg(long, default_value = "method")]
         group: String,
-        /// Output folder (default `<runs>/plots` for a folder, `plots` for a glob).
+        /// Output folder (default `<runs>/plots` for one folder, else `plots`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -295,12 +295,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }),
                     _,
                 ) => {
-                    let out = out.unwrap_or_else(|| {
-                        if runs.contains(['*', '?']) {
-                            PathBuf::from("plots")
-                        } else {
-                            Path::new(&runs).join("plots")
-                        }
+                    let out = out.unwrap_or_else(|| match runs.as_slice() {
+                        [folder] if !folder.contains(['*', '?']) => Path::new(folder).join("plots"),
+                        _ => PathBuf::from("plots"),
                     });
                     let spec = plot::AblationSpec {
                         runs,

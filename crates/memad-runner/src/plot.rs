@@ -644,9 +644,9 @@ fn draw_frames<DB: DrawingBackend>(
 /// What `memad plot ablation` reads and draws.
 #[derive(Debug, Clone)]
 pub struct AblationSpec {
-    /// A folder searched for complete runs (up to 3 levels down), or a glob over run
-    /// folders (`runs/quickstart_*/*`, as `memad table` takes).
-    pub runs: String,
+    /// Folders searched for complete runs (up to 3 levels down) or globs over run folders
+    /// (`runs/quickstart_*/*`, as `memad table` takes); the runs of all of them.
+    pub runs: Vec<String>,
     /// Dotted key of the resolved `config.toml` on the x axis (`method.memory.slots`).
     pub param: String,
     /// The `metrics.csv` metric on the y axis, averaged over a run's categories.
@@ -740,11 +740,16 @@ fn scalar(value: &toml::Value) -> Option<String> {
 /// # Errors
 /// No complete run; the key holding a table or array; no run with both key and metric.
 pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
-    let folders = find_runs(&spec.runs)?;
+    let mut folders = Vec::new();
+    for pattern in &spec.runs {
+        folders.extend(find_runs(pattern)?);
+    }
+    folders.sort();
+    folders.dedup();
+    let patterns = spec.runs.join(" ");
     anyhow::ensure!(
         !folders.is_empty(),
-        "{}: no complete run folder (`.partial` folders are never read)",
-        spec.runs
+        "{patterns}: no complete run folder (`.partial` folders are never read)",
     );
     // (group, value, experiment, seed) -> (stamp, per-run value, name)
     type Key = (String, String, String, String);
@@ -817,8 +822,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     }
     anyhow::ensure!(
         !per_run.is_empty(),
-        "{}: no complete run has both `{}` in config.toml and `{}` in metrics.csv",
-        spec.runs,
+        "{patterns}: no complete run has both `{}` in config.toml and `{}` in metrics.csv",
         spec.param,
         spec.metric
     );
@@ -1603,7 +1607,7 @@ mod tests {
         );
 
         let spec = AblationSpec {
-            runs: runs.display().to_string(),
+            runs: vec![runs.display().to_string()],
             param: "method.memory.slots".into(),
             metric: "image_auroc".into(),
             group: "method".into(),
@@ -1674,7 +1678,7 @@ mod tests {
             );
         }
         let spec = AblationSpec {
-            runs: format!("{}/o_*/*", dir.path().display()),
+            runs: vec![format!("{}/o_*/*", dir.path().display())],
             param: "train.optimizer".into(),
             metric: "image_auroc".into(),
             group: "method".into(),
@@ -1683,6 +1687,15 @@ mod tests {
         assert!(!a.numeric);
         let values: Vec<&str> = a.lines[0].1.iter().map(|p| p.value.as_str()).collect();
         assert_eq!(values, ["adam", "adamw", "sgd"]);
+        // Several patterns: the union of their runs, a run matched twice counted once.
+        let union = AblationSpec {
+            runs: ["o_s*/*", "o_a*/*", "o_adam/*"]
+                .map(|p| format!("{}/{p}", dir.path().display()))
+                .to_vec(),
+            ..spec.clone()
+        };
+        let b = read_ablation(&union).unwrap();
+        assert_eq!(b.lines, a.lines);
         let files = ablation(&spec, &dir.path().join("p")).unwrap();
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.contains("\nadamw\n</text>") && !svg.contains("log scale"));
