@@ -374,6 +374,15 @@ impl Method for MddNet {
         self.check_classes(&class)?;
         let form = self.cfg.loss.cosine_form();
         let normal = teacher_features(self.teacher.as_ref(), &batch.input);
+        // `init = "features"`: the memory's items of classes first seen are set from this
+        // batch's normal bottleneck before anything reads them (this step only, while a
+        // class waits, the normal bottleneck runs before the anomalous one).
+        let mut z_normal = None;
+        if let Some(memory) = self.memory.as_ref().filter(|m| m.needs_seeding()) {
+            let z = self.bottleneck(&normal, true);
+            memory.seed_from_features(&queries_of(&z).detach(), &class);
+            z_normal = Some(z);
+        }
         let out = self.forward(&synthetic.input, Some(&class), true);
         let normal_refs: Vec<&Tensor> = normal.iter().collect();
         let mut named: Vec<(String, Tensor)> = vec![(
@@ -403,7 +412,7 @@ impl Method for MddNet {
             }
         }
         if let Some(memory) = &self.memory {
-            let z_normal = self.bottleneck(&normal, true);
+            let z_normal = z_normal.unwrap_or_else(|| self.bottleneck(&normal, true));
             named.extend(memory.class_losses(&queries_of(&z_normal), &class));
         }
         let terms = named
@@ -549,6 +558,37 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn feature_init_sets_the_items_from_the_first_normal_bottleneck() {
+        let ctx = BuildContext {
+            device: Device::Cpu,
+            weights_dir: std::env::temp_dir(),
+            image_size: 32,
+            classes: 2,
+        };
+        let reg = registry();
+        let mut cfg = parse(&section(""), "method", &reg).unwrap();
+        cfg.memory.items_per_class = 1; // a 32 px input has one bottleneck position
+        cfg.memory.init = memory_class::ItemInit::Features;
+        let teacher = reg.build_backbone(&cfg.backbone, "backbone", &ctx).unwrap();
+        let mut m = MddNet::new(cfg, teacher, &ctx).unwrap();
+        let b = batch();
+        let out = m.train_step(&b).unwrap();
+        let memory = m.memory.as_ref().unwrap();
+        assert!(!memory.needs_seeding());
+        // Sample i is of class i: item i is its normal bottleneck feature.
+        let normal = teacher_features(m.teacher.as_ref(), &b.input);
+        let z = tch::no_grad(|| queries_of(&m.bottleneck(&normal, true))).squeeze_dim(1);
+        let gap = (memory.items() - &z).abs().max().double_value(&[]);
+        assert!(gap < 1e-5, "items are the normal features: {gap}");
+        // Every trained variable still gets a gradient; `seeded` is saved, not trained.
+        out.loss.backward();
+        for (name, var) in m.trainable().trainable_variables().iter().enumerate() {
+            assert!(var.grad().defined(), "variable {name} gets no gradient");
+        }
+        assert!(m.trainable().variables().contains_key("memory.seeded"));
     }
 
     #[test]

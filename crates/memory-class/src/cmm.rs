@@ -8,7 +8,14 @@
 //! - Items: `P = {p_{c,m}}`, `c = 1..C` classes (the categories a model is trained on; 1
 //!   in the one-class setting), `m = 1..M` items per class (`items_per_class`), each
 //!   `[D]` (the bottleneck's channels), held as one VarStore variable `items` `[C * M, D]`
-//!   (row `c * M + m`), learned by gradient, initialised `N(0, 1)`.
+//!   (row `c * M + m`), learned by gradient. Initialised `N(0, 1)` (`init = "random"`), or
+//!   (`init = "features"`) each class's items set to `M` of its own normal features, drawn
+//!   at random positions of the first training batch that holds at least `M` positions of
+//!   the class ([`ClassMemory::seed_from_features`]; which classes are set is the
+//!   non-trainable variable `seeded` `[C]`, so a checkpoint or a resumed run keeps it).
+//!   Random items far from every feature let the first item a class's features near win
+//!   every read: the synthetic-mvtec runs address one or two of 10 items per class
+//!   (`docs/results.md`).
 //! - Similarity: cosine, `s_{c,m}(q) = <q, p_{c,m}> / (||q|| ||p_{c,m}||)` (norms clamped at
 //!   1e-12).
 //! - Read restricted to a class `c` ([`ClassMemory::read_class`]):
@@ -31,7 +38,8 @@
 //! `crates/memad-methods/src/mddnet.rs`).
 use memad_core::{parse_section, ConfigError, CoreError, Memory, MemoryRead, Result};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Kind, Tensor};
+use std::cell::Cell;
+use tch::{nn, Device, Kind, Tensor};
 
 /// Clamp of the norms in the cosine similarity.
 const NORM_EPS: f64 = 1e-12;
@@ -52,6 +60,21 @@ pub struct ClassMemoryConfig {
     /// `lambda_com` of the compactness term.
     #[serde(default = "d_weight")]
     pub compactness_weight: f64,
+    /// How the items start.
+    #[serde(default)]
+    pub init: ItemInit,
+}
+
+/// How the items of a [`ClassMemory`] start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemInit {
+    /// `N(0, 1)`.
+    #[default]
+    Random,
+    /// `M` normal features of the class, from its first training batch
+    /// ([`ClassMemory::seed_from_features`]).
+    Features,
 }
 
 fn d_items() -> i64 {
@@ -71,6 +94,7 @@ impl Default for ClassMemoryConfig {
             temperature: d_temperature(),
             classification_weight: d_weight(),
             compactness_weight: d_weight(),
+            init: ItemInit::default(),
         }
     }
 }
@@ -120,11 +144,16 @@ pub struct ClassMemory {
     classes: i64,
     /// `[classes * items_per_class, dim]`.
     items: Tensor,
+    /// [`ItemInit::Features`]: `[classes]`, 1 for a class whose items are set.
+    seeded: Option<Tensor>,
+    /// Every class seeded (known on the host, so that a training step does not read
+    /// `seeded` back from the device once all are).
+    all_seeded: Cell<bool>,
 }
 
 impl ClassMemory {
     /// A memory of `classes` groups of `cfg.items_per_class` items of width `dim`, its
-    /// variable `items` under `path`.
+    /// variable `items` (and with `init = "features"` `seeded`) under `path`.
     pub fn new(path: &nn::Path, cfg: &ClassMemoryConfig, classes: usize, dim: i64) -> Result<Self> {
         cfg.validate("memory")?;
         if classes == 0 || dim < 1 {
@@ -141,11 +170,66 @@ impl ClassMemory {
                 stdev: 1.0,
             },
         );
+        let seeded =
+            (cfg.init == ItemInit::Features).then(|| path.zeros_no_train("seeded", &[classes]));
         Ok(Self {
             cfg: cfg.clone(),
             classes,
             items,
+            all_seeded: Cell::new(seeded.is_none()),
+            seeded,
         })
+    }
+
+    /// Whether [`ClassMemory::seed_from_features`] still has a class to set.
+    pub fn needs_seeding(&self) -> bool {
+        if self.all_seeded.get() {
+            return false;
+        }
+        let done = self
+            .seeded
+            .as_ref()
+            .is_none_or(|s| s.min().double_value(&[]) > 0.5);
+        self.all_seeded.set(done);
+        !done
+    }
+
+    /// [`ItemInit::Features`]: sets the items of every class not set yet to `M` of the
+    /// `queries` `[B, L, D]` of its samples (`class` `[B]` int64), drawn without replacement
+    /// from the class's `B_c * L` positions (libtorch's generator); a class with fewer than
+    /// `M` positions in the batch waits for a later one. Nothing with [`ItemInit::Random`].
+    pub fn seed_from_features(&self, queries: &Tensor, class: &Tensor) {
+        let Some(seeded) = &self.seeded else {
+            return;
+        };
+        if !self.needs_seeding() {
+            return;
+        }
+        let m = self.cfg.items_per_class;
+        let (l, d) = (queries.size()[1], queries.size()[2]);
+        let device = queries.device();
+        tch::no_grad(|| {
+            let flags = Vec::<f32>::try_from(seeded.to(Device::Cpu)).expect("float flags");
+            let labels = Vec::<i64>::try_from(class.to(Device::Cpu)).expect("int64 classes");
+            for (c, flag) in flags.iter().enumerate() {
+                let rows: Vec<i64> = (0..labels.len() as i64)
+                    .filter(|&i| labels[i as usize] == c as i64)
+                    .collect();
+                if *flag > 0.5 || (rows.len() as i64) * l < m {
+                    continue;
+                }
+                let features = queries
+                    .index_select(0, &Tensor::from_slice(&rows).to(device))
+                    .reshape([-1, d]);
+                let pick =
+                    Tensor::randperm(features.size()[0], (Kind::Int64, device)).narrow(0, 0, m);
+                let c = c as i64;
+                self.items
+                    .narrow(0, c * m, m)
+                    .copy_(&features.index_select(0, &pick).to_kind(self.items.kind()));
+                let _ = seeded.narrow(0, c, 1).fill_(1.0);
+            }
+        });
     }
 
     pub fn config(&self) -> &ClassMemoryConfig {
@@ -297,7 +381,6 @@ impl Memory for ClassMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     fn memory(vs: &nn::VarStore, classes: usize, m: i64, dim: i64) -> ClassMemory {
         let cfg = ClassMemoryConfig {
@@ -370,6 +453,59 @@ mod tests {
             right[1].1.double_value(&[]) < 0.01,
             "features near own items"
         );
+    }
+
+    #[test]
+    fn feature_init_sets_each_class_once_from_its_own_features() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = ClassMemoryConfig {
+            items_per_class: 3,
+            init: ItemInit::Features,
+            ..ClassMemoryConfig::default()
+        };
+        let mem = ClassMemory::new(&vs.root(), &cfg, 3, 2).unwrap();
+        assert!(vs.trainable_variables().len() == 1, "seeded is not trained");
+        assert!(mem.needs_seeding());
+        // Sample i has 2 positions [10 i + j, -(10 i + j)], j = 0, 1. Class 0: samples 0 and
+        // 1 (4 positions); class 1: sample 2 (2 positions, fewer than 3 items); no class 2.
+        let queries = Tensor::from_slice(&[
+            0f32, 0., 1., -1., 10., -10., 11., -11., 20., -20., 21., -21.,
+        ])
+        .view([3, 2, 2]);
+        let first = Tensor::from_slice(&[0i64, 0, 1]);
+        let before = mem.items().copy();
+        mem.seed_from_features(&queries, &first);
+        let rows = |t: &Tensor| Vec::<Vec<f32>>::try_from(t).unwrap();
+        let items = rows(mem.items());
+        for item in &items[..3] {
+            assert!(
+                [0., 1., 10., 11.].contains(&item[0]) && item[1] == -item[0],
+                "class 0's items are its own positions: {items:?}"
+            );
+        }
+        let distinct: std::collections::BTreeSet<i64> =
+            items[..3].iter().map(|r| r[0] as i64).collect();
+        assert_eq!(distinct.len(), 3, "drawn without replacement: {items:?}");
+        assert_eq!(items[3..], rows(&before)[3..], "classes 1 and 2 wait");
+        assert!(mem.needs_seeding());
+        // A later batch sets class 1, leaves class 0 alone, and class 2 (2 positions) waits.
+        mem.seed_from_features(&(&queries + 100.0), &Tensor::from_slice(&[1i64, 1, 2]));
+        let again = rows(mem.items());
+        assert_eq!(again[..3], items[..3]);
+        assert!(
+            (again[3..6].iter()).all(|r| [100., 101., 110., 111.].contains(&r[0])),
+            "{again:?}"
+        );
+        assert_eq!(again[6..], rows(&before)[6..]);
+        assert!(mem.needs_seeding());
+        mem.seed_from_features(&queries, &Tensor::from_slice(&[2i64, 2, 2]));
+        assert!(!mem.needs_seeding());
+        let seeded = Vec::<f32>::try_from(vs.variables()["seeded"].shallow_clone()).unwrap();
+        assert_eq!(seeded, [1.0, 1.0, 1.0]);
+        // Random init: no flags, nothing to seed.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let plain = ClassMemory::new(&vs.root(), &ClassMemoryConfig::default(), 2, 2).unwrap();
+        assert!(!plain.needs_seeding() && !vs.variables().contains_key("seeded"));
     }
 
     #[test]

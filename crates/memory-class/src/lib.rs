@@ -9,4 +9,4 @@
 //! [`ClassMemory::class_losses`].
 pub mod cmm;
 
-pub use cmm::{ClassMemory, ClassMemoryConfig};
+pub use cmm::{ClassMemory, ClassMemoryConfig, ItemInit};
