@@ -1,7 +1,8 @@
-//! Embeds the commit the `memad` binary is built from as `MEMAD_BUILD_COMMIT`: 12 hex digits,
-//! `-dirty` when tracked files differed from it at build time, `unknown` outside a git
-//! checkout. A run records the code that produced its numbers this way, also where the
-//! binary runs without its checkout (a GPU machine) or after the checkout has moved on.
+//! Embeds the commit a binary is built from as `MEMAD_BUILD_COMMIT`: 12 hex digits, `-dirty`
+//! when tracked files differed from it at build time, `unknown` outside a git checkout. A run
+//! records the code that produced its numbers this way, also where the binary runs without
+//! its checkout (a GPU machine) or after the checkout has moved on. Shared by `memad` and the
+//! benchmark binaries (`benches/Cargo.toml` names this file as its build script).
 use std::path::Path;
 use std::process::Command;
 
@@ -13,28 +14,23 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     // Built again when HEAD moves (checkout, commit) or a workspace source changes (the
     // dirty flag).
-    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+    if let (Some(git_dir), Some(root)) = (
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--show-toplevel"]),
+    ) {
         let git_dir = Path::new(&git_dir);
-        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            git_dir.join("packed-refs").display()
-        );
+        let mut watched = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
         if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!(
-                "cargo:rerun-if-changed={}",
-                git_dir.join(head_ref).display()
-            );
+            watched.push(git_dir.join(head_ref));
         }
-    }
-    for source in ["crates", "Cargo.toml", "Cargo.lock"] {
-        println!(
-            "cargo:rerun-if-changed={}",
-            workspace.join(source).display()
-        );
+        for source in ["crates", "benches", "Cargo.toml", "Cargo.lock"] {
+            watched.push(Path::new(&root).join(source));
+        }
+        for path in watched {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(hash) => {

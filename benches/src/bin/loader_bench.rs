@@ -323,7 +323,7 @@ fn main() -> BoxResult<()> {
 
     let machine = a.machine.clone().unwrap_or_else(machine);
     let date = command_line("date", &["+%F"]).unwrap_or_default();
-    let commit = command_line("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    let commit = env!("MEMAD_BUILD_COMMIT");
     if let Some(parent) = a.out.parent() {
         std::fs::create_dir_all(parent)?;
     }

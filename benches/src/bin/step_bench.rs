@@ -114,6 +114,7 @@ struct Args {
     classes: Option<u32>,
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
     threads: Option<i32>,
+    /// The commit written in the rows (default: the one this binary was built from).
     #[arg(long)]
     commit: Option<String>,
     /// YYYY-MM-DD.
@@ -514,16 +515,6 @@ fn today() -> String {
     civil_date(now)
 }
 
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "unknown".into(), |s| s.trim().to_string())
-}
-
 /// Builds the method, times both phases and returns the CSV rows.
 fn bench(args: &Args) -> BoxResult<Vec<String>> {
     if let Some(t) = args.threads {
@@ -597,7 +588,10 @@ fn bench(args: &Args) -> BoxResult<Vec<String>> {
     };
     let threads = tch::get_num_threads();
     let date = args.date.clone().unwrap_or_else(today);
-    let commit = args.commit.clone().unwrap_or_else(git_commit);
+    let commit = args
+        .commit
+        .clone()
+        .unwrap_or_else(|| env!("MEMAD_BUILD_COMMIT").to_string());
     let rows: Vec<String> = timings
         .iter()
         .map(|t| csv_row(args, t, threads, &date, &commit))
@@ -750,6 +744,8 @@ mod tests {
         for row in &rows {
             let v: f64 = row.split(',').nth(7).unwrap().parse().unwrap();
             assert!(v > 0.0 && v.is_finite(), "{row}");
+            // Without `--commit` a row names the commit this binary was built from.
+            assert_eq!(row.rsplit(',').next(), Some(env!("MEMAD_BUILD_COMMIT")));
         }
     }
 
