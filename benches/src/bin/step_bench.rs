@@ -29,7 +29,9 @@
 //!   section of `experiments/paper/rd4ad_mvtec.toml` (WideResNet-50-2 teacher, layer1..3,
 //!   embedding 2048, decoder 3/4/6, width 0.5) or `experiments/paper/mnad_pred_ped2.toml`
 //!   (4 past frames -> 1, input `[B, 15, S, S]` in `[0, 1]`), compiled into the binary; the
-//!   teacher's weights are `random` (the cost does not depend on the values). The optimizer
+//!   teacher's weights are `random` (the cost does not depend on the values), MDD-Net's
+//!   memory items start `random` (the steady-state step; `init = "features"` differs only in
+//!   the one step that sets each class's items). The optimizer
 //!   is the file's `[train]` Adam (lr, betas), memad's `memad_core::optim::Adam` as the
 //!   runner builds it.
 //! - Scoring phase first (`no_grad`, N calls of `Method::score` after W warm-up calls), then
@@ -194,6 +196,12 @@ fn setup(method: &str, shape: &str, channels_last: bool, registry: &Registry) ->
         if channels_last {
             backbone.insert("channels_last".into(), true.into());
         }
+    }
+    // MDD-Net: the steady-state step. With `init = "features"` a class's items are set at the
+    // first step that holds enough of its positions, once; small random batches may never
+    // hold them and would check every step. After that the step is the same.
+    if let Some(memory) = section.get_mut("memory").and_then(|m| m.as_table_mut()) {
+        memory.insert("init".into(), "random".into());
     }
     let train = exp.get("train").ok_or("the experiment has no [train]")?;
     if train.get("optimizer").and_then(|o| o.as_str()) != Some("adam") {

@@ -25,7 +25,9 @@
 //! flattened one of the RD4AD code (`loss = "flattened"`) or per pixel (`"per_pixel"`);
 //! `M_i` is the mask area-averaged to level `i` (fractions at defect borders) and `|| . ||_1`
 //! is a mean over pixels and batch (a sum would scale with the resolution); the memory read
-//! `r` is fused as `phi' = conv1x1([phi, r])` (`fusion = "concat"`) or `phi + r` (`"add"`).
+//! `r` is fused as `phi' = conv1x1([phi, r])` (`fusion = "concat"`) or `phi + r` (`"add"`);
+//! the prototypes start as normal bottleneck features of their class (`memory.init =
+//! "features"`, the default) or `N(0, 1)` (`"random"`).
 //!
 //! Ablations (`experiments/mddnet_ablation_*.toml`): `identity_decoder = false` (no `I`,
 //! hence no `L_id`, `L_dist` nor `M_RI`: RD4AD trained on synthetic anomalies with the

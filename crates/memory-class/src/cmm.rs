@@ -8,14 +8,16 @@
 //! - Items: `P = {p_{c,m}}`, `c = 1..C` classes (the categories a model is trained on; 1
 //!   in the one-class setting), `m = 1..M` items per class (`items_per_class`), each
 //!   `[D]` (the bottleneck's channels), held as one VarStore variable `items` `[C * M, D]`
-//!   (row `c * M + m`), learned by gradient. Initialised `N(0, 1)` (`init = "random"`), or
-//!   (`init = "features"`) each class's items set to `M` of its own normal features, drawn
-//!   at random positions of the first training batch that holds at least `M` positions of
-//!   the class ([`ClassMemory::seed_from_features`]; which classes are set is the
-//!   non-trainable variable `seeded` `[C]`, so a checkpoint or a resumed run keeps it).
-//!   Random items far from every feature let the first item a class's features near win
-//!   every read: the synthetic-mvtec runs address one or two of 10 items per class
-//!   (`docs/results.md`).
+//!   (row `c * M + m`), learned by gradient. The paper does not say how they start. By
+//!   default (`init = "features"`) each class's items are set to `M` of its own normal
+//!   features, drawn at random positions of the first training batch that holds at least
+//!   `M` positions of the class ([`ClassMemory::seed_from_features`]; which classes are set
+//!   is the non-trainable variable `seeded` `[C]`, so a checkpoint or a resumed run keeps
+//!   it; until then the class reads its `N(0, 1)` start). `init = "random"` keeps the
+//!   `N(0, 1)` start: items far from every feature let the first item a class's features
+//!   near win every read, so the synthetic-mvtec runs address one or two of 10 items per
+//!   class, and MDD-Net's image AUROC falls below and spreads wider than with `features` at
+//!   10, 30 and 60 epochs (`docs/results.md`, "Training length").
 //! - Similarity: cosine, `s_{c,m}(q) = <q, p_{c,m}> / (||q|| ||p_{c,m}||)` (norms clamped at
 //!   1e-12).
 //! - Read restricted to a class `c` ([`ClassMemory::read_class`]):
@@ -70,10 +72,10 @@ pub struct ClassMemoryConfig {
 #[serde(rename_all = "snake_case")]
 pub enum ItemInit {
     /// `N(0, 1)`.
-    #[default]
     Random,
     /// `M` normal features of the class, from its first training batch
     /// ([`ClassMemory::seed_from_features`]).
+    #[default]
     Features,
 }
 
@@ -460,9 +462,9 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ClassMemoryConfig {
             items_per_class: 3,
-            init: ItemInit::Features,
             ..ClassMemoryConfig::default()
         };
+        assert_eq!(cfg.init, ItemInit::Features, "the default");
         let mem = ClassMemory::new(&vs.root(), &cfg, 3, 2).unwrap();
         assert!(vs.trainable_variables().len() == 1, "seeded is not trained");
         assert!(mem.needs_seeding());
@@ -504,7 +506,11 @@ mod tests {
         assert_eq!(seeded, [1.0, 1.0, 1.0]);
         // Random init: no flags, nothing to seed.
         let vs = nn::VarStore::new(Device::Cpu);
-        let plain = ClassMemory::new(&vs.root(), &ClassMemoryConfig::default(), 2, 2).unwrap();
+        let random = ClassMemoryConfig {
+            init: ItemInit::Random,
+            ..ClassMemoryConfig::default()
+        };
+        let plain = ClassMemory::new(&vs.root(), &random, 2, 2).unwrap();
         assert!(!plain.needs_seeding() && !vs.variables().contains_key("seeded"));
     }
 
