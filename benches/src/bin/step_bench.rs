@@ -200,8 +200,10 @@ fn setup(method: &str, shape: &str, channels_last: bool, registry: &Registry) ->
     // MDD-Net: the steady-state step. With `init = "features"` a class's items are set at the
     // first step that holds enough of its positions, once; small random batches may never
     // hold them and would check every step. After that the step is the same.
-    if let Some(memory) = section.get_mut("memory").and_then(|m| m.as_table_mut()) {
-        memory.insert("init".into(), "random".into());
+    if method == "mddnet" {
+        if let Some(memory) = section.get_mut("memory").and_then(|m| m.as_table_mut()) {
+            memory.insert("init".into(), "random".into());
+        }
     }
     let train = exp.get("train").ok_or("the experiment has no [train]")?;
     if train.get("optimizer").and_then(|o| o.as_str()) != Some("adam") {
