@@ -173,6 +173,48 @@ fn apply_allocator_settings() -> bool {
     false
 }
 
+/// The host CPU as `model (vector ISA)` from `/proc/cpuinfo`. libtorch picks its CPU kernels
+/// by the vector instruction set (ATen's `avx512`, `avx2` or `default`; the environment
+/// variable `ATEN_CPU_CAPABILITY` overrides the choice and is named when set), so the last
+/// digits of CPU results, and through training the metrics, depend on it as they do on the
+/// thread count. `unknown` where `/proc/cpuinfo` cannot be read.
+pub fn cpu_description() -> String {
+    match std::fs::read_to_string("/proc/cpuinfo") {
+        Ok(info) => describe_cpu(&info, std::env::var("ATEN_CPU_CAPABILITY").ok()),
+        Err(_) => "unknown".to_string(),
+    }
+}
+
+/// [`cpu_description`] of a `/proc/cpuinfo` text; ATen's tests: AVX-512 needs avx512vl,
+/// avx512bw, avx512dq and fma, AVX2 needs avx2 and fma.
+fn describe_cpu(cpuinfo: &str, aten_override: Option<String>) -> String {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown model".to_string());
+    let flags = field("flags").unwrap_or_default();
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    let isa = if std::env::consts::ARCH != "x86_64" {
+        std::env::consts::ARCH
+    } else if ["avx512vl", "avx512bw", "avx512dq", "fma"]
+        .iter()
+        .all(|f| has(f))
+    {
+        "avx512"
+    } else if has("avx2") && has("fma") {
+        "avx2"
+    } else {
+        "default"
+    };
+    match aten_override.filter(|v| !v.is_empty()) {
+        Some(v) => format!("{model} ({isa}, ATEN_CPU_CAPABILITY={v})"),
+        None => format!("{model} ({isa})"),
+    }
+}
+
 /// Seeds libtorch's generators (CPU and CUDA). Data order uses its own seeded generator.
 pub fn seed_everything(seed: u64) {
     tch::manual_seed(seed as i64);
@@ -181,6 +223,29 @@ pub fn seed_everything(seed: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_cpu_is_named_with_the_kernels_libtorch_picks() {
+        let info = |flags: &str| {
+            format!(
+                "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+            )
+        };
+        let avx512 = info("fpu sse avx2 fma avx512f avx512dq avx512bw avx512vl");
+        assert_eq!(describe_cpu(&avx512, None), "Some CPU (avx512)");
+        assert_eq!(
+            describe_cpu(&info("fpu avx2 fma avx512f"), None),
+            "Some CPU (avx2)"
+        );
+        assert_eq!(describe_cpu(&info("fpu avx2"), None), "Some CPU (default)");
+        assert_eq!(
+            describe_cpu(&avx512, Some("avx2".into())),
+            "Some CPU (avx512, ATEN_CPU_CAPABILITY=avx2)"
+        );
+        assert_eq!(describe_cpu("", None), "unknown model (default)");
+        assert!(!cpu_description().is_empty());
+    }
 
     #[test]
     fn libtorch_is_found_and_versioned() {

@@ -381,6 +381,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 Err(e) => e.to_string(),
             };
             println!("cuda extension {extension}");
+            println!("cpu            {}", memad_core::device::cpu_description());
             println!("cpu threads    {}", tch::get_num_threads());
             use memad_core::device::{tune_host_allocator, MMAP_THRESHOLD, TRIM_THRESHOLD};
             let heap = if tune_host_allocator() {

@@ -322,6 +322,10 @@ pub(crate) struct RunMeta {
     /// libtorch's intra-op CPU threads (`OMP_NUM_THREADS`): float reductions, hence the last
     /// digits of CPU results, depend on it, so identical numbers need the same count.
     torch_threads: i32,
+    /// The host CPU and the vector instruction set libtorch's kernels use
+    /// (`memad_core::device::cpu_description`): like the thread count, it changes the last
+    /// digits of CPU results.
+    cpu: String,
     /// Of the last session (the one that finished the run).
     wall_seconds: f64,
     /// Whether the last session continued an interrupted one.
@@ -356,6 +360,7 @@ impl RunMeta {
                 .unwrap_or_default(),
             seed: exp.seed,
             torch_threads: tch::get_num_threads(),
+            cpu: memad_core::device::cpu_description(),
             wall_seconds: started.elapsed().as_secs_f64(),
             resumed: false,
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),

@@ -283,6 +283,11 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     assert!(rows.iter().all(|r| &r[1] == built), "{rows:?} vs {built}");
     let meta = std::fs::read_to_string(run.join("run.toml")).unwrap();
     assert!(meta.contains(&format!("commit = \"{built}\"")), "{meta}");
+    // So is the CPU, whose vector instruction set changes the last digits of the results.
+    let cpu = (info.lines())
+        .find_map(|l| l.strip_prefix("cpu            "))
+        .unwrap_or_else(|| panic!("no cpu in `memad info`: {info}"));
+    assert!(meta.contains(&format!("cpu = \"{cpu}\"")), "{meta}");
     for r in &rows {
         let v: f64 = r[10].parse().unwrap();
         assert!((0.0..=1.0).contains(&v), "{r:?}");
