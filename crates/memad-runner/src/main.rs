@@ -128,7 +128,8 @@ enum PlotCommand {
         #[arg(long)]
         metric: String,
         /// One line per value of this `metrics.csv` column (`method`, `name`, `backbone`)
-        /// or dotted config key.
+        /// or dotted config key; several keys, comma-separated, label a line with the values
+        /// a run has (`method,method.memory.init`).
         #[arg(long, default_value = "method")]
         group: String,
         /// Output folder (default `<runs>/plots` for one folder, else `plots`).

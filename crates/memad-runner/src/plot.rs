@@ -14,9 +14,9 @@
 //!   item's share of the addressing weight (colour bar in percent, the uniform share marked);
 //!   `memory_all.{png,svg}` in a multi-class run: a row per category.
 //!
-//! `memad plot ablation --runs R --param KEY --metric M [--group G]` ([`ablation`]):
+//! `memad plot ablation --runs R --param KEY --metric M [--group G[,G2]]` ([`ablation`]):
 //! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
-//! one line per group. Each run contributes the mean of `M` over its categories (rows read
+//! one line per group (the values of one or more columns or config keys). Each run contributes the mean of `M` over its categories (rows read
 //! by `table::read_metrics`; the latest re-run of an experiment and seed counts); a point is
 //! the mean over seeds with ±1 sample std as error bars. Numeric values sit at their value
 //! (log scale when positive and spanning 20x or more), text values at their rank; ticks are
@@ -652,7 +652,9 @@ pub struct AblationSpec {
     /// The `metrics.csv` metric on the y axis, averaged over a run's categories.
     pub metric: String,
     /// One line per value of this `metrics.csv` column (`method`, `name`, `backbone`, ...) or,
-    /// when no column has the name, dotted config key.
+    /// when no column has the name, dotted config key; comma-separated keys label a line with
+    /// the values of those the run has (`method,method.memory.init`: `rd4ad`, `mddnet,
+    /// features`), at least one.
     pub group: String,
 }
 
@@ -784,18 +786,21 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             continue;
         };
         let field = |c: &str| first.fields.get(c).cloned().unwrap_or_default();
-        let group = match first.fields.get(&spec.group) {
-            Some(g) => g.clone(),
-            None => lookup(&config, &spec.group)
-                .and_then(scalar)
-                .with_context(|| {
-                    format!(
-                        "{}: `{}` is neither a metrics.csv column nor a value in config.toml",
-                        folder.display(),
-                        spec.group
-                    )
-                })?,
-        };
+        // Each key of the group: a metrics.csv column, else a config value; a key the run
+        // lacks (`method.memory.init` of a run without memory) adds nothing to its label.
+        let parts: Vec<String> = (spec.group.split(','))
+            .filter_map(|key| {
+                let key = key.trim();
+                (first.fields.get(key).cloned()).or_else(|| lookup(&config, key).and_then(scalar))
+            })
+            .collect();
+        anyhow::ensure!(
+            !parts.is_empty(),
+            "{}: `{}` is neither a metrics.csv column nor a value in config.toml",
+            folder.display(),
+            spec.group
+        );
+        let group = parts.join(", ");
         let mean = records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64;
         let key = (group, value, field("_experiment"), field("seed"));
         let stamp = field("_stamp");
@@ -1696,6 +1701,26 @@ mod tests {
         };
         let b = read_ablation(&union).unwrap();
         assert_eq!(b.lines, a.lines);
+        // Several group keys: the values a run has, joined; a key no run has is an error.
+        std::fs::write(
+            dir.path().join("o_sgd/2026-01-01T00-00-00/config.toml"),
+            "[method]\nkind = \"mnad\"\nuse_memory = false\n[train]\noptimizer = \"sgd\"\n",
+        )
+        .unwrap();
+        let two = AblationSpec {
+            group: "method, method.use_memory".into(),
+            ..spec.clone()
+        };
+        let groups: Vec<String> = (read_ablation(&two).unwrap().lines.into_iter())
+            .map(|(g, _)| g)
+            .collect();
+        assert_eq!(groups, ["mnad", "mnad, false"]);
+        let unknown = AblationSpec {
+            group: "method.nothing,nothing".into(),
+            ..spec.clone()
+        };
+        let e = read_ablation(&unknown).unwrap_err().to_string();
+        assert!(e.contains("`method.nothing,nothing` is neither"), "{e}");
         let files = ablation(&spec, &dir.path().join("p")).unwrap();
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.contains("\nadamw\n</text>") && !svg.contains("log scale"));
