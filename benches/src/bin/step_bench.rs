@@ -31,9 +31,8 @@
 //!   (4 past frames -> 1, input `[B, 15, S, S]` in `[0, 1]`), compiled into the binary; the
 //!   teacher's weights are `random` (the cost does not depend on the values), MDD-Net's
 //!   memory items start `random` (the steady-state step; `init = "features"` differs only in
-//!   the one step that sets each class's items). The optimizer
-//!   is the file's `[train]` Adam (lr, betas), memad's `memad_core::optim::Adam` as the
-//!   runner builds it.
+//!   the one step that sets each class's items). The optimizer is the file's `[train]` Adam
+//!   (lr, betas), memad's `memad_core::optim::Adam` as the runner builds it.
 //! - Scoring phase first (`no_grad`, N calls of `Method::score` after W warm-up calls), then
 //!   the training phase (W + N steps of `train_step`, the loss read as the runner reads it,
 //!   `backward_step` = zero_grad + backward + Adam step, `after_step`). CUDA is synchronised

@@ -16,11 +16,12 @@
 //!
 //! `memad plot ablation --runs R --param KEY --metric M [--group G[,G2]]` ([`ablation`]):
 //! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
-//! one line per group (the values of one or more columns or config keys). Each run contributes the mean of `M` over its categories (rows read
-//! by `table::read_metrics`; the latest re-run of an experiment and seed counts); a point is
-//! the mean over seeds with ±1 sample std as error bars. Numeric values sit at their value
-//! (log scale when positive and spanning 20x or more), text values at their rank; ticks are
-//! the values themselves. Anomaly-map grids are `overlay.rs`.
+//! one line per group (the values of one or more columns or config keys). Each run
+//! contributes the mean of `M` over its categories (rows read by `table::read_metrics`; the
+//! latest re-run of an experiment and seed counts); a point is the mean over seeds with ±1
+//! sample std as error bars. Numeric values sit at their value (log scale when positive and
+//! spanning 20x or more), text values at their rank; ticks are the values themselves.
+//! Anomaly-map grids are `overlay.rs`.
 //!
 //! Text is drawn with DejaVu Sans embedded in the binary (`dejavu`, rendered by `ab_glyph`),
 //! so figures look the same on every machine, with or without system fonts. Every file is
