@@ -1702,7 +1702,7 @@ mod tests {
         };
         let b = read_ablation(&union).unwrap();
         assert_eq!(b.lines, a.lines);
-        // Several group keys: the values a run has, joined; a key no run has is an error.
+        // Several group keys: the values a run has, joined; a run with none of them is an error.
         std::fs::write(
             dir.path().join("o_sgd/2026-01-01T00-00-00/config.toml"),
             "[method]\nkind = \"mnad\"\nuse_memory = false\n[train]\noptimizer = \"sgd\"\n",
