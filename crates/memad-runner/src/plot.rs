@@ -795,12 +795,21 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
                 (first.fields.get(key).cloned()).or_else(|| lookup(&config, key).and_then(scalar))
             })
             .collect();
-        anyhow::ensure!(
-            !parts.is_empty(),
-            "{}: `{}` is neither a metrics.csv column nor a value in config.toml",
-            folder.display(),
-            spec.group
-        );
+        if parts.is_empty() {
+            let keys: Vec<String> = spec
+                .group
+                .split(',')
+                .map(|k| format!("`{}`", k.trim()))
+                .collect();
+            let what = match keys.as_slice() {
+                [one] => format!("{one} is neither a metrics.csv column nor"),
+                _ => format!(
+                    "none of the keys {} is a metrics.csv column or",
+                    keys.join(", ")
+                ),
+            };
+            anyhow::bail!("{}: {what} a value in config.toml", folder.display());
+        }
         let group = parts.join(", ");
         let mean = records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64;
         let key = (group, value, field("_experiment"), field("seed"));
@@ -1721,7 +1730,19 @@ mod tests {
             ..spec.clone()
         };
         let e = read_ablation(&unknown).unwrap_err().to_string();
-        assert!(e.contains("`method.nothing,nothing` is neither"), "{e}");
+        assert!(
+            e.contains("none of the keys `method.nothing`, `nothing` is a metrics.csv column"),
+            "{e}"
+        );
+        let one_unknown = AblationSpec {
+            group: "nothing".into(),
+            ..spec.clone()
+        };
+        let e = read_ablation(&one_unknown).unwrap_err().to_string();
+        assert!(
+            e.contains("`nothing` is neither a metrics.csv column nor a value"),
+            "{e}"
+        );
         let files = ablation(&spec, &dir.path().join("p")).unwrap();
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(svg.contains("\nadamw\n</text>") && !svg.contains("log scale"));
