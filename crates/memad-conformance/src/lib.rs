@@ -20,7 +20,8 @@
 //!    `load_state` rejects a state whose tensor has the wrong shape.
 //!
 //! It returns a [`Report`] of what it found so the calling test also asserts what it
-//! expects (the loss names, whether there is state, ...).
+//! expects (the loss names, whether there is state, ...). [`read_golden`] and
+//! [`max_abs_diff`] serve the crates' parity tests against `tools/golden_*.py` fixtures.
 //!
 //! ```ignore
 //! #[test]
@@ -33,6 +34,8 @@
 //! }
 //! ```
 use memad_core::{Memory, MemoryRead};
+use std::collections::HashMap;
+use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Queries per check (`N`).
@@ -492,4 +495,22 @@ mod tests {
     fn a_detached_learned_memory_fails() {
         check(Flaw::NoGradient);
     }
+}
+
+/// The arrays of a golden `.npz` fixture (written by a `tools/golden_*.py` script) by name;
+/// panics naming the file when it cannot be read.
+pub fn read_golden(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_npz(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// `max |a - b|`, computed in f64; panics when the shapes differ.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
 }

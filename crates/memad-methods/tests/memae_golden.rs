@@ -10,18 +10,16 @@
 //! `[B, 3T, H, W]`. Checked: eval-mode clip scores and centre-frame maps, train-mode `mse`
 //! and `entropy` terms (so layer order, strides, padding, output padding, BN, LeakyReLU,
 //! the per-position memory read and the grayscale conversion all match).
+use memad_conformance::read_golden;
 use memad_core::{Batch, BuildContext, Registry};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 fn golden() -> HashMap<String, Tensor> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/memae_model_golden.npz");
-    Tensor::read_npz(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
+    read_golden(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/memae_model_golden.npz"),
+    )
 }
 
 /// Relative difference `max |a - b| / max |b|`.

@@ -10,6 +10,7 @@
 //! residual, the weighted `contrast` and `usage` terms, the anomaly term, and the gradients
 //! of `sum(probe * output) + contrast + usage` and of the anomaly term w.r.t. the queries
 //! and the prototypes. Tolerance 1e-5 absolute (values are O(1)).
+use memad_conformance::{max_abs_diff, read_golden};
 use memad_core::Memory;
 use memory_contrast::{ContrastMemory, ContrastMemoryConfig};
 use std::collections::HashMap;
@@ -19,19 +20,9 @@ use tch::{nn, Device, Kind, Tensor};
 const TOLERANCE: f64 = 1e-5;
 
 fn golden() -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contrast_golden.npz");
-    Tensor::read_npz(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    read_golden(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contrast_golden.npz"),
+    )
 }
 
 fn memory(g: &HashMap<String, Tensor>) -> (nn::VarStore, ContrastMemory) {
@@ -72,24 +63,24 @@ fn read_nearest_and_residual_match_reference() {
     check(vec![
         (
             "similarity",
-            max_diff(&memory.similarity(query), &g["similarity"]),
+            max_abs_diff(&memory.similarity(query), &g["similarity"]),
         ),
         (
             "attention",
-            max_diff(read.attention.as_ref().unwrap(), &g["attention"]),
+            max_abs_diff(read.attention.as_ref().unwrap(), &g["attention"]),
         ),
-        ("output", max_diff(&read.output, &g["output"])),
+        ("output", max_abs_diff(&read.output, &g["output"])),
         (
             "distance",
-            max_diff(read.distance.as_ref().unwrap(), &g["distance"]),
+            max_abs_diff(read.distance.as_ref().unwrap(), &g["distance"]),
         ),
         (
             "nearest.distance",
-            max_diff(&nearest.distance, &g["distance"]),
+            max_abs_diff(&nearest.distance, &g["distance"]),
         ),
         (
             "residual",
-            max_diff(&memory.residual(query), &g["residual"]),
+            max_abs_diff(&memory.residual(query), &g["residual"]),
         ),
     ]);
 }
@@ -117,10 +108,10 @@ fn losses_and_gradients_match_reference() {
     ];
     let loss = (&read.output * &g["probe"]).sum(Kind::Float) + &terms[0].1 + &terms[1].1;
     let grads = Tensor::run_backward(&[loss], &[&query, memory.prototypes()], false, false);
-    diffs.push(("grad_query", max_diff(&grads[0], &g["grad_query"])));
+    diffs.push(("grad_query", max_abs_diff(&grads[0], &g["grad_query"])));
     diffs.push((
         "grad_prototypes",
-        max_diff(&grads[1], &g["grad_prototypes"]),
+        max_abs_diff(&grads[1], &g["grad_prototypes"]),
     ));
     check(diffs);
 }
@@ -135,10 +126,13 @@ fn anomaly_term_and_gradients_match_reference() {
     let grads = Tensor::run_backward(&[&repel], &[&anomalous, memory.prototypes()], false, false);
     check(vec![
         ("repel", (repel.double_value(&[]) - want).abs()),
-        ("grad_anomalous", max_diff(&grads[0], &g["grad_anomalous"])),
+        (
+            "grad_anomalous",
+            max_abs_diff(&grads[0], &g["grad_anomalous"]),
+        ),
         (
             "grad_prototypes_repel",
-            max_diff(&grads[1], &g["grad_prototypes_repel"]),
+            max_abs_diff(&grads[1], &g["grad_prototypes_repel"]),
         ),
     ]);
     // The hinge is active for some anomalous queries and not for others.

@@ -9,6 +9,7 @@
 //! renormalised weights, the read, the entropy and the gradients of
 //! `sum(probe * output) + entropy_weight * entropy` w.r.t. the queries and the items.
 //! Tolerance 1e-5 absolute (values are O(1)).
+use memad_conformance::{max_abs_diff, read_golden};
 use memad_core::Memory;
 use memory_memae::{Addressing, MemAe, MemAeConfig};
 use std::collections::HashMap;
@@ -18,19 +19,7 @@ use tch::{nn, Device, Kind, Tensor};
 const TOLERANCE: f64 = 1e-5;
 
 fn golden() -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/memae_golden.npz");
-    Tensor::read_npz(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    read_golden(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/memae_golden.npz"))
 }
 
 fn check_case(g: &HashMap<String, Tensor>, case: &str, addressing: Addressing) {
@@ -56,8 +45,8 @@ fn check_case(g: &HashMap<String, Tensor>, case: &str, addressing: Addressing) {
     let attention = read.attention.as_ref().unwrap();
 
     let diffs = [
-        ("attention", max_diff(attention, &get("attention"))),
-        ("output", max_diff(&read.output, &get("output"))),
+        ("attention", max_abs_diff(attention, &get("attention"))),
+        ("output", max_abs_diff(&read.output, &get("output"))),
         (
             "entropy",
             (entropy_term.double_value(&[]) - entropy_weight * get("entropy").double_value(&[]))
@@ -67,8 +56,8 @@ fn check_case(g: &HashMap<String, Tensor>, case: &str, addressing: Addressing) {
     let loss = (&read.output * get("probe")).sum(Kind::Float) + entropy_term;
     let grads = Tensor::run_backward(&[loss], &[&query, memory.items()], false, false);
     let diffs = diffs.into_iter().chain([
-        ("grad_query", max_diff(&grads[0], &get("grad_query"))),
-        ("grad_items", max_diff(&grads[1], &get("grad_items"))),
+        ("grad_query", max_abs_diff(&grads[0], &get("grad_query"))),
+        ("grad_items", max_abs_diff(&grads[1], &get("grad_items"))),
     ]);
     for (what, diff) in diffs {
         eprintln!("{case}.{what}: max |diff| {diff:e}");

@@ -9,28 +9,17 @@
 //! of the weighted losses w.r.t. the raw queries, and the items after the official per-item
 //! update loop (seeded so that two items get no query and one gets three).
 //! Tolerance 1e-5 absolute (values are O(1)).
+use memad_conformance::{max_abs_diff, read_golden};
 use memad_core::Memory;
 use memory_mnad::{MnadMemory, MnadMemoryConfig, ITEMS};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 const TOLERANCE: f64 = 1e-5;
 
 fn golden() -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnad_golden.npz");
-    Tensor::read_npz(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
+    read_golden(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnad_golden.npz"))
 }
 
 fn memory(g: &HashMap<String, Tensor>) -> (MnadMemoryConfig, MnadMemory) {
@@ -60,12 +49,12 @@ fn read_and_losses_match_reference() {
     let read = memory.read(&query, true);
     assert_close(
         "attention",
-        max_diff(read.attention.as_ref().unwrap(), &g["attention"]),
+        max_abs_diff(read.attention.as_ref().unwrap(), &g["attention"]),
     );
-    assert_close("output", max_diff(&read.output, &g["output"]));
+    assert_close("output", max_abs_diff(&read.output, &g["output"]));
     assert_close(
         "distance",
-        max_diff(read.distance.as_ref().unwrap(), &g["distance"]),
+        max_abs_diff(read.distance.as_ref().unwrap(), &g["distance"]),
     );
 
     let terms = memory.losses(&query, &read);
@@ -80,7 +69,7 @@ fn read_and_losses_match_reference() {
     }
     let total = &terms[0].1 + &terms[1].1;
     let grad = Tensor::run_backward(&[total], &[&query], false, false);
-    assert_close("grad_query", max_diff(&grad[0], &g["grad_query"]));
+    assert_close("grad_query", max_abs_diff(&grad[0], &g["grad_query"]));
 }
 
 #[test]
@@ -90,7 +79,7 @@ fn update_matches_the_official_loop() {
     memory.update(&g["query"]).unwrap();
     assert_close(
         "updated_items",
-        max_diff(memory.items(), &g["updated_items"]),
+        max_abs_diff(memory.items(), &g["updated_items"]),
     );
     // Items that no query chose are unchanged, bit for bit.
     let nearest: Vec<i64> = Vec::try_from(&g["nearest"]).unwrap();
