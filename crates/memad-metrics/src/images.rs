@@ -4,6 +4,7 @@
 use crate::curve::RankedScores;
 use crate::error::{MetricError, Result};
 use crate::pro::{aupro, MVTEC_FPR_LIMIT};
+use serde::Serialize;
 
 /// Anomaly maps and ground-truth masks of the `n` test images, `n * h * w` row-major.
 #[derive(Debug, Clone, Copy)]
@@ -29,15 +30,20 @@ impl<'a> PixelInputs<'a> {
     }
 }
 
-/// Image- and (optionally) pixel-level metrics of one test set.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Image- and (optionally) pixel-level metrics of one test set; serialized with the absent
+/// ones left out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ImageMetrics {
     pub image_auroc: f64,
     pub image_ap: f64,
     pub image_f1_max: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_auroc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_ap: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pixel_f1_max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aupro: Option<f64>,
 }
 

@@ -222,71 +222,24 @@ fn select<'a, T: Copy>(data: &'a [T], images: &[usize], per_image: usize) -> Cow
     Cow::Owned(out)
 }
 
-/// Metrics of one category, or their mean.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct Metrics {
-    image_auroc: f64,
-    image_ap: f64,
-    image_f1_max: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pixel_auroc: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pixel_ap: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pixel_f1_max: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aupro: Option<f64>,
-}
-
-impl From<ImageMetrics> for Metrics {
-    fn from(m: ImageMetrics) -> Self {
-        Metrics {
-            image_auroc: m.image_auroc,
-            image_ap: m.image_ap,
-            image_f1_max: m.image_f1_max,
-            pixel_auroc: m.pixel_auroc,
-            pixel_ap: m.pixel_ap,
-            pixel_f1_max: m.pixel_f1_max,
-            aupro: m.aupro,
-        }
-    }
-}
-
-impl Metrics {
-    fn named(&self) -> Vec<(&'static str, f64)> {
-        [
-            ("image_auroc", Some(self.image_auroc)),
-            ("image_ap", Some(self.image_ap)),
-            ("image_f1_max", Some(self.image_f1_max)),
-            ("pixel_auroc", self.pixel_auroc),
-            ("pixel_ap", self.pixel_ap),
-            ("pixel_f1_max", self.pixel_f1_max),
-            ("aupro", self.aupro),
-        ]
-        .into_iter()
-        .filter_map(|(name, v)| v.map(|v| (name, v)))
-        .collect()
-    }
-
-    /// The unweighted mean over `rows` (non-empty, all with the same metrics).
-    fn mean(rows: &[Row]) -> Metrics {
-        let n = rows.len() as f64;
-        let mean = |f: fn(&Metrics) -> f64| rows.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
-        let mean_opt = |f: fn(&Metrics) -> Option<f64>| {
-            rows.iter()
-                .map(|r| f(&r.metrics))
-                .sum::<Option<f64>>()
-                .map(|s| s / n)
-        };
-        Metrics {
-            image_auroc: mean(|m| m.image_auroc),
-            image_ap: mean(|m| m.image_ap),
-            image_f1_max: mean(|m| m.image_f1_max),
-            pixel_auroc: mean_opt(|m| m.pixel_auroc),
-            pixel_ap: mean_opt(|m| m.pixel_ap),
-            pixel_f1_max: mean_opt(|m| m.pixel_f1_max),
-            aupro: mean_opt(|m| m.aupro),
-        }
+/// The unweighted mean over `rows` (non-empty, all with the same metrics).
+fn mean_metrics(rows: &[Row]) -> ImageMetrics {
+    let n = rows.len() as f64;
+    let mean = |f: fn(&ImageMetrics) -> f64| rows.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
+    let mean_opt = |f: fn(&ImageMetrics) -> Option<f64>| {
+        rows.iter()
+            .map(|r| f(&r.metrics))
+            .sum::<Option<f64>>()
+            .map(|s| s / n)
+    };
+    ImageMetrics {
+        image_auroc: mean(|m| m.image_auroc),
+        image_ap: mean(|m| m.image_ap),
+        image_f1_max: mean(|m| m.image_f1_max),
+        pixel_auroc: mean_opt(|m| m.pixel_auroc),
+        pixel_ap: mean_opt(|m| m.pixel_ap),
+        pixel_f1_max: mean_opt(|m| m.pixel_f1_max),
+        aupro: mean_opt(|m| m.aupro),
     }
 }
 
@@ -296,14 +249,14 @@ struct Row {
     category: String,
     images: usize,
     #[serde(flatten)]
-    metrics: Metrics,
+    metrics: ImageMetrics,
 }
 
 /// What `memad metrics` prints: per category, and the mean over categories.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Report {
     categories: Vec<Row>,
-    mean: Metrics,
+    mean: ImageMetrics,
 }
 
 impl Report {
@@ -318,7 +271,7 @@ impl Report {
         let mean = Row {
             category: "mean".into(),
             images: self.categories.iter().map(|r| r.images).sum(),
-            metrics: self.mean.clone(),
+            metrics: self.mean,
         };
         for row in self.categories.iter().chain([&mean]) {
             write!(s, "{:<14} {:>7}", row.category, row.images).unwrap();
@@ -354,11 +307,11 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
             Ok(Row {
                 category: group.name,
                 images: group.images.len(),
-                metrics: metrics.into(),
+                metrics,
             })
         })
         .collect::<Result<Vec<Row>>>()?;
-    let mean = Metrics::mean(&categories);
+    let mean = mean_metrics(&categories);
     Ok(Report { categories, mean })
 }
 
@@ -2237,7 +2190,7 @@ mod tests {
                 Some(PixelInputs::new(&m, &k, 4, 5)),
             )
             .unwrap();
-            assert_eq!((row.images, &row.metrics), (3, &Metrics::from(want)));
+            assert_eq!((row.images, &row.metrics), (3, &want));
         }
         let (a, b) = (&report.categories[0].metrics, &report.categories[1].metrics);
         assert_eq!(
