@@ -13,7 +13,7 @@
 //! Pyramid levels are the outputs of the last block of each resolution stage: `stride2`
 //! (16 ch at width 1.0), `stride4` (24), `stride8` (40), `stride16` (112), `stride32` (320).
 //! Parity with the reference: `tests/efficientnet_lite0_parity.rs`.
-use crate::config::BackboneConfig;
+use crate::config::{check_levels, check_weights, BackboneConfig};
 use crate::execution::Execution;
 use crate::weights::{load_safetensors, resolve_weights, WeightsSource};
 use memad_core::{
@@ -414,32 +414,8 @@ fn parse(
         .into_iter()
         .map(|l| l.name)
         .collect();
-    if config.levels.is_empty() {
-        return Err(ConfigError::new(
-            format!("{path}.levels"),
-            "at least one level is needed",
-        ));
-    }
-    let mut previous = None;
-    for (i, level) in config.levels.iter().enumerate() {
-        let position = available.iter().position(|a| a == level).ok_or_else(|| {
-            ConfigError::new(
-                format!("{path}.levels[{i}]"),
-                format!(
-                    "unknown level `{level}`; {} has {}",
-                    config.kind,
-                    available.join(", ")
-                ),
-            )
-        })?;
-        if previous.is_some_and(|p| p >= position) {
-            return Err(ConfigError::new(
-                format!("{path}.levels"),
-                "levels must be distinct and finest first",
-            ));
-        }
-        previous = Some(position);
-    }
+    check_levels(&config, &available, path)?;
+    check_weights(&config, path)?;
     Ok((variant, config))
 }
 
@@ -520,6 +496,17 @@ mod tests {
         let err = parse(&v, "method.backbone").unwrap_err();
         assert_eq!(err.path, "method.backbone.levels[0]");
         assert!(err.message.contains("stride4"), "{}", err.message);
+    }
+
+    #[test]
+    fn weights_of_another_architecture_are_a_config_error() {
+        let v: toml::Value = toml::from_str(
+            "kind = \"efficientnet_lite0\"\nlevels = [\"stride4\"]\nweights = \"torchvision:resnet18\"",
+        )
+        .unwrap();
+        let err = parse(&v, "method.backbone").unwrap_err();
+        assert_eq!(err.path, "method.backbone.weights");
+        assert!(err.message.contains("resnet18"), "{}", err.message);
     }
 
     #[test]
