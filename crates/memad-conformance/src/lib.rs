@@ -347,6 +347,24 @@ fn assert_finite(t: &Tensor, what: &str) {
     assert!(finite, "memory conformance: {what} is not finite");
 }
 
+/// The arrays of a golden `.npz` fixture (written by a `tools/golden_*.py` script) by name;
+/// panics naming the file when it cannot be read.
+pub fn read_golden(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_npz(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .into_iter()
+        .collect()
+}
+
+/// `max |a - b|`, computed in f64; panics when the shapes differ.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[])
+}
+
 #[cfg(test)]
 mod tests {
     //! A toy memory that meets the contract, and copies of it that each break one rule.
@@ -495,22 +513,4 @@ mod tests {
     fn a_detached_learned_memory_fails() {
         check(Flaw::NoGradient);
     }
-}
-
-/// The arrays of a golden `.npz` fixture (written by a `tools/golden_*.py` script) by name;
-/// panics naming the file when it cannot be read.
-pub fn read_golden(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_npz(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
-
-/// `max |a - b|`, computed in f64; panics when the shapes differ.
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
 }
