@@ -14,11 +14,11 @@
 //! (16 ch at width 1.0), `stride4` (24), `stride8` (40), `stride16` (112), `stride32` (320).
 //! Parity with the reference: `tests/efficientnet_lite0_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
-use crate::execution::Execution;
-use crate::weights::{load_safetensors, resolve_weights, WeightsSource};
+use crate::frozen::{Frozen, Network};
+use crate::weights::resolve_weights;
 use memad_core::{
-    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel,
-    FeaturePyramid, LevelSpec, Registry, Result,
+    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
+    Registry, Result,
 };
 use tch::nn::{self, Module};
 use tch::{Device, Tensor};
@@ -322,20 +322,39 @@ impl EfficientNetLite {
         }
     }
 
+    /// # Shapes
+    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
+    pub fn logits(&self, x: &Tensor) -> Tensor {
+        let mut h = pad_same(x, 3, 2)
+            .apply(&self.stem)
+            .apply_t(&self.bn0, false)
+            .relu6();
+        for block in &self.blocks {
+            h = block.forward(&h, false);
+        }
+        h.apply(&self.head)
+            .apply_t(&self.bn1, false)
+            .relu6()
+            .mean_dim(&[2i64, 3][..], false, None)
+            .apply(&self.fc)
+    }
+}
+
+impl Network for EfficientNetLite {
     /// Every level this network can return, finest first.
-    pub fn available_levels(&self) -> Vec<LevelSpec> {
+    fn available_levels(&self) -> Vec<LevelSpec> {
         self.block_level.iter().flatten().cloned().collect()
     }
 
     /// `[B,3,H,W]` in `[0,1]` -> the reference's normalised input.
-    pub fn normalize(x: &Tensor) -> Tensor {
+    fn normalize(x: &Tensor) -> Tensor {
         (x * 255.0 - 127.0) / 128.0
     }
 
     /// # Shapes
     /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
     /// [`Self::available_levels`]), stopping after the last one.
-    pub fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
+    fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
         let mut h = pad_same(x, 3, 2)
             .apply(&self.stem)
             .apply_t(&self.bn0, train)
@@ -355,45 +374,6 @@ impl EfficientNetLite {
             }
         }
         out
-    }
-
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
-    pub fn logits(&self, x: &Tensor) -> Tensor {
-        let mut h = pad_same(x, 3, 2)
-            .apply(&self.stem)
-            .apply_t(&self.bn0, false)
-            .relu6();
-        for block in &self.blocks {
-            h = block.forward(&h, false);
-        }
-        h.apply(&self.head)
-            .apply_t(&self.bn1, false)
-            .relu6()
-            .mean_dim(&[2i64, 3][..], false, None)
-            .apply(&self.fc)
-    }
-}
-
-/// An EfficientNet-Lite owning its frozen VarStore, as the registry builds it.
-pub struct EfficientNetLiteBackbone {
-    _vs: nn::VarStore,
-    net: EfficientNetLite,
-    exec: Execution,
-    levels: Vec<LevelSpec>,
-    level_names: Vec<String>,
-}
-
-impl Backbone for EfficientNetLiteBackbone {
-    fn levels(&self) -> &[LevelSpec] {
-        &self.levels
-    }
-
-    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self.exec.run(&EfficientNetLite::normalize(x), |x| {
-            self.net.features(x, &self.level_names, train)
-        });
-        FeaturePyramid { levels }
     }
 }
 
@@ -432,27 +412,8 @@ pub fn resolve(
 /// Registry `build`: the network on `ctx.device` with its weights, frozen.
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
-    let exec = Execution::new(&config, ctx.device, "backbone")?;
-    let mut vs = nn::VarStore::new(ctx.device);
-    let net = EfficientNetLite::new(&vs.root(), variant);
-    match resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())? {
-        WeightsSource::File(path) => load_safetensors(&mut vs, &path)?,
-        WeightsSource::Random => {}
-    }
-    vs.freeze();
-    exec.prepare(&mut vs);
-    let levels = net
-        .available_levels()
-        .into_iter()
-        .filter(|l| config.levels.contains(&l.name))
-        .collect();
-    Ok(Box::new(EfficientNetLiteBackbone {
-        _vs: vs,
-        net,
-        exec,
-        levels,
-        level_names: config.levels,
-    }))
+    let weights = resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())?;
+    Frozen::build(config, ctx, &weights, |p| EfficientNetLite::new(p, variant))
 }
 
 #[cfg(test)]

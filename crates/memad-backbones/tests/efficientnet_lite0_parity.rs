@@ -6,7 +6,7 @@
 //! agreed by two independent implementations. Weights: the safetensors `./dev setup` converts
 //! from that checkpoint (`tools/convert_pth.py`).
 use memad_backbones::weights::{default_weights_dir, load_safetensors};
-use memad_backbones::{EfficientNetLite, LiteVariant};
+use memad_backbones::{EfficientNetLite, LiteVariant, Network};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{nn, Device, Tensor};

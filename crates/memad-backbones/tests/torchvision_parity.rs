@@ -27,7 +27,7 @@
 use memad_backbones::weights::{
     default_weights_dir, load_safetensors, memad_cache_dir, DEEPSORT_SPEC,
 };
-use memad_backbones::{mobilenet_v2, resnet, MobileNetV2, ResNet, ResNetVariant};
+use memad_backbones::{mobilenet_v2, resnet, MobileNetV2, Network, ResNet, ResNetVariant};
 use memad_core::BuildContext;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
