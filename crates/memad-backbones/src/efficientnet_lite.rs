@@ -341,7 +341,6 @@ impl EfficientNetLite {
 }
 
 impl Network for EfficientNetLite {
-    /// Every level this network can return, finest first.
     fn available_levels(&self) -> Vec<LevelSpec> {
         self.block_level.iter().flatten().cloned().collect()
     }
@@ -351,9 +350,6 @@ impl Network for EfficientNetLite {
         (x * 255.0 - 127.0) / 128.0
     }
 
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
-    /// [`Self::available_levels`]), stopping after the last one.
     fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
         let mut h = pad_same(x, 3, 2)
             .apply(&self.stem)

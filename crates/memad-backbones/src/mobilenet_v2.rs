@@ -238,7 +238,6 @@ impl MobileNetV2 {
 }
 
 impl Network for MobileNetV2 {
-    /// Every level this network can return, finest first.
     fn available_levels(&self) -> Vec<LevelSpec> {
         self.block_level.iter().flatten().cloned().collect()
     }
@@ -248,9 +247,6 @@ impl Network for MobileNetV2 {
         imagenet_normalize(x)
     }
 
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
-    /// [`Self::available_levels`]), stopping after the last one.
     fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
         let mut out = Vec::new();
         if levels.is_empty() {

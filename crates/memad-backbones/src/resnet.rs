@@ -287,7 +287,6 @@ impl ResNet {
 }
 
 impl Network for ResNet {
-    /// Every level this network can return, finest first.
     fn available_levels(&self) -> Vec<LevelSpec> {
         self.stages.iter().map(|(spec, _)| spec.clone()).collect()
     }
@@ -297,9 +296,6 @@ impl Network for ResNet {
         imagenet_normalize(x)
     }
 
-    /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised. Returns the requested levels (names from
-    /// [`Self::available_levels`]), stopping after the last one.
     fn features(&self, x: &Tensor, levels: &[String], train: bool) -> Vec<FeatureLevel> {
         let mut out = Vec::new();
         if levels.is_empty() {
