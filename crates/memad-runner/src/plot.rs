@@ -759,6 +759,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let mut per_run: std::collections::BTreeMap<Key, (String, f64, String)> = Default::default();
     let mut raw_values: Vec<toml::Value> = Vec::new();
     let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
+    let group_keys: Vec<&str> = spec.group.split(',').map(str::trim).collect();
     for folder in &folders {
         let config_path = folder.join("config.toml");
         let text = std::fs::read_to_string(&config_path)
@@ -789,18 +790,13 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         let field = |c: &str| first.fields.get(c).cloned().unwrap_or_default();
         // Each key of the group: a metrics.csv column, else a config value; a key the run
         // lacks (`method.memory.init` of a run without memory) adds nothing to its label.
-        let parts: Vec<String> = (spec.group.split(','))
-            .filter_map(|key| {
-                let key = key.trim();
+        let parts: Vec<String> = (group_keys.iter())
+            .filter_map(|&key| {
                 (first.fields.get(key).cloned()).or_else(|| lookup(&config, key).and_then(scalar))
             })
             .collect();
         if parts.is_empty() {
-            let keys: Vec<String> = spec
-                .group
-                .split(',')
-                .map(|k| format!("`{}`", k.trim()))
-                .collect();
+            let keys: Vec<String> = group_keys.iter().map(|k| format!("`{k}`")).collect();
             let what = match keys.as_slice() {
                 [one] => format!("{one} is neither a metrics.csv column nor"),
                 _ => format!(
