@@ -40,15 +40,8 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
 }
 
 fn sample(image: PathBuf, label: Label, mask: Option<MaskRef>) -> Sample {
-    Sample {
-        frames: Vec::new(),
-        video: None,
-        pixels: None,
-        image,
-        label,
-        defect: if label.is_anomalous() { KO } else { GOOD }.to_string(),
-        mask,
-    }
+    let defect = if label.is_anomalous() { KO } else { GOOD };
+    Sample::still(image, label, defect, mask)
 }
 
 /// The images of `dir`, which must exist and hold some.

@@ -12,10 +12,7 @@
 //! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
 //! exist are found as in MVTec AD.
 use crate::error::{DataError, Result};
-use crate::mask::MaskRef;
-use crate::mvtec::{
-    check_root, entries, find_mask, images_in, name_of, CategorySplit, Label, Sample, GOOD,
-};
+use crate::mvtec::{check_root, entries, name_of, read_category_dir, CategorySplit, Masks};
 use std::path::{Path, PathBuf};
 
 /// The categories under `root` of a layout recognised by `is_category`: `root` itself
@@ -81,68 +78,5 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
 
 /// Reads one category folder `dir` (holding `train/good` and `test/`) as `category`.
 pub fn read_folder(dir: &Path, category: &str) -> Result<CategorySplit> {
-    let train_good = dir.join("train").join(GOOD);
-    if !train_good.is_dir() {
-        return Err(DataError::TrainMissing { path: train_good });
-    }
-    let (others, _) = entries(&dir.join("train"))?;
-    if let Some(other) = others.iter().find(|d| name_of(d) != GOOD) {
-        return Err(DataError::Layout {
-            path: other.clone(),
-            message: "train/ holds only `good` (training images are normal)".into(),
-        });
-    }
-    let train: Vec<Sample> = images_in(&train_good)?
-        .into_iter()
-        .map(|image| Sample {
-            frames: Vec::new(),
-            video: None,
-            pixels: None,
-            image,
-            label: Label::Normal,
-            defect: GOOD.to_string(),
-            mask: None,
-        })
-        .collect();
-    if train.is_empty() {
-        return Err(DataError::NoImages { path: train_good });
-    }
-    let test_dir = dir.join("test");
-    if !test_dir.is_dir() {
-        return Err(DataError::Layout {
-            path: test_dir,
-            message: "missing: test images go in test/good and test/<label>".into(),
-        });
-    }
-    let (label_dirs, _) = entries(&test_dir)?;
-    let mut test = Vec::new();
-    for label_dir in &label_dirs {
-        let defect = name_of(label_dir);
-        let normal = defect == GOOD;
-        for image in images_in(label_dir)? {
-            let mask = if normal {
-                None
-            } else {
-                find_mask(dir, &defect, &image).ok().map(MaskRef::File)
-            };
-            test.push(Sample {
-                frames: Vec::new(),
-                video: None,
-                pixels: None,
-                image,
-                label: if normal {
-                    Label::Normal
-                } else {
-                    Label::Anomalous
-                },
-                defect: defect.clone(),
-                mask,
-            });
-        }
-    }
-    Ok(CategorySplit {
-        category: category.to_string(),
-        train,
-        test,
-    })
+    read_category_dir(dir, category, Masks::Optional)
 }

@@ -660,15 +660,7 @@ mod tests {
                 })
                 .save(&path)
                 .unwrap();
-                Sample {
-                    image: path,
-                    label: crate::mvtec::Label::Normal,
-                    defect: "good".into(),
-                    mask: None,
-                    frames: Vec::new(),
-                    video: None,
-                    pixels: None,
-                }
+                Sample::still(path, crate::mvtec::Label::Normal, "good", None)
             })
             .collect()
     }

@@ -72,6 +72,21 @@ pub struct Sample {
     pub pixels: Option<crate::arrays::ArrayRef>,
 }
 
+impl Sample {
+    /// A still image on disk (no frames, no video, no pixels in memory).
+    pub fn still(image: PathBuf, label: Label, defect: &str, mask: Option<MaskRef>) -> Self {
+        Self {
+            image,
+            label,
+            defect: defect.to_string(),
+            mask,
+            frames: Vec::new(),
+            video: None,
+            pixels: None,
+        }
+    }
+}
+
 /// The training (normal only) and test images of one category.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CategorySplit {
@@ -231,87 +246,36 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
             available: list_categories(root)?,
         });
     }
-    let train_dir = dir.join("train");
-    let train_good = train_dir.join(GOOD);
-    if !train_good.is_dir() {
-        return Err(DataError::TrainMissing { path: train_good });
-    }
-    let (train_subdirs, train_files) = entries(&train_dir)?;
-    if let Some(other) = train_subdirs.iter().find(|d| name_of(d) != GOOD) {
-        return Err(DataError::Layout {
-            path: other.clone(),
-            message: "train/ holds only `good` (training images are normal)".into(),
-        });
-    }
-    if let Some(stray) = train_files.iter().find(|f| is_image_path(f)) {
-        return Err(DataError::Layout {
-            path: stray.clone(),
-            message: "training images belong in train/good".into(),
-        });
-    }
-    let train: Vec<Sample> = images_in(&train_good)?
-        .into_iter()
-        .map(|image| Sample {
-            frames: Vec::new(),
-            video: None,
-            pixels: None,
-            image,
-            label: Label::Normal,
-            defect: GOOD.to_string(),
-            mask: None,
-        })
-        .collect();
-    if train.is_empty() {
-        return Err(DataError::NoImages { path: train_good });
-    }
+    read_category_dir(&dir, category, Masks::Required)
+}
 
-    let test_dir = dir.join("test");
-    if !test_dir.is_dir() {
-        return Err(DataError::Layout {
-            path: test_dir,
-            message: "missing: a category keeps its test images in test/good and test/<defect>"
-                .into(),
-        });
-    }
-    let (defect_dirs, test_files) = entries(&test_dir)?;
-    if let Some(stray) = test_files.iter().find(|f| is_image_path(f)) {
-        return Err(DataError::Layout {
-            path: stray.clone(),
-            message: "test images belong in test/good or test/<defect>".into(),
-        });
-    }
+/// Whether an anomalous test image without a mask is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Masks {
+    Required,
+    Optional,
+}
+
+/// Reads the category folder `dir` (`train/good`, `test/good`, `test/<defect>`,
+/// `ground_truth/<defect>`) as `category`.
+pub(crate) fn read_category_dir(dir: &Path, category: &str, masks: Masks) -> Result<CategorySplit> {
+    let train = read_train_good(dir)?;
     let mut test = Vec::new();
-    for defect_dir in &defect_dirs {
-        let defect = name_of(defect_dir);
-        for image in images_in(defect_dir)? {
-            let sample = if defect == GOOD {
-                Sample {
-                    frames: Vec::new(),
-                    video: None,
-                    pixels: None,
-                    image,
-                    label: Label::Normal,
-                    defect: defect.clone(),
-                    mask: None,
-                }
-            } else {
-                let mask = find_mask(&dir, &defect, &image).map_err(|expected| {
-                    DataError::MaskMissing {
-                        image: image.clone(),
-                        expected,
-                    }
-                })?;
-                Sample {
-                    frames: Vec::new(),
-                    video: None,
-                    pixels: None,
-                    image,
-                    label: Label::Anomalous,
-                    defect: defect.clone(),
-                    mask: Some(MaskRef::File(mask)),
+    for defect_dir in test_label_dirs(dir, "test/good and test/<defect>")? {
+        let defect = name_of(&defect_dir);
+        for image in images_in(&defect_dir)? {
+            if defect == GOOD {
+                test.push(Sample::still(image, Label::Normal, GOOD, None));
+                continue;
+            }
+            let mask = match (find_mask(dir, &defect, &image), masks) {
+                (Ok(mask), _) => Some(MaskRef::File(mask)),
+                (Err(_), Masks::Optional) => None,
+                (Err(expected), Masks::Required) => {
+                    return Err(DataError::MaskMissing { image, expected })
                 }
             };
-            test.push(sample);
+            test.push(Sample::still(image, Label::Anomalous, &defect, mask));
         }
     }
     Ok(CategorySplit {
@@ -319,6 +283,57 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
         train,
         test,
     })
+}
+
+/// The training images of the category folder `dir`: the images of `train/good`, which
+/// must hold some; another folder in `train/` or an image directly in it is an error.
+pub(crate) fn read_train_good(dir: &Path) -> Result<Vec<Sample>> {
+    let train_dir = dir.join("train");
+    let train_good = train_dir.join(GOOD);
+    if !train_good.is_dir() {
+        return Err(DataError::TrainMissing { path: train_good });
+    }
+    let (subdirs, files) = entries(&train_dir)?;
+    if let Some(other) = subdirs.iter().find(|d| name_of(d) != GOOD) {
+        return Err(DataError::Layout {
+            path: other.clone(),
+            message: "train/ holds only `good` (training images are normal)".into(),
+        });
+    }
+    if let Some(stray) = files.iter().find(|f| is_image_path(f)) {
+        return Err(DataError::Layout {
+            path: stray.clone(),
+            message: "training images belong in train/good".into(),
+        });
+    }
+    let train: Vec<Sample> = images_in(&train_good)?
+        .into_iter()
+        .map(|image| Sample::still(image, Label::Normal, GOOD, None))
+        .collect();
+    if train.is_empty() {
+        return Err(DataError::NoImages { path: train_good });
+    }
+    Ok(train)
+}
+
+/// The label folders of `dir/test` (sorted). `layout` names them for the errors (`test/good
+/// and test/<defect>`): a missing `test/`, or an image directly in it, is an error.
+pub(crate) fn test_label_dirs(dir: &Path, layout: &str) -> Result<Vec<PathBuf>> {
+    let test_dir = dir.join("test");
+    if !test_dir.is_dir() {
+        return Err(DataError::Layout {
+            path: test_dir,
+            message: format!("missing: a category keeps its test images in {layout}"),
+        });
+    }
+    let (label_dirs, files) = entries(&test_dir)?;
+    if let Some(stray) = files.iter().find(|f| is_image_path(f)) {
+        return Err(DataError::Layout {
+            path: stray.clone(),
+            message: format!("test images belong in a folder of test/ ({layout})"),
+        });
+    }
+    Ok(label_dirs)
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ use crate::error::{DataError, Result};
 use crate::image_io::{decode_luma, fit_mask, image_dimensions};
 use crate::loader::crop_offset;
 use crate::mask::MaskRef;
-use crate::mvtec::{check_root, entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
+use crate::mvtec::{
+    check_root, images_in, name_of, read_train_good, test_label_dirs, CategorySplit, Label, Sample,
+    GOOD,
+};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -64,34 +67,17 @@ fn category_dir(root: &Path, category: &str) -> Result<PathBuf> {
 /// Lists the training and test images of `category` with their masks (paths only).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
     let dir = category_dir(root, category)?;
-    let train = read_train(&dir)?;
-    let test_dir = dir.join("test");
-    if !test_dir.is_dir() {
-        return Err(DataError::Layout {
-            path: test_dir,
-            message: "missing: test images go in test/good, test/logical_anomalies and \
-                      test/structural_anomalies"
-                .into(),
-        });
-    }
-    let (type_dirs, _) = entries(&test_dir)?;
+    let train = read_train_good(&dir)?;
+    let layout = "test/good, test/logical_anomalies and test/structural_anomalies";
     let mut test = Vec::new();
-    for type_dir in &type_dirs {
-        let defect = name_of(type_dir);
-        for image in images_in(type_dir)? {
-            let (label, mask) = if defect == GOOD {
-                (Label::Normal, None)
+    for type_dir in test_label_dirs(&dir, layout)? {
+        let defect = name_of(&type_dir);
+        for image in images_in(&type_dir)? {
+            test.push(if defect == GOOD {
+                Sample::still(image, Label::Normal, GOOD, None)
             } else {
-                (Label::Anomalous, Some(find_masks(&dir, &defect, &image)?))
-            };
-            test.push(Sample {
-                frames: Vec::new(),
-                video: None,
-                pixels: None,
-                image,
-                label,
-                defect: defect.clone(),
-                mask,
+                let mask = find_masks(&dir, &defect, &image)?;
+                Sample::still(image, Label::Anomalous, &defect, Some(mask))
             });
         }
     }
@@ -100,39 +86,6 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
         train,
         test,
     })
-}
-
-/// The training images of the category folder `dir` (`train/good` only).
-fn read_train(dir: &Path) -> Result<Vec<Sample>> {
-    let (others, _) = entries(&dir.join("train"))?;
-    if let Some(other) = others.iter().find(|d| name_of(d) != GOOD) {
-        return Err(DataError::Layout {
-            path: other.clone(),
-            message: "train/ holds only `good` (training images are normal)".into(),
-        });
-    }
-    let train_good = dir.join("train").join(GOOD);
-    if !train_good.is_dir() {
-        return Err(DataError::TrainMissing { path: train_good });
-    }
-    let train: Vec<Sample> = images_in(&train_good)?.into_iter().map(normal).collect();
-    if train.is_empty() {
-        return Err(DataError::NoImages { path: train_good });
-    }
-    Ok(train)
-}
-
-/// A normal image (`good`, no mask).
-fn normal(image: PathBuf) -> Sample {
-    Sample {
-        frames: Vec::new(),
-        video: None,
-        pixels: None,
-        image,
-        label: Label::Normal,
-        defect: GOOD.to_string(),
-        mask: None,
-    }
 }
 
 /// The mask files of `test/<defect>/<stem>.png`: every image in
@@ -167,7 +120,10 @@ pub fn read_validation(root: &Path, category: &str) -> Result<Vec<Sample>> {
             message: "missing: MVTec LOCO AD keeps its validation images there".into(),
         });
     }
-    Ok(images_in(&good)?.into_iter().map(normal).collect())
+    Ok(images_in(&good)?
+        .into_iter()
+        .map(|image| Sample::still(image, Label::Normal, GOOD, None))
+        .collect())
 }
 
 /// One entry of a category's `defects_config.json`: the defect whose ground-truth regions

@@ -163,22 +163,15 @@ pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
                 message: format!("an anomalous training image in {}", csv.display()),
             });
         }
-        let sample = Sample {
-            frames: Vec::new(),
-            video: None,
-            pixels: None,
-            defect: if row.label.is_anomalous() {
-                VISA_ANOMALY.to_string()
-            } else {
-                GOOD.to_string()
-            },
-            image: row.image,
-            label: row.label,
-            mask: if row.label.is_anomalous() {
-                row.mask.map(MaskRef::File)
-            } else {
-                None
-            },
+        let sample = if row.label.is_anomalous() {
+            Sample::still(
+                row.image,
+                row.label,
+                VISA_ANOMALY,
+                row.mask.map(MaskRef::File),
+            )
+        } else {
+            Sample::still(row.image, row.label, GOOD, None)
         };
         if row.train {
             split.train.push(sample);

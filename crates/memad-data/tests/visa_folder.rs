@@ -123,6 +123,24 @@ fn reads_the_folder_format_with_and_without_masks() {
         msg.contains("`gadgets`") && msg.contains("widgets"),
         "{msg}"
     );
+    // An image directly in test/ or train/ is not skipped silently: it names its place.
+    img(&root.join("test/stray.png"), 10, 10);
+    let msg = folder::read_category(&root, "widgets")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("test/stray.png") && msg.contains("test/good and test/<defect>"),
+        "{msg}"
+    );
+    std::fs::remove_file(root.join("test/stray.png")).unwrap();
+    img(&root.join("train/stray.png"), 10, 10);
+    let msg = folder::read_category(&root, "widgets")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("train/stray.png") && msg.contains("belong in train/good"),
+        "{msg}"
+    );
     std::fs::remove_dir_all(root.join("train/good")).unwrap();
     let msg = folder::read_category(&root, "widgets")
         .unwrap_err()
