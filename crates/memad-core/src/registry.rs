@@ -3,11 +3,17 @@
 //! Each component crate exposes `register(&mut Registry)`. An entry has a `resolve`
 //! function (parse + validate + fill defaults, nothing built: what `memad check` runs) and a
 //! `build` function. Unknown kinds are errors listing the kinds that exist.
+//!
+//! Three categories: methods, backbones and memories. A memory entry is a memory a method
+//! can use through the [`Memory`] trait alone, so that a method with a generic
+//! `[method.memory]` section (MNAD, MemAE) takes any registered `kind` there; memories that
+//! need calls beside the trait (MDD-Net's class-aware memory, MSCM's contrast memory,
+//! PatchCore's bank) are fixed by their method and not registered.
 use crate::error::{ConfigError, Result};
-use crate::traits::{Backbone, Method};
+use crate::traits::{Backbone, Memory, Method};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tch::Device;
+use tch::{nn, Device};
 
 /// What constructors get besides their config section.
 #[derive(Debug, Clone)]
@@ -46,10 +52,23 @@ pub struct BackboneEntry {
     pub build: fn(&toml::Value, &BuildContext) -> Result<Box<dyn Backbone>>,
 }
 
+pub struct MemoryEntry {
+    pub kind: &'static str,
+    pub summary: &'static str,
+    /// Parses, validates and fills the defaults of a memory section at `path` (for errors),
+    /// given without its `kind`. The result must hold the integer `dim`, the width of the
+    /// queries it reads (see [`memory_dim`]).
+    pub resolve: fn(&toml::Value, &str) -> Result<toml::Value, ConfigError>,
+    /// Builds the memory of a resolved section (without its `kind`); variables it learns by
+    /// gradient go under the given path of the method's VarStore, on that path's device.
+    pub build: fn(&toml::Value, &nn::Path) -> Result<Box<dyn Memory>>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     methods: BTreeMap<&'static str, MethodEntry>,
     backbones: BTreeMap<&'static str, BackboneEntry>,
+    memories: BTreeMap<&'static str, MemoryEntry>,
 }
 
 impl Registry {
@@ -64,6 +83,13 @@ impl Registry {
         assert!(
             self.backbones.insert(entry.kind, entry).is_none(),
             "backbone kind registered twice"
+        );
+    }
+
+    pub fn add_memory(&mut self, entry: MemoryEntry) {
+        assert!(
+            self.memories.insert(entry.kind, entry).is_none(),
+            "memory kind registered twice"
         );
     }
 
@@ -97,6 +123,49 @@ impl Registry {
         (entry.build)(section, ctx)
     }
 
+    pub fn memory(&self, kind: &str, path: &str) -> Result<&MemoryEntry, ConfigError> {
+        lookup(&self.memories, "memory", kind, path)
+    }
+
+    /// Resolves the memory section found at `path`: its `kind`, or `default_kind` (the
+    /// method's own memory) when it names none, picks the entry. The result names its kind.
+    pub fn resolve_memory(
+        &self,
+        section: &toml::Value,
+        path: &str,
+        default_kind: &str,
+    ) -> Result<toml::Value, ConfigError> {
+        let (kind, rest) = split_kind(section, path, default_kind)?;
+        let entry = self.memory(&kind, &format!("{path}.kind"))?;
+        let mut resolved = (entry.resolve)(&rest, path)?;
+        if let toml::Value::Table(table) = &mut resolved {
+            table.insert("kind".into(), toml::Value::String(kind));
+        }
+        if memory_dim(&resolved).is_none() {
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "memory kind `{}` resolves without an integer `dim`",
+                    entry.kind
+                ),
+            ));
+        }
+        Ok(resolved)
+    }
+
+    /// Builds the memory of a section resolved by [`Registry::resolve_memory`] (found at
+    /// `path`), its learned variables under `vs`.
+    pub fn build_memory(
+        &self,
+        section: &toml::Value,
+        path: &str,
+        vs: &nn::Path,
+    ) -> crate::Result<Box<dyn Memory>> {
+        let (kind, rest) = split_kind(section, path, "")?;
+        let entry = self.memory(&kind, &format!("{path}.kind"))?;
+        (entry.build)(&rest, vs)
+    }
+
     /// `(category, [(kind, summary)])` for `memad list`.
     pub fn listing(&self) -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         vec![
@@ -107,6 +176,13 @@ impl Registry {
             (
                 "backbone",
                 self.backbones
+                    .values()
+                    .map(|e| (e.kind, e.summary))
+                    .collect(),
+            ),
+            (
+                "memory",
+                self.memories
                     .values()
                     .map(|e| (e.kind, e.summary))
                     .collect(),
@@ -131,6 +207,37 @@ fn lookup<'a, E>(
             ),
         )
     })
+}
+
+/// The query width `dim` of a resolved memory section.
+pub fn memory_dim(section: &toml::Value) -> Option<i64> {
+    section.get("dim").and_then(toml::Value::as_integer)
+}
+
+/// `(kind, the section without it)`; a section without `kind` takes `default_kind`.
+fn split_kind(
+    section: &toml::Value,
+    path: &str,
+    default_kind: &str,
+) -> Result<(String, toml::Value), ConfigError> {
+    let toml::Value::Table(table) = section else {
+        return Err(ConfigError::new(
+            path,
+            format!("expected a table, found {}", section.type_str()),
+        ));
+    };
+    let mut rest = table.clone();
+    let kind = match rest.remove("kind") {
+        None => default_kind.to_string(),
+        Some(toml::Value::String(kind)) => kind,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{path}.kind"),
+                format!("expected a string, found {}", other.type_str()),
+            ))
+        }
+    };
+    Ok((kind, toml::Value::Table(rest)))
 }
 
 /// Reads the `kind` string of a section.
@@ -174,6 +281,61 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    fn resolve_dim(v: &toml::Value, path: &str) -> Result<toml::Value, ConfigError> {
+        let mut v = v.clone();
+        if let Some(key) = v.as_table().unwrap().keys().find(|k| *k != "dim") {
+            return Err(ConfigError::new(format!("{path}.{key}"), "unknown key"));
+        }
+        v.as_table_mut()
+            .unwrap()
+            .entry("dim")
+            .or_insert(toml::Value::Integer(8));
+        Ok(v)
+    }
+    fn build_no_memory(_: &toml::Value, _: &nn::Path) -> Result<Box<dyn Memory>> {
+        unreachable!("not built in this test")
+    }
+
+    #[test]
+    fn a_memory_section_takes_the_default_kind_and_names_it_when_resolved() {
+        let mut r = Registry::default();
+        for kind in ["mnad", "memae"] {
+            r.add_memory(MemoryEntry {
+                kind,
+                summary: "",
+                resolve: resolve_dim,
+                build: build_no_memory,
+            });
+        }
+        let resolve = |text: &str| {
+            let v: toml::Value = toml::from_str(text).unwrap();
+            r.resolve_memory(&v, "method.memory", "mnad")
+        };
+        let resolved = resolve("").unwrap();
+        assert_eq!(resolved["kind"].as_str(), Some("mnad"));
+        assert_eq!(memory_dim(&resolved), Some(8));
+        let resolved = resolve("kind = \"memae\"\ndim = 4").unwrap();
+        assert_eq!(resolved["kind"].as_str(), Some("memae"));
+        assert_eq!(memory_dim(&resolved), Some(4));
+        // The entry never sees `kind`; its own errors keep the section's path.
+        assert_eq!(
+            resolve("slots = 2").unwrap_err().path,
+            "method.memory.slots"
+        );
+        let err = resolve("kind = \"memea\"").unwrap_err();
+        assert_eq!(err.path, "method.memory.kind");
+        assert!(
+            err.message
+                .contains("unknown memory kind `memea`; known: memae, mnad"),
+            "{}",
+            err.message
+        );
+        assert_eq!(resolve("kind = 3").unwrap_err().path, "method.memory.kind");
+        let listing = r.listing();
+        assert_eq!(listing[2].0, "memory");
+        assert_eq!(listing[2].1.len(), 2);
     }
 
     #[test]

@@ -53,7 +53,12 @@
 //! Ablation: `use_memory = false` removes the memory; the decoder reads the code `z` itself
 //! and the loss is the reconstruction error alone (a plain autoencoder of the same layers).
 //!
-//! Keys left out of `[method.memory]` take the variant's paper preset. Variables are named
+//! Keys left out of `[method.memory]` take the variant's paper preset. `[method.memory] kind`
+//! takes any registered memory kind instead (`memad list`; default `"memae"`, the paper's,
+//! the only one with a preset): the code is read from that memory per position, its losses
+//! replace the entropy term, and a memory updated by rule (`"mnad"`) is updated with the
+//! step's queries after each optimizer step. Its `dim` must equal the code's channels.
+//! Variables are named
 //! as the official checkpoint's keys (`encoder.0.weight`, `encoder.1.running_mean`, ...,
 //! `mem_rep.memory.weight`, `decoder.9.bias`), so converted official weights load.
 //!
@@ -87,10 +92,10 @@
 //! Reproduce: `memad run experiments/paper/memae_ped2.toml` (paper Sec. 4.2: Ped2 frame AUROC
 //! 94.1); `experiments/memae_ped2_cpu.toml` is the CPU-sized run in `docs/results.md`.
 use memad_core::{
-    parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, MemoryRead, MemoryUsage, Method, Registry, Result, TrainOutput,
+    memory_dim, parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError,
+    CoreError, LossTerm, Memory, MemoryRead, MemoryUsage, Method, Registry, Result, TrainOutput,
 };
-use memory_memae::{MemAe, MemAeConfig};
+use memory_memae::MemAeConfig;
 use serde::{Deserialize, Serialize};
 use tch::{nn, nn::ModuleT, Device, Kind, Tensor};
 
@@ -140,8 +145,9 @@ pub struct MemAeMethodConfig {
     /// Image channels the autoencoder sees: 1 (gray; default) or 3 (RGB). For `image` it
     /// also picks the paper's network: 1 = MNIST's, 3 = CIFAR-10's.
     pub channels: i64,
-    /// The memory; keys left out take the variant's paper preset.
-    pub memory: MemAeConfig,
+    /// The memory section, resolved: `kind` (default `"memae"`, whose keys left out take the
+    /// variant's paper preset; or any registered memory kind) and that memory's keys.
+    pub memory: toml::Value,
     /// `false`: the ablation without memory (the decoder reads the code `z` itself, the loss
     /// is the reconstruction error alone); `[method.memory]` is then unused.
     pub use_memory: bool,
@@ -158,7 +164,14 @@ impl MemAeMethodConfig {
     }
 }
 
-fn parse(section: &toml::Value, path: &str) -> std::result::Result<MemAeMethodConfig, ConfigError> {
+/// The memory kind of a `[method.memory]` section that names none.
+pub const DEFAULT_MEMORY: &str = "memae";
+
+fn parse(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<MemAeMethodConfig, ConfigError> {
     let s: Section = parse_section(section, path)?;
     let key = |k: &str| format!("{path}.{k}");
     let channels = s.channels.unwrap_or(1);
@@ -182,27 +195,39 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<MemAeMethodCo
             ))
         }
     };
-    // The preset, overlaid with the keys given.
-    let mut memory = to_toml_value(&MemAeMethodConfig::preset(s.variant, channels))?;
-    if let Some(given) = &s.memory {
-        let toml::Value::Table(given) = given else {
+    let given = match s.memory {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(given)) => given,
+        Some(other) => {
             return Err(ConfigError::new(
                 key("memory"),
-                format!("expected a table, found {}", given.type_str()),
-            ));
-        };
-        if let toml::Value::Table(table) = &mut memory {
-            table.extend(given.clone());
+                format!("expected a table, found {}", other.type_str()),
+            ))
+        }
+    };
+    // MemAE's own memory: the preset, overlaid with the keys given.
+    let own = given
+        .get("kind")
+        .is_none_or(|k| k.as_str() == Some(DEFAULT_MEMORY));
+    let mut memory = toml::Table::new();
+    if own {
+        if let toml::Value::Table(preset) =
+            to_toml_value(&MemAeMethodConfig::preset(s.variant, channels))?
+        {
+            memory = preset;
         }
     }
-    let memory = MemAeConfig::parse(&memory, &key("memory"))?;
+    memory.extend(given);
+    let memory =
+        registry.resolve_memory(&toml::Value::Table(memory), &key("memory"), DEFAULT_MEMORY)?;
     let code = Architecture::new(s.variant, channels).code_channels();
-    if memory.dim != code {
+    let dim = memory_dim(&memory).unwrap_or_default();
+    if dim != code {
         return Err(ConfigError::new(
             key("memory.dim"),
             format!(
-                "must equal the encoder's {code} output channels (variant {:?}, channels {channels}), got {}",
-                s.variant, memory.dim
+                "must equal the encoder's {code} output channels (variant {:?}, channels {channels}), got {dim}",
+                s.variant
             ),
         ));
     }
@@ -220,18 +245,19 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<MemAeMethodCo
 pub fn resolve(
     section: &toml::Value,
     path: &str,
-    _registry: &Registry,
+    registry: &Registry,
 ) -> std::result::Result<toml::Value, ConfigError> {
-    to_toml_value(&parse(section, path)?)
+    to_toml_value(&parse(section, path, registry)?)
 }
 
 /// Registry `build`.
 pub fn build(
     section: &toml::Value,
-    _registry: &Registry,
+    registry: &Registry,
     ctx: &BuildContext,
 ) -> Result<Box<dyn Method>> {
-    Ok(Box::new(MemAeMethod::new(parse(section, "method")?, ctx)?))
+    let cfg = parse(section, "method", registry)?;
+    Ok(Box::new(MemAeMethod::new(cfg, registry, ctx)?))
 }
 
 /// One convolution of the layer list: `out` channels, a cubic/square `kernel`, a stride
@@ -464,13 +490,18 @@ pub struct MemAeMethod {
     vs: nn::VarStore,
     encoder: Vec<Layer>,
     /// `None` when `use_memory = false`.
-    memory: Option<MemAe>,
+    memory: Option<Box<dyn Memory>>,
     decoder: Vec<Layer>,
     image_size: i64,
+    /// The last training batch's queries (detached), for a rule-updated memory's update
+    /// after the step.
+    pending: Option<Tensor>,
 }
 
 impl MemAeMethod {
-    pub fn new(cfg: MemAeMethodConfig, ctx: &BuildContext) -> Result<Self> {
+    /// The memory of `cfg.memory` comes from `registry`, its variables (if it learns any)
+    /// under `mem_rep.memory` (MemAE's: `mem_rep.memory.weight`, as the official checkpoint).
+    pub fn new(cfg: MemAeMethodConfig, registry: &Registry, ctx: &BuildContext) -> Result<Self> {
         if ctx.image_size < 1 {
             return Err(CoreError::Invalid(format!(
                 "memae: data.image_size must be at least 1, got {}",
@@ -493,7 +524,8 @@ impl MemAeMethod {
             channels = spec.out;
         }
         let memory = if cfg.use_memory {
-            Some(MemAe::new(&(&root / "mem_rep" / "memory"), &cfg.memory)?)
+            let path = &root / "mem_rep" / "memory";
+            Some(registry.build_memory(&cfg.memory, "method.memory", &path)?)
         } else {
             None
         };
@@ -537,13 +569,8 @@ impl MemAeMethod {
             memory,
             decoder,
             image_size: ctx.image_size,
+            pending: None,
         })
-    }
-
-    /// The memory module (its items are the VarStore variable `mem_rep.memory.weight`);
-    /// `None` when `use_memory = false`.
-    pub fn memory(&self) -> Option<&MemAe> {
-        self.memory.as_ref()
     }
 
     /// Converts the runner's batch to the autoencoder's input in `[-1, 1]`.
@@ -610,7 +637,7 @@ impl MemAeMethod {
         let (mut y, memory) = match &self.memory {
             None => (z, None),
             Some(memory) => {
-                let (read_code, queries, read) = read_per_position(memory, &z, train);
+                let (read_code, queries, read) = read_per_position(memory.as_ref(), &z, train);
                 (read_code, Some((queries, read)))
             }
         };
@@ -628,7 +655,7 @@ impl MemAeMethod {
 /// Reads the code `z` `[B, C, ...]` from `memory` at every position (as the official
 /// `MemModule`): `[B * positions, C]` queries, their read, and the read output back in
 /// `z`'s layout `[B, C, ...]`.
-fn read_per_position(memory: &MemAe, z: &Tensor, train: bool) -> (Tensor, Tensor, MemoryRead) {
+fn read_per_position(memory: &dyn Memory, z: &Tensor, train: bool) -> (Tensor, Tensor, MemoryRead) {
     // [B, C, ...] -> [B, ..., C] -> [B * positions, C]
     let rank = z.dim() as i64;
     let channels = z.size()[1];
@@ -689,7 +716,38 @@ impl Method for MemAeMethod {
             parts.push(term);
         }
         let loss = Tensor::stack(&parts, 0).sum(Kind::Float);
+        self.pending = f.memory.map(|(queries, _)| queries.detach());
         Ok(TrainOutput { loss, terms })
+    }
+
+    fn after_step(&mut self) -> Result<()> {
+        match (self.pending.take(), self.memory.as_mut()) {
+            (Some(queries), Some(memory)) => tch::no_grad(|| memory.update(&queries)),
+            _ => Ok(()),
+        }
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let Some(memory) = &self.memory else {
+            return Vec::new();
+        };
+        memory
+            .state()
+            .into_iter()
+            .map(|(name, t)| (format!("memory.{name}"), t))
+            .collect()
+    }
+
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        let Some(memory) = &mut self.memory else {
+            return match state.first() {
+                None => Ok(()),
+                Some((name, _)) => Err(CoreError::Invalid(format!(
+                    "memae without memory has no state; got `{name}`"
+                ))),
+            };
+        };
+        memory.load_state(&memad_core::state_under(state, "memory.", "memae")?)
     }
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
@@ -728,6 +786,14 @@ mod tests {
         toml::from_str(&format!("kind = \"memae\"\n{text}")).unwrap()
     }
 
+    /// The memories MemAE can take.
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        memory_memae::register(&mut r);
+        memory_mnad::register(&mut r);
+        r
+    }
+
     fn ctx(size: i64) -> BuildContext {
         BuildContext {
             device: Device::Cpu,
@@ -753,14 +819,15 @@ mod tests {
         let cfg = parse(
             &section("variant = \"video\"\nframes = 4\n[memory]\nslots = 8"),
             "method",
+            &registry(),
         )
         .unwrap();
-        MemAeMethod::new(cfg, &ctx(size)).unwrap()
+        MemAeMethod::new(cfg, &registry(), &ctx(size)).unwrap()
     }
 
     #[test]
     fn resolve_fills_the_paper_presets() {
-        let reg = Registry::default();
+        let reg = registry();
         let video = resolve(&section("variant = \"video\""), "method", &reg).unwrap();
         assert_eq!(video["frames"].as_integer(), Some(16));
         assert_eq!(video["channels"].as_integer(), Some(1));
@@ -787,7 +854,7 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let err = |text: &str| parse(&section(text), "method").unwrap_err();
+        let err = |text: &str| parse(&section(text), "method", &registry()).unwrap_err();
         assert_eq!(err("variant = \"audio\"").path, "method.variant");
         let typo = err("variant = \"video\"\nframez = 16");
         assert_eq!(typo.path, "method.framez");
@@ -868,7 +935,7 @@ mod tests {
             "{entropy}"
         );
         out.loss.backward();
-        let items = m.memory().unwrap().items();
+        let items = &m.vs.variables()["mem_rep.memory.weight"];
         let grad = items.grad();
         assert!(grad.defined(), "the items get a gradient");
         assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
@@ -881,10 +948,11 @@ mod tests {
         let cfg = parse(
             &section("variant = \"video\"\nframes = 4\nuse_memory = false"),
             "method",
+            &registry(),
         )
         .unwrap();
-        let mut m = MemAeMethod::new(cfg, &ctx(16)).unwrap();
-        assert!(m.memory().is_none());
+        let mut m = MemAeMethod::new(cfg, &registry(), &ctx(16)).unwrap();
+        assert!(m.memory.is_none());
         let names = m.vs.variables();
         assert!(!names.keys().any(|k| k.starts_with("mem_rep")), "{names:?}");
         let b = batch(12, 16);
@@ -905,7 +973,7 @@ mod tests {
         let resolved = resolve(
             &section("variant = \"image\"\nuse_memory = false"),
             "method",
-            &Registry::default(),
+            &registry(),
         )
         .unwrap();
         assert_eq!(resolved["use_memory"].as_bool(), Some(false));
@@ -913,8 +981,8 @@ mod tests {
 
     #[test]
     fn training_lowers_the_loss_on_a_fixed_batch() {
-        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
-        let mut m = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        let cfg = parse(&section("variant = \"image\""), "method", &registry()).unwrap();
+        let mut m = MemAeMethod::new(cfg, &registry(), &ctx(28)).unwrap();
         let mut opt = nn::OptimizerConfig::build(nn::Adam::default(), &m.vs, 1e-3).unwrap();
         let b = batch(1, 28);
         let first = m.train_step(&b).unwrap().loss.double_value(&[]);
@@ -954,15 +1022,55 @@ mod tests {
     }
 
     #[test]
+    fn takes_mnads_memory_updated_by_rule_after_each_step() {
+        let text = "variant = \"video\"\nframes = 4\n[memory]\nkind = \"mnad\"\nslots = 4";
+        // MNAD's memory has no preset here: its default dim (512) does not fit the code.
+        let msg = parse(&section(text), "method", &registry()).unwrap_err();
+        assert_eq!(msg.path, "method.memory.dim");
+        let text = format!("{text}\ndim = 256");
+        let cfg = parse(&section(&text), "method", &registry()).unwrap();
+        assert_eq!(cfg.memory["kind"].as_str(), Some("mnad"));
+        assert_eq!(cfg.memory["slots"].as_integer(), Some(4));
+        let mut m = MemAeMethod::new(cfg, &registry(), &ctx(16)).unwrap();
+        assert!(!m.vs.variables().keys().any(|k| k.starts_with("mem_rep")));
+        let before = m.state();
+        assert_eq!(before.len(), 1);
+        assert_eq!(before[0].0, "memory.items");
+        let before = before[0].1.copy();
+        let out = m.train_step(&batch(12, 16)).unwrap();
+        let terms: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(terms, ["mse", "compactness", "separateness"]);
+        out.loss.backward();
+        m.after_step().unwrap();
+        let after = m.state()[0].1.copy();
+        assert!(
+            !after.equal(&before),
+            "the items move by rule after the step"
+        );
+        // The state round trip: the trained items load into a fresh model.
+        let mut fresh = MemAeMethod::new(
+            parse(&section(&text), "method", &registry()).unwrap(),
+            &registry(),
+            &ctx(16),
+        )
+        .unwrap();
+        fresh.load_state(&m.state()).unwrap();
+        assert!(fresh.state()[0].1.equal(&after));
+        let out = tch::no_grad(|| m.score(&batch(12, 16))).unwrap();
+        assert_eq!(out.memory_usage[0].attention.size()[1], 4);
+    }
+
+    #[test]
     fn image_variants_restore_the_input_size() {
         for (channels, size, slots) in [(1, 28, 100), (3, 32, 500)] {
             let cfg = parse(
                 &section(&format!("variant = \"image\"\nchannels = {channels}")),
                 "method",
+                &registry(),
             )
             .unwrap();
-            assert_eq!(cfg.memory.slots, slots);
-            let m = MemAeMethod::new(cfg, &ctx(size)).unwrap();
+            assert_eq!(cfg.memory["slots"].as_integer(), Some(slots));
+            let m = MemAeMethod::new(cfg, &registry(), &ctx(size)).unwrap();
             let out = tch::no_grad(|| m.score(&batch(3, size))).unwrap();
             assert_eq!(out.image_score.size(), [2]);
             assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, size, size]);
@@ -970,8 +1078,8 @@ mod tests {
             assert_eq!(f.output.size(), [2, channels, size, size]);
         }
         // MNIST: 28 -> 14 -> 7 -> 4 (code), 64 channels, one query per code position.
-        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
-        let m = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        let cfg = parse(&section("variant = \"image\""), "method", &registry()).unwrap();
+        let m = MemAeMethod::new(cfg, &registry(), &ctx(28)).unwrap();
         let f = tch::no_grad(|| m.forward(&batch(1, 28), false)).unwrap();
         let (queries, read) = f.memory.unwrap();
         assert_eq!(queries.size(), [2 * 4 * 4, 64]);
@@ -986,12 +1094,17 @@ mod tests {
         assert!(msg.contains("[data.clip] frames = 4"), "{msg}");
         let msg = m.score(&batch(12, 32)).unwrap_err().to_string();
         assert!(msg.contains("16x16"), "{msg}");
-        let cfg = parse(&section("variant = \"image\"\nchannels = 3"), "method").unwrap();
-        let rgb = MemAeMethod::new(cfg, &ctx(32)).unwrap();
+        let cfg = parse(
+            &section("variant = \"image\"\nchannels = 3"),
+            "method",
+            &registry(),
+        )
+        .unwrap();
+        let rgb = MemAeMethod::new(cfg, &registry(), &ctx(32)).unwrap();
         let msg = rgb.score(&batch(1, 32)).unwrap_err().to_string();
         assert!(msg.contains("method.channels = 3"), "{msg}");
-        let cfg = parse(&section("variant = \"image\""), "method").unwrap();
-        let gray = MemAeMethod::new(cfg, &ctx(28)).unwrap();
+        let cfg = parse(&section("variant = \"image\""), "method", &registry()).unwrap();
+        let gray = MemAeMethod::new(cfg, &registry(), &ctx(28)).unwrap();
         assert!(gray.score(&batch(2, 28)).is_err());
     }
 }

@@ -35,15 +35,21 @@
 //!   (0.01). `test_time_update = false` freezes the memory (scores then do not depend on the
 //!   test order); either way the trained items are what the checkpoint stores.
 //!
+//! Other memories: `[method.memory] kind` takes any registered memory kind (`memad list`;
+//! default `"mnad"`, the paper's). The decoder then reads `[q; read]` of that memory, its
+//! losses replace compactness and separateness, and `D` is the memory's `distance` or,
+//! for a memory that reports none (`"memae"`), the squared distance `||q^k - read^k||^2` of
+//! each query to its own read; the test-time update calls the memory's `update` (a no-op for
+//! a memory learned by gradient, whose items then stay as trained). Its `dim` must be 512.
+//!
 //! Deviations: the learning-rate schedule is the runner's `[train] schedule`; the paper files
 //! use `"cosine"`, annealed per optimizer step (the reference steps it per epoch). The first
 //! `T - 1` frames of each video are never scored, as in the reference.
 use memad_core::{
-    parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,
+    memory_dim, parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError,
+    CoreError, LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,
 };
 use memad_decoders::{UnetDecoder, UnetEncoder, UNET_FEATURES};
-use memory_mnad::{MnadMemory, MnadMemoryConfig};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use tch::{nn, Kind, Tensor};
@@ -65,8 +71,9 @@ pub struct MnadConfig {
     /// Frames per input clip (`[data.clip] frames`): 5 for prediction (4 past + the target),
     /// 1 for reconstruction.
     pub frames: usize,
-    /// The memory (`slots`, `dim` = 512, loss weights).
-    pub memory: MnadMemoryConfig,
+    /// The memory section, resolved: `kind` (default `"mnad"`: `slots`, `dim` = 512, loss
+    /// weights; or any registered memory kind) and that memory's keys.
+    pub memory: toml::Value,
     /// `lambda` of the score: weight of `g(-PSNR)`; `1 - lambda` weighs `g(D)`.
     pub psnr_weight: f64,
     /// `false`: the ablation without memory (the decoder reads the encoder's features
@@ -89,9 +96,16 @@ fn d_update_threshold() -> f64 {
     0.01
 }
 
-fn parse(section: &toml::Value, path: &str) -> std::result::Result<MnadConfig, ConfigError> {
-    let cfg: MnadConfig = parse_section(section, path)?;
-    cfg.memory.validate(&format!("{path}.memory"))?;
+/// The memory kind of a `[method.memory]` section that names none.
+pub const DEFAULT_MEMORY: &str = "mnad";
+
+fn parse(
+    section: &toml::Value,
+    path: &str,
+    registry: &Registry,
+) -> std::result::Result<MnadConfig, ConfigError> {
+    let mut cfg: MnadConfig = parse_section(section, path)?;
+    cfg.memory = registry.resolve_memory(&cfg.memory, &format!("{path}.memory"), DEFAULT_MEMORY)?;
     let least = match cfg.task {
         MnadTask::Predict => 2,
         MnadTask::Reconstruct => 1,
@@ -108,7 +122,7 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<MnadConfig, C
             "reconstruction reads one frame: frames = 1 (and no [data.clip])",
         ));
     }
-    if cfg.memory.dim != UNET_FEATURES {
+    if memory_dim(&cfg.memory) != Some(UNET_FEATURES) {
         return Err(ConfigError::new(
             format!("{path}.memory.dim"),
             format!("must equal the encoder's {UNET_FEATURES} channels"),
@@ -127,18 +141,19 @@ fn parse(section: &toml::Value, path: &str) -> std::result::Result<MnadConfig, C
 pub fn resolve(
     section: &toml::Value,
     path: &str,
-    _registry: &Registry,
+    registry: &Registry,
 ) -> std::result::Result<toml::Value, ConfigError> {
-    to_toml_value(&parse(section, path)?)
+    to_toml_value(&parse(section, path, registry)?)
 }
 
 /// Registry `build`.
 pub fn build(
     section: &toml::Value,
-    _registry: &Registry,
+    registry: &Registry,
     ctx: &BuildContext,
 ) -> Result<Box<dyn Method>> {
-    Ok(Box::new(Mnad::new(parse(section, "method")?, ctx)?))
+    let cfg = parse(section, "method", registry)?;
+    Ok(Box::new(Mnad::new(cfg, registry, ctx)?))
 }
 
 /// MNAD (prediction or reconstruction).
@@ -149,7 +164,7 @@ pub struct Mnad {
     decoder: UnetDecoder,
     /// `None` for the ablation without memory. In a cell: the test-time update changes it
     /// while scoring.
-    memory: Option<RefCell<MnadMemory>>,
+    memory: Option<RefCell<Box<dyn Memory>>>,
     /// The last training batch's queries (detached), for the update after the step.
     pending: Option<Tensor>,
 }
@@ -167,7 +182,9 @@ struct Forward {
 }
 
 impl Mnad {
-    pub fn new(cfg: MnadConfig, ctx: &BuildContext) -> Result<Self> {
+    /// The memory of `cfg.memory` comes from `registry` (its variables, if it learns any,
+    /// under `memory` in the VarStore).
+    pub fn new(cfg: MnadConfig, registry: &Registry, ctx: &BuildContext) -> Result<Self> {
         if ctx.image_size % 8 != 0 {
             return Err(CoreError::Invalid(format!(
                 "mnad: data.image_size must be divisible by 8 (the encoder downsamples 3 times), got {}",
@@ -187,7 +204,12 @@ impl Mnad {
             cfg.task == MnadTask::Predict,
         );
         let memory = if cfg.use_memory {
-            Some(RefCell::new(MnadMemory::new(&cfg.memory, ctx.device)?))
+            let path = vs.root() / "memory";
+            Some(RefCell::new(registry.build_memory(
+                &cfg.memory,
+                "method.memory",
+                &path,
+            )?))
         } else {
             None
         };
@@ -404,10 +426,16 @@ impl Mnad {
                 memory_usage: Vec::new(),
             });
         };
-        let distance = read
-            .distance
-            .as_ref()
-            .ok_or_else(|| CoreError::Invalid("mnad: the memory gives no distance".into()))?
+        // `||q^k - p_nearest||^2` from the MNAD memory; the distance to the read otherwise.
+        let per_query = match &read.distance {
+            Some(distance) => distance.shallow_clone(),
+            None => (&f.queries - &read.output).square().sum_dim_intlist(
+                [1].as_slice(),
+                false,
+                Kind::Float,
+            ),
+        };
+        let distance = per_query
             .reshape([b, -1])
             .mean_dim([1].as_slice(), false, Kind::Float);
         let lambda = self.cfg.psnr_weight;
@@ -450,6 +478,19 @@ mod tests {
         .unwrap()
     }
 
+    /// The memories MNAD can take.
+    fn registry() -> Registry {
+        let mut r = Registry::default();
+        memory_mnad::register(&mut r);
+        memory_memae::register(&mut r);
+        r
+    }
+
+    fn build(section: &toml::Value, size: i64) -> Mnad {
+        let r = registry();
+        Mnad::new(parse(section, "method", &r).unwrap(), &r, &ctx(size)).unwrap()
+    }
+
     fn ctx(size: i64) -> BuildContext {
         BuildContext {
             device: Device::Cpu,
@@ -472,8 +513,9 @@ mod tests {
 
     #[test]
     fn config_errors_name_the_key() {
-        let reg = Registry::default();
+        let reg = registry();
         let resolved = resolve(&section(""), "method", &reg).unwrap();
+        assert_eq!(resolved["memory"]["kind"].as_str(), Some("mnad"));
         assert_eq!(resolved["memory"]["slots"].as_integer(), Some(10));
         let err = |extra: &str| {
             resolve(&section(extra), "method", &reg)
@@ -482,6 +524,10 @@ mod tests {
         };
         assert!(err("size = 3").contains("method.memory"));
         assert!(err("dim = 256").contains("method.memory.dim"));
+        assert!(err("kind = \"memea\"").contains("known: memae, mnad"));
+        // MemAE's memory has no defaults for its size; at 256 it does not fit the encoder.
+        assert!(err("kind = \"memae\"").contains("method.memory"));
+        assert!(err("kind = \"memae\"\nslots = 4\ndim = 256").contains("method.memory.dim"));
         let recon = toml::from_str(
             "kind = \"mnad\"\ntask = \"reconstruct\"\nframes = 5\npsnr_weight = 0.6\n[memory]",
         )
@@ -492,9 +538,8 @@ mod tests {
 
     #[test]
     fn a_step_trains_the_network_and_updates_the_memory_by_rule() {
-        let cfg = parse(&section(""), "method").unwrap();
-        let mut m = Mnad::new(cfg, &ctx(16)).unwrap();
-        let before = m.memory.as_ref().unwrap().borrow().items().copy();
+        let mut m = build(&section(""), 16);
+        let before = items(&m);
         let out = m.train_step(&batch(3, 16)).unwrap();
         let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["pixel", "compactness", "separateness"]);
@@ -502,26 +547,16 @@ mod tests {
         assert!((out.loss.double_value(&[]) - sum).abs() < 1e-5);
         out.loss.backward();
         m.after_step().unwrap();
-        let moved = (m.memory.as_ref().unwrap().borrow().items() - &before)
-            .abs()
-            .max()
-            .double_value(&[]);
+        let moved = (items(&m) - &before).abs().max().double_value(&[]);
         assert!(moved > 0.0, "the update moves the items");
-        let norms = m
-            .memory
-            .as_ref()
-            .unwrap()
-            .borrow()
-            .items()
-            .norm_scalaropt_dim(2, [1].as_slice(), false);
+        let norms = items(&m).norm_scalaropt_dim(2, [1].as_slice(), false);
         assert!(norms.allclose(&Tensor::ones_like(&norms), 1e-5, 1e-5, false));
         assert_eq!(m.state()[0].0, "memory.items");
     }
 
     #[test]
     fn score_combines_psnr_and_feature_distance() {
-        let cfg = parse(&section(""), "method").unwrap();
-        let m = Mnad::new(cfg, &ctx(16)).unwrap();
+        let m = build(&section(""), 16);
         let out = tch::no_grad(|| m.score(&batch(3, 16))).unwrap();
         assert_eq!(out.image_score.size(), [2]);
         assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, 16, 16]);
@@ -539,8 +574,7 @@ mod tests {
     #[test]
     fn the_ablation_without_memory_is_a_plain_unet() {
         let text = "kind = \"mnad\"\ntask = \"predict\"\nframes = 3\npsnr_weight = 0.6\nuse_memory = false\n[memory]";
-        let cfg = parse(&toml::from_str(text).unwrap(), "method").unwrap();
-        let mut m = Mnad::new(cfg, &ctx(16)).unwrap();
+        let mut m = build(&toml::from_str(text).unwrap(), 16);
         let out = m.train_step(&batch(3, 16)).unwrap();
         assert_eq!(out.terms.len(), 1, "pixel loss only");
         out.loss.backward();
@@ -553,8 +587,36 @@ mod tests {
             .allclose(&scored.image_score, 0.0, 0.0, false));
     }
 
+    /// A copy of the MNAD memory's items (its state).
     fn items(m: &Mnad) -> Tensor {
-        m.memory.as_ref().unwrap().borrow().items().copy()
+        let state = m.state();
+        let (_, items) = state.iter().find(|(n, _)| n == "memory.items").unwrap();
+        items.copy()
+    }
+
+    #[test]
+    fn takes_memaes_memory_learned_by_gradient_in_its_varstore() {
+        let mut m = build(&section("kind = \"memae\"\nslots = 6\ndim = 512"), 16);
+        let names: Vec<String> = m.trainable().variables().into_keys().collect();
+        assert!(names.iter().any(|n| n.starts_with("memory.")), "{names:?}");
+        let out = m.train_step(&batch(3, 16)).unwrap();
+        let terms: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(terms, ["pixel", "entropy"]);
+        out.loss.backward();
+        m.after_step().unwrap();
+        assert!(m.state().is_empty(), "its items are VarStore variables");
+        // No distance from this memory: D is each query's squared distance to its read.
+        let out = tch::no_grad(|| m.score(&batch(3, 16))).unwrap();
+        let f = tch::no_grad(|| m.forward(&batch(3, 16), false)).unwrap();
+        let read = f.read.unwrap();
+        let expected = (&f.queries - &read.output)
+            .square()
+            .sum_dim_intlist([1].as_slice(), false, Kind::Float)
+            .reshape([2, -1])
+            .mean_dim([1].as_slice(), false, Kind::Float);
+        assert_eq!(out.parts[1].name, "feature_distance");
+        assert!(out.parts[1].value.allclose(&expected, 1e-6, 1e-6, false));
+        assert!(expected.min().double_value(&[]) > 0.0);
     }
 
     #[test]
@@ -564,11 +626,7 @@ mod tests {
                 "kind = \"mnad\"\ntask = \"predict\"\nframes = 3\npsnr_weight = 0.6\n{extra}\n[memory]"
             );
             tch::manual_seed(3);
-            Mnad::new(
-                parse(&toml::from_str(&text).unwrap(), "method").unwrap(),
-                &ctx(16),
-            )
-            .unwrap()
+            build(&toml::from_str(&text).unwrap(), 16)
         };
         let b = batch(3, 16);
         // Frozen, or a threshold no frame is under: the items stay, the batch is scored at once.
@@ -606,10 +664,11 @@ mod tests {
 
     #[test]
     fn wrong_clip_length_is_a_clear_error() {
-        let cfg = parse(&section(""), "method").unwrap();
-        let m = Mnad::new(cfg, &ctx(16)).unwrap();
+        let m = build(&section(""), 16);
         let msg = m.score(&batch(1, 16)).unwrap_err().to_string();
         assert!(msg.contains("[data.clip] frames = 3"), "{msg}");
-        assert!(Mnad::new(parse(&section(""), "method").unwrap(), &ctx(20)).is_err());
+        let r = registry();
+        let cfg = parse(&section(""), "method", &r).unwrap();
+        assert!(Mnad::new(cfg, &r, &ctx(20)).is_err());
     }
 }

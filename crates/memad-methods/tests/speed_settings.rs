@@ -96,6 +96,8 @@ fn registry() -> Registry {
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
+    memory_memae::register(&mut registry);
+    memory_mnad::register(&mut registry);
     registry
 }
 

@@ -66,8 +66,9 @@ const EVAL_KEYS: [&str; 9] = [
 ];
 
 /// Keys under `method.` that pick or fill what was trained.
-const TRAINED_KEYS: [&str; 4] = [
+const TRAINED_KEYS: [&str; 5] = [
     "method.kind",
+    "method.memory.kind",
     "method.backbone.kind",
     "method.backbone.weights",
     "method.backbone.levels",
@@ -315,6 +316,7 @@ mod tests {
             "method",
             "methods.x",
             "method.kind",
+            "method.memory.kind",
             "method.backbone.weights",
         ] {
             let msg = check_key(key).unwrap_err().to_string();

@@ -151,6 +151,8 @@ fn registry() -> Registry {
     let mut r = Registry::default();
     memad_backbones::register(&mut r);
     memad_methods::register(&mut r);
+    memory_memae::register(&mut r);
+    memory_mnad::register(&mut r);
     r
 }
 

@@ -168,6 +168,12 @@ fn list_and_info() {
         t.contains("rd4ad") && t.contains("efficientnet_lite0"),
         "{t}"
     );
+    // The memories MNAD and MemAE take by `kind`, registered by the runner.
+    let memories = t.split("\nmemory:\n").nth(1).unwrap_or_default();
+    assert!(
+        memories.contains("memae") && memories.contains("mnad"),
+        "{t}"
+    );
     let out = memad(&["info"], &workspace());
     let t = text(&out);
     assert!(out.status.success(), "{t}");

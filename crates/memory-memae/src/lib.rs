@@ -12,9 +12,33 @@
 //! 3. Tests: unit tests beside the code; `tests/conformance.rs` calls
 //!    `memad_conformance::check_memory` (add `memad-conformance` as a dev-dependency);
 //!    a golden test against a Python reference in `tools/` when the paper has code.
-//! 4. Add a `[workspace.dependencies]` path entry in the top `Cargo.toml` and list the
-//!    crate in `docs/architecture.md`; registering a `kind` is one line in the method crate
-//!    that uses it (`CONTRIBUTING.md`, "Adding a memory variant").
+//! 4. A `register` function like this crate's, with the memory's `kind`.
+//! 5. Add a `[workspace.dependencies]` path entry in the top `Cargo.toml`, the crate to
+//!    `memad-runner`'s dependencies and its `register` call to the runner's `registry()`,
+//!    and list the crate in `docs/architecture.md`. MNAD and MemAE then take it as
+//!    `[method.memory] kind = "<name>"` (`CONTRIBUTING.md`, "Adding a memory variant").
 pub mod memae;
 
 pub use memae::{entropy, Addressing, MemAe, MemAeConfig};
+
+use memad_core::{to_toml_value, ConfigError, Memory, MemoryEntry, Registry, Result};
+use tch::nn;
+
+/// Registers `kind = "memae"` for the methods with a generic `[method.memory]`.
+pub fn register(registry: &mut Registry) {
+    registry.add_memory(MemoryEntry {
+        kind: "memae",
+        summary: "MemAE's memory: items learned by gradient, hard-shrunk sparse addressing, entropy loss (Gong et al., ICCV 2019)",
+        resolve,
+        build,
+    });
+}
+
+fn resolve(section: &toml::Value, path: &str) -> std::result::Result<toml::Value, ConfigError> {
+    to_toml_value(&MemAeConfig::parse(section, path)?)
+}
+
+fn build(section: &toml::Value, vs: &nn::Path) -> Result<Box<dyn Memory>> {
+    let cfg = MemAeConfig::parse(section, "memory")?;
+    Ok(Box::new(MemAe::new(vs, &cfg)?))
+}
