@@ -256,6 +256,20 @@ impl Experiment {
             .unwrap_or("?")
     }
 
+    /// The memory, for `metrics.csv`: `none` in a no-memory ablation (`use_memory = false`),
+    /// else the `kind` of `[method.memory]` where the method takes a registered memory (MNAD,
+    /// MemAE); `-` for the rest (a memory fixed by its method, or none).
+    pub fn memory_kind(&self) -> &str {
+        if self.method.get("use_memory").and_then(|u| u.as_bool()) == Some(false) {
+            return "none";
+        }
+        self.method
+            .get("memory")
+            .and_then(|m| m.get("kind"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("-")
+    }
+
     pub fn backbone_kind(&self) -> &str {
         self.method
             .get("backbone")

@@ -21,6 +21,10 @@ pub struct MetricRow {
     pub run: String,
     pub commit: String,
     pub method: String,
+    /// [`crate::experiment::Experiment::memory_kind`]; `-` in rows written before the
+    /// column existed.
+    #[serde(default = "no_memory_column")]
+    pub memory: String,
     pub backbone: String,
     pub dataset: String,
     pub category: String,
@@ -29,6 +33,10 @@ pub struct MetricRow {
     pub epoch: usize,
     pub metric: String,
     pub value: f64,
+}
+
+fn no_memory_column() -> String {
+    "-".into()
 }
 
 /// CSV text of `rows` (with a header).

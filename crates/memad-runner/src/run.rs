@@ -265,6 +265,7 @@ pub(crate) fn metric_rows(
             run: run.to_string(),
             commit: BUILD_COMMIT.to_string(),
             method: exp.method_kind().into(),
+            memory: exp.memory_kind().into(),
             backbone: exp.backbone_kind().into(),
             dataset: loaded.dataset.name.clone(),
             category: split.category.clone(),

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 /// The `metrics.csv` columns a spec may name, and `name`: the experiment name without a
 /// sweep's `_seed-N` suffix (so the seeds of one sweep configuration share a row).
-const COLUMNS: [&str; 11] = [
-    "run", "name", "commit", "method", "backbone", "dataset", "category", "setting", "seed",
-    "epoch", "metric",
+const COLUMNS: [&str; 12] = [
+    "run", "name", "commit", "method", "memory", "backbone", "dataset", "category", "setting",
+    "seed", "epoch", "metric",
 ];
 
 /// A table spec, parsed strictly.
@@ -282,6 +282,8 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
         let run = fields["run"].clone();
         let (name, stamp) = run.rsplit_once('/').unwrap_or((run.as_str(), ""));
         fields.insert("name".into(), without_seed_suffix(name));
+        // Runs from before the `memory` column.
+        fields.entry("memory".into()).or_insert_with(|| "-".into());
         fields.insert("_experiment".into(), name.to_string());
         fields.insert("_stamp".into(), stamp.to_string());
         out.push(Record { fields, value });
@@ -760,6 +762,21 @@ mod tests {
         let p = dir.path().join("metrics.csv");
         std::fs::write(&p, csv).unwrap();
         read_metrics(&p).unwrap().remove(0)
+    }
+
+    #[test]
+    fn rows_from_before_the_memory_column_read_as_dash() {
+        assert_eq!(
+            rec("p/t", "rd4ad", "grid", 0, "m", 0.5).fields["memory"],
+            "-"
+        );
+        let csv =
+            "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+                   p/t,abc,mnad,memae,-,ped2,ped2,one_class,0,2,frame_auroc_micro,0.9\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        std::fs::write(&p, csv).unwrap();
+        assert_eq!(read_metrics(&p).unwrap()[0].fields["memory"], "memae");
     }
 
     #[test]

@@ -274,12 +274,16 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     assert_eq!(
         headers.iter().collect::<Vec<_>>(),
         [
-            "run", "commit", "method", "backbone", "dataset", "category", "setting", "seed",
-            "epoch", "metric", "value"
+            "run", "commit", "method", "memory", "backbone", "dataset", "category", "setting",
+            "seed", "epoch", "metric", "value"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let metrics: Vec<&str> = rows.iter().map(|r| &r[9]).collect();
+    assert!(
+        rows.iter().all(|r| &r[3] == "-"),
+        "RD4AD has no memory: {rows:?}"
+    );
+    let metrics: Vec<&str> = rows.iter().map(|r| &r[10]).collect();
     assert_eq!(metrics, ["image_auroc", "pixel_auroc", "aupro"]);
     // The commit recorded is the one the binary was built from, as `memad info` says.
     let info = text(&memad(&["info"], &workspace()));
@@ -295,10 +299,10 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
         .unwrap_or_else(|| panic!("no cpu in `memad info`: {info}"));
     assert!(meta.contains(&format!("cpu = \"{cpu}\"")), "{meta}");
     for r in &rows {
-        let v: f64 = r[10].parse().unwrap();
+        let v: f64 = r[11].parse().unwrap();
         assert!((0.0..=1.0).contains(&v), "{r:?}");
         assert_eq!(
-            (&r[2], &r[3], &r[5], &r[8]),
+            (&r[2], &r[4], &r[6], &r[9]),
             ("rd4ad", "efficientnet_lite0", "grid", "2")
         );
     }
@@ -503,8 +507,8 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
     let mut reader = csv::Reader::from_path(run.join("metrics.csv")).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     for cat in ["grid", "carpet"] {
-        let of_cat: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[5] == cat).collect();
-        let metrics: Vec<&str> = of_cat.iter().map(|r| &r[9]).collect();
+        let of_cat: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[6] == cat).collect();
+        let metrics: Vec<&str> = of_cat.iter().map(|r| &r[10]).collect();
         assert_eq!(
             metrics,
             [
@@ -517,8 +521,8 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
             "{cat}"
         );
         for r in of_cat {
-            assert_eq!((&r[2], &r[6]), ("mddnet", "multi_class"));
-            let v: f64 = r[10].parse().unwrap();
+            assert_eq!((&r[2], &r[7]), ("mddnet", "multi_class"));
+            let v: f64 = r[11].parse().unwrap();
             assert!((0.0..=1.0).contains(&v), "{r:?}");
         }
     }
@@ -701,9 +705,9 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
     let value = |name: &str| -> f64 {
         let row = (metrics.lines())
             .map(|l| l.split(',').collect::<Vec<_>>())
-            .find(|cols| cols[9] == name)
+            .find(|cols| cols[10] == name)
             .unwrap_or_else(|| panic!("{name} missing in {metrics}"));
-        row[10].parse().unwrap()
+        row[11].parse().unwrap()
     };
     // The bright square and the dark bar stand out of the stripes: found at a low FPR.
     for name in ["aupro", "auspro"] {
