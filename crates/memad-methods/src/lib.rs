@@ -18,8 +18,12 @@ pub mod rd4ad;
 
 use memad_core::{MethodEntry, Registry};
 
-/// Registers every method kind of this crate.
+/// Registers every method kind of this crate, and the memory kinds MNAD's and MemAE's
+/// `[method.memory]` take (a new memory crate: its dependency line in this crate's
+/// `Cargo.toml` and its `register` call here).
 pub fn register(registry: &mut Registry) {
+    memory_memae::register(registry);
+    memory_mnad::register(registry);
     registry.add_method(MethodEntry {
         kind: "rd4ad",
         summary: "Reverse distillation: frozen teacher, OCBE bottleneck, student decoder (Deng & Li, CVPR 2022)",

@@ -51,7 +51,6 @@ fn video_memae_matches_the_official_model() {
     let g = golden();
     let mut registry = Registry::default();
     memad_methods::register(&mut registry);
-    memory_memae::register(&mut registry);
     let section: toml::Value = toml::from_str(
         "kind = \"memae\"\nvariant = \"video\"\nframes = 8\n\
          [memory]\nslots = 8\nshrink_threshold = 0.125",

@@ -96,8 +96,6 @@ fn registry() -> Registry {
     let mut registry = Registry::default();
     memad_backbones::register(&mut registry);
     memad_methods::register(&mut registry);
-    memory_memae::register(&mut registry);
-    memory_mnad::register(&mut registry);
     registry
 }
 

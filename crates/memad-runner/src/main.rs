@@ -151,8 +151,6 @@ fn registry() -> Registry {
     let mut r = Registry::default();
     memad_backbones::register(&mut r);
     memad_methods::register(&mut r);
-    memory_memae::register(&mut r);
-    memory_mnad::register(&mut r);
     r
 }
 

@@ -14,7 +14,7 @@
 //!    a golden test against a Python reference in `tools/` when the paper has code.
 //! 4. A `register` function like this crate's, with the memory's `kind`.
 //! 5. Add a `[workspace.dependencies]` path entry in the top `Cargo.toml`, the crate to
-//!    `memad-runner`'s dependencies and its `register` call to the runner's `registry()`,
+//!    `memad-methods`' dependencies and its `register` call to `memad_methods::register`,
 //!    and list the crate in `docs/architecture.md`. MNAD and MemAE then take it as
 //!    `[method.memory] kind = "<name>"` (`CONTRIBUTING.md`, "Adding a memory variant").
 pub mod memae;
