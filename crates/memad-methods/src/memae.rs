@@ -58,6 +58,10 @@
 //! the only one with a preset): the code is read from that memory per position, its losses
 //! replace the entropy term, and a memory updated by rule (`"mnad"`) is updated with the
 //! step's queries after each optimizer step. Its `dim` must equal the code's channels.
+//! MNAD's memory passes no gradient through its read (its official code detaches the
+//! addressing weights, and its items are not variables), and MemAE's decoder reads only the
+//! memory: with `kind = "mnad"` the encoder learns from the memory's compactness and
+//! separateness terms alone, not from the reconstruction error.
 //! Variables are named
 //! as the official checkpoint's keys (`encoder.0.weight`, `encoder.1.running_mean`, ...,
 //! `mem_rep.memory.weight`, `decoder.9.bias`), so converted official weights load.
