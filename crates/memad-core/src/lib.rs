@@ -3,8 +3,8 @@
 //! - [`Backbone`]: an encoder returning a [`FeaturePyramid`] (levels finest first).
 //! - [`Memory`]: a memory module (learned by gradient, updated by rule, or fitted once).
 //! - [`Method`]: an anomaly-detection method; the runner owns the loop, optimizer and seed.
-//! - [`Registry`]: `kind = "..."` strings in experiment files mapped to constructors; each
-//!   component crate exposes `register(&mut Registry)`.
+//! - [`Registry`]: `kind = "..."` strings in experiment files mapped to constructors of
+//!   methods, backbones and memories; each component crate exposes `register(&mut Registry)`.
 //! - [`config`]: typed section parsing with `deny_unknown_fields` and key-path errors.
 //! - [`device`]: device selection (really loading libtorch's CUDA backend) and seeding.
 //! - [`precision`]: bf16 autocast and channels-last memory for a whole run.
