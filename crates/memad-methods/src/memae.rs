@@ -62,9 +62,10 @@
 //! addressing weights, and its items are not variables), and MemAE's decoder reads only the
 //! memory: with `kind = "mnad"` the encoder learns from the memory's compactness and
 //! separateness terms alone, not from the reconstruction error.
-//! Variables are named
-//! as the official checkpoint's keys (`encoder.0.weight`, `encoder.1.running_mean`, ...,
-//! `mem_rep.memory.weight`, `decoder.9.bias`), so converted official weights load.
+//!
+//! Variables are named as the official checkpoint's keys (`encoder.0.weight`,
+//! `encoder.1.running_mean`, ..., `mem_rep.memory.weight`, `decoder.9.bias`), so converted
+//! official weights load.
 //!
 //! Deviations:
 //! - Addressing is the official code's dot product `z m_i^T` (its `F.linear`) by default;
