@@ -606,8 +606,10 @@ mod tests {
         m.after_step().unwrap();
         assert!(m.state().is_empty(), "its items are VarStore variables");
         // No distance from this memory: D is each query's squared distance to its read.
-        let out = tch::no_grad(|| m.score(&batch(3, 16))).unwrap();
-        let f = tch::no_grad(|| m.forward(&batch(3, 16), false)).unwrap();
+        // (One batch for both: tests beside this one draw from the same global generator.)
+        let b = batch(3, 16);
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
+        let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
         let read = f.read.unwrap();
         let expected = (&f.queries - &read.output)
             .square()
