@@ -264,6 +264,14 @@ pub trait Method {
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput>;
 }
 
+/// A part's state (a memory's) with each name under `prefix` (`memory.`), for a method's
+/// [`Method::state`]; [`state_under`] hands it back.
+pub fn state_prefixed(state: Vec<(String, Tensor)>, prefix: &str) -> Vec<(String, Tensor)> {
+    (state.into_iter())
+        .map(|(name, t)| (format!("{prefix}{name}"), t))
+        .collect()
+}
+
 /// The entries of a [`Method::state`] named `<prefix><name>`, as `(name, tensor)`: what a
 /// method that saves a part's state under a prefix (`memory.`) hands back to that part in
 /// [`Method::load_state`]. Any other name is an error naming `owner`.
@@ -292,6 +300,8 @@ mod tests {
         let state = [("memory.bank".to_string(), t.shallow_clone())];
         let inner = state_under(&state, "memory.", "patchcore").unwrap();
         assert_eq!(inner[0].0, "bank");
+        // state_prefixed is its inverse.
+        assert_eq!(state_prefixed(inner, "memory.")[0].0, "memory.bank");
         let bad = [("bank".to_string(), t)];
         let msg = state_under(&bad, "memory.", "patchcore")
             .unwrap_err()

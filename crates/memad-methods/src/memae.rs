@@ -736,11 +736,7 @@ impl Method for MemAeMethod {
         let Some(memory) = &self.memory else {
             return Vec::new();
         };
-        memory
-            .state()
-            .into_iter()
-            .map(|(name, t)| (format!("memory.{name}"), t))
-            .collect()
+        memad_core::state_prefixed(memory.state(), "memory.")
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {

@@ -313,12 +313,7 @@ impl Method for Mnad {
         let Some(memory) = &self.memory else {
             return Vec::new();
         };
-        memory
-            .borrow()
-            .state()
-            .into_iter()
-            .map(|(name, t)| (format!("memory.{name}"), t))
-            .collect()
+        memad_core::state_prefixed(memory.borrow().state(), "memory.")
     }
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {

@@ -334,11 +334,7 @@ impl Method for Patchcore {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.bank
-            .state()
-            .into_iter()
-            .map(|(name, t)| (format!("memory.{name}"), t))
-            .collect()
+        memad_core::state_prefixed(self.bank.state(), "memory.")
     }
 
     /// The fitted bank of a checkpoint (`memory.bank`): all that scoring needs besides the
