@@ -999,6 +999,12 @@ pub(crate) fn evaluate_category(
     let outputs = Instant::now();
     write_scores(dir, category, &split.test, &eval)?;
     write_memory_usage(dir, category, &eval)?;
+    for usage in &eval.memory_usage {
+        say(
+            dir,
+            &format!("[{category}] {}", usage.summary(eval.labels.len())),
+        );
+    }
     write_overlays(exp, dir, split, &eval)?;
     let metrics = Instant::now();
     let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
@@ -1226,6 +1232,39 @@ impl UsageSums {
             }
         }
         Ok(())
+    }
+
+    /// One log line on how the memory was used over `samples` test samples: how many items
+    /// carry 90% of the addressing weight, and the share of the reads that kept any item
+    /// (the mean row sum: 100% for a softmax read; MemAE's hard shrinkage empties a read
+    /// whose every weight falls under its threshold, and such a read passes nothing on).
+    pub fn summary(&self, samples: usize) -> String {
+        let mut weights: Vec<f64> = (self.normal.iter())
+            .zip(&self.anomalous)
+            .map(|(n, a)| n + a)
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let kept = 100.0 * total / samples.max(1) as f64;
+        if total <= 0.0 {
+            return format!(
+                "memory `{}`: no read kept any item (every addressing weight was removed): the memory passed nothing on",
+                self.name
+            );
+        }
+        weights.sort_by(|a, b| b.total_cmp(a));
+        let mut carried = 0.0;
+        let items = 1
+            + (weights.iter())
+                .position(|w| {
+                    carried += w;
+                    carried >= 0.9 * total
+                })
+                .unwrap_or(weights.len() - 1);
+        format!(
+            "memory `{}`: {items} of {} items carry 90% of the addressing weight; reads that kept any item: {kept:.1}%",
+            self.name,
+            weights.len()
+        )
     }
 }
 
@@ -1624,6 +1663,32 @@ mod tests {
         assert_eq!(u.normal, [0.75, 1.25]);
         assert_eq!(u.anomalous, [1.0, 0.0]);
         assert!(u.add(&[0.5, 0.5, 1.0], &[false, false]).is_err());
+    }
+
+    #[test]
+    fn usage_summary_counts_the_items_of_90_percent_and_the_empty_reads() {
+        let u = UsageSums {
+            name: "memory".into(),
+            normal: vec![0.0625, 1.0, 0.125, 0.0],
+            anomalous: vec![0.0, 0.5, 0.25, 0.0625],
+        };
+        // 2 samples of full reads (weight 2.0): items 1 and 2 carry 1.875 >= 1.8.
+        assert_eq!(
+            u.summary(2),
+            "memory `memory`: 2 of 4 items carry 90% of the addressing weight; reads that kept any item: 100.0%"
+        );
+        // The same weight over 4 samples: half the reads were empty.
+        assert!(
+            u.summary(4).ends_with("reads that kept any item: 50.0%"),
+            "{}",
+            u.summary(4)
+        );
+        let empty = UsageSums {
+            name: "memory".into(),
+            normal: vec![0.0; 3],
+            anomalous: vec![0.0; 3],
+        };
+        assert!(empty.summary(5).contains("no read kept any item"));
     }
 
     #[test]
