@@ -458,6 +458,54 @@ fn build_optimizer(
     })
 }
 
+/// The trainable variables of `vs` that took part in the last backward pass (their gradient
+/// is defined: the optimizers' `zero_grad` sets gradients to none) and received an all-zero
+/// gradient, sorted by name.
+fn zero_gradient_variables(vs: &nn::VarStore) -> Vec<String> {
+    let _guard = tch::no_grad_guard();
+    let mut named: Vec<(String, Tensor)> = (vs.variables().into_iter())
+        .filter(|(_, v)| v.requires_grad() && v.grad().defined())
+        .map(|(name, v)| (name, v.grad().abs().amax([] as [i64; 0], false)))
+        .collect();
+    if named.is_empty() {
+        return Vec::new();
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let peaks: Vec<&Tensor> = named.iter().map(|(_, peak)| peak).collect();
+    let peaks = Tensor::stack(&peaks, 0)
+        .to_kind(Kind::Double)
+        .to_device(Device::Cpu);
+    let peaks = Vec::<f64>::try_from(peaks).unwrap_or_default();
+    (named.into_iter().zip(peaks))
+        .filter(|(_, peak)| *peak == 0.0)
+        .map(|((name, _), _)| name)
+        .collect()
+}
+
+/// At the first step of each epoch, says which trainable variables the loss depends on but
+/// gave an all-zero gradient: a memory whose every read was emptied (MemAE's shrinkage), a
+/// dead activation or a severed path trains nothing behind it, and the log should say so
+/// before the run spends its epochs.
+fn warn_zero_gradients(dir: &mut RunDir, category: &str, epoch: usize, vs: &nn::VarStore) {
+    let zero = zero_gradient_variables(vs);
+    if zero.is_empty() {
+        return;
+    }
+    let total = vs.trainable_variables().len();
+    let shown = zero.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
+    let more = match zero.len().saturating_sub(6) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    say(
+        dir,
+        &format!(
+            "[{category}] warning: epoch {epoch}, first step: {} of {total} trainable tensors got an all-zero gradient ({shown}{more}); nothing of the loss reaches them (an emptied memory read, a dead activation, a detached path?)",
+            zero.len()
+        ),
+    );
+}
+
 /// A bar of `len` steps named `prefix` on stderr, hidden when stderr is not a terminal.
 fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
@@ -599,6 +647,9 @@ fn train_model(
                 opt.set_lr(schedule.lr(exp.train.lr, step, total_steps));
             }
             opt.backward_step(&out.loss);
+            if steps == 0 {
+                warn_zero_gradients(dir, category, epoch, method.trainable());
+            }
             method.after_step()?;
             seen += batch.input.size()[0] as usize;
             steps += 1;
@@ -1663,6 +1714,23 @@ mod tests {
         assert_eq!(u.normal, [0.75, 1.25]);
         assert_eq!(u.anomalous, [1.0, 0.0]);
         assert!(u.add(&[0.5, 0.5, 1.0], &[false, false]).is_err());
+    }
+
+    #[test]
+    fn zero_gradients_are_named_and_variables_outside_the_graph_are_not() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let used = root.var("used", &[3], nn::Init::Const(1.0));
+        let blocked = root.var("blocked", &[3], nn::Init::Const(1.0));
+        let outside = root.var("outside", &[3], nn::Init::Const(1.0));
+        let mut opt = Optimizer::Adam(Adam::new(&vs, AdamConfig::adam(0.1)).unwrap());
+        // `blocked` is in the graph behind a ReLU that is zero everywhere.
+        let loss = (&used * 2.0).sum(Kind::Float) + (-&blocked).relu().sum(Kind::Float);
+        opt.backward_step(&loss);
+        assert_eq!(zero_gradient_variables(&vs), ["blocked"]);
+        // The next step leaves `blocked` out of the graph: zero_grad undefines its gradient.
+        opt.backward_step(&(&used * &outside).sum(Kind::Float));
+        assert!(zero_gradient_variables(&vs).is_empty());
     }
 
     #[test]

@@ -28,8 +28,8 @@
 //! encoder, and the decoder learns a constant (a test below; on Ped2 the training error
 //! stays at 0.11 over two epochs, against 0.024 then 0.010 with `dot`; `docs/results.md`).
 //! The dot product is unbounded and can concentrate the weights, which is presumably why the
-//! official code uses it. The runner's log line `reads that kept any item` after scoring
-//! shows an emptied memory.
+//! official code uses it. The runner warns at the first step (the encoder and the items get
+//! an all-zero gradient) and logs `reads that kept any item` after scoring.
 //!
 //! Deviations: none in the computation. A caller reproducing the official module puts the
 //! memory at `vs.root() / "mem_rep" / "memory"`, so the item variable is
