@@ -24,6 +24,15 @@ pub struct Problem {
     pub message: String,
 }
 
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {}", path.display(), self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
 /// What was found in one category (or, for class datasets, the whole dataset).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CategoryReport {
@@ -118,10 +127,7 @@ impl fmt::Display for CheckReport {
         }
         write!(f, "  {} problem(s):", self.problems.len())?;
         for p in self.problems.iter().take(SHOWN_PROBLEMS) {
-            match &p.path {
-                Some(path) => write!(f, "\n    {}: {}", path.display(), p.message)?,
-                None => write!(f, "\n    {}", p.message)?,
-            }
+            write!(f, "\n    {p}")?;
         }
         if self.problems.len() > SHOWN_PROBLEMS {
             write!(
@@ -246,38 +252,27 @@ fn check_classes(report: &mut CheckReport, entry: &DatasetEntry, mnist: bool) {
 /// (image size, mask checked, mask empty, problem) of one sample.
 type FileCheck = (Option<(u32, u32)>, bool, bool, Option<Problem>);
 
-/// Header-decodes every image and fully decodes every mask of `split`.
-fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
-    let mut c = CategoryReport {
-        category: split.category.clone(),
-        ..Default::default()
-    };
-    let mut problems = Vec::new();
-    for s in &split.train {
-        if s.label.is_anomalous() {
-            problems.push(Problem {
-                path: Some(s.image.clone()),
-                message: "anomalous image in the training split".into(),
-            });
-        }
-    }
-    for s in &split.test {
-        if s.label.is_anomalous() == (s.defect == GOOD) {
-            problems.push(Problem {
-                path: Some(s.image.clone()),
-                message: format!("label {:?} contradicts its class `{}`", s.label, s.defect),
-            });
-        }
-    }
-    let samples: Vec<(&str, &Sample)> = split
-        .train
-        .iter()
-        .map(|s| ("train", s))
-        .chain(split.test.iter().map(|s| ("test", s)))
+/// The problems with `split`'s files that would stop a run part-way: an image whose
+/// header does not decode, a mask that does not decode or differs from its image in size
+/// ([`check_dataset`]'s file checks, without its counts or its checks of labels). Samples
+/// held in memory have no files and are skipped. `memad run` calls this before training,
+/// so a broken test file fails in seconds rather than after the last epoch; an image
+/// whose header decodes but whose data is truncated still fails when it is read.
+pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
+    let files: Vec<&Sample> = (split.train.iter().chain(&split.test))
+        .filter(|s| s.pixels.is_none())
         .collect();
-    let results: Vec<FileCheck> = samples
+    check_files(&files)
+        .into_iter()
+        .filter_map(|r| r.3)
+        .collect()
+}
+
+/// Header-decodes the image and fully decodes the mask of each sample.
+fn check_files(samples: &[&Sample]) -> Vec<FileCheck> {
+    samples
         .par_iter()
-        .map(|(_, s)| {
+        .map(|s| {
             let size = match image_dimensions(&s.image) {
                 Ok(size) => size,
                 Err(e) => return (None, false, false, Some(problem(e))),
@@ -314,7 +309,40 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
                 Ok(m) => (Some(size), true, !m.pixels().any(|p| p[0] > 0), None),
             }
         })
+        .collect()
+}
+
+/// Header-decodes every image and fully decodes every mask of `split`.
+fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
+    let mut c = CategoryReport {
+        category: split.category.clone(),
+        ..Default::default()
+    };
+    let mut problems = Vec::new();
+    for s in &split.train {
+        if s.label.is_anomalous() {
+            problems.push(Problem {
+                path: Some(s.image.clone()),
+                message: "anomalous image in the training split".into(),
+            });
+        }
+    }
+    for s in &split.test {
+        if s.label.is_anomalous() == (s.defect == GOOD) {
+            problems.push(Problem {
+                path: Some(s.image.clone()),
+                message: format!("label {:?} contradicts its class `{}`", s.label, s.defect),
+            });
+        }
+    }
+    let samples: Vec<(&str, &Sample)> = split
+        .train
+        .iter()
+        .map(|s| ("train", s))
+        .chain(split.test.iter().map(|s| ("test", s)))
         .collect();
+    let files: Vec<&Sample> = samples.iter().map(|(_, s)| *s).collect();
+    let results = check_files(&files);
     for ((split_name, s), (size, checked, empty, p)) in samples.iter().zip(results) {
         *c.counts
             .entry((split_name.to_string(), s.defect.clone()))

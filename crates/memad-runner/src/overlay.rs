@@ -18,8 +18,8 @@
 //! - **Selection** ([`select`]): anomalous samples first, spread over defect types, then
 //!   normal ones; see there.
 //!
-//! Meant for `memad run`'s evaluation (`<run>/overlays/<category>.png`); until run.rs calls
-//! [`write_overlay_grid`], only the tests do.
+//! `memad run` and `memad eval` call [`write_overlay_grid`] for each category
+//! (`<run>/overlays/<category>.png`, `run.rs`).
 use crate::output::write_atomic;
 use anyhow::{bail, Context};
 use plotters::prelude::*;

@@ -178,7 +178,31 @@ pub(crate) fn prepare(
         .prepare()
         .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
     let (categories, splits) = read_splits(exp, loaded)?;
+    check_files(&splits, &loaded.dataset.name)?;
     Ok((device, categories, splits))
+}
+
+/// Fails, listing them, when files of `splits` are broken (unreadable images, masks that do
+/// not decode or do not have their image's size: [`memad_data::file_problems`]), so that a
+/// broken test image stops a run before training rather than after it.
+fn check_files(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
+    const SHOWN: usize = 10;
+    let problems: Vec<String> = (splits.iter())
+        .flat_map(memad_data::file_problems)
+        .map(|p| p.to_string())
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let more = match problems.len() > SHOWN {
+        true => format!("\n  ... and {} more", problems.len() - SHOWN),
+        false => String::new(),
+    };
+    anyhow::bail!(
+        "{} broken file(s) in dataset `{dataset}`, nothing trained (`memad datasets check {dataset}` lists them all):\n  {}{more}",
+        problems.len(),
+        problems[..problems.len().min(SHOWN)].join("\n  ")
+    )
 }
 
 /// Says which CUDA-only switches of `exp` are on while `device` is not CUDA.

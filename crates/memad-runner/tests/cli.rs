@@ -600,6 +600,62 @@ fn synthesis_for_a_method_that_ignores_it_is_an_error() {
     assert!(t.contains("data.synthesis"), "{t}");
 }
 
+#[test]
+fn broken_test_files_stop_a_run_before_training() {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data/hand/grid");
+    let save = |path: PathBuf| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, 9]))
+            .save(path)
+            .unwrap();
+    };
+    for i in 0..4 {
+        save(root.join(format!("train/good/{i:03}.png")));
+    }
+    save(root.join("test/good/000.png"));
+    save(root.join("test/hole/000.png"));
+    save(root.join("test/hole/001.png"));
+    std::fs::write(root.join("test/hole/001.png"), b"not a png").unwrap();
+    std::fs::create_dir_all(root.join("ground_truth/hole")).unwrap();
+    GrayImage::from_pixel(32, 32, Luma([255]))
+        .save(root.join("ground_truth/hole/000_mask.png"))
+        .unwrap();
+    GrayImage::from_pixel(64, 64, Luma([255]))
+        .save(root.join("ground_truth/hole/001_mask.png"))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[hand]\nformat = \"mvtec\"\nroot = \"data/hand\"\n",
+    )
+    .unwrap();
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"hand\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 64");
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("2 broken file(s) in dataset `hand`, nothing trained"),
+        "{t}"
+    );
+    assert!(
+        t.contains("test/hole/001.png: corrupt or unreadable image"),
+        "{t}"
+    );
+    assert!(
+        t.contains("000_mask.png: mask is 32x32 but its image"),
+        "{t}"
+    );
+    assert!(!t.contains("epoch 1"), "nothing is trained: {t}");
+    assert!(!dir.path().join("runs").exists(), "no run folder is made");
+}
+
 /// A tiny MVTec LOCO AD tree (`breakfast_box`, 64 px): striped normal images, a bright
 /// square as the structural anomaly (one region, absolute saturation) and a dark bar as the
 /// logical one (two region files, relative saturation), with `defects_config.json`.
