@@ -601,7 +601,7 @@ fn synthesis_for_a_method_that_ignores_it_is_an_error() {
 }
 
 #[test]
-fn broken_test_files_stop_a_run_before_training() {
+fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder() {
     use image::{GrayImage, Luma, Rgb, RgbImage};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data/hand/grid");
@@ -654,6 +654,25 @@ fn broken_test_files_stop_a_run_before_training() {
     );
     assert!(!t.contains("epoch 1"), "nothing is trained: {t}");
     assert!(!dir.path().join("runs").exists(), "no run folder is made");
+
+    // With the files repaired, a model that cannot be built fails in a folder that is then
+    // removed: nothing to resume, nothing left behind.
+    save(root.join("test/hole/001.png"));
+    GrayImage::from_pixel(64, 64, Luma([255]))
+        .save(root.join("ground_truth/hole/000_mask.png"))
+        .unwrap();
+    let exp = std::fs::read_to_string(dir.path().join("e.toml"))
+        .unwrap()
+        .replace("image_size = 64", "image_size = 48");
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("image_size 48 must be a multiple of 32"), "{t}");
+    assert!(
+        !dir.path().join("runs/quickstart").exists(),
+        "the failed run's folder is removed"
+    );
 }
 
 /// A tiny MVTec LOCO AD tree (`breakfast_box`, 64 px): striped normal images, a bright
