@@ -402,7 +402,7 @@ fn run_fit_once(
             method.fit(&chunk(i))?;
         }
         if args.warmup > 0 {
-            method.finalize()?;
+            method.finalize(&memad_core::no_progress)?;
         }
         Ok(())
     })?;
@@ -415,7 +415,7 @@ fn run_fit_once(
         }
         synchronize(device);
         let (t1, c1) = (Instant::now(), process_cpu_seconds());
-        method.finalize()?;
+        method.finalize(&memad_core::no_progress)?;
         synchronize(device);
         Ok((t1.elapsed().as_secs_f64(), process_cpu_seconds() - c1))
     })?;

@@ -100,7 +100,7 @@ pub fn check_memory(make: impl Fn(&nn::Path) -> Box<dyn Memory>, dim: i64) -> Re
         .update(&query)
         .unwrap_or_else(|e| panic!("memory conformance: update failed: {e}"));
     memory
-        .finalize()
+        .finalize(&memad_core::no_progress)
         .unwrap_or_else(|e| panic!("memory conformance: finalize failed: {e}"));
     let after = snapshot(&vs, memory.as_ref());
     assert_eq!(

@@ -23,7 +23,7 @@ pub use config::{parse_section, to_toml_value};
 pub use error::{ConfigError, CoreError, Result};
 pub use registry::{memory_dim, BackboneEntry, BuildContext, MemoryEntry, MethodEntry, Registry};
 pub use traits::{
-    state_prefixed, state_under, AnomalyOutput, Backbone, Batch, FeatureLevel, FeaturePyramid,
-    LevelSpec, LossTerm, Memory, MemoryRead, MemoryUsage, Method, ScorePart, SyntheticAnomalies,
-    TrainOutput, Training,
+    no_progress, state_prefixed, state_under, AnomalyOutput, Backbone, Batch, FeatureLevel,
+    FeaturePyramid, LevelSpec, LossTerm, Memory, MemoryRead, MemoryUsage, Method, Progress,
+    ScorePart, SyntheticAnomalies, TrainOutput, Training,
 };

@@ -3,6 +3,14 @@
 use crate::error::Result;
 use tch::{nn, Tensor};
 
+/// Progress of long work (a coreset selection): called as `progress(done, total)` in units
+/// the callee picks, `total` the same at every call. The runner draws it as a bar; callers
+/// that show nothing pass [`no_progress`].
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
+/// A [`Progress`] that shows nothing.
+pub fn no_progress(_done: u64, _total: u64) {}
+
 /// One level of a backbone's feature pyramid, as declared before any forward pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LevelSpec {
@@ -85,8 +93,9 @@ pub trait Memory {
         Ok(())
     }
 
-    /// Called once after training, for memories fitted from collected data.
-    fn finalize(&mut self) -> Result<()> {
+    /// Called once after training, for memories fitted from collected data; reports the
+    /// progress of long work to `progress`.
+    fn finalize(&mut self, _progress: Progress<'_>) -> Result<()> {
         Ok(())
     }
 
@@ -255,8 +264,9 @@ pub trait Method {
         Ok(())
     }
 
-    /// Called once after the last epoch (fitted memories).
-    fn finalize(&mut self) -> Result<()> {
+    /// Called once after the last epoch (fitted memories); reports the progress of long
+    /// work to `progress`.
+    fn finalize(&mut self, _progress: Progress<'_>) -> Result<()> {
         Ok(())
     }
 

@@ -48,7 +48,7 @@
 use crate::anomaly_map::gaussian_blur;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
-    CoreError, Memory, Method, Registry, Result, TrainOutput, Training,
+    CoreError, Memory, Method, Progress, Registry, Result, TrainOutput, Training,
 };
 use memory_bank::{PatchBank, PatchBankConfig};
 use serde::{Deserialize, Serialize};
@@ -329,8 +329,8 @@ impl Method for Patchcore {
         ))
     }
 
-    fn finalize(&mut self) -> Result<()> {
-        self.bank.finalize()
+    fn finalize(&mut self, progress: Progress<'_>) -> Result<()> {
+        self.bank.finalize(progress)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -544,7 +544,7 @@ mod tests {
         for i in 0..train.size()[0] / 2 {
             tch::no_grad(|| m.fit(&image_batch(train.narrow(0, 2 * i, 2)))).unwrap();
         }
-        tch::no_grad(|| m.finalize()).unwrap();
+        tch::no_grad(|| m.finalize(&memad_core::no_progress)).unwrap();
         m
     }
 
@@ -618,7 +618,7 @@ mod tests {
         let mut m = Patchcore::new(cfg, backbone, Device::Cpu, 3);
         tch::no_grad(|| m.fit(&image_batch(images(4, 32, 0.0)))).unwrap();
         assert_eq!(m.bank().collected(), 4 * 4 * 4);
-        tch::no_grad(|| m.finalize()).unwrap();
+        tch::no_grad(|| m.finalize(&memad_core::no_progress)).unwrap();
         // 64 patch features (4 images, 4 x 4 grid at stride 8), ceil(0.1 * 64) = 7 kept.
         assert_eq!(m.bank().len(), 7);
         assert_eq!(m.bank().items().unwrap().size(), [7, 1024]);

@@ -156,7 +156,11 @@ fn check(case: &Case, registry: &Registry) {
     let name = case.name;
     if fp32.training() == Training::FitOnce {
         // Fitted in fp32 (as the runner does), then scored under autocast.
-        tch::no_grad(|| bf16.fit(&batch).and_then(|()| bf16.finalize())).unwrap();
+        tch::no_grad(|| {
+            bf16.fit(&batch)
+                .and_then(|()| bf16.finalize(&memad_core::no_progress))
+        })
+        .unwrap();
     } else {
         let epochs = 6; // MSCM and its ablation: stage 1 is epochs 1-4
         let adam = AdamConfig {

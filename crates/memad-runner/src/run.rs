@@ -203,14 +203,14 @@ pub(crate) fn prepare(
         .prepare()
         .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
     let (categories, splits) = read_splits(exp, loaded)?;
-    check_files(&splits, &loaded.dataset.name)?;
+    refuse_broken_files(&splits, &loaded.dataset.name)?;
     Ok((device, categories, splits))
 }
 
 /// Fails, listing them, when files of `splits` are broken (unreadable images, masks that do
 /// not decode or do not have their image's size: [`memad_data::file_problems`]), so that a
 /// broken test image stops a run before training rather than after it.
-fn check_files(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
+fn refuse_broken_files(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
     const SHOWN: usize = 10;
     let problems: Vec<String> = (splits.iter())
         .flat_map(memad_data::file_problems)
@@ -763,7 +763,7 @@ fn train_model(
         }
     }
     pb.finish_and_clear();
-    method.finalize()?;
+    finalize(method.as_mut(), model)?;
     append_rows(dir, "losses.csv", &loss_rows)?;
     let timing = TimingRow {
         model: model.to_string(),
@@ -1048,11 +1048,13 @@ fn fit_once(
         pb.inc(1);
     }
     pb.finish_and_clear();
-    tch::no_grad(|| method.finalize())?;
+    let features = t0.elapsed().as_secs_f64();
+    finalize(method, model)?;
     let seconds = t0.elapsed().as_secs_f64();
     let line = format!(
-        "[{model}] fitted on {} images in {seconds:.1} s (one pass, no gradients)",
-        train.len()
+        "[{model}] fitted on {} images in {seconds:.1} s (one pass, no gradients; features {features:.1} s, finalize {:.1} s)",
+        train.len(),
+        seconds - features
     );
     say(dir, &line);
     let timing = TimingRow {
@@ -1063,6 +1065,19 @@ fn fit_once(
         seconds,
     };
     append_rows(dir, "timings.csv", &[timing])
+}
+
+/// `Method::finalize` under no-grad, its progress (a coreset's greedy steps) drawn as a bar.
+fn finalize(method: &mut dyn Method, model: &str) -> anyhow::Result<()> {
+    let pb = progress_bar(0, model);
+    pb.set_message("finalizing the fitted memory");
+    let progress = |done: u64, total: u64| {
+        pb.set_length(total);
+        pb.set_position(done);
+    };
+    tch::no_grad(|| method.finalize(&progress))?;
+    pb.finish_and_clear();
+    Ok(())
 }
 
 /// Scores a category's test set (its samples of class `class`) with the model `model`,

@@ -5,7 +5,7 @@
 //! [`PatchBank`] is the third kind of [`memad_core::Memory`], fitted once:
 //! - `update(query [N, D])` appends the (detached) features to those collected so far, on the
 //!   query's device;
-//! - `finalize()` replaces the bank by a coreset of everything collected since the last
+//! - `finalize` replaces the bank by a coreset of everything collected since the last
 //!   `finalize` (see below);
 //! - `read(query [N, D])` returns, for each query, the Euclidean distance to its nearest bank
 //!   item (`distance [N]`) and that item (`output [N, D]`); [`PatchBank::k_nearest`] gives the
@@ -41,7 +41,7 @@
 //! - Distances are Euclidean as in the paper (the official code's faiss `IndexFlatL2` returns
 //!   squared distances). Neighbours are found with `|q|^2 - 2 q.b + |b|^2` over chunks of
 //!   queries and bank items, then their distances are recomputed exactly as `||q - b||`.
-use memad_core::{ConfigError, CoreError, Memory, MemoryRead, Result};
+use memad_core::{ConfigError, CoreError, Memory, MemoryRead, Progress, Result};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -186,12 +186,18 @@ fn squared_distances_to(features: &Tensor, index: &Tensor) -> Tensor {
 
 /// Greedy k-center selection (paper Alg. 1) of `k` rows of `features`, starting from row
 /// `start`: each step adds the row farthest (Euclidean) from those selected so far; ties go to
-/// the lowest index; a row is never selected twice.
+/// the lowest index; a row is never selected twice. `progress(i, k)` after each step (on
+/// CUDA it counts steps queued, not finished: nothing here waits for the device).
 ///
 /// # Shapes
 /// `features`: `[N, d]` -> `[k]` int64 row indices in selection order (`start` first), on
 /// the features' device.
-pub fn greedy_k_center(features: &Tensor, k: i64, start: i64) -> Result<Tensor> {
+pub fn greedy_k_center(
+    features: &Tensor,
+    k: i64,
+    start: i64,
+    progress: Progress<'_>,
+) -> Result<Tensor> {
     let size = features.size();
     if size.len() != 2 {
         return Err(CoreError::Invalid(format!(
@@ -221,16 +227,23 @@ pub fn greedy_k_center(features: &Tensor, k: i64, start: i64) -> Result<Tensor> 
             min_dist = min_dist.minimum(&squared_distances_to(features, &next));
             let _ = min_dist.index_fill_(0, &next, -1.0);
         }
+        progress(i as u64 + 1, k as u64);
     }
     Ok(selected)
 }
 
-/// The rows of `features` a bank with `config` and `seed` keeps (module doc).
+/// The rows of `features` a bank with `config` and `seed` keeps (module doc); the greedy
+/// selection's steps go to `progress`.
 ///
 /// # Shapes
 /// `features`: `[N, D]` -> `[coreset_size(N, ratio)]` int64, in selection order; `0..N` when
 /// the ratio keeps everything.
-pub fn coreset_indices(features: &Tensor, config: &PatchBankConfig, seed: u64) -> Result<Tensor> {
+pub fn coreset_indices(
+    features: &Tensor,
+    config: &PatchBankConfig,
+    seed: u64,
+    progress: Progress<'_>,
+) -> Result<Tensor> {
     let size = features.size();
     if size.len() != 2 || size[0] == 0 {
         return Err(CoreError::Invalid(format!(
@@ -255,7 +268,7 @@ pub fn coreset_indices(features: &Tensor, config: &PatchBankConfig, seed: u64) -
     } else {
         features.shallow_clone()
     };
-    greedy_k_center(&reduced, k, start)
+    greedy_k_center(&reduced, k, start, progress)
 }
 
 /// The `k` nearest bank items of each query, nearest first.
@@ -452,8 +465,9 @@ impl Memory for PatchBank {
     }
 
     /// Replaces the bank by the coreset of the features collected since the last `finalize`.
-    /// Nothing collected: a no-op when a bank exists, else an error.
-    fn finalize(&mut self) -> Result<()> {
+    /// Nothing collected: a no-op when a bank exists, else an error. `progress` counts the
+    /// coreset's greedy steps.
+    fn finalize(&mut self, progress: Progress<'_>) -> Result<()> {
         if self.collected.is_empty() {
             return match self.bank {
                 Some(_) => Ok(()),
@@ -468,7 +482,7 @@ impl Memory for PatchBank {
             self.bank = Some(features);
             return Ok(());
         }
-        let keep = coreset_indices(&features, &self.config, self.seed)?;
+        let keep = coreset_indices(&features, &self.config, self.seed, progress)?;
         self.bank = Some(features.index_select(0, &keep));
         Ok(())
     }

@@ -1,4 +1,5 @@
 use super::*;
+use memad_core::no_progress;
 
 /// `[n, d]` standard-normal rows from memad's generator (no global libtorch state, so the
 /// tests may run in parallel).
@@ -79,7 +80,8 @@ fn config(ratio: f64, projection_dim: i64) -> PatchBankConfig {
 fn greedy_k_center_equals_the_brute_force_algorithm() {
     let x = data(80, 6, 1);
     for (k, start) in [(1, 5), (10, 0), (25, 41), (80, 79)] {
-        let got = indices(&greedy_k_center(&tensor(&x), k as i64, start as i64).unwrap());
+        let got =
+            indices(&greedy_k_center(&tensor(&x), k as i64, start as i64, &no_progress).unwrap());
         assert_eq!(
             got,
             brute_force_k_center(&x, k, start),
@@ -89,10 +91,18 @@ fn greedy_k_center_equals_the_brute_force_algorithm() {
 }
 
 #[test]
+fn greedy_k_center_reports_each_step_to_its_progress() {
+    let calls = std::cell::RefCell::new(Vec::new());
+    let record = |done: u64, total: u64| calls.borrow_mut().push((done, total));
+    greedy_k_center(&tensor(&data(40, 3, 2)), 6, 0, &record).unwrap();
+    assert_eq!(calls.into_inner(), (2..=6).map(|i| (i, 6)).collect::<Vec<_>>());
+}
+
+#[test]
 fn coreset_without_projection_is_greedy_k_center_from_the_seeded_start() {
     let x = data(120, 5, 2);
     let seed = 7;
-    let got = indices(&coreset_indices(&tensor(&x), &config(0.1, 0), seed).unwrap());
+    let got = indices(&coreset_indices(&tensor(&x), &config(0.1, 0), seed, &no_progress).unwrap());
     let start = SplitMix64(seed).below(120) as usize;
     assert_eq!(got, brute_force_k_center(&x, 12, start));
 }
@@ -101,7 +111,8 @@ fn coreset_without_projection_is_greedy_k_center_from_the_seeded_start() {
 fn coreset_with_projection_is_greedy_k_center_in_the_projected_space() {
     let (n, d, proj, seed) = (100, 24, 8, 3);
     let x = data(n, d, 4);
-    let got = indices(&coreset_indices(&tensor(&x), &config(0.25, proj), seed).unwrap());
+    let got =
+        indices(&coreset_indices(&tensor(&x), &config(0.25, proj), seed, &no_progress).unwrap());
     let mut rng = SplitMix64(seed);
     let start = rng.below(n as u64) as usize;
     let p = gaussian_projection(d as i64, proj, rng.next_u64(), Device::Cpu);
@@ -116,7 +127,8 @@ fn coverage_radius_does_not_grow_with_the_ratio() {
     let x = data(200, 16, 5);
     let mut previous: Option<(Vec<i64>, f64)> = None;
     for ratio in [0.01, 0.05, 0.1, 0.25, 0.5, 1.0] {
-        let coreset = indices(&coreset_indices(&tensor(&x), &config(ratio, 4), 9).unwrap());
+        let coreset =
+            indices(&coreset_indices(&tensor(&x), &config(ratio, 4), 9, &no_progress).unwrap());
         assert_eq!(coreset.len() as i64, coreset_size(200, ratio));
         let radius = coverage_radius(&x, &coreset);
         if let Some((smaller, r)) = &previous {
@@ -162,7 +174,7 @@ fn gaussian_projection_is_seeded_and_scaled() {
 fn fitted(rows: &[Vec<f64>], ratio: f64) -> PatchBank {
     let mut bank = PatchBank::new(config(ratio, 0), 0);
     bank.update(&tensor(rows)).unwrap();
-    bank.finalize().unwrap();
+    bank.finalize(&no_progress).unwrap();
     bank
 }
 
@@ -220,7 +232,7 @@ fn ratio_one_keeps_every_feature_in_order() {
     bank.update(&tensor(&a)).unwrap();
     bank.update(&tensor(&b)).unwrap();
     assert_eq!(bank.collected(), 11);
-    bank.finalize().unwrap();
+    bank.finalize(&no_progress).unwrap();
     assert_eq!(bank.collected(), 0);
     let all = Tensor::cat(&[tensor(&a), tensor(&b)], 0);
     assert!(bank.items().unwrap().equal(&all));
@@ -233,9 +245,9 @@ fn finalize_keeps_the_coreset_rows_unprojected() {
     let mut bank = PatchBank::new(cfg.clone(), 42);
     bank.update(&tensor(&x).narrow(0, 0, 100)).unwrap();
     bank.update(&tensor(&x).narrow(0, 100, 200)).unwrap();
-    bank.finalize().unwrap();
+    bank.finalize(&no_progress).unwrap();
     assert_eq!(bank.len(), 30);
-    let keep = coreset_indices(&tensor(&x), &cfg, 42).unwrap();
+    let keep = coreset_indices(&tensor(&x), &cfg, 42, &no_progress).unwrap();
     assert!(bank
         .items()
         .unwrap()
@@ -257,7 +269,7 @@ fn state_round_trips() {
     );
     assert!(a.index.equal(&b.index) && a.distance.equal(&b.distance));
     // Nothing collected after a load: finalize keeps the loaded bank.
-    loaded.finalize().unwrap();
+    loaded.finalize(&no_progress).unwrap();
     assert_eq!(loaded.len(), 20);
 }
 
@@ -269,7 +281,7 @@ fn misuse_is_an_error_not_a_panic() {
     assert!(msg(bank.k_nearest(&q, 1)).contains("the bank is empty"));
     assert!(bank.try_read(&q).is_err());
     assert!(bank
-        .finalize()
+        .finalize(&no_progress)
         .unwrap_err()
         .to_string()
         .contains("no features were collected"));
@@ -285,7 +297,7 @@ fn misuse_is_an_error_not_a_panic() {
     assert!(bank
         .update(&Tensor::zeros([4], (Kind::Float, Device::Cpu)))
         .is_err());
-    bank.finalize().unwrap();
+    bank.finalize(&no_progress).unwrap();
     assert!(msg(bank.k_nearest(&wrong, 1)).contains("holds 4-dimensional"));
     assert!(msg(bank.k_nearest(&q, 0)).contains("k must be at least 1"));
     assert!(bank.load_state(&[]).is_err());

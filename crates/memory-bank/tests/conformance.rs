@@ -1,5 +1,5 @@
 //! The shared memory conformance suite (`memad-conformance`) on the patch bank.
-use memad_core::Memory;
+use memad_core::{no_progress, Memory};
 use memory_bank::{PatchBank, PatchBankConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -19,7 +19,8 @@ fn conformance() {
                 .reshape([7, dim]);
             let mut bank = PatchBank::new(cfg.clone(), 5);
             bank.update(&fit).expect("a [7, 8] float tensor");
-            bank.finalize().expect("features were collected");
+            bank.finalize(&no_progress)
+                .expect("features were collected");
             Box::new(bank)
         },
         dim,
