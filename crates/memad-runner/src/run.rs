@@ -81,112 +81,122 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             dir
         }
     };
-    let partial = dir.partial.clone();
-    let outcome = (|| -> anyhow::Result<RunSummary> {
-        let stamp = dir.stamp();
-        // Rows of the categories an earlier session of this folder finished.
-        let mut rows: Vec<MetricRow> = match dir.path("metrics.csv") {
-            p if resumed && p.is_file() => csv::Reader::from_path(&p)
-                .and_then(|mut r| r.deserialize().collect())
-                .with_context(|| format!("reading {}", p.display()))?,
-            _ => Vec::new(),
-        };
-        let run_label = format!("{}/{stamp}", exp.name);
-        let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
-            Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
-            None => None,
-        };
-        let groups = model_groups(&exp, &splits);
-        let started = Instant::now();
-        let header = format!(
-            "memad {} | {} on {} | device {device:?} | run {}",
-            env!("CARGO_PKG_VERSION"),
-            exp.method_kind(),
-            loaded.dataset.name,
-            dir.final_path.display()
-        );
-        say(&mut dir, &header);
-        let checkout = say_commits(&mut dir);
-        say_cuda_only_switches(&exp, device, &mut dir);
-        if resumed {
-            let done: Vec<&str> = categories
-                .iter()
-                .filter(|c| rows.iter().any(|r| &r.category == *c))
-                .map(String::as_str)
-                .collect();
-            let line = format!(
-                "resuming {}: {} of {} categories done{}",
-                dir.partial.display(),
-                done.len(),
-                categories.len(),
-                if done.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({}; their rows are kept)", done.join(", "))
-                }
-            );
-            say(&mut dir, &line);
-        }
-
-        for group in &groups {
-            let pending: Vec<(usize, &CategorySplit)> = (group.iter().copied().enumerate())
-                .filter(|(_, s)| !rows.iter().any(|r| r.category == s.category))
-                .collect();
-            if pending.is_empty() {
-                continue;
+    // A new run that fails before it has anything to resume leaves no folder behind.
+    let mut cleanup = DiscardIfNothingToResume(Some(dir.partial.clone()).filter(|_| !resumed));
+    let stamp = dir.stamp();
+    // Rows of the categories an earlier session of this folder finished.
+    let mut rows: Vec<MetricRow> = match dir.path("metrics.csv") {
+        p if resumed && p.is_file() => csv::Reader::from_path(&p)
+            .and_then(|mut r| r.deserialize().collect())
+            .with_context(|| format!("reading {}", p.display()))?,
+        _ => Vec::new(),
+    };
+    let run_label = format!("{}/{stamp}", exp.name);
+    let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
+        Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
+        None => None,
+    };
+    let groups = model_groups(&exp, &splits);
+    let started = Instant::now();
+    let header = format!(
+        "memad {} | {} on {} | device {device:?} | run {}",
+        env!("CARGO_PKG_VERSION"),
+        exp.method_kind(),
+        loaded.dataset.name,
+        dir.final_path.display()
+    );
+    say(&mut dir, &header);
+    let checkout = say_commits(&mut dir);
+    say_cuda_only_switches(&exp, device, &mut dir);
+    if resumed {
+        let done: Vec<&str> = categories
+            .iter()
+            .filter(|c| rows.iter().any(|r| &r.category == *c))
+            .map(String::as_str)
+            .collect();
+        let line = format!(
+            "resuming {}: {} of {} categories done{}",
+            dir.partial.display(),
+            done.len(),
+            categories.len(),
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!(" ({}; their rows are kept)", done.join(", "))
             }
-            let ctx = BuildContext {
-                device,
-                weights_dir: opts.weights_dir.clone(),
-                image_size: exp.data.image_size as i64,
-                classes: group.len(),
-            };
-            let model = model_name(&exp, group);
-            let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
-                Some(method) => method,
-                None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
-            };
-            for (class, split) in pending {
-                let values =
-                    evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
-                rows.extend(metric_rows(&exp, loaded, &run_label, split, values));
-                // Rewritten after every category: an interrupted run keeps what it finished.
-                dir.write("metrics.csv", &csv_text(&rows)?)?;
-            }
-        }
-        let results = results_by_category(&categories, &rows);
-        let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-        let meta = RunMeta::new(&exp, device, started, config_sha256, checkout)?;
-        let meta = RunMeta { resumed, ..meta };
-        dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
-        say(
-            &mut dir,
-            &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
         );
-        let folder = dir.finish()?;
-        Ok(RunSummary { folder, results })
-    })();
-    if outcome.is_err() && !resumed {
-        discard_if_nothing_to_resume(&partial);
+        say(&mut dir, &line);
     }
-    outcome
+
+    for group in &groups {
+        let pending: Vec<(usize, &CategorySplit)> = (group.iter().copied().enumerate())
+            .filter(|(_, s)| !rows.iter().any(|r| r.category == s.category))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let ctx = BuildContext {
+            device,
+            weights_dir: opts.weights_dir.clone(),
+            image_size: exp.data.image_size as i64,
+            classes: group.len(),
+        };
+        let model = model_name(&exp, group);
+        let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
+            Some(method) => method,
+            None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
+        };
+        for (class, split) in pending {
+            let values =
+                evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
+            rows.extend(metric_rows(&exp, loaded, &run_label, split, values));
+            // Rewritten after every category: an interrupted run keeps what it finished.
+            dir.write("metrics.csv", &csv_text(&rows)?)?;
+        }
+    }
+    let results = results_by_category(&categories, &rows);
+    let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
+    let meta = RunMeta::new(&exp, device, started, config_sha256, checkout)?;
+    let meta = RunMeta { resumed, ..meta };
+    dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
+    say(
+        &mut dir,
+        &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
+    );
+    cleanup.disarm();
+    let folder = dir.finish()?;
+    Ok(RunSummary { folder, results })
 }
 
-/// Removes a new run's `.partial` folder (and its experiment's folder, when left empty) when
-/// it holds nothing to resume: no epoch saved, no checkpoint, no metrics. A run that fails
-/// while building its model (an image size the model cannot take, weights that do not
-/// load) or in its first epoch leaves no folder behind; the error says why.
-fn discard_if_nothing_to_resume(partial: &Path) {
-    let has_entries = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
-    if has_entries(partial.join("resume"))
-        || has_entries(partial.join("checkpoints"))
-        || partial.join("metrics.csv").exists()
-    {
-        return;
+/// On drop, unless disarmed, removes a new run's `.partial` folder (and its experiment's
+/// folder, when left empty) if it holds nothing to resume: no epoch saved, no checkpoint, no
+/// metrics. A run that fails (or panics) while building its model (an image size the model
+/// cannot take, weights that do not load) or in its first epoch leaves no folder behind;
+/// the error says why.
+struct DiscardIfNothingToResume(Option<PathBuf>);
+
+impl DiscardIfNothingToResume {
+    fn disarm(&mut self) {
+        self.0 = None;
     }
-    let _ = std::fs::remove_dir_all(partial);
-    if let Some(parent) = partial.parent() {
-        let _ = std::fs::remove_dir(parent); // only when empty
+}
+
+impl Drop for DiscardIfNothingToResume {
+    fn drop(&mut self) {
+        let Some(partial) = &self.0 else {
+            return;
+        };
+        let has_entries = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+        if has_entries(partial.join("resume"))
+            || has_entries(partial.join("checkpoints"))
+            || partial.join("metrics.csv").exists()
+        {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(partial);
+        if let Some(parent) = partial.parent() {
+            let _ = std::fs::remove_dir(parent); // only when empty
+        }
     }
 }
 

@@ -95,7 +95,10 @@ fn greedy_k_center_reports_each_step_to_its_progress() {
     let calls = std::cell::RefCell::new(Vec::new());
     let record = |done: u64, total: u64| calls.borrow_mut().push((done, total));
     greedy_k_center(&tensor(&data(40, 3, 2)), 6, 0, &record).unwrap();
-    assert_eq!(calls.into_inner(), (2..=6).map(|i| (i, 6)).collect::<Vec<_>>());
+    assert_eq!(
+        calls.into_inner(),
+        (2..=6).map(|i| (i, 6)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
