@@ -1874,6 +1874,36 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_run_folder_is_removed_only_when_it_holds_nothing_to_resume() {
+        let root = tempfile::tempdir().unwrap();
+        let partial = |name: &str| {
+            let p = root.path().join(name).join("t.partial");
+            std::fs::create_dir_all(p.join("checkpoints")).unwrap();
+            std::fs::write(p.join("log.txt"), "started").unwrap();
+            p
+        };
+        let empty = partial("empty");
+        drop(DiscardIfNothingToResume(Some(empty.clone())));
+        assert!(!empty.exists() && !root.path().join("empty").exists());
+
+        let saved = partial("saved");
+        std::fs::create_dir_all(saved.join("resume/m/epoch-00001")).unwrap();
+        drop(DiscardIfNothingToResume(Some(saved.clone())));
+        assert!(saved.exists(), "a saved epoch is kept for resuming");
+
+        let scored = partial("scored");
+        std::fs::write(scored.join("metrics.csv"), "run").unwrap();
+        drop(DiscardIfNothingToResume(Some(scored.clone())));
+        assert!(scored.exists(), "finished categories are kept");
+
+        let disarmed = partial("disarmed");
+        let mut guard = DiscardIfNothingToResume(Some(disarmed.clone()));
+        guard.disarm();
+        drop(guard);
+        assert!(disarmed.exists());
+    }
+
+    #[test]
     fn min_max_of_a_constant_video_is_zero() {
         assert_eq!(min_max(&[3.0, 3.0]), vec![0.0, 0.0]);
         assert_eq!(min_max(&[1.0, 3.0, 2.0]), vec![0.0, 1.0, 0.5]);
