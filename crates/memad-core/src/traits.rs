@@ -88,7 +88,8 @@ pub trait Memory {
         Vec::new()
     }
 
-    /// Rule-based update, called by the runner after backward (queries detached).
+    /// Rule-based update, called by the method after each optimizer step
+    /// ([`Method::after_step`]; MNAD also at test time), queries detached.
     fn update(&mut self, _query: &Tensor) -> Result<()> {
         Ok(())
     }
