@@ -94,7 +94,8 @@ fn greedy_k_center_equals_the_brute_force_algorithm() {
 fn greedy_k_center_reports_each_step_to_its_progress() {
     let calls = std::cell::RefCell::new(Vec::new());
     let record = |done: u64, total: u64| calls.borrow_mut().push((done, total));
-    greedy_k_center(&tensor(&data(40, 3, 2)), 6, 0, &record).unwrap();
+    let selected = greedy_k_center(&tensor(&data(40, 3, 2)), 6, 0, &record).unwrap();
+    assert_eq!(selected.size(), [6]);
     assert_eq!(
         calls.into_inner(),
         (2..=6).map(|i| (i, 6)).collect::<Vec<_>>()
