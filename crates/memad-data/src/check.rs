@@ -13,9 +13,9 @@ use crate::idx::read_mnist;
 use crate::image_io::image_dimensions;
 use crate::mvtec::{CategorySplit, Sample, GOOD};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Something wrong, and the file or folder it is about when there is one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +254,8 @@ type FileCheck = (Option<(u32, u32)>, bool, bool, Option<Problem>);
 
 /// The problems with `split`'s files that would stop a run part-way: an image whose
 /// header does not decode, a mask that does not decode or differs from its image in size
-/// ([`check_dataset`]'s file checks, without its counts or its checks of labels). Samples
+/// ([`check_dataset`]'s file checks, without its counts or its checks of labels), and the
+/// header of every input frame of a video clip. Samples
 /// held in memory have no files and are skipped. `memad run` calls this before training,
 /// so a broken test file fails in seconds rather than after the last epoch; an image
 /// whose header decodes but whose data is truncated still fails when it is read.
@@ -262,10 +263,21 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
     let files: Vec<&Sample> = (split.train.iter().chain(&split.test))
         .filter(|s| s.pixels.is_none())
         .collect();
-    check_files(&files)
-        .into_iter()
+    let mut problems: Vec<Problem> = (check_files(&files).into_iter())
         .filter_map(|r| r.3)
-        .collect()
+        .collect();
+    // Video clips: the input frames that are no sample's scored frame (each video's first).
+    let scored: BTreeSet<&Path> = files.iter().map(|s| s.image.as_path()).collect();
+    let inputs: BTreeSet<&Path> = (files.iter().flat_map(|s| &s.frames))
+        .map(PathBuf::as_path)
+        .filter(|f| !scored.contains(f))
+        .collect();
+    let inputs: Vec<&Path> = inputs.into_iter().collect();
+    let broken: Vec<Problem> = (inputs.par_iter())
+        .filter_map(|f| image_dimensions(f).err().map(problem))
+        .collect();
+    problems.extend(broken);
+    problems
 }
 
 /// Header-decodes the image and fully decodes the mask of each sample.

@@ -156,6 +156,24 @@ fn reads_shanghaitech_frames_labels_and_npy_masks() {
 }
 
 #[test]
+fn file_problems_check_the_clip_input_frames_that_are_never_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shanghaitech");
+    shanghaitech_tree(&root);
+    let e = entry("shanghaitech", &root);
+    let clips = e.read_clips("shanghaitech", 3, ClipMode::Predict).unwrap();
+    assert!(memad_data::file_problems(&clips).is_empty());
+    // Frame 0 of a test video is an input of the first clip, never a scored frame.
+    let first = root.join("testing/frames/01_0014/000.jpg");
+    assert!(clips.test.iter().all(|s| s.image != first));
+    write(&first, b"not a jpeg");
+    let problems = memad_data::file_problems(&clips);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(text.contains("01_0014/000.jpg"), "{text}");
+}
+
+#[test]
 fn shanghaitech_errors_name_the_file_and_masks_are_optional() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("shanghaitech");
