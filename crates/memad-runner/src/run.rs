@@ -208,13 +208,31 @@ pub(crate) fn prepare(
 ) -> anyhow::Result<(Device, Vec<String>, Vec<CategorySplit>)> {
     let device = select(&exp.device)?;
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
-    loaded
-        .dataset
-        .prepare()
-        .with_context(|| format!("preparing dataset `{}`", loaded.dataset.name))?;
+    prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
     refuse_broken_files(&splits, &loaded.dataset.name)?;
     Ok((device, categories, splits))
+}
+
+/// Makes `dataset` available: a synthetic dataset is generated on first use, saying so on
+/// stderr (seconds for the quickstart's, about a minute for an MVTec-sized one).
+pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Result<()> {
+    let generating = (dataset.synthetic.as_ref())
+        .filter(|spec| !memad_data::synthetic::is_generated(&dataset.root, spec));
+    if let Some(spec) = generating {
+        eprintln!(
+            "generating dataset `{}` ({} images) into {} (first use)",
+            dataset.name,
+            spec.image_count(),
+            dataset.root.display()
+        );
+    }
+    let t0 = Instant::now();
+    (dataset.prepare()).with_context(|| format!("preparing dataset `{}`", dataset.name))?;
+    if generating.is_some() {
+        eprintln!("generated in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    Ok(())
 }
 
 /// Fails, listing them, when files of `splits` are broken (unreadable images, masks that do

@@ -354,7 +354,7 @@ pub fn run(
             continue;
         }
         // Generate a synthetic dataset here, once: parallel runs would each generate it.
-        (loaded.dataset.prepare())
+        crate::run::prepare_dataset(&loaded.dataset)
             .with_context(|| format!("preparing the data of `{}`", combo.name))?;
         jobs.push(Job {
             name: combo.name.clone(),
