@@ -344,6 +344,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     };
                     let mut failed = 0;
                     for entry in entries {
+                        let pending = (entry.synthetic.as_ref())
+                            .is_some_and(|s| !memad_data::synthetic::is_generated(&entry.root, s));
+                        if pending {
+                            println!(
+                                "dataset `{}`: synthetic, not generated yet (`memad run` and `memad sweep` generate it into {} on first use)",
+                                entry.name,
+                                entry.root.display()
+                            );
+                            continue;
+                        }
                         let report = memad_data::check::check_dataset(entry)?;
                         println!("{report}");
                         failed += usize::from(!report.is_ok());

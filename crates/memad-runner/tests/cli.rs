@@ -226,10 +226,18 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
             "metrics = [\"image_auroc\", \"pixel_auroc\", \"aupro\"]",
         );
     std::fs::write(dir.path().join("tiny.toml"), exp).unwrap();
+    let out = memad(&["datasets", "check", "tiny"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("synthetic, not generated yet"), "{t}");
 
     let out = memad(&["run", "tiny.toml", "--runs", "runs"], dir.path());
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("generating dataset `tiny` (15 images) into"),
+        "{t}"
+    );
     assert!(t.contains("[grid] epoch 2/2"), "{t}");
 
     // `[data] cache`: decoded images kept for the next epochs and runs.
