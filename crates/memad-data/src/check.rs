@@ -254,11 +254,11 @@ type FileCheck = (Option<(u32, u32)>, bool, bool, Option<Problem>);
 
 /// The problems with `split`'s files that would stop a run part-way: an image whose
 /// header does not decode, a mask that does not decode or differs from its image in size
-/// ([`check_dataset`]'s file checks, without its counts or its checks of labels), and the
-/// header of every input frame of a video clip. Samples
-/// held in memory have no files and are skipped. `memad run` calls this before training,
-/// so a broken test file fails in seconds rather than after the last epoch; an image
-/// whose header decodes but whose data is truncated still fails when it is read.
+/// ([`check_dataset`]'s file checks, without its counts or its checks of labels), and an
+/// input frame of a video clip whose header does not decode. Samples held in memory have
+/// no files and are skipped. `memad run` calls this before training, so a broken test file
+/// fails in seconds rather than after the last epoch; an image whose header decodes but
+/// whose data is truncated still fails when it is read.
 pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
     let files: Vec<&Sample> = (split.train.iter().chain(&split.test))
         .filter(|s| s.pixels.is_none())
@@ -272,7 +272,6 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
         .map(PathBuf::as_path)
         .filter(|f| !scored.contains(f))
         .collect();
-    let inputs: Vec<&Path> = inputs.into_iter().collect();
     let broken: Vec<Problem> = (inputs.par_iter())
         .filter_map(|f| image_dimensions(f).err().map(problem))
         .collect();
