@@ -124,6 +124,11 @@ pub struct DatasetEntry {
 }
 
 impl DatasetEntry {
+    /// The spec of a synthetic dataset that [`DatasetEntry::prepare`] has still to generate.
+    pub fn to_generate(&self) -> Option<&SyntheticSpec> {
+        (self.synthetic.as_ref()).filter(|spec| !crate::synthetic::is_generated(&self.root, spec))
+    }
+
     /// Makes the data available: generates a synthetic dataset unless it is already there.
     pub fn prepare(&self) -> Result<()> {
         if let Some(spec) = &self.synthetic {

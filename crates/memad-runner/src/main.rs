@@ -344,9 +344,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     };
                     let mut failed = 0;
                     for entry in entries {
-                        let pending = (entry.synthetic.as_ref())
-                            .is_some_and(|s| !memad_data::synthetic::is_generated(&entry.root, s));
-                        if pending {
+                        if entry.to_generate().is_some() {
                             println!(
                                 "dataset `{}`: synthetic, not generated yet (`memad run` and `memad sweep` generate it into {} on first use)",
                                 entry.name,

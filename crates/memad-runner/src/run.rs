@@ -218,8 +218,7 @@ pub(crate) fn prepare(
 /// stderr (a second for the quickstart's, 20 s for the 1,825 images of
 /// `synthetic-mvtec-sized` on 2 cores).
 pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Result<()> {
-    let generating = (dataset.synthetic.as_ref())
-        .filter(|spec| !memad_data::synthetic::is_generated(&dataset.root, spec));
+    let generating = dataset.to_generate();
     if let Some(spec) = generating {
         eprintln!(
             "generating dataset `{}` ({} images) into {} (first use)",
