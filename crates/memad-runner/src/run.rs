@@ -1097,10 +1097,12 @@ fn fit_once(
 
 /// `Method::finalize` under no-grad, its progress (a coreset's greedy steps) drawn as a bar.
 fn finalize(method: &mut dyn Method, model: &str) -> anyhow::Result<()> {
-    let pb = progress_bar(0, model);
-    pb.set_message("finalizing the fitted memory");
+    let pb = progress_bar(0, model); // drawn from the first report on
     let progress = |done: u64, total: u64| {
-        pb.set_length(total);
+        if pb.length() != Some(total) {
+            pb.set_length(total);
+            pb.set_message("finalizing the fitted memory");
+        }
         pb.set_position(done);
     };
     tch::no_grad(|| method.finalize(&progress))?;
