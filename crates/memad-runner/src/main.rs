@@ -12,7 +12,7 @@ mod slurm;
 mod sweep;
 mod table;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use memad_core::device::{describe_backend, torch_info};
 use memad_core::Registry;
@@ -81,6 +81,10 @@ enum Command {
         /// Print the resolved configuration (every default filled in).
         #[arg(long)]
         resolved: bool,
+        /// `KEY=V1,V2,...` (repeatable): check each experiment file with every combination
+        /// of these overrides, as `memad sweep --set` would run them.
+        #[arg(long = "set", value_name = "KEY=VALUES")]
+        set: Vec<String>,
     },
     /// Evaluate predictions from any framework: `--pred PRED.npz --gt GT.npz`.
     Metrics(metrics_cmd::MetricsArgs),
@@ -180,6 +184,39 @@ fn catalog_for(explicit: &Option<PathBuf>, dir: &Path) -> anyhow::Result<Dataset
 }
 
 /// The folder of an experiment file.
+/// `file` loaded once, or once per combination of `axes` (each labelled ` [key = value,
+/// ...]`), with the overrides set as `memad sweep` sets them.
+fn check_with_overrides(
+    file: &Path,
+    axes: &[sweep::Axis],
+    registry: &Registry,
+    catalog: &DatasetCatalog,
+) -> anyhow::Result<Vec<(String, anyhow::Result<experiment::Loaded>)>> {
+    if axes.is_empty() {
+        return Ok(vec![(
+            String::new(),
+            experiment::load(file, registry, catalog),
+        )]);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let base: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
+    let mut out = Vec::new();
+    for combo in sweep::combinations("", axes)? {
+        let mut exp = base.clone();
+        for (key, value) in &combo.overrides {
+            sweep::set_path(&mut exp, key, value.clone())?;
+        }
+        let label = (combo.overrides.iter())
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let loaded = experiment::load_text(&toml::to_string(&exp)?, file, registry, catalog);
+        out.push((format!(" [{label}]"), loaded));
+    }
+    Ok(out)
+}
+
 fn folder_of(file: &Path) -> &Path {
     file.parent().unwrap_or(Path::new("."))
 }
@@ -237,8 +274,16 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Check { files, resolved } => {
+        Command::Check {
+            files,
+            resolved,
+            set,
+        } => {
+            let axes = (set.iter())
+                .map(|a| sweep::parse_set(a))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let mut failed = 0;
+            let mut checked = 0;
             for file in &files {
                 if table::is_spec_file(file) {
                     match table::load_spec(file) {
@@ -250,25 +295,28 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                     continue;
                 }
-                let outcome = catalog_for(&cli.datasets, folder_of(file))
-                    .and_then(|c| experiment::load(file, &registry, &c));
-                match outcome {
-                    Ok(loaded) => {
-                        println!("ok   {}", file.display());
-                        if resolved {
-                            println!("{}", loaded.experiment.to_toml());
+                let outcomes = catalog_for(&cli.datasets, folder_of(file))
+                    .and_then(|c| check_with_overrides(file, &axes, &registry, &c));
+                let outcomes = outcomes.unwrap_or_else(|e| vec![(String::new(), Err(e))]);
+                for (overrides, outcome) in outcomes {
+                    checked += 1;
+                    match outcome {
+                        Ok(loaded) => {
+                            println!("ok   {}{overrides}", file.display());
+                            if resolved {
+                                println!("{}", loaded.experiment.to_toml());
+                            }
                         }
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        println!("FAIL {e:#}");
+                        Err(e) => {
+                            failed += 1;
+                            println!("FAIL {e:#}{overrides}");
+                        }
                     }
                 }
             }
             anyhow::ensure!(
                 failed == 0,
-                "{failed} of {} experiment file(s) failed the check",
-                files.len()
+                "{failed} of {checked} experiment file(s) or combinations failed the check"
             );
             Ok(())
         }

@@ -67,6 +67,50 @@ fn broken(replace: &str, with: &str) -> String {
 }
 
 #[test]
+fn check_with_set_checks_every_combination() {
+    let root = workspace();
+    let out = memad(
+        &[
+            "check",
+            "experiments/quickstart.toml",
+            "--set",
+            "train.lr=0.001,0.005",
+            "--set",
+            "data.batch_size=4",
+        ],
+        &root,
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("ok   experiments/quickstart.toml [train.lr = 0.001, data.batch_size = 4]")
+            && t.contains(
+                "ok   experiments/quickstart.toml [train.lr = 0.005, data.batch_size = 4]"
+            ),
+        "{t}"
+    );
+    let out = memad(
+        &[
+            "check",
+            "experiments/quickstart.toml",
+            "--set",
+            "data.batch_sise=4,8",
+        ],
+        &root,
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("data.batch_sise: unknown field `batch_sise`"),
+        "{t}"
+    );
+    assert!(
+        t.contains("2 of 2 experiment file(s) or combinations failed the check"),
+        "{t}"
+    );
+}
+
+#[test]
 fn check_rejects_broken_files_naming_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
