@@ -23,7 +23,7 @@ use crate::run::{
     results_by_category, say, say_commits, say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
-use crate::sweep::{combinations, parse_set, set_path, Combination};
+use crate::sweep::{combinations, parse_set, Combination};
 use anyhow::Context;
 use memad_core::{BuildContext, Registry};
 use memad_data::mvtec::CategorySplit;
@@ -128,10 +128,7 @@ pub fn run(
     // Resolve every combination before anything is scored: a bad value fails early.
     let mut planned = Vec::new();
     for combo in combinations(name, &axes)? {
-        let mut exp = base.clone();
-        for (key, value) in &combo.overrides {
-            set_path(&mut exp, key, value.clone())?;
-        }
+        let mut exp = combo.apply(&base)?;
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
         let loaded = experiment::load_text(&toml::to_string(&exp)?, &config, registry, &catalog)
             .with_context(|| format!("evaluation `{}`", describe(&combo)))?;
@@ -149,10 +146,7 @@ fn describe(combo: &Combination) -> String {
     if combo.overrides.is_empty() {
         return "no overrides".into();
     }
-    (combo.overrides.iter())
-        .map(|(k, v)| format!("{k} = {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    combo.overrides_text()
 }
 
 /// One evaluation: every model of `run` loaded under `loaded`'s config, every category

@@ -203,16 +203,9 @@ fn check_with_overrides(
         .map_err(|e| anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
     let mut out = Vec::new();
     for combo in sweep::combinations("", axes)? {
-        let mut exp = base.clone();
-        for (key, value) in &combo.overrides {
-            sweep::set_path(&mut exp, key, value.clone())?;
-        }
-        let label = (combo.overrides.iter())
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let loaded = experiment::load_text(&toml::to_string(&exp)?, file, registry, catalog);
-        out.push((format!(" [{label}]"), loaded));
+        let text = toml::to_string(&combo.apply(&base)?)?;
+        let loaded = experiment::load_text(&text, file, registry, catalog);
+        out.push((format!(" [{}]", combo.overrides_text()), loaded));
     }
     Ok(out)
 }

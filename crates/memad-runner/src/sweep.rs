@@ -84,6 +84,25 @@ pub struct Combination {
     pub overrides: Vec<(String, toml::Value)>,
 }
 
+impl Combination {
+    /// `base` with this combination's overrides set ([`set_path`]).
+    pub fn apply(&self, base: &toml::Table) -> anyhow::Result<toml::Table> {
+        let mut exp = base.clone();
+        for (key, value) in &self.overrides {
+            set_path(&mut exp, key, value.clone())?;
+        }
+        Ok(exp)
+    }
+
+    /// The overrides as `key = value, ...` (empty when there are none).
+    pub fn overrides_text(&self) -> String {
+        (self.overrides.iter())
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Parses `KEY=V1,V2,...` (commas inside `[]`, `{}` or quotes do not split).
 pub fn parse_set(arg: &str) -> anyhow::Result<Axis> {
     let (key, values) = arg
@@ -320,10 +339,7 @@ pub fn run(
     let mut jobs = Vec::new();
     let mut skipped = 0;
     for combo in &combos {
-        let mut exp = base.clone();
-        for (key, value) in &combo.overrides {
-            set_path(&mut exp, key, value.clone())?;
-        }
+        let mut exp = combo.apply(&base)?;
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
         if let Some(e) = args.epochs {
             set_path(&mut exp, "train.epochs", toml::Value::Integer(e as i64))?;
@@ -332,10 +348,7 @@ pub fn run(
         let header = format!(
             "# Written by `memad sweep` from {}: {}\n",
             base_path.display(),
-            (combo.overrides.iter())
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            combo.overrides_text()
         );
         let body = header + &toml::to_string(&exp)?;
         crate::output::write_atomic(&file, body.as_bytes())?;
