@@ -183,7 +183,6 @@ fn catalog_for(explicit: &Option<PathBuf>, dir: &Path) -> anyhow::Result<Dataset
     Ok(DatasetCatalog::load(&path)?)
 }
 
-/// The folder of an experiment file.
 /// `file` loaded once, or once per combination of `axes` (each labelled ` [key = value,
 /// ...]`), with the overrides set as `memad sweep` sets them.
 fn check_with_overrides(
@@ -210,6 +209,7 @@ fn check_with_overrides(
     Ok(out)
 }
 
+/// The folder of an experiment file.
 fn folder_of(file: &Path) -> &Path {
     file.parent().unwrap_or(Path::new("."))
 }
@@ -279,6 +279,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let mut checked = 0;
             for file in &files {
                 if table::is_spec_file(file) {
+                    checked += 1;
                     match table::load_spec(file) {
                         Ok(_) => println!("ok   {}", file.display()),
                         Err(e) => {
