@@ -12,7 +12,7 @@ mod slurm;
 mod sweep;
 mod table;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use memad_core::device::{describe_backend, torch_info};
 use memad_core::Registry;
@@ -197,9 +197,7 @@ fn check_with_overrides(
             experiment::load(file, registry, catalog),
         )]);
     }
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    let base: toml::Table = toml::from_str(&text)
-        .map_err(|e| anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
+    let base = sweep::read_table(file)?;
     let mut out = Vec::new();
     for combo in sweep::combinations("", axes)? {
         let text = toml::to_string(&combo.apply(&base)?)?;

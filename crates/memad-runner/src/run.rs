@@ -541,8 +541,10 @@ fn build_optimizer(
 fn zero_gradient_variables(vs: &nn::VarStore) -> Vec<String> {
     let _guard = tch::no_grad_guard();
     let mut named: Vec<(String, Tensor)> = (vs.variables().into_iter())
-        .filter(|(_, v)| v.requires_grad() && v.grad().defined())
-        .map(|(name, v)| (name, v.grad().abs().amax([] as [i64; 0], false)))
+        .filter(|(_, v)| v.requires_grad())
+        .map(|(name, v)| (name, v.grad()))
+        .filter(|(_, grad)| grad.defined())
+        .map(|(name, grad)| (name, grad.abs().amax([] as [i64; 0], false)))
         .collect();
     if named.is_empty() {
         return Vec::new();

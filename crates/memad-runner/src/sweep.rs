@@ -263,6 +263,14 @@ pub fn set_path(root: &mut toml::Table, path: &str, value: toml::Value) -> anyho
     Ok(())
 }
 
+/// An experiment file as a TOML table, to set overrides in; errors name the file.
+pub fn read_table(file: &Path) -> anyhow::Result<toml::Table> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", file.display(), e.message()))
+}
+
 /// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
 fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
     let file = &args.file;
@@ -313,10 +321,7 @@ pub fn run(
         "Slurm options (--partition, --time, --wait, ...) need --launcher slurm"
     );
     let (base_path, axes, slurm) = read_sweep(args)?;
-    let base_text = std::fs::read_to_string(&base_path)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", base_path.display()))?;
-    let base: toml::Table = toml::from_str(&base_text)
-        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", base_path.display(), e.message()))?;
+    let base = read_table(&base_path)?;
     let base_name = match base.get("name").and_then(|n| n.as_str()) {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => base_path
