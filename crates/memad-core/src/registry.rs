@@ -59,6 +59,10 @@ pub struct MemoryEntry {
     /// given without its `kind`. The result must hold the integer `dim`, the width of the
     /// queries it reads (see [`memory_dim`]).
     pub resolve: fn(&toml::Value, &str) -> Result<toml::Value, ConfigError>,
+    /// Whether [`Memory::update`] changes the memory (items updated by rule, as MNAD's).
+    /// `false` for a memory learned by gradient, whose `update` is the default no-op:
+    /// methods that update their memory while scoring (MNAD's `test_time_update`) refuse it.
+    pub updated_by_rule: bool,
     /// Builds the memory of a resolved section (without its `kind`); variables it learns by
     /// gradient go under the given path of the method's VarStore, on that path's device.
     pub build: fn(&toml::Value, &nn::Path) -> Result<Box<dyn Memory>>,
@@ -306,6 +310,7 @@ mod tests {
                 kind,
                 summary: "",
                 resolve: resolve_dim,
+                updated_by_rule: kind == "mnad",
                 build: build_no_memory,
             });
         }

@@ -39,8 +39,9 @@
 //! default `"mnad"`, the paper's). The decoder then reads `[q; read]` of that memory, its
 //! losses replace compactness and separateness, and `D` is the memory's `distance` or,
 //! for a memory that reports none (`"memae"`), the squared distance `||q^k - read^k||^2` of
-//! each query to its own read; the test-time update calls the memory's `update` (a no-op for
-//! a memory learned by gradient, whose items then stay as trained). Its `dim` must be 512.
+//! each query to its own read. Its `dim` must be 512. A memory learned by gradient (its
+//! registry entry not `updated_by_rule`) has nothing to update at test time: with it
+//! `test_time_update = true` is a config error (it would only score frame by frame).
 //!
 //! Deviations: the learning-rate schedule is the runner's `[train] schedule`; the paper files
 //! use `"cosine"`, annealed per optimizer step (the reference steps it per epoch). The first
@@ -126,6 +127,21 @@ fn parse(
         return Err(ConfigError::new(
             format!("{path}.memory.dim"),
             format!("must equal the encoder's {UNET_FEATURES} channels"),
+        ));
+    }
+    let memory_kind = (cfg.memory.get("kind").and_then(|k| k.as_str())).unwrap_or(DEFAULT_MEMORY);
+    let memory_path = format!("{path}.memory.kind");
+    if cfg.use_memory
+        && cfg.test_time_update
+        && !registry.memory(memory_kind, &memory_path)?.updated_by_rule
+    {
+        return Err(ConfigError::new(
+            format!("{path}.test_time_update"),
+            format!(
+                "memory `{memory_kind}` is learned by gradient, not updated by rule: updating it \
+                 while scoring changes nothing and only scores frame by frame; set \
+                 test_time_update = false"
+            ),
         ));
     }
     if !(0.0..=1.0).contains(&cfg.psnr_weight) {
@@ -523,6 +539,11 @@ mod tests {
         // MemAE's memory has no defaults for its size; at 256 it does not fit the encoder.
         assert!(err("kind = \"memae\"").contains("method.memory"));
         assert!(err("kind = \"memae\"\nslots = 4\ndim = 256").contains("method.memory.dim"));
+        // A memory learned by gradient has nothing to update while scoring.
+        let msg = err("kind = \"memae\"\nslots = 4\ndim = 512");
+        assert!(msg.contains("method.test_time_update"), "{msg}");
+        assert!(msg.contains("set test_time_update = false"), "{msg}");
+        assert!(resolve(&memae_memory(), "method", &reg).is_ok());
         let recon = toml::from_str(
             "kind = \"mnad\"\ntask = \"reconstruct\"\nframes = 5\npsnr_weight = 0.6\n[memory]",
         )
@@ -582,6 +603,15 @@ mod tests {
             .allclose(&scored.image_score, 0.0, 0.0, false));
     }
 
+    /// MNAD with MemAE's memory, frozen at test time (MNAD refuses to update it there).
+    fn memae_memory() -> toml::Value {
+        let mut s = section("kind = \"memae\"\nslots = 6\ndim = 512");
+        s.as_table_mut()
+            .unwrap()
+            .insert("test_time_update".into(), false.into());
+        s
+    }
+
     /// A copy of the MNAD memory's items (its state).
     fn items(m: &Mnad) -> Tensor {
         let state = m.state();
@@ -591,7 +621,7 @@ mod tests {
 
     #[test]
     fn takes_memaes_memory_learned_by_gradient_in_its_varstore() {
-        let mut m = build(&section("kind = \"memae\"\nslots = 6\ndim = 512"), 16);
+        let mut m = build(&memae_memory(), 16);
         let names: Vec<String> = m.trainable().variables().into_keys().collect();
         assert!(names.iter().any(|n| n.starts_with("memory.")), "{names:?}");
         let out = m.train_step(&batch(3, 16)).unwrap();

@@ -16,6 +16,7 @@ pub fn register(registry: &mut Registry) {
         kind: "memae",
         summary: "MemAE's memory: items learned by gradient, hard-shrunk sparse addressing, entropy loss (Gong et al., ICCV 2019)",
         resolve,
+        updated_by_rule: false,
         build,
     });
 }

@@ -19,6 +19,7 @@ pub fn register(registry: &mut Registry) {
         kind: "mnad",
         summary: "MNAD's memory: items updated by rule, softmax read, compactness + separateness losses (Park et al., CVPR 2020)",
         resolve,
+        updated_by_rule: true,
         build,
     });
 }
