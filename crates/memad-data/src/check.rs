@@ -263,9 +263,13 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
     let files: Vec<&Sample> = (split.train.iter().chain(&split.test))
         .filter(|s| s.pixels.is_none())
         .collect();
-    let mut problems: Vec<Problem> = (check_files(&files).into_iter())
-        .filter_map(|r| r.3)
-        .collect();
+    let checks = check_files(&files);
+    let anomalous_masks = (files.iter().zip(&checks))
+        .filter(|(s, r)| s.label.is_anomalous() && r.1)
+        .map(|(_, r)| r.2);
+    let (masked, empty) = anomalous_masks.fold((0, 0), |(n, e), empty| (n + 1, e + empty as usize));
+    let mut problems: Vec<Problem> = checks.into_iter().filter_map(|r| r.3).collect();
+    problems.extend(all_masks_empty(&split.category, masked, empty));
     // Video clips: the input frames that are no sample's scored frame (each video's first).
     let scored: BTreeSet<&Path> = files.iter().map(|s| s.image.as_path()).collect();
     let inputs: BTreeSet<&Path> = (files.iter().flat_map(|s| &s.frames))
@@ -277,6 +281,20 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
         .collect();
     problems.extend(broken);
     problems
+}
+
+/// A problem when every one of the `masked` anomalous images with a mask (`empty` of them
+/// with an empty mask) has an empty mask: pixel metrics would have no anomalous pixel,
+/// which is a mask convention this reader does not know rather than a dataset.
+fn all_masks_empty(category: &str, masked: usize, empty: usize) -> Option<Problem> {
+    (masked > 0 && empty == masked).then(|| Problem {
+        path: None,
+        message: format!(
+            "category `{category}`: all {masked} masks of anomalous images mark no pixel \
+             (a mask with a value above 127 marks its pixels above 127, any other its \
+             non-zero pixels), so pixel metrics cannot be computed"
+        ),
+    })
 }
 
 /// Header-decodes the image and fully decodes the mask of each sample.
@@ -368,5 +386,9 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
         }
         problems.extend(p);
     }
+    let masked = (split.test.iter())
+        .filter(|s| s.label.is_anomalous() && s.mask.is_some())
+        .count();
+    problems.extend(all_masks_empty(&split.category, masked, c.empty_masks));
     (c, problems)
 }

@@ -62,10 +62,11 @@ pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
     })
 }
 
-/// Decodes the mask at `path`, checks that it is `expected` (its image's original
-/// `(width, height)`), resizes it to `size`x`size` (nearest) and binarises it (>127 → 255).
+/// Decodes the mask at `path` as 0/255 ([`MaskRef::decode`]), checks that it is `expected`
+/// (its image's original `(width, height)`) and resizes it to `size`x`size` (nearest).
 pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayImage> {
-    load_mask_checked(path, None, expected, size)
+    let mask = MaskRef::File(path.to_path_buf()).decode()?;
+    fit_mask(mask, path, None, expected, size)
 }
 
 /// The mask `mask` of `image` (whose size is read from its header), checked to have the
@@ -73,15 +74,6 @@ pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayIma
 pub fn load_mask_for(mask: &MaskRef, image: &Path, size: u32) -> Result<GrayImage> {
     let expected = image_dimensions(image)?;
     fit_mask(mask.decode()?, &mask.name(), Some(image), expected, size)
-}
-
-fn load_mask_checked(
-    path: &Path,
-    image: Option<&Path>,
-    expected: (u32, u32),
-    size: u32,
-) -> Result<GrayImage> {
-    fit_mask(decode_luma(path)?, path, image, expected, size)
 }
 
 /// Checks `gray` (the mask `name`) against `expected`, resizes it (nearest) and binarises it.

@@ -6,9 +6,12 @@
 //! CUHK Avenue keeps a MAT file per video, decoded once when the dataset is read and held
 //! as runs ([`MaskRef::MatFrame`], a few bytes per frame).
 //!
-//! [`MaskRef::decode`] gives a 0/255 [`GrayImage`] at the mask's own size: image files are
-//! binarised at > 127 (as before); the other sources mark any non-zero value (LOCO's
-//! regions carry their defect's grey value, ShanghaiTech's and Avenue's masks are 0/1).
+//! [`MaskRef::decode`] gives a 0/255 [`GrayImage`] at the mask's own size. A mask image
+//! with a value above 127 is a 0/255 mask, binarised at > 127 (MVTec AD; grey edges of a
+//! resampled or JPEG mask fall on either side); one whose values all lie below 128 is a
+//! label map, any non-zero value anomalous (VisA's raw masks hold 0, 1 and 2; many custom
+//! datasets store 0/1). The other sources mark any non-zero value (LOCO's regions carry
+//! their defect's grey value, ShanghaiTech's and Avenue's masks are 0/1).
 use crate::error::{DataError, Result};
 use crate::image_io::decode_luma;
 use crate::npy::read_frame_nonzero;
@@ -62,13 +65,7 @@ impl MaskRef {
     /// Decodes the mask at its own size as 0/255.
     pub fn decode(&self) -> Result<GrayImage> {
         match self {
-            MaskRef::File(path) => {
-                let mut gray = decode_luma(path)?;
-                for p in gray.pixels_mut() {
-                    p[0] = if p[0] > 127 { 255 } else { 0 };
-                }
-                Ok(gray)
-            }
+            MaskRef::File(path) => Ok(binarise(decode_luma(path)?)),
             MaskRef::Union(files) => decode_union(files),
             MaskRef::NpyFrame { path, index } => {
                 let (h, w, flags) = read_frame_nonzero(path, *index)?;
@@ -83,6 +80,20 @@ impl From<PathBuf> for MaskRef {
     fn from(path: PathBuf) -> Self {
         MaskRef::File(path)
     }
+}
+
+/// A mask image as 0/255: pixels above 127 where any pixel is, else (a label map with
+/// values 0, 1, 2, ...) every non-zero pixel.
+fn binarise(mut gray: GrayImage) -> GrayImage {
+    let threshold = if gray.pixels().any(|p| p[0] > 127) {
+        127
+    } else {
+        0
+    };
+    for p in gray.pixels_mut() {
+        p[0] = if p[0] > threshold { 255 } else { 0 };
+    }
+    gray
 }
 
 /// `width` x `height` row-major flags as a 0/255 image.
@@ -197,6 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn a_mask_file_is_binarised_at_127_or_read_as_a_label_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let decode = |values: [u8; 4]| {
+            let path = dir.path().join("mask.png");
+            GrayImage::from_raw(4, 1, values.to_vec())
+                .unwrap()
+                .save(&path)
+                .unwrap();
+            let m = MaskRef::File(path).decode().unwrap();
+            m.pixels().map(|p| p[0]).collect::<Vec<u8>>()
+        };
+        // MVTec AD: 0/255, grey edges of a resampled mask split at 127.
+        assert_eq!(decode([0, 255, 127, 128]), [0, 255, 0, 255]);
+        // VisA's raw masks (0, 1, 2) and 0/1 masks: every non-zero value.
+        assert_eq!(decode([0, 1, 2, 0]), [0, 255, 255, 0]);
+        assert_eq!(decode([0, 0, 0, 0]), [0, 0, 0, 0]);
+    }
+
+    #[test]
     fn union_ors_any_nonzero_value_and_checks_sizes() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (
@@ -214,9 +244,10 @@ mod tests {
         let union = MaskRef::Union(vec![a.clone(), b.clone()]).decode().unwrap();
         let on: Vec<u8> = union.pixels().map(|p| p[0]).collect();
         assert_eq!(on, [255, 0, 0, 0, 0, 0, 0, 255]);
-        // As a single file, 7 is below the 0/255 threshold.
+        // As a single file with no value above 127 it is a label map: 7 is anomalous.
         let single = MaskRef::File(b.clone()).decode().unwrap();
-        assert!(single.pixels().all(|p| p[0] == 0));
+        assert_eq!(single.get_pixel(3, 1)[0], 255);
+        assert_eq!(single.pixels().filter(|p| p[0] == 255).count(), 1);
         let err = MaskRef::Union(vec![a, c]).decode().unwrap_err().to_string();
         assert!(err.contains("002.png is 2x2 but its image"), "{err}");
         assert_eq!(

@@ -8,6 +8,9 @@
 //! <root>/<category>/ground_truth/<defect>/000_mask.png   their masks (0/255, image size)
 //! ```
 //!
+//! A mask may also be named as its image without `_mask` (`ground_truth/<defect>/000.png`:
+//! VisA converted to this layout by its official `prepare_data.py` or by anomalib).
+//!
 //! Only paths are listed here (nothing is decoded); files are sorted naturally
 //! (`2.png` before `10.png`), test folders by name. Hidden files and files that are not
 //! images are skipped.
@@ -212,7 +215,8 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
 }
 
 /// Where the mask of `test/<defect>/<stem>.<ext>` is: `ground_truth/<defect>/<stem>_mask.png`
-/// (or another image extension); `Err` carries the `.png` path that was expected.
+/// (or another image extension), else `ground_truth/<defect>/<stem>.png` (or another image
+/// extension: converted VisA); `Err` carries the `_mask.png` path that was expected.
 pub(crate) fn find_mask(
     category_dir: &Path,
     defect: &str,
@@ -227,10 +231,19 @@ pub(crate) fn find_mask(
     if expected.is_file() {
         return Ok(expected);
     }
-    IMAGE_EXTENSIONS
-        .iter()
+    let extensions: Vec<String> = (IMAGE_EXTENSIONS.iter())
         .flat_map(|ext| [ext.to_string(), ext.to_uppercase()])
-        .map(|ext| dir.join(format!("{stem}_mask.{ext}")))
+        .collect();
+    let names = ["_mask", ""].map(|suffix| {
+        extensions
+            .iter()
+            .map(|ext| format!("{stem}{suffix}.{ext}"))
+            .collect::<Vec<_>>()
+    });
+    names
+        .concat()
+        .into_iter()
+        .map(|name| dir.join(name))
         .find(|p| p.is_file())
         .ok_or(expected)
 }

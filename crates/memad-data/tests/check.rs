@@ -99,7 +99,9 @@ fn folder_format_without_masks_and_class_datasets() {
     img(&root.join("test/good/0.png"), 8, 8);
     img(&root.join("test/dent/0.png"), 8, 8);
     img(&root.join("test/dent/1.png"), 8, 8);
+    img(&root.join("test/dent/2.png"), 8, 8);
     mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, false);
+    mask(&root.join("ground_truth/dent/2_mask.png"), 8, 8, true);
     let text = format!(
         "[f]\nformat = \"folder\"\nroot = \"{}\"\n[c]\nformat = \"cifar10\"\nroot = \"{}\"\n",
         root.display(),
@@ -109,8 +111,22 @@ fn folder_format_without_masks_and_class_datasets() {
     let report = check_dataset(catalog.get("f").unwrap()).unwrap();
     assert!(report.is_ok(), "{report}");
     let c = &report.categories[0];
-    assert_eq!((c.without_mask, c.empty_masks, c.masks_checked), (1, 1, 1));
+    assert_eq!((c.without_mask, c.empty_masks, c.masks_checked), (1, 1, 2));
     assert!(report.to_string().contains("no problems found"));
+    // Every mask empty: a mask convention the reader does not know, not a dataset.
+    mask(&root.join("ground_truth/dent/2_mask.png"), 8, 8, false);
+    let report = check_dataset(catalog.get("f").unwrap()).unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("all 2 masks of anomalous images mark no pixel"),
+        "{text}"
+    );
+    let split = memad_data::folder::read_folder(&root, "parts").unwrap();
+    let problems = memad_data::file_problems(&split);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0]
+        .to_string()
+        .contains("pixel metrics cannot be computed"));
     let report = check_dataset(catalog.get("c").unwrap()).unwrap();
     assert!(
         report.to_string().contains("no CIFAR-10 batches"),

@@ -17,6 +17,15 @@ fn mask(path: &Path, w: u32, h: u32) {
     m.save(path).unwrap();
 }
 
+/// A mask as VisA's raw download stores it: a label map, 1 (and 2) on the anomaly.
+fn label_mask(path: &Path, w: u32, h: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut m = GrayImage::new(w, h);
+    m.put_pixel(0, 0, Luma([1]));
+    m.put_pixel(1, 0, Luma([2]));
+    m.save(path).unwrap();
+}
+
 /// VisA with `candle` (3 train, 1 normal + 2 anomalous test) and `pcb1` (1 train).
 fn visa_tree(root: &Path) {
     let mut csv = String::from("object,split,label,image,mask\n");
@@ -30,7 +39,7 @@ fn visa_tree(root: &Path) {
         let rel = format!("candle/Data/Images/Anomaly/{i:03}.JPG");
         let m = format!("candle/Data/Masks/Anomaly/{i:03}.png");
         img(&root.join(&rel), 16, 12);
-        mask(&root.join(&m), 16, 12);
+        label_mask(&root.join(&m), 16, 12);
         csv += &format!("candle,test,anomaly,{rel},{m}\n");
     }
     img(&root.join("pcb1/Data/Images/Normal/0000.JPG"), 8, 8);
@@ -57,6 +66,13 @@ fn reads_visa() {
         dir.path().join("candle/Data/Masks/Anomaly/000.png")
     );
     assert!(split.test[0].mask.is_none());
+    // The label map's 1 and 2 are anomalous pixels (a 0/255 threshold would empty it).
+    let m = t.mask.as_ref().unwrap().decode().unwrap();
+    let marked: Vec<(u32, u32)> = (m.enumerate_pixels())
+        .filter(|(_, _, p)| p[0] == 255)
+        .map(|(x, y, _)| (x, y))
+        .collect();
+    assert_eq!(marked, [(0, 0), (1, 0)]);
     let msg = visa::read_category(dir.path(), "candel")
         .unwrap_err()
         .to_string();
@@ -146,4 +162,22 @@ fn reads_the_folder_format_with_and_without_masks() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("widgets/train/good is missing"), "{msg}");
+}
+
+/// VisA converted to the MVTec AD layout by its `prepare_data.py` (or anomalib): a mask is
+/// named as its image, without `_mask`, and is 0/255.
+#[test]
+fn reads_visa_converted_to_the_mvtec_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let category = dir.path().join("candle");
+    img(&category.join("train/good/0000.JPG"), 16, 12);
+    img(&category.join("test/good/0001.JPG"), 16, 12);
+    img(&category.join("test/bad/000.JPG"), 16, 12);
+    mask(&category.join("ground_truth/bad/000.png"), 16, 12);
+    let split = memad_data::mvtec::read_category(dir.path(), "candle").unwrap();
+    let bad = split.test.iter().find(|s| s.defect == "bad").unwrap();
+    assert_eq!(
+        bad.mask.as_ref().and_then(MaskRef::file).unwrap(),
+        category.join("ground_truth/bad/000.png")
+    );
 }
