@@ -4,13 +4,15 @@
 //! <root>/split_csv/1cls.csv                       object,split,label,image,mask
 //! <root>/<object>/Data/Images/Normal/0000.JPG     normal images
 //! <root>/<object>/Data/Images/Anomaly/000.JPG     anomalous images
-//! <root>/<object>/Data/Masks/Anomaly/000.png      their masks
+//! <root>/<object>/Data/Masks/Anomaly/000.png      their masks (label maps: 0, 1, 2)
 //! ```
 //!
 //! The one-class split file lists every image with its object, split (`train`/`test`),
 //! label (`normal`/`anomaly`) and, for anomalies, its mask, paths relative to `<root>`.
 //! Rows keep the file's order. Every listed file must exist (checked with a `stat`, nothing
-//! is decoded). VisA converted to the MVTec AD layout is read with [`crate::mvtec`].
+//! is decoded). The masks are label maps, any non-zero value anomalous ([`MaskRef::decode`]).
+//! VisA converted to the MVTec AD layout (`test/bad/000.JPG`, `ground_truth/bad/000.png`, by
+//! the dataset's `prepare_data.py` or anomalib) is read with [`crate::mvtec`].
 use crate::error::{DataError, Result};
 use crate::mask::MaskRef;
 use crate::mvtec::{check_root, CategorySplit, Label, Sample, GOOD};
