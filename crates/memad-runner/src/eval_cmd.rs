@@ -19,8 +19,9 @@
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    evaluate_category, load_checkpoint, metric_rows, model_groups, model_name, prepare,
-    results_by_category, say, say_commits, say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
+    absolute_root, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
+    prepare, results_by_category, say, say_commits, say_cuda_only_switches, sha256_hex, RunMeta,
+    RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, Combination};
@@ -74,23 +75,27 @@ const TRAINED_KEYS: [&str; 5] = [
     "method.backbone.levels",
 ];
 
-/// Whether `key` is an evaluation setting; the error says which keys are.
+/// Whether `key` is an evaluation setting; the error says which keys are. A table that
+/// holds a trained key (`method.backbone`, set whole) is refused with it.
 fn check_key(key: &str) -> anyhow::Result<()> {
     let allowed = EVAL_KEYS.iter().any(|k| match k.ends_with('.') {
         true => key.starts_with(k),
         false => key == *k,
     });
-    let trained = TRAINED_KEYS.contains(&key);
+    let trained = (TRAINED_KEYS.iter()).any(|t| *t == key || t.starts_with(&format!("{key}.")));
+    let others: Vec<String> = (EVAL_KEYS.iter())
+        .filter(|k| **k != "method.")
+        .map(|k| match k.ends_with('.') {
+            true => format!("{k}*"),
+            false => k.to_string(),
+        })
+        .collect();
     anyhow::ensure!(
         allowed && !trained,
-        "--set {key}: not an evaluation setting; an evaluation may change {}, \
-         and method.* except {} (to train with other settings, use `memad sweep`)",
-        EVAL_KEYS
-            .map(|k| match k.ends_with('.') {
-                true => format!("{k}*"),
-                false => k.to_string(),
-            })
-            .join(", "),
+        "--set {key}: not an evaluation setting; an evaluation may change {}, and method.* \
+         except {} and the tables holding them (to train with other settings, use `memad \
+         sweep`)",
+        others.join(", "),
         TRAINED_KEYS.join(", ")
     );
     Ok(())
@@ -132,6 +137,7 @@ pub fn run(
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
         let loaded = experiment::load_text(&toml::to_string(&exp)?, &config, registry, &catalog)
             .with_context(|| format!("evaluation `{}`", describe(&combo)))?;
+        check_dataset_root(run, &loaded, datasets.is_some())?;
         planned.push((combo, loaded));
     }
     let mut summaries = Vec::new();
@@ -139,6 +145,35 @@ pub fn run(
         summaries.push(evaluate_run(run, combo, loaded, registry, &weights_dir)?);
     }
     Ok(summaries)
+}
+
+/// Refuses to score `run` on another copy of its data than the one it read (`run.toml`'s
+/// `dataset_root`; runs made before it was recorded are not checked), before anything is
+/// read or generated; with a catalog named by `--datasets` it only warns.
+fn check_dataset_root(run: &Path, loaded: &Loaded, explicit: bool) -> anyhow::Result<()> {
+    let path = run.join("run.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let meta: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let Some(recorded) = meta.get("dataset_root").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let found = absolute_root(&loaded.dataset.root);
+    if found == recorded {
+        return Ok(());
+    }
+    let what = format!(
+        "the run read dataset `{}` at {recorded}, the datasets.toml found now puts it at {found}",
+        loaded.dataset.name
+    );
+    anyhow::ensure!(
+        explicit,
+        "{what}; pass --datasets with the catalog the run used (or with this one, to score \
+         the run on this copy)"
+    );
+    eprintln!("warning: {what}; scoring on the copy --datasets names");
+    Ok(())
 }
 
 /// `KEY = VALUE, ...` of a combination, or `no overrides`.
@@ -201,7 +236,7 @@ fn evaluate_run(
         Ok(rows) => {
             let _ = std::fs::remove_dir(dir.path("checkpoints")); // an evaluation trains nothing
             let mut meta = RunMeta::new(
-                exp,
+                loaded,
                 device,
                 started,
                 sha256_hex(resolved.as_bytes()),
@@ -312,6 +347,9 @@ mod tests {
             "method.kind",
             "method.memory.kind",
             "method.backbone.weights",
+            // Whole tables holding a trained key.
+            "method.backbone",
+            "method.memory",
         ] {
             let msg = check_key(key).unwrap_err().to_string();
             assert!(
@@ -322,6 +360,7 @@ mod tests {
                 msg.contains("eval.*") && msg.contains("memad sweep"),
                 "{msg}"
             );
+            assert_eq!(msg.matches("method.*").count(), 1, "{msg}");
         }
     }
 }

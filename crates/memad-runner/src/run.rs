@@ -156,7 +156,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     }
     let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-    let meta = RunMeta::new(&exp, device, started, config_sha256, checkout)?;
+    let meta = RunMeta::new(loaded, device, started, config_sha256, checkout)?;
     let meta = RunMeta { resumed, ..meta };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
@@ -413,6 +413,9 @@ pub(crate) struct RunMeta {
     /// CUDA runs: the caching allocator's peaks over the last session (absent on the CPU).
     device_memory: Option<DeviceMemory>,
     config_sha256: String,
+    /// The dataset's root, absolute: which copy of the data the run read (`memad eval`
+    /// refuses another copy unless given `--datasets`).
+    pub dataset_root: String,
     /// `memad eval` folders only: the run whose checkpoints were scored, and the overrides.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evaluates: Option<crate::eval_cmd::EvaluatedRun>,
@@ -421,12 +424,13 @@ pub(crate) struct RunMeta {
 impl RunMeta {
     /// The metadata of a session that started at `started` (in `checkout`) and is ending now.
     pub(crate) fn new(
-        exp: &crate::experiment::Experiment,
+        loaded: &Loaded,
         device: Device,
         started: Instant,
         config_sha256: String,
         checkout: Option<String>,
     ) -> anyhow::Result<Self> {
+        let exp = &loaded.experiment;
         Ok(RunMeta {
             memad_version: env!("CARGO_PKG_VERSION"),
             commit: BUILD_COMMIT,
@@ -444,9 +448,16 @@ impl RunMeta {
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
             device_memory: device_memory(device)?,
             config_sha256,
+            dataset_root: absolute_root(&loaded.dataset.root),
             evaluates: None,
         })
     }
+}
+
+/// `root` made absolute (symbolic links resolved) where it exists, as written otherwise.
+pub(crate) fn absolute_root(root: &Path) -> String {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    root.display().to_string()
 }
 
 /// `[device_memory]` of `run.toml`: `torch.cuda.max_memory_allocated` and

@@ -492,6 +492,26 @@ fn eval_rescores_the_checkpoints(dir: &Path, run: &Path) {
         &["eval", "runs/quickstart"],
         &["is not a complete run folder"],
     );
+
+    // Another copy of the data than the run read: refused before anything is read or
+    // generated, unless `--datasets` names that catalog, which only warns.
+    let catalog = dir.join("datasets.toml");
+    let original = std::fs::read_to_string(&catalog).unwrap();
+    std::fs::write(&catalog, original.replace("data/tiny", "data/elsewhere")).unwrap();
+    refused(
+        &["eval", run_arg],
+        &[
+            "the run read dataset `tiny` at",
+            "data/elsewhere",
+            "--datasets",
+        ],
+    );
+    assert!(!dir.join("data/elsewhere").exists());
+    let out = memad(&["--datasets", "datasets.toml", "eval", run_arg], dir);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("warning: the run read dataset `tiny`"), "{t}");
+    std::fs::write(&catalog, original).unwrap();
 }
 
 /// A tiny catalog with the MVTec-layout generator: `cats` categories of 64 px images.
