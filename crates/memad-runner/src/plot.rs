@@ -2,36 +2,54 @@
 //!
 //! - `losses.{png,svg}`: each loss term per epoch (`losses.csv`), one panel per category;
 //! - `roc.{png,svg}`: the ROC curve of each category (`scores/<category>.csv`), its AUROC in
-//!   the legend;
+//!   the legend: `image_auroc`, or for video categories `frame_auroc_micro`, as in
+//!   `metrics.csv`;
 //! - `pr.{png,svg}`: the precision-recall curve of each category as steps (their area is the
 //!   legend's AP, `memad_metrics::average_precision`), its positive rate (a random scorer's
 //!   precision) dashed in the same colour;
 //! - `frames_<category>.{png,svg}` for video runs (a non-empty `video` column): each test
-//!   video's frame score over time, anomalous frames shaded (12 videos a page; more pages are
-//!   `frames_<category>_<page>.*`);
+//!   video's frame score against the dataset's frame number, anomalous frames shaded (12
+//!   videos a page; more pages are `frames_<category>_<page>.*`);
 //! - `memory_<category>.{png,svg}` for methods with a memory (`memory/<category>.csv`): a heat
-//!   map per memory, rows normal / anomalous test images, a column per item, colour = the
-//!   item's share of the addressing weight (colour bar in percent, the uniform share marked);
+//!   map per memory, rows normal / anomalous test images, a column per item (or per bin of
+//!   items, showing the largest share, where items are narrower than 2 px), colour = the
+//!   item's share of the addressing weight (colour bar in percent, the uniform share marked:
+//!   of a class's own items where each class reads only its own, as in MDD-Net);
 //!   `memory_all.{png,svg}` in a multi-class run: a row per category.
+//!
+//! Video categories are plotted with the frame scores the `frame_auroc_*` metrics rank
+//! ([`FrameScoring`], from the run's `config.toml`): with `video_normalization = "min_max"`
+//! each video's scores (or each score part, summed with the method's weights) min-max
+//! normalised, so ROC, PR and frame curves show what the metric measures.
 //!
 //! `memad plot ablation --runs R --param KEY --metric M [--group G[,G2]]` ([`ablation`]):
 //! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
-//! one line per group (the values of one or more columns or config keys). Each run
-//! contributes the mean of `M` over its categories (rows read by `table::read_metrics`; the
-//! latest re-run of an experiment and seed counts); a point is the mean over seeds with ±1
-//! sample std as error bars. Numeric values sit at their value (log scale when positive and
-//! spanning 20x or more), text values at their rank; ticks are the values themselves.
-//! Anomaly-map grids are `overlay.rs`.
+//! one line per group (the values of one or more columns or config keys, labelled
+//! `key=value`) and configuration: runs of a group that differ in more than seed and the
+//! parameter are split into lines labelled by what differs, never averaged together. Each
+//! run contributes the mean of `M` over its categories (rows read by `table::read_metrics`;
+//! among runs of one configuration and seed the latest counts); a point is the mean over
+//! the distinct seeds with ±1 sample std as error bars. Numeric values sit at their value
+//! (log scale when positive and spanning 20x or more), text values at their rank; ticks are
+//! the values themselves; the legend is beside the plot. Anomaly-map grids are `overlay.rs`.
 //!
-//! Text is drawn with DejaVu Sans embedded in the binary (`dejavu`, rendered by `ab_glyph`),
-//! so figures look the same on every machine, with or without system fonts. Every file is
-//! rendered in memory and written atomically.
+//! Series beyond ten change dash pattern and marker as well as colour; a legend inside a
+//! plot goes where it covers the fewest drawn pixels. Wide lines are drawn by [`draw_line`]
+//! (plotters' own wide strokes break on step curves). Text is drawn with DejaVu Sans
+//! embedded in the binary (`dejavu`, rendered by `ab_glyph`), so figures look the same on
+//! every machine, with or without system fonts. Every file is rendered in memory and
+//! written atomically.
 use crate::output::write_atomic;
 use anyhow::{anyhow, Context};
-use plotters::coord::Shift;
+use plotters::coord::{CoordTranslate, Shift};
+use plotters::element::IntoDynElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// A pixel position `(x, y)`, as plotters' backends take it.
+type BackendCoord = (i32, i32);
 
 /// Qualitative colours (matplotlib's `tab10`).
 const COLORS: [RGBColor; 10] = [
@@ -50,8 +68,203 @@ const COLORS: [RGBColor; 10] = [
 /// Videos per page of a frame-score figure.
 const VIDEOS_PER_PAGE: usize = 12;
 
-fn color(i: usize) -> RGBColor {
-    COLORS[i % COLORS.len()]
+/// How the `i`-th series of a chart looks: colour `i mod 10` (tab10), then the dash pattern
+/// and the marker change with every ten series, so 30 series all look different.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Look {
+    color: RGBColor,
+    dash: Dash,
+    marker: Marker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dash {
+    Solid,
+    /// 8 px drawn, 5 px gap.
+    Dashed,
+    /// 2 px drawn, 4 px gap.
+    Dotted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Marker {
+    Circle,
+    Square,
+    Triangle,
+}
+
+fn look(i: usize) -> Look {
+    let (dash, marker) = match (i / COLORS.len()) % 3 {
+        0 => (Dash::Solid, Marker::Circle),
+        1 => (Dash::Dashed, Marker::Square),
+        _ => (Dash::Dotted, Marker::Triangle),
+    };
+    Look {
+        color: COLORS[i % COLORS.len()],
+        dash,
+        marker,
+    }
+}
+
+/// Whether a backend draws pixels (a bitmap) or vectors (SVG): [`draw_line`] strokes wide
+/// lines differently for the two.
+trait Raster {
+    const PIXELS: bool;
+}
+
+impl Raster for BitMapBackend<'_> {
+    const PIXELS: bool = true;
+}
+
+impl Raster for SVGBackend<'_> {
+    const PIXELS: bool = false;
+}
+
+/// `points` (chart coordinates) in pixels relative to the top-left corner of `area`,
+/// consecutive repeats dropped.
+fn to_pixels<DB: DrawingBackend, CT: CoordTranslate>(
+    area: &DrawingArea<DB, CT>,
+    points: impl IntoIterator<Item = CT::From>,
+) -> Vec<BackendCoord> {
+    let (x0, y0) = area.get_base_pixel();
+    let mut pixels: Vec<BackendCoord> = Vec::new();
+    for p in points {
+        let (x, y) = area.map_coordinate(&p);
+        if pixels.last() != Some(&(x - x0, y - y0)) {
+            pixels.push((x - x0, y - y0));
+        }
+    }
+    pixels
+}
+
+/// The pieces of the pixel polyline `path` that a dash pattern draws (the whole path when
+/// solid), cut by length along the path.
+fn dash_pieces(path: &[BackendCoord], dash: Dash) -> Vec<Vec<BackendCoord>> {
+    let (on, off) = match dash {
+        Dash::Solid => return vec![path.to_vec()],
+        Dash::Dashed => (8.0, 5.0),
+        Dash::Dotted => (2.0, 4.0),
+    };
+    let at = |a: BackendCoord, b: BackendCoord, t: f64| {
+        let lerp = |u: i32, v: i32| (f64::from(u) + t * f64::from(v - u)).round() as i32;
+        (lerp(a.0, b.0), lerp(a.1, b.1))
+    };
+    let mut pieces = Vec::new();
+    let mut piece: Vec<BackendCoord> = path.first().into_iter().copied().collect();
+    // Length left in the current on (drawing) or off stretch.
+    let (mut drawing, mut left) = (true, on);
+    for w in path.windows(2) {
+        let length = f64::from(w[1].0 - w[0].0).hypot(f64::from(w[1].1 - w[0].1));
+        let mut done = 0.0;
+        while length - done > left {
+            done += left;
+            let p = at(w[0], w[1], done / length);
+            if drawing {
+                piece.push(p);
+                pieces.push(std::mem::take(&mut piece));
+            } else {
+                piece = vec![p];
+            }
+            drawing = !drawing;
+            left = if drawing { on } else { off };
+        }
+        left -= length - done;
+        if drawing {
+            piece.push(w[1]);
+        }
+    }
+    if drawing && piece.len() > 1 {
+        pieces.push(piece);
+    }
+    pieces
+}
+
+/// Draws the polyline `points` (chart coordinates) `width` pixels wide in `look`'s colour
+/// and dash pattern; returns it in pixels of the plotting area (for [`draw_legend`]).
+///
+/// plotters fills a stroke wider than a pixel as one polygon around the whole path, which
+/// breaks on step curves (vertical runs offset by a pixel, stray pixels at corners). On a
+/// bitmap the line is therefore the 1-pixel polyline (drawn exactly) repeated at every
+/// offset of a `width` x `width` square; SVG gets one polyline of stroke `width`.
+fn draw_line<DB: DrawingBackend + Raster, CT: CoordTranslate>(
+    chart: &ChartContext<'_, DB, CT>,
+    points: impl IntoIterator<Item = CT::From>,
+    look: Look,
+    width: u32,
+) -> anyhow::Result<Vec<BackendCoord>> {
+    let area = chart.plotting_area();
+    let pixels = to_pixels(area, points);
+    let canvas = area.strip_coord_spec();
+    let width = width.max(1) as i32;
+    for piece in dash_pieces(&pixels, look.dash) {
+        if DB::PIXELS {
+            for dx in -(width - 1) / 2..=width / 2 {
+                for dy in -(width - 1) / 2..=width / 2 {
+                    let moved: Vec<BackendCoord> =
+                        piece.iter().map(|&(x, y)| (x + dx, y + dy)).collect();
+                    canvas
+                        .draw(&PathElement::new(moved, look.color.stroke_width(1)))
+                        .map_err(drawing)?;
+                }
+            }
+        } else {
+            canvas
+                .draw(&PathElement::new(
+                    piece,
+                    look.color.stroke_width(width as u32),
+                ))
+                .map_err(drawing)?;
+        }
+    }
+    Ok(pixels)
+}
+
+/// The outline of `marker` around (0, 0), in pixels.
+fn marker_shape(marker: Marker) -> Vec<BackendCoord> {
+    match marker {
+        Marker::Circle => (0..12)
+            .map(|k| {
+                let angle = f64::from(k) * std::f64::consts::PI / 6.0;
+                (
+                    (3.6 * angle.cos()).round() as i32,
+                    (3.6 * angle.sin()).round() as i32,
+                )
+            })
+            .collect(),
+        Marker::Square => vec![(-3, -3), (3, -3), (3, 3), (-3, 3)],
+        Marker::Triangle => vec![(0, -5), (4, 3), (-4, 3)],
+    }
+}
+
+/// The legend sample of a series, from `at` to 20 px right of it: a line in its dash
+/// pattern, with its marker in the middle when `marker` is set.
+fn legend_sample<'a, DB: DrawingBackend + 'a>(
+    at: BackendCoord,
+    look: Look,
+    marker: bool,
+) -> impl IntoDynElement<'a, DB, BackendCoord> {
+    let style = look.color.stroke_width(3);
+    let [a, b, c, d] = match look.dash {
+        Dash::Solid => [(0, 5), (5, 10), (10, 15), (15, 20)],
+        Dash::Dashed => [(0, 4), (4, 8), (12, 16), (16, 20)],
+        Dash::Dotted => [(0, 2), (6, 8), (12, 14), (18, 20)],
+    };
+    let piece = |(u, v): (i32, i32)| PathElement::new(vec![(u, 0), (v, 0)], style);
+    let shape = if marker {
+        marker_shape(look.marker)
+    } else {
+        Vec::new()
+    };
+    let shape = shape
+        .into_iter()
+        .map(|(x, y)| (x + 10, y))
+        .collect::<Vec<_>>();
+    EmptyElement::at(at)
+        + piece(a)
+        + piece(b)
+        + piece(c)
+        + piece(d)
+        + Polygon::new(shape, look.color.filled())
 }
 
 /// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once).
@@ -72,23 +285,138 @@ fn drawing<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing: {e}")
 }
 
-/// The legend of every chart: the series labels in a light box at `position`.
+/// Legend text size.
+const LEGEND_FONT: u32 = 14;
+
+/// The legend of every chart: the series labels (in the order they were drawn) in a light
+/// box at [`legend_position`].
 fn draw_legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    labels: &[String],
+    lines: &[Vec<BackendCoord>],
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    let ((x, y), _) = legend_position(chart, labels, lines)?;
+    draw_legend_at(chart, SeriesLabelPosition::Coordinate(x, y))
+}
+
+/// Where the legend box of `labels` covers the fewest pixels of `lines` (series in pixels of
+/// the plotting area, as [`draw_line`] returns them) among the corners and edge middles of
+/// the plotting area (ties: upper right, upper left, lower right, lower left, then the edge
+/// middles): its top-left corner and the pixels it covers.
+fn legend_position<DB, CT>(
+    chart: &ChartContext<'_, DB, CT>,
+    labels: &[String],
+    lines: &[Vec<BackendCoord>],
+) -> anyhow::Result<((i32, i32), usize)>
+where
+    DB: DrawingBackend,
+    CT: CoordTranslate,
+{
+    let (w, h) = legend_size(labels)?;
+    let (area_w, area_h) = chart.plotting_area().dim_in_pixel();
+    let (right, bottom) = (area_w as i32 - w - 5, area_h as i32 - h - 5);
+    let (middle_x, middle_y) = ((area_w as i32 - w) / 2, (area_h as i32 - h) / 2);
+    let candidates = [
+        (right, 5),
+        (5, 5),
+        (right, bottom),
+        (5, bottom),
+        (middle_x, 5),
+        (middle_x, bottom),
+        (5, middle_y),
+        (right, middle_y),
+    ];
+    let covered = |&(x, y): &(i32, i32)| {
+        let inside = |&(px, py): &BackendCoord| {
+            (x - 3..=x + w + 3).contains(&px) && (y - 3..=y + h + 3).contains(&py)
+        };
+        lines
+            .iter()
+            .flat_map(|line| line_pixels(line))
+            .filter(inside)
+            .count()
+    };
+    let mut best = candidates[0];
+    let mut fewest = covered(&best);
+    for c in &candidates[1..] {
+        let n = covered(c);
+        if n < fewest {
+            (best, fewest) = (*c, n);
+        }
+    }
+    Ok((best, fewest))
+}
+
+/// Draws the legend box at `position` (relative to the plotting area).
+fn draw_legend_at<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB: DrawingBackend + 'a,
-    CT: plotters::coord::CoordTranslate,
+    CT: CoordTranslate,
 {
     chart
         .configure_series_labels()
-        .label_font(("sans-serif", 14))
+        .label_font(("sans-serif", LEGEND_FONT))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK.mix(0.4))
         .position(position)
         .draw()
         .map_err(drawing)
+}
+
+/// Pixels of the legend box of `labels`, as plotters lays it out (the text, a 30 px sample
+/// column, 10 px margins).
+fn legend_size(labels: &[String]) -> anyhow::Result<(i32, i32)> {
+    let font = ("sans-serif", LEGEND_FONT).into_font();
+    let mut text = MultiLineText::<BackendCoord, &str>::new((0, 0), font);
+    for label in labels {
+        text.push_line(label.as_str());
+    }
+    let (w, h) = text.estimate_dimension().map_err(drawing)?;
+    Ok((w + 30 + 20, h + 20))
+}
+
+/// Every pixel of a pixel polyline, one per step along its longer axis.
+fn line_pixels(line: &[BackendCoord]) -> impl Iterator<Item = BackendCoord> + '_ {
+    let first = line.first().copied();
+    first.into_iter().chain(line.windows(2).flat_map(|w| {
+        let (a, b) = (w[0], w[1]);
+        let steps = (b.0 - a.0).abs().max((b.1 - a.1).abs()).max(1);
+        (1..=steps).map(move |k| {
+            let t = f64::from(k) / f64::from(steps);
+            (
+                a.0 + (t * f64::from(b.0 - a.0)).round() as i32,
+                a.1 + (t * f64::from(b.1 - a.1)).round() as i32,
+            )
+        })
+    }))
+}
+
+/// Adds a legend entry `label` drawn as `look`'s sample, for a series drawn by [`draw_line`]
+/// (which plotters does not know as a series).
+fn legend_entry<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    label: String,
+    look: Look,
+    marker: bool,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+    CT::From: Clone + 'static,
+{
+    chart
+        .draw_series(std::iter::empty::<EmptyElement<CT::From, DB>>())
+        .map_err(drawing)?
+        .label(label)
+        .legend(move |at| legend_sample(at, look, marker));
+    Ok(())
 }
 
 /// Renders a figure twice (bitmap and SVG) with the same drawing code and writes
@@ -139,9 +467,233 @@ pub struct LossRow {
 #[derive(Debug, Clone)]
 pub struct Scores {
     pub category: String,
+    /// The `image` column: the file scored (for a video frame, its frame file).
+    pub images: Vec<String>,
     pub videos: Vec<String>,
     pub labels: Vec<bool>,
     pub scores: Vec<f32>,
+    /// The score parts after the `score` column (`AnomalyOutput::parts`, e.g. MNAD's
+    /// `neg_psnr` and `feature_distance`): `(name, one value per row)`.
+    pub parts: Vec<(String, Vec<f32>)>,
+}
+
+impl Scores {
+    /// Whether the rows are video frames (a non-empty `video` column).
+    fn is_video(&self) -> bool {
+        self.videos.iter().any(|v| !v.is_empty())
+    }
+}
+
+/// How the `frame_auroc_micro` / `frame_auroc_macro` metrics score a video's frames
+/// (`run::compute_metrics` through `run::frames_by_video`), from the run's config.toml.
+#[derive(Debug, Clone, PartialEq)]
+enum FrameScoring {
+    /// `[eval] video_normalization = "none"`: the `score` column.
+    Raw,
+    /// `min_max` and no score parts: the `score` column min-max normalised per video.
+    MinMax,
+    /// `min_max` and score parts: each part min-max normalised per video, then summed with
+    /// these weights (one per part, in column order) and rounded to `f32`.
+    Parts(Vec<f64>),
+}
+
+impl FrameScoring {
+    /// The y-axis label of frame scores.
+    fn axis_label(&self) -> &'static str {
+        match self {
+            FrameScoring::Raw => "frame score",
+            FrameScoring::MinMax => "frame score (min-max per video)",
+            FrameScoring::Parts(_) => "frame score (parts min-max per video)",
+        }
+    }
+
+    /// What the frame scores of `s` are, for captions.
+    fn describe(&self, s: &Scores) -> String {
+        match self {
+            FrameScoring::Raw => "frame score".into(),
+            FrameScoring::MinMax => "frame score (min-max per video)".into(),
+            FrameScoring::Parts(weights) => {
+                let terms: Vec<String> = (weights.iter().zip(&s.parts))
+                    .map(|(w, (name, _))| format!("{w} × {name}"))
+                    .collect();
+                format!(
+                    "frame score ({}, each min-max per video)",
+                    terms.join(" + ")
+                )
+            }
+        }
+    }
+}
+
+/// The frame scoring of `s` under the run's `config` (see [`FrameScoring`]). The part weights
+/// are not in the run folder: they are the method's (MNAD: `psnr_weight` for `neg_psnr`,
+/// `1 - psnr_weight` for `feature_distance`; `neg_psnr` alone weighs 1) and must reproduce
+/// the `score` column (`sum weight * part`); otherwise a note says the plots show the raw
+/// score, which is not what the metric ranks.
+fn frame_scoring(config: Option<&toml::Value>, s: &Scores) -> FrameScoring {
+    let min_max = config
+        .and_then(|c| lookup(c, "eval.video_normalization"))
+        .and_then(toml::Value::as_str)
+        == Some("min_max");
+    if !min_max {
+        return FrameScoring::Raw;
+    }
+    if s.parts.is_empty() {
+        return FrameScoring::MinMax;
+    }
+    let names: Vec<&str> = s.parts.iter().map(|(n, _)| n.as_str()).collect();
+    let psnr_weight = config
+        .and_then(|c| lookup(c, "method.psnr_weight"))
+        .and_then(toml::Value::as_float);
+    let weights = match (names.as_slice(), psnr_weight) {
+        (["neg_psnr"], _) => Some(vec![1.0]),
+        (["neg_psnr", "feature_distance"], Some(w)) => Some(vec![w, 1.0 - w]),
+        _ => None,
+    };
+    let reproduces = |weights: &[f64]| {
+        (0..s.scores.len()).all(|i| {
+            let sum: f64 = (weights.iter().zip(&s.parts))
+                .map(|(w, (_, values))| w * f64::from(values[i]))
+                .sum();
+            let score = f64::from(s.scores[i]);
+            (sum - score).abs() <= 1e-4 * (1.0 + score.abs())
+        })
+    };
+    match weights {
+        Some(w) if reproduces(&w) => FrameScoring::Parts(w),
+        _ => {
+            eprintln!(
+                "note: {}: the weights of the score parts {} are unknown (or do not give the \
+                 score column), so the plots show the raw score, not the per-video \
+                 normalised score frame_auroc_micro ranks",
+                s.category,
+                names.join(", ")
+            );
+            FrameScoring::Raw
+        }
+    }
+}
+
+/// The rows of each video, videos in order of first appearance (as the metric groups them).
+fn video_rows(videos: &[String]) -> Vec<Vec<usize>> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for (i, v) in videos.iter().enumerate() {
+        match names.iter().position(|n| n == v) {
+            Some(k) => rows[k].push(i),
+            None => {
+                names.push(v);
+                rows.push(vec![i]);
+            }
+        }
+    }
+    rows
+}
+
+/// `(v - min) / (max - min)` in `f64`; a constant input maps to zeros (the metric's
+/// normalisation, `run::min_max` and `memad_metrics`' `MinMaxPerVideo`).
+fn min_max(values: &[f32]) -> Vec<f64> {
+    let lo = values
+        .iter()
+        .fold(f64::INFINITY, |m, &v| m.min(f64::from(v)));
+    let hi = (values.iter()).fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+    let range = hi - lo;
+    (values.iter())
+        .map(|&v| {
+            if range > 0.0 {
+                (f64::from(v) - lo) / range
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// The frame scores the metric ranks, one per row of `s` in file order, as `f32` (exact for
+/// [`FrameScoring::Raw`] and [`FrameScoring::Parts`], whose sums the metric rounds to `f32`
+/// too; the metric keeps [`FrameScoring::MinMax`]'s values in `f64`).
+fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f32> {
+    let mut out = s.scores.clone();
+    for rows in video_rows(&s.videos) {
+        let normalised = match scoring {
+            FrameScoring::Raw => continue,
+            FrameScoring::MinMax => min_max(&rows.iter().map(|&i| s.scores[i]).collect::<Vec<_>>()),
+            FrameScoring::Parts(weights) => {
+                let mut sum = vec![0.0; rows.len()];
+                for (w, (_, values)) in weights.iter().zip(&s.parts) {
+                    let part: Vec<f32> = rows.iter().map(|&i| values[i]).collect();
+                    for (total, v) in sum.iter_mut().zip(min_max(&part)) {
+                        *total += w * v;
+                    }
+                }
+                sum
+            }
+        };
+        for (&i, v) in rows.iter().zip(normalised) {
+            out[i] = v as f32;
+        }
+    }
+    out
+}
+
+/// `frame_auroc_micro` of `s`, given the inputs `run::compute_metrics` gives it (the raw
+/// scores with `MinMaxPerVideo` for [`FrameScoring::MinMax`], else [`frame_scores`] as they
+/// are), so it is the `metrics.csv` value; `None` where the metric has none.
+fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Option<f64> {
+    use memad_metrics::VideoNormalization;
+    let (scores, norm) = match scoring {
+        FrameScoring::MinMax => (s.scores.clone(), VideoNormalization::MinMaxPerVideo),
+        _ => (frame_scores(s, scoring), VideoNormalization::None),
+    };
+    let videos: Vec<(Vec<f32>, Vec<bool>)> = video_rows(&s.videos)
+        .into_iter()
+        .map(|rows| {
+            (
+                rows.iter().map(|&i| scores[i]).collect(),
+                rows.iter().map(|&i| s.labels[i]).collect(),
+            )
+        })
+        .collect();
+    memad_metrics::frame_auroc_micro(&videos, norm).ok()
+}
+
+/// The frame number of a frame file: the digits its name ends with (`.../frames/01/004.jpg`
+/// is frame 4), as the dataset numbers its frames.
+fn frame_number(image: &str) -> Option<usize> {
+    let stem = Path::new(image).file_stem()?.to_str()?;
+    let digits = stem.len() - stem.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    stem[stem.len() - digits..].parse().ok()
+}
+
+/// One category's scores as `memad plot` shows them: the `score` column for images, the
+/// frame scores the video metrics rank for videos.
+struct Shown<'a> {
+    raw: &'a Scores,
+    scores: Vec<f32>,
+    /// The legend's AUROC: `image_auroc` or `frame_auroc_micro` as `metrics.csv` has it.
+    auroc: Option<f64>,
+    /// How the frames are scored, for video categories.
+    video: Option<FrameScoring>,
+}
+
+impl<'a> Shown<'a> {
+    fn new(raw: &'a Scores, config: Option<&toml::Value>) -> Self {
+        if !raw.is_video() {
+            return Shown {
+                raw,
+                scores: raw.scores.clone(),
+                auroc: memad_metrics::auroc(&raw.scores, &raw.labels).ok(),
+                video: None,
+            };
+        }
+        let scoring = frame_scoring(config, raw);
+        Shown {
+            raw,
+            scores: frame_scores(raw, &scoring),
+            auroc: frame_auroc(raw, &scoring),
+            video: Some(scoring),
+        }
+    }
 }
 
 /// One category's ROC curve and its AUROC.
@@ -171,6 +723,7 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     );
     let out = out.map_or_else(|| run_dir.join("plots"), Path::to_path_buf);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let config = read_config(run_dir);
     let mut written = Vec::new();
 
     let losses_path = run_dir.join("losses.csv");
@@ -181,43 +734,62 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     let scores = read_scores_dir(&run_dir.join("scores"))?;
-    let curves: Vec<RocCurve> = scores
-        .iter()
+    let shown: Vec<Shown> = (scores.iter())
+        .map(|s| Shown::new(s, config.as_ref()))
+        .collect();
+    // How video categories' scores are normalised, for the ROC and PR captions.
+    let mut what: Vec<String> = Vec::new();
+    for s in &shown {
+        if let Some(scoring) = s.video.as_ref().filter(|v| **v != FrameScoring::Raw) {
+            let v = scoring.describe(s.raw);
+            if !what.contains(&v) {
+                what.push(v);
+            }
+        }
+    }
+    let note = what.join("; ");
+    let curves: Vec<RocCurve> = (shown.iter())
         .filter_map(|s| {
             Some(RocCurve {
-                auroc: memad_metrics::auroc(&s.scores, &s.labels).ok()?,
-                category: s.category.clone(),
-                points: roc_curve(&s.scores, &s.labels),
+                auroc: s.auroc?,
+                category: s.raw.category.clone(),
+                points: roc_curve(&s.scores, &s.raw.labels),
             })
         })
         .collect();
     if !curves.is_empty() {
-        written.extend(plot_roc(&curves, &out.join("roc"))?);
+        written.extend(plot_roc(&curves, &note, &out.join("roc"))?);
     }
-    let pr: Vec<PrCurve> = scores
-        .iter()
+    let pr: Vec<PrCurve> = (shown.iter())
         .filter_map(|s| {
+            let labels = &s.raw.labels;
             Some(PrCurve {
-                ap: memad_metrics::average_precision(&s.scores, &s.labels).ok()?,
-                category: s.category.clone(),
-                points: pr_curve(&s.scores, &s.labels),
-                positive_rate: s.labels.iter().filter(|&&l| l).count() as f64
-                    / s.labels.len() as f64,
+                ap: memad_metrics::average_precision(&s.scores, labels).ok()?,
+                category: s.raw.category.clone(),
+                points: pr_curve(&s.scores, labels),
+                positive_rate: labels.iter().filter(|&&l| l).count() as f64 / labels.len() as f64,
             })
         })
         .collect();
     if !pr.is_empty() {
-        written.extend(plot_pr(&pr, &out.join("pr"))?);
+        written.extend(plot_pr(&pr, &note, &out.join("pr"))?);
     }
-    for s in scores
-        .iter()
-        .filter(|s| s.videos.iter().any(|v| !v.is_empty()))
-    {
-        written.extend(plot_frames(s, &out)?);
+    for s in &shown {
+        if let Some(scoring) = &s.video {
+            written.extend(plot_frames(s.raw, &s.scores, scoring, &out)?);
+        }
     }
     let usage = read_usage_dir(&run_dir.join("memory"))?;
     if !usage.is_empty() {
-        written.extend(plot_memory_usage(&usage, is_multi_class(run_dir), &out)?);
+        let per_class = config
+            .as_ref()
+            .and_then(|c| lookup(c, "method.memory.items_per_class"))
+            .and_then(toml::Value::as_integer)
+            .and_then(|k| usize::try_from(k).ok());
+        let multi_class = config.as_ref().is_some_and(|c| {
+            lookup(c, "data.setting").and_then(toml::Value::as_str) == Some("multi_class")
+        });
+        written.extend(plot_memory_usage(&usage, multi_class, per_class, &out)?);
     }
     anyhow::ensure!(
         !written.is_empty(),
@@ -225,6 +797,12 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         run_dir.display()
     );
     Ok(written)
+}
+
+/// The run's `config.toml`, `None` when it is missing or does not parse.
+fn read_config(run_dir: &Path) -> Option<toml::Value> {
+    let text = std::fs::read_to_string(run_dir.join("config.toml")).ok()?;
+    toml::from_str(&text).ok()
 }
 
 /// Reads `losses.csv`.
@@ -251,7 +829,8 @@ pub fn read_scores_dir(dir: &Path) -> anyhow::Result<Vec<Scores>> {
     files.iter().map(|f| read_scores(f)).collect()
 }
 
-/// Reads one `scores/<category>.csv` (`video`, `label`, `score` columns; others ignored).
+/// Reads one `scores/<category>.csv`: `image` (optional), `video`, `label`, `score`, and the
+/// score parts in the columns after `score`; `defect` is ignored.
 pub fn read_scores(path: &Path) -> anyhow::Result<Scores> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
@@ -263,29 +842,40 @@ pub fn read_scores(path: &Path) -> anyhow::Result<Scores> {
             .with_context(|| format!("{}: no `{name}` column", path.display()))
     };
     let (video, label, score) = (col("video")?, col("label")?, col("score")?);
+    let image = header.iter().position(|h| h == "image");
     let mut s = Scores {
         category: path
             .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        images: Vec::new(),
         videos: Vec::new(),
         labels: Vec::new(),
         scores: Vec::new(),
+        parts: (header.iter().skip(score + 1))
+            .map(|name| (name.to_string(), Vec::new()))
+            .collect(),
     };
     for (i, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("reading {}", path.display()))?;
         let bad = |what: &str| anyhow!("{} row {}: bad {what}", path.display(), i + 2);
+        let number = |c: usize, what: &str| -> anyhow::Result<f32> {
+            row.get(c)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(what))
+        };
+        s.images
+            .push(image.and_then(|c| row.get(c)).unwrap_or("").to_string());
         s.videos.push(row.get(video).unwrap_or("").to_string());
         s.labels.push(match row.get(label) {
             Some("1") => true,
             Some("0") => false,
             _ => return Err(bad("label")),
         });
-        s.scores.push(
-            row.get(score)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad("score"))?,
-        );
+        s.scores.push(number(score, "score")?);
+        for (k, (name, values)) in s.parts.iter_mut().enumerate() {
+            values.push(number(score + 1 + k, name)?);
+        }
     }
     Ok(s)
 }
@@ -376,7 +966,7 @@ fn plot_losses(rows: &[LossRow], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
     ))
 }
 
-fn draw_losses<DB: DrawingBackend>(
+fn draw_losses<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     rows: &[LossRow],
     categories: &[&str],
@@ -392,15 +982,41 @@ fn draw_losses<DB: DrawingBackend>(
                 terms.push(&r.term);
             }
         }
+        let series: Vec<Vec<(f64, f64)>> = (terms.iter())
+            .map(|term| {
+                (mine.iter())
+                    .filter(|r| r.term == *term)
+                    .map(|r| (r.epoch as f64, r.value))
+                    .collect()
+            })
+            .collect();
+        let labels: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
         let last = mine.iter().map(|r| r.epoch).max().unwrap_or(1);
         let (lo, hi) = padded_range(mine.iter().map(|r| r.value));
-        let mut chart = ChartBuilder::on(panel)
-            .caption(format!("{category}: training loss"), ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.5f64..last as f64 + 0.5, lo..hi)
+        let area = (panel.titled(&format!("{category}: training loss"), ("sans-serif", 18)))
             .map_err(drawing)?;
+        let build = |hi: f64| {
+            ChartBuilder::on(&area)
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.5f64..last as f64 + 0.5, lo..hi)
+                .map_err(drawing)
+        };
+        // Where the legend would cover a curve wherever it goes, the y range grows upwards
+        // until the curves fit below it (nothing is drawn until the range is settled).
+        let mut chart = build(hi)?;
+        let pixels = |chart: &ChartContext<'_, DB, _>| -> Vec<Vec<BackendCoord>> {
+            (series.iter())
+                .map(|points| to_pixels(chart.plotting_area(), points.iter().copied()))
+                .collect()
+        };
+        if legend_position(&chart, &labels, &pixels(&chart))?.1 > 0 {
+            let (_, legend_h) = legend_size(&labels)?;
+            let plot_h = f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
+            let free = (f64::from(legend_h + 12) / plot_h).min(0.6);
+            chart = build(lo + (hi - lo) / (1.0 - free))?;
+        }
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -417,41 +1033,56 @@ fn draw_losses<DB: DrawingBackend>(
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(drawing)?;
-        for (i, term) in terms.iter().enumerate() {
-            let points: Vec<(f64, f64)> = mine
-                .iter()
-                .filter(|r| r.term == *term)
-                .map(|r| (r.epoch as f64, r.value))
-                .collect();
-            let c = color(i);
+        let mut drawn = Vec::new();
+        for (i, (points, label)) in series.iter().zip(&labels).enumerate() {
+            let look = look(i);
+            drawn.push(draw_line(&chart, points.iter().copied(), look, 2)?);
             chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(drawing)?
-                .label(*term)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .draw_series(points.iter().map(|&p| {
+                    EmptyElement::at(p)
+                        + Polygon::new(marker_shape(look.marker), look.color.filled())
+                }))
                 .map_err(drawing)?;
+            legend_entry(&mut chart, label.clone(), look, true)?;
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        draw_legend(&mut chart, &labels, &drawn)?;
     }
     Ok(())
 }
 
-/// ROC curves of every category on one chart.
-fn plot_roc(curves: &[RocCurve], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    png_and_svg!(stem, (640, 600), |root| draw_roc(root, curves))
+/// Stroke widths of `n` curves on one chart: earlier curves are wider (up to 4 px), so
+/// curves that coincide (two perfect categories) stay visible under later ones.
+fn curve_width(i: usize, n: usize) -> u32 {
+    2 + (n - 1 - i).min(2) as u32
 }
 
-fn draw_roc<DB: DrawingBackend>(
+/// ROC curves of every category on one chart; `note` (what video scores are) under the
+/// title when not empty.
+fn plot_roc(curves: &[RocCurve], note: &str, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    png_and_svg!(stem, (640, 600), |root| draw_roc(root, curves, note))
+}
+
+/// `root` with `title` above and, when not empty, `note` in smaller text under it.
+fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    note: &str,
+) -> anyhow::Result<DrawingArea<DB, Shift>> {
+    let area = root.titled(title, ("sans-serif", 20)).map_err(drawing)?;
+    if note.is_empty() {
+        return Ok(area);
+    }
+    area.titled(note, ("sans-serif", 13)).map_err(drawing)
+}
+
+fn draw_roc<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     curves: &[RocCurve],
+    note: &str,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
-    let mut chart = ChartBuilder::on(root)
-        .caption("ROC per category", ("sans-serif", 20))
+    let area = titled(root, "ROC per category", note)?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(16)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -474,29 +1105,35 @@ fn draw_roc<DB: DrawingBackend>(
             BLACK.mix(0.35).stroke_width(1),
         ))
         .map_err(drawing)?;
+    let mut drawn = Vec::new();
+    let mut labels = Vec::new();
     for (i, curve) in curves.iter().enumerate() {
-        let c = color(i);
-        // Earlier curves are wider, so curves that coincide (two perfect categories)
-        // stay visible under later ones.
-        let width = 2 + (curves.len() - 1 - i).min(3) as u32;
-        chart
-            .draw_series(LineSeries::new(curve.points.clone(), c.stroke_width(width)))
-            .map_err(drawing)?
-            .label(format!("{} (AUROC {:.3})", curve.category, curve.auroc))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        let look = look(i);
+        let width = curve_width(i, curves.len());
+        drawn.push(draw_line(
+            &chart,
+            curve.points.iter().copied(),
+            look,
+            width,
+        )?);
+        let label = format!("{} (AUROC {:.3})", curve.category, curve.auroc);
+        legend_entry(&mut chart, label.clone(), look, false)?;
+        labels.push(label);
     }
-    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    draw_legend(&mut chart, &labels, &drawn)?;
     Ok(())
 }
 
-/// PR curves of every category on one chart, each with its positive rate dashed.
-fn plot_pr(curves: &[PrCurve], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    png_and_svg!(stem, (640, 600), |root| draw_pr(root, curves))
+/// PR curves of every category on one chart, each with its positive rate dashed; `note`
+/// as in [`plot_roc`].
+fn plot_pr(curves: &[PrCurve], note: &str, stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    png_and_svg!(stem, (640, 600), |root| draw_pr(root, curves, note))
 }
 
-fn draw_pr<DB: DrawingBackend>(
+fn draw_pr<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     curves: &[PrCurve],
+    note: &str,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
     // The y axis starts at the tenth below the lowest precision or positive rate, so curves
@@ -506,11 +1143,12 @@ fn draw_pr<DB: DrawingBackend>(
         .flat_map(|c| c.points.iter().map(|p| p.1).chain([c.positive_rate]))
         .fold(1.0f64, f64::min);
     let y_lo = ((lowest * 10.0).floor() / 10.0 - 0.1).max(0.0) - 0.01;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            "Precision-recall per category (dashed: positive rate)",
-            ("sans-serif", 20),
-        )
+    let area = titled(
+        root,
+        "Precision-recall per category (dashed: positive rate)",
+        note,
+    )?;
+    let mut chart = ChartBuilder::on(&area)
         .margin(16)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -525,48 +1163,44 @@ fn draw_pr<DB: DrawingBackend>(
         .draw()
         .map_err(drawing)?;
     for (i, curve) in curves.iter().enumerate() {
-        let c = color(i);
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(0.0, curve.positive_rate), (1.0, curve.positive_rate)],
                 6,
                 6,
-                c.mix(0.7).stroke_width(1),
+                look(i).color.mix(0.7).stroke_width(1),
             ))
             .map_err(drawing)?;
     }
+    let mut drawn = Vec::new();
+    let mut labels = Vec::new();
     for (i, curve) in curves.iter().enumerate() {
-        let c = color(i);
-        // As in `draw_roc`: earlier curves wider, so coinciding curves stay visible.
-        let width = 2 + (curves.len() - 1 - i).min(3) as u32;
-        chart
-            .draw_series(LineSeries::new(
-                pr_steps(&curve.points),
-                c.stroke_width(width),
-            ))
-            .map_err(drawing)?
-            .label(format!(
-                "{} (AP {:.3}, positives {:.0}%)",
-                curve.category,
-                curve.ap,
-                100.0 * curve.positive_rate
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        let look = look(i);
+        let width = curve_width(i, curves.len());
+        drawn.push(draw_line(&chart, pr_steps(&curve.points), look, width)?);
+        let label = format!(
+            "{} (AP {:.3}, positives {:.0}%)",
+            curve.category,
+            curve.ap,
+            100.0 * curve.positive_rate
+        );
+        legend_entry(&mut chart, label.clone(), look, false)?;
+        labels.push(label);
     }
-    draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
+    draw_legend(&mut chart, &labels, &drawn)?;
     Ok(())
 }
 
-/// Frame scores over time per test video, anomalous frames shaded; one figure per page of
-/// [`VIDEOS_PER_PAGE`] videos.
-fn plot_frames(s: &Scores, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut videos: Vec<&str> = Vec::new();
-    for v in &s.videos {
-        if !videos.contains(&v.as_str()) {
-            videos.push(v);
-        }
-    }
-    let pages: Vec<&[&str]> = videos.chunks(VIDEOS_PER_PAGE).collect();
+/// Frame scores `scores` (one per row of `s`, scored by `scoring`) over time per test video,
+/// anomalous frames shaded; one figure per page of [`VIDEOS_PER_PAGE`] videos.
+fn plot_frames(
+    s: &Scores,
+    scores: &[f32],
+    scoring: &FrameScoring,
+    out: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let videos = video_rows(&s.videos);
+    let pages: Vec<&[Vec<usize>]> = videos.chunks(VIDEOS_PER_PAGE).collect();
     let mut written = Vec::new();
     for (p, page) in pages.iter().enumerate() {
         let stem = if pages.len() == 1 {
@@ -580,6 +1214,8 @@ fn plot_frames(s: &Scores, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         written.extend(png_and_svg!(&stem, size, |root| draw_frames(
             root,
             s,
+            scores,
+            scoring,
             page,
             (grid_rows, cols)
         ))?);
@@ -587,57 +1223,65 @@ fn plot_frames(s: &Scores, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn draw_frames<DB: DrawingBackend>(
+/// The frame number of each of `rows` ([`frame_number`] of its image), or the rows'
+/// positions when a file name holds no number.
+fn frame_numbers(s: &Scores, rows: &[usize]) -> Vec<usize> {
+    (rows.iter())
+        .map(|&i| frame_number(&s.images[i]))
+        .collect::<Option<Vec<usize>>>()
+        .unwrap_or_else(|| (0..rows.len()).collect())
+}
+
+fn draw_frames<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     s: &Scores,
-    page: &[&str],
+    scores: &[f32],
+    scoring: &FrameScoring,
+    page: &[Vec<usize>],
     grid: (usize, usize),
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
     let title = format!(
-        "{}: frame score per test video (red: anomalous frames)",
-        s.category
+        "{}: {} per test video (red: anomalous frames)",
+        s.category,
+        scoring.describe(s)
     );
-    let root = root.titled(&title, ("sans-serif", 20)).map_err(drawing)?;
+    let root = root.titled(&title, ("sans-serif", 18)).map_err(drawing)?;
     let panels = root.split_evenly(grid);
-    for (panel, video) in panels.iter().zip(page.iter()) {
-        let idx: Vec<usize> = (0..s.videos.len())
-            .filter(|&i| s.videos[i] == *video)
-            .collect();
-        let (lo, hi) = padded_range(idx.iter().map(|&i| s.scores[i] as f64));
-        let n = idx.len();
+    for (panel, rows) in panels.iter().zip(page.iter()) {
+        let frames = frame_numbers(s, rows);
+        let (lo, hi) = padded_range(rows.iter().map(|&i| f64::from(scores[i])));
+        let first = frames.iter().min().copied().unwrap_or(0) as f64;
+        let last = frames.iter().max().copied().unwrap_or(0) as f64;
         let mut chart = ChartBuilder::on(panel)
-            .caption(*video, ("sans-serif", 15))
+            .caption(&s.videos[rows[0]], ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(55)
-            .build_cartesian_2d(-0.5f64..n as f64 - 0.5, lo..hi)
+            .build_cartesian_2d(first - 0.5..last + 0.5, lo..hi)
             .map_err(drawing)?;
         chart
             .configure_mesh()
-            .x_desc("frame")
+            .x_desc("frame (the dataset's number)")
+            .y_desc(scoring.axis_label())
             .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 11))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(drawing)?;
-        let labels: Vec<bool> = idx.iter().map(|&i| s.labels[i]).collect();
+        let labels: Vec<bool> = rows.iter().map(|&i| s.labels[i]).collect();
         let shade = RGBColor(214, 39, 40).mix(0.18).filled();
         chart
-            .draw_series(
-                anomalous_spans(&labels).into_iter().map(|(a, b)| {
-                    Rectangle::new([(a as f64 - 0.5, lo), (b as f64 + 0.5, hi)], shade)
-                }),
-            )
+            .draw_series(anomalous_spans(&labels).into_iter().map(|(a, b)| {
+                Rectangle::new(
+                    [(frames[a] as f64 - 0.5, lo), (frames[b] as f64 + 0.5, hi)],
+                    shade,
+                )
+            }))
             .map_err(drawing)?;
-        chart
-            .draw_series(LineSeries::new(
-                idx.iter()
-                    .enumerate()
-                    .map(|(k, &i)| (k as f64, s.scores[i] as f64)),
-                color(0).stroke_width(2),
-            ))
-            .map_err(drawing)?;
+        let points = (frames.iter().zip(rows)).map(|(&f, &i)| (f as f64, f64::from(scores[i])));
+        draw_line(&chart, points, look(0), 2)?;
     }
     Ok(())
 }
@@ -654,8 +1298,9 @@ pub struct AblationSpec {
     pub metric: String,
     /// One line per value of this `metrics.csv` column (`method`, `name`, `backbone`, ...) or,
     /// when no column has the name, dotted config key; comma-separated keys label a line with
-    /// the values of those the run has (`method,method.memory.init`: `rd4ad`, `mddnet,
-    /// features`), at least one.
+    /// the values of those the run has, each as `<last key segment>=<value>`
+    /// (`method,method.memory.init`: `method=rd4ad`, `method=mddnet, init=features`), at
+    /// least one.
     pub group: String,
 }
 
@@ -667,6 +1312,7 @@ pub struct AblationPoint {
     pub mean: f64,
     /// Sample standard deviation (n - 1); `None` for one seed.
     pub std: Option<f64>,
+    /// Distinct seeds averaged.
     pub seeds: usize,
 }
 
@@ -674,20 +1320,26 @@ pub struct AblationPoint {
 #[derive(Debug, Clone)]
 pub struct Ablation {
     pub spec: AblationSpec,
-    /// `(group, points in x order)`, groups sorted.
+    /// `(label, points in x order)`, sorted by label. A line is one configuration: runs that
+    /// differ only in seed and the parameter. Where a group holds several, each line's label
+    /// adds the keys in which its configuration differs from the group's most common values.
     pub lines: Vec<(String, Vec<AblationPoint>)>,
     /// Every parameter value is a number (else the axis is categorical, values in name order).
     pub numeric: bool,
 }
 
 /// `memad plot ablation`: reads the runs, writes `ablation_<param>_<metric>.{png,svg}` into
-/// `out`; returns the files written.
+/// `out` (the legend to the right of the plot, the figure widened for it); returns the
+/// files written.
 pub fn ablation(spec: &AblationSpec, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     register_fonts();
     let data = read_ablation(spec)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let stem = out.join(format!("ablation_{}_{}", spec.param, spec.metric));
-    png_and_svg!(&stem, (760, 520), |root| draw_ablation(root, &data))
+    let labels = ablation_labels(&data);
+    let (legend_w, _) = legend_size(&labels)?;
+    let size = (760 + legend_w as u32 + 10, 520);
+    png_and_svg!(&stem, size, |root| draw_ablation(root, &data, &labels))
 }
 
 /// The complete runs `pattern` names: a glob (holding `*` or `?`) over run folders, or a
@@ -736,12 +1388,65 @@ fn scalar(value: &toml::Value) -> Option<String> {
     }
 }
 
-/// Reads the runs into lines: per run the metric's mean over categories; among re-runs of one
-/// experiment and seed the latest counts (as in `memad table`); then mean and sample std over
-/// seeds per (group, value). Runs without the key or the metric are left out with a note.
+/// Every scalar of a TOML table by dotted key, arrays as their TOML text.
+fn flatten(value: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, &key, out);
+            }
+        }
+        other => {
+            out.insert(
+                prefix.to_string(),
+                scalar(other).unwrap_or_else(|| other.to_string()),
+            );
+        }
+    }
+}
+
+/// `key=value` for each pair, the key as its last dotted segment unless another key of
+/// `pairs` ends alike (then in full).
+fn key_values(pairs: &[(String, String)]) -> Vec<String> {
+    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    (pairs.iter())
+        .map(|(k, v)| {
+            let short = last(k);
+            let clash = (pairs.iter()).any(|(other, _)| other != k && last(other) == short);
+            format!("{}={v}", if clash { k.as_str() } else { &short })
+        })
+        .collect()
+}
+
+/// What one run gives an ablation.
+struct AblationRun {
+    /// `(key, value)` of the group keys the run has.
+    group: Vec<(String, String)>,
+    /// The rest of its configuration: every config key but `name`, `seed`, the parameter and
+    /// the group's keys.
+    config: BTreeMap<String, String>,
+    value: String,
+    seed: String,
+    stamp: String,
+    /// The metric's mean over the run's categories.
+    mean: f64,
+}
+
+/// Reads the runs into lines. Per run: the metric's mean over categories. Runs are grouped
+/// by `spec.group`; within a group each configuration (the config but seed and parameter)
+/// is its own line, so runs of different experiments are never averaged as if they were
+/// seeds (a note names the keys that split a group). Per line and parameter value, among
+/// runs of one seed the latest counts (a re-run); a point is the mean and sample std over
+/// the distinct seeds. Runs without the key or the metric are left out with a note.
 ///
 /// # Errors
-/// No complete run; the key holding a table or array; no run with both key and metric.
+/// No complete run; the key holding a table or array; no run with both key and metric; a
+/// run with none of the group keys.
 pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let mut folders = Vec::new();
     for pattern in &spec.runs {
@@ -754,9 +1459,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         !folders.is_empty(),
         "{patterns}: no complete run folder (`.partial` folders are never read)",
     );
-    // (group, value, experiment, seed) -> (stamp, per-run value, name)
-    type Key = (String, String, String, String);
-    let mut per_run: std::collections::BTreeMap<Key, (String, f64, String)> = Default::default();
+    let mut runs: Vec<AblationRun> = Vec::new();
     let mut raw_values: Vec<toml::Value> = Vec::new();
     let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
     let group_keys: Vec<&str> = spec.group.split(',').map(str::trim).collect();
@@ -790,12 +1493,14 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         let field = |c: &str| first.fields.get(c).cloned().unwrap_or_default();
         // Each key of the group: a metrics.csv column, else a config value; a key the run
         // lacks (`method.memory.init` of a run without memory) adds nothing to its label.
-        let parts: Vec<String> = (group_keys.iter())
+        let group: Vec<(String, String)> = (group_keys.iter())
             .filter_map(|&key| {
-                (first.fields.get(key).cloned()).or_else(|| lookup(&config, key).and_then(scalar))
+                let value = (first.fields.get(key).cloned())
+                    .or_else(|| lookup(&config, key).and_then(scalar))?;
+                Some((key.to_string(), value))
             })
             .collect();
-        if parts.is_empty() {
+        if group.is_empty() {
             let keys: Vec<String> = group_keys.iter().map(|k| format!("`{k}`")).collect();
             let what = match keys.as_slice() {
                 [one] => format!("{one} is neither a metrics.csv column nor"),
@@ -806,13 +1511,22 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             };
             anyhow::bail!("{}: {what} a value in config.toml", folder.display());
         }
-        let group = parts.join(", ");
-        let mean = records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64;
-        let key = (group, value, field("_experiment"), field("seed"));
-        let stamp = field("_stamp");
-        if per_run.get(&key).is_none_or(|old| old.0 < stamp) {
-            per_run.insert(key, (stamp, mean, field("name")));
+        let mut rest = BTreeMap::new();
+        flatten(&config, "", &mut rest);
+        for key in ["name", "seed", spec.param.as_str()]
+            .into_iter()
+            .chain(group_keys.iter().copied())
+        {
+            rest.remove(key);
         }
+        runs.push(AblationRun {
+            group,
+            config: rest,
+            value,
+            seed: field("seed"),
+            stamp: field("_stamp"),
+            mean: records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64,
+        });
         raw_values.push(raw.clone());
     }
     if !no_key.is_empty() {
@@ -832,7 +1546,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         );
     }
     anyhow::ensure!(
-        !per_run.is_empty(),
+        !runs.is_empty(),
         "{patterns}: no complete run has both `{}` in config.toml and `{}` in metrics.csv",
         spec.param,
         spec.metric
@@ -840,52 +1554,110 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let numeric = raw_values
         .iter()
         .all(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Float(_)));
-    // (group, value) -> (per-seed values, experiment names)
-    let mut cells: std::collections::BTreeMap<(String, String), (Vec<f64>, Vec<String>)> =
-        Default::default();
-    for ((group, value, _, _), (_, v, name)) in per_run {
-        let cell = cells.entry((group, value)).or_default();
-        cell.0.push(v);
-        if !cell.1.contains(&name) {
-            cell.1.push(name);
+    let mut groups: BTreeMap<Vec<(String, String)>, Vec<&AblationRun>> = BTreeMap::new();
+    for run in &runs {
+        groups.entry(run.group.clone()).or_default().push(run);
+    }
+    // label -> (value, seed) -> (stamp, mean): the latest run of a seed counts.
+    type Line = BTreeMap<(String, String), (String, f64)>;
+    let mut cells: BTreeMap<String, Line> = BTreeMap::new();
+    for (group, members) in &groups {
+        let labels = configuration_labels(group, members);
+        for (run, label) in members.iter().zip(labels) {
+            let line = cells.entry(label).or_default();
+            let key = (run.value.clone(), run.seed.clone());
+            if line.get(&key).is_none_or(|old| old.0 < run.stamp) {
+                line.insert(key, (run.stamp.clone(), run.mean));
+            }
         }
     }
     let mut lines: Vec<(String, Vec<AblationPoint>)> = Vec::new();
-    for ((group, value), (v, names)) in cells {
-        if names.len() > 1 {
-            eprintln!(
-                "note: {group} at {} = {value} pools {} experiments ({}); \
-                 pass --group name to draw them apart",
-                spec.param,
-                names.len(),
-                names.join(", ")
-            );
+    for (label, line) in cells {
+        let mut by_value: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for ((value, _), (_, mean)) in line {
+            by_value.entry(value).or_default().push(mean);
         }
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let std = (v.len() > 1)
-            .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-        let point = AblationPoint {
-            value,
-            mean,
-            std,
-            seeds: v.len(),
-        };
-        match lines.last_mut() {
-            Some((g, points)) if *g == group => points.push(point),
-            _ => lines.push((group, vec![point])),
-        }
-    }
-    if numeric {
-        for (_, points) in &mut lines {
+        let mut points: Vec<AblationPoint> = (by_value.into_iter())
+            .map(|(value, v)| {
+                let n = v.len() as f64;
+                let mean = v.iter().sum::<f64>() / n;
+                let std = (v.len() > 1).then(|| {
+                    (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                });
+                AblationPoint {
+                    value,
+                    mean,
+                    std,
+                    seeds: v.len(),
+                }
+            })
+            .collect();
+        if numeric {
             points.sort_by(|a, b| number(&a.value).total_cmp(&number(&b.value)));
         }
+        lines.push((label, points));
     }
     Ok(Ablation {
         spec: spec.clone(),
         lines,
         numeric,
     })
+}
+
+/// The line label of each of a group's runs: the group's `key=value`s and, where the runs
+/// hold several configurations, the keys in which the run's configuration differs from the
+/// value most of the group's runs have (ties: the smaller as text; a key a configuration
+/// lacks counts as `(unset)`). Prints a note naming the keys that split the group.
+fn configuration_labels(group: &[(String, String)], members: &[&AblationRun]) -> Vec<String> {
+    let mut configs: Vec<&BTreeMap<String, String>> = Vec::new();
+    for run in members {
+        if !configs.contains(&&run.config) {
+            configs.push(&run.config);
+        }
+    }
+    let unset = String::from("(unset)");
+    let keys: std::collections::BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    // (key, most common value among the runs) of the keys whose value differs between
+    // configurations.
+    let mut common: Vec<(String, String)> = Vec::new();
+    for key in keys {
+        let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+        for run in members {
+            *counts
+                .entry(run.config.get(key).unwrap_or(&unset))
+                .or_default() += 1;
+        }
+        if counts.len() > 1 {
+            let most = counts.values().max().copied().unwrap_or(0);
+            let value = counts.iter().find(|(_, &n)| n == most).map(|(v, _)| *v);
+            common.push((key.clone(), value.cloned().unwrap_or_default()));
+        }
+    }
+    if !common.is_empty() {
+        let keys: Vec<&str> = common.iter().map(|(k, _)| k.as_str()).collect();
+        eprintln!(
+            "note: {}: runs of {} configurations (they differ in {}): one line each, labelled \
+             where it differs from the most common values ({}); add keys to --group to choose \
+             the lines",
+            key_values(group).join(", "),
+            configs.len(),
+            keys.join(", "),
+            key_values(&common).join(", ")
+        );
+    }
+    members
+        .iter()
+        .map(|run| {
+            let mut pairs = group.to_vec();
+            for (key, value) in &common {
+                let mine = run.config.get(key).unwrap_or(&unset);
+                if mine != value {
+                    pairs.push((key.clone(), mine.clone()));
+                }
+            }
+            key_values(&pairs).join(", ")
+        })
+        .collect()
 }
 
 /// A linear f64 axis with ticks only at `keys`, labelled `labels` (the parameter values as
@@ -932,9 +1704,27 @@ fn number(text: &str) -> f64 {
     text.parse().unwrap_or(f64::NAN)
 }
 
-fn draw_ablation<DB: DrawingBackend>(
+/// The legend label of each line: its label and the seeds its points average.
+fn ablation_labels(data: &Ablation) -> Vec<String> {
+    (data.lines.iter())
+        .map(|(label, points)| {
+            let (lo, hi) = points.iter().fold((usize::MAX, 0), |(a, b), p| {
+                (a.min(p.seeds), b.max(p.seeds))
+            });
+            let seeds = if lo == hi {
+                format!("{lo} seed{}", if lo == 1 { "" } else { "s" })
+            } else {
+                format!("{lo}-{hi} seeds")
+            };
+            format!("{label} ({seeds})")
+        })
+        .collect()
+}
+
+fn draw_ablation<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     data: &Ablation,
+    labels: &[String],
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
     // Every distinct value, in axis order, and its x position: the value (log10 where
@@ -963,12 +1753,16 @@ fn draw_ablation<DB: DrawingBackend>(
         nums.clone()
     };
     let x_of = |value: &str| xs[values.iter().position(|v| v == value).unwrap_or(0)];
+    // Lines sharing a value are nudged apart (`step` each, within 60% of the closest gap
+    // between values) so their bars do not hide each other; the x range is padded by 6% of
+    // the span plus the widest nudge, so no point sits on the border.
     let (first, last) = (xs[0], xs[xs.len() - 1]);
-    let pad = if last > first {
-        0.06 * (last - first)
-    } else {
-        0.5
-    };
+    let span = if last > first { last - first } else { 1.0 };
+    let gap = xs.windows(2).map(|w| w[1] - w[0]).fold(span, f64::min);
+    let lines = data.lines.len();
+    let step = (0.6 * gap / lines as f64).min(0.012 * span);
+    let nudge = |i: usize| (i as f64 - (lines as f64 - 1.0) / 2.0) * step;
+    let pad = 0.06 * span + nudge(lines - 1);
     let (x_lo, x_hi) = (first - pad, last + pad);
     let (y_lo, y_hi) = padded_range(data.lines.iter().flat_map(|(_, points)| {
         points.iter().flat_map(|p| {
@@ -977,7 +1771,10 @@ fn draw_ablation<DB: DrawingBackend>(
         })
     }));
     let spec = &data.spec;
-    let mut chart = ChartBuilder::on(root)
+    // The legend goes outside the plot, to its right: lines fill an ablation plot's width.
+    let (legend_w, _) = legend_size(labels)?;
+    let (main, side) = root.split_horizontally(root.dim_in_pixel().0 as i32 - legend_w - 10);
+    let mut chart = ChartBuilder::on(&main)
         .caption(
             format!("{} vs {}", spec.metric, spec.param),
             ("sans-serif", 20),
@@ -1011,52 +1808,38 @@ fn draw_ablation<DB: DrawingBackend>(
         .bold_line_style(BLACK.mix(0.08))
         .draw()
         .map_err(drawing)?;
-    let groups = data.lines.len();
-    for (i, (group, points)) in data.lines.iter().enumerate() {
-        let c = color(i);
-        // Groups sharing a value are nudged apart so their bars do not hide each other.
-        let dodge = (i as f64 - (groups as f64 - 1.0) / 2.0) * 0.012 * (x_hi - x_lo);
-        let at = |p: &AblationPoint| x_of(&p.value) + dodge;
-        let (lo_seeds, hi_seeds) = points.iter().fold((usize::MAX, 0), |(a, b), p| {
-            (a.min(p.seeds), b.max(p.seeds))
-        });
-        let seeds = if lo_seeds == hi_seeds {
-            format!("{lo_seeds} seed{}", if lo_seeds == 1 { "" } else { "s" })
-        } else {
-            format!("{lo_seeds}-{hi_seeds} seeds")
-        };
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (at(p), p.mean)),
-                c.stroke_width(2),
-            ))
-            .map_err(drawing)?
-            .label(format!("{group} ({seeds})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
-        chart
-            .draw_series(
-                points
-                    .iter()
-                    .map(|p| Circle::new((at(p), p.mean), 4, c.filled())),
-            )
-            .map_err(drawing)?;
+    // An empty chart beside the plot that holds the legend.
+    let mut legend = ChartBuilder::on(&side)
+        .margin_top(50)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(drawing)?;
+    for (i, ((_, points), label)) in data.lines.iter().zip(labels).enumerate() {
+        let look = look(i);
+        let at = |p: &AblationPoint| x_of(&p.value) + nudge(i);
+        draw_line(&chart, points.iter().map(|p| (at(p), p.mean)), look, 2)?;
         for p in points {
             let Some(s) = p.std else { continue };
             let x = at(p);
             let (a, b) = (p.mean - s, p.mean + s);
+            let bar = look.color.stroke_width(2);
             chart
-                .draw_series([PathElement::new(vec![(x, a), (x, b)], c.stroke_width(2))])
+                .draw_series([PathElement::new(vec![(x, a), (x, b)], bar)])
                 .map_err(drawing)?;
             chart
                 .draw_series([a, b].map(|y| {
-                    EmptyElement::at((x, y))
-                        + PathElement::new(vec![(-6, 0), (6, 0)], c.stroke_width(2))
+                    EmptyElement::at((x, y)) + PathElement::new(vec![(-6, 0), (6, 0)], bar)
                 }))
                 .map_err(drawing)?;
         }
+        chart
+            .draw_series(points.iter().map(|p| {
+                EmptyElement::at((at(p), p.mean))
+                    + Polygon::new(marker_shape(look.marker), look.color.filled())
+            }))
+            .map_err(drawing)?;
+        legend_entry(&mut legend, label.clone(), look, true)?;
     }
-    draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
-    Ok(())
+    draw_legend_at(&mut legend, SeriesLabelPosition::Coordinate(0, 0))
 }
 
 // ------------------------------------------------------------------ memory usage heat maps
@@ -1166,22 +1949,14 @@ fn class_panels(all: &[CategoryUsage]) -> Vec<HeatPanel> {
         .collect()
 }
 
-/// Whether the run's `config.toml` says `data.setting = "multi_class"` (one model for all
-/// categories).
-fn is_multi_class(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("config.toml"))
-        .ok()
-        .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
-        .is_some_and(|config| {
-            lookup(&config, "data.setting").and_then(toml::Value::as_str) == Some("multi_class")
-        })
-}
-
 /// `memory_<category>.{png,svg}` per category and, for a multi-class run,
-/// `memory_all.{png,svg}` (a row per category).
+/// `memory_all.{png,svg}` (a row per category). `per_class`: the items each class reads
+/// (MDD-Net's `method.memory.items_per_class`: a class reads only its own items), which
+/// sets the uniform share.
 fn plot_memory_usage(
     all: &[CategoryUsage],
     multi_class: bool,
+    per_class: Option<usize>,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
@@ -1194,6 +1969,7 @@ fn plot_memory_usage(
         written.extend(plot_heat_panels(
             &panels,
             &title,
+            per_class,
             &out.join(format!("memory_{}", usage.category)),
         )?);
     }
@@ -1202,6 +1978,7 @@ fn plot_memory_usage(
         written.extend(plot_heat_panels(
             &class_panels(all),
             title,
+            per_class,
             &out.join("memory_all"),
         )?);
     }
@@ -1211,12 +1988,13 @@ fn plot_memory_usage(
 fn plot_heat_panels(
     panels: &[HeatPanel],
     title: &str,
+    per_class: Option<usize>,
     stem: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let heights: Vec<u32> = panels.iter().map(|p| heat_height(p.rows.len())).collect();
     let size = (1100, 40 + heights.iter().sum::<u32>());
     png_and_svg!(stem, size, |root| draw_heat_panels(
-        root, panels, &heights, title
+        root, panels, &heights, title, per_class
     ))
 }
 
@@ -1291,23 +2069,28 @@ fn draw_heat_panels<DB: DrawingBackend>(
     panels: &[HeatPanel],
     heights: &[u32],
     title: &str,
+    per_class: Option<usize>,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
     let root = root.titled(title, ("sans-serif", 20)).map_err(drawing)?;
     let mut area = root;
     for (panel, &h) in panels.iter().zip(heights) {
         let (this, rest) = area.split_vertically(h);
-        draw_heat_panel(&this, panel)?;
+        draw_heat_panel(&this, panel, per_class)?;
         area = rest;
     }
     Ok(())
 }
 
 /// A heat map (rows x items, colour = share, from 0 to the panel's largest share) and its
-/// colour bar, the uniform share `1 / items` marked on the bar.
+/// colour bar, the uniform share marked on the bar: `1 / items`, or `1 / per_class` where
+/// each class reads only its own `per_class` items (fewer than the panel's). With more
+/// items than half the map's pixel columns, items are drawn in bins of about 2 px showing
+/// the largest share of their items ([`bin_max`]), so a heavy item always shows.
 fn draw_heat_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &HeatPanel,
+    per_class: Option<usize>,
 ) -> anyhow::Result<()> {
     let slots = panel
         .rows
@@ -1326,15 +2109,33 @@ fn draw_heat_panel<DB: DrawingBackend>(
     let n = panel.rows.len();
     let label_width = panel.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(4) as u32 * 9 + 16;
     let items = item_ticks(slots);
+    // The map's width in pixels: the area less the 10 px margins and the row labels.
+    let map_px = map_area.dim_in_pixel().0.saturating_sub(20 + label_width) as usize;
+    let bins = slots.min(map_px / 2).max(1);
+    let binned = bins < slots;
+    let readable = per_class.filter(|&k| k > 0 && k < slots);
+    let uniform = 1.0 / readable.unwrap_or(slots).max(1) as f64;
+    let mut caption = format!("{} ({slots} items", panel.memory);
+    if let Some(k) = readable {
+        caption += &format!(", {k} per class");
+    }
+    if binned {
+        caption += &format!(
+            ", about {} per bin, coloured by its largest share",
+            slots.div_ceil(bins)
+        );
+    }
+    caption += &format!(
+        "; uniform use{} = {} each, the white line on the colour bar)",
+        if readable.is_some() {
+            " of a class's own items"
+        } else {
+            ""
+        },
+        percent(uniform)
+    );
     let mut chart = ChartBuilder::on(&map_area)
-        .caption(
-            format!(
-                "{} ({slots} items; uniform use = {} each, the white line on the colour bar)",
-                panel.memory,
-                percent(1.0 / slots.max(1) as f64)
-            ),
-            ("sans-serif", 16),
-        )
+        .caption(caption, ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(42)
         .y_label_area_size(label_width)
@@ -1366,9 +2167,9 @@ fn draw_heat_panel<DB: DrawingBackend>(
         match shares {
             Some(shares) => {
                 chart
-                    .draw_series(shares.iter().enumerate().map(|(i, &s)| {
+                    .draw_series(bin_max(shares, bins).into_iter().map(|(a, b, s)| {
                         Rectangle::new(
-                            [(i as f64, y), (i as f64 + 1.0, y + 1.0)],
+                            [(a as f64, y), (b as f64, y + 1.0)],
                             viridis(s / hi).filled(),
                         )
                     }))
@@ -1429,7 +2230,7 @@ fn draw_heat_panel<DB: DrawingBackend>(
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_desc("share")
+        .y_desc(if binned { "share (bin max)" } else { "share" })
         .label_style(("sans-serif", 12))
         .axis_desc_style(("sans-serif", 13))
         .draw()
@@ -1443,7 +2244,6 @@ fn draw_heat_panel<DB: DrawingBackend>(
         )
     }))
     .map_err(drawing)?;
-    let uniform = 1.0 / slots.max(1) as f64;
     if uniform <= hi {
         bar.draw_series([PathElement::new(
             vec![(0.0, uniform), (1.0, uniform)],
@@ -1452,6 +2252,19 @@ fn draw_heat_panel<DB: DrawingBackend>(
         .map_err(drawing)?;
     }
     Ok(())
+}
+
+/// `shares` in `bins` bins of consecutive items: `(first item, end item, largest share)`
+/// per bin, one bin per item when `bins` is the number of items.
+fn bin_max(shares: &[f64], bins: usize) -> Vec<(usize, usize, f64)> {
+    let n = shares.len();
+    (0..bins.min(n))
+        .map(|b| {
+            let (start, end) = (b * n / bins.min(n), (b + 1) * n / bins.min(n));
+            let max = shares[start..end].iter().fold(0.0f64, |m, &v| m.max(v));
+            (start, end, max)
+        })
+        .collect()
 }
 
 /// `[first, last]` index pairs of the runs of `true`.
@@ -1474,7 +2287,9 @@ fn anomalous_spans(labels: &[bool]) -> Vec<(usize, usize)> {
     spans
 }
 
-/// The range of `values` with 5% padding (a constant gets ±0.5, nothing gets 0..1).
+/// The range of `values` with 5% padding (a constant gets ±0.5, nothing gets 0..1). When
+/// every value lies in [0, 1] (metrics, normalised scores) a constant gets ±0.05 and the
+/// range stays within [0, 1] widened by 3% of its span (room for a marker on 0 or 1).
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -1484,11 +2299,19 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    if hi - lo < 1e-12 {
-        return (lo - 0.5, hi + 0.5);
+    let unit = lo >= 0.0 && hi <= 1.0;
+    let (lo, hi) = if hi - lo < 1e-12 {
+        let pad = if unit { 0.05 } else { 0.5 };
+        (lo - pad, hi + pad)
+    } else {
+        let pad = 0.05 * (hi - lo);
+        (lo - pad, hi + pad)
+    };
+    if !unit {
+        return (lo, hi);
     }
-    let pad = 0.05 * (hi - lo);
-    (lo - pad, hi + pad)
+    let margin = 0.03 * (hi - lo);
+    (lo.max(-margin), hi.min(1.0 + margin))
 }
 
 #[cfg(test)]
@@ -1626,7 +2449,7 @@ mod tests {
         let a = read_ablation(&spec).unwrap();
         assert!(a.numeric);
         let groups: Vec<&str> = a.lines.iter().map(|(g, _)| g.as_str()).collect();
-        assert_eq!(groups, ["memae", "mnad"]);
+        assert_eq!(groups, ["method=memae", "method=mnad"]);
         let memae = &a.lines[0].1;
         let values: Vec<&str> = memae.iter().map(|p| p.value.as_str()).collect();
         assert_eq!(values, ["10", "100", "1000"]); // numeric order, not text order
@@ -1654,11 +2477,12 @@ mod tests {
         );
         let svg = std::fs::read_to_string(&files[1]).unwrap();
         assert!(
-            svg.contains("memae (3 seeds)") && svg.contains("mnad (1 seed)"),
+            svg.contains("kind=memae (3 seeds)") && svg.contains("kind=mnad (1 seed)"),
             "{svg}"
         );
         assert!(svg.contains("(log scale)") && svg.contains("\n1000\n</text>"));
-        assert_eq!(image::open(&files[0]).unwrap().width(), 760);
+        // Widened for the legend beside the plot.
+        assert!(image::open(&files[0]).unwrap().width() > 760);
 
         // Errors: a table as the parameter, an unknown metric.
         let table = AblationSpec {
@@ -1720,7 +2544,7 @@ mod tests {
         let groups: Vec<String> = (read_ablation(&two).unwrap().lines.into_iter())
             .map(|(g, _)| g)
             .collect();
-        assert_eq!(groups, ["mnad", "mnad, false"]);
+        assert_eq!(groups, ["method=mnad", "method=mnad, use_memory=false"]);
         let unknown = AblationSpec {
             group: "method.nothing,nothing".into(),
             ..spec.clone()
@@ -1784,7 +2608,7 @@ mod tests {
         register_fonts();
         let out = dir.path().join("plots");
         std::fs::create_dir_all(&out).unwrap();
-        let files = plot_memory_usage(&usage, true, &out).unwrap();
+        let files = plot_memory_usage(&usage, true, None, &out).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
@@ -1835,5 +2659,258 @@ mod tests {
         assert_eq!(padded_range([1.0, 3.0].into_iter()), (0.9, 3.1));
         assert_eq!(padded_range([2.0].into_iter()), (1.5, 2.5));
         assert_eq!(padded_range(std::iter::empty()), (0.0, 1.0));
+        // Values in [0, 1]: a single AUROC gets ±0.05, and the range stops near 1.
+        let (lo, hi) = padded_range([0.95].into_iter());
+        assert!(
+            (lo - 0.9).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = padded_range([1.0].into_iter());
+        assert!(
+            (lo - 0.95).abs() < 1e-12 && (hi - 1.003).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = padded_range([0.0, 1.0].into_iter());
+        assert!(
+            (lo + 0.033).abs() < 1e-12 && (hi - 1.033).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+    }
+
+    /// A video run folder: config.toml and `scores/ped.csv` with two videos whose scores
+    /// live on different scales, so per-video normalisation changes the pooled AUROC.
+    fn video_run(dir: &Path, config: &str, csv: &str) {
+        std::fs::create_dir_all(dir.join("scores")).unwrap();
+        std::fs::write(dir.join("config.toml"), config).unwrap();
+        std::fs::write(dir.join("scores/ped.csv"), csv).unwrap();
+    }
+
+    /// `frame_auroc_micro` as a run computes it for `metrics.csv` (`run::compute_metrics`).
+    fn metric(s: &Scores, weights: &[f64], min_max: bool) -> f64 {
+        use crate::experiment::VideoNormalizationConfig;
+        let eval = crate::run::Evaluation {
+            image_scores: s.scores.clone(),
+            labels: s.labels.clone(),
+            maps: None,
+            masks: Vec::new(),
+            size: 1,
+            videos: s.videos.iter().map(|v| Some(v.clone())).collect(),
+            parts: (s.parts.iter().zip(weights))
+                .map(|((name, values), &w)| (name.clone(), w, values.clone()))
+                .collect(),
+            class_correct: Vec::new(),
+            memory_usage: Vec::new(),
+            spro_regions: Vec::new(),
+            timing: Default::default(),
+            graph_batches: None,
+        };
+        let norm = if min_max {
+            VideoNormalizationConfig::MinMax
+        } else {
+            VideoNormalizationConfig::None
+        };
+        let values = crate::run::compute_metrics(&["frame_auroc_micro".into()], norm, &eval);
+        values.unwrap()[0].1
+    }
+
+    #[test]
+    fn video_legend_equals_the_frame_metric() {
+        // Video a is ranked well on a high scale, video b badly on a low one; MNAD's parts:
+        // score = 0.6 neg_psnr + 0.4 feature_distance.
+        let rows = [
+            ("a", "000", 0, -30.0f32, 1.0f32),
+            ("a", "001", 0, -29.0, 1.2),
+            ("a", "002", 1, -25.0, 1.1),
+            ("a", "003", 1, -24.0, 1.6),
+            ("b", "004", 0, -38.0, 0.2),
+            ("b", "005", 1, -39.0, 0.5),
+            ("b", "006", 0, -37.5, 0.1),
+            ("b", "007", 1, -38.5, 0.4),
+        ];
+        let mut csv = String::from("image,video,defect,label,score,neg_psnr,feature_distance\n");
+        for (video, frame, label, psnr, distance) in rows {
+            let score = 0.6f32 * psnr + 0.4f32 * distance;
+            csv += &format!(
+                "/d/frames/{video}/{frame}.jpg,{video},x,{label},{score},{psnr},{distance}\n"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mnad = "[method]\nkind = \"mnad\"\npsnr_weight = 0.6\n\
+                    [eval]\nvideo_normalization = \"min_max\"\n";
+        video_run(dir.path(), mnad, &csv);
+        let s = read_scores(&dir.path().join("scores/ped.csv")).unwrap();
+        let config: toml::Value = toml::from_str(mnad).unwrap();
+        let scoring = frame_scoring(Some(&config), &s);
+        assert_eq!(scoring, FrameScoring::Parts(vec![0.6, 1.0 - 0.6]));
+        let legend = frame_auroc(&s, &scoring).unwrap();
+        let expected = metric(&s, &[0.6, 0.4], true);
+        assert_eq!(legend, expected);
+        let raw = memad_metrics::auroc(&s.scores, &s.labels).unwrap();
+        assert!(
+            (raw - expected).abs() > 0.1,
+            "raw {raw} vs normalised {expected}"
+        );
+        // The curve drawn is the metric's: its area is the legend's AUROC.
+        let points = roc_curve(&frame_scores(&s, &scoring), &s.labels);
+        let area: f64 = (points.windows(2))
+            .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
+            .sum();
+        assert!((area - legend).abs() < 1e-12, "{area} vs {legend}");
+        // The figure's legend prints it.
+        let out = dir.path().join("plots");
+        run(dir.path(), Some(&out)).unwrap();
+        let svg = std::fs::read_to_string(out.join("roc.svg")).unwrap();
+        assert!(svg.contains(&format!("AUROC {expected:.3}")), "{svg}");
+        let frames = std::fs::read_to_string(out.join("frames_ped.svg")).unwrap();
+        assert!(frames.contains("frame score (parts min-max per video)"));
+
+        // Without parts: the score column min-max normalised per video.
+        let csv = csv
+            .lines()
+            .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let memae = "[eval]\nvideo_normalization = \"min_max\"\n";
+        video_run(dir.path(), memae, &csv);
+        let s = read_scores(&dir.path().join("scores/ped.csv")).unwrap();
+        let config: toml::Value = toml::from_str(memae).unwrap();
+        let scoring = frame_scoring(Some(&config), &s);
+        assert_eq!(scoring, FrameScoring::MinMax);
+        assert_eq!(frame_auroc(&s, &scoring).unwrap(), metric(&s, &[], true));
+        // Without normalisation: the raw score, as the metric.
+        let scoring = frame_scoring(None, &s);
+        assert_eq!(scoring, FrameScoring::Raw);
+        assert_eq!(frame_auroc(&s, &scoring).unwrap(), metric(&s, &[], false));
+    }
+
+    #[test]
+    fn frames_are_numbered_as_the_dataset_numbers_them() {
+        assert_eq!(frame_number(".../frames/01/004.jpg"), Some(4));
+        assert_eq!(frame_number("/v/Test001/117.tif"), Some(117));
+        assert_eq!(frame_number("/v/img_0012.png"), Some(12));
+        assert_eq!(frame_number("/v/frame.png"), None);
+        let s = Scores {
+            category: "c".into(),
+            images: vec!["/f/01/004.jpg".into(), "/f/01/005.jpg".into(), "x".into()],
+            videos: vec!["01".into(), "01".into(), "02".into()],
+            labels: vec![false, true, false],
+            scores: vec![0.0; 3],
+            parts: Vec::new(),
+        };
+        assert_eq!(frame_numbers(&s, &[0, 1]), [4, 5]);
+        // A name without a number: positions in the video.
+        assert_eq!(frame_numbers(&s, &[2]), [0]);
+        assert_eq!(video_rows(&s.videos), [vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn ablation_splits_configurations_instead_of_pooling_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let t1 = "2026-01-01T00-00-00";
+        let cfg = |epochs: i64, init: &str, seed: u64| {
+            format!(
+                "name = \"x\"\nseed = {seed}\n[method]\nkind = \"mddnet\"\n\
+                 [method.memory]\ninit = \"{init}\"\n[train]\nepochs = {epochs}\n"
+            )
+        };
+        for seed in 0..3u64 {
+            for epochs in [10, 30] {
+                let e = format!("syn_epochs-{epochs}_seed-{seed}");
+                fake_run(&runs, &e, t1, &cfg(epochs, "random", seed), seed, &[0.9]);
+            }
+            // A second experiment at 30 epochs with another init; the same config under a
+            // second name (a re-run of seed 0, later) replaces the first, not a new seed.
+            let e = format!("feat_epochs-30_seed-{seed}");
+            fake_run(&runs, &e, t1, &cfg(30, "features", seed), seed, &[0.7]);
+        }
+        fake_run(
+            &runs,
+            "feat_again_seed-0",
+            "2026-01-02T00-00-00",
+            &cfg(30, "features", 0),
+            0,
+            &[0.5],
+        );
+        let spec = AblationSpec {
+            runs: vec![runs.display().to_string()],
+            param: "train.epochs".into(),
+            metric: "image_auroc".into(),
+            group: "method".into(),
+        };
+        let a = read_ablation(&spec).unwrap();
+        let labels: Vec<&str> = a.lines.iter().map(|(l, _)| l.as_str()).collect();
+        // `random` is the init most runs have (6 of 10).
+        assert_eq!(labels, ["method=mnad", "method=mnad, init=features"]);
+        let base = &a.lines[0].1;
+        assert_eq!(base.len(), 2);
+        assert!(base
+            .iter()
+            .all(|p| p.seeds == 3 && (p.mean - 0.9).abs() < 1e-12));
+        let features = &a.lines[1].1;
+        assert_eq!(features.len(), 1);
+        assert_eq!(features[0].seeds, 3);
+        assert!((features[0].mean - (0.5 + 0.7 + 0.7) / 3.0).abs() < 1e-12);
+        assert_eq!(
+            ablation_labels(&a)[1],
+            "method=mnad, init=features (3 seeds)"
+        );
+    }
+
+    #[test]
+    fn labels_use_the_last_key_segment_unless_two_end_alike() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            key_values(&pairs(&[
+                ("method.memory.addressing", "cosine"),
+                ("train.epochs", "2")
+            ])),
+            ["addressing=cosine", "epochs=2"]
+        );
+        assert_eq!(
+            key_values(&pairs(&[("method.frames", "5"), ("data.clip.frames", "5")])),
+            ["method.frames=5", "data.clip.frames=5"]
+        );
+    }
+
+    #[test]
+    fn heavy_items_survive_binning() {
+        let mut shares = vec![0.0; 2000];
+        shares[682] = 0.5;
+        shares[1999] = 0.2;
+        let bins = bin_max(&shares, 400);
+        assert_eq!(bins.len(), 400);
+        assert_eq!(bins[0].0, 0);
+        assert_eq!(bins[399].1, 2000);
+        assert!(
+            bins.windows(2).all(|w| w[0].1 == w[1].0),
+            "bins tile the items"
+        );
+        let heavy: Vec<f64> = bins.iter().map(|b| b.2).filter(|&m| m > 0.0).collect();
+        assert_eq!(heavy, [0.5, 0.2]);
+        // Fewer items than bins: one bin per item.
+        assert_eq!(bin_max(&[0.1, 0.9], 5), [(0, 1, 0.1), (1, 2, 0.9)]);
+    }
+
+    #[test]
+    fn line_looks_and_dashes() {
+        // 30 series all look different.
+        let looks: Vec<Look> = (0..30).map(look).collect();
+        for (i, a) in looks.iter().enumerate() {
+            assert!(looks[i + 1..].iter().all(|b| b != a), "series {i}");
+        }
+        assert_eq!(
+            dash_pieces(&[(0, 0), (30, 0)], Dash::Solid),
+            [vec![(0, 0), (30, 0)]]
+        );
+        // 8 px on, 5 off along a corner.
+        let pieces = dash_pieces(&[(0, 0), (10, 0), (10, 20)], Dash::Dashed);
+        assert_eq!(pieces[0], [(0, 0), (8, 0)]);
+        assert_eq!(pieces[1], [(10, 3), (10, 11)]);
+        assert_eq!(pieces[2], [(10, 16), (10, 20)]);
     }
 }
