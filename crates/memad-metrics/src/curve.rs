@@ -8,16 +8,11 @@
 use rayon::prelude::*;
 
 use crate::error::{MetricError, Result};
-use crate::keys::{check_finite, check_lengths, f32_key};
-use crate::radix::{self, RadixKey};
+use crate::keys::{check_finite, check_lengths, Key, Score};
+use crate::radix;
 
 /// Below this many scores the split runs sequentially.
 const PARALLEL_MIN: usize = 1 << 15;
-
-/// An order-preserving score key (`u32` for `f32` scores, `u64` for `f64`).
-pub(crate) trait Key: RadixKey + Ord {}
-impl Key for u32 {}
-impl Key for u64 {}
 
 /// Positive and negative score keys, each sorted ascending; both non-empty.
 #[derive(Debug, Clone)]
@@ -91,11 +86,12 @@ pub(crate) struct Point<K> {
     pub fp_above: u64,
 }
 
-/// Checks `f32` scores and labels, splits them by label and ranks them.
-pub(crate) fn rank_f32(scores: &[f32], labels: &[bool]) -> Result<Ranking<u32>> {
+/// Checks scores and labels, splits them by label and ranks them (in the scores' own
+/// precision).
+pub(crate) fn rank<S: Score>(scores: &[S], labels: &[bool]) -> Result<Ranking<S::Key>> {
     check_lengths(scores.len(), labels.len())?;
     check_finite(scores)?;
-    let (pos, neg) = split_by_label(scores, labels, f32_key);
+    let (pos, neg) = split_by_label(scores, labels, S::key);
     Ranking::new(pos, neg)
 }
 
@@ -156,17 +152,17 @@ where
 }
 
 /// Scores ranked once, to compute several metrics of the same data (pixel AUROC, AP and
-/// F1-max, say) with a single sort. Memory: 4 bytes per score.
+/// F1-max, say) with a single sort. Memory: 4 bytes per `f32` score, 8 per `f64` score.
 #[derive(Debug, Clone)]
-pub struct RankedScores(pub(crate) Ranking<u32>);
+pub struct RankedScores<S: Score = f32>(pub(crate) Ranking<S::Key>);
 
-impl RankedScores {
+impl<S: Score> RankedScores<S> {
     /// Checks and ranks `scores` (label `true` = anomalous/positive).
     ///
     /// # Errors
     /// `LengthMismatch`, `Empty`, `NonFinite`, `NoPositives`, `NoNegatives`.
-    pub fn new(scores: &[f32], labels: &[bool]) -> Result<Self> {
-        rank_f32(scores, labels).map(RankedScores)
+    pub fn new(scores: &[S], labels: &[bool]) -> Result<Self> {
+        rank(scores, labels).map(RankedScores)
     }
 
     /// Number of positive (anomalous) samples.
@@ -183,11 +179,12 @@ impl RankedScores {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::f32_key;
 
     #[test]
     fn visits_positive_scores_with_cumulative_counts() {
-        let r = rank_f32(
-            &[0.1, 0.4, 0.35, 0.8, 0.4, 0.4, 0.9, 0.05],
+        let r = rank(
+            &[0.1f32, 0.4, 0.35, 0.8, 0.4, 0.4, 0.9, 0.05],
             &[false, false, true, true, true, false, false, true],
         )
         .unwrap();
@@ -209,11 +206,11 @@ mod tests {
     #[test]
     fn missing_class_is_an_error() {
         assert_eq!(
-            rank_f32(&[1.0, 2.0], &[false, false]).err(),
+            rank(&[1.0, 2.0], &[false, false]).err(),
             Some(MetricError::NoPositives)
         );
         assert_eq!(
-            rank_f32(&[1.0, 2.0], &[true, true]).err(),
+            rank(&[1.0, 2.0], &[true, true]).err(),
             Some(MetricError::NoNegatives)
         );
     }

@@ -3,13 +3,15 @@
 
 use crate::curve::RankedScores;
 use crate::error::{MetricError, Result};
+use crate::keys::Score;
 use crate::pro::{aupro, MVTEC_FPR_LIMIT};
 use serde::Serialize;
 
-/// Anomaly maps and ground-truth masks of the `n` test images, `n * h * w` row-major.
+/// Anomaly maps (`f32` or `f64`) and ground-truth masks of the `n` test images, `n * h * w`
+/// row-major.
 #[derive(Debug, Clone, Copy)]
-pub struct PixelInputs<'a> {
-    pub maps: &'a [f32],
+pub struct PixelInputs<'a, S = f32> {
+    pub maps: &'a [S],
     pub masks: &'a [bool],
     pub h: usize,
     pub w: usize,
@@ -17,9 +19,9 @@ pub struct PixelInputs<'a> {
     pub fpr_limit: f64,
 }
 
-impl<'a> PixelInputs<'a> {
+impl<'a, S: Score> PixelInputs<'a, S> {
     /// Maps and masks with the MVTec AUPRO limit, [`MVTEC_FPR_LIMIT`] = 0.3.
-    pub fn new(maps: &'a [f32], masks: &'a [bool], h: usize, w: usize) -> Self {
+    pub fn new(maps: &'a [S], masks: &'a [bool], h: usize, w: usize) -> Self {
         PixelInputs {
             maps,
             masks,
@@ -67,15 +69,16 @@ impl ImageMetrics {
 }
 
 /// Image metrics from `scores`/`labels` (`[N]`, `true` = anomalous) and, with `pixels`,
-/// pixel AUROC/AP/F1-max (pixels pooled over the set) and AUPRO ([`aupro`]).
+/// pixel AUROC/AP/F1-max (pixels pooled over the set) and AUPRO ([`aupro`]). Scores and
+/// maps are `f32` or `f64`, ranked in their own precision.
 ///
 /// # Errors
 /// `Shape` if the maps do not hold `N * h * w` values; otherwise the metric errors, inside
 /// `In { context: "image level" | "pixel level" }` (see [`MetricError::root`]).
-pub fn evaluate_images(
-    scores: &[f32],
+pub fn evaluate_images<S: Score>(
+    scores: &[S],
     labels: &[bool],
-    pixels: Option<PixelInputs<'_>>,
+    pixels: Option<PixelInputs<'_, S>>,
 ) -> Result<ImageMetrics> {
     let image = RankedScores::new(scores, labels).map_err(|e| e.within("image level"))?;
     let mut metrics = ImageMetrics {

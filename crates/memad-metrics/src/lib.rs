@@ -25,6 +25,10 @@
 //! - [`per_class_auroc`]: the one-class protocol, AUROC per class and mean.
 //! - [`evaluate_images`]: the image/pixel bundle of an image benchmark.
 //!
+//! Scores and maps are `f32` or `f64` ([`Score`]); each is ranked in its own precision, so
+//! `f64` scores that differ beyond `f32`'s precision stay distinct (the video metrics take
+//! `f32` and compute in `f64`).
+//!
 //! Degenerate inputs are errors ([`MetricError`]): a missing class, NaN/inf scores,
 //! mismatched lengths or shapes, empty input. Nothing returns a silent NaN.
 //!
@@ -38,11 +42,12 @@
 //! ```
 //!
 //! # Cost
-//! Scores are mapped to order-preserving integer keys and radix sorted (`O(n)`, rayon
-//! parallel histograms), then every metric is one `O(n)` sweep with integer counts and
-//! `f64` (compensated) accumulation; [`RankedScores`] shares one sort among AUROC, AP and
-//! F1-max. AUPRO labels components once per image (`O(n h w)`) and sweeps the sorted pixels
-//! once, carrying each region's weight `1/|r|`; it never relabels per threshold.
+//! Scores are mapped to order-preserving integer keys (`u32` for `f32`, `u64` for `f64`) and
+//! radix sorted (`O(n)`, rayon parallel histograms), then every metric is one `O(n)` sweep
+//! with integer counts and `f64` (compensated) accumulation; [`RankedScores`] shares one sort
+//! among AUROC, AP and F1-max. AUPRO labels components once per image (`O(n h w)`) and sweeps
+//! the sorted pixels once, carrying each region's weight `1/|r|`; it never relabels per
+//! threshold.
 //!
 //! # References
 //! - scikit-learn, `sklearn/metrics/_ranking.py` (`roc_auc_score`,
@@ -70,6 +75,7 @@ pub use components::{connected_components_8, Components};
 pub use curve::RankedScores;
 pub use error::{MetricError, Result};
 pub use images::{evaluate_images, ImageMetrics, PixelInputs};
+pub use keys::Score;
 pub use one_class::{per_class_auroc, PerClass};
 pub use precision_recall::{average_precision, f1_max, F1Max};
 pub use pro::{aupro, aupro_per_image, auspro, SaturatedRegion, LOCO_FPR_LIMIT, MVTEC_FPR_LIMIT};

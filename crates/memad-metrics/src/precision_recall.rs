@@ -8,20 +8,21 @@
 //! two such scores, lowering the threshold only adds false positives). Both are one `O(n)`
 //! sweep after the sort.
 
-use crate::curve::{rank_f32, Key, RankedScores, Ranking};
+use crate::curve::{rank, RankedScores, Ranking};
 use crate::error::Result;
-use crate::keys::f32_from_key;
+use crate::keys::{Key, Score};
 use crate::sum::Neumaier;
 
-/// The best F1 score over all thresholds and the threshold that attains it.
+/// The best F1 score over all thresholds and the threshold that attains it (a score of the
+/// type ranked, `f32` or `f64`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct F1Max {
+pub struct F1Max<S = f32> {
     /// `max_t 2PR/(P+R)`.
     pub f1: f64,
     /// A score: samples scoring `>= threshold` are predicted anomalous. The lowest such
     /// threshold when several attain the maximum (what `np.argmax` returns on
     /// `precision_recall_curve`'s ascending thresholds).
-    pub threshold: f32,
+    pub threshold: S,
 }
 
 impl<K: Key> Ranking<K> {
@@ -55,18 +56,18 @@ impl<K: Key> Ranking<K> {
     }
 }
 
-impl RankedScores {
+impl<S: Score> RankedScores<S> {
     /// Average precision; see [`average_precision`].
     pub fn average_precision(&self) -> f64 {
         self.0.average_precision()
     }
 
     /// Best F1; see [`f1_max`].
-    pub fn f1_max(&self) -> F1Max {
+    pub fn f1_max(&self) -> F1Max<S> {
         let (f1, key) = self.0.f1_max();
         F1Max {
             f1,
-            threshold: f32_from_key(key),
+            threshold: S::from_key(key),
         }
     }
 }
@@ -77,8 +78,8 @@ impl RankedScores {
 /// # Errors
 /// `LengthMismatch`, `Empty`, `NonFinite`, `NoPositives`, `NoNegatives` (scikit-learn
 /// returns a number with a warning for the last two; here they are errors).
-pub fn average_precision(scores: &[f32], labels: &[bool]) -> Result<f64> {
-    Ok(rank_f32(scores, labels)?.average_precision())
+pub fn average_precision<S: Score>(scores: &[S], labels: &[bool]) -> Result<f64> {
+    Ok(rank(scores, labels)?.average_precision())
 }
 
 /// Best F1 over all thresholds (as derived from scikit-learn's `precision_recall_curve`:
@@ -86,8 +87,8 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Result<f64> {
 ///
 /// # Errors
 /// `LengthMismatch`, `Empty`, `NonFinite`, `NoPositives`, `NoNegatives`.
-pub fn f1_max(scores: &[f32], labels: &[bool]) -> Result<F1Max> {
-    Ok(RankedScores(rank_f32(scores, labels)?).f1_max())
+pub fn f1_max<S: Score>(scores: &[S], labels: &[bool]) -> Result<F1Max<S>> {
+    Ok(RankedScores::new(scores, labels)?.f1_max())
 }
 
 #[cfg(test)]
@@ -147,6 +148,15 @@ mod tests {
             (average_precision(&[2.0; 4], &[true, false, false, false]).unwrap() - 0.25).abs()
                 < 1e-15
         );
+    }
+
+    #[test]
+    fn f64_scores_keep_their_precision() {
+        let scores: Vec<f64> = (0..6).map(|k| 1.0 + k as f64 * 1e-10).collect();
+        let labels = [false, false, false, true, true, true];
+        assert_eq!(average_precision(&scores, &labels), Ok(1.0));
+        let f = f1_max(&scores, &labels).unwrap();
+        assert_eq!((f.f1, f.threshold), (1.0, scores[3]));
     }
 
     #[test]

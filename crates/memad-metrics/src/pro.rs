@@ -39,8 +39,8 @@ use rayon::prelude::*;
 
 use crate::components::connected_components_8;
 use crate::error::{MetricError, Result};
-use crate::keys::{check_finite, f32_key};
-use crate::radix::{self, Tagged};
+use crate::keys::{check_finite, Key, Score};
+use crate::radix::{self, RadixKey, Tagged};
 use crate::sum::Neumaier;
 
 /// The FPR limit of the MVTec AD benchmark.
@@ -53,14 +53,15 @@ const CHUNK: usize = 1 << 16;
 /// concatenated. Regions = 8-connected components of each ground-truth mask; per
 /// threshold, PRO = mean over all regions of the set of the overlap fraction, FPR = false
 /// positives over all normal pixels (pooled). PRO is integrated over FPR in
-/// `[0, fpr_limit]` (interpolating the end point) and divided by `fpr_limit`.
+/// `[0, fpr_limit]` (interpolating the end point) and divided by `fpr_limit`. `f32` or
+/// `f64` maps, compared in their own precision.
 ///
 /// # Errors
 /// `InvalidFprLimit` unless `0 < fpr_limit <= 1`; `LengthMismatch` (maps vs masks);
 /// `Shape` unless both hold `n*h*w` values; `Empty`; `NonFinite`; `NoPositives` without
 /// any anomalous pixel; `NoNegatives` without any normal pixel.
-pub fn aupro(
-    maps: &[f32],
+pub fn aupro<S: Score>(
+    maps: &[S],
     masks: &[bool],
     n: usize,
     h: usize,
@@ -94,8 +95,8 @@ pub struct SaturatedRegion {
 /// As [`aupro`]; `InvalidRegion` when a region names an image `>= n` or a pixel `>= h*w`,
 /// has no pixel, or a saturation area that is not finite and positive; `NoPositives`
 /// without regions.
-pub fn auspro(
-    maps: &[f32],
+pub fn auspro<S: Score>(
+    maps: &[S],
     regions: &[SaturatedRegion],
     n: usize,
     h: usize,
@@ -131,17 +132,17 @@ pub fn auspro(
         }
     }
     check_inputs(maps, &in_region, n, h, w, fpr_limit)?;
-    let normal: Vec<u32> = maps
+    let normal: Vec<S::Key> = maps
         .par_iter()
         .zip(in_region.par_iter())
         .filter(|(_, &a)| !a)
-        .map(|(&s, _)| f32_key(s))
+        .map(|(&s, _)| s.key())
         .collect();
     let mut anomalous = Vec::new();
     for (tag, r) in regions.iter().enumerate() {
         let base = r.image * hw;
         anomalous.extend(r.pixels.iter().map(|&p| Tagged {
-            key: f32_key(maps[base + p as usize]),
+            key: maps[base + p as usize].key(),
             tag: tag as u32,
         }));
     }
@@ -160,8 +161,8 @@ pub fn auspro(
 /// # Errors
 /// As [`aupro`]; `NoPositives` if no image has an anomalous pixel; `NoNegatives` (inside
 /// `In { context: "image i" }`) if an anomalous image has no normal pixel.
-pub fn aupro_per_image(
-    maps: &[f32],
+pub fn aupro_per_image<S: Score>(
+    maps: &[S],
     masks: &[bool],
     n: usize,
     h: usize,
@@ -192,8 +193,8 @@ pub fn aupro_per_image(
     Ok(values.iter().sum::<f64>() / values.len() as f64)
 }
 
-fn check_inputs(
-    maps: &[f32],
+fn check_inputs<S: Score>(
+    maps: &[S],
     masks: &[bool],
     n: usize,
     h: usize,
@@ -226,19 +227,23 @@ fn check_inputs(
     check_finite(maps)
 }
 
+/// One image's normal keys, anomalous keys tagged with their region (numbered within the
+/// image) and its regions' sizes.
+type ImagePixels<K> = (Vec<K>, Vec<Tagged<K>>, Vec<u32>);
+
 /// Score keys of normal pixels, and of anomalous pixels tagged with their region.
-struct ProPixels {
-    normal: Vec<u32>,
-    anomalous: Vec<Tagged>,
+struct ProPixels<K> {
+    normal: Vec<K>,
+    anomalous: Vec<Tagged<K>>,
     /// `s_r` per region `r` (the tag): `|r|` for PRO.
     saturation: Vec<f64>,
 }
 
-impl ProPixels {
+impl<K: Key> ProPixels<K> {
     /// Labels each image's regions (in parallel) and gathers the keys.
-    fn collect(maps: &[f32], masks: &[bool], h: usize, w: usize) -> Self {
+    fn collect<S: Score<Key = K>>(maps: &[S], masks: &[bool], h: usize, w: usize) -> Self {
         let hw = h * w;
-        let per_image: Vec<(Vec<u32>, Vec<Tagged>, Vec<u32>)> = maps
+        let per_image: Vec<ImagePixels<K>> = maps
             .par_chunks(hw)
             .zip(masks.par_chunks(hw))
             .map(|(map, mask)| {
@@ -247,10 +252,10 @@ impl ProPixels {
                 let mut anomalous = Vec::new();
                 for (&s, &label) in map.iter().zip(&comps.labels) {
                     if label == 0 {
-                        normal.push(f32_key(s));
+                        normal.push(s.key());
                     } else {
                         anomalous.push(Tagged {
-                            key: f32_key(s),
+                            key: s.key(),
                             tag: label - 1,
                         });
                     }
@@ -292,8 +297,8 @@ impl ProPixels {
         }
         if let Some(m) = first_count_above(fpr_limit, n_normal) {
             let cutoff = cutoff_key(&self.normal, m);
-            retain_par(&mut self.normal, |&k| k >= cutoff);
-            retain_par(&mut self.anomalous, |t| t.key >= cutoff);
+            retain_par(&mut self.normal, |k| k.radix_key() >= cutoff);
+            retain_par(&mut self.anomalous, |t| t.radix_key() >= cutoff);
         }
         rayon::join(
             || radix::sort(&mut self.normal),
@@ -353,16 +358,20 @@ fn first_count_above(limit: f64, n: usize) -> Option<usize> {
     (m <= n).then_some(m)
 }
 
-/// A key `<=` the `m`-th largest of `keys` (`1 <= m <= keys.len()`): the lower bound of the
-/// 16-bit histogram bucket holding it. Every threshold whose FPR does not exceed the limit
-/// is `>=` the `m`-th largest normal score, so nothing below the cutoff can matter.
-fn cutoff_key(keys: &[u32], m: usize) -> u32 {
+/// A radix key `<=` that of the `m`-th largest of `keys` (`1 <= m <= keys.len()`): the
+/// lower bound of the histogram bucket of the key's top 16 bits holding it. Every threshold
+/// whose FPR does not exceed the limit is `>=` the `m`-th largest normal score, so nothing
+/// below the cutoff can matter.
+fn cutoff_key<K: Key>(keys: &[K], m: usize) -> u64 {
+    let shift = K::KEY_BITS - 16;
     let hist = keys
         .par_chunks(CHUNK)
         .fold(
             || vec![0usize; 1 << 16],
             |mut h, chunk| {
-                chunk.iter().for_each(|&k| h[(k >> 16) as usize] += 1);
+                chunk
+                    .iter()
+                    .for_each(|k| h[(k.radix_key() >> shift) as usize] += 1);
                 h
             },
         )
@@ -377,7 +386,7 @@ fn cutoff_key(keys: &[u32], m: usize) -> u32 {
     for bucket in (0..hist.len()).rev() {
         above += hist[bucket];
         if above >= m {
-            return (bucket as u32) << 16;
+            return (bucket as u64) << shift;
         }
     }
     0
@@ -822,6 +831,27 @@ mod tests {
     }
 
     #[test]
+    fn f64_maps_give_the_f32_result_and_keep_their_precision() {
+        // Same values (exact in both types): same AUPRO, also through the cutoff (u64 keys).
+        let (n, h, w) = (3, 64, 64);
+        let (maps, masks) = synthetic(9, n, h, w, 0);
+        let wide: Vec<f64> = maps.iter().map(|&s| f64::from(s)).collect();
+        for limit in [1e-4, 0.3, 1.0] {
+            assert_eq!(
+                aupro(&wide, &masks, n, h, w, limit),
+                aupro(&maps, &masks, n, h, w, limit),
+                "limit {limit}"
+            );
+        }
+        // Anomalous pixels 1e-10 above the normal ones: found first in f64, tied in f32.
+        let masks = [false, false, true, true];
+        let wide = [1.0, 1.0, 1.0 + 1e-10, 1.0 + 2e-10];
+        assert_eq!(aupro(&wide, &masks, 1, 2, 2, 1.0), Ok(1.0));
+        let narrow = wide.map(|s| s as f32);
+        assert_eq!(aupro(&narrow, &masks, 1, 2, 2, 1.0), Ok(0.5));
+    }
+
+    #[test]
     fn parallel_retain_keeps_order_across_chunks() {
         let mut v: Vec<u32> = (0..(3 * CHUNK as u32 + 17)).collect();
         retain_par(&mut v, |&x| x % 3 == 1 || x > 3 * CHUNK as u32);
@@ -871,7 +901,10 @@ mod tests {
                 labels: 3
             })
         );
-        assert_eq!(aupro(&[], &[], 0, 2, 2, 0.3), Err(MetricError::Empty));
+        assert_eq!(
+            aupro::<f32>(&[], &[], 0, 2, 2, 0.3),
+            Err(MetricError::Empty)
+        );
         assert_eq!(
             aupro(&maps, &[false; 4], 1, 2, 2, 0.3),
             Err(MetricError::NoPositives)

@@ -16,7 +16,7 @@ const SMALL: usize = 1 << 12;
 const CHUNK: usize = 1 << 16;
 
 /// Something with an unsigned integer sort key of `KEY_BITS` bits.
-pub(crate) trait RadixKey: Copy + Default + Send + Sync {
+pub trait RadixKey: Copy + Default + Send + Sync {
     const KEY_BITS: u32;
     fn radix_key(&self) -> u64;
 }
@@ -37,18 +37,18 @@ impl RadixKey for u64 {
     }
 }
 
-/// A 32-bit key with a payload that takes no part in the order.
+/// A key with a payload that takes no part in the order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Tagged {
-    pub key: u32,
+pub(crate) struct Tagged<K> {
+    pub key: K,
     pub tag: u32,
 }
 
-impl RadixKey for Tagged {
-    const KEY_BITS: u32 = 32;
+impl<K: RadixKey> RadixKey for Tagged<K> {
+    const KEY_BITS: u32 = K::KEY_BITS;
     #[inline]
     fn radix_key(&self) -> u64 {
-        u64::from(self.key)
+        self.key.radix_key()
     }
 }
 
@@ -175,7 +175,7 @@ mod tests {
             assert_eq!(ours, expect);
         }
         // Few distinct keys (skipped passes) and a payload that must travel with its key.
-        let tagged: Vec<Tagged> = (0..50_000u32)
+        let tagged: Vec<Tagged<u32>> = (0..50_000u32)
             .map(|i| Tagged {
                 key: (lcg(&mut s) % 3) as u32 * 0x0100_0000,
                 tag: i,

@@ -6,8 +6,9 @@
 //! `P(s+ > s-) + P(s+ = s-)/2`, accumulated exactly in integers per group of tied positives
 //! and divided once: `O(n)` after the `O(n)` radix sort.
 
-use crate::curve::{rank_f32, Key, RankedScores, Ranking};
+use crate::curve::{rank, RankedScores, Ranking};
 use crate::error::Result;
+use crate::keys::{Key, Score};
 
 impl<K: Key> Ranking<K> {
     /// Exact ROC AUC of the ranking.
@@ -24,7 +25,7 @@ impl<K: Key> Ranking<K> {
     }
 }
 
-impl RankedScores {
+impl<S: Score> RankedScores<S> {
     /// ROC AUC; see [`auroc`].
     pub fn auroc(&self) -> f64 {
         self.0.auroc()
@@ -34,12 +35,13 @@ impl RankedScores {
 /// ROC AUC exactly as scikit-learn's `roc_auc_score` (ties: trapezoid over tied groups).
 ///
 /// `labels[i] == true` marks an anomalous (positive) sample; higher scores mean more
-/// anomalous. Constant scores give 0.5, as in scikit-learn.
+/// anomalous. Constant scores give 0.5, as in scikit-learn. `f32` or `f64` scores, each
+/// compared in its own precision.
 ///
 /// # Errors
 /// `LengthMismatch`, `Empty`, `NonFinite` (NaN or ±inf), `NoPositives`, `NoNegatives`.
-pub fn auroc(scores: &[f32], labels: &[bool]) -> Result<f64> {
-    Ok(rank_f32(scores, labels)?.auroc())
+pub fn auroc<S: Score>(scores: &[S], labels: &[bool]) -> Result<f64> {
+    Ok(rank(scores, labels)?.auroc())
 }
 
 #[cfg(test)]
@@ -81,6 +83,20 @@ mod tests {
     }
 
     #[test]
+    fn f64_scores_are_ranked_in_f64() {
+        // 1 + k * 1e-10 are distinct in f64 but all round to 1.0 in f32 (one tie: 0.5).
+        let scores: Vec<f64> = (0..10).map(|k| 1.0 + k as f64 * 1e-10).collect();
+        let labels: Vec<bool> = (0..10).map(|k| k >= 5).collect();
+        assert_eq!(auroc(&scores, &labels), Ok(1.0));
+        let rounded: Vec<f32> = scores.iter().map(|&s| s as f32).collect();
+        assert_eq!(auroc(&rounded, &labels), Ok(0.5));
+        // Values exact in both types give the same AUROC.
+        let (s32, l) = ([0.1f32, 0.4, 0.35, 0.8], [false, false, true, true]);
+        let s64: Vec<f64> = s32.iter().map(|&s| f64::from(s)).collect();
+        assert_eq!(auroc(&s64, &l), auroc(&s32, &l));
+    }
+
+    #[test]
     fn constant_scores_give_one_half() {
         assert_eq!(
             auroc(&[3.0; 7], &[true, false, true, false, false, false, true]),
@@ -98,7 +114,7 @@ mod tests {
             auroc(&[1.0, 2.0], &[false, false]),
             Err(MetricError::NoPositives)
         );
-        assert_eq!(auroc(&[], &[]), Err(MetricError::Empty));
+        assert_eq!(auroc::<f32>(&[], &[]), Err(MetricError::Empty));
         assert_eq!(
             auroc(&[1.0], &[true, false]),
             Err(MetricError::LengthMismatch {

@@ -5,24 +5,28 @@
 //! - `GT.npz`: `image_labels [N]`, optionally `masks [N,H,W]` (or `[N,1,H,W]`) and
 //!   `categories [N]` (strings or integers; one table row each, sorted).
 //!
-//! Nonzero labels and mask pixels are anomalous; scores and maps are converted to `f32`.
-//! The metrics are [`memad_metrics::evaluate_images`]'s (pixel metrics and AUPRO when both
-//! maps and masks are given). The `.npz` reader ([`npz`]) is self-contained: zip (stored or
-//! deflated, zip64, CRC-checked) holding `.npy` arrays, decoded while streaming so that an
-//! array costs its converted size only.
+//! Nonzero labels and mask pixels are anomalous. Scores and maps are ranked in the precision
+//! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
+//! else in `f32`, so no score is rounded before ranking. The metrics are
+//! [`memad_metrics::evaluate_images`]'s (pixel metrics and AUPRO when both maps and masks are
+//! given). A category whose metrics are undefined (only normal or only anomalous images or
+//! pixels) is reported as such and left out of the mean, which says how many categories it
+//! averages. The `.npz` reader ([`npz`]) is self-contained: zip (stored or deflated, zip64,
+//! CRC-checked) holding `.npy` arrays, decoded while streaming so that an array costs its
+//! converted size only.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use memad_metrics::{
-    aupro, evaluate_images, ImageMetrics, MetricError, PixelInputs, RankedScores, MVTEC_FPR_LIMIT,
+    aupro, evaluate_images, ImageMetrics, MetricError, RankedScores, Score, MVTEC_FPR_LIMIT,
 };
 use serde::Serialize;
 
-use npz::{Category, Npz};
+use npz::{Category, Dtype, Npz};
 
 /// Arguments of `memad metrics`.
 #[derive(clap::Args, Debug, Clone)]
@@ -74,10 +78,44 @@ pub fn run(args: &MetricsArgs) -> Result<()> {
     Ok(())
 }
 
+/// Scores or maps in the precision the file needs: `f64` for `float64` and for integers
+/// wider than 16 bits (which `f32` cannot all hold exactly), `f32` for everything else
+/// (`float16`/`float32`, booleans, small integers). So a score is never rounded before it is
+/// ranked, and `f32` data costs 4 bytes a value.
+enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Values {
+    /// Array `key` of `npz` and its shape; an error naming the keys present if absent.
+    fn require(npz: &mut Npz, key: &str) -> Result<(Values, Vec<usize>)> {
+        let wide = matches!(
+            npz.dtype(key)?,
+            Some(Dtype::F64 | Dtype::I32 | Dtype::I64 | Dtype::U32 | Dtype::U64)
+        );
+        Ok(if wide {
+            let a = npz.require::<f64>(key)?;
+            (Values::F64(a.data), a.shape)
+        } else {
+            let a = npz.require::<f32>(key)?;
+            (Values::F32(a.data), a.shape)
+        })
+    }
+
+    /// Value `i`, as text.
+    fn show(&self, i: usize) -> String {
+        match self {
+            Values::F32(v) => v[i].to_string(),
+            Values::F64(v) => v[i].to_string(),
+        }
+    }
+}
+
 /// Everything read from the two files, checked for consistent shapes.
 struct Inputs {
     pred: PathBuf,
-    scores: Vec<f32>,
+    scores: Values,
     labels: Vec<bool>,
     pixels: Option<Pixels>,
     categories: Option<Vec<Category>>,
@@ -85,7 +123,7 @@ struct Inputs {
 
 /// Anomaly maps and masks, `n * h * w` row-major.
 struct Pixels {
-    maps: Vec<f32>,
+    maps: Values,
     masks: Vec<bool>,
     h: usize,
     w: usize,
@@ -94,15 +132,15 @@ struct Pixels {
 impl Inputs {
     fn load(pred_path: &Path, gt_path: &Path) -> Result<Inputs> {
         let (mut pred, mut gt) = (Npz::open(pred_path)?, Npz::open(gt_path)?);
-        let scores = pred.require::<f32>("image_scores")?;
+        let (scores, scores_shape) = Values::require(&mut pred, "image_scores")?;
         let labels = gt.require::<bool>("image_labels")?;
         let (p, g) = (pred_path.display(), gt_path.display());
-        let n = vector_len(&scores.shape)
-            .with_context(|| format!("{p}: image_scores must be [N], got {:?}", scores.shape))?;
+        let n = vector_len(&scores_shape)
+            .with_context(|| format!("{p}: image_scores must be [N], got {scores_shape:?}"))?;
         ensure!(
             vector_len(&labels.shape) == Some(n),
-            "shape mismatch: {p} image_scores has shape {:?} but {g} image_labels has shape {:?}",
-            scores.shape,
+            "shape mismatch: {p} image_scores has shape {scores_shape:?} but {g} image_labels \
+             has shape {:?}",
             labels.shape
         );
         let categories = gt.get::<Category>("categories")?;
@@ -115,7 +153,7 @@ impl Inputs {
             );
         }
         let pixels = match (pred.has("anomaly_maps"), gt.has("masks")) {
-            (true, true) => Some(Self::load_pixels(&mut pred, &mut gt, &scores.shape)?),
+            (true, true) => Some(Self::load_pixels(&mut pred, &mut gt, &scores_shape)?),
             (true, false) => {
                 eprintln!("note: {g} has no `masks`: pixel metrics skipped");
                 None
@@ -128,7 +166,7 @@ impl Inputs {
         };
         Ok(Inputs {
             pred: pred_path.to_path_buf(),
-            scores: scores.data,
+            scores,
             labels: labels.data,
             pixels,
             categories: categories.map(|c| c.data),
@@ -138,28 +176,24 @@ impl Inputs {
     fn load_pixels(pred: &mut Npz, gt: &mut Npz, scores_shape: &[usize]) -> Result<Pixels> {
         let (p, g) = (pred.path().to_owned(), gt.path().to_owned());
         let (p, g) = (p.display(), g.display());
-        let maps = pred.require::<f32>("anomaly_maps")?;
-        let dims = image_dims(&maps.shape).with_context(|| {
-            format!(
-                "{p}: anomaly_maps must be [N,H,W] or [N,1,H,W], got {:?}",
-                maps.shape
-            )
+        let (maps, maps_shape) = Values::require(pred, "anomaly_maps")?;
+        let dims = image_dims(&maps_shape).with_context(|| {
+            format!("{p}: anomaly_maps must be [N,H,W] or [N,1,H,W], got {maps_shape:?}")
         })?;
         ensure!(
             Some(dims.0) == vector_len(scores_shape),
-            "shape mismatch: {p} anomaly_maps has shape {:?} but image_scores has shape {:?}",
-            maps.shape,
-            scores_shape
+            "shape mismatch: {p} anomaly_maps has shape {maps_shape:?} but image_scores has \
+             shape {scores_shape:?}"
         );
         let masks = gt.require::<bool>("masks")?;
         ensure!(
             image_dims(&masks.shape) == Some(dims),
-            "shape mismatch: {p} anomaly_maps has shape {:?} but {g} masks has shape {:?}",
-            maps.shape,
+            "shape mismatch: {p} anomaly_maps has shape {maps_shape:?} but {g} masks has shape \
+             {:?}",
             masks.shape
         );
         Ok(Pixels {
-            maps: maps.data,
+            maps,
             masks: masks.data,
             h: dims.1,
             w: dims.2,
@@ -222,13 +256,14 @@ fn select<'a, T: Copy>(data: &'a [T], images: &[usize], per_image: usize) -> Cow
     Cow::Owned(out)
 }
 
-/// The unweighted mean over `rows` (non-empty, all with the same metrics).
-fn mean_metrics(rows: &[Row]) -> ImageMetrics {
-    let n = rows.len() as f64;
-    let mean = |f: fn(&ImageMetrics) -> f64| rows.iter().map(|r| f(&r.metrics)).sum::<f64>() / n;
+/// The unweighted mean over `metrics` (non-empty, all with the same metrics).
+fn mean_metrics(metrics: &[&ImageMetrics]) -> ImageMetrics {
+    let n = metrics.len() as f64;
+    let mean = |f: fn(&ImageMetrics) -> f64| metrics.iter().map(|m| f(m)).sum::<f64>() / n;
     let mean_opt = |f: fn(&ImageMetrics) -> Option<f64>| {
-        rows.iter()
-            .map(|r| f(&r.metrics))
+        metrics
+            .iter()
+            .map(|m| f(m))
             .sum::<Option<f64>>()
             .map(|s| s / n)
     };
@@ -243,96 +278,183 @@ fn mean_metrics(rows: &[Row]) -> ImageMetrics {
     }
 }
 
-/// One category's row.
+/// One category's row: its metrics, or why they are undefined (exactly one is `Some`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Row {
     category: String,
     images: usize,
     #[serde(flatten)]
-    metrics: ImageMetrics,
+    metrics: Option<ImageMetrics>,
+    /// Why the metrics are undefined (a class is missing); the row is left out of the mean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    undefined: Option<String>,
 }
 
-/// What `memad metrics` prints: per category, and the mean over categories.
+/// What `memad metrics` prints: per category, and the mean over the categories whose
+/// metrics are defined.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Report {
     categories: Vec<Row>,
     mean: ImageMetrics,
+    /// How many categories `mean` averages.
+    mean_of: usize,
 }
 
 impl Report {
-    /// Categories x metrics, then the mean row.
+    /// Categories x metrics, then the mean row; where a category is undefined, `-` cells
+    /// and a last line saying what the mean averages and why the others are left out.
     fn table(&self) -> String {
         use std::fmt::Write;
         let mut s = format!("{:<14} {:>7}", "category", "images");
-        for (name, _) in self.mean.named() {
+        let names = self.mean.named();
+        for (name, _) in &names {
             write!(s, " {name:>12}").unwrap();
         }
         s.push('\n');
+        let defined = self.categories.iter().filter(|r| r.metrics.is_some());
         let mean = Row {
             category: "mean".into(),
-            images: self.categories.iter().map(|r| r.images).sum(),
-            metrics: self.mean,
+            images: defined.map(|r| r.images).sum(),
+            metrics: Some(self.mean),
+            undefined: None,
         };
         for row in self.categories.iter().chain([&mean]) {
             write!(s, "{:<14} {:>7}", row.category, row.images).unwrap();
-            for (_, v) in row.metrics.named() {
-                write!(s, " {v:>12.4}").unwrap();
+            match &row.metrics {
+                Some(m) => m
+                    .named()
+                    .iter()
+                    .for_each(|(_, v)| write!(s, " {v:>12.4}").unwrap()),
+                None => names
+                    .iter()
+                    .for_each(|_| write!(s, " {:>12}", "-").unwrap()),
             }
             s.push('\n');
+        }
+        let undefined: Vec<String> = (self.categories.iter())
+            .filter_map(|r| Some(format!("{} ({})", r.category, r.undefined.as_ref()?)))
+            .collect();
+        if !undefined.is_empty() {
+            writeln!(
+                s,
+                "mean over {} of {} categories; undefined: {}",
+                self.mean_of,
+                self.categories.len(),
+                undefined.join(", ")
+            )
+            .unwrap();
         }
         s
     }
 }
 
-/// Evaluates every category.
+/// Evaluates every category. With categories, one whose metrics are undefined (no
+/// anomalous or no normal image or pixel) becomes a row saying why and is left out of the
+/// mean; an error if that leaves none.
 fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
-    let n = inputs.scores.len();
-    let categories = groups(inputs.categories.as_deref(), n)
-        .into_iter()
-        .map(|group| {
-            let scores = select(&inputs.scores, &group.images, 1);
-            let labels = select(&inputs.labels, &group.images, 1);
-            let pixels = inputs.pixels.as_ref().map(|p| {
-                let hw = p.h * p.w;
-                let maps = select(&p.maps, &group.images, hw);
-                let masks = select(&p.masks, &group.images, hw);
-                (maps, masks, p.h, p.w)
-            });
-            let pixel_inputs = pixels.as_ref().map(|(maps, masks, h, w)| PixelInputs {
-                fpr_limit,
-                ..PixelInputs::new(maps, masks, *h, *w)
-            });
-            let metrics = evaluate_lean(&scores, &labels, pixel_inputs)
-                .map_err(|e| explain(e, &group, inputs))?;
-            Ok(Row {
-                category: group.name,
-                images: group.images.len(),
-                metrics,
+    let mut categories = Vec::new();
+    for group in groups(inputs.categories.as_deref(), inputs.labels.len()) {
+        let (metrics, undefined) = match evaluate_group(inputs, &group, fpr_limit) {
+            Ok(m) => (Some(m), None),
+            Err(e) if inputs.categories.is_some() && missing_class(&e) => {
+                (None, Some(e.to_string()))
+            }
+            Err(e) => return Err(explain(e, &group, inputs)),
+        };
+        categories.push(Row {
+            category: group.name,
+            images: group.images.len(),
+            metrics,
+            undefined,
+        });
+    }
+    let defined: Vec<&ImageMetrics> = categories
+        .iter()
+        .filter_map(|r| r.metrics.as_ref())
+        .collect();
+    if defined.is_empty() {
+        let why: Vec<String> = (categories.iter())
+            .map(|r| {
+                format!(
+                    "category {}: {}",
+                    r.category,
+                    r.undefined.as_deref().unwrap_or("")
+                )
             })
-        })
-        .collect::<Result<Vec<Row>>>()?;
-    let mean = mean_metrics(&categories);
-    Ok(Report { categories, mean })
+            .collect();
+        bail!(
+            "the metrics are undefined in every category: {}",
+            why.join("; ")
+        );
+    }
+    Ok(Report {
+        mean: mean_metrics(&defined),
+        mean_of: defined.len(),
+        categories,
+    })
 }
 
-/// [`evaluate_images`] with the pixel ranking and AUPRO one after the other, not together:
-/// the peak memory is the larger of their working sets, not the sum.
-fn evaluate_lean(
-    scores: &[f32],
-    labels: &[bool],
-    pixels: Option<PixelInputs<'_>>,
+/// Whether `e` says that a class is missing (the metric is undefined, not the input wrong).
+fn missing_class(e: &MetricError) -> bool {
+    matches!(
+        e.root(),
+        MetricError::NoPositives | MetricError::NoNegatives
+    )
+}
+
+/// One category's image metrics and, with maps and masks, its pixel metrics.
+fn evaluate_group(
+    inputs: &Inputs,
+    group: &Group,
+    fpr_limit: f64,
 ) -> std::result::Result<ImageMetrics, MetricError> {
-    let mut metrics = evaluate_images(scores, labels, None)?;
-    if let Some(p) = pixels {
-        let ranked = RankedScores::new(p.maps, p.masks).map_err(|e| e.within("pixel level"))?;
-        metrics.pixel_auroc = Some(ranked.auroc());
-        metrics.pixel_ap = Some(ranked.average_precision());
-        metrics.pixel_f1_max = Some(ranked.f1_max().f1);
-        drop(ranked);
-        let pro = aupro(p.maps, p.masks, scores.len(), p.h, p.w, p.fpr_limit);
-        metrics.aupro = Some(pro.map_err(|e| e.within("pixel level"))?);
+    let labels = select(&inputs.labels, &group.images, 1);
+    let mut metrics = match &inputs.scores {
+        Values::F32(s) => evaluate_images(&select(s, &group.images, 1), &labels, None),
+        Values::F64(s) => evaluate_images(&select(s, &group.images, 1), &labels, None),
+    }?;
+    if let Some(p) = &inputs.pixels {
+        let hw = p.h * p.w;
+        let masks = select(&p.masks, &group.images, hw);
+        let (n, h, w) = (group.images.len(), p.h, p.w);
+        match &p.maps {
+            Values::F32(m) => pixel_metrics(
+                &select(m, &group.images, hw),
+                &masks,
+                (n, h, w),
+                fpr_limit,
+                &mut metrics,
+            ),
+            Values::F64(m) => pixel_metrics(
+                &select(m, &group.images, hw),
+                &masks,
+                (n, h, w),
+                fpr_limit,
+                &mut metrics,
+            ),
+        }?;
     }
     Ok(metrics)
+}
+
+/// Pixel AUROC, AP, F1-max and AUPRO of `n` maps of `h x w` (`dims`) into `metrics`: the
+/// ranking and AUPRO one after the other, not together as [`evaluate_images`] does, so the
+/// peak memory is the larger of their working sets, not the sum.
+fn pixel_metrics<S: Score>(
+    maps: &[S],
+    masks: &[bool],
+    (n, h, w): (usize, usize, usize),
+    fpr_limit: f64,
+    metrics: &mut ImageMetrics,
+) -> std::result::Result<(), MetricError> {
+    let ranked = RankedScores::new(maps, masks).map_err(|e| e.within("pixel level"))?;
+    metrics.pixel_auroc = Some(ranked.auroc());
+    metrics.pixel_ap = Some(ranked.average_precision());
+    metrics.pixel_f1_max = Some(ranked.f1_max().f1);
+    drop(ranked);
+    let pro = aupro(maps, masks, n, h, w, fpr_limit);
+    metrics.aupro = Some(pro.map_err(|e| e.within("pixel level"))?);
+    Ok(())
 }
 
 /// A metric error of `group`, with a non-finite score located in the input file.
@@ -342,12 +464,15 @@ fn explain(e: MetricError, group: &Group, inputs: &Inputs) -> anyhow::Error {
         MetricError::In { context, source } => match (context.as_str(), source.as_ref()) {
             ("image level", &MetricError::NonFinite { index }) => {
                 let i = group.images[index];
-                Some(format!("{pred}: image_scores[{i}] = {}", inputs.scores[i]))
+                Some(format!(
+                    "{pred}: image_scores[{i}] = {}",
+                    inputs.scores.show(i)
+                ))
             }
             ("pixel level", &MetricError::NonFinite { index }) => inputs.pixels.as_ref().map(|p| {
                 let hw = p.h * p.w;
                 let (i, y, x) = (group.images[index / hw], index % hw / p.w, index % p.w);
-                let v = p.maps[i * hw + index % hw];
+                let v = p.maps.show(i * hw + index % hw);
                 format!("{pred}: anomaly_maps[{i}, {y}, {x}] = {v}")
             }),
             _ => None,
@@ -554,6 +679,22 @@ pub mod npz {
         }
     }
 
+    /// Numbers as `f64` (exact, but for 64-bit integers beyond 2^53).
+    impl FromNumber for f64 {
+        fn from_f32(x: f32) -> Self {
+            x.into()
+        }
+        fn from_f64(x: f64) -> Self {
+            x
+        }
+        fn from_i64(x: i64) -> Self {
+            x as f64
+        }
+        fn from_u64(x: u64) -> Self {
+            x as f64
+        }
+    }
+
     /// Numbers as "nonzero".
     impl FromNumber for bool {
         fn from_f32(x: f32) -> Self {
@@ -614,15 +755,21 @@ pub mod npz {
         }
     }
 
-    impl Element for f32 {
-        const EXPECTED: &'static str = "numbers";
-        fn accepts(dtype: Dtype) -> bool {
-            !dtype.is_text()
-        }
-        fn extend(out: &mut Vec<Self>, dtype: Dtype, bytes: &[u8]) {
-            extend_numbers(out, dtype, bytes)
-        }
+    /// `f32` and `f64`: any numeric dtype.
+    macro_rules! float_element {
+        ($($t:ty),*) => {$(
+            impl Element for $t {
+                const EXPECTED: &'static str = "numbers";
+                fn accepts(dtype: Dtype) -> bool {
+                    !dtype.is_text()
+                }
+                fn extend(out: &mut Vec<Self>, dtype: Dtype, bytes: &[u8]) {
+                    extend_numbers(out, dtype, bytes)
+                }
+            }
+        )*};
     }
+    float_element!(f32, f64);
 
     /// Nonzero = `true`.
     impl Element for bool {
@@ -1071,6 +1218,33 @@ pub mod npz {
             read()
                 .map(Some)
                 .with_context(|| format!("{}: array `{key}`", self.path.display()))
+        }
+
+        /// The dtype of array `key`, from its `.npy` header alone; `None` if absent.
+        pub fn dtype(&mut self, key: &str) -> Result<Option<Dtype>> {
+            let Some(entry) = self.entry(key).cloned() else {
+                return Ok(None);
+            };
+            let (mut header, mut dtype) = (Vec::new(), None);
+            // The sink stops the reading (with an error) once the header is in.
+            let read = self.read_entry(&entry, &mut |bytes| {
+                header.extend_from_slice(bytes);
+                let need = header_need(&header)?;
+                if header.len() < need {
+                    return Ok(());
+                }
+                let prefix = if header[6] == 1 { 10 } else { 12 };
+                let text = std::str::from_utf8(&header[prefix..need])
+                    .context("the .npy header is not text")?;
+                dtype = Some(parse_header(text)?.0);
+                bail!("header read")
+            });
+            match (dtype, read) {
+                (Some(d), _) => Ok(Some(d)),
+                (None, Err(e)) => Err(e),
+                (None, Ok(())) => Err(anyhow!("truncated .npy: incomplete header")),
+            }
+            .with_context(|| format!("{}: array `{key}`", self.path.display()))
         }
 
         /// Array `key` converted to `T`; an error naming the keys present if absent.
@@ -1576,6 +1750,7 @@ mod tests {
     use super::inflate::{crc32_update, inflate};
     use super::npz::{parse_header, parse_npy, Array, Category, Decoder, Dtype, Npz};
     use super::*;
+    use memad_metrics::PixelInputs;
 
     /// A version-1 `.npy` as NumPy writes it (header padded to a multiple of 64 bytes).
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
@@ -2023,6 +2198,10 @@ mod tests {
             (scores.dtype, scores.data),
             (Dtype::F64, vec![0.1, 0.9, 0.4, 0.8])
         );
+        // The dtype alone, from the header of a deflated member.
+        assert_eq!(z.dtype("image_scores").unwrap(), Some(Dtype::F64));
+        assert_eq!(z.dtype("masks").unwrap(), Some(Dtype::Bool));
+        assert_eq!(z.dtype("nothing").unwrap(), None);
         let c = z.require::<Category>("categories").unwrap();
         assert_eq!(c.dtype, Dtype::Unicode(6));
         assert_eq!(
@@ -2190,9 +2369,12 @@ mod tests {
                 Some(PixelInputs::new(&m, &k, 4, 5)),
             )
             .unwrap();
-            assert_eq!((row.images, &row.metrics), (3, &want));
+            assert_eq!((row.images, row.metrics), (3, Some(want)));
         }
-        let (a, b) = (&report.categories[0].metrics, &report.categories[1].metrics);
+        let (a, b) = (
+            report.categories[0].metrics.unwrap(),
+            report.categories[1].metrics.unwrap(),
+        );
         assert_eq!(
             report.mean.aupro,
             Some((a.aupro.unwrap() + b.aupro.unwrap()) / 2.0)
@@ -2306,6 +2488,129 @@ mod tests {
             e.starts_with("category a: pixel level: score at index 31 is not finite")
                 && e.ends_with("pred.npz: anomaly_maps[3, 2, 1] = inf)"),
             "{e}"
+        );
+    }
+
+    /// `pred.npz` with `image_scores` of `descr` (`<f8` or `<f4`) and `gt.npz` with labels
+    /// (and, if given, categories), from `scores` as `f64`.
+    fn write_scores(
+        dir: &Path,
+        descr: &str,
+        scores: &[f64],
+        labels: &[bool],
+        categories: Option<&[u8]>,
+    ) -> (PathBuf, PathBuf) {
+        let shape = format!("({},)", scores.len());
+        let data = match descr {
+            "<f8" => le_bytes(scores.iter().map(|v| v.to_le_bytes())),
+            _ => le_bytes(scores.iter().map(|&v| (v as f32).to_le_bytes())),
+        };
+        let pred = zip(&[("image_scores.npy", npy(descr, &shape, &data))], false);
+        let mut gt = vec![(
+            "image_labels.npy",
+            npy("|b1", &shape, &labels.to_vec().map_u8()),
+        )];
+        if let Some(c) = categories {
+            gt.push(("categories.npy", npy("|S1", &shape, c)));
+        }
+        let gt = zip(&gt, false);
+        (write(dir, "pred.npz", &pred), write(dir, "gt.npz", &gt))
+    }
+
+    #[test]
+    fn float64_scores_are_ranked_in_float64_and_float32_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        // Distinct in f64, all 1.0 in f32.
+        let scores: Vec<f64> = (0..10).map(|k| 1.0 + k as f64 * 1e-10).collect();
+        let labels: Vec<bool> = (0..10).map(|k| k >= 5).collect();
+        let (pred, gt) = write_scores(dir.path(), "<f8", &scores, &labels, None);
+        let inputs = Inputs::load(&pred, &gt).unwrap();
+        assert!(matches!(inputs.scores, Values::F64(_)));
+        let report = evaluate(&inputs, 0.3).unwrap();
+        assert_eq!(report.mean.image_auroc, 1.0);
+        assert_eq!(report.mean.image_ap, 1.0);
+        // The same numbers stored as float32 are float32 (all tied): scored as before.
+        let (pred, gt) = write_scores(dir.path(), "<f4", &scores, &labels, None);
+        let inputs = Inputs::load(&pred, &gt).unwrap();
+        assert!(matches!(inputs.scores, Values::F32(_)));
+        let report = evaluate(&inputs, 0.3).unwrap();
+        assert_eq!(report.mean.image_auroc, 0.5);
+        let rounded: Vec<f32> = scores.iter().map(|&s| s as f32).collect();
+        let want = evaluate_images(&rounded, &labels, None).unwrap();
+        assert_eq!(report.mean, want);
+    }
+
+    #[test]
+    fn float64_maps_are_ranked_in_float64() {
+        let dir = tempfile::tempdir().unwrap();
+        let Data { scores, maps, .. } = dataset();
+        // Each map value `m` as `1 + m * 1e-9`: in the same order as the maps in f64, all
+        // `1.0` in f32 (which would give a pixel AUROC of 0.5).
+        let wide: Vec<f64> = maps.iter().map(|&m| 1.0 + f64::from(m) * 1e-9).collect();
+        let map_bytes = le_bytes(wide.iter().map(|v| v.to_le_bytes()));
+        let pred = zip(
+            &[
+                ("image_scores.npy", f32_npy("(6,)", &scores)),
+                ("anomaly_maps.npy", npy("<f8", "(6, 4, 5)", &map_bytes)),
+            ],
+            false,
+        );
+        let (_, gt) = write_dataset(dir.path(), &maps, &scores);
+        let pred = write(dir.path(), "wide.npz", &pred);
+        let report = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
+        // The ranking of the f32 maps, which the f64 maps keep.
+        let (f32_pred, _) = write_dataset(dir.path(), &maps, &scores);
+        let want = evaluate(&Inputs::load(&f32_pred, &gt).unwrap(), 0.3).unwrap();
+        assert_eq!(report.categories, want.categories);
+        assert_eq!(report.mean.pixel_auroc, want.mean.pixel_auroc);
+        assert!(report.mean.aupro.is_some());
+    }
+
+    #[test]
+    fn a_category_without_anomalies_is_undefined_and_left_out_of_the_mean() {
+        let dir = tempfile::tempdir().unwrap();
+        let scores = [0.1, 0.9, 0.2, 0.8, 0.3, 0.4, 0.6];
+        let labels = [false, true, false, true, false, false, false];
+        let (pred, gt) = write_scores(dir.path(), "<f8", &scores, &labels, Some(b"aaaazzz"));
+        let report = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
+        assert_eq!(report.mean_of, 1);
+        assert_eq!(report.mean.image_auroc, 1.0);
+        let z = &report.categories[1];
+        assert_eq!((z.category.as_str(), z.images, z.metrics), ("z", 3, None));
+        assert_eq!(
+            z.undefined.as_deref(),
+            Some("image level: no positive (anomalous) samples: the metric is undefined")
+        );
+        let table = report.table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[2].starts_with("z") && lines[2].ends_with("-"),
+            "{table}"
+        );
+        assert!(lines[3].starts_with("mean                 4"), "{table}");
+        assert_eq!(
+            lines[4],
+            "mean over 1 of 2 categories; undefined: z (image level: no positive (anomalous) \
+             samples: the metric is undefined)"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["mean_of"], 1);
+        assert!(json["categories"][1].get("image_auroc").is_none());
+        // Every category undefined: an error naming them; without categories, as before.
+        let (pred, gt) = write_scores(dir.path(), "<f8", &scores, &[false; 7], Some(b"aaaazzz"));
+        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "the metrics are undefined in every category: category a: image level: no \
+                 positive"
+            ),
+            "{e}"
+        );
+        let (pred, gt) = write_scores(dir.path(), "<f8", &scores, &[false; 7], None);
+        let e = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "image level: no positive (anomalous) samples: the metric is undefined"
         );
     }
 

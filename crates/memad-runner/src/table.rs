@@ -6,7 +6,10 @@
 //! with a `mean` column, or `metric`) and the metric. A cell is the mean over seeds, with the
 //! sample standard deviation when several seeds exist; the mean column (and every cell of a
 //! `metric` table) averages the categories of one seed first. Among re-runs of one experiment
-//! and seed the latest run counts. The best value of each column is bold.
+//! and seed the latest run counts. The best value of each column is bold; where cells differ
+//! in their number of seeds, those with fewer are marked `(n=k)`. A `[filter]` value, a
+//! `row_order` entry or a `categories` entry that matches no run is an error naming the key
+//! and listing what the runs hold.
 use crate::output::write_atomic;
 use crate::run_folders::glob_runs;
 use anyhow::{bail, Context};
@@ -14,6 +17,9 @@ use memad_core::{parse_section, ConfigError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+/// The most `decimals` a spec may ask for.
+const MAX_DECIMALS: usize = 6;
 
 /// The `metrics.csv` columns a spec may name, and `name`: the experiment name without a
 /// sweep's `_seed-N` suffix (so the seeds of one sweep configuration share a row).
@@ -57,7 +63,7 @@ pub struct TableSpec {
     pub filter: BTreeMap<String, toml::Value>,
     #[serde(default)]
     pub format: NumberFormat,
-    /// Decimals shown; default 1 for `percent`, 3 for `raw`.
+    /// Decimals shown (at most [`MAX_DECIMALS`]); default 1 for `percent`, 3 for `raw`.
     #[serde(default)]
     pub decimals: Option<usize>,
     /// Which value of a column is bold.
@@ -118,11 +124,44 @@ pub fn is_spec_file(path: &Path) -> bool {
         .is_some_and(|t| t.contains_key("runs"))
 }
 
-/// Reads and checks a spec; errors name the file and the key.
+/// Reads and checks a spec as `memad check` does: errors name the file and the key. What
+/// depends on the runs, read from the current folder, is printed as warnings (the runs may
+/// be elsewhere): each glob that matches no complete run, else whatever stops `memad table`
+/// from building the table (an unknown metric, a `[filter]` value in no run, ...).
 pub fn load_spec(path: &Path) -> anyhow::Result<Spec> {
+    let spec = read_spec(path)?;
+    for warning in run_problems(&spec, Path::new(".")) {
+        eprintln!("warning: {}: {warning}", path.display());
+    }
+    Ok(spec)
+}
+
+/// Reads and checks a spec; errors name the file and the key.
+fn read_spec(path: &Path) -> anyhow::Result<Spec> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     parse_spec(&text).map_err(|e| e.in_file(path).into())
+}
+
+/// What stops `spec`'s table on the runs under `base`: each glob that matches no complete
+/// run; when every glob matches, the error of reading the runs and building the table.
+fn run_problems(spec: &Spec, base: &Path) -> Vec<String> {
+    let empty: Vec<String> = (spec.raw.runs.iter().enumerate())
+        .filter_map(|(i, pattern)| match glob_runs(pattern, base) {
+            Ok(found) if found.is_empty() => Some(format!(
+                "runs[{i}]: `{pattern}` matches no complete run folder here"
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!("runs[{i}]: {e:#}")),
+        })
+        .collect();
+    if !empty.is_empty() {
+        return empty;
+    }
+    match read_records(spec, base).and_then(|records| build(spec, &records)) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![format!("{e:#}")],
+    }
 }
 
 /// Parses a spec from TOML text.
@@ -165,6 +204,12 @@ pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
                 "a `metric` table lists its columns in `metrics = [...]` (not `metric`)",
             ))
         }
+    }
+    if let Some(d) = raw.decimals.filter(|&d| d > MAX_DECIMALS) {
+        return Err(ConfigError::new(
+            "decimals",
+            format!("{d} decimals; at most {MAX_DECIMALS}"),
+        ));
     }
     let mut filter = Vec::new();
     for (column, value) in &raw.filter {
@@ -263,6 +308,11 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
             path.display()
         );
     }
+    let memory = if header.iter().any(|h| h == "memory") {
+        None
+    } else {
+        Some(memory_from_config(&path.with_file_name("config.toml"))?)
+    };
     let mut out = Vec::new();
     for (line, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("reading {}", path.display()))?;
@@ -282,13 +332,44 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
         let run = fields["run"].clone();
         let (name, stamp) = run.rsplit_once('/').unwrap_or((run.as_str(), ""));
         fields.insert("name".into(), without_seed_suffix(name));
-        // Runs from before the `memory` column.
-        fields.entry("memory".into()).or_insert_with(|| "-".into());
+        if let Some(memory) = &memory {
+            fields.insert("memory".into(), memory.clone());
+        }
         fields.insert("_experiment".into(), name.to_string());
         fields.insert("_stamp".into(), stamp.to_string());
         out.push(Record { fields, value });
     }
     Ok(out)
+}
+
+/// The `memory` column of a run whose `metrics.csv` predates it, from the run's resolved
+/// `config.toml`, as runs now write it: `none` where `[method] use_memory = false`; else
+/// `[method.memory] kind`, or, in a `[method.memory]` without `kind` (written before memories
+/// were registered), the method's own memory, which the runner fills in as the default
+/// (MNAD: `memad_methods::mnad::DEFAULT_MEMORY`, MemAE: `memad_methods::memae::DEFAULT_MEMORY`);
+/// `-` for other methods, without a memory section and without a `config.toml`.
+fn memory_from_config(path: &Path) -> anyhow::Result<String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok("-".into());
+    };
+    let config: toml::Table =
+        toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    let method = |key: &str| config.get("method").and_then(|m| m.get(key));
+    if method("use_memory").and_then(toml::Value::as_bool) == Some(false) {
+        return Ok("none".into());
+    }
+    let Some(memory) = method("memory") else {
+        return Ok("-".into());
+    };
+    if let Some(kind) = memory.get("kind").and_then(toml::Value::as_str) {
+        return Ok(kind.into());
+    }
+    let own = match method("kind").and_then(toml::Value::as_str) {
+        Some("mnad") => memad_methods::mnad::DEFAULT_MEMORY,
+        Some("memae") => memad_methods::memae::DEFAULT_MEMORY,
+        _ => "-",
+    };
+    Ok(own.into())
 }
 
 /// `quickstart_lr-0.001_seed-2` -> `quickstart_lr-0.001` (the suffix `memad sweep` writes).
@@ -333,6 +414,9 @@ pub struct Table {
     pub rows: Vec<(String, Vec<Option<Cell>>)>,
     pub format: NumberFormat,
     pub decimals: usize,
+    /// Older re-runs of the same experiment and seed that were left out
+    /// (`experiment/time stamp`).
+    pub superseded: Vec<String>,
 }
 
 /// Where one value came from: the experiment and the run's time stamp.
@@ -345,9 +429,12 @@ struct Source {
 /// Pivots `records` as the spec says.
 ///
 /// # Errors
-/// The metric(s) not in the runs; two experiments giving the same row and seed.
+/// A `[filter]` value in no record, or a filter that leaves no record; the metric(s) not in
+/// the records kept; a `categories` or `row_order` entry that is no category or row of the
+/// table; two experiments giving the same row and seed.
 pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let raw = &spec.raw;
+    check_filter_values(spec, records)?;
     let kept: Vec<&Record> = records
         .iter()
         .filter(|r| {
@@ -356,6 +443,17 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
                 .all(|(c, allowed)| allowed.iter().any(|a| a == r.get(c)))
         })
         .collect();
+    if kept.is_empty() {
+        let runs: BTreeSet<&str> = records.iter().map(|r| r.get("run")).collect();
+        let wanted: Vec<String> = (spec.filter.iter())
+            .map(|(c, allowed)| format!("{c} = {}", allowed.join(" or ")))
+            .collect();
+        bail!(
+            "`[filter]` removed every row: none of the {} selected run(s) has {} together",
+            runs.len(),
+            wanted.join(", ")
+        );
+    }
     let wanted: Vec<String> = match raw.columns {
         ColumnKind::Category => raw.metric.iter().cloned().collect(),
         ColumnKind::Metric => raw.metrics.clone().unwrap_or_default(),
@@ -425,22 +523,30 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             ),
         }
     }
-    if !superseded.is_empty() {
-        let list: Vec<String> = superseded.into_iter().collect();
-        eprintln!(
-            "note: older re-runs of the same experiment and seed left out: {}",
-            list.join(", ")
-        );
-    }
     if let Some(order) = &raw.categories {
+        let metric = wanted.join(", ");
+        for (i, c) in order.iter().enumerate() {
+            if !categories.contains(c) {
+                bail!(
+                    "categories[{i}]: `{c}` has no {metric} in the selected runs; their \
+                     categories: {}{}",
+                    listing(&categories),
+                    did_you_mean(c, &categories)
+                );
+            }
+        }
         categories = order.clone();
     }
-    let mut ordered: Vec<String> = raw
-        .row_order
-        .iter()
-        .filter(|k| row_keys.contains(k))
-        .cloned()
-        .collect();
+    for (i, key) in raw.row_order.iter().enumerate() {
+        if !row_keys.contains(key) {
+            bail!(
+                "row_order[{i}]: `{key}` is no row of the table; its rows: {}{}",
+                listing(&row_keys),
+                did_you_mean(key, &row_keys)
+            );
+        }
+    }
+    let mut ordered: Vec<String> = raw.row_order.clone();
     ordered.extend(
         row_keys
             .iter()
@@ -529,9 +635,74 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         rows,
         format: raw.format,
         decimals,
+        superseded: superseded.into_iter().collect(),
     };
     mark_best(&mut table, raw.best);
     Ok(table)
+}
+
+/// Each `[filter]` value must be a value of its column in `records` (the selected runs).
+fn check_filter_values(spec: &Spec, records: &[Record]) -> anyhow::Result<()> {
+    for (column, allowed) in &spec.filter {
+        let present: BTreeSet<&str> = records.iter().map(|r| r.get(column)).collect();
+        let present: Vec<String> = present.into_iter().map(str::to_string).collect();
+        for value in allowed {
+            if !present.contains(value) {
+                bail!(
+                    "filter.{column}: `{value}` is in none of the selected runs; their \
+                     `{column}` values: {}{}",
+                    listing(&present),
+                    did_you_mean(value, &present)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `values` joined by `, `; past 20, the first 20 and how many there are.
+fn listing(values: &[String]) -> String {
+    const SHOWN: usize = 20;
+    if values.len() <= SHOWN {
+        return values.join(", ");
+    }
+    format!(
+        "{}, ... ({} in all)",
+        values[..SHOWN].join(", "),
+        values.len()
+    )
+}
+
+/// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
+/// at most a third of `value`'s length away (at least 1, at most 3); empty otherwise.
+fn did_you_mean(value: &str, candidates: &[String]) -> String {
+    let limit = (value.chars().count() / 3).clamp(1, 3);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(value, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
+}
+
+/// Edit distance (optimal string alignment): the fewest single-character insertions,
+/// deletions, substitutions and swaps of two neighbours that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: the distance between the first i characters of a and the first j of b.
+    let mut d: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitute = d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = substitute.min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn display(names: &BTreeMap<String, String>, key: &str) -> String {
@@ -561,25 +732,32 @@ fn mark_best(table: &mut Table, best: Best) {
     if best == Best::None {
         return;
     }
-    let (scale, decimals) = (scale(table.format), table.decimals as i32);
-    let shown = |c: &Cell| (c.mean * scale * 10f64.powi(decimals)).round() as i64;
+    // The mean as shown (rounded to the table's decimals), read back as a number.
+    let rounded = |table: &Table, c: &Cell| -> f64 {
+        shown(table, c)
+            .0
+            .parse()
+            .expect("a formatted number parses")
+    };
     for col in 0..table.columns.len() {
-        let present: Vec<i64> = table
+        let present: Vec<f64> = table
             .rows
             .iter()
-            .filter_map(|(_, cells)| cells[col].as_ref().map(shown))
+            .filter_map(|(_, cells)| cells[col].as_ref().map(|c| rounded(table, c)))
             .collect();
         if present.len() < 2 {
             continue;
         }
         let target = match best {
-            Best::Max => present.iter().max(),
-            _ => present.iter().min(),
-        }
-        .copied();
-        for (_, cells) in &mut table.rows {
-            if let Some(cell) = cells[col].as_mut() {
-                cell.best = Some(shown(cell)) == target;
+            Best::Max => present.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            _ => present.iter().copied().fold(f64::INFINITY, f64::min),
+        };
+        let marks: Vec<Option<bool>> = (table.rows.iter())
+            .map(|(_, cells)| cells[col].as_ref().map(|c| rounded(table, c) == target))
+            .collect();
+        for ((_, cells), mark) in table.rows.iter_mut().zip(marks) {
+            if let (Some(cell), Some(mark)) = (cells[col].as_mut(), mark) {
+                cell.best = mark;
             }
         }
     }
@@ -601,9 +779,32 @@ fn shown(table: &Table, cell: &Cell) -> (String, Option<String>) {
     )
 }
 
-/// The Markdown table (with the caption line above it, if any).
+/// The most seeds behind any cell of the table (0 for no cell).
+fn most_seeds(table: &Table) -> usize {
+    (table.rows.iter())
+        .flat_map(|(_, cells)| cells.iter().flatten())
+        .map(|c| c.seeds)
+        .max()
+        .unwrap_or(0)
+}
+
+/// A cell's number of seeds where it is below `most` (the table mixes seed counts), to mark
+/// it `(n=k)`; `None` otherwise.
+fn fewer_seeds(cell: &Cell, most: usize) -> Option<usize> {
+    (cell.seeds < most).then_some(cell.seeds)
+}
+
+/// The note under a table that marks cells with fewer seeds: what `(n=k)` and `±` mean.
+fn seeds_note(most: usize) -> String {
+    format!("(n=k): mean over k seed(s); other cells: mean ± sample std over {most} seeds")
+}
+
+/// The Markdown table (with the caption line above it, if any, and the note on seeds below
+/// it where cells differ in their number of seeds).
 pub fn markdown(table: &Table) -> String {
     let esc = |s: &str| s.replace('|', "\\|");
+    let most = most_seeds(table);
+    let mut marked = false;
     let mut out = String::new();
     if let Some(c) = &table.caption {
         out.push_str(&format!("{c}\n\n"));
@@ -621,31 +822,53 @@ pub fn markdown(table: &Table) -> String {
                 None => "-".into(),
                 Some(cell) => {
                     let (mean, std) = shown(table, cell);
-                    let mean = if cell.best {
+                    let mut text = if cell.best {
                         format!("**{mean}**")
                     } else {
                         mean
                     };
-                    match std {
-                        Some(s) => format!("{mean} ± {s}"),
-                        None => mean,
+                    if let Some(s) = std {
+                        text.push_str(&format!(" ± {s}"));
                     }
+                    if let Some(n) = fewer_seeds(cell, most) {
+                        text.push_str(&format!(" (n={n})"));
+                        marked = true;
+                    }
+                    text
                 }
             });
         }
         out.push_str(&format!("| {} |\n", line.join(" | ")));
     }
+    if marked {
+        out.push_str(&format!("\n{}\n", seeds_note(most)));
+    }
     out
 }
 
-/// A LaTeX `table` with a booktabs `tabular`.
-pub fn latex(table: &Table) -> String {
+/// A LaTeX `table` with a booktabs `tabular`, `\label{tab:<name>}` (characters other than
+/// letters, digits, `_`, `.`, `:` and `-` of `name` become `-`) and, where cells differ in
+/// their number of seeds, the note on seeds below the tabular.
+pub fn latex(table: &Table, name: &str) -> String {
+    let most = most_seeds(table);
+    let mut marked = false;
+    let label: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.:-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let mut out = String::new();
     out.push_str("% Written by `memad table`; needs \\usepackage{booktabs}.\n");
     out.push_str("\\begin{table}[t]\n  \\centering\n");
     if let Some(c) = &table.caption {
         out.push_str(&format!("  \\caption{{{}}}\n", latex_escape(c)));
     }
+    out.push_str(&format!("  \\label{{tab:{label}}}\n"));
     out.push_str(&format!(
         "  \\begin{{tabular}}{{l{}}}\n    \\toprule\n",
         "r".repeat(table.columns.len())
@@ -660,21 +883,32 @@ pub fn latex(table: &Table) -> String {
                 None => "--".into(),
                 Some(cell) => {
                     let (mean, std) = shown(table, cell);
-                    let mean = if cell.best {
+                    let mut text = if cell.best {
                         format!("\\textbf{{{mean}}}")
                     } else {
                         mean
                     };
-                    match std {
-                        Some(s) => format!("{mean} $\\pm$ {s}"),
-                        None => mean,
+                    if let Some(s) = std {
+                        text.push_str(&format!(" $\\pm$ {s}"));
                     }
+                    if let Some(n) = fewer_seeds(cell, most) {
+                        text.push_str(&format!(" {{\\footnotesize (n={n})}}"));
+                        marked = true;
+                    }
+                    text
                 }
             });
         }
         out.push_str(&format!("    {} \\\\\n", line.join(" & ")));
     }
-    out.push_str("    \\bottomrule\n  \\end{tabular}\n\\end{table}\n");
+    out.push_str("    \\bottomrule\n  \\end{tabular}\n");
+    if marked {
+        out.push_str(&format!(
+            "  \\par\\smallskip{{\\footnotesize {}}}\n",
+            latex_escape(&seeds_note(most))
+        ));
+    }
+    out.push_str("\\end{table}\n");
     out
 }
 
@@ -726,25 +960,58 @@ pub fn csv_long(table: &Table) -> anyhow::Result<Vec<u8>> {
 /// `memad table`: reads the runs, prints the Markdown and, with `out`, writes
 /// `<out>/<spec stem>.{md,csv,tex}` (atomically).
 pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
-    let spec = load_spec(spec_path)?;
+    let spec = read_spec(spec_path)?;
+    let stem = spec_path
+        .file_stem()
+        .map_or("table".into(), |s| s.to_string_lossy().into_owned());
+    if let Some(dir) = out {
+        check_out_folder(dir, &stem)?;
+    }
     let records = read_records(&spec, Path::new("."))?;
     let table = build(&spec, &records).with_context(|| format!("{}", spec_path.display()))?;
+    if !table.superseded.is_empty() {
+        eprintln!(
+            "note: older re-runs of the same experiment and seed left out: {}",
+            table.superseded.join(", ")
+        );
+    }
     let md = markdown(&table);
     print!("{md}");
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let stem = spec_path
-            .file_stem()
-            .map_or("table".into(), |s| s.to_string_lossy().into_owned());
         for (ext, bytes) in [
             ("md", md.into_bytes()),
             ("csv", csv_long(&table)?),
-            ("tex", latex(&table).into_bytes()),
+            ("tex", latex(&table, &stem).into_bytes()),
         ] {
             let path = dir.join(format!("{stem}.{ext}"));
             write_atomic(&path, &bytes)?;
             eprintln!("wrote {}", path.display());
         }
+    }
+    Ok(())
+}
+
+/// `--out` names a folder: one that exists, or a new one whose name has no extension (a
+/// name such as `table.tex` is refused: the outputs are three files named after the spec).
+fn check_out_folder(dir: &Path, stem: &str) -> anyhow::Result<()> {
+    let files = format!("{stem}.md, {stem}.csv and {stem}.tex");
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        bail!(
+            "--out {}: is a file, not a folder; --out names the folder to write {files} into",
+            dir.display()
+        );
+    }
+    if let Some(ext) = dir.extension() {
+        bail!(
+            "--out {}: a new folder named like a file (`.{}`); --out names the folder to write \
+             {files} into (make the folder first to use this name)",
+            dir.display(),
+            ext.to_string_lossy()
+        );
     }
     Ok(())
 }
@@ -777,6 +1044,50 @@ mod tests {
         let p = dir.path().join("metrics.csv");
         std::fs::write(&p, csv).unwrap();
         assert_eq!(read_metrics(&p).unwrap()[0].fields["memory"], "memae");
+    }
+
+    /// The records of a `metrics.csv` without the `memory` column, in a run folder with
+    /// `config` as its `config.toml`.
+    fn old_run(run: &str, config: &str, value: f64) -> Vec<Record> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let csv = format!(
+            "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+             {run},abc,mnad,-,ped2,ped2,one_class,0,2,pixel_auroc,{value}\n"
+        );
+        let p = dir.path().join("metrics.csv");
+        std::fs::write(&p, csv).unwrap();
+        read_metrics(&p).unwrap()
+    }
+
+    #[test]
+    fn old_runs_take_the_memory_from_their_config() {
+        let own = "[method]\nkind = \"mnad\"\n[method.memory]\ndim = 512\n";
+        let swapped = "[method]\nkind = \"mnad\"\n[method.memory]\nkind = \"memae\"\n";
+        let ablation = "[method]\nkind = \"memae\"\nuse_memory = false\n[method.memory]\n";
+        let fixed = "[method]\nkind = \"mddnet\"\n[method.memory]\nitems = 5\n";
+        let memae = "[method]\nkind = \"memae\"\n[method.memory]\ndim = 256\n";
+        for (config, want) in [
+            (own, "mnad"),
+            (swapped, "memae"),
+            (ablation, "none"),
+            (fixed, "-"),
+            (memae, "memae"),
+            ("[method]\nkind = \"rd4ad\"\n", "-"),
+        ] {
+            let r = old_run("m/t", config, 0.5);
+            assert_eq!(r[0].fields["memory"], want, "{config}");
+        }
+        // Two runs told apart by their memory share no row: no collision.
+        let spec = parse_spec(
+            "runs = [\"x\"]\nrows = [\"method\", \"memory\"]\nmetric = \"pixel_auroc\"\n",
+        )
+        .unwrap();
+        let mut records = old_run("mnad_pred/2026-01-01T00-00-00", own, 0.9);
+        records.extend(old_run("mnad_memae/2026-01-01T00-00-00", swapped, 0.8));
+        let t = build(&spec, &records).unwrap();
+        let labels: Vec<&str> = t.rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(labels, ["mnad/mnad", "mnad/memae"]);
     }
 
     #[test]
@@ -859,6 +1170,166 @@ mod tests {
             let err = parse_spec(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: `{err}` lacks `{want}`");
         }
+    }
+
+    /// Two methods on two categories, `rd4ad` with seeds 0 and 1, `patchcore` with seed 0.
+    fn two_methods() -> Vec<Record> {
+        let mut records = Vec::new();
+        for (run, method, seed, values) in [
+            ("rd4ad_seed-0/t", "rd4ad", 0, [0.9, 0.8]),
+            ("rd4ad_seed-1/t", "rd4ad", 1, [0.7, 0.8]),
+            ("patchcore/t", "patchcore", 0, [0.95, 0.85]),
+        ] {
+            for (category, v) in ["leather", "grid"].into_iter().zip(values) {
+                records.push(rec(run, method, category, seed, "image_auroc", v));
+            }
+        }
+        records
+    }
+
+    fn build_err(spec: &str, records: &[Record]) -> String {
+        let spec =
+            parse_spec(&format!("runs = [\"x\"]\nmetric = \"image_auroc\"\n{spec}")).unwrap();
+        format!("{:#}", build(&spec, records).unwrap_err())
+    }
+
+    #[test]
+    fn filter_row_order_and_category_typos_are_errors() {
+        let records = two_methods();
+        let err = build_err("[filter]\nmethod = \"rd4d\"\n", &records);
+        assert_eq!(
+            err,
+            "filter.method: `rd4d` is in none of the selected runs; their `method` values: \
+             patchcore, rd4ad (did you mean `rd4ad`?)"
+        );
+        let err = build_err("[filter]\nmethod = \"rd4ad\"\nseed = 2\n", &records);
+        assert!(err.starts_with("filter.seed: `2` is in none"), "{err}");
+        // Each value exists, but no run has both.
+        let err = build_err("[filter]\nmethod = \"patchcore\"\nseed = 1\n", &records);
+        assert_eq!(
+            err,
+            "`[filter]` removed every row: none of the 3 selected run(s) has method = \
+             patchcore, seed = 1 together"
+        );
+        let err = build_err("categories = [\"grid\", \"leathr\"]\n", &records);
+        assert_eq!(
+            err,
+            "categories[1]: `leathr` has no image_auroc in the selected runs; their \
+             categories: leather, grid (did you mean `leather`?)"
+        );
+        let err = build_err("row_order = [\"patchcore\", \"RD4AD\"]\n", &records);
+        assert_eq!(
+            err,
+            "row_order[1]: `RD4AD` is no row of the table; its rows: rd4ad, patchcore"
+        );
+        assert_eq!(
+            did_you_mean("mnda", &["mnad".into(), "memae".into()]),
+            " (did you mean `mnad`?)"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("mnda", "mnad"), 1);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("ab", ""), 2);
+    }
+
+    #[test]
+    fn decimals_are_capped_and_best_compares_the_shown_values() {
+        let err = parse_spec("runs = [\"a\"]\nmetric = \"m\"\ndecimals = 20\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("decimals: 20 decimals; at most 6"), "{err}");
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\ndecimals = 6\n").unwrap();
+        let t = build(&spec, &two_methods()).unwrap();
+        let bold: Vec<Vec<bool>> = (t.rows.iter())
+            .map(|(_, cells)| cells.iter().map(|c| c.as_ref().unwrap().best).collect())
+            .collect();
+        // rd4ad: leather 0.8, grid 0.8, mean 0.8; patchcore: 0.95, 0.85, 0.9.
+        assert_eq!(bold, [[false, false, false], [true, true, true]]);
+    }
+
+    #[test]
+    fn cells_with_fewer_seeds_are_marked_and_latex_has_a_label() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let t = build(&spec, &two_methods()).unwrap();
+        let md = markdown(&t);
+        assert!(
+            md.contains("| rd4ad | 80.0 ± 14.1 | 80.0 ± 0.0 | 80.0 ± 7.1 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| patchcore | **95.0** (n=1) | **85.0** (n=1) | **90.0** (n=1) |"),
+            "{md}"
+        );
+        assert!(
+            md.ends_with(
+                "\n(n=k): mean over k seed(s); other cells: mean ± sample std over 2 seeds\n"
+            ),
+            "{md}"
+        );
+        let tex = latex(&t, "my table_1");
+        assert!(tex.contains("  \\label{tab:my-table_1}\n"), "{tex}");
+        assert!(
+            tex.contains("\\textbf{95.0} {\\footnotesize (n=1)}"),
+            "{tex}"
+        );
+        let note = "\\par\\smallskip{\\footnotesize (n=k): mean over k seed(s); other cells: \
+                    mean $\\pm$ sample std over 2 seeds}";
+        assert!(tex.contains(note), "{tex}");
+        // One seed count everywhere: nothing marked.
+        let one: Vec<Record> = two_methods()
+            .into_iter()
+            .filter(|r| r.get("seed") == "0")
+            .collect();
+        let md = markdown(&build(&spec, &one).unwrap());
+        assert!(!md.contains("(n=") && !md.contains("seeds"), "{md}");
+    }
+
+    #[test]
+    fn out_must_name_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("existing");
+        std::fs::write(&file, "x").unwrap();
+        let err = check_out_folder(&file, "s").unwrap_err().to_string();
+        let want = "is a file, not a folder; --out names the folder to write s.md, s.csv and \
+                    s.tex into";
+        assert!(err.ends_with(want), "{err}");
+        let err = check_out_folder(&dir.path().join("t/table.tex"), "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a new folder named like a file (`.tex`)"),
+            "{err}"
+        );
+        let dotted = dir.path().join("tables.v2");
+        assert!(check_out_folder(&dotted, "s").is_err());
+        std::fs::create_dir(&dotted).unwrap();
+        assert!(check_out_folder(&dotted, "s").is_ok());
+        assert!(check_out_folder(&dir.path().join("new/tables"), "s").is_ok());
+    }
+
+    #[test]
+    fn check_reports_what_stops_the_table_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec =
+            parse_spec("runs = [\"runs/a/*\", \"runs/b/*\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let run = dir.path().join("runs/a/t");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("run.toml"), "").unwrap();
+        std::fs::write(
+            run.join("metrics.csv"),
+            "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+             a/t,abc,rd4ad,-,ds,grid,one_class,0,1,pixel_auroc,0.5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            run_problems(&spec, dir.path()),
+            ["runs[1]: `runs/b/*` matches no complete run folder here"]
+        );
+        let spec = parse_spec("runs = [\"runs/a/*\"]\nmetric = \"image_auroc\"\n").unwrap();
+        assert_eq!(
+            run_problems(&spec, dir.path()),
+            ["metric `image_auroc` is in none of the selected runs; found: pixel_auroc"]
+        );
     }
 
     #[test]
