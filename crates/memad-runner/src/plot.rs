@@ -721,7 +721,24 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         "{} is not a run folder",
         run_dir.display()
     );
+    let runs_inside: Vec<PathBuf> = match crate::run_folders::is_complete(run_dir) {
+        true => Vec::new(),
+        false => (std::fs::read_dir(run_dir)?.flatten())
+            .map(|e| e.path())
+            .filter(|p| crate::run_folders::is_complete(p))
+            .collect(),
+    };
+    if let Some(latest) = runs_inside.iter().max() {
+        anyhow::bail!(
+            "{} is an experiment's folder, not a run: it holds {} complete run(s); plot one, \
+             e.g. `memad plot {}`",
+            run_dir.display(),
+            runs_inside.len(),
+            latest.display()
+        );
+    }
     let out = out.map_or_else(|| run_dir.join("plots"), Path::to_path_buf);
+    let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let config = read_config(run_dir);
     let mut written = Vec::new();
@@ -790,6 +807,9 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
             lookup(c, "data.setting").and_then(toml::Value::as_str) == Some("multi_class")
         });
         written.extend(plot_memory_usage(&usage, multi_class, per_class, &out)?);
+    }
+    if written.is_empty() && created {
+        let _ = std::fs::remove_dir(&out);
     }
     anyhow::ensure!(
         !written.is_empty(),
@@ -1463,6 +1483,8 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let mut raw_values: Vec<toml::Value> = Vec::new();
     let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
     let group_keys: Vec<&str> = spec.group.split(',').map(str::trim).collect();
+    // Every dotted key of the configs, for the error when no run has the parameter.
+    let mut keys_seen = BTreeMap::new();
     for folder in &folders {
         let config_path = folder.join("config.toml");
         let text = std::fs::read_to_string(&config_path)
@@ -1470,6 +1492,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         let config: toml::Value =
             toml::from_str(&text).with_context(|| format!("parsing {}", config_path.display()))?;
         let Some(raw) = lookup(&config, &spec.param) else {
+            flatten(&config, "", &mut keys_seen);
             no_key.push(folder.display().to_string());
             continue;
         };
@@ -1528,6 +1551,15 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             mean: records.iter().map(|r| r.value).sum::<f64>() / records.len() as f64,
         });
         raw_values.push(raw.clone());
+    }
+    if no_key.len() == folders.len() {
+        let keys: Vec<String> = keys_seen.into_keys().collect();
+        anyhow::bail!(
+            "{patterns}: none of the {} run(s) has `{}` in its config.toml{}",
+            folders.len(),
+            spec.param,
+            crate::table::did_you_mean(&spec.param, &keys)
+        );
     }
     if !no_key.is_empty() {
         eprintln!(
@@ -2855,6 +2887,37 @@ mod tests {
             ablation_labels(&a)[1],
             "method=mnad, init=features (3 seeds)"
         );
+    }
+
+    #[test]
+    fn a_parameter_no_run_has_and_an_experiment_folder_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let stamp = "2026-01-01T00-00-00";
+        fake_run(&runs, "x", stamp, &config("mnad", 10), 0, &[0.9]);
+        let spec = AblationSpec {
+            runs: vec![runs.display().to_string()],
+            param: "method.memory.slot".into(),
+            metric: "image_auroc".into(),
+            group: "method".into(),
+        };
+        let msg = read_ablation(&spec).unwrap_err().to_string();
+        assert!(
+            msg.contains("none of the 1 run(s) has `method.memory.slot`")
+                && msg.contains("did you mean `method.memory.slots`?"),
+            "{msg}"
+        );
+        // An experiment's folder instead of one of its runs: named, and no plots folder.
+        let msg = run(&runs.join("x"), None).unwrap_err().to_string();
+        assert!(
+            msg.contains("is an experiment's folder, not a run")
+                && msg.contains(&format!(
+                    "memad plot {}",
+                    runs.join("x").join(stamp).display()
+                )),
+            "{msg}"
+        );
+        assert!(!runs.join("x/plots").exists());
     }
 
     #[test]

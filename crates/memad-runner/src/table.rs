@@ -675,7 +675,7 @@ fn listing(values: &[String]) -> String {
 
 /// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
 /// at most a third of `value`'s length away (at least 1, at most 3); empty otherwise.
-fn did_you_mean(value: &str, candidates: &[String]) -> String {
+pub(crate) fn did_you_mean(value: &str, candidates: &[String]) -> String {
     let limit = (value.chars().count() / 3).clamp(1, 3);
     candidates
         .iter()
