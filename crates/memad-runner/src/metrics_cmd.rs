@@ -164,6 +164,11 @@ impl Inputs {
             }
             (false, false) => None,
         };
+        if let Some(p) = &pixels {
+            if let Some(note) = label_mask_disagreement(&labels.data, &p.masks) {
+                eprintln!("note: {g}: {note}");
+            }
+        }
         Ok(Inputs {
             pred: pred_path.to_path_buf(),
             scores,
@@ -199,6 +204,51 @@ impl Inputs {
             w: dims.2,
         })
     }
+}
+
+/// Where `image_labels` and `masks` (`labels.len()` masks, row-major) disagree: normal
+/// images whose mask marks pixels, anomalous images whose mask marks none (the metrics
+/// take each as given: a label for the image level, a mask for the pixel level).
+fn label_mask_disagreement(labels: &[bool], masks: &[bool]) -> Option<String> {
+    let per_image = masks.len() / labels.len().max(1);
+    let (mut normal_marked, mut anomalous_empty) = (Vec::new(), Vec::new());
+    for (i, (&label, mask)) in labels
+        .iter()
+        .zip(masks.chunks(per_image.max(1)))
+        .enumerate()
+    {
+        match (label, mask.iter().any(|&m| m)) {
+            (false, true) => normal_marked.push(i),
+            (true, false) => anomalous_empty.push(i),
+            _ => {}
+        }
+    }
+    let first = |v: &[usize]| {
+        let shown: Vec<String> = v.iter().take(5).map(usize::to_string).collect();
+        let more = if v.len() > 5 { ", ..." } else { "" };
+        format!("{}{more}", shown.join(", "))
+    };
+    let mut parts = Vec::new();
+    if !normal_marked.is_empty() {
+        parts.push(format!(
+            "{} normal image(s) whose mask marks pixels (images {})",
+            normal_marked.len(),
+            first(&normal_marked)
+        ));
+    }
+    if !anomalous_empty.is_empty() {
+        parts.push(format!(
+            "{} anomalous image(s) whose mask marks none (images {})",
+            anomalous_empty.len(),
+            first(&anomalous_empty)
+        ));
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "image_labels and masks disagree: {}; each level uses its own",
+            parts.join("; ")
+        )
+    })
 }
 
 /// `N` of a `[N]` or `[N, 1]` array.
@@ -1959,6 +2009,25 @@ mod tests {
         "002100b635f1d784000000840000000500000000000000000000008001bd000000732e6e7079504b",
         "0506000000000200020066000000780100000000",
     );
+
+    #[test]
+    fn labels_and_masks_that_disagree_are_noted() {
+        // Image 0 normal with a marked pixel, image 1 anomalous with an empty mask.
+        let labels = [false, true, true, false];
+        let masks = [
+            false, true, /**/ false, false, /**/ true, false, /**/ false, false,
+        ];
+        let note = label_mask_disagreement(&labels, &masks).unwrap();
+        assert!(
+            note.contains("1 normal image(s) whose mask marks pixels (images 0)")
+                && note.contains("1 anomalous image(s) whose mask marks none (images 1)"),
+            "{note}"
+        );
+        assert_eq!(
+            label_mask_disagreement(&[false, true], &[false, false, true, false]),
+            None
+        );
+    }
 
     #[test]
     fn crc32_check_value() {
