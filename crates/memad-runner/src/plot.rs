@@ -40,6 +40,7 @@
 //! every machine, with or without system fonts. Every file is rendered in memory and
 //! written atomically.
 use crate::output::write_atomic;
+use crate::run::{combined_parts, min_max, rows_by_video};
 use anyhow::{anyhow, Context};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::element::IntoDynElement;
@@ -574,59 +575,18 @@ fn frame_scoring(config: Option<&toml::Value>, s: &Scores) -> FrameScoring {
     }
 }
 
-/// The rows of each video, videos in order of first appearance (as the metric groups them).
-fn video_rows(videos: &[String]) -> Vec<Vec<usize>> {
-    let mut names: Vec<&str> = Vec::new();
-    let mut rows: Vec<Vec<usize>> = Vec::new();
-    for (i, v) in videos.iter().enumerate() {
-        match names.iter().position(|n| n == v) {
-            Some(k) => rows[k].push(i),
-            None => {
-                names.push(v);
-                rows.push(vec![i]);
-            }
-        }
-    }
-    rows
-}
-
-/// `(v - min) / (max - min)` in `f64`; a constant input maps to zeros (the metric's
-/// normalisation, `run::min_max` and `memad_metrics`' `MinMaxPerVideo`).
-fn min_max(values: &[f32]) -> Vec<f64> {
-    let lo = values
-        .iter()
-        .fold(f64::INFINITY, |m, &v| m.min(f64::from(v)));
-    let hi = (values.iter()).fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
-    let range = hi - lo;
-    (values.iter())
-        .map(|&v| {
-            if range > 0.0 {
-                (f64::from(v) - lo) / range
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
 /// The frame scores the metric ranks, one per row of `s` in file order, as `f32` (exact for
 /// [`FrameScoring::Raw`] and [`FrameScoring::Parts`], whose sums the metric rounds to `f32`
 /// too; the metric keeps [`FrameScoring::MinMax`]'s values in `f64`).
 fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f32> {
     let mut out = s.scores.clone();
-    for rows in video_rows(&s.videos) {
+    for rows in rows_by_video(&s.videos) {
         let normalised = match scoring {
             FrameScoring::Raw => continue,
             FrameScoring::MinMax => min_max(&rows.iter().map(|&i| s.scores[i]).collect::<Vec<_>>()),
             FrameScoring::Parts(weights) => {
-                let mut sum = vec![0.0; rows.len()];
-                for (w, (_, values)) in weights.iter().zip(&s.parts) {
-                    let part: Vec<f32> = rows.iter().map(|&i| values[i]).collect();
-                    for (total, v) in sum.iter_mut().zip(min_max(&part)) {
-                        *total += w * v;
-                    }
-                }
-                sum
+                let parts = (weights.iter().zip(&s.parts)).map(|(w, (_, v))| (*w, v.as_slice()));
+                combined_parts(&rows, parts)
             }
         };
         for (&i, v) in rows.iter().zip(normalised) {
@@ -645,7 +605,7 @@ fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Option<f64> {
         FrameScoring::MinMax => (s.scores.clone(), VideoNormalization::MinMaxPerVideo),
         _ => (frame_scores(s, scoring), VideoNormalization::None),
     };
-    let videos: Vec<(Vec<f32>, Vec<bool>)> = video_rows(&s.videos)
+    let videos: Vec<(Vec<f32>, Vec<bool>)> = rows_by_video(&s.videos)
         .into_iter()
         .map(|rows| {
             (
@@ -1219,7 +1179,7 @@ fn plot_frames(
     scoring: &FrameScoring,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let videos = video_rows(&s.videos);
+    let videos = rows_by_video(&s.videos);
     let pages: Vec<&[Vec<usize>]> = videos.chunks(VIDEOS_PER_PAGE).collect();
     let mut written = Vec::new();
     for (p, page) in pages.iter().enumerate() {
@@ -2832,7 +2792,7 @@ mod tests {
         assert_eq!(frame_numbers(&s, &[0, 1]), [4, 5]);
         // A name without a number: positions in the video.
         assert_eq!(frame_numbers(&s, &[2]), [0]);
-        assert_eq!(video_rows(&s.videos), [vec![0, 1], vec![2]]);
+        assert_eq!(rows_by_video(&s.videos), [vec![0, 1], vec![2]]);
     }
 
     #[test]

@@ -1701,33 +1701,20 @@ fn frames_by_video(
     norm: VideoNormalizationConfig,
 ) -> (Vec<VideoFrames>, memad_metrics::VideoNormalization) {
     use memad_metrics::VideoNormalization;
-    let mut names: Vec<&Option<String>> = Vec::new();
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    for (i, v) in eval.videos.iter().enumerate() {
-        match names.iter().position(|n| *n == v) {
-            Some(k) => members[k].push(i),
-            None => {
-                names.push(v);
-                members.push(vec![i]);
-            }
-        }
-    }
     let combine = norm == VideoNormalizationConfig::MinMax && !eval.parts.is_empty();
-    let videos = members
+    let videos = rows_by_video(&eval.videos)
         .iter()
-        .map(|idx| {
-            let labels = idx.iter().map(|&i| eval.labels[i]).collect();
+        .map(|rows| {
+            let labels = rows.iter().map(|&i| eval.labels[i]).collect();
             let scores = if combine {
-                let mut sum = vec![0f64; idx.len()];
-                for (_, weight, values) in &eval.parts {
-                    let part: Vec<f32> = idx.iter().map(|&i| values[i]).collect();
-                    for (s, v) in sum.iter_mut().zip(min_max(&part)) {
-                        *s += weight * v;
-                    }
-                }
-                sum.into_iter().map(|s| s as f32).collect()
+                let parts =
+                    (eval.parts.iter()).map(|(_, weight, values)| (*weight, values.as_slice()));
+                combined_parts(rows, parts)
+                    .into_iter()
+                    .map(|s| s as f32)
+                    .collect()
             } else {
-                idx.iter().map(|&i| eval.image_scores[i]).collect()
+                rows.iter().map(|&i| eval.image_scores[i]).collect()
             };
             (scores, labels)
         })
@@ -1739,8 +1726,42 @@ fn frames_by_video(
     (videos, norm)
 }
 
+/// The rows of each video, videos in order of first appearance (as the frame metrics
+/// group them).
+pub(crate) fn rows_by_video<T: PartialEq>(videos: &[T]) -> Vec<Vec<usize>> {
+    let mut names: Vec<&T> = Vec::new();
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    for (i, v) in videos.iter().enumerate() {
+        match names.iter().position(|n| *n == v) {
+            Some(k) => rows[k].push(i),
+            None => {
+                names.push(v);
+                rows.push(vec![i]);
+            }
+        }
+    }
+    rows
+}
+
+/// For the rows `rows` of one video, `sum weight * min_max(part)` over the `(weight, part)`
+/// score parts (each part one value per row of the whole file): MNAD's
+/// `alpha * g(-PSNR) + (1 - alpha) * g(distance)`.
+pub(crate) fn combined_parts<'a>(
+    rows: &[usize],
+    parts: impl IntoIterator<Item = (f64, &'a [f32])>,
+) -> Vec<f64> {
+    let mut sum = vec![0f64; rows.len()];
+    for (weight, values) in parts {
+        let part: Vec<f32> = rows.iter().map(|&i| values[i]).collect();
+        for (s, v) in sum.iter_mut().zip(min_max(&part)) {
+            *s += weight * v;
+        }
+    }
+    sum
+}
+
 /// `(v - min) / (max - min)`; a constant input maps to zeros.
-fn min_max(values: &[f32]) -> Vec<f64> {
+pub(crate) fn min_max(values: &[f32]) -> Vec<f64> {
     let lo = values.iter().fold(f64::INFINITY, |m, &v| m.min(v as f64));
     let hi = values
         .iter()
