@@ -36,6 +36,8 @@ pub trait ScoreKey: Sized {
     fn from_key(key: Self::Key) -> Self;
     /// Neither NaN nor infinite.
     fn finite(self) -> bool;
+    /// The score as `f64` (exact for both types).
+    fn to_f64(self) -> f64;
 }
 
 impl ScoreKey for f32 {
@@ -52,6 +54,10 @@ impl ScoreKey for f32 {
     fn finite(self) -> bool {
         self.is_finite()
     }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
 }
 
 impl ScoreKey for f64 {
@@ -67,6 +73,10 @@ impl ScoreKey for f64 {
     #[inline]
     fn finite(self) -> bool {
         self.is_finite()
+    }
+    #[inline]
+    fn to_f64(self) -> f64 {
+        self
     }
 }
 

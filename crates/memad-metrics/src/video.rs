@@ -4,13 +4,14 @@
 //! *micro* pools the frames of all videos into one AUROC (the common convention, e.g. MNAD,
 //! MemAE); *macro* averages per-video AUROCs. Scores are often min-max normalised per video
 //! first ([`VideoNormalization::MinMaxPerVideo`]), which changes micro but not macro AUROC.
-//! Normalisation is computed in `f64` (`(s - min) / (max - min)`; a constant video maps to 0).
+//! Normalisation is computed in `f64` (`(s - min) / (max - min)`; a constant video maps to 0);
+//! scores are `f32` or `f64` ([`Score`]).
 
 use rayon::prelude::*;
 
 use crate::curve::{split_by_label, Ranking};
 use crate::error::{MetricError, Result};
-use crate::keys::{check_finite, check_lengths, f64_key};
+use crate::keys::{check_finite, check_lengths, f64_key, Score};
 
 /// Per-video score normalisation before AUROC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,8 +29,8 @@ pub enum VideoNormalization {
 /// # Errors
 /// `Empty` for no videos; per video (inside `In { context: "video i" }`) `LengthMismatch`,
 /// `Empty`, `NonFinite`; `NoPositives`/`NoNegatives` if the pooled frames lack a class.
-pub fn frame_auroc_micro(
-    videos: &[(Vec<f32>, Vec<bool>)],
+pub fn frame_auroc_micro<S: Score>(
+    videos: &[(Vec<S>, Vec<bool>)],
     norm: VideoNormalization,
 ) -> Result<f64> {
     if videos.is_empty() {
@@ -54,8 +55,8 @@ pub fn frame_auroc_micro(
 /// # Errors
 /// `Empty` for no videos; per video (inside `In`) `LengthMismatch`, `Empty`, `NonFinite`;
 /// `NoVideoWithBothClasses` when no video is eligible.
-pub fn frame_auroc_macro(
-    videos: &[(Vec<f32>, Vec<bool>)],
+pub fn frame_auroc_macro<S: Score>(
+    videos: &[(Vec<S>, Vec<bool>)],
     norm: VideoNormalization,
 ) -> Result<f64> {
     if videos.is_empty() {
@@ -82,14 +83,14 @@ pub fn frame_auroc_macro(
 }
 
 /// Checks one video and returns its (normalised) scores in `f64`.
-fn checked_normalized(
-    scores: &[f32],
+fn checked_normalized<S: Score>(
+    scores: &[S],
     labels: &[bool],
     norm: VideoNormalization,
 ) -> Result<Vec<f64>> {
     check_lengths(scores.len(), labels.len())?;
     check_finite(scores)?;
-    let raw = scores.iter().map(|&s| f64::from(s));
+    let raw = scores.iter().map(|&s| s.to_f64());
     Ok(match norm {
         VideoNormalization::None => raw.collect(),
         VideoNormalization::MinMaxPerVideo => {
@@ -188,12 +189,26 @@ mod tests {
             .within("video 1"))
         );
         assert_eq!(
-            frame_auroc_micro(&[], VideoNormalization::None),
+            frame_auroc_micro::<f32>(&[], VideoNormalization::None),
             Err(MetricError::Empty)
         );
         assert_eq!(
             frame_auroc_micro(&v[2..], VideoNormalization::None),
             Err(MetricError::NoPositives)
         );
+    }
+
+    #[test]
+    fn f64_scores_keep_their_precision() {
+        // Apart by 1e-10: equal in f32, ranked in f64.
+        let v: Vec<(Vec<f64>, Vec<bool>)> = (0..2)
+            .map(|k| {
+                let base = 1.0 + f64::from(k) * 1e-9;
+                (vec![base, base + 1e-10], vec![false, true])
+            })
+            .collect();
+        assert_eq!(frame_auroc_macro(&v, VideoNormalization::None), Ok(1.0));
+        let pooled = frame_auroc_micro(&v, VideoNormalization::None).unwrap();
+        assert!((pooled - 0.75).abs() < 1e-12, "{pooled}");
     }
 }

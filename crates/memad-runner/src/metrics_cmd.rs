@@ -2,8 +2,12 @@
 //! any framework's predictions, per category and averaged over categories.
 //!
 //! - `PRED.npz`: `image_scores [N]`, optionally `anomaly_maps [N,H,W]` (or `[N,1,H,W]`).
-//! - `GT.npz`: `image_labels [N]`, optionally `masks [N,H,W]` (or `[N,1,H,W]`) and
-//!   `categories [N]` (strings or integers; one table row each, sorted).
+//! - `GT.npz`: `image_labels [N]`, optionally `masks [N,H,W]` (or `[N,1,H,W]`),
+//!   `categories [N]` (strings or integers; one table row each, sorted) and `videos [N]`
+//!   (strings or integers: the video of each frame, frames in time order within a video),
+//!   which adds `frame_auroc_micro` and `frame_auroc_macro` ([`memad_metrics::video`]) under
+//!   `--video-normalization none` or `min_max` (MNAD's and MemAE's protocols normalise each
+//!   video's scores to [0, 1]; no default, so the choice shows in the command).
 //!
 //! Nonzero labels and mask pixels are anomalous. Scores and maps are ranked in the precision
 //! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
@@ -22,7 +26,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use memad_metrics::{
-    aupro, evaluate_images, ImageMetrics, MetricError, RankedScores, Score, MVTEC_FPR_LIMIT,
+    aupro, evaluate_images, frame_auroc_macro, frame_auroc_micro, ImageMetrics, MetricError,
+    RankedScores, Score, VideoNormalization, MVTEC_FPR_LIMIT,
 };
 use serde::Serialize;
 
@@ -46,6 +51,19 @@ pub struct MetricsArgs {
     /// Print timings and peak memory (resident set growth) to stderr as one JSON line.
     #[arg(long)]
     pub stats: bool,
+    /// With `videos [N]` in the ground truth: `none` (raw scores) or `min_max` (each video's
+    /// scores to [0, 1] first) for the frame AUROCs.
+    #[arg(long, value_enum)]
+    pub video_normalization: Option<VideoNorm>,
+}
+
+/// `--video-normalization`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoNorm {
+    None,
+    /// Spelled as `[eval] video_normalization` spells it.
+    #[value(name = "min_max")]
+    MinMax,
 }
 
 /// Runs `memad metrics`.
@@ -53,7 +71,21 @@ pub fn run(args: &MetricsArgs) -> Result<()> {
     let peak_reset = args.stats && memory::reset_peak();
     let rss_start = args.stats.then(|| memory::status_mib("VmRSS")).flatten();
     let start = Instant::now();
-    let inputs = Inputs::load(&args.pred, &args.gt)?;
+    let mut inputs = Inputs::load(&args.pred, &args.gt)?;
+    inputs.video_normalization = match (&inputs.videos, args.video_normalization) {
+        (Some(_), Some(VideoNorm::None)) => VideoNormalization::None,
+        (Some(_), Some(VideoNorm::MinMax)) => VideoNormalization::MinMaxPerVideo,
+        (Some(_), None) => bail!(
+            "{} has `videos`: pass --video-normalization none or min_max (MNAD and MemAE \
+             normalise each video's scores to [0, 1] before the frame AUROCs)",
+            args.gt.display()
+        ),
+        (None, Some(_)) => bail!(
+            "--video-normalization needs `videos [N]` (the video of each frame) in {}",
+            args.gt.display()
+        ),
+        (None, None) => VideoNormalization::None,
+    };
     let read_seconds = start.elapsed().as_secs_f64();
     let report = evaluate(&inputs, args.fpr_limit)?;
     let evaluate_seconds = start.elapsed().as_secs_f64() - read_seconds;
@@ -119,6 +151,9 @@ struct Inputs {
     labels: Vec<bool>,
     pixels: Option<Pixels>,
     categories: Option<Vec<Category>>,
+    /// The video of each frame, for the frame AUROCs.
+    videos: Option<Vec<Category>>,
+    video_normalization: VideoNormalization,
 }
 
 /// Anomaly maps and masks, `n * h * w` row-major.
@@ -152,6 +187,15 @@ impl Inputs {
                 labels.shape
             );
         }
+        let videos = gt.get::<Category>("videos")?;
+        if let Some(v) = &videos {
+            ensure!(
+                vector_len(&v.shape) == Some(n),
+                "shape mismatch: {g} videos has shape {:?} but image_labels has shape {:?}",
+                v.shape,
+                labels.shape
+            );
+        }
         let pixels = match (pred.has("anomaly_maps"), gt.has("masks")) {
             (true, true) => Some(Self::load_pixels(&mut pred, &mut gt, &scores_shape)?),
             (true, false) => {
@@ -175,6 +219,8 @@ impl Inputs {
             labels: labels.data,
             pixels,
             categories: categories.map(|c| c.data),
+            videos: videos.map(|v| v.data),
+            video_normalization: VideoNormalization::None,
         })
     }
 
@@ -335,6 +381,9 @@ struct Row {
     images: usize,
     #[serde(flatten)]
     metrics: Option<ImageMetrics>,
+    /// With `videos`: the frame AUROCs.
+    #[serde(flatten)]
+    frames: Option<FrameMetrics>,
     /// Why the metrics are undefined (a class is missing); the row is left out of the mean.
     #[serde(skip_serializing_if = "Option::is_none")]
     undefined: Option<String>,
@@ -346,8 +395,35 @@ struct Row {
 struct Report {
     categories: Vec<Row>,
     mean: ImageMetrics,
+    /// With `videos`: the mean frame AUROCs over the same categories as `mean`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean_frames: Option<FrameMetrics>,
     /// How many categories `mean` averages.
     mean_of: usize,
+}
+
+/// Frame AUROC pooled over the videos (micro) and averaged over the videos with both
+/// classes (macro), after `Inputs::video_normalization`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+struct FrameMetrics {
+    frame_auroc_micro: f64,
+    frame_auroc_macro: f64,
+}
+
+impl FrameMetrics {
+    fn named(&self) -> [(&'static str, f64); 2] {
+        [
+            ("frame_auroc_micro", self.frame_auroc_micro),
+            ("frame_auroc_macro", self.frame_auroc_macro),
+        ]
+    }
+}
+
+/// The values of a row by name: the image (and pixel) metrics, then the frame AUROCs.
+fn named(metrics: &ImageMetrics, frames: Option<&FrameMetrics>) -> Vec<(&'static str, f64)> {
+    let mut out = metrics.named();
+    out.extend(frames.iter().flat_map(|f| f.named()));
+    out
 }
 
 impl Report {
@@ -356,9 +432,11 @@ impl Report {
     fn table(&self) -> String {
         use std::fmt::Write;
         let mut s = format!("{:<14} {:>7}", "category", "images");
-        let names = self.mean.named();
-        for (name, _) in &names {
-            write!(s, " {name:>12}").unwrap();
+        let names = named(&self.mean, self.mean_frames.as_ref());
+        // Each column as wide as its name, at least 12.
+        let widths: Vec<usize> = names.iter().map(|(name, _)| name.len().max(12)).collect();
+        for ((name, _), w) in names.iter().zip(&widths) {
+            write!(s, " {name:>w$}").unwrap();
         }
         s.push('\n');
         let defined = self.categories.iter().filter(|r| r.metrics.is_some());
@@ -366,18 +444,15 @@ impl Report {
             category: "mean".into(),
             images: defined.map(|r| r.images).sum(),
             metrics: Some(self.mean),
+            frames: self.mean_frames,
             undefined: None,
         };
         for row in self.categories.iter().chain([&mean]) {
             write!(s, "{:<14} {:>7}", row.category, row.images).unwrap();
             match &row.metrics {
-                Some(m) => m
-                    .named()
-                    .iter()
-                    .for_each(|(_, v)| write!(s, " {v:>12.4}").unwrap()),
-                None => names
-                    .iter()
-                    .for_each(|_| write!(s, " {:>12}", "-").unwrap()),
+                Some(m) => (named(m, row.frames.as_ref()).iter().zip(&widths))
+                    .for_each(|((_, v), w)| write!(s, " {v:>w$.4}").unwrap()),
+                None => (widths.iter()).for_each(|w| write!(s, " {:>w$}", "-").unwrap()),
             }
             s.push('\n');
         }
@@ -411,10 +486,15 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
             }
             Err(e) => return Err(explain(e, &group, inputs)),
         };
+        let frames = match (&metrics, &inputs.videos) {
+            (Some(_), Some(videos)) => Some(frame_metrics(inputs, videos, &group)?),
+            _ => None,
+        };
         categories.push(Row {
             category: group.name,
             images: group.images.len(),
             metrics,
+            frames,
             undefined,
         });
     }
@@ -437,10 +517,52 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
             why.join("; ")
         );
     }
+    let frames: Vec<&FrameMetrics> = (categories.iter())
+        .filter_map(|r| r.frames.as_ref())
+        .collect();
+    let mean_frames = (!frames.is_empty()).then(|| {
+        let mean = |f: fn(&FrameMetrics) -> f64| {
+            frames.iter().map(|m| f(m)).sum::<f64>() / frames.len() as f64
+        };
+        FrameMetrics {
+            frame_auroc_micro: mean(|m| m.frame_auroc_micro),
+            frame_auroc_macro: mean(|m| m.frame_auroc_macro),
+        }
+    });
     Ok(Report {
         mean: mean_metrics(&defined),
+        mean_frames,
         mean_of: defined.len(),
         categories,
+    })
+}
+
+/// The frame AUROCs of `group`: its frames split by video (videos in order of first
+/// appearance, frames in file order), scored in the file's precision.
+fn frame_metrics(inputs: &Inputs, videos: &[Category], group: &Group) -> Result<FrameMetrics> {
+    let of_group: Vec<&Category> = group.images.iter().map(|&i| &videos[i]).collect();
+    let rows = crate::run::rows_by_video(&of_group);
+    let split = |scores: &dyn Fn(usize) -> f64| -> Vec<(Vec<f64>, Vec<bool>)> {
+        (rows.iter())
+            .map(|r| {
+                let images = r.iter().map(|&k| group.images[k]);
+                (
+                    images.clone().map(scores).collect(),
+                    images.map(|i| inputs.labels[i]).collect(),
+                )
+            })
+            .collect()
+    };
+    // f32 scores are exact in f64, so one f64 path serves both precisions.
+    let per_video = match &inputs.scores {
+        Values::F32(s) => split(&|i| f64::from(s[i])),
+        Values::F64(s) => split(&|i| s[i]),
+    };
+    let norm = inputs.video_normalization;
+    let within = |e: MetricError| anyhow!("category {}: frame level: {e}", group.name);
+    Ok(FrameMetrics {
+        frame_auroc_micro: frame_auroc_micro(&per_video, norm).map_err(within)?,
+        frame_auroc_macro: frame_auroc_macro(&per_video, norm).map_err(within)?,
     })
 }
 
@@ -2695,5 +2817,76 @@ mod tests {
         assert_eq!(vector_len(&[4, 2]), None);
         assert_eq!(image_dims(&[2, 1, 3, 4]), Some((2, 3, 4)));
         assert_eq!(image_dims(&[2, 2, 3, 4]), None);
+    }
+
+    #[test]
+    fn videos_add_the_frame_aurocs_under_the_normalisation_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        // Video `a` ranked perfectly on a high scale, video `b` half right on a low one.
+        let scores = [10.0, 11.0, 12.0, 13.0, 0.1, 0.4, 0.35, 0.8];
+        let labels = [false, false, true, true, false, false, true, true];
+        let (pred, _) = write_scores(dir.path(), "<f8", &scores, &labels, None);
+        let gt = zip(
+            &[
+                (
+                    "image_labels.npy",
+                    npy("|b1", "(8,)", &labels.to_vec().map_u8()),
+                ),
+                ("videos.npy", npy("|S1", "(8,)", b"aaaabbbb")),
+            ],
+            false,
+        );
+        let gt = write(dir.path(), "gt_videos.npz", &gt);
+        let videos = vec![
+            (scores[..4].to_vec(), labels[..4].to_vec()),
+            (scores[4..].to_vec(), labels[4..].to_vec()),
+        ];
+        let args = |norm| MetricsArgs {
+            pred: pred.clone(),
+            gt: gt.clone(),
+            json: false,
+            fpr_limit: MVTEC_FPR_LIMIT,
+            stats: false,
+            video_normalization: norm,
+        };
+        for (flag, norm) in [
+            (VideoNorm::None, VideoNormalization::None),
+            (VideoNorm::MinMax, VideoNormalization::MinMaxPerVideo),
+        ] {
+            let mut inputs = Inputs::load(&pred, &gt).unwrap();
+            inputs.video_normalization = norm;
+            let frames = evaluate(&inputs, 0.3).unwrap().mean_frames.unwrap();
+            assert_eq!(
+                frames.frame_auroc_micro,
+                frame_auroc_micro(&videos, norm).unwrap()
+            );
+            assert_eq!(
+                frames.frame_auroc_macro,
+                frame_auroc_macro(&videos, norm).unwrap()
+            );
+            assert!(run(&args(Some(flag))).is_ok());
+        }
+        // Pooled raw scores rank video `a` above all of `b`: micro differs from min-max.
+        let mut inputs = Inputs::load(&pred, &gt).unwrap();
+        let raw = evaluate(&inputs, 0.3).unwrap().mean_frames.unwrap();
+        inputs.video_normalization = VideoNormalization::MinMaxPerVideo;
+        let normalised = evaluate(&inputs, 0.3).unwrap().mean_frames.unwrap();
+        assert!(raw.frame_auroc_micro != normalised.frame_auroc_micro);
+        assert_eq!(raw.frame_auroc_macro, normalised.frame_auroc_macro);
+        // The normalisation must be named; it needs videos.
+        let msg = run(&args(None)).unwrap_err().to_string();
+        assert!(
+            msg.contains("pass --video-normalization none or min_max"),
+            "{msg}"
+        );
+        let (pred_only, gt_plain) = write_scores(dir.path(), "<f8", &scores, &labels, None);
+        let msg = run(&MetricsArgs {
+            pred: pred_only,
+            gt: gt_plain,
+            ..args(Some(VideoNorm::None))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("needs `videos [N]`"), "{msg}");
     }
 }
