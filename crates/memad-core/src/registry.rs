@@ -39,6 +39,10 @@ pub struct MethodEntry {
     /// without this flag must not have it.
     pub synthetic_anomalies: bool,
     pub resolve: ResolveFn,
+    /// What `data.image_size` must be a multiple of, from the resolved section, known
+    /// without building (RD4AD: twice its teacher's coarsest stride; 1: any size).
+    /// `memad check` refuses another size; the build checks it again.
+    pub image_multiple: fn(&toml::Value) -> i64,
     /// Builds from a section already resolved.
     pub build: fn(&toml::Value, &Registry, &BuildContext) -> Result<Box<dyn Method>>,
 }
@@ -275,6 +279,7 @@ mod tests {
             summary: "",
             synthetic_anomalies: false,
             resolve: resolve_ok,
+            image_multiple: |_| 1,
             build: build_never,
         });
         let err = r.method("rd4da", "method.kind").err().unwrap();

@@ -29,6 +29,7 @@ pub fn register(registry: &mut Registry) {
         summary: "Reverse distillation: frozen teacher, OCBE bottleneck, student decoder (Deng & Li, CVPR 2022)",
         synthetic_anomalies: false,
         resolve: rd4ad::resolve,
+        image_multiple: rd4ad::image_multiple,
         build: rd4ad::build,
     });
     registry.add_method(MethodEntry {
@@ -36,6 +37,7 @@ pub fn register(registry: &mut Registry) {
         summary: "MDD-Net: reverse distillation with restoration + identity decoders and a class-aware memory, trained on synthetic anomalies (Xing et al., arXiv 2504.14884)",
         synthetic_anomalies: true,
         resolve: mddnet::resolve,
+        image_multiple: rd4ad::image_multiple,
         build: mddnet::build,
     });
     registry.add_method(MethodEntry {
@@ -43,6 +45,7 @@ pub fn register(registry: &mut Registry) {
         summary: "PatchCore: frozen backbone, locally aware patch features, coreset memory bank (Roth et al., CVPR 2022)",
         synthetic_anomalies: false,
         resolve: patchcore::resolve,
+        image_multiple: |_| 1,
         build: patchcore::build,
     });
     registry.add_method(MethodEntry {
@@ -50,6 +53,7 @@ pub fn register(registry: &mut Registry) {
         summary: "MNAD: U-Net with a rule-updated memory, frame prediction or reconstruction (Park et al., CVPR 2020)",
         synthetic_anomalies: false,
         resolve: mnad::resolve,
+        image_multiple: mnad::image_multiple,
         build: mnad::build,
     });
     registry.add_method(MethodEntry {
@@ -57,6 +61,7 @@ pub fn register(registry: &mut Registry) {
         summary: "MemAE: autoencoder with a sparse-addressed memory and entropy loss, 3D clips or 2D images (Gong et al., ICCV 2019)",
         synthetic_anomalies: false,
         resolve: memae::resolve,
+        image_multiple: |_| 1,
         build: memae::build,
     });
     registry.add_method(MethodEntry {
@@ -64,6 +69,7 @@ pub fn register(registry: &mut Registry) {
         summary: "MSCM: from-scratch encoder, per-scale prototype memories learned with NT-Xent + memory contrast, then a detector on deviation maps (Jezequel et al., arXiv 2211.09041)",
         synthetic_anomalies: false,
         resolve: mscm::resolve,
+        image_multiple: |_| 1,
         build: mscm::build,
     });
     registry.add_method(MethodEntry {
@@ -71,6 +77,7 @@ pub fn register(registry: &mut Registry) {
         summary: "MSCM's no-memory ablation: the same encoder, NT-Xent stage 1, detector on deviations from the mean normal feature",
         synthetic_anomalies: false,
         resolve: mscm::resolve,
+        image_multiple: |_| 1,
         build: mscm::build,
     });
 }

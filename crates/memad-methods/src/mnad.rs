@@ -153,6 +153,11 @@ fn parse(
     Ok(cfg)
 }
 
+/// Registry `image_multiple`: the U-Net encoder downsamples 3 times.
+pub fn image_multiple(_: &toml::Value) -> i64 {
+    8
+}
+
 /// Registry `resolve`.
 pub fn resolve(
     section: &toml::Value,

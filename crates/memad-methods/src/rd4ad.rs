@@ -151,6 +151,29 @@ pub(crate) fn resolve_student(
     Ok(backbone)
 }
 
+/// Registry `image_multiple` of RD4AD and MDD-Net: twice the stride of the teacher's
+/// coarsest level (the OCBE embedding's stride), from the resolved `backbone` section;
+/// 1 for a backbone whose levels are not known without building it.
+pub fn image_multiple(section: &toml::Value) -> i64 {
+    let backbone = section.get("backbone");
+    let kind = backbone
+        .and_then(|b| b.get("kind"))
+        .and_then(|k| k.as_str());
+    let last = (backbone
+        .and_then(|b| b.get("levels"))
+        .and_then(|l| l.as_array()))
+    .and_then(|levels| levels.last())
+    .and_then(|l| l.as_str());
+    let (Some(kind), Some(last)) = (kind, last) else {
+        return 1;
+    };
+    (memad_backbones::available_levels(kind)
+        .unwrap_or_default()
+        .iter())
+    .find(|l| l.name == last)
+    .map_or(1, |l| 2 * l.stride)
+}
+
 /// Checks that the teacher's levels are consecutive stride-2 levels and that the image size
 /// is a multiple of the embedding's stride; returns the levels' channels, finest first.
 pub(crate) fn check_teacher(
@@ -322,5 +345,22 @@ impl Method for Rd4ad {
             class_prediction: None,
             memory_usage: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_multiple_is_twice_the_teachers_coarsest_stride() {
+        let section = |kind: &str, levels: &str| -> toml::Value {
+            toml::from_str(&format!("[backbone]\nkind = \"{kind}\"\nlevels = {levels}")).unwrap()
+        };
+        let wrn = section("wide_resnet50_2", r#"["layer1", "layer2", "layer3"]"#);
+        assert_eq!(image_multiple(&wrn), 32);
+        let lite = section("efficientnet_lite0", r#"["stride4", "stride8"]"#);
+        assert_eq!(image_multiple(&lite), 16);
+        assert_eq!(image_multiple(&section("unknown", r#"["x"]"#)), 1);
     }
 }

@@ -399,6 +399,15 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     let entry = registry.method(kind_of(&experiment.method, "method")?, "method.kind")?;
     experiment.method = (entry.resolve)(&experiment.method, "method", registry)?;
     validate(&experiment)?;
+    let multiple = (entry.image_multiple)(&experiment.method);
+    if i64::from(experiment.data.image_size) % multiple != 0 {
+        let msg = format!(
+            "must be a multiple of {multiple} for method `{}` (its feature maps are up to \
+             {multiple} times smaller), got {}",
+            entry.kind, experiment.data.image_size
+        );
+        return Err(ConfigError::new("data.image_size", msg));
+    }
     match (
         entry.synthetic_anomalies,
         experiment.data.synthesis.is_some(),

@@ -735,16 +735,32 @@ fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder()
         .unwrap();
     let exp = std::fs::read_to_string(dir.path().join("e.toml"))
         .unwrap()
-        .replace("image_size = 64", "image_size = 48");
-    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+        .replace(
+            "weights = \"imagenet\"",
+            "weights = \"missing/teacher.safetensors\"",
+        );
+    std::fs::write(dir.path().join("e.toml"), &exp).unwrap();
     let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
-    assert!(t.contains("image_size 48 must be a multiple of 32"), "{t}");
+    assert!(t.contains("missing/teacher.safetensors"), "{t}");
     assert!(
         !dir.path().join("runs/quickstart").exists(),
         "the failed run's folder is removed"
     );
+
+    // An image size the model cannot take is a config error: `memad check` names it.
+    let out = memad(
+        &["check", "e.toml", "--set", "data.image_size=48,64"],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("data.image_size: must be a multiple of 32 for method `rd4ad`"),
+        "{t}"
+    );
+    assert!(t.contains("ok   e.toml [data.image_size = 64]"), "{t}");
 }
 
 /// A tiny MVTec LOCO AD tree (`breakfast_box`, 64 px): striped normal images, a bright
