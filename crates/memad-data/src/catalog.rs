@@ -83,6 +83,51 @@ impl DatasetFormat {
         }
     }
 
+    /// What a category of this format looks like, relative to the root (or to a folder
+    /// under it), for the error when no category is found.
+    pub fn layout(self) -> &'static str {
+        match self {
+            DatasetFormat::Mvtec => {
+                "<category>/train/good/*.png, <category>/test/<defect>/*.png and \
+                 <category>/ground_truth/<defect>/<image>_mask.png"
+            }
+            DatasetFormat::MnistIdx => {
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and \
+                 t10k-labels-idx1-ubyte (or .gz)"
+            }
+            DatasetFormat::Cifar10 => {
+                "cifar-10-batches-bin/ (data_batch_1.bin .. test_batch.bin) or \
+                 cifar-10-batches-py/ (data_batch_1 .. test_batch)"
+            }
+            DatasetFormat::VideoFrames => {
+                "training/frames/<video>/*.jpg, testing/frames/<video>/*.jpg and \
+                 frame_labels_<name>.npy or UCSDpedN.m"
+            }
+            DatasetFormat::Ucsd => {
+                "Train/Train001/*.tif, Test/Test001/*.tif and UCSDpedN.m (masks in \
+                 Test/Test001_gt/)"
+            }
+            DatasetFormat::Visa => "split_csv/1cls.csv and <object>/Data/Images/{Normal,Anomaly}/",
+            DatasetFormat::Folder => {
+                "train/good/*, test/<label>/* and, optionally, ground_truth/<label>/<image>_mask.png"
+            }
+            DatasetFormat::ShanghaiTech => {
+                "training/frames/<video>/*.jpg, testing/frames/<video>/*.jpg and \
+                 testing/test_frame_mask/<video>.npy (the download's training/videos/*.avi \
+                 must be extracted to frames first)"
+            }
+            DatasetFormat::Avenue => {
+                "training/frames/<video>/*.jpg, testing/frames/<video>/*.jpg and \
+                 ground_truth_demo/testing_label_mask/<N>_label.mat"
+            }
+            DatasetFormat::MvtecLoco => {
+                "<category>/train/good/*.png, <category>/test/<type>/*.png, \
+                 <category>/ground_truth/<type>/<image>/*.png and <category>/defects_config.json"
+            }
+            DatasetFormat::Btad => "<01|02|03>/train/ok/, <01|02|03>/test/{ok,ko}/ and ground_truth/ko/",
+        }
+    }
+
     /// Whether the dataset is made of videos (frames with per-video labels; clips can be
     /// read with [`DatasetEntry::read_clips`]).
     pub fn is_video(self) -> bool {

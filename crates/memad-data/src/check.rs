@@ -178,7 +178,7 @@ pub fn check_dataset(entry: &DatasetEntry) -> Result<CheckReport> {
             if names.is_empty() {
                 report.problems.push(Problem {
                     path: Some(entry.root.clone()),
-                    message: "no categories found".into(),
+                    message: format!("no categories found: expected {}", entry.format.layout()),
                 });
             }
             for name in names {

@@ -83,6 +83,23 @@ fn reports_counts_sizes_and_every_broken_file() {
     assert!(text.contains("screw/test/bent/000.png"), "{text}");
     assert!(text.contains("4 problem(s)"), "{text}");
 
+    // A root with nothing of the format under it: the expected layout is named.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("training/videos")).unwrap();
+    let text = format!(
+        "[e]\nformat = \"shanghaitech\"\nroot = \"{}\"\n",
+        empty.display()
+    );
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("e").unwrap())
+        .unwrap()
+        .to_string();
+    assert!(
+        report.contains("no categories found: expected training/frames/<video>/*.jpg")
+            && report.contains("training/videos/*.avi must be extracted"),
+        "{report}"
+    );
+
     let missing = "[x]\nformat = \"folder\"\nroot = \"/nonexistent/memad\"\n";
     let catalog = DatasetCatalog::parse(missing, Path::new("d.toml")).unwrap();
     let report = check_dataset(catalog.get("x").unwrap()).unwrap();

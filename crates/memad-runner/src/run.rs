@@ -287,11 +287,21 @@ fn read_splits(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
 ) -> anyhow::Result<(Vec<String>, Vec<CategorySplit>)> {
+    let dataset = &loaded.dataset;
     let categories = if exp.data.categories.is_empty() {
-        loaded.dataset.category_names()?
+        dataset.category_names()?
     } else {
         exp.data.categories.clone()
     };
+    anyhow::ensure!(
+        !categories.is_empty(),
+        "dataset `{}` ({}) has no category at {}: expected {} (`memad datasets check {}`)",
+        dataset.name,
+        dataset.format,
+        dataset.root.display(),
+        dataset.format.layout(),
+        dataset.name
+    );
     let splits = categories
         .iter()
         .map(|c| match &exp.data.clip {
