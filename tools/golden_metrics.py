@@ -18,6 +18,10 @@ crates/memad-metrics/tests/golden/main.rs.
   is that, `aupro_mvtec_f64` the same code with float64 FPRs (what memad computes).
 - Per-image AUPRO: the mean of the MVTec AUPRO (float64 FPRs) of each image that has
   anomalous pixels.
+- RD4AD's PRO: the protocol of RD4AD's official test.py (hq-deng/RD4AD, `compute_pro` per
+  anomalous image: 200 thresholds from numpy.arange between the image's map extremes,
+  regions from skimage.measure.label, points with FPR < 0.3 rescaled by their largest FPR,
+  sklearn.metrics.auc), written here from that description; the mean over the images.
 """
 import argparse
 import os
@@ -27,6 +31,8 @@ from fractions import Fraction
 import numpy as np
 import sklearn
 from scipy.ndimage import label
+from skimage import measure
+from sklearn.metrics import auc as sklearn_auc
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +128,25 @@ def aupro_mvtec(maps, masks, limit, fpr_dtype):
 
 
 # ---------------------------------------------------------------- test data
+def rd4ad_pro(maps, masks):
+    areas = []
+    for amap, mask in zip(maps.astype(np.float64), masks):
+        if not mask.any():
+            continue
+        regions = measure.regionprops(measure.label(mask.astype(int)))
+        normal = ~mask
+        lo, hi = amap.min(), amap.max()
+        fprs, pros = [], []
+        for th in np.arange(lo, hi, (hi - lo) / 200):
+            above = amap > th
+            pros.append(np.mean([above[r.coords[:, 0], r.coords[:, 1]].sum() / r.area for r in regions]))
+            fprs.append(np.logical_and(normal, above).sum() / normal.sum())
+        fprs, pros = np.asarray(fprs), np.asarray(pros)
+        kept = fprs < 0.3
+        areas.append(sklearn_auc(fprs[kept] / fprs[kept].max(), pros[kept]))
+    return float(np.mean(areas))
+
+
 def binary_cases(rng):
     cases = []
 
@@ -238,6 +263,8 @@ def main():
         "    pub masks: &'static str,",
         "    /// (fpr_limit, MVTec code with f64 FPRs, official MVTec code (f32 FPRs), per-image).",
         "    pub aupro: &'static [(f64, f64, f64, f64)],",
+        "    /// RD4AD's official per-image PRO (its test.py protocol).",
+        "    pub rd4ad_pro: f64,",
         "}",
         "",
         "pub const BINARY: &[BinaryCase] = &[",
@@ -261,6 +288,8 @@ def main():
     lines += ["];", "", "pub const PRO: &[ProCase] = &["]
     for name, maps, masks in pro_cases(rng):
         n, h, w = maps.shape
+        rd4ad = rd4ad_pro(maps, masks)
+        print(f"{name:28} rd4ad pro={rd4ad:.12f}")
         rows = []
         for limit in [0.3, 0.05, 1.0]:
             a64 = aupro_mvtec(maps, masks, limit, np.float64)
@@ -278,6 +307,7 @@ def main():
             f"        maps: {floats(maps)},",
             f"        masks: {bits(masks)},",
             f"        aupro: &[{', '.join(rows)}],",
+            f"        rd4ad_pro: {f64_lit(rd4ad)},",
             "    },",
         ]
     lines += ["];", ""]

@@ -21,9 +21,9 @@
 //! uses EfficientNet-Lite0 (the ImageNet weights available offline) with a smaller decoder.
 //! Against the official code (hq-deng/RD4AD): convolutions start from tch's Kaiming-uniform
 //! (fan-in) init, not Kaiming-normal (fan-out); ground-truth masks are resized
-//! nearest-neighbour and kept above 127, not bilinear and > 0.5; and the runner's `aupro`
-//! is MVTec AD's pooled AUPRO, not the official `test.py`'s mean of per-image PROs over 200
-//! thresholds per image, so the paper's PRO (93.9) is not comparable with it.
+//! nearest-neighbour and kept above 127, not bilinear and > 0.5. The paper's PRO (93.9) is
+//! the official `test.py`'s mean of per-image PROs over 200 thresholds per image: the
+//! metric `aupro_rd4ad` ([`memad_metrics::aupro_rd4ad`]), not the pooled `aupro`.
 use crate::anomaly_map::{gaussian_blur, max_score, upsample_and_sum};
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,

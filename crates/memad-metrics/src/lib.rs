@@ -18,7 +18,9 @@
 //! - [`aupro`]: MVTec AD's normalised area under the per-region-overlap curve up to an FPR
 //!   limit (0.3 in the benchmark, [`MVTEC_FPR_LIMIT`]); regions are 8-connected components,
 //!   PRO averages over all regions of the set, FPR pools all normal pixels.
-//!   [`aupro_per_image`] is the per-image variant, named so it is never confused with it.
+//!   [`aupro_per_image`] is the per-image variant, named so it is never confused with it;
+//!   [`aupro_rd4ad`] is RD4AD's official per-image PRO (200 thresholds per image, FPR axis
+//!   rescaled), what that paper's PRO column reports.
 //! - [`auspro`]: MVTec LOCO AD's saturated PRO (given regions, each with a saturation area;
 //!   reported up to FPR 0.05, [`LOCO_FPR_LIMIT`]).
 //! - [`frame_auroc_micro`] / [`frame_auroc_macro`]: pooled vs per-video-mean frame AUROC.
@@ -66,6 +68,7 @@ mod keys;
 mod one_class;
 mod precision_recall;
 mod pro;
+mod pro_rd4ad;
 mod radix;
 mod roc;
 mod sum;
@@ -79,5 +82,6 @@ pub use keys::Score;
 pub use one_class::{per_class_auroc, PerClass};
 pub use precision_recall::{average_precision, f1_max, F1Max};
 pub use pro::{aupro, aupro_per_image, auspro, SaturatedRegion, LOCO_FPR_LIMIT, MVTEC_FPR_LIMIT};
+pub use pro_rd4ad::aupro_rd4ad;
 pub use roc::auroc;
 pub use video::{frame_auroc_macro, frame_auroc_micro, VideoNormalization};

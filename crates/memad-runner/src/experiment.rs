@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Metric names `[eval] metrics` accepts, in report order. `aupro` is MVTec AD's (FPR limit
-/// 0.3), `auspro` MVTec LOCO AD's saturated PRO (FPR limit 0.05, `mvtec_loco` only). The
+/// 0.3), `auspro` MVTec LOCO AD's saturated PRO (FPR limit 0.05, `mvtec_loco` only),
+/// `aupro_rd4ad` the per-image PRO of RD4AD's official evaluation (its paper's PRO). The
 /// `frame_*` metrics are the video protocol (frames grouped by video;
 /// `eval.video_normalization` applies).
-pub const METRICS: [&str; 11] = [
+pub const METRICS: [&str; 12] = [
     "image_auroc",
     "image_ap",
     "image_f1_max",
@@ -25,6 +26,7 @@ pub const METRICS: [&str; 11] = [
     "pixel_f1_max",
     "aupro",
     "auspro",
+    "aupro_rd4ad",
     "frame_auroc_micro",
     "frame_auroc_macro",
     "class_accuracy",

@@ -1634,7 +1634,7 @@ pub fn compute_metrics(
     // AUROC, AP and F1-max of the same scores share one sort (of `N * H * W` pixels).
     let (mut image_ranks, mut pixel_ranks) = (None, None);
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
-        let pixel = name.starts_with("pixel") || name == "aupro" || name == "auspro";
+        let pixel = name.starts_with("pixel") || name.starts_with("aupro") || name == "auspro";
         if pixel && eval.maps.is_none() {
             continue; // the method gives no anomaly map
         }
@@ -1660,6 +1660,7 @@ pub fn compute_metrics(
             }
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
             "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
+            "aupro_rd4ad" => m::aupro_rd4ad(maps, &eval.masks, n, s, s),
             "frame_auroc_micro" | "frame_auroc_macro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
                 if name == "frame_auroc_micro" {

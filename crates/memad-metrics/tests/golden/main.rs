@@ -5,7 +5,9 @@
 mod data;
 
 use data::{BINARY, PRO};
-use memad_metrics::{aupro, aupro_per_image, auroc, average_precision, f1_max, RankedScores};
+use memad_metrics::{
+    aupro, aupro_per_image, aupro_rd4ad, auroc, average_precision, f1_max, RankedScores,
+};
 
 const TOL: f64 = 1e-9;
 
@@ -66,5 +68,12 @@ fn aupro_matches_mvtec_reference() {
                 "{name} @ {limit}: per image {p} vs {per_image}"
             );
         }
+        let r = aupro_rd4ad(case.maps, &masks, n, h, w).unwrap();
+        assert!(
+            (r - case.rd4ad_pro).abs() < TOL,
+            "{}: RD4AD's PRO {r} vs {}",
+            case.name,
+            case.rd4ad_pro
+        );
     }
 }
