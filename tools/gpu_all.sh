@@ -24,14 +24,23 @@
 # Then the tables of whatever step rows were written (interrupted parts included).
 # Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
 #   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
-# Everything lands in $OUT (the device tool's output folder) or gpu-results/.
+# Everything lands in gpu-results/ (ignored by git; memad's runs in runs/gpu/). The device
+# tool sends back at most 8 files from $OUT, so with OUT set the whole of gpu-results/ is
+# packed into $OUT/gpu_results.tar.gz after every part (a call stopped at its limit still
+# returns the parts it finished). A part that finished (exit 0) leaves gpu-results/NAME.done
+# and is skipped by a later call on the same warm machine (remove the file to run it again):
+# a second call can name the parts the budget cut without repeating the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
 BUDGET="${BUDGET:-480}"
 QUICK=()
 [ "${1:-}" = --quick ] && QUICK=(--quick)
-RESULTS="${OUT:-gpu-results}"
+# In case the copy to the device machine dropped the executable bits.
+chmod +x target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests} \
+    benches/reference/compare_steps.sh 2>/dev/null
+RESULTS="$PWD/gpu-results"
+RUNS="$PWD/runs/gpu"
 mkdir -p "$RESULTS"
 export MEMAD_WEIGHTS_DIR="${MEMAD_WEIGHTS_DIR:-$PWD/target/gpu/weights}"
 export MEMAD_BIN="$PWD/target/gpu/memad" MEMAD_BENCH_BIN="$PWD/target/gpu/step_bench"
@@ -40,9 +49,19 @@ export MEMAD_COMMIT
 torch_lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
+pack() { # gpu-results/ as one file in $OUT (written aside, then renamed: never half a file)
+    [ -n "${OUT:-}" ] || return 0
+    tar -czf "$OUT/gpu_results.tar.gz.tmp" -C "$RESULTS" . \
+        && mv "$OUT/gpu_results.tar.gz.tmp" "$OUT/gpu_results.tar.gz"
+}
+
 part() { # name seconds command... (the environment passes through)
     local name="$1" limit="$2"; shift 2
     if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then
+        return
+    fi
+    if [ -e "$RESULTS/$name.done" ]; then
+        echo "=== $name skipped: finished by an earlier call ($RESULTS/$name.done)"
         return
     fi
     local left=$((BUDGET - (SECONDS - START)))
@@ -53,7 +72,15 @@ part() { # name seconds command... (the environment passes through)
     [ "$limit" -gt "$left" ] && limit=$left
     echo "=== $name (limit ${limit}s, $((SECONDS - START))s into the budget)"
     timeout "$limit" "$@" > "$RESULTS/$name.txt" 2>&1
-    echo "exit $? after part $name"; tail -25 "$RESULTS/$name.txt"
+    local status=$?
+    echo "exit $status after part $name ($((SECONDS - START))s into the budget)"
+    tail -25 "$RESULTS/$name.txt"
+    [ "$status" = 0 ] && touch "$RESULTS/$name.done"
+    pack
+}
+
+latest() { # the newest complete run folder under $1, with a trailing /, or nothing
+    ls -d "$1"/*/ 2>/dev/null | grep -v '[.]partial/$' | tail -1
 }
 
 part proof 100 bash tools/gpu_proof.sh
@@ -67,7 +94,10 @@ case "$gpu" in
     *H100*|*H200*) TF32_PEAK=494.7; BF16_PEAK=989.4 ;;
     *) TF32_PEAK=""; BF16_PEAK="" ;;
 esac
-PAPER=(--methods rd4ad,mnad,mddnet,patchcore --rounds 1 --steps 15 --warmup 5)
+# One round of 15 steps after 5 warm-up (--quick: 3 after 2).
+STEPS=(--rounds 1 --steps 15 --warmup 5)
+[ ${#QUICK[@]} = 1 ] && STEPS=(--rounds 1 --steps 3 --warmup 2)
+PAPER=(--methods rd4ad,mnad,mddnet,patchcore "${STEPS[@]}")
 FP32=(--out "$RESULTS/steps_cuda.csv")
 FAST=(--precision bf16 --channels-last --cudnn-benchmark --out "$RESULTS/steps_cuda_fast.csv")
 PEAK_TFLOPS="$TF32_PEAK" part steps_fp32 150 \
@@ -75,36 +105,43 @@ PEAK_TFLOPS="$TF32_PEAK" part steps_fp32 150 \
 PEAK_TFLOPS="$BF16_PEAK" part steps_bf16_cl 150 \
     bash tools/gpu_bench.sh "${PAPER[@]}" "${QUICK[@]}" "${FAST[@]}"
 
-teacher_time=(--warm-up-time 1 --measurement-time 3)
-[ ${#QUICK[@]} = 1 ] && teacher_time=(--warm-up-time 0.2 --measurement-time 0.5)
+# criterion's --quick: each teacher is timed until two runs (n and 2n batches) agree within
+# 5% (at most 10 s). The bench's group fixes its warm-up and measurement times (2 s + 10 s),
+# which --warm-up-time / --measurement-time cannot shorten: 12 executions would take 150 s.
 MEMAD_BENCH_DEVICE=cuda part teachers 60 \
-    target/gpu/backbone_throughput --bench --noplot "${teacher_time[@]}"
+    target/gpu/backbone_throughput --bench --noplot --quick
 
 for m in rd4ad patchcore; do
-    part "eval_$m" 90 "$MEMAD_BIN" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs /tmp/gpu-eval-runs
-    cp /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/timings.csv "$RESULTS/eval_${m}_timings.csv" 2>/dev/null
+    part "eval_$m" 90 "$MEMAD_BIN" run "experiments/bench/eval_mvtec_sized_$m.toml" --runs "$RUNS"
+    run="$(latest "$RUNS/eval_mvtec_sized_$m")"
+    if [ -n "$run" ]; then
+        cp "${run}timings.csv" "$RESULTS/eval_${m}_timings.csv"
+        cp "${run}metrics.csv" "$RESULTS/eval_${m}_metrics.csv"
+    fi
 done
-GRAPHS=(--methods rd4ad,mddnet,patchcore --rounds 1 --steps 15 --warmup 5 --cuda-graphs
+pack
+GRAPHS=(--methods rd4ad,mddnet,patchcore "${STEPS[@]}" --cuda-graphs
         --out "$RESULTS/steps_cuda_graphs.csv")
 PEAK_TFLOPS="$TF32_PEAK" part steps_graphs 120 bash tools/gpu_bench.sh "${GRAPHS[@]}" "${QUICK[@]}"
 
 # Part 5's checkpoints scored again with cuda_graphs = true (`memad eval`: nothing trained or
 # fitted again, so eager and graphed metrics come from the same model and must agree).
 for m in rd4ad patchcore; do
-    eager="$(ls -d /tmp/gpu-eval-runs/eval_mvtec_sized_"$m"/*/ 2>/dev/null \
-        | grep -v '[.]partial/$' | tail -1)"
+    eager="$(latest "$RUNS/eval_mvtec_sized_$m")"
     part "eval_${m}_graphs" 60 "$MEMAD_BIN" --datasets "$PWD/datasets.toml" \
         eval "${eager:-no complete eval_$m run: run part eval_$m first}" --set cuda_graphs=true
-    graphed="${eager}evals/eval_mvtec_sized_${m}_cuda_graphs-true"
-    cp "$graphed"/*/timings.csv "$RESULTS/eval_${m}_graphs_timings.csv" 2>/dev/null
-    cp "$graphed"/*/metrics.csv "$RESULTS/eval_${m}_graphs_metrics.csv" 2>/dev/null
-    cp "${eager}metrics.csv" "$RESULTS/eval_${m}_metrics.csv" 2>/dev/null
+    graphed="$(latest "${eager}evals/eval_mvtec_sized_${m}_cuda_graphs-true")"
+    if [ -n "$eager" ] && [ -n "$graphed" ]; then
+        cp "${graphed}timings.csv" "$RESULTS/eval_${m}_graphs_timings.csv"
+        cp "${graphed}metrics.csv" "$RESULTS/eval_${m}_graphs_metrics.csv"
+    fi
 done
 
 # The tables, from whatever rows the step parts wrote before their limits.
-for csv in "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv" "$RESULTS/steps_cuda_graphs.csv"; do
-    [ -s "$csv" ] && PYTHON=python3 benches/reference/compare_steps.sh --device cuda \
-        --table-only --out "$csv" | tee "${csv%.csv}.md"
+for table in "steps_cuda $TF32_PEAK" "steps_cuda_fast $BF16_PEAK" "steps_cuda_graphs $TF32_PEAK"; do
+    read -r csv peak <<<"$table"
+    [ -s "$RESULTS/$csv.csv" ] && PEAK_TFLOPS="$peak" PYTHON=python3 benches/reference/compare_steps.sh \
+        --device cuda --table-only --out "$RESULTS/$csv.csv" | tee "$RESULTS/$csv.md"
 done
 python3 - "$RESULTS/steps_cuda.csv" "$RESULTS/steps_cuda_fast.csv" <<'PY' | tee "$RESULTS/bf16_over_fp32_reference.md"
 import csv, statistics, sys
@@ -126,4 +163,5 @@ for (method, phase, impl), ref in fp32.items():
     if impl == "pytorch" and mine:
         print(f"| {method} | {phase} | {ref:.1f} | {mine:.1f} | {mine / ref:.2f} |")
 PY
+pack
 echo "commit $MEMAD_COMMIT; total $((SECONDS - START))s of the ${BUDGET}s budget"

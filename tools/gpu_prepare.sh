@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what tools/gpu_all.sh needs on a GPU machine that has PyTorch but no Rust, into one
-# folder to carry with the tree, target/gpu/ (about 50 MB):
+# folder to carry with the tree, target/gpu/ (about 52 MiB):
 #   memad, step_bench          release binaries
 #   backbone_throughput        the criterion benchmark's binary (run with --bench)
 #   memad_cuda_tests           memad-cuda's unit tests (the GPU ones run with --ignored)
@@ -34,4 +34,9 @@ cp "$weights/efficientnet_lite0.safetensors" target/gpu/weights/
 commit="$(git rev-parse --short HEAD)"
 git diff --quiet HEAD || commit="$commit-dirty"
 echo "$commit" > target/gpu/COMMIT
-du -sh target/gpu
+# The device tool sends the working tree and the carried paths, 64 MiB in all.
+tree_kib="$({ git ls-files; git ls-files --others --exclude-standard; } | tr '\n' '\0' \
+    | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1 || true)"
+gpu_kib="$(du -sk target/gpu | cut -f1)"
+echo "to carry: target/gpu $((gpu_kib / 1024)) MiB + the working tree $((tree_kib / 1024)) MiB" \
+    "= $(((gpu_kib + tree_kib) / 1024)) MiB (the device tool's limit: 64 MiB)"
