@@ -193,7 +193,8 @@ pub fn aupro_per_image<S: Score>(
     Ok(values.iter().sum::<f64>() / values.len() as f64)
 }
 
-fn check_inputs<S: Score>(
+/// The checks every PRO variant makes of its inputs (sizes, finiteness, the FPR limit).
+pub(crate) fn check_inputs<S: Score>(
     maps: &[S],
     masks: &[bool],
     n: usize,

@@ -23,7 +23,8 @@ use rayon::prelude::*;
 
 use crate::components::connected_components_8;
 use crate::error::{MetricError, Result};
-use crate::keys::{check_finite, Score};
+use crate::keys::Score;
+use crate::pro::check_inputs;
 
 /// Thresholds per image.
 const THRESHOLDS: usize = 200;
@@ -44,24 +45,7 @@ pub fn aupro_rd4ad<S: Score>(
     h: usize,
     w: usize,
 ) -> Result<f64> {
-    if maps.len() != masks.len() {
-        return Err(MetricError::LengthMismatch {
-            scores: maps.len(),
-            labels: masks.len(),
-        });
-    }
-    let expected = n.saturating_mul(h).saturating_mul(w);
-    if expected != maps.len() {
-        return Err(MetricError::Shape {
-            what: "anomaly maps (n * h * w)",
-            expected,
-            actual: maps.len(),
-        });
-    }
-    if expected == 0 {
-        return Err(MetricError::Empty);
-    }
-    check_finite(maps)?;
+    check_inputs(maps, masks, n, h, w, FPR_LIMIT)?;
     let hw = h * w;
     let areas = (maps.par_chunks(hw).zip(masks.par_chunks(hw)).enumerate())
         .filter(|(_, (_, mask))| mask.iter().any(|&m| m))
