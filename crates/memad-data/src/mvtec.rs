@@ -231,21 +231,15 @@ pub(crate) fn find_mask(
     if expected.is_file() {
         return Ok(expected);
     }
-    let extensions: Vec<String> = (IMAGE_EXTENSIONS.iter())
-        .flat_map(|ext| [ext.to_string(), ext.to_uppercase()])
-        .collect();
-    let names = ["_mask", ""].map(|suffix| {
-        extensions
-            .iter()
-            .map(|ext| format!("{stem}{suffix}.{ext}"))
-            .collect::<Vec<_>>()
-    });
-    names
-        .concat()
-        .into_iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or(expected)
+    for suffix in ["_mask", ""] {
+        for ext in (IMAGE_EXTENSIONS.iter()).flat_map(|e| [e.to_string(), e.to_uppercase()]) {
+            let path = dir.join(format!("{stem}{suffix}.{ext}"));
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+    }
+    Err(expected)
 }
 
 /// Lists the training and test images of `category` under `root` (paths only).
