@@ -137,8 +137,11 @@ pub fn run(
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
         let loaded = experiment::load_text(&toml::to_string(&exp)?, &config, registry, &catalog)
             .with_context(|| format!("evaluation `{}`", describe(&combo)))?;
-        check_dataset_root(run, &loaded, datasets.is_some())?;
         planned.push((combo, loaded));
+    }
+    // Overrides cannot change the dataset: one check serves every combination.
+    if let Some((_, loaded)) = planned.first() {
+        check_dataset_root(run, loaded, datasets.is_some())?;
     }
     let mut summaries = Vec::new();
     for (combo, loaded) in &planned {
