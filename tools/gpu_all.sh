@@ -39,7 +39,7 @@ QUICK=()
 # In case the copy to the device machine dropped the executable bits.
 chmod +x target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests} \
     benches/reference/compare_steps.sh 2>/dev/null
-RESULTS="$PWD/gpu-results"
+RESULTS="${RESULTS:-$PWD/gpu-results}"  # (a test points it elsewhere)
 RUNS="$PWD/runs/gpu"
 mkdir -p "$RESULTS"
 export MEMAD_WEIGHTS_DIR="${MEMAD_WEIGHTS_DIR:-$PWD/target/gpu/weights}"

@@ -60,6 +60,7 @@ fn gpu_all_with_its_budget_spent_still_prints_the_tables() {
         Command::new("bash")
             .arg(root().join("tools/gpu_all.sh"))
             .env("OUT", out.path())
+            .env("RESULTS", out.path())
             .env("BUDGET", "0")
             .env("PARTS", parts)
             .env("PATH", &path)
