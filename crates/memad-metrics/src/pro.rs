@@ -170,17 +170,30 @@ pub fn aupro_per_image<S: Score>(
     fpr_limit: f64,
 ) -> Result<f64> {
     check_inputs(maps, masks, n, h, w, fpr_limit)?;
-    let hw = h * w;
+    mean_over_anomalous_images(maps, masks, h * w, |map, mask| {
+        ProPixels::collect(map, mask, h, w).area(fpr_limit)
+    })
+}
+
+/// The mean of `area(map, mask)` over the images (`hw` pixels each) with an anomalous pixel,
+/// computed in parallel over images; an image's error names it (`image i`), the first in
+/// image order when several fail.
+///
+/// # Errors
+/// `NoPositives` if no image has an anomalous pixel; the first image's error.
+pub(crate) fn mean_over_anomalous_images<S: Score>(
+    maps: &[S],
+    masks: &[bool],
+    hw: usize,
+    area: impl Fn(&[S], &[bool]) -> Result<f64> + Sync,
+) -> Result<f64> {
     let per_image: Vec<Option<Result<f64>>> = maps
         .par_chunks(hw)
         .zip(masks.par_chunks(hw))
         .enumerate()
         .map(|(i, (map, mask))| {
-            mask.iter().any(|&m| m).then(|| {
-                ProPixels::collect(map, mask, h, w)
-                    .area(fpr_limit)
-                    .map_err(|e| e.within(format!("image {i}")))
-            })
+            (mask.iter().any(|&m| m))
+                .then(|| area(map, mask).map_err(|e| e.within(format!("image {i}"))))
         })
         .collect();
     let values = per_image

@@ -19,12 +19,10 @@
 //! Deviations, for inputs where the official code fails: a constant map (no threshold, numpy
 //! raises) and a curve whose kept FPRs are all 0 (0 / 0, NaN) give an area of 0.
 
-use rayon::prelude::*;
-
 use crate::components::connected_components_8;
 use crate::error::{MetricError, Result};
 use crate::keys::Score;
-use crate::pro::check_inputs;
+use crate::pro::{check_inputs, mean_over_anomalous_images};
 
 /// Thresholds per image.
 const THRESHOLDS: usize = 200;
@@ -46,17 +44,7 @@ pub fn aupro_rd4ad<S: Score>(
     w: usize,
 ) -> Result<f64> {
     check_inputs(maps, masks, n, h, w, FPR_LIMIT)?;
-    let hw = h * w;
-    let areas = (maps.par_chunks(hw).zip(masks.par_chunks(hw)).enumerate())
-        .filter(|(_, (_, mask))| mask.iter().any(|&m| m))
-        .map(|(i, (map, mask))| {
-            image_area(map, mask, h, w).map_err(|e| e.within(format!("image {i}")))
-        })
-        .collect::<Result<Vec<f64>>>()?;
-    if areas.is_empty() {
-        return Err(MetricError::NoPositives);
-    }
-    Ok(areas.iter().sum::<f64>() / areas.len() as f64)
+    mean_over_anomalous_images(maps, masks, h * w, |map, mask| image_area(map, mask, h, w))
 }
 
 /// One anomalous image's area under its rescaled PRO curve.
