@@ -178,24 +178,8 @@ impl Inputs {
              has shape {:?}",
             labels.shape
         );
-        let categories = gt.get::<Category>("categories")?;
-        if let Some(c) = &categories {
-            ensure!(
-                vector_len(&c.shape) == Some(n),
-                "shape mismatch: {g} categories has shape {:?} but image_labels has shape {:?}",
-                c.shape,
-                labels.shape
-            );
-        }
-        let videos = gt.get::<Category>("videos")?;
-        if let Some(v) = &videos {
-            ensure!(
-                vector_len(&v.shape) == Some(n),
-                "shape mismatch: {g} videos has shape {:?} but image_labels has shape {:?}",
-                v.shape,
-                labels.shape
-            );
-        }
+        let categories = Self::load_per_image(&mut gt, "categories", &labels.shape)?;
+        let videos = Self::load_per_image(&mut gt, "videos", &labels.shape)?;
         let pixels = match (pred.has("anomaly_maps"), gt.has("masks")) {
             (true, true) => Some(Self::load_pixels(&mut pred, &mut gt, &scores_shape)?),
             (true, false) => {
@@ -218,10 +202,29 @@ impl Inputs {
             scores,
             labels: labels.data,
             pixels,
-            categories: categories.map(|c| c.data),
-            videos: videos.map(|v| v.data),
+            categories,
+            videos,
             video_normalization: VideoNormalization::None,
         })
+    }
+
+    /// The optional `[N]` array `key` of `gt` (`categories`, `videos`: strings or integers),
+    /// checked to have one value per image (`image_labels` has `labels_shape`).
+    fn load_per_image(
+        gt: &mut Npz,
+        key: &str,
+        labels_shape: &[usize],
+    ) -> Result<Option<Vec<Category>>> {
+        let Some(values) = gt.get::<Category>(key)? else {
+            return Ok(None);
+        };
+        ensure!(
+            vector_len(&values.shape) == vector_len(labels_shape),
+            "shape mismatch: {} {key} has shape {:?} but image_labels has shape {labels_shape:?}",
+            gt.path().display(),
+            values.shape
+        );
+        Ok(Some(values.data))
     }
 
     fn load_pixels(pred: &mut Npz, gt: &mut Npz, scores_shape: &[usize]) -> Result<Pixels> {
