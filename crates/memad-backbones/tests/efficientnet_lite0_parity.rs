@@ -70,8 +70,8 @@ fn efficientnet_lite0_matches_the_reference_outputs() {
 
 #[test]
 fn a_checkpoint_of_another_architecture_is_rejected_by_name() {
-    let dir = tempfile_dir();
-    let path = dir.join("bad.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
     let t = Tensor::zeros([4, 4], (tch::Kind::Float, Device::Cpu));
     Tensor::write_safetensors(&[("_conv_stem.weight", &t), ("extra.weight", &t)], &path).unwrap();
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -83,10 +83,4 @@ fn a_checkpoint_of_another_architecture_is_rejected_by_name() {
     );
     assert!(msg.contains("unexpected (1): extra.weight"), "{msg}");
     assert!(msg.contains("missing ("), "{msg}");
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("memad-backbones-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
