@@ -136,7 +136,10 @@ pub fn run(
         let mut exp = combo.apply(&base)?;
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
         let loaded = experiment::load_text(&toml::to_string(&exp)?, &config, registry, &catalog)
-            .with_context(|| format!("evaluation `{}`", describe(&combo)))?;
+            .with_context(|| match combo.overrides.is_empty() {
+                true => "the run's config.toml".to_string(),
+                false => format!("the run's config.toml with --set {}", describe(&combo)),
+            })?;
         planned.push((combo, loaded));
     }
     // Overrides cannot change the dataset: one check serves every combination.

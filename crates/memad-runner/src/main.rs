@@ -122,7 +122,9 @@ enum PlotCommand {
     /// one line per group: `ablation_<param>_<metric>.{png,svg}`.
     Ablation {
         /// A folder holding complete runs (searched 3 levels down) or a glob over run
-        /// folders (`'runs/quickstart_*/*'`); repeat it to draw the runs of several.
+        /// folders (`'runs/quickstart_*/*'`); repeat it to draw the runs of several. A
+        /// run's `memad eval` results are read through a glob only
+        /// (`'runs/mnad_ped2/*/evals/*/*'`).
         #[arg(long, required = true)]
         runs: Vec<String>,
         /// Dotted key of the runs' `config.toml` on the x axis (`method.memory.slots`).

@@ -1443,8 +1443,10 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let mut raw_values: Vec<toml::Value> = Vec::new();
     let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
     let group_keys: Vec<&str> = spec.group.split(',').map(str::trim).collect();
-    // Every dotted key of the configs, for the error when no run has the parameter.
+    // Every dotted key of the configs (and metrics.csv column of the runs read), for the
+    // did-you-mean of a parameter or group key no run has.
     let mut keys_seen = BTreeMap::new();
+    let mut group_keys_found = std::collections::BTreeSet::new();
     for folder in &folders {
         let config_path = folder.join("config.toml");
         let text = std::fs::read_to_string(&config_path)
@@ -1496,6 +1498,11 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         }
         let mut rest = BTreeMap::new();
         flatten(&config, "", &mut rest);
+        for (key, _) in &group {
+            group_keys_found.insert(key.clone());
+        }
+        keys_seen.extend(rest.clone());
+        keys_seen.extend(first.fields.clone());
         for key in ["name", "seed", spec.param.as_str()]
             .into_iter()
             .chain(group_keys.iter().copied())
@@ -1536,6 +1543,19 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             spec.metric,
             no_metric.join(", ")
         );
+    }
+    // A group key no run has is a typo (`method,method.memory.int`), not a key some runs
+    // lack: it would be dropped from every label without a word.
+    if !runs.is_empty() {
+        let keys: Vec<String> = keys_seen.keys().cloned().collect();
+        for key in &group_keys {
+            anyhow::ensure!(
+                group_keys_found.contains(*key),
+                "{patterns}: --group `{key}`: no run has it as a metrics.csv column or a \
+                 config.toml value{}",
+                crate::table::did_you_mean(key, &keys)
+            );
+        }
     }
     anyhow::ensure!(
         !runs.is_empty(),
@@ -2864,6 +2884,18 @@ mod tests {
         let msg = read_ablation(&spec).unwrap_err().to_string();
         assert!(
             msg.contains("none of the 1 run(s) has `method.memory.slot`")
+                && msg.contains("did you mean `method.memory.slots`?"),
+            "{msg}"
+        );
+        // A misspelled second group key is an error, not a key every run lacks.
+        let spec = AblationSpec {
+            param: "method.memory.slots".into(),
+            group: "method,method.memory.slot".into(),
+            ..spec
+        };
+        let msg = read_ablation(&spec).unwrap_err().to_string();
+        assert!(
+            msg.contains("--group `method.memory.slot`: no run has it")
                 && msg.contains("did you mean `method.memory.slots`?"),
             "{msg}"
         );
