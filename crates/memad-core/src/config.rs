@@ -8,6 +8,21 @@ use crate::error::ConfigError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// A TOML syntax error in `text` as `not valid TOML at line L, column C: message` (the
+/// parser's own position is a byte offset).
+pub fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return format!("not valid TOML: {}", e.message());
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(
+        "not valid TOML at line {line}, column {column}: {}",
+        e.message()
+    )
+}
+
 /// Deserialize `value` (the section found at `prefix`) into `T`.
 pub fn parse_section<T: DeserializeOwned>(
     value: &toml::Value,
@@ -29,7 +44,9 @@ pub fn parse_section<T: DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.path().to_string();
         let path = match (prefix.is_empty(), inner == ".") {
-            (true, _) => inner,
+            // A key missing from the top level: serde's path is `.`.
+            (true, true) => String::new(),
+            (true, false) => inner,
             (false, true) => prefix.to_string(),
             (false, false) => format!("{prefix}.{inner}"),
         };

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 /// A problem with an experiment or dataset file: names the key path and what is wrong.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{path}: {message}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+#[error("{}{}{message}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default(), if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct ConfigError {
     /// The file, once known (filled in by the caller that read it).
     pub file: Option<PathBuf>,

@@ -19,7 +19,7 @@ pub mod precision;
 pub mod registry;
 pub mod traits;
 
-pub use config::{parse_section, to_toml_value};
+pub use config::{parse_section, to_toml_value, toml_syntax_error};
 pub use error::{ConfigError, CoreError, Result};
 pub use registry::{memory_dim, BackboneEntry, BuildContext, MemoryEntry, MethodEntry, Registry};
 pub use traits::{

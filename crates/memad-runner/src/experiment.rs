@@ -384,13 +384,8 @@ pub fn load_text(
 
 /// Parses `text` and fills every default; nothing is built.
 pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experiment, ConfigError> {
-    let value: toml::Value = toml::from_str(text).map_err(|e| {
-        let span = e
-            .span()
-            .map(|s| format!(" (byte {})", s.start))
-            .unwrap_or_default();
-        ConfigError::new("", format!("not valid TOML{span}: {}", e.message()))
-    })?;
+    let value: toml::Value = toml::from_str(text)
+        .map_err(|e| ConfigError::new("", memad_core::toml_syntax_error(text, &e)))?;
     let mut experiment: Experiment = parse_section(&value, "")?;
     if experiment.name.is_empty() {
         experiment.name = path
@@ -470,11 +465,46 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             ));
         }
     }
-    if e.train.lr.is_nan() || e.train.lr <= 0.0 {
-        return Err(ConfigError::new("train.lr", "must be positive"));
+    if !e.train.lr.is_finite() || e.train.lr <= 0.0 {
+        return Err(ConfigError::new("train.lr", "must be positive and finite"));
     }
     if !(0.0..=e.train.lr).contains(&e.train.min_lr) {
         return Err(ConfigError::new("train.min_lr", "must be in [0, train.lr]"));
+    }
+    for (i, beta) in e.train.betas.iter().enumerate() {
+        if !(0.0..1.0).contains(beta) {
+            return Err(ConfigError::new(
+                format!("train.betas[{i}]"),
+                format!("must be in [0, 1), got {beta}"),
+            ));
+        }
+    }
+    if !(e.train.weight_decay.is_finite() && e.train.weight_decay >= 0.0) {
+        return Err(ConfigError::new(
+            "train.weight_decay",
+            format!("must be finite and >= 0, got {}", e.train.weight_decay),
+        ));
+    }
+    // A name listed twice would train and score a category twice (and weigh it twice in
+    // the printed mean), or compute a metric twice.
+    for (key, names) in [
+        ("data.categories", &e.data.categories),
+        ("eval.metrics", &e.eval.metrics),
+    ] {
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(ConfigError::new(
+                    format!("{key}[{i}]"),
+                    format!("`{name}` is listed twice"),
+                ));
+            }
+        }
+    }
+    if e.eval.metrics.is_empty() {
+        return Err(ConfigError::new(
+            "eval.metrics",
+            format!("name at least one metric; known: {}", METRICS.join(", ")),
+        ));
     }
     for (i, m) in e.eval.metrics.iter().enumerate() {
         if !METRICS.contains(&m.as_str()) {

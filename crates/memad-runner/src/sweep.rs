@@ -267,8 +267,10 @@ pub fn set_path(root: &mut toml::Table, path: &str, value: toml::Value) -> anyho
 pub fn read_table(file: &Path) -> anyhow::Result<toml::Table> {
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", file.display(), e.message()))
+    toml::from_str(&text).map_err(|e| {
+        let what = memad_core::toml_syntax_error(&text, &e);
+        anyhow::anyhow!("{}: {what}", file.display())
+    })
 }
 
 /// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
@@ -276,8 +278,10 @@ fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::sl
     let file = &args.file;
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let value: toml::Value = toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not valid TOML: {}", file.display(), e.message()))?;
+    let value: toml::Value = toml::from_str(&text).map_err(|e| {
+        let what = memad_core::toml_syntax_error(&text, &e);
+        anyhow::anyhow!("{}: {what}", file.display())
+    })?;
     let mut axes = Vec::new();
     let mut slurm = Default::default();
     let base = if value.get("base").is_some() {

@@ -167,7 +167,7 @@ fn run_problems(spec: &Spec, base: &Path) -> Vec<String> {
 /// Parses a spec from TOML text.
 pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
     let value: toml::Value = toml::from_str(text)
-        .map_err(|e| ConfigError::new("", format!("not valid TOML: {}", e.message())))?;
+        .map_err(|e| ConfigError::new("", memad_core::toml_syntax_error(text, &e)))?;
     let raw: TableSpec = parse_section(&value, "")?;
     if raw.runs.is_empty() {
         return Err(ConfigError::new("runs", "name at least one glob"));

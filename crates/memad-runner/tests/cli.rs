@@ -168,7 +168,35 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
         (
             "bad_toml.toml",
             broken("seed = 0", "seed = = 0"),
-            "not valid TOML",
+            "not valid TOML at line 6, column 8",
+        ),
+        (
+            "empty.toml",
+            String::new(),
+            "empty.toml: missing field `data`",
+        ),
+        (
+            "twice.toml",
+            broken("\"grid\", \"leather\"]", "\"grid\", \"grid\"]"),
+            "data.categories[2]: `grid` is listed twice",
+        ),
+        (
+            "no_metrics.toml",
+            broken(
+                "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
+                "metrics = []",
+            ),
+            "eval.metrics: name at least one metric",
+        ),
+        (
+            "betas.toml",
+            broken("betas = [0.5, 0.999]", "betas = [1.5, 0.999]"),
+            "train.betas[0]: must be in [0, 1), got 1.5",
+        ),
+        (
+            "infinite_lr.toml",
+            broken("lr = 0.005", "lr = inf"),
+            "train.lr: must be positive and finite",
         ),
     ];
     let count = cases.len();
