@@ -220,6 +220,7 @@ pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec
         if frames.is_empty() {
             return Err(DataError::NoImages { path: d.clone() });
         }
+        check_numbering(d, &frames)?;
         videos.push(Video {
             name: name_of(d),
             labels: vec![Label::Normal; frames.len()],
@@ -234,6 +235,33 @@ pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec
         });
     }
     Ok(videos)
+}
+
+/// Frames named by number (`000.jpg`, `0001.tif`) must be consecutive: labels and clips are
+/// by position, so a missing frame would give every later frame its neighbour's label and
+/// join clips across the gap. Frames not all named by number are not checked.
+fn check_numbering(dir: &Path, frames: &[PathBuf]) -> Result<()> {
+    let numbers: Option<Vec<u64>> = (frames.iter())
+        .map(|f| f.file_stem()?.to_str()?.parse().ok())
+        .collect();
+    let Some(numbers) = numbers else {
+        return Ok(());
+    };
+    for (pair, names) in numbers.windows(2).zip(frames.windows(2)) {
+        if pair[1] != pair[0] + 1 {
+            let message = format!(
+                "frame numbers jump from {} to {}: a frame is missing or extra, and frame \
+                 labels and clips go by position (restore the frame, or renumber the video)",
+                name_of(&names[0]),
+                name_of(&names[1])
+            );
+            return Err(DataError::Layout {
+                path: dir.to_path_buf(),
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Fills `video.masks` from `mask_dir` when it exists: one mask per frame, same stem.
@@ -553,6 +581,28 @@ mod tests {
         assert!(err.contains("a.m") && err.contains("line 1"), "{err}");
         assert!(parse_ucsd_ranges("x.gt_frame = [a:3];", Path::new("a.m")).is_err());
         assert!(parse_ucsd_ranges("nothing", Path::new("a.m")).is_err());
+    }
+
+    #[test]
+    fn a_gap_in_the_frame_numbers_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join("03");
+        std::fs::create_dir_all(&v).unwrap();
+        let frame = image::GrayImage::new(2, 2);
+        for k in [98, 99, 101] {
+            frame.save(v.join(format!("{k:03}.png"))).unwrap();
+        }
+        let err = read_videos(dir.path(), |_| false).unwrap_err().to_string();
+        assert!(
+            err.contains("03") && err.contains("frame numbers jump from 099.png to 101.png"),
+            "{err}"
+        );
+        frame.save(v.join("100.png")).unwrap();
+        let videos = read_videos(dir.path(), |_| false).unwrap();
+        assert_eq!(videos[0].len(), 4);
+        // Names that are not all numbers are left alone.
+        frame.save(v.join("extra.png")).unwrap();
+        assert_eq!(read_videos(dir.path(), |_| false).unwrap()[0].len(), 5);
     }
 
     fn video(n: usize, anomalous: Range<usize>) -> Video {
