@@ -78,8 +78,10 @@
 //!   here every frame is a clip centre, the window clamped at the video ends (first and last
 //!   frames repeated), so every frame of the test set is scored.
 //! - Score: the official `script_testing.py` averages the per-pixel L2 norm of the error over
-//!   channels (for gray frames: the mean absolute error); this file uses the mean squared
-//!   error (the paper's Eq. 8), in `[0, 1]` pixel units (the error of `[-1, 1]` values / 2).
+//!   channels (for gray frames: the mean absolute error, `score = "l2_norm"`); the default
+//!   `score = "squared_error"` is the mean squared error (the paper's Eq. 8), in `[0, 1]`
+//!   pixel units (the error of `[-1, 1]` values / 2). The anomaly map takes the same
+//!   per-pixel measure.
 //!   The official evaluation scores `1 - minmax(error)` as regularity per video: the same
 //!   ranking, hence the same AUROC, as min-max of the error.
 //! - Frames: the official preprocessing resizes the original TIFs to 256x256 in MATLAB; here
@@ -119,6 +121,18 @@ pub enum MemAeVariant {
     Image,
 }
 
+/// How a sample's reconstruction error becomes its score (and its anomaly map's pixels).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemAeScore {
+    /// The paper's Eq. 8: the squared error, averaged over channels and pixels.
+    #[default]
+    SquaredError,
+    /// The official `script_testing.py`: the per-pixel L2 norm of the error over channels,
+    /// averaged over pixels (for gray frames: the mean absolute error).
+    L2Norm,
+}
+
 /// The `[method]` section as written (`kind = "memae"`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,6 +147,8 @@ struct Section {
     memory: Option<toml::Value>,
     #[serde(default = "d_true")]
     use_memory: bool,
+    #[serde(default)]
+    score: MemAeScore,
 }
 
 fn d_true() -> bool {
@@ -156,6 +172,9 @@ pub struct MemAeMethodConfig {
     /// `false`: the ablation without memory (the decoder reads the code `z` itself, the loss
     /// is the reconstruction error alone); `[method.memory]` is then unused.
     pub use_memory: bool,
+    /// `"squared_error"` (the paper's Eq. 8; default) or `"l2_norm"` (the official testing
+    /// script). Scoring only: `memad eval --set method.score=...` rescoring a trained run.
+    pub score: MemAeScore,
 }
 
 impl MemAeMethodConfig {
@@ -243,6 +262,7 @@ fn parse(
         channels,
         memory,
         use_memory: s.use_memory,
+        score: s.score,
     })
 }
 
@@ -753,16 +773,21 @@ impl Method for MemAeMethod {
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
         let f = self.forward(batch, false)?;
-        // Squared error in [0, 1] pixel units.
-        let err = ((&f.output - &f.input) / 2.0).square();
+        // Per-pixel error `[B, 1, (T,) H, W]` in [0, 1] pixel units.
+        let squared = ((&f.output - &f.input) / 2.0).square();
+        let err = match self.cfg.score {
+            MemAeScore::SquaredError => squared.mean_dim([1].as_slice(), true, Kind::Float),
+            MemAeScore::L2Norm => squared
+                .sum_dim_intlist([1].as_slice(), true, Kind::Float)
+                .sqrt(),
+        };
         let dims: Vec<i64> = (1..err.dim() as i64).collect();
         let image_score = err.mean_dim(dims.as_slice(), false, Kind::Float);
         let anomaly_map = match self.cfg.frames {
             // The centre frame of a centred clip: index T / 2.
             Some(t) => err.select(2, (t / 2) as i64),
             None => err,
-        }
-        .mean_dim([1].as_slice(), true, Kind::Float);
+        };
         Ok(AnomalyOutput {
             image_score,
             anomaly_map: Some(anomaly_map),
@@ -994,6 +1019,28 @@ mod tests {
             opt.backward_step(&out.loss);
         }
         assert!(last < 0.7 * first, "{first} -> {last}");
+    }
+
+    #[test]
+    fn the_official_score_is_the_mean_l2_norm_of_the_error_over_channels() {
+        let mut m = small_video(16);
+        assert_eq!(m.cfg.score, MemAeScore::SquaredError);
+        m.cfg.score = MemAeScore::L2Norm;
+        let b = batch(12, 16);
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
+        let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
+        // Gray clips `[B, 1, T, H, W]`: the L2 norm over one channel is the absolute error.
+        let err = ((&f.output - &f.input) / 2.0).abs();
+        let want = err.mean_dim([1, 2, 3, 4].as_slice(), false, Kind::Float);
+        assert!(out.image_score.allclose(&want, 1e-6, 1e-8, false));
+        let map = out.anomaly_map.unwrap();
+        assert!(map.allclose(&err.select(2, 2), 1e-6, 1e-8, false));
+        let err = parse(
+            &section("variant = \"video\"\nscore = \"mae\""),
+            "method",
+            &registry(),
+        );
+        assert!(err.unwrap_err().to_string().contains("l2_norm"));
     }
 
     #[test]
