@@ -189,6 +189,18 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         levels,
     } = cmd;
     check_arch(arch)?;
+    // tch reads as many bytes as the header's shape needs, past the end of a short file.
+    let header = memad_data::npy::read_header(input)?;
+    let want = header.data_offset + header.count() * header.item_size;
+    let len = (std::fs::metadata(input).with_context(|| format!("reading {}", input.display()))?)
+        .len() as usize;
+    ensure!(
+        len == want,
+        "{}: {len} bytes, but its header's shape {:?} needs {want}: the file is truncated or \
+         has trailing data",
+        input.display(),
+        header.shape
+    );
     let x = Tensor::read_npy(input).with_context(|| format!("reading {}", input.display()))?;
     let shape = x.size();
     ensure!(
@@ -202,6 +214,18 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         input.display(),
         x.kind()
     );
+    ensure!(
+        !bool::try_from(x.isnan().any())?,
+        "{}: holds NaN values",
+        input.display()
+    );
+    let max = x.max().double_value(&[]);
+    if max > 1.5 {
+        eprintln!(
+            "warning: {}: values up to {max}, expected [0, 1] (divide 8-bit images by 255)",
+            input.display()
+        );
+    }
     let backbone = memad_backbones::build_backbone(
         arch,
         weights,

@@ -188,6 +188,17 @@ fn features_levels_shapes_and_a_bad_input_shape() {
     assert!(message.contains("expected a [B, 3, H, W]"), "{message}");
     assert!(message.contains("[3, 32, 32]"), "{message}");
 
+    // A truncated file: tch would read past its end and write NaN features.
+    let whole = std::fs::read(d.join("x.npy")).unwrap();
+    std::fs::write(d.join("short.npy"), &whole[..1000]).unwrap();
+    let out = features("short.npy", "layer1");
+    let message = text(&out);
+    assert!(!out.status.success(), "{message}");
+    assert!(
+        message.contains("1000 bytes, but its header's shape [1, 3, 32, 32] needs"),
+        "{message}"
+    );
+
     let help = text(&memad(&["backbone", "features", "--help"], d));
     assert!(help.contains("[0, 1]"), "{help}");
 }
