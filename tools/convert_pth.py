@@ -34,10 +34,19 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     path = args.pth or find_in_package(args.package)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt, truncated, not a checkpoint, or pickled code
+        first = (str(e).strip().splitlines() or [""])[0]
+        sys.exit(f"not a checkpoint torch.load reads (corrupt, truncated or another format): "
+                 f"{type(e).__name__}: {first}")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        sys.exit(f"holds a {type(state).__name__}, not a state_dict (a dict of tensors)")
     tensors = {k: v.detach().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        sys.exit("holds no tensors")
     tmp = args.out + ".tmp"
     save_file(tensors, tmp, metadata={"source": os.path.basename(path)})
     os.replace(tmp, args.out)

@@ -120,6 +120,17 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
     assert!(message.contains("missing (80)"), "{message}");
     assert!(!d.join("r34.safetensors").exists());
     assert!(!d.join("r34.safetensors.importing.safetensors").exists());
+
+    // A file that is no checkpoint: one line saying so, not a Python traceback.
+    std::fs::write(d.join("notes.pth"), "hello\n").unwrap();
+    let out = memad(&["weights", "import", "notes.pth", "--arch", "resnet18"], d);
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains("notes.pth") && message.contains("not a checkpoint torch.load reads"),
+        "{message}"
+    );
+    assert!(!message.contains("File \""), "{message}");
 }
 
 #[test]
