@@ -123,7 +123,18 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
 
     // A file that is no checkpoint: one line saying so, not a Python traceback.
     std::fs::write(d.join("notes.pth"), "hello\n").unwrap();
-    let out = memad(&["weights", "import", "notes.pth", "--arch", "resnet18"], d);
+    let out = memad(
+        &[
+            "weights",
+            "import",
+            "notes.pth",
+            "--arch",
+            "resnet18",
+            "--out",
+            "notes.safetensors",
+        ],
+        d,
+    );
     assert!(!out.status.success());
     let message = text(&out);
     assert!(
