@@ -38,12 +38,49 @@ pub(crate) fn decode_luma(path: &Path) -> Result<GrayImage> {
     Ok(decode(path)?.into_luma8())
 }
 
-/// `(width, height)` from the file header, without decoding the pixels.
+/// `(width, height)` from the file header, without decoding the pixels. A PNG must also end
+/// with its `IEND` chunk and a JPEG with its end-of-image marker, so a truncated file is
+/// found here, not when a loader decodes it after training.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
-    open(path)?.into_dimensions().map_err(|e| DataError::Image {
+    let reader = open(path)?;
+    let format = reader.format();
+    let size = reader.into_dimensions().map_err(|e| DataError::Image {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    let end = match format {
+        Some(image::ImageFormat::Png) => Some(("PNG", PNG_END.as_slice())),
+        Some(image::ImageFormat::Jpeg) => Some(("JPEG", JPEG_END.as_slice())),
+        _ => None,
+    };
+    if let Some((name, marker)) = end {
+        let tail = read_tail(path, TAIL_BYTES).map_err(|e| DataError::io(path, e))?;
+        if !tail.windows(marker.len()).any(|w| w == marker) {
+            return Err(DataError::Image {
+                path: path.to_path_buf(),
+                message: format!("truncated: the {name} file does not end with its end marker"),
+            });
+        }
+    }
+    Ok(size)
+}
+
+/// A PNG's last chunk: `IEND` with its CRC.
+const PNG_END: [u8; 8] = *b"IEND\xaeB`\x82";
+/// A JPEG's end-of-image marker.
+const JPEG_END: [u8; 2] = [0xff, 0xd9];
+/// How far from the end an end marker is looked for (some writers pad after it).
+const TAIL_BYTES: u64 = 1024;
+
+/// The last `n` bytes of the file (all of it when shorter).
+fn read_tail(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(n)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    Ok(tail)
 }
 
 /// The filter [`load_rgb`] resizes images with (bilinear); part of the loader's cache keys.

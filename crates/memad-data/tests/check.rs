@@ -189,3 +189,41 @@ fn real_ped2() {
     );
     assert_eq!(c.sizes[&(360, 240)], 4560);
 }
+
+/// A PNG or JPEG cut short still has a readable header: the check finds it by its missing
+/// end marker, before a run trains and then fails on it.
+#[test]
+fn truncated_png_and_jpeg_are_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    let noise = RgbImage::from_fn(64, 64, |x, y| {
+        Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 9])
+    });
+    let good = root.join("bottle/train/good");
+    std::fs::create_dir_all(&good).unwrap();
+    noise.save(good.join("000.png")).unwrap();
+    noise.save(good.join("001.jpg")).unwrap();
+    for (name, from) in [("002.png", "000.png"), ("003.jpg", "001.jpg")] {
+        let whole = std::fs::read(good.join(from)).unwrap();
+        std::fs::write(good.join(name), &whole[..whole.len() / 2]).unwrap();
+    }
+    img(&root.join("bottle/test/good/000.png"), 64, 64);
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let text = check_dataset(catalog.get("m").unwrap())
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("002.png: corrupt or unreadable image: truncated: the PNG file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("003.jpg: corrupt or unreadable image: truncated: the JPEG"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("000.png:") && !text.contains("001.jpg:"),
+        "{text}"
+    );
+    assert!(text.contains("2 problem(s)"), "{text}");
+}
