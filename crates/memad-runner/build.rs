@@ -20,16 +20,31 @@ fn main() {
         git(&["rev-parse", "--absolute-git-dir"]),
         git(&["rev-parse", "--show-toplevel"]),
     ) {
-        let git_dir = Path::new(&git_dir);
+        let (git_dir, root) = (Path::new(&git_dir), Path::new(&root));
         let mut watched = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
         if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
             watched.push(git_dir.join(head_ref));
         }
         for source in ["crates", "benches", "Cargo.toml", "Cargo.lock"] {
-            watched.push(Path::new(&root).join(source));
+            watched.push(root.join(source));
         }
+        // Paths inside the checkout are given relative to this package (Cargo resolves them
+        // so): a target folder copied or shared between checkouts then watches the files of
+        // the checkout it builds, not those of the one it was first built in.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+        let up = Path::new(&manifest).strip_prefix(root).ok().map(|inside| {
+            inside
+                .components()
+                .map(|_| "..")
+                .collect::<std::path::PathBuf>()
+        });
         for path in watched {
-            println!("cargo:rerun-if-changed={}", path.display());
+            let relative =
+                (up.as_ref()).and_then(|up| Some(up.join(path.strip_prefix(root).ok()?)));
+            println!(
+                "cargo:rerun-if-changed={}",
+                relative.unwrap_or(path).display()
+            );
         }
     }
     let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
