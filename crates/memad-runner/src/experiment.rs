@@ -246,6 +246,38 @@ pub struct Loaded {
     pub dataset: DatasetEntry,
 }
 
+impl Loaded {
+    /// What `memad check` can say of the dataset on this machine without reading images: an
+    /// error for a category its folder does not have (when `datasets.toml` lists none), a
+    /// note when its root does not exist here (a run elsewhere may still have it); nothing
+    /// for a synthetic dataset not generated yet.
+    pub fn check_on_disk(&self) -> anyhow::Result<Option<String>> {
+        let dataset = &self.dataset;
+        if dataset.to_generate().is_some() || dataset.categories.is_some() {
+            return Ok(None);
+        }
+        if !dataset.root.exists() {
+            return Ok(Some(format!(
+                "dataset `{}`: its root {} does not exist on this machine",
+                dataset.name,
+                dataset.root.display()
+            )));
+        }
+        let known = dataset.category_names()?;
+        for (i, c) in self.experiment.data.categories.iter().enumerate() {
+            anyhow::ensure!(
+                known.contains(c),
+                "data.categories[{i}]: dataset `{}` at {} has no category `{c}`{}; it has: {}",
+                dataset.name,
+                dataset.root.display(),
+                crate::table::did_you_mean(c, &known),
+                known.join(", ")
+            );
+        }
+        Ok(None)
+    }
+}
+
 impl Experiment {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a resolved experiment serialises")

@@ -294,9 +294,17 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 let outcomes = outcomes.unwrap_or_else(|e| vec![(String::new(), Err(e))]);
                 for (overrides, outcome) in outcomes {
                     checked += 1;
+                    let outcome = outcome.and_then(|loaded| {
+                        let note = (loaded.check_on_disk())
+                            .with_context(|| format!("{}", file.display()))?;
+                        Ok((loaded, note))
+                    });
                     match outcome {
-                        Ok(loaded) => {
+                        Ok((loaded, note)) => {
                             println!("ok   {}{overrides}", file.display());
+                            if let Some(note) = note {
+                                println!("     note: {note}");
+                            }
                             if resolved {
                                 println!("{}", loaded.experiment.to_toml());
                             }

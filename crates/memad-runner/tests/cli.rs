@@ -944,3 +944,44 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
         "{t}"
     );
 }
+
+/// `memad check` looks at the dataset's folder when `datasets.toml` lists no categories: a
+/// category the folder lacks fails (with a did-you-mean), a root missing here is a note.
+#[test]
+fn check_finds_a_category_the_dataset_folder_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for c in ["carpet", "grid", "leather"] {
+        std::fs::create_dir_all(d.join(format!("hand/{c}/train/good"))).unwrap();
+    }
+    std::fs::write(
+        d.join("datasets.toml"),
+        "[hand]\nformat = \"mvtec\"\nroot = \"hand\"\n\
+         [gone]\nformat = \"mvtec\"\nroot = \"not_here\"\n",
+    )
+    .unwrap();
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"hand\"");
+    std::fs::write(d.join("ok.toml"), &exp).unwrap();
+    let typo = exp.replacen("\"grid\"", "\"gird\"", 1);
+    std::fs::write(d.join("typo.toml"), typo).unwrap();
+    let gone = exp.replacen("dataset = \"hand\"", "dataset = \"gone\"", 1);
+    std::fs::write(d.join("gone.toml"), gone).unwrap();
+
+    let out = memad(&["check", "ok.toml", "gone.toml"], d);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("note: dataset `gone`: its root")
+            && t.contains("does not exist on this machine"),
+        "{t}"
+    );
+    let out = memad(&["check", "typo.toml"], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("typo.toml")
+            && t.contains("data.categories[1]: dataset `hand`")
+            && t.contains("has no category `gird` (did you mean `grid`?)"),
+        "{t}"
+    );
+}
