@@ -237,6 +237,7 @@ fn evaluate_run(
         device,
         weights_dir,
         &groups,
+        !combo.overrides.is_empty(),
         &mut dir,
     ) {
         Ok(rows) => {
@@ -267,8 +268,9 @@ fn evaluate_run(
         Err(e) => {
             // Nothing to resume in an evaluation: leave no half-written folder behind.
             let _ = std::fs::remove_dir_all(&dir.partial);
-            if let Some(parent) = dir.partial.parent() {
-                let _ = std::fs::remove_dir(parent); // when empty
+            // `evals/<name>/`, then `evals/`, when empty.
+            for parent in dir.partial.ancestors().skip(1).take(2) {
+                let _ = std::fs::remove_dir(parent);
             }
             Err(e)
         }
@@ -276,7 +278,9 @@ fn evaluate_run(
 }
 
 /// Loads each group's model from `run`'s checkpoint and scores its categories into `dir`;
-/// returns the metric rows.
+/// returns the metric rows. `overridden`: the config has `--set` overrides (which a
+/// checkpoint that fails to load may be the fault of).
+#[allow(clippy::too_many_arguments)]
 fn score_models(
     run: &Path,
     loaded: &Loaded,
@@ -284,6 +288,7 @@ fn score_models(
     device: tch::Device,
     weights_dir: &Path,
     groups: &[Vec<&CategorySplit>],
+    overridden: bool,
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<MetricRow>> {
     let exp = &loaded.experiment;
@@ -299,9 +304,12 @@ fn score_models(
         let model = model_name(exp, group);
         let path = checkpoint_of(run, &model);
         let method = load_checkpoint(exp, registry, &ctx, &path).with_context(|| {
+            let why = match overridden {
+                true => " (an override that changes the model's variables cannot load)",
+                false => "",
+            };
             format!(
-                "loading {} into the model of this config (an override that changes the \
-                 model's variables cannot load)",
+                "loading {} into the model of this config{why}",
                 path.display()
             )
         })?;
