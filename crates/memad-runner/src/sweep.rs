@@ -361,8 +361,17 @@ pub fn run(
         );
         let body = header + &toml::to_string(&exp)?;
         crate::output::write_atomic(&file, body.as_bytes())?;
-        let loaded = experiment::load(&file, registry, &catalog)
-            .with_context(|| format!("combination `{}`", combo.name))?;
+        let loaded = match experiment::load(&file, registry, &catalog) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // A combination that fails leaves no file behind (nor an empty folder).
+                let _ = std::fs::remove_file(&file);
+                for dir in folder.ancestors().take(2) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(e.context(format!("combination `{}`", combo.name)));
+            }
+        };
         let hash = crate::run::sha256_hex(loaded.experiment.to_toml().as_bytes());
         let done = complete_runs_of(&args.runs, &combo.name)
             .iter()
