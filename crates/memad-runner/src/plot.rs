@@ -599,7 +599,7 @@ fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f32> {
 /// `frame_auroc_micro` of `s`, given the inputs `run::compute_metrics` gives it (the raw
 /// scores with `MinMaxPerVideo` for [`FrameScoring::MinMax`], else [`frame_scores`] as they
 /// are), so it is the `metrics.csv` value; `None` where the metric has none.
-fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Option<f64> {
+fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Result<f64, String> {
     use memad_metrics::VideoNormalization;
     let (scores, norm) = match scoring {
         FrameScoring::MinMax => (s.scores.clone(), VideoNormalization::MinMaxPerVideo),
@@ -614,7 +614,7 @@ fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Option<f64> {
             )
         })
         .collect();
-    memad_metrics::frame_auroc_micro(&videos, norm).ok()
+    memad_metrics::frame_auroc_micro(&videos, norm).map_err(|e| e.to_string())
 }
 
 /// The frame number of a frame file: the digits its name ends with (`.../frames/01/004.jpg`
@@ -630,8 +630,9 @@ fn frame_number(image: &str) -> Option<usize> {
 struct Shown<'a> {
     raw: &'a Scores,
     scores: Vec<f32>,
-    /// The legend's AUROC: `image_auroc` or `frame_auroc_micro` as `metrics.csv` has it.
-    auroc: Option<f64>,
+    /// The legend's AUROC: `image_auroc` or `frame_auroc_micro` as `metrics.csv` has it;
+    /// why it is undefined otherwise (one class, non-finite scores).
+    auroc: Result<f64, String>,
     /// How the frames are scored, for video categories.
     video: Option<FrameScoring>,
 }
@@ -642,7 +643,7 @@ impl<'a> Shown<'a> {
             return Shown {
                 raw,
                 scores: raw.scores.clone(),
-                auroc: memad_metrics::auroc(&raw.scores, &raw.labels).ok(),
+                auroc: memad_metrics::auroc(&raw.scores, &raw.labels).map_err(|e| e.to_string()),
                 video: None,
             };
         }
@@ -728,12 +729,20 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     let curves: Vec<RocCurve> = (shown.iter())
         .filter_map(|s| {
             Some(RocCurve {
-                auroc: s.auroc?,
+                auroc: s.auroc.clone().ok()?,
                 category: s.raw.category.clone(),
                 points: roc_curve(&s.scores, &s.raw.labels),
             })
         })
         .collect();
+    for s in &shown {
+        if let Err(why) = &s.auroc {
+            eprintln!(
+                "note: {}: no ROC curve, its AUROC is undefined: {why}",
+                s.raw.category
+            );
+        }
+    }
     if !curves.is_empty() {
         written.extend(plot_roc(&curves, &note, &out.join("roc"))?);
     }
