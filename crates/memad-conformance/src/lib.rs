@@ -11,29 +11,41 @@
 //!    hard shrinkage can do); `distance`, when present, is `[N]`, finite and >= 0.
 //! 3. `losses` are named (unique, non-empty names), finite scalars; a term that requires
 //!    grad gives a finite gradient to the query (when it depends on it).
-//! 4. Memories learned by gradient (a VarStore with trainable variables): the gradient of
-//!    `sum(probe * output)` reaches the query and every trainable variable, finite and
+//! 4. Gradients through `read`, as [`Expect::query_gradient`] claims: the gradient of
+//!    `sum(probe * output)` reaches the query, finite and not all zero (or, when the
+//!    memory says its output is detached from the query, none reaches it); and it reaches
+//!    every trainable variable of the VarStore (a memory learned by gradient), finite and
 //!    not all zero.
-//! 5. `update` then `finalize` keep the shapes of the variables, of `state()` and of reads.
+//! 5. `update`, as [`Expect::updated_by_rule`] claims: a memory updated by rule changes
+//!    `state()` and the next read; any other changes neither the variables, `state()` nor
+//!    the read (a fitted memory only collects in `update`). Then `update` and `finalize`
+//!    keep the shapes of the variables, of `state()` and of reads.
 //! 6. Checkpoints round-trip: a fresh memory (`make` on a new VarStore) given the
 //!    variables (`VarStore::copy`) and `load_state(state())` reads exactly as the original;
 //!    `load_state` rejects a state whose tensor has the wrong shape.
 //!
-//! It returns a [`Report`] of what it found so the calling test also asserts what it
+//! The calling test says what the memory claims in an [`Expect`] (for a registered memory,
+//! `updated_by_rule` comes from its registry entry: [`registered_updated_by_rule`]), and
+//! the suite returns a [`Report`] of what it found so the test also asserts what it
 //! expects (the loss names, whether there is state, ...). [`read_golden`] and
 //! [`max_abs_diff`] serve the crates' parity tests against `tools/golden_*.py` fixtures.
 //!
 //! ```ignore
 //! #[test]
 //! fn conformance() {
+//!     let expect = memad_conformance::Expect {
+//!         updated_by_rule: memad_conformance::registered_updated_by_rule(my_memory::register, "my"),
+//!         query_gradient: true,
+//!     };
 //!     let report = memad_conformance::check_memory(
 //!         |path| Box::new(MyMemory::new(path, &MyConfig::small()).unwrap()),
 //!         8,
+//!         expect,
 //!     );
 //!     assert_eq!(report.loss_terms, ["my_term"]);
 //! }
 //! ```
-use memad_core::{Memory, MemoryRead};
+use memad_core::{Memory, MemoryRead, Registry};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
@@ -58,9 +70,45 @@ pub struct Report {
     pub learned_by_gradient: bool,
 }
 
+/// What a memory claims, which the suite checks (no defaults: each crate's conformance test
+/// states both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    /// Whether `update` changes the memory: the `updated_by_rule` of its registry entry
+    /// ([`registered_updated_by_rule`]; for an unregistered memory, what it would be).
+    /// `true`: `update` must change `state()` (where rule-updated items live, for
+    /// checkpoints) and the next read. `false` (learned by gradient, with the default no-op
+    /// `update`; or fitted, collecting in `update` and changing in `finalize`): `update`
+    /// must change neither the variables, `state()` nor the read.
+    pub updated_by_rule: bool,
+    /// Whether the gradient of `read`'s output reaches the query: `true` for every read
+    /// whose output depends on the query differentiably (attention over items, a
+    /// straight-through estimator); `false` only where the output is detached from the
+    /// query by design (MNAD's official read, a bank's nearest item), which the suite then
+    /// checks too.
+    pub query_gradient: bool,
+}
+
+/// The `updated_by_rule` of the memory `kind` that `register` (a memory crate's
+/// `register` function) adds to a registry: what methods are told, for
+/// [`Expect::updated_by_rule`]. Panics when `register` adds no such kind.
+pub fn registered_updated_by_rule(register: fn(&mut Registry), kind: &str) -> bool {
+    let mut registry = Registry::default();
+    register(&mut registry);
+    registry
+        .memory(kind, "kind")
+        .unwrap_or_else(|e| panic!("memory conformance: {e}"))
+        .updated_by_rule
+}
+
 /// Runs the whole suite on memories built by `make` (called twice, each time with the root
-/// of a new CPU VarStore) for queries of width `dim`. Panics on the first violation.
-pub fn check_memory(make: impl Fn(&nn::Path) -> Box<dyn Memory>, dim: i64) -> Report {
+/// of a new CPU VarStore) for queries of width `dim`, checking what `expect` claims.
+/// Panics on the first violation.
+pub fn check_memory(
+    make: impl Fn(&nn::Path) -> Box<dyn Memory>,
+    dim: i64,
+    expect: Expect,
+) -> Report {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut memory = make(&vs.root());
     let query = queries(dim);
@@ -88,17 +136,47 @@ pub fn check_memory(make: impl Fn(&nn::Path) -> Box<dyn Memory>, dim: i64) -> Re
     // 3. Losses.
     let loss_terms = check_losses(memory.as_ref(), &query);
 
-    // 4. Gradients, for memories learned by gradient.
+    // 4. Gradients through read: to the query as claimed, to every trainable variable.
     let learned_by_gradient = !vs.trainable_variables().is_empty();
-    if learned_by_gradient {
-        check_read_gradients(memory.as_ref(), &vs, &query);
-    }
+    check_read_gradients(memory.as_ref(), &vs, &query, expect.query_gradient);
 
-    // 5. Update and finalize keep shapes.
+    // 5. Update as claimed; update and finalize keep shapes.
     let shapes_before = shapes(&before);
     memory
         .update(&query)
         .unwrap_or_else(|e| panic!("memory conformance: update failed: {e}"));
+    let after_update = snapshot(&vs, memory.as_ref());
+    let read_after_update = memory.read(&query, false);
+    if expect.updated_by_rule {
+        let state = |s: &[(String, Tensor)]| -> Vec<(String, Tensor)> {
+            s.iter()
+                .filter(|(n, _)| n.starts_with("state."))
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect()
+        };
+        assert!(
+            !snapshots_equal(&state(&before), &state(&after_update)),
+            "memory conformance: update left state() unchanged, but the memory is updated by \
+             rule (Expect::updated_by_rule; rule-updated items belong in state())"
+        );
+        assert!(
+            reads_differ(&first, &read_after_update).is_some(),
+            "memory conformance: update left the next read unchanged, but the memory is \
+             updated by rule (Expect::updated_by_rule)"
+        );
+    } else {
+        assert!(
+            snapshots_equal(&before, &after_update),
+            "memory conformance: update changed the variables or state(), but the memory is \
+             not updated by rule (Expect::updated_by_rule is false)"
+        );
+        if let Some(field) = reads_differ(&first, &read_after_update) {
+            panic!(
+                "memory conformance: update changed the next read ({field}), but the memory \
+                 is not updated by rule (Expect::updated_by_rule is false)"
+            );
+        }
+    }
     memory
         .finalize(&memad_core::no_progress)
         .unwrap_or_else(|e| panic!("memory conformance: finalize failed: {e}"));
@@ -250,27 +328,52 @@ fn check_losses(memory: &dyn Memory, query: &Tensor) -> Vec<String> {
     names
 }
 
-fn check_read_gradients(memory: &dyn Memory, vs: &nn::VarStore, query: &Tensor) {
+fn check_read_gradients(
+    memory: &dyn Memory,
+    vs: &nn::VarStore,
+    query: &Tensor,
+    query_gradient: bool,
+) {
     let q = query.copy().set_requires_grad(true);
     let read = memory.read(&q, true);
-    // Fixed, uneven weights so that no gradient cancels by symmetry.
-    let probe = (Tensor::arange(read.output.numel() as i64, (Kind::Float, Device::Cpu)) * 1.3)
-        .cos()
-        .reshape(read.output.size());
-    let loss = (&read.output * probe).sum(Kind::Float);
     let mut variables: Vec<(String, Tensor)> = vs
         .variables()
         .into_iter()
         .filter(|(_, t)| t.requires_grad())
         .collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
+    if !read.output.requires_grad() {
+        assert!(
+            !query_gradient,
+            "memory conformance: no gradient reaches the query through read (its output is \
+             detached), but Expect::query_gradient is true"
+        );
+        if let Some((name, _)) = variables.first() {
+            panic!("memory conformance: no gradient reaches variable `{name}` through read");
+        }
+        return;
+    }
+    // Fixed, uneven weights so that no gradient cancels by symmetry.
+    let probe = (Tensor::arange(read.output.numel() as i64, (Kind::Float, Device::Cpu)) * 1.3)
+        .cos()
+        .reshape(read.output.size());
+    let loss = (&read.output * probe).sum(Kind::Float);
     let mut inputs = vec![q.shallow_clone()];
     inputs.extend(variables.iter().map(|(_, t)| t.shallow_clone()));
     let grads = Tensor::f_run_backward(&[loss], &inputs, false, false)
         .unwrap_or_else(|e| panic!("memory conformance: backward through read: {e}"));
     let names = std::iter::once("the query".to_string())
         .chain(variables.iter().map(|(n, _)| format!("variable `{n}`")));
-    for (name, grad) in names.zip(&grads) {
+    for (i, (name, grad)) in names.zip(&grads).enumerate() {
+        if i == 0 && !query_gradient {
+            let zero = !grad.defined() || grad.abs().sum(Kind::Double).double_value(&[]) == 0.0;
+            assert!(
+                zero,
+                "memory conformance: a gradient reaches the query through read, but \
+                 Expect::query_gradient is false"
+            );
+            continue;
+        }
         assert!(
             grad.defined(),
             "memory conformance: no gradient reaches {name} through read"
@@ -308,6 +411,10 @@ fn shapes(snapshot: &[(String, Tensor)]) -> Vec<(String, Vec<i64>)> {
         .collect()
 }
 
+fn snapshots_equal(a: &[(String, Tensor)], b: &[(String, Tensor)]) -> bool {
+    shapes(a) == shapes(b) && a.iter().zip(b).all(|((_, x), (_, y))| x.equal(y))
+}
+
 fn assert_snapshots_equal(a: &[(String, Tensor)], b: &[(String, Tensor)], when: &str) {
     assert_eq!(
         shapes(a),
@@ -322,23 +429,28 @@ fn assert_snapshots_equal(a: &[(String, Tensor)], b: &[(String, Tensor)], when: 
     }
 }
 
-fn assert_reads_equal(a: &MemoryRead, b: &MemoryRead, what: &str) {
+/// The first field (`output`, `attention`, `distance`) in which two reads differ.
+fn reads_differ(a: &MemoryRead, b: &MemoryRead) -> Option<&'static str> {
     let same = |x: &Tensor, y: &Tensor| x.size() == y.size() && x.detach().equal(&y.detach());
-    assert!(
-        same(&a.output, &b.output),
-        "memory conformance: {what}: outputs differ"
-    );
+    if !same(&a.output, &b.output) {
+        return Some("output");
+    }
     for (field, x, y) in [
         ("attention", &a.attention, &b.attention),
         ("distance", &a.distance, &b.distance),
     ] {
         match (x, y) {
             (None, None) => {}
-            (Some(x), Some(y)) => {
-                assert!(same(x, y), "memory conformance: {what}: {field} differs")
-            }
-            _ => panic!("memory conformance: {what}: {field} present in one read only"),
+            (Some(x), Some(y)) if same(x, y) => {}
+            _ => return Some(field),
         }
+    }
+    None
+}
+
+fn assert_reads_equal(a: &MemoryRead, b: &MemoryRead, what: &str) {
+    if let Some(field) = reads_differ(a, b) {
+        panic!("memory conformance: {what}: {field} differs");
     }
 }
 
@@ -379,6 +491,11 @@ mod tests {
         UnnormalisedAttention,
         ForgetsState,
         NoGradient,
+        /// `update` does nothing (the memory still claims to be updated by rule).
+        NoOpUpdate,
+        /// Items outside the VarStore (no trainable variable, as a rule-updated memory) and
+        /// a read of the detached query: no gradient reaches the query.
+        DetachedRead,
     }
 
     /// Soft attention over learned items, plus a rule-updated `bias` (the mean query).
@@ -390,8 +507,14 @@ mod tests {
 
     impl Toy {
         fn new(path: &nn::Path, dim: i64, flaw: Flaw) -> Toy {
+            let items = match flaw {
+                Flaw::DetachedRead => (Tensor::arange(3 * dim, (Kind::Float, Device::Cpu)) * 0.53)
+                    .cos()
+                    .reshape([3, dim]),
+                _ => path.var("items", &[3, dim], nn::Init::Uniform { lo: -1.0, up: 1.0 }),
+            };
             Toy {
-                items: path.var("items", &[3, dim], nn::Init::Uniform { lo: -1.0, up: 1.0 }),
+                items,
                 bias: RefCell::new(Tensor::zeros([dim], (Kind::Float, Device::Cpu))),
                 flaw,
             }
@@ -400,6 +523,10 @@ mod tests {
 
     impl Memory for Toy {
         fn read(&self, query: &Tensor, _train: bool) -> MemoryRead {
+            let query = &match self.flaw {
+                Flaw::DetachedRead => query.detach(),
+                _ => query.shallow_clone(),
+            };
             let items = match self.flaw {
                 Flaw::NoGradient => self.items.detach(),
                 _ => self.items.shallow_clone(),
@@ -434,6 +561,9 @@ mod tests {
         }
 
         fn update(&mut self, query: &Tensor) -> Result<()> {
+            if self.flaw == Flaw::NoOpUpdate {
+                return Ok(());
+            }
             *self.bias.borrow_mut() = query.detach().mean_dim(0, false, Kind::Float);
             Ok(())
         }
@@ -457,8 +587,18 @@ mod tests {
         }
     }
 
+    /// What the toy claims: its `bias` is updated by rule, its read depends on the query.
+    const TOY: Expect = Expect {
+        updated_by_rule: true,
+        query_gradient: true,
+    };
+
+    fn check_with(flaw: Flaw, expect: Expect) -> Report {
+        check_memory(|path| Box::new(Toy::new(path, 4, flaw)), 4, expect)
+    }
+
     fn check(flaw: Flaw) -> Report {
-        check_memory(|path| Box::new(Toy::new(path, 4, flaw)), 4)
+        check_with(flaw, TOY)
     }
 
     #[test]
@@ -512,5 +652,73 @@ mod tests {
     #[should_panic(expected = "no gradient reaches variable `items`")]
     fn a_detached_learned_memory_fails() {
         check(Flaw::NoGradient);
+    }
+
+    #[test]
+    #[should_panic(expected = "update left state() unchanged")]
+    fn a_rule_updated_memory_whose_update_does_nothing_fails() {
+        check(Flaw::NoOpUpdate);
+    }
+
+    #[test]
+    fn a_memory_not_updated_by_rule_may_keep_the_default_update() {
+        let expect = Expect {
+            updated_by_rule: false,
+            ..TOY
+        };
+        assert!(!check_with(Flaw::NoOpUpdate, expect).state.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "update changed the variables or state()")]
+    fn an_update_the_memory_does_not_claim_fails() {
+        check_with(
+            Flaw::None,
+            Expect {
+                updated_by_rule: false,
+                ..TOY
+            },
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no gradient reaches the query")]
+    fn a_detached_read_without_trainable_variables_fails() {
+        check(Flaw::DetachedRead);
+    }
+
+    #[test]
+    fn a_read_detached_by_design_passes_when_it_says_so() {
+        let expect = Expect {
+            query_gradient: false,
+            ..TOY
+        };
+        assert!(!check_with(Flaw::DetachedRead, expect).learned_by_gradient);
+    }
+
+    #[test]
+    #[should_panic(expected = "a gradient reaches the query through read, but")]
+    fn a_gradient_the_memory_does_not_claim_fails() {
+        check_with(
+            Flaw::None,
+            Expect {
+                query_gradient: false,
+                ..TOY
+            },
+        );
+    }
+
+    #[test]
+    fn the_registry_entry_says_whether_a_memory_is_updated_by_rule() {
+        fn register(registry: &mut Registry) {
+            registry.add_memory(memad_core::MemoryEntry {
+                kind: "toy",
+                summary: "a toy",
+                resolve: |section, _| Ok(section.clone()),
+                updated_by_rule: true,
+                build: |_, path| Ok(Box::new(Toy::new(path, 4, Flaw::None))),
+            });
+        }
+        assert!(registered_updated_by_rule(register, "toy"));
     }
 }

@@ -24,6 +24,12 @@ fn conformance() {
             Box::new(bank)
         },
         dim,
+        // Fitted, not updated by rule: `update` only collects (`finalize` refits). The read
+        // is the nearest item, with no gradient to the query.
+        memad_conformance::Expect {
+            updated_by_rule: false,
+            query_gradient: false,
+        },
     );
     assert_eq!(report.attention_slots, None);
     assert!(report.has_distance);

@@ -10,6 +10,12 @@ fn conformance() {
     let report = memad_conformance::check_memory(
         |path| Box::new(ClassMemory::new(path, &cfg, 2, 8).expect("valid config")),
         8,
+        // Not registered (MDD-Net uses it as its concrete type); learned by gradient, with
+        // the default no-op update.
+        memad_conformance::Expect {
+            updated_by_rule: false,
+            query_gradient: true,
+        },
     );
     assert_eq!(report.attention_slots, Some(6), "2 classes x 3 items");
     assert!(report.has_distance);

@@ -10,6 +10,12 @@ fn check(temperature: f64) {
     let report = memad_conformance::check_memory(
         |path| Box::new(ContrastMemory::new(path, &cfg).expect("valid config")),
         cfg.dim,
+        // Not registered (MSCM uses it as its concrete type); learned by gradient, with the
+        // default no-op update.
+        memad_conformance::Expect {
+            updated_by_rule: false,
+            query_gradient: true,
+        },
     );
     assert_eq!(report.attention_slots, Some(5));
     assert!(report.has_distance);

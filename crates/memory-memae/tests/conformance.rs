@@ -13,6 +13,13 @@ fn check(shrink_threshold: f64, addressing: Addressing) {
     let report = memad_conformance::check_memory(
         |path| Box::new(MemAe::new(path, &cfg).expect("valid config")),
         cfg.dim,
+        memad_conformance::Expect {
+            updated_by_rule: memad_conformance::registered_updated_by_rule(
+                memory_memae::register,
+                "memae",
+            ),
+            query_gradient: true,
+        },
     );
     assert_eq!(report.attention_slots, Some(5));
     assert!(!report.has_distance);

@@ -12,6 +12,15 @@ fn conformance() {
     let report = memad_conformance::check_memory(
         |path| Box::new(MnadMemory::new(&cfg, path.device()).expect("valid config")),
         cfg.dim,
+        memad_conformance::Expect {
+            updated_by_rule: memad_conformance::registered_updated_by_rule(
+                memory_mnad::register,
+                "mnad",
+            ),
+            // As the official read: the weights are detached and the items carry no
+            // gradient (the encoder learns through the concatenated query and the losses).
+            query_gradient: false,
+        },
     );
     assert_eq!(report.attention_slots, Some(4));
     assert!(report.has_distance);
