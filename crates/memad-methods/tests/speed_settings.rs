@@ -3,8 +3,12 @@
 //! - it trains and scores with its convolution weights channels-last under bf16 autocast, as
 //!   a run with `precision = "bf16"` and `channels_last = true` does
 //!   (`memad_core::precision`): the training loss stays near the fp32 one, gradients reach
-//!   fp32 variables that stay channels-last through an optimizer step, and the scores are
-//!   finite;
+//!   fp32 variables that stay channels-last through an optimizer step, the state kept
+//!   outside them (`Method::state`: rule-updated memory items, fitted banks) stays fp32 and
+//!   finite through the steps and the scoring (which may update a memory: MNAD's test-time
+//!   update), and the scores are finite. A memory crate's own tests run in fp32 only: a
+//!   case here with an experiment that uses the memory (`[method.memory] kind = ...`) runs
+//!   it under bf16;
 //! - it trains to the same losses with the multi-tensor Adam update (CUDA's default, its
 //!   variables made views of one flat buffer) as with the per-variable one: no method keeps
 //!   a stale copy or view of a variable.
@@ -200,14 +204,32 @@ fn check(case: &Case, registry: &Registry) {
             assert!(finite, "{name}: {var_name} is not finite after a step");
         }
     }
+    check_state(bf16.as_ref(), name, "after bf16 training");
     let out = tch::no_grad(|| autocast(Device::Cpu, Precision::Bf16, || bf16.score(&batch)))
         .unwrap_or_else(|e| panic!("{name}: scoring under bf16 autocast: {e}"));
+    check_state(bf16.as_ref(), name, "after bf16 scoring");
     assert_eq!(out.image_score.size(), [2], "{name}");
     let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
     assert!(finite(&out.image_score), "{name}: {}", out.image_score);
     if let Some(map) = &out.anomaly_map {
         assert_eq!(map.size()[0], 2, "{name}");
         assert!(finite(map), "{name}: the anomaly map is not finite");
+    }
+}
+
+/// The state of `method` (`state()`): a memory's tensors (`memory.*`) and every other
+/// floating-point one are f32, none is bf16 from an update under autocast; all are finite.
+fn check_state(method: &dyn Method, name: &str, when: &str) {
+    for (key, tensor) in method.state() {
+        if key.starts_with("memory.") || tensor.is_floating_point() {
+            assert_eq!(
+                tensor.kind(),
+                Kind::Float,
+                "{name} {when}: state `{key}` is not f32"
+            );
+        }
+        let finite = tensor.isfinite().all().int64_value(&[]) == 1;
+        assert!(finite, "{name} {when}: state `{key}` is not finite");
     }
 }
 
