@@ -1,8 +1,8 @@
 //! memory-memae: MemAE's memory module ([`MemAe`], [`MemAeConfig`]); the equations and
 //! deviations are in the [`memae`] module doc.
 //!
-//! To add a memory variant by copying this crate, follow `CONTRIBUTING.md`, "Adding a
-//! memory variant".
+//! To add a memory variant, follow `CONTRIBUTING.md`, "Adding a memory variant" (it names
+//! the crate to copy).
 pub mod memae;
 
 pub use memae::{entropy, Addressing, MemAe, MemAeConfig};

@@ -2,10 +2,10 @@
 //! and deviations are in the [`mnad`] module doc.
 //!
 //! A memory updated by rule: its items are `state()`, not VarStore variables, and
-//! [`memad_core::Memory::update`] moves them after each optimizer step. To add a memory
-//! variant by copying a crate, follow the steps in `memory-memae`'s crate doc (or
-//! `CONTRIBUTING.md`, "Adding a memory variant"); copy this one when the new memory is
-//! updated by rule.
+//! [`memad_core::Memory::update`] moves them after each optimizer step.
+//!
+//! To add a memory variant, follow `CONTRIBUTING.md`, "Adding a memory variant" (it names
+//! the crate to copy).
 pub mod mnad;
 
 pub use mnad::{MnadMemory, MnadMemoryConfig, ITEMS};
