@@ -213,12 +213,17 @@ pub fn fetch_torchvision(
                     message: e.to_string(),
                 })
             }
-            Err(DownloadError::Io { path, source }) => return Err(CoreError::Io { path, source }),
+            Err(DownloadError::Io { path, source }) => {
+                return Err(CoreError::Io {
+                    path,
+                    error: source,
+                })
+            }
         }
     }
-    std::fs::create_dir_all(weights_dir).map_err(|source| CoreError::Io {
+    std::fs::create_dir_all(weights_dir).map_err(|error| CoreError::Io {
         path: weights_dir.to_path_buf(),
-        source,
+        error,
     })?;
     let tmp = weights_dir.join(format!(
         "{}.{}.converting.safetensors",
@@ -230,9 +235,9 @@ pub fn fetch_torchvision(
             .to_str()
             .ok_or_else(|| CoreError::Invalid(format!("{}: not a UTF-8 path", tmp.display())))?;
         crate::build_backbone(checkpoint.arch, spec, None, weights_dir, tch::Device::Cpu)?;
-        std::fs::rename(&tmp, &converted).map_err(|source| CoreError::Io {
+        std::fs::rename(&tmp, &converted).map_err(|error| CoreError::Io {
             path: converted.clone(),
-            source,
+            error,
         })
     });
     match result {
@@ -281,9 +286,9 @@ pub fn convert_pth(pth: &Path, out: &Path) -> Result<()> {
         .arg("--out")
         .arg(out)
         .output()
-        .map_err(|source| CoreError::Io {
+        .map_err(|error| CoreError::Io {
             path: python.clone(),
-            source,
+            error,
         })?;
     if output.status.success() {
         return Ok(());

@@ -34,10 +34,12 @@ pub enum CoreError {
     Config(#[from] ConfigError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not named `source`: the message already holds it, and a source would print it
+        /// twice in an error chain.
+        error: std::io::Error,
     },
     #[error("weights {path}: {message}")]
     Weights { path: PathBuf, message: String },

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 /// Everything that can go wrong reading, generating or cataloguing a dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    /// `error` is not a source: the message holds it, and a chain would print it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
-        "dataset root {path} does not exist (put the dataset there or fix `root` in datasets.toml)"
+        "dataset root {path} does not exist or is not a folder (put the dataset there or fix `root` in datasets.toml)"
     )]
     RootMissing { path: PathBuf },
     #[error("category `{category}` not found in {root}; categories there: {}", list(.available))]
@@ -78,7 +78,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
