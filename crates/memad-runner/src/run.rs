@@ -73,11 +73,16 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         false => find_unfinished(&opts.runs_dir, &exp.name, &config_sha256)?,
     };
     let resumed = unfinished.is_some();
+    let session = Session::now(loaded, device);
     let mut dir = match unfinished {
-        Some(dir) => dir,
+        Some(dir) => {
+            session.check_resume(&dir)?;
+            dir
+        }
         None => {
             let dir = RunDir::create(&opts.runs_dir, &exp.name, &timestamp())?;
             dir.write("config.toml", resolved.as_bytes())?;
+            dir.write("session.toml", toml::to_string(&session)?.as_bytes())?;
             dir
         }
     };
@@ -489,6 +494,78 @@ fn device_memory(device: tch::Device) -> anyhow::Result<Option<DeviceMemory>> {
     }))
 }
 
+/// What a run's first session ran with (`session.toml` of the run folder), which a resumed
+/// session must share for the run to be one result: the same code and the same copy of
+/// the data. Threads, device and CPU only change the last digits, so they are noted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Session {
+    commit: String,
+    dataset_root: String,
+    device: String,
+    torch_threads: i32,
+    cpu: String,
+}
+
+impl Session {
+    fn now(loaded: &Loaded, device: Device) -> Self {
+        Session {
+            commit: BUILD_COMMIT.to_string(),
+            dataset_root: absolute_root(&loaded.dataset.root),
+            device: format!("{device:?}"),
+            torch_threads: tch::get_num_threads(),
+            cpu: memad_core::device::cpu_description(),
+        }
+    }
+
+    /// Refuses to resume `dir` with another binary or another copy of the data; notes other
+    /// differences in its log. A run started before `session.toml` existed is not checked.
+    fn check_resume(&self, dir: &RunDir) -> anyhow::Result<()> {
+        let Ok(text) = std::fs::read_to_string(dir.path("session.toml")) else {
+            return Ok(());
+        };
+        let first: Session = toml::from_str(&text)
+            .with_context(|| format!("reading {}", dir.path("session.toml").display()))?;
+        let refuse = |then: &str, now: &str| {
+            anyhow::anyhow!(
+                "{} was started with {then}, this session has {now}: resuming would \
+                 mix the two in one result. Resume it as it was started, or start a new run \
+                 with `memad run --restart`",
+                dir.partial.display()
+            )
+        };
+        if first.commit != self.commit {
+            let then = format!("a binary built from commit {}", first.commit);
+            return Err(refuse(&then, &format!("commit {}", self.commit)));
+        }
+        if first.dataset_root != self.dataset_root {
+            let then = format!("the dataset at {}", first.dataset_root);
+            return Err(refuse(&then, &self.dataset_root));
+        }
+        let mut differ = Vec::new();
+        if first.device != self.device {
+            differ.push(format!("device {} (now {})", first.device, self.device));
+        }
+        if first.torch_threads != self.torch_threads {
+            differ.push(format!(
+                "{} torch threads (now {})",
+                first.torch_threads, self.torch_threads
+            ));
+        }
+        if first.cpu != self.cpu {
+            differ.push(format!("CPU {} (now {})", first.cpu, self.cpu));
+        }
+        if !differ.is_empty() {
+            eprintln!(
+                "note: {} was started with {}: the categories this session trains may differ \
+                 in their last digits from an uninterrupted run",
+                dir.partial.display(),
+                differ.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
 /// (locked) to continue it; folders another process holds are passed over.
 fn find_unfinished(
@@ -662,11 +739,14 @@ fn train_model(
     let resume_root = dir.path(&format!("resume/{model}"));
     let mut first_epoch = 1;
     let mut loss_rows = Vec::new();
+    // Images and seconds of training so far, over every session of this model.
+    let mut trained = Trained::default();
     if let Some((epoch, saved)) = latest_resume(&resume_root) {
         match restore(&saved, method.as_mut(), &mut opt) {
-            Ok(rows) => {
+            Ok((rows, before)) => {
                 first_epoch = epoch + 1;
                 loss_rows = rows;
+                trained = before;
                 let line = format!(
                     "resuming {} at {model} epoch {first_epoch} (epochs 1-{epoch} of {} restored)",
                     dir.partial.display(),
@@ -709,7 +789,6 @@ fn train_model(
     let pb = progress_bar(total_steps as u64, category);
     pb.set_position(((first_epoch - 1) * batches_per_epoch) as u64);
     let mut last_note = Instant::now();
-    let (mut trained_images, mut training_seconds) = (0usize, 0f64);
     for epoch in first_epoch..=exp.train.epochs {
         method.start_epoch(epoch, exp.train.epochs)?;
         let epoch_seed = exp.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64);
@@ -778,8 +857,8 @@ fn train_model(
                 );
             }
         }
-        trained_images += seen;
-        training_seconds += t0.elapsed().as_secs_f64();
+        trained.images += seen;
+        trained.seconds += t0.elapsed().as_secs_f64();
         let terms: Vec<String> = sums
             .iter()
             .map(|(n, s)| format!("{n} {:.4}", s / steps as f64))
@@ -804,7 +883,14 @@ fn train_model(
                 value: s / steps as f64,
             });
         }
-        save_resume(&resume_root, epoch, method.as_ref(), &opt, &loss_rows)?;
+        save_resume(
+            &resume_root,
+            epoch,
+            method.as_ref(),
+            &opt,
+            &loss_rows,
+            trained,
+        )?;
         if stop_requested(model, epoch) {
             say(
                 dir,
@@ -820,8 +906,8 @@ fn train_model(
         model: model.to_string(),
         category: model.to_string(),
         stage: "train".into(),
-        images: trained_images,
-        seconds: training_seconds,
+        images: trained.images,
+        seconds: trained.seconds,
     };
     append_rows(dir, "timings.csv", &[timing])?;
     save_checkpoint(method.trainable(), &method.state(), &checkpoint)?;
@@ -926,15 +1012,25 @@ fn stop_requested(model: &str, epoch: usize) -> bool {
     m.is_none_or(|m| m == model) && e.parse() == Ok(epoch)
 }
 
+/// Training done so far on one model, over all its sessions (the `train` row of
+/// `timings.csv`); kept in the resume state as `trained.toml`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct Trained {
+    images: usize,
+    seconds: f64,
+}
+
 /// Saves the resume state after `epoch` into `<root>/epoch-NNNNN/` (`model.safetensors`,
-/// `state.safetensors` and `optimizer.safetensors` when not empty, `losses.csv`): written as
-/// `epoch-NNNNN.tmp/`, renamed, then every other entry of `root` is removed.
+/// `state.safetensors` and `optimizer.safetensors` when not empty, `losses.csv`,
+/// `trained.toml`): written as `epoch-NNNNN.tmp/`, renamed, then every other entry of `root`
+/// is removed.
 fn save_resume(
     root: &Path,
     epoch: usize,
     method: &dyn Method,
     opt: &Optimizer,
     losses: &[LossRow],
+    trained: Trained,
 ) -> anyhow::Result<()> {
     let name = format!("epoch-{epoch:05}");
     let (tmp, done) = (root.join(format!("{name}.tmp")), root.join(&name));
@@ -953,6 +1049,7 @@ fn save_resume(
             }
         }
         std::fs::write(tmp.join("losses.csv"), csv_text(losses)?)?;
+        std::fs::write(tmp.join("trained.toml"), toml::to_string(&trained)?)?;
         Ok(())
     };
     write().with_context(|| format!("saving the resume state {}", tmp.display()))?;
@@ -987,12 +1084,13 @@ fn latest_resume(root: &Path) -> Option<(usize, PathBuf)> {
         .max_by_key(|(epoch, _)| *epoch)
 }
 
-/// Loads a resume state into a freshly built method and optimizer; returns its loss rows.
+/// Loads a resume state into a freshly built method and optimizer; returns its loss rows
+/// and the training done before it (zero for a state saved before `trained.toml` existed).
 fn restore(
     saved: &Path,
     method: &mut dyn Method,
     opt: &mut Optimizer,
-) -> anyhow::Result<Vec<LossRow>> {
+) -> anyhow::Result<(Vec<LossRow>, Trained)> {
     load_vars(method.trainable(), &saved.join("model.safetensors"))?;
     method.load_state(&read_tensors_if_present(&saved.join("state.safetensors"))?)?;
     opt.load_state(&read_tensors_if_present(
@@ -1001,7 +1099,11 @@ fn restore(
     let rows = csv::Reader::from_path(saved.join("losses.csv"))?
         .deserialize()
         .collect::<Result<Vec<LossRow>, _>>()?;
-    Ok(rows)
+    let trained = match std::fs::read_to_string(saved.join("trained.toml")) {
+        Ok(text) => toml::from_str(&text)?,
+        Err(_) => Trained::default(),
+    };
+    Ok((rows, trained))
 }
 
 fn remove_resume(root: &Path) -> anyhow::Result<()> {

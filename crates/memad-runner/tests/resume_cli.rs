@@ -152,6 +152,35 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     let (complete, partial_now) = folders(&runs, "quickstart");
     assert_eq!((complete.len(), &partial_now), (3, &partial));
 
+    // Another copy of the data (or another binary) does not resume it: the run would mix
+    // the two.
+    std::fs::write(
+        d.join("other.toml"),
+        std::fs::read_to_string(d.join("datasets.toml"))
+            .unwrap()
+            .replace("data/tiny", "data/tiny_copy"),
+    )
+    .unwrap();
+    let out = memad(
+        &[
+            "--datasets",
+            "other.toml",
+            "run",
+            "tiny.toml",
+            "--runs",
+            "runs",
+        ],
+        d,
+        None,
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("was started with the dataset at") && t.contains("--restart"),
+        "{t}"
+    );
+    assert!(p.is_dir());
+
     // Resumed, then interrupted again in the second category: grid finishes, its rows
     // are written and its resume state deleted.
     let out = memad(&run, d, Some("carpet:1"));
@@ -190,6 +219,14 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     assert_eq!(losses(&finished), losses(reference));
     let meta = std::fs::read_to_string(finished.join("run.toml")).unwrap();
     assert!(meta.contains("resumed = true"), "{meta}");
+    // Training time counts every session: 2 epochs of 6 images each, for both models.
+    let timings = std::fs::read_to_string(finished.join("timings.csv")).unwrap();
+    for model in ["grid", "carpet"] {
+        assert!(
+            timings.contains(&format!("{model},{model},train,12,")),
+            "{timings}"
+        );
+    }
     let log = std::fs::read_to_string(finished.join("log.txt")).unwrap();
     assert_eq!(
         log.matches("resuming ").count(),
