@@ -310,6 +310,8 @@ fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::sl
 struct Job {
     name: String,
     file: PathBuf,
+    /// What this sweep wrote to `file`: another sweep of the same base may rewrite it.
+    body: String,
     log: PathBuf,
 }
 
@@ -391,6 +393,7 @@ pub fn run(
             name: combo.name.clone(),
             log: folder.join(format!("{}.log", combo.name)),
             file,
+            body,
         });
     }
     let pace = match args.launcher {
@@ -445,8 +448,22 @@ fn run_queue(
     while !queue.is_empty() || !running.is_empty() {
         while running.len() < args.jobs {
             let Some(job) = queue.pop_front() else { break };
-            let log = std::fs::File::create(&job.log)
-                .with_context(|| format!("creating {}", job.log.display()))?;
+            // Another sweep of the same base (other values, `--epochs`) may have rewritten
+            // the file since: running it would report another config as this one.
+            if std::fs::read_to_string(&job.file).ok().as_ref() != Some(&job.body) {
+                println!(
+                    "[FAIL ] {}: {} changed after this sweep wrote it (another sweep of the \
+                     same experiment?); not run. Run this sweep again once the other ends",
+                    job.name,
+                    job.file.display()
+                );
+                failed.push(job.name);
+                continue;
+            }
+            // Appended: a log keeps every session of its combination.
+            let log = (std::fs::OpenOptions::new().create(true).append(true))
+                .open(&job.log)
+                .with_context(|| format!("opening {}", job.log.display()))?;
             let mut cmd = Command::new(&exe);
             cmd.arg("--datasets")
                 .arg(catalog)
@@ -463,6 +480,7 @@ fn run_queue(
             if let Some(t) = threads {
                 cmd.env("OMP_NUM_THREADS", t.to_string());
             }
+            end_with_parent(&mut cmd);
             let child = cmd
                 .spawn()
                 .with_context(|| format!("starting {}", exe.display()))?;
@@ -501,6 +519,32 @@ fn run_queue(
     Ok(failed)
 }
 
+/// Makes the child get SIGTERM when the sweep dies (Linux `PR_SET_PDEATHSIG`), however it
+/// dies: a killed sweep leaves no run behind that a new sweep would start a second time.
+/// The child's run keeps what it saved and is resumed by the next sweep.
+fn end_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The sweep died before the call: end now.
+                if libc::getppid() != parent {
+                    libc::_exit(143);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}
+
 fn status(done: usize, running: usize, queued: usize, failed: usize) {
     println!("        done {done} | running {running} | queued {queued} | failed {failed}");
 }
@@ -508,6 +552,28 @@ fn status(done: usize, running: usize, queued: usize, failed: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_combination_file_rewritten_by_another_sweep_is_not_run() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            sweep: SweepArgs,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let args = <Cli as clap::Parser>::parse_from(["memad", "base.toml"]).sweep;
+        let file = dir.path().join("x_seed-1.toml");
+        std::fs::write(&file, "# another sweep's epochs\n").unwrap();
+        let job = Job {
+            name: "x_seed-1".into(),
+            file,
+            body: "# this sweep's\n".into(),
+            log: dir.path().join("x_seed-1.log"),
+        };
+        let failed = run_queue(&args, Path::new("datasets.toml"), vec![job], 0).unwrap();
+        assert_eq!(failed, ["x_seed-1"]);
+        assert!(!dir.path().join("x_seed-1.log").exists(), "nothing started");
+    }
 
     #[test]
     fn set_values_are_toml_or_words() {
