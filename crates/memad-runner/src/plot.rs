@@ -698,6 +698,21 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
             latest.display()
         );
     }
+    // Plots written inside an unfinished run would move with it when it completes, showing
+    // only what it had at plotting time.
+    let unfinished = run_dir.to_string_lossy().ends_with(".partial");
+    anyhow::ensure!(
+        !unfinished || out.is_some(),
+        "{} is an unfinished run: plots inside it would be stale once `memad run` finishes \
+         it; pass --out to plot what it has so far elsewhere",
+        run_dir.display()
+    );
+    if unfinished {
+        eprintln!(
+            "note: {} is unfinished: the plots show what it had so far",
+            run_dir.display()
+        );
+    }
     let out = out.map_or_else(|| run_dir.join("plots"), Path::to_path_buf);
     let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -2919,6 +2934,15 @@ mod tests {
             "{msg}"
         );
         assert!(!runs.join("x/plots").exists());
+        // An unfinished run: only with --out, so no stale plots move with it when it ends.
+        let partial = runs.join("x/2026-01-02T00-00-00.partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        let msg = run(&partial, None).unwrap_err().to_string();
+        assert!(
+            msg.contains("is an unfinished run") && msg.contains("--out"),
+            "{msg}"
+        );
+        assert!(!partial.join("plots").exists());
     }
 
     #[test]
