@@ -217,6 +217,13 @@ fn evaluate_run(
     }
     let resolved = exp.to_toml();
     let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
+    crate::interrupt::on_interrupt(
+        format!(
+            "the unfinished evaluation {} was removed (an evaluation has nothing to resume)",
+            dir.partial.display()
+        ),
+        Some(dir.partial.clone()),
+    );
     dir.write("config.toml", resolved.as_bytes())?;
     let started = Instant::now();
     let header = format!(
@@ -261,7 +268,11 @@ fn evaluate_run(
                 &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
             );
             Ok(RunSummary {
-                folder: dir.finish()?,
+                folder: {
+                    let folder = dir.finish()?;
+                    crate::interrupt::clear();
+                    folder
+                },
                 results: results_by_category(&categories, &rows),
             })
         }

@@ -2,6 +2,7 @@
 mod backbone_cmd;
 mod eval_cmd;
 mod experiment;
+mod interrupt;
 mod metrics_cmd;
 mod output;
 mod overlay;
@@ -222,6 +223,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    interrupt::install();
     memad_core::device::tune_host_allocator();
     memad_core::device::load_cuda_backend();
     match execute(cli) {

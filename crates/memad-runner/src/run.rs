@@ -86,6 +86,14 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             dir
         }
     };
+    crate::interrupt::on_interrupt(
+        format!(
+            "{} is kept (the categories it finished, each model's last saved epoch); running \
+             the same experiment again resumes it (`--restart` starts over)",
+            dir.partial.display()
+        ),
+        None,
+    );
     // A new run that fails before it has anything to resume leaves no folder behind.
     let mut cleanup = DiscardIfNothingToResume(Some(dir.partial.clone()).filter(|_| !resumed));
     let stamp = dir.stamp();
@@ -170,6 +178,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     );
     cleanup.disarm();
     let folder = dir.finish()?;
+    crate::interrupt::clear();
     Ok(RunSummary { folder, results })
 }
 
@@ -567,7 +576,8 @@ impl Session {
 }
 
 /// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
-/// (locked) to continue it; folders another process holds are passed over.
+/// (locked) to continue it; folders another process holds are passed over, and those of
+/// another config are named (an edited experiment does not resume them).
 fn find_unfinished(
     runs_dir: &Path,
     name: &str,
@@ -577,6 +587,12 @@ fn find_unfinished(
         let same = std::fs::read(partial.join("config.toml"))
             .is_ok_and(|bytes| sha256_hex(&bytes) == config_sha256);
         if !same {
+            eprintln!(
+                "note: {} is an unfinished run of another config of `{name}` (the \
+                 experiment was edited since?); left as is: restore those settings to \
+                 resume it, or delete it",
+                partial.display()
+            );
             continue;
         }
         match RunDir::reopen(&partial)? {

@@ -348,7 +348,7 @@ pub fn run(
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let combos = combinations(&base_name, &axes)?;
     let mut jobs = Vec::new();
-    let mut skipped = 0;
+    let (mut skipped, mut resuming) = (0, 0);
     for combo in &combos {
         let mut exp = combo.apply(&base)?;
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
@@ -386,6 +386,10 @@ pub fn run(
             skipped += 1;
             continue;
         }
+        resuming += usize::from(
+            (crate::run_folders::partial_runs_of(&args.runs, &combo.name).iter())
+                .any(|r| config_sha256_of_partial(r).as_deref() == Some(hash.as_str())),
+        );
         // Generate a synthetic dataset here, once: parallel runs would each generate it.
         crate::run::prepare_dataset(&loaded.dataset)
             .with_context(|| format!("preparing the data of `{}`", combo.name))?;
@@ -400,8 +404,13 @@ pub fn run(
         Launcher::Local => format!("{} at a time", args.jobs),
         Launcher::Slurm => "as a Slurm job array".to_string(),
     };
+    let resume_note = match resuming {
+        0 => String::new(),
+        n => format!(" ({n} of them resume an unfinished run)"),
+    };
     println!(
-        "sweep {base_name}: {} combinations, {skipped} already done, {} to run, {pace}",
+        "sweep {base_name}: {} combinations, {skipped} already done, {} to run{resume_note}, \
+         {pace}",
         combos.len(),
         jobs.len(),
     );
@@ -418,6 +427,12 @@ pub fn run(
             args.weights_dir.as_deref(),
         );
     }
+    crate::interrupt::on_interrupt(
+        "the unfinished runs of the sweep are kept (each says so in its log); the same \
+         `memad sweep` command resumes them and skips the finished ones"
+            .into(),
+        None,
+    );
     let failed = run_queue(args, &catalog_path, jobs, skipped)?;
     if !failed.is_empty() {
         bail!(
@@ -428,6 +443,12 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+/// The SHA-256 of an unfinished run's `config.toml`, as `memad run` compares it to resume.
+fn config_sha256_of_partial(partial: &Path) -> Option<String> {
+    let bytes = std::fs::read(partial.join("config.toml")).ok()?;
+    Some(crate::run::sha256_hex(&bytes))
 }
 
 /// Runs the jobs, `args.jobs` at a time; returns the names of those that failed.
