@@ -111,7 +111,8 @@ pub fn run(
     anyhow::ensure!(
         is_complete(run),
         "{} is not a complete run folder (one that `memad run` finished: it holds run.toml \
-         and its name does not end in .partial)",
+         and its name does not end in .partial; an unfinished run is finished by running its \
+         experiment again)",
         run.display()
     );
     let config = run.join("config.toml");

@@ -20,6 +20,26 @@ pub fn is_complete(dir: &Path) -> bool {
 /// character); a part starting with neither matches hidden names only when it starts with
 /// `.` itself. Folders that are not complete runs are left out.
 pub fn glob_runs(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut runs: Vec<PathBuf> = glob(pattern, base)?
+        .into_iter()
+        .filter(|p| is_complete(p))
+        .collect();
+    runs.sort();
+    Ok(runs)
+}
+
+/// The unfinished run folders (`.partial`) matching `pattern`, as [`glob_runs`] matches.
+pub fn glob_unfinished(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut runs: Vec<PathBuf> = glob(pattern, base)?
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial") && p.is_dir())
+        .collect();
+    runs.sort();
+    Ok(runs)
+}
+
+/// Every path matching `pattern` (see [`glob_runs`]).
+fn glob(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let absolute = pattern.starts_with('/');
     let mut current = vec![if absolute {
         PathBuf::from("/")
@@ -52,9 +72,7 @@ pub fn glob_runs(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         current = next;
     }
-    let mut runs: Vec<PathBuf> = current.into_iter().filter(|p| is_complete(p)).collect();
-    runs.sort();
-    Ok(runs)
+    Ok(current)
 }
 
 /// The complete runs of experiment `name` in `runs_dir` (`<runs_dir>/<name>/<stamp>/`), sorted
@@ -165,6 +183,10 @@ mod tests {
             ["runs/b_x/2026-01-01T00-00-00"]
         );
         assert!(glob_runs("runs/c/*", dir.path()).unwrap().is_empty());
+        assert_eq!(
+            rel(glob_unfinished("runs/*/*", dir.path()).unwrap()),
+            ["runs/a/2026-01-02T00-00-00.partial"]
+        );
         assert_eq!(
             rel(complete_runs_of(&dir.path().join("runs"), "a")),
             ["runs/a/2026-01-01T00-00-00"]

@@ -289,6 +289,20 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     }
     folders.sort();
     folders.dedup();
+    let mut unfinished = Vec::new();
+    for pattern in &spec.raw.runs {
+        unfinished.extend(crate::run_folders::glob_unfinished(pattern, base)?);
+    }
+    unfinished.sort();
+    unfinished.dedup();
+    if !unfinished.is_empty() {
+        let names: Vec<String> = unfinished.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "note: {} unfinished run(s) match and are not read: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     let mut records = Vec::new();
     for folder in &folders {
         records.extend(read_metrics(&folder.join("metrics.csv"))?);
