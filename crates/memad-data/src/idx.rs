@@ -242,6 +242,13 @@ pub fn read_mnist_part(root: &Path, part: MnistPart) -> Result<MnistSplit> {
             ),
         });
     }
+    // Both MNIST and Fashion-MNIST have ten classes; another byte is a damaged file.
+    if let Some(i) = labels.iter().position(|&l| l >= 10) {
+        return Err(DataError::Format {
+            path: labels_path,
+            message: format!("label {} of image {i} is not a class (0..9)", labels[i]),
+        });
+    }
     Ok(MnistSplit { images, labels })
 }
 

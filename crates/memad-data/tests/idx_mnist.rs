@@ -86,6 +86,15 @@ fn bad_files_are_named() {
         msg.contains("t10k-labels-idx1-ubyte") && msg.contains("4 labels but"),
         "{msg}"
     );
+    // A label that is no class (a damaged byte).
+    write(&labels, &idx_bytes(&[5], &[0, 1, 42, 0, 1]), false);
+    let msg = read_mnist_part(dir.path(), MnistPart::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("t10k-labels-idx1-ubyte") && msg.contains("label 42 of image 2"),
+        "{msg}"
+    );
     // Images given where labels are expected: wrong magic.
     let images: PathBuf = dir.path().join("t10k-images-idx3-ubyte");
     let msg = read_idx_labels(&images).unwrap_err().to_string();

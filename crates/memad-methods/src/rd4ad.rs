@@ -143,15 +143,18 @@ pub(crate) fn resolve_student(
     if shape.decoder_blocks.contains(&0) || shape.oce_blocks == 0 {
         return Err(ConfigError::new(path, "block counts must be at least 1"));
     }
-    if shape.embed_channels < 1
-        || shape.width_ratio.is_nan()
-        || shape.width_ratio <= 0.0
-        || shape.map_sigma < 0.0
-    {
+    let key = |k: &str| format!("{path}.{k}");
+    if shape.embed_channels < 1 {
         return Err(ConfigError::new(
-            path,
-            "embed_channels and width_ratio must be positive, map_sigma >= 0",
+            key("embed_channels"),
+            "must be at least 1",
         ));
+    }
+    if !(shape.width_ratio.is_finite() && shape.width_ratio > 0.0) {
+        return Err(ConfigError::new(key("width_ratio"), "must be positive"));
+    }
+    if !(shape.map_sigma.is_finite() && shape.map_sigma >= 0.0) {
+        return Err(ConfigError::new(key("map_sigma"), "must be >= 0"));
     }
     Ok(backbone)
 }

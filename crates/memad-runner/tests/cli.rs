@@ -194,6 +194,11 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "train.betas[0]: must be in [0, 1), got 1.5",
         ),
         (
+            "width.toml",
+            broken("width_ratio = 1.0", "width_ratio = 0.0"),
+            "method.width_ratio: must be positive",
+        ),
+        (
             "infinite_lr.toml",
             broken("lr = 0.005", "lr = inf"),
             "train.lr: must be positive and finite",
