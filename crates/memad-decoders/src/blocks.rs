@@ -1,7 +1,9 @@
 //! Residual bottleneck blocks shared by the OCBE and the reverse decoder.
+use crate::init;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// A bias-free convolution with the official RD4AD init (Kaiming-normal, fan-out).
 pub(crate) fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> nn::Conv2D {
     nn::conv2d(
         p,
@@ -12,22 +14,26 @@ pub(crate) fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> n
             stride,
             padding: k / 2,
             bias: false,
+            ws_init: init::KAIMING_NORMAL_FAN_OUT,
             ..Default::default()
         },
     )
 }
 
+/// A bias-free 2x2 stride-2 transposed convolution with PyTorch's default init (the official
+/// `de_resnet.py` re-initialises only `nn.Conv2d`, not `nn.ConvTranspose2d`).
 pub(crate) fn deconv2x2(p: nn::Path, c_in: i64, c_out: i64) -> nn::ConvTranspose2D {
     let cfg = nn::ConvTransposeConfig {
         stride: 2,
         bias: false,
+        ws_init: init::pytorch_default(c_out * 4).0,
         ..Default::default()
     };
     nn::conv_transpose2d(p, c_in, c_out, 2, cfg)
 }
 
 pub(crate) fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
+    init::batch_norm2d(p, c)
 }
 
 /// conv-BN-ReLU.

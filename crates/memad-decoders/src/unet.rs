@@ -15,9 +15,13 @@ use crate::blocks::bn;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
+/// A 3x3 convolution with bias, PyTorch's default init (the official code keeps it).
 fn conv3(p: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {
+    let (ws_init, bs_init) = crate::init::pytorch_default(c_in * 9);
     let cfg = nn::ConvConfig {
         padding: 1,
+        ws_init,
+        bs_init,
         ..Default::default()
     };
     nn::conv2d(p, c_in, c_out, 3, cfg)
@@ -67,10 +71,13 @@ struct Up {
 
 impl Up {
     fn new(p: nn::Path, c_in: i64, c_out: i64) -> Self {
+        let (ws_init, bs_init) = crate::init::pytorch_default(c_out * 9);
         let cfg = nn::ConvTransposeConfig {
             stride: 2,
             padding: 1,
             output_padding: 1,
+            ws_init,
+            bs_init,
             ..Default::default()
         };
         Up {

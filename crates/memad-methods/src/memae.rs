@@ -76,7 +76,9 @@
 //! - Clips: the official index files (`script_index_gen.m`) take every full window of 16
 //!   frames (stride 1) and score frames 8 .. n-8 of each test video (`gt_labels[8:-7]`);
 //!   here every frame is a clip centre, the window clamped at the video ends (first and last
-//!   frames repeated), so every frame of the test set is scored.
+//!   frames repeated), so every frame of the test set is scored. Training uses the same
+//!   clips: 15 per video more than the official index (240 of 2,550 on Ped2), whose
+//!   repeated end frames show no motion.
 //! - Score: the official `script_testing.py` averages the per-pixel L2 norm of the error over
 //!   channels (for gray frames: the mean absolute error, `score = "l2_norm"`); the default
 //!   `score = "squared_error"` is the mean squared error (the paper's Eq. 8), in `[0, 1]`

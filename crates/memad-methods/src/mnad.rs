@@ -46,7 +46,13 @@
 //!
 //! Deviations: the learning-rate schedule is the runner's `[train] schedule`; the paper files
 //! use `"cosine"`, annealed per optimizer step (the reference steps it per epoch). The first
-//! `T - 1` frames of each video are never scored, as in the reference.
+//! `T - 1` frames of each video are never scored, as in the reference. Frames are resized
+//! with a triangle filter (the reference: `cv2.resize`, bilinear without anti-aliasing);
+//! the last, smaller batch of an epoch is trained on (the reference's loader drops it).
+//! Initialisation: PyTorch's defaults, which the reference keeps (convolution weights and
+//! biases `U(+-1/sqrt(fan_in))`, BatchNorm weight 1, bias 0; the reference pins PyTorch
+//! 1.1.0, whose BatchNorm weights started at `U(0, 1)`), not tch's
+//! ([`memad_decoders::init`]).
 use memad_core::{
     memory_dim, parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError,
     CoreError, LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,

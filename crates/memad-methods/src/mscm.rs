@@ -62,6 +62,8 @@
 //! term against collapse; its encoder (ResNet-18 class), scales, prototype counts,
 //! temperatures, loss weights, augmentations, detector architecture and pseudo-anomalies are
 //! not known here; all of the above are this file's choices, sized for 28/32 px and CPUs.
+//! BatchNorm starts as PyTorch's (weight 1, bias 0; tch's default draws the weight from
+//! `U(0, 1)`).
 //!
 //! Reproduce (Fashion-MNIST, one-class, image AUROC per class; `docs/results.md`: mean
 //! 0.878 / 0.876 for MSCM against 0.850 / 0.855 for the ablation, seeds 0 / 1):
@@ -555,14 +557,14 @@ impl BasicBlock {
             };
             (
                 nn::conv2d(p / "shortcut" / "conv", c_in, c_out, 1, cfg),
-                nn::batch_norm2d(p / "shortcut" / "bn", c_out, Default::default()),
+                memad_decoders::init::batch_norm2d(p / "shortcut" / "bn", c_out),
             )
         });
         BasicBlock {
             conv1: conv3x3(p / "conv1", c_in, c_out, stride),
-            bn1: nn::batch_norm2d(p / "bn1", c_out, Default::default()),
+            bn1: memad_decoders::init::batch_norm2d(p / "bn1", c_out),
             conv2: conv3x3(p / "conv2", c_out, c_out, 1),
-            bn2: nn::batch_norm2d(p / "bn2", c_out, Default::default()),
+            bn2: memad_decoders::init::batch_norm2d(p / "bn2", c_out),
             shortcut,
         }
     }
@@ -602,7 +604,7 @@ impl Encoder {
         }
         Encoder {
             stem: conv3x3(p / "stem", channels, cfg.widths[0], cfg.stem_stride),
-            stem_bn: nn::batch_norm2d(p / "stem_bn", cfg.widths[0], Default::default()),
+            stem_bn: memad_decoders::init::batch_norm2d(p / "stem_bn", cfg.widths[0]),
             stages,
         }
     }

@@ -19,9 +19,14 @@
 //! decoder are derived from its levels, which must be consecutive stride-2 levels); the
 //! defaults of this file are the paper's WideResNet-50-2 shapes. `experiments/quickstart.toml`
 //! uses EfficientNet-Lite0 (the ImageNet weights available offline) with a smaller decoder.
-//! Against the official code (hq-deng/RD4AD): convolutions start from tch's Kaiming-uniform
-//! (fan-in) init, not Kaiming-normal (fan-out); ground-truth masks are resized
-//! nearest-neighbour and kept above 127, not bilinear and > 0.5. The paper's PRO (93.9) is
+//! Against the official code (hq-deng/RD4AD): ground-truth masks are resized
+//! nearest-neighbour and kept above 127, not bilinear and > 0.5, and an image's label is its
+//! folder's (the official `test.py` takes the maximum of the resized mask: they differ only
+//! where a defect vanishes in the resize). The student starts as the official one does
+//! ([`memad_decoders::init`]): convolutions Kaiming-normal (fan-out), the 2x2 transposed
+//! convolutions PyTorch's default (`de_resnet.py` re-initialises only `nn.Conv2d`),
+//! BatchNorm weight 1 and bias 0 (runs before 2026-12-06 used tch's defaults: Kaiming-uniform
+//! fan-in, BatchNorm weights `U(0, 1)`). The paper's PRO (93.9) is
 //! the official `test.py`'s mean of per-image PROs over 200 thresholds per image: the
 //! metric `aupro_rd4ad` ([`memad_metrics::aupro_rd4ad`]), not the pooled `aupro`.
 use crate::anomaly_map::{gaussian_blur, max_score, upsample_and_sum};
