@@ -527,7 +527,7 @@ impl Session {
     }
 
     /// Refuses to resume `dir` with another binary or another copy of the data; notes other
-    /// differences in its log. A run started before `session.toml` existed is not checked.
+    /// differences on stderr. A run started before `session.toml` existed is not checked.
     fn check_resume(&self, dir: &RunDir) -> anyhow::Result<()> {
         let Ok(text) = std::fs::read_to_string(dir.path("session.toml")) else {
             return Ok(());
@@ -537,8 +537,9 @@ impl Session {
         let refuse = |then: &str, now: &str| {
             anyhow::anyhow!(
                 "{} was started with {then}, this session has {now}: resuming would \
-                 mix the two in one result. Resume it as it was started, or start a new run \
-                 with `memad run --restart`",
+                 mix the two in one result. Resume it as it was started, or start over: \
+                 delete the folder (a sweep then runs the combination anew) or use \
+                 `memad run --restart`",
                 dir.partial.display()
             )
         };
