@@ -585,8 +585,8 @@ fn find_unfinished(
     config_sha256: &str,
 ) -> anyhow::Result<Option<RunDir>> {
     for partial in crate::run_folders::partial_runs_of(runs_dir, name) {
-        let same = std::fs::read(partial.join("config.toml"))
-            .is_ok_and(|bytes| sha256_hex(&bytes) == config_sha256);
+        let same =
+            crate::run_folders::partial_config_sha256(&partial).as_deref() == Some(config_sha256);
         if !same {
             eprintln!(
                 "note: {} is an unfinished run of another config of `{name}` (the \

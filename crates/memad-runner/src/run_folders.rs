@@ -111,6 +111,13 @@ pub fn config_sha256(run: &Path) -> Option<String> {
     value.get("config_sha256")?.as_str().map(str::to_string)
 }
 
+/// The SHA-256 of an unfinished run's `config.toml` (its resolved config): what `memad run`
+/// compares to resume it.
+pub fn partial_config_sha256(partial: &Path) -> Option<String> {
+    let bytes = std::fs::read(partial.join("config.toml")).ok()?;
+    Some(crate::run::sha256_hex(&bytes))
+}
+
 /// `*` and `?` wildcards over a whole name.
 fn wildcard_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());

@@ -387,8 +387,9 @@ pub fn run(
             continue;
         }
         resuming += usize::from(
-            (crate::run_folders::partial_runs_of(&args.runs, &combo.name).iter())
-                .any(|r| config_sha256_of_partial(r).as_deref() == Some(hash.as_str())),
+            (crate::run_folders::partial_runs_of(&args.runs, &combo.name).iter()).any(|r| {
+                crate::run_folders::partial_config_sha256(r).as_deref() == Some(hash.as_str())
+            }),
         );
         // Generate a synthetic dataset here, once: parallel runs would each generate it.
         crate::run::prepare_dataset(&loaded.dataset)
@@ -443,12 +444,6 @@ pub fn run(
         );
     }
     Ok(())
-}
-
-/// The SHA-256 of an unfinished run's `config.toml`, as `memad run` compares it to resume.
-fn config_sha256_of_partial(partial: &Path) -> Option<String> {
-    let bytes = std::fs::read(partial.join("config.toml")).ok()?;
-    Some(crate::run::sha256_hex(&bytes))
 }
 
 /// Runs the jobs, `args.jobs` at a time; returns the names of those that failed.
