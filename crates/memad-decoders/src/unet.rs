@@ -11,9 +11,14 @@
 //!   transposed conv halves the channels and the encoder stage of the same resolution is
 //!   concatenated; without (reconstruction) it keeps them, so the decoder cannot copy the
 //!   input around the memory.
-use crate::blocks::bn;
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
+
+/// BatchNorm as the reference's pinned PyTorch 1.1.0 created it: weight `U(0, 1)` (1 from
+/// PyTorch 1.2 on), bias 0; tch's default.
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
 
 /// A 3x3 convolution with bias, PyTorch's default init (the official code keeps it).
 fn conv3(p: nn::Path, c_in: i64, c_out: i64) -> nn::Conv2D {

@@ -49,10 +49,11 @@
 //! `T - 1` frames of each video are never scored, as in the reference. Frames are resized
 //! with a triangle filter (the reference: `cv2.resize`, bilinear without anti-aliasing);
 //! the last, smaller batch of an epoch is trained on (the reference's loader drops it).
-//! Initialisation: PyTorch's defaults, which the reference keeps (convolution weights and
-//! biases `U(+-1/sqrt(fan_in))`, BatchNorm weight 1, bias 0; the reference pins PyTorch
-//! 1.1.0, whose BatchNorm weights started at `U(0, 1)`), not tch's
-//! ([`memad_decoders::init`]).
+//! Initialisation: the defaults of the PyTorch 1.1.0 the reference pins, which it keeps:
+//! convolution weights and biases `U(+-1/sqrt(fan_in))` ([`memad_decoders::init`]; tch's
+//! default is wider, with zero biases), BatchNorm weights `U(0, 1)` (1 from PyTorch 1.2 on,
+//! which at 32 px and 2 epochs lost 3-4 points of micro AUROC: `docs/results.md`, "The
+//! initialisation").
 use memad_core::{
     memory_dim, parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError,
     CoreError, LossTerm, Memory, MemoryUsage, Method, Registry, Result, ScorePart, TrainOutput,
