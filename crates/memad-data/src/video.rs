@@ -115,6 +115,12 @@ pub enum ClipMode {
     /// `frames` frames centred on the scored frame, clamped at the video's ends (MemAE's 3D
     /// clips, labelled by their centre frame); every frame is scored.
     Centred,
+    /// The clips of [`ClipMode::Centred`] that lie wholly inside their video, no frame
+    /// repeated: every full window of `frames` consecutive frames, scoring its centre (the
+    /// official MemAE index files). The first `frames / 2` and last `frames - frames / 2 - 1`
+    /// frames of each video are neither trained on nor scored (16 frames: 8 and 7, the
+    /// official `gt_labels[8:-7]`).
+    CentredValid,
 }
 
 impl VideoDataset {
@@ -138,6 +144,11 @@ fn clip_samples(videos: &[Video], frames: usize, mode: ClipMode) -> Vec<Sample> 
             .collect(),
         ClipMode::Centred => centred_clips(videos, frames, 1)
             .into_iter()
+            .map(|c| (c.video, c.frames, c.centre))
+            .collect(),
+        ClipMode::CentredValid => centred_clips(videos, frames, 1)
+            .into_iter()
+            .filter(Clip::is_unclamped)
             .map(|c| (c.video, c.frames, c.centre))
             .collect(),
     };
@@ -536,6 +547,13 @@ pub struct Clip {
     pub label: Label,
 }
 
+impl Clip {
+    /// Whether the clip lies wholly inside its video (no index clamped at an end).
+    pub fn is_unclamped(&self) -> bool {
+        self.frames.windows(2).all(|w| w[1] == w[0] + 1)
+    }
+}
+
 /// Clips of `length` frames centred on every `stride`-th frame of each video (frames
 /// `c - length/2 .. c - length/2 + length`, indices clamped to the video, so the first and
 /// last frames repeat at the ends and every frame can be scored with `stride` 1).
@@ -636,6 +654,16 @@ mod tests {
         assert_eq!(c[5].frames, [3, 4, 5, 5]);
         assert_eq!((c[6].video, c[6].label), (1, Label::Anomalous));
         assert_eq!(centred_clips(&videos, 16, 2).len(), 5);
+        let whole: Vec<_> = c.iter().filter(|c| c.is_unclamped()).collect();
+        assert_eq!(
+            whole.len(),
+            3,
+            "6 frames hold 3 windows of 4, 3 frames none"
+        );
+        assert_eq!(
+            whole.iter().map(|c| c.centre).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
     }
 
     #[test]
@@ -671,6 +699,22 @@ mod tests {
         assert!(
             centred.test[3].mask.is_none(),
             "normal frames carry no mask"
+        );
+        // Official MemAE windows: 16 frames score frames 8 ..= n - 8 (gt_labels[8:-7]).
+        let data = VideoDataset {
+            test: vec![video(40, 0..0)],
+            ..data
+        };
+        let valid = data.to_clip_split("ped", 16, ClipMode::CentredValid);
+        let scored: Vec<_> = valid.test.iter().map(|s| s.image.clone()).collect();
+        assert_eq!(scored.len(), 40 - 15);
+        assert_eq!(scored[0], PathBuf::from("8.jpg"));
+        assert_eq!(scored.last(), Some(&PathBuf::from("32.jpg")));
+        assert_eq!(valid.test[0].frames[0], PathBuf::from("0.jpg"));
+        assert_eq!(valid.test[0].frames[15], PathBuf::from("15.jpg"));
+        assert!(
+            valid.train.is_empty(),
+            "a 5-frame video holds no 16-frame window"
         );
     }
 }

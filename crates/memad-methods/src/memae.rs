@@ -74,11 +74,13 @@
 //!   errors over pixels (`nn.MSELoss`, in the `[-1, 1]` units of the input) and `E` the mean
 //!   over queries; `alpha = 0.0002` is calibrated for these.
 //! - Clips: the official index files (`script_index_gen.m`) take every full window of 16
-//!   frames (stride 1) and score frames 8 .. n-8 of each test video (`gt_labels[8:-7]`);
-//!   here every frame is a clip centre, the window clamped at the video ends (first and last
-//!   frames repeated), so every frame of the test set is scored. Training uses the same
-//!   clips: 15 per video more than the official index (240 of 2,550 on Ped2), whose
-//!   repeated end frames show no motion.
+//!   frames (stride 1) and score frames 8 .. n-8 of each test video (`gt_labels[8:-7]`):
+//!   `[data.clip] mode = "centred_valid"` (the paper file). With `mode = "centred"` every
+//!   frame is a clip centre, the window clamped at the video ends (first and last frames
+//!   repeated), so every frame of the test set is scored, and training takes 15 clips per
+//!   video more than the official index (240 of 2,550 on Ped2), whose repeated end frames
+//!   show no motion (the CPU file and the figures of `docs/results.md` before the mode
+//!   existed).
 //! - Score: the official `script_testing.py` averages the per-pixel L2 norm of the error over
 //!   channels (for gray frames: the mean absolute error, `score = "l2_norm"`); the default
 //!   `score = "squared_error"` is the mean squared error (the paper's Eq. 8), in `[0, 1]`

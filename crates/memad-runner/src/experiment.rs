@@ -132,8 +132,9 @@ pub enum Setting {
 pub struct ClipConfig {
     /// Frames per sample (MNAD prediction: 5 = 4 past frames + the target; MemAE: 16).
     pub frames: usize,
-    /// `predict` (past frames + the frame scored last) or `centred` (the scored frame in the
-    /// middle).
+    /// `predict` (past frames + the frame scored last), `centred` (the scored frame in the
+    /// middle, the window clamped at the video's ends: every frame scored) or
+    /// `centred_valid` (only windows wholly inside the video, as the official MemAE).
     pub mode: ClipMode,
 }
 
