@@ -717,18 +717,54 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let config = read_config(run_dir);
-    let mut written = Vec::new();
-
+    // Every input is read before the first figure is written, so that a bad file leaves
+    // the folder's figures as they were instead of half replaced.
     let losses_path = run_dir.join("losses.csv");
-    if losses_path.is_file() {
-        let rows = read_losses(&losses_path)?;
-        if !rows.is_empty() {
-            written.extend(plot_losses(&rows, &out.join("losses"))?);
-        }
-    }
+    let losses = match losses_path.is_file() {
+        true => read_losses(&losses_path)?,
+        false => Vec::new(),
+    };
     let scores = read_scores_dir(&run_dir.join("scores"))?;
+    let usage = read_usage_dir(&run_dir.join("memory"))?;
+    let mut written = Vec::new();
+    let drawn = draw_run(&losses, &scores, &usage, config.as_ref(), &out, &mut written);
+    if written.is_empty() && created {
+        let _ = std::fs::remove_dir(&out);
+    }
+    if let Err(e) = drawn {
+        let kept: Vec<String> = (written.iter()).map(|p| p.display().to_string()).collect();
+        return Err(match kept.is_empty() {
+            true => e,
+            false => e.context(format!(
+                "drawing the figures of {} (written before the error: {})",
+                run_dir.display(),
+                kept.join(", ")
+            )),
+        });
+    }
+    anyhow::ensure!(
+        !written.is_empty(),
+        "{}: nothing to plot (no losses.csv rows, no scores/*.csv)",
+        run_dir.display()
+    );
+    Ok(written)
+}
+
+/// Draws every figure the inputs hold data for into `out`, adding each file to `written`
+/// as it is written.
+fn draw_run(
+    losses: &[LossRow],
+    scores: &[Scores],
+    usage: &[CategoryUsage],
+    config: Option<&toml::Value>,
+    out: &Path,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    if !losses.is_empty() {
+        written.extend(plot_losses(losses, &out.join("losses"))?);
+    }
     let shown: Vec<Shown> = (scores.iter())
-        .map(|s| Shown::new(s, config.as_ref()))
+        .map(|s| Shown::new(s, config))
         .collect();
     // How video categories' scores are normalised, for the ROC and PR captions.
     let mut what: Vec<String> = Vec::new();
@@ -777,30 +813,20 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     }
     for s in &shown {
         if let Some(scoring) = &s.video {
-            written.extend(plot_frames(s.raw, &s.scores, scoring, &out)?);
+            written.extend(plot_frames(s.raw, &s.scores, scoring, out)?);
         }
     }
-    let usage = read_usage_dir(&run_dir.join("memory"))?;
     if !usage.is_empty() {
         let per_class = config
-            .as_ref()
             .and_then(|c| lookup(c, "method.memory.items_per_class"))
             .and_then(toml::Value::as_integer)
             .and_then(|k| usize::try_from(k).ok());
-        let multi_class = config.as_ref().is_some_and(|c| {
+        let multi_class = config.is_some_and(|c| {
             lookup(c, "data.setting").and_then(toml::Value::as_str) == Some("multi_class")
         });
-        written.extend(plot_memory_usage(&usage, multi_class, per_class, &out)?);
+        written.extend(plot_memory_usage(usage, multi_class, per_class, out)?);
     }
-    if written.is_empty() && created {
-        let _ = std::fs::remove_dir(&out);
-    }
-    anyhow::ensure!(
-        !written.is_empty(),
-        "{}: nothing to plot (no losses.csv rows, no scores/*.csv)",
-        run_dir.display()
-    );
-    Ok(written)
+    Ok(())
 }
 
 /// The run's `config.toml`, `None` when it is missing or does not parse.
@@ -2837,6 +2863,32 @@ mod tests {
         // A name without a number: positions in the video.
         assert_eq!(frame_numbers(&s, &[2]), [0]);
         assert_eq!(rows_by_video(&s.videos), [vec![0, 1], vec![2]]);
+    }
+
+    #[test]
+    fn a_bad_input_file_leaves_the_figures_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path();
+        std::fs::write(
+            run_dir.join("losses.csv"),
+            "category,epoch,term,value\nc,1,loss,0.5\nc,2,loss,0.25\n",
+        )
+        .unwrap();
+        let first = run(run_dir, None).unwrap();
+        let losses_png = run_dir.join("plots/losses.png");
+        assert!(first.contains(&losses_png), "{first:?}");
+        let before = std::fs::read(&losses_png).unwrap();
+        // A later run's loss rows and a scores file that does not parse: nothing is redrawn.
+        std::fs::write(
+            run_dir.join("losses.csv"),
+            "category,epoch,term,value\nc,1,loss,0.9\nc,2,loss,0.1\nc,3,loss,0.05\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(run_dir.join("scores")).unwrap();
+        std::fs::write(run_dir.join("scores/c.csv"), "image,label,score\na.png,1,x\n").unwrap();
+        let err = format!("{:#}", run(run_dir, None).unwrap_err());
+        assert!(err.contains("c.csv"), "{err}");
+        assert_eq!(std::fs::read(&losses_png).unwrap(), before);
     }
 
     #[test]
