@@ -251,7 +251,8 @@ fn evaluate_run(
         Ok(rows) => {
             let _ = std::fs::remove_dir(dir.path("checkpoints")); // an evaluation trains nothing
             let mut meta = RunMeta::new(
-                loaded,
+                crate::run::Session::now(loaded, device),
+                loaded.experiment.seed,
                 device,
                 started,
                 sha256_hex(resolved.as_bytes()),

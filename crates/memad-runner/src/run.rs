@@ -169,7 +169,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     }
     let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-    let meta = RunMeta::new(loaded, device, started, config_sha256, checkout)?;
+    let meta = RunMeta::new(session, exp.seed, device, started, config_sha256, checkout)?;
     let meta = RunMeta { resumed, ..meta };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
@@ -411,7 +411,7 @@ const TCH_VERSION: &str = "0.24.0";
 pub(crate) struct RunMeta {
     memad_version: &'static str,
     /// The commit the binary was built from, `-dirty` when built from an edited tree.
-    commit: &'static str,
+    commit: String,
     /// The checkout around the folder memad ran in at the start (absent outside one): where
     /// the experiment files came from; differs from `commit` when the binary is older.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -446,33 +446,34 @@ pub(crate) struct RunMeta {
 }
 
 impl RunMeta {
-    /// The metadata of a session that started at `started` (in `checkout`) and is ending now.
+    /// The metadata of `session`, which started at `started` (in `checkout`) and is ending
+    /// now, on `device`.
     pub(crate) fn new(
-        loaded: &Loaded,
+        session: Session,
+        seed: u64,
         device: Device,
         started: Instant,
         config_sha256: String,
         checkout: Option<String>,
     ) -> anyhow::Result<Self> {
-        let exp = &loaded.experiment;
         Ok(RunMeta {
             memad_version: env!("CARGO_PKG_VERSION"),
-            commit: BUILD_COMMIT,
+            commit: session.commit,
             checkout,
-            device: format!("{device:?}"),
+            device: session.device,
             tch_version: TCH_VERSION,
             torch_version: memad_core::device::torch_info()
                 .torch_version
                 .unwrap_or_default(),
-            seed: exp.seed,
-            torch_threads: tch::get_num_threads(),
-            cpu: memad_core::device::cpu_description(),
+            seed,
+            torch_threads: session.torch_threads,
+            cpu: session.cpu,
             wall_seconds: started.elapsed().as_secs_f64(),
             resumed: false,
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
             device_memory: device_memory(device)?,
             config_sha256,
-            dataset_root: absolute_root(&loaded.dataset.root),
+            dataset_root: session.dataset_root,
             evaluates: None,
         })
     }
@@ -507,7 +508,7 @@ fn device_memory(device: tch::Device) -> anyhow::Result<Option<DeviceMemory>> {
 /// session must share for the run to be one result: the same code and the same copy of
 /// the data. Threads, device and CPU only change the last digits, so they are noted.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Session {
+pub(crate) struct Session {
     commit: String,
     dataset_root: String,
     device: String,
@@ -516,7 +517,8 @@ struct Session {
 }
 
 impl Session {
-    fn now(loaded: &Loaded, device: Device) -> Self {
+    /// This process's session of `loaded` on `device`.
+    pub(crate) fn now(loaded: &Loaded, device: Device) -> Self {
         Session {
             commit: BUILD_COMMIT.to_string(),
             dataset_root: absolute_root(&loaded.dataset.root),
