@@ -12,8 +12,8 @@
 //!
 //! Only keys that cannot change what was trained may be overridden: `device`, `precision`,
 //! `channels_last`, `cudnn_benchmark`, `cuda_graphs`, `data.eval_batch_size`, `data.cache`,
-//! `eval.*`, and `method.*` except the method's and backbone's `kind`, the backbone's
-//! `weights` and `levels`. A `method.*` override that changes the model's variables fails to
+//! `eval.*`, and `method.*` except `method.kind`, `method.memory.kind` and the backbone's
+//! `kind`, `weights` and `levels`. A `method.*` override that changes the model's variables fails to
 //! load the checkpoint, naming the variable; one that changes only how the model trains (a
 //! loss weight) is accepted and then means nothing: leave those to `memad sweep`.
 use crate::experiment::{self, Loaded};

@@ -28,8 +28,8 @@ use std::process::ExitCode;
     about = "Memory-augmented anomaly detection on libtorch"
 )]
 struct Cli {
-    /// The dataset catalog; default: the nearest `datasets.toml` above the experiment file,
-    /// else above the current folder.
+    /// The dataset catalog; default: the nearest `datasets.toml` above the experiment file (for
+    /// `eval`: the run folder), else above the current folder.
     #[arg(long, global = true)]
     datasets: Option<PathBuf>,
     #[command(subcommand)]
@@ -72,8 +72,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Draw a run's training curves, ROC and PR curves and (video runs) frame scores as PNG
-    /// and SVG; `memad plot ablation ...` draws a metric against a swept parameter.
+    /// Draw a run's training curves, ROC and PR curves, (video runs) frame scores and
+    /// (methods with a memory) memory-usage heat maps as PNG and SVG; `memad plot ablation ...` draws a metric against a swept parameter.
     Plot(PlotArgs),
     /// Parse, validate and resolve experiment files (and table specs); nothing is trained.
     Check {
