@@ -40,10 +40,19 @@ pub(crate) fn decode_luma(path: &Path) -> Result<GrayImage> {
 
 /// `(width, height)` from the file header, without decoding the pixels. A PNG must also end
 /// with its `IEND` chunk and a JPEG with its end-of-image marker, so a truncated file is
-/// found here, not when a loader decodes it after training.
+/// found here, not when a loader decodes it after training. TIFF and BMP have no end marker
+/// (UCSD's frames are TIFF, BTAD's masks partly BMP; both mostly uncompressed, so cheap to
+/// decode): they are decoded whole.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     let reader = open(path)?;
     let format = reader.format();
+    if matches!(
+        format,
+        Some(image::ImageFormat::Tiff | image::ImageFormat::Bmp)
+    ) {
+        let image = decode(path)?;
+        return Ok((image.width(), image.height()));
+    }
     let size = reader.into_dimensions().map_err(|e| DataError::Image {
         path: path.to_path_buf(),
         message: e.to_string(),

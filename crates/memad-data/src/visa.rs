@@ -55,6 +55,8 @@ pub fn read_split_csv(root: &Path) -> Result<Vec<VisaRow>> {
     check_root(root)?;
     let path = root.join(VISA_SPLIT_CSV);
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    // A spreadsheet program saving the split re-adds a UTF-8 byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let fail = |line: usize, message: String| DataError::Format {
         path: path.clone(),
         message: format!("line {line}: {message}"),

@@ -193,7 +193,7 @@ fn real_ped2() {
 /// A PNG or JPEG cut short still has a readable header: the check finds it by its missing
 /// end marker, before a run trains and then fails on it.
 #[test]
-fn truncated_png_and_jpeg_are_problems() {
+fn truncated_images_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mvtec");
     let noise = RgbImage::from_fn(64, 64, |x, y| {
@@ -203,7 +203,14 @@ fn truncated_png_and_jpeg_are_problems() {
     std::fs::create_dir_all(&good).unwrap();
     noise.save(good.join("000.png")).unwrap();
     noise.save(good.join("001.jpg")).unwrap();
-    for (name, from) in [("002.png", "000.png"), ("003.jpg", "001.jpg")] {
+    noise.save(good.join("004.tif")).unwrap();
+    noise.save(good.join("005.bmp")).unwrap();
+    for (name, from) in [
+        ("002.png", "000.png"),
+        ("003.jpg", "001.jpg"),
+        ("006.tif", "004.tif"),
+        ("007.bmp", "005.bmp"),
+    ] {
         let whole = std::fs::read(good.join(from)).unwrap();
         std::fs::write(good.join(name), &whole[..whole.len() / 2]).unwrap();
     }
@@ -221,9 +228,17 @@ fn truncated_png_and_jpeg_are_problems() {
         text.contains("003.jpg: corrupt or unreadable image: truncated: the JPEG"),
         "{text}"
     );
+    // TIFF and BMP have no end marker: decoded whole (UCSD's frames are TIFF).
     assert!(
-        !text.contains("000.png:") && !text.contains("001.jpg:"),
+        text.contains("006.tif: corrupt or unreadable image"),
         "{text}"
     );
-    assert!(text.contains("2 problem(s)"), "{text}");
+    assert!(
+        text.contains("007.bmp: corrupt or unreadable image"),
+        "{text}"
+    );
+    for whole in ["000.png:", "001.jpg:", "004.tif:", "005.bmp:"] {
+        assert!(!text.contains(whole), "{text}");
+    }
+    assert!(text.contains("4 problem(s)"), "{text}");
 }

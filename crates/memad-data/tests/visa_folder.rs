@@ -73,6 +73,17 @@ fn reads_visa() {
         .map(|(x, y, _)| (x, y))
         .collect();
     assert_eq!(marked, [(0, 0), (1, 0)]);
+    // The split as a spreadsheet program saves it: with a UTF-8 byte-order mark.
+    let split_csv = dir.path().join("split_csv/1cls.csv");
+    let text = std::fs::read_to_string(&split_csv).unwrap();
+    std::fs::write(&split_csv, format!("\u{feff}{text}")).unwrap();
+    assert_eq!(
+        visa::read_category(dir.path(), "candle")
+            .unwrap()
+            .test
+            .len(),
+        3
+    );
     let msg = visa::read_category(dir.path(), "candel")
         .unwrap_err()
         .to_string();
