@@ -1,5 +1,6 @@
-//! A minimal MAT-file level 5 reader: exactly what CUHK Avenue's ground truth needs (a cell
-//! array of 2-D pixel masks), with clear errors for everything else.
+//! A minimal MAT-file level 5 reader: exactly what CUHK Avenue's ground truth (a cell array
+//! of 2-D pixel masks) and Liu et al.'s frame labels (a cell array of 2 x K frame ranges)
+//! need, with clear errors for everything else.
 //!
 //! The format (MathWorks, "MAT-File Format", level 5; written by MATLAB's `save` up to
 //! `-v7` and by scipy's `savemat`):
@@ -39,6 +40,89 @@ const MI_COMPRESSED: u32 = 15;
 const MX_CELL: u8 = 1;
 const FLAG_COMPLEX: u32 = 0x0800;
 const FLAG_LOGICAL: u32 = 0x0200;
+
+/// A 2-D matrix's values, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// `rows * cols` values, row `r` at `r * cols..(r + 1) * cols`.
+    pub data: Vec<f64>,
+}
+
+/// One cell as stored: a real 2-D matrix of element type `kind`, column-major bytes.
+struct Cell {
+    rows: usize,
+    cols: usize,
+    kind: u32,
+    data: Vec<u8>,
+}
+
+impl Cell {
+    /// The bytes of one value.
+    fn size(&self) -> usize {
+        numeric_type(self.kind).map_or(1, |(size, _)| size)
+    }
+
+    /// Non-zero values as flags, row-major.
+    fn flags(&self) -> FlagMatrix {
+        let (rows, cols, size) = (self.rows, self.cols, self.size());
+        let float = numeric_type(self.kind).is_some_and(|(_, float)| float);
+        // Non-zero, with -0.0 as zero: the bits below a float's sign bit.
+        let nonzero = |c: &[u8]| match (float, size) {
+            (true, 4) => u32::from_le_bytes([c[0], c[1], c[2], c[3]]) << 1 != 0,
+            (true, _) => {
+                u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) << 1 != 0
+            }
+            _ => c.iter().any(|&b| b != 0),
+        };
+        // Column c of the column-major data holds (0..rows, c); masks are mostly zero, so
+        // all-zero columns are skipped whole.
+        let mut flags = vec![false; rows * cols];
+        if rows > 0 {
+            for (c, column) in self.data.chunks_exact(rows * size).enumerate() {
+                if all_zero(column) {
+                    continue;
+                }
+                for (row, value) in column.chunks_exact(size).enumerate() {
+                    flags[row * cols + c] = nonzero(value);
+                }
+            }
+        }
+        FlagMatrix {
+            rows,
+            cols,
+            data: flags,
+        }
+    }
+
+    /// The values as `f64`, row-major.
+    fn values(&self) -> ValueMatrix {
+        let (rows, cols, size) = (self.rows, self.cols, self.size());
+        let value = |c: &[u8]| -> f64 {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            match self.kind {
+                1 => c[0] as i8 as f64,
+                2 => c[0] as f64,
+                3 => i16::from_le_bytes([c[0], c[1]]) as f64,
+                4 => u16::from_le_bytes([c[0], c[1]]) as f64,
+                5 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+                6 => u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+                7 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
+                12 => i64::from_le_bytes(b) as f64,
+                13 => u64::from_le_bytes(b) as f64,
+                _ => f64::from_le_bytes(b),
+            }
+        };
+        let mut data = vec![0.0; rows * cols];
+        for (i, c) in self.data.chunks_exact(size).enumerate() {
+            // Column-major index i is (i % rows, i / rows).
+            data[(i % rows) * cols + i / rows] = value(c);
+        }
+        ValueMatrix { rows, cols, data }
+    }
+}
 
 /// A 2-D matrix as non-zero flags, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,8 +308,8 @@ impl Ctx<'_> {
         })
     }
 
-    /// One cell (an miMATRIX element of `bytes` bytes, its tag read) as flags.
-    fn cell(&self, r: &mut impl Read, bytes: usize, what: &str) -> Result<FlagMatrix> {
+    /// One cell (an miMATRIX element of `bytes` bytes, its tag read).
+    fn cell(&self, r: &mut impl Read, bytes: usize, what: &str) -> Result<Cell> {
         if bytes == 0 {
             return Err(self.fail(format!("{what} is empty")));
         }
@@ -253,7 +337,7 @@ impl Ctx<'_> {
             }
         };
         let tag = self.expect_tag(&mut r, what)?;
-        let (size, float) = numeric_type(tag.kind)
+        let (size, _) = numeric_type(tag.kind)
             .ok_or_else(|| self.fail(format!("{what}: unsupported data type {}", tag.kind)))?;
         let data = read_data(&mut r, &tag).map_err(|e| self.io(what, e))?;
         if data.len() != rows * cols * size {
@@ -262,33 +346,13 @@ impl Ctx<'_> {
                 data.len()
             )));
         }
-        // Non-zero, with -0.0 as zero: the bits below a float's sign bit.
-        let nonzero = |c: &[u8]| match (float, size) {
-            (true, 4) => u32::from_le_bytes([c[0], c[1], c[2], c[3]]) << 1 != 0,
-            (true, _) => {
-                u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) << 1 != 0
-            }
-            _ => c.iter().any(|&b| b != 0),
-        };
-        // Column c of the column-major data holds (0..rows, c); masks are mostly zero, so
-        // all-zero columns are skipped whole.
-        let mut flags = vec![false; rows * cols];
-        if rows > 0 {
-            for (c, column) in data.chunks_exact(rows * size).enumerate() {
-                if all_zero(column) {
-                    continue;
-                }
-                for (row, value) in column.chunks_exact(size).enumerate() {
-                    flags[row * cols + c] = nonzero(value);
-                }
-            }
-        }
         let rest = r.limit();
         skip(&mut r, rest).map_err(|e| self.io(what, e))?;
-        Ok(FlagMatrix {
+        Ok(Cell {
             rows,
             cols,
-            data: flags,
+            kind: tag.kind,
+            data,
         })
     }
 }
@@ -323,8 +387,8 @@ enum Found {
 }
 
 /// Reads variable `name` of the MAT v5 file at `path`, a cell array of real 2-D numeric or
-/// logical matrices, passing each cell (column-major cell order: 1..T for a 1 x T array) to
-/// `each` with its 0-based index. Returns the number of cells.
+/// logical matrices, passing each cell (column-major cell order: 1..T for a 1 x T array) as
+/// non-zero flags to `each` with its 0-based index. Returns the number of cells.
 ///
 /// # Shapes
 /// Each [`FlagMatrix`] is `rows x cols` as in MATLAB (`H x W` for masks), row-major.
@@ -332,6 +396,23 @@ pub fn read_cell_flags(
     path: &Path,
     name: &str,
     mut each: impl FnMut(usize, FlagMatrix) -> Result<()>,
+) -> Result<usize> {
+    read_cells(path, name, |k, cell| each(k, cell.flags()))
+}
+
+/// [`read_cell_flags`] with each cell's values (as `f64`) instead of flags.
+pub fn read_cell_values(
+    path: &Path,
+    name: &str,
+    mut each: impl FnMut(usize, ValueMatrix) -> Result<()>,
+) -> Result<usize> {
+    read_cells(path, name, |k, cell| each(k, cell.values()))
+}
+
+fn read_cells(
+    path: &Path,
+    name: &str,
+    mut each: impl FnMut(usize, Cell) -> Result<()>,
 ) -> Result<usize> {
     let ctx = Ctx { path };
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -401,7 +482,7 @@ fn variable(
     bytes: usize,
     name: &str,
     ctx: &Ctx,
-    each: &mut impl FnMut(usize, FlagMatrix) -> Result<()>,
+    each: &mut impl FnMut(usize, Cell) -> Result<()>,
 ) -> Result<Found> {
     if bytes == 0 {
         return Ok(Found::Other(String::new(), 0));
@@ -418,7 +499,7 @@ fn variable(
             class_name(head.class)
         };
         return Err(ctx.fail(format!(
-            "`{name}` is a {class} array; expected a cell array of masks"
+            "`{name}` is a {class} array; expected a cell array of matrices"
         )));
     }
     let cells: usize = head.dims.iter().product();

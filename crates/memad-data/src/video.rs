@@ -8,6 +8,7 @@
 //! <root>/testing/masks/<video>/<frame>.png      optional pixel masks, same stems as frames
 //! <root>/frame_labels_<name>.npy                frame labels of all test videos, concatenated
 //!   or <root>/UCSDpedN.m                        the official UCSD ranges (see below)
+//!   or <root>/<name>.mat                        Liu et al.'s ranges (ped1/ped2/avenue.mat)
 //! ```
 //!
 //! The original UCSD Anomaly Detection layout (`UCSD_Anomaly_Dataset.v1p2/UCSDped2`):
@@ -22,7 +23,16 @@
 //! `UCSDpedN.m` holds one `TestVideoFile{end+1}.gt_frame = [61:180];` line per test video
 //! (in order): the 1-based inclusive ranges of anomalous frames, several separated by
 //! commas (`[5:90, 140:200]`). A `.npy` label file holds one 0/1 value per test frame,
-//! videos concatenated in order (MNAD's `frame_labels_ped2.npy`, shape `(1, 2010)`).
+//! videos concatenated in order (MNAD's `frame_labels_ped2.npy`, shape `(1, 2010)`). A
+//! `.mat` label file is that of the frame tarballs of Liu et al. (CVPR 2018; `ped2.mat`
+//! beside `training/` and `testing/`, where MNAD's README sends its users): variable `gt`,
+//! a cell per test video holding a `2 x K` matrix, one column per anomalous event (first
+//! and last frame, 1-based, inclusive: the ranges of `UCSDpedN.m`).
+//!
+//! UCSD Ped1 as distributed (v1p2) is reported to hold a truncated frame,
+//! `Test/Test017/142.tif`: `memad datasets check` names it and `memad run` refuses to start.
+//! Other frameworks' loaders repeat the previous frame in its place; to do the same, replace
+//! it with a copy of `141.tif` (a deliberate change of the data, so say so with the results).
 //!
 //! `<root>` is one dataset (a category named after its folder) when it has the layout;
 //! otherwise each of its sub-folders that has it is one (`UCSD_Anomaly_Dataset.v1p2` holds
@@ -304,14 +314,16 @@ fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The label files directly in `dirs`: `frame_labels_*.npy` and `*.m`, sorted.
+/// The label files directly in `dirs`: `frame_labels_*.npy`, `*.m` and `*.mat`, sorted.
 fn label_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         let (_, files) = entries(dir)?;
         found.extend(files.into_iter().filter(|f| {
             let name = name_of(f);
-            (name.starts_with("frame_labels_") && name.ends_with(".npy")) || name.ends_with(".m")
+            (name.starts_with("frame_labels_") && name.ends_with(".npy"))
+                || name.ends_with(".m")
+                || name.ends_with(".mat")
         }));
     }
     Ok(found)
@@ -325,7 +337,8 @@ fn find_labels(dirs: &[PathBuf]) -> Result<PathBuf> {
         0 => Err(DataError::Layout {
             path: dirs[0].clone(),
             message: format!(
-                "no frame labels: expected frame_labels_<name>.npy or UCSDpedN.m in {}",
+                "no frame labels: expected frame_labels_<name>.npy, UCSDpedN.m or <name>.mat \
+                 (Liu et al.'s ped2.mat) in {}",
                 dirs.iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()
@@ -426,11 +439,15 @@ fn apply_labels(test: &mut [Video], path: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let ranges = parse_ucsd_ranges(&text, path)?;
+    let (ranges, entries) = if path.extension().is_some_and(|e| e == "mat") {
+        (read_mat_ranges(path)?, "`gt` cells")
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        (parse_ucsd_ranges(&text, path)?, "gt_frame entries")
+    };
     if ranges.len() != test.len() {
         return Err(mismatch(format!(
-            "{} gt_frame entries for {} test videos",
+            "{} {entries} for {} test videos",
             ranges.len(),
             test.len()
         )));
@@ -450,6 +467,40 @@ fn apply_labels(test: &mut [Video], path: &Path) -> Result<()> {
         v.labels = labels;
     }
     Ok(())
+}
+
+/// The variable `gt` of Liu et al.'s `.mat` labels: per test video (a cell), the columns of
+/// its `2 x K` matrix as 1-based inclusive ranges.
+pub fn read_mat_ranges(path: &Path) -> Result<Vec<Vec<(usize, usize)>>> {
+    let mut videos = Vec::new();
+    crate::matv5::read_cell_values(path, "gt", |k, m| {
+        let fail = |message: String| DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("`gt` cell {} (test video {}): {message}", k + 1, k + 1),
+        };
+        if m.rows != 2 && !m.data.is_empty() {
+            return Err(fail(format!(
+                "a {} x {} matrix; expected 2 x K (first and last frame of each event)",
+                m.rows, m.cols
+            )));
+        }
+        let frame = |v: f64| match v >= 1.0 && v.fract() == 0.0 {
+            true => Ok(v as usize),
+            false => Err(fail(format!("{v} is not a 1-based frame number"))),
+        };
+        let ranges = (0..m.cols.min(m.data.len() / 2))
+            .map(|j| {
+                let (first, last) = (frame(m.data[j])?, frame(m.data[m.cols + j])?);
+                match first <= last {
+                    true => Ok((first, last)),
+                    false => Err(fail(format!("event {} ends before it starts", j + 1))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        videos.push(ranges);
+        Ok(())
+    })?;
+    Ok(videos)
 }
 
 /// Parses the `gt_frame = [a:b, c:d]` lines of a UCSD `.m` file (`path` for errors): per

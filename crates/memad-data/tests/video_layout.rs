@@ -175,6 +175,46 @@ fn reads_the_mnad_layout_with_npy_labels() {
 }
 
 #[test]
+fn reads_liu_et_al_mat_labels() {
+    // tests/fixtures/liu_gt.mat (tools/make_liu_gt_fixture.py, scipy's savemat): `gt` of
+    // three videos, events [3:5], [1:2, 7:8] and none.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ped2");
+    for k in 0..3 {
+        frame(&root.join(format!("training/frames/01/{k:03}.jpg")), 50);
+    }
+    for (video, frames) in [("01", 6), ("02", 8), ("03", 2)] {
+        for k in 0..frames {
+            frame(&root.join(format!("testing/frames/{video}/{k:03}.jpg")), 50);
+        }
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/liu_gt.mat");
+    std::fs::copy(&fixture, root.join("ped2.mat")).unwrap();
+    let data = read_video_frames(&root).unwrap();
+    assert_eq!(data.labels_file, root.join("ped2.mat"));
+    use Label::{Anomalous as A, Normal as N};
+    let labels: Vec<Vec<Label>> = data.test.iter().map(|v| v.labels.clone()).collect();
+    assert_eq!(
+        labels,
+        [
+            vec![N, N, A, A, A, N],
+            vec![A, A, N, N, N, N, A, A],
+            vec![N, N]
+        ]
+    );
+    // An event past the end of its video is named.
+    std::fs::remove_file(root.join("testing/frames/02/007.jpg")).unwrap();
+    let msg = read_video_frames(&root).unwrap_err().to_string();
+    assert!(
+        msg.contains("ped2.mat") && msg.contains("7:8 of video 02 goes past its 7 frames"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(root.join("testing/frames/03")).unwrap();
+    let msg = read_video_frames(&root).unwrap_err().to_string();
+    assert!(msg.contains("3 `gt` cells for 2 test videos"), "{msg}");
+}
+
+#[test]
 fn real_ucsd_ped2() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ucsd_ped2");
     if !root.is_dir() {
