@@ -1,5 +1,5 @@
 //! `memad table SPEC.toml`: the tidy `metrics.csv` rows of complete runs pivoted into a paper
-//! table, written as Markdown, CSV and LaTeX.
+//! table, written as Markdown, CSV (with the runs behind each row) and LaTeX.
 //!
 //! A spec (`experiments/tables/*.toml`) names the runs (globs, relative to the current
 //! folder), the rows (one or more `metrics.csv` columns, or `name`), the columns (`category`
@@ -426,6 +426,8 @@ pub struct Table {
     pub columns: Vec<String>,
     /// `(row label, one cell per column)`.
     pub rows: Vec<(String, Vec<Option<Cell>>)>,
+    /// Per row, the runs its values come from (`experiment/time stamp`, sorted).
+    pub row_runs: Vec<Vec<String>>,
     pub format: NumberFormat,
     pub decimals: usize,
     /// Older re-runs of the same experiment and seed that were left out
@@ -618,6 +620,14 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             .map(|k| k.1.clone())
             .collect()
     };
+    let runs_of = |row: &str| -> Vec<String> {
+        let runs: BTreeSet<String> = (values.iter())
+            .filter(|(k, _)| k.0 == row)
+            .map(|(_, s)| format!("{}/{}", s.experiment, s.stamp))
+            .collect();
+        runs.into_iter().collect()
+    };
+    let row_runs = ordered.iter().map(|row| runs_of(row)).collect();
     let mut rows: Vec<(String, Vec<Option<Cell>>)> = Vec::new();
     for row in &ordered {
         let seeds = seeds_of(row);
@@ -647,6 +657,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             .map(|(c, _)| display(&raw.names, c))
             .collect(),
         rows,
+        row_runs,
         format: raw.format,
         decimals,
         superseded: superseded.into_iter().collect(),
@@ -949,12 +960,13 @@ fn latex_escape(s: &str) -> String {
     out
 }
 
-/// Long-form CSV: `row, column, mean, std, seeds, best`, values in the metric's own units
-/// (not scaled), full precision; `std` is empty for one seed, missing cells are left out.
+/// Long-form CSV: `row, column, mean, std, seeds, best, runs`, values in the metric's own
+/// units (not scaled), full precision; `std` is empty for one seed, missing cells are left
+/// out; `runs` lists the runs behind the cell's row (`experiment/time stamp`, `;`-separated).
 pub fn csv_long(table: &Table) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["row", "column", "mean", "std", "seeds", "best"])?;
-    for (label, cells) in &table.rows {
+    w.write_record(["row", "column", "mean", "std", "seeds", "best", "runs"])?;
+    for ((label, cells), runs) in table.rows.iter().zip(&table.row_runs) {
         for (column, cell) in table.columns.iter().zip(cells) {
             if let Some(c) = cell {
                 w.write_record([
@@ -964,6 +976,7 @@ pub fn csv_long(table: &Table) -> anyhow::Result<Vec<u8>> {
                     c.std.map(|s| s.to_string()).unwrap_or_default(),
                     c.seeds.to_string(),
                     c.best.to_string(),
+                    runs.join(";"),
                 ])?;
             }
         }

@@ -171,13 +171,21 @@ fn table_snapshot_markdown_csv_latex() {
         std::fs::read_to_string(tables.join("synthetic.tex")).unwrap(),
         CATEGORY_LATEX
     );
-    // CSV: one row per cell, values in the metric's units, full precision.
+    // CSV: one row per cell, values in the metric's units, full precision, and the runs
+    // behind the row (the superseded PatchCore run is not among them).
     let csv = std::fs::read_to_string(tables.join("synthetic.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "row,column,mean,std,seeds,best");
+    assert_eq!(lines[0], "row,column,mean,std,seeds,best,runs");
     assert_eq!(lines.len(), 1 + 6, "{csv}");
     assert!(lines[1].starts_with("RD4AD,carpet,0.96"), "{csv}");
-    assert!(lines.contains(&"PatchCore,grid,0.95,,1,true"), "{csv}");
+    assert!(
+        lines[1].ends_with(",rd4ad_seed-0/2026-01-01T00-00-00;rd4ad_seed-1/2026-01-01T00-10-00"),
+        "{csv}"
+    );
+    assert!(
+        lines.contains(&"PatchCore,grid,0.95,,1,true,patchcore/2026-01-02T00-00-00"),
+        "{csv}"
+    );
     // Nothing but the three files.
     assert_eq!(std::fs::read_dir(&tables).unwrap().count(), 3);
 }
