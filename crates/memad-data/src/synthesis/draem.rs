@@ -23,7 +23,8 @@ pub struct DraemConfig {
     /// Lattice resolutions are `2^k`, `k` in `min_perlin_scale..perlin_scale` (exclusive).
     pub perlin_scale: u32,
     pub min_perlin_scale: u32,
-    /// `β ~ U[0, beta_max]`.
+    /// `β ~ U[0, beta_max]`, the image's weight inside the mask (the anomaly source's is
+    /// `1 - β`, at least `1 - beta_max`).
     pub beta_max: f32,
     /// Probability that an anomaly is added at all.
     pub anomaly_probability: f32,
@@ -165,7 +166,7 @@ impl DraemSynthesizer {
                 any = true;
                 for k in 0..3 {
                     let i = o[k] as f32;
-                    o[k] = to_u8((1.0 - beta) * i + beta * a[k] as f32);
+                    o[k] = to_u8(beta * i + (1.0 - beta) * a[k] as f32);
                 }
             }
         }

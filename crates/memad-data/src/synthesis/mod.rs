@@ -18,7 +18,10 @@
 //!    probability ½ the image itself with its 4×4 tiles shuffled, otherwise a procedural
 //!    texture of [`crate::synthetic`] (a random category);
 //! 5. `A` augmented by 3 distinct random operations of DRAEM's imgaug set;
-//! 6. `I_a = (1 − M) ⊙ I + (1 − β)(M ⊙ I) + β (M ⊙ A)`, `β ~ U[0, beta_max]` (0.8);
+//! 6. `I_a = (1 − M) ⊙ I + β (M ⊙ I) + (1 − β)(M ⊙ A)`, `β ~ U[0, beta_max]` (0.8): the
+//!    official `data_loader.py` (`beta = rand * 0.8`, `(1 - beta) * img_thr + beta * image`),
+//!    so the source's opacity is in `[0.2, 1]`; the paper's Eq. 2 names the weights the
+//!    other way round, with its `β` in `[0.1, 1]`;
 //! 7. with probability `1 − anomaly_probability` (0.5, DRAEM's `has_anomaly`) the image is
 //!    returned unchanged with an empty mask; `has_anomaly` is also false when `M` is empty.
 //!
