@@ -29,6 +29,20 @@
 //! the prototypes start as normal bottleneck features of their class (`memory.init =
 //! "features"`, the default) or `N(0, 1)` (`"random"`).
 //!
+//! Consequences of these choices, stated so they are not read as the paper's:
+//! - Pairs: the synthesis decides per image whether `x_a` carries an anomaly (DRAEM's
+//!   `anomaly_probability`, 0.5 by default, as DRAEM's code); otherwise `x_a = x_n` with an
+//!   empty mask, and `L_dist` asks `M_RI = 0` everywhere.
+//! - The CMM's cross-entropy and compactness read the bottleneck of `x_n` without detaching
+//!   it, so they train the shared OCBE bottleneck as well as the prototypes. That bottleneck
+//!   pass runs in training mode: BatchNorm's running statistics (used at test time) follow
+//!   the `x_a` and `x_n` batches alike.
+//! - The `concat` fusion's 1x1 convolution has a bias and tch's default initialisation
+//!   (Kaiming-uniform); the rest of the student is initialised as RD4AD's code.
+//! - A key of a part an ablation switches off (the identity decoder's weights, the memory's
+//!   keys) must keep its default: otherwise it would have no effect, and a sweep over it
+//!   would make identical runs under different names.
+//!
 //! Ablations (`experiments/mddnet_ablation_*.toml`): `identity_decoder = false` (no `I`,
 //! hence no `L_id`, `L_dist` nor `M_RI`: RD4AD trained on synthetic anomalies with the
 //! memory), `discrepancy_weight = 0` (no `L_dist`), `use_memory = false` (no CMM), and
@@ -178,7 +192,60 @@ fn parse(
             ));
         }
     }
+    check_inactive(&cfg, path)?;
     Ok(cfg)
+}
+
+/// A key of a part an ablation switches off must keep its default: otherwise a sweep over
+/// it makes identical runs under different names.
+fn check_inactive(cfg: &MddNetConfig, path: &str) -> std::result::Result<(), ConfigError> {
+    let fail = |key: &str, why: &str| {
+        Err(ConfigError::new(
+            format!("{path}.{key}"),
+            format!("has no effect with {why}; leave it out (or at its default)"),
+        ))
+    };
+    if !cfg.identity_decoder {
+        let why = "identity_decoder = false (no identity decoder: no L_id, L_dist nor M_RI)";
+        for (key, w) in [
+            ("identity_weight", cfg.identity_weight),
+            ("discrepancy_weight", cfg.discrepancy_weight),
+            ("discrepancy_map_weight", cfg.discrepancy_map_weight),
+        ] {
+            if w != d_one() {
+                return fail(key, why);
+            }
+        }
+    }
+    if !cfg.use_memory {
+        let why = "use_memory = false (no class-aware memory)";
+        let (m, d) = (&cfg.memory, ClassMemoryConfig::default());
+        if cfg.fusion != d_fusion() {
+            return fail("fusion", why);
+        }
+        if cfg.class_source != d_class_source() {
+            return fail("class_source", why);
+        }
+        // `memory.init` is not checked: no-memory runs from before its default changed
+        // record "random".
+        for (key, differs) in [
+            ("items_per_class", m.items_per_class != d.items_per_class),
+            ("temperature", m.temperature != d.temperature),
+            (
+                "classification_weight",
+                m.classification_weight != d.classification_weight,
+            ),
+            (
+                "compactness_weight",
+                m.compactness_weight != d.compactness_weight,
+            ),
+        ] {
+            if differs {
+                return fail(&format!("memory.{key}"), why);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Registry `resolve`.
@@ -482,11 +549,17 @@ mod tests {
     }
 
     /// A small MDD-Net on a random EfficientNet-Lite0 teacher (32 px inputs).
+    /// A small MDD-Net section with `extra` keys; two items per class, except without the
+    /// memory (where the key is an error).
     fn section(extra: &str) -> toml::Value {
+        let items = match extra.contains("use_memory = false") {
+            true => "",
+            false => "items_per_class = 2",
+        };
         toml::from_str(&format!(
             "kind = \"mddnet\"\nembed_channels = 16\noce_blocks = 1\n\
              decoder_blocks = [1, 1, 1]\nwidth_ratio = 1.0\n{extra}\n\
-             [memory]\nitems_per_class = 2\n\
+             [memory]\n{items}\n\
              [backbone]\nkind = \"efficientnet_lite0\"\nweights = \"random\"\n\
              levels = [\"stride4\", \"stride8\", \"stride16\"]\n"
         ))
@@ -633,6 +706,47 @@ mod tests {
             term_names(&out),
             ["restoration", "identity", "discrepancy", "compactness"]
         );
+    }
+
+    #[test]
+    fn keys_of_a_switched_off_part_are_errors() {
+        let reg = registry();
+        let err = |extra: &str| {
+            parse(&section(extra), "method", &reg)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("identity_decoder = false\ndiscrepancy_map_weight = 0.5");
+        assert!(
+            e.contains("method.discrepancy_map_weight") && e.contains("identity_decoder = false"),
+            "{e}"
+        );
+        let e = err("use_memory = false\nclass_source = \"given\"");
+        assert!(
+            e.contains("method.class_source") && e.contains("use_memory"),
+            "{e}"
+        );
+        let e = toml::from_str::<toml::Value>(
+            "kind = \"mddnet\"\nuse_memory = false\n[memory]\nitems_per_class = 5\n\
+             [backbone]\nkind = \"efficientnet_lite0\"\nweights = \"random\"\n\
+             levels = [\"stride4\", \"stride8\", \"stride16\"]\n",
+        )
+        .map(|v| parse(&v, "method", &reg).unwrap_err().to_string())
+        .unwrap();
+        assert!(e.contains("method.memory.items_per_class"), "{e}");
+        // Their defaults, written out as the ablation files do, are fine.
+        parse(
+            &section("identity_decoder = false\nidentity_weight = 1.0"),
+            "method",
+            &reg,
+        )
+        .unwrap();
+        parse(
+            &section("use_memory = false\nfusion = \"concat\""),
+            "method",
+            &reg,
+        )
+        .unwrap();
     }
 
     #[test]
