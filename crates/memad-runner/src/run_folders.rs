@@ -106,9 +106,19 @@ pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
 
 /// `config_sha256` of a run's `run.toml`, if present.
 pub fn config_sha256(run: &Path) -> Option<String> {
+    run_toml_text(run, "config_sha256")
+}
+
+/// The commit of the binary that finished a complete run (`commit` in its `run.toml`).
+pub fn run_commit(run: &Path) -> Option<String> {
+    run_toml_text(run, "commit")
+}
+
+/// The text value of `key` in a run's `run.toml`.
+fn run_toml_text(run: &Path, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(run.join("run.toml")).ok()?;
     let value: toml::Value = toml::from_str(&text).ok()?;
-    value.get("config_sha256")?.as_str().map(str::to_string)
+    value.get(key)?.as_str().map(str::to_string)
 }
 
 /// The SHA-256 of an unfinished run's `config.toml` (its resolved config): what `memad run`

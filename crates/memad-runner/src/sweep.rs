@@ -9,14 +9,17 @@
 //! `<runs>/sweeps/<base name>/<combination>.toml`. Every combination is parsed and resolved
 //! before anything runs, so an unknown key stops the sweep with the key path. A combination
 //! is skipped when a complete run of its name has the same resolved-config hash
-//! (`config_sha256` in `run.toml`). Ctrl-C reaches the `memad run` children too: they leave
+//! (`config_sha256` in `run.toml`), naming the run's commit when another binary made it
+//! (`--rerun-other-commits` runs those anew). Ctrl-C reaches the `memad run` children too: they leave
 //! `.partial` folders, which are never complete, so a re-run resumes exactly those (`memad
 //! run` continues an unfinished run of the same config from its last saved epoch).
 use crate::experiment;
-use crate::run_folders::{complete_runs_of, config_sha256};
+use crate::output::BUILD_COMMIT;
+use crate::run_folders::{complete_runs_of, config_sha256, run_commit};
 use anyhow::{bail, Context};
 use memad_core::{parse_section, ConfigError, Registry};
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,6 +42,11 @@ pub struct SweepArgs {
     /// Set `train.epochs` in every combination (part of its config and its hash).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Run anew the combinations whose complete runs were all made by a binary of another
+    /// commit (by default they count as done, and are named): after a fix that changes
+    /// results, the same command re-makes them.
+    #[arg(long)]
+    pub rerun_other_commits: bool,
     /// Folder of converted weights, passed to `memad run`.
     #[arg(long)]
     pub weights_dir: Option<PathBuf>,
@@ -348,7 +356,7 @@ pub fn run(
     std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
     let combos = combinations(&base_name, &axes)?;
     let mut jobs = Vec::new();
-    let (mut skipped, mut resuming) = (0, 0);
+    let (mut skipped, mut by_other_commits, mut resuming) = (0, 0, 0);
     for combo in &combos {
         let mut exp = combo.apply(&base)?;
         exp.insert("name".into(), toml::Value::String(combo.name.clone()));
@@ -375,16 +383,32 @@ pub fn run(
             }
         };
         let hash = crate::run::sha256_hex(loaded.experiment.to_toml().as_bytes());
-        let done = complete_runs_of(&args.runs, &combo.name)
-            .iter()
-            .any(|r| config_sha256(r).as_deref() == Some(hash.as_str()));
-        if done {
-            println!(
-                "[skip ] {} (a complete run has the same config)",
-                combo.name
-            );
-            skipped += 1;
-            continue;
+        let same_config: Vec<PathBuf> = complete_runs_of(&args.runs, &combo.name)
+            .into_iter()
+            .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
+            .collect();
+        if !same_config.is_empty() {
+            let commits: BTreeSet<String> = (same_config.iter())
+                .map(|r| run_commit(r).unwrap_or_else(|| "unknown".into()))
+                .collect();
+            let by_this = commits.contains(BUILD_COMMIT);
+            if by_this || !args.rerun_other_commits {
+                let note = match by_this {
+                    true => String::new(),
+                    false => format!(
+                        ", made by commit {} (this binary: {BUILD_COMMIT}; \
+                         --rerun-other-commits runs it anew)",
+                        commits.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                println!(
+                    "[skip ] {} (a complete run has the same config{note})",
+                    combo.name
+                );
+                skipped += 1;
+                by_other_commits += usize::from(!by_this);
+                continue;
+            }
         }
         resuming += usize::from(
             (crate::run_folders::partial_runs_of(&args.runs, &combo.name).iter()).any(|r| {
@@ -409,9 +433,13 @@ pub fn run(
         0 => String::new(),
         n => format!(" ({n} of them resume an unfinished run)"),
     };
+    let other_note = match by_other_commits {
+        0 => String::new(),
+        n => format!(" ({n} by another commit)"),
+    };
     println!(
-        "sweep {base_name}: {} combinations, {skipped} already done, {} to run{resume_note}, \
-         {pace}",
+        "sweep {base_name}: {} combinations, {skipped} already done{other_note}, {} to \
+         run{resume_note}, {pace}",
         combos.len(),
         jobs.len(),
     );

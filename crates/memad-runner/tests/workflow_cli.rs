@@ -443,6 +443,31 @@ fn sweep_runs_skips_and_redoes_interrupted_runs() {
     assert!(t.contains("[skip ] quickstart_seed-0") && t.contains("[skip ] quickstart_seed-1"));
     assert_eq!(complete_runs(&runs, "quickstart_seed-0").len(), 1);
 
+    // A run made by another commit counts as done, named; --rerun-other-commits re-makes it.
+    let seed0 = complete_runs(&runs, "quickstart_seed-0").remove(0);
+    let meta = std::fs::read_to_string(seed0.join("run.toml")).unwrap();
+    let commit_line = meta.lines().find(|l| l.starts_with("commit = ")).unwrap();
+    let meta = meta.replace(commit_line, "commit = \"0123456789ab\"");
+    std::fs::write(seed0.join("run.toml"), meta).unwrap();
+    let out = memad(&sweep, dir.path());
+    let t = text(&out);
+    assert!(
+        t.contains("2 already done (1 by another commit), 0 to run"),
+        "{t}"
+    );
+    assert!(
+        t.contains("[skip ] quickstart_seed-0 (a complete run has the same config, made by commit 0123456789ab"),
+        "{t}"
+    );
+    let mut rerun = sweep.to_vec();
+    rerun.push("--rerun-other-commits");
+    let out = memad(&rerun, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("1 already done, 1 to run"), "{t}");
+    assert!(t.contains("[start] quickstart_seed-0"), "{t}");
+    assert_eq!(complete_runs(&runs, "quickstart_seed-0").len(), 2);
+
     // An interrupted run (Ctrl-C leaves `.partial`) is ignored and redone.
     let run = complete_runs(&runs, "quickstart_seed-1").remove(0);
     let partial = PathBuf::from(format!("{}.partial", run.display()));
