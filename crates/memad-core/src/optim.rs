@@ -25,7 +25,11 @@
 //! and the gather would be an extra pass over memory, the per-variable loop stays
 //! ([`Adam::multi_tensor`] overrides the choice).
 //!
-//! [`Adam::state`] / [`Adam::load_state`] save and restore the moments and the step count
+//! `t` counts the updates of each variable, as PyTorch's per-parameter `state['step']`: a
+//! variable that first gets a gradient late (a two-stage method's second stage) starts its
+//! bias correction at `t = 1`, not at the optimizer's step count.
+//!
+//! [`Adam::state`] / [`Adam::load_state`] save and restore the moments and the step counts
 //! (resumed runs). [`LrSchedule`] gives the learning rate of each step.
 use crate::error::{CoreError, Result};
 use tch::nn::{self, OptimizerConfig};
@@ -57,11 +61,12 @@ impl AdamConfig {
     }
 }
 
-/// One trainable variable and its moments (`[m, v]`, created at its first update as
-/// PyTorch does, so a model that is only scored holds no optimizer state).
+/// One trainable variable, its moments (`[m, v]`, created at its first update as PyTorch
+/// does, so a model that is only scored holds no optimizer state) and its update count `t`.
 struct Slot {
     param: Tensor,
     moments: Option<[Tensor; 2]>,
+    updates: i32,
 }
 
 /// Adam / AdamW over the trainable variables of a VarStore (variables added to the store
@@ -184,9 +189,9 @@ impl Adam {
         self.cfg.lr = lr;
     }
 
-    /// The optimizer's state, copied to the CPU: `step` (int64 scalar, updates so far) and the
-    /// moments of each variable updated at least once, `m.<i>` and `v.<i>`, `i` its index
-    /// among the VarStore's trainable variables (creation order).
+    /// The optimizer's state, copied to the CPU: `step` (int64 scalar, steps so far) and, for
+    /// each variable updated at least once, its moments `m.<i>` and `v.<i>` and its update
+    /// count `t.<i>`, `i` its index among the VarStore's trainable variables (creation order).
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = vec![("step".to_string(), Tensor::from(self.step as i64))];
         for (i, slot) in self.slots.iter().enumerate() {
@@ -194,19 +199,23 @@ impl Adam {
                 let cpu = |t: &Tensor| t.to_device_(tch::Device::Cpu, t.kind(), false, true);
                 out.push((format!("m.{i}"), cpu(m)));
                 out.push((format!("v.{i}"), cpu(v)));
+                out.push((format!("t.{i}"), Tensor::from(slot.updates as i64)));
             }
         }
         out
     }
 
     /// Restores what [`Adam::state`] returned for an optimizer over the same variables; a
-    /// name, index or shape that does not fit is an error (and nothing is changed).
+    /// name, index or shape that does not fit is an error (and nothing is changed). A state
+    /// without update counts (saved before they were kept) gives every variable with
+    /// moments the step count.
     pub fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         self.add_missing_variables();
         let bad = |msg: String| CoreError::Invalid(format!("adam state: {msg}"));
         let mut step = None;
         let mut moments: Vec<[Option<Tensor>; 2]> =
             self.slots.iter().map(|_| [None, None]).collect();
+        let mut updates: Vec<Option<i64>> = vec![None; self.slots.len()];
         for (name, t) in state {
             if name == "step" {
                 step = Some(t.int64_value(&[]));
@@ -215,6 +224,7 @@ impl Adam {
             let (which, index) = match name.split_once('.') {
                 Some(("m", i)) => (0, i),
                 Some(("v", i)) => (1, i),
+                Some(("t", i)) => (2, i),
                 _ => return Err(bad(format!("unknown entry `{name}`"))),
             };
             let i: usize = index
@@ -224,6 +234,10 @@ impl Adam {
                 .slots
                 .get(i)
                 .ok_or_else(|| bad(format!("`{name}`: only {} variables", self.slots.len())))?;
+            if which == 2 {
+                updates[i] = Some(t.int64_value(&[]));
+                continue;
+            }
             if t.size() != slot.param.size() {
                 return Err(bad(format!(
                     "`{name}` has shape {:?}, the variable {:?}",
@@ -236,19 +250,22 @@ impl Adam {
         }
         let step = step.ok_or_else(|| bad("no `step`".into()))?;
         let mut restored = Vec::with_capacity(moments.len());
-        for (i, pair) in moments.into_iter().enumerate() {
-            restored.push(match pair {
-                [Some(m), Some(v)] => Some([m, v]),
-                [None, None] => None,
+        for (i, (pair, t)) in moments.into_iter().zip(&updates).enumerate() {
+            restored.push(match (pair, t) {
+                ([Some(m), Some(v)], t) => Some(([m, v], t.unwrap_or(step))),
+                ([None, None], None) => None,
                 _ => {
                     return Err(bad(format!(
-                        "variable {i} has only one of `m.{i}`, `v.{i}`"
+                        "variable {i} has not all of `m.{i}`, `v.{i}` (and `t.{i}`)"
                     )))
                 }
             });
         }
-        for (slot, m) in self.slots.iter_mut().zip(restored) {
-            slot.moments = m;
+        for (slot, r) in self.slots.iter_mut().zip(restored) {
+            (slot.moments, slot.updates) = match r {
+                Some((m, t)) => (Some(m), t as i32),
+                None => (None, 0),
+            };
         }
         // The flat moments are stale now: rebuilt from the slots at the next step.
         self.flat = None;
@@ -263,6 +280,7 @@ impl Adam {
             self.slots.push(Slot {
                 param: var.tensor.shallow_clone(),
                 moments: None,
+                updates: 0,
             });
             self.scratch = None;
             self.flat = None;
@@ -294,15 +312,23 @@ impl Adam {
             weight_decay,
             decoupled,
         } = self.cfg;
-        let bias1 = 1.0 - beta1.powi(self.step);
-        let bias2_sqrt = (1.0 - beta2.powi(self.step)).sqrt();
-        let step_size = lr / bias1;
-        // p += m / d with d = -(sqrt(v) / bias2_sqrt + eps) / step_size = a sqrt(v) + b.
-        let (a, b) = (-1.0 / (step_size * bias2_sqrt), -eps / step_size);
+        // p += m / d with d = -(sqrt(v) / bias2_sqrt + eps) / step_size = a sqrt(v) + b, the
+        // bias corrections of a variable's update count t.
+        let denominator = |t: i32| {
+            let step_size = lr / (1.0 - beta1.powi(t));
+            let bias2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+            (-1.0 / (step_size * bias2_sqrt), -eps / step_size)
+        };
+        for slot in &mut self.slots {
+            if slot.param.grad().defined() {
+                slot.updates += 1;
+            }
+        }
         let multi_tensor = self
             .multi_tensor
             .unwrap_or_else(|| (self.slots.first()).is_some_and(|s| s.param.device().is_cuda()));
-        if multi_tensor && self.step_flat(a, b) {
+        let per_slot: Vec<(f64, f64)> = self.slots.iter().map(|s| denominator(s.updates)).collect();
+        if multi_tensor && self.step_flat(&per_slot) {
             return;
         }
         if self.scratch.is_none() {
@@ -336,6 +362,7 @@ impl Adam {
                     .view(param.size().as_slice()),
                 _ => param.empty_like(),
             };
+            let (a, b) = denominator(slot.updates);
             let [m, v] = slot
                 .moments
                 .get_or_insert_with(|| [param.zeros_like(), param.zeros_like()]);
@@ -348,11 +375,12 @@ impl Adam {
         }
     }
 
-    /// The multi-tensor update, with the denominator `a sqrt(v) + b`, of every variable that
-    /// has a gradient; `false` (nothing changed) when the flat buffers cannot be built (a
-    /// variable not fp32, not dense, or on another device): the per-variable loop then does
-    /// the step.
-    fn step_flat(&mut self, a: f64, b: f64) -> bool {
+    /// The multi-tensor update, with the denominator `a sqrt(v) + b` (`(a, b)` of each slot in
+    /// `per_slot`: one affine pass when every member has the same, else one per member), of
+    /// every variable that has a gradient; `false` (nothing changed) when the flat buffers
+    /// cannot be built (a variable not fp32, not dense, or on another device): the
+    /// per-variable loop then does the step.
+    fn step_flat(&mut self, per_slot: &[(f64, f64)]) -> bool {
         let grads: Vec<(usize, Tensor)> = (self.slots.iter().enumerate())
             .map(|(i, slot)| (i, slot.param.grad()))
             .filter(|(_, grad)| grad.defined())
@@ -370,6 +398,15 @@ impl Adam {
         let Some(flat) = &mut self.flat else {
             return false;
         };
+        // Each member's span of the flat buffers and its (a, b).
+        let mut offset = 0;
+        let spans: Vec<(i64, i64, (f64, f64))> = (flat.members.iter())
+            .map(|member| {
+                let numel = self.slots[member.slot].param.numel() as i64;
+                offset += numel;
+                (offset - numel, numel, per_slot[member.slot])
+            })
+            .collect();
         let grads: Vec<Tensor> = (flat.members.iter().zip(&grads))
             .map(|(member, (_, grad))| flatten_in(grad, &member.order))
             .collect();
@@ -400,7 +437,20 @@ impl Adam {
         let _ = scratch.square_();
         let _ = v.lerp_(scratch, 1.0 - beta2);
         let _ = v.sqrt_out(scratch);
-        let _ = scratch.g_mul_scalar_(a).g_add_scalar_(b);
+        match spans.iter().all(|span| span.2 == spans[0].2) {
+            true => {
+                let (a, b) = spans[0].2;
+                let _ = scratch.g_mul_scalar_(a).g_add_scalar_(b);
+            }
+            false => {
+                for &(start, numel, (a, b)) in &spans {
+                    let _ = scratch
+                        .narrow(0, start, numel)
+                        .g_mul_scalar_(a)
+                        .g_add_scalar_(b);
+                }
+            }
+        }
         let _ = params.addcdiv_(m, scratch);
         true
     }
@@ -659,6 +709,49 @@ mod tests {
     }
 
     #[test]
+    fn a_variable_first_updated_late_starts_its_own_bias_correction() {
+        // PyTorch counts steps per parameter: the first update of a fresh variable moves it
+        // by lr (m / sqrt(v) = sign(g) at t = 1), however many steps the optimizer took.
+        for multi_tensor in [false, true] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let early = vs
+                .root()
+                .var_copy("early", &Tensor::from_slice(&[1.0f32, 2.0]));
+            let late = vs.root().var_copy("late", &Tensor::from_slice(&[5.0f32]));
+            let mut adam = Adam::new(&vs, AdamConfig::adam(0.1))
+                .unwrap()
+                .multi_tensor(multi_tensor);
+            for _ in 0..5 {
+                adam.backward_step(&early.square().sum(Kind::Float));
+            }
+            adam.backward_step(&(&late * 3.0).sum(Kind::Float));
+            let moved = 5.0 - Vec::<f32>::try_from(&late).unwrap()[0];
+            assert!(
+                (moved - 0.1).abs() < 1e-6,
+                "multi_tensor {multi_tensor}: {moved}"
+            );
+            let counts: Vec<i32> = adam.slots.iter().map(|s| s.updates).collect();
+            assert_eq!(counts, [5, 1]);
+            // Both at once: different counts, one step each as the per-variable loop does.
+            let before = Vec::<f32>::try_from(&late).unwrap()[0];
+            adam.backward_step(&(early.sum(Kind::Float) + (&late * 3.0).sum(Kind::Float)));
+            assert_eq!(
+                adam.slots.iter().map(|s| s.updates).collect::<Vec<_>>(),
+                [6, 2]
+            );
+            let second = before - Vec::<f32>::try_from(&late).unwrap()[0];
+            // t = 2 with a constant gradient: m / sqrt(v) corrected is again sign(g).
+            assert!((second - 0.1).abs() < 1e-5, "{second}");
+            let state = adam.state();
+            let t: Vec<(String, i64)> = (state.iter())
+                .filter(|(n, _)| n.starts_with("t."))
+                .map(|(n, v)| (n.clone(), v.int64_value(&[])))
+                .collect();
+            assert_eq!(t, [("t.0".to_string(), 6), ("t.1".to_string(), 2)]);
+        }
+    }
+
+    #[test]
     fn state_round_trip_continues_the_same_trajectory() {
         // Three steps, save, two more; against a fresh optimizer loaded after three steps.
         let (vs_a, x, y) = store();
@@ -675,7 +768,7 @@ mod tests {
         let saved = a.state();
         assert_eq!(saved[0].0, "step");
         assert_eq!(saved[0].1.int64_value(&[]), 3);
-        assert_eq!(saved.len(), 1 + 2 * 2, "m and v of w and b");
+        assert_eq!(saved.len(), 1 + 2 * 3, "m, v and t of w and b");
         tch::no_grad(|| {
             let trained = vs_a.variables();
             for (name, mut t) in vs_b.variables() {
