@@ -33,9 +33,11 @@
 //! [`Memory::losses`] returns `contrast = contrast_weight * L_c` and
 //! `usage = usage_weight * L_u`. An empty query batch gives zero losses.
 //!
-//! Inferred, not from the paper: cosine geometry, the nearest-prototype cross-entropy form of
-//! the contrastive term, the KL-to-uniform usage term (the paper's anti-collapse term is
-//! described as a variance term), the hinge form of the anomaly term, the defaults.
+//! Inferred, not from the paper (only its abstract could be read): cosine geometry, the
+//! nearest-prototype cross-entropy form of the contrastive term, the KL-to-uniform usage term
+//! (earlier notes described the paper's anti-collapse term as a variance term; unverified),
+//! the hinge form of the anomaly term, the defaults. Local features are contrasted with the
+//! prototypes only, not with other samples' features.
 //! Parity: `tests/golden.rs` against `tools/golden_contrast_memory.py` (plain torch).
 use memad_core::{parse_section, ConfigError, CoreError, Memory, MemoryRead, Result};
 use serde::{Deserialize, Serialize};
