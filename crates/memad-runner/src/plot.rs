@@ -727,7 +727,14 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     let scores = read_scores_dir(&run_dir.join("scores"))?;
     let usage = read_usage_dir(&run_dir.join("memory"))?;
     let mut written = Vec::new();
-    let drawn = draw_run(&losses, &scores, &usage, config.as_ref(), &out, &mut written);
+    let drawn = draw_run(
+        &losses,
+        &scores,
+        &usage,
+        config.as_ref(),
+        &out,
+        &mut written,
+    );
     if written.is_empty() && created {
         let _ = std::fs::remove_dir(&out);
     }
@@ -763,9 +770,7 @@ fn draw_run(
     if !losses.is_empty() {
         written.extend(plot_losses(losses, &out.join("losses"))?);
     }
-    let shown: Vec<Shown> = (scores.iter())
-        .map(|s| Shown::new(s, config))
-        .collect();
+    let shown: Vec<Shown> = (scores.iter()).map(|s| Shown::new(s, config)).collect();
     // How video categories' scores are normalised, for the ROC and PR captions.
     let mut what: Vec<String> = Vec::new();
     for s in &shown {
@@ -2885,7 +2890,11 @@ mod tests {
         )
         .unwrap();
         std::fs::create_dir_all(run_dir.join("scores")).unwrap();
-        std::fs::write(run_dir.join("scores/c.csv"), "image,label,score\na.png,1,x\n").unwrap();
+        std::fs::write(
+            run_dir.join("scores/c.csv"),
+            "image,label,score\na.png,1,x\n",
+        )
+        .unwrap();
         let err = format!("{:#}", run(run_dir, None).unwrap_err());
         assert!(err.contains("c.csv"), "{err}");
         assert_eq!(std::fs::read(&losses_png).unwrap(), before);
