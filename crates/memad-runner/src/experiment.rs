@@ -494,7 +494,10 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
         if clip.frames < least {
             return Err(ConfigError::new(
                 "data.clip.frames",
-                format!("must be at least {least} for mode {:?}", clip.mode),
+                format!(
+                    "must be at least {least} for mode {}",
+                    toml::Value::try_from(clip.mode).map_or(String::new(), |m| m.to_string())
+                ),
             ));
         }
     }

@@ -130,6 +130,14 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "data.resize: must be at least data.image_size (128)",
         ),
         (
+            "one_frame_to_predict_from.toml",
+            broken(
+                "eval_batch_size = 16",
+                "eval_batch_size = 16\n[data.clip]\nframes = 1\nmode = \"predict\"",
+            ),
+            "data.clip.frames: must be at least 2 for mode \"predict\"",
+        ),
+        (
             "wrong_type.toml",
             broken("epochs = 10", "epochs = \"ten\""),
             "train.epochs: invalid type: string \"ten\", expected usize",
