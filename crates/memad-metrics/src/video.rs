@@ -49,8 +49,10 @@ pub fn frame_auroc_micro<S: Score>(
 
 /// Mean of the per-video frame AUROCs over the videos that contain both normal and
 /// abnormal frames (macro average). Videos with a single class have no AUROC and are
-/// skipped rather than counted as 0, 0.5 or 1; papers that report this variant do the same
-/// or use only test videos with anomalies.
+/// skipped rather than counted as 0, 0.5 or 1. Not every paper's macro figure is this one:
+/// Jigsaw-VAD's and SSMTL's evaluation code pads every video with a normal frame scored 0
+/// and an abnormal one scored 1 and averages over all videos, which counts normal-only
+/// videos and raises the figure.
 ///
 /// # Errors
 /// `Empty` for no videos; per video (inside `In`) `LengthMismatch`, `Empty`, `NonFinite`;

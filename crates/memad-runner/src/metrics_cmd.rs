@@ -11,7 +11,7 @@
 //!
 //! Nonzero labels and mask pixels are anomalous. Scores and maps are ranked in the precision
 //! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
-//! else in `f32`, so no score is rounded before ranking. The metrics are
+//! else in `f32`, so no score is rounded before ranking (integers above 2^53 excepted). The metrics are
 //! [`memad_metrics::evaluate_images`]'s (pixel metrics and AUPRO when both maps and masks are
 //! given). A category whose metrics are undefined (only normal or only anomalous images or
 //! pixels) is reported as such and left out of the mean, which says how many categories it

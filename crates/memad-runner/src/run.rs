@@ -1284,6 +1284,7 @@ pub(crate) fn evaluate_category(
                 saturation: r.saturation,
             })
             .collect();
+        eval.spro_subsets = anomaly_type_subsets(&split.test);
     }
     let outputs = Instant::now();
     write_scores(dir, category, &split.test, &eval)?;
@@ -1453,6 +1454,64 @@ fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()
     Tensor::write_safetensors(&cpu, path).with_context(|| format!("saving {}", path.display()))
 }
 
+/// Per anomaly type of `test` (its non-normal `defect`s, in order of appearance), the
+/// indices of the normal samples and of the samples of that type.
+fn anomaly_type_subsets(test: &[Sample]) -> Vec<(String, Vec<usize>)> {
+    let mut types: Vec<String> = Vec::new();
+    for s in test.iter().filter(|s| s.defect != memad_data::mvtec::GOOD) {
+        if !types.contains(&s.defect) {
+            types.push(s.defect.clone());
+        }
+    }
+    (types.into_iter())
+        .map(|t| {
+            let members = (test.iter().enumerate())
+                .filter(|(_, s)| s.defect == memad_data::mvtec::GOOD || s.defect == t)
+                .map(|(i, _)| i)
+                .collect();
+            (t, members)
+        })
+        .collect()
+}
+
+/// MVTec LOCO AD's AU-sPRO as its official `evaluate_experiment.py` reports it: one curve
+/// per anomaly type (logical, structural) over the normal images and that type's, then the
+/// mean of the two areas. Without types (no anomaly in the test set) one curve over all.
+fn auspro_mean_over_types(eval: &Evaluation, maps: &[f32], s: usize) -> memad_metrics::Result<f64> {
+    use memad_metrics as m;
+    let n = eval.labels.len();
+    if eval.spro_subsets.is_empty() {
+        return m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT);
+    }
+    let mut areas = Vec::with_capacity(eval.spro_subsets.len());
+    for (_, members) in &eval.spro_subsets {
+        let mut position = vec![usize::MAX; n];
+        let mut subset_maps = Vec::with_capacity(members.len() * s * s);
+        for (k, &i) in members.iter().enumerate() {
+            position[i] = k;
+            subset_maps.extend_from_slice(&maps[i * s * s..(i + 1) * s * s]);
+        }
+        let regions: Vec<m::SaturatedRegion> = (eval.spro_regions.iter())
+            .filter(|r| position[r.image] != usize::MAX)
+            .map(|r| m::SaturatedRegion {
+                image: position[r.image],
+                pixels: r.pixels.clone(),
+                saturation: r.saturation,
+            })
+            .collect();
+        let area = m::auspro(
+            &subset_maps,
+            &regions,
+            members.len(),
+            s,
+            s,
+            m::LOCO_FPR_LIMIT,
+        )?;
+        areas.push(area);
+    }
+    Ok(areas.iter().sum::<f64>() / areas.len() as f64)
+}
+
 /// Scores of a test set, on the host.
 pub struct Evaluation {
     pub image_scores: Vec<f32>,
@@ -1473,6 +1532,9 @@ pub struct Evaluation {
     pub memory_usage: Vec<UsageSums>,
     /// The ground-truth regions for `auspro` (MVTec LOCO AD), when it is asked for.
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
+    /// The anomaly types of the test set (LOCO: logical, structural), each with the samples
+    /// `auspro` scores it on: the normal ones and those of the type.
+    pub spro_subsets: Vec<(String, Vec<usize>)>,
     /// Where the scoring time went.
     pub timing: ScoringTime,
     /// With `cuda_graphs` on CUDA: (batches replayed from the graph, batches scored eagerly).
@@ -1606,6 +1668,7 @@ pub fn evaluate(
         class_correct: Vec::new(),
         memory_usage: Vec::new(),
         spro_regions: Vec::new(),
+        spro_subsets: Vec::new(),
         timing: ScoringTime::default(),
         graph_batches: None,
     };
@@ -1780,7 +1843,7 @@ pub fn compute_metrics(
                 ranked(&mut pixel_ranks, maps, &eval.masks).map(|r| ranked_metric(r, name))
             }
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
-            "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
+            "auspro" => auspro_mean_over_types(eval, maps, s),
             "aupro_rd4ad" => m::aupro_rd4ad(maps, &eval.masks, n, s, s),
             "frame_auroc_micro" | "frame_auroc_macro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
@@ -1927,9 +1990,64 @@ mod tests {
             class_correct: Vec::new(),
             memory_usage: Vec::new(),
             spro_regions: Vec::new(),
+            spro_subsets: Vec::new(),
             timing: ScoringTime::default(),
             graph_batches: None,
         }
+    }
+
+    #[test]
+    fn auspro_is_the_mean_of_one_curve_per_anomaly_type() {
+        use memad_metrics as m;
+        // 2x2 maps: a good image, a logical one (region: pixel 0, weakly scored) and two
+        // structural ones (regions: pixel 3, strongly scored).
+        let mut e = eval(&[0.0; 4], &[false, true, true, true], &["", "", "", ""]);
+        e.size = 2;
+        let maps = vec![
+            0.1, 0.2, 0.3, 0.2, // good
+            0.25, 0.5, 0.1, 0.1, // logical
+            0.0, 0.1, 0.1, 0.9, // structural
+            0.1, 0.0, 0.2, 0.8, // structural
+        ];
+        let region = |image, pixel| m::SaturatedRegion {
+            image,
+            pixels: vec![pixel],
+            saturation: 1.0,
+        };
+        e.spro_regions = vec![region(1, 0), region(2, 3), region(3, 3)];
+        let test: Vec<Sample> = ["good", "logical_anomalies", "structural_anomalies"]
+            .iter()
+            .chain(["structural_anomalies"].iter())
+            .map(|d| Sample::still(PathBuf::new(), memad_data::Label::Normal, d, None))
+            .collect();
+        e.spro_subsets = anomaly_type_subsets(&test);
+        assert_eq!(
+            e.spro_subsets,
+            [
+                ("logical_anomalies".to_string(), vec![0, 1]),
+                ("structural_anomalies".to_string(), vec![0, 2, 3])
+            ]
+        );
+        let limit = m::LOCO_FPR_LIMIT;
+        let logical = m::auspro(&maps[..8], &[region(1, 0)], 2, 2, 2, limit).unwrap();
+        let mut structural_maps = maps[..4].to_vec();
+        structural_maps.extend_from_slice(&maps[8..]);
+        let structural = m::auspro(
+            &structural_maps,
+            &[region(1, 3), region(2, 3)],
+            3,
+            2,
+            2,
+            limit,
+        )
+        .unwrap();
+        let got = auspro_mean_over_types(&e, &maps, 2).unwrap();
+        assert!((got - (logical + structural) / 2.0).abs() < 1e-12, "{got}");
+        let pooled = m::auspro(&maps, &e.spro_regions, 4, 2, 2, limit).unwrap();
+        assert!(
+            (got - pooled).abs() > 1e-3,
+            "the pooled curve differs: {pooled}"
+        );
     }
 
     #[test]
