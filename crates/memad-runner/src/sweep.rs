@@ -10,9 +10,10 @@
 //! before anything runs, so an unknown key stops the sweep with the key path. A combination
 //! is skipped when a complete run of its name has the same resolved-config hash
 //! (`config_sha256` in `run.toml`), naming the run's commit when another binary made it
-//! (`--rerun-other-commits` runs those anew). Ctrl-C reaches the `memad run` children too: they leave
-//! `.partial` folders, which are never complete, so a re-run resumes exactly those (`memad
-//! run` continues an unfinished run of the same config from its last saved epoch).
+//! (`--rerun-other-commits` runs those anew). Ctrl-C reaches the `memad run` children too:
+//! they leave `.partial` folders, which are never complete, so a re-run resumes exactly
+//! those (`memad run` continues an unfinished run of the same config from its last saved
+//! epoch).
 use crate::experiment;
 use crate::output::BUILD_COMMIT;
 use crate::run_folders::{complete_runs_of, config_sha256, run_commit};
