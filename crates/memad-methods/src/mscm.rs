@@ -87,10 +87,11 @@
 //! `U(0, 1)`).
 //!
 //! Reproduce (Fashion-MNIST, one-class, image AUROC per class; `docs/results.md`: mean
-//! 0.878 / 0.876 for MSCM against 0.850 / 0.855 for the ablation, seeds 0 / 1, measured at
-//! `9e961a8`: since then BatchNorm starts at weight 1, libtorch is reseeded each epoch,
-//! Adam's bias correction counts each variable's own updates (the detector's first stage-2
-//! steps were up to 3.7x too large) and cut-paste copies whole pixels; not re-run yet):
+//! 0.887 / 0.864 for MSCM against 0.837 / 0.838 for the ablation, seeds 0 / 1, at
+//! `8fd7de8`; 0.878 / 0.876 against 0.850 / 0.855 at `9e961a8`, before BatchNorm started at
+//! weight 1, libtorch was reseeded each epoch, Adam's bias correction counted each
+//! variable's own updates and cut-paste copied whole pixels; the unbalanced files were not
+//! run again):
 //! `OMP_NUM_THREADS=1 memad run experiments/paper/mscm_fashion_mnist.toml` and
 //! `OMP_NUM_THREADS=1 memad run experiments/paper/contrastive_fashion_mnist.toml` (about
 //! 20-25 min each on two shared CPU cores; one intra-op thread is 10x faster there).
