@@ -1284,7 +1284,7 @@ pub(crate) fn evaluate_category(
                 saturation: r.saturation,
             })
             .collect();
-        eval.spro_subsets = anomaly_type_subsets(&split.test);
+        eval.spro_subsets = anomaly_type_subsets(split);
     }
     let outputs = Instant::now();
     write_scores(dir, category, &split.test, &eval)?;
@@ -1454,22 +1454,16 @@ fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()
     Tensor::write_safetensors(&cpu, path).with_context(|| format!("saving {}", path.display()))
 }
 
-/// Per anomaly type of `test` (its non-normal `defect`s, in order of appearance), the
-/// indices of the normal samples and of the samples of that type.
-fn anomaly_type_subsets(test: &[Sample]) -> Vec<(String, Vec<usize>)> {
-    let mut types: Vec<String> = Vec::new();
-    for s in test.iter().filter(|s| s.defect != memad_data::mvtec::GOOD) {
-        if !types.contains(&s.defect) {
-            types.push(s.defect.clone());
-        }
-    }
-    (types.into_iter())
+/// Per anomaly type of the test set ([`CategorySplit::defects`]), the indices of the normal
+/// samples and of the samples of that type.
+fn anomaly_type_subsets(split: &CategorySplit) -> Vec<(String, Vec<usize>)> {
+    (split.defects().into_iter())
         .map(|t| {
-            let members = (test.iter().enumerate())
-                .filter(|(_, s)| s.defect == memad_data::mvtec::GOOD || s.defect == t)
+            let members = (split.test.iter().enumerate())
+                .filter(|(_, s)| !s.label.is_anomalous() || s.defect == t)
                 .map(|(i, _)| i)
                 .collect();
-            (t, members)
+            (t.to_string(), members)
         })
         .collect()
 }
@@ -2018,9 +2012,20 @@ mod tests {
         let test: Vec<Sample> = ["good", "logical_anomalies", "structural_anomalies"]
             .iter()
             .chain(["structural_anomalies"].iter())
-            .map(|d| Sample::still(PathBuf::new(), memad_data::Label::Normal, d, None))
+            .map(|d| {
+                let label = match *d {
+                    "good" => memad_data::Label::Normal,
+                    _ => memad_data::Label::Anomalous,
+                };
+                Sample::still(PathBuf::new(), label, d, None)
+            })
             .collect();
-        e.spro_subsets = anomaly_type_subsets(&test);
+        let split = CategorySplit {
+            category: "c".into(),
+            train: Vec::new(),
+            test,
+        };
+        e.spro_subsets = anomaly_type_subsets(&split);
         assert_eq!(
             e.spro_subsets,
             [
