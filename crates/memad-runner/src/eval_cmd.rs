@@ -328,7 +328,17 @@ fn score_models(
         })?;
         say(dir, &format!("[{model}] loaded {}", path.display()));
         for (class, split) in group.iter().enumerate() {
-            let values = evaluate_category(exp, &ctx, &model, split, class, method.as_ref(), dir)?;
+            let format = loaded.dataset.format;
+            let values = evaluate_category(
+                exp,
+                format,
+                &ctx,
+                &model,
+                split,
+                class,
+                method.as_ref(),
+                dir,
+            )?;
             rows.extend(metric_rows(exp, loaded, &run_label, split, values));
             dir.write("metrics.csv", &csv_text(&rows)?)?;
         }

@@ -2768,7 +2768,7 @@ mod tests {
             class_correct: Vec::new(),
             memory_usage: Vec::new(),
             spro_regions: Vec::new(),
-            spro_subsets: Vec::new(),
+            anomaly_types: Vec::new(),
             timing: Default::default(),
             graph_batches: None,
         };

@@ -32,6 +32,7 @@ use memad_core::precision::{autocast, make_channels_last, Precision};
 use memad_core::{BuildContext, Method, Registry, Training};
 use memad_cuda::GraphedScorer;
 use memad_data::arrays::TrainAnomalies;
+use memad_data::catalog::DatasetFormat;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::mvtec::{CategorySplit, Sample};
 use memad_data::synthesis::AnomalySynthesizer;
@@ -160,8 +161,16 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
         };
         for (class, split) in pending {
-            let values =
-                evaluate_category(&exp, &ctx, &model, split, class, method.as_ref(), &mut dir)?;
+            let values = evaluate_category(
+                &exp,
+                loaded.dataset.format,
+                &ctx,
+                &model,
+                split,
+                class,
+                method.as_ref(),
+                &mut dir,
+            )?;
             rows.extend(metric_rows(&exp, loaded, &run_label, split, values));
             // Rewritten after every category: an interrupted run keeps what it finished.
             dir.write("metrics.csv", &csv_text(&rows)?)?;
@@ -1255,9 +1264,12 @@ fn finalize(method: &mut dyn Method, model: &str) -> anyhow::Result<()> {
 }
 
 /// Scores a category's test set (its samples of class `class`) with the model `model`,
-/// writes the scores and the stage times and returns the metrics of `eval.metrics`.
+/// writes the scores and the stage times and returns the metrics of `eval.metrics`
+/// (`format`: the dataset's, for LOCO's per-type figures).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_category(
     exp: &crate::experiment::Experiment,
+    format: DatasetFormat,
     ctx: &BuildContext,
     model: &str,
     split: &CategorySplit,
@@ -1274,6 +1286,9 @@ pub(crate) fn evaluate_category(
         &exp.data,
         (ctx.device, exp.precision, exp.cuda_graphs),
     )?;
+    if format == DatasetFormat::MvtecLoco {
+        eval.anomaly_types = anomaly_type_subsets(split);
+    }
     if exp.eval.metrics.iter().any(|m| m == "auspro") {
         let (decoded, crop) = decode_size(&exp.data);
         eval.spro_regions = memad_data::mvtec_loco::spro_regions(&split.test, decoded, crop)?
@@ -1284,7 +1299,6 @@ pub(crate) fn evaluate_category(
                 saturation: r.saturation,
             })
             .collect();
-        eval.spro_subsets = anomaly_type_subsets(split);
     }
     let outputs = Instant::now();
     write_scores(dir, category, &split.test, &eval)?;
@@ -1474,11 +1488,11 @@ fn anomaly_type_subsets(split: &CategorySplit) -> Vec<(String, Vec<usize>)> {
 fn auspro_mean_over_types(eval: &Evaluation, maps: &[f32], s: usize) -> memad_metrics::Result<f64> {
     use memad_metrics as m;
     let n = eval.labels.len();
-    if eval.spro_subsets.is_empty() {
+    if eval.anomaly_types.is_empty() {
         return m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT);
     }
-    let mut areas = Vec::with_capacity(eval.spro_subsets.len());
-    for (_, members) in &eval.spro_subsets {
+    let mut areas = Vec::with_capacity(eval.anomaly_types.len());
+    for (_, members) in &eval.anomaly_types {
         let mut position = vec![usize::MAX; n];
         let mut subset_maps = Vec::with_capacity(members.len() * s * s);
         for (k, &i) in members.iter().enumerate() {
@@ -1506,6 +1520,19 @@ fn auspro_mean_over_types(eval: &Evaluation, maps: &[f32], s: usize) -> memad_me
     Ok(areas.iter().sum::<f64>() / areas.len() as f64)
 }
 
+/// MVTec LOCO AD's image AUROC as its official `evaluate_experiment.py` reports it: the
+/// AUROC of the normal images against each anomaly type's (logical, structural), then the
+/// mean of the two.
+fn image_auroc_mean_over_types(eval: &Evaluation) -> memad_metrics::Result<f64> {
+    let mut sum = 0.0;
+    for (_, members) in &eval.anomaly_types {
+        let scores: Vec<f32> = members.iter().map(|&i| eval.image_scores[i]).collect();
+        let labels: Vec<bool> = members.iter().map(|&i| eval.labels[i]).collect();
+        sum += memad_metrics::auroc(&scores, &labels)?;
+    }
+    Ok(sum / eval.anomaly_types.len() as f64)
+}
+
 /// Scores of a test set, on the host.
 pub struct Evaluation {
     pub image_scores: Vec<f32>,
@@ -1526,9 +1553,10 @@ pub struct Evaluation {
     pub memory_usage: Vec<UsageSums>,
     /// The ground-truth regions for `auspro` (MVTec LOCO AD), when it is asked for.
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
-    /// The anomaly types of the test set (LOCO: logical, structural), each with the samples
-    /// `auspro` scores it on: the normal ones and those of the type.
-    pub spro_subsets: Vec<(String, Vec<usize>)>,
+    /// MVTec LOCO AD only (empty otherwise): the anomaly types of the test set (logical,
+    /// structural), each with its samples and the normal ones. `image_auroc` and `auspro` are
+    /// the mean over the types, as LOCO's official evaluation reports them.
+    pub anomaly_types: Vec<(String, Vec<usize>)>,
     /// Where the scoring time went.
     pub timing: ScoringTime,
     /// With `cuda_graphs` on CUDA: (batches replayed from the graph, batches scored eagerly).
@@ -1662,7 +1690,7 @@ pub fn evaluate(
         class_correct: Vec::new(),
         memory_usage: Vec::new(),
         spro_regions: Vec::new(),
-        spro_subsets: Vec::new(),
+        anomaly_types: Vec::new(),
         timing: ScoringTime::default(),
         graph_batches: None,
     };
@@ -1829,6 +1857,7 @@ pub fn compute_metrics(
         let maps = eval.maps.as_deref().unwrap_or(&[]);
         let (n, s) = (eval.labels.len(), eval.size);
         let value = match name {
+            "image_auroc" if !eval.anomaly_types.is_empty() => image_auroc_mean_over_types(eval),
             "image_auroc" | "image_ap" | "image_f1_max" => {
                 ranked(&mut image_ranks, &eval.image_scores, &eval.labels)
                     .map(|r| ranked_metric(r, name))
@@ -1984,7 +2013,7 @@ mod tests {
             class_correct: Vec::new(),
             memory_usage: Vec::new(),
             spro_regions: Vec::new(),
-            spro_subsets: Vec::new(),
+            anomaly_types: Vec::new(),
             timing: ScoringTime::default(),
             graph_batches: None,
         }
@@ -2025,9 +2054,9 @@ mod tests {
             train: Vec::new(),
             test,
         };
-        e.spro_subsets = anomaly_type_subsets(&split);
+        e.anomaly_types = anomaly_type_subsets(&split);
         assert_eq!(
-            e.spro_subsets,
+            e.anomaly_types,
             [
                 ("logical_anomalies".to_string(), vec![0, 1]),
                 ("structural_anomalies".to_string(), vec![0, 2, 3])
@@ -2053,6 +2082,30 @@ mod tests {
             (got - pooled).abs() > 1e-3,
             "the pooled curve differs: {pooled}"
         );
+    }
+
+    #[test]
+    fn loco_image_auroc_is_the_mean_over_anomaly_types() {
+        // Normal 0.2, 0.4; logical 0.3 (AUROC 0.5 against the normal ones); structural 0.5,
+        // 0.6 (AUROC 1). The official mean is 0.75; pooled, 5 of 6 pairs are ordered.
+        let mut e = eval(
+            &[0.2, 0.4, 0.3, 0.5, 0.6],
+            &[false, false, true, true, true],
+            &["", "", "", "", ""],
+        );
+        e.videos = vec![None; 5];
+        e.anomaly_types = vec![
+            ("logical_anomalies".into(), vec![0, 1, 2]),
+            ("structural_anomalies".into(), vec![0, 1, 3, 4]),
+        ];
+        let requested = ["image_auroc".to_string(), "image_ap".to_string()];
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        assert_eq!(got[0], ("image_auroc".to_string(), 0.75));
+        let pooled_ap = memad_metrics::average_precision(&e.image_scores, &e.labels).unwrap();
+        assert_eq!(got[1], ("image_ap".to_string(), pooled_ap));
+        e.anomaly_types.clear();
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        assert!((got[0].1 - 5.0 / 6.0).abs() < 1e-12, "{got:?}");
     }
 
     #[test]

@@ -918,6 +918,38 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
         let v = value(name);
         assert!(v > 0.0 && v <= 1.0, "{name} {v}: {metrics}");
     }
+    // Image AUROC as LOCO's official evaluation: the mean of good-against-logical and
+    // good-against-structural, from the scores the run wrote.
+    let scores = std::fs::read_to_string(run.join("scores/breakfast_box.csv")).unwrap();
+    let rows: Vec<(String, f64)> = (scores.lines().skip(1))
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            (cols[2].to_string(), cols[4].parse().unwrap())
+        })
+        .collect();
+    let good: Vec<f64> = (rows.iter().filter(|(d, _)| d == "good"))
+        .map(|r| r.1)
+        .collect();
+    let auroc_against = |defect: &str| {
+        let bad: Vec<f64> = (rows.iter().filter(|(d, _)| d == defect))
+            .map(|r| r.1)
+            .collect();
+        let pairs = (good.iter()).flat_map(|g| bad.iter().map(move |b| (g, b)));
+        let wins: f64 = pairs
+            .map(|(g, b)| match b.partial_cmp(g).unwrap() {
+                std::cmp::Ordering::Greater => 1.0,
+                std::cmp::Ordering::Equal => 0.5,
+                std::cmp::Ordering::Less => 0.0,
+            })
+            .sum();
+        wins / (good.len() * bad.len()) as f64
+    };
+    let official =
+        (auroc_against("logical_anomalies") + auroc_against("structural_anomalies")) / 2.0;
+    assert!(
+        (value("image_auroc") - official).abs() < 1e-9,
+        "{official}: {metrics}"
+    );
 
     // The fitted bank is restored from the checkpoint: `memad eval` gives the same numbers,
     // and scores with the paper's reweighting without fitting again.
