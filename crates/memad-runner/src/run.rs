@@ -1907,8 +1907,9 @@ fn ranked_metric(ranks: &memad_metrics::RankedScores, name: &str) -> f64 {
     }
 }
 
-/// One video's frame scores and labels (`true` = anomalous).
-type VideoFrames = (Vec<f32>, Vec<bool>);
+/// One video's frame scores and labels (`true` = anomalous); `f64`, so that MNAD's weighted
+/// sum of normalised parts is ranked as computed, not rounded to `f32` first.
+type VideoFrames = (Vec<f64>, Vec<bool>);
 
 /// The frames grouped by video, in order of first appearance: `(scores, labels)` per video,
 /// and the normalisation left for the metric. With score parts and `min_max`, each part is
@@ -1928,11 +1929,8 @@ fn frames_by_video(
                 let parts =
                     (eval.parts.iter()).map(|(_, weight, values)| (*weight, values.as_slice()));
                 combined_parts(rows, parts)
-                    .into_iter()
-                    .map(|s| s as f32)
-                    .collect()
             } else {
-                rows.iter().map(|&i| eval.image_scores[i]).collect()
+                rows.iter().map(|&i| eval.image_scores[i] as f64).collect()
             };
             (scores, labels)
         })
@@ -2215,7 +2213,7 @@ mod tests {
         let (videos, norm) = frames_by_video(&e, VideoNormalizationConfig::MinMax);
         let want = [0.0, 0.6 * 0.2 + 0.4 * 0.5, 0.6 + 0.4 * 0.25, 0.4];
         for (got, want) in videos[0].0.iter().zip(want) {
-            assert!((*got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
         assert_eq!(norm, memad_metrics::VideoNormalization::None);
         let (raw, _) = frames_by_video(&e, VideoNormalizationConfig::None);
@@ -2224,6 +2222,20 @@ mod tests {
             vec![0.0; 4],
             "without min_max the image score is used"
         );
+    }
+
+    #[test]
+    fn combined_frame_scores_are_ranked_in_f64() {
+        // Frames 1 and 2 differ by 1e-8 in the weighted sum: a tie in f32 (AUROC 0.75),
+        // ordered in f64 (AUROC 1).
+        let mut e = eval(&[0.0; 3], &[false, false, true], &["a"; 3]);
+        e.parts = vec![
+            ("neg_psnr".into(), 1.0, vec![0.0, 1.0, 1.0]),
+            ("feature_distance".into(), 1e-8, vec![0.0, 0.0, 1.0]),
+        ];
+        let requested = ["frame_auroc_micro".to_string()];
+        let got = compute_metrics(&requested, VideoNormalizationConfig::MinMax, &e).unwrap();
+        assert_eq!(got, [("frame_auroc_micro".to_string(), 1.0)]);
     }
 
     #[test]
