@@ -19,9 +19,9 @@
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    absolute_root, evaluate_category, load_checkpoint, metric_rows, model_groups, model_name,
-    prepare, results_by_category, say, say_commits, say_cuda_only_switches, sha256_hex, RunMeta,
-    RunSummary,
+    absolute_root, class_indices, classes_file, evaluate_category, load_checkpoint, metric_rows,
+    model_groups, model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
+    say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, Combination};
@@ -308,13 +308,15 @@ fn score_models(
     let run_label = format!("{}/{}", exp.name, dir.stamp());
     let mut rows: Vec<MetricRow> = Vec::new();
     for group in groups {
+        let model = model_name(exp, group);
+        let trained = read_trained_classes(&run.join(classes_file(&model)))?;
+        let classes = class_indices(group, trained.as_deref(), &model)?;
         let ctx = BuildContext {
             device,
             weights_dir: weights_dir.to_path_buf(),
             image_size: exp.data.image_size as i64,
-            classes: group.len(),
+            classes: trained.as_ref().map_or(group.len(), Vec::len),
         };
-        let model = model_name(exp, group);
         let path = checkpoint_of(run, &model);
         let method = load_checkpoint(exp, registry, &ctx, &path).with_context(|| {
             let why = match overridden {
@@ -327,7 +329,7 @@ fn score_models(
             )
         })?;
         say(dir, &format!("[{model}] loaded {}", path.display()));
-        for (class, split) in group.iter().enumerate() {
+        for (&class, split) in classes.iter().zip(group) {
             let format = loaded.dataset.format;
             let values = evaluate_category(
                 exp,

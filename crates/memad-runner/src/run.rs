@@ -156,6 +156,18 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             classes: group.len(),
         };
         let model = model_name(&exp, group);
+        let names: Vec<String> = group.iter().map(|s| s.category.clone()).collect();
+        match read_trained_classes(&dir.path(&classes_file(&model)))? {
+            Some(trained) => anyhow::ensure!(
+                trained == names,
+                "{} was started on the categories {} and the dataset now gives {}: the model's \
+                 class indices would change; run with --restart to start over",
+                dir.partial.display(),
+                trained.join(", "),
+                names.join(", ")
+            ),
+            None => dir.write(&classes_file(&model), (names.join("\n") + "\n").as_bytes())?,
+        }
         let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
             Some(method) => method,
             None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
@@ -360,6 +372,49 @@ pub(crate) fn model_name(exp: &crate::experiment::Experiment, group: &[&Category
         Setting::OneClass => group[0].category.clone(),
         Setting::MultiClass => "all".to_string(),
     }
+}
+
+/// `checkpoints/<model>.classes`: the categories a model was trained on, one per line, in
+/// class-index order (`Batch::class`, the class-aware memory's rows). Written when training
+/// starts, so that a later session or `memad eval` gives each category the index it was
+/// trained with, whatever category folders the dataset has then.
+pub(crate) fn classes_file(model: &str) -> String {
+    format!("checkpoints/{model}.classes")
+}
+
+/// The categories of `path` (a [`classes_file`]); `None` for a run made before the file
+/// existed.
+pub(crate) fn read_trained_classes(path: &Path) -> anyhow::Result<Option<Vec<String>>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.lines().map(str::to_string).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The class index of each category of `group` in a model trained on `trained` (its
+/// [`classes_file`]), or, for a run without that file, the position in `group`; an error
+/// names a category the model was not trained on.
+pub(crate) fn class_indices(
+    group: &[&CategorySplit],
+    trained: Option<&[String]>,
+    model: &str,
+) -> anyhow::Result<Vec<usize>> {
+    let Some(trained) = trained else {
+        return Ok((0..group.len()).collect());
+    };
+    (group.iter())
+        .map(|s| {
+            (trained.iter().position(|c| *c == s.category)).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "category `{}` was not among those the model `{model}` was trained on \
+                     ({}); evaluate it with a model trained on it",
+                    s.category,
+                    trained.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 /// The `metrics.csv` rows of one category's metric values.

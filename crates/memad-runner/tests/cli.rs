@@ -574,6 +574,64 @@ synthetic = {{ categories = [{cats}], image_size = 64, train_per_category = 6, t
 }
 
 #[test]
+fn a_multi_class_model_keeps_its_class_indices_when_a_category_folder_goes() {
+    // Trained on every category of the dataset (`categories = []`: grid and carpet, class 0
+    // and 1), then evaluated after grid's folder is gone: carpet keeps class 1, so the
+    // class-aware memory reads carpet's prototypes and the figures are the run's own.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_catalog(dir.path(), r#""grid", "carpet""#);
+    let exp = std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
+        .unwrap()
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = []",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("embed_channels = 256", "embed_channels = 32")
+        .replace("items_per_class = 10", "items_per_class = 3")
+        .replace("epochs = 10", "epochs = 1");
+    std::fs::write(dir.path().join("mdd.toml"), &exp).unwrap();
+    let out = memad(&["run", "mdd.toml", "--runs", "runs"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = complete_folders(&dir.path().join("runs/mddnet_synthetic")).remove(0);
+    let classes = std::fs::read_to_string(run.join("checkpoints/all.classes")).unwrap();
+    assert_eq!(classes, "grid\ncarpet\n");
+
+    // The same images without grid, as a plain MVTec folder (nothing regenerates it).
+    let left = dir.path().join("data/tiny");
+    std::fs::remove_dir_all(left.join("grid")).unwrap();
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[tiny]\nformat = \"mvtec\"\nroot = \"data/tiny\"\n",
+    )
+    .unwrap();
+    let out = memad(&["eval", run.to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let evals = complete_folders(&run.join("evals/mddnet_synthetic"));
+    let carpet = |lines: Vec<String>| -> Vec<String> {
+        (lines.into_iter())
+            .filter(|l| l.contains(",carpet,"))
+            .collect()
+    };
+    let (own, again) = (carpet(metric_lines(&run)), carpet(metric_lines(&evals[0])));
+    assert_eq!(own.len(), 5);
+    assert_eq!(again, own);
+
+    // A category the model never saw is named, not scored with another's class.
+    std::fs::rename(left.join("carpet"), left.join("leather")).unwrap();
+    let out = memad(&["eval", run.to_str().unwrap()], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        t.contains(
+            "category `leather` was not among those the model `all` was trained on (grid, carpet)"
+        ),
+        "{t}"
+    );
+}
+
+#[test]
 fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
     let dir = tempfile::tempdir().unwrap();
     tiny_catalog(dir.path(), r#""grid", "carpet""#);
@@ -602,6 +660,9 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
         .path();
     assert!(run.join("checkpoints/all.safetensors").is_file());
     assert!(!run.join("checkpoints/grid.safetensors").exists());
+    // The class indices, in the order of `categories`.
+    let classes = std::fs::read_to_string(run.join("checkpoints/all.classes")).unwrap();
+    assert_eq!(classes, "grid\ncarpet\n");
     // Every loss term of the paper is logged.
     let losses = std::fs::read_to_string(run.join("losses.csv")).unwrap();
     for term in [

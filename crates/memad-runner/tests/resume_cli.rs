@@ -256,6 +256,21 @@ fn a_multi_class_run_resumes_its_single_model() {
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
     let (_, partial) = folders(&runs, "mddnet_synthetic");
     assert!(partial[0].join("resume/all/epoch-00001").is_dir());
+    // The model's class indices are fixed when it starts: a session that reads the
+    // categories in another order (here: a changed file) refuses to go on.
+    let classes = partial[0].join("checkpoints/all.classes");
+    assert_eq!(std::fs::read_to_string(&classes).unwrap(), "grid\ncarpet\n");
+    std::fs::write(&classes, "carpet\ngrid\n").unwrap();
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "was started on the categories carpet, grid and the dataset now gives grid, carpet"
+        ),
+        "{t}"
+    );
+    std::fs::write(&classes, "grid\ncarpet\n").unwrap();
     let out = memad(&run, d, None);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
