@@ -406,25 +406,31 @@ struct Report {
 }
 
 /// Frame AUROC pooled over the videos (micro) and averaged over the videos with both
-/// classes (macro), after `Inputs::video_normalization`.
+/// classes (macro, `None` when no video has both: `-` in the table, `null` in JSON), after
+/// `Inputs::video_normalization`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 struct FrameMetrics {
     frame_auroc_micro: f64,
-    frame_auroc_macro: f64,
+    frame_auroc_macro: Option<f64>,
 }
 
 impl FrameMetrics {
-    fn named(&self) -> [(&'static str, f64); 2] {
+    fn named(&self) -> [(&'static str, Option<f64>); 2] {
         [
-            ("frame_auroc_micro", self.frame_auroc_micro),
+            ("frame_auroc_micro", Some(self.frame_auroc_micro)),
             ("frame_auroc_macro", self.frame_auroc_macro),
         ]
     }
 }
 
 /// The values of a row by name: the image (and pixel) metrics, then the frame AUROCs.
-fn named(metrics: &ImageMetrics, frames: Option<&FrameMetrics>) -> Vec<(&'static str, f64)> {
-    let mut out = metrics.named();
+fn named(
+    metrics: &ImageMetrics,
+    frames: Option<&FrameMetrics>,
+) -> Vec<(&'static str, Option<f64>)> {
+    let mut out: Vec<_> = (metrics.named().into_iter())
+        .map(|(n, v)| (n, Some(v)))
+        .collect();
     out.extend(frames.iter().flat_map(|f| f.named()));
     out
 }
@@ -453,8 +459,14 @@ impl Report {
         for row in self.categories.iter().chain([&mean]) {
             write!(s, "{:<14} {:>7}", row.category, row.images).unwrap();
             match &row.metrics {
-                Some(m) => (named(m, row.frames.as_ref()).iter().zip(&widths))
-                    .for_each(|((_, v), w)| write!(s, " {v:>w$.4}").unwrap()),
+                Some(m) => {
+                    (named(m, row.frames.as_ref()).iter().zip(&widths)).for_each(|((_, v), w)| {
+                        match v {
+                            Some(v) => write!(s, " {v:>w$.4}").unwrap(),
+                            None => write!(s, " {:>w$}", "-").unwrap(),
+                        }
+                    })
+                }
                 None => (widths.iter()).for_each(|w| write!(s, " {:>w$}", "-").unwrap()),
             }
             s.push('\n');
@@ -462,6 +474,26 @@ impl Report {
         let undefined: Vec<String> = (self.categories.iter())
             .filter_map(|r| Some(format!("{} ({})", r.category, r.undefined.as_ref()?)))
             .collect();
+        let no_macro: Vec<&str> = (self.categories.iter())
+            .filter(|r| r.frames.is_some_and(|f| f.frame_auroc_macro.is_none()))
+            .map(|r| r.category.as_str())
+            .collect();
+        if !no_macro.is_empty() {
+            let rest = match self
+                .mean_frames
+                .is_some_and(|f| f.frame_auroc_macro.is_some())
+            {
+                true => "; its mean averages the other categories",
+                false => "",
+            };
+            writeln!(
+                s,
+                "frame_auroc_macro is undefined in {}: no video there has both normal and \
+                 anomalous frames{rest}",
+                no_macro.join(", ")
+            )
+            .unwrap();
+        }
         if !undefined.is_empty() {
             writeln!(
                 s,
@@ -524,12 +556,12 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
         .filter_map(|r| r.frames.as_ref())
         .collect();
     let mean_frames = (!frames.is_empty()).then(|| {
-        let mean = |f: fn(&FrameMetrics) -> f64| {
-            frames.iter().map(|m| f(m)).sum::<f64>() / frames.len() as f64
-        };
+        let micro = frames.iter().map(|m| m.frame_auroc_micro).sum::<f64>();
+        let macros: Vec<f64> = frames.iter().filter_map(|m| m.frame_auroc_macro).collect();
         FrameMetrics {
-            frame_auroc_micro: mean(|m| m.frame_auroc_micro),
-            frame_auroc_macro: mean(|m| m.frame_auroc_macro),
+            frame_auroc_micro: micro / frames.len() as f64,
+            frame_auroc_macro: (!macros.is_empty())
+                .then(|| macros.iter().sum::<f64>() / macros.len() as f64),
         }
     });
     Ok(Report {
@@ -563,9 +595,14 @@ fn frame_metrics(inputs: &Inputs, videos: &[Category], group: &Group) -> Result<
     };
     let norm = inputs.video_normalization;
     let within = |e: MetricError| anyhow!("category {}: frame level: {e}", group.name);
+    let macro_auroc = match frame_auroc_macro(&per_video, norm) {
+        Ok(v) => Some(v),
+        Err(MetricError::NoVideoWithBothClasses) => None,
+        Err(e) => return Err(within(e)),
+    };
     Ok(FrameMetrics {
         frame_auroc_micro: frame_auroc_micro(&per_video, norm).map_err(within)?,
-        frame_auroc_macro: frame_auroc_macro(&per_video, norm).map_err(within)?,
+        frame_auroc_macro: macro_auroc,
     })
 }
 
@@ -2865,7 +2902,7 @@ mod tests {
             );
             assert_eq!(
                 frames.frame_auroc_macro,
-                frame_auroc_macro(&videos, norm).unwrap()
+                Some(frame_auroc_macro(&videos, norm).unwrap())
             );
             assert!(run(&args(Some(flag))).is_ok());
         }
@@ -2891,5 +2928,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("needs `videos [N]`"), "{msg}");
+    }
+
+    #[test]
+    fn without_a_video_holding_both_classes_the_macro_auroc_is_left_empty() {
+        // Video `a` all normal, video `b` all anomalous: micro is defined, macro is not.
+        let dir = tempfile::tempdir().unwrap();
+        let scores = [0.1, 0.2, 0.3, 0.4];
+        let labels = [false, false, true, true];
+        let (pred, _) = write_scores(dir.path(), "<f8", &scores, &labels, None);
+        let gt = zip(
+            &[
+                (
+                    "image_labels.npy",
+                    npy("|b1", "(4,)", &labels.to_vec().map_u8()),
+                ),
+                ("videos.npy", npy("|S1", "(4,)", b"aabb")),
+            ],
+            false,
+        );
+        let gt = write(dir.path(), "gt_videos.npz", &gt);
+        let mut inputs = Inputs::load(&pred, &gt).unwrap();
+        inputs.video_normalization = VideoNormalization::None;
+        let report = evaluate(&inputs, 0.3).unwrap();
+        let frames = report.mean_frames.unwrap();
+        assert_eq!(frames.frame_auroc_micro, 1.0);
+        assert_eq!(frames.frame_auroc_macro, None);
+        let table = report.table();
+        let mean = table.lines().find(|l| l.starts_with("mean")).unwrap();
+        let cells: Vec<&str> = mean.split_whitespace().collect();
+        assert_eq!(cells[cells.len() - 2..], ["1.0000", "-"], "{table}");
+        assert!(
+            table.contains("frame_auroc_macro is undefined in all: no video there has both"),
+            "{table}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["mean_frames"]["frame_auroc_macro"].is_null(), "{json}");
     }
 }

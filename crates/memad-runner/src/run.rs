@@ -1367,6 +1367,14 @@ pub(crate) fn evaluate_category(
     write_overlays(exp, dir, split, &eval)?;
     let metrics = Instant::now();
     let values = compute_metrics(&exp.eval.metrics, exp.eval.video_normalization, &eval)?;
+    let asked = |name: &str| exp.eval.metrics.iter().any(|m| m == name);
+    if asked("frame_auroc_macro") && !values.iter().any(|(m, _)| m == "frame_auroc_macro") {
+        let line = format!(
+            "[{category}] frame_auroc_macro is undefined: no video has both normal and \
+             anomalous frames (no row written)"
+        );
+        say(dir, &line);
+    }
     let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
     let images = split.test.len();
     let t = eval.timing;
@@ -1923,12 +1931,16 @@ pub fn compute_metrics(
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
             "auspro" => auspro_mean_over_types(eval, maps, s),
             "aupro_rd4ad" => m::aupro_rd4ad(maps, &eval.masks, n, s, s),
-            "frame_auroc_micro" | "frame_auroc_macro" => {
+            "frame_auroc_micro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
-                if name == "frame_auroc_micro" {
-                    m::frame_auroc_micro(&videos, norm)
-                } else {
-                    m::frame_auroc_macro(&videos, norm)
+                m::frame_auroc_micro(&videos, norm)
+            }
+            "frame_auroc_macro" => {
+                let (videos, norm) = frames_by_video(eval, video_norm);
+                match m::frame_auroc_macro(&videos, norm) {
+                    // Undefined, not wrong: the caller notes it and writes no row.
+                    Err(m::MetricError::NoVideoWithBothClasses) => continue,
+                    other => other,
                 }
             }
             other => unreachable!("metric {other} is validated at load time"),
@@ -2277,6 +2289,17 @@ mod tests {
             vec![0.0; 4],
             "without min_max the image score is used"
         );
+    }
+
+    #[test]
+    fn frame_auroc_macro_is_left_out_when_no_video_has_both_classes() {
+        let e = eval(&[0.1, 0.2, 0.3], &[false, false, true], &["a", "a", "b"]);
+        let requested = [
+            "frame_auroc_micro".to_string(),
+            "frame_auroc_macro".to_string(),
+        ];
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        assert_eq!(got, [("frame_auroc_micro".to_string(), 1.0)]);
     }
 
     #[test]
