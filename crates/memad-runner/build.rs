@@ -1,16 +1,16 @@
-//! Embeds the commit a binary is built from as `MEMAD_BUILD_COMMIT`: 12 hex digits, `-dirty`
-//! when tracked files differed from it at build time, `unknown` outside a git checkout. A run
+//! Embeds the commit a binary is built from as `MEMAD_BUILD_COMMIT`: 12 hex digits; when
+//! tracked files differed from it at build time, `-dirty-` and the first 8 hex digits of the
+//! git object hash of that difference (`git diff HEAD`), so that binaries of two different
+//! edits of one commit are told apart; `unknown` outside a git checkout. A run
 //! records the code that produced its numbers this way, also where the binary runs without
 //! its checkout (a GPU machine) or after the checkout has moved on. Shared by `memad` and the
 //! benchmark binaries (`benches/Cargo.toml` names this file as its build script).
 use std::path::Path;
-use std::process::Command;
+
+include!("src/git_commit.rs");
 
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    git_in(Path::new("."), args)
 }
 
 fn main() {
@@ -47,13 +47,6 @@ fn main() {
             );
         }
     }
-    let commit = match git(&["rev-parse", "--short=12", "HEAD"]) {
-        Some(hash) => {
-            let status = git(&["status", "--porcelain", "--untracked-files=no"]);
-            let dirty = status.is_some_and(|s| !s.is_empty());
-            format!("{hash}{}", if dirty { "-dirty" } else { "" })
-        }
-        None => "unknown".to_string(),
-    };
+    let commit = describe_checkout(Path::new(".")).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=MEMAD_BUILD_COMMIT={commit}");
 }

@@ -195,32 +195,69 @@ pub fn timestamp() -> String {
     )
 }
 
-/// The commit this binary was built from (`build.rs`): 12 hex digits, `-dirty` when tracked
-/// files differed from it at build time, `unknown` when built outside a git checkout. The
+/// The commit this binary was built from (`build.rs`): 12 hex digits, then `-dirty-` and a
+/// fingerprint of the difference when tracked files differed from it at build time,
+/// `unknown` when built outside a git checkout. The
 /// `commit` of every result row and `run.toml`: the code that produced the numbers.
 pub const BUILD_COMMIT: &str = env!("MEMAD_BUILD_COMMIT");
 
-/// `HEAD` of the git checkout around the current folder (`-dirty` as [`BUILD_COMMIT`]), or
+include!("git_commit.rs");
+
+/// `HEAD` of the git checkout around the current folder (written as [`BUILD_COMMIT`]), or
 /// `None` outside one: where the experiment files came from, which may differ from the
 /// binary's commit.
 pub fn checkout_commit() -> Option<String> {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let commit = run(&["rev-parse", "--short=12", "HEAD"])?;
-    let dirty =
-        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(format!("{commit}{}", if dirty { "-dirty" } else { "" }))
+    describe_checkout(Path::new("."))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dirty_checkout_is_told_apart_by_its_difference() {
+        let repo = tempfile::tempdir().unwrap();
+        let dir = repo.path();
+        let git = |args: &[&str]| {
+            let ok = (std::process::Command::new("git"))
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("a.rs"), "1\n").unwrap();
+        git(&["add", "a.rs"]);
+        git(&["commit", "-q", "-m", "a"]);
+        let clean = describe_checkout(dir).unwrap();
+        assert_eq!(clean.len(), 12, "{clean}");
+        std::fs::write(dir.join("a.rs"), "2\n").unwrap();
+        let first = describe_checkout(dir).unwrap();
+        std::fs::write(dir.join("a.rs"), "3\n").unwrap();
+        let second = describe_checkout(dir).unwrap();
+        assert!(first.starts_with(&format!("{clean}-dirty-")), "{first}");
+        assert_eq!(first.len(), 12 + 7 + 8, "{first}");
+        assert_ne!(first, second);
+        std::fs::write(dir.join("a.rs"), "2\n").unwrap();
+        assert_eq!(
+            describe_checkout(dir).unwrap(),
+            first,
+            "the same edit, the same name"
+        );
+        std::fs::write(dir.join("b.rs"), "untracked\n").unwrap();
+        std::fs::write(dir.join("a.rs"), "1\n").unwrap();
+        assert_eq!(
+            describe_checkout(dir).unwrap(),
+            clean,
+            "untracked files do not count"
+        );
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(describe_checkout(outside.path()), None);
+    }
 
     #[test]
     fn a_partial_folder_in_use_is_not_reopened() {

@@ -474,7 +474,7 @@ const TCH_VERSION: &str = "0.24.0";
 #[derive(serde::Serialize)]
 pub(crate) struct RunMeta {
     memad_version: &'static str,
-    /// The commit the binary was built from, `-dirty` when built from an edited tree.
+    /// The commit the binary was built from ([`BUILD_COMMIT`]).
     commit: String,
     /// The checkout around the folder memad ran in at the start (absent outside one): where
     /// the experiment files came from; differs from `commit` when the binary is older.
@@ -1065,7 +1065,6 @@ pub(crate) fn load_checkpoint(
     Ok(method)
 }
 
-/// `commit` of `metrics.csv`: the checkout's HEAD, `-dirty` when it has changes.
 /// Logs the binary's commit and, when the checkout around the current folder is at another
 /// (a binary built earlier, or the tree edited since), that one too; returns the checkout's
 /// commit for `run.toml`.
