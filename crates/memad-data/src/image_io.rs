@@ -95,8 +95,32 @@ fn read_tail(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
 /// The filter [`load_rgb`] resizes images with (bilinear); part of the loader's cache keys.
 pub const IMAGE_FILTER: FilterType = FilterType::Triangle;
 
-/// The filter masks are resized with (nearest neighbour); part of the loader's cache keys.
-pub const MASK_FILTER: FilterType = FilterType::Nearest;
+/// How ground-truth masks are brought to the input size and binarised (`[data] mask_resize`).
+/// The official evaluations differ, and boundary pixels and thin defects with them (pixel
+/// AUROC, AUPRO).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskResize {
+    /// Nearest neighbour at pixel centres: a pixel is anomalous where its source pixel is
+    /// (anomalib's resizing of masks).
+    #[default]
+    Nearest,
+    /// Bilinear ([`IMAGE_FILTER`], antialiased when shrinking, as PIL's), anomalous above
+    /// half: RD4AD's official `Resize` of the mask then `gt > 0.5`.
+    BilinearHalf,
+    /// Bilinear, anomalous only where wholly covered (255): PatchCore's official `Resize`
+    /// of the mask then `.astype(int)`, which keeps exactly 1.
+    BilinearFull,
+}
+
+impl MaskResize {
+    /// Whether this is the default, [`MaskResize::Nearest`].
+    pub fn is_nearest(&self) -> bool {
+        *self == MaskResize::Nearest
+    }
+}
 
 /// Decodes `path` as RGB and resizes it to `size`x`size` ([`IMAGE_FILTER`]).
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
@@ -112,23 +136,38 @@ pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
 /// (its image's original `(width, height)`) and resizes it to `size`x`size` (nearest).
 pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayImage> {
     let mask = MaskRef::File(path.to_path_buf()).decode()?;
-    fit_mask(mask, path, None, expected, size)
+    fit_mask(mask, path, None, expected, size, MaskResize::Nearest)
 }
 
 /// The mask `mask` of `image` (whose size is read from its header), checked to have the
-/// image's size, resized to `size`x`size` (nearest) as 0/255; a size mismatch names both.
-pub fn load_mask_for(mask: &MaskRef, image: &Path, size: u32) -> Result<GrayImage> {
+/// image's size, resized to `size`x`size` as `resize` says, as 0/255; a size mismatch names
+/// both.
+pub fn load_mask_for(
+    mask: &MaskRef,
+    image: &Path,
+    size: u32,
+    resize: MaskResize,
+) -> Result<GrayImage> {
     let expected = image_dimensions(image)?;
-    fit_mask(mask.decode()?, &mask.name(), Some(image), expected, size)
+    fit_mask(
+        mask.decode()?,
+        &mask.name(),
+        Some(image),
+        expected,
+        size,
+        resize,
+    )
 }
 
-/// Checks `gray` (the mask `name`) against `expected`, resizes it (nearest) and binarises it.
+/// Checks `gray` (the mask `name`, 0/255) against `expected`, resizes it as `resize` says
+/// and binarises it to 0/255.
 pub(crate) fn fit_mask(
     gray: GrayImage,
     name: &Path,
     image: Option<&Path>,
     expected: (u32, u32),
     size: u32,
+    resize: MaskResize,
 ) -> Result<GrayImage> {
     if gray.dimensions() != expected {
         return Err(DataError::MaskSize {
@@ -138,13 +177,18 @@ pub(crate) fn fit_mask(
             image_size: expected,
         });
     }
+    let (filter, lowest) = match resize {
+        MaskResize::Nearest => (FilterType::Nearest, 128),
+        MaskResize::BilinearHalf => (IMAGE_FILTER, 128), // v / 255 > 0.5
+        MaskResize::BilinearFull => (IMAGE_FILTER, 255),
+    };
     let mut mask = if gray.dimensions() == (size, size) {
         gray
     } else {
-        imageops::resize(&gray, size, size, MASK_FILTER)
+        imageops::resize(&gray, size, size, filter)
     };
     for p in mask.pixels_mut() {
-        p[0] = if p[0] > 127 { 255 } else { 0 };
+        p[0] = if p[0] >= lowest { 255 } else { 0 };
     }
     Ok(mask)
 }
@@ -165,6 +209,27 @@ mod tests {
         let rgb = load_rgb(&path, 8).unwrap();
         assert_eq!(rgb.dimensions(), (8, 8));
         assert!(rgb.pixels().all(|p| *p == Rgb([77, 77, 77])));
+    }
+
+    #[test]
+    fn mask_resizing_follows_each_official_protocol() {
+        // 16 x 16 -> 4 x 4: a block over columns 0-7 and a 1-pixel line at column 10.
+        // Output column 1 is 7/8 covered by the block, column 2 only by the line's weight.
+        let mut m = GrayImage::new(16, 16);
+        for (x, _, p) in m.enumerate_pixels_mut() {
+            p[0] = if x < 8 || x == 10 { 255 } else { 0 };
+        }
+        let columns = |resize| -> Vec<u8> {
+            let out = fit_mask(m.clone(), Path::new("m"), None, (16, 16), 4, resize).unwrap();
+            assert!(out.pixels().all(|p| p[0] == 0 || p[0] == 255));
+            (0..4).map(|x| out.get_pixel(x, 2)[0] / 255).collect()
+        };
+        // Nearest samples source columns 2, 6, 10, 14: the thin line survives.
+        assert_eq!(columns(MaskResize::Nearest), [1, 1, 1, 0]);
+        // RD4AD (`gt > 0.5`): the 7/8-covered column is anomalous, the line is averaged away.
+        assert_eq!(columns(MaskResize::BilinearHalf), [1, 1, 0, 0]);
+        // PatchCore (`astype(int)`): only the wholly covered column.
+        assert_eq!(columns(MaskResize::BilinearFull), [1, 0, 0, 0]);
     }
 
     #[test]
@@ -191,7 +256,7 @@ mod tests {
         let (mask, img) = (dir.path().join("m.png"), dir.path().join("i.png"));
         GrayImage::new(8, 8).save(&mask).unwrap();
         RgbImage::new(16, 12).save(&img).unwrap();
-        let err = load_mask_for(&MaskRef::File(mask.clone()), &img, 8)
+        let err = load_mask_for(&MaskRef::File(mask.clone()), &img, 8, MaskResize::Nearest)
             .unwrap_err()
             .to_string();
         assert!(err.contains("is 8x8 but its image"), "{err}");

@@ -13,7 +13,7 @@
 //! never cached.
 use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
-use crate::image_io::{load_mask_for, load_rgb, IMAGE_FILTER, MASK_FILTER};
+use crate::image_io::{load_mask_for, load_rgb, MaskResize, IMAGE_FILTER};
 use crate::mask::MaskRef;
 use crate::mvtec::Sample;
 use crate::synthesis::AnomalySynthesizer;
@@ -54,6 +54,8 @@ pub struct HostBatch {
 pub struct LoadOptions {
     /// Decode ground-truth masks (test sets; normal samples get all-zero masks).
     pub with_masks: bool,
+    /// How the masks are resized and binarised.
+    pub mask_resize: MaskResize,
     /// The class of each sample, indexed like the sample list; empty: no classes.
     pub classes: Vec<i64>,
     /// Synthesize an anomalous copy of every image ([`Batch::synthetic`]) with this
@@ -145,27 +147,31 @@ fn array_chw(pixels: &ArrayRef, size: u32, chw: &mut Vec<f32>) {
     }
 }
 
-/// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`; normal samples
-/// get an all-zero mask). Clip samples are stacked channel-wise, frames in time order; the
-/// samples of one batch must have clips of one length.
+/// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`, resized
+/// nearest-neighbour; normal samples get an all-zero mask). Clip samples are stacked
+/// channel-wise, frames in time order; the samples of one batch must have clips of one
+/// length.
 pub fn decode_batch(
     samples: &[Sample],
     indices: &[usize],
     size: u32,
     with_masks: bool,
 ) -> Result<HostBatch> {
-    decode_batch_with_cache(samples, indices, size, with_masks, None)
+    let masks = with_masks.then_some(MaskResize::Nearest);
+    decode_batch_with_cache(samples, indices, size, masks, None)
 }
 
-/// [`decode_batch`] reading and filling the on-disk cache folder `cache` (created when
-/// missing); the result is bit-for-bit the uncached one.
+/// [`decode_batch`] with masks resized as `masks` says (none when `None`), reading and
+/// filling the on-disk cache folder `cache` (created when missing); the result is
+/// bit-for-bit the uncached one.
 pub fn decode_batch_with_cache(
     samples: &[Sample],
     indices: &[usize],
     size: u32,
-    with_masks: bool,
+    masks: Option<MaskResize>,
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
+    let with_masks = masks.is_some();
     if let Some(dir) = cache {
         fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     }
@@ -186,8 +192,8 @@ pub fn decode_batch_with_cache(
             }
             let mask = if !with_masks {
                 None
-            } else if let Some(mask_ref) = &sample.mask {
-                let m = mask_pixels(mask_ref, &sample.image, size, cache)?;
+            } else if let (Some(mask_ref), Some(resize)) = (&sample.mask, masks) {
+                let m = mask_pixels(mask_ref, &sample.image, size, resize, cache)?;
                 Some(m.iter().map(|&p| if p > 127 { 1.0 } else { 0.0 }).collect())
             } else {
                 Some(vec![0f32; plane])
@@ -253,7 +259,8 @@ pub fn load_batch_with_cache(
     opts: &LoadOptions,
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
-    let mut host = decode_batch_with_cache(samples, indices, size, opts.with_masks, cache)?;
+    let masks = opts.with_masks.then_some(opts.mask_resize);
+    let mut host = decode_batch_with_cache(samples, indices, size, masks, cache)?;
     if let Some(crop) = opts.crop {
         center_crop(&mut host, crop)?;
     }
@@ -363,11 +370,17 @@ fn image_chw(path: &Path, size: u32, cache: Option<&Path>, chw: &mut Vec<f32>) -
     Ok(())
 }
 
-/// The mask `mask` of `image` at `size`x`size` as 0/255 u8, through the cache folder when
-/// there is one (the key covers the mask's files and the image, whose size it is checked
-/// against).
-fn mask_pixels(mask: &MaskRef, image: &Path, size: u32, cache: Option<&Path>) -> Result<Vec<u8>> {
-    let build = || Ok(load_mask_for(mask, image, size)?.into_raw());
+/// The mask `mask` of `image` at `size`x`size` (resized as `resize` says) as 0/255 u8,
+/// through the cache folder when there is one (the key covers the mask's files and the
+/// image, whose size it is checked against).
+fn mask_pixels(
+    mask: &MaskRef,
+    image: &Path,
+    size: u32,
+    resize: MaskResize,
+    cache: Option<&Path>,
+) -> Result<Vec<u8>> {
+    let build = || Ok(load_mask_for(mask, image, size, resize)?.into_raw());
     let Some(dir) = cache else {
         return build();
     };
@@ -383,12 +396,7 @@ fn mask_pixels(mask: &MaskRef, image: &Path, size: u32, cache: Option<&Path>) ->
         .chain([&image])
         .map(|p| stamp(p))
         .collect::<Option<Vec<_>>>()
-        .map(|stamps| {
-            format!(
-                "mask\n{}\n{index:?}\n{size}\n{MASK_FILTER:?}",
-                stamps.join("\n")
-            )
-        });
+        .map(|stamps| format!("mask\n{}\n{index:?}\n{size}\n{resize:?}", stamps.join("\n")));
     cached(dir, key, (size * size) as usize, build)
 }
 
@@ -675,7 +683,7 @@ mod tests {
             with_masks: false,
             classes: vec![0, 0, 1, 2],
             synthesis: Some((synth, 5)),
-            crop: None,
+            ..Default::default()
         };
         let batch = load_batch(&samples, &[3, 1], 24, &opts).unwrap();
         assert_eq!(batch.classes, Some(vec![2, 0]));
@@ -752,10 +760,22 @@ mod tests {
         let all = [0, 1, 2, 3];
         for (size, with_masks) in [(16, true), (24, false)] {
             let plain = decode_batch(&samples, &all, size, with_masks).unwrap();
-            let filled = decode_batch_with_cache(&samples, &all, size, with_masks, Some(&cache));
+            let filled = decode_batch_with_cache(
+                &samples,
+                &all,
+                size,
+                with_masks.then_some(MaskResize::Nearest),
+                Some(&cache),
+            );
             assert!(same(&plain, &filled.unwrap()));
             let before = entries(&cache);
-            let read = decode_batch_with_cache(&samples, &all, size, with_masks, Some(&cache));
+            let read = decode_batch_with_cache(
+                &samples,
+                &all,
+                size,
+                with_masks.then_some(MaskResize::Nearest),
+                Some(&cache),
+            );
             assert!(same(&plain, &read.unwrap()));
             assert_eq!(entries(&cache), before, "entries read back, not rewritten");
         }
@@ -784,7 +804,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         let samples = textured_samples(dir.path(), 2);
-        let old = decode_batch_with_cache(&samples, &[0, 1], 16, false, Some(&cache)).unwrap();
+        let old = decode_batch_with_cache(&samples, &[0, 1], 16, None, Some(&cache)).unwrap();
         // New pixels and a later mtime.
         let path = &samples[0].image;
         let mut rgb = image::open(path).unwrap().into_rgb8();
@@ -798,7 +818,7 @@ mod tests {
             .unwrap()
             .set_modified(later)
             .unwrap();
-        let new = decode_batch_with_cache(&samples, &[0, 1], 16, false, Some(&cache)).unwrap();
+        let new = decode_batch_with_cache(&samples, &[0, 1], 16, None, Some(&cache)).unwrap();
         assert!(same(
             &new,
             &decode_batch(&samples, &[0, 1], 16, false).unwrap()
@@ -812,7 +832,14 @@ mod tests {
         let cache = dir.path().join("cache");
         let samples = masked_samples(dir.path(), 2);
         let plain = decode_batch(&samples, &[0, 1], 16, true).unwrap();
-        decode_batch_with_cache(&samples, &[0, 1], 16, true, Some(&cache)).unwrap();
+        decode_batch_with_cache(
+            &samples,
+            &[0, 1],
+            16,
+            Some(MaskResize::Nearest),
+            Some(&cache),
+        )
+        .unwrap();
         let full = entries(&cache);
         assert_eq!(full.len(), 3);
         // Truncate one, flip a payload byte of another, empty the third.
@@ -823,7 +850,14 @@ mod tests {
         bytes[at] ^= 0x40;
         fs::write(&full[1].0, &bytes).unwrap();
         fs::write(&full[2].0, b"").unwrap();
-        let again = decode_batch_with_cache(&samples, &[0, 1], 16, true, Some(&cache)).unwrap();
+        let again = decode_batch_with_cache(
+            &samples,
+            &[0, 1],
+            16,
+            Some(MaskResize::Nearest),
+            Some(&cache),
+        )
+        .unwrap();
         assert!(same(&plain, &again));
         let rebuilt = entries(&cache);
         assert_eq!(
@@ -832,7 +866,14 @@ mod tests {
             "every entry rewritten at full length, no temporary files left"
         );
         // A damaged entry is never trusted: the rebuilt ones read back equal.
-        let read = decode_batch_with_cache(&samples, &[0, 1], 16, true, Some(&cache)).unwrap();
+        let read = decode_batch_with_cache(
+            &samples,
+            &[0, 1],
+            16,
+            Some(MaskResize::Nearest),
+            Some(&cache),
+        )
+        .unwrap();
         assert!(same(&plain, &read));
     }
 }

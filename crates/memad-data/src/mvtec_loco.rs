@@ -19,7 +19,7 @@
 //! benchmark's localisation metric) reads each region on its own with its saturation area
 //! from the category's `defects_config.json` ([`spro_regions`]).
 use crate::error::{DataError, Result};
-use crate::image_io::{decode_luma, fit_mask, image_dimensions};
+use crate::image_io::{decode_luma, fit_mask, image_dimensions, MaskResize};
 use crate::loader::crop_offset;
 use crate::mask::MaskRef;
 use crate::mvtec::{
@@ -277,7 +277,8 @@ pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<
                 p[0] = 255;
                 area += 1;
             }
-            let resized = fit_mask(binary, file, Some(&sample.image), expected, size)?;
+            let nearest = MaskResize::Nearest;
+            let resized = fit_mask(binary, file, Some(&sample.image), expected, size, nearest)?;
             let resized_area = resized.pixels().filter(|p| p[0] > 0).count();
             let pixels: Vec<u32> = (0..crop)
                 .flat_map(|y| (0..crop).map(move |x| (x, y)))

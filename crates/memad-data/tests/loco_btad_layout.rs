@@ -2,7 +2,7 @@
 //! stem across extensions) on small trees in the real layouts.
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use memad_data::check::check_dataset;
-use memad_data::image_io::load_mask_for;
+use memad_data::image_io::{load_mask_for, MaskResize};
 use memad_data::loader::decode_batch;
 use memad_data::mask::MaskRef;
 use memad_data::mvtec_loco::{self, LOGICAL, STRUCTURAL};
@@ -132,7 +132,7 @@ fn reads_mvtec_loco_with_or_ed_mask_folders() {
         ]))
     );
     // Both regions, whatever their grey value: 4 x 2 + 6 x 4.
-    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 16).unwrap();
+    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 16, MaskResize::Nearest).unwrap();
     assert_eq!(m.dimensions(), (16, 16));
     let native = s.mask.as_ref().unwrap().decode().unwrap();
     assert_eq!(native.pixels().filter(|p| p[0] == 255).count(), 8 + 24);
@@ -188,7 +188,13 @@ fn mvtec_loco_spro_regions_carry_their_saturation_areas() {
         .enumerate()
     {
         let image = &split.test[region.sample].image;
-        let alone = load_mask_for(&MaskRef::Union(vec![file.clone()]), image, 16).unwrap();
+        let alone = load_mask_for(
+            &MaskRef::Union(vec![file.clone()]),
+            image,
+            16,
+            MaskResize::Nearest,
+        )
+        .unwrap();
         let want: Vec<u32> = (0..256u32)
             .filter(|&p| alone.as_raw()[p as usize] > 0)
             .collect();

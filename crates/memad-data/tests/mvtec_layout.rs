@@ -1,6 +1,6 @@
 //! The MVTec AD reader and image loading on hand-made folders in the real dataset's layout.
 use image::{GrayImage, Luma, Rgb, RgbImage};
-use memad_data::image_io::{load_mask, load_mask_for, load_rgb};
+use memad_data::image_io::{load_mask, load_mask_for, load_rgb, MaskResize};
 use memad_data::mvtec::{list_categories, read_category, Label};
 use memad_data::{DataError, MaskRef};
 use std::path::{Path, PathBuf};
@@ -90,7 +90,7 @@ fn reads_the_real_layout_in_sorted_order() {
         s.mask.as_ref().and_then(MaskRef::file).unwrap(),
         root.join("bottle/ground_truth/broken_large/001_mask.png")
     );
-    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 10).unwrap();
+    let m = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 10, MaskResize::Nearest).unwrap();
     assert_eq!(m.dimensions(), (10, 10));
     assert_eq!(load_rgb(&s.image, 12).unwrap().dimensions(), (12, 12));
     assert!(read_category(&root, "screw").unwrap().test.is_empty());
@@ -116,9 +116,14 @@ fn mask_of_the_wrong_size_is_an_error() {
     let mask_path = root.join("bottle/ground_truth/broken_large/000_mask.png");
     mask(&mask_path, 10, 8);
     let image = root.join("bottle/test/broken_large/000.png");
-    let msg = load_mask_for(&MaskRef::File(mask_path.clone()), &image, 16)
-        .unwrap_err()
-        .to_string();
+    let msg = load_mask_for(
+        &MaskRef::File(mask_path.clone()),
+        &image,
+        16,
+        MaskResize::Nearest,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(msg.contains("000_mask.png is 10x8 but its image"), "{msg}");
     assert!(msg.contains("broken_large/000.png is 20x16"), "{msg}");
     let msg = load_mask(&mask_path, (20, 16), 16).unwrap_err().to_string();

@@ -6,7 +6,7 @@
 //! and (1, 0) (logical).
 use image::{GrayImage, Luma};
 use memad_data::check::check_dataset;
-use memad_data::image_io::load_mask_for;
+use memad_data::image_io::{load_mask_for, MaskResize};
 use memad_data::loader::decode_batch;
 use memad_data::mask::MaskRef;
 use memad_data::matv5::read_cell_flags;
@@ -319,7 +319,7 @@ fn reads_avenue_with_the_official_mat_ground_truth() {
     let split = e.read_category("avenue").unwrap();
     assert_eq!((split.train.len(), split.test.len()), (3, 8));
     let s = &split.test[3];
-    let mask = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 6).unwrap();
+    let mask = load_mask_for(s.mask.as_ref().unwrap(), &s.image, 6, MaskResize::Nearest).unwrap();
     assert_eq!(mask.dimensions(), (6, 6));
     let clips = e.read_clips("avenue", 3, ClipMode::Centred).unwrap();
     assert_eq!(clips.test.len(), 8);

@@ -41,7 +41,9 @@
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
 //!   with the experiment's `seed`.
 //! - The backbone is any registered one; the official code's preprocessing (resize 256,
-//!   centre crop 224) is the data pipeline's: `[data] resize = 256`, `image_size = 224`.
+//!   centre crop 224) is the data pipeline's: `[data] resize = 256`, `image_size = 224`; its
+//!   masks (bilinear, then `astype(int)`: wholly covered pixels only) are `[data]
+//!   mask_resize = "bilinear_full"`, which the paper files set.
 //!
 //! Reproduce: `memad run experiments/paper/patchcore_mvtec.toml` (MVTec AD, WRN-50-2,
 //! PatchCore-10%); on synthetic data: `memad run experiments/patchcore_synthetic.toml`.

@@ -19,8 +19,9 @@
 //! decoder are derived from its levels, which must be consecutive stride-2 levels); the
 //! defaults of this file are the paper's WideResNet-50-2 shapes. `experiments/quickstart.toml`
 //! uses EfficientNet-Lite0 (the ImageNet weights available offline) with a smaller decoder.
-//! Against the official code (hq-deng/RD4AD): ground-truth masks are resized
-//! nearest-neighbour and kept above 127, not bilinear and > 0.5, and an image's label is its
+//! Against the official code (hq-deng/RD4AD): its ground-truth masks (bilinear, then > 0.5)
+//! are `[data] mask_resize = "bilinear_half"`, which the paper files set (the default,
+//! `nearest`, keeps thin defects the bilinear resize averages away); an image's label is its
 //! folder's (the official `test.py` takes the maximum of the resized mask: they differ only
 //! where a defect vanishes in the resize). The student starts as the official one does
 //! ([`memad_decoders::init`]): convolutions Kaiming-normal (fan-out), the 2x2 transposed

@@ -8,6 +8,7 @@ use memad_core::precision::Precision;
 use memad_core::registry::kind_of;
 use memad_core::{parse_section, ConfigError, Registry};
 use memad_data::catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
+pub use memad_data::image_io::MaskResize;
 pub use memad_data::video::ClipMode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -93,6 +94,12 @@ pub struct DataConfig {
     /// 256, crop 224"); absent: decode at `image_size`, no crop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<u32>,
+    /// How test masks are brought to the input size: `nearest` (the default; written to
+    /// config.toml only when another is chosen, so earlier runs keep their config hash),
+    /// `bilinear_half` (RD4AD's official `gt > 0.5`) or `bilinear_full` (PatchCore's official
+    /// `astype(int)`: wholly covered pixels only).
+    #[serde(default, skip_serializing_if = "MaskResize::is_nearest")]
+    pub mask_resize: MaskResize,
     pub batch_size: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,

@@ -881,10 +881,10 @@ fn train_model(
         let order = shuffled(train.len(), epoch_seed);
         let (decoded, crop) = decode_size(&exp.data);
         let load = LoadOptions {
-            with_masks: false,
             classes: classes.clone(),
             synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
             crop,
+            ..Default::default()
         };
         let loader = BatchLoader::with_cache(
             train.clone(),
@@ -1728,6 +1728,7 @@ pub fn evaluate(
     let (decoded, crop) = decode_size(data);
     let load = LoadOptions {
         with_masks: true,
+        mask_resize: data.mask_resize,
         classes: vec![class; test.len()],
         synthesis: None,
         crop,

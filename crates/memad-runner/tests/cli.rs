@@ -1091,3 +1091,52 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
         "{t}"
     );
 }
+
+#[test]
+fn test_masks_are_resized_as_the_config_says() {
+    // PatchCore (nothing to train) on the tiny data at 32 px (masks shrink from 64 px): the
+    // official PatchCore masks (bilinear, wholly covered pixels only) lose the defects' edges,
+    // so the pixel metrics change; the choice is written to config.toml, the default is not.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_catalog(dir.path(), r#""grid""#);
+    let exp = std::fs::read_to_string(workspace().join("experiments/patchcore_synthetic.toml"))
+        .unwrap()
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 32");
+    let full = exp
+        .replace("name = \"patchcore_synthetic\"", "name = \"full\"")
+        .replace(
+            "batch_size = 8",
+            "mask_resize = \"bilinear_full\"\nbatch_size = 8",
+        );
+    std::fs::write(dir.path().join("nearest.toml"), &exp).unwrap();
+    std::fs::write(dir.path().join("full.toml"), &full).unwrap();
+    let mut pixel_auroc = Vec::new();
+    for (file, name) in [
+        ("nearest.toml", "patchcore_synthetic"),
+        ("full.toml", "full"),
+    ] {
+        let out = memad(&["run", file, "--runs", "runs"], dir.path());
+        assert!(out.status.success(), "{}", text(&out));
+        let run = complete_folders(&dir.path().join("runs").join(name)).remove(0);
+        let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+        assert_eq!(
+            config.contains("mask_resize = \"bilinear_full\""),
+            name == "full",
+            "{config}"
+        );
+        assert!(
+            name == "full" || !config.contains("mask_resize"),
+            "{config}"
+        );
+        let line = (metric_lines(&run).into_iter())
+            .find(|l| l.contains("pixel_auroc"))
+            .unwrap();
+        pixel_auroc.push(line.rsplit(',').next().unwrap().to_string());
+    }
+    assert_ne!(pixel_auroc[0], pixel_auroc[1]);
+}
