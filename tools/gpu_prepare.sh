@@ -31,9 +31,9 @@ cp "$teachers" target/gpu/backbone_throughput
 cp "$cuda_tests" target/gpu/memad_cuda_tests
 weights="${MEMAD_WEIGHTS_DIR:-${MEMAD_CACHE:-$HOME/.cache/memad}/weights}"
 cp "$weights/efficientnet_lite0.safetensors" target/gpu/weights/
-commit="$(git rev-parse --short HEAD)"
-git diff --quiet HEAD || commit="$commit-dirty"
-echo "$commit" > target/gpu/COMMIT
+# The commit string the binaries embed (`-dirty-<hash of the diff>` for an edited tree).
+target/gpu/memad info | sed -n 's/^built from *commit //p' > target/gpu/COMMIT
+[ -s target/gpu/COMMIT ] || { echo "memad info gave no commit" >&2; exit 1; }
 # The device tool sends the working tree and the carried paths, 64 MiB in all.
 tree_kib="$({ git ls-files; git ls-files --others --exclude-standard; } | tr '\n' '\0' \
     | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1 || true)"

@@ -46,8 +46,8 @@
 #
 # Environment: MEMAD_BENCH_BIN (a prebuilt step_bench; default target/release/step_bench,
 # built with cargo when missing and cargo exists), PYTHON (a python with torch; default the
-# project venv's), MEMAD_COMMIT (the commit written in the rows; default git's, else
-# "unknown"). On a machine without Rust (a GPU box), build here with
+# project venv's), MEMAD_COMMIT (the commit written in the rows; default the one step_bench
+# was built from, else "unknown"). On a machine without Rust (a GPU box), build here with
 #   cargo build --release -p memad-benches --bin step_bench
 # carry target/release/step_bench, and there run
 #   LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib \
@@ -104,7 +104,9 @@ if [ "$TABLE_ONLY" = 0 ] && [ ! -x "$BIN" ]; then
 fi
 "$PYTHON" -c 'import torch' || { echo "PYTHON=$PYTHON has no torch" >&2; exit 1; }
 REF_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456}"
-COMMIT="${MEMAD_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+# The commit step_bench was built from (`--version`), so both sides' rows name memad's code.
+COMMIT="${MEMAD_COMMIT:-$("$BIN" --version 2>/dev/null | awk '{print $2}')}"
+COMMIT="${COMMIT:-unknown}"
 DATE="$(date -u +%Y-%m-%d)"
 
 # "label method batch size [extra step_bench arguments]", per device; steps and warm-up

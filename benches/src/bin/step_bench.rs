@@ -84,6 +84,9 @@ const METHODS: [&str; 4] = ["rd4ad", "mnad", "mddnet", "patchcore"];
 #[command(
     name = "step_bench",
     about = "Times training and scoring steps of a method.",
+    // `step_bench --version`: the commit the binary was built from (compare_steps.sh writes
+    // it in the reference's rows too).
+    version = env!("MEMAD_BUILD_COMMIT"),
     allow_negative_numbers = true,
     // compare_steps.sh puts per-method settings after the defaults: the last one wins.
     args_override_self = true
