@@ -17,7 +17,8 @@
 //! - Memory bank (Sec. 3.2, Alg. 1): every training patch feature collected, then a greedy
 //!   k-center coreset of `ceil(coreset_ratio * N)` of them selected on a random projection
 //!   ([`memory_bank::PatchBank`], `[method.memory]`: `coreset_ratio`, `projection_dim`).
-//! - Patch score (Eq. 6): `s(h,w) = min_{m in M} ||phi(h,w) - m||_2`.
+//! - Patch score (Eq. 6): `s(h,w) = min_{m in M} ||phi(h,w) - m||_2`; `patch_distance =
+//!   "squared"` squares it, as the official code's faiss distances (the paper files do).
 //! - Anomaly map: the patch scores on the `h x w` grid, upsampled bilinearly to the input
 //!   size, Gaussian blur sigma `map_sigma` (4 in the paper at 224 px).
 //! - Image score: `image_score = "max"`: `s* = max_{h,w} s(h,w)` (what the official code
@@ -34,9 +35,11 @@
 //!   (pool each level at its own resolution, then upsample the `pretrain_embed_dim` maps,
 //!   instead of upsampling the `C_j p^2` unfolded maps first): both are linear maps acting on
 //!   different axes, so the result is the same (checked by a test) at a fraction of the memory.
-//! - Patch scores are Euclidean distances, as the paper's Eq. 6; the official code's faiss
-//!   `IndexFlatL2` returns squared distances (same image AUROC under `max`; the maps differ
-//!   by the square before upsampling and blurring).
+//! - None in the patch scores with `patch_distance = "squared"`, which the paper files set:
+//!   the official code's faiss `IndexFlatL2` returns squared distances. The default is the
+//!   paper's Euclidean Eq. 6 (the same image AUROC under `max`; the maps differ by the
+//!   square before upsampling and blurring). With `image_score = "reweighted"` Eq. 7's
+//!   weight keeps Euclidean distances (anomalib's) and multiplies the squared `s*`.
 //! - Coreset: see [`memory_bank`] (seeded start item, `ceil`, Gaussian projection). The bank's
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
 //!   with the experiment's `seed`.
@@ -66,6 +69,25 @@ pub enum ImageScore {
     Reweighted,
 }
 
+/// What a patch's score is, from its distance to the nearest bank item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchDistance {
+    /// `||phi - m*||_2`, the paper's Eq. 6.
+    #[default]
+    Euclidean,
+    /// `||phi - m*||_2^2`, what the official code's faiss `IndexFlatL2` returns: the same
+    /// image ranking under `image_score = "max"`, other anomaly maps (the square is taken
+    /// before the upsampling and the blur).
+    Squared,
+}
+
+impl PatchDistance {
+    fn is_euclidean(&self) -> bool {
+        *self == PatchDistance::Euclidean
+    }
+}
+
 /// The `[method]` section of an experiment with `kind = "patchcore"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +107,10 @@ pub struct PatchcoreConfig {
     /// The bank's coreset (`coreset_ratio`, `projection_dim`).
     #[serde(default)]
     pub memory: PatchBankConfig,
+    /// The patch score (the default, `euclidean`, is left out of the resolved config so that
+    /// earlier runs keep their config hash).
+    #[serde(default, skip_serializing_if = "PatchDistance::is_euclidean")]
+    pub patch_distance: PatchDistance,
     #[serde(default = "d_image_score")]
     pub image_score: ImageScore,
     /// `b` of Eq. 7: bank neighbours of `m*` in the reweighting (9 in anomalib; >= 2).
@@ -149,6 +175,38 @@ fn parse(
         ));
     }
     Ok(cfg)
+}
+
+/// The patch scores `[B, L]` and image scores `[B]` of patch features `[B, L, D]` as `cfg`
+/// says (`patch_distance`, `image_score`).
+fn patch_scores(
+    cfg: &PatchcoreConfig,
+    bank: &PatchBank,
+    patches: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let [b, l, d] = patches.size()[..] else {
+        unreachable!("patches are [B, L, D]")
+    };
+    let nn = bank.k_nearest(&patches.reshape([b * l, d]), 1)?;
+    let euclidean = nn.distance.reshape([b, l]);
+    let patch_score = match cfg.patch_distance {
+        PatchDistance::Euclidean => euclidean.shallow_clone(),
+        PatchDistance::Squared => euclidean.square(),
+    };
+    let image_score = match cfg.image_score {
+        ImageScore::Max => patch_score.amax([1i64].as_slice(), false),
+        ImageScore::Reweighted => {
+            // Eq. 7's weight from Euclidean distances, times the largest patch score.
+            let index = nn.index.reshape([b, l]);
+            let reweighted =
+                reweighted_score(&euclidean, &index, patches, bank, cfg.reweight_neighbours)?;
+            match cfg.patch_distance {
+                PatchDistance::Euclidean => reweighted,
+                PatchDistance::Squared => reweighted * euclidean.amax([1i64].as_slice(), false),
+            }
+        }
+    };
+    Ok((patch_score, image_score))
 }
 
 /// Registry `resolve`.
@@ -350,19 +408,9 @@ impl Method for Patchcore {
         let size = batch.input.size();
         let b = size[0];
         let (features, [h, w]) = self.embed(&batch.input);
-        let nn = self.bank.k_nearest(&features, 1)?;
-        let patch_distance = nn.distance.reshape([b, h * w]);
-        let image_score = match self.cfg.image_score {
-            ImageScore::Max => patch_distance.amax([1i64].as_slice(), false),
-            ImageScore::Reweighted => reweighted_score(
-                &patch_distance,
-                &nn.index.reshape([b, h * w]),
-                &features.reshape([b, h * w, -1]),
-                &self.bank,
-                self.cfg.reweight_neighbours,
-            )?,
-        };
-        let map = patch_distance.reshape([b, 1, h, w]).upsample_bilinear2d(
+        let (patch_score, image_score) =
+            patch_scores(&self.cfg, &self.bank, &features.reshape([b, h * w, -1]))?;
+        let map = patch_score.reshape([b, 1, h, w]).upsample_bilinear2d(
             [size[2], size[3]],
             false,
             None,
@@ -578,6 +626,34 @@ mod tests {
             inside.double_value(&[]) > all.double_value(&[]),
             "{inside} vs {all}"
         );
+    }
+
+    #[test]
+    fn squared_patch_distances_square_the_patch_and_image_scores() {
+        // The bank and patches of the hand-computed reweighting case.
+        let items = Tensor::from_slice(&[0f32, 0., 3., 0., 0., 4.]).reshape([3, 2]);
+        let mut bank = PatchBank::new(PatchBankConfig::default(), 0);
+        bank.load_state(&[("bank".into(), items)]).unwrap();
+        let patches = Tensor::from_slice(&[0f32, 0., 1., 1.]).reshape([1, 2, 2]);
+        let cfg = |extra: &str| -> PatchcoreConfig {
+            parse(&section(extra), "method", &registry()).unwrap()
+        };
+        let scores = |extra: &str| patch_scores(&cfg(extra), &bank, &patches).unwrap();
+        let values = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        let (patch, image) = scores("");
+        assert_eq!(values(&patch), [0.0, 2f32.sqrt()]);
+        assert_eq!(values(&image), [2f32.sqrt()]);
+        let (patch, image) = scores("patch_distance = \"squared\"");
+        let close = |got: Vec<f32>, want: &[f32]| {
+            (got.iter().zip(want)).all(|(g, w)| (g - w).abs() < 1e-6) && got.len() == want.len()
+        };
+        assert!(close(values(&patch), &[0.0, 2.0]));
+        assert!(close(values(&image), &[2.0]));
+        // Eq. 7's weight stays Euclidean and multiplies the squared s* (= 2).
+        let (_, plain) = scores("image_score = \"reweighted\"");
+        let (_, squared) = scores("image_score = \"reweighted\"\npatch_distance = \"squared\"");
+        let weight = values(&plain)[0] / 2f32.sqrt();
+        assert!(close(values(&squared), &[weight * 2.0]));
     }
 
     #[test]

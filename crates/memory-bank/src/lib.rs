@@ -32,14 +32,15 @@
 //! # Deviations from the reference code
 //! - Start: one seeded random item, as Alg. 1 (and anomalib). The official
 //!   `ApproximateGreedyCoresetSampler` starts from the mean distance to 10 random items
-//!   without selecting them.
+//!   without selecting them, and keeps that mean among the minima of every later step, so
+//!   it also caps the distances for the whole selection.
 //! - Size: `ceil(ratio * N)` (the official code: `int(ratio * N)`).
 //! - Projection: a dense Gaussian matrix from memad's own seeded generator (the official code:
 //!   an untrained `torch.nn.Linear`, i.e. uniform Kaiming entries; anomalib: a sparse random
 //!   projection). Any Johnson-Lindenstrauss projection serves; the seed alone fixes the
 //!   selection, whatever the device or libtorch's global generator.
 //! - Distances are Euclidean as in the paper (the official code's faiss `IndexFlatL2` returns
-//!   squared distances). Neighbours are found with `|q|^2 - 2 q.b + |b|^2` over chunks of
+//!   squared distances: PatchCore's `patch_distance = "squared"` squares them). Neighbours are found with `|q|^2 - 2 q.b + |b|^2` over chunks of
 //!   queries and bank items, then their distances are recomputed exactly as `||q - b||`.
 use memad_core::{ConfigError, CoreError, Memory, MemoryRead, Progress, Result};
 use serde::{Deserialize, Serialize};
