@@ -832,14 +832,11 @@ mod tests {
         let cache = dir.path().join("cache");
         let samples = masked_samples(dir.path(), 2);
         let plain = decode_batch(&samples, &[0, 1], 16, true).unwrap();
-        decode_batch_with_cache(
-            &samples,
-            &[0, 1],
-            16,
-            Some(MaskResize::Nearest),
-            Some(&cache),
-        )
-        .unwrap();
+        let cached = || {
+            let masks = Some(MaskResize::Nearest);
+            decode_batch_with_cache(&samples, &[0, 1], 16, masks, Some(&cache)).unwrap()
+        };
+        cached();
         let full = entries(&cache);
         assert_eq!(full.len(), 3);
         // Truncate one, flip a payload byte of another, empty the third.
@@ -850,14 +847,7 @@ mod tests {
         bytes[at] ^= 0x40;
         fs::write(&full[1].0, &bytes).unwrap();
         fs::write(&full[2].0, b"").unwrap();
-        let again = decode_batch_with_cache(
-            &samples,
-            &[0, 1],
-            16,
-            Some(MaskResize::Nearest),
-            Some(&cache),
-        )
-        .unwrap();
+        let again = cached();
         assert!(same(&plain, &again));
         let rebuilt = entries(&cache);
         assert_eq!(
@@ -866,14 +856,7 @@ mod tests {
             "every entry rewritten at full length, no temporary files left"
         );
         // A damaged entry is never trusted: the rebuilt ones read back equal.
-        let read = decode_batch_with_cache(
-            &samples,
-            &[0, 1],
-            16,
-            Some(MaskResize::Nearest),
-            Some(&cache),
-        )
-        .unwrap();
+        let read = cached();
         assert!(same(&plain, &read));
     }
 }

@@ -573,6 +573,22 @@ synthetic = {{ categories = [{cats}], image_size = 64, train_per_category = 6, t
     catalog
 }
 
+/// `experiments/mddnet_synthetic.toml` on the tiny dataset with its `categories` line
+/// replaced by `categories`, a small model and 1 epoch.
+fn tiny_mddnet(categories: &str) -> String {
+    std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
+        .unwrap()
+        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            categories,
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("embed_channels = 256", "embed_channels = 32")
+        .replace("items_per_class = 10", "items_per_class = 3")
+        .replace("epochs = 10", "epochs = 1")
+}
+
 #[test]
 fn a_multi_class_model_keeps_its_class_indices_when_a_category_folder_goes() {
     // Trained on every category of the dataset (`categories = []`: grid and carpet, class 0
@@ -580,17 +596,7 @@ fn a_multi_class_model_keeps_its_class_indices_when_a_category_folder_goes() {
     // class-aware memory reads carpet's prototypes and the figures are the run's own.
     let dir = tempfile::tempdir().unwrap();
     tiny_catalog(dir.path(), r#""grid", "carpet""#);
-    let exp = std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
-        .unwrap()
-        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
-        .replace(
-            "categories = [\"carpet\", \"grid\", \"leather\"]",
-            "categories = []",
-        )
-        .replace("image_size = 128", "image_size = 64")
-        .replace("embed_channels = 256", "embed_channels = 32")
-        .replace("items_per_class = 10", "items_per_class = 3")
-        .replace("epochs = 10", "epochs = 1");
+    let exp = tiny_mddnet("categories = []");
     std::fs::write(dir.path().join("mdd.toml"), &exp).unwrap();
     let out = memad(&["run", "mdd.toml", "--runs", "runs"], dir.path());
     assert!(out.status.success(), "{}", text(&out));
@@ -635,17 +641,7 @@ fn a_multi_class_model_keeps_its_class_indices_when_a_category_folder_goes() {
 fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
     let dir = tempfile::tempdir().unwrap();
     tiny_catalog(dir.path(), r#""grid", "carpet""#);
-    let base = std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
-        .unwrap()
-        .replace("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
-        .replace(
-            "categories = [\"carpet\", \"grid\", \"leather\"]",
-            "categories = [\"grid\", \"carpet\"]",
-        )
-        .replace("image_size = 128", "image_size = 64")
-        .replace("embed_channels = 256", "embed_channels = 32")
-        .replace("items_per_class = 10", "items_per_class = 3")
-        .replace("epochs = 10", "epochs = 1");
+    let base = tiny_mddnet(r#"categories = ["grid", "carpet"]"#);
     std::fs::write(dir.path().join("mdd.toml"), &base).unwrap();
 
     let out = memad(&["run", "mdd.toml", "--runs", "runs"], dir.path());
