@@ -190,3 +190,39 @@ fn missing_root_and_broken_layouts_are_named() {
     let msg = read_category(&root, "bottle").unwrap_err().to_string();
     assert!(msg.contains("bottle/test"), "{msg}");
 }
+
+#[test]
+fn bilinear_mask_resizing_agrees_with_pil() {
+    // tests/fixtures/mask_resize_*.png (tools/make_mask_resize_fixture.py): a 300 px mask of
+    // discs and thin lines and PIL's BILINEAR resize of it to 64 px, the masks of RD4AD's and
+    // PatchCore's official evaluations before they binarise.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let source = fixtures.join("mask_resize_source.png");
+    let pil = image::open(fixtures.join("mask_resize_pil_64.png"))
+        .unwrap()
+        .into_luma8()
+        .into_raw();
+    let ours = |resize| -> Vec<bool> {
+        let m = load_mask_for(&MaskRef::File(source.clone()), &source, 64, resize).unwrap();
+        m.into_raw().into_iter().map(|v| v == 255).collect()
+    };
+    let differ = |a: &[bool], b: &[bool]| a.iter().zip(b).filter(|(x, y)| x != y).count();
+    // RD4AD: `gt > 0.5` of the resized [0, 1] mask.
+    let half: Vec<bool> = pil.iter().map(|&v| v as f64 / 255.0 > 0.5).collect();
+    assert_eq!(differ(&ours(MaskResize::BilinearHalf), &half), 0);
+    // PatchCore: `astype(int)` keeps exactly 1. The two filters round differently by at most
+    // one grey level, which can move a pixel at 254/255: allow one pixel in a thousand.
+    let full: Vec<bool> = pil.iter().map(|&v| v == 255).collect();
+    let n = ours(MaskResize::BilinearFull);
+    assert!(
+        differ(&n, &full) <= full.len() / 1000,
+        "{}",
+        differ(&n, &full)
+    );
+    assert!(
+        full.iter().filter(|&&f| f).count() > 400,
+        "the fixture has covered pixels"
+    );
+    // Nearest-neighbour is another protocol: it keeps thin lines the bilinear filter thins.
+    assert!(differ(&ours(MaskResize::Nearest), &half) > 0);
+}
