@@ -1136,3 +1136,91 @@ fn test_masks_are_resized_as_the_config_says() {
     }
     assert_ne!(pixel_auroc[0], pixel_auroc[1]);
 }
+
+/// A VisA tree as downloaded (`<object>/Data/Images/{Normal,Anomaly}`, label-map masks,
+/// `split_csv/1cls.csv`) with two objects of 48 x 32 images: stripes, and on the anomalous
+/// ones a bright square the mask marks with label 1.
+fn tiny_visa(root: &Path) {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let mut csv = String::from("object,split,label,image,mask\n");
+    let square = |x: u32, y: u32| (20..30).contains(&x) && (10..20).contains(&y);
+    for object in ["candle", "pcb1"] {
+        let save = |rel: &str, anomalous: bool| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            RgbImage::from_fn(48, 32, |x, y| match anomalous && square(x, y) {
+                true => Rgb([250, 250, 250]),
+                false if (x / 3 + y / 5) % 2 == 0 => Rgb([80, 60, 40]),
+                false => Rgb([140, 110, 70]),
+            })
+            .save(path)
+            .unwrap();
+        };
+        for i in 0..6 {
+            let rel = format!("{object}/Data/Images/Normal/{i:04}.JPG");
+            save(&rel, false);
+            let split = if i < 4 { "train" } else { "test" };
+            csv += &format!("{object},{split},normal,{rel},\n");
+        }
+        for i in 0..2 {
+            let rel = format!("{object}/Data/Images/Anomaly/{i:03}.JPG");
+            let m = format!("{object}/Data/Masks/Anomaly/{i:03}.png");
+            save(&rel, true);
+            let path = root.join(&m);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            GrayImage::from_fn(48, 32, |x, y| Luma([square(x, y) as u8]))
+                .save(path)
+                .unwrap();
+            csv += &format!("{object},test,anomaly,{rel},{m}\n");
+        }
+    }
+    std::fs::create_dir_all(root.join("split_csv")).unwrap();
+    std::fs::write(root.join("split_csv/1cls.csv"), csv).unwrap();
+}
+
+#[test]
+fn the_patchcore_visa_paper_file_runs_on_visa_as_downloaded() {
+    // The paper file as it is (resize then centre crop, the official masks and squared
+    // distances, WRN-50-2 layer2 + layer3) but for the weights (random: ImageNet's cannot be
+    // had here) and the sizes, on non-square images with label-map masks.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_visa(&dir.path().join("data/visa"));
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[visa]\nformat = \"visa\"\nroot = \"data/visa\"\n",
+    )
+    .unwrap();
+    let exp = std::fs::read_to_string(workspace().join("experiments/paper/patchcore_visa.toml"))
+        .unwrap()
+        .replace(
+            "weights = \"torchvision:wide_resnet50_2\"",
+            "weights = \"random\"",
+        )
+        .replace("image_size = 224", "image_size = 32")
+        .replace("resize = 256", "resize = 40");
+    assert!(exp.contains("weights = \"random\"") && exp.contains("resize = 40"));
+    std::fs::write(dir.path().join("visa.toml"), &exp).unwrap();
+    let out = memad(&["run", "visa.toml", "--runs", "runs"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let run = complete_folders(&dir.path().join("runs/patchcore_visa")).remove(0);
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    for line in [
+        "mask_resize = \"bilinear_full\"",
+        "patch_distance = \"squared\"",
+        "resize = 40",
+    ] {
+        assert!(config.contains(line), "{line}: {config}");
+    }
+    // Both objects scored, every metric defined (the masks' label 1 read as anomalous and
+    // still covering pixels after the resize and crop).
+    let lines = metric_lines(&run);
+    for object in ["candle", "pcb1"] {
+        for metric in ["image_auroc", "image_ap", "pixel_auroc", "aupro"] {
+            let line = (lines.iter())
+                .find(|l| l.contains(&format!(",{object},")) && l.contains(&format!(",{metric},")))
+                .unwrap_or_else(|| panic!("{object} {metric}: {lines:?}"));
+            let v: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{line}");
+        }
+    }
+}
