@@ -1280,3 +1280,104 @@ synthetic = { categories = ["grid", "carpet"], image_size = 64, train_per_catego
         }
     }
 }
+
+/// A video dataset in the MNAD frame layout (`training/frames/NN`, `testing/frames/NN`,
+/// `testing/masks/NN`, ranges in `UCSDped2.m`): 2 training and 2 test videos of 20 frames of
+/// 48 x 32 px, a grey bar moving right; in test video 02 frames 11-18 (1-based) also hold a
+/// bright square, which its masks mark.
+fn tiny_video(root: &Path) {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let square = |x: u32, y: u32| (30..40).contains(&x) && (8..18).contains(&y);
+    let frame = |path: PathBuf, t: u32, anomalous: bool| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(48, 32, |x, y| {
+            let v = match (anomalous && square(x, y), (x + 48 - 2 * t) % 48 < 6) {
+                (true, _) => 250,
+                (false, true) => 160,
+                (false, false) => 60 + (y % 4) as u8 * 5,
+            };
+            Rgb([v, v, v])
+        })
+        .save(path)
+        .unwrap();
+    };
+    for (split, video) in [
+        ("training", "01"),
+        ("training", "02"),
+        ("testing", "01"),
+        ("testing", "02"),
+    ] {
+        for t in 0..20u32 {
+            let anomalous = split == "testing" && video == "02" && (10..18).contains(&t);
+            frame(
+                root.join(format!("{split}/frames/{video}/{t:03}.jpg")),
+                t,
+                anomalous,
+            );
+            if split == "testing" {
+                let path = root.join(format!("testing/masks/{video}/{t:03}.png"));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                GrayImage::from_fn(48, 32, |x, y| {
+                    Luma([if anomalous && square(x, y) { 255 } else { 0 }])
+                })
+                .save(path)
+                .unwrap();
+            }
+        }
+    }
+    std::fs::write(
+        root.join("UCSDped2.m"),
+        "TestVideoFile = {};\nTestVideoFile{end+1}.gt_frame = [];\n\
+         TestVideoFile{end+1}.gt_frame = [11:18];\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_video_paper_files_run_end_to_end() {
+    // MNAD prediction and reconstruction and MemAE as their paper files say (clips, memory
+    // sizes, test-time update, per-video normalisation, frame metrics) but at 32 px and one
+    // epoch, on a tiny video dataset under the files' dataset name.
+    let dir = tempfile::tempdir().unwrap();
+    tiny_video(&dir.path().join("data/ped2"));
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[ped2]\nformat = \"video_frames\"\nroot = \"data/ped2\"\n",
+    )
+    .unwrap();
+    for (file, scored_frames) in [
+        ("mnad_pred_ped2", 2 * 16), // the first 4 frames of a video are never targets
+        ("mnad_recon_ped2", 2 * 20), // every frame
+        ("memae_ped2", 2 * 5),      // full 16-frame windows: frames 9..13 of each video
+    ] {
+        let exp =
+            std::fs::read_to_string(workspace().join(format!("experiments/paper/{file}.toml")))
+                .unwrap()
+                .replace("image_size = 256", "image_size = 32")
+                .replace("epochs = 60", "epochs = 1")
+                .replace("epochs = 100", "epochs = 1");
+        assert!(
+            exp.contains("image_size = 32") && exp.contains("epochs = 1\n"),
+            "{file}"
+        );
+        std::fs::write(dir.path().join(format!("{file}.toml")), &exp).unwrap();
+        let toml = format!("{file}.toml");
+        let out = memad(&["run", &toml, "--runs", "runs"], dir.path());
+        assert!(out.status.success(), "{file}: {}", text(&out));
+        let run = complete_folders(&dir.path().join("runs").join(file)).remove(0);
+        let scores = std::fs::read_to_string(run.join("scores/ped2.csv")).unwrap();
+        assert_eq!(
+            scores.lines().count() - 1,
+            scored_frames,
+            "{file}: {scores}"
+        );
+        let lines = metric_lines(&run);
+        for metric in ["frame_auroc_micro", "frame_auroc_macro"] {
+            let line = (lines.iter())
+                .find(|l| l.contains(&format!(",{metric},")))
+                .unwrap_or_else(|| panic!("{file} {metric}: {lines:?}"));
+            let v: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{line}");
+        }
+    }
+}
