@@ -16,8 +16,11 @@
 //!   it; until then the class reads its `N(0, 1)` start). `init = "random"` keeps the
 //!   `N(0, 1)` start: items far from every feature let the first item a class's features
 //!   near win every read, so the synthetic-mvtec runs address one or two of 10 items per
-//!   class, and MDD-Net's image AUROC falls below and spreads wider than with `features` at
-//!   10, 30 and 60 epochs (`docs/results.md`, "Training length").
+//!   class (about 6 with `features`). With DRAEM's blend inverted (before 2026-12-06)
+//!   MDD-Net's image AUROC was lower and wider spread with random items at 10, 30 and 60
+//!   epochs; with the official blend random items lead at 30 epochs and trail at 10 and 60
+//!   (`docs/results.md`, "The ablations, sweeps and training lengths with DRAEM's official
+//!   blend"): `features` stays the default as the start that uses the memory.
 //! - Similarity: cosine, `s_{c,m}(q) = <q, p_{c,m}> / (||q|| ||p_{c,m}||)` (norms clamped at
 //!   1e-12).
 //! - Read restricted to a class `c` ([`ClassMemory::read_class`]):
