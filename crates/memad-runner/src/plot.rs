@@ -575,11 +575,11 @@ fn frame_scoring(config: Option<&toml::Value>, s: &Scores) -> FrameScoring {
     }
 }
 
-/// The frame scores the metric ranks, one per row of `s` in file order, as `f32` (exact for
-/// [`FrameScoring::Raw`] and [`FrameScoring::Parts`], whose sums the metric rounds to `f32`
-/// too; the metric keeps [`FrameScoring::MinMax`]'s values in `f64`).
-fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f32> {
-    let mut out = s.scores.clone();
+/// The frame scores the metric ranks, one per row of `s` in file order, in `f64` as the
+/// metric ranks them (MNAD's weighted sums of normalised parts are not rounded to `f32`;
+/// [`FrameScoring::MinMax`]'s values are the metric's normalisation of the raw scores).
+fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f64> {
+    let mut out: Vec<f64> = s.scores.iter().map(|&v| f64::from(v)).collect();
     for rows in rows_by_video(&s.videos) {
         let normalised = match scoring {
             FrameScoring::Raw => continue,
@@ -590,22 +590,25 @@ fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f32> {
             }
         };
         for (&i, v) in rows.iter().zip(normalised) {
-            out[i] = v as f32;
+            out[i] = v;
         }
     }
     out
 }
 
 /// `frame_auroc_micro` of `s`, given the inputs `run::compute_metrics` gives it (the raw
-/// scores with `MinMaxPerVideo` for [`FrameScoring::MinMax`], else [`frame_scores`] as they
-/// are), so it is the `metrics.csv` value; `None` where the metric has none.
+/// scores with `MinMaxPerVideo` for [`FrameScoring::MinMax`], else [`frame_scores`]), so
+/// it is the `metrics.csv` value; `None` where the metric has none.
 fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Result<f64, String> {
     use memad_metrics::VideoNormalization;
     let (scores, norm) = match scoring {
-        FrameScoring::MinMax => (s.scores.clone(), VideoNormalization::MinMaxPerVideo),
+        FrameScoring::MinMax => (
+            frame_scores(s, &FrameScoring::Raw),
+            VideoNormalization::MinMaxPerVideo,
+        ),
         _ => (frame_scores(s, scoring), VideoNormalization::None),
     };
-    let videos: Vec<(Vec<f32>, Vec<bool>)> = rows_by_video(&s.videos)
+    let videos: Vec<(Vec<f64>, Vec<bool>)> = rows_by_video(&s.videos)
         .into_iter()
         .map(|rows| {
             (
@@ -629,7 +632,8 @@ fn frame_number(image: &str) -> Option<usize> {
 /// frame scores the video metrics rank for videos.
 struct Shown<'a> {
     raw: &'a Scores,
-    scores: Vec<f32>,
+    /// What the metric ranks (`f32` image scores are exact in `f64`).
+    scores: Vec<f64>,
     /// The legend's AUROC: `image_auroc` or `frame_auroc_micro` as `metrics.csv` has it;
     /// why it is undefined otherwise (one class, non-finite scores).
     auroc: Result<f64, String>,
@@ -642,7 +646,7 @@ impl<'a> Shown<'a> {
         if !raw.is_video() {
             return Shown {
                 raw,
-                scores: raw.scores.clone(),
+                scores: raw.scores.iter().map(|&v| f64::from(v)).collect(),
                 auroc: memad_metrics::auroc(&raw.scores, &raw.labels).map_err(|e| e.to_string()),
                 video: None,
             };
@@ -918,7 +922,7 @@ pub fn read_scores(path: &Path) -> anyhow::Result<Scores> {
 /// ROC points `(false-positive rate, true-positive rate)` from `(0, 0)` to `(1, 1)`, one per
 /// distinct score (ties form one step, as in scikit-learn's `roc_curve`); `labels[i]` marks
 /// an anomaly, higher scores are more anomalous. Empty without positives or negatives.
-pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
     let positives = labels.iter().filter(|&&l| l).count() as f64;
     let negatives = labels.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
@@ -946,7 +950,7 @@ pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
 /// (ties form one point), after `(0, 1)`, up to the first that reaches recall 1 (as
 /// scikit-learn's `precision_recall_curve`: lower thresholds only add false positives).
 /// Empty without positives or negatives.
-pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
+pub fn pr_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
     let positives = labels.iter().filter(|&&l| l).count() as f64;
     if positives == 0.0 || positives == labels.len() as f64 {
         return Vec::new();
@@ -1230,7 +1234,7 @@ fn draw_pr<DB: DrawingBackend + Raster>(
 /// anomalous frames shaded; one figure per page of [`VIDEOS_PER_PAGE`] videos.
 fn plot_frames(
     s: &Scores,
-    scores: &[f32],
+    scores: &[f64],
     scoring: &FrameScoring,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
@@ -1270,7 +1274,7 @@ fn frame_numbers(s: &Scores, rows: &[usize]) -> Vec<usize> {
 fn draw_frames<DB: DrawingBackend + Raster>(
     root: &DrawingArea<DB, Shift>,
     s: &Scores,
-    scores: &[f32],
+    scores: &[f64],
     scoring: &FrameScoring,
     page: &[Vec<usize>],
     grid: (usize, usize),
@@ -1285,7 +1289,7 @@ fn draw_frames<DB: DrawingBackend + Raster>(
     let panels = root.split_evenly(grid);
     for (panel, rows) in panels.iter().zip(page.iter()) {
         let frames = frame_numbers(s, rows);
-        let (lo, hi) = padded_range(rows.iter().map(|&i| f64::from(scores[i])));
+        let (lo, hi) = padded_range(rows.iter().map(|&i| scores[i]));
         let first = frames.iter().min().copied().unwrap_or(0) as f64;
         let last = frames.iter().max().copied().unwrap_or(0) as f64;
         let mut chart = ChartBuilder::on(panel)
@@ -1315,7 +1319,7 @@ fn draw_frames<DB: DrawingBackend + Raster>(
                 )
             }))
             .map_err(drawing)?;
-        let points = (frames.iter().zip(rows)).map(|(&f, &i)| (f as f64, f64::from(scores[i])));
+        let points = (frames.iter().zip(rows)).map(|(&f, &i)| (f as f64, scores[i]));
         draw_line(&chart, points, look(0), 2)?;
     }
     Ok(())
@@ -2387,7 +2391,7 @@ mod tests {
 
     #[test]
     fn roc_area_equals_the_auroc() {
-        let scores = [0.1f32, 0.4, 0.35, 0.8, 0.4, 0.2, 0.9, 0.4];
+        let scores = [0.1f64, 0.4, 0.35, 0.8, 0.4, 0.2, 0.9, 0.4];
         let labels = [false, false, true, true, true, false, true, false];
         let points = roc_curve(&scores, &labels);
         assert_eq!(points.first(), Some(&(0.0, 0.0)));
@@ -2405,7 +2409,7 @@ mod tests {
 
     #[test]
     fn pr_step_area_equals_the_average_precision() {
-        let scores = [0.1f32, 0.4, 0.35, 0.8, 0.4, 0.2, 0.9, 0.4, 0.05];
+        let scores = [0.1f64, 0.4, 0.35, 0.8, 0.4, 0.2, 0.9, 0.4, 0.05];
         let labels = [false, false, true, true, true, false, true, false, true];
         let points = pr_curve(&scores, &labels);
         assert_eq!(points.first(), Some(&(0.0, 1.0)));
