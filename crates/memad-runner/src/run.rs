@@ -222,8 +222,13 @@ impl Drop for DiscardIfNothingToResume {
             return;
         };
         let has_entries = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+        // A model's `.classes` file is written before training: alone it is nothing to resume.
+        let has_checkpoint = std::fs::read_dir(partial.join("checkpoints")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        });
         if has_entries(partial.join("resume"))
-            || has_entries(partial.join("checkpoints"))
+            || has_checkpoint
             || partial.join("metrics.csv").exists()
         {
             return;
@@ -2335,8 +2340,15 @@ mod tests {
             p
         };
         let empty = partial("empty");
+        // The class list a model's training starts with is not a checkpoint.
+        std::fs::write(empty.join(classes_file("all")), "grid\n").unwrap();
         drop(DiscardIfNothingToResume(Some(empty.clone())));
         assert!(!empty.exists() && !root.path().join("empty").exists());
+
+        let trained = partial("trained");
+        std::fs::write(trained.join("checkpoints/grid.safetensors"), "x").unwrap();
+        drop(DiscardIfNothingToResume(Some(trained.clone())));
+        assert!(trained.exists(), "a trained model is kept");
 
         let saved = partial("saved");
         std::fs::create_dir_all(saved.join("resume/m/epoch-00001")).unwrap();
