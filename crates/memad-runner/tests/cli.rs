@@ -1137,6 +1137,36 @@ fn test_masks_are_resized_as_the_config_says() {
     assert_ne!(pixel_auroc[0], pixel_auroc[1]);
 }
 
+/// Runs `experiments/paper/<file>.toml` in `dir` with each `(from, to)` of `changes` made
+/// (each must apply: the test would otherwise run the paper's sizes) and returns its run
+/// folder (`runs/<file>/<stamp>`: the paper files are named after themselves).
+fn run_paper_file(dir: &Path, file: &str, changes: &[(&str, &str)]) -> PathBuf {
+    let mut exp =
+        std::fs::read_to_string(workspace().join(format!("experiments/paper/{file}.toml")))
+            .unwrap();
+    for (from, to) in changes {
+        assert!(exp.contains(from), "{file} has no `{from}`");
+        exp = exp.replace(from, to);
+    }
+    let toml = format!("{file}.toml");
+    std::fs::write(dir.join(&toml), &exp).unwrap();
+    let out = memad(&["run", &toml, "--runs", "runs"], dir);
+    assert!(out.status.success(), "{file}: {}", text(&out));
+    complete_folders(&dir.join("runs").join(file)).remove(0)
+}
+
+/// The value of `metric` in `lines` ([`metric_lines`]) for the category `category` (any when
+/// empty), checked to be in [0, 1].
+fn metric_in_unit_range(lines: &[String], category: &str, metric: &str) -> f64 {
+    let of_category = |l: &&String| category.is_empty() || l.contains(&format!(",{category},"));
+    let line = (lines.iter().filter(of_category))
+        .find(|l| l.contains(&format!(",{metric},")))
+        .unwrap_or_else(|| panic!("{category} {metric}: {lines:?}"));
+    let v: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&v), "{line}");
+    v
+}
+
 /// A VisA tree as downloaded (`<object>/Data/Images/{Normal,Anomaly}`, label-map masks,
 /// `split_csv/1cls.csv`) with two objects of 48 x 32 images: stripes, and on the anomalous
 /// ones a bright square the mask marks with label 1.
@@ -1190,19 +1220,18 @@ fn the_patchcore_visa_paper_file_runs_on_visa_as_downloaded() {
         "[visa]\nformat = \"visa\"\nroot = \"data/visa\"\n",
     )
     .unwrap();
-    let exp = std::fs::read_to_string(workspace().join("experiments/paper/patchcore_visa.toml"))
-        .unwrap()
-        .replace(
-            "weights = \"torchvision:wide_resnet50_2\"",
-            "weights = \"random\"",
-        )
-        .replace("image_size = 224", "image_size = 32")
-        .replace("resize = 256", "resize = 40");
-    assert!(exp.contains("weights = \"random\"") && exp.contains("resize = 40"));
-    std::fs::write(dir.path().join("visa.toml"), &exp).unwrap();
-    let out = memad(&["run", "visa.toml", "--runs", "runs"], dir.path());
-    assert!(out.status.success(), "{}", text(&out));
-    let run = complete_folders(&dir.path().join("runs/patchcore_visa")).remove(0);
+    let run = run_paper_file(
+        dir.path(),
+        "patchcore_visa",
+        &[
+            (
+                "weights = \"torchvision:wide_resnet50_2\"",
+                "weights = \"random\"",
+            ),
+            ("image_size = 224", "image_size = 32"),
+            ("resize = 256", "resize = 40"),
+        ],
+    );
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     for line in [
         "mask_resize = \"bilinear_full\"",
@@ -1216,11 +1245,7 @@ fn the_patchcore_visa_paper_file_runs_on_visa_as_downloaded() {
     let lines = metric_lines(&run);
     for object in ["candle", "pcb1"] {
         for metric in ["image_auroc", "image_ap", "pixel_auroc", "aupro"] {
-            let line = (lines.iter())
-                .find(|l| l.contains(&format!(",{object},")) && l.contains(&format!(",{metric},")))
-                .unwrap_or_else(|| panic!("{object} {metric}: {lines:?}"));
-            let v: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
-            assert!((0.0..=1.0).contains(&v), "{line}");
+            metric_in_unit_range(&lines, object, metric);
         }
     }
 }
@@ -1242,21 +1267,18 @@ synthetic = { categories = ["grid", "carpet"], image_size = 64, train_per_catego
     )
     .unwrap();
     for (file, predicts_classes) in [("rd4ad_mvtec", false), ("mddnet_mvtec", true)] {
-        let exp =
-            std::fs::read_to_string(workspace().join(format!("experiments/paper/{file}.toml")))
-                .unwrap()
-                .replace(
+        let run = run_paper_file(
+            dir.path(),
+            file,
+            &[
+                (
                     "weights = \"torchvision:wide_resnet50_2\"",
                     "weights = \"random\"",
-                )
-                .replace("image_size = 256", "image_size = 64")
-                .replace("epochs = 200", "epochs = 1");
-        assert!(exp.contains("weights = \"random\"") && exp.contains("epochs = 1"));
-        std::fs::write(dir.path().join(format!("{file}.toml")), &exp).unwrap();
-        let toml = format!("{file}.toml");
-        let out = memad(&["run", &toml, "--runs", "runs"], dir.path());
-        assert!(out.status.success(), "{file}: {}", text(&out));
-        let run = complete_folders(&dir.path().join("runs").join(file)).remove(0);
+                ),
+                ("image_size = 256", "image_size = 64"),
+                ("epochs = 200", "epochs = 1"),
+            ],
+        );
         let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
         assert!(
             config.contains("mask_resize = \"bilinear_half\""),
@@ -1350,21 +1372,15 @@ fn the_video_paper_files_run_end_to_end() {
         ("mnad_recon_ped2", 2 * 20), // every frame
         ("memae_ped2", 2 * 5),      // full 16-frame windows: frames 9..13 of each video
     ] {
-        let exp =
-            std::fs::read_to_string(workspace().join(format!("experiments/paper/{file}.toml")))
-                .unwrap()
-                .replace("image_size = 256", "image_size = 32")
-                .replace("epochs = 60", "epochs = 1")
-                .replace("epochs = 100", "epochs = 1");
-        assert!(
-            exp.contains("image_size = 32") && exp.contains("epochs = 1\n"),
-            "{file}"
+        let epochs = match file {
+            "memae_ped2" => ("epochs = 100", "epochs = 1"),
+            _ => ("epochs = 60", "epochs = 1"),
+        };
+        let run = run_paper_file(
+            dir.path(),
+            file,
+            &[("image_size = 256", "image_size = 32"), epochs],
         );
-        std::fs::write(dir.path().join(format!("{file}.toml")), &exp).unwrap();
-        let toml = format!("{file}.toml");
-        let out = memad(&["run", &toml, "--runs", "runs"], dir.path());
-        assert!(out.status.success(), "{file}: {}", text(&out));
-        let run = complete_folders(&dir.path().join("runs").join(file)).remove(0);
         let scores = std::fs::read_to_string(run.join("scores/ped2.csv")).unwrap();
         assert_eq!(
             scores.lines().count() - 1,
@@ -1373,11 +1389,7 @@ fn the_video_paper_files_run_end_to_end() {
         );
         let lines = metric_lines(&run);
         for metric in ["frame_auroc_micro", "frame_auroc_macro"] {
-            let line = (lines.iter())
-                .find(|l| l.contains(&format!(",{metric},")))
-                .unwrap_or_else(|| panic!("{file} {metric}: {lines:?}"));
-            let v: f64 = line.rsplit(',').next().unwrap().parse().unwrap();
-            assert!((0.0..=1.0).contains(&v), "{line}");
+            metric_in_unit_range(&lines, "", metric);
         }
     }
 }
@@ -1434,18 +1446,16 @@ fn the_fashion_mnist_paper_files_run_end_to_end() {
         "mscm_fashion_mnist_unbalanced",
         "memae_fashion_mnist",
     ] {
-        let exp =
-            std::fs::read_to_string(workspace().join(format!("experiments/paper/{file}.toml")))
-                .unwrap()
-                .replace("stage1_epochs = 4", "stage1_epochs = 1")
-                .replace("epochs = 7", "epochs = 2")
-                .replace("epochs = 10", "epochs = 2");
-        assert!(exp.contains("epochs = 2\n"), "{file}");
-        std::fs::write(dir.path().join(format!("{file}.toml")), &exp).unwrap();
-        let toml = format!("{file}.toml");
-        let out = memad(&["run", &toml, "--runs", "runs"], dir.path());
-        assert!(out.status.success(), "{file}: {}", text(&out));
-        let run = complete_folders(&dir.path().join("runs").join(file)).remove(0);
+        let epochs = match file {
+            "memae_fashion_mnist" => ("epochs = 10", "epochs = 2"),
+            _ => ("epochs = 7", "epochs = 2"),
+        };
+        let stage1 = ("stage1_epochs = 4", "stage1_epochs = 1");
+        let changes = match file {
+            "memae_fashion_mnist" => vec![epochs],
+            _ => vec![epochs, stage1],
+        };
+        let run = run_paper_file(dir.path(), file, &changes);
         let lines = metric_lines(&run);
         // One image AUROC per class, each model tested on all 40 test images.
         let aurocs: Vec<&String> = lines
