@@ -161,17 +161,16 @@ pub fn decode_batch(
     decode_batch_with_cache(samples, indices, size, masks, None)
 }
 
-/// [`decode_batch`] with masks resized as `masks` says (none when `None`), reading and
+/// [`decode_batch`] with masks resized as `mask_resize` says (none when `None`), reading and
 /// filling the on-disk cache folder `cache` (created when missing); the result is
 /// bit-for-bit the uncached one.
 pub fn decode_batch_with_cache(
     samples: &[Sample],
     indices: &[usize],
     size: u32,
-    masks: Option<MaskResize>,
+    mask_resize: Option<MaskResize>,
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
-    let with_masks = masks.is_some();
     if let Some(dir) = cache {
         fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     }
@@ -190,13 +189,13 @@ pub fn decode_batch_with_cache(
                     image_chw(frame, size, cache, &mut chw)?;
                 }
             }
-            let mask = if !with_masks {
-                None
-            } else if let (Some(mask_ref), Some(resize)) = (&sample.mask, masks) {
-                let m = mask_pixels(mask_ref, &sample.image, size, resize, cache)?;
-                Some(m.iter().map(|&p| if p > 127 { 1.0 } else { 0.0 }).collect())
-            } else {
-                Some(vec![0f32; plane])
+            let mask = match (mask_resize, &sample.mask) {
+                (None, _) => None,
+                (Some(resize), Some(mask_ref)) => {
+                    let m = mask_pixels(mask_ref, &sample.image, size, resize, cache)?;
+                    Some(m.iter().map(|&p| if p > 127 { 1.0 } else { 0.0 }).collect())
+                }
+                (Some(_), None) => Some(vec![0f32; plane]),
             };
             Ok((chw, mask))
         })
@@ -221,7 +220,7 @@ pub fn decode_batch_with_cache(
         )));
     }
     let mut images = Vec::with_capacity(decoded.iter().map(|d| d.0.len()).sum());
-    let mut masks = with_masks.then(Vec::new);
+    let mut masks = mask_resize.map(|_| Vec::new());
     for (img, mask) in decoded {
         images.extend_from_slice(&img);
         if let (Some(all), Some(m)) = (masks.as_mut(), mask) {

@@ -330,10 +330,9 @@ fn score_models(
         })?;
         say(dir, &format!("[{model}] loaded {}", path.display()));
         for (&class, split) in classes.iter().zip(group) {
-            let format = loaded.dataset.format;
             let values = evaluate_category(
                 exp,
-                format,
+                loaded.dataset.format,
                 &ctx,
                 &model,
                 split,
