@@ -22,6 +22,12 @@
 //!     M_C = M_C  u  { argmax_{m in M} min_{n in M_C} || psi(m) - psi(n) ||_2 }
 //! ```
 //!
+//! `start = "approximate"` starts as the official `ApproximateGreedyCoresetSampler` instead:
+//! with `S` [`APPROXIMATE_START_POINTS`] rows drawn from the seed (not selected), every row
+//! begins at `a(m) = mean_{s in S} ||psi(m) - psi(s)||_2`, and each step selects
+//! `argmax_{m in M} min(a(m), min_{n in M_C} ||psi(m) - psi(n)||_2)`: the first row selected is
+//! the farthest on average from `S`, and `a` also caps the distances of every later step.
+//!
 //! Greedy k-center: each step adds the item farthest from the coreset, which greedily shrinks
 //! the coverage radius `max_{m in M} min_{n in M_C} ||psi(m) - psi(n)||` (the minimax facility
 //! location objective; greedy is a 2-approximation of the optimum). The bank keeps the
@@ -30,10 +36,9 @@
 //! elements, so memory stays `O(N d)` (no `N x N` matrix).
 //!
 //! # Deviations from the reference code
-//! - Start: one seeded random item, as Alg. 1 (and anomalib). The official
-//!   `ApproximateGreedyCoresetSampler` starts from the mean distance to 10 random items
-//!   without selecting them, and keeps that mean among the minima of every later step, so
-//!   it also caps the distances for the whole selection.
+//! - Start: by default one seeded random item, as Alg. 1 (and anomalib); `start =
+//!   "approximate"` is the official code's (above), which the paper files set. Its start rows
+//!   are memad's seeded draw, not numpy's.
 //! - Size: `ceil(ratio * N)` (the official code: `int(ratio * N)`).
 //! - Projection: a dense Gaussian matrix from memad's own seeded generator (the official code:
 //!   an untrained `torch.nn.Linear`, i.e. uniform Kaiming entries; anomalib: a sparse random
@@ -60,7 +65,33 @@ pub struct PatchBankConfig {
     /// Dimension of the random projection the selection measures distances in; 0 = none.
     #[serde(default = "d_projection")]
     pub projection_dim: i64,
+    /// How the greedy selection starts (module doc). The default, `random_item`, is left out
+    /// of the resolved config so that earlier runs keep their config hash.
+    #[serde(default, skip_serializing_if = "CoresetStart::is_random_item")]
+    pub start: CoresetStart,
 }
+
+/// How the greedy coreset selection starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoresetStart {
+    /// One random row, selected first (paper Alg. 1, anomalib).
+    #[default]
+    RandomItem,
+    /// The official `ApproximateGreedyCoresetSampler`: each row starts at its mean distance
+    /// to [`APPROXIMATE_START_POINTS`] random rows, which are not selected.
+    Approximate,
+}
+
+impl CoresetStart {
+    fn is_random_item(&self) -> bool {
+        *self == CoresetStart::RandomItem
+    }
+}
+
+/// Random rows whose mean distance starts `start = "approximate"` (the official
+/// `number_of_starting_points`; all rows when there are fewer).
+pub const APPROXIMATE_START_POINTS: usize = 10;
 
 fn d_ratio() -> f64 {
     0.1
@@ -82,6 +113,7 @@ impl PatchBankConfig {
         PatchBankConfig {
             coreset_ratio: d_ratio(),
             projection_dim: d_projection(),
+            start: CoresetStart::RandomItem,
         }
     }
 
@@ -199,30 +231,86 @@ pub fn greedy_k_center(
     start: i64,
     progress: Progress<'_>,
 ) -> Result<Tensor> {
+    check_selection("greedy_k_center", features, k, &[start])?;
+    let device = features.device();
+    let selected = Tensor::empty([k], (Kind::Int64, device));
+    let first = Tensor::from_slice(&[start]).to_device(device);
+    selected.narrow(0, 0, 1).copy_(&first);
+    // Distance of each row to the coreset; -1 marks selected rows so that duplicates of a
+    // selected row (distance 0) are preferred over selecting a row twice.
+    let mut min_dist = squared_distances_to(features, &first);
+    let _ = min_dist.index_fill_(0, &first, -1.0);
+    greedy_steps(features, min_dist, &selected, 1, progress);
+    Ok(selected)
+}
+
+/// Greedy k-center selection with the official `ApproximateGreedyCoresetSampler`'s start
+/// (module doc): every row begins at its mean Euclidean distance to the rows `start_points`,
+/// which are not selected; then each step adds the row farthest from the selection, that
+/// mean capping every distance. Ties go to the lowest index; a row is never selected twice.
+///
+/// # Shapes
+/// `features`: `[N, d]` -> `[k]` int64 row indices in selection order, on the features'
+/// device.
+pub fn approximate_greedy_k_center(
+    features: &Tensor,
+    k: i64,
+    start_points: &[i64],
+    progress: Progress<'_>,
+) -> Result<Tensor> {
+    check_selection("approximate_greedy_k_center", features, k, start_points)?;
+    if start_points.is_empty() {
+        return Err(CoreError::Invalid(
+            "approximate_greedy_k_center: needs at least one start point".into(),
+        ));
+    }
+    let device = features.device();
+    let mean_distance = start_points
+        .iter()
+        .map(|&s| {
+            squared_distances_to(features, &Tensor::from_slice(&[s]).to_device(device)).sqrt()
+        })
+        .reduce(|a, b| a + b)
+        .expect("checked non-empty")
+        / start_points.len() as f64;
+    // Squared, as the steps compare squared distances (the same order as Euclidean ones).
+    let min_dist = mean_distance.square();
+    let selected = Tensor::empty([k], (Kind::Int64, device));
+    greedy_steps(features, min_dist, &selected, 0, progress);
+    Ok(selected)
+}
+
+/// Checks `features` is `[N, d]`, `1 <= k <= N` and every start row is in `0..N`.
+fn check_selection(what: &str, features: &Tensor, k: i64, starts: &[i64]) -> Result<()> {
     let size = features.size();
     if size.len() != 2 {
         return Err(CoreError::Invalid(format!(
-            "greedy_k_center: features must be [N, d], got {size:?}"
+            "{what}: features must be [N, d], got {size:?}"
         )));
     }
     let n = size[0];
-    if !(0..n).contains(&start) || k < 1 || k > n {
+    if starts.iter().any(|s| !(0..n).contains(s)) || k < 1 || k > n {
         return Err(CoreError::Invalid(format!(
-            "greedy_k_center: need 0 <= start < N and 1 <= k <= N, got start {start}, k {k}, N {n}"
+            "{what}: need start rows in 0..N and 1 <= k <= N, got start {starts:?}, k {k}, N {n}"
         )));
     }
-    // The indices stay on the device: no step waits for the GPU (the reference's loop reads
-    // each argmax back with `.item()`).
-    let device = features.device();
-    let selected = Tensor::empty([k], (Kind::Int64, device));
-    let mut next = Tensor::from_slice(&[start]).to_device(device);
-    selected.narrow(0, 0, 1).copy_(&next);
-    // Distance of each row to the coreset; -1 marks selected rows so that duplicates of a
-    // selected row (distance 0) are preferred over selecting a row twice.
-    let mut min_dist = squared_distances_to(features, &next);
-    let _ = min_dist.index_fill_(0, &next, -1.0);
-    for i in 1..k {
-        next = min_dist.argmax(0, true);
+    Ok(())
+}
+
+/// The greedy steps `from..k` of a selection: each writes into `selected[i]` the row of the
+/// largest `min_dist` (squared distance to the selection, -1 for selected rows) and lowers
+/// `min_dist` by that row's distances. The indices stay on the device: no step waits for the
+/// GPU (the reference's loop reads each argmax back with `.item()`).
+fn greedy_steps(
+    features: &Tensor,
+    mut min_dist: Tensor,
+    selected: &Tensor,
+    from: i64,
+    progress: Progress<'_>,
+) {
+    let k = selected.size()[0];
+    for i in from..k {
+        let next = min_dist.argmax(0, true);
         selected.narrow(0, i, 1).copy_(&next);
         if i + 1 < k {
             min_dist = min_dist.minimum(&squared_distances_to(features, &next));
@@ -230,7 +318,6 @@ pub fn greedy_k_center(
         }
         progress(i as u64 + 1, k as u64);
     }
-    Ok(selected)
 }
 
 /// The rows of `features` a bank with `config` and `seed` keeps (module doc); the greedy
@@ -257,7 +344,10 @@ pub fn coreset_indices(
         return Ok(Tensor::arange(n, (Kind::Int64, features.device())));
     }
     let mut rng = SplitMix64(seed);
-    let start = rng.below(n as u64) as i64;
+    let starts = match config.start {
+        CoresetStart::RandomItem => vec![rng.below(n as u64) as i64],
+        CoresetStart::Approximate => distinct_rows(&mut rng, APPROXIMATE_START_POINTS, n),
+    };
     let reduced = if config.projection_dim > 0 && config.projection_dim < dim {
         let p = gaussian_projection(
             dim,
@@ -269,7 +359,23 @@ pub fn coreset_indices(
     } else {
         features.shallow_clone()
     };
-    greedy_k_center(&reduced, k, start, progress)
+    match config.start {
+        CoresetStart::RandomItem => greedy_k_center(&reduced, k, starts[0], progress),
+        CoresetStart::Approximate => approximate_greedy_k_center(&reduced, k, &starts, progress),
+    }
+}
+
+/// `min(count, n)` distinct rows of `0..n`, in the order drawn.
+fn distinct_rows(rng: &mut SplitMix64, count: usize, n: i64) -> Vec<i64> {
+    let count = count.min(n as usize);
+    let mut rows = Vec::with_capacity(count);
+    while rows.len() < count {
+        let row = rng.below(n as u64) as i64;
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// The `k` nearest bank items of each query, nearest first.

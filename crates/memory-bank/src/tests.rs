@@ -73,7 +73,34 @@ fn config(ratio: f64, projection_dim: i64) -> PatchBankConfig {
     PatchBankConfig {
         coreset_ratio: ratio,
         projection_dim,
+        start: CoresetStart::RandomItem,
     }
+}
+
+/// The official `ApproximateGreedyCoresetSampler` written out with loops in f64: every row
+/// starts at its mean distance to `starts` (not selected), then the farthest row from the
+/// selection, that mean capping each distance; lowest index on ties, never a row twice.
+fn brute_force_approximate(x: &[Vec<f64>], k: usize, starts: &[usize]) -> Vec<i64> {
+    let mean: Vec<f64> = (x.iter())
+        .map(|xi| starts.iter().map(|&s| dist(xi, &x[s])).sum::<f64>() / starts.len() as f64)
+        .collect();
+    let mut selected: Vec<usize> = Vec::new();
+    while selected.len() < k {
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (i, xi) in x.iter().enumerate() {
+            if selected.contains(&i) {
+                continue;
+            }
+            let d = (selected.iter())
+                .map(|&j| dist(xi, &x[j]))
+                .fold(mean[i], f64::min);
+            if d > best.0 {
+                best = (d, i);
+            }
+        }
+        selected.push(best.1);
+    }
+    selected.into_iter().map(|i| i as i64).collect()
 }
 
 #[test]
@@ -88,6 +115,85 @@ fn greedy_k_center_equals_the_brute_force_algorithm() {
             "k {k} start {start}"
         );
     }
+}
+
+#[test]
+fn approximate_greedy_k_center_equals_the_brute_force_algorithm() {
+    let x = data(90, 5, 11);
+    for (k, starts) in [
+        (1, vec![3]),
+        (12, vec![0, 17, 44]),
+        (30, (0..10).collect()),
+        (90, vec![89]),
+    ] {
+        let starts_i64: Vec<i64> = starts.iter().map(|&s| s as i64).collect();
+        let got = indices(
+            &approximate_greedy_k_center(&tensor(&x), k as i64, &starts_i64, &no_progress).unwrap(),
+        );
+        assert_eq!(
+            got,
+            brute_force_approximate(&x, k, &starts),
+            "k {k} starts {starts:?}"
+        );
+    }
+}
+
+#[test]
+fn the_approximate_start_selects_the_farthest_row_on_average_first() {
+    // 1-D points 0, 1, 2, 10, 11 with start points {0, 1}: mean distances 0.5, 0.5, 1.5, 9.5,
+    // 10.5, so row 4 is selected first, then row 2 (min(1.5, 9) beats 0.5, 0.5 and
+    // min(9.5, 1)); the start rows are not selected for being starts. Alg. 1 from row 0 would
+    // select 0, 4, 2.
+    let x: Vec<Vec<f64>> = [0.0, 1.0, 2.0, 10.0, 11.0]
+        .iter()
+        .map(|&v| vec![v])
+        .collect();
+    let got = indices(&approximate_greedy_k_center(&tensor(&x), 2, &[0, 1], &no_progress).unwrap());
+    assert_eq!(got, vec![4, 2]);
+    assert_eq!(
+        indices(&greedy_k_center(&tensor(&x), 3, 0, &no_progress).unwrap()),
+        vec![0, 4, 2]
+    );
+}
+
+#[test]
+fn coreset_with_the_approximate_start_uses_ten_seeded_distinct_start_rows() {
+    let (n, d, proj, seed) = (150, 12, 6, 21);
+    let x = data(n, d, 8);
+    let cfg = PatchBankConfig {
+        start: CoresetStart::Approximate,
+        ..config(0.1, proj)
+    };
+    let got = indices(&coreset_indices(&tensor(&x), &cfg, seed, &no_progress).unwrap());
+    let mut rng = SplitMix64(seed);
+    let starts = distinct_rows(&mut rng, APPROXIMATE_START_POINTS, n as i64);
+    assert_eq!(starts.len(), 10);
+    let mut sorted = starts.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 10, "{starts:?}");
+    let p = gaussian_projection(d as i64, proj, rng.next_u64(), Device::Cpu);
+    let projected = rows_of(&tensor(&x).matmul(&p));
+    let starts: Vec<usize> = starts.iter().map(|&s| s as usize).collect();
+    assert_eq!(got, brute_force_approximate(&projected, 15, &starts));
+    // Fewer rows than start points: every row is a start point.
+    assert_eq!(distinct_rows(&mut SplitMix64(1), 10, 4).len(), 4);
+}
+
+#[test]
+fn the_default_start_is_left_out_of_the_resolved_config() {
+    let default = toml::to_string(&PatchBankConfig::default()).unwrap();
+    assert!(!default.contains("start"), "{default}");
+    let approximate = PatchBankConfig {
+        start: CoresetStart::Approximate,
+        ..PatchBankConfig::default()
+    };
+    let text = toml::to_string(&approximate).unwrap();
+    assert!(text.contains("start = \"approximate\""), "{text}");
+    let back: PatchBankConfig = toml::from_str(&text).unwrap();
+    assert_eq!(back, approximate);
+    let typo = toml::from_str::<PatchBankConfig>("start = \"aproximate\"").unwrap_err();
+    assert!(typo.to_string().contains("random_item"), "{typo}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn conformance() {
     let cfg = PatchBankConfig {
         coreset_ratio: 0.5,
         projection_dim: 4,
+        start: memory_bank::CoresetStart::RandomItem,
     };
     let report = memad_conformance::check_memory(
         |_path| {
