@@ -40,7 +40,9 @@
 //!   paper's Euclidean Eq. 6 (the same image AUROC under `max`; the maps differ by the
 //!   square before upsampling and blurring). With `image_score = "reweighted"` Eq. 7's
 //!   weight keeps Euclidean distances (anomalib's) and multiplies the squared `s*`.
-//! - Coreset: see [`memory_bank`] (seeded start item, `ceil`, Gaussian projection). The bank's
+//! - Coreset: see [`memory_bank`] (`ceil`, Gaussian projection; Alg. 1's seeded start item
+//!   by default, the official code's approximate start with `[method.memory] start =
+//!   "approximate"`, which the paper files set). The bank's
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
 //!   with the experiment's `seed`.
 //! - The backbone is any registered one; the official code's preprocessing (resize 256,
