@@ -55,6 +55,11 @@ enum Command {
         /// config exists; by default that run is resumed from its last saved epoch.
         #[arg(long)]
         restart: bool,
+        /// `KEY=VALUE`: set a dotted path of the experiment (a TOML value; a bare word is a
+        /// string). Repeatable. The run is named as `memad sweep` names this combination,
+        /// `<name>_<key>-<value>...`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Score the test sets again with a complete run's checkpoints under other evaluation
     /// settings (`--set method.test_time_update=false`, `--set eval.metrics=[...]`); each
@@ -247,9 +252,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             epochs,
             weights_dir,
             restart,
+            set,
         } => {
             let catalog = catalog_for(&cli.datasets, folder_of(&experiment))?;
-            let loaded = experiment::load(&experiment, &registry, &catalog)?;
+            let loaded = if set.is_empty() {
+                experiment::load(&experiment, &registry, &catalog)?
+            } else {
+                let text = sweep::single_combination_text(&experiment, &set)?;
+                experiment::load_text(&text, &experiment, &registry, &catalog)?
+            };
             let opts = run::RunOptions {
                 runs_dir: runs,
                 weights_dir: weights_dir

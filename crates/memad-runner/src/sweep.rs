@@ -324,6 +324,40 @@ struct Job {
     log: PathBuf,
 }
 
+/// The experiment's `name`, else its file's stem: what a sweep's combinations are named after.
+fn base_name(base: &toml::Table, base_path: &Path) -> String {
+    match base.get("name").and_then(|n| n.as_str()) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => base_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// `memad run BASE.toml --set KEY=VALUE ...`: the text of the base experiment with one value
+/// set per key and the name `memad sweep` gives that combination (`<name>_<key>-<value>...`),
+/// so that the run is named apart from the base's runs and a sweep over the same values counts
+/// it as done.
+pub fn single_combination_text(base_path: &Path, sets: &[String]) -> anyhow::Result<String> {
+    let axes = (sets.iter())
+        .map(|a| parse_set(a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for axis in &axes {
+        anyhow::ensure!(
+            axis.values.len() == 1,
+            "--set `{}`: `memad run` takes one value per key, got {}; `memad sweep` runs several",
+            axis.key,
+            axis.values.len()
+        );
+    }
+    let base = read_table(base_path)?;
+    let combo = combinations(&base_name(&base, base_path), &axes)?.remove(0);
+    let mut exp = combo.apply(&base)?;
+    exp.insert("name".into(), toml::Value::String(combo.name));
+    Ok(toml::to_string(&exp)?)
+}
+
 /// Runs `memad sweep`.
 pub fn run(
     args: &SweepArgs,
@@ -337,13 +371,7 @@ pub fn run(
     );
     let (base_path, axes, slurm) = read_sweep(args)?;
     let base = read_table(&base_path)?;
-    let base_name = match base.get("name").and_then(|n| n.as_str()) {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => base_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
+    let base_name = base_name(&base, &base_path);
     let catalog_path = match datasets {
         Some(p) => p.clone(),
         None => crate::find_catalog(crate::folder_of(&base_path))
@@ -642,6 +670,30 @@ mod tests {
         assert!(parse_set("seed").is_err());
         assert!(parse_set("train..lr=1").is_err());
         assert!(parse_set("seed=1,").is_err());
+    }
+
+    #[test]
+    fn a_run_with_set_is_the_sweep_combination_of_its_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.toml");
+        std::fs::write(&base, "name = \"x\"\nseed = 0\n[train]\nlr = 0.1\n").unwrap();
+        let sets = ["train.lr=0.01".to_string(), "seed=2".to_string()];
+        let text = single_combination_text(&base, &sets).unwrap();
+        let exp: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(exp["name"].as_str(), Some("x_lr-0.01_seed-2"));
+        assert_eq!(exp["seed"].as_integer(), Some(2));
+        assert_eq!(exp["train"]["lr"].as_float(), Some(0.01));
+        let axes: Vec<Axis> = sets.iter().map(|a| parse_set(a).unwrap()).collect();
+        assert_eq!(
+            combinations("x", &axes).unwrap()[0].name,
+            "x_lr-0.01_seed-2"
+        );
+
+        let two = single_combination_text(&base, &["seed=1,2".to_string()]).unwrap_err();
+        assert!(
+            format!("{two:#}").contains("one value per key, got 2"),
+            "{two:#}"
+        );
     }
 
     #[test]

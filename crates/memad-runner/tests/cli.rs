@@ -447,6 +447,30 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
         1 + 7
     );
     eval_rescores_the_checkpoints(dir.path(), run);
+
+    // `memad run --set`: one value per key; the run is named as `memad sweep` names the
+    // combination, and a sweep of the same values finds it done.
+    let set = [
+        "--runs",
+        "runs",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "seed=3",
+    ];
+    let out = memad(&[&["run", "tiny.toml"], &set[..]].concat(), dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let set_run = complete_folders(&dir.path().join("runs/quickstart_epochs-1_seed-3")).remove(0);
+    let config = std::fs::read_to_string(set_run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("seed = 3") && config.contains("epochs = 1"),
+        "{config}"
+    );
+    let out = memad(&[&["sweep", "tiny.toml"], &set[..]].concat(), dir.path());
+    let t = text(&out);
+    assert!(out.status.success() && t.contains("1 already done"), "{t}");
+    let out = memad(&["run", "tiny.toml", "--set", "seed=1,2"], dir.path());
+    assert!(!out.status.success(), "{}", text(&out));
 }
 
 /// `metrics.csv` of a run folder without its `run` and `commit` columns, as `metric,value`
@@ -1236,6 +1260,7 @@ fn the_patchcore_visa_paper_file_runs_on_visa_as_downloaded() {
     for line in [
         "mask_resize = \"bilinear_full\"",
         "patch_distance = \"squared\"",
+        "start = \"approximate\"",
         "resize = 40",
     ] {
         assert!(config.contains(line), "{line}: {config}");
