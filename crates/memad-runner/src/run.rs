@@ -1549,17 +1549,18 @@ fn anomaly_type_subsets(split: &CategorySplit) -> Vec<(String, Vec<usize>)> {
         .collect()
 }
 
-/// MVTec LOCO AD's AU-sPRO as its official `evaluate_experiment.py` reports it: one curve
-/// per anomaly type (logical, structural) over the normal images and that type's, then the
-/// mean of the two areas. Without types (no anomaly in the test set) one curve over all.
-fn auspro_mean_over_types(eval: &Evaluation, maps: &[f32], s: usize) -> memad_metrics::Result<f64> {
+/// MVTec LOCO AD's AU-sPRO per anomaly type, as its official `evaluate_experiment.py`
+/// computes it: one curve per type (logical, structural) over the normal images and that
+/// type's. `(type, area)` in the order of `eval.anomaly_types`.
+fn auspro_per_type(
+    eval: &Evaluation,
+    maps: &[f32],
+    s: usize,
+) -> memad_metrics::Result<Vec<(String, f64)>> {
     use memad_metrics as m;
     let n = eval.labels.len();
-    if eval.anomaly_types.is_empty() {
-        return m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT);
-    }
     let mut areas = Vec::with_capacity(eval.anomaly_types.len());
-    for (_, members) in &eval.anomaly_types {
+    for (anomaly_type, members) in &eval.anomaly_types {
         let mut position = vec![usize::MAX; n];
         let mut subset_maps = Vec::with_capacity(members.len() * s * s);
         for (k, &i) in members.iter().enumerate() {
@@ -1582,22 +1583,25 @@ fn auspro_mean_over_types(eval: &Evaluation, maps: &[f32], s: usize) -> memad_me
             s,
             m::LOCO_FPR_LIMIT,
         )?;
-        areas.push(area);
+        areas.push((anomaly_type.clone(), area));
     }
-    Ok(areas.iter().sum::<f64>() / areas.len() as f64)
+    Ok(areas)
 }
 
-/// MVTec LOCO AD's image AUROC as its official `evaluate_experiment.py` reports it: the
-/// AUROC of the normal images against each anomaly type's (logical, structural), then the
-/// mean of the two.
-fn image_auroc_mean_over_types(eval: &Evaluation) -> memad_metrics::Result<f64> {
-    let mut sum = 0.0;
-    for (_, members) in &eval.anomaly_types {
-        let scores: Vec<f32> = members.iter().map(|&i| eval.image_scores[i]).collect();
-        let labels: Vec<bool> = members.iter().map(|&i| eval.labels[i]).collect();
-        sum += memad_metrics::auroc(&scores, &labels)?;
-    }
-    Ok(sum / eval.anomaly_types.len() as f64)
+/// MVTec LOCO AD's image AUROC per anomaly type, as its official `evaluate_experiment.py`
+/// computes it: the normal images against each type's (logical, structural). `(type, AUROC)`
+/// in the order of `eval.anomaly_types`.
+fn image_auroc_per_type(eval: &Evaluation) -> memad_metrics::Result<Vec<(String, f64)>> {
+    (eval.anomaly_types.iter())
+        .map(|(anomaly_type, members)| {
+            let scores: Vec<f32> = members.iter().map(|&i| eval.image_scores[i]).collect();
+            let labels: Vec<bool> = members.iter().map(|&i| eval.labels[i]).collect();
+            Ok((
+                anomaly_type.clone(),
+                memad_metrics::auroc(&scores, &labels)?,
+            ))
+        })
+        .collect()
 }
 
 /// Scores of a test set, on the host.
@@ -1622,7 +1626,8 @@ pub struct Evaluation {
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
     /// MVTec LOCO AD only (empty otherwise): the anomaly types of the test set (logical,
     /// structural), each with its samples and the normal ones. `image_auroc` and `auspro` are
-    /// the mean over the types, as LOCO's official evaluation reports them.
+    /// the mean over the types, as LOCO's official evaluation reports them, each type's
+    /// value following as `<metric>_<type>`.
     pub anomaly_types: Vec<(String, Vec<usize>)>,
     /// Where the scoring time went.
     pub timing: ScoringTime,
@@ -1924,8 +1929,21 @@ pub fn compute_metrics(
         }
         let maps = eval.maps.as_deref().unwrap_or(&[]);
         let (n, s) = (eval.labels.len(), eval.size);
+        if !eval.anomaly_types.is_empty() && (name == "image_auroc" || name == "auspro") {
+            // MVTec LOCO AD: the mean over the anomaly types (the official headline figure),
+            // then each type's, as `<metric>_<type>` (`image_auroc_logical_anomalies`).
+            let per_type = if name == "image_auroc" {
+                image_auroc_per_type(eval)
+            } else {
+                auspro_per_type(eval, maps, s)
+            }
+            .with_context(|| format!("computing {name}"))?;
+            let mean = per_type.iter().map(|(_, v)| v).sum::<f64>() / per_type.len() as f64;
+            out.push((name.to_string(), mean));
+            out.extend((per_type.into_iter()).map(|(t, v)| (format!("{name}_{t}"), v)));
+            continue;
+        }
         let value = match name {
-            "image_auroc" if !eval.anomaly_types.is_empty() => image_auroc_mean_over_types(eval),
             "image_auroc" | "image_ap" | "image_f1_max" => {
                 ranked(&mut image_ranks, &eval.image_scores, &eval.labels)
                     .map(|r| ranked_metric(r, name))
@@ -1934,7 +1952,8 @@ pub fn compute_metrics(
                 ranked(&mut pixel_ranks, maps, &eval.masks).map(|r| ranked_metric(r, name))
             }
             "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
-            "auspro" => auspro_mean_over_types(eval, maps, s),
+            // Without anomaly types (no anomaly in the test set): one curve over all images.
+            "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
             "aupro_rd4ad" => m::aupro_rd4ad(maps, &eval.masks, n, s, s),
             "frame_auroc_micro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
@@ -2090,7 +2109,7 @@ mod tests {
     }
 
     #[test]
-    fn auspro_is_the_mean_of_one_curve_per_anomaly_type() {
+    fn auspro_is_the_mean_of_one_curve_per_anomaly_type_each_reported() {
         use memad_metrics as m;
         // 2x2 maps: a good image, a logical one (region: pixel 0, weakly scored) and two
         // structural ones (regions: pixel 3, strongly scored).
@@ -2145,7 +2164,20 @@ mod tests {
             limit,
         )
         .unwrap();
-        let got = auspro_mean_over_types(&e, &maps, 2).unwrap();
+        e.maps = Some(maps.clone());
+        let values = compute_metrics(&["auspro".into()], VideoNormalizationConfig::None, &e);
+        let values = values.unwrap();
+        let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "auspro",
+                "auspro_logical_anomalies",
+                "auspro_structural_anomalies"
+            ]
+        );
+        assert_eq!((values[1].1, values[2].1), (logical, structural));
+        let got = values[0].1;
         assert!((got - (logical + structural) / 2.0).abs() < 1e-12, "{got}");
         let pooled = m::auspro(&maps, &e.spro_regions, 4, 2, 2, limit).unwrap();
         assert!(
@@ -2155,7 +2187,7 @@ mod tests {
     }
 
     #[test]
-    fn loco_image_auroc_is_the_mean_over_anomaly_types() {
+    fn loco_image_auroc_is_the_mean_over_anomaly_types_each_reported() {
         // Normal 0.2, 0.4; logical 0.3 (AUROC 0.5 against the normal ones); structural 0.5,
         // 0.6 (AUROC 1). The official mean is 0.75; pooled, 5 of 6 pairs are ordered.
         let mut e = eval(
@@ -2170,9 +2202,15 @@ mod tests {
         ];
         let requested = ["image_auroc".to_string(), "image_ap".to_string()];
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
-        assert_eq!(got[0], ("image_auroc".to_string(), 0.75));
         let pooled_ap = memad_metrics::average_precision(&e.image_scores, &e.labels).unwrap();
-        assert_eq!(got[1], ("image_ap".to_string(), pooled_ap));
+        let want = [
+            ("image_auroc", 0.75),
+            ("image_auroc_logical_anomalies", 0.5),
+            ("image_auroc_structural_anomalies", 1.0),
+            ("image_ap", pooled_ap),
+        ];
+        let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        assert_eq!(got, want);
         e.anomaly_types.clear();
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
         assert!((got[0].1 - 5.0 / 6.0).abs() < 1e-12, "{got:?}");

@@ -1031,6 +1031,16 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
         (value("image_auroc") - official).abs() < 1e-9,
         "{official}: {metrics}"
     );
+    // Each type's figure is reported too (LOCO tables have logical and structural columns).
+    for t in ["logical_anomalies", "structural_anomalies"] {
+        let v = value(&format!("image_auroc_{t}"));
+        assert!((v - auroc_against(t)).abs() < 1e-9, "{t}: {metrics}");
+    }
+    let spro_types = value("auspro_logical_anomalies") + value("auspro_structural_anomalies");
+    assert!(
+        (value("auspro") - spro_types / 2.0).abs() < 1e-12,
+        "{metrics}"
+    );
 
     // The fitted bank is restored from the checkpoint: `memad eval` gives the same numbers,
     // and scores with the paper's reweighting without fitting again.
@@ -1051,7 +1061,8 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
     let max = complete_folders(&evals.join("patchcore_synthetic_image_score-max"));
     assert_eq!(metric_lines(&max[0]), metric_lines(&run));
     let reweighted = complete_folders(&evals.join("patchcore_synthetic_image_score-reweighted"));
-    assert_eq!(metric_lines(&reweighted[0]).len(), 5);
+    // The header; image_auroc and auspro with their two types each, pixel_auroc, aupro.
+    assert_eq!(metric_lines(&reweighted[0]).len(), 9);
 
     // auspro needs LOCO's saturation thresholds: refused on an MVTec-format dataset.
     tiny_catalog(dir.path(), r#""grid""#);
