@@ -219,8 +219,10 @@ pub struct SproRegion {
 /// [`DefectConfig::saturation_area`]), scaled by the resized region's area over the
 /// original one, so that the same fraction of the region saturates it; at least one pixel
 /// and at most the region. A region that vanishes when resized (a few pixels in a large
-/// image) or lies outside the crop is left out, as it is from the union mask. Samples
-/// without a LOCO mask folder have no region.
+/// image) or lies outside the crop is left out, as it is from the union mask (the official
+/// evaluation, at the annotation's resolution and without a crop, keeps every region). A
+/// region the crop cuts keeps the saturation area of its whole resized region, so it may not
+/// reach saturation. Samples without a LOCO mask folder have no region.
 ///
 /// # Errors
 /// A missing or invalid `defects_config.json`, a region file with no or several non-zero
