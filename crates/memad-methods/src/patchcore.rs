@@ -538,15 +538,24 @@ mod tests {
         assert!((ours - expected).abs().max().double_value(&[]) < 1e-6);
     }
 
+    /// The bank a = (0,0), b = (3,0), c = (0,4) and the patches `[1, 2, 2]` (0,0), (1,1) of
+    /// the hand-computed reweighting case.
+    fn hand_computed_case() -> (PatchBank, Tensor) {
+        let items = Tensor::from_slice(&[0f32, 0., 3., 0., 0., 4.]).reshape([3, 2]);
+        let mut bank = PatchBank::new(PatchBankConfig::default(), 0);
+        bank.load_state(&[("bank".into(), items)]).unwrap();
+        (
+            bank,
+            Tensor::from_slice(&[0f32, 0., 1., 1.]).reshape([1, 2, 2]),
+        )
+    }
+
     #[test]
     fn reweighting_matches_a_hand_computed_case() {
         // Bank a = (0,0), b = (3,0), c = (0,4); patches (0,0) and (1,1). The worst patch is
         // m_test* = (1,1) with s* = sqrt 2 to m* = a; N_2(a) = {a, b} at sqrt 2 and sqrt 5:
         // s = (1 - e^sqrt2 / (e^sqrt2 + e^sqrt5)) sqrt 2 = 0.98235494.
-        let items = Tensor::from_slice(&[0f32, 0., 3., 0., 0., 4.]).reshape([3, 2]);
-        let mut bank = PatchBank::new(PatchBankConfig::default(), 0);
-        bank.load_state(&[("bank".into(), items)]).unwrap();
-        let patches = Tensor::from_slice(&[0f32, 0., 1., 1.]).reshape([1, 2, 2]);
+        let (bank, patches) = hand_computed_case();
         let nn = bank.k_nearest(&patches.reshape([2, 2]), 1).unwrap();
         let s = reweighted_score(
             &nn.distance.reshape([1, 2]),
@@ -632,11 +641,7 @@ mod tests {
 
     #[test]
     fn squared_patch_distances_square_the_patch_and_image_scores() {
-        // The bank and patches of the hand-computed reweighting case.
-        let items = Tensor::from_slice(&[0f32, 0., 3., 0., 0., 4.]).reshape([3, 2]);
-        let mut bank = PatchBank::new(PatchBankConfig::default(), 0);
-        bank.load_state(&[("bank".into(), items)]).unwrap();
-        let patches = Tensor::from_slice(&[0f32, 0., 1., 1.]).reshape([1, 2, 2]);
+        let (bank, patches) = hand_computed_case();
         let cfg = |extra: &str| -> PatchcoreConfig {
             parse(&section(extra), "method", &registry()).unwrap()
         };
