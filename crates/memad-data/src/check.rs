@@ -5,7 +5,7 @@
 //! sizes (read from each file's header), and every problem with the file it is about:
 //! unreadable images, anomalous test images without a mask, masks that do not decode or do
 //! not have their image's size (masks are decoded in full), labels that contradict the
-//! split. Nothing panics on bad data; a problem in one category does not stop the others.
+//! split, a test set without normal or without anomalous images. Nothing panics on bad data; a problem in one category does not stop the others.
 use crate::catalog::{DatasetEntry, DatasetFormat};
 use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
 use crate::error::Result;
@@ -283,6 +283,25 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
     problems
 }
 
+/// A problem when `split`'s test set lacks normal or anomalous images: image AUROC, AP and
+/// every other detection metric need both, so a run would train and then fail.
+pub fn test_set_problem(split: &CategorySplit) -> Option<Problem> {
+    let anomalous = split.test.iter().filter(|s| s.label.is_anomalous()).count();
+    let missing = match (anomalous, split.test.len() - anomalous) {
+        (0, 0) => "no test image",
+        (0, _) => "no anomalous test image",
+        (_, 0) => "no normal test image",
+        _ => return None,
+    };
+    Some(Problem {
+        path: None,
+        message: format!(
+            "category `{}`: {missing}, so its detection metrics are undefined",
+            split.category
+        ),
+    })
+}
+
 /// A problem when every one of the `masked` anomalous images with a mask (`empty` of them
 /// with an empty mask) has an empty mask: pixel metrics would have no anomalous pixel,
 /// which is a mask convention this reader does not know rather than a dataset.
@@ -390,5 +409,6 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
         .filter(|s| s.label.is_anomalous() && s.mask.is_some())
         .count();
     problems.extend(all_masks_empty(&split.category, masked, c.empty_masks));
+    problems.extend(test_set_problem(split));
     (c, problems)
 }

@@ -6,7 +6,7 @@
 use crate::error::{DataError, Result};
 use crate::mask::MaskRef;
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, GrayImage, ImageReader, RgbImage};
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
 use std::path::Path;
 
 /// File extensions read as images (lower case; matching is case-insensitive).
@@ -40,7 +40,8 @@ pub(crate) fn decode_luma(path: &Path) -> Result<GrayImage> {
 
 /// `(width, height)` from the file header, without decoding the pixels. A PNG must also end
 /// with its `IEND` chunk and a JPEG with its end-of-image marker, so a truncated file is
-/// found here, not when a loader decodes it after training. TIFF and BMP have no end marker
+/// found here, not when a loader decodes it after training; so is a header whose size is
+/// over the decoder's memory limit (512 MiB). TIFF and BMP have no end marker
 /// (UCSD's frames are TIFF, BTAD's masks partly BMP; both mostly uncompressed, so cheap to
 /// decode): they are decoded whole.
 pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
@@ -53,10 +54,27 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
         let image = decode(path)?;
         return Ok((image.width(), image.height()));
     }
-    let size = reader.into_dimensions().map_err(|e| DataError::Image {
+    let image_error = |message: String| DataError::Image {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| image_error(e.to_string()))?;
+    let size = decoder.dimensions();
+    // The decoder's own allocation limit, checked here so that a header claiming a huge
+    // image is found before training rather than when the image is decoded.
+    if let Some(limit) = image::Limits::default().max_alloc {
+        if decoder.total_bytes() > limit {
+            return Err(image_error(format!(
+                "{}x{} pixels need {} MiB to decode, over the decoder's limit of {} MiB",
+                size.0,
+                size.1,
+                decoder.total_bytes() >> 20,
+                limit >> 20
+            )));
+        }
+    }
     let end = match format {
         Some(image::ImageFormat::Png) => Some(("PNG", PNG_END.as_slice())),
         Some(image::ImageFormat::Jpeg) => Some(("JPEG", JPEG_END.as_slice())),
@@ -209,6 +227,25 @@ mod tests {
         let rgb = load_rgb(&path, 8).unwrap();
         assert_eq!(rgb.dimensions(), (8, 8));
         assert!(rgb.pixels().all(|p| *p == Rgb([77, 77, 77])));
+    }
+
+    #[test]
+    fn a_header_over_the_decoders_memory_limit_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.jpg");
+        RgbImage::from_pixel(8, 8, Rgb([9, 9, 9]))
+            .save(&path)
+            .unwrap();
+        // Baseline JPEG: the frame header (SOF0, FF C0) holds height and width at bytes 5..9.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let sof = bytes.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x9c, 0x40, 0x9c, 0x40]); // 40000 x 40000
+        std::fs::write(&path, bytes).unwrap();
+        let e = image_dimensions(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("huge.jpg") && e.contains("40000x40000 pixels need 4577 MiB to decode"),
+            "{e}"
+        );
     }
 
     #[test]

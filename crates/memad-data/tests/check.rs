@@ -109,6 +109,39 @@ fn reports_counts_sizes_and_every_broken_file() {
 }
 
 #[test]
+fn a_test_set_without_normal_or_anomalous_images_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    for category in ["cable", "wood"] {
+        img(&root.join(format!("{category}/train/good/0.png")), 8, 8);
+    }
+    img(&root.join("cable/test/good/0.png"), 8, 8);
+    img(&root.join("wood/test/hole/0.png"), 8, 8);
+    mask(&root.join("wood/ground_truth/hole/0_mask.png"), 8, 8, true);
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let entry = catalog.get("m").unwrap();
+    let text = check_dataset(entry).unwrap().to_string();
+    assert!(text.contains("2 problem(s)"), "{text}");
+    assert!(
+        text.contains(
+            "category `cable`: no anomalous test image, so its detection metrics are undefined"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("category `wood`: no normal test image"),
+        "{text}"
+    );
+    let wood = entry.read_category("wood").unwrap();
+    assert!(memad_data::file_problems(&wood).is_empty());
+    assert!(memad_data::test_set_problem(&wood).is_some());
+    img(&root.join("wood/test/good/0.png"), 8, 8);
+    let wood = entry.read_category("wood").unwrap();
+    assert_eq!(memad_data::test_set_problem(&wood), None);
+}
+
+#[test]
 fn folder_format_without_masks_and_class_datasets() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("parts");
@@ -215,6 +248,13 @@ fn truncated_images_are_problems() {
         std::fs::write(good.join(name), &whole[..whole.len() / 2]).unwrap();
     }
     img(&root.join("bottle/test/good/000.png"), 64, 64);
+    img(&root.join("bottle/test/crack/000.png"), 64, 64);
+    mask(
+        &root.join("bottle/ground_truth/crack/000_mask.png"),
+        64,
+        64,
+        true,
+    );
     let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
     let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
     let text = check_dataset(catalog.get("m").unwrap())

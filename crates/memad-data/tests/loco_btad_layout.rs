@@ -49,7 +49,7 @@ const DEFECTS_CONFIG: &str = r#"[
 
 /// `breakfast_box` (16 x 12): 3 train, 2 validation, 2 good test images, 2 logical anomalies
 /// (000 with two region masks, values 255 and 100; 001 with one) and 1 structural; and a
-/// minimal `juice_bottle`.
+/// minimal `juice_bottle` (one good and one structural test image).
 fn loco_tree(root: &Path) {
     let c = root.join("breakfast_box");
     let size = (16, 12);
@@ -91,6 +91,15 @@ fn loco_tree(root: &Path) {
     let j = root.join("juice_bottle");
     img(&j.join("train/good/000.png"), 8, 16);
     img(&j.join("test/good/000.png"), 8, 16);
+    img(&j.join(format!("test/{STRUCTURAL}/000.png")), 8, 16);
+    let gt = j.join("ground_truth");
+    mask(
+        &gt.join(format!("{STRUCTURAL}/000/000.png")),
+        (8, 16),
+        (1, 3, 1, 3),
+        255,
+    );
+    std::fs::write(j.join("defects_config.json"), DEFECTS_CONFIG).unwrap();
 }
 
 #[test]
@@ -155,7 +164,7 @@ fn reads_mvtec_loco_with_or_ed_mask_folders() {
     let c = &report.categories[0];
     assert_eq!(c.masks_checked, 3);
     assert_eq!(c.counts[&("test".to_string(), LOGICAL.to_string())], 2);
-    assert_eq!(report.categories[1].split_count("test"), 1);
+    assert_eq!(report.categories[1].split_count("test"), 2);
     let msg = e
         .read_clips("breakfast_box", 3, memad_data::video::ClipMode::Predict)
         .unwrap_err()
