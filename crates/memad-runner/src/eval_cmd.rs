@@ -218,13 +218,14 @@ fn evaluate_run(
     }
     let resolved = exp.to_toml();
     let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
-    crate::interrupt::on_interrupt(
+    let partial = dir.partial.clone();
+    crate::interrupt::on_interrupt(move || {
+        let _ = std::fs::remove_dir_all(&partial);
         format!(
             "the unfinished evaluation {} was removed (an evaluation has nothing to resume)",
-            dir.partial.display()
-        ),
-        Some(dir.partial.clone()),
-    );
+            partial.display()
+        )
+    });
     dir.write("config.toml", resolved.as_bytes())?;
     let started = Instant::now();
     let header = format!(

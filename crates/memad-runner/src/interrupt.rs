@@ -1,16 +1,18 @@
 //! What an interrupted `memad` says (Ctrl-C, SIGTERM): which unfinished folder was kept and
 //! how to continue, or which incomplete folder it removed. Result files are atomic and a
 //! run resumes from its last saved epoch, so ending the process at once loses nothing.
-use std::path::PathBuf;
 use std::sync::Mutex;
 
-/// The message for an interruption now, and a folder to remove (nothing to resume in it).
-static ON_INTERRUPT: Mutex<Option<(String, Option<PathBuf>)>> = Mutex::new(None);
+/// What an interruption does now: cleans up as it must and returns the message to print.
+type OnInterrupt = Box<dyn Fn() -> String + Send>;
 
-/// Sets what an interruption from now on says, and the folder it removes.
-pub fn on_interrupt(message: String, remove: Option<PathBuf>) {
+static ON_INTERRUPT: Mutex<Option<OnInterrupt>> = Mutex::new(None);
+
+/// Sets what an interruption from now on does: `action` removes what must go and returns
+/// the message (which folder was kept or removed, and how to continue).
+pub fn on_interrupt(action: impl Fn() -> String + Send + 'static) {
     if let Ok(mut slot) = ON_INTERRUPT.lock() {
-        *slot = Some((message, remove));
+        *slot = Some(Box::new(action));
     }
 }
 
@@ -21,17 +23,15 @@ pub fn clear() {
     }
 }
 
-/// Installs the handler (on its own thread): it prints the message, removes the folder,
-/// and ends the process with code 130 without running libtorch's exit-time destructors
-/// under threads still computing. Without a message the process just ends.
+/// Installs the handler (on its own thread): it runs the action, prints its message, and
+/// ends the process with code 130 without running libtorch's exit-time destructors under
+/// threads still computing. Without an action the process just ends.
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
-        let what = ON_INTERRUPT.lock().ok().and_then(|slot| slot.clone());
-        if let Some((message, remove)) = what {
-            if let Some(dir) = remove {
-                let _ = std::fs::remove_dir_all(dir);
+        if let Ok(slot) = ON_INTERRUPT.lock() {
+            if let Some(action) = slot.as_ref() {
+                eprintln!("\ninterrupted: {}", action());
             }
-            eprintln!("\ninterrupted: {message}");
         }
         // SAFETY: ends the process at once, as the default disposition would.
         unsafe { libc::_exit(130) }

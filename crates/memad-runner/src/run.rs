@@ -87,14 +87,18 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             dir
         }
     };
-    crate::interrupt::on_interrupt(
-        format!(
-            "{} is kept (the categories it finished, each model's last saved epoch); running \
-             the same experiment again resumes it (`--restart` starts over)",
-            dir.partial.display()
+    let partial = dir.partial.clone();
+    crate::interrupt::on_interrupt(move || match resumed || has_resumable_state(&partial) {
+        true => format!(
+            "{} is kept ({KEPT}); running the same experiment again resumes it (`--restart` \
+             starts over)",
+            partial.display()
         ),
-        None,
-    );
+        false => {
+            discard_run_folder(&partial);
+            format!("{} was removed: nothing was saved yet", partial.display())
+        }
+    });
     // A new run that fails before it has anything to resume leaves no folder behind.
     let mut cleanup = DiscardIfNothingToResume(Some(dir.partial.clone()).filter(|_| !resumed));
     let stamp = dir.stamp();
@@ -142,51 +146,26 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         say(&mut dir, &line);
     }
 
-    for group in &groups {
-        let pending: Vec<(usize, &CategorySplit)> = (group.iter().copied().enumerate())
-            .filter(|(_, s)| !rows.iter().any(|r| r.category == s.category))
-            .collect();
-        if pending.is_empty() {
-            continue;
-        }
-        let ctx = BuildContext {
-            device,
-            weights_dir: opts.weights_dir.clone(),
-            image_size: exp.data.image_size as i64,
-            classes: group.len(),
-        };
-        let model = model_name(&exp, group);
-        let names: Vec<String> = group.iter().map(|s| s.category.clone()).collect();
-        match read_trained_classes(&dir.path(&classes_file(&model)))? {
-            Some(trained) => anyhow::ensure!(
-                trained == names,
-                "{} was started on the categories {} and the dataset now gives {}: the model's \
-                 class indices would change; run with --restart to start over",
-                dir.partial.display(),
-                trained.join(", "),
-                names.join(", ")
-            ),
-            None => dir.write(&classes_file(&model), (names.join("\n") + "\n").as_bytes())?,
-        }
-        let method = match load_trained(&exp, registry, &ctx, &model, &mut dir)? {
-            Some(method) => method,
-            None => train_model(&exp, registry, &ctx, group, &model, &synthesizer, &mut dir)?,
-        };
-        for (class, split) in pending {
-            let values = evaluate_category(
-                &exp,
-                loaded.dataset.format,
-                &ctx,
-                &model,
-                split,
-                class,
-                method.as_ref(),
-                &mut dir,
-            )?;
-            rows.extend(metric_rows(&exp, loaded, &run_label, split, values));
-            // Rewritten after every category: an interrupted run keeps what it finished.
-            dir.write("metrics.csv", &csv_text(&rows)?)?;
-        }
+    let scored = train_and_score(
+        &exp,
+        device,
+        loaded,
+        registry,
+        opts,
+        &groups,
+        &synthesizer,
+        &run_label,
+        &mut rows,
+        &mut dir,
+    );
+    if let Err(e) = scored {
+        return Err(match resumed || has_resumable_state(&dir.partial) {
+            true => e.context(format!(
+                "{} is kept ({KEPT}): once the cause below is fixed, the same command resumes it",
+                dir.partial.display()
+            )),
+            false => e,
+        });
     }
     let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
@@ -201,6 +180,75 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     let folder = dir.finish()?;
     crate::interrupt::clear();
     Ok(RunSummary { folder, results })
+}
+
+/// What a kept `.partial` run folder holds, for the messages that name it.
+const KEPT: &str = "the categories it finished, each model's last saved epoch";
+
+/// Trains (or loads, or resumes) the model of each group and scores its categories,
+/// appending their metric rows to `rows` and rewriting `metrics.csv` after each category.
+#[allow(clippy::too_many_arguments)]
+fn train_and_score(
+    exp: &crate::experiment::Experiment,
+    device: Device,
+    loaded: &Loaded,
+    registry: &Registry,
+    opts: &RunOptions,
+    groups: &[Vec<&CategorySplit>],
+    synthesizer: &Option<Arc<dyn AnomalySynthesizer>>,
+    run_label: &str,
+    rows: &mut Vec<MetricRow>,
+    dir: &mut RunDir,
+) -> anyhow::Result<()> {
+    for group in groups {
+        let pending: Vec<(usize, &CategorySplit)> = (group.iter().copied().enumerate())
+            .filter(|(_, s)| !rows.iter().any(|r| r.category == s.category))
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let ctx = BuildContext {
+            device,
+            weights_dir: opts.weights_dir.clone(),
+            image_size: exp.data.image_size as i64,
+            classes: group.len(),
+        };
+        let model = model_name(exp, group);
+        let names: Vec<String> = group.iter().map(|s| s.category.clone()).collect();
+        match read_trained_classes(&dir.path(&classes_file(&model)))? {
+            Some(trained) => anyhow::ensure!(
+                trained == names,
+                "{} was started on the categories {} and the dataset now gives {}: the model's \
+                 class indices would change; run with --restart to start over",
+                dir.partial.display(),
+                trained.join(", "),
+                names.join(", ")
+            ),
+            None => dir.write(&classes_file(&model), (names.join("\n") + "\n").as_bytes())?,
+        }
+        let method = match load_trained(exp, registry, &ctx, &model, dir)? {
+            Some(method) => method,
+            None => train_model(exp, registry, &ctx, group, &model, synthesizer, dir)
+                .with_context(|| format!("training `{model}`"))?,
+        };
+        for (class, split) in pending {
+            let values = evaluate_category(
+                exp,
+                loaded.dataset.format,
+                &ctx,
+                &model,
+                split,
+                class,
+                method.as_ref(),
+                dir,
+            )
+            .with_context(|| format!("scoring category `{}`", split.category))?;
+            rows.extend(metric_rows(exp, loaded, run_label, split, values));
+            // Rewritten after every category: an interrupted run keeps what it finished.
+            dir.write("metrics.csv", &csv_text(rows)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// On drop, unless disarmed, removes a new run's `.partial` folder (and its experiment's
@@ -218,25 +266,31 @@ impl DiscardIfNothingToResume {
 
 impl Drop for DiscardIfNothingToResume {
     fn drop(&mut self) {
-        let Some(partial) = &self.0 else {
-            return;
-        };
-        let has_entries = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
-        // A model's `.classes` file is written before training: alone it is nothing to resume.
-        let has_checkpoint = std::fs::read_dir(partial.join("checkpoints")).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
-        });
-        if has_entries(partial.join("resume"))
-            || has_checkpoint
-            || partial.join("metrics.csv").exists()
-        {
-            return;
+        if let Some(partial) = &self.0 {
+            if !has_resumable_state(partial) {
+                discard_run_folder(partial);
+            }
         }
-        let _ = std::fs::remove_dir_all(partial);
-        if let Some(parent) = partial.parent() {
-            let _ = std::fs::remove_dir(parent); // only when empty
-        }
+    }
+}
+
+/// Whether a run's `.partial` folder holds something to resume: a saved epoch, a
+/// checkpoint or metrics of a finished category.
+fn has_resumable_state(partial: &Path) -> bool {
+    let has_entries = |p: PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    // A model's `.classes` file is written before training: alone it is nothing to resume.
+    let has_checkpoint = std::fs::read_dir(partial.join("checkpoints")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+    });
+    has_entries(partial.join("resume")) || has_checkpoint || partial.join("metrics.csv").exists()
+}
+
+/// Removes a run's `.partial` folder, and its experiment's folder when left empty.
+fn discard_run_folder(partial: &Path) {
+    let _ = std::fs::remove_dir_all(partial);
+    if let Some(parent) = partial.parent() {
+        let _ = std::fs::remove_dir(parent); // only when empty
     }
 }
 
@@ -250,7 +304,7 @@ pub(crate) fn prepare(
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
-    refuse_broken_files(&splits, &loaded.dataset.name)?;
+    refuse_unusable_data(&splits, &loaded.dataset.name)?;
     Ok((device, categories, splits))
 }
 
@@ -276,12 +330,17 @@ pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Res
 }
 
 /// Fails, listing them, when files of `splits` are broken (unreadable images, masks that do
-/// not decode or do not have their image's size: [`memad_data::file_problems`]), so that a
-/// broken test image stops a run before training rather than after it.
-fn refuse_broken_files(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
+/// not decode or do not have their image's size: [`memad_data::file_problems`]) or a test
+/// set lacks normal or anomalous images ([`memad_data::test_set_problem`]), so that a run
+/// stops before training rather than after it.
+fn refuse_unusable_data(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
     const SHOWN: usize = 10;
     let problems: Vec<String> = (splits.iter())
-        .flat_map(memad_data::file_problems)
+        .flat_map(|s| {
+            memad_data::file_problems(s)
+                .into_iter()
+                .chain(memad_data::test_set_problem(s))
+        })
         .map(|p| p.to_string())
         .collect();
     if problems.is_empty() {
@@ -292,7 +351,7 @@ fn refuse_broken_files(splits: &[CategorySplit], dataset: &str) -> anyhow::Resul
         false => String::new(),
     };
     anyhow::bail!(
-        "{} broken file(s) in dataset `{dataset}`, nothing trained (`memad datasets check {dataset}` lists them all):\n  {}{more}",
+        "{} problem(s) in dataset `{dataset}`, nothing trained (`memad datasets check {dataset}` lists them all):\n  {}{more}",
         problems.len(),
         problems[..problems.len().min(SHOWN)].join("\n  ")
     )

@@ -485,12 +485,11 @@ pub fn run(
             args.weights_dir.as_deref(),
         );
     }
-    crate::interrupt::on_interrupt(
+    crate::interrupt::on_interrupt(|| {
         "the unfinished runs of the sweep are kept (each says so in its log); the same \
          `memad sweep` command resumes them and skips the finished ones"
-            .into(),
-        None,
-    );
+            .into()
+    });
     let failed = run_queue(args, &catalog_path, jobs, skipped)?;
     if !failed.is_empty() {
         bail!(

@@ -835,7 +835,7 @@ fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder()
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(
-        t.contains("2 broken file(s) in dataset `hand`, nothing trained"),
+        t.contains("2 problem(s) in dataset `hand`, nothing trained"),
         "{t}"
     );
     assert!(

@@ -240,6 +240,48 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     assert!(!text(&out).contains("resuming"));
 }
 
+/// An image that only fails when decoded (its header and end marker intact) stops the run
+/// after training: the error names the category and says the folder is kept for resuming.
+#[test]
+fn a_failure_after_training_keeps_the_run_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""carpet""#);
+    let exp = tiny_experiment("quickstart.toml", r#""carpet""#, 1);
+    std::fs::write(d.join("tiny.toml"), &exp).unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    // Generates the data and stops after the epoch, before scoring.
+    let out = memad(&run, d, Some("carpet:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let hole = d.join("data/tiny/carpet/test/hole");
+    let image = std::fs::read_dir(&hole)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&image).unwrap();
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut bytes[idat + 4..idat + 40] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&image, bytes).unwrap();
+    // Resumed, then a new run: both fail at scoring, and both folders are kept.
+    for args in [&run[..], &[&run[..], &["--restart"]].concat()] {
+        let out = memad(args, d, None);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains(".partial is kept (the categories it finished, each model's last saved epoch): once the cause below is fixed, the same command resumes it"),
+            "{t}"
+        );
+        assert!(t.contains("caused by: scoring category `carpet`"), "{t}");
+        assert!(t.contains("corrupt or unreadable image"), "{t}");
+    }
+    let (complete, partial) = folders(&d.join("runs"), "quickstart");
+    assert_eq!((complete.len(), partial.len()), (0, 2), "{partial:?}");
+}
+
 #[test]
 fn a_multi_class_run_resumes_its_single_model() {
     let dir = tempfile::tempdir().unwrap();
