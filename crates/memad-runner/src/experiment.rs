@@ -255,21 +255,30 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// What `memad check` can say of the dataset on this machine without reading images: an
-    /// error for a category its folder does not have (when `datasets.toml` lists none), a
-    /// note when its root does not exist here (a run elsewhere may still have it); nothing
-    /// for a synthetic dataset not generated yet.
-    pub fn check_on_disk(&self) -> anyhow::Result<Option<String>> {
+    /// What `memad check` can say of this machine without reading images or training:
+    /// an error for a category the dataset's folder does not have (when `datasets.toml`
+    /// lists none), and notes for what a run here would not find (a run elsewhere may): the
+    /// dataset's root (nothing for a synthetic dataset not generated yet), the backbone's
+    /// weights in `weights_dir` or torchvision's hub folder (a run downloads torchvision's
+    /// checkpoints), and the DRAEM synthesis's `texture_dir`.
+    pub fn check_on_disk(&self, weights_dir: &Path) -> anyhow::Result<Vec<String>> {
+        let mut notes = self.weights_notes(weights_dir);
+        if let Some(synthesis) = &self.experiment.data.synthesis {
+            if let Err(e) = memad_data::synthesis::build(synthesis) {
+                notes.push(format!("data.synthesis: {e}"));
+            }
+        }
         let dataset = &self.dataset;
         if dataset.to_generate().is_some() || dataset.categories.is_some() {
-            return Ok(None);
+            return Ok(notes);
         }
         if !dataset.root.exists() {
-            return Ok(Some(format!(
+            notes.push(format!(
                 "dataset `{}`: its root {} does not exist on this machine",
                 dataset.name,
                 dataset.root.display()
-            )));
+            ));
+            return Ok(notes);
         }
         let known = dataset.category_names()?;
         for (i, c) in self.experiment.data.categories.iter().enumerate() {
@@ -282,7 +291,29 @@ impl Loaded {
                 known.join(", ")
             );
         }
-        Ok(None)
+        Ok(notes)
+    }
+
+    /// A note when `method.backbone.weights` names no file on this machine.
+    fn weights_notes(&self, weights_dir: &Path) -> Vec<String> {
+        use memad_backbones::weights;
+        let backbone = self.experiment.method.get("backbone");
+        let field = |key| backbone.and_then(|b| b.get(key)).and_then(|v| v.as_str());
+        let (Some(arch), Some(spec)) = (field("kind"), field("weights")) else {
+            return Vec::new();
+        };
+        let hub = weights::torch_hub_checkpoints_dir();
+        match weights::resolve_weights_in(spec, weights_dir, arch, &hub) {
+            Ok(_) => Vec::new(),
+            Err(_) if matches!(weights::torchvision_checkpoint(spec, arch), Ok(Some(_))) => {
+                vec![format!(
+                    "method.backbone.weights: `{spec}` is not in memad's weights cache yet; \
+                     `memad run` converts torchvision's file, downloading it unless \
+                     MEMAD_OFFLINE=1 (or now: `memad weights download {spec}`)"
+                )]
+            }
+            Err(e) => vec![format!("method.backbone.weights: {e}")],
+        }
     }
 }
 
@@ -557,14 +588,14 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             ));
         }
     }
-    if !e
-        .name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    // It names a folder under the runs folder: `..` or `.` would name another one.
+    if !e.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !(e.name.chars()).all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(ConfigError::new(
             "name",
-            "use letters, digits, '-', '_' and '.' only (it names a folder)",
+            "start with a letter or digit, then use letters, digits, '-', '_' and '.' only \
+             (it names a folder)",
         ));
     }
     memad_core::device::select(&e.device)

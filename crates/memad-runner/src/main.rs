@@ -288,6 +288,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let axes = (set.iter())
                 .map(|a| sweep::parse_set(a))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let weights_dir = memad_backbones::weights::default_weights_dir();
             let mut failed = 0;
             let mut checked = 0;
             for file in &files {
@@ -308,14 +309,14 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 for (overrides, outcome) in outcomes {
                     checked += 1;
                     let outcome = outcome.and_then(|loaded| {
-                        let note = (loaded.check_on_disk())
+                        let notes = (loaded.check_on_disk(&weights_dir))
                             .with_context(|| format!("{}", file.display()))?;
-                        Ok((loaded, note))
+                        Ok((loaded, notes))
                     });
                     match outcome {
-                        Ok((loaded, note)) => {
+                        Ok((loaded, notes)) => {
                             println!("ok   {}{overrides}", file.display());
-                            if let Some(note) = note {
+                            for note in notes {
                                 println!("     note: {note}");
                             }
                             if resolved {

@@ -188,8 +188,16 @@ fn grid_axes(grid: &toml::Table, prefix: &str, out: &mut Vec<Axis>) -> Result<()
     Ok(())
 }
 
-/// The Cartesian product of `axes` (the last axis varies fastest), named after `base`.
+/// The Cartesian product of `axes` (the last axis varies fastest), named after `base`. A key
+/// given twice is an error: the later value would win under a name that lists both.
 pub fn combinations(base: &str, axes: &[Axis]) -> anyhow::Result<Vec<Combination>> {
+    for (i, a) in axes.iter().enumerate() {
+        anyhow::ensure!(
+            !axes[..i].iter().any(|b| b.key == a.key),
+            "`{}` is set twice (--set takes each key once)",
+            a.key
+        );
+    }
     let labels: Vec<String> = axes
         .iter()
         .map(|a| {
@@ -688,6 +696,12 @@ mod tests {
             "x_lr-0.01_seed-2"
         );
 
+        let twice = ["seed=1".to_string(), "seed=2".to_string()];
+        let twice = single_combination_text(&base, &twice).unwrap_err();
+        assert!(
+            twice.to_string().contains("`seed` is set twice"),
+            "{twice:#}"
+        );
         let two = single_combination_text(&base, &["seed=1,2".to_string()]).unwrap_err();
         assert!(
             format!("{two:#}").contains("one value per key, got 2"),

@@ -207,6 +207,11 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "method.width_ratio: must be positive",
         ),
         (
+            "parent_folder_name.toml",
+            broken("name = \"quickstart\"", "name = \"..\""),
+            "name: start with a letter or digit",
+        ),
+        (
             "infinite_lr.toml",
             broken("lr = 0.005", "lr = inf"),
             "train.lr: must be positive and finite",
@@ -1083,7 +1088,8 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
 }
 
 /// `memad check` looks at the dataset's folder when `datasets.toml` lists no categories: a
-/// category the folder lacks fails (with a did-you-mean), a root missing here is a note.
+/// category the folder lacks fails (with a did-you-mean); a root, weights or textures missing
+/// here are notes.
 #[test]
 fn check_finds_a_category_the_dataset_folder_lacks() {
     let dir = tempfile::tempdir().unwrap();
@@ -1104,12 +1110,46 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
     let gone = exp.replacen("dataset = \"hand\"", "dataset = \"gone\"", 1);
     std::fs::write(d.join("gone.toml"), gone).unwrap();
 
-    let out = memad(&["check", "ok.toml", "gone.toml"], d);
+    // Weights and textures a run here would not find: notes too.
+    let weights = exp.replacen(
+        "weights = \"imagenet\"",
+        "weights = \"elsewhere/lite0.safetensors\"",
+        1,
+    );
+    std::fs::write(d.join("weights.toml"), weights).unwrap();
+    let mddnet = std::fs::read_to_string(workspace().join("experiments/mddnet_synthetic.toml"))
+        .unwrap()
+        .replacen(
+            "kind = \"draem\"",
+            "kind = \"draem\"\ntexture_dir = \"dtd/images\"",
+            1,
+        )
+        .replacen("dataset = \"synthetic-mvtec\"", "dataset = \"hand\"", 1);
+    std::fs::write(d.join("textures.toml"), mddnet).unwrap();
+
+    let out = memad(
+        &[
+            "check",
+            "ok.toml",
+            "gone.toml",
+            "weights.toml",
+            "textures.toml",
+        ],
+        d,
+    );
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
         t.contains("note: dataset `gone`: its root")
             && t.contains("does not exist on this machine"),
+        "{t}"
+    );
+    assert!(
+        t.contains("note: method.backbone.weights:") && t.contains("elsewhere/lite0.safetensors"),
+        "{t}"
+    );
+    assert!(
+        t.contains("note: data.synthesis:") && t.contains("texture_dir dtd/images does not exist"),
         "{t}"
     );
     let out = memad(&["check", "typo.toml"], d);
