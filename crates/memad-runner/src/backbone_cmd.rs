@@ -18,7 +18,8 @@ pub enum WeightsCommand {
         /// The backbone kind the weights belong to (`memad list` shows them).
         #[arg(long)]
         arch: String,
-        /// Where to write the converted file (default `<weights_dir>/<ARCH>.safetensors`).
+        /// Where to write the converted file (default `<weights_dir>/<ARCH>.safetensors`); an
+        /// existing folder gets `<ARCH>.safetensors` in it.
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -94,9 +95,11 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
     };
     check_arch(arch)?;
     ensure!(file.is_file(), "{}: no such file", file.display());
-    let out = out
-        .clone()
-        .unwrap_or_else(|| weights_dir.join(format!("{arch}.safetensors")));
+    let out = match out {
+        Some(folder) if folder.is_dir() => folder.join(format!("{arch}.safetensors")),
+        Some(file) => file.clone(),
+        None => weights_dir.join(format!("{arch}.safetensors")),
+    };
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
@@ -206,6 +209,11 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
     ensure!(
         shape.len() == 4 && shape[1] == 3,
         "{}: expected a [B, 3, H, W] batch of RGB images, found shape {shape:?}",
+        input.display()
+    );
+    ensure!(
+        shape.iter().all(|&d| d > 0),
+        "{}: the batch {shape:?} holds no image (a size of 0)",
         input.display()
     );
     ensure!(
@@ -342,6 +350,11 @@ np.savez(d + "/ref.npz", **ref)
         // A .safetensors input is copied (and verified) without python.
         let copied = d.join("copied.safetensors");
         run_weights(&import(&legacy, "resnet18", Some(&copied)), &weights_dir).unwrap();
+        // An existing folder as --out: the file goes in it, under the arch's name.
+        let folder = d.join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        run_weights(&import(&legacy, "resnet18", Some(&folder)), &weights_dir).unwrap();
+        assert!(folder.join("resnet18.safetensors").is_file());
 
         let reference: Vec<(String, Tensor)> = Tensor::read_npz(d.join("ref.npz")).unwrap();
         for weights in [&cached, &legacy, &copied] {

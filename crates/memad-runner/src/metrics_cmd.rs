@@ -9,7 +9,8 @@
 //!   `--video-normalization none` or `min_max` (MNAD's and MemAE's protocols normalise each
 //!   video's scores to [0, 1]; no default, so the choice shows in the command).
 //!
-//! Nonzero labels and mask pixels are anomalous. Scores and maps are ranked in the precision
+//! Labels are 0 (normal) or 1 (anomalous), anything else is an error; nonzero mask pixels
+//! are anomalous (masks of 0/255 and 0/1 both work). Scores and maps are ranked in the precision
 //! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
 //! else in `f32`, so no score is rounded before ranking (integers above 2^53 excepted). The metrics are
 //! [`memad_metrics::evaluate_images`]'s (pixel metrics and AUPRO when both maps and masks are
@@ -168,8 +169,21 @@ impl Inputs {
     fn load(pred_path: &Path, gt_path: &Path) -> Result<Inputs> {
         let (mut pred, mut gt) = (Npz::open(pred_path)?, Npz::open(gt_path)?);
         let (scores, scores_shape) = Values::require(&mut pred, "image_scores")?;
-        let labels = gt.require::<bool>("image_labels")?;
+        let labels = gt.require::<f64>("image_labels")?;
         let (p, g) = (pred_path.display(), gt_path.display());
+        // 1 is anomalous, 0 normal; other conventions (-1/1 as scikit-learn's outlier
+        // detectors, 1 for normal) would be read wrongly without a word.
+        if let Some(i) = labels.data.iter().position(|&l| l != 0.0 && l != 1.0) {
+            bail!(
+                "{g}: image_labels[{i}] is {}: labels must be 0 (normal) or 1 (anomalous)",
+                labels.data[i]
+            );
+        }
+        let labels = npz::Array {
+            data: labels.data.iter().map(|&l| l == 1.0).collect::<Vec<bool>>(),
+            shape: labels.shape,
+            dtype: labels.dtype,
+        };
         let n = vector_len(&scores_shape)
             .with_context(|| format!("{p}: image_scores must be [N], got {scores_shape:?}"))?;
         ensure!(
@@ -2634,12 +2648,19 @@ mod tests {
             )],
             false,
         );
-        let labels = le_bytes([0i64, 0, 3, 1].map(i64::to_le_bytes).into_iter());
-        let gt = zip(&[("image_labels.npy", npy("<i8", "(4,)", &labels))], false);
-        let (pred, gt) = (
-            write(dir.path(), "p.npz", &pred),
-            write(dir.path(), "g.npz", &gt),
+        let labels = |values: [i64; 4]| {
+            let bytes = le_bytes(values.map(i64::to_le_bytes).into_iter());
+            zip(&[("image_labels.npy", npy("<i8", "(4,)", &bytes))], false)
+        };
+        let pred = write(dir.path(), "p.npz", &pred);
+        // Only 0 and 1: -1/1 (scikit-learn's outliers) would otherwise read as all anomalous.
+        let gt = write(dir.path(), "g.npz", &labels([0, -1, 1, 1]));
+        let e = format!("{:#}", Inputs::load(&pred, &gt).err().unwrap());
+        assert!(
+            e.contains("image_labels[1] is -1: labels must be 0 (normal) or 1 (anomalous)"),
+            "{e}"
         );
+        let gt = write(dir.path(), "g.npz", &labels([0, 0, 1, 1]));
         let report = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
         assert_eq!(report.categories.len(), 1);
         assert_eq!(report.categories[0].category, "all");

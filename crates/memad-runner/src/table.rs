@@ -198,6 +198,12 @@ pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
             ))
         }
         (ColumnKind::Metric, None, Some(m)) if !m.is_empty() => {}
+        (ColumnKind::Metric, None, Some(_)) => {
+            return Err(ConfigError::new(
+                "metrics",
+                "lists no metric: name at least one column",
+            ))
+        }
         (ColumnKind::Metric, _, _) => {
             return Err(ConfigError::new(
                 "metrics",
@@ -1179,6 +1185,10 @@ mod tests {
             (
                 "runs = [\"a\"]\ncolumns = \"metric\"\nmetric = \"m\"\n",
                 "metrics: a `metric` table",
+            ),
+            (
+                "runs = [\"a\"]\ncolumns = \"metric\"\nmetrics = []\n",
+                "metrics: lists no metric",
             ),
             (
                 "runs = [\"a\"]\nmetric = \"m\"\nformat = \"pct\"\n",

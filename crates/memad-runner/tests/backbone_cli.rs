@@ -209,6 +209,20 @@ fn features_levels_shapes_and_a_bad_input_shape() {
     let message = text(&out);
     assert!(message.contains("expected a [B, 3, H, W]"), "{message}");
     assert!(message.contains("[3, 32, 32]"), "{message}");
+    Tensor::zeros([0, 3, 32, 32], (Kind::Float, Device::Cpu))
+        .write_npy(d.join("empty.npy"))
+        .unwrap();
+    let out = features("empty.npy", "layer1");
+    let message = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a panic: {message}"
+    );
+    assert!(
+        message.contains("the batch [0, 3, 32, 32] holds no image"),
+        "{message}"
+    );
 
     // A truncated file: tch would read past its end and write NaN features.
     let whole = std::fs::read(d.join("x.npy")).unwrap();
