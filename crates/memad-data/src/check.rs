@@ -10,7 +10,7 @@ use crate::catalog::{DatasetEntry, DatasetFormat};
 use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
 use crate::error::Result;
 use crate::idx::read_mnist;
-use crate::image_io::image_dimensions;
+use crate::image_io::{decoded_dimensions, image_dimensions};
 use crate::mvtec::{CategorySplit, Sample, GOOD};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +150,21 @@ fn problem(e: impl fmt::Display) -> Problem {
 /// Checks the dataset of `entry` (after [`DatasetEntry::prepare`] for synthetic ones).
 /// Errors of the data become [`Problem`]s; a root that does not exist is one too.
 pub fn check_dataset(entry: &DatasetEntry) -> Result<CheckReport> {
+    check_dataset_with(entry, ImageCheck::Header)
+}
+
+/// How much of each image [`check_dataset_with`] decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageCheck {
+    /// The header and the end marker ([`image_dimensions`]): fast, and finds truncated
+    /// files, but not damage inside the compressed data.
+    Header,
+    /// Every pixel: finds any image a run could not read, at the cost of decoding them all.
+    Decode,
+}
+
+/// [`check_dataset`], decoding each image as `images` says.
+pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<CheckReport> {
     let mut report = CheckReport {
         name: entry.name.clone(),
         format: entry.format,
@@ -184,7 +199,7 @@ pub fn check_dataset(entry: &DatasetEntry) -> Result<CheckReport> {
             for name in names {
                 match entry.read_category(&name) {
                     Ok(split) => {
-                        let (c, mut problems) = check_split(&split);
+                        let (c, mut problems) = check_split(&split, images);
                         if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {
                             // sPRO's inputs: the defects config and one grey value per
                             // region file that it knows (sizes are checked above).
@@ -263,7 +278,7 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
     let files: Vec<&Sample> = (split.train.iter().chain(&split.test))
         .filter(|s| s.pixels.is_none())
         .collect();
-    let checks = check_files(&files);
+    let checks = check_files(&files, ImageCheck::Header);
     let anomalous_masks = (files.iter().zip(&checks))
         .filter(|(s, r)| s.label.is_anomalous() && r.1)
         .map(|(_, r)| r.2);
@@ -316,12 +331,16 @@ fn all_masks_empty(category: &str, masked: usize, empty: usize) -> Option<Proble
     })
 }
 
-/// Header-decodes the image and fully decodes the mask of each sample.
-fn check_files(samples: &[&Sample]) -> Vec<FileCheck> {
+/// Decodes the image of each sample as `images` says, and its mask in full.
+fn check_files(samples: &[&Sample], images: ImageCheck) -> Vec<FileCheck> {
     samples
         .par_iter()
         .map(|s| {
-            let size = match image_dimensions(&s.image) {
+            let size = match images {
+                ImageCheck::Header => image_dimensions(&s.image),
+                ImageCheck::Decode => decoded_dimensions(&s.image),
+            };
+            let size = match size {
                 Ok(size) => size,
                 Err(e) => return (None, false, false, Some(problem(e))),
             };
@@ -360,8 +379,8 @@ fn check_files(samples: &[&Sample]) -> Vec<FileCheck> {
         .collect()
 }
 
-/// Header-decodes every image and fully decodes every mask of `split`.
-fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
+/// Decodes every image of `split` as `images` says, and every mask in full.
+fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Vec<Problem>) {
     let mut c = CategoryReport {
         category: split.category.clone(),
         ..Default::default()
@@ -390,7 +409,7 @@ fn check_split(split: &CategorySplit) -> (CategoryReport, Vec<Problem>) {
         .chain(split.test.iter().map(|s| ("test", s)))
         .collect();
     let files: Vec<&Sample> = samples.iter().map(|(_, s)| *s).collect();
-    let results = check_files(&files);
+    let results = check_files(&files, images);
     for ((split_name, s), (size, checked, empty, p)) in samples.iter().zip(results) {
         *c.counts
             .entry((split_name.to_string(), s.defect.clone()))

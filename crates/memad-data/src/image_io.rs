@@ -92,6 +92,14 @@ pub fn image_dimensions(path: &Path) -> Result<(u32, u32)> {
     Ok(size)
 }
 
+/// `(width, height)` of the image decoded in full: finds damage anywhere in the file, which
+/// [`image_dimensions`] only finds at its ends.
+pub fn decoded_dimensions(path: &Path) -> Result<(u32, u32)> {
+    image_dimensions(path)?;
+    let image = decode(path)?;
+    Ok((image.width(), image.height()))
+}
+
 /// A PNG's last chunk: `IEND` with its CRC.
 const PNG_END: [u8; 8] = *b"IEND\xaeB`\x82";
 /// A JPEG's end-of-image marker.

@@ -141,6 +141,49 @@ fn a_test_set_without_normal_or_anomalous_images_is_a_problem() {
     assert_eq!(memad_data::test_set_problem(&wood), None);
 }
 
+/// Damage inside a PNG's compressed data (header and end marker intact): only a full decode
+/// finds it.
+#[test]
+fn decoding_every_image_finds_damage_the_header_check_misses() {
+    use memad_data::check::{check_dataset_with, ImageCheck};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    let noise = RgbImage::from_fn(64, 64, |x, y| {
+        Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 9])
+    });
+    let damaged = root.join("bottle/train/good/001.png");
+    std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
+    noise.save(root.join("bottle/train/good/000.png")).unwrap();
+    noise.save(&damaged).unwrap();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut bytes[idat + 4..idat + 40] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+    img(&root.join("bottle/test/good/000.png"), 64, 64);
+    img(&root.join("bottle/test/crack/000.png"), 64, 64);
+    mask(
+        &root.join("bottle/ground_truth/crack/000_mask.png"),
+        64,
+        64,
+        true,
+    );
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let entry = catalog.get("m").unwrap();
+    let header = check_dataset_with(entry, ImageCheck::Header).unwrap();
+    assert!(header.is_ok(), "{header}");
+    let decoded = check_dataset_with(entry, ImageCheck::Decode)
+        .unwrap()
+        .to_string();
+    assert!(
+        decoded.contains("1 problem(s)")
+            && decoded.contains("001.png: corrupt or unreadable image"),
+        "{decoded}"
+    );
+}
+
 #[test]
 fn folder_format_without_masks_and_class_datasets() {
     let dir = tempfile::tempdir().unwrap();

@@ -154,7 +154,13 @@ enum PlotCommand {
 enum DatasetsCommand {
     /// Validate datasets of `datasets.toml` (all, or the one named): counts per split and
     /// class, image sizes, masks of the right size for every test anomaly, broken files.
-    Check { name: Option<String> },
+    Check {
+        name: Option<String>,
+        /// Decode every image in full (slower): finds damage inside a file, which the
+        /// default check of headers and end markers does not.
+        #[arg(long)]
+        decode: bool,
+    },
     /// The datasets of `datasets.toml` with their format and root.
     List,
 }
@@ -401,7 +407,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     }
                     Ok(())
                 }
-                DatasetsCommand::Check { name } => {
+                DatasetsCommand::Check { name, decode } => {
+                    use memad_data::check::ImageCheck;
+                    let images = if decode {
+                        ImageCheck::Decode
+                    } else {
+                        ImageCheck::Header
+                    };
                     let entries: Vec<_> = match &name {
                         Some(n) => vec![catalog.get(n)?],
                         None => catalog.entries().collect(),
@@ -416,7 +428,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                             );
                             continue;
                         }
-                        let report = memad_data::check::check_dataset(entry)?;
+                        let report = memad_data::check::check_dataset_with(entry, images)?;
                         println!("{report}");
                         failed += usize::from(!report.is_ok());
                     }
