@@ -141,6 +141,28 @@ fn a_test_set_without_normal_or_anomalous_images_is_a_problem() {
     assert_eq!(memad_data::test_set_problem(&wood), None);
 }
 
+/// A 64 x 64 image with texture.
+fn noise() -> RgbImage {
+    RgbImage::from_fn(64, 64, |x, y| {
+        Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 9])
+    })
+}
+
+/// Writes `bottle`'s test set under `root` (one good image, one crack with its mask, 64 x
+/// 64) and returns a catalog naming `root` as the MVTec AD dataset `m`.
+fn bottle_test_set_and_catalog(root: &Path) -> DatasetCatalog {
+    img(&root.join("bottle/test/good/000.png"), 64, 64);
+    img(&root.join("bottle/test/crack/000.png"), 64, 64);
+    mask(
+        &root.join("bottle/ground_truth/crack/000_mask.png"),
+        64,
+        64,
+        true,
+    );
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap()
+}
+
 /// Damage inside a PNG's compressed data (header and end marker intact): only a full decode
 /// finds it.
 #[test]
@@ -148,9 +170,7 @@ fn decoding_every_image_finds_damage_the_header_check_misses() {
     use memad_data::check::{check_dataset_with, ImageCheck};
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mvtec");
-    let noise = RgbImage::from_fn(64, 64, |x, y| {
-        Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 9])
-    });
+    let noise = noise();
     let damaged = root.join("bottle/train/good/001.png");
     std::fs::create_dir_all(damaged.parent().unwrap()).unwrap();
     noise.save(root.join("bottle/train/good/000.png")).unwrap();
@@ -161,16 +181,7 @@ fn decoding_every_image_finds_damage_the_header_check_misses() {
         *b ^= 0x5a;
     }
     std::fs::write(&damaged, bytes).unwrap();
-    img(&root.join("bottle/test/good/000.png"), 64, 64);
-    img(&root.join("bottle/test/crack/000.png"), 64, 64);
-    mask(
-        &root.join("bottle/ground_truth/crack/000_mask.png"),
-        64,
-        64,
-        true,
-    );
-    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
-    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let catalog = bottle_test_set_and_catalog(&root);
     let entry = catalog.get("m").unwrap();
     let header = check_dataset_with(entry, ImageCheck::Header).unwrap();
     assert!(header.is_ok(), "{header}");
@@ -272,9 +283,7 @@ fn real_ped2() {
 fn truncated_images_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("mvtec");
-    let noise = RgbImage::from_fn(64, 64, |x, y| {
-        Rgb([(x * 7 + y * 13) as u8, (x * y) as u8, 9])
-    });
+    let noise = noise();
     let good = root.join("bottle/train/good");
     std::fs::create_dir_all(&good).unwrap();
     noise.save(good.join("000.png")).unwrap();
@@ -290,16 +299,7 @@ fn truncated_images_are_problems() {
         let whole = std::fs::read(good.join(from)).unwrap();
         std::fs::write(good.join(name), &whole[..whole.len() / 2]).unwrap();
     }
-    img(&root.join("bottle/test/good/000.png"), 64, 64);
-    img(&root.join("bottle/test/crack/000.png"), 64, 64);
-    mask(
-        &root.join("bottle/ground_truth/crack/000_mask.png"),
-        64,
-        64,
-        true,
-    );
-    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
-    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let catalog = bottle_test_set_and_catalog(&root);
     let text = check_dataset(catalog.get("m").unwrap())
         .unwrap()
         .to_string();
