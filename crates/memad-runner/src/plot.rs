@@ -1428,7 +1428,7 @@ fn scalar(value: &toml::Value) -> Option<String> {
 }
 
 /// Every scalar of a TOML table by dotted key, arrays as their TOML text.
-fn flatten(value: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+pub(crate) fn flatten(value: &toml::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
     match value {
         toml::Value::Table(table) => {
             for (k, v) in table {
@@ -1508,10 +1508,9 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     let mut group_keys_found = std::collections::BTreeSet::new();
     for folder in &folders {
         let config_path = folder.join("config.toml");
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("reading {}", config_path.display()))?;
-        let config: toml::Value =
-            toml::from_str(&text).with_context(|| format!("parsing {}", config_path.display()))?;
+        // With the defaults config.toml leaves out, so that their runs are not left out.
+        let config = crate::run_folders::read_config(folder)?
+            .with_context(|| format!("reading {}: no such file", config_path.display()))?;
         let Some(raw) = lookup(&config, &spec.param) else {
             flatten(&config, "", &mut keys_seen);
             no_key.push(folder.display().to_string());
@@ -2567,6 +2566,30 @@ mod tests {
             ..spec
         };
         assert!(read_ablation(&none).is_err());
+    }
+
+    /// A default that config.toml leaves out (PatchCore's `method.memory.start`) is the
+    /// baseline arm of its ablation, not a run without the key.
+    #[test]
+    fn ablation_reads_the_defaults_config_toml_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let patchcore = "[method]\nkind = \"patchcore\"\n[method.memory]\ncoreset_ratio = 0.1\n";
+        let approximate = format!("{patchcore}start = \"approximate\"\n");
+        for (name, cfg, v) in [
+            ("s_random", patchcore, 0.25),
+            ("s_approx", &approximate, 0.5),
+        ] {
+            fake_run(dir.path(), name, "2026-01-01T00-00-00", cfg, 0, &[v]);
+        }
+        let spec = AblationSpec {
+            runs: vec![format!("{}/s_*/*", dir.path().display())],
+            param: "method.memory.start".into(),
+            metric: "image_auroc".into(),
+            group: "method".into(),
+        };
+        let a = read_ablation(&spec).unwrap();
+        let values: Vec<&str> = a.lines[0].1.iter().map(|p| p.value.as_str()).collect();
+        assert_eq!(values, ["approximate", "random_item"]);
     }
 
     #[test]

@@ -114,6 +114,44 @@ pub fn run_commit(run: &Path) -> Option<String> {
     run_toml_text(run, "commit")
 }
 
+/// A run's `config.toml` with the defaults it leaves out filled in
+/// ([`fill_omitted_defaults`]), so that configs compare key by key; `None` without one.
+pub fn read_config(run: &Path) -> anyhow::Result<Option<toml::Value>> {
+    let path = run.join("config.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let mut config: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    fill_omitted_defaults(&mut config);
+    Ok(Some(config))
+}
+
+/// Fills in the defaults that `config.toml` is written without (keys added after runs had
+/// been made, written only when set so that those runs keep their config hash):
+/// `data.mask_resize = "nearest"` and, for PatchCore, `method.patch_distance = "euclidean"`
+/// and `method.memory.start = "random_item"`.
+pub fn fill_omitted_defaults(config: &mut toml::Value) {
+    fn set_default(table: Option<&mut toml::Value>, key: &str, value: &str) {
+        if let Some(toml::Value::Table(t)) = table {
+            t.entry(key)
+                .or_insert_with(|| toml::Value::String(value.into()));
+        }
+    }
+    set_default(config.get_mut("data"), "mask_resize", "nearest");
+    let method = config.get_mut("method");
+    if method
+        .as_ref()
+        .and_then(|m| m.get("kind"))
+        .and_then(toml::Value::as_str)
+        == Some("patchcore")
+    {
+        let method = method.expect("has a kind");
+        set_default(method.get_mut("memory"), "start", "random_item");
+        set_default(Some(method), "patch_distance", "euclidean");
+    }
+}
+
 /// The text value of `key` in a run's `run.toml`.
 fn run_toml_text(run: &Path, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(run.join("run.toml")).ok()?;
@@ -155,6 +193,31 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn omitted_defaults_are_filled_in_and_set_values_kept() {
+        let mut patchcore: toml::Value = toml::from_str(
+            "[data]\nimage_size = 64\n[method]\nkind = \"patchcore\"\n[method.memory]\n\
+             coreset_ratio = 0.1\nstart = \"approximate\"\n",
+        )
+        .unwrap();
+        fill_omitted_defaults(&mut patchcore);
+        assert_eq!(patchcore["data"]["mask_resize"].as_str(), Some("nearest"));
+        assert_eq!(
+            patchcore["method"]["patch_distance"].as_str(),
+            Some("euclidean")
+        );
+        assert_eq!(
+            patchcore["method"]["memory"]["start"].as_str(),
+            Some("approximate")
+        );
+        let mut rd4ad: toml::Value =
+            toml::from_str("[data]\nmask_resize = \"bilinear_half\"\n[method]\nkind = \"rd4ad\"\n")
+                .unwrap();
+        fill_omitted_defaults(&mut rd4ad);
+        assert_eq!(rd4ad["data"]["mask_resize"].as_str(), Some("bilinear_half"));
+        assert!(rd4ad["method"].get("patch_distance").is_none());
+    }
 
     #[test]
     fn wildcards() {

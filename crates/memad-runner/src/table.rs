@@ -311,9 +311,37 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     }
     let mut records = Vec::new();
     for folder in &folders {
-        records.extend(read_metrics(&folder.join("metrics.csv"))?);
+        let config =
+            crate::run_folders::read_config(folder)?.map_or(String::new(), |c| config_identity(&c));
+        for mut r in read_metrics(&folder.join("metrics.csv"))? {
+            r.fields.insert("_config".into(), config.clone());
+            records.push(r);
+        }
     }
     Ok(records)
+}
+
+/// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
+/// configuration.
+fn config_identity(config: &toml::Value) -> String {
+    let mut flat = BTreeMap::new();
+    crate::plot::flatten(config, "", &mut flat);
+    (flat.iter())
+        .filter(|(k, _)| *k != "name" && *k != "seed")
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect()
+}
+
+/// The keys whose values differ between configs written by [`config_identity`].
+fn differing_keys(configs: &BTreeSet<&str>) -> BTreeSet<String> {
+    let parsed: Vec<BTreeMap<&str, &str>> = (configs.iter())
+        .map(|c| c.lines().filter_map(|l| l.split_once(" = ")).collect())
+        .collect();
+    let keys: BTreeSet<&str> = parsed.iter().flat_map(|p| p.keys().copied()).collect();
+    (keys.into_iter())
+        .filter(|k| parsed.iter().any(|p| p.get(k) != parsed[0].get(k)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Parses one `metrics.csv`.
@@ -333,6 +361,7 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
     } else {
         Some(memory_from_config(&path.with_file_name("config.toml"))?)
     };
+    let evaluation = evaluation_of(path);
     let mut out = Vec::new();
     for (line, row) in reader.records().enumerate() {
         let row = row.with_context(|| format!("reading {}", path.display()))?;
@@ -356,10 +385,32 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
             fields.insert("memory".into(), memory.clone());
         }
         fields.insert("_experiment".into(), name.to_string());
-        fields.insert("_stamp".into(), stamp.to_string());
+        // An evaluation (`memad eval`) ranks with the run it scored, after it: re-scoring an
+        // older run does not supersede a newer one. Its source is its folder.
+        let (order, source) = match &evaluation {
+            Some((run_stamp, folder)) => (format!("{run_stamp} eval {stamp}"), folder.clone()),
+            None => (stamp.to_string(), run.clone()),
+        };
+        fields.insert("_stamp".into(), order);
+        fields.insert("_source".into(), source);
         out.push(Record { fields, value });
     }
     Ok(out)
+}
+
+/// For the `metrics.csv` of an evaluation (`<experiment>/<run stamp>/evals/<name>/<stamp>/`):
+/// the time stamp of the run it scored and its folder from `<experiment>` on.
+fn evaluation_of(metrics: &Path) -> Option<(String, String)> {
+    let names: Vec<String> = (metrics.parent()?.ancestors().take(5))
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect::<Option<_>>()?;
+    let [stamp, name, evals, run_stamp, experiment] = names.as_slice() else {
+        return None;
+    };
+    (evals == "evals").then(|| {
+        let folder = format!("{experiment}/{run_stamp}/evals/{name}/{stamp}");
+        (run_stamp.clone(), folder)
+    })
 }
 
 /// The `memory` column of a run whose `metrics.csv` predates it, from the run's resolved
@@ -439,13 +490,16 @@ pub struct Table {
     /// Older re-runs of the same experiment and seed that were left out
     /// (`experiment/time stamp`).
     pub superseded: Vec<String>,
+    /// Rows whose cells average runs of configs that differ beyond the seed, with the keys.
+    pub mixed_configs: Vec<(String, Vec<String>)>,
 }
 
-/// Where one value came from: the experiment and the run's time stamp.
+/// Where one value came from: the run (`experiment/time stamp`, or an evaluation's folder)
+/// and its config without name and seed ([`config_identity`]).
 struct Source {
     value: f64,
-    experiment: String,
-    stamp: String,
+    run: String,
+    config: String,
 }
 
 /// Pivots `records` as the spec says.
@@ -491,15 +545,26 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         }
     }
 
+    // Among re-runs of one experiment and seed only the latest run counts, as a whole: a newer
+    // run without some category or metric must not leave an older run's values in its row.
+    let relevant: Vec<&Record> = (kept.iter().copied())
+        .filter(|r| wanted.iter().any(|m| m == r.get("metric")))
+        .collect();
+    let mut latest: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for r in &relevant {
+        let slot = (latest.entry((r.get("_experiment"), r.get("seed")))).or_insert("");
+        *slot = (*slot).max(r.get("_stamp"));
+    }
     // (row, seed, category, metric) -> the value of the latest run of one experiment.
     let mut values: BTreeMap<(String, String, String, String), Source> = BTreeMap::new();
     let mut row_keys: Vec<String> = Vec::new();
     let mut categories: Vec<String> = Vec::new();
     let mut superseded = BTreeSet::new();
-    for r in kept
-        .iter()
-        .filter(|r| wanted.iter().any(|m| m == r.get("metric")))
-    {
+    for r in relevant {
+        if latest[&(r.get("_experiment"), r.get("seed"))] != r.get("_stamp") {
+            superseded.insert(r.get("_source").to_string());
+            continue;
+        }
         let row: Vec<&str> = spec.row_columns.iter().map(|c| r.get(c)).collect();
         let row = row.join("/");
         if !row_keys.contains(&row) {
@@ -517,33 +582,33 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         );
         let source = Source {
             value: r.value,
-            experiment: r.get("_experiment").to_string(),
-            stamp: r.get("_stamp").to_string(),
+            run: r.get("_source").to_string(),
+            config: r.get("_config").to_string(),
         };
         match values.get(&key) {
             None => {
                 values.insert(key, source);
             }
-            Some(old) if old.experiment == source.experiment => {
-                if source.stamp > old.stamp {
-                    superseded.insert(format!("{}/{}", old.experiment, old.stamp));
-                    values.insert(key, source);
-                } else if source.stamp < old.stamp {
-                    superseded.insert(format!("{}/{}", source.experiment, source.stamp));
-                }
-            }
+            Some(old) if old.run == source.run => {}
             Some(old) => bail!(
-                "row `{row}` seed {}: runs {}/{} and {}/{} both give {} of `{}`; tell them \
-                 apart with `rows` (e.g. rows = \"name\"), or narrow `runs` or `filter`",
+                "row `{row}` seed {}: runs {} and {} both give {} of `{}`; tell them apart \
+                 with `rows` (e.g. rows = \"name\"), or narrow `runs` or `filter`",
                 key.1,
-                old.experiment,
-                old.stamp,
-                source.experiment,
-                source.stamp,
+                old.run,
+                source.run,
                 key.3,
                 key.2
             ),
         }
+    }
+    // A cell averages seeds: runs whose configs differ otherwise are named with the keys.
+    let mut configs_by_cell: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
+    for ((row, _, category, metric), source) in &values {
+        (configs_by_cell.entry((row, category, metric)).or_default()).insert(&source.config);
+    }
+    let mut mixed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for ((row, _, _), configs) in configs_by_cell.iter().filter(|(_, c)| c.len() > 1) {
+        (mixed.entry(row.to_string()).or_default()).extend(differing_keys(configs));
     }
     if let Some(order) = &raw.categories {
         let metric = wanted.join(", ");
@@ -629,7 +694,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let runs_of = |row: &str| -> Vec<String> {
         let runs: BTreeSet<String> = (values.iter())
             .filter(|(k, _)| k.0 == row)
-            .map(|(_, s)| format!("{}/{}", s.experiment, s.stamp))
+            .map(|(_, s)| s.run.clone())
             .collect();
         runs.into_iter().collect()
     };
@@ -667,6 +732,9 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         format: raw.format,
         decimals,
         superseded: superseded.into_iter().collect(),
+        mixed_configs: (mixed.into_iter())
+            .map(|(row, keys)| (row, keys.into_iter().collect()))
+            .collect(),
     };
     mark_best(&mut table, raw.best);
     Ok(table)
@@ -1008,6 +1076,13 @@ pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
             table.superseded.join(", ")
         );
     }
+    for (row, keys) in &table.mixed_configs {
+        eprintln!(
+            "note: row `{row}` averages runs whose configs differ beyond the seed, in {} \
+             (the CSV's runs column lists them; `rows = \"name\"` keeps configs apart)",
+            keys.join(", ")
+        );
+    }
     let md = markdown(&table);
     print!("{md}");
     if let Some(dir) = out {
@@ -1168,6 +1243,97 @@ mod tests {
         );
         let err = build(&spec, &[b, other]).unwrap_err().to_string();
         assert!(err.contains("rows = \"name\""), "{err}");
+    }
+
+    #[test]
+    fn the_latest_run_counts_as_a_whole() {
+        // The newer run has no grid: grid stays empty rather than taking the older run's.
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let old_grid = rec("p/2026-01-01T00-00-00", "pc", "grid", 0, "image_auroc", 0.5);
+        let old_carpet = rec(
+            "p/2026-01-01T00-00-00",
+            "pc",
+            "carpet",
+            0,
+            "image_auroc",
+            0.5,
+        );
+        let new_carpet = rec(
+            "p/2026-01-02T00-00-00",
+            "pc",
+            "carpet",
+            0,
+            "image_auroc",
+            0.9,
+        );
+        let t = build(&spec, &[old_grid, old_carpet, new_carpet]).unwrap();
+        assert_eq!(t.columns, ["carpet"]);
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.9);
+        assert_eq!(t.superseded, ["p/2026-01-01T00-00-00"]);
+    }
+
+    #[test]
+    fn an_evaluation_ranks_with_the_run_it_scored() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |folder: &str, run: &str, v: f64| {
+            let folder = dir.path().join(folder);
+            std::fs::create_dir_all(&folder).unwrap();
+            let csv = format!(
+                "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+                 {run},abc,pc,lite0,ds,grid,one_class,0,1,image_auroc,{v}\n"
+            );
+            std::fs::write(folder.join("metrics.csv"), csv).unwrap();
+            read_metrics(&folder.join("metrics.csv")).unwrap().remove(0)
+        };
+        let older = "p/2026-01-01T00-00-00";
+        let newer = write("p/2026-01-02T00-00-00", "p/2026-01-02T00-00-00", 0.9);
+        // Scored today, but of yesterday's run: the newer run still counts.
+        let eval = write(
+            &format!("{older}/evals/p/2026-01-03T00-00-00"),
+            "p/2026-01-03T00-00-00",
+            0.5,
+        );
+        assert_eq!(
+            eval.get("_source"),
+            "p/2026-01-01T00-00-00/evals/p/2026-01-03T00-00-00"
+        );
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let t = build(&spec, &[eval.clone(), newer]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.9);
+        assert_eq!(t.superseded, [eval.get("_source")]);
+        // Of the newer run, it counts (its numbers are that run's, or its overrides').
+        let eval_of_newer = write(
+            "p/2026-01-02T00-00-00/evals/p/2026-01-03T00-00-00",
+            "p/2026-01-03T00-00-00",
+            0.8,
+        );
+        let newer = write("p/2026-01-02T00-00-00", "p/2026-01-02T00-00-00", 0.9);
+        let t = build(&spec, &[newer, eval_of_newer]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.8);
+    }
+
+    #[test]
+    fn a_row_of_runs_whose_configs_differ_beyond_the_seed_is_named() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let with_config = |run: &str, seed: u64, config: &str| {
+            let mut r = rec(run, "pc", "grid", seed, "image_auroc", 0.5);
+            r.fields.insert("_config".into(), config.into());
+            r
+        };
+        let same = [
+            with_config("p_seed-0/t", 0, "a = 1\nb = 2\n"),
+            with_config("p_seed-1/t", 1, "a = 1\nb = 2\n"),
+        ];
+        assert!(build(&spec, &same).unwrap().mixed_configs.is_empty());
+        let mixed = [
+            with_config("p_seed-0/t", 0, "a = 1\nb = 2\n"),
+            with_config("q_seed-1/t", 1, "a = 1\nb = 3\nc = 4\n"),
+        ];
+        let t = build(&spec, &mixed).unwrap();
+        assert_eq!(
+            t.mixed_configs,
+            [("pc".to_string(), vec!["b".to_string(), "c".to_string()])]
+        );
     }
 
     #[test]
