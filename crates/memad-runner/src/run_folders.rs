@@ -114,6 +114,12 @@ pub fn run_commit(run: &Path) -> Option<String> {
     run_toml_text(run, "commit")
 }
 
+/// The absolute dataset root a complete run read (`dataset_root` in its `run.toml`; runs
+/// from before it was recorded have none).
+pub fn run_dataset_root(run: &Path) -> Option<String> {
+    run_toml_text(run, "dataset_root")
+}
+
 /// A run's `config.toml` with the defaults it leaves out filled in
 /// ([`fill_omitted_defaults`]), so that configs compare key by key; `None` without one.
 pub fn read_config(run: &Path) -> anyhow::Result<Option<toml::Value>> {

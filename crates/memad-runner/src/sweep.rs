@@ -16,7 +16,7 @@
 //! epoch).
 use crate::experiment;
 use crate::output::BUILD_COMMIT;
-use crate::run_folders::{complete_runs_of, config_sha256, run_commit};
+use crate::run_folders::{complete_runs_of, config_sha256, run_commit, run_dataset_root};
 use anyhow::{bail, Context};
 use memad_core::{parse_section, ConfigError, Registry};
 use serde::Deserialize;
@@ -420,10 +420,23 @@ pub fn run(
             }
         };
         let hash = crate::run::sha256_hex(loaded.experiment.to_toml().as_bytes());
-        let same_config: Vec<PathBuf> = complete_runs_of(&args.runs, &combo.name)
-            .into_iter()
-            .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
-            .collect();
+        // The same config on another copy of the data is another result, as `run` refuses to
+        // resume one (runs from before `dataset_root` was recorded count as the same copy).
+        let root = crate::run::absolute_root(&loaded.dataset.root);
+        let (same_config, other_data): (Vec<PathBuf>, Vec<PathBuf>) =
+            complete_runs_of(&args.runs, &combo.name)
+                .into_iter()
+                .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
+                .partition(|r| run_dataset_root(r).is_none_or(|d| d == root));
+        if same_config.is_empty() && !other_data.is_empty() {
+            println!(
+                "note: {}: its complete run {} read another copy of dataset `{}` (this \
+                 catalog's is {root}); running it on this one",
+                combo.name,
+                other_data[0].display(),
+                loaded.dataset.name
+            );
+        }
         if !same_config.is_empty() {
             let commits: BTreeSet<String> = (same_config.iter())
                 .map(|r| run_commit(r).unwrap_or_else(|| "unknown".into()))

@@ -495,4 +495,24 @@ fn sweep_runs_skips_and_redoes_interrupted_runs() {
         t.contains("| name | grid |") && t.contains("| quickstart | ") && t.contains(" ± "),
         "{t}"
     );
+
+    // A run of the same config on another copy of the data is not this one's result.
+    for run in complete_runs(&runs, "quickstart_seed-1") {
+        let meta = std::fs::read_to_string(run.join("run.toml")).unwrap();
+        let root_line = meta
+            .lines()
+            .find(|l| l.starts_with("dataset_root = "))
+            .unwrap();
+        let meta = meta.replace(root_line, "dataset_root = \"/elsewhere/synthetic\"");
+        std::fs::write(run.join("run.toml"), meta).unwrap();
+    }
+    let out = memad(&sweep, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("read another copy of dataset `tiny`")
+            && t.contains("[start] quickstart_seed-1"),
+        "{t}"
+    );
+    assert!(t.contains("[skip ] quickstart_seed-0"), "{t}");
 }
