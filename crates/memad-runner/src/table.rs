@@ -488,7 +488,7 @@ pub struct Table {
     pub format: NumberFormat,
     pub decimals: usize,
     /// Older re-runs of the same experiment and seed that were left out
-    /// (`experiment/time stamp`).
+    /// (`experiment/time stamp`, or an evaluation's folder).
     pub superseded: Vec<String>,
     /// Rows whose cells average runs of configs that differ beyond the seed, with the keys.
     pub mixed_configs: Vec<(String, Vec<String>)>,
