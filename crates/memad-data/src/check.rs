@@ -5,13 +5,17 @@
 //! sizes (read from each file's header), and every problem with the file it is about:
 //! unreadable images, anomalous test images without a mask, masks that do not decode or do
 //! not have their image's size (masks are decoded in full), labels that contradict the
-//! split, a test set without normal or without anomalous images. Nothing panics on bad data; a problem in one category does not stop the others.
+//! split, a test set without normal or without anomalous images, and mask files under a
+//! category's `ground_truth/` that no test image uses (a misnamed mask, or one under
+//! `ground_truth/good`). Nothing panics on bad data; a problem in one category does not
+//! stop the others.
 use crate::catalog::{DatasetEntry, DatasetFormat};
 use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
 use crate::error::Result;
 use crate::idx::read_mnist;
-use crate::image_io::{decoded_dimensions, image_dimensions};
-use crate::mvtec::{CategorySplit, Sample, GOOD};
+use crate::image_io::{decoded_dimensions, image_dimensions, is_image_path};
+use crate::mask::MaskRef;
+use crate::mvtec::{entries, CategorySplit, Sample, GOOD};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -429,5 +433,67 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
         .count();
     problems.extend(all_masks_empty(&split.category, masked, c.empty_masks));
     problems.extend(test_set_problem(split));
+    problems.extend(unused_masks(split));
     (c, problems)
+}
+
+/// One problem per folder under the category's `ground_truth/` holding mask images that
+/// no test image uses: the reader did not match them (a name other than `<stem>_mask.png`
+/// or `<stem>.png`, a defect folder without its test folder), or they sit under a normal
+/// folder, whose images have no mask. The category folder is the one above `test/` of
+/// the test images; formats without that layout (VisA as downloaded, videos) have none.
+fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
+    let in_test_folder = |s: &&Sample| {
+        let test = s.image.parent().and_then(Path::parent);
+        s.pixels.is_none() && test.is_some_and(|t| t.ends_with("test"))
+    };
+    let Some(category_dir) =
+        (split.test.iter().find(in_test_folder)).and_then(|s| s.image.ancestors().nth(3))
+    else {
+        return Vec::new();
+    };
+    let ground_truth = category_dir.join("ground_truth");
+    let used: BTreeSet<&Path> = (split.test.iter().filter_map(|s| s.mask.as_ref()))
+        .flat_map(|m| match m {
+            MaskRef::File(p) => vec![p.as_path()],
+            MaskRef::Union(files) => files.iter().map(PathBuf::as_path).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let normal: BTreeSet<&str> = (split.test.iter())
+        .filter(|s| !s.label.is_anomalous())
+        .filter_map(|s| s.image.parent()?.file_name()?.to_str())
+        .collect();
+    let mut folders = vec![ground_truth.clone()];
+    let mut problems = Vec::new();
+    while let Some(dir) = folders.pop() {
+        let Ok((dirs, files)) = entries(&dir) else {
+            continue;
+        };
+        folders.extend(dirs);
+        let unused: Vec<&PathBuf> = (files.iter())
+            .filter(|f| is_image_path(f) && !used.contains(f.as_path()))
+            .collect();
+        let Some(first) = unused.first() else {
+            continue;
+        };
+        let below = dir.strip_prefix(&ground_truth).unwrap_or(&dir);
+        let defect = below.iter().next().and_then(|d| d.to_str());
+        let why = if defect.is_some_and(|d| normal.contains(d)) {
+            "mask(s) of normal test images, which have none".to_string()
+        } else {
+            let first = crate::mvtec::name_of(first);
+            let hint = match below.iter().count() {
+                1 => "; the mask of `test/<defect>/<stem>.<ext>` is `ground_truth/<defect>/<stem>_mask.png` or `<stem>.png`",
+                _ => "",
+            };
+            format!("mask(s) that match no test image (first: {first}{hint})")
+        };
+        problems.push(Problem {
+            path: Some(dir),
+            message: format!("{} unused {why}", unused.len()),
+        });
+    }
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems
 }

@@ -325,3 +325,70 @@ fn truncated_images_are_problems() {
     }
     assert!(text.contains("4 problem(s)"), "{text}");
 }
+
+/// Mask files the reader did not match are reported per folder: a misnamed mask (the
+/// `folder` format then silently has no mask for its image), masks under
+/// `ground_truth/good`, and a LOCO mask folder without its test image.
+#[test]
+fn mask_files_no_test_image_uses_are_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("parts");
+    img(&root.join("train/good/0.png"), 8, 8);
+    img(&root.join("test/good/0.png"), 8, 8);
+    img(&root.join("test/dent/0.png"), 8, 8);
+    img(&root.join("test/dent/1.png"), 8, 8);
+    mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
+    mask(&root.join("ground_truth/dent/1-gt.png"), 8, 8, true);
+    mask(&root.join("ground_truth/good/0_mask.png"), 8, 8, false);
+    std::fs::write(root.join("ground_truth/dent/notes.txt"), "not an image").unwrap();
+    let text = format!("[f]\nformat = \"folder\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("f").unwrap()).unwrap();
+    let text = report.to_string();
+    assert_eq!(report.problems.len(), 2, "{text}");
+    assert!(
+        text.contains("ground_truth/dent: 1 unused mask(s) that match no test image (first: 1-gt.png; the mask of"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ground_truth/good: 1 unused mask(s) of normal test images"),
+        "{text}"
+    );
+    // What a run reads is unchanged: these are not problems that stop it.
+    let split = memad_data::folder::read_folder(&root, "parts").unwrap();
+    assert!(memad_data::file_problems(&split).is_empty());
+
+    let loco = dir.path().join("loco");
+    img(&loco.join("box/train/good/000.png"), 8, 8);
+    img(&loco.join("box/test/good/000.png"), 8, 8);
+    img(&loco.join("box/test/logical_anomalies/000.png"), 8, 8);
+    mask(
+        &loco.join("box/ground_truth/logical_anomalies/000/000.png"),
+        8,
+        8,
+        true,
+    );
+    mask(
+        &loco.join("box/ground_truth/logical_anomalies/001/000.png"),
+        8,
+        8,
+        true,
+    );
+    let text = format!(
+        "[l]\nformat = \"mvtec_loco\"\nroot = \"{}\"\n",
+        loco.display()
+    );
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("l").unwrap()).unwrap();
+    let unused: Vec<String> = (report.problems.iter())
+        .filter(|p| p.message.contains("unused"))
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(unused.len(), 1, "{report}");
+    assert!(
+        unused[0].ends_with(
+            "logical_anomalies/001: 1 unused mask(s) that match no test image (first: 000.png)"
+        ),
+        "{report}"
+    );
+}
