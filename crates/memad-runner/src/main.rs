@@ -397,9 +397,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let catalog = catalog_for(&cli.datasets, Path::new("."))?;
             match cmd {
                 DatasetsCommand::List => {
+                    let width = |f: fn(&memad_data::catalog::DatasetEntry) -> usize| {
+                        catalog.entries().map(f).max().unwrap_or(0)
+                    };
+                    let name = width(|e| e.name.len());
+                    let format = width(|e| e.format.name().len());
                     for e in catalog.entries() {
+                        let missing = match (e.to_generate(), e.root.exists()) {
+                            (Some(_), _) => "  (generated on first use)",
+                            (None, true) => "",
+                            (None, false) => "  (not on this machine)",
+                        };
                         println!(
-                            "{:<18} {:<13} {}",
+                            "{:<name$}  {:<format$}  {}{missing}",
                             e.name,
                             e.format.name(),
                             e.root.display()

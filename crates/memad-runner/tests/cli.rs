@@ -249,6 +249,37 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
     );
 }
 
+/// `datasets list` aligns long names and says which roots are not there.
+#[test]
+fn datasets_list_marks_missing_and_ungenerated_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("here")).unwrap();
+    let catalog = dir.path().join("datasets.toml");
+    let toml = "[a-rather-long-dataset-name]\nformat = \"mvtec\"\nroot = \"here\"\n\
+                [gone]\nformat = \"mvtec_loco\"\nroot = \"elsewhere\"\n\
+                [synth]\nformat = \"mvtec\"\nroot = \"synth\"\n[synth.synthetic]\n";
+    std::fs::write(&catalog, toml).unwrap();
+    let out = memad(&["datasets", "list"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 3, "{t}");
+    assert!(
+        lines[0].starts_with("a-rather-long-dataset-name  mvtec       "),
+        "{t}"
+    );
+    assert!(!lines[0].contains('('), "{t}");
+    assert!(
+        lines[1].starts_with("gone                        mvtec_loco  "),
+        "{t}"
+    );
+    assert!(
+        lines[1].ends_with("elsewhere  (not on this machine)"),
+        "{t}"
+    );
+    assert!(lines[2].ends_with("synth  (generated on first use)"), "{t}");
+}
+
 #[test]
 fn list_and_info() {
     let out = memad(&["list"], &workspace());
