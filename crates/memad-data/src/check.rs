@@ -2,7 +2,8 @@
 //!
 //! [`check_dataset`] lists every category (class datasets: both parts) and reports counts per
 //! split and class (test folder, `good`/`anomalous` frames, or class), the distinct image
-//! sizes (read from each file's header), and every problem with the file it is about:
+//! sizes (read from each file's header), the number of videos per split with their fewest
+//! and most frames (video formats), and every problem with the file it is about:
 //! unreadable images, anomalous test images without a mask, masks that do not decode or do
 //! not have their image's size (masks are decoded in full), labels that contradict the
 //! split, a test set without normal or without anomalous images, and mask files under a
@@ -53,6 +54,9 @@ pub struct CategoryReport {
     pub without_mask: usize,
     /// Masks that decode but mark no pixel.
     pub empty_masks: usize,
+    /// Video datasets: per split, (videos, fewest frames, most frames); a video shorter than
+    /// a method's clip has clamped or no clips.
+    pub videos: BTreeMap<String, (usize, usize, usize)>,
 }
 
 impl CategoryReport {
@@ -123,6 +127,11 @@ impl fmt::Display for CheckReport {
             }
             if c.empty_masks > 0 {
                 write!(f, "; {} empty masks", c.empty_masks)?;
+            }
+            for split in ["train", "test"] {
+                if let Some((videos, fewest, most)) = c.videos.get(split) {
+                    write!(f, "; {split} {videos} videos of {fewest} to {most} frames")?;
+                }
             }
             writeln!(f)?;
         }
@@ -427,6 +436,16 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
             c.without_mask += 1;
         }
         problems.extend(p);
+    }
+    for (split_name, samples) in [("train", &split.train), ("test", &split.test)] {
+        let mut frames: BTreeMap<&str, usize> = BTreeMap::new();
+        for video in samples.iter().filter_map(|s| s.video.as_deref()) {
+            *frames.entry(video).or_default() += 1;
+        }
+        if let (Some(fewest), Some(most)) = (frames.values().min(), frames.values().max()) {
+            c.videos
+                .insert(split_name.into(), (frames.len(), *fewest, *most));
+        }
     }
     let masked = (split.test.iter())
         .filter(|s| s.label.is_anomalous() && s.mask.is_some())

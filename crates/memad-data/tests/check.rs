@@ -275,6 +275,10 @@ fn real_ped2() {
         (2550, 2010)
     );
     assert_eq!(c.sizes[&(360, 240)], 4560);
+    assert_eq!(c.videos["train"].0, 16);
+    assert_eq!(c.videos["test"].0, 12);
+    let text = report.to_string();
+    assert!(text.contains("; train 16 videos of "), "{text}");
 }
 
 /// A PNG or JPEG cut short still has a readable header: the check finds it by its missing
