@@ -27,6 +27,10 @@
 //!   gradient, so `p_hat` has no gradient; the encoder learns through the `q` half of the
 //!   concatenation and the losses (the conformance suite's gradient check does not apply:
 //!   nothing here is learned by gradient).
+//! - Update weights are divided by the maximum of `v^{k',m}` over all queries, as the
+//!   official `get_update_query`; the paper's Eq. 4 takes it over `U^m`, the queries nearest
+//!   to item `m`, only (cvlab-yonsei/MNAD PR #4). The updated item is L2-normalised either
+//!   way, so the two differ in how much `p_m` itself weighs against its queries.
 //! - The official code re-normalises every row in the update; here rows without queries
 //!   are left untouched (they are unit vectors already; the two differ by float rounding).
 //! - `distance` is the sum of squares over `C`; the official test-time score uses the mean
