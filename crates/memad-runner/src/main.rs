@@ -216,6 +216,7 @@ fn check_with_overrides(
     for combo in sweep::combinations("", axes)? {
         let text = toml::to_string(&combo.apply(&base)?)?;
         let loaded = experiment::load_text(&text, file, registry, catalog);
+        let loaded = sweep::with_kind_swap_hint(loaded, &combo.overrides);
         out.push((format!(" [{}]", combo.overrides_text()), loaded));
     }
     Ok(out)
@@ -265,7 +266,12 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 experiment::load(&experiment, &registry, &catalog)?
             } else {
                 let text = sweep::single_combination_text(&experiment, &set)?;
-                experiment::load_text(&text, &experiment, &registry, &catalog)?
+                let overrides: Vec<(String, toml::Value)> = (set.iter())
+                    .filter_map(|s| sweep::parse_set(s).ok())
+                    .filter_map(|axis| Some((axis.key, axis.values.into_iter().next()?)))
+                    .collect();
+                let loaded = experiment::load_text(&text, &experiment, &registry, &catalog);
+                sweep::with_kind_swap_hint(loaded, &overrides)?
             };
             let opts = run::RunOptions {
                 runs_dir: runs,

@@ -112,6 +112,30 @@ impl Combination {
     }
 }
 
+/// `result` with a hint on top when it failed on an unknown key while `overrides` set a
+/// table's `kind`: a dotted override keeps the table's other keys, which belong to the kind
+/// it had (`--set method.memory.kind=memae` on an MNAD memory leaves `compactness_weight`).
+pub fn with_kind_swap_hint<T>(
+    result: anyhow::Result<T>,
+    overrides: &[(String, toml::Value)],
+) -> anyhow::Result<T> {
+    let Err(e) = result else {
+        return result;
+    };
+    let swap =
+        (overrides.iter()).find_map(|(key, value)| Some((key.strip_suffix(".kind")?, value)));
+    match swap {
+        Some((table, kind)) if format!("{e:#}").contains("unknown field") => {
+            Err(e.context(format!(
+                "`--set {table}.kind={kind}` keeps the other keys of `[{table}]`, which belong to \
+             its previous kind; to swap kinds, replace the whole table: \
+             --set '{table}={{kind = {kind}, <its keys>}}'"
+            )))
+        }
+        _ => Err(e),
+    }
+}
+
 /// Parses `KEY=V1,V2,...` (commas inside `[]`, `{}` or quotes do not split).
 pub fn parse_set(arg: &str) -> anyhow::Result<Axis> {
     let (key, values) = arg
@@ -408,7 +432,8 @@ pub fn run(
         );
         let body = header + &toml::to_string(&exp)?;
         crate::output::write_atomic(&file, body.as_bytes())?;
-        let loaded = match experiment::load(&file, registry, &catalog) {
+        let loaded = experiment::load(&file, registry, &catalog);
+        let loaded = match with_kind_swap_hint(loaded, &combo.overrides) {
             Ok(loaded) => loaded,
             Err(e) => {
                 // A combination that fails leaves no file behind (nor an empty folder).

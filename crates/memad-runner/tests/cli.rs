@@ -110,6 +110,38 @@ fn check_with_set_checks_every_combination() {
     );
 }
 
+/// Swapping a memory through a dotted `kind` keeps the old kind's keys: the error says to
+/// replace the whole table, and an inline table does.
+#[test]
+fn a_kind_set_alone_points_to_replacing_the_table() {
+    let root = workspace();
+    let file = "experiments/mnad_pred_ped2_cpu.toml";
+    let out = memad(&["check", file, "--set", "method.memory.kind=memae"], &root);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "`--set method.memory.kind=\"memae\"` keeps the other keys of `[method.memory]`"
+        ) && t.contains("--set 'method.memory={kind = \"memae\", <its keys>}'")
+            && t.contains("unknown field"),
+        "{t}"
+    );
+    let table = "method.memory={kind = \"memae\", slots = 10, dim = 512, shrink_threshold = 0.0025, addressing = \"dot\", entropy_weight = 0.0002}";
+    let out = memad(
+        &[
+            "check",
+            file,
+            "--set",
+            table,
+            "--set",
+            "method.test_time_update=false",
+        ],
+        &root,
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+}
+
 #[test]
 fn check_rejects_broken_files_naming_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
