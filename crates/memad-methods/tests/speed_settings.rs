@@ -26,7 +26,7 @@ struct Case {
     classes: usize,
 }
 
-const CASES: [Case; 9] = [
+const CASES: &[Case] = &[
     Case {
         name: "rd4ad",
         experiment: include_str!("../../../experiments/quickstart.toml"),
@@ -237,7 +237,7 @@ fn check_state(method: &dyn Method, name: &str, when: &str) {
 fn every_case(check: fn(&Case, &Registry)) {
     let _turn = SEEDED.lock().unwrap_or_else(|e| e.into_inner());
     let registry = registry();
-    for case in &CASES {
+    for case in CASES {
         check(case, &registry);
     }
 }
