@@ -257,12 +257,14 @@ pub struct Loaded {
 impl Loaded {
     /// What `memad check` can say of this machine without reading images or training:
     /// an error for a category the dataset's folder does not have (when `datasets.toml`
-    /// lists none), and notes for what a run here would not find (a run elsewhere may): the
-    /// dataset's root (nothing for a synthetic dataset not generated yet), the backbone's
+    /// lists none) or a CUDA-only backbone precision with `device = "cpu"`, and notes for
+    /// what a run here would not find (a run elsewhere may): the CUDA device the experiment
+    /// asks for or its backbone precision needs, the dataset's root (nothing for a synthetic dataset not generated yet), the backbone's
     /// weights in `weights_dir` or torchvision's hub folder (a run downloads torchvision's
     /// checkpoints), and the DRAEM synthesis's `texture_dir`.
     pub fn check_on_disk(&self, weights_dir: &Path) -> anyhow::Result<Vec<String>> {
-        let mut notes = self.weights_notes(weights_dir);
+        let mut notes = self.device_notes()?;
+        notes.extend(self.weights_notes(weights_dir));
         if let Some(synthesis) = &self.experiment.data.synthesis {
             if let Err(e) = memad_data::synthesis::build(synthesis) {
                 notes.push(format!("data.synthesis: {e}"));
@@ -292,6 +294,29 @@ impl Loaded {
             );
         }
         Ok(notes)
+    }
+
+    /// A note when `device` names a CUDA device this machine does not have, or when the
+    /// backbone's CUDA-only `precision` would run on this machine's CPU; an error when it
+    /// would on every machine (`device = "cpu"`).
+    fn device_notes(&self) -> anyhow::Result<Vec<String>> {
+        let device = match memad_core::device::select(&self.experiment.device) {
+            Ok(device) => device,
+            Err(e) => return Ok(vec![format!("device: {e}")]),
+        };
+        let backbone = self.experiment.method.get("backbone");
+        let precision = (backbone.and_then(|b| b.get("precision"))).and_then(|v| v.as_str());
+        let Some(precision) = precision.filter(|p| *p != "fp32" && !device.is_cuda()) else {
+            return Ok(Vec::new());
+        };
+        let what = format!("method.backbone.precision = \"{precision}\" runs on CUDA only");
+        anyhow::ensure!(
+            self.experiment.device != "cpu",
+            "{what} and device = \"cpu\": use precision = \"fp32\" or another device"
+        );
+        Ok(vec![format!(
+            "{what}: a run on this machine (no CUDA device) fails when it builds the model"
+        )])
     }
 
     /// A note when `method.backbone.weights` names no file on this machine.

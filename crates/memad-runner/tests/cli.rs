@@ -1226,6 +1226,38 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
     );
 }
 
+/// A CUDA device this machine lacks is a note of `memad check`; a CUDA-only backbone
+/// precision with `device = "cpu"` fails on every machine, so it is an error.
+#[test]
+fn check_notes_a_missing_cuda_device_and_refuses_bf16_backbones_on_cpu() {
+    let root = workspace();
+    let file = "experiments/quickstart.toml";
+    let out = memad(&["check", file, "--set", "device=cuda:99"], &root);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("note: device: device `cuda:99` requested but"),
+        "{t}"
+    );
+    let out = memad(
+        &[
+            "check",
+            file,
+            "--set",
+            "device=cpu",
+            "--set",
+            "method.backbone.precision=bf16",
+        ],
+        &root,
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("method.backbone.precision = \"bf16\" runs on CUDA only and device = \"cpu\""),
+        "{t}"
+    );
+}
+
 #[test]
 fn test_masks_are_resized_as_the_config_says() {
     // PatchCore (nothing to train) on the tiny data at 32 px (masks shrink from 64 px): the
