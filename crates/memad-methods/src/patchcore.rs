@@ -15,7 +15,7 @@
 //!   (When `C_j p^2` is a multiple of the output size, as WRN-50 `layer3`: `1024 * 9 ->
 //!   1024`, `AAP` is exactly the `p x p` mean of each channel.)
 //! - Memory bank (Sec. 3.2, Alg. 1): every training patch feature collected, then a greedy
-//!   k-center coreset of `ceil(coreset_ratio * N)` of them selected on a random projection
+//!   k-center coreset of `int(N * coreset_ratio)` of them selected on a random projection
 //!   ([`memory_bank::PatchBank`], `[method.memory]`: `coreset_ratio`, `projection_dim`).
 //! - Patch score (Eq. 6): `s(h,w) = min_{m in M} ||phi(h,w) - m||_2`; `patch_distance =
 //!   "squared"` squares it, as the official code's faiss distances (the paper files do).
@@ -40,7 +40,7 @@
 //!   paper's Euclidean Eq. 6 (the same image AUROC under `max`; the maps differ by the
 //!   square before upsampling and blurring). With `image_score = "reweighted"` Eq. 7's
 //!   weight keeps Euclidean distances (anomalib's) and multiplies the squared `s*`.
-//! - Coreset: see [`memory_bank`] (`ceil`, Gaussian projection; Alg. 1's seeded start item
+//! - Coreset: see [`memory_bank`] (Gaussian projection; Alg. 1's seeded start item
 //!   by default, the official code's approximate start with `[method.memory] start =
 //!   "approximate"`, which the paper files set). The bank's
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
@@ -704,9 +704,9 @@ mod tests {
         tch::no_grad(|| m.fit(&image_batch(images(4, 32, 0.0)))).unwrap();
         assert_eq!(m.bank().collected(), 4 * 4 * 4);
         tch::no_grad(|| m.finalize(&memad_core::no_progress)).unwrap();
-        // 64 patch features (4 images, 4 x 4 grid at stride 8), ceil(0.1 * 64) = 7 kept.
-        assert_eq!(m.bank().len(), 7);
-        assert_eq!(m.bank().items().unwrap().size(), [7, 1024]);
+        // 64 patch features (4 images, 4 x 4 grid at stride 8), int(64 * 0.1) = 6 kept.
+        assert_eq!(m.bank().len(), 6);
+        assert_eq!(m.bank().items().unwrap().size(), [6, 1024]);
         let test = images(2, 32, 5.0);
         let out = tch::no_grad(|| m.score(&image_batch(test))).unwrap();
         let s: Vec<f32> = Vec::try_from(&out.image_score).unwrap();

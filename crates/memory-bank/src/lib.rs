@@ -18,7 +18,7 @@
 //!
 //! ```text
 //! M_C = { m_0 }                                  m_0 drawn from the seed
-//! while |M_C| < ceil(ratio * N):
+//! while |M_C| < int(N * ratio):
 //!     M_C = M_C  u  { argmax_{m in M} min_{n in M_C} || psi(m) - psi(n) ||_2 }
 //! ```
 //!
@@ -39,7 +39,7 @@
 //! - Start: by default one seeded random item, as Alg. 1 (and anomalib); `start =
 //!   "approximate"` is the official code's (above), which the paper files set. Its start rows
 //!   are memad's seeded draw, not numpy's.
-//! - Size: `ceil(ratio * N)` (the official code: `int(ratio * N)`).
+//! - Size: at least one item where the official `int(N * ratio)` keeps none.
 //! - Projection: a dense Gaussian matrix from memad's own seeded generator (the official code:
 //!   an untrained `torch.nn.Linear`, i.e. uniform Kaiming entries; anomalib: a sparse random
 //!   projection). Any Johnson-Lindenstrauss projection serves; the seed alone fixes the
@@ -136,17 +136,11 @@ impl PatchBankConfig {
     }
 }
 
-/// Items a coreset of `ratio` keeps out of `n`: `ceil(ratio * n)`, at least 1 (for `n > 0`)
-/// and at most `n`. A product within `1e-9` of an integer counts as that integer, so
-/// `0.1 * 15360` keeps 1536, not 1537.
+/// Items a coreset of `ratio` keeps out of `n`: `int(n * ratio)` as the official code and
+/// anomalib compute it (the float64 product truncated, its rounding included: `100 * 0.29`
+/// keeps 28), at least 1 (for `n > 0`; the official code would keep none) and at most `n`.
 pub fn coreset_size(n: i64, ratio: f64) -> i64 {
-    let x = ratio * n as f64;
-    let k = if (x - x.round()).abs() < 1e-9 * x.abs().max(1.0) {
-        x.round()
-    } else {
-        x.ceil()
-    };
-    (k as i64).clamp(n.min(1), n)
+    ((n as f64 * ratio) as i64).clamp(n.min(1), n)
 }
 
 /// SplitMix64 (Steele et al. 2014): memad's own seeded generator, so that a bank's selection

@@ -254,11 +254,14 @@ fn coverage_radius_does_not_grow_with_the_ratio() {
 }
 
 #[test]
-fn coreset_size_is_the_ceiling_without_rounding_noise() {
+fn coreset_size_truncates_as_the_official_code() {
+    // Python's int(n * ratio), checked there: 1536, 1, 0 (kept at 1 here), 2, 28, 7.
     assert_eq!(coreset_size(15360, 0.1), 1536);
     assert_eq!(coreset_size(10, 0.1), 1);
     assert_eq!(coreset_size(50, 0.01), 1);
-    assert_eq!(coreset_size(10, 0.25), 3);
+    assert_eq!(coreset_size(10, 0.25), 2);
+    assert_eq!(coreset_size(100, 0.29), 28);
+    assert_eq!(coreset_size(100, 0.07), 7);
     assert_eq!(coreset_size(7, 1.0), 7);
     assert_eq!(coreset_size(0, 0.1), 0);
 }
