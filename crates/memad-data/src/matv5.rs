@@ -308,10 +308,16 @@ impl Ctx<'_> {
         })
     }
 
-    /// One cell (an miMATRIX element of `bytes` bytes, its tag read).
+    /// One cell (an miMATRIX element of `bytes` bytes, its tag read). MATLAB writes an empty
+    /// array (`[]`) as an miMATRIX of no bytes: a 0 x 0 matrix.
     fn cell(&self, r: &mut impl Read, bytes: usize, what: &str) -> Result<Cell> {
         if bytes == 0 {
-            return Err(self.fail(format!("{what} is empty")));
+            return Ok(Cell {
+                rows: 0,
+                cols: 0,
+                kind: MI_INT8,
+                data: Vec::new(),
+            });
         }
         let mut r = r.take(bytes as u64);
         let head = self.head(&mut r, what)?;
@@ -599,6 +605,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`gt` cell 1 is a char array"), "{err}");
+    }
+
+    /// Liu et al.'s `gt` as MATLAB may write it: a `1 x 2` row for a video with one event,
+    /// an empty array (an miMATRIX of no bytes) for one without, a `2 x K` matrix.
+    #[test]
+    fn frame_ranges_from_rows_empty_cells_and_matrices() {
+        let double_matrix = |rows: u8, cols: u8, values: &[f64]| {
+            let mut m = element(MI_UINT32, &[6, 0, 0, 0, 0, 0, 0, 0]); // mxDOUBLE_CLASS
+            m.extend(element(MI_INT32, &[rows, 0, 0, 0, cols, 0, 0, 0]));
+            m.extend(element(MI_INT8, &[]));
+            let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+            m.extend(element(9, &bytes)); // miDOUBLE, column-major
+            element(MI_MATRIX, &m)
+        };
+        let mut var = element(MI_UINT32, &[MX_CELL, 0, 0, 0, 0, 0, 0, 0]);
+        var.extend(element(MI_INT32, &[1, 0, 0, 0, 3, 0, 0, 0]));
+        var.extend((2u32 << 16 | MI_INT8).to_le_bytes());
+        var.extend(b"gt\0\0");
+        var.extend(double_matrix(1, 2, &[5.0, 9.0]));
+        var.extend(element(MI_MATRIX, &[]));
+        var.extend(double_matrix(2, 2, &[1.0, 3.0, 10.0, 12.0]));
+        let mut file = header("MATLAB 5.0 MAT-file, hand-written", 0x0100, b"IM");
+        file.extend(element(MI_MATRIX, &var));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gt.mat");
+        std::fs::write(&path, file).unwrap();
+        let ranges = crate::video::read_mat_ranges(&path).unwrap();
+        assert_eq!(ranges, [vec![(5, 9)], vec![], vec![(1, 3), (10, 12)]]);
     }
 
     #[test]

@@ -470,7 +470,8 @@ fn apply_labels(test: &mut [Video], path: &Path) -> Result<()> {
 }
 
 /// The variable `gt` of Liu et al.'s `.mat` labels: per test video (a cell), the columns of
-/// its `2 x K` matrix as 1-based inclusive ranges.
+/// its `2 x K` matrix as 1-based inclusive ranges; a cell of two values in a row (`1 x 2`)
+/// is one range, and an empty cell none (as their `evaluate.py`, which squeezes each cell).
 pub fn read_mat_ranges(path: &Path) -> Result<Vec<Vec<(usize, usize)>>> {
     let mut videos = Vec::new();
     crate::matv5::read_cell_values(path, "gt", |k, m| {
@@ -478,7 +479,12 @@ pub fn read_mat_ranges(path: &Path) -> Result<Vec<Vec<(usize, usize)>>> {
             path: path.to_path_buf(),
             message: format!("`gt` cell {} (test video {}): {message}", k + 1, k + 1),
         };
-        if m.rows != 2 && !m.data.is_empty() {
+        // Two values, a 1 x 2 row or a 2 x 1 column: (first, last) of one event.
+        let (rows, cols) = match m.data.len() {
+            2 => (2, 1),
+            _ => (m.rows, m.cols),
+        };
+        if rows != 2 && !m.data.is_empty() {
             return Err(fail(format!(
                 "a {} x {} matrix; expected 2 x K (first and last frame of each event)",
                 m.rows, m.cols
@@ -488,9 +494,9 @@ pub fn read_mat_ranges(path: &Path) -> Result<Vec<Vec<(usize, usize)>>> {
             true => Ok(v as usize),
             false => Err(fail(format!("{v} is not a 1-based frame number"))),
         };
-        let ranges = (0..m.cols.min(m.data.len() / 2))
+        let ranges = (0..cols.min(m.data.len() / 2))
             .map(|j| {
-                let (first, last) = (frame(m.data[j])?, frame(m.data[m.cols + j])?);
+                let (first, last) = (frame(m.data[j])?, frame(m.data[cols + j])?);
                 match first <= last {
                     true => Ok((first, last)),
                     false => Err(fail(format!("event {} ends before it starts", j + 1))),
