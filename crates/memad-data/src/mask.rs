@@ -9,7 +9,7 @@
 //! [`MaskRef::decode`] gives a 0/255 [`GrayImage`] at the mask's own size. A mask image
 //! with a value above 127 is a 0/255 mask, binarised at > 127 (MVTec AD; grey edges of a
 //! resampled or JPEG mask fall on either side); one whose values all lie below 128 is a
-//! label map, any non-zero value anomalous (VisA's raw masks hold 0, 1 and 2; many custom
+//! label map, any non-zero value anomalous (VisA's raw masks hold 0 and per-object defect ids, at most 9; many custom
 //! datasets store 0/1). The other sources mark any non-zero value (LOCO's regions carry
 //! their defect's grey value, ShanghaiTech's and Avenue's masks are 0/1).
 use crate::error::{DataError, Result};
@@ -221,7 +221,7 @@ mod tests {
         };
         // MVTec AD: 0/255, grey edges of a resampled mask split at 127.
         assert_eq!(decode([0, 255, 127, 128]), [0, 255, 0, 255]);
-        // VisA's raw masks (0, 1, 2) and 0/1 masks: every non-zero value.
+        // VisA's raw masks (0 and defect ids) and 0/1 masks: every non-zero value.
         assert_eq!(decode([0, 1, 2, 0]), [0, 255, 255, 0]);
         assert_eq!(decode([0, 0, 0, 0]), [0, 0, 0, 0]);
     }

@@ -4,7 +4,7 @@
 //! <root>/split_csv/1cls.csv                       object,split,label,image,mask
 //! <root>/<object>/Data/Images/Normal/0000.JPG     normal images
 //! <root>/<object>/Data/Images/Anomaly/000.JPG     anomalous images
-//! <root>/<object>/Data/Masks/Anomaly/000.png      their masks (label maps: 0, 1, 2)
+//! <root>/<object>/Data/Masks/Anomaly/000.png      their masks (label maps: 0, defect ids)
 //! ```
 //!
 //! The one-class split file lists every image with its object, split (`train`/`test`),
