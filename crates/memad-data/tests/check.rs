@@ -195,15 +195,21 @@ fn decoding_every_image_finds_damage_the_header_check_misses() {
     );
 }
 
+/// A `folder`-format category at `root`: one training image, one good test image and
+/// `dents` anomalous ones (`test/dent/0.png`, ...), 8 x 8, without masks.
+fn folder_category(root: &Path, dents: u32) {
+    img(&root.join("train/good/0.png"), 8, 8);
+    img(&root.join("test/good/0.png"), 8, 8);
+    for k in 0..dents {
+        img(&root.join(format!("test/dent/{k}.png")), 8, 8);
+    }
+}
+
 #[test]
 fn folder_format_without_masks_and_class_datasets() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("parts");
-    img(&root.join("train/good/0.png"), 8, 8);
-    img(&root.join("test/good/0.png"), 8, 8);
-    img(&root.join("test/dent/0.png"), 8, 8);
-    img(&root.join("test/dent/1.png"), 8, 8);
-    img(&root.join("test/dent/2.png"), 8, 8);
+    folder_category(&root, 3);
     mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, false);
     mask(&root.join("ground_truth/dent/2_mask.png"), 8, 8, true);
     let text = format!(
@@ -337,10 +343,7 @@ fn truncated_images_are_problems() {
 fn mask_files_no_test_image_uses_are_problems() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("parts");
-    img(&root.join("train/good/0.png"), 8, 8);
-    img(&root.join("test/good/0.png"), 8, 8);
-    img(&root.join("test/dent/0.png"), 8, 8);
-    img(&root.join("test/dent/1.png"), 8, 8);
+    folder_category(&root, 2);
     mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
     mask(&root.join("ground_truth/dent/1-gt.png"), 8, 8, true);
     mask(&root.join("ground_truth/good/0_mask.png"), 8, 8, false);
