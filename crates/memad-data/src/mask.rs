@@ -10,8 +10,9 @@
 //! with a value above 127 is a 0/255 mask, binarised at > 127 (MVTec AD; grey edges of a
 //! resampled or JPEG mask fall on either side); one whose values all lie below 128 is a
 //! label map, any non-zero value anomalous (VisA's raw masks hold 0 and per-object defect
-//! ids, at most 9; many custom datasets store 0/1). The other sources mark any non-zero value (LOCO's regions carry
-//! their defect's grey value, ShanghaiTech's and Avenue's masks are 0/1).
+//! ids, at most 9; many custom datasets store 0/1). The other sources mark any non-zero
+//! value (LOCO's regions carry their defect's grey value, ShanghaiTech's and Avenue's masks
+//! are 0/1).
 use crate::error::{DataError, Result};
 use crate::image_io::decode_luma;
 use crate::npy::read_frame_nonzero;

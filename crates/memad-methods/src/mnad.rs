@@ -25,9 +25,10 @@
 //!   prediction error, mean over RGB), which the paper does not evaluate.
 //! - Paper settings: 256x256 frames in `[-1, 1]`, T = 5 (4 past frames), batch 4, Adam
 //!   lr 2e-4 (reconstruction: 2e-5, Sec. 4.1; the reference's `Train.py` has one `--lr`,
-//!   default 2e-4, for both) with cosine annealing, 60 epochs (Ped2), lambda = 0.6 in the paper and in the
-//!   reference's current `Evaluate.py` (`--alpha 0.6`, `--th 0.01`; an earlier version
-//!   defaulted to 0.7, the value its README gives for reconstruction, with `--th 0.015`).
+//!   default 2e-4, for both) with cosine annealing, 60 epochs (Ped2), lambda = 0.6 in the
+//!   paper and in the reference's current `Evaluate.py` (`--alpha 0.6`, `--th 0.01`; an
+//!   earlier version defaulted to 0.7, the value its README gives for reconstruction, with
+//!   `--th 0.015`).
 //!
 //! - Test-time update (Sec. 3.3, the reference's `Evaluate.py`): the test frames are scored one
 //!   at a time in test order, the memory starting from the trained items and carried over

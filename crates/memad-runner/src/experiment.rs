@@ -259,9 +259,10 @@ impl Loaded {
     /// an error for a category the dataset's folder does not have (when `datasets.toml`
     /// lists none) or a CUDA-only backbone precision with `device = "cpu"`, and notes for
     /// what a run here would not find (a run elsewhere may): the CUDA device the experiment
-    /// asks for or its backbone precision needs, the dataset's root (nothing for a synthetic dataset not generated yet), the backbone's
-    /// weights in `weights_dir` or torchvision's hub folder (a run downloads torchvision's
-    /// checkpoints), and the DRAEM synthesis's `texture_dir`.
+    /// asks for or its backbone precision needs, the dataset's root (nothing for a synthetic
+    /// dataset not generated yet), the backbone's weights in `weights_dir` or torchvision's
+    /// hub folder (a run downloads torchvision's checkpoints), and the DRAEM synthesis's
+    /// `texture_dir`.
     pub fn check_on_disk(&self, weights_dir: &Path) -> anyhow::Result<Vec<String>> {
         let mut notes = self.device_notes()?;
         notes.extend(self.weights_notes(weights_dir));

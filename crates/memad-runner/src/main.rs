@@ -265,13 +265,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let loaded = if set.is_empty() {
                 experiment::load(&experiment, &registry, &catalog)?
             } else {
-                let text = sweep::single_combination_text(&experiment, &set)?;
-                let overrides: Vec<(String, toml::Value)> = (set.iter())
-                    .filter_map(|s| sweep::parse_set(s).ok())
-                    .filter_map(|axis| Some((axis.key, axis.values.into_iter().next()?)))
-                    .collect();
+                let (text, combo) = sweep::single_combination_text(&experiment, &set)?;
                 let loaded = experiment::load_text(&text, &experiment, &registry, &catalog);
-                sweep::with_kind_swap_hint(loaded, &overrides)?
+                sweep::with_kind_swap_hint(loaded, &combo.overrides)?
             };
             let opts = run::RunOptions {
                 runs_dir: runs,

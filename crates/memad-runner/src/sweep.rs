@@ -370,8 +370,11 @@ fn base_name(base: &toml::Table, base_path: &Path) -> String {
 /// `memad run BASE.toml --set KEY=VALUE ...`: the text of the base experiment with one value
 /// set per key and the name `memad sweep` gives that combination (`<name>_<key>-<value>...`),
 /// so that the run is named apart from the base's runs and a sweep over the same values counts
-/// it as done.
-pub fn single_combination_text(base_path: &Path, sets: &[String]) -> anyhow::Result<String> {
+/// it as done; and that combination.
+pub fn single_combination_text(
+    base_path: &Path,
+    sets: &[String],
+) -> anyhow::Result<(String, Combination)> {
     let axes = (sets.iter())
         .map(|a| parse_set(a))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -386,8 +389,8 @@ pub fn single_combination_text(base_path: &Path, sets: &[String]) -> anyhow::Res
     let base = read_table(base_path)?;
     let combo = combinations(&base_name(&base, base_path), &axes)?.remove(0);
     let mut exp = combo.apply(&base)?;
-    exp.insert("name".into(), toml::Value::String(combo.name));
-    Ok(toml::to_string(&exp)?)
+    exp.insert("name".into(), toml::Value::String(combo.name.clone()));
+    Ok((toml::to_string(&exp)?, combo))
 }
 
 /// Runs `memad sweep`.
@@ -723,7 +726,7 @@ mod tests {
         let base = dir.path().join("base.toml");
         std::fs::write(&base, "name = \"x\"\nseed = 0\n[train]\nlr = 0.1\n").unwrap();
         let sets = ["train.lr=0.01".to_string(), "seed=2".to_string()];
-        let text = single_combination_text(&base, &sets).unwrap();
+        let (text, _) = single_combination_text(&base, &sets).unwrap();
         let exp: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(exp["name"].as_str(), Some("x_lr-0.01_seed-2"));
         assert_eq!(exp["seed"].as_integer(), Some(2));
