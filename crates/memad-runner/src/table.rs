@@ -321,13 +321,17 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-/// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
-/// configuration.
+/// A run's config as `key = value` lines without `name` and `seed`, and without
+/// `data.categories` unless the setting is multi-class (a one-class model of a category does
+/// not depend on the other categories of its run): equal for the seeds of one configuration,
+/// and for runs that split its categories between them.
 fn config_identity(config: &toml::Value) -> String {
     let mut flat = BTreeMap::new();
     crate::plot::flatten(config, "", &mut flat);
+    let multi_class = flat.get("data.setting").is_some_and(|s| s == "multi_class");
     (flat.iter())
         .filter(|(k, _)| *k != "name" && *k != "seed")
+        .filter(|(k, _)| multi_class || *k != "data.categories")
         .map(|(k, v)| format!("{k} = {v}\n"))
         .collect()
 }
@@ -487,11 +491,13 @@ pub struct Table {
     pub row_runs: Vec<Vec<String>>,
     pub format: NumberFormat,
     pub decimals: usize,
-    /// Older re-runs of the same experiment and seed that were left out
-    /// (`experiment/time stamp`, or an evaluation's folder).
+    /// What a reader of the table must know (configs mixed in a row, runs of another config
+    /// left out, cells without a value): printed on stderr, below the Markdown table and as
+    /// LaTeX comments.
+    pub notes: Vec<String>,
+    /// Older re-runs of one config and seed left out (`experiment/time stamp`, or an
+    /// evaluation's folder): printed on stderr only.
     pub superseded: Vec<String>,
-    /// Rows whose cells average runs of configs that differ beyond the seed, with the keys.
-    pub mixed_configs: Vec<(String, Vec<String>)>,
 }
 
 /// Where one value came from: the run (`experiment/time stamp`, or an evaluation's folder)
@@ -500,6 +506,8 @@ struct Source {
     value: f64,
     run: String,
     config: String,
+    /// The run's `_stamp` (what orders re-runs).
+    stamp: String,
 }
 
 /// Pivots `records` as the spec says.
@@ -555,14 +563,31 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         let slot = (latest.entry((r.get("_experiment"), r.get("seed")))).or_insert("");
         *slot = (*slot).max(r.get("_stamp"));
     }
+    let latest_config: BTreeMap<(&str, &str), &str> = (relevant.iter())
+        .filter(|r| latest[&(r.get("_experiment"), r.get("seed"))] == r.get("_stamp"))
+        .map(|r| ((r.get("_experiment"), r.get("seed")), r.get("_config")))
+        .collect();
+    // Runs replaced by a newer run of another config (`memad run --epochs 1` after the full
+    // run), with the keys that differ: a note in the table's files.
+    let mut replaced: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     // (row, seed, category, metric) -> the value of the latest run of one experiment.
     let mut values: BTreeMap<(String, String, String, String), Source> = BTreeMap::new();
     let mut row_keys: Vec<String> = Vec::new();
     let mut categories: Vec<String> = Vec::new();
     let mut superseded = BTreeSet::new();
     for r in relevant {
-        if latest[&(r.get("_experiment"), r.get("seed"))] != r.get("_stamp") {
-            superseded.insert(r.get("_source").to_string());
+        let experiment_seed = (r.get("_experiment"), r.get("seed"));
+        if latest[&experiment_seed] != r.get("_stamp") {
+            let newer = latest_config[&experiment_seed];
+            match r.get("_config") == newer {
+                true => superseded.insert(r.get("_source").to_string()),
+                false => {
+                    let configs = BTreeSet::from([r.get("_config"), newer]);
+                    let keys = (replaced.entry(r.get("_source").to_string())).or_default();
+                    keys.extend(differing_keys(&configs));
+                    true
+                }
+            };
             continue;
         }
         let row: Vec<&str> = spec.row_columns.iter().map(|c| r.get(c)).collect();
@@ -584,30 +609,56 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             value: r.value,
             run: r.get("_source").to_string(),
             config: r.get("_config").to_string(),
+            stamp: r.get("_stamp").to_string(),
         };
         match values.get(&key) {
             None => {
                 values.insert(key, source);
             }
             Some(old) if old.run == source.run => {}
-            Some(old) => bail!(
-                "row `{row}` seed {}: runs {} and {} both give {} of `{}`; tell them apart \
-                 with `rows` (e.g. rows = \"name\"), or narrow `runs` or `filter`",
-                key.1,
-                old.run,
-                source.run,
-                key.3,
-                key.2
-            ),
+            // Two experiments of one config (a plain run and its sweep's `_seed-0`): re-runs.
+            Some(old) if old.config == source.config && !old.config.is_empty() => {
+                let (older, newer) = match old.stamp < source.stamp {
+                    true => (old.run.clone(), source),
+                    false => (source.run, values.remove(&key).expect("present")),
+                };
+                superseded.insert(older);
+                values.insert(key, newer);
+            }
+            Some(old) => {
+                let apart = match spec.row_columns.iter().any(|c| c == "name") {
+                    true => {
+                        "narrow `runs` or `filter` (their names share a row once `_seed-N` \
+                             is stripped)"
+                    }
+                    false => {
+                        "tell them apart with `rows` (e.g. rows = \"name\"), or narrow \
+                              `runs` or `filter`"
+                    }
+                };
+                bail!(
+                    "row `{row}` seed {}: runs {} and {} of different configs both give {} of \
+                     `{}`; {apart}",
+                    key.1,
+                    old.run,
+                    source.run,
+                    key.3,
+                    key.2
+                )
+            }
         }
     }
-    // A cell averages seeds: runs whose configs differ otherwise are named with the keys.
-    let mut configs_by_cell: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
-    for ((row, _, category, metric), source) in &values {
-        (configs_by_cell.entry((row, category, metric)).or_default()).insert(&source.config);
+    let superseded: BTreeSet<String> = (superseded.into_iter())
+        .filter(|s| !values.values().any(|v| &v.run == s))
+        .collect();
+    // A row shows one configuration: runs whose configs differ beyond the seed (across its
+    // seeds, or across its categories) are named with the keys.
+    let mut configs_by_row: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for ((row, _, _, _), source) in &values {
+        (configs_by_row.entry(row).or_default()).insert(&source.config);
     }
     let mut mixed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for ((row, _, _), configs) in configs_by_cell.iter().filter(|(_, c)| c.len() > 1) {
+    for (row, configs) in configs_by_row.iter().filter(|(_, c)| c.len() > 1) {
         (mixed.entry(row.to_string()).or_default()).extend(differing_keys(configs));
     }
     if let Some(order) = &raw.categories {
@@ -698,18 +749,70 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             .collect();
         runs.into_iter().collect()
     };
-    let row_runs = ordered.iter().map(|row| runs_of(row)).collect();
+    let mut notes = Vec::new();
+    for (run, keys) in &replaced {
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        notes.push(format!(
+            "{run} left out: a newer run of its experiment and seed has another config, in {}",
+            keys.join(", ")
+        ));
+    }
+    for (row, keys) in &mixed {
+        let hint = if keys.contains("train.epochs") {
+            "; `memad run --epochs` keeps the experiment's name"
+        } else if !spec.row_columns.iter().any(|c| c == "name") {
+            "; `rows = \"name\"` keeps configs apart"
+        } else {
+            ""
+        };
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        notes.push(format!(
+            "row `{}` combines runs whose configs differ beyond the seed, in {} (the CSV's \
+             runs column lists them{hint})",
+            display(&raw.names, row),
+            keys.join(", ")
+        ));
+    }
+    let mut row_runs = Vec::new();
     let mut rows: Vec<(String, Vec<Option<Cell>>)> = Vec::new();
+    let mut empty_rows = Vec::new();
     for row in &ordered {
         let seeds = seeds_of(row);
-        let cells = columns
+        let cells: Vec<Option<Cell>> = columns
             .iter()
             .map(|(_, per_seed)| {
                 let v: Vec<f64> = seeds.iter().filter_map(|s| per_seed(row, s)).collect();
                 stats(&v)
             })
             .collect();
-        rows.push((display(&raw.names, row), cells));
+        let label = display(&raw.names, row);
+        if cells.iter().all(Option::is_none) {
+            empty_rows.push(label);
+            continue;
+        }
+        let missing: Vec<&str> = (categories.iter())
+            .filter(|c| !values.keys().any(|k| &k.0 == row && &k.2 == *c))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() && categories.len() > 1 {
+            let means = match raw.columns {
+                ColumnKind::Category if raw.mean => ", so its mean is left out",
+                ColumnKind::Category => "",
+                ColumnKind::Metric => ", so its means over categories are left out",
+            };
+            notes.push(format!(
+                "row `{label}`: no selected run has {}{means}",
+                missing.join(", ")
+            ));
+        }
+        row_runs.push(runs_of(row));
+        rows.push((label, cells));
+    }
+    if !empty_rows.is_empty() {
+        notes.push(format!(
+            "rows without a value in the categories shown left out: {}",
+            empty_rows.join(", ")
+        ));
     }
     let decimals = raw.decimals.unwrap_or(match raw.format {
         NumberFormat::Percent => 1,
@@ -731,10 +834,8 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         row_runs,
         format: raw.format,
         decimals,
+        notes,
         superseded: superseded.into_iter().collect(),
-        mixed_configs: (mixed.into_iter())
-            .map(|(row, keys)| (row, keys.into_iter().collect()))
-            .collect(),
     };
     mark_best(&mut table, raw.best);
     Ok(table)
@@ -773,13 +874,15 @@ fn listing(values: &[String]) -> String {
 }
 
 /// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
-/// at most a third of `value`'s length away (at least 1, at most 3); empty otherwise.
+/// at most a third of `value`'s length away (at least 1, at most 3) and less than its whole
+/// length (class `3` is no typo of class `0`); empty otherwise.
 pub(crate) fn did_you_mean(value: &str, candidates: &[String]) -> String {
-    let limit = (value.chars().count() / 3).clamp(1, 3);
+    let length = value.chars().count();
+    let limit = (length / 3).clamp(1, 3);
     candidates
         .iter()
         .map(|c| (edit_distance(value, c), c))
-        .filter(|(d, _)| *d <= limit)
+        .filter(|(d, _)| *d <= limit && *d < length)
         .min()
         .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
 }
@@ -942,6 +1045,9 @@ pub fn markdown(table: &Table) -> String {
     if marked {
         out.push_str(&format!("\n{}\n", seeds_note(most)));
     }
+    for note in &table.notes {
+        out.push_str(&format!("\nNote: {note}\n"));
+    }
     out
 }
 
@@ -963,6 +1069,9 @@ pub fn latex(table: &Table, name: &str) -> String {
         .collect();
     let mut out = String::new();
     out.push_str("% Written by `memad table`; needs \\usepackage{booktabs}.\n");
+    for note in &table.notes {
+        out.push_str(&format!("% Note: {note}\n"));
+    }
     out.push_str("\\begin{table}[t]\n  \\centering\n");
     if let Some(c) = &table.caption {
         out.push_str(&format!("  \\caption{{{}}}\n", latex_escape(c)));
@@ -1072,16 +1181,12 @@ pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
     let table = build(&spec, &records).with_context(|| format!("{}", spec_path.display()))?;
     if !table.superseded.is_empty() {
         eprintln!(
-            "note: older re-runs of the same experiment and seed left out: {}",
+            "note: older re-runs of the same config and seed left out: {}",
             table.superseded.join(", ")
         );
     }
-    for (row, keys) in &table.mixed_configs {
-        eprintln!(
-            "note: row `{row}` averages runs whose configs differ beyond the seed, in {} \
-             (the CSV's runs column lists them; `rows = \"name\"` keeps configs apart)",
-            keys.join(", ")
-        );
+    for note in &table.notes {
+        eprintln!("note: {note}");
     }
     let md = markdown(&table);
     print!("{md}");
@@ -1245,6 +1350,30 @@ mod tests {
         assert!(err.contains("rows = \"name\""), "{err}");
     }
 
+    /// A newer run of another config (a smoke run with `--epochs 1` after the full run)
+    /// replaces the older one, and the table's files say so.
+    #[test]
+    fn a_run_replaced_by_another_config_is_noted() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let run = |run: &str, config: &str, v: f64| {
+            let mut r = rec(run, "pc", "grid", 0, "image_auroc", v);
+            r.fields.insert("_config".into(), config.into());
+            r
+        };
+        let full = run("p/2026-01-01T00-00-00", "train.epochs = 200\n", 0.99);
+        let smoke = run("p/2026-01-02T00-00-00", "train.epochs = 1\n", 0.6);
+        let t = build(&spec, &[full, smoke]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.6);
+        assert!(t.superseded.is_empty());
+        assert_eq!(
+            t.notes,
+            [
+                "p/2026-01-01T00-00-00 left out: a newer run of its experiment and seed has \
+              another config, in train.epochs"
+            ]
+        );
+    }
+
     #[test]
     fn the_latest_run_counts_as_a_whole() {
         // The newer run has no grid: grid stays empty rather than taking the older run's.
@@ -1270,6 +1399,7 @@ mod tests {
         assert_eq!(t.columns, ["carpet"]);
         assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.9);
         assert_eq!(t.superseded, ["p/2026-01-01T00-00-00"]);
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
     }
 
     #[test]
@@ -1324,16 +1454,101 @@ mod tests {
             with_config("p_seed-0/t", 0, "a = 1\nb = 2\n"),
             with_config("p_seed-1/t", 1, "a = 1\nb = 2\n"),
         ];
-        assert!(build(&spec, &same).unwrap().mixed_configs.is_empty());
+        assert!(build(&spec, &same).unwrap().notes.is_empty());
         let mixed = [
             with_config("p_seed-0/t", 0, "a = 1\nb = 2\n"),
             with_config("q_seed-1/t", 1, "a = 1\nb = 3\nc = 4\n"),
         ];
         let t = build(&spec, &mixed).unwrap();
+        let note = "row `pc` combines runs whose configs differ beyond the seed, in b, c (the \
+                    CSV's runs column lists them; `rows = \"name\"` keeps configs apart)";
+        assert_eq!(t.notes, [note]);
+        // In the Markdown and, as a comment, in the LaTeX.
+        assert!(markdown(&t).ends_with(&format!("\nNote: {note}\n")));
+        assert!(latex(&t, "x").contains(&format!("% Note: {note}\n")));
+        // Across categories too: the mean of a row mixes its categories' runs.
+        let mut grid = with_config("p/t1", 0, "train.epochs = 1\n");
+        grid.fields.insert("category".into(), "grid".into());
+        let mut wood = with_config("q/t2", 0, "train.epochs = 3\n");
+        wood.fields.insert("category".into(), "wood".into());
+        let t = build(&spec, &[grid, wood]).unwrap();
+        assert_eq!(t.columns, ["grid", "wood", "mean"]);
         assert_eq!(
-            t.mixed_configs,
-            [("pc".to_string(), vec!["b".to_string(), "c".to_string()])]
+            t.notes,
+            [
+                "row `pc` combines runs whose configs differ beyond the seed, in train.epochs \
+              (the CSV's runs column lists them; `memad run --epochs` keeps the experiment's \
+              name)"
+            ]
         );
+    }
+
+    /// A plain run and its sweep's `_seed-0` run (one config, two names) share a row and a
+    /// seed: re-runs, the latest counts. Of two configs, the error does not suggest the
+    /// `rows = "name"` the spec has.
+    #[test]
+    fn runs_of_one_config_under_two_names_are_re_runs() {
+        let spec =
+            parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\nrows = \"name\"\n").unwrap();
+        let run = |run: &str, config: &str, v: f64| {
+            let mut r = rec(run, "pc", "grid", 0, "image_auroc", v);
+            r.fields.insert("_config".into(), config.into());
+            r
+        };
+        let plain = run("p/2026-01-01T00-00-00", "a = 1\n", 0.5);
+        let swept = run("p_seed-0/2026-01-02T00-00-00", "a = 1\n", 0.7);
+        let t = build(&spec, &[swept.clone(), plain.clone()]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.7);
+        assert_eq!(t.superseded, ["p/2026-01-01T00-00-00"]);
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        let other = run("p_seed-0/2026-01-02T00-00-00", "a = 2\n", 0.7);
+        let err = format!("{:#}", build(&spec, &[plain, other]).unwrap_err());
+        assert!(
+            err.contains("of different configs both give image_auroc of `grid`; narrow `runs`")
+                && !err.contains("rows = \"name\""),
+            "{err}"
+        );
+    }
+
+    /// A row without some category says so (its mean is left out); a row with no value in
+    /// the categories shown is left out, with a note.
+    #[test]
+    fn missing_cells_and_empty_rows_are_noted() {
+        let spec = parse_spec(
+            "runs = [\"x\"]\nmetric = \"image_auroc\"\ncategories = [\"grid\", \"wood\"]\n",
+        )
+        .unwrap();
+        let records = [
+            rec("p/t", "pc", "grid", 0, "image_auroc", 0.5),
+            rec("p/t", "pc", "wood", 0, "image_auroc", 0.7),
+            rec("q/t", "rd", "grid", 0, "image_auroc", 0.6),
+            rec("r/t", "mm", "tile", 0, "image_auroc", 0.9),
+        ];
+        let t = build(&spec, &records).unwrap();
+        let labels: Vec<&str> = t.rows.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["pc", "rd"]);
+        assert_eq!(
+            t.notes,
+            [
+                "row `rd`: no selected run has wood, so its mean is left out",
+                "rows without a value in the categories shown left out: mm"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_identity_ignores_the_categories_of_one_class_runs() {
+        let config = |setting: &str, categories: &str| -> toml::Value {
+            toml::from_str(&format!(
+                "name = \"x\"\nseed = 1\n[data]\nsetting = \"{setting}\"\ncategories = {categories}\n"
+            ))
+            .unwrap()
+        };
+        let one = |c| config_identity(&config("one_class", c));
+        assert_eq!(one("[\"a\"]"), one("[\"b\", \"c\"]"));
+        assert_eq!(one("[\"a\"]"), "data.setting = one_class\n");
+        let multi = |c| config_identity(&config("multi_class", c));
+        assert_ne!(multi("[\"a\"]"), multi("[\"b\", \"c\"]"));
     }
 
     #[test]
@@ -1429,6 +1644,8 @@ mod tests {
             did_you_mean("mnda", &["mnad".into(), "memae".into()]),
             " (did you mean `mnad`?)"
         );
+        // Replacing all of a name is no typo (Fashion-MNIST's class `3` of `0`, `1`, `2`).
+        assert_eq!(did_you_mean("3", &["0".into(), "1".into()]), "");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("mnda", "mnad"), 1);
         assert_eq!(edit_distance("", "ab"), 2);

@@ -158,7 +158,7 @@ fn table_snapshot_markdown_csv_latex() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), CATEGORY_MARKDOWN);
     assert!(
         t.contains(
-            "older re-runs of the same experiment and seed left out: patchcore/2026-01-01T00-00-00"
+            "older re-runs of the same config and seed left out: patchcore/2026-01-01T00-00-00"
         ),
         "{t}"
     );
