@@ -451,25 +451,10 @@ pub fn run(
         // The same config on another copy of the data is another result, as `run` refuses to
         // resume one (runs from before `dataset_root` was recorded count as the same copy).
         let root = crate::run::absolute_root(&loaded.dataset.root);
-        // A combination that only sets the seed is done by a plain run of the base with that
-        // seed too (`memad run BASE.toml`): the same config under the base's name, which
-        // tables merge with the `_seed-N` runs.
-        let plain_runs = match combo.overrides.iter().all(|(key, _)| key == "seed") {
-            true => {
-                let mut plain = loaded.experiment.clone();
-                plain.name = base_name.clone();
-                let plain_hash = crate::run::sha256_hex(plain.to_toml().as_bytes());
-                (complete_runs_of(&args.runs, &base_name).into_iter())
-                    .filter(|r| config_sha256(r).as_deref() == Some(plain_hash.as_str()))
-                    .collect()
-            }
-            false => Vec::new(),
-        };
         let (same_config, other_data): (Vec<PathBuf>, Vec<PathBuf>) =
             complete_runs_of(&args.runs, &combo.name)
                 .into_iter()
                 .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
-                .chain(plain_runs)
                 .partition(|r| run_dataset_root(r).is_none_or(|d| d == root));
         if same_config.is_empty() && !other_data.is_empty() {
             println!(

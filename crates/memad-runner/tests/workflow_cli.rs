@@ -515,20 +515,4 @@ fn sweep_runs_skips_and_redoes_interrupted_runs() {
         "{t}"
     );
     assert!(t.contains("[skip ] quickstart_seed-0"), "{t}");
-
-    // A plain run of the base (its seed, 0) counts for the sweep's seed 0, not for seed 1.
-    let plain = ["run", "tiny.toml", "--epochs", "1", "--runs", "plain_runs"];
-    let out = memad(&plain, dir.path());
-    assert!(out.status.success(), "{}", text(&out));
-    let mut sweep_plain = sweep.to_vec();
-    sweep_plain.extend(["--runs", "plain_runs"]);
-    let out = memad(&sweep_plain, dir.path());
-    let t = text(&out);
-    assert!(out.status.success(), "{t}");
-    assert!(
-        t.contains("2 combinations, 1 already done, 1 to run")
-            && t.contains("[skip ] quickstart_seed-0")
-            && t.contains("[start] quickstart_seed-1"),
-        "{t}"
-    );
 }
