@@ -122,17 +122,20 @@ pub fn with_kind_swap_hint<T>(
     let Err(e) = result else {
         return result;
     };
-    let swap =
-        (overrides.iter()).find_map(|(key, value)| Some((key.strip_suffix(".kind")?, value)));
+    let message = format!("{e:#}");
+    // The swapped table, when the unknown key is one of its own (`method.memory.<key>:`).
+    let swap = (overrides.iter())
+        .filter_map(|(key, value)| Some((key.strip_suffix(".kind")?, value)))
+        .find(|(table, _)| {
+            message.contains("unknown field") && message.contains(&format!("{table}."))
+        });
     match swap {
-        Some((table, kind)) if format!("{e:#}").contains("unknown field") => {
-            Err(e.context(format!(
-                "`--set {table}.kind={kind}` keeps the other keys of `[{table}]`, which belong to \
+        Some((table, kind)) => Err(e.context(format!(
+            "`--set {table}.kind={kind}` keeps the other keys of `[{table}]`, which belong to \
              its previous kind; to swap kinds, replace the whole table: \
              --set '{table}={{kind = {kind}, <its keys>}}'"
-            )))
-        }
-        _ => Err(e),
+        ))),
+        None => Err(e),
     }
 }
 
@@ -718,6 +721,22 @@ mod tests {
         assert!(parse_set("seed").is_err());
         assert!(parse_set("train..lr=1").is_err());
         assert!(parse_set("seed=1,").is_err());
+    }
+
+    /// The hint is for an unknown key of the table whose kind was set, not of another.
+    #[test]
+    fn the_kind_swap_hint_names_only_its_own_table() {
+        let overrides = [(
+            "method.memory.kind".to_string(),
+            toml::Value::String("memae".into()),
+        )];
+        let fail = |key: &str| -> anyhow::Result<()> {
+            Err(anyhow::anyhow!("x.toml: {key}: unknown field `k`"))
+        };
+        let own = with_kind_swap_hint(fail("method.memory.compactness_weight"), &overrides);
+        assert!(format!("{:#}", own.unwrap_err()).contains("keeps the other keys"));
+        let other = with_kind_swap_hint(fail("train.lrr"), &overrides);
+        assert!(!format!("{:#}", other.unwrap_err()).contains("keeps the other keys"));
     }
 
     #[test]

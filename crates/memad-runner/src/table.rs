@@ -321,18 +321,27 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-/// A run's config as `key = value` lines without `name` and `seed`, and without
-/// `data.categories` unless the setting is multi-class (a one-class model of a category does
-/// not depend on the other categories of its run): equal for the seeds of one configuration,
-/// and for runs that split its categories between them.
+/// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
+/// configuration.
 fn config_identity(config: &toml::Value) -> String {
     let mut flat = BTreeMap::new();
     crate::plot::flatten(config, "", &mut flat);
-    let multi_class = flat.get("data.setting").is_some_and(|s| s == "multi_class");
     (flat.iter())
         .filter(|(k, _)| *k != "name" && *k != "seed")
-        .filter(|(k, _)| multi_class || *k != "data.categories")
         .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect()
+}
+
+/// `config` ([`config_identity`]) as the model of one category sees it: without
+/// `data.categories` unless the setting is multi-class (a one-class model does not depend on
+/// the other categories of its run), so runs splitting a category list are one config.
+fn config_of_a_category(config: &str) -> String {
+    if config.lines().any(|l| l == "data.setting = multi_class") {
+        return config.to_string();
+    }
+    (config.lines())
+        .filter(|l| !l.starts_with("data.categories = "))
+        .map(|l| format!("{l}\n"))
         .collect()
 }
 
@@ -578,8 +587,9 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     for r in relevant {
         let experiment_seed = (r.get("_experiment"), r.get("seed"));
         if latest[&experiment_seed] != r.get("_stamp") {
-            let newer = latest_config[&experiment_seed];
-            match r.get("_config") == newer {
+            let (older, newer) = (r.get("_config"), latest_config[&experiment_seed]);
+            // A run without `config.toml` has no config to compare: a plain re-run.
+            match older == newer || older.is_empty() || newer.is_empty() {
                 true => superseded.insert(r.get("_source").to_string()),
                 false => {
                     let configs = BTreeSet::from([r.get("_config"), newer]);
@@ -651,16 +661,6 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let superseded: BTreeSet<String> = (superseded.into_iter())
         .filter(|s| !values.values().any(|v| &v.run == s))
         .collect();
-    // A row shows one configuration: runs whose configs differ beyond the seed (across its
-    // seeds, or across its categories) are named with the keys.
-    let mut configs_by_row: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for ((row, _, _, _), source) in &values {
-        (configs_by_row.entry(row).or_default()).insert(&source.config);
-    }
-    let mut mixed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (row, configs) in configs_by_row.iter().filter(|(_, c)| c.len() > 1) {
-        (mixed.entry(row.to_string()).or_default()).extend(differing_keys(configs));
-    }
     if let Some(order) = &raw.categories {
         let metric = wanted.join(", ");
         for (i, c) in order.iter().enumerate() {
@@ -674,6 +674,18 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             }
         }
         categories = order.clone();
+    }
+    // A row shows one configuration: runs whose configs differ beyond the seed (across its
+    // seeds, or across the categories shown) are named with the keys.
+    let mut configs_by_row: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let shown = values.iter().filter(|(k, _)| categories.contains(&k.2));
+    for ((row, _, _, _), source) in shown {
+        (configs_by_row.entry(row).or_default()).insert(config_of_a_category(&source.config));
+    }
+    let mut mixed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (row, configs) in configs_by_row.iter().filter(|(_, c)| c.len() > 1) {
+        let configs: BTreeSet<&str> = configs.iter().map(String::as_str).collect();
+        (mixed.entry(row.to_string()).or_default()).extend(differing_keys(&configs));
     }
     for (i, key) in raw.row_order.iter().enumerate() {
         if !row_keys.contains(key) {
@@ -786,7 +798,10 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             })
             .collect();
         let label = display(&raw.names, row);
-        if cells.iter().all(Option::is_none) {
+        if !values
+            .keys()
+            .any(|k| &k.0 == row && categories.contains(&k.2))
+        {
             empty_rows.push(label);
             continue;
         }
@@ -874,15 +889,17 @@ fn listing(values: &[String]) -> String {
 }
 
 /// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
-/// at most a third of `value`'s length away (at least 1, at most 3) and less than its whole
-/// length (class `3` is no typo of class `0`); empty otherwise.
+/// at most a third of `value`'s length away (at least 1, at most 3) and not a name of the
+/// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`);
+/// empty otherwise.
 pub(crate) fn did_you_mean(value: &str, candidates: &[String]) -> String {
     let length = value.chars().count();
     let limit = (length / 3).clamp(1, 3);
+    let replaced_whole = |d: usize, c: &str| d == length && c.chars().count() == length;
     candidates
         .iter()
         .map(|c| (edit_distance(value, c), c))
-        .filter(|(d, _)| *d <= limit && *d < length)
+        .filter(|(d, c)| *d <= limit && !replaced_whole(*d, c))
         .min()
         .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
 }
@@ -1471,7 +1488,7 @@ mod tests {
         grid.fields.insert("category".into(), "grid".into());
         let mut wood = with_config("q/t2", 0, "train.epochs = 3\n");
         wood.fields.insert("category".into(), "wood".into());
-        let t = build(&spec, &[grid, wood]).unwrap();
+        let t = build(&spec, &[grid.clone(), wood.clone()]).unwrap();
         assert_eq!(t.columns, ["grid", "wood", "mean"]);
         assert_eq!(
             t.notes,
@@ -1481,6 +1498,12 @@ mod tests {
               name)"
             ]
         );
+        // Only the categories shown count.
+        let grid_only =
+            parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\ncategories = [\"grid\"]\n")
+                .unwrap();
+        let t = build(&grid_only, &[grid, wood]).unwrap();
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
     }
 
     /// A plain run and its sweep's `_seed-0` run (one config, two names) share a row and a
@@ -1534,20 +1557,38 @@ mod tests {
                 "rows without a value in the categories shown left out: mm"
             ]
         );
+        // Metric columns average the categories: `rd` stays, its cells empty, with a note.
+        let spec = parse_spec(
+            "runs = [\"x\"]\ncolumns = \"metric\"\nmetrics = [\"image_auroc\"]\n\
+             categories = [\"grid\", \"wood\"]\n",
+        )
+        .unwrap();
+        let t = build(&spec, &records).unwrap();
+        let labels: Vec<&str> = t.rows.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, ["pc", "rd"]);
+        assert!(t.rows[1].1[0].is_none());
+        assert_eq!(
+            t.notes[0],
+            "row `rd`: no selected run has wood, so its means over categories are left out"
+        );
     }
 
     #[test]
-    fn config_identity_ignores_the_categories_of_one_class_runs() {
-        let config = |setting: &str, categories: &str| -> toml::Value {
-            toml::from_str(&format!(
+    fn a_category_s_config_ignores_the_categories_of_one_class_runs() {
+        let config = |setting: &str, categories: &str| -> String {
+            let text = format!(
                 "name = \"x\"\nseed = 1\n[data]\nsetting = \"{setting}\"\ncategories = {categories}\n"
-            ))
-            .unwrap()
+            );
+            config_identity(&toml::from_str(&text).unwrap())
         };
-        let one = |c| config_identity(&config("one_class", c));
+        let one = |c| config_of_a_category(&config("one_class", c));
         assert_eq!(one("[\"a\"]"), one("[\"b\", \"c\"]"));
         assert_eq!(one("[\"a\"]"), "data.setting = one_class\n");
-        let multi = |c| config_identity(&config("multi_class", c));
+        assert_ne!(
+            config("one_class", "[\"a\"]"),
+            config("one_class", "[\"b\"]")
+        );
+        let multi = |c| config_of_a_category(&config("multi_class", c));
         assert_ne!(multi("[\"a\"]"), multi("[\"b\", \"c\"]"));
     }
 
@@ -1646,6 +1687,10 @@ mod tests {
         );
         // Replacing all of a name is no typo (Fashion-MNIST's class `3` of `0`, `1`, `2`).
         assert_eq!(did_you_mean("3", &["0".into(), "1".into()]), "");
+        assert_eq!(
+            did_you_mean("1", &["01".into(), "02".into()]),
+            " (did you mean `01`?)"
+        );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("mnda", "mnad"), 1);
         assert_eq!(edit_distance("", "ab"), 2);
