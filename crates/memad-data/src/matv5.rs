@@ -394,7 +394,8 @@ enum Found {
 
 /// Reads variable `name` of the MAT v5 file at `path`, a cell array of real 2-D numeric or
 /// logical matrices, passing each cell (column-major cell order: 1..T for a 1 x T array) as
-/// non-zero flags to `each` with its 0-based index. Returns the number of cells.
+/// non-zero flags to `each` with its 0-based index. Returns the number of cells; an empty
+/// cell is an error.
 ///
 /// # Shapes
 /// Each [`FlagMatrix`] is `rows x cols` as in MATLAB (`H x W` for masks), row-major.
@@ -403,7 +404,11 @@ pub fn read_cell_flags(
     name: &str,
     mut each: impl FnMut(usize, FlagMatrix) -> Result<()>,
 ) -> Result<usize> {
-    read_cells(path, name, |k, cell| each(k, cell.flags()))
+    read_cells(path, name, |k, cell| match cell.data.is_empty() {
+        // A mask per frame (Avenue's `volLabel`): an empty one is no mask.
+        true => Err(Ctx { path }.fail(format!("`{name}` cell {} is empty", k + 1))),
+        false => each(k, cell.flags()),
+    })
 }
 
 /// [`read_cell_flags`] with each cell's values (as `f64`) instead of flags.
@@ -633,6 +638,11 @@ mod tests {
         std::fs::write(&path, file).unwrap();
         let ranges = crate::video::read_mat_ranges(&path).unwrap();
         assert_eq!(ranges, [vec![(5, 9)], vec![], vec![(1, 3), (10, 12)]]);
+        // Read as masks (one per frame), an empty cell is an error.
+        let err = read_cell_flags(&path, "gt", |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`gt` cell 2 is empty"), "{err}");
     }
 
     #[test]
