@@ -589,15 +589,12 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         if latest[&experiment_seed] != r.get("_stamp") {
             let (older, newer) = (r.get("_config"), latest_config[&experiment_seed]);
             // A run without `config.toml` has no config to compare: a plain re-run.
-            match older == newer || older.is_empty() || newer.is_empty() {
-                true => superseded.insert(r.get("_source").to_string()),
-                false => {
-                    let configs = BTreeSet::from([r.get("_config"), newer]);
-                    let keys = (replaced.entry(r.get("_source").to_string())).or_default();
-                    keys.extend(differing_keys(&configs));
-                    true
-                }
-            };
+            if older == newer || older.is_empty() || newer.is_empty() {
+                superseded.insert(r.get("_source").to_string());
+            } else {
+                let keys = (replaced.entry(r.get("_source").to_string())).or_default();
+                keys.extend(differing_keys(&BTreeSet::from([older, newer])));
+            }
             continue;
         }
         let row: Vec<&str> = spec.row_columns.iter().map(|c| r.get(c)).collect();
