@@ -1258,6 +1258,13 @@ mod tests {
         read_metrics(&p).unwrap().remove(0)
     }
 
+    /// An image AUROC of `pc` on grid from `run`, whose `config.toml` reads as `config`.
+    fn grid_run(run: &str, seed: u64, config: &str, v: f64) -> Record {
+        let mut r = rec(run, "pc", "grid", seed, "image_auroc", v);
+        r.fields.insert("_config".into(), config.into());
+        r
+    }
+
     #[test]
     fn rows_from_before_the_memory_column_read_as_dash() {
         assert_eq!(
@@ -1369,13 +1376,8 @@ mod tests {
     #[test]
     fn a_run_replaced_by_another_config_is_noted() {
         let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
-        let run = |run: &str, config: &str, v: f64| {
-            let mut r = rec(run, "pc", "grid", 0, "image_auroc", v);
-            r.fields.insert("_config".into(), config.into());
-            r
-        };
-        let full = run("p/2026-01-01T00-00-00", "train.epochs = 200\n", 0.99);
-        let smoke = run("p/2026-01-02T00-00-00", "train.epochs = 1\n", 0.6);
+        let full = grid_run("p/2026-01-01T00-00-00", 0, "train.epochs = 200\n", 0.99);
+        let smoke = grid_run("p/2026-01-02T00-00-00", 0, "train.epochs = 1\n", 0.6);
         let t = build(&spec, &[full, smoke]).unwrap();
         assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.6);
         assert!(t.superseded.is_empty());
@@ -1459,11 +1461,7 @@ mod tests {
     #[test]
     fn a_row_of_runs_whose_configs_differ_beyond_the_seed_is_named() {
         let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
-        let with_config = |run: &str, seed: u64, config: &str| {
-            let mut r = rec(run, "pc", "grid", seed, "image_auroc", 0.5);
-            r.fields.insert("_config".into(), config.into());
-            r
-        };
+        let with_config = |run: &str, seed: u64, config: &str| grid_run(run, seed, config, 0.5);
         let same = [
             with_config("p_seed-0/t", 0, "a = 1\nb = 2\n"),
             with_config("p_seed-1/t", 1, "a = 1\nb = 2\n"),
@@ -1510,18 +1508,13 @@ mod tests {
     fn runs_of_one_config_under_two_names_are_re_runs() {
         let spec =
             parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\nrows = \"name\"\n").unwrap();
-        let run = |run: &str, config: &str, v: f64| {
-            let mut r = rec(run, "pc", "grid", 0, "image_auroc", v);
-            r.fields.insert("_config".into(), config.into());
-            r
-        };
-        let plain = run("p/2026-01-01T00-00-00", "a = 1\n", 0.5);
-        let swept = run("p_seed-0/2026-01-02T00-00-00", "a = 1\n", 0.7);
+        let plain = grid_run("p/2026-01-01T00-00-00", 0, "a = 1\n", 0.5);
+        let swept = grid_run("p_seed-0/2026-01-02T00-00-00", 0, "a = 1\n", 0.7);
         let t = build(&spec, &[swept.clone(), plain.clone()]).unwrap();
         assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.7);
         assert_eq!(t.superseded, ["p/2026-01-01T00-00-00"]);
         assert!(t.notes.is_empty(), "{:?}", t.notes);
-        let other = run("p_seed-0/2026-01-02T00-00-00", "a = 2\n", 0.7);
+        let other = grid_run("p_seed-0/2026-01-02T00-00-00", 0, "a = 2\n", 0.7);
         let err = format!("{:#}", build(&spec, &[plain, other]).unwrap_err());
         assert!(
             err.contains("of different configs both give image_auroc of `grid`; narrow `runs`")
