@@ -4,6 +4,7 @@ mod eval_cmd;
 mod experiment;
 mod interrupt;
 mod metrics_cmd;
+mod npz;
 mod output;
 mod overlay;
 mod plot;
