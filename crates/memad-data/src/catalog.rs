@@ -109,7 +109,8 @@ impl DatasetFormat {
             }
             DatasetFormat::Visa => "split_csv/1cls.csv and <object>/Data/Images/{Normal,Anomaly}/",
             DatasetFormat::Folder => {
-                "train/good/*, test/<label>/* and, optionally, ground_truth/<label>/<image>_mask.png"
+                "[<category>/]train/good/*, [<category>/]test/<label>/* and, optionally, \
+                 [<category>/]ground_truth/<label>/<image>_mask.png"
             }
             DatasetFormat::ShanghaiTech => {
                 "training/frames/<video>/*.jpg, testing/frames/<video>/*.jpg and \

@@ -49,9 +49,9 @@ pub struct CategoryReport {
     pub sizes: BTreeMap<(u32, u32), usize>,
     /// Masks decoded and checked against their image's size.
     pub masks_checked: usize,
-    /// Anomalous test images without a mask (allowed by `folder` and the video formats;
-    /// their pixel-level metrics cannot be computed).
-    pub without_mask: usize,
+    /// Anomalous test images without a mask, per defect type (allowed by `folder` and the
+    /// video formats; runs leave them out of the pixel-level metrics).
+    pub without_mask: BTreeMap<String, usize>,
     /// Masks that decode but mark no pixel.
     pub empty_masks: usize,
     /// Video datasets: per split, (videos, fewest frames, most frames); a video shorter than
@@ -122,8 +122,15 @@ impl fmt::Display for CheckReport {
                 .collect();
             write!(f, " sizes {}", sizes.join(", "))?;
             write!(f, "; {} masks checked", c.masks_checked)?;
-            if c.without_mask > 0 {
-                write!(f, "; {} anomalous without a mask", c.without_mask)?;
+            if !c.without_mask.is_empty() {
+                let types: Vec<String> = (c.without_mask.iter())
+                    .map(|(defect, n)| format!("{defect} {n}"))
+                    .collect();
+                write!(
+                    f,
+                    "; anomalous without a mask: {} (left out of pixel metrics)",
+                    types.join(", ")
+                )?;
             }
             if c.empty_masks > 0 {
                 write!(f, "; {} empty masks", c.empty_masks)?;
@@ -433,7 +440,7 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
         c.masks_checked += checked as usize;
         c.empty_masks += (s.label.is_anomalous() && empty) as usize;
         if s.label.is_anomalous() && s.mask.is_none() {
-            c.without_mask += 1;
+            *c.without_mask.entry(s.defect.clone()).or_default() += 1;
         }
         problems.extend(p);
     }

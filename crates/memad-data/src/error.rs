@@ -23,7 +23,7 @@ pub enum DataError {
     },
     #[error("{path} is missing: a category keeps its normal training images in train/good")]
     TrainMissing { path: PathBuf },
-    #[error("{path} holds no images (png, jpg, jpeg, bmp, tif)")]
+    #[error("{path} holds no images (png, jpg, jpeg, bmp, tif, tiff)")]
     NoImages { path: PathBuf },
     #[error("anomalous test image {image} has no ground-truth mask: expected mask at {expected}")]
     MaskMissing { image: PathBuf, expected: PathBuf },

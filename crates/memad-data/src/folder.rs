@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `<root>` is one category (named after its folder) when it has `train/`; otherwise each
-//! of its sub-folders that has `train/good` is a category, as in MVTec AD. Unlike
+//! of its sub-folders that has `train/good` is a category, as in MVTec AD (a sub-folder
+//! without it, such as notes or a scratch copy, is not one). Unlike
 //! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
 //! exist are found as in MVTec AD.
 use crate::error::{DataError, Result};
@@ -61,18 +62,24 @@ fn root_name(root: &Path) -> String {
     }
 }
 
-fn is_folder_category(dir: &Path) -> bool {
-    dir.join("train").is_dir()
+/// How categories are recognised under `root`: `root` itself when it has `train/` (so
+/// that its missing `train/good` is reported when read), else sub-folders with `train/good`.
+fn category_test(root: &Path) -> fn(&Path) -> bool {
+    if root.join("train").is_dir() {
+        |dir| dir.join("train").is_dir()
+    } else {
+        |dir| dir.join("train/good").is_dir()
+    }
 }
 
 /// The categories of a folder-format dataset at `root`.
 pub fn list_categories(root: &Path) -> Result<Vec<String>> {
-    categories_where(root, is_folder_category)
+    categories_where(root, category_test(root))
 }
 
 /// Lists the training and test images of `category` (paths only).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
-    let dir = category_dir_where(root, category, is_folder_category)?;
+    let dir = category_dir_where(root, category, category_test(root))?;
     read_folder(&dir, category)
 }
 

@@ -221,8 +221,15 @@ fn folder_format_without_masks_and_class_datasets() {
     let report = check_dataset(catalog.get("f").unwrap()).unwrap();
     assert!(report.is_ok(), "{report}");
     let c = &report.categories[0];
-    assert_eq!((c.without_mask, c.empty_masks, c.masks_checked), (1, 1, 2));
-    assert!(report.to_string().contains("no problems found"));
+    let without: Vec<_> = c.without_mask.iter().collect();
+    assert_eq!(without, [(&"dent".to_string(), &1)]);
+    assert_eq!((c.empty_masks, c.masks_checked), (1, 2));
+    let text = report.to_string();
+    assert!(
+        text.contains("anomalous without a mask: dent 1 (left out of pixel metrics)"),
+        "{text}"
+    );
+    assert!(text.contains("no problems found"), "{text}");
     // Every mask empty: a mask convention the reader does not know, not a dataset.
     mask(&root.join("ground_truth/dent/2_mask.png"), 8, 8, false);
     let report = check_dataset(catalog.get("f").unwrap()).unwrap();

@@ -2787,6 +2787,7 @@ mod tests {
             labels: s.labels.clone(),
             maps: None,
             masks: Vec::new(),
+            unmasked: Vec::new(),
             size: 1,
             videos: s.videos.iter().map(|v| Some(v.clone())).collect(),
             parts: (s.parts.iter().zip(weights))

@@ -36,6 +36,7 @@ use memad_data::catalog::DatasetFormat;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::mvtec::{CategorySplit, Sample};
 use memad_data::synthesis::AnomalySynthesizer;
+use std::borrow::Cow;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -305,7 +306,36 @@ pub(crate) fn prepare(
     prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
     refuse_unusable_data(&splits, &loaded.dataset.name)?;
+    refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
     Ok((device, categories, splits))
+}
+
+/// Fails before training when pixel metrics are asked for and no anomalous test image of
+/// any category has a mask (the `folder` format's masks are optional): they would all be
+/// undefined. Categories where only some images lack one are noted at evaluation.
+fn refuse_pixel_metrics_without_masks(
+    exp: &crate::experiment::Experiment,
+    splits: &[CategorySplit],
+    dataset: &memad_data::catalog::DatasetEntry,
+) -> anyhow::Result<()> {
+    let pixel: Vec<&str> = (exp.eval.metrics.iter())
+        .filter(|m| m.starts_with("pixel_") || m.starts_with("aupro"))
+        .map(String::as_str)
+        .collect();
+    let anomalous = || splits.iter().flat_map(|s| &s.test).filter(|t| t.label.is_anomalous());
+    if pixel.is_empty() || anomalous().next().is_none() || anomalous().any(|t| t.mask.is_some())
+    {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} need pixel masks, and none of the {} anomalous test images of dataset `{}` has \
+         one, so nothing was trained: remove them from [eval] metrics, or add the masks \
+         (layout: {})",
+        pixel.join(", "),
+        anomalous().count(),
+        dataset.name,
+        dataset.format.layout()
+    )
 }
 
 /// Makes `dataset` available: a synthetic dataset is generated on first use, saying so on
@@ -1438,6 +1468,9 @@ pub(crate) fn evaluate_category(
         );
         say(dir, &line);
     }
+    if let Some(line) = unmasked_note(exp, split, &eval, &values) {
+        say(dir, &line);
+    }
     let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
     let images = split.test.len();
     let t = eval.timing;
@@ -1476,6 +1509,39 @@ pub(crate) fn evaluate_category(
     let shown: Vec<String> = values.iter().map(|(m, v)| format!("{m} {v:.4}")).collect();
     say(dir, &format!("[{category}] {}", shown.join(" ")));
     Ok(values)
+}
+
+/// Says which anomalous test images without a mask the pixel metrics left out, or that
+/// they are undefined when no anomalous image has one; `None` when nothing was left out.
+fn unmasked_note(
+    exp: &crate::experiment::Experiment,
+    split: &CategorySplit,
+    eval: &Evaluation,
+    values: &[(String, f64)],
+) -> Option<String> {
+    let pixel: Vec<&str> = (exp.eval.metrics.iter())
+        .filter(|m| m.starts_with("pixel_") || m.starts_with("aupro"))
+        .map(String::as_str)
+        .collect();
+    if eval.unmasked.is_empty() || eval.maps.is_none() || pixel.is_empty() {
+        return None;
+    }
+    let defects: std::collections::BTreeSet<&str> = (eval.unmasked.iter())
+        .map(|&i| split.test[i].defect.as_str())
+        .collect();
+    let defects = defects.into_iter().collect::<Vec<_>>().join(", ");
+    let (category, n, metrics) = (&split.category, eval.unmasked.len(), pixel.join(", "));
+    Some(if values.iter().any(|(m, _)| pixel.contains(&m.as_str())) {
+        format!(
+            "[{category}] {n} anomalous test image(s) without a mask ({defects}) left out of \
+             {metrics}: their defect pixels are unknown"
+        )
+    } else {
+        format!(
+            "[{category}] {metrics} undefined: no anomalous test image has a mask ({n} \
+             without: {defects}; no row written)"
+        )
+    })
 }
 
 /// `overlays/<category>.png` ([`crate::overlay`]), when asked for and the method gives maps
@@ -1671,6 +1737,10 @@ pub struct Evaluation {
     pub maps: Option<Vec<f32>>,
     pub masks: Vec<bool>,
     pub size: usize,
+    /// The anomalous samples without a mask (the `folder` format's masks are optional), in
+    /// order: their defect pixels are unknown, so the pixel metrics leave them out (their
+    /// `masks` are all false, which would count every defect pixel as normal).
+    pub unmasked: Vec<usize>,
     /// The video of each sample (`None` for still images).
     pub videos: Vec<Option<String>>,
     /// The weighted parts of the image score (`AnomalyOutput::parts`): `(name, weight,
@@ -1817,6 +1887,10 @@ pub fn evaluate(
         maps: Some(Vec::new()),
         masks: Vec::new(),
         size: size as usize,
+        unmasked: (test.iter().enumerate())
+            .filter(|(_, t)| t.label.is_anomalous() && t.mask.is_none())
+            .map(|(i, _)| i)
+            .collect(),
         videos: test.iter().map(|t| t.video.clone()).collect(),
         parts: Vec::new(),
         class_correct: Vec::new(),
@@ -1971,10 +2045,13 @@ pub fn compute_metrics(
     let mut out = Vec::new();
     // AUROC, AP and F1-max of the same scores share one sort (of `N * H * W` pixels).
     let (mut image_ranks, mut pixel_ranks) = (None, None);
+    let (maps, masks, masked) = pixel_inputs(eval);
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
         let pixel = name.starts_with("pixel") || name.starts_with("aupro") || name == "auspro";
-        if pixel && eval.maps.is_none() {
-            continue; // the method gives no anomaly map
+        if pixel && (eval.maps.is_none() || !eval.unmasked.is_empty() && !masks.contains(&true)) {
+            // The method gives no anomaly map, or no anomalous sample has a mask: undefined,
+            // not wrong (`evaluate_category` notes it).
+            continue;
         }
         if name == "class_accuracy" {
             if !eval.class_correct.is_empty() {
@@ -1986,15 +2063,14 @@ pub fn compute_metrics(
             }
             continue; // only methods that predict classes have one
         }
-        let maps = eval.maps.as_deref().unwrap_or(&[]);
-        let (n, s) = (eval.labels.len(), eval.size);
+        let (all_maps, n, s) = (eval.maps.as_deref().unwrap_or(&[]), eval.labels.len(), eval.size);
         if !eval.anomaly_types.is_empty() && (name == "image_auroc" || name == "auspro") {
             // MVTec LOCO AD: the mean over the anomaly types (the official headline figure),
             // then each type's, as `<metric>_<type>` (`image_auroc_logical_anomalies`).
             let per_type = if name == "image_auroc" {
                 image_auroc_per_type(eval)
             } else {
-                auspro_per_type(eval, maps, s)
+                auspro_per_type(eval, all_maps, s)
             }
             .with_context(|| format!("computing {name}"))?;
             let mean = per_type.iter().map(|(_, v)| v).sum::<f64>() / per_type.len() as f64;
@@ -2008,12 +2084,13 @@ pub fn compute_metrics(
                     .map(|r| ranked_metric(r, name))
             }
             "pixel_auroc" | "pixel_ap" | "pixel_f1_max" => {
-                ranked(&mut pixel_ranks, maps, &eval.masks).map(|r| ranked_metric(r, name))
+                ranked(&mut pixel_ranks, &maps, &masks).map(|r| ranked_metric(r, name))
             }
-            "aupro" => m::aupro(maps, &eval.masks, n, s, s, m::MVTEC_FPR_LIMIT),
-            // Without anomaly types (no anomaly in the test set): one curve over all images.
-            "auspro" => m::auspro(maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
-            "aupro_rd4ad" => m::aupro_rd4ad(maps, &eval.masks, n, s, s),
+            "aupro" => m::aupro(&maps, &masks, masked, s, s, m::MVTEC_FPR_LIMIT),
+            // Without anomaly types (no anomaly in the test set): one curve over all images
+            // (MVTec LOCO AD, whose anomalous images all have masks: its regions index them).
+            "auspro" => m::auspro(all_maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
+            "aupro_rd4ad" => m::aupro_rd4ad(&maps, &masks, masked, s, s),
             "frame_auroc_micro" => {
                 let (videos, norm) = frames_by_video(eval, video_norm);
                 m::frame_auroc_micro(&videos, norm)
@@ -2032,6 +2109,30 @@ pub fn compute_metrics(
         out.push((name.to_string(), value));
     }
     Ok(out)
+}
+
+/// The maps and masks the pixel metrics count and their number of samples: every sample
+/// but the anomalous ones without a mask ([`Evaluation::unmasked`]). Empty without maps.
+fn pixel_inputs(eval: &Evaluation) -> (Cow<'_, [f32]>, Cow<'_, [bool]>, usize) {
+    let (maps, n) = (eval.maps.as_deref().unwrap_or(&[]), eval.labels.len());
+    if eval.unmasked.is_empty() || maps.is_empty() {
+        return (Cow::Borrowed(maps), Cow::Borrowed(&eval.masks), n);
+    }
+    let plane = eval.size * eval.size;
+    let kept: Vec<usize> = (0..n)
+        .filter(|i| eval.unmasked.binary_search(i).is_err())
+        .collect();
+    let maps = planes(maps, &kept, plane);
+    let masks = planes(&eval.masks, &kept, plane);
+    (Cow::Owned(maps), Cow::Owned(masks), kept.len())
+}
+
+/// The planes `kept` of `all` (`[N * plane]`), in order.
+fn planes<T: Copy>(all: &[T], kept: &[usize], plane: usize) -> Vec<T> {
+    (kept.iter())
+        .flat_map(|&i| &all[i * plane..(i + 1) * plane])
+        .copied()
+        .collect()
 }
 
 /// `slot`'s ranking of `scores`, computed on first use.
@@ -2155,6 +2256,7 @@ mod tests {
             labels: labels.to_vec(),
             maps: None,
             masks: Vec::new(),
+            unmasked: Vec::new(),
             size: 1,
             videos: videos.iter().map(|v| Some(v.to_string())).collect(),
             parts: Vec::new(),
@@ -2303,6 +2405,36 @@ mod tests {
             (got.iter()).any(|(n, v)| n == "pixel_auroc" && *v < 1.0 && *v > 0.5),
             "a non-trivial pixel ranking: {got:?}"
         );
+    }
+
+    #[test]
+    fn anomalous_images_without_a_mask_are_left_out_of_the_pixel_metrics() {
+        // Three 2x2 maps: a normal image, an anomalous one with its mask and an anomalous one
+        // without (its all-false mask would count its hottest pixels as normal).
+        let mut e = eval(&[0.2, 0.7, 0.9], &[false, true, true], &["a", "a", "a"]);
+        e.size = 2;
+        e.maps = Some(vec![
+            0.1, 0.3, 0.3, 0.2, /**/ 0.3, 0.9, 0.1, 0.4, /**/ 0.95, 0.9, 0.8, 0.7,
+        ]);
+        e.masks = vec![false; 12];
+        e.masks[4] = true;
+        e.unmasked = vec![2];
+        let requested = ["image_auroc", "pixel_auroc", "pixel_ap", "aupro"].map(String::from);
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        let (maps, masks) = (&e.maps.as_deref().unwrap()[..8], &e.masks[..8]);
+        let want = [
+            ("image_auroc", 1.0),
+            ("pixel_auroc", memad_metrics::auroc(maps, masks).unwrap()),
+            ("pixel_ap", memad_metrics::average_precision(maps, masks).unwrap()),
+            ("aupro", memad_metrics::aupro(maps, masks, 2, 2, 2, 0.3).unwrap()),
+        ];
+        let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        assert_eq!(got, want);
+        // With no anomalous image masked the pixel metrics are undefined: no rows.
+        e.unmasked = vec![1, 2];
+        e.masks[4] = false;
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        assert_eq!(got, [("image_auroc".to_string(), 1.0)]);
     }
 
     #[test]

@@ -953,6 +953,82 @@ fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder()
     assert!(t.contains("ok   e.toml [data.image_size = 64]"), "{t}");
 }
 
+#[test]
+fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is_refused() {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data/own/grid");
+    let save = |path: PathBuf, shade: u32| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * shade) as u8, 9]))
+            .save(path)
+            .unwrap();
+    };
+    for i in 0..4 {
+        save(root.join(format!("train/good/{i:03}.png")), 4);
+    }
+    for (defect, shade) in [("good", 4), ("hole", 2), ("stain", 3)] {
+        for i in 0..2 {
+            save(root.join(format!("test/{defect}/{i:03}.png")), shade);
+        }
+    }
+    // Masks for the holes only: the stains have none (the folder format allows it).
+    for i in 0..2 {
+        let mask = GrayImage::from_fn(64, 64, |x, _| Luma([if x < 16 { 255 } else { 0 }]));
+        let path = root.join(format!("ground_truth/hole/{i:03}_mask.png"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        mask.save(path).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("datasets.toml"),
+        "[own]\nformat = \"folder\"\nroot = \"data/own\"\n",
+    )
+    .unwrap();
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"own\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 64");
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let args = ["run", "e.toml", "--runs", "runs", "--epochs", "1"];
+    let out = memad(&args, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "[grid] 2 anomalous test image(s) without a mask (stain) left out of pixel_auroc, \
+             aupro: their defect pixels are unknown"
+        ),
+        "{t}"
+    );
+    let run = complete_folders(&dir.path().join("runs/quickstart")).remove(0);
+    let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.contains(",pixel_auroc,") && metrics.contains(",aupro,"),
+        "{metrics}"
+    );
+
+    // Without any mask the pixel metrics cannot be computed: refused before training.
+    std::fs::remove_dir_all(root.join("ground_truth")).unwrap();
+    let out = memad(&args, dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "pixel_auroc, aupro need pixel masks, and none of the 4 anomalous test images of \
+             dataset `own` has one, so nothing was trained"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("epoch 1"), "nothing is trained: {t}");
+    assert_eq!(
+        complete_folders(&dir.path().join("runs/quickstart")).len(),
+        1,
+        "no second run"
+    );
+}
+
 /// A tiny MVTec LOCO AD tree (`breakfast_box`, 64 px): striped normal images, a bright
 /// square as the structural anomaly (one region, absolute saturation) and a dark bar as the
 /// logical one (two region files, relative saturation), with `defects_config.json`.
