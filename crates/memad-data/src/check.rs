@@ -468,7 +468,7 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
 /// or `<stem>.png`, a defect folder without its test folder), or they sit under a normal
 /// folder, whose images have no mask. The category folder is the one above `test/` of
 /// the test images; formats without that layout (VisA as downloaded, videos) have none.
-fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
+pub fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
     let in_test_folder = |s: &&Sample| {
         let test = s.image.parent().and_then(Path::parent);
         s.pixels.is_none() && test.is_some_and(|t| t.ends_with("test"))

@@ -307,6 +307,10 @@ pub(crate) fn prepare(
     let (categories, splits) = read_splits(exp, loaded)?;
     refuse_unusable_data(&splits, &loaded.dataset.name)?;
     refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
+    // Masks no image uses are misnamed more often than not: their images count as unmasked.
+    for problem in splits.iter().flat_map(memad_data::unused_masks) {
+        eprintln!("note: {problem}");
+    }
     Ok((device, categories, splits))
 }
 
@@ -322,9 +326,13 @@ fn refuse_pixel_metrics_without_masks(
         .filter(|m| m.starts_with("pixel_") || m.starts_with("aupro"))
         .map(String::as_str)
         .collect();
-    let anomalous = || splits.iter().flat_map(|s| &s.test).filter(|t| t.label.is_anomalous());
-    if pixel.is_empty() || anomalous().next().is_none() || anomalous().any(|t| t.mask.is_some())
-    {
+    let anomalous = || {
+        splits
+            .iter()
+            .flat_map(|s| &s.test)
+            .filter(|t| t.label.is_anomalous())
+    };
+    if pixel.is_empty() || anomalous().next().is_none() || anomalous().any(|t| t.mask.is_some()) {
         return Ok(());
     }
     anyhow::bail!(
@@ -2063,7 +2071,11 @@ pub fn compute_metrics(
             }
             continue; // only methods that predict classes have one
         }
-        let (all_maps, n, s) = (eval.maps.as_deref().unwrap_or(&[]), eval.labels.len(), eval.size);
+        let (all_maps, n, s) = (
+            eval.maps.as_deref().unwrap_or(&[]),
+            eval.labels.len(),
+            eval.size,
+        );
         if !eval.anomaly_types.is_empty() && (name == "image_auroc" || name == "auspro") {
             // MVTec LOCO AD: the mean over the anomaly types (the official headline figure),
             // then each type's, as `<metric>_<type>` (`image_auroc_logical_anomalies`).
@@ -2425,8 +2437,14 @@ mod tests {
         let want = [
             ("image_auroc", 1.0),
             ("pixel_auroc", memad_metrics::auroc(maps, masks).unwrap()),
-            ("pixel_ap", memad_metrics::average_precision(maps, masks).unwrap()),
-            ("aupro", memad_metrics::aupro(maps, masks, 2, 2, 2, 0.3).unwrap()),
+            (
+                "pixel_ap",
+                memad_metrics::average_precision(maps, masks).unwrap(),
+            ),
+            (
+                "aupro",
+                memad_metrics::aupro(maps, masks, 2, 2, 2, 0.3).unwrap(),
+            ),
         ];
         let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         assert_eq!(got, want);

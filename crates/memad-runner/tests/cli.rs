@@ -972,10 +972,11 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
             save(root.join(format!("test/{defect}/{i:03}.png")), shade);
         }
     }
-    // Masks for the holes only: the stains have none (the folder format allows it).
-    for i in 0..2 {
+    // Masks for the holes only: the stains have none (the folder format allows it) but a
+    // misnamed one, which the run points out.
+    for name in ["hole/000_mask", "hole/001_mask", "stain/000_msk"] {
         let mask = GrayImage::from_fn(64, 64, |x, _| Luma([if x < 16 { 255 } else { 0 }]));
-        let path = root.join(format!("ground_truth/hole/{i:03}_mask.png"));
+        let path = root.join(format!("ground_truth/{name}.png"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         mask.save(path).unwrap();
     }
@@ -999,6 +1000,12 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
         t.contains(
             "[grid] 2 anomalous test image(s) without a mask (stain) left out of pixel_auroc, \
              aupro: their defect pixels are unknown"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "ground_truth/stain: 1 unused mask(s) that match no test image (first: 000_msk.png"
         ),
         "{t}"
     );
