@@ -125,7 +125,9 @@ impl DatasetFormat {
                 "<category>/train/good/*.png, <category>/test/<type>/*.png, \
                  <category>/ground_truth/<type>/<image>/*.png and <category>/defects_config.json"
             }
-            DatasetFormat::Btad => "<01|02|03>/train/ok/, <01|02|03>/test/{ok,ko}/ and ground_truth/ko/",
+            DatasetFormat::Btad => {
+                "<01|02|03>/train/ok/, <01|02|03>/test/{ok,ko}/ and ground_truth/ko/"
+            }
         }
     }
 

@@ -150,7 +150,10 @@ fn reads_shanghaitech_frames_labels_and_npy_masks() {
     let report = check_dataset(&e).unwrap();
     assert!(report.is_ok(), "{report}");
     let c = &report.categories[0];
-    assert_eq!((c.masks_checked, c.empty_masks, c.without_mask.len()), (3, 0, 0));
+    assert_eq!(
+        (c.masks_checked, c.empty_masks, c.without_mask.len()),
+        (3, 0, 0)
+    );
     assert_eq!(c.counts[&("test".to_string(), "anomalous".to_string())], 3);
     assert_eq!(c.sizes[&(12, 8)], 12);
 }
