@@ -121,6 +121,9 @@ impl fmt::Display for CheckReport {
                 .map(|((w, h), n)| format!("{w}x{h} ({n})"))
                 .collect();
             write!(f, " sizes {}", sizes.join(", "))?;
+            if c.sizes.keys().any(|(w, h)| w != h) {
+                write!(f, " (runs resize to a square: non-square images are stretched)")?;
+            }
             write!(f, "; {} masks checked", c.masks_checked)?;
             if !c.without_mask.is_empty() {
                 let types: Vec<String> = (c.without_mask.iter())
