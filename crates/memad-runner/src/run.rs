@@ -83,13 +83,19 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         }
         None => {
             let dir = RunDir::create(&opts.runs_dir, &exp.name, &timestamp())?;
-            dir.write("config.toml", resolved.as_bytes())?;
+            // session.toml first: a folder with its config always has the session a resume
+            // checks (one killed before its config is removed by the next run).
             dir.write("session.toml", toml::to_string(&session)?.as_bytes())?;
+            dir.write("config.toml", resolved.as_bytes())?;
             dir
         }
     };
-    let partial = dir.partial.clone();
+    let (partial, finished) = (dir.partial.clone(), dir.final_path.clone());
     crate::interrupt::on_interrupt(move || match resumed || has_resumable_state(&partial) {
+        // The signal came as the run renamed its folder complete.
+        _ if !partial.exists() && finished.exists() => {
+            format!("the run had finished: {}", finished.display())
+        }
         true => format!(
             "{} is kept ({KEPT}); running the same experiment again resumes it (`--restart` \
              starts over)",
@@ -752,10 +758,27 @@ fn find_unfinished(
     name: &str,
     config_sha256: &str,
 ) -> anyhow::Result<Option<RunDir>> {
-    for partial in crate::run_folders::partial_runs_of(runs_dir, name) {
-        let same =
-            crate::run_folders::partial_config_sha256(&partial).as_deref() == Some(config_sha256);
-        if !same {
+    let partials = crate::run_folders::partial_runs_of(runs_dir, name);
+    for partial in &partials {
+        if crate::run_folders::partial_config_sha256(partial).is_none()
+            && !has_resumable_state(partial)
+        {
+            // A start killed before its config was written: nothing to resume or to keep.
+            // (One that is starting right now holds its folder: left alone.)
+            if let Some(_held) = RunDir::reopen(partial)? {
+                discard_run_folder(partial);
+                eprintln!(
+                    "note: removed {}: a run killed while it started, before anything was saved",
+                    partial.display()
+                );
+            }
+        }
+    }
+    for partial in partials.iter().filter(|p| p.is_dir()) {
+        let Some(sha256) = crate::run_folders::partial_config_sha256(partial) else {
+            continue; // a run starting in another process
+        };
+        if sha256 != config_sha256 {
             eprintln!(
                 "note: {} is an unfinished run of another config of `{name}` (the \
                  experiment was edited since?); left as is: restore those settings to \
@@ -764,7 +787,7 @@ fn find_unfinished(
             );
             continue;
         }
-        match RunDir::reopen(&partial)? {
+        match RunDir::reopen(partial)? {
             Some(dir) => return Ok(Some(dir)),
             None => eprintln!(
                 "{} is in use by another process; not resuming it",
@@ -920,7 +943,7 @@ fn train_model(
     let batches_per_epoch = train.len().div_ceil(exp.data.batch_size);
     let total_steps = exp.train.epochs * batches_per_epoch;
     let schedule = exp.train.lr_schedule();
-    drop_loss_rows(dir, model)?; // of an earlier session that did not finish this model
+    drop_model_rows(dir, model, "train")?; // of an earlier session that did not finish it
     let resume_root = dir.path(&format!("resume/{model}"));
     let mut first_epoch = 1;
     let mut loss_rows = Vec::new();
@@ -932,11 +955,19 @@ fn train_model(
                 first_epoch = epoch + 1;
                 loss_rows = rows;
                 trained = before;
-                let line = format!(
-                    "resuming {} at {model} epoch {first_epoch} (epochs 1-{epoch} of {} restored)",
-                    dir.partial.display(),
-                    exp.train.epochs
-                );
+                let line = match epoch >= exp.train.epochs {
+                    true => format!(
+                        "resuming {}: all {} epoch(s) of {model} restored; finishing it",
+                        dir.partial.display(),
+                        exp.train.epochs
+                    ),
+                    false => format!(
+                        "resuming {} at {model} epoch {first_epoch} (epochs 1-{epoch} of {} \
+                         restored)",
+                        dir.partial.display(),
+                        exp.train.epochs
+                    ),
+                };
                 say(dir, &line);
                 if exp.train.optimizer == OptimizerKind::Sgd && exp.train.betas[0] != 0.0 {
                     say(dir, &format!("[{model}] note: SGD's momentum restarts from zero (tch does not expose it)"));
@@ -1336,21 +1367,35 @@ fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Removes the rows of `model` from `losses.csv` (an earlier session's, for a model trained
-/// again).
-fn drop_loss_rows(dir: &RunDir, model: &str) -> anyhow::Result<()> {
-    let path = dir.path("losses.csv");
+/// Removes the rows `stale` picks from the run's CSV file `name` (`losses.csv`,
+/// `timings.csv`): rows an earlier session wrote for work this session does again (a model
+/// trained or fitted again, a category scored again after an interruption between its rows
+/// and its checkpoint or `metrics.csv`), so that they are not counted twice.
+fn drop_rows<T>(dir: &RunDir, name: &str, stale: impl Fn(&T) -> bool) -> anyhow::Result<()>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let path = dir.path(name);
     if !path.is_file() {
         return Ok(());
     }
-    let rows: Vec<LossRow> = csv::Reader::from_path(&path)
+    let rows: Vec<T> = csv::Reader::from_path(&path)
         .and_then(|mut r| r.deserialize().collect())
         .with_context(|| format!("reading {}", path.display()))?;
-    if rows.iter().all(|r| r.category != model) {
+    if !rows.iter().any(&stale) {
         return Ok(());
     }
-    let kept: Vec<LossRow> = rows.into_iter().filter(|r| r.category != model).collect();
+    let kept: Vec<T> = rows.into_iter().filter(|r| !stale(r)).collect();
     crate::output::write_atomic(&path, &csv_text(&kept)?)
+}
+
+/// [`drop_rows`] of `model`'s training or fitting (`losses.csv`, and `stage` in
+/// `timings.csv`).
+fn drop_model_rows(dir: &RunDir, model: &str, stage: &str) -> anyhow::Result<()> {
+    drop_rows(dir, "losses.csv", |r: &LossRow| r.category == model)?;
+    drop_rows(dir, "timings.csv", |r: &TimingRow| {
+        r.model == model && r.category == model && r.stage == stage
+    })
 }
 
 /// [`Training::FitOnce`]: one pass over the training set in order, `fit` per batch without
@@ -1363,6 +1408,7 @@ fn fit_once(
     method: &mut dyn Method,
     dir: &mut RunDir,
 ) -> anyhow::Result<()> {
+    drop_model_rows(dir, model, "fit")?; // of an earlier session that did not save the fit
     let order: Vec<usize> = (0..train.len()).collect();
     let (decoded, crop) = decode_size(&exp.data);
     let loader = BatchLoader::with_cache(
@@ -1434,6 +1480,10 @@ pub(crate) fn evaluate_category(
     dir: &mut RunDir,
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let category = &split.category;
+    // Rows of an earlier session that scored this category but did not save its metrics.
+    drop_rows(dir, "timings.csv", |r: &TimingRow| {
+        r.model == model && r.category == *category && r.stage != "train" && r.stage != "fit"
+    })?;
     let mut eval = evaluate(
         category,
         method,
@@ -1607,7 +1657,7 @@ struct LossRow {
 
 /// `timings.csv`: seconds a stage of a session took (`train`, `fit`, and per category
 /// `waiting_for_images`, `scoring`, `outputs`, `metrics`), and on how many images.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct TimingRow {
     model: String,
     category: String,

@@ -240,6 +240,79 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     assert!(!text(&out).contains("resuming"));
 }
 
+/// What a kill leaves in the rare windows between writes (found by killing runs at every
+/// file operation): rows written just before a checkpoint or `metrics.csv` are not counted
+/// twice when the work is done again, and a run or an evaluation killed while it started
+/// leaves no folder that later runs trip over.
+#[test]
+fn a_kill_between_writes_neither_doubles_rows_nor_leaves_dead_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""carpet""#);
+    std::fs::write(
+        d.join("tiny.toml"),
+        tiny_experiment("quickstart.toml", r#""carpet""#, 1),
+    )
+    .unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    let runs = d.join("runs");
+    // Stopped after its only epoch; then the rows a session killed after writing them but
+    // before saving the checkpoint and the metrics would have left.
+    let out = memad(&run, d, Some("carpet:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let (_, partial) = folders(&runs, "quickstart");
+    let p = &partial[0];
+    std::fs::write(
+        p.join("timings.csv"),
+        "model,category,stage,images,seconds\ncarpet,carpet,train,6,1.5\n\
+         carpet,carpet,scoring,5,0.5\n",
+    )
+    .unwrap();
+    // A run killed as it started, before its config: nothing to resume.
+    let dead = runs.join("quickstart/2020-01-01T00-00-00.partial");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("log.txt"), "").unwrap();
+    std::fs::write(dead.join("session.toml"), "").unwrap();
+
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("all 1 epoch(s) of carpet restored; finishing it"),
+        "{t}"
+    );
+    assert!(
+        t.contains("2020-01-01T00-00-00.partial: a run killed while it started"),
+        "{t}"
+    );
+    assert!(!t.contains("unfinished run of another config"), "{t}");
+    assert!(!dead.exists());
+    let (complete, partial) = folders(&runs, "quickstart");
+    assert_eq!((complete.len(), partial.len()), (1, 0));
+    let timings = std::fs::read_to_string(complete[0].join("timings.csv")).unwrap();
+    for stage in [
+        "train",
+        "scoring",
+        "waiting_for_images",
+        "outputs",
+        "metrics",
+    ] {
+        let rows = timings.matches(&format!("carpet,carpet,{stage},")).count();
+        assert_eq!(rows, 1, "{stage}: {timings}");
+    }
+
+    // An evaluation killed outright leaves its `.partial`: the next one removes it.
+    let stale = complete[0].join("evals/quickstart/2020-01-01T00-00-00.partial");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("log.txt"), "").unwrap();
+    let folder = complete[0].to_string_lossy().into_owned();
+    let out = memad(&["eval", &folder], d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("an evaluation killed before it finished"), "{t}");
+    assert!(!stale.exists());
+}
+
 /// An image that only fails when decoded (its header and end marker intact) stops the run
 /// after training: the error names the category and says the folder is kept for resuming.
 #[test]
