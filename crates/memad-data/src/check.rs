@@ -122,7 +122,10 @@ impl fmt::Display for CheckReport {
                 .collect();
             write!(f, " sizes {}", sizes.join(", "))?;
             if c.sizes.keys().any(|(w, h)| w != h) {
-                write!(f, " (runs resize to a square: non-square images are stretched)")?;
+                write!(
+                    f,
+                    " (runs resize to a square: non-square images are stretched)"
+                )?;
             }
             write!(f, "; {} masks checked", c.masks_checked)?;
             if !c.without_mask.is_empty() {

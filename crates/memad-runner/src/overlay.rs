@@ -2,12 +2,14 @@
 //!
 //! Columns are selected test samples; the first row is the input, the second the input with
 //! the anomaly map alpha-blended over it in a jet colour map and the ground-truth boundary
-//! drawn in [`CONTOUR`]. A header names each column's defect type (and image score) and a
-//! colour bar gives the map range.
+//! drawn in [`CONTOUR`]. A header names each column's defect type, image (its video and frame
+//! for videos) and score, and a colour bar gives the map range.
 //!
-//! - **Range.** One range per category: `[min, max]` over every pixel of all the category's
-//!   test maps passed in (not only the selected ones, never per image), so colours compare
-//!   across columns; values are mapped linearly to `[0, 1]`. A constant map gives `[v, v + 1]`.
+//! - **Range.** One range per category over every pixel of all the category's test maps
+//!   passed in (not only the selected ones, never per image), so colours compare across
+//!   columns: from the minimum to the 99.9th percentile ([`TOP_QUANTILE`]; the maximum let
+//!   a video's few hottest pixels darken every map), values mapped linearly to `[0, 1]` and
+//!   those above shown red. A constant map gives `[v, v + 1]`.
 //! - **Blend.** `(1 - ALPHA) * input + ALPHA * jet(v)` with [`ALPHA`] `= 0.5`; jet is the
 //!   classic piecewise-linear blue-cyan-yellow-red ramp.
 //! - **Contour.** Mask pixels with a non-mask pixel (or the image edge) within Chebyshev
@@ -29,6 +31,8 @@ use std::path::{Path, PathBuf};
 
 /// Weight of the heat map in the blend.
 pub const ALPHA: f32 = 0.5;
+/// The quantile of the map values at the top of the colour range (values above are red).
+pub const TOP_QUANTILE: f64 = 0.999;
 /// Colour of the ground-truth boundary: pure white, which a blend with jet never produces
 /// (jet has at most two saturated channels).
 pub const CONTOUR: [u8; 3] = [255, 255, 255];
@@ -54,8 +58,14 @@ pub struct OverlaySample {
     pub defect: String,
     /// `true` = anomalous.
     pub label: bool,
-    /// The image score, shown under the defect type when given.
+    /// What names the image under the defect type: its file stem, after its video for a
+    /// frame (`01/045`), so that a column can be found in the dataset.
+    pub name: String,
+    /// The image score, shown after the name when given.
     pub score: Option<f32>,
+    /// Whether the score is a video frame's before the per-video normalisation the frame
+    /// metrics rank (then labelled "raw score").
+    pub raw_frame_score: bool,
     /// The central share of the image side the model saw (`image_size / resize` with a
     /// centre crop, else 1): the image is cropped alike so the map lines up.
     pub crop: f64,
@@ -156,8 +166,8 @@ pub fn write_overlay_grid(
         let centre = Pos::new(HPos::Center, VPos::Top);
         text(
             &format!(
-                "{title}: anomaly maps (one colour range for all {} test maps; white: \
-                 ground-truth boundary)",
+                "{title}: anomaly maps (one colour range for all {} test maps, up to their \
+                 99.9th percentile; white: ground-truth boundary)",
                 samples.len()
             ),
             16,
@@ -173,14 +183,12 @@ pub fn write_overlay_grid(
                 format!("{} (normal)", s.defect)
             };
             text(&kind, 14, (x, TITLE_H), centre)?;
-            if let Some(score) = s.score {
-                text(
-                    &format!("score {}", short(score)),
-                    12,
-                    (x, TITLE_H + 18),
-                    centre,
-                )?;
-            }
+            let score = match (s.score, s.raw_frame_score) {
+                (Some(v), true) => format!(", raw score {}", short(v)),
+                (Some(v), false) => format!(", score {}", short(v)),
+                (None, _) => String::new(),
+            };
+            text(&format!("{}{score}", s.name), 12, (x, TITLE_H + 18), centre)?;
         }
         let mid = Pos::new(HPos::Left, VPos::Center);
         text("input", 14, (PAD, top + t / 2), mid)?;
@@ -254,17 +262,34 @@ fn spread(items: &[usize], k: usize) -> Vec<usize> {
         .collect()
 }
 
-/// `[min, max]` of the finite values; a constant (or empty) input gets a unit-wide range.
+/// The colour range of `maps`: from the smallest finite value to the [`TOP_QUANTILE`] of
+/// the finite values (the largest when that is the smallest), so that a few outlying pixels
+/// do not leave every map dark blue (a video's hottest frame against 2,000 others). The
+/// quantile is taken over at most 2^20 values spread evenly through `maps`. A constant (or
+/// empty) input gets a unit-wide range.
 fn map_range(maps: &[f32]) -> (f32, f32) {
-    let (lo, hi) = maps
+    let stride = maps.len().div_ceil(1 << 20).max(1);
+    let mut values: Vec<f32> = (maps.iter().step_by(stride))
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = maps
         .iter()
         .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    if !lo.is_finite() {
-        (0.0, 1.0)
-    } else if hi - lo <= f32::EPSILON * lo.abs().max(1.0) {
+        .fold(f32::INFINITY, |a, &v| a.min(v));
+    if values.is_empty() || !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let k = ((values.len() - 1) as f64 * TOP_QUANTILE).round() as usize;
+    let (_, &mut top, _) = values.select_nth_unstable_by(k, f32::total_cmp);
+    let hi = if top > lo {
+        top
+    } else {
+        maps.iter()
+            .filter(|v| v.is_finite())
+            .fold(lo, |a, &v| a.max(v))
+    };
+    if hi - lo <= f32::EPSILON * lo.abs().max(1.0) {
         (lo, lo + 1.0)
     } else {
         (lo, hi)
@@ -386,6 +411,22 @@ fn short(v: f32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_colour_range_ends_at_the_top_quantile_not_an_outlier() {
+        // 10,000 values 0..1 and one hot pixel at 50: the range stops near 1.
+        let mut maps: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
+        maps.push(50.0);
+        let (lo, hi) = map_range(&maps);
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.999).abs() < 2e-3, "{hi}");
+        // Mostly constant with a few larger values: the largest, not an empty range.
+        let mut flat = vec![2.0f32; 5_000];
+        flat[7] = 3.0;
+        assert_eq!(map_range(&flat), (2.0, 3.0));
+        assert_eq!(map_range(&[4.0, 4.0]), (4.0, 5.0));
+        assert_eq!(map_range(&[f32::NAN]), (0.0, 1.0));
+    }
+
     use super::*;
 
     fn sample(dir: &Path, name: &str, defect: &str, label: bool) -> OverlaySample {
@@ -393,8 +434,10 @@ mod tests {
             image: dir.join(format!("{name}.png")),
             defect: defect.into(),
             label,
+            name: name.into(),
             crop: 1.0,
             score: Some(0.5),
+            raw_frame_score: false,
         }
     }
 

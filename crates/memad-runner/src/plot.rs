@@ -1021,17 +1021,21 @@ fn draw_losses<DB: DrawingBackend + Raster>(
                 terms.push(&r.term);
             }
         }
+        // Terms spanning more than two decades share a log axis: on a linear one the small
+        // ones (an entropy of 1e-5 beside a reconstruction error of 0.4) lie flat on zero.
+        let log = log_axis(mine.iter().map(|r| r.value));
+        let y = |v: f64| if log { v.log10() } else { v };
         let series: Vec<Vec<(f64, f64)>> = (terms.iter())
             .map(|term| {
                 (mine.iter())
                     .filter(|r| r.term == *term)
-                    .map(|r| (r.epoch as f64, r.value))
+                    .map(|r| (r.epoch as f64, y(r.value)))
                     .collect()
             })
             .collect();
         let labels: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
         let last = mine.iter().map(|r| r.epoch).max().unwrap_or(1);
-        let (lo, hi) = padded_range(mine.iter().map(|r| r.value));
+        let (lo, hi) = padded_range(mine.iter().map(|r| y(r.value)));
         let area = (panel.titled(&format!("{category}: training loss"), ("sans-serif", 18)))
             .map_err(drawing)?;
         let build = |hi: f64| {
@@ -1059,7 +1063,14 @@ fn draw_losses<DB: DrawingBackend + Raster>(
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("mean over the epoch")
+            .y_desc(match log {
+                true => "mean over the epoch (log scale)",
+                false => "mean over the epoch",
+            })
+            .y_label_formatter(&|&v| match log {
+                true => power_of_ten(v),
+                false => format!("{v}"),
+            })
             .x_labels(last.min(10) + 1)
             .x_label_formatter(&|x| {
                 if x.fract() == 0.0 {
@@ -1075,7 +1086,8 @@ fn draw_losses<DB: DrawingBackend + Raster>(
         let mut drawn = Vec::new();
         for (i, (points, label)) in series.iter().zip(&labels).enumerate() {
             let look = look(i);
-            drawn.push(draw_line(&chart, points.iter().copied(), look, 2)?);
+            let width = curve_width(i, series.len());
+            drawn.push(draw_line(&chart, points.iter().copied(), look, width)?);
             chart
                 .draw_series(points.iter().map(|&p| {
                     EmptyElement::at(p)
@@ -1087,6 +1099,34 @@ fn draw_losses<DB: DrawingBackend + Raster>(
         draw_legend(&mut chart, &labels, &drawn)?;
     }
     Ok(())
+}
+
+/// Whether `values` go on a log axis: all positive and spanning more than two decades.
+fn log_axis(values: impl Iterator<Item = f64>) -> bool {
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for v in values {
+        if v <= 0.0 || !v.is_finite() {
+            return false;
+        }
+        (lo, hi) = (lo.min(v), hi.max(v));
+    }
+    hi > 100.0 * lo
+}
+
+/// The tick label of `log10 = y` on a log axis: `10^y` in three significant digits, in
+/// scientific notation outside 0.01..1000.
+fn power_of_ten(y: f64) -> String {
+    let v = 10f64.powf(y);
+    if (0.01..1000.0).contains(&v) {
+        let decimals = (2.0 - v.log10().floor()).max(0.0) as usize;
+        let text = format!("{v:.decimals$}");
+        match text.contains('.') {
+            true => text.trim_end_matches('0').trim_end_matches('.').to_string(),
+            false => text,
+        }
+    } else {
+        format!("{v:.1e}")
+    }
 }
 
 /// Stroke widths of `n` curves on one chart: earlier curves are wider (up to 4 px), so
@@ -1175,13 +1215,13 @@ fn draw_pr<DB: DrawingBackend + Raster>(
     note: &str,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(drawing)?;
-    // The y axis starts at the tenth below the lowest precision or positive rate, so curves
-    // that all stay high (a one-class protocol with 90% positives) are not squeezed.
+    // The y axis starts at the tenth at or below the lowest precision or positive rate, so
+    // curves that all stay high (a one-class protocol with 90% positives) are not squeezed.
     let lowest = curves
         .iter()
         .flat_map(|c| c.points.iter().map(|p| p.1).chain([c.positive_rate]))
         .fold(1.0f64, f64::min);
-    let y_lo = ((lowest * 10.0).floor() / 10.0 - 0.1).max(0.0) - 0.01;
+    let y_lo = ((lowest * 10.0).floor() / 10.0).clamp(0.0, 0.9) - 0.01;
     let area = titled(
         root,
         "Precision-recall per category (dashed: positive rate)",
@@ -1287,9 +1327,11 @@ fn draw_frames<DB: DrawingBackend + Raster>(
     );
     let root = root.titled(&title, ("sans-serif", 18)).map_err(drawing)?;
     let panels = root.split_evenly(grid);
+    // One scale for every video (and page): the frame AUROC ranks all frames together, so a
+    // video's level against the others' is what it measures.
+    let (lo, hi) = padded_range(scores.iter().copied());
     for (panel, rows) in panels.iter().zip(page.iter()) {
         let frames = frame_numbers(s, rows);
-        let (lo, hi) = padded_range(rows.iter().map(|&i| scores[i]));
         let first = frames.iter().min().copied().unwrap_or(0) as f64;
         let last = frames.iter().max().copied().unwrap_or(0) as f64;
         let mut chart = ChartBuilder::on(panel)
@@ -1823,14 +1865,24 @@ fn draw_ablation<DB: DrawingBackend + Raster>(
         nums.clone()
     };
     let x_of = |value: &str| xs[values.iter().position(|v| v == value).unwrap_or(0)];
-    // Lines sharing a value are nudged apart (`step` each, within 60% of the closest gap
-    // between values) so their bars do not hide each other; the x range is padded by 6% of
-    // the span plus the widest nudge, so no point sits on the border.
+    // Where two lines have bars at one value, the lines are nudged apart (`step` each,
+    // within 60% of the closest gap between values) so their bars do not hide each other;
+    // otherwise every point sits on its tick. The x range is padded by 6% of the span plus
+    // the widest nudge, so no point sits on the border.
     let (first, last) = (xs[0], xs[xs.len() - 1]);
     let span = if last > first { last - first } else { 1.0 };
     let gap = xs.windows(2).map(|w| w[1] - w[0]).fold(span, f64::min);
     let lines = data.lines.len();
-    let step = (0.6 * gap / lines as f64).min(0.012 * span);
+    let with_bar = |value: &String| {
+        (data.lines.iter())
+            .filter(|(_, points)| points.iter().any(|p| &p.value == value && p.std.is_some()))
+            .count()
+    };
+    let bars_meet = values.iter().any(|v| with_bar(v) > 1);
+    let step = match bars_meet {
+        true => (0.6 * gap / lines as f64).min(0.012 * span),
+        false => 0.0,
+    };
     let nudge = |i: usize| (i as f64 - (lines as f64 - 1.0) / 2.0) * step;
     let pad = 0.06 * span + nudge(lines - 1);
     let (x_lo, x_hi) = (first - pad, last + pad);
@@ -1869,8 +1921,12 @@ fn draw_ablation<DB: DrawingBackend + Raster>(
             if log { " (log scale)" } else { "" }
         ))
         .y_desc(format!(
-            "{} (mean over categories; bars: ±1 std over seeds)",
-            spec.metric
+            "{} (mean over categories{})",
+            spec.metric,
+            match (data.lines.iter()).any(|(_, points)| points.iter().any(|p| p.std.is_some())) {
+                true => "; bars: ±1 std over seeds",
+                false => "",
+            }
         ))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
@@ -2124,14 +2180,24 @@ fn item_ticks(slots: usize) -> Vec<usize> {
     (0..slots).step_by(step.max(1)).collect()
 }
 
+/// `share` in percent with two significant digits below 10% (0.05%, 0.12%, 5%, 5.5%),
+/// whole above, trailing zeros dropped.
 fn percent(share: f64) -> String {
-    if share == 0.0 {
-        "0%".into()
-    } else if share >= 0.1 {
-        format!("{:.0}%", share * 100.0)
-    } else {
-        format!("{:.1}%", share * 100.0)
+    let p = share * 100.0;
+    if p == 0.0 || !p.is_finite() {
+        return "0%".into();
     }
+    let decimals = if p >= 10.0 {
+        0
+    } else {
+        (1.0 - p.log10().floor()).max(0.0) as usize
+    };
+    let text = format!("{p:.decimals$}");
+    let text = match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.'),
+        false => &text,
+    };
+    format!("{text}%")
 }
 
 fn draw_heat_panels<DB: DrawingBackend>(
@@ -2386,6 +2452,29 @@ fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn loss_terms_across_decades_go_on_a_log_axis() {
+        assert!(log_axis([0.4, 1.8e-5, 0.39].into_iter()));
+        assert!(!log_axis([0.4, 0.01, 0.39].into_iter()));
+        assert!(!log_axis([0.4, 0.0, 1e-6].into_iter()), "zero has no log");
+        assert_eq!(power_of_ten(0.0), "1");
+        assert_eq!(power_of_ten(-0.5), "0.316");
+        assert_eq!(power_of_ten(2.0), "100");
+        assert_eq!(power_of_ten(-5.0), "1.0e-5");
+    }
+
+    #[test]
+    fn percents_keep_two_significant_digits() {
+        let shown: Vec<String> = [0.0, 0.0005, 0.0002, 0.0006, 0.00123, 0.05, 0.055, 0.1, 0.78]
+            .iter()
+            .map(|&s| percent(s))
+            .collect();
+        assert_eq!(
+            shown,
+            ["0%", "0.05%", "0.02%", "0.06%", "0.12%", "5%", "5.5%", "10%", "78%"]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -1621,7 +1621,16 @@ fn write_overlays(
             image: s.image.clone(),
             defect: s.defect.clone(),
             label: s.label.is_anomalous(),
+            name: {
+                let stem = s.image.file_stem().unwrap_or_default().to_string_lossy();
+                match &s.video {
+                    Some(video) => format!("{video}/{stem}"),
+                    None => stem.into_owned(),
+                }
+            },
             score: Some(score),
+            raw_frame_score: s.video.is_some()
+                && exp.eval.video_normalization != VideoNormalizationConfig::None,
             crop: exp
                 .data
                 .resize
