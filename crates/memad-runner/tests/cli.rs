@@ -862,6 +862,26 @@ fn synthesis_for_a_method_that_ignores_it_is_an_error() {
     assert!(t.contains("data.synthesis"), "{t}");
 }
 
+/// `dir/e.toml`: the quickstart on category `grid` at 64 px of dataset `name`, registered
+/// in `dir/datasets.toml` with `format` at `data/<name>`.
+fn quickstart_on_grid_of(dir: &Path, name: &str, format: &str) {
+    std::fs::write(
+        dir.join("datasets.toml"),
+        format!("[{name}]\nformat = \"{format}\"\nroot = \"data/{name}\"\n"),
+    )
+    .unwrap();
+    let exp = broken(
+        "dataset = \"synthetic-mvtec\"",
+        &format!("dataset = \"{name}\""),
+    )
+    .replace(
+        "categories = [\"carpet\", \"grid\", \"leather\"]",
+        "categories = [\"grid\"]",
+    )
+    .replace("image_size = 128", "image_size = 64");
+    std::fs::write(dir.join("e.toml"), exp).unwrap();
+}
+
 #[test]
 fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder() {
     use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -887,18 +907,7 @@ fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder()
     GrayImage::from_pixel(64, 64, Luma([255]))
         .save(root.join("ground_truth/hole/001_mask.png"))
         .unwrap();
-    std::fs::write(
-        dir.path().join("datasets.toml"),
-        "[hand]\nformat = \"mvtec\"\nroot = \"data/hand\"\n",
-    )
-    .unwrap();
-    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"hand\"")
-        .replace(
-            "categories = [\"carpet\", \"grid\", \"leather\"]",
-            "categories = [\"grid\"]",
-        )
-        .replace("image_size = 128", "image_size = 64");
-    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    quickstart_on_grid_of(dir.path(), "hand", "mvtec");
     let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -980,18 +989,7 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         mask.save(path).unwrap();
     }
-    std::fs::write(
-        dir.path().join("datasets.toml"),
-        "[own]\nformat = \"folder\"\nroot = \"data/own\"\n",
-    )
-    .unwrap();
-    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"own\"")
-        .replace(
-            "categories = [\"carpet\", \"grid\", \"leather\"]",
-            "categories = [\"grid\"]",
-        )
-        .replace("image_size = 128", "image_size = 64");
-    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    quickstart_on_grid_of(dir.path(), "own", "folder");
     let args = ["run", "e.toml", "--runs", "runs", "--epochs", "1"];
     let out = memad(&args, dir.path());
     let t = text(&out);
