@@ -8,8 +8,9 @@
 //! ```
 //!
 //! `<root>` is one category (named after its folder) when it has `train/`; otherwise each
-//! of its sub-folders that has `train/good` is a category, as in MVTec AD (a sub-folder
-//! without it, such as notes or a scratch copy, is not one). Unlike
+//! of its sub-folders that has `train/` is a category, as in MVTec AD (one without
+//! `train/good`, a typo or a stray copy, is an error that names it rather than a category
+//! skipped in silence). Unlike
 //! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
 //! exist are found as in MVTec AD.
 use crate::error::{DataError, Result};
@@ -62,24 +63,18 @@ fn root_name(root: &Path) -> String {
     }
 }
 
-/// How categories are recognised under `root`: `root` itself when it has `train/` (so
-/// that its missing `train/good` is reported when read), else sub-folders with `train/good`.
-fn category_test(root: &Path) -> fn(&Path) -> bool {
-    if root.join("train").is_dir() {
-        |dir| dir.join("train").is_dir()
-    } else {
-        |dir| dir.join("train/good").is_dir()
-    }
+fn is_folder_category(dir: &Path) -> bool {
+    dir.join("train").is_dir()
 }
 
 /// The categories of a folder-format dataset at `root`.
 pub fn list_categories(root: &Path) -> Result<Vec<String>> {
-    categories_where(root, category_test(root))
+    categories_where(root, is_folder_category)
 }
 
 /// Lists the training and test images of `category` (paths only).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
-    let dir = category_dir_where(root, category, category_test(root))?;
+    let dir = category_dir_where(root, category, is_folder_category)?;
     read_folder(&dir, category)
 }
 

@@ -498,12 +498,24 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Categories x metrics, with the mean over categories.
+/// Categories x metrics, with the mean over categories. A metric a category lacks (undefined
+/// there: no masked anomaly, no video with both classes) shows `-`, and its mean too.
 fn print_table(results: &[(String, Vec<(String, f64)>)]) {
-    let Some((_, first)) = results.first() else {
+    let mut metrics: Vec<&str> = Vec::new();
+    for (_, values) in results {
+        for (m, _) in values {
+            if !metrics.contains(&m.as_str()) {
+                metrics.push(m);
+            }
+        }
+    }
+    if metrics.is_empty() {
         return;
+    }
+    let value = |values: &[(String, f64)], metric: &str| {
+        values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
     };
-    let metrics: Vec<&str> = first.iter().map(|(m, _)| m.as_str()).collect();
+    let cell = |v: Option<f64>| v.map_or(format!(" {:>12}", "-"), |v| format!(" {v:>12.4}"));
     print!("\n{:<14}", "category");
     for m in &metrics {
         print!(" {m:>12}");
@@ -511,17 +523,25 @@ fn print_table(results: &[(String, Vec<(String, f64)>)]) {
     println!();
     for (category, values) in results {
         print!("{category:<14}");
-        for (_, v) in values {
-            print!(" {v:>12.4}");
+        for m in &metrics {
+            print!("{}", cell(value(values, m)));
         }
         println!();
     }
     if results.len() > 1 {
         print!("{:<14}", "mean");
-        for (i, _) in metrics.iter().enumerate() {
-            let mean = results.iter().map(|(_, v)| v[i].1).sum::<f64>() / results.len() as f64;
-            print!(" {mean:>12.4}");
+        for m in &metrics {
+            let all: Option<Vec<f64>> = results.iter().map(|(_, v)| value(v, m)).collect();
+            print!(
+                "{}",
+                cell(all.map(|a| a.iter().sum::<f64>() / a.len() as f64))
+            );
         }
         println!();
+    }
+    if results.iter().any(|(_, v)| v.len() < metrics.len()) {
+        println!(
+            "(-: undefined for that category, as its log says; no mean without every category)"
+        );
     }
 }

@@ -762,9 +762,10 @@ fn find_unfinished(
     for partial in &partials {
         if crate::run_folders::partial_config_sha256(partial).is_none()
             && !has_resumable_state(partial)
+            && crate::run_folders::older_than_a_minute(partial)
         {
             // A start killed before its config was written: nothing to resume or to keep.
-            // (One that is starting right now holds its folder: left alone.)
+            // (One starting right now holds its folder, or is too new to judge: left alone.)
             if let Some(_held) = RunDir::reopen(partial)? {
                 discard_run_folder(partial);
                 eprintln!(
@@ -2112,7 +2113,11 @@ pub fn compute_metrics(
     let mut out = Vec::new();
     // AUROC, AP and F1-max of the same scores share one sort (of `N * H * W` pixels).
     let (mut image_ranks, mut pixel_ranks) = (None, None);
-    let (maps, masks, masked) = pixel_inputs(eval);
+    let pixel_metric = |n: &str| n.starts_with("pixel") || n.starts_with("aupro");
+    let (maps, masks, masked) = match requested.iter().any(|r| pixel_metric(r)) {
+        true => pixel_inputs(eval),
+        false => (Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..]), 0),
+    };
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
         let pixel = name.starts_with("pixel") || name.starts_with("aupro") || name == "auspro";
         if pixel && (eval.maps.is_none() || !eval.unmasked.is_empty() && !masks.contains(&true)) {
@@ -2482,17 +2487,20 @@ mod tests {
     fn anomalous_images_without_a_mask_are_left_out_of_the_pixel_metrics() {
         // Three 2x2 maps: a normal image, an anomalous one with its mask and an anomalous one
         // without (its all-false mask would count its hottest pixels as normal).
-        let mut e = eval(&[0.2, 0.7, 0.9], &[false, true, true], &["a", "a", "a"]);
+        let mut e = eval(&[0.2, 0.9, 0.7], &[false, true, true], &["a", "a", "a"]);
         e.size = 2;
         e.maps = Some(vec![
-            0.1, 0.3, 0.3, 0.2, /**/ 0.3, 0.9, 0.1, 0.4, /**/ 0.95, 0.9, 0.8, 0.7,
+            0.1, 0.3, 0.3, 0.2, /**/ 0.95, 0.9, 0.8, 0.7, /**/ 0.3, 0.9, 0.1, 0.4,
         ]);
         e.masks = vec![false; 12];
-        e.masks[4] = true;
-        e.unmasked = vec![2];
+        e.masks[8] = true;
+        e.unmasked = vec![1];
         let requested = ["image_auroc", "pixel_auroc", "pixel_ap", "aupro"].map(String::from);
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
-        let (maps, masks) = (&e.maps.as_deref().unwrap()[..8], &e.masks[..8]);
+        let all = e.maps.as_deref().unwrap();
+        let maps: Vec<f32> = [&all[..4], &all[8..]].concat();
+        let masks: Vec<bool> = [&e.masks[..4], &e.masks[8..]].concat();
+        let (maps, masks) = (&maps[..], &masks[..]);
         let want = [
             ("image_auroc", 1.0),
             ("pixel_auroc", memad_metrics::auroc(maps, masks).unwrap()),
@@ -2509,7 +2517,7 @@ mod tests {
         assert_eq!(got, want);
         // With no anomalous image masked the pixel metrics are undefined: no rows.
         e.unmasked = vec![1, 2];
-        e.masks[4] = false;
+        e.masks[8] = false;
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
         assert_eq!(got, [("image_auroc".to_string(), 1.0)]);
     }

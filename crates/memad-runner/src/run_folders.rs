@@ -104,6 +104,17 @@ pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
     runs
 }
 
+/// Whether `folder` was last modified over a minute ago: a `.partial` folder without its
+/// config that is younger may be a run another process is creating (its lock not yet
+/// taken), which must not be removed as a dead start.
+pub fn older_than_a_minute(folder: &Path) -> bool {
+    std::fs::metadata(folder)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > 60)
+}
+
 /// `config_sha256` of a run's `run.toml`, if present.
 pub fn config_sha256(run: &Path) -> Option<String> {
     run_toml_text(run, "config_sha256")

@@ -989,11 +989,39 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         mask.save(path).unwrap();
     }
+    // A second category whose anomalies have no mask at all.
+    let wood = dir.path().join("data/own/wood");
+    for i in 0..4 {
+        save(wood.join(format!("train/good/{i:03}.png")), 4);
+    }
+    save(wood.join("test/good/000.png"), 4);
+    save(wood.join("test/hole/000.png"), 2);
+    save(wood.join("test/hole/001.png"), 2);
     quickstart_on_grid_of(dir.path(), "own", "folder");
+    let exp = std::fs::read_to_string(dir.path().join("e.toml")).unwrap();
+    let exp = exp.replace(
+        "categories = [\"grid\"]",
+        "categories = [\"grid\", \"wood\"]",
+    );
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
     let args = ["run", "e.toml", "--runs", "runs", "--epochs", "1"];
     let out = memad(&args, dir.path());
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "[wood] pixel_auroc, aupro undefined: no anomalous test image has a mask (2 \
+             without: hole; no row written)"
+        ),
+        "{t}"
+    );
+    // The table leaves wood's pixel AUROC and its mean empty.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pixel_auroc: Vec<&str> = (stdout.lines())
+        .filter(|l| l.starts_with("wood") || l.starts_with("mean"))
+        .map(|l| l.split_whitespace().nth(3).unwrap_or(""))
+        .collect();
+    assert_eq!(pixel_auroc, ["-", "-"], "{t}");
     assert!(
         t.contains(
             "[grid] 2 anomalous test image(s) without a mask (stain) left out of pixel_auroc, \
@@ -1010,7 +1038,9 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
     let run = complete_folders(&dir.path().join("runs/quickstart")).remove(0);
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(
-        metrics.contains(",pixel_auroc,") && metrics.contains(",aupro,"),
+        metrics.contains("grid,one_class,0,1,pixel_auroc,")
+            && metrics.contains("grid,one_class,0,1,aupro,")
+            && !metrics.contains("wood,one_class,0,1,pixel_auroc,"),
         "{metrics}"
     );
 
@@ -1021,7 +1051,7 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
     assert!(!out.status.success(), "{t}");
     assert!(
         t.contains(
-            "pixel_auroc, aupro need pixel masks, and none of the 4 anomalous test images of \
+            "pixel_auroc, aupro need pixel masks, and none of the 6 anomalous test images of \
              dataset `own` has one, so nothing was trained"
         ),
         "{t}"

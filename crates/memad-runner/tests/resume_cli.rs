@@ -240,6 +240,14 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     assert!(!text(&out).contains("resuming"));
 }
 
+/// Sets the modification time of the folder `dir` an hour back.
+fn an_hour_old(dir: &Path) {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::open(dir)
+        .and_then(|f| f.set_modified(hour_ago))
+        .unwrap();
+}
+
 /// What a kill leaves in the rare windows between writes (found by killing runs at every
 /// file operation): rows written just before a checkpoint or `metrics.csv` are not counted
 /// twice when the work is done again, and a run or an evaluation killed while it started
@@ -273,6 +281,7 @@ fn a_kill_between_writes_neither_doubles_rows_nor_leaves_dead_folders() {
     std::fs::create_dir_all(&dead).unwrap();
     std::fs::write(dead.join("log.txt"), "").unwrap();
     std::fs::write(dead.join("session.toml"), "").unwrap();
+    an_hour_old(&dead); // a younger one may be a run starting in another process
 
     let out = memad(&run, d, None);
     let t = text(&out);
@@ -305,6 +314,7 @@ fn a_kill_between_writes_neither_doubles_rows_nor_leaves_dead_folders() {
     let stale = complete[0].join("evals/quickstart/2020-01-01T00-00-00.partial");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("log.txt"), "").unwrap();
+    an_hour_old(&stale);
     let folder = complete[0].to_string_lossy().into_owned();
     let out = memad(&["eval", &folder], d, None);
     let t = text(&out);
