@@ -329,8 +329,8 @@ fn refuse_pixel_metrics_without_masks(
     dataset: &memad_data::catalog::DatasetEntry,
 ) -> anyhow::Result<()> {
     let pixel: Vec<&str> = (exp.eval.metrics.iter())
-        .filter(|m| m.starts_with("pixel_") || m.starts_with("aupro"))
         .map(String::as_str)
+        .filter(|m| is_masked_pixel_metric(m))
         .collect();
     let anomalous = || {
         splits
@@ -1579,8 +1579,8 @@ fn unmasked_note(
     values: &[(String, f64)],
 ) -> Option<String> {
     let pixel: Vec<&str> = (exp.eval.metrics.iter())
-        .filter(|m| m.starts_with("pixel_") || m.starts_with("aupro"))
         .map(String::as_str)
+        .filter(|m| is_masked_pixel_metric(m))
         .collect();
     if eval.unmasked.is_empty() || eval.maps.is_none() || pixel.is_empty() {
         return None;
@@ -2113,8 +2113,7 @@ pub fn compute_metrics(
     let mut out = Vec::new();
     // AUROC, AP and F1-max of the same scores share one sort (of `N * H * W` pixels).
     let (mut image_ranks, mut pixel_ranks) = (None, None);
-    let pixel_metric = |n: &str| n.starts_with("pixel") || n.starts_with("aupro");
-    let (maps, masks, masked) = match requested.iter().any(|r| pixel_metric(r)) {
+    let (maps, masks, masked) = match requested.iter().any(|r| is_masked_pixel_metric(r)) {
         true => pixel_inputs(eval),
         false => (Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..]), 0),
     };
@@ -2185,6 +2184,12 @@ pub fn compute_metrics(
         out.push((name.to_string(), value));
     }
     Ok(out)
+}
+
+/// Whether `metric` is computed from the maps and masks ([`pixel_inputs`]): `pixel_*` and
+/// `aupro*` (`auspro` reads LOCO's regions instead).
+fn is_masked_pixel_metric(metric: &str) -> bool {
+    metric.starts_with("pixel_") || metric.starts_with("aupro")
 }
 
 /// The maps and masks the pixel metrics count and their number of samples: every sample
