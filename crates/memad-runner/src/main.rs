@@ -2,6 +2,7 @@
 mod backbone_cmd;
 mod eval_cmd;
 mod experiment;
+mod glyphs;
 mod interrupt;
 mod metrics_cmd;
 mod npz;

@@ -156,7 +156,8 @@ pub fn write_overlay_grid(
     let mut raw = canvas.into_raw();
     {
         crate::plot::register_fonts();
-        let root = BitMapBackend::with_buffer(&mut raw, (w, h)).into_drawing_area();
+        let root =
+            crate::glyphs::Glyphs(BitMapBackend::with_buffer(&mut raw, (w, h))).into_drawing_area();
         let text = |s: &str, size: u32, pos: (u32, u32), anchor: Pos| {
             let style = TextStyle::from(("sans-serif", size).into_font()).pos(anchor);
             root.draw_text(s, &style, (pos.0 as i32, pos.1 as i32))

@@ -109,7 +109,7 @@ fn look(i: usize) -> Look {
 
 /// Whether a backend draws pixels (a bitmap) or vectors (SVG): [`draw_line`] strokes wide
 /// lines differently for the two.
-trait Raster {
+pub(crate) trait Raster {
     const PIXELS: bool;
 }
 
@@ -427,7 +427,8 @@ macro_rules! png_and_svg {
         let (stem, (w, h)): (&Path, (u32, u32)) = ($stem, $size);
         let mut pixels = vec![255u8; (w * h * 3) as usize];
         {
-            let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+            let root = crate::glyphs::Glyphs(BitMapBackend::with_buffer(&mut pixels, (w, h)))
+                .into_drawing_area();
             $draw(&root)?;
             root.present().map_err(drawing)?;
         }
