@@ -285,11 +285,7 @@ fn evaluate_run(
                 &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
             );
             Ok(RunSummary {
-                folder: {
-                    let folder = dir.finish()?;
-                    crate::interrupt::clear();
-                    folder
-                },
+                folder: crate::interrupt::finishing(|| dir.finish())?,
                 results: results_by_category(&categories, &rows),
             })
         }

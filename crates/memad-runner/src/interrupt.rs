@@ -1,6 +1,7 @@
 //! What an interrupted `memad` says (Ctrl-C, SIGTERM): which unfinished folder was kept and
 //! how to continue, or which incomplete folder it removed. Result files are atomic and a
 //! run resumes from its last saved epoch, so ending the process at once loses nothing.
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 /// What an interruption does now: cleans up as it must and returns the message to print.
@@ -16,11 +17,17 @@ pub fn on_interrupt(action: impl Fn() -> String + Send + 'static) {
     }
 }
 
-/// An interruption from now on says nothing (the work is done).
-pub fn clear() {
-    if let Ok(mut slot) = ON_INTERRUPT.lock() {
-        *slot = None;
-    }
+/// Runs `finish` (a folder's rename to complete) where no interruption can fall between
+/// its message and the rename: a signal during it waits, then says the folder finished,
+/// as does any signal after.
+pub fn finishing(finish: impl FnOnce() -> anyhow::Result<PathBuf>) -> anyhow::Result<PathBuf> {
+    let mut slot = ON_INTERRUPT.lock().unwrap_or_else(|e| e.into_inner());
+    let folder = finish()?;
+    let done = folder.clone();
+    *slot = Some(Box::new(move || {
+        format!("it had finished: {}", done.display())
+    }));
+    Ok(folder)
 }
 
 /// Installs the handler (on its own thread): it runs the action, prints its message, and
@@ -28,10 +35,11 @@ pub fn clear() {
 /// threads still computing. Without an action the process just ends.
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
-        if let Ok(slot) = ON_INTERRUPT.lock() {
-            if let Some(action) = slot.as_ref() {
-                eprintln!("\ninterrupted: {}", action());
-            }
+        // Held until the process ends, so that `finishing` cannot rename a folder this
+        // message calls unfinished.
+        let slot = ON_INTERRUPT.lock();
+        if let Ok(Some(action)) = slot.as_deref() {
+            eprintln!("\ninterrupted: {}", action());
         }
         // SAFETY: ends the process at once, as the default disposition would.
         unsafe { libc::_exit(130) }

@@ -90,12 +90,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             dir
         }
     };
-    let (partial, finished) = (dir.partial.clone(), dir.final_path.clone());
+    let partial = dir.partial.clone();
     crate::interrupt::on_interrupt(move || match resumed || has_resumable_state(&partial) {
-        // The signal came as the run renamed its folder complete.
-        _ if !partial.exists() && finished.exists() => {
-            format!("the run had finished: {}", finished.display())
-        }
         true => format!(
             "{} is kept ({KEPT}); running the same experiment again resumes it (`--restart` \
              starts over)",
@@ -184,8 +180,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         &format!("finished in {:.1} s", started.elapsed().as_secs_f64()),
     );
     cleanup.disarm();
-    let folder = dir.finish()?;
-    crate::interrupt::clear();
+    let folder = crate::interrupt::finishing(|| dir.finish())?;
     Ok(RunSummary { folder, results })
 }
 
