@@ -218,18 +218,9 @@ fn evaluate_run(
     }
     let resolved = exp.to_toml();
     // An evaluation killed outright (no Ctrl-C handler ran) left its folder: nothing in it
-    // can be resumed. One that another process is writing holds its folder.
+    // can be resumed.
     for stale in crate::run_folders::partial_runs_of(&run.join("evals"), &combo.name) {
-        if !crate::run_folders::older_than_a_minute(&stale) {
-            continue; // perhaps an evaluation starting in another process
-        }
-        if let Some(_held) = RunDir::reopen(&stale)? {
-            let _ = std::fs::remove_dir_all(&stale);
-            eprintln!(
-                "note: removed {}: an evaluation killed before it finished",
-                stale.display()
-            );
-        }
+        crate::run_folders::remove_abandoned(&stale, "an evaluation killed before it finished")?;
     }
     let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
     let partial = dir.partial.clone();

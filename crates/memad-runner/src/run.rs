@@ -755,19 +755,14 @@ fn find_unfinished(
 ) -> anyhow::Result<Option<RunDir>> {
     let partials = crate::run_folders::partial_runs_of(runs_dir, name);
     for partial in &partials {
+        // A start killed before its config was written: nothing to resume or to keep.
         if crate::run_folders::partial_config_sha256(partial).is_none()
             && !has_resumable_state(partial)
-            && crate::run_folders::older_than_a_minute(partial)
         {
-            // A start killed before its config was written: nothing to resume or to keep.
-            // (One starting right now holds its folder, or is too new to judge: left alone.)
-            if let Some(_held) = RunDir::reopen(partial)? {
-                discard_run_folder(partial);
-                eprintln!(
-                    "note: removed {}: a run killed while it started, before anything was saved",
-                    partial.display()
-                );
-            }
+            crate::run_folders::remove_abandoned(
+                partial,
+                "a run killed while it started, before anything was saved",
+            )?;
         }
     }
     for partial in partials.iter().filter(|p| p.is_dir()) {

@@ -104,15 +104,23 @@ pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
     runs
 }
 
-/// Whether `folder` was last modified over a minute ago: a `.partial` folder without its
-/// config that is younger may be a run another process is creating (its lock not yet
-/// taken), which must not be removed as a dead start.
-pub fn older_than_a_minute(folder: &Path) -> bool {
-    std::fs::metadata(folder)
+/// Removes the `.partial` folder `partial` of a process that was killed (`why` says how it
+/// got there, for the note), unless it was modified in the last minute or another process
+/// holds it: a younger one may be a run or an evaluation another process is creating, its
+/// lock not yet taken.
+pub fn remove_abandoned(partial: &Path, why: &str) -> anyhow::Result<()> {
+    let age = std::fs::metadata(partial)
         .and_then(|m| m.modified())
         .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|age| age.as_secs() > 60)
+        .and_then(|t| t.elapsed().ok());
+    if !age.is_some_and(|age| age.as_secs() > 60) {
+        return Ok(());
+    }
+    if let Some(_held) = crate::output::RunDir::reopen(partial)? {
+        let _ = std::fs::remove_dir_all(partial);
+        eprintln!("note: removed {}: {why}", partial.display());
+    }
+    Ok(())
 }
 
 /// `config_sha256` of a run's `run.toml`, if present.
