@@ -113,7 +113,7 @@ pub fn remove_abandoned(partial: &Path, why: &str) -> anyhow::Result<()> {
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok());
-    if !age.is_some_and(|age| age.as_secs() > 60) {
+    if age.is_none_or(|age| age.as_secs() <= 60) {
         return Ok(());
     }
     if let Some(_held) = crate::output::RunDir::reopen(partial)? {
