@@ -2219,7 +2219,7 @@ fn draw_heat_panels<DB: DrawingBackend>(
     Ok(())
 }
 
-/// A heat map (rows x items, colour = share, from 0 to the panel's largest share) and its
+/// A heat map (rows x items, colour = share on the panel's [`ShareScale`]) and its
 /// colour bar, the uniform share marked on the bar: `1 / items`, or `1 / per_class` where
 /// each class reads only its own `per_class` items (fewer than the panel's). With more
 /// items than half the map's pixel columns, items are drawn in bins of about 2 px showing
@@ -2235,13 +2235,14 @@ fn draw_heat_panel<DB: DrawingBackend>(
         .filter_map(|(_, r)| r.as_ref().map(Vec::len))
         .max()
         .unwrap_or(0);
-    let hi = panel
-        .rows
-        .iter()
-        .filter_map(|(_, r)| r.as_ref())
-        .flatten()
-        .fold(0.0f64, |m, &v| m.max(v));
-    let hi = if hi > 0.0 { hi } else { 1.0 };
+    let scale = ShareScale::of(
+        panel
+            .rows
+            .iter()
+            .filter_map(|(_, r)| r.as_ref())
+            .flatten()
+            .copied(),
+    );
     let (map_area, bar_area) = area.split_horizontally(area.dim_in_pixel().0 - 130);
     let n = panel.rows.len();
     let label_width = panel.rows.iter().map(|(l, _)| l.len()).max().unwrap_or(4) as u32 * 9 + 16;
@@ -2307,14 +2308,18 @@ fn draw_heat_panel<DB: DrawingBackend>(
                     .draw_series(bin_max(shares, bins).into_iter().map(|(a, b, s)| {
                         Rectangle::new(
                             [(a as f64, y), (b as f64, y + 1.0)],
-                            viridis(s / hi).filled(),
+                            viridis(scale.position(s)).filled(),
                         )
                     }))
                     .map_err(drawing)?;
                 if cell_px >= 44.0 {
                     chart
                         .draw_series(shares.iter().enumerate().map(|(i, &s)| {
-                            let ink = if s / hi > 0.6 { BLACK } else { WHITE };
+                            let ink = if scale.position(s) > 0.6 {
+                                BLACK
+                            } else {
+                                WHITE
+                            };
                             Text::new(
                                 percent(s),
                                 (i as f64 + 0.5, y + 0.5),
@@ -2348,8 +2353,10 @@ fn draw_heat_panel<DB: DrawingBackend>(
             }
         }
     }
-    // Colour bar: 0 .. the largest share, ticks in percent, the uniform share as a line.
-    let ticks = nice_ticks(hi, 5);
+    // Colour bar over the scale's range (log10 of the share on a log scale), ticks in
+    // percent, the uniform share as a line.
+    let (bar_lo, bar_hi) = scale.bar_range();
+    let ticks = scale.ticks();
     let mut bar = ChartBuilder::on(&bar_area)
         .margin_top(36)
         .margin_bottom(52)
@@ -2358,37 +2365,125 @@ fn draw_heat_panel<DB: DrawingBackend>(
         .build_cartesian_2d(
             0.0..1.0,
             KeyAxis {
-                range: 0.0..hi,
-                keys: ticks.clone(),
+                range: bar_lo..bar_hi,
+                keys: ticks.iter().map(|&t| scale.bar_y(t)).collect(),
                 labels: ticks.iter().map(|&t| percent(t)).collect(),
             },
         )
         .map_err(drawing)?;
+    let what = if binned { "share (bin max)" } else { "share" };
+    let desc = match scale {
+        ShareScale::Linear { .. } => what.to_string(),
+        ShareScale::Log { .. } => format!("{what}, log scale"),
+    };
     bar.configure_mesh()
         .disable_mesh()
         .disable_x_axis()
-        .y_desc(if binned { "share (bin max)" } else { "share" })
+        .y_desc(desc)
         .label_style(("sans-serif", 12))
         .axis_desc_style(("sans-serif", 13))
         .draw()
         .map_err(drawing)?;
     let steps = 64;
+    let at = |t: f64| bar_lo + t * (bar_hi - bar_lo);
     bar.draw_series((0..steps).map(|k| {
         let (a, b) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
         Rectangle::new(
-            [(0.0, a * hi), (1.0, b * hi)],
+            [(0.0, at(a)), (1.0, at(b))],
             viridis((a + b) / 2.0).filled(),
         )
     }))
     .map_err(drawing)?;
-    if uniform <= hi {
+    let uniform_y = scale.bar_y(uniform);
+    if (bar_lo..=bar_hi).contains(&uniform_y) {
         bar.draw_series([PathElement::new(
-            vec![(0.0, uniform), (1.0, uniform)],
+            vec![(0.0, uniform_y), (1.0, uniform_y)],
             WHITE.stroke_width(2),
         )])
         .map_err(drawing)?;
     }
     Ok(())
+}
+
+/// A heat map's colour scale. Linear from 0 to the largest share; logarithmic when the
+/// non-zero shares span more than two decades (one item taking most of the weight would
+/// leave every other item the colour of zero), over at most four decades below the
+/// largest share, smaller shares (and zero) at its bottom colour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ShareScale {
+    Linear { hi: f64 },
+    Log { lo: f64, hi: f64 },
+}
+
+impl ShareScale {
+    /// Decades a log scale spans at most.
+    const DECADES: f64 = 4.0;
+
+    fn of(shares: impl Iterator<Item = f64>) -> Self {
+        let (lo, hi) = shares
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), s| {
+                (lo.min(s), hi.max(s))
+            });
+        if hi <= 0.0 {
+            ShareScale::Linear { hi: 1.0 }
+        } else if hi > 100.0 * lo {
+            let lo = lo.max(hi / 10f64.powf(Self::DECADES));
+            ShareScale::Log { lo, hi }
+        } else {
+            ShareScale::Linear { hi }
+        }
+    }
+
+    /// The colour position of `share` in `[0, 1]`.
+    fn position(&self, share: f64) -> f64 {
+        match *self {
+            ShareScale::Linear { hi } => (share / hi).clamp(0.0, 1.0),
+            ShareScale::Log { lo, hi } if share > 0.0 => {
+                ((share.log10() - lo.log10()) / (hi.log10() - lo.log10())).clamp(0.0, 1.0)
+            }
+            ShareScale::Log { .. } => 0.0,
+        }
+    }
+
+    /// The colour bar's y of `share`: the share, or its log10 on a log scale.
+    fn bar_y(&self, share: f64) -> f64 {
+        match self {
+            ShareScale::Linear { .. } => share,
+            ShareScale::Log { .. } => share.max(f64::MIN_POSITIVE).log10(),
+        }
+    }
+
+    fn bar_range(&self) -> (f64, f64) {
+        match *self {
+            ShareScale::Linear { hi } => (0.0, hi),
+            ShareScale::Log { lo, hi } => (lo.log10(), hi.log10()),
+        }
+    }
+
+    /// The colour bar's tick shares: 1, 2 and 5 times the powers of ten on a log scale
+    /// (only the powers when there are at least three of them).
+    fn ticks(&self) -> Vec<f64> {
+        match *self {
+            ShareScale::Linear { hi } => nice_ticks(hi, 5),
+            ShareScale::Log { lo, hi } => {
+                let inside = |v: &f64| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9);
+                let decades = lo.log10().floor() as i32..=hi.log10().ceil() as i32;
+                let powers: Vec<f64> = decades
+                    .clone()
+                    .map(|k| 10f64.powi(k))
+                    .filter(inside)
+                    .collect();
+                if powers.len() >= 3 {
+                    return powers;
+                }
+                decades
+                    .flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k)))
+                    .filter(inside)
+                    .collect()
+            }
+        }
+    }
 }
 
 /// `shares` in `bins` bins of consecutive items: `(first item, end item, largest share)`
@@ -2827,6 +2922,39 @@ mod tests {
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
         assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
         assert_eq!(viridis(2.0), viridis(1.0));
+    }
+
+    #[test]
+    fn heat_map_scale_turns_log_when_one_item_dominates() {
+        // Shares within two decades: linear from 0 to the largest.
+        let linear = ShareScale::of([0.0, 0.2, 0.5, 0.3].into_iter());
+        assert_eq!(linear, ShareScale::Linear { hi: 0.5 });
+        assert!((linear.position(0.25) - 0.5).abs() < 1e-12);
+        // One item at 78%, the rest near 0.1%: log, so a 1% item is not the colour of zero.
+        let log = ShareScale::of([0.78, 0.01, 0.0012, 0.0].into_iter());
+        assert_eq!(
+            log,
+            ShareScale::Log {
+                lo: 0.0012,
+                hi: 0.78
+            }
+        );
+        assert!(log.position(0.01) > 0.3, "{}", log.position(0.01));
+        assert_eq!(log.position(0.0), 0.0);
+        assert_eq!(log.position(0.78), 1.0);
+        assert_eq!(
+            log.ticks().iter().map(|&t| percent(t)).collect::<Vec<_>>(),
+            ["0.2%", "0.5%", "1%", "2%", "5%", "10%", "20%", "50%"]
+        );
+        // At most four decades below the largest share.
+        let deep = ShareScale::of([1.0, 1e-9].into_iter());
+        assert_eq!(deep, ShareScale::Log { lo: 1e-4, hi: 1.0 });
+        assert_eq!(deep.ticks(), [1e-4, 1e-3, 1e-2, 1e-1, 1.0]);
+        assert_eq!(deep.position(1e-9), 0.0);
+        assert_eq!(
+            ShareScale::of(std::iter::empty()),
+            ShareScale::Linear { hi: 1.0 }
+        );
     }
 
     #[test]
