@@ -1771,18 +1771,20 @@ fn auspro_per_type(
     Ok(areas)
 }
 
-/// MVTec LOCO AD's image AUROC per anomaly type, as its official `evaluate_experiment.py`
-/// computes it: the normal images against each type's (logical, structural). `(type, AUROC)`
-/// in the order of `eval.anomaly_types`.
-fn image_auroc_per_type(eval: &Evaluation) -> memad_metrics::Result<Vec<(String, f64)>> {
+/// MVTec LOCO AD's image metric `name` (`image_auroc`, `image_ap`, `image_f1_max`) per
+/// anomaly type, as its official `evaluate_experiment.py` computes the AUROC: the normal
+/// images against each type's (logical, structural). `(type, value)` in the order of
+/// `eval.anomaly_types`.
+fn image_metric_per_type(
+    eval: &Evaluation,
+    name: &str,
+) -> memad_metrics::Result<Vec<(String, f64)>> {
     (eval.anomaly_types.iter())
         .map(|(anomaly_type, members)| {
             let scores: Vec<f32> = members.iter().map(|&i| eval.image_scores[i]).collect();
             let labels: Vec<bool> = members.iter().map(|&i| eval.labels[i]).collect();
-            Ok((
-                anomaly_type.clone(),
-                memad_metrics::auroc(&scores, &labels)?,
-            ))
+            let ranks = memad_metrics::RankedScores::new(&scores, &labels)?;
+            Ok((anomaly_type.clone(), ranked_metric(&ranks, name)))
         })
         .collect()
 }
@@ -2129,13 +2131,15 @@ pub fn compute_metrics(
             eval.labels.len(),
             eval.size,
         );
-        if !eval.anomaly_types.is_empty() && (name == "image_auroc" || name == "auspro") {
-            // MVTec LOCO AD: the mean over the anomaly types (the official headline figure),
-            // then each type's, as `<metric>_<type>` (`image_auroc_logical_anomalies`).
-            let per_type = if name == "image_auroc" {
-                image_auroc_per_type(eval)
-            } else {
+        if !eval.anomaly_types.is_empty() && (name.starts_with("image_") || name == "auspro") {
+            // MVTec LOCO AD: the mean over the anomaly types (the official headline figure
+            // for the AUROC and AU-sPRO; AP and F1-max alike, which pooled would depend on
+            // how many images each type has), then each type's, as `<metric>_<type>`
+            // (`image_auroc_logical_anomalies`).
+            let per_type = if name == "auspro" {
                 auspro_per_type(eval, all_maps, s)
+            } else {
+                image_metric_per_type(eval, name)
             }
             .with_context(|| format!("computing {name}"))?;
             let mean = per_type.iter().map(|(_, v)| v).sum::<f64>() / per_type.len() as f64;
@@ -2419,7 +2423,7 @@ mod tests {
     }
 
     #[test]
-    fn loco_image_auroc_is_the_mean_over_anomaly_types_each_reported() {
+    fn loco_image_metrics_are_the_mean_over_anomaly_types_each_reported() {
         // Normal 0.2, 0.4; logical 0.3 (AUROC 0.5 against the normal ones); structural 0.5,
         // 0.6 (AUROC 1). The official mean is 0.75; pooled, 5 of 6 pairs are ordered.
         let mut e = eval(
@@ -2434,12 +2438,14 @@ mod tests {
         ];
         let requested = ["image_auroc".to_string(), "image_ap".to_string()];
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
-        let pooled_ap = memad_metrics::average_precision(&e.image_scores, &e.labels).unwrap();
+        // AP: logical, 0.3 ranks below 0.4 (precision 1/2 at its recall); structural, 1.
         let want = [
             ("image_auroc", 0.75),
             ("image_auroc_logical_anomalies", 0.5),
             ("image_auroc_structural_anomalies", 1.0),
-            ("image_ap", pooled_ap),
+            ("image_ap", 0.75),
+            ("image_ap_logical_anomalies", 0.5),
+            ("image_ap_structural_anomalies", 1.0),
         ];
         let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
         assert_eq!(got, want);
