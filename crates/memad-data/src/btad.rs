@@ -116,6 +116,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
             .ok_or_else(|| DataError::MaskMissing {
                 image: image.clone(),
                 expected: mask_dir.join(format!("{}.png", stem(&image))),
+                hint: "",
             })?;
         test.push(sample(image, Label::Anomalous, Some(MaskRef::File(mask))));
     }

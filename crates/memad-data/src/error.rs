@@ -25,8 +25,15 @@ pub enum DataError {
     TrainMissing { path: PathBuf },
     #[error("{path} holds no images (png, jpg, jpeg, bmp, tif, tiff)")]
     NoImages { path: PathBuf },
-    #[error("anomalous test image {image} has no ground-truth mask: expected mask at {expected}")]
-    MaskMissing { image: PathBuf, expected: PathBuf },
+    /// `hint`: what else the user can do (empty, or starting with "; ").
+    #[error(
+        "anomalous test image {image} has no ground-truth mask: expected mask at {expected}{hint}"
+    )]
+    MaskMissing {
+        image: PathBuf,
+        expected: PathBuf,
+        hint: &'static str,
+    },
     #[error("unexpected dataset layout at {path}: {message}")]
     Layout { path: PathBuf, message: String },
     #[error("{path}: corrupt or unreadable image: {message}")]

@@ -263,6 +263,11 @@ pub(crate) enum Masks {
     Optional,
 }
 
+/// The way out of a missing mask in the `mvtec` format, which needs one per anomalous image.
+const MASKS_OPTIONAL_HINT: &str = "; your own data with masks for only some images (or none) \
+    can use `format = \"folder\"` in datasets.toml, which leaves images without a mask out of \
+    the pixel metrics";
+
 /// Reads the category folder `dir` (`train/good`, `test/good`, `test/<defect>`,
 /// `ground_truth/<defect>`) as `category`.
 pub(crate) fn read_category_dir(dir: &Path, category: &str, masks: Masks) -> Result<CategorySplit> {
@@ -279,7 +284,11 @@ pub(crate) fn read_category_dir(dir: &Path, category: &str, masks: Masks) -> Res
                 (Ok(mask), _) => Some(MaskRef::File(mask)),
                 (Err(_), Masks::Optional) => None,
                 (Err(expected), Masks::Required) => {
-                    return Err(DataError::MaskMissing { image, expected })
+                    return Err(DataError::MaskMissing {
+                        image,
+                        expected,
+                        hint: MASKS_OPTIONAL_HINT,
+                    })
                 }
             };
             test.push(Sample::still(image, Label::Anomalous, &defect, mask));

@@ -105,6 +105,7 @@ fn find_masks(category_dir: &Path, defect: &str, image: &Path) -> Result<MaskRef
         return Err(DataError::MaskMissing {
             image: image.to_path_buf(),
             expected: folder.join("000.png"),
+            hint: "",
         });
     }
     Ok(MaskRef::Union(files))

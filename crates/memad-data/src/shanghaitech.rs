@@ -82,6 +82,7 @@ pub fn read_shanghaitech(root: &Path) -> Result<VideoDataset> {
             return Err(DataError::MaskMissing {
                 image: v.frames[0].clone(),
                 expected: mask_path,
+                hint: "",
             });
         }
         let (t, _, _) = volume_shape(&read_header(&mask_path)?, &mask_path)?;

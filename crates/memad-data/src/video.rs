@@ -308,6 +308,7 @@ fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
                 .ok_or_else(|| DataError::MaskMissing {
                     image: f.clone(),
                     expected: mask_dir.join(format!("{}.png", stem(f))),
+                    hint: "",
                 })
         })
         .collect::<Result<_>>()?;

@@ -109,6 +109,7 @@ pub fn read_split_csv(root: &Path) -> Result<Vec<VisaRow>> {
             return Err(DataError::MaskMissing {
                 image: root.join(fields[c_image]),
                 expected: path.clone(),
+                hint: "",
             });
         }
         rows.push(VisaRow {

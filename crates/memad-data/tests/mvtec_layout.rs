@@ -108,6 +108,7 @@ fn missing_mask_names_the_expected_path() {
         msg.contains("expected mask at") && msg.contains("ground_truth/contamination/001_mask.png"),
         "{msg}"
     );
+    assert!(msg.contains("can use `format = \"folder\"`"), "{msg}");
 }
 
 #[test]

@@ -297,6 +297,24 @@ impl Loaded {
         Ok(notes)
     }
 
+    /// What an empty `data.categories` stands for, as a TOML comment for `memad check
+    /// --resolved`: the dataset's categories where they are known here (listed in
+    /// `datasets.toml`, generated, or found on disk); `None` when categories are named.
+    pub fn all_categories_comment(&self) -> Option<String> {
+        if !self.experiment.data.categories.is_empty() {
+            return None;
+        }
+        let dataset = &self.dataset;
+        let what = match dataset.category_names() {
+            Ok(names) => format!("its {}: {}", names.len(), names.join(", ")),
+            Err(e) => format!("none can be listed here ({e})"),
+        };
+        Some(format!(
+            "# data.categories = [] runs every category of dataset `{}`; {what}",
+            dataset.name
+        ))
+    }
+
     /// A note when `device` names a CUDA device this machine does not have, or when the
     /// backbone's CUDA-only `precision` would run on this machine's CPU; an error when it
     /// would on every machine (`device = "cpu"`).

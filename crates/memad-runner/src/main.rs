@@ -331,6 +331,9 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                             }
                             if resolved {
                                 println!("{}", loaded.experiment.to_toml());
+                                if let Some(comment) = loaded.all_categories_comment() {
+                                    println!("{comment}\n");
+                                }
                             }
                         }
                         Err(e) => {

@@ -1335,6 +1335,22 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
             && t.contains("has no category `gird` (did you mean `grid`?)"),
         "{t}"
     );
+
+    // `--resolved` says what an empty `data.categories` stands for, as a TOML comment.
+    let all = exp.replacen("categories = [\"carpet\", \"grid\", \"leather\"]", "", 1);
+    assert_ne!(all, exp);
+    std::fs::write(d.join("all.toml"), all).unwrap();
+    let out = memad(&["check", "--resolved", "all.toml"], d);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("categories = []")
+            && t.contains(
+                "# data.categories = [] runs every category of dataset `hand`; \
+                 its 3: carpet, grid, leather"
+            ),
+        "{t}"
+    );
 }
 
 /// A CUDA device this machine lacks is a note of `memad check`; a CUDA-only backbone
