@@ -12,8 +12,12 @@
 //!   by 1-D adaptive average pooling: `v^j(a,b) = AAP_1024(u^j(a,b))`. Coarser levels are
 //!   upsampled bilinearly (`align_corners = false`) to `h x w`; the levels are concatenated
 //!   per position and reduced again, `phi(h,w) = AAP_{target_embed_dim}([v^1; v^2; ...])`.
-//!   (When `C_j p^2` is a multiple of the output size, as WRN-50 `layer3`: `1024 * 9 ->
-//!   1024`, `AAP` is exactly the `p x p` mean of each channel.)
+//!   (For WRN-50-2, `AAP` weighs the neighbourhood unevenly: `layer3`'s `1024 * 9 -> 1024`
+//!   is the `p x p` mean of each channel, but `layer2`'s `512 * 9 -> 1024` bins of 4.5
+//!   values give each channel two outputs, weighting the centre 0.2 and the eight others
+//!   0.1; the final `2048 -> 1024` then averages pairs of dimensions: `layer2`'s halves back
+//!   into one channel, `layer3`'s two channels into one. Not the paper's plain 3x3 average
+//!   pool, which anomalib implements; the official code's numbers come from this.)
 //! - Memory bank (Sec. 3.2, Alg. 1): every training patch feature collected, then a greedy
 //!   k-center coreset of `int(N * coreset_ratio)` of them selected on a random projection
 //!   ([`memory_bank::PatchBank`], `[method.memory]`: `coreset_ratio`, `projection_dim`).

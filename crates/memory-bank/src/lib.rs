@@ -36,7 +36,8 @@
 //! elements, so memory stays `O(N d)` (no `N x N` matrix).
 //!
 //! # Deviations from the reference code
-//! - Start: by default one seeded random item, as Alg. 1 (and anomalib); `start =
+//! - Start: by default one seeded random item, kept in the coreset, as Alg. 1 (and current
+//!   anomalib; its older versions seeded the distances with that row without keeping it); `start =
 //!   "approximate"` is the official code's (above), which the paper files set. Its start rows
 //!   are memad's seeded draw, not numpy's.
 //! - Size: at least one item where the official `int(N * ratio)` keeps none.
