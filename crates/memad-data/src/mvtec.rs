@@ -110,6 +110,38 @@ impl CategorySplit {
         d.dedup();
         d
     }
+
+    /// A smaller split for a smoke run: `train` training samples and, for each test group
+    /// (label and defect type: `good`, each defect), `test_per_type` samples, each picked
+    /// evenly spaced through its list so that they span it; lists no longer than asked are
+    /// kept whole. Order is kept.
+    pub fn subset(&self, train: usize, test_per_type: usize) -> CategorySplit {
+        let mut groups: Vec<(Label, &str, Vec<usize>)> = Vec::new();
+        for (i, s) in self.test.iter().enumerate() {
+            match (groups.iter_mut()).find(|(l, d, _)| *l == s.label && *d == s.defect) {
+                Some((_, _, members)) => members.push(i),
+                None => groups.push((s.label, &s.defect, vec![i])),
+            }
+        }
+        let mut test: Vec<usize> = (groups.iter())
+            .flat_map(|(_, _, members)| {
+                evenly_spaced(members.len(), test_per_type).map(|k| members[k])
+            })
+            .collect();
+        test.sort_unstable();
+        CategorySplit {
+            category: self.category.clone(),
+            train: (evenly_spaced(self.train.len(), train).map(|k| self.train[k].clone()))
+                .collect(),
+            test: test.into_iter().map(|i| self.test[i].clone()).collect(),
+        }
+    }
+}
+
+/// `min(n, k)` indices of `0..n`, evenly spaced from 0.
+fn evenly_spaced(n: usize, k: usize) -> impl Iterator<Item = usize> {
+    let k = k.min(n);
+    (0..k).map(move |i| i * n / k)
 }
 
 pub(crate) fn check_root(root: &Path) -> Result<()> {
@@ -366,6 +398,42 @@ mod tests {
             names,
             ["1.png", "2.png", "002.png", "10.png", "a9.png", "a10.png", "b.png"]
         );
+    }
+
+    #[test]
+    fn subset_spans_each_test_group_and_keeps_order() {
+        let still =
+            |name: &str, label, defect| Sample::still(PathBuf::from(name), label, defect, None);
+        let split = CategorySplit {
+            category: "c".into(),
+            train: (0..10)
+                .map(|i| still(&format!("t{i}"), Label::Normal, GOOD))
+                .collect(),
+            test: [
+                ("g0", Label::Normal, GOOD),
+                ("h0", Label::Anomalous, "hole"),
+                ("g1", Label::Normal, GOOD),
+                ("h1", Label::Anomalous, "hole"),
+                ("g2", Label::Normal, GOOD),
+                ("g3", Label::Normal, GOOD),
+                ("s0", Label::Anomalous, "scratch"),
+            ]
+            .map(|(n, l, d)| still(n, l, d))
+            .to_vec(),
+        };
+        let names = |samples: &[Sample]| -> Vec<String> {
+            samples
+                .iter()
+                .map(|s| s.image.display().to_string())
+                .collect()
+        };
+        let small = split.subset(3, 2);
+        assert_eq!(names(&small.train), ["t0", "t3", "t6"]);
+        // Two of each group, evenly spaced (g0 and g2 of four), in the test set's order.
+        assert_eq!(names(&small.test), ["g0", "h0", "h1", "g2", "s0"]);
+        assert_eq!(small.category, "c");
+        // Asking for more than there is keeps everything.
+        assert_eq!(names(&split.subset(99, 99).test), names(&split.test));
     }
 
     #[test]

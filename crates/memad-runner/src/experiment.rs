@@ -121,6 +121,21 @@ pub struct DataConfig {
     /// Video datasets only: samples are clips of consecutive frames instead of single frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipConfig>,
+    /// A part of each category only (`memad run --smoke` sets it): checks that a
+    /// configuration runs end to end; its numbers are not the dataset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetConfig>,
+}
+
+/// `[data.subset]`: samples kept of each category, picked evenly spaced through its lists
+/// (`CategorySplit::subset`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsetConfig {
+    /// Training samples.
+    pub train: usize,
+    /// Test samples of each type: `good`, and each defect type.
+    pub test_per_type: usize,
 }
 
 /// How models and categories relate.
@@ -362,6 +377,19 @@ impl Loaded {
 }
 
 impl Experiment {
+    /// `memad run --smoke`: one epoch on `2 * batch_size` training samples and two test
+    /// samples of each type per category (`data.subset`, unless the file sets its own),
+    /// named `<name>_smoke` so that its runs never mix with the real ones in a table.
+    pub fn into_smoke(mut self) -> Self {
+        self.name = format!("{}_smoke", self.name);
+        self.train.epochs = 1;
+        self.data.subset.get_or_insert(SubsetConfig {
+            train: 2 * self.data.batch_size,
+            test_per_type: 2,
+        });
+        self
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a resolved experiment serialises")
     }
@@ -554,6 +582,19 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
     for (key, v) in positive {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    if let Some(subset) = e.data.subset {
+        for (key, v) in [
+            ("train", subset.train),
+            ("test_per_type", subset.test_per_type),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(
+                    format!("data.subset.{key}"),
+                    "must be at least 1",
+                ));
+            }
         }
     }
     if e.data.resize.is_some_and(|r| r < e.data.image_size) {

@@ -47,7 +47,12 @@ enum Command {
         /// Folder holding the runs.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
-        /// Override `train.epochs` (for a quick smoke run).
+        /// A smoke run, to check a configuration end to end before the real one: one epoch
+        /// on `2 * batch_size` training samples and two test samples of each type per
+        /// category (`data.subset`), named `<name>_smoke`. Its numbers are not the dataset's.
+        #[arg(long)]
+        smoke: bool,
+        /// Override `train.epochs` (after `--smoke`).
         #[arg(long)]
         epochs: Option<usize>,
         /// Folder of converted weights (default `~/.cache/memad/weights`).
@@ -258,6 +263,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             experiment,
             runs,
+            smoke,
             epochs,
             weights_dir,
             restart,
@@ -275,6 +281,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 runs_dir: runs,
                 weights_dir: weights_dir
                     .unwrap_or_else(memad_backbones::weights::default_weights_dir),
+                smoke,
                 epochs,
                 restart,
             };

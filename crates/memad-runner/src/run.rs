@@ -47,7 +47,9 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 pub struct RunOptions {
     pub runs_dir: PathBuf,
     pub weights_dir: PathBuf,
-    /// Overrides `train.epochs` (quick smoke runs).
+    /// A smoke run ([`Experiment::into_smoke`]): a part of the data, one epoch.
+    pub smoke: bool,
+    /// Overrides `train.epochs`, after `smoke`.
     pub epochs: Option<usize>,
     /// Start a new run folder even when an unfinished run of the same config exists.
     pub restart: bool,
@@ -62,6 +64,9 @@ pub struct RunSummary {
 
 pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let mut exp = loaded.experiment.clone();
+    if opts.smoke {
+        exp = exp.into_smoke();
+    }
     if let Some(e) = opts.epochs {
         exp.train.epochs = e;
     }
@@ -127,6 +132,17 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
+    if let Some(keep) = exp.data.subset {
+        let line = format!(
+            "data.subset: {} training and {} test samples of each type per category, {} \
+             epoch{}: a check that the configuration runs end to end, not the dataset's numbers",
+            keep.train,
+            keep.test_per_type,
+            exp.train.epochs,
+            if exp.train.epochs == 1 { "" } else { "s" }
+        );
+        say(&mut dir, &line);
+    }
     let checkout = say_commits(&mut dir);
     say_cuda_only_switches(&exp, device, &mut dir);
     if resumed {
@@ -297,7 +313,8 @@ fn discard_run_folder(partial: &Path) {
 }
 
 /// The device (cuDNN's algorithm search set as the experiment says), the dataset prepared
-/// (a synthetic one generated on first use) and [`read_splits`].
+/// (a synthetic one generated on first use) and [`read_splits`], checked whole, then cut to
+/// `data.subset` where set.
 pub(crate) fn prepare(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
@@ -312,6 +329,13 @@ pub(crate) fn prepare(
     for problem in splits.iter().flat_map(memad_data::unused_masks) {
         eprintln!("note: {problem}");
     }
+    // A smoke run's part of each category, once every file of the whole has been checked.
+    let splits = match exp.data.subset {
+        Some(keep) => (splits.iter())
+            .map(|s| s.subset(keep.train, keep.test_per_type))
+            .collect(),
+        None => splits,
+    };
     Ok((device, categories, splits))
 }
 

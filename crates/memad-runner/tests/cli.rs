@@ -1353,6 +1353,70 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
     );
 }
 
+/// `memad run --smoke`: one epoch on a part of each category, under its own name, with the
+/// part in the resolved config (so `memad eval` scores the same images again).
+#[test]
+fn smoke_run_takes_a_part_of_each_category_under_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // grid: 6 training images; test: 3 good, 1 scratch, 1 hole.
+    tiny_catalog(d, r#""grid""#);
+    let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"tiny\"")
+        .replace(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = [\"grid\"]",
+        )
+        .replace("image_size = 128", "image_size = 64")
+        .replace("batch_size = 8", "batch_size = 2");
+    std::fs::write(d.join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs", "--smoke"], d);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "data.subset: 4 training and 2 test samples of each type per category, 1 epoch:"
+        ) && t.contains("[grid] train 4 images, test 4 images")
+            && t.contains("[grid] epoch 1/1"),
+        "{t}"
+    );
+    let runs = complete_folders(&d.join("runs/quickstart_smoke"));
+    assert_eq!(runs.len(), 1, "{t}");
+    assert!(!d.join("runs/quickstart").exists(), "{t}");
+    let config = std::fs::read_to_string(runs[0].join("config.toml")).unwrap();
+    assert!(
+        config.contains("name = \"quickstart_smoke\"")
+            && config.contains("[data.subset]\ntrain = 4\ntest_per_type = 2")
+            && config.contains("epochs = 1\n"),
+        "{config}"
+    );
+    let out = memad(&["eval", runs[0].to_str().unwrap()], d);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let evals = runs[0].join("evals");
+    let eval = std::fs::read_dir(&evals)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        metric_lines(&complete_folders(&eval)[0]),
+        metric_lines(&runs[0])
+    );
+    // A subset of nothing is refused.
+    let zero = std::fs::read_to_string(runs[0].join("config.toml"))
+        .unwrap()
+        .replace("test_per_type = 2", "test_per_type = 0");
+    std::fs::write(d.join("zero.toml"), zero).unwrap();
+    let out = memad(&["check", "zero.toml"], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("data.subset.test_per_type: must be at least 1"),
+        "{t}"
+    );
+}
+
 /// A CUDA device this machine lacks is a note of `memad check`; a CUDA-only backbone
 /// precision with `device = "cpu"` fails on every machine, so it is an error.
 #[test]
