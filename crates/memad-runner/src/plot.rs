@@ -1543,7 +1543,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     );
     let mut runs: Vec<AblationRun> = Vec::new();
     let mut raw_values: Vec<toml::Value> = Vec::new();
-    let (mut no_key, mut no_metric) = (Vec::new(), Vec::new());
+    let (mut no_key, mut no_metric, mut smoke) = (Vec::new(), Vec::new(), Vec::new());
     let group_keys: Vec<&str> = spec.group.split(',').map(str::trim).collect();
     // Every dotted key of the configs (and metrics.csv column of the runs read), for the
     // did-you-mean of a parameter or group key no run has.
@@ -1554,6 +1554,10 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         // With the defaults config.toml leaves out, so that their runs are not left out.
         let config = crate::run_folders::read_config(folder)?
             .with_context(|| format!("reading {}: no such file", config_path.display()))?;
+        if crate::run_folders::is_smoke_run(&config) {
+            smoke.push(folder.display().to_string());
+            continue;
+        }
         let Some(raw) = lookup(&config, &spec.param) else {
             flatten(&config, "", &mut keys_seen);
             no_key.push(folder.display().to_string());
@@ -1620,7 +1624,12 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
         });
         raw_values.push(raw.clone());
     }
-    if no_key.len() == folders.len() {
+    if !smoke.is_empty() {
+        let what = crate::run_folders::smoke_runs_note(&smoke);
+        anyhow::ensure!(smoke.len() < folders.len(), "{what}; no other run matches");
+        eprintln!("note: {what}");
+    }
+    if no_key.len() + smoke.len() == folders.len() {
         let keys: Vec<String> = keys_seen.into_keys().collect();
         anyhow::bail!(
             "{patterns}: none of the {} run(s) has `{}` in its config.toml{}",

@@ -152,6 +152,22 @@ pub fn read_config(run: &Path) -> anyhow::Result<Option<toml::Value>> {
     Ok(Some(config))
 }
 
+/// Whether a run's config is a smoke run's (`data.subset`, `memad run --smoke`): it scored a
+/// part of each category, so tables and ablation plots leave it out.
+pub fn is_smoke_run(config: &toml::Value) -> bool {
+    config.get("data").and_then(|d| d.get("subset")).is_some()
+}
+
+/// The note on the smoke runs a glob matched and a table or plot left out.
+pub fn smoke_runs_note(smoke: &[String]) -> String {
+    format!(
+        "{} smoke run(s) match (`data.subset`, `memad run --smoke`: a part of each category) \
+         and are not read: {}",
+        smoke.len(),
+        smoke.join(", ")
+    )
+}
+
 /// Fills in the defaults that `config.toml` is written without (keys added after runs had
 /// been made, written only when set so that those runs keep their config hash):
 /// `data.mask_resize = "nearest"` and, for PatchCore, `method.patch_distance = "euclidean"`

@@ -310,15 +310,48 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
         );
     }
     let mut records = Vec::new();
+    let mut smoke = Vec::new();
     for folder in &folders {
-        let config =
-            crate::run_folders::read_config(folder)?.map_or(String::new(), |c| config_identity(&c));
+        let config = crate::run_folders::read_config(folder)?;
+        if (config.as_ref()).is_some_and(crate::run_folders::is_smoke_run) {
+            smoke.push(folder.display().to_string());
+            continue;
+        }
+        let mut config = config.map_or(String::new(), |c| config_identity(&c));
+        if let Some(device) = training_device(folder) {
+            config += &format!("training_device = {device}\n");
+        }
         for mut r in read_metrics(&folder.join("metrics.csv"))? {
             r.fields.insert("_config".into(), config.clone());
             records.push(r);
         }
     }
+    if !smoke.is_empty() {
+        let what = crate::run_folders::smoke_runs_note(&smoke);
+        anyhow::ensure!(!records.is_empty(), "{what}; no other run matches");
+        eprintln!("note: {what}");
+    }
     Ok(records)
+}
+
+/// Where a run was trained (`run.toml`; for a `memad eval` folder, the run it scored):
+/// `cuda`, or on the CPU its instruction set and libtorch's thread count, which orders float
+/// sums. Runs trained elsewhere differ slightly, as runs of other configs do (a sweep's
+/// `--jobs N` gives each run `cores / N` threads). `None` without a `run.toml`.
+fn training_device(folder: &Path) -> Option<String> {
+    let trained = match folder.ancestors().nth(2) {
+        Some(evals) if evals.file_name().is_some_and(|n| n == "evals") => evals.parent()?,
+        _ => folder,
+    };
+    let text = std::fs::read_to_string(trained.join("run.toml")).ok()?;
+    let meta: toml::Table = toml::from_str(&text).ok()?;
+    let device = meta.get("device")?.as_str()?;
+    if device != "Cpu" {
+        return Some("cuda".into());
+    }
+    let threads = meta.get("torch_threads")?.as_integer()?;
+    let cpu = meta.get("cpu").and_then(|c| c.as_str()).unwrap_or("cpu");
+    Some(format!("{cpu}, {threads} threads"))
 }
 
 /// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
@@ -769,6 +802,10 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     for (row, keys) in &mixed {
         let hint = if keys.contains("train.epochs") {
             "; `memad run --epochs` keeps the experiment's name"
+        } else if keys.contains("training_device") {
+            "; the CPU's thread count and instruction set change the numbers slightly: a \
+             sweep's `--jobs N` trains each run on cores / N threads, `OMP_NUM_THREADS` sets \
+             one count for all"
         } else if !spec.row_columns.iter().any(|c| c == "name") {
             "; `rows = \"name\"` keeps configs apart"
         } else {
@@ -1278,6 +1315,91 @@ mod tests {
         let p = dir.path().join("metrics.csv");
         std::fs::write(&p, csv).unwrap();
         assert_eq!(read_metrics(&p).unwrap()[0].fields["memory"], "memae");
+    }
+
+    #[test]
+    fn smoke_runs_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv =
+            "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,metric,value\n";
+        for (name, subset) in [
+            ("q", ""),
+            ("q_smoke", "[data.subset]\ntrain = 2\ntest_per_type = 2\n"),
+        ] {
+            let run = dir.path().join(format!("runs/{name}/2026-01-01T00-00-00"));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(
+                run.join("config.toml"),
+                format!("name = \"{name}\"\n{subset}"),
+            )
+            .unwrap();
+            let row = format!(
+                "{name}/2026-01-01T00-00-00,abc,rd4ad,-,-,d,grid,one_class,0,1,image_auroc,0.5\n"
+            );
+            std::fs::write(run.join("metrics.csv"), format!("{csv}{row}")).unwrap();
+            std::fs::write(run.join("run.toml"), "").unwrap();
+        }
+        let spec = parse_spec("runs = [\"runs/q*/*\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let records = read_records(&spec, dir.path()).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].get("_experiment"), "q");
+        let only = parse_spec("runs = [\"runs/q_smoke/*\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let err = read_records(&only, dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("1 smoke run(s) match") && err.contains("no other run matches"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn runs_trained_on_other_thread_counts_are_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let header =
+            "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,metric,value\n";
+        let write_run = |folder: &Path, run: &str, seed: u64, device: &str, threads: u32| {
+            std::fs::create_dir_all(folder).unwrap();
+            std::fs::write(folder.join("config.toml"), "a = 1\n").unwrap();
+            let meta = format!(
+                "device = \"{device}\"\ntorch_threads = {threads}\ncpu = \"EPYC (avx2)\"\n"
+            );
+            std::fs::write(folder.join("run.toml"), meta).unwrap();
+            let row = format!("{run},abc,rd4ad,-,-,d,grid,one_class,{seed},1,image_auroc,0.5\n");
+            std::fs::write(folder.join("metrics.csv"), format!("{header}{row}")).unwrap();
+        };
+        let stamp = "2026-01-01T00-00-00";
+        let run = |name: &str| dir.path().join(format!("runs/{name}/{stamp}"));
+        write_run(&run("q_seed-0"), &format!("q_seed-0/{stamp}"), 0, "Cpu", 2);
+        write_run(&run("q_seed-1"), &format!("q_seed-1/{stamp}"), 1, "Cpu", 1);
+        // An evaluation counts its run's threads, not its own.
+        let eval = run("q_seed-1").join(format!("evals/e/{stamp}"));
+        write_run(&eval, &format!("q_seed-1/{stamp}"), 1, "Cpu", 2);
+        let table = |pattern: &str| {
+            let spec = format!("runs = [\"{pattern}\"]\nmetric = \"image_auroc\"\n");
+            let spec = parse_spec(&spec).unwrap();
+            build(&spec, &read_records(&spec, dir.path()).unwrap()).unwrap()
+        };
+        let t = table("runs/q_seed-*/*");
+        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+        assert!(
+            t.notes[0].contains("differ beyond the seed, in training_device")
+                && t.notes[0].contains("`--jobs N` trains each run on cores / N threads"),
+            "{:?}",
+            t.notes
+        );
+        let t = table("runs/q_seed-1/*/evals/e/*");
+        assert!(t.notes.is_empty(), "{:?}", t.notes);
+        assert_eq!(training_device(&eval).unwrap(), "EPYC (avx2), 1 threads");
+        // On CUDA the CPU thread count does not enter the numbers.
+        for (name, seed) in [("q_seed-0", 0), ("q_seed-1", 1)] {
+            write_run(
+                &run(name),
+                &format!("{name}/{stamp}"),
+                seed,
+                "Cuda(0)",
+                seed as u32,
+            );
+        }
+        assert!(table("runs/q_seed-*/*").notes.is_empty());
     }
 
     /// The records of a `metrics.csv` without the `memory` column, in a run folder with
