@@ -6,8 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn memad(args: &[&str], cwd: &Path, stop_after: Option<&str>) -> Output {
+    memad_on_threads(args, cwd, stop_after, 1)
+}
+
+/// `memad` with `threads` libtorch threads (`OMP_NUM_THREADS`).
+fn memad_on_threads(args: &[&str], cwd: &Path, stop_after: Option<&str>, threads: u32) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memad"));
-    cmd.args(args).current_dir(cwd).env("OMP_NUM_THREADS", "1");
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("OMP_NUM_THREADS", threads.to_string());
     match stop_after {
         Some(v) => cmd.env("MEMAD_STOP_AFTER_EPOCH", v),
         None => cmd.env_remove("MEMAD_STOP_AFTER_EPOCH"),
@@ -363,6 +370,45 @@ fn a_failure_after_training_keeps_the_run_and_says_so() {
     }
     let (complete, partial) = folders(&d.join("runs"), "quickstart");
     assert_eq!((complete.len(), partial.len()), (0, 2), "{partial:?}");
+}
+
+/// The thread count orders libtorch's float sums: a run started on 2 threads and resumed by
+/// a session on 1 (a sweep's `--jobs 2` splits the cores) goes on at 2, and so gives the
+/// numbers of an uninterrupted run on 2.
+#[test]
+fn a_resume_takes_the_thread_count_the_run_started_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""grid""#);
+    std::fs::write(
+        d.join("q.toml"),
+        tiny_experiment("quickstart.toml", r#""grid""#, 2),
+    )
+    .unwrap();
+    let run = ["run", "q.toml", "--runs", "runs"];
+    let out = memad_on_threads(&run, d, None, 2);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = memad_on_threads(&run, d, Some("grid:1"), 2);
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    let out = memad_on_threads(&run, d, None, 1);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("at the 2 torch threads it was started with (this session had 1)"),
+        "{t}"
+    );
+    let (complete, partial) = folders(&d.join("runs"), "quickstart");
+    assert_eq!((complete.len(), partial.len()), (2, 0));
+    assert_eq!(
+        metrics_without_run(&complete[0]),
+        metrics_without_run(&complete[1])
+    );
+    assert_eq!(losses(&complete[0]), losses(&complete[1]));
+    let meta = std::fs::read_to_string(complete[1].join("run.toml")).unwrap();
+    assert!(
+        meta.contains("torch_threads = 2") && meta.contains("resumed = true"),
+        "{meta}"
+    );
 }
 
 #[test]
