@@ -399,7 +399,9 @@ fn mask_pixels(
     cached(dir, key, (size * size) as usize, build)
 }
 
-/// `path` (absolute), its length and mtime (ns) as one line; `None` when the file's metadata
+/// `path` (absolute), its length and mtime (ns) as one line, and on Unix its inode and ctime
+/// (a file replaced by one of the same size with its mtime kept, as `rsync -a` or `cp -p`
+/// do, has a new inode or ctime: no one can set those); `None` when the file's metadata
 /// cannot be read (the decoder then reports the problem) or it has no mtime.
 fn stamp(path: &Path) -> Option<String> {
     let meta = fs::metadata(path).ok()?;
@@ -410,7 +412,23 @@ fn stamp(path: &Path) -> Option<String> {
         .ok()?
         .as_nanos();
     let abs = std::path::absolute(path).ok()?;
-    Some(format!("{}\t{}\t{mtime}", abs.display(), meta.len()))
+    #[cfg(unix)]
+    let changed = {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "\t{}\t{}.{:09}",
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        )
+    };
+    #[cfg(not(unix))]
+    let changed = String::new();
+    Some(format!(
+        "{}\t{}\t{mtime}{changed}",
+        abs.display(),
+        meta.len()
+    ))
 }
 
 /// Cache entry layout: magic, key length (u32 LE), key, payload length (u64 LE), payload,
@@ -821,6 +839,57 @@ mod tests {
         assert!(same(
             &new,
             &decode_batch(&samples, &[0, 1], 16, false).unwrap()
+        ));
+        assert!(!same(&new, &old));
+    }
+
+    /// `rsync -a` or `cp -p` of a corrected image: same size (an uncompressed BMP), same
+    /// mtime, new content through a rename.
+    #[test]
+    #[cfg(unix)]
+    fn a_file_replaced_with_its_size_and_mtime_kept_invalidates_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let path = dir.path().join("a.bmp");
+        let save = |to: &Path, shade: u8| {
+            image::RgbImage::from_fn(20, 20, |x, y| {
+                image::Rgb([shade, (x * 9) as u8, (y * 9) as u8])
+            })
+            .save(to)
+            .unwrap();
+        };
+        save(&path, 10);
+        let samples = [Sample::still(
+            path.clone(),
+            crate::Label::Normal,
+            "good",
+            None,
+        )];
+        let old = decode_batch_with_cache(&samples, &[0], 16, None, Some(&cache)).unwrap();
+        let (size, mtime) = (
+            fs::metadata(&path).unwrap().len(),
+            fs::metadata(&path).unwrap().modified().unwrap(),
+        );
+        let replacement = dir.path().join("b.bmp");
+        save(&replacement, 200);
+        fs::File::options()
+            .write(true)
+            .open(&replacement)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        fs::rename(&replacement, &path).unwrap();
+        assert_eq!(
+            (
+                fs::metadata(&path).unwrap().len(),
+                fs::metadata(&path).unwrap().modified().unwrap()
+            ),
+            (size, mtime)
+        );
+        let new = decode_batch_with_cache(&samples, &[0], 16, None, Some(&cache)).unwrap();
+        assert!(same(
+            &new,
+            &decode_batch(&samples, &[0], 16, false).unwrap()
         ));
         assert!(!same(&new, &old));
     }

@@ -111,7 +111,7 @@ pub struct DataConfig {
     pub anomaly_fraction: f64,
     /// A folder caching decoded, resized images (and masks) across epochs and runs; none when
     /// absent. Safe to share between experiments: entries are keyed by source path, size,
-    /// mtime, target size and resize filter.
+    /// mtime (on Unix inode and ctime too), target size and resize filter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<std::path::PathBuf>,
     /// Anomalies pasted into training images, for methods trained on them (MDD-Net):
