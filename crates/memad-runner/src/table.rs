@@ -317,12 +317,11 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
             smoke.push(folder.display().to_string());
             continue;
         }
-        let mut config = config.map_or(String::new(), |c| config_identity(&c));
-        if let Some(device) = training_device(folder) {
-            config += &format!("training_device = {device}\n");
-        }
+        let config = config.map_or(String::new(), |c| config_identity(&c));
+        let device = training_device(folder).unwrap_or_default();
         for mut r in read_metrics(&folder.join("metrics.csv"))? {
             r.fields.insert("_config".into(), config.clone());
+            r.fields.insert("_device".into(), device.clone());
             records.push(r);
         }
     }
@@ -334,10 +333,11 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
-/// Where a run was trained (`run.toml`; for a `memad eval` folder, the run it scored):
-/// `cuda`, or on the CPU its instruction set and libtorch's thread count, which orders float
-/// sums. Runs trained elsewhere differ slightly, as runs of other configs do (a sweep's
-/// `--jobs N` gives each run `cores / N` threads). `None` without a `run.toml`.
+/// Where a run was trained (`run.toml`; for a `memad eval` folder, the run it scored), as
+/// `cuda`, or `cpu|<instruction set>|<threads>` with `?` for what an older `run.toml` does
+/// not record: on the CPU libtorch's thread count orders float sums and the instruction set
+/// picks its kernels, so runs trained on others differ slightly ([`devices_differ`]).
+/// `None` without a `run.toml`.
 fn training_device(folder: &Path) -> Option<String> {
     let trained = match folder.ancestors().nth(2) {
         Some(evals) if evals.file_name().is_some_and(|n| n == "evals") => evals.parent()?,
@@ -345,13 +345,34 @@ fn training_device(folder: &Path) -> Option<String> {
     };
     let text = std::fs::read_to_string(trained.join("run.toml")).ok()?;
     let meta: toml::Table = toml::from_str(&text).ok()?;
-    let device = meta.get("device")?.as_str()?;
-    if device != "Cpu" {
+    if meta.get("device")?.as_str()? != "Cpu" {
         return Some("cuda".into());
     }
-    let threads = meta.get("torch_threads")?.as_integer()?;
-    let cpu = meta.get("cpu").and_then(|c| c.as_str()).unwrap_or("cpu");
-    Some(format!("{cpu}, {threads} threads"))
+    // `cpu = "AMD EPYC (avx2)"`: the instruction set in the last parentheses.
+    let isa = (meta.get("cpu").and_then(|c| c.as_str()))
+        .and_then(|c| c.rsplit_once('(')?.1.strip_suffix(')').map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    let threads = (meta.get("torch_threads").and_then(|t| t.as_integer()))
+        .map_or("?".into(), |t| t.to_string());
+    Some(format!("cpu|{isa}|{threads}"))
+}
+
+/// Whether two [`training_device`]s differ in a part both record (an unknown part matches).
+fn devices_differ(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('|').collect(), b.split('|').collect());
+    a.len() != b.len()
+        || a.iter()
+            .zip(&b)
+            .any(|(x, y)| x != y && *x != "?" && *y != "?")
+}
+
+/// A [`training_device`] for a note: `cuda`, `CPU avx2, 2 threads`.
+fn describe_device(device: &str) -> String {
+    match device.split('|').collect::<Vec<_>>().as_slice() {
+        ["cpu", isa, "1"] => format!("CPU {isa}, 1 thread"),
+        ["cpu", isa, threads] => format!("CPU {isa}, {threads} threads"),
+        _ => device.to_string(),
+    }
 }
 
 /// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
@@ -548,6 +569,8 @@ struct Source {
     value: f64,
     run: String,
     config: String,
+    /// [`training_device`], empty when unknown.
+    device: String,
     /// The run's `_stamp` (what orders re-runs).
     stamp: String,
 }
@@ -649,6 +672,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             value: r.value,
             run: r.get("_source").to_string(),
             config: r.get("_config").to_string(),
+            device: r.get("_device").to_string(),
             stamp: r.get("_stamp").to_string(),
         };
         match values.get(&key) {
@@ -717,6 +741,13 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         let configs: BTreeSet<&str> = configs.iter().map(String::as_str).collect();
         (mixed.entry(row.to_string()).or_default()).extend(differing_keys(&configs));
     }
+    // Likewise runs trained on other devices, CPU thread counts or instruction sets.
+    let mut devices_by_row: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let shown = values.iter().filter(|(k, _)| categories.contains(&k.2));
+    for ((row, _, _, _), source) in shown.filter(|(_, s)| !s.device.is_empty()) {
+        (devices_by_row.entry(row).or_default()).insert(&source.device);
+    }
+    devices_by_row.retain(|_, d| d.iter().any(|a| d.iter().any(|b| devices_differ(a, b))));
     for (i, key) in raw.row_order.iter().enumerate() {
         if !row_keys.contains(key) {
             bail!(
@@ -802,10 +833,6 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     for (row, keys) in &mixed {
         let hint = if keys.contains("train.epochs") {
             "; `memad run --epochs` keeps the experiment's name"
-        } else if keys.contains("training_device") {
-            "; the CPU's thread count and instruction set change the numbers slightly: a \
-             sweep's `--jobs N` trains each run on cores / N threads, `OMP_NUM_THREADS` sets \
-             one count for all"
         } else if !spec.row_columns.iter().any(|c| c == "name") {
             "; `rows = \"name\"` keeps configs apart"
         } else {
@@ -817,6 +844,17 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
              runs column lists them{hint})",
             display(&raw.names, row),
             keys.join(", ")
+        ));
+    }
+    for (row, devices) in &devices_by_row {
+        let devices: Vec<String> = devices.iter().map(|d| describe_device(d)).collect();
+        notes.push(format!(
+            "row `{}` combines runs trained on {} (the CSV's runs column lists them): on the \
+             CPU the thread count and instruction set change the numbers slightly; a sweep's \
+             `--jobs N` trains each run on cores / N threads, `OMP_NUM_THREADS` sets one count \
+             for all",
+            display(&raw.names, row),
+            devices.join(" and ")
         ));
     }
     let mut row_runs = Vec::new();
@@ -1354,50 +1392,53 @@ mod tests {
     #[test]
     fn runs_trained_on_other_thread_counts_are_noted() {
         let dir = tempfile::tempdir().unwrap();
-        let header =
-            "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,metric,value\n";
-        let write_run = |folder: &Path, run: &str, seed: u64, device: &str, threads: u32| {
+        let header = "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,\
+                      metric,value\n";
+        // `meta`: run.toml's lines.
+        let write_run = |folder: &Path, run: &str, seed: u64, meta: &str| {
             std::fs::create_dir_all(folder).unwrap();
             std::fs::write(folder.join("config.toml"), "a = 1\n").unwrap();
-            let meta = format!(
-                "device = \"{device}\"\ntorch_threads = {threads}\ncpu = \"EPYC (avx2)\"\n"
-            );
             std::fs::write(folder.join("run.toml"), meta).unwrap();
             let row = format!("{run},abc,rd4ad,-,-,d,grid,one_class,{seed},1,image_auroc,0.5\n");
             std::fs::write(folder.join("metrics.csv"), format!("{header}{row}")).unwrap();
         };
-        let stamp = "2026-01-01T00-00-00";
-        let run = |name: &str| dir.path().join(format!("runs/{name}/{stamp}"));
-        write_run(&run("q_seed-0"), &format!("q_seed-0/{stamp}"), 0, "Cpu", 2);
-        write_run(&run("q_seed-1"), &format!("q_seed-1/{stamp}"), 1, "Cpu", 1);
-        // An evaluation counts its run's threads, not its own.
-        let eval = run("q_seed-1").join(format!("evals/e/{stamp}"));
-        write_run(&eval, &format!("q_seed-1/{stamp}"), 1, "Cpu", 2);
+        let cpu = |threads: u32| {
+            format!("device = \"Cpu\"\ntorch_threads = {threads}\ncpu = \"AMD EPYC (avx2)\"\n")
+        };
+        let run = |name: &str, stamp: &str| dir.path().join(format!("runs/{name}/{stamp}"));
+        let (t1, t2) = ("2026-01-01T00-00-00", "2026-01-02T00-00-00");
         let table = |pattern: &str| {
             let spec = format!("runs = [\"{pattern}\"]\nmetric = \"image_auroc\"\n");
             let spec = parse_spec(&spec).unwrap();
             build(&spec, &read_records(&spec, dir.path()).unwrap()).unwrap()
         };
-        let t = table("runs/q_seed-*/*");
-        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
-        assert!(
-            t.notes[0].contains("differ beyond the seed, in training_device")
-                && t.notes[0].contains("`--jobs N` trains each run on cores / N threads"),
-            "{:?}",
-            t.notes
-        );
-        let t = table("runs/q_seed-1/*/evals/e/*");
+        // A plain run on 2 threads, then a sweep (`--jobs 2`: 1 thread) of seeds 0 and 1:
+        // seed 0 is a re-run of the plain one (the latest counts), seed 1 is noted.
+        write_run(&run("q", t1), &format!("q/{t1}"), 0, &cpu(2));
+        write_run(&run("q_seed-1", t2), &format!("q_seed-1/{t2}"), 1, &cpu(1));
+        let note = "row `rd4ad` combines runs trained on CPU avx2, 1 thread and CPU avx2, 2 \
+                    threads (the CSV's runs column lists them): on the CPU the thread count and \
+                    instruction set change the numbers slightly; a sweep's `--jobs N` trains \
+                    each run on cores / N threads, `OMP_NUM_THREADS` sets one count for all";
+        assert_eq!(table("runs/q*/*").notes, [note]);
+        write_run(&run("q_seed-0", t2), &format!("q_seed-0/{t2}"), 0, &cpu(1));
+        let t = table("runs/q*/*");
         assert!(t.notes.is_empty(), "{:?}", t.notes);
-        assert_eq!(training_device(&eval).unwrap(), "EPYC (avx2), 1 threads");
+        assert_eq!(t.superseded, [format!("q/{t1}")]);
+        // An evaluation counts its run's threads, not its own.
+        let eval = run("q_seed-1", t2).join(format!("evals/e/{t2}"));
+        write_run(&eval, &format!("q_seed-1/{t2}"), 1, &cpu(2));
+        assert_eq!(training_device(&eval).unwrap(), "cpu|avx2|1");
+        // What an older run.toml does not record matches anything.
+        assert_eq!(training_device(&run("q_seed-0", t2)).unwrap(), "cpu|avx2|1");
+        std::fs::write(run("q_seed-0", t2).join("run.toml"), "device = \"Cpu\"\n").unwrap();
+        assert_eq!(training_device(&run("q_seed-0", t2)).unwrap(), "cpu|?|?");
+        assert!(!devices_differ("cpu|?|?", "cpu|avx2|1"));
+        assert!(devices_differ("cpu|avx512|1", "cpu|avx2|1") && devices_differ("cuda", "cpu|?|?"));
+        assert!(table("runs/q_seed-*/*").notes.is_empty());
         // On CUDA the CPU thread count does not enter the numbers.
-        for (name, seed) in [("q_seed-0", 0), ("q_seed-1", 1)] {
-            write_run(
-                &run(name),
-                &format!("{name}/{stamp}"),
-                seed,
-                "Cuda(0)",
-                seed as u32,
-            );
+        for name in ["q_seed-0", "q_seed-1"] {
+            std::fs::write(run(name, t2).join("run.toml"), "device = \"Cuda(0)\"\n").unwrap();
         }
         assert!(table("runs/q_seed-*/*").notes.is_empty());
     }
