@@ -111,31 +111,49 @@ impl CategorySplit {
         d
     }
 
-    /// A smaller split for a smoke run: `train` training samples and, for each test group
-    /// (label and defect type: `good`, each defect), `test_per_type` samples, each picked
-    /// evenly spaced through its list so that they span it; lists no longer than asked are
-    /// kept whole. Order is kept.
+    /// A smaller split for a smoke run: about `train` training samples, each label in its
+    /// share but at least one (the labelled anomalies of an unbalanced split stay), and, for
+    /// each test group (label and defect type: `good`, each defect), `test_per_type`
+    /// samples; each picked evenly spaced through its group so that they span it, groups no
+    /// larger than asked kept whole, order kept.
     pub fn subset(&self, train: usize, test_per_type: usize) -> CategorySplit {
-        let mut groups: Vec<(Label, &str, Vec<usize>)> = Vec::new();
-        for (i, s) in self.test.iter().enumerate() {
-            match (groups.iter_mut()).find(|(l, d, _)| *l == s.label && *d == s.defect) {
-                Some((_, _, members)) => members.push(i),
-                None => groups.push((s.label, &s.defect, vec![i])),
-            }
-        }
-        let mut test: Vec<usize> = (groups.iter())
-            .flat_map(|(_, _, members)| {
-                evenly_spaced(members.len(), test_per_type).map(|k| members[k])
-            })
-            .collect();
-        test.sort_unstable();
+        let train_groups = groups(&self.train, |s| (s.label, ""));
+        let total = self.train.len().max(1);
+        let train = pick(&self.train, &train_groups, |members| {
+            (train * members / total).max(1)
+        });
+        let test_groups = groups(&self.test, |s| (s.label, s.defect.as_str()));
         CategorySplit {
             category: self.category.clone(),
-            train: (evenly_spaced(self.train.len(), train).map(|k| self.train[k].clone()))
-                .collect(),
-            test: test.into_iter().map(|i| self.test[i].clone()).collect(),
+            train,
+            test: pick(&self.test, &test_groups, |_| test_per_type),
         }
     }
+}
+
+/// The indices of `samples` grouped by `key`, groups in order of first appearance.
+fn groups<'a>(
+    samples: &'a [Sample],
+    key: impl Fn(&'a Sample) -> (Label, &'a str),
+) -> Vec<Vec<usize>> {
+    let mut found: Vec<((Label, &str), Vec<usize>)> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let k = key(s);
+        match found.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(i),
+            None => found.push((k, vec![i])),
+        }
+    }
+    found.into_iter().map(|(_, members)| members).collect()
+}
+
+/// `count(group size)` samples of each group, evenly spaced through it, in `samples`' order.
+fn pick(samples: &[Sample], groups: &[Vec<usize>], count: impl Fn(usize) -> usize) -> Vec<Sample> {
+    let mut kept: Vec<usize> = (groups.iter())
+        .flat_map(|members| evenly_spaced(members.len(), count(members.len())).map(|k| members[k]))
+        .collect();
+    kept.sort_unstable();
+    kept.into_iter().map(|i| samples[i].clone()).collect()
 }
 
 /// `min(n, k)` indices of `0..n`, evenly spaced from 0.
@@ -429,6 +447,10 @@ mod tests {
         };
         let small = split.subset(3, 2);
         assert_eq!(names(&small.train), ["t0", "t3", "t6"]);
+        // An unbalanced split keeps a labelled anomaly among its training samples.
+        let mut unbalanced = split.clone();
+        unbalanced.train[9].label = Label::Anomalous;
+        assert_eq!(names(&unbalanced.subset(3, 2).train), ["t0", "t4", "t9"]);
         // Two of each group, evenly spaced (g0 and g2 of four), in the test set's order.
         assert_eq!(names(&small.test), ["g0", "h0", "h1", "g2", "s0"]);
         assert_eq!(small.category, "c");

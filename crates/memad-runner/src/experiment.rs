@@ -111,7 +111,9 @@ pub struct DataConfig {
     pub anomaly_fraction: f64,
     /// A folder caching decoded, resized images (and masks) across epochs and runs; none when
     /// absent. Safe to share between experiments: entries are keyed by source path, size,
-    /// mtime (on Unix inode and ctime too), target size and resize filter.
+    /// mtime (on Unix inode and ctime too), target size and resize filter. Nothing evicts
+    /// entries whose key no longer matches (a re-written or moved dataset): delete the folder
+    /// to reclaim them; on a file system without stable inode numbers entries never match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<std::path::PathBuf>,
     /// Anomalies pasted into training images, for methods trained on them (MDD-Net):
@@ -322,7 +324,10 @@ impl Loaded {
         let dataset = &self.dataset;
         let what = match dataset.category_names() {
             Ok(names) => format!("its {}: {}", names.len(), names.join(", ")),
-            Err(e) => format!("none can be listed here ({e})"),
+            Err(e) => format!(
+                "none can be listed here ({})",
+                e.to_string().replace('\n', " ")
+            ),
         };
         Some(format!(
             "# data.categories = [] runs every category of dataset `{}`; {what}",
@@ -377,12 +382,17 @@ impl Loaded {
 }
 
 impl Experiment {
-    /// `memad run --smoke`: one epoch on `2 * batch_size` training samples and two test
-    /// samples of each type per category (`data.subset`, unless the file sets its own),
-    /// named `<name>_smoke` so that its runs never mix with the real ones in a table.
+    /// `memad run --smoke`: one epoch (one per stage for a method trained in stages,
+    /// `method.stage1_epochs`) on `2 * batch_size` training samples and two test samples of
+    /// each type per category (`data.subset`, unless the file sets its own), named
+    /// `<name>_smoke` so that its runs never mix with the real ones in a table.
     pub fn into_smoke(mut self) -> Self {
         self.name = format!("{}_smoke", self.name);
         self.train.epochs = 1;
+        if let Some(stage1) = self.method.get_mut("stage1_epochs") {
+            *stage1 = toml::Value::Integer(1);
+            self.train.epochs = 2;
+        }
         self.data.subset.get_or_insert(SubsetConfig {
             train: 2 * self.data.batch_size,
             test_per_type: 2,
