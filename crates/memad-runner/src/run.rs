@@ -612,12 +612,13 @@ pub(crate) struct RunMeta {
     tch_version: &'static str,
     torch_version: String,
     seed: u64,
-    /// libtorch's intra-op CPU threads (`OMP_NUM_THREADS`): float reductions, hence the last
-    /// digits of CPU results, depend on it, so identical numbers need the same count.
+    /// libtorch's intra-op CPU threads (`OMP_NUM_THREADS`): float reductions, hence CPU
+    /// results, depend on it (after training, by up to about 0.01 of a metric), so identical
+    /// numbers need the same count; a resume takes the count the run started with.
     torch_threads: i32,
     /// The host CPU and the vector instruction set libtorch's kernels use
-    /// (`memad_core::device::cpu_description`): like the thread count, it changes the last
-    /// digits of CPU results.
+    /// (`memad_core::device::cpu_description`): like the thread count, it changes CPU
+    /// results slightly.
     cpu: String,
     /// Of the last session (the one that finished the run).
     wall_seconds: f64,
@@ -764,7 +765,7 @@ impl Session {
         let mut differ = Vec::new();
         if first.device != self.device {
             differ.push(format!("device {} (now {})", first.device, self.device));
-        } else if first.torch_threads != self.torch_threads {
+        } else if first.torch_threads != self.torch_threads && cpu_both {
             differ.push(format!(
                 "{} torch threads (now {})",
                 first.torch_threads, self.torch_threads
@@ -1855,8 +1856,8 @@ pub struct Evaluation {
     pub spro_regions: Vec<memad_metrics::SaturatedRegion>,
     /// MVTec LOCO AD only (empty otherwise): the anomaly types of the test set (logical,
     /// structural), each with its samples and the normal ones. `image_auroc` and `auspro` are
-    /// the mean over the types, as LOCO's official evaluation reports them, each type's
-    /// value following as `<metric>_<type>`.
+    /// the mean over the types, as LOCO's official evaluation reports them (`image_ap` and
+    /// `image_f1_max` likewise), each type's value following as `<metric>_<type>`.
     pub anomaly_types: Vec<(String, Vec<usize>)>,
     /// Where the scoring time went.
     pub timing: ScoringTime,
@@ -2476,9 +2477,10 @@ mod tests {
             ("logical_anomalies".into(), vec![0, 1, 2]),
             ("structural_anomalies".into(), vec![0, 1, 3, 4]),
         ];
-        let requested = ["image_auroc".to_string(), "image_ap".to_string()];
+        let requested = ["image_auroc", "image_ap", "image_f1_max"].map(String::from);
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
         // AP: logical, 0.3 ranks below 0.4 (precision 1/2 at its recall); structural, 1.
+        // F1-max: logical, 2/3 (0.4 and 0.3 flagged: precision 1/2, recall 1); structural, 1.
         let want = [
             ("image_auroc", 0.75),
             ("image_auroc_logical_anomalies", 0.5),
@@ -2486,9 +2488,19 @@ mod tests {
             ("image_ap", 0.75),
             ("image_ap_logical_anomalies", 0.5),
             ("image_ap_structural_anomalies", 1.0),
+            ("image_f1_max", (2.0 / 3.0 + 1.0) / 2.0),
+            ("image_f1_max_logical_anomalies", 2.0 / 3.0),
+            ("image_f1_max_structural_anomalies", 1.0),
         ];
         let want: Vec<(String, f64)> = want.iter().map(|(n, v)| (n.to_string(), *v)).collect();
-        assert_eq!(got, want);
+        let names = |v: &[(String, f64)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&got), names(&want));
+        assert!(
+            got.iter()
+                .zip(&want)
+                .all(|(g, w)| (g.1 - w.1).abs() < 1e-12),
+            "{got:?}"
+        );
         e.anomaly_types.clear();
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
         assert!((got[0].1 - 5.0 / 6.0).abs() < 1e-12, "{got:?}");

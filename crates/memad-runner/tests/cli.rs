@@ -454,7 +454,7 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     assert!(rows.iter().all(|r| &r[1] == built), "{rows:?} vs {built}");
     let meta = std::fs::read_to_string(run.join("run.toml")).unwrap();
     assert!(meta.contains(&format!("commit = \"{built}\"")), "{meta}");
-    // So is the CPU, whose vector instruction set changes the last digits of the results.
+    // So is the CPU, whose vector instruction set changes the results slightly.
     let cpu = (info.lines())
         .find_map(|l| l.strip_prefix("cpu            "))
         .unwrap_or_else(|| panic!("no cpu in `memad info`: {info}"));
