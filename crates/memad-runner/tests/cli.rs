@@ -1828,4 +1828,32 @@ fn the_fashion_mnist_paper_files_run_end_to_end() {
         let scores = std::fs::read_to_string(run.join("scores/3.csv")).unwrap();
         assert_eq!(scores.lines().count() - 1, 40, "{file}");
     }
+    // `--smoke` on the unbalanced file as it is: one epoch per stage, and labelled anomalies
+    // kept in the training part (stage 2 refuses batches without any).
+    let paper = workspace().join("experiments/paper/mscm_fashion_mnist_unbalanced.toml");
+    let file = dir.path().join("mscm_fashion_mnist_unbalanced.toml");
+    std::fs::copy(paper, &file).unwrap();
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("stage1_epochs = 4"));
+    let out = memad(
+        &[
+            "run",
+            "mscm_fashion_mnist_unbalanced.toml",
+            "--runs",
+            "runs",
+            "--smoke",
+        ],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("per category, 2 epochs:") && t.contains("[3] epoch 2/2"),
+        "{t}"
+    );
+    let smoke = complete_folders(&dir.path().join("runs/mscm_fashion_mnist_unbalanced_smoke"));
+    let scores = std::fs::read_to_string(smoke[0].join("scores/3.csv")).unwrap();
+    // Two test images of each class: the normal one and the nine others.
+    assert_eq!(scores.lines().count() - 1, 20, "{t}");
 }
