@@ -16,11 +16,12 @@
 //! `kind`, `weights` and `levels`. A `method.*` override that changes the model's variables fails to
 //! load the checkpoint, naming the variable; one that changes only how the model trains (a
 //! loss weight) is accepted and then means nothing: leave those to `memad sweep`.
+use crate::evaluate::evaluate_category;
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    absolute_root, class_indices, classes_file, evaluate_category, load_checkpoint, metric_rows,
-    model_groups, model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
+    absolute_root, class_indices, classes_file, load_checkpoint, metric_rows, model_groups,
+    model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
     say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;

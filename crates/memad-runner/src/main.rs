@@ -1,6 +1,7 @@
 //! `memad`: run, check and inspect memory-augmented anomaly-detection experiments.
 mod backbone_cmd;
 mod eval_cmd;
+mod evaluate;
 mod experiment;
 mod glyphs;
 mod interrupt;

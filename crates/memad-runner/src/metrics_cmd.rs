@@ -589,7 +589,7 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
 /// appearance, frames in file order), scored in the file's precision.
 fn frame_metrics(inputs: &Inputs, videos: &[Category], group: &Group) -> Result<FrameMetrics> {
     let of_group: Vec<&Category> = group.images.iter().map(|&i| &videos[i]).collect();
-    let rows = crate::run::rows_by_video(&of_group);
+    let rows = crate::evaluate::rows_by_video(&of_group);
     let split = |scores: &dyn Fn(usize) -> f64| -> Vec<(Vec<f64>, Vec<bool>)> {
         (rows.iter())
             .map(|r| {

@@ -39,8 +39,8 @@
 //! embedded in the binary (`dejavu`, rendered by `ab_glyph`), so figures look the same on
 //! every machine, with or without system fonts. Every file is rendered in memory and
 //! written atomically.
+use crate::evaluate::{combined_parts, min_max, rows_by_video};
 use crate::output::write_atomic;
-use crate::run::{combined_parts, min_max, rows_by_video};
 use anyhow::{anyhow, Context};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::element::IntoDynElement;
@@ -487,7 +487,7 @@ impl Scores {
 }
 
 /// How the `frame_auroc_micro` / `frame_auroc_macro` metrics score a video's frames
-/// (`run::compute_metrics` through `run::frames_by_video`), from the run's config.toml.
+/// (`evaluate::compute_metrics` through `evaluate::frames_by_video`), from the run's config.toml.
 #[derive(Debug, Clone, PartialEq)]
 enum FrameScoring {
     /// `[eval] video_normalization = "none"`: the `score` column.
@@ -597,7 +597,7 @@ fn frame_scores(s: &Scores, scoring: &FrameScoring) -> Vec<f64> {
     out
 }
 
-/// `frame_auroc_micro` of `s`, given the inputs `run::compute_metrics` gives it (the raw
+/// `frame_auroc_micro` of `s`, given the inputs `evaluate::compute_metrics` gives it (the raw
 /// scores with `MinMaxPerVideo` for [`FrameScoring::MinMax`], else [`frame_scores`]), so
 /// it is the `metrics.csv` value; `None` where the metric has none.
 fn frame_auroc(s: &Scores, scoring: &FrameScoring) -> Result<f64, String> {
@@ -3006,10 +3006,10 @@ mod tests {
         std::fs::write(dir.join("scores/ped.csv"), csv).unwrap();
     }
 
-    /// `frame_auroc_micro` as a run computes it for `metrics.csv` (`run::compute_metrics`).
+    /// `frame_auroc_micro` as a run computes it for `metrics.csv` (`evaluate::compute_metrics`).
     fn metric(s: &Scores, weights: &[f64], min_max: bool) -> f64 {
         use crate::experiment::VideoNormalizationConfig;
-        let eval = crate::run::Evaluation {
+        let eval = crate::evaluate::Evaluation {
             image_scores: s.scores.clone(),
             labels: s.labels.clone(),
             maps: None,
@@ -3032,7 +3032,7 @@ mod tests {
         } else {
             VideoNormalizationConfig::None
         };
-        let values = crate::run::compute_metrics(&["frame_auroc_micro".into()], norm, &eval);
+        let values = crate::evaluate::compute_metrics(&["frame_auroc_micro".into()], norm, &eval);
         values.unwrap()[0].1
     }
 
