@@ -594,6 +594,22 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
     }
+    // A method trained in stages (MSCM's `stage1_epochs`) needs an epoch for its last one;
+    // its own check would stop the run only at epoch 1, after every file was read.
+    let stage1 = e
+        .method
+        .get("stage1_epochs")
+        .and_then(toml::Value::as_integer);
+    if let Some(stage1) = stage1.filter(|&s| s >= e.train.epochs as i64) {
+        return Err(ConfigError::new(
+            "method.stage1_epochs",
+            format!(
+                "{stage1} leaves no epoch of train.epochs = {} for stage 2 (the detector): \
+                 lower it or raise train.epochs",
+                e.train.epochs
+            ),
+        ));
+    }
     if let Some(subset) = e.data.subset {
         for (key, v) in [
             ("train", subset.train),

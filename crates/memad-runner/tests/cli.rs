@@ -66,6 +66,22 @@ fn broken(replace: &str, with: &str) -> String {
     base.replacen(replace, with, 1)
 }
 
+/// A stage count the epochs cannot hold is a config error of `memad check`, not a failure
+/// at the first epoch of a run.
+#[test]
+fn check_refuses_stages_longer_than_the_training() {
+    let root = workspace();
+    let file = "experiments/paper/mscm_fashion_mnist.toml";
+    let out = memad(&["check", file, "--set", "train.epochs=4,5"], &root);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("method.stage1_epochs: 4 leaves no epoch of train.epochs = 4 for stage 2")
+            && t.contains("ok   experiments/paper/mscm_fashion_mnist.toml [train.epochs = 5]"),
+        "{t}"
+    );
+}
+
 #[test]
 fn check_with_set_checks_every_combination() {
     let root = workspace();
