@@ -582,6 +582,27 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     Ok(experiment)
 }
 
+/// A method trained in stages (MSCM's `stage1_epochs`) needs an epoch for its last one: its
+/// own check would stop a run only at epoch 1, after every file was read. Checked at load
+/// and again by `memad run` after `--epochs`.
+pub(crate) fn check_stages(e: &Experiment) -> Result<(), ConfigError> {
+    let stage1 = e
+        .method
+        .get("stage1_epochs")
+        .and_then(toml::Value::as_integer);
+    match stage1.filter(|&s| s >= e.train.epochs as i64) {
+        Some(stage1) => Err(ConfigError::new(
+            "method.stage1_epochs",
+            format!(
+                "{stage1} leaves no epoch of train.epochs = {} for stage 2 (the detector): \
+                 lower it or raise train.epochs",
+                e.train.epochs
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn validate(e: &Experiment) -> Result<(), ConfigError> {
     let positive = [
         ("data.image_size", e.data.image_size as usize),
@@ -594,22 +615,7 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
     }
-    // A method trained in stages (MSCM's `stage1_epochs`) needs an epoch for its last one;
-    // its own check would stop the run only at epoch 1, after every file was read.
-    let stage1 = e
-        .method
-        .get("stage1_epochs")
-        .and_then(toml::Value::as_integer);
-    if let Some(stage1) = stage1.filter(|&s| s >= e.train.epochs as i64) {
-        return Err(ConfigError::new(
-            "method.stage1_epochs",
-            format!(
-                "{stage1} leaves no epoch of train.epochs = {} for stage 2 (the detector): \
-                 lower it or raise train.epochs",
-                e.train.epochs
-            ),
-        ));
-    }
+    check_stages(e)?;
     if let Some(subset) = e.data.subset {
         for (key, v) in [
             ("train", subset.train),

@@ -64,6 +64,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     }
     if let Some(e) = opts.epochs {
         exp.train.epochs = e;
+        crate::experiment::check_stages(&exp).with_context(|| format!("--epochs {e}"))?;
     }
     // Read every split before creating the run folder: a bad layout fails early.
     let (device, categories, splits) = prepare(&exp, loaded)?;
@@ -129,8 +130,9 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     say(&mut dir, &header);
     if let Some(keep) = exp.data.subset {
         let line = format!(
-            "data.subset: {} training and {} test samples of each type per category, {} \
-             epoch{}: a check that the configuration runs end to end, not the dataset's numbers",
+            "data.subset: about {} training and {} test samples of each type per category, \
+             {} epoch{}: a check that the configuration runs end to end, not the dataset's \
+             numbers",
             keep.train,
             keep.test_per_type,
             exp.train.epochs,

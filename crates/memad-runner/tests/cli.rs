@@ -80,6 +80,17 @@ fn check_refuses_stages_longer_than_the_training() {
             && t.contains("ok   experiments/paper/mscm_fashion_mnist.toml [train.epochs = 5]"),
         "{t}"
     );
+    // `memad run --epochs` too, before any data is read.
+    let runs = tempfile::tempdir().unwrap();
+    let runs = runs.path().to_str().unwrap();
+    let out = memad(&["run", file, "--epochs", "3", "--runs", runs], &root);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("--epochs 3")
+            && t.contains("method.stage1_epochs: 4 leaves no epoch of train.epochs = 3"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -1390,7 +1401,7 @@ fn smoke_run_takes_a_part_of_each_category_under_its_own_name() {
     assert!(out.status.success(), "{t}");
     assert!(
         t.contains(
-            "data.subset: 4 training and 2 test samples of each type per category, 1 epoch:"
+            "data.subset: about 4 training and 2 test samples of each type per category, 1 epoch:"
         ) && t.contains("[grid] train 4 images, test 4 images")
             && t.contains("[grid] epoch 1/1"),
         "{t}"
