@@ -49,8 +49,9 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         /// A smoke run, to check a configuration end to end before the real one: one epoch
-        /// on `2 * batch_size` training samples and two test samples of each type per
-        /// category (`data.subset`), named `<name>_smoke`. Its numbers are not the dataset's.
+        /// (one per stage for MSCM) on about `2 * batch_size` training samples and two test
+        /// samples of each type per category (`data.subset`), named `<name>_smoke`. Every
+        /// file of the dataset is still checked. Its numbers are not the dataset's.
         #[arg(long)]
         smoke: bool,
         /// Override `train.epochs` (after `--smoke`).

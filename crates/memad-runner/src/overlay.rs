@@ -21,7 +21,7 @@
 //!   normal ones; see there.
 //!
 //! `memad run` and `memad eval` call [`write_overlay_grid`] for each category
-//! (`<run>/overlays/<category>.png`, `run.rs`).
+//! (`<run>/overlays/<category>.png`, `evaluate.rs`).
 use crate::output::write_atomic;
 use anyhow::{bail, Context};
 use plotters::prelude::*;

@@ -348,9 +348,18 @@ fn training_device(folder: &Path) -> Option<String> {
     if meta.get("device")?.as_str()? != "Cpu" {
         return Some("cuda".into());
     }
-    // `cpu = "AMD EPYC (avx2)"`: the instruction set in the last parentheses.
+    // `cpu = "AMD EPYC (avx2)"` or `"... (avx2, ATEN_CPU_CAPABILITY=default)"`: the
+    // instruction set opens the last parentheses.
     let isa = (meta.get("cpu").and_then(|c| c.as_str()))
         .and_then(|c| c.rsplit_once('(')?.1.strip_suffix(')').map(str::to_string))
+        .map(|inside| {
+            inside
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
         .unwrap_or_else(|| "?".into());
     let threads = (meta.get("torch_threads").and_then(|t| t.as_integer()))
         .map_or("?".into(), |t| t.to_string());
@@ -366,13 +375,23 @@ fn devices_differ(a: &str, b: &str) -> bool {
             .any(|(x, y)| x != y && *x != "?" && *y != "?")
 }
 
-/// A [`training_device`] for a note: `cuda`, `CPU avx2, 2 threads`.
+/// A [`training_device`] for a note: `CUDA`, `CPU avx2, 2 threads`, `CPU (instruction set
+/// not recorded), 1 thread`.
 fn describe_device(device: &str) -> String {
-    match device.split('|').collect::<Vec<_>>().as_slice() {
-        ["cpu", isa, "1"] => format!("CPU {isa}, 1 thread"),
-        ["cpu", isa, threads] => format!("CPU {isa}, {threads} threads"),
-        _ => device.to_string(),
-    }
+    let parts: Vec<&str> = device.split('|').collect();
+    let ["cpu", isa, threads] = parts.as_slice() else {
+        return device.to_uppercase();
+    };
+    let isa = match *isa {
+        "?" => "(instruction set not recorded)".to_string(),
+        isa => isa.to_string(),
+    };
+    let threads = match *threads {
+        "?" => "threads not recorded".to_string(),
+        "1" => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    format!("CPU {isa}, {threads}")
 }
 
 /// A run's config as `key = value` lines without `name` and `seed`: equal for the seeds of one
@@ -847,12 +866,17 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
         ));
     }
     for (row, devices) in &devices_by_row {
+        let hint = match devices.iter().all(|d| d.starts_with("cpu")) {
+            true => {
+                "on the CPU the thread count and instruction set change the numbers slightly; \
+                 a sweep's `--jobs N` trains each run on cores / N threads, `OMP_NUM_THREADS` \
+                 sets one count for all"
+            }
+            false => "CUDA and the CPU give slightly different numbers",
+        };
         let devices: Vec<String> = devices.iter().map(|d| describe_device(d)).collect();
         notes.push(format!(
-            "row `{}` combines runs trained on {} (the CSV's runs column lists them): on the \
-             CPU the thread count and instruction set change the numbers slightly; a sweep's \
-             `--jobs N` trains each run on cores / N threads, `OMP_NUM_THREADS` sets one count \
-             for all",
+            "row `{}` combines runs trained on {} (the CSV's runs column lists them): {hint}",
             display(&raw.names, row),
             devices.join(" and ")
         ));
@@ -1433,8 +1457,20 @@ mod tests {
         assert_eq!(training_device(&run("q_seed-0", t2)).unwrap(), "cpu|avx2|1");
         std::fs::write(run("q_seed-0", t2).join("run.toml"), "device = \"Cpu\"\n").unwrap();
         assert_eq!(training_device(&run("q_seed-0", t2)).unwrap(), "cpu|?|?");
+        let aten = "device = \"Cpu\"\ntorch_threads = 1\ncpu = \"EPYC (avx2, ATEN_CPU_CAPABILITY=avx2)\"\n";
+        std::fs::write(run("q_seed-0", t2).join("run.toml"), aten).unwrap();
+        assert_eq!(training_device(&run("q_seed-0", t2)).unwrap(), "cpu|avx2|1");
+        std::fs::write(run("q_seed-0", t2).join("run.toml"), "device = \"Cpu\"\n").unwrap();
         assert!(!devices_differ("cpu|?|?", "cpu|avx2|1"));
         assert!(devices_differ("cpu|avx512|1", "cpu|avx2|1") && devices_differ("cuda", "cpu|?|?"));
+        assert_eq!(
+            ["cuda", "cpu|?|1", "cpu|avx2|?"].map(describe_device),
+            [
+                "CUDA",
+                "CPU (instruction set not recorded), 1 thread",
+                "CPU avx2, threads not recorded"
+            ]
+        );
         assert!(table("runs/q_seed-*/*").notes.is_empty());
         // On CUDA the CPU thread count does not enter the numbers.
         for name in ["q_seed-0", "q_seed-1"] {

@@ -22,7 +22,7 @@
 //! each video's scores (or each score part, summed with the method's weights) min-max
 //! normalised, so ROC, PR and frame curves show what the metric measures.
 //!
-//! `memad plot ablation --runs R --param KEY --metric M [--group G[,G2]]` ([`ablation`]):
+//! `memad plot ablation --runs R --param KEY --metric M [--group G[,G2]]` ([`ablation()`]):
 //! `ablation_<KEY>_<M>.{png,svg}`, the metric against a dotted key of the runs' `config.toml`,
 //! one line per group (the values of one or more columns or config keys, labelled
 //! `key=value`) and configuration: runs of a group that differ in more than seed and the
