@@ -43,6 +43,11 @@ pub struct SweepArgs {
     /// Set `train.epochs` in every combination (part of its config and its hash).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Run every combination as `memad run --smoke` (a part of the data, one epoch; runs
+    /// named `<combination>_smoke`): checks that each combination runs end to end before
+    /// the real sweep. Here only (not with `--launcher slurm`).
+    #[arg(long, conflicts_with = "epochs")]
+    pub smoke: bool,
     /// Run anew the combinations whose complete runs were all made by a binary of another
     /// commit (by default they count as done, and are named): after a fix that changes
     /// results, the same command re-makes them.
@@ -407,6 +412,10 @@ pub fn run(
         args.launcher == Launcher::Slurm || !args.slurm.any_given(),
         "Slurm options (--partition, --time, --wait, ...) need --launcher slurm"
     );
+    anyhow::ensure!(
+        !(args.smoke && args.launcher == Launcher::Slurm),
+        "--smoke runs the combinations here, in minutes: drop --launcher slurm"
+    );
     let (base_path, axes, slurm) = read_sweep(args)?;
     let base = read_table(&base_path)?;
     let base_name = base_name(&base, &base_path);
@@ -450,12 +459,17 @@ pub fn run(
                 return Err(e.context(format!("combination `{}`", combo.name)));
             }
         };
-        let hash = crate::run::sha256_hex(loaded.experiment.to_toml().as_bytes());
+        // What the child `memad run` resolves and names its run folder after.
+        let experiment = match args.smoke {
+            true => loaded.experiment.clone().into_smoke(),
+            false => loaded.experiment.clone(),
+        };
+        let hash = crate::run::sha256_hex(experiment.to_toml().as_bytes());
         // The same config on another copy of the data is another result, as `run` refuses to
         // resume one (runs from before `dataset_root` was recorded count as the same copy).
         let root = crate::run::absolute_root(&loaded.dataset.root);
         let (same_config, other_data): (Vec<PathBuf>, Vec<PathBuf>) =
-            complete_runs_of(&args.runs, &combo.name)
+            complete_runs_of(&args.runs, &experiment.name)
                 .into_iter()
                 .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
                 .partition(|r| run_dataset_root(r).is_none_or(|d| d == root));
@@ -484,7 +498,7 @@ pub fn run(
                 };
                 println!(
                     "[skip ] {} (a complete run has the same config{note})",
-                    combo.name
+                    experiment.name
                 );
                 skipped += 1;
                 by_other_commits += usize::from(!by_this);
@@ -492,7 +506,7 @@ pub fn run(
             }
         }
         resuming += usize::from(
-            (crate::run_folders::partial_runs_of(&args.runs, &combo.name).iter()).any(|r| {
+            (crate::run_folders::partial_runs_of(&args.runs, &experiment.name).iter()).any(|r| {
                 crate::run_folders::partial_config_sha256(r).as_deref() == Some(hash.as_str())
             }),
         );
@@ -500,8 +514,8 @@ pub fn run(
         crate::run::prepare_dataset(&loaded.dataset)
             .with_context(|| format!("preparing the data of `{}`", combo.name))?;
         jobs.push(Job {
-            name: combo.name.clone(),
-            log: folder.join(format!("{}.log", combo.name)),
+            log: folder.join(format!("{}.log", experiment.name)),
+            name: experiment.name,
             file,
             body,
         });
@@ -600,6 +614,9 @@ fn run_queue(
                 .stderr(log);
             if let Some(w) = &args.weights_dir {
                 cmd.arg("--weights-dir").arg(w);
+            }
+            if args.smoke {
+                cmd.arg("--smoke");
             }
             if let Some(t) = threads {
                 cmd.env("OMP_NUM_THREADS", t.to_string());

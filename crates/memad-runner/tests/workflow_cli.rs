@@ -515,4 +515,31 @@ fn sweep_runs_skips_and_redoes_interrupted_runs() {
         "{t}"
     );
     assert!(t.contains("[skip ] quickstart_seed-0"), "{t}");
+
+    // `--smoke`: each combination as `memad run --smoke`, in its own run folders, skipped
+    // once done; the table of the real runs leaves them out.
+    let smoke = ["sweep", "tiny.toml", "--set", "seed=0,1", "--smoke"];
+    let out = memad(&smoke, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("[start] quickstart_seed-1_smoke"), "{t}");
+    for name in ["quickstart_seed-0_smoke", "quickstart_seed-1_smoke"] {
+        let found = complete_runs(&runs, name);
+        assert_eq!(found.len(), 1, "{name}: {t}");
+        let config = std::fs::read_to_string(found[0].join("config.toml")).unwrap();
+        assert!(config.contains("[data.subset]"), "{config}");
+        assert!(runs.join(format!("sweeps/quickstart/{name}.log")).is_file());
+    }
+    let out = memad(&smoke, dir.path());
+    let t = text(&out);
+    assert!(
+        t.contains("2 combinations, 2 already done, 0 to run"),
+        "{t}"
+    );
+    let out = memad(&["table", "seeds.toml"], dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("note: 2 smoke run(s) match"), "{t}");
+    let out = memad(&[&smoke[..], &["--epochs", "2"]].concat(), dir.path());
+    assert!(!out.status.success(), "{}", text(&out));
 }
