@@ -30,6 +30,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: rd4ad::resolve,
         image_multiple: rd4ad::image_multiple,
+        min_epochs: |_| 1,
         build: rd4ad::build,
     });
     registry.add_method(MethodEntry {
@@ -38,6 +39,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: true,
         resolve: mddnet::resolve,
         image_multiple: rd4ad::image_multiple,
+        min_epochs: |_| 1,
         build: mddnet::build,
     });
     registry.add_method(MethodEntry {
@@ -46,6 +48,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: patchcore::resolve,
         image_multiple: |_| 1,
+        min_epochs: |_| 1,
         build: patchcore::build,
     });
     registry.add_method(MethodEntry {
@@ -54,6 +57,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: mnad::resolve,
         image_multiple: mnad::image_multiple,
+        min_epochs: |_| 1,
         build: mnad::build,
     });
     registry.add_method(MethodEntry {
@@ -62,6 +66,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: memae::resolve,
         image_multiple: |_| 1,
+        min_epochs: |_| 1,
         build: memae::build,
     });
     registry.add_method(MethodEntry {
@@ -70,6 +75,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: mscm::resolve,
         image_multiple: |_| 1,
+        min_epochs: mscm::min_epochs,
         build: mscm::build,
     });
     registry.add_method(MethodEntry {
@@ -78,6 +84,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: mscm::resolve,
         image_multiple: |_| 1,
+        min_epochs: mscm::min_epochs,
         build: mscm::build,
     });
 }

@@ -538,6 +538,15 @@ fn validate_augment(a: &AugmentConfig, path: &str) -> std::result::Result<(), Co
     Ok(())
 }
 
+/// Registry `min_epochs` (both kinds): the stage-1 epochs of the resolved section, and one
+/// for stage 2 (the detector).
+pub fn min_epochs(section: &toml::Value) -> usize {
+    let stage1 = section
+        .get("stage1_epochs")
+        .and_then(toml::Value::as_integer);
+    stage1.map_or(1, |s| s.max(0) as usize + 1)
+}
+
 /// Registry `resolve` (both kinds).
 pub fn resolve(
     section: &toml::Value,

@@ -382,17 +382,14 @@ impl Loaded {
 }
 
 impl Experiment {
-    /// `memad run --smoke`: one epoch (one per stage for a method trained in stages,
-    /// `method.stage1_epochs`) on `2 * batch_size` training samples and two test samples of
-    /// each type per category (`data.subset`, unless the file sets its own), named
-    /// `<name>_smoke` so that its runs never mix with the real ones in a table.
-    pub fn into_smoke(mut self) -> Self {
+    /// `memad run --smoke`: the fewest epochs the method takes (`min_epochs`, the
+    /// registry's `MethodEntry::min_epochs`: 1, MSCM's stages) on `2 * batch_size` training
+    /// samples and two test samples of each type per category (`data.subset`, unless the
+    /// file sets its own), named `<name>_smoke` so that its runs never mix with the real
+    /// ones in a table.
+    pub fn into_smoke(mut self, min_epochs: usize) -> Self {
         self.name = format!("{}_smoke", self.name);
-        self.train.epochs = 1;
-        if let Some(stage1) = self.method.get_mut("stage1_epochs") {
-            *stage1 = toml::Value::Integer(1);
-            self.train.epochs = 2;
-        }
+        self.train.epochs = min_epochs.max(1);
         self.data.subset.get_or_insert(SubsetConfig {
             train: 2 * self.data.batch_size,
             test_per_type: 2,
@@ -549,6 +546,7 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     let entry = registry.method(kind_of(&experiment.method, "method")?, "method.kind")?;
     experiment.method = (entry.resolve)(&experiment.method, "method", registry)?;
     validate(&experiment)?;
+    check_epochs(&experiment, registry)?;
     let multiple = (entry.image_multiple)(&experiment.method);
     if i64::from(experiment.data.image_size) % multiple != 0 {
         let msg = format!(
@@ -582,25 +580,28 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     Ok(experiment)
 }
 
-/// A method trained in stages (MSCM's `stage1_epochs`) needs an epoch for its last one: its
-/// own check would stop a run only at epoch 1, after every file was read. Checked at load
-/// and again by `memad run` after `--epochs`.
-pub(crate) fn check_stages(e: &Experiment) -> Result<(), ConfigError> {
-    let stage1 = e
-        .method
-        .get("stage1_epochs")
-        .and_then(toml::Value::as_integer);
-    match stage1.filter(|&s| s >= e.train.epochs as i64) {
-        Some(stage1) => Err(ConfigError::new(
-            "method.stage1_epochs",
+/// Refuses fewer `train.epochs` than the method takes ([`min_epochs`]): the method's own
+/// check would stop a run only at its first epoch, after every file was read. Checked at
+/// load and again by `memad run` after `--epochs`.
+pub(crate) fn check_epochs(e: &Experiment, registry: &Registry) -> Result<(), ConfigError> {
+    let least = min_epochs(e, registry)?;
+    match e.train.epochs < least {
+        true => Err(ConfigError::new(
+            "train.epochs",
             format!(
-                "{stage1} leaves no epoch of train.epochs = {} for stage 2 (the detector): \
-                 lower it or raise train.epochs",
+                "must be at least {least} for method `{}` as its [method] section is set, got {}",
+                e.method_kind(),
                 e.train.epochs
             ),
         )),
-        None => Ok(()),
+        false => Ok(()),
     }
+}
+
+/// The fewest epochs the experiment's method takes (`MethodEntry::min_epochs`).
+pub(crate) fn min_epochs(e: &Experiment, registry: &Registry) -> Result<usize, ConfigError> {
+    let entry = registry.method(kind_of(&e.method, "method")?, "method.kind")?;
+    Ok((entry.min_epochs)(&e.method))
 }
 
 fn validate(e: &Experiment) -> Result<(), ConfigError> {
@@ -615,7 +616,6 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, "must be at least 1"));
         }
     }
-    check_stages(e)?;
     if let Some(subset) = e.data.subset {
         for (key, v) in [
             ("train", subset.train),

@@ -48,8 +48,8 @@ enum Command {
         /// Folder holding the runs.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
-        /// A smoke run, to check a configuration end to end before the real one: one epoch
-        /// (one per stage for MSCM) on about `2 * batch_size` training samples and two test
+        /// A smoke run, to check a configuration end to end before the real one: the fewest
+        /// epochs the method takes (1; MSCM: its stages) on about `2 * batch_size` training samples and two test
         /// samples of each type per category (`data.subset`), named `<name>_smoke`. Every
         /// file of the dataset is still checked. Its numbers are not the dataset's.
         #[arg(long)]

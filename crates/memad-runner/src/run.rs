@@ -42,7 +42,7 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 pub struct RunOptions {
     pub runs_dir: PathBuf,
     pub weights_dir: PathBuf,
-    /// A smoke run ([`Experiment::into_smoke`]): a part of the data, one epoch.
+    /// A smoke run ([`Experiment::into_smoke`]): a part of the data, the fewest epochs.
     pub smoke: bool,
     /// Overrides `train.epochs`, after `smoke`.
     pub epochs: Option<usize>,
@@ -60,11 +60,12 @@ pub struct RunSummary {
 pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::Result<RunSummary> {
     let mut exp = loaded.experiment.clone();
     if opts.smoke {
-        exp = exp.into_smoke();
+        let least = crate::experiment::min_epochs(&exp, registry)?;
+        exp = exp.into_smoke(least);
     }
     if let Some(e) = opts.epochs {
         exp.train.epochs = e;
-        crate::experiment::check_stages(&exp).with_context(|| format!("--epochs {e}"))?;
+        crate::experiment::check_epochs(&exp, registry).with_context(|| format!("--epochs {e}"))?;
     }
     // Read every split before creating the run folder: a bad layout fails early.
     let (device, categories, splits) = prepare(&exp, loaded)?;

@@ -461,7 +461,10 @@ pub fn run(
         };
         // What the child `memad run` resolves and names its run folder after.
         let experiment = match args.smoke {
-            true => loaded.experiment.clone().into_smoke(),
+            true => {
+                let least = experiment::min_epochs(&loaded.experiment, registry)?;
+                loaded.experiment.clone().into_smoke(least)
+            }
             false => loaded.experiment.clone(),
         };
         let hash = crate::run::sha256_hex(experiment.to_toml().as_bytes());

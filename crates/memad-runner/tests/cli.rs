@@ -66,8 +66,9 @@ fn broken(replace: &str, with: &str) -> String {
     base.replacen(replace, with, 1)
 }
 
-/// A stage count the epochs cannot hold is a config error of `memad check`, not a failure
-/// at the first epoch of a run.
+/// Fewer epochs than the method takes (MSCM: its stage-1 epochs and one for stage 2) is a
+/// config error of `memad check` and `memad run --epochs`, not a failure at the first epoch
+/// of a run.
 #[test]
 fn check_refuses_stages_longer_than_the_training() {
     let root = workspace();
@@ -76,8 +77,10 @@ fn check_refuses_stages_longer_than_the_training() {
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     assert!(
-        t.contains("method.stage1_epochs: 4 leaves no epoch of train.epochs = 4 for stage 2")
-            && t.contains("ok   experiments/paper/mscm_fashion_mnist.toml [train.epochs = 5]"),
+        t.contains(
+            "train.epochs: must be at least 5 for method `mscm` as its [method] section is set, \
+             got 4"
+        ) && t.contains("ok   experiments/paper/mscm_fashion_mnist.toml [train.epochs = 5]"),
         "{t}"
     );
     // `memad run --epochs` too, before any data is read.
@@ -88,7 +91,7 @@ fn check_refuses_stages_longer_than_the_training() {
     assert!(!out.status.success(), "{t}");
     assert!(
         t.contains("--epochs 3")
-            && t.contains("method.stage1_epochs: 4 leaves no epoch of train.epochs = 3"),
+            && t.contains("train.epochs: must be at least 5 for method `mscm`"),
         "{t}"
     );
 }
@@ -1855,7 +1858,8 @@ fn the_fashion_mnist_paper_files_run_end_to_end() {
         let scores = std::fs::read_to_string(run.join("scores/3.csv")).unwrap();
         assert_eq!(scores.lines().count() - 1, 40, "{file}");
     }
-    // `--smoke` on the unbalanced file as it is: one epoch per stage, and labelled anomalies
+    // `--smoke` on the unbalanced file as it is: the 4 epochs of stage 1 and one of stage 2
+    // (`MethodEntry::min_epochs`) on a few batches, and labelled anomalies
     // kept in the training part (stage 2 refuses batches without any).
     let paper = workspace().join("experiments/paper/mscm_fashion_mnist_unbalanced.toml");
     let file = dir.path().join("mscm_fashion_mnist_unbalanced.toml");
@@ -1876,7 +1880,7 @@ fn the_fashion_mnist_paper_files_run_end_to_end() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
-        t.contains("per category, 2 epochs:") && t.contains("[3] epoch 2/2"),
+        t.contains("per category, 5 epochs:") && t.contains("[3] epoch 5/5"),
         "{t}"
     );
     let smoke = complete_folders(&dir.path().join("runs/mscm_fashion_mnist_unbalanced_smoke"));
