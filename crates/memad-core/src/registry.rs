@@ -43,10 +43,10 @@ pub struct MethodEntry {
     /// without building (RD4AD: twice its teacher's coarsest stride; 1: any size).
     /// `memad check` refuses another size; the build checks it again.
     pub image_multiple: fn(&toml::Value) -> i64,
-    /// The fewest `train.epochs` the method takes, from the resolved section (MSCM: its
-    /// stage-1 epochs and one for stage 2; 1 for most). `memad check` refuses fewer, and a
-    /// smoke run trains this many.
-    pub min_epochs: fn(&toml::Value) -> usize,
+    /// The fewest `train.epochs` the method takes, from the resolved section, and why when
+    /// more than 1 (MSCM: its stage-1 epochs and one for stage 2). `memad check` refuses
+    /// fewer, and a smoke run trains this many.
+    pub min_epochs: fn(&toml::Value) -> (usize, Option<String>),
     /// Builds from a section already resolved.
     pub build: fn(&toml::Value, &Registry, &BuildContext) -> Result<Box<dyn Method>>,
 }
@@ -284,7 +284,7 @@ mod tests {
             synthetic_anomalies: false,
             resolve: resolve_ok,
             image_multiple: |_| 1,
-            min_epochs: |_| 1,
+            min_epochs: |_| (1, None),
             build: build_never,
         });
         let err = r.method("rd4da", "method.kind").err().unwrap();

@@ -30,7 +30,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: rd4ad::resolve,
         image_multiple: rd4ad::image_multiple,
-        min_epochs: |_| 1,
+        min_epochs: |_| (1, None),
         build: rd4ad::build,
     });
     registry.add_method(MethodEntry {
@@ -39,7 +39,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: true,
         resolve: mddnet::resolve,
         image_multiple: rd4ad::image_multiple,
-        min_epochs: |_| 1,
+        min_epochs: |_| (1, None),
         build: mddnet::build,
     });
     registry.add_method(MethodEntry {
@@ -48,7 +48,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: patchcore::resolve,
         image_multiple: |_| 1,
-        min_epochs: |_| 1,
+        min_epochs: |_| (1, None),
         build: patchcore::build,
     });
     registry.add_method(MethodEntry {
@@ -57,7 +57,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: mnad::resolve,
         image_multiple: mnad::image_multiple,
-        min_epochs: |_| 1,
+        min_epochs: |_| (1, None),
         build: mnad::build,
     });
     registry.add_method(MethodEntry {
@@ -66,7 +66,7 @@ pub fn register(registry: &mut Registry) {
         synthetic_anomalies: false,
         resolve: memae::resolve,
         image_multiple: |_| 1,
-        min_epochs: |_| 1,
+        min_epochs: |_| (1, None),
         build: memae::build,
     });
     registry.add_method(MethodEntry {

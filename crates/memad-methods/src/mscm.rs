@@ -540,11 +540,16 @@ fn validate_augment(a: &AugmentConfig, path: &str) -> std::result::Result<(), Co
 
 /// Registry `min_epochs` (both kinds): the stage-1 epochs of the resolved section, and one
 /// for stage 2 (the detector).
-pub fn min_epochs(section: &toml::Value) -> usize {
+pub fn min_epochs(section: &toml::Value) -> (usize, Option<String>) {
     let stage1 = section
         .get("stage1_epochs")
         .and_then(toml::Value::as_integer);
-    stage1.map_or(1, |s| s.max(0) as usize + 1)
+    let stage1 = stage1.unwrap_or(0).max(0) as usize;
+    let why = format!(
+        "method.stage1_epochs = {stage1}, then one epoch of stage 2 (the detector): lower it \
+         or raise train.epochs"
+    );
+    (stage1 + 1, Some(why))
 }
 
 /// Registry `resolve` (both kinds).

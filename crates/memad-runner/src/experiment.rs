@@ -584,13 +584,15 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
 /// check would stop a run only at its first epoch, after every file was read. Checked at
 /// load and again by `memad run` after `--epochs`.
 pub(crate) fn check_epochs(e: &Experiment, registry: &Registry) -> Result<(), ConfigError> {
-    let least = min_epochs(e, registry)?;
+    let entry = registry.method(kind_of(&e.method, "method")?, "method.kind")?;
+    let (least, why) = (entry.min_epochs)(&e.method);
     match e.train.epochs < least {
         true => Err(ConfigError::new(
             "train.epochs",
             format!(
-                "must be at least {least} for method `{}` as its [method] section is set, got {}",
-                e.method_kind(),
+                "must be at least {least} for method `{}`{}, got {}",
+                entry.kind,
+                why.map_or(String::new(), |w| format!(" ({w})")),
                 e.train.epochs
             ),
         )),
@@ -601,7 +603,7 @@ pub(crate) fn check_epochs(e: &Experiment, registry: &Registry) -> Result<(), Co
 /// The fewest epochs the experiment's method takes (`MethodEntry::min_epochs`).
 pub(crate) fn min_epochs(e: &Experiment, registry: &Registry) -> Result<usize, ConfigError> {
     let entry = registry.method(kind_of(&e.method, "method")?, "method.kind")?;
-    Ok((entry.min_epochs)(&e.method))
+    Ok((entry.min_epochs)(&e.method).0)
 }
 
 fn validate(e: &Experiment) -> Result<(), ConfigError> {

@@ -49,9 +49,10 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         /// A smoke run, to check a configuration end to end before the real one: the fewest
-        /// epochs the method takes (1; MSCM: its stages) on about `2 * batch_size` training samples and two test
-        /// samples of each type per category (`data.subset`), named `<name>_smoke`. Every
-        /// file of the dataset is still checked. Its numbers are not the dataset's.
+        /// epochs the method takes (one; MSCM: its `stage1_epochs`, then one of stage 2) on
+        /// about `2 * batch_size` training samples and two test samples of each type per
+        /// category (`data.subset`), named `<name>_smoke`. Every file of the dataset is still
+        /// checked. Its numbers are not the dataset's.
         #[arg(long)]
         smoke: bool,
         /// Override `train.epochs` (after `--smoke`).

@@ -43,9 +43,9 @@ pub struct SweepArgs {
     /// Set `train.epochs` in every combination (part of its config and its hash).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Run every combination as `memad run --smoke` (a part of the data, one epoch; runs
-    /// named `<combination>_smoke`): checks that each combination runs end to end before
-    /// the real sweep. Here only (not with `--launcher slurm`).
+    /// Run every combination as `memad run --smoke` (a part of the data, the fewest epochs the
+    /// method takes; runs named `<combination>_smoke`): checks that each combination runs end
+    /// to end before the real sweep. Here only (not with `--launcher slurm`).
     #[arg(long, conflicts_with = "epochs")]
     pub smoke: bool,
     /// Run anew the combinations whose complete runs were all made by a binary of another
@@ -480,7 +480,7 @@ pub fn run(
             println!(
                 "note: {}: its complete run {} read another copy of dataset `{}` (this \
                  catalog's is {root}); running it on this one",
-                combo.name,
+                experiment.name,
                 other_data[0].display(),
                 loaded.dataset.name
             );

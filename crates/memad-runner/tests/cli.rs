@@ -78,8 +78,8 @@ fn check_refuses_stages_longer_than_the_training() {
     assert!(!out.status.success(), "{t}");
     assert!(
         t.contains(
-            "train.epochs: must be at least 5 for method `mscm` as its [method] section is set, \
-             got 4"
+            "train.epochs: must be at least 5 for method `mscm` (method.stage1_epochs = 4, then \
+             one epoch of stage 2 (the detector): lower it or raise train.epochs), got 4"
         ) && t.contains("ok   experiments/paper/mscm_fashion_mnist.toml [train.epochs = 5]"),
         "{t}"
     );
