@@ -925,6 +925,26 @@ pub fn read_scores(path: &Path) -> anyhow::Result<Scores> {
     Ok(s)
 }
 
+/// `(true positives, false positives)` above each distinct score, from the highest score down
+/// (ties count as one threshold); `labels[i]` marks an anomaly.
+fn counts_at_thresholds(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut counts = Vec::new();
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (k, &i) in order.iter().enumerate() {
+        if labels[i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        if order.get(k + 1).is_none_or(|&j| scores[j] != scores[i]) {
+            counts.push((tp, fp));
+        }
+    }
+    counts
+}
+
 /// ROC points `(false-positive rate, true-positive rate)` from `(0, 0)` to `(1, 1)`, one per
 /// distinct score (ties form one step, as in scikit-learn's `roc_curve`); `labels[i]` marks
 /// an anomaly, higher scores are more anomalous. Empty without positives or negatives.
@@ -934,22 +954,10 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
     if positives == 0.0 || negatives == 0.0 {
         return Vec::new();
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let mut points = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    for (k, &i) in order.iter().enumerate() {
-        if labels[i] {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        let last_of_tie = order.get(k + 1).is_none_or(|&j| scores[j] != scores[i]);
-        if last_of_tie {
-            points.push((fp / negatives, tp / positives));
-        }
-    }
-    points
+    let steps = counts_at_thresholds(scores, labels).into_iter();
+    std::iter::once((0.0, 0.0))
+        .chain(steps.map(|(tp, fp)| (fp / negatives, tp / positives)))
+        .collect()
 }
 
 /// Precision-recall points `(recall, precision)`, one per distinct score from the highest down
@@ -961,21 +969,11 @@ pub fn pr_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
     if positives == 0.0 || positives == labels.len() as f64 {
         return Vec::new();
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut points = vec![(0.0, 1.0)];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    for (k, &i) in order.iter().enumerate() {
-        if labels[i] {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        if order.get(k + 1).is_none_or(|&j| scores[j] != scores[i]) {
-            points.push((tp / positives, tp / (tp + fp)));
-            if tp == positives {
-                break;
-            }
+    for (tp, fp) in counts_at_thresholds(scores, labels) {
+        points.push((tp / positives, tp / (tp + fp)));
+        if tp == positives {
+            break;
         }
     }
     points
