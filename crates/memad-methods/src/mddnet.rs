@@ -41,7 +41,9 @@
 //!   (Kaiming-uniform); the rest of the student is initialised as RD4AD's code.
 //! - A key of a part an ablation switches off (the identity decoder's weights, the memory's
 //!   keys) must keep its default: otherwise it would have no effect, and a sweep over it
-//!   would make identical runs under different names.
+//!   would make identical runs under different names. One exception: `memory.init` is not
+//!   checked, because no-memory runs made before its default changed record `"random"` and
+//!   must still resolve (a sweep over it with `use_memory = false` is the user's to avoid).
 //!
 //! Ablations (`experiments/mddnet_ablation_*.toml`): `identity_decoder = false` (no `I`,
 //! hence no `L_id`, `L_dist` nor `M_RI`: RD4AD trained on synthetic anomalies with the

@@ -80,6 +80,14 @@ pub(crate) fn evaluate_category(
         );
         say(dir, &line);
     }
+    if asked("class_accuracy") && eval.class_correct.is_empty() {
+        let line = format!(
+            "[{category}] class_accuracy is not applicable: this model predicts no classes \
+             (MDD-Net does with its class memory, method.class_source = \"predicted\" and \
+             more than one class; no row written)"
+        );
+        say(dir, &line);
+    }
     if let Some(line) = unmasked_note(exp, split, &eval, &values) {
         say(dir, &line);
     }

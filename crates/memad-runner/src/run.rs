@@ -31,7 +31,7 @@ use memad_core::{BuildContext, Method, Registry, Training};
 use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::mvtec::{CategorySplit, Sample};
-use memad_data::synthesis::AnomalySynthesizer;
+use memad_data::synthesis::{AnomalySynthesizer, DraemConfig, SynthesisConfig};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -140,6 +140,15 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             if exp.train.epochs == 1 { "" } else { "s" }
         );
         say(&mut dir, &line);
+    }
+    if let Some(SynthesisConfig::Draem(DraemConfig {
+        texture_dir: None, ..
+    })) = &exp.data.synthesis
+    {
+        let line = "data.synthesis: DRAEM's anomaly sources are the built-in ones (the image's \
+                    shuffled tiles, procedural textures); DRAEM and MDD-Net draw them from DTD: \
+                    set texture_dir to DTD's images/ folder to train as the papers do";
+        say(&mut dir, line);
     }
     let checkout = say_commits(&mut dir);
     say_cuda_only_switches(&exp, device, &mut dir);

@@ -846,6 +846,28 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
         assert!(run.join("plots").join(file).is_file(), "{file}");
     }
 
+    // Scored with the class given, the model predicts none: class_accuracy is said to be
+    // not applicable, not silently missing.
+    let out = memad(
+        &[
+            "eval",
+            run.to_str().unwrap(),
+            "--set",
+            "method.class_source=given",
+        ],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("[grid] class_accuracy is not applicable: this model predicts no classes"),
+        "{t}"
+    );
+    let given = complete_folders(&run.join("evals/mddnet_synthetic_class_source-given"));
+    let lines = metric_lines(&given[0]);
+    assert!(lines.iter().any(|l| l.contains(",image_auroc,")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains(",class_accuracy,")), "{lines:?}");
+
     // Without [data.synthesis] the run stops before training, saying what to add.
     let start = base.find("[data.synthesis]").unwrap();
     let end = base[start..].find("[method]").unwrap() + start;
