@@ -754,17 +754,15 @@ fn frames_by_video(
 
 /// The rows of each video, videos in order of first appearance (as the frame metrics
 /// group them).
-pub(crate) fn rows_by_video<T: PartialEq>(videos: &[T]) -> Vec<Vec<usize>> {
-    let mut names: Vec<&T> = Vec::new();
+pub(crate) fn rows_by_video<T: Eq + std::hash::Hash>(videos: &[T]) -> Vec<Vec<usize>> {
+    let mut index: std::collections::HashMap<&T, usize> = std::collections::HashMap::new();
     let mut rows: Vec<Vec<usize>> = Vec::new();
     for (i, v) in videos.iter().enumerate() {
-        match names.iter().position(|n| *n == v) {
-            Some(k) => rows[k].push(i),
-            None => {
-                names.push(v);
-                rows.push(vec![i]);
-            }
-        }
+        let k = *index.entry(v).or_insert_with(|| {
+            rows.push(Vec::new());
+            rows.len() - 1
+        });
+        rows[k].push(i);
     }
     rows
 }

@@ -9,14 +9,15 @@
 //!   `--video-normalization none` or `min_max` (MNAD's and MemAE's protocols normalise each
 //!   video's scores to [0, 1]; no default, so the choice shows in the command).
 //!
-//! Labels are 0 (normal) or 1 (anomalous), anything else is an error; nonzero mask pixels
-//! are anomalous (masks of 0/255 and 0/1 both work). Scores and maps are ranked in the precision
+//! Labels are 0 (normal) or 1 (anomalous), anything else is an error; masks are binary:
+//! booleans, 0/1 or 0/255 (any other value, a soft mask or NaN, is an error naming the pixel). Scores and maps are ranked in the precision
 //! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
 //! else in `f32`, so no score is rounded before ranking (integers above 2^53 excepted). The metrics are
 //! [`memad_metrics::evaluate_images`]'s (pixel metrics and AUPRO when both maps and masks are
-//! given). A category whose metrics are undefined (only normal or only anomalous images or
-//! pixels) is reported as such and left out of the mean, which says how many categories it
-//! averages. The `.npz` files are read by [`crate::npz`], which decodes each array while
+//! given). A category whose image metrics are undefined (only normal or only anomalous
+//! images) is reported as such and left out of the mean, which says how many categories it
+//! averages; one whose pixel metrics alone are undefined (only normal or only anomalous
+//! pixels) keeps its image metrics, its pixel metrics left out of the pixel means. The `.npz` files are read by [`crate::npz`], which decodes each array while
 //! it streams in, so that an array costs its converted size only.
 
 use std::borrow::Cow;
@@ -31,7 +32,7 @@ use memad_metrics::{
 };
 use serde::Serialize;
 
-use crate::npz::{self, Category, Dtype, Npz};
+use crate::npz::{self, Category, Dtype, MaskPixel, Npz};
 
 /// Arguments of `memad metrics`.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,8 +46,8 @@ pub struct MetricsArgs {
     /// Print one JSON object (per category and mean) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// AUPRO's false-positive-rate limit.
-    #[arg(long, default_value_t = MVTEC_FPR_LIMIT)]
+    /// AUPRO's false-positive-rate limit, in (0, 1].
+    #[arg(long, default_value_t = MVTEC_FPR_LIMIT, value_parser = fpr_limit)]
     pub fpr_limit: f64,
     /// Print timings and peak memory (resident set growth) to stderr as one JSON line.
     #[arg(long)]
@@ -55,6 +56,15 @@ pub struct MetricsArgs {
     /// scores to [0, 1] first) for the frame AUROCs.
     #[arg(long, value_enum)]
     pub video_normalization: Option<VideoNorm>,
+}
+
+/// `--fpr-limit`: a number in (0, 1], checked before any file is read.
+fn fpr_limit(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not in (0, 1] (MVTec AD's AUPRO uses 0.3)")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--video-normalization`.
@@ -252,16 +262,30 @@ impl Inputs {
             "shape mismatch: {p} anomaly_maps has shape {maps_shape:?} but image_scores has \
              shape {scores_shape:?}"
         );
-        let masks = gt.require::<bool>("masks")?;
+        let masks = gt.require::<MaskPixel>("masks")?;
         ensure!(
             image_dims(&masks.shape) == Some(dims),
             "shape mismatch: {p} anomaly_maps has shape {maps_shape:?} but {g} masks has shape \
              {:?}",
             masks.shape
         );
+        if let Some(k) = masks.data.iter().position(|&m| m == MaskPixel::Other) {
+            let (hw, w) = (dims.1 * dims.2, dims.2);
+            bail!(
+                "{g}: masks[{}, {}, {}] is neither 0, 1 nor 255: masks must be binary \
+                 (booleans, 0/1 or 0/255). A soft mask (resized with interpolation) or NaN \
+                 would count every nonzero pixel as anomalous: threshold it first (`masks > \
+                 0.5`), or resize masks with nearest-neighbour",
+                k / hw,
+                k % hw / w,
+                k % w
+            );
+        }
         Ok(Pixels {
             maps,
-            masks: masks.data,
+            masks: (masks.data.iter())
+                .map(|&m| m == MaskPixel::Anomalous)
+                .collect(),
             h: dims.1,
             w: dims.2,
         })
@@ -368,16 +392,14 @@ fn select<'a, T: Copy>(data: &'a [T], images: &[usize], per_image: usize) -> Cow
     Cow::Owned(out)
 }
 
-/// The unweighted mean over `metrics` (non-empty, all with the same metrics).
+/// The unweighted mean over `metrics` (non-empty); a pixel metric over the categories that
+/// have it (`None` where none has).
 fn mean_metrics(metrics: &[&ImageMetrics]) -> ImageMetrics {
     let n = metrics.len() as f64;
     let mean = |f: fn(&ImageMetrics) -> f64| metrics.iter().map(|m| f(m)).sum::<f64>() / n;
     let mean_opt = |f: fn(&ImageMetrics) -> Option<f64>| {
-        metrics
-            .iter()
-            .map(|m| f(m))
-            .sum::<Option<f64>>()
-            .map(|s| s / n)
+        let values: Vec<f64> = metrics.iter().filter_map(|m| f(m)).collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
     };
     ImageMetrics {
         image_auroc: mean(|m| m.image_auroc),
@@ -403,6 +425,10 @@ struct Row {
     /// Why the metrics are undefined (a class is missing); the row is left out of the mean.
     #[serde(skip_serializing_if = "Option::is_none")]
     undefined: Option<String>,
+    /// Why the pixel metrics alone are undefined (no anomalous or no normal pixel): the
+    /// image metrics are reported and averaged, the pixel ones left out of their means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pixel_undefined: Option<String>,
 }
 
 /// What `memad metrics` prints: per category, and the mean over the categories whose
@@ -468,19 +494,20 @@ impl Report {
             metrics: Some(self.mean),
             frames: self.mean_frames,
             undefined: None,
+            pixel_undefined: None,
         };
         for row in self.categories.iter().chain([&mean]) {
             write!(s, "{:<14} {:>7}", row.category, row.images).unwrap();
-            match &row.metrics {
-                Some(m) => {
-                    (named(m, row.frames.as_ref()).iter().zip(&widths)).for_each(|((_, v), w)| {
-                        match v {
-                            Some(v) => write!(s, " {v:>w$.4}").unwrap(),
-                            None => write!(s, " {:>w$}", "-").unwrap(),
-                        }
-                    })
+            // Each column's value by name: a row may lack some (its pixel metrics undefined).
+            let values = match &row.metrics {
+                Some(m) => named(m, row.frames.as_ref()),
+                None => Vec::new(),
+            };
+            for ((name, _), w) in names.iter().zip(&widths) {
+                match values.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v) {
+                    Some(v) => write!(s, " {v:>w$.4}").unwrap(),
+                    None => write!(s, " {:>w$}", "-").unwrap(),
                 }
-                None => (widths.iter()).for_each(|w| write!(s, " {:>w$}", "-").unwrap()),
             }
             s.push('\n');
         }
@@ -507,6 +534,21 @@ impl Report {
             )
             .unwrap();
         }
+        let pixel_undefined: Vec<String> = (self.categories.iter())
+            .filter_map(|r| Some(format!("{} ({})", r.category, r.pixel_undefined.as_ref()?)))
+            .collect();
+        if !pixel_undefined.is_empty() {
+            let rest = match self.mean.pixel_auroc.is_some() {
+                true => "; their means average the other categories",
+                false => "",
+            };
+            writeln!(
+                s,
+                "pixel metrics undefined in {}{rest}",
+                pixel_undefined.join(", ")
+            )
+            .unwrap();
+        }
         if !undefined.is_empty() {
             writeln!(
                 s,
@@ -521,19 +563,20 @@ impl Report {
     }
 }
 
-/// Evaluates every category. With categories, one whose metrics are undefined (no
-/// anomalous or no normal image or pixel) becomes a row saying why and is left out of the
-/// mean; an error if that leaves none.
+/// Evaluates every category. With categories, one whose image metrics are undefined (no
+/// anomalous or no normal image) becomes a row saying why and is left out of the mean; an
+/// error if that leaves none. Undefined pixel metrics leave the row's image metrics.
 fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
     let mut categories = Vec::new();
     for group in groups(inputs.categories.as_deref(), inputs.labels.len()) {
-        let (metrics, undefined) = match evaluate_group(inputs, &group, fpr_limit) {
-            Ok(m) => (Some(m), None),
-            Err(e) if inputs.categories.is_some() && missing_class(&e) => {
-                (None, Some(e.to_string()))
-            }
-            Err(e) => return Err(explain(e, &group, inputs)),
-        };
+        let (metrics, undefined, pixel_undefined) =
+            match evaluate_group(inputs, &group, fpr_limit) {
+                Ok((m, pixel_undefined)) => (Some(m), None, pixel_undefined),
+                Err(e) if inputs.categories.is_some() && missing_class(&e) => {
+                    (None, Some(e.to_string()), None)
+                }
+                Err(e) => return Err(explain(e, &group, inputs)),
+            };
         let frames = match (&metrics, &inputs.videos) {
             (Some(_), Some(videos)) => Some(frame_metrics(inputs, videos, &group)?),
             _ => None,
@@ -544,6 +587,7 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
             metrics,
             frames,
             undefined,
+            pixel_undefined,
         });
     }
     let defined: Vec<&ImageMetrics> = categories
@@ -607,6 +651,25 @@ fn frame_metrics(inputs: &Inputs, videos: &[Category], group: &Group) -> Result<
         Values::F64(s) => split(&|i| s[i]),
     };
     let norm = inputs.video_normalization;
+    if norm == VideoNormalization::MinMaxPerVideo {
+        let constant: Vec<String> = (rows.iter().zip(&per_video))
+            .filter(|(_, (scores, _))| scores.iter().all(|&s| s == scores[0]))
+            .map(|(r, _)| of_group[r[0]].to_string())
+            .collect();
+        if !constant.is_empty() {
+            let shown = constant.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let more = if constant.len() > 5 { ", ..." } else { "" };
+            eprintln!(
+                "note: {}{} video(s) with constant scores ({shown}{more}): min_max makes each \
+                 all 0, the most normal score, which moves frame_auroc_micro",
+                match inputs.categories {
+                    Some(_) => format!("category {}: ", group.name),
+                    None => String::new(),
+                },
+                constant.len()
+            );
+        }
+    }
     let within = |e: MetricError| anyhow!("category {}: frame level: {e}", group.name);
     let macro_auroc = match frame_auroc_macro(&per_video, norm) {
         Ok(v) => Some(v),
@@ -627,59 +690,70 @@ fn missing_class(e: &MetricError) -> bool {
     )
 }
 
-/// One category's image metrics and, with maps and masks, its pixel metrics.
+/// One category's image metrics and, with maps and masks, its pixel metrics, or why the
+/// pixel metrics are undefined (no anomalous or no normal pixel: the image metrics stand).
+/// Invalid input (a non-finite score or map value) is an error at either level, also where
+/// the other level is undefined.
 fn evaluate_group(
     inputs: &Inputs,
     group: &Group,
     fpr_limit: f64,
-) -> std::result::Result<ImageMetrics, MetricError> {
+) -> std::result::Result<(ImageMetrics, Option<String>), MetricError> {
     let labels = select(&inputs.labels, &group.images, 1);
-    let mut metrics = match &inputs.scores {
+    let image = match &inputs.scores {
         Values::F32(s) => evaluate_images(&select(s, &group.images, 1), &labels, None),
         Values::F64(s) => evaluate_images(&select(s, &group.images, 1), &labels, None),
-    }?;
-    if let Some(p) = &inputs.pixels {
+    };
+    let image = match image {
+        Err(e) if !missing_class(&e) => return Err(e),
+        image => image,
+    };
+    let pixel = inputs.pixels.as_ref().map(|p| {
         let hw = p.h * p.w;
         let masks = select(&p.masks, &group.images, hw);
-        let (n, h, w) = (group.images.len(), p.h, p.w);
+        let dims = (group.images.len(), p.h, p.w);
         match &p.maps {
-            Values::F32(m) => pixel_metrics(
-                &select(m, &group.images, hw),
-                &masks,
-                (n, h, w),
-                fpr_limit,
-                &mut metrics,
-            ),
-            Values::F64(m) => pixel_metrics(
-                &select(m, &group.images, hw),
-                &masks,
-                (n, h, w),
-                fpr_limit,
-                &mut metrics,
-            ),
-        }?;
-    }
-    Ok(metrics)
+            Values::F32(m) => pixel_metrics(&select(m, &group.images, hw), &masks, dims, fpr_limit),
+            Values::F64(m) => pixel_metrics(&select(m, &group.images, hw), &masks, dims, fpr_limit),
+        }
+    });
+    let pixel = match pixel {
+        Some(Err(e)) if !missing_class(&e) => return Err(e),
+        pixel => pixel,
+    };
+    let mut metrics = image?;
+    let undefined = match pixel {
+        Some(Ok([auroc, ap, f1_max, aupro])) => {
+            metrics.pixel_auroc = Some(auroc);
+            metrics.pixel_ap = Some(ap);
+            metrics.pixel_f1_max = Some(f1_max);
+            metrics.aupro = Some(aupro);
+            None
+        }
+        Some(Err(e)) => Some(e.to_string()),
+        None => None,
+    };
+    Ok((metrics, undefined))
 }
 
-/// Pixel AUROC, AP, F1-max and AUPRO of `n` maps of `h x w` (`dims`) into `metrics`: the
-/// ranking and AUPRO one after the other, not together as [`evaluate_images`] does, so the
-/// peak memory is the larger of their working sets, not the sum.
+/// Pixel AUROC, AP, F1-max and AUPRO of `n` maps of `h x w` (`dims`): the ranking and
+/// AUPRO one after the other, not together as [`evaluate_images`] does, so the peak memory
+/// is the larger of their working sets, not the sum.
 fn pixel_metrics<S: Score>(
     maps: &[S],
     masks: &[bool],
     (n, h, w): (usize, usize, usize),
     fpr_limit: f64,
-    metrics: &mut ImageMetrics,
-) -> std::result::Result<(), MetricError> {
+) -> std::result::Result<[f64; 4], MetricError> {
     let ranked = RankedScores::new(maps, masks).map_err(|e| e.within("pixel level"))?;
-    metrics.pixel_auroc = Some(ranked.auroc());
-    metrics.pixel_ap = Some(ranked.average_precision());
-    metrics.pixel_f1_max = Some(ranked.f1_max().f1);
+    let (auroc, ap, f1_max) = (
+        ranked.auroc(),
+        ranked.average_precision(),
+        ranked.f1_max().f1,
+    );
     drop(ranked);
-    let pro = aupro(maps, masks, n, h, w, fpr_limit);
-    metrics.aupro = Some(pro.map_err(|e| e.within("pixel level"))?);
-    Ok(())
+    let pro = aupro(maps, masks, n, h, w, fpr_limit).map_err(|e| e.within("pixel level"))?;
+    Ok([auroc, ap, f1_max, pro])
 }
 
 /// A metric error of `group`, with a non-finite score located in the input file.
@@ -1123,6 +1197,63 @@ mod tests {
             e.to_string(),
             "image level: no positive (anomalous) samples: the metric is undefined"
         );
+    }
+
+    #[test]
+    fn a_category_without_masked_pixels_keeps_its_image_metrics() {
+        // Category b's anomalous images have empty masks: its pixel metrics are undefined,
+        // its image metrics stand and count in the image means.
+        let dir = tempfile::tempdir().unwrap();
+        let Data {
+            scores, maps, masks, ..
+        } = dataset();
+        let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
+        let full = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
+        let mut inputs = Inputs::load(&pred, &gt).unwrap();
+        let pixels = inputs.pixels.as_mut().unwrap();
+        for b in [0, 2, 4] {
+            pixels.masks[b * 20..(b + 1) * 20].fill(false);
+        }
+        let report = evaluate(&inputs, 0.3).unwrap();
+        let (a, b) = (&report.categories[0], &report.categories[1]);
+        assert_eq!(a, &full.categories[0]);
+        let b_metrics = b.metrics.unwrap();
+        assert_eq!(b_metrics.image_auroc, full.categories[1].metrics.unwrap().image_auroc);
+        assert_eq!((b_metrics.pixel_auroc, b_metrics.aupro), (None, None));
+        assert_eq!(
+            b.pixel_undefined.as_deref(),
+            Some("pixel level: no positive (anomalous) samples: the metric is undefined")
+        );
+        assert_eq!(report.mean_of, 2);
+        assert_eq!(report.mean.image_auroc, full.mean.image_auroc);
+        assert_eq!(report.mean.pixel_auroc, a.metrics.unwrap().pixel_auroc);
+        let table = report.table();
+        let b_line = table.lines().find(|l| l.starts_with("b ")).unwrap();
+        let cells: Vec<&str> = b_line.split_whitespace().collect();
+        assert_eq!(cells[2..5], ["1.0000"; 3], "{table}");
+        assert_eq!(cells[5..], ["-"; 4], "{table}");
+        assert!(
+            table.contains(
+                "pixel metrics undefined in b (pixel level: no positive (anomalous) samples: \
+                 the metric is undefined); their means average the other categories"
+            ),
+            "{table}"
+        );
+        // Without categories: the image metrics, the pixel columns left out, and why.
+        inputs.categories = None;
+        inputs.pixels.as_mut().unwrap().masks.fill(false);
+        let report = evaluate(&inputs, 0.3).unwrap();
+        assert_eq!(report.mean.pixel_auroc, None);
+        assert!(report.mean.image_auroc > 0.0);
+        assert!(report.table().contains("pixel metrics undefined in all"), "{}", report.table());
+        // A non-finite map value is an error even where a level is undefined.
+        let mut maps = maps;
+        maps[2 * 20 + 3] = f32::NAN;
+        let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
+        let mut inputs = Inputs::load(&pred, &gt).unwrap();
+        inputs.pixels.as_mut().unwrap().masks = masks.iter().map(|_| false).collect();
+        let e = evaluate(&inputs, 0.3).unwrap_err().to_string();
+        assert!(e.contains("anomaly_maps[2, 0, 3] = NaN"), "{e}");
     }
 
     #[test]

@@ -185,22 +185,6 @@ impl FromNumber for f64 {
     }
 }
 
-/// Numbers as "nonzero".
-impl FromNumber for bool {
-    fn from_f32(x: f32) -> Self {
-        x != 0.0
-    }
-    fn from_f64(x: f64) -> Self {
-        x != 0.0
-    }
-    fn from_i64(x: i64) -> Self {
-        x != 0
-    }
-    fn from_u64(x: u64) -> Self {
-        x != 0
-    }
-}
-
 /// `f16` bits to `f32` (exact).
 fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;
@@ -261,8 +245,37 @@ macro_rules! float_element {
 }
 float_element!(f32, f64);
 
-/// Nonzero = `true`.
-impl Element for bool {
+/// A mask pixel: 0 is normal, 1 or 255 anomalous (booleans, 0/1 and 0/255 masks); any other
+/// value (a soft mask's, NaN) is `Other`, for the caller to refuse by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskPixel {
+    Normal,
+    Anomalous,
+    Other,
+}
+
+impl FromNumber for MaskPixel {
+    fn from_f32(x: f32) -> Self {
+        Self::from_f64(x.into())
+    }
+    fn from_f64(x: f64) -> Self {
+        if x == 0.0 {
+            MaskPixel::Normal
+        } else if x == 1.0 || x == 255.0 {
+            MaskPixel::Anomalous
+        } else {
+            MaskPixel::Other
+        }
+    }
+    fn from_i64(x: i64) -> Self {
+        Self::from_f64(x as f64)
+    }
+    fn from_u64(x: u64) -> Self {
+        Self::from_f64(x as f64)
+    }
+}
+
+impl Element for MaskPixel {
     const EXPECTED: &'static str = "numbers or booleans";
     fn accepts(dtype: Dtype) -> bool {
         !dtype.is_text()
@@ -1146,8 +1159,14 @@ mod tests {
                 want
             };
             assert_eq!((a.shape, a.data), (vec![2, 2], expect.to_vec()), "{descr}");
-            let b: Array<bool> = parse_npy(&bytes).unwrap();
-            assert_eq!(b.data, [false, true, true, true], "{descr}");
+            // 2 and 100 are no mask values; a bool is true whatever its byte.
+            let b: Array<MaskPixel> = parse_npy(&bytes).unwrap();
+            use MaskPixel::{Anomalous, Normal, Other};
+            let mask = match descr {
+                "|b1" => [Normal, Anomalous, Anomalous, Anomalous],
+                _ => [Normal, Anomalous, Other, Other],
+            };
+            assert_eq!(b.data, mask, "{descr}");
             // Any split into pieces gives the same array.
             let mut d = Decoder::<f32>::new(None);
             bytes.chunks(3).for_each(|c| d.feed(c).unwrap());
@@ -1252,10 +1271,13 @@ mod tests {
                 Category::Text("bottle".into())
             ]
         );
-        let masks = z.require::<bool>("masks").unwrap();
+        let masks = z.require::<MaskPixel>("masks").unwrap();
         assert_eq!(masks.shape, [4, 2, 3]);
-        assert_eq!(masks.data.iter().filter(|&&m| m).count(), 3);
-        assert!(masks.data[7] && masks.data[8] && masks.data[18]);
+        let marked: Vec<usize> = (0..24)
+            .filter(|&i| masks.data[i] == MaskPixel::Anomalous)
+            .collect();
+        assert_eq!(marked, [7, 8, 18]);
+        assert!(!masks.data.contains(&MaskPixel::Other));
 
         let path = write(dir.path(), "s.npz", &unhex(NPZ_STORED));
         let mut z = Npz::open(&path).unwrap();
@@ -1278,13 +1300,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let members = [
             ("a.npy", f32_npy("(3,)", &[1.0, 2.5, -3.0])),
-            ("b.npy", npy("|b1", "(2,)", &[0, 7])),
+            ("b.npy", npy("|b1", "(2,)", &[0, 1])),
         ];
         for zip64 in [false, true] {
             let path = write(dir.path(), "z.npz", &zip(&members, zip64));
             let mut z = Npz::open(&path).unwrap();
             assert_eq!(z.require::<f32>("a").unwrap().data, [1.0, 2.5, -3.0]);
-            assert_eq!(z.require::<bool>("b").unwrap().data, [false, true]);
+            assert_eq!(
+                z.require::<MaskPixel>("b").unwrap().data,
+                [MaskPixel::Normal, MaskPixel::Anomalous]
+            );
         }
         let mut bytes = zip(&members, false);
         let at = members[0].1.len() + 30 + 5 - 4; // inside a's data

@@ -277,6 +277,29 @@ fn errors_name_the_file_keys_shapes_and_dtype() {
         &[("image_scores", npy("<c8", &[N], &[0; 8 * N]))],
     );
     fails(&complex, &gt, &["complex.npz", "unsupported dtype '<c8'"]);
+    // A soft mask (a 0/1 mask resized with interpolation) is refused, naming a pixel.
+    let mut soft: Vec<f32> = c.masks.iter().map(|&m| f32::from(u8::from(m))).collect();
+    soft[H * W + 10] = 0.5;
+    let soft_gt = npz(
+        &path("soft.npz"),
+        &[
+            ("image_labels", bools(&[N], &c.labels)),
+            ("masks", f32s(&[N, H, W], &soft)),
+        ],
+    );
+    let (pred, _) = write_case(dir.path(), &c);
+    fails(
+        &pred,
+        &soft_gt,
+        &[
+            "soft.npz: masks[1, 1, 3] is neither 0, 1 nor 255",
+            "threshold it first",
+        ],
+    );
+    // --fpr-limit is checked before any file is read.
+    let out = memad(&["metrics", "--pred", &pred, "--gt", &gt, "--fpr-limit", "0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("0 is not in (0, 1]"), "{}", text(&out));
     c.scores[3] = f32::NAN;
     let nan = npz(&path("nan.npz"), &[("image_scores", f32s(&[N], &c.scores))]);
     fails(
@@ -287,4 +310,34 @@ fn errors_name_the_file_keys_shapes_and_dtype() {
             "nan.npz: image_scores[3] = NaN",
         ],
     );
+}
+
+#[test]
+fn constant_videos_under_min_max_are_named() {
+    // Video `b` has anomalies but one score throughout: min_max makes it all 0.
+    let dir = tempfile::tempdir().unwrap();
+    let scores = [0.1f32, 0.2, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5];
+    let labels = [false, false, true, true, false, false, true, true];
+    let pred = npz(
+        &dir.path().join("pred.npz"),
+        &[("image_scores", f32s(&[8], &scores))],
+    );
+    let videos: Vec<u8> = b"aaaabbbb".to_vec();
+    let gt = npz(
+        &dir.path().join("gt.npz"),
+        &[
+            ("image_labels", bools(&[8], &labels)),
+            ("videos", npy("|S1", &[8], &videos)),
+        ],
+    );
+    let args = ["metrics", "--pred", &pred, "--gt", &gt, "--video-normalization"];
+    let out = memad(&[&args[..], &["min_max"]].concat());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("note: 1 video(s) with constant scores (b): min_max makes each all 0"),
+        "{}",
+        text(&out)
+    );
+    let out = memad(&[&args[..], &["none"]].concat());
+    assert!(!text(&out).contains("constant scores"), "{}", text(&out));
 }
