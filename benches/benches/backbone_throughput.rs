@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
                 .build_backbone(&resolved, "backbone", &ctx)
                 .unwrap();
             let extract = || {
-                let pyramid = tch::no_grad(|| backbone.pyramid(&x, false));
+                let pyramid = tch::no_grad(|| backbone.pyramid(&x));
                 if let Device::Cuda(index) = device {
                     tch::Cuda::synchronize(index as i64);
                 }

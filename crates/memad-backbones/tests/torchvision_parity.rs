@@ -249,7 +249,7 @@ fn registry_built_backbones_return_the_requested_levels() {
         let backbone = build(&s, &context(default_weights_dir())).unwrap();
         let specs: Vec<_> = backbone.levels().iter().map(|l| l.name.clone()).collect();
         assert_eq!(specs, levels);
-        let pyramid = tch::no_grad(|| backbone.pyramid(x, false));
+        let pyramid = tch::no_grad(|| backbone.pyramid(x));
         assert_eq!(pyramid.levels.len(), 2);
         for name in levels {
             let key = format!("{arch}.{name}");
@@ -280,7 +280,7 @@ fn mobilenet_v2_with_deepsort_weights_matches_torchvision_and_deepsort() {
         &context(weights_dir),
     )
     .expect("a features-only checkpoint builds without the classifier");
-    let pyramid = tch::no_grad(|| backbone.pyramid(x, false));
+    let pyramid = tch::no_grad(|| backbone.pyramid(x));
     for name in levels {
         assert_close(
             &format!("deepsort {name}"),

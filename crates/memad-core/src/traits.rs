@@ -52,8 +52,9 @@ pub trait Backbone {
     /// # Shapes
     /// `x`: `[B, 3, H, W]`, RGB in `[0, 1]`; the backbone applies its own input
     /// normalisation. Returns the levels of [`Backbone::levels`], stopping the forward pass
-    /// after the last one. `train` selects batch-norm batch statistics.
-    fn pyramid(&self, x: &Tensor, train: bool) -> FeaturePyramid;
+    /// after the last one. A frozen teacher: eval mode (batch-norm running statistics), no
+    /// gradients (not even to `x`).
+    fn pyramid(&self, x: &Tensor) -> FeaturePyramid;
 }
 
 /// What a memory returns for a batch of queries.

@@ -358,7 +358,7 @@ impl Patchcore {
     pub fn embed(&self, x: &Tensor) -> (Tensor, [i64; 2]) {
         let levels: Vec<Tensor> = tch::no_grad(|| {
             self.backbone
-                .pyramid(x, false)
+                .pyramid(x)
                 .levels
                 .into_iter()
                 .map(|l| l.features)

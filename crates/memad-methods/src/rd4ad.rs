@@ -243,7 +243,7 @@ pub(crate) fn build_decoder(
 pub(crate) fn teacher_features(teacher: &dyn Backbone, x: &Tensor) -> Vec<Tensor> {
     tch::no_grad(|| {
         teacher
-            .pyramid(x, false)
+            .pyramid(x)
             .levels
             .into_iter()
             .map(|l| l.features)

@@ -9,11 +9,13 @@ use tch::{Device, Kind, Tensor};
 #[derive(clap::Subcommand)]
 pub enum WeightsCommand {
     /// Convert a PyTorch checkpoint (`.pth`/`.pt`, zip or legacy format; or a `.safetensors`
-    /// file, copied) into memad's weights cache as `<weights_dir>/<ARCH>.safetensors`, and
-    /// verify that it loads strictly into the `--arch` backbone (a mismatch is an error
-    /// naming the missing, unexpected and wrongly-shaped tensors; nothing is written).
+    /// file, copied) into memad's weights cache as `<weights_dir>/<ARCH>.safetensors` (what
+    /// `weights = "imagenet"` loads), and verify that it loads strictly into the `--arch`
+    /// backbone (a mismatch is an error naming the missing, unexpected and wrongly-shaped
+    /// tensors; nothing is written). An existing file holding other tensors is replaced only
+    /// with `--force`; one holding the same is left as it is.
     Import {
-        /// The checkpoint: a state_dict (or a dict with a `state_dict` key).
+        /// The checkpoint: a state_dict (or a dict with a `state_dict` key, or see `--key`).
         file: PathBuf,
         /// The backbone kind the weights belong to (`memad list` shows them).
         #[arg(long)]
@@ -22,6 +24,17 @@ pub enum WeightsCommand {
         /// existing folder gets `<ARCH>.safetensors` in it.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the destination even when it holds other weights.
+        #[arg(long)]
+        force: bool,
+        /// The entry of the checkpoint's dict that holds the state_dict (e.g. `model` of
+        /// `{"model": ..., "optimizer": ..., "epoch": ...}`).
+        #[arg(long)]
+        key: Option<String>,
+        /// A prefix every tensor name has and the model's names lack, removed (e.g.
+        /// `module.` of a model saved from `nn.DataParallel`).
+        #[arg(long)]
+        strip_prefix: Option<String>,
     },
     /// Fetch a torchvision checkpoint ahead of time, as `weights = "<SPEC>"` would at run
     /// time: download it to `$TORCH_HOME/hub/checkpoints` unless it is there (progress bar,
@@ -83,8 +96,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// `memad weights import` / `memad weights download`.
 pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<()> {
-    let (file, arch, out) = match cmd {
-        WeightsCommand::Import { file, arch, out } => (file, arch, out),
+    let (file, arch, out, force, key, strip_prefix) = match cmd {
+        WeightsCommand::Import {
+            file,
+            arch,
+            out,
+            force,
+            key,
+            strip_prefix,
+        } => (file, arch, out, *force, key, strip_prefix),
         WeightsCommand::Download { spec } => {
             let base_url = (!fetch::offline()).then_some(fetch::TORCHVISION_BASE_URL);
             let hub = memad_backbones::weights::torch_hub_checkpoints_dir();
@@ -94,6 +114,11 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
         }
     };
     check_arch(arch)?;
+    ensure!(
+        !file.is_dir(),
+        "{}: a directory, not a checkpoint",
+        file.display()
+    );
     ensure!(file.is_file(), "{}: no such file", file.display());
     let out = match out {
         Some(folder) if folder.is_dir() => folder.join(format!("{arch}.safetensors")),
@@ -106,25 +131,64 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
     }
     // Converted and verified beside the destination, renamed only once it loads.
     let tmp = with_suffix(&out, ".importing.safetensors");
-    let result = import_into(file, arch, &tmp, weights_dir).and_then(|count| {
-        std::fs::rename(&tmp, &out)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-        Ok(count)
-    });
-    match result {
-        Ok(count) => {
+    let picked = (key.as_deref(), strip_prefix.as_deref());
+    let result = import_into(file, arch, picked, &tmp).and_then(|count| {
+        let what = format!("{} ({count} tensors) as {arch} weights", file.display());
+        if !out.is_file() {
+            rename(&tmp, &out)?;
+            println!("imported {what}: {}", out.display());
+        } else if memad_backbones::weights::same_tensors(&tmp, &out)? {
+            std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
             println!(
-                "imported {} ({count} tensors) as {arch} weights: {}",
-                file.display(),
+                "{} already holds these tensors, left unchanged",
                 out.display()
             );
-            Ok(())
+        } else if force {
+            rename(&tmp, &out)?;
+            println!(
+                "imported {what}: {} (replaced: it held other tensors)",
+                out.display()
+            );
+        } else {
+            anyhow::bail!(refuse_replacing(&out, weights_dir));
         }
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    result
+}
+
+fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to)
+        .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+}
+
+/// Why `memad weights import` does not replace `out`, which holds other tensors, and what to
+/// do instead.
+fn refuse_replacing(out: &Path, weights_dir: &Path) -> String {
+    let loaded_by = match memad_backbones::weights::names_loading(out, weights_dir) {
+        Some((arch, names)) => {
+            let names: Vec<_> = names
+                .iter()
+                .map(|n| format!("`weights = \"{n}\"`"))
+                .collect();
+            format!(
+                "; it is what {} load{} for {arch}, so replacing it would change every later \
+                 run that uses {}",
+                names.join(" and "),
+                if names.len() == 1 { "s" } else { "" },
+                if names.len() == 1 { "it" } else { "them" },
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        "{} already exists and holds other tensors{loaded_by}. Import to another file with \
+         `--out PATH` (then use `weights = \"PATH\"`), or replace it with `--force`",
+        out.display()
+    )
 }
 
 /// The converted copy of the torchvision checkpoint `spec` names, made if absent
@@ -162,24 +226,63 @@ fn download(
     )?)
 }
 
-/// Converts (or copies) `file` to `tmp` and loads it strictly into `arch`; the tensor count.
-fn import_into(file: &Path, arch: &str, tmp: &Path, weights_dir: &Path) -> anyhow::Result<usize> {
+/// Converts (or copies) `file` to `tmp`, with `(key, strip_prefix)` as `--key` and
+/// `--strip-prefix`, and loads it strictly into `arch`; the tensor count. Errors name `file`,
+/// not `tmp`.
+fn import_into(
+    file: &Path,
+    arch: &str,
+    (key, strip_prefix): (Option<&str>, Option<&str>),
+    tmp: &Path,
+) -> anyhow::Result<usize> {
     let is_safetensors = file
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     if is_safetensors {
+        ensure!(
+            key.is_none(),
+            "{}: --key picks an entry of a PyTorch checkpoint's dict; a .safetensors file has \
+             none",
+            file.display()
+        );
         std::fs::copy(file, tmp)
             .with_context(|| format!("copying {} to {}", file.display(), tmp.display()))?;
+        fetch::make_readable(tmp)?;
     } else {
-        fetch::convert_pth(file, tmp)?;
+        fetch::convert_pth(file, tmp, key)?;
+    }
+    if let Some(prefix) = strip_prefix {
+        strip(file, tmp, prefix)?;
     }
     let names = memad_backbones::weights::safetensors_names(tmp)?;
-    let spec = tmp
-        .to_str()
-        .with_context(|| format!("{}: not a UTF-8 path", tmp.display()))?;
-    memad_backbones::build_backbone(arch, spec, None, weights_dir, Device::Cpu)
+    fetch::check_loads(arch, tmp, file)
         .with_context(|| format!("{} does not hold {arch} weights", file.display()))?;
     Ok(names.len())
+}
+
+/// Rewrites the safetensors file `tmp` (converted from `file`) without `prefix` at the start
+/// of each tensor name; an error when some name lacks it.
+fn strip(file: &Path, tmp: &Path, prefix: &str) -> anyhow::Result<()> {
+    let tensors = Tensor::read_safetensors(tmp)
+        .with_context(|| format!("reading {} (from {})", tmp.display(), file.display()))?;
+    let lacking: Vec<_> = (tensors.iter())
+        .filter(|(name, _)| !name.starts_with(prefix))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    ensure!(
+        lacking.is_empty(),
+        "{}: --strip-prefix {prefix}: {} of its {} tensor names do not start with it, e.g. `{}`",
+        file.display(),
+        lacking.len(),
+        tensors.len(),
+        lacking[0]
+    );
+    let renamed: Vec<_> = (tensors.iter())
+        .map(|(name, t)| (&name[prefix.len()..], t))
+        .collect();
+    Tensor::write_safetensors(&renamed, tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    Ok(fetch::make_readable(tmp)?)
 }
 
 /// `memad backbone features`.
@@ -241,7 +344,7 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         weights_dir,
         Device::Cpu,
     )?;
-    let pyramid = tch::no_grad(|| backbone.pyramid(&x, false));
+    let pyramid = backbone.pyramid(&x);
     let arrays: Vec<(String, Tensor)> = pyramid
         .levels
         .into_iter()
@@ -286,6 +389,10 @@ for mod in m.modules():
 m.eval()
 torch.save(m.state_dict(), d + "/r18.pth")
 torch.save({"state_dict": m.state_dict()}, d + "/r18_legacy.pth", _use_new_zipfile_serialization=False)
+dp = {"module." + k: v for k, v in m.state_dict().items()}
+torch.save({"model": dp, "optimizer": {}, "epoch": 3}, d + "/r18_dp.pth")
+torch.manual_seed(1)
+torch.save(torchvision.models.resnet18().state_dict(), d + "/r18_other.pth")
 x = torch.rand(2, 3, 64, 48)
 np.save(d + "/x.npy", x.numpy())
 with torch.no_grad():
@@ -314,6 +421,9 @@ np.savez(d + "/ref.npz", **ref)
             file: file.into(),
             arch: arch.into(),
             out: out.map(Path::to_path_buf),
+            force: false,
+            key: None,
+            strip_prefix: None,
         }
     }
 
@@ -393,6 +503,15 @@ np.savez(d + "/ref.npz", **ref)
             message.contains("does not hold resnet34 weights"),
             "{message}"
         );
+        // The user's file is named, not memad's temporary one.
+        assert!(
+            message.contains(&format!(
+                "weights {}: checkpoint does not match",
+                d.join("r18.pth").display()
+            )),
+            "{message}"
+        );
+        assert!(!message.contains("importing"), "{message}");
         assert!(message.contains("missing"), "{message}");
         assert!(message.contains("missing (80)"), "{message}");
         assert!(!out.exists());
@@ -405,6 +524,141 @@ np.savez(d + "/ref.npz", **ref)
         .unwrap_err();
         assert!(format!("{err:#}").contains("wrong shape"), "{err:#}");
         assert!(!out.exists());
+    }
+
+    fn import_with(
+        file: &Path,
+        out: Option<&Path>,
+        force: bool,
+        key: Option<&str>,
+        strip_prefix: Option<&str>,
+    ) -> WeightsCommand {
+        WeightsCommand::Import {
+            file: file.into(),
+            arch: "resnet18".into(),
+            out: out.map(Path::to_path_buf),
+            force,
+            key: key.map(str::to_string),
+            strip_prefix: strip_prefix.map(str::to_string),
+        }
+    }
+
+    /// The file `imagenet` loads is not silently replaced: the same tensors again leave it,
+    /// others are refused (saying what loads it and what to do) unless `--force`.
+    #[test]
+    fn import_never_replaces_other_weights_without_force() {
+        let dir = seeded_resnet18();
+        let d = dir.path();
+        let weights_dir = d.join("weights");
+        let cached = weights_dir.join("resnet18.safetensors");
+        let run = |file: &str, force: bool| {
+            run_weights(
+                &import_with(&d.join(file), None, force, None, None),
+                &weights_dir,
+            )
+        };
+        run("r18.pth", false).unwrap();
+        let before = std::fs::read(&cached).unwrap();
+        // The same tensors from another file (legacy format, under `state_dict`): unchanged.
+        run("r18_legacy.pth", false).unwrap();
+        assert_eq!(std::fs::read(&cached).unwrap(), before);
+
+        let err = format!("{:#}", run("r18_other.pth", false).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "{} already exists and holds other tensors; it is what `weights = \"imagenet\"` \
+                 and `weights = \"torchvision:resnet18\"` load for resnet18, so replacing it \
+                 would change every later run that uses them. Import to another file with \
+                 `--out PATH` (then use `weights = \"PATH\"`), or replace it with `--force`",
+                cached.display()
+            )
+        );
+        assert_eq!(std::fs::read(&cached).unwrap(), before);
+        assert_eq!(std::fs::read_dir(&weights_dir).unwrap().count(), 1);
+        // Another file of the user's: the same rule, without the names.
+        let mine = d.join("mine.safetensors");
+        run_weights(
+            &import_with(&d.join("r18.pth"), Some(&mine), false, None, None),
+            &weights_dir,
+        )
+        .unwrap();
+        let err = run_weights(
+            &import_with(&d.join("r18_other.pth"), Some(&mine), false, None, None),
+            &weights_dir,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(&format!(
+                "{} already exists and holds other tensors. Import",
+                mine.display()
+            )),
+            "{err:#}"
+        );
+
+        run("r18_other.pth", true).unwrap();
+        let other = d.join("other.safetensors");
+        fetch::convert_pth(&d.join("r18_other.pth"), &other, None).unwrap();
+        assert!(memad_backbones::weights::same_tensors(&cached, &other).unwrap());
+    }
+
+    /// A training checkpoint of a DataParallel model: `--key` picks its state_dict, the
+    /// mismatch names the prefix, `--strip-prefix` removes it.
+    #[test]
+    fn key_and_strip_prefix_import_a_wrapped_dataparallel_checkpoint() {
+        let dir = seeded_resnet18();
+        let d = dir.path();
+        let weights_dir = d.join("weights");
+        let dp = d.join("r18_dp.pth");
+        let out = d.join("dp.safetensors");
+        let import = |key: Option<&str>, strip: Option<&str>| {
+            run_weights(
+                &import_with(&dp, Some(&out), false, key, strip),
+                &weights_dir,
+            )
+            .map_err(|e| format!("{e:#}"))
+        };
+        let err = import(None, None).unwrap_err();
+        assert!(
+            err.contains("holds no tensors at its top level")
+                && err.contains("pick the state_dict with `--key model`"),
+            "{err}"
+        );
+        let err = import(Some("model"), None).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "weights {}: checkpoint does not match",
+                dp.display()
+            )) && err.contains("every name in the file starts with `module.`")
+                && err.contains("--strip-prefix module."),
+            "{err}"
+        );
+        let err = import(Some("model"), Some("model.")).unwrap_err();
+        assert!(
+            err.contains("--strip-prefix model.: 122 of its 122 tensor names do not start with it"),
+            "{err}"
+        );
+        assert!(!out.exists());
+        import(Some("model"), Some("module.")).unwrap();
+        let plain = d.join("plain.safetensors");
+        fetch::convert_pth(&d.join("r18.pth"), &plain, None).unwrap();
+        assert!(memad_backbones::weights::same_tensors(&out, &plain).unwrap());
+        // --key is for PyTorch checkpoints.
+        let err = run_weights(
+            &import_with(
+                &plain,
+                Some(&d.join("x.safetensors")),
+                false,
+                Some("model"),
+                None,
+            ),
+            &weights_dir,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("a .safetensors file has none"),
+            "{err}"
+        );
     }
 
     /// `memad weights download` with torchvision's file already in the hub folder (a seeded
@@ -439,7 +693,8 @@ np.savez(d + "/ref.npz", **ref)
         let message = format!("{err:#}");
         assert!(
             message.contains(&format!(
-                "download https://download.pytorch.org/models/resnet34-b627a593.pth to {}",
+                "put torchvision's file resnet34-b627a593.pth at {} (from \
+                 https://download.pytorch.org/models/resnet34-b627a593.pth",
                 hub.join("resnet34-b627a593.pth").display()
             )),
             "{message}"

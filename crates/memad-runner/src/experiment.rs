@@ -367,17 +367,32 @@ impl Loaded {
             return Vec::new();
         };
         let hub = weights::torch_hub_checkpoints_dir();
-        match weights::resolve_weights_in(spec, weights_dir, arch, &hub) {
-            Ok(_) => Vec::new(),
-            Err(_) if matches!(weights::torchvision_checkpoint(spec, arch), Ok(Some(_))) => {
-                vec![format!(
-                    "method.backbone.weights: `{spec}` is not in memad's weights cache yet; \
-                     `memad run` converts torchvision's file, downloading it unless \
-                     MEMAD_OFFLINE=1 (or now: `memad weights download {spec}`)"
-                )]
+        let err = match weights::resolve_weights_in(spec, weights_dir, arch, &hub) {
+            Ok(_) => return Vec::new(),
+            Err(e) => e,
+        };
+        let note = match weights::torchvision_checkpoint(spec, arch) {
+            // Neither memad's copy nor torchvision's file: a run downloads it, unless offline.
+            Ok(Some(c)) if !hub.join(c.file).exists() && !memad_backbones::fetch::offline() => {
+                format!(
+                    "`{spec}` is not on this machine yet: `memad run` downloads {} to {} and \
+                     converts it (or now: `memad weights download torchvision:{}:{}`)",
+                    c.url(),
+                    hub.join(c.file).display(),
+                    c.arch,
+                    c.tag
+                )
             }
-            Err(e) => vec![format!("method.backbone.weights: {e}")],
-        }
+            Ok(Some(c)) if !hub.join(c.file).exists() => weights::missing_torchvision(
+                c,
+                weights_dir,
+                &hub,
+                "downloading is off: MEMAD_OFFLINE is set",
+            )
+            .to_string(),
+            _ => err.to_string(),
+        };
+        vec![format!("method.backbone.weights: {note}")]
     }
 }
 

@@ -569,14 +569,14 @@ impl Report {
 fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
     let mut categories = Vec::new();
     for group in groups(inputs.categories.as_deref(), inputs.labels.len()) {
-        let (metrics, undefined, pixel_undefined) =
-            match evaluate_group(inputs, &group, fpr_limit) {
-                Ok((m, pixel_undefined)) => (Some(m), None, pixel_undefined),
-                Err(e) if inputs.categories.is_some() && missing_class(&e) => {
-                    (None, Some(e.to_string()), None)
-                }
-                Err(e) => return Err(explain(e, &group, inputs)),
-            };
+        let (metrics, undefined, pixel_undefined) = match evaluate_group(inputs, &group, fpr_limit)
+        {
+            Ok((m, pixel_undefined)) => (Some(m), None, pixel_undefined),
+            Err(e) if inputs.categories.is_some() && missing_class(&e) => {
+                (None, Some(e.to_string()), None)
+            }
+            Err(e) => return Err(explain(e, &group, inputs)),
+        };
         let frames = match (&metrics, &inputs.videos) {
             (Some(_), Some(videos)) => Some(frame_metrics(inputs, videos, &group)?),
             _ => None,
@@ -657,7 +657,12 @@ fn frame_metrics(inputs: &Inputs, videos: &[Category], group: &Group) -> Result<
             .map(|(r, _)| of_group[r[0]].to_string())
             .collect();
         if !constant.is_empty() {
-            let shown = constant.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let shown = constant
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             let more = if constant.len() > 5 { ", ..." } else { "" };
             eprintln!(
                 "note: {}{} video(s) with constant scores ({shown}{more}): min_max makes each \
@@ -1205,7 +1210,10 @@ mod tests {
         // its image metrics stand and count in the image means.
         let dir = tempfile::tempdir().unwrap();
         let Data {
-            scores, maps, masks, ..
+            scores,
+            maps,
+            masks,
+            ..
         } = dataset();
         let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
         let full = evaluate(&Inputs::load(&pred, &gt).unwrap(), 0.3).unwrap();
@@ -1218,7 +1226,10 @@ mod tests {
         let (a, b) = (&report.categories[0], &report.categories[1]);
         assert_eq!(a, &full.categories[0]);
         let b_metrics = b.metrics.unwrap();
-        assert_eq!(b_metrics.image_auroc, full.categories[1].metrics.unwrap().image_auroc);
+        assert_eq!(
+            b_metrics.image_auroc,
+            full.categories[1].metrics.unwrap().image_auroc
+        );
         assert_eq!((b_metrics.pixel_auroc, b_metrics.aupro), (None, None));
         assert_eq!(
             b.pixel_undefined.as_deref(),
@@ -1245,7 +1256,11 @@ mod tests {
         let report = evaluate(&inputs, 0.3).unwrap();
         assert_eq!(report.mean.pixel_auroc, None);
         assert!(report.mean.image_auroc > 0.0);
-        assert!(report.table().contains("pixel metrics undefined in all"), "{}", report.table());
+        assert!(
+            report.table().contains("pixel metrics undefined in all"),
+            "{}",
+            report.table()
+        );
         // A non-finite map value is an error even where a level is undefined.
         let mut maps = maps;
         maps[2 * 20 + 3] = f32::NAN;

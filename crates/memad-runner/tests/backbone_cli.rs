@@ -45,6 +45,7 @@ for mod in m.modules():
         mod.running_var.uniform_(0.5, 1.5)
 m.eval()
 torch.save(m.state_dict(), d + "/r18.pth")
+torch.save(m, d + "/whole.pth")
 x = torch.rand(2, 3, 64, 48)
 np.save(d + "/x.npy", x.numpy())
 with torch.no_grad():
@@ -74,6 +75,41 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
     assert!(out.status.success(), "{}", text(&out));
     let cached = d.join("weights/resnet18.safetensors");
     assert!(cached.is_file(), "{}", text(&out));
+    // Again: the same tensors, said so, nothing replaced.
+    let out = memad(&["weights", "import", "r18.pth", "--arch", "resnet18"], d);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("already holds these tensors, left unchanged"),
+        "{}",
+        text(&out)
+    );
+
+    // The .pth itself as the weights: what it is and the command converting it.
+    let out = memad(
+        &[
+            "backbone",
+            "features",
+            "--arch",
+            "resnet18",
+            "--weights",
+            "r18.pth",
+            "--input",
+            "x.npy",
+            "--out",
+            "f.npz",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(
+            "weights r18.pth: a PyTorch checkpoint, not a safetensors file: convert it once with \
+             `memad weights import r18.pth --arch resnet18 --out r18.safetensors` and use \
+             r18.safetensors as the weights"
+        ),
+        "{}",
+        text(&out)
+    );
 
     let out = memad(
         &[
@@ -138,10 +174,38 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
     assert!(!out.status.success());
     let message = text(&out);
     assert!(
-        message.contains("notes.pth") && message.contains("not a checkpoint torch.load reads"),
+        message.contains("notes.pth")
+            && message.contains(
+                "not a PyTorch checkpoint: neither torch.save's zip archive nor a pickle"
+            ),
         "{message}"
     );
     assert!(!message.contains("File \""), "{message}");
+    assert!(!message.contains("weights_only"), "{message}");
+
+    // A whole pickled model: said so, without torch's ANSI codes; never unpickled.
+    let out = memad(
+        &[
+            "weights",
+            "import",
+            "whole.pth",
+            "--arch",
+            "resnet18",
+            "--out",
+            "whole.safetensors",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    let message = text(&out);
+    assert!(
+        message.contains(
+            "holds a whole model (torchvision.models.resnet.ResNet), not a state_dict: load it \
+             where its code is and save `model.state_dict()` instead"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains('\x1b'), "{message}");
 }
 
 #[test]
@@ -260,18 +324,18 @@ fn weights_download_offline_says_which_file_to_put_where() {
     let pth = d.join("torch/hub/checkpoints/wide_resnet50_2-95faca4d.pth");
     let message = text(&out);
     for part in [
-        "downloading is off (MEMAD_OFFLINE is set)".to_string(),
+        "downloading is off: MEMAD_OFFLINE is set".to_string(),
         format!(
-            "download https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth to {}",
+            "put torchvision's file wide_resnet50_2-95faca4d.pth at {} (from \
+             https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth",
             pth.display()
         ),
-        format!(
-            "--out {}",
-            d.join("weights/wide_resnet50_2.safetensors").display()
-        ),
+        "memad converts it on next use".to_string(),
+        "`memad weights import FILE --arch wide_resnet50_2`".to_string(),
     ] {
         assert!(message.contains(&part), "{part} not in {message}");
     }
+    assert!(!message.contains("./dev"), "{message}");
     assert!(!d.join("torch").exists() || !pth.exists());
 
     let out = run("torchvision:resnet50:IMAGENET1K_V3");
@@ -281,4 +345,59 @@ fn weights_download_offline_says_which_file_to_put_where() {
         "{}",
         text(&out)
     );
+}
+
+/// `memad check` of an experiment whose torchvision weights are nowhere on this machine:
+/// offline, where to put torchvision's file (as a run would say); online, that a run
+/// downloads it, and to where.
+#[test]
+fn check_says_where_torchvision_weights_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::copy(root.join("datasets.toml"), d.join("datasets.toml")).unwrap();
+    let quickstart = std::fs::read_to_string(root.join("experiments/quickstart.toml")).unwrap();
+    let experiment = quickstart
+        .replacen("kind = \"efficientnet_lite0\"", "kind = \"resnet18\"", 1)
+        .replacen(
+            "levels = [\"stride4\", \"stride8\", \"stride16\"]",
+            "levels = [\"layer1\", \"layer2\", \"layer3\"]",
+            1,
+        );
+    assert_ne!(experiment, quickstart);
+    std::fs::write(d.join("r18.toml"), experiment).unwrap();
+    let check = |offline: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_memad"))
+            .args(["check", "r18.toml"])
+            .current_dir(d)
+            .env("MEMAD_WEIGHTS_DIR", d.join("weights"))
+            .env("TORCH_HOME", d.join("torch"))
+            .env("MEMAD_OFFLINE", offline)
+            .output()
+            .expect("memad runs");
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let pth = d.join("torch/hub/checkpoints/resnet18-f37072fd.pth");
+    let url = "https://download.pytorch.org/models/resnet18-f37072fd.pth";
+    let offline = check("1");
+    for part in [
+        "note: method.backbone.weights: torchvision's resnet18 IMAGENET1K_V1 weights are not on \
+         this machine (downloading is off: MEMAD_OFFLINE is set)"
+            .to_string(),
+        format!(
+            "put torchvision's file resnet18-f37072fd.pth at {} (from {url}",
+            pth.display()
+        ),
+    ] {
+        assert!(offline.contains(&part), "{part} not in {offline}");
+    }
+    assert!(!offline.contains("downloading it unless"), "{offline}");
+    let online = check("0");
+    let part = format!(
+        "note: method.backbone.weights: `imagenet` is not on this machine yet: `memad run` \
+         downloads {url} to {} and converts it (or now: `memad weights download torchvision:resnet18:IMAGENET1K_V1`)",
+        pth.display()
+    );
+    assert!(online.contains(&part), "{part} not in {online}");
 }

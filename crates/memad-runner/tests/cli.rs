@@ -865,8 +865,14 @@ fn mddnet_trains_one_multi_class_model_on_synthetic_anomalies() {
     );
     let given = complete_folders(&run.join("evals/mddnet_synthetic_class_source-given"));
     let lines = metric_lines(&given[0]);
-    assert!(lines.iter().any(|l| l.contains(",image_auroc,")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains(",class_accuracy,")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains(",image_auroc,")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains(",class_accuracy,")),
+        "{lines:?}"
+    );
 
     // Without [data.synthesis] the run stops before training, saying what to add.
     let start = base.find("[data.synthesis]").unwrap();

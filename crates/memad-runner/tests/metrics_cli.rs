@@ -330,7 +330,14 @@ fn constant_videos_under_min_max_are_named() {
             ("videos", npy("|S1", &[8], &videos)),
         ],
     );
-    let args = ["metrics", "--pred", &pred, "--gt", &gt, "--video-normalization"];
+    let args = [
+        "metrics",
+        "--pred",
+        &pred,
+        "--gt",
+        &gt,
+        "--video-normalization",
+    ];
     let out = memad(&[&args[..], &["min_max"]].concat());
     assert!(out.status.success(), "{}", text(&out));
     assert!(
