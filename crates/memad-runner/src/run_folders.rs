@@ -170,26 +170,33 @@ pub fn smoke_runs_note(smoke: &[String]) -> String {
 
 /// Fills in the defaults that `config.toml` is written without (keys added after runs had
 /// been made, written only when set so that those runs keep their config hash):
-/// `data.mask_resize = "nearest"` and, for PatchCore, `method.patch_distance = "euclidean"`
-/// and `method.memory.start = "random_item"`.
+/// `data.mask_resize = "nearest"`; for PatchCore, `method.patch_distance = "euclidean"` and
+/// `method.memory.start = "random_item"`; for MSCM and its ablation,
+/// `method.sample_contrast_weight = 0`.
 pub fn fill_omitted_defaults(config: &mut toml::Value) {
-    fn set_default(table: Option<&mut toml::Value>, key: &str, value: &str) {
+    fn set_default(table: Option<&mut toml::Value>, key: &str, value: toml::Value) {
         if let Some(toml::Value::Table(t)) = table {
-            t.entry(key)
-                .or_insert_with(|| toml::Value::String(value.into()));
+            t.entry(key).or_insert(value);
         }
     }
-    set_default(config.get_mut("data"), "mask_resize", "nearest");
-    let method = config.get_mut("method");
-    if method
-        .as_ref()
-        .and_then(|m| m.get("kind"))
-        .and_then(toml::Value::as_str)
-        == Some("patchcore")
-    {
-        let method = method.expect("has a kind");
-        set_default(method.get_mut("memory"), "start", "random_item");
-        set_default(Some(method), "patch_distance", "euclidean");
+    let text = |s: &str| toml::Value::String(s.into());
+    set_default(config.get_mut("data"), "mask_resize", text("nearest"));
+    let Some(method) = config.get_mut("method") else {
+        return;
+    };
+    match method.get("kind").and_then(toml::Value::as_str) {
+        Some("patchcore") => {
+            set_default(method.get_mut("memory"), "start", text("random_item"));
+            set_default(Some(method), "patch_distance", text("euclidean"));
+        }
+        Some("mscm" | "contrastive") => {
+            set_default(
+                Some(method),
+                "sample_contrast_weight",
+                toml::Value::Float(0.0),
+            );
+        }
+        _ => {}
     }
 }
 
@@ -258,6 +265,12 @@ mod tests {
         fill_omitted_defaults(&mut rd4ad);
         assert_eq!(rd4ad["data"]["mask_resize"].as_str(), Some("bilinear_half"));
         assert!(rd4ad["method"].get("patch_distance").is_none());
+        let mut mscm: toml::Value = toml::from_str("[method]\nkind = \"mscm\"\n").unwrap();
+        fill_omitted_defaults(&mut mscm);
+        assert_eq!(
+            mscm["method"]["sample_contrast_weight"].as_float(),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! Detection via Multi-Scale Contrasted Memory", arXiv 2211.09041 (2022). No reference code
 //! is public.
 //!
-//! What the paper gives (abstract; second-hand summaries of the full text): each scale has a
-//! memory of learned normal prototypes (a modern-Hopfield-style layer), learned together with
-//! the encoder by a "memory-augmented contrastive learning", with a term that keeps the
-//! prototypes from collapsing; detection then uses the "spatial deviation maps between
-//! prototypes and observations". The equations below are this crate's own reading of that
-//! description; every constant is a config key.
+//! What the paper's abstract gives: memories of normal prototypes at several scales, learned
+//! together with the encoder by a "memory-augmented contrastive learning"; detection then
+//! uses the "spatial deviation maps between prototypes and observations". Unverified (from
+//! second-hand summaries of the full text that could not be found again): that the memory is
+//! a modern-Hopfield-style layer with a term that keeps the prototypes from collapsing. The
+//! equations below are this crate's own reading of that outline; every constant is a config
+//! key.
 //!
 //! Prototypes `M` `[K, D]` are a VarStore variable `prototypes` (initialised `N(0, 1)`,
 //! drawn on the CPU from the seeded global generator and copied to the device). For a query
