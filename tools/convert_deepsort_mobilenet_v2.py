@@ -98,6 +98,7 @@ def main() -> None:
             "layout": "torchvision mobilenet_v2, features only",
         },
     )
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; a lab may share the cache
     os.replace(tmp, args.out)
     print(f"wrote {len(tensors)} tensors from {path} to {args.out}")
 

@@ -21,6 +21,16 @@ import torch
 from safetensors.torch import save_file
 
 
+# Exit status for "this file is not a usable checkpoint" (memad tells it from a failure of
+# the environment, e.g. a missing module, which exits 1).
+NOT_A_CHECKPOINT = 3
+
+
+def refuse(message: str) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(NOT_A_CHECKPOINT)
+
+
 def find_in_package(name: str) -> str:
     module = importlib.import_module(name)
     files = glob.glob(os.path.join(os.path.dirname(module.__file__), "**", "*.pth"), recursive=True)
@@ -68,18 +78,18 @@ def pick(state, key):
     """The state_dict in what torch.load returned: `state[key]`, else `state["state_dict"]`
     when there is one, else `state`; exits naming the top-level keys when it holds no tensors."""
     if not isinstance(state, dict):
-        sys.exit(f"holds {describe(state)}, not a state_dict (a dict of tensors)")
+        refuse(f"holds {describe(state)}, not a state_dict (a dict of tensors)")
     keys = ", ".join(f"{k!r} ({describe(v)})" for k, v in state.items())
     if key is not None:
         if key not in state:
-            sys.exit(f"has no key {key!r}; its keys: {keys}")
+            refuse(f"has no key {key!r}; its keys: {keys}")
         return state[key]
     if "state_dict" in state:
         return state["state_dict"]
     if not any(isinstance(v, torch.Tensor) for v in state.values()):
         holders = [k for k, v in state.items() if isinstance(v, dict) and any(isinstance(t, torch.Tensor) for t in v.values())]
         how = f"; pick the state_dict with `--key {holders[0]}`" if holders else ""
-        sys.exit(f"holds no tensors at its top level: its keys are {keys or 'none'}{how}")
+        refuse(f"holds no tensors at its top level: its keys are {keys or 'none'}{how}")
     return state
 
 
@@ -95,16 +105,17 @@ def main() -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, not a checkpoint, or pickled code
-        sys.exit(load_error(path, e))
+        refuse(load_error(path, e))
     state = pick(state, args.key)
     if not isinstance(state, dict):
         entry = args.key or "state_dict"
-        sys.exit(f"its entry {entry!r} holds {describe(state)}, not a state_dict (a dict of tensors)")
+        refuse(f"its entry {entry!r} holds {describe(state)}, not a state_dict (a dict of tensors)")
     tensors = {k: v.detach().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        sys.exit("holds no tensors")
+        refuse("holds no tensors")
     tmp = args.out + ".tmp"
     save_file(tensors, tmp, metadata={"source": os.path.basename(path)})
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; a lab may share the cache
     os.replace(tmp, args.out)
     print(f"wrote {len(tensors)} tensors from {path} to {args.out}")
 

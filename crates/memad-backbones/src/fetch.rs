@@ -344,15 +344,27 @@ pub fn convert_pth(pth: &Path, out: &Path, key: Option<&str>) -> Result<()> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut last: Vec<_> = stderr.lines().rev().take(6).collect();
     last.reverse();
-    Err(CoreError::Weights {
-        path: pth.to_path_buf(),
-        message: format!(
-            "conversion failed ({}):\n{}",
-            output.status,
-            last.join("\n")
-        ),
-    })
+    // `convert_pth.py` exits with 3 when the file is no usable checkpoint; anything else is
+    // a failure of the converter's environment (a missing module, a full disk), which says
+    // nothing of the file.
+    if output.status.code() == Some(NOT_A_CHECKPOINT) {
+        return Err(CoreError::Weights {
+            path: pth.to_path_buf(),
+            message: last.join("\n"),
+        });
+    }
+    Err(CoreError::Invalid(format!(
+        "converting {}: the converter ({} tools/convert_pth.py) failed ({}), not because of \
+         the file:\n{}",
+        pth.display(),
+        python.display(),
+        output.status,
+        last.join("\n")
+    )))
 }
+
+/// `tools/convert_pth.py`'s exit status for a file that is no usable checkpoint.
+const NOT_A_CHECKPOINT: i32 = 3;
 
 #[cfg(test)]
 pub(crate) mod tests {

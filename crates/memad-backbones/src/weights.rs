@@ -340,13 +340,12 @@ fn did_you_mean(spec: &str) -> Option<String> {
 /// Whether `path`, no safetensors file, is a PyTorch checkpoint: `torch.save`'s zip (`PK\x03\x04`)
 /// or legacy pickle (`\x80` and a protocol number), or named `.pth`/`.pt`/`.ckpt`.
 fn is_pytorch_checkpoint(path: &Path) -> bool {
+    if is_safetensors(path) {
+        return false;
+    }
     let mut head = Vec::new();
     if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(9).read_to_end(&mut head);
-    }
-    // A safetensors file: an 8-byte little-endian header length, then the JSON header.
-    if head.get(8) == Some(&b'{') {
-        return false;
+        let _ = file.take(2).read_to_end(&mut head);
     }
     let zip = head.starts_with(b"PK\x03\x04");
     let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));
@@ -356,6 +355,16 @@ fn is_pytorch_checkpoint(path: &Path) -> bool {
             .any(|x| e.eq_ignore_ascii_case(x))
     });
     zip || pickle || named
+}
+
+/// Whether `path` starts as a safetensors file does (an 8-byte little-endian header length,
+/// then the JSON header), whatever its name.
+pub fn is_safetensors(path: &Path) -> bool {
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(9).read_to_end(&mut head);
+    }
+    head.get(8) == Some(&b'{')
 }
 
 fn find_torchvision(

@@ -1588,6 +1588,19 @@ mod tests {
         // The resolved section parses again to the same config.
         let value = to_toml_value(&mscm).unwrap();
         assert_eq!(parse(&value, "m").unwrap(), mscm);
+        // Off, the contrast between samples is left out (earlier runs keep their hash); on, in.
+        assert!(value.get("sample_contrast_weight").is_none());
+        let on = parse(
+            &toml::from_str("kind = \"mscm\"\nstage1_epochs = 3\nsample_contrast_weight = 0.5")
+                .unwrap(),
+            "m",
+        )
+        .unwrap();
+        let on = to_toml_value(&on).unwrap();
+        assert_eq!(
+            on.get("sample_contrast_weight").and_then(|v| v.as_float()),
+            Some(0.5)
+        );
         let ablation = parse(
             &toml::from_str("kind = \"contrastive\"\nstage1_epochs = 3").unwrap(),
             "m",

@@ -8,12 +8,13 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(clap::Subcommand)]
 pub enum WeightsCommand {
-    /// Convert a PyTorch checkpoint (`.pth`/`.pt`, zip or legacy format; or a `.safetensors`
+    /// Convert a PyTorch checkpoint (`.pth`/`.pt`, zip or legacy format; or a safetensors
     /// file, copied) into memad's weights cache as `<weights_dir>/<ARCH>.safetensors` (what
-    /// `weights = "imagenet"` loads), and verify that it loads strictly into the `--arch`
-    /// backbone (a mismatch is an error naming the missing, unexpected and wrongly-shaped
-    /// tensors; nothing is written). An existing file holding other tensors is replaced only
-    /// with `--force`; one holding the same is left as it is.
+    /// `weights = "imagenet"` loads, and for a torchvision arch `torchvision:<ARCH>` too: give
+    /// fine-tuned weights their own `--out`), and verify that it loads strictly into the
+    /// `--arch` backbone (a mismatch is an error naming the missing, unexpected and
+    /// wrongly-shaped tensors; nothing is written). An existing file holding other tensors is
+    /// replaced only with `--force`; one holding the same is left as it is.
     Import {
         /// The checkpoint: a state_dict (or a dict with a `state_dict` key, or see `--key`).
         file: PathBuf,
@@ -134,23 +135,29 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
     let picked = (key.as_deref(), strip_prefix.as_deref());
     let result = import_into(file, arch, picked, &tmp).and_then(|count| {
         let what = format!("{} ({count} tensors) as {arch} weights", file.display());
-        if !out.is_file() {
-            rename(&tmp, &out)?;
-            println!("imported {what}: {}", out.display());
-        } else if memad_backbones::weights::same_tensors(&tmp, &out)? {
+        // A destination that is no readable safetensors file holds "other tensors" too.
+        let same =
+            out.is_file() && memad_backbones::weights::same_tensors(&tmp, &out).unwrap_or(false);
+        if same {
             std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
             println!(
                 "{} already holds these tensors, left unchanged",
                 out.display()
             );
-        } else if force {
-            rename(&tmp, &out)?;
+            return Ok(());
+        }
+        let replaced = match (out.is_file(), force) {
+            (false, _) => "",
+            (true, true) => " (replaced: it held other tensors)",
+            (true, false) => anyhow::bail!(refuse_replacing(&out, weights_dir)),
+        };
+        rename(&tmp, &out)?;
+        println!("imported {what}: {}{replaced}", out.display());
+        if let Some((_, names)) = memad_backbones::weights::names_loading(&out, weights_dir) {
             println!(
-                "imported {what}: {} (replaced: it held other tensors)",
-                out.display()
+                "  loaded from now on by `weights = \"{}\"`",
+                names.join("\"` and `weights = \"")
             );
-        } else {
-            anyhow::bail!(refuse_replacing(&out, weights_dir));
         }
         Ok(())
     });
@@ -184,9 +191,13 @@ fn refuse_replacing(out: &Path, weights_dir: &Path) -> String {
         }
         None => String::new(),
     };
+    let readable = match memad_backbones::weights::safetensors_names(out) {
+        Ok(_) => "",
+        Err(_) => " (it is no readable safetensors file)",
+    };
     format!(
-        "{} already exists and holds other tensors{loaded_by}. Import to another file with \
-         `--out PATH` (then use `weights = \"PATH\"`), or replace it with `--force`",
+        "{} already exists and holds other tensors{readable}{loaded_by}. Import to another \
+         file with `--out PATH` (then use `weights = \"PATH\"`), or replace it with `--force`",
         out.display()
     )
 }
@@ -235,10 +246,8 @@ fn import_into(
     (key, strip_prefix): (Option<&str>, Option<&str>),
     tmp: &Path,
 ) -> anyhow::Result<usize> {
-    let is_safetensors = file
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    if is_safetensors {
+    // By content, as `weights = PATH` decides (a safetensors file named `.pth` is copied).
+    if memad_backbones::weights::is_safetensors(file) {
         ensure!(
             key.is_none(),
             "{}: --key picks an entry of a PyTorch checkpoint's dict; a .safetensors file has \

@@ -271,8 +271,13 @@ impl Inputs {
         );
         if let Some(k) = masks.data.iter().position(|&m| m == MaskPixel::Other) {
             let (hw, w) = (dims.1 * dims.2, dims.2);
+            // The value, read again (only on this error path).
+            let value = Npz::open(gt.path())
+                .and_then(|mut z| z.require::<f64>("masks"))
+                .map(|a| a.data[k].to_string())
+                .unwrap_or_else(|_| "?".into());
             bail!(
-                "{g}: masks[{}, {}, {}] is neither 0, 1 nor 255: masks must be binary \
+                "{g}: masks[{}, {}, {}] = {value} is neither 0, 1 nor 255: masks must be binary \
                  (booleans, 0/1 or 0/255). A soft mask (resized with interpolation) or NaN \
                  would count every nonzero pixel as anomalous: threshold it first (`masks > \
                  0.5`), or resize masks with nearest-neighbour",
@@ -442,6 +447,10 @@ struct Report {
     mean_frames: Option<FrameMetrics>,
     /// How many categories `mean` averages.
     mean_of: usize,
+    /// With maps and masks: how many categories the pixel metrics of `mean` average (fewer
+    /// than `mean_of` where some have `pixel_undefined`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pixel_mean_of: Option<usize>,
 }
 
 /// Frame AUROC pooled over the videos (micro) and averaged over the videos with both
@@ -621,10 +630,13 @@ fn evaluate(inputs: &Inputs, fpr_limit: f64) -> Result<Report> {
                 .then(|| macros.iter().sum::<f64>() / macros.len() as f64),
         }
     });
+    let pixel_mean_of = (inputs.pixels.as_ref())
+        .map(|_| defined.iter().filter(|m| m.pixel_auroc.is_some()).count());
     Ok(Report {
         mean: mean_metrics(&defined),
         mean_frames,
         mean_of: defined.len(),
+        pixel_mean_of,
         categories,
     })
 }
@@ -1235,9 +1247,17 @@ mod tests {
             b.pixel_undefined.as_deref(),
             Some("pixel level: no positive (anomalous) samples: the metric is undefined")
         );
-        assert_eq!(report.mean_of, 2);
+        assert_eq!((report.mean_of, report.pixel_mean_of), (2, Some(1)));
         assert_eq!(report.mean.image_auroc, full.mean.image_auroc);
         assert_eq!(report.mean.pixel_auroc, a.metrics.unwrap().pixel_auroc);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            (json["mean_of"].as_u64(), json["pixel_mean_of"].as_u64()),
+            (Some(2), Some(1))
+        );
+        let b_json = &json["categories"][1];
+        assert!(b_json["image_auroc"].is_number() && b_json.get("pixel_auroc").is_none());
+        assert!(b_json["pixel_undefined"].is_string());
         let table = report.table();
         let b_line = table.lines().find(|l| l.starts_with("b ")).unwrap();
         let cells: Vec<&str> = b_line.split_whitespace().collect();

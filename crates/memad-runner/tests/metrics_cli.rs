@@ -292,12 +292,20 @@ fn errors_name_the_file_keys_shapes_and_dtype() {
         &pred,
         &soft_gt,
         &[
-            "soft.npz: masks[1, 1, 3] is neither 0, 1 nor 255",
+            "soft.npz: masks[1, 1, 3] = 0.5 is neither 0, 1 nor 255",
             "threshold it first",
         ],
     );
-    // --fpr-limit is checked before any file is read.
-    let out = memad(&["metrics", "--pred", &pred, "--gt", &gt, "--fpr-limit", "0"]);
+    // --fpr-limit is checked before any file is read (these do not exist).
+    let out = memad(&[
+        "metrics",
+        "--pred",
+        "no.npz",
+        "--gt",
+        "no.npz",
+        "--fpr-limit",
+        "0",
+    ]);
     assert!(!out.status.success());
     assert!(text(&out).contains("0 is not in (0, 1]"), "{}", text(&out));
     c.scores[3] = f32::NAN;
