@@ -345,7 +345,7 @@ fn is_pytorch_checkpoint(path: &Path) -> bool {
     }
     let mut head = Vec::new();
     if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(2).read_to_end(&mut head);
+        let _ = file.take(4).read_to_end(&mut head);
     }
     let zip = head.starts_with(b"PK\x03\x04");
     let pickle = head.first() == Some(&0x80) && head.get(1).is_some_and(|p| (2..=5).contains(p));

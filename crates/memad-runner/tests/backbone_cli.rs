@@ -206,6 +206,101 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
         "{message}"
     );
     assert!(!message.contains('\x1b'), "{message}");
+
+    // A destination that is no readable safetensors file: refused saying so, replaced with
+    // --force.
+    std::fs::write(d.join("garbage.safetensors"), "garbage").unwrap();
+    let import_to_garbage = |force: bool| {
+        let mut args = vec![
+            "weights",
+            "import",
+            "r18.pth",
+            "--arch",
+            "resnet18",
+            "--out",
+            "garbage.safetensors",
+        ];
+        if force {
+            args.push("--force");
+        }
+        memad(&args, d)
+    };
+    let out = import_to_garbage(false);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("holds other tensors (it is no readable safetensors file)"),
+        "{}",
+        text(&out)
+    );
+    let out = import_to_garbage(true);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("(replaced: it held other tensors)"),
+        "{}",
+        text(&out)
+    );
+
+    // A safetensors file named .pth is copied, as `weights = PATH` reads it.
+    std::fs::copy(&cached, d.join("st.pth")).unwrap();
+    let out = memad(
+        &[
+            "weights",
+            "import",
+            "st.pth",
+            "--arch",
+            "resnet18",
+            "--out",
+            "st.safetensors",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A converter that fails for its own reasons (here: no torch) does not blame the file,
+    // in an import and when converting torchvision's hub file.
+    let fake = d.join("fake_python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hub = d.join("torch_home/hub/checkpoints");
+    std::fs::create_dir_all(&hub).unwrap();
+    std::fs::copy(d.join("r18.pth"), hub.join("resnet18-f37072fd.pth")).unwrap();
+    let with_fake = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_memad"))
+            .args(args)
+            .current_dir(d)
+            .env("MEMAD_WEIGHTS_DIR", d.join("fresh_weights"))
+            .env("MEMAD_PYTHON", &fake)
+            .env("TORCH_HOME", d.join("torch_home"))
+            .env("MEMAD_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &[
+            "weights",
+            "import",
+            "r18.pth",
+            "--arch",
+            "resnet18",
+            "--out",
+            "f.safetensors",
+        ][..],
+        &["weights", "download", "torchvision:resnet18"][..],
+    ] {
+        let out = with_fake(args);
+        let message = text(&out);
+        assert!(!out.status.success(), "{message}");
+        assert!(
+            message.contains("not because of the file") && message.contains("No module named"),
+            "{args:?}: {message}"
+        );
+        assert!(!message.contains("delete it"), "{args:?}: {message}");
+    }
 }
 
 #[test]
