@@ -303,8 +303,9 @@ pub fn check_loads(arch: &str, file: &Path, source: &Path) -> Result<()> {
     }
 }
 
-/// Makes `path` readable by everyone (mode 0644): Python's safetensors writes 0600, which
-/// would keep the rest of a lab out of a shared weights cache.
+/// Makes `path` readable by everyone (mode 0644), as `tools/convert_pth.py` leaves its
+/// output: safetensors writes 0600, which would keep the rest of a lab out of a shared
+/// weights cache.
 pub fn make_readable(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
@@ -339,7 +340,7 @@ pub fn convert_pth(pth: &Path, out: &Path, key: Option<&str>) -> Result<()> {
         error,
     })?;
     if output.status.success() {
-        return make_readable(out);
+        return Ok(()); // written 0644 by the script
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let mut last: Vec<_> = stderr.lines().rev().take(6).collect();
