@@ -125,6 +125,7 @@ if [ "$DEVICE" = cpu ]; then
     if [ "$QUICK" = 1 ]; then
         STEPS=2; WARMUP=1
         CONFIGS=("rd4ad rd4ad 2 64" "mnad mnad 2 64" "mddnet mddnet 1 64"
+                 "rd4ad_quickstart rd4ad 2 64 --shape quickstart"
                  "mddnet_quickstart mddnet 2 64 --shape quickstart"
                  "patchcore patchcore 2 64 --fit-images $FIT"
                  "patchcore_quickstart patchcore 2 64 --shape quickstart --fit-images $FIT_QS")
@@ -153,6 +154,14 @@ SUFFIX=""
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
 FLOPS="${OUT%.csv}_flops.csv"
+# A label in --methods that no configuration has would leave a run that times nothing.
+LABELS=" $(for config in "${CONFIGS[@]}"; do printf '%s ' "${config%% *}"; done)"
+for label in ${METHODS//,/ }; do
+    if [[ "$LABELS" != *" $label "* ]]; then
+        echo "--methods: no configuration '$label' (choices:$LABELS)" >&2
+        exit 2
+    fi
+done
 if [ "$TABLE_ONLY" = 1 ]; then CONFIGS=(); else rm -f "$OUT" "$FLOPS"; fi
 LOG="$(mktemp)"
 trap 'rm -f "$LOG"' EXIT

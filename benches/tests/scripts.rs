@@ -109,3 +109,61 @@ fn gpu_all_with_its_budget_spent_still_prints_the_tables() {
         "{ratio}"
     );
 }
+
+/// `compare_steps.sh --quick` times both sides and prints their table, each row naming the
+/// commit `step_bench --version` gives (a `--version` that exited 2 once ended the script
+/// silently before it ran anything, under `set -o pipefail`).
+#[test]
+fn compare_steps_quick_times_both_sides_under_step_bench_commit() {
+    let bin = env!("CARGO_BIN_EXE_step_bench");
+    let version = Command::new(bin).arg("--version").output().unwrap();
+    assert!(version.status.success(), "{version:?}");
+    let commit = String::from_utf8_lossy(&version.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let out = tempfile::tempdir().unwrap();
+    let csv = out.path().join("steps.csv");
+    let python = memad_backbones::fetch::venv_python().unwrap();
+    let script = root().join("benches/reference/compare_steps.sh");
+    let compare = |methods: &str| {
+        Command::new("bash")
+            .arg(&script)
+            .args(["--quick", "--threads", "1", "--rounds", "1"])
+            .args(["--methods", methods, "--out"])
+            .arg(&csv)
+            .env("MEMAD_BENCH_BIN", bin)
+            .env("PYTHON", &python)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let typo = compare("rd4ad_quickstartt");
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&typo.stderr)
+        .contains("--methods: no configuration 'rd4ad_quickstartt' (choices: rd4ad mnad"));
+
+    let run = compare("rd4ad_quickstart");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    for side in ["memad", "pytorch"] {
+        for phase in ["train", "score"] {
+            let prefix = format!("{side},rd4ad_quickstart,{phase},cpu,2,64,1,");
+            let row = rows.lines().find(|l| l.starts_with(&prefix));
+            assert!(
+                row.is_some_and(|r| r.ends_with(&format!(",{commit}"))),
+                "{prefix} ... ,{commit} in\n{rows}"
+            );
+        }
+    }
+    assert!(
+        stdout.contains("| rd4ad_quickstart | train | cpu | 2 x 64 |"),
+        "{stdout}"
+    );
+}

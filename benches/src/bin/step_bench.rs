@@ -152,16 +152,36 @@ impl Args {
     }
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
+/// Why the arguments give no benchmark: clap's own outcome (a parse error, or `--help` and
+/// `--version`, which `clap::Error::exit` prints on stdout with status 0), or a combination
+/// clap cannot express.
+#[derive(Debug)]
+enum ArgsError {
+    Clap(clap::Error),
+    Invalid(String),
+}
+
+impl std::fmt::Display for ArgsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgsError::Clap(e) => write!(f, "{e}"),
+            ArgsError::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Args, ArgsError> {
     use clap::Parser;
     let parsed =
         Args::try_parse_from(std::iter::once("step_bench").chain(args.iter().map(String::as_str)))
-            .map_err(|e| e.to_string())?;
+            .map_err(ArgsError::Clap)?;
     if parsed.shape == "quickstart" && parsed.method == "mnad" {
-        return Err("mnad has the paper shape only".into());
+        return Err(ArgsError::Invalid("mnad has the paper shape only".into()));
     }
     if parsed.cuda_graphs && parsed.device != "cuda" {
-        return Err("--cuda-graphs needs --device cuda".into());
+        return Err(ArgsError::Invalid(
+            "--cuda-graphs needs --device cuda".into(),
+        ));
     }
     Ok(parsed)
 }
@@ -630,7 +650,8 @@ fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {
         Ok(a) => a,
-        Err(msg) => {
+        Err(ArgsError::Clap(e)) => e.exit(),
+        Err(ArgsError::Invalid(msg)) => {
             eprintln!("{msg}");
             std::process::exit(2);
         }
@@ -665,14 +686,18 @@ mod tests {
         assert!(parse_args(&strings("--method memae")).is_err());
         assert!(parse_args(&strings("--method mnad --batch -1"))
             .unwrap_err()
+            .to_string()
             .contains("--batch"));
         let later = parse_args(&strings("--method mnad --steps 10 --steps 3")).unwrap();
         assert_eq!(later.steps, 3, "a repeated option: the last one wins");
         assert!(parse_args(&strings("--method mnad --bogus 1"))
             .unwrap_err()
+            .to_string()
             .contains("--bogus"));
         assert_eq!(
-            parse_args(&strings("--method rd4ad --cuda-graphs")).unwrap_err(),
+            parse_args(&strings("--method rd4ad --cuda-graphs"))
+                .unwrap_err()
+                .to_string(),
             "--cuda-graphs needs --device cuda"
         );
         let graphed = parse_args(&strings("--method rd4ad --device cuda --cuda-graphs")).unwrap();
