@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what tools/gpu_all.sh needs on a GPU machine that has PyTorch but no Rust, into one
-# folder to carry with the tree, target/gpu/ (about 52 MiB):
+# folder to carry with the tree, target/gpu/ (about 48 MiB, binaries stripped):
 #   memad, step_bench          release binaries
 #   backbone_throughput        the criterion benchmark's binary (run with --bench)
 #   memad_cuda_tests           memad-cuda's unit tests (the GPU ones run with --ignored)
@@ -31,6 +31,12 @@ cp "$teachers" target/gpu/backbone_throughput
 cp "$cuda_tests" target/gpu/memad_cuda_tests
 weights="${MEMAD_WEIGHTS_DIR:-${MEMAD_CACHE:-$HOME/.cache/memad}/weights}"
 cp "$weights/efficientnet_lite0.safetensors" target/gpu/weights/
+chmod 0644 target/gpu/weights/efficientnet_lite0.safetensors
+# Symbol tables are a quarter of the binaries (7 of 38 MiB), and the carry limit is near:
+# panic messages keep their file:line, backtraces lose function names.
+if command -v strip >/dev/null; then
+    strip target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests}
+fi
 # The commit string the binaries embed (`-dirty-<hash of the diff>` for an edited tree).
 target/gpu/memad info | sed -n 's/^built from *commit //p' > target/gpu/COMMIT
 [ -s target/gpu/COMMIT ] || { echo "memad info gave no commit" >&2; exit 1; }
