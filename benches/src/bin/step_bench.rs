@@ -374,8 +374,9 @@ fn run(
             c0 = process_cpu_seconds();
         }
         let out = autocast(device, args.precision(), || method.train_step(batch))?;
-        // As the runner: the loss is read for the log and the NaN check.
-        let loss = out.loss.double_value(&[]);
+        // As the runner: the loss and its terms are read (one transfer) for the log and the
+        // NaN check.
+        let (loss, _terms) = out.read();
         if !loss.is_finite() {
             return Err(format!("the loss is {loss} at step {i}").into());
         }

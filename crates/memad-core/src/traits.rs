@@ -69,10 +69,22 @@ pub struct MemoryRead {
 }
 
 /// A named scalar loss term, logged per step.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct LossTerm {
     pub name: String,
-    pub value: f64,
+    /// `[]`, detached: read on the host together with the loss ([`TrainOutput::read`]), so
+    /// logging the terms costs no host synchronisation of its own.
+    pub value: Tensor,
+}
+
+impl LossTerm {
+    /// The term `name` with the value of `value` `[]` (detached from its graph).
+    pub fn new(name: impl Into<String>, value: &Tensor) -> Self {
+        LossTerm {
+            name: name.into(),
+            value: value.detach(),
+        }
+    }
 }
 
 /// A memory module. The three kinds share this one trait:
@@ -142,6 +154,20 @@ pub struct SyntheticAnomalies {
 pub struct TrainOutput {
     pub loss: Tensor,
     pub terms: Vec<LossTerm>,
+}
+
+impl TrainOutput {
+    /// The loss and each term's value (in the order of `terms`), copied to the host in one
+    /// transfer: one host synchronisation per step on CUDA, however many terms are logged.
+    pub fn read(&self) -> (f64, Vec<f64>) {
+        let values: Vec<Tensor> = std::iter::once(&self.loss)
+            .chain(self.terms.iter().map(|t| &t.value))
+            .map(|v| v.detach().to_kind(tch::Kind::Double).reshape([1]))
+            .collect();
+        let host = Tensor::cat(&values, 0).to_device(tch::Device::Cpu);
+        let all = Vec::<f64>::try_from(&host).expect("a [1 + terms] double tensor");
+        (all[0], all[1..].to_vec())
+    }
 }
 
 /// One weighted part of a score that combines several measures (MNAD: PSNR and feature
@@ -322,5 +348,23 @@ mod tests {
             msg.contains("patchcore state has `bank`; expected `memory.*`"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn train_output_reads_the_loss_and_each_term_in_order_whatever_their_kinds() {
+        let x = Tensor::from_slice(&[0.25f32, 0.5]).set_requires_grad(true);
+        let half = x.sum(tch::Kind::Float) * 0.5;
+        let bf16 = Tensor::from(3.0f32).to_kind(tch::Kind::BFloat16);
+        let out = TrainOutput {
+            loss: &half + 1.0,
+            terms: vec![LossTerm::new("half", &half), LossTerm::new("bf16", &bf16)],
+        };
+        assert!(!out.terms[0].value.requires_grad(), "terms are detached");
+        assert_eq!(out.read(), (1.375, vec![0.375, 3.0]));
+        let alone = TrainOutput {
+            loss: Tensor::from(2.0f64),
+            terms: Vec::new(),
+        };
+        assert_eq!(alone.read(), (2.0, Vec::new()));
     }
 }

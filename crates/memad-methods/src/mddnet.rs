@@ -342,8 +342,13 @@ impl MddNet {
         let Some(memory) = &self.memory else {
             return Ok(());
         };
-        let largest = class.max().int64_value(&[]);
-        if largest >= memory.classes() || class.min().int64_value(&[]) < 0 {
+        // Both ends in one transfer: one host synchronisation, not two.
+        let ends = Vec::<i64>::try_from(
+            Tensor::stack(&[class.max(), class.min()], 0).to_device(tch::Device::Cpu),
+        )
+        .expect("[2] class ends");
+        let (largest, smallest) = (ends[0], ends[1]);
+        if largest >= memory.classes() || smallest < 0 {
             return Err(CoreError::Invalid(format!(
                 "mddnet: a sample of class {largest} for a memory of {} class(es)",
                 memory.classes()
@@ -488,10 +493,7 @@ impl Method for MddNet {
         }
         let terms = named
             .iter()
-            .map(|(name, t)| LossTerm {
-                name: name.clone(),
-                value: t.double_value(&[]),
-            })
+            .map(|(name, t)| LossTerm::new(name.clone(), t))
             .collect();
         let parts: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
         Ok(TrainOutput {
@@ -621,8 +623,8 @@ mod tests {
                 "compactness"
             ]
         );
-        let sum: f64 = out.terms.iter().map(|t| t.value).sum();
-        assert!((out.loss.double_value(&[]) - sum).abs() < 1e-4);
+        let (loss, values) = out.read();
+        assert!((loss - values.iter().sum::<f64>()).abs() < 1e-4);
         out.loss.backward();
         for (name, var) in m.trainable().variables() {
             if !var.requires_grad() {

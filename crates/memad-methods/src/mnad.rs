@@ -317,20 +317,14 @@ impl Method for Mnad {
     fn train_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
         let f = self.forward(batch, true)?;
         let pixel = (&f.output - &f.target).square().mean(Kind::Float);
-        let mut terms = vec![LossTerm {
-            name: "pixel".into(),
-            value: pixel.double_value(&[]),
-        }];
+        let mut terms = vec![LossTerm::new("pixel", &pixel)];
         let mut parts = vec![pixel];
         let memory_losses = match (&self.memory, &f.read) {
             (Some(memory), Some(read)) => memory.borrow().losses(&f.queries, read),
             _ => Vec::new(),
         };
         for (name, term) in memory_losses {
-            terms.push(LossTerm {
-                name,
-                value: term.double_value(&[]),
-            });
+            terms.push(LossTerm::new(name, &term));
             parts.push(term);
         }
         let loss = Tensor::stack(&parts, 0).sum(Kind::Float);
@@ -574,8 +568,9 @@ mod tests {
         let out = m.train_step(&batch(3, 16)).unwrap();
         let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["pixel", "compactness", "separateness"]);
-        let sum: f64 = out.terms.iter().map(|t| t.value).sum();
-        assert!((out.loss.double_value(&[]) - sum).abs() < 1e-5);
+        let (loss, values) = out.read();
+        assert_eq!(loss, out.loss.double_value(&[]));
+        assert!((loss - values.iter().sum::<f64>()).abs() < 1e-5);
         out.loss.backward();
         m.after_step().unwrap();
         let moved = (items(&m) - &before).abs().max().double_value(&[]);

@@ -338,10 +338,7 @@ impl Method for Rd4ad {
         let mut per_level = Vec::new();
         for ((t, s), spec) in teacher.iter().zip(&student).zip(self.teacher.levels()) {
             let term = cosine_distillation(&[t], std::slice::from_ref(s), form);
-            terms.push(LossTerm {
-                name: format!("cos_{}", spec.name),
-                value: term.double_value(&[]),
-            });
+            terms.push(LossTerm::new(format!("cos_{}", spec.name), &term));
             per_level.push(term);
         }
         let loss = Tensor::stack(&per_level, 0).sum(None::<tch::Kind>);

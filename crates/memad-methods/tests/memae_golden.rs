@@ -98,7 +98,8 @@ fn video_memae_matches_the_official_model() {
     assert!(d < 1e-4, "centre-frame map: relative difference {d}");
 
     let train = method.train_step(&batch).unwrap();
-    let term = |n: &str| train.terms.iter().find(|t| t.name == n).unwrap().value;
+    let (_, values) = train.read();
+    let term = |n: &str| values[train.terms.iter().position(|t| t.name == n).unwrap()];
     let mse = g["train.mse"].double_value(&[]);
     assert!(
         (term("mse") - mse).abs() < 1e-4 * mse,

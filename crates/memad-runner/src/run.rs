@@ -1072,7 +1072,7 @@ fn train_model(
         for host in loader {
             let batch = host?.to_batch(ctx.device);
             let out = autocast(ctx.device, exp.precision, || method.train_step(&batch))?;
-            let loss = out.loss.double_value(&[]);
+            let (loss, term_values) = out.read();
             if !loss.is_finite() {
                 anyhow::bail!("[{category}] epoch {epoch}: the loss is {loss}; lower train.lr or check the data");
             }
@@ -1088,8 +1088,8 @@ fn train_model(
             seen += batch.input.size()[0] as usize;
             steps += 1;
             accumulate(&mut sums, "loss", loss);
-            for t in &out.terms {
-                accumulate(&mut sums, &t.name, t.value);
+            for (t, value) in out.terms.iter().zip(term_values) {
+                accumulate(&mut sums, &t.name, value);
             }
             let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!(
