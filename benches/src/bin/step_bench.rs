@@ -345,6 +345,16 @@ fn time_score(
         drop(scorer.score(batch)?);
     }
     synchronize(device);
+    // GraphedScorer falls back to eager scoring for a batch the graph does not fit: a row
+    // labelled `_cuda_graphs` must time replays (the first call captures).
+    let calls = (args.warmup + args.steps) as usize;
+    if args.cuda_graphs && scorer.replayed + 1 != calls {
+        return Err(format!(
+            "--cuda-graphs: {} of the {} scoring calls replayed the graph (all but the first should)",
+            scorer.replayed, calls
+        )
+        .into());
+    }
     Ok(Timing {
         phase: "score",
         seconds: t0.elapsed().as_secs_f64(),

@@ -82,6 +82,18 @@ pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) 
     if precision == Precision::Fp32 {
         return f();
     }
+    autocast_region(device, true, f)
+}
+
+/// Runs `f` with autocast switched off on `device`'s type, inside an [`autocast`] region
+/// too (`torch.autocast(device_type, enabled=False)`): for computations whose result bf16
+/// would change, such as a nearest-neighbour search by expanded squared distances.
+pub fn full_precision<T>(device: Device, f: impl FnOnce() -> T) -> T {
+    autocast_region(device, false, f)
+}
+
+/// `f` in an autocast region of `device`'s type, enabled (to bf16) or not.
+fn autocast_region<T>(device: Device, enabled: bool, f: impl FnOnce() -> T) -> T {
     let device_type = if device.is_cuda() {
         DEVICE_CUDA
     } else {
@@ -94,8 +106,10 @@ pub fn autocast<T>(device: Device, precision: Precision, f: impl FnOnce() -> T) 
             was_enabled: ffi::is_autocast_enabled(device_type),
             was_dtype: ffi::get_autocast_dtype(device_type),
         };
-        ffi::set_autocast_dtype(device_type, SCALAR_BF16);
-        ffi::set_autocast_enabled(device_type, true);
+        if enabled {
+            ffi::set_autocast_dtype(device_type, SCALAR_BF16);
+        }
+        ffi::set_autocast_enabled(device_type, enabled);
         ffi::increment_nesting();
         guard
     };
@@ -167,6 +181,22 @@ mod tests {
             autocast(Device::Cpu, Precision::Fp32, || conv_output(&x, &w).kind()),
             Kind::Float
         );
+    }
+
+    #[test]
+    fn full_precision_switches_an_autocast_region_off_for_its_closure() {
+        let x = Tensor::randn([4, 4], (Kind::Float, Device::Cpu));
+        let kinds = autocast(Device::Cpu, Precision::Bf16, || {
+            let off = full_precision(Device::Cpu, || x.matmul(&x).kind());
+            (off, x.matmul(&x).kind())
+        });
+        assert_eq!(
+            kinds,
+            (Kind::Float, Kind::BFloat16),
+            "off inside, on again after"
+        );
+        // SAFETY: a getter.
+        assert!(!unsafe { ffi::is_autocast_enabled(DEVICE_CPU) });
     }
 
     #[test]

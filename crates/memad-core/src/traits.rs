@@ -136,7 +136,8 @@ pub struct Batch {
     /// `None` where the loader was given no classes.
     pub class: Option<Tensor>,
     /// Training batches of methods registered with `synthetic_anomalies`:
-    /// an anomalous copy of `input` synthesized on the host, with its mask.
+    /// an anomalous copy of `input` synthesized on the host, with its mask. Training only:
+    /// [`Method::score`] never reads it (a CUDA graph of the scoring leaves it out).
     pub synthetic: Option<SyntheticAnomalies>,
 }
 
@@ -275,9 +276,10 @@ pub trait Method {
         Vec::new()
     }
 
-    /// Restores what [`Method::state`] returned (a resumed run, a saved checkpoint). The
-    /// default accepts an empty state only: a method with state must implement this to be
-    /// resumed or loaded (the runner trains it again otherwise).
+    /// Restores what [`Method::state`] returned (a resumed run, a saved checkpoint); the
+    /// runner gives the tensors on the device of [`Method::trainable`]. The default accepts
+    /// an empty state only: a method with state must implement this to be resumed or loaded
+    /// (the runner trains it again otherwise).
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         if state.is_empty() {
             return Ok(());

@@ -129,7 +129,6 @@ fn same_shapes(a: &Batch, b: &Batch) -> bool {
         && size(Some(&a.label)) == size(Some(&b.label))
         && size(a.mask.as_ref()) == size(b.mask.as_ref())
         && size(a.class.as_ref()) == size(b.class.as_ref())
-        && b.synthetic.is_none()
 }
 
 fn copy_into(target: &mut Batch, b: &Batch) {
@@ -234,6 +233,19 @@ mod tests {
             assert!(out.image_score.equal(&eager.image_score));
         }
         assert_eq!((scorer.replayed, scorer.eager), (0, 3));
+    }
+
+    #[test]
+    fn a_training_batch_fits_the_graph_of_its_scoring_copy() {
+        // The captured batch leaves `synthetic` out (scoring never reads it); a batch that
+        // carries one (MDD-Net's training batches, step_bench's scoring) is still replayed.
+        let mut b = batch(2, Device::Cpu);
+        b.synthetic = Some(memad_core::SyntheticAnomalies {
+            input: b.input.copy(),
+            mask: Tensor::zeros([2, 1, 16, 16], (Kind::Float, Device::Cpu)),
+        });
+        assert!(same_shapes(&static_copy(&b), &b));
+        assert!(!same_shapes(&static_copy(&b), &batch(3, Device::Cpu)));
     }
 
     #[test]

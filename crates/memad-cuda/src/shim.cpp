@@ -2,6 +2,7 @@
 // caching allocator's statistics and at::cuda::CUDAGraph. Each returns 0 on success and 1
 // on a C++ exception, whose message is copied into `err` (NUL-terminated, truncated to
 // `err_len`). Called from src/lib.rs only.
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -66,8 +67,11 @@ int memad_cuda_device_count(int* count, char* err, size_t err_len) {
 }
 
 // out: allocated, peak allocated, reserved, peak reserved (bytes, all pools).
+// Both statistics calls initialise CUDA first, as any CUDA tensor would: before that the
+// caching allocator has no devices ("Invalid device argument ...: did you call init?").
 int memad_cuda_memory_stats(int device, int64_t* out, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
+    at::globalContext().lazyInitDevice(at::kCUDA);
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
         static_cast<c10::DeviceIndex>(device));
     const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
@@ -80,6 +84,7 @@ int memad_cuda_memory_stats(int device, int64_t* out, char* err, size_t err_len)
 
 int memad_cuda_reset_peak_memory(int device, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
+    at::globalContext().lazyInitDevice(at::kCUDA);
     c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
   });
 }

@@ -670,7 +670,7 @@ impl RunMeta {
             wall_seconds: started.elapsed().as_secs_f64(),
             resumed: false,
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
-            device_memory: device_memory(device)?,
+            device_memory: device_memory(device),
             config_sha256,
             dataset_root: session.dataset_root,
             evaluates: None,
@@ -692,15 +692,22 @@ struct DeviceMemory {
     peak_reserved_bytes: i64,
 }
 
-fn device_memory(device: tch::Device) -> anyhow::Result<Option<DeviceMemory>> {
+/// `None` off CUDA, and where the statistics cannot be read (a binary built without the
+/// CUDA extension): a finished run is not failed for a figure of its record.
+fn device_memory(device: tch::Device) -> Option<DeviceMemory> {
     let tch::Device::Cuda(index) = device else {
-        return Ok(None);
+        return None;
     };
-    let stats = memad_cuda::memory_stats(index)?;
-    Ok(Some(DeviceMemory {
-        peak_allocated_bytes: stats.peak_allocated,
-        peak_reserved_bytes: stats.peak_reserved,
-    }))
+    match memad_cuda::memory_stats(index) {
+        Ok(stats) => Some(DeviceMemory {
+            peak_allocated_bytes: stats.peak_allocated,
+            peak_reserved_bytes: stats.peak_reserved,
+        }),
+        Err(e) => {
+            eprintln!("memad: run.toml gets no GPU memory figures: {e:#}");
+            None
+        }
+    }
 }
 
 /// What a run's first session ran with (`session.toml` of the run folder), which a resumed
@@ -1232,8 +1239,10 @@ pub(crate) fn load_checkpoint(
 ) -> anyhow::Result<Box<dyn Method>> {
     let mut method = build_method(exp, registry, ctx)?;
     load_vars(method.trainable(), checkpoint)?;
-    let state = read_tensors_if_present(&checkpoint.with_extension("state.safetensors"))?;
-    method.load_state(&state)?;
+    load_method_state(
+        method.as_mut(),
+        &checkpoint.with_extension("state.safetensors"),
+    )?;
     Ok(method)
 }
 
@@ -1346,7 +1355,7 @@ fn restore(
     opt: &mut Optimizer,
 ) -> anyhow::Result<(Vec<LossRow>, Trained)> {
     load_vars(method.trainable(), &saved.join("model.safetensors"))?;
-    method.load_state(&read_tensors_if_present(&saved.join("state.safetensors"))?)?;
+    load_method_state(method, &saved.join("state.safetensors"))?;
     opt.load_state(&read_tensors_if_present(
         &saved.join("optimizer.safetensors"),
     )?)?;
@@ -1364,6 +1373,19 @@ fn remove_resume(root: &Path) -> anyhow::Result<()> {
     if root.exists() {
         std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))?;
     }
+    Ok(())
+}
+
+/// Gives `method` the state saved at `path` (none when the file is absent), moved to the
+/// method's device: safetensors files read onto the CPU, and a PatchCore bank left there
+/// made every CUDA scoring step search on the host (and a CUDA graph capture fail).
+fn load_method_state(method: &mut dyn Method, path: &Path) -> anyhow::Result<()> {
+    let device = method.trainable().device();
+    let state: Vec<(String, Tensor)> = read_tensors_if_present(path)?
+        .into_iter()
+        .map(|(name, t)| (name, t.to_device(device)))
+        .collect();
+    method.load_state(&state)?;
     Ok(())
 }
 

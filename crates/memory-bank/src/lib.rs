@@ -456,6 +456,13 @@ impl PatchBank {
     /// # Errors
     /// An empty bank (before `finalize` or `load_state`), a query of another width, `k < 1`.
     pub fn k_nearest(&self, query: &Tensor, k: i64) -> Result<Neighbours> {
+        // Always in fp32: under a bf16 run's autocast the matmul of the expanded distances
+        // would run in bf16 and pick other neighbours (a third of the queries in a test).
+        let device = self.bank.as_ref().map_or(query.device(), Tensor::device);
+        memad_core::precision::full_precision(device, || self.k_nearest_fp32(query, k))
+    }
+
+    fn k_nearest_fp32(&self, query: &Tensor, k: i64) -> Result<Neighbours> {
         let bank = self.bank.as_ref().ok_or_else(|| {
             CoreError::Invalid(
                 "patch bank read: the bank is empty (call finalize() or load_state() first)".into(),

@@ -327,6 +327,21 @@ fn nearest_neighbours_equal_brute_force_across_bank_chunks() {
 }
 
 #[test]
+fn nearest_neighbours_inside_a_bf16_autocast_region_are_the_fp32_ones() {
+    use memad_core::precision::{autocast, Precision};
+    // Wide features near each other, as patch features are: bf16 expanded distances would
+    // pick other neighbours for many queries.
+    let items = tensor(&data(500, 256, 8)) * 0.05 + 3.0;
+    let queries = tensor(&data(64, 256, 9)) * 0.05 + 3.0;
+    let mut bank = PatchBank::new(config(1.0, 0), 0);
+    bank.load_state(&[("bank".into(), items)]).unwrap();
+    let fp32 = bank.k_nearest(&queries, 1).unwrap();
+    let bf16 = autocast(Device::Cpu, Precision::Bf16, || bank.k_nearest(&queries, 1)).unwrap();
+    assert!(bf16.index.equal(&fp32.index));
+    assert!(bf16.distance.equal(&fp32.distance));
+}
+
+#[test]
 fn k_is_capped_by_the_bank_size_and_an_item_is_its_own_nearest() {
     let items = data(5, 3, 8);
     let bank = fitted(&items, 1.0);
