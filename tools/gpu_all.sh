@@ -23,19 +23,22 @@
 #      with `cuda_graphs = true` (`memad eval`), metrics to compare with part 5's.
 # Then the tables of whatever step rows were written (interrupted parts included).
 # Prepare here with tools/gpu_prepare.sh and carry target/gpu (what it builds); there run
-#   bash tools/gpu_all.sh [--quick]        (--quick: a smoke test of every part)
+#   bash tools/gpu_all.sh [--quick]        (--quick: fewer steps and fit images in the step
+#                                           parts; proof and the evaluations run in full)
 # Everything lands in gpu-results/ (ignored by git; memad's runs in runs/gpu/). The device
 # tool sends back at most 8 files from $OUT, so with OUT set the whole of gpu-results/ is
 # packed into $OUT/gpu_results.tar.gz after every part (a call stopped at its limit still
 # returns the parts it finished). A part that finished (exit 0) leaves gpu-results/NAME.done
-# and is skipped by a later call on the same warm machine (remove the file to run it again):
-# a second call can name the parts the budget cut without repeating the others.
+# (NAME.quick.done under --quick, which a full call does not count) and is skipped by a later
+# call on the same warm machine (remove the file to run it again): a second call can name the
+# parts the budget cut without repeating the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
 BUDGET="${BUDGET:-480}"
 QUICK=()
-[ "${1:-}" = --quick ] && QUICK=(--quick)
+MODE=""  # in the names of the .done markers: a smoke call's parts do not count for a real one
+[ "${1:-}" = --quick ] && { QUICK=(--quick); MODE=".quick"; }
 # In case the copy to the device machine dropped the executable bits.
 chmod +x target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests} \
     benches/reference/compare_steps.sh 2>/dev/null
@@ -60,8 +63,9 @@ part() { # name seconds command... (the environment passes through)
     if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then
         return
     fi
-    if [ -e "$RESULTS/$name.done" ]; then
-        echo "=== $name skipped: finished by an earlier call ($RESULTS/$name.done)"
+    local marker="$RESULTS/$name$MODE.done"
+    if [ -e "$marker" ]; then
+        echo "=== $name skipped: finished by an earlier call ($marker)"
         return
     fi
     local left=$((BUDGET - (SECONDS - START)))
@@ -75,7 +79,7 @@ part() { # name seconds command... (the environment passes through)
     local status=$?
     echo "exit $status after part $name ($((SECONDS - START))s into the budget)"
     tail -25 "$RESULTS/$name.txt"
-    [ "$status" = 0 ] && touch "$RESULTS/$name.done"
+    [ "$status" = 0 ] && touch "$marker"
     pack
 }
 

@@ -90,7 +90,9 @@ while [ $# -gt 0 ]; do
 done
 case "$DEVICE" in cpu|cuda) ;; *) echo "--device must be cpu or cuda" >&2; exit 2 ;; esac
 case "$PRECISION" in fp32|bf16) ;; *) echo "--precision must be fp32 or bf16" >&2; exit 2 ;; esac
-if [ "$ROUNDS" -lt 1 ]; then echo "--rounds must be at least 1" >&2; exit 2; fi
+if ! [[ "$ROUNDS" =~ ^[0-9]+$ ]] || [ "$ROUNDS" -lt 1 ]; then
+    echo "--rounds must be a whole number of at least 1, got '$ROUNDS'" >&2; exit 2
+fi
 
 BIN="${MEMAD_BENCH_BIN:-$ROOT/target/release/step_bench}"
 PYTHON="${PYTHON:-$HOME/.cache/memad/torch-2.11.0/venv/bin/python}"
@@ -104,8 +106,16 @@ if [ "$TABLE_ONLY" = 0 ] && [ ! -x "$BIN" ]; then
 fi
 "$PYTHON" -c 'import torch' || { echo "PYTHON=$PYTHON has no torch" >&2; exit 1; }
 REF_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=268435456}"
-# The commit step_bench was built from (`--version`), so both sides' rows name memad's code.
-COMMIT="${MEMAD_COMMIT:-$("$BIN" --version 2>/dev/null | awk '{print $2}')}"
+# The commit step_bench was built from (`--version`), so both sides' rows name memad's code;
+# a binary that cannot start (libtorch not on LD_LIBRARY_PATH) says why here.
+COMMIT="${MEMAD_COMMIT:-}"
+if [ "$TABLE_ONLY" = 0 ] && [ -z "$COMMIT" ]; then
+    if ! VERSION="$("$BIN" --version 2>&1)"; then
+        echo "$BIN does not start: $VERSION" >&2
+        exit 1
+    fi
+    COMMIT="$(awk '{print $2}' <<<"$VERSION")"
+fi
 COMMIT="${COMMIT:-unknown}"
 DATE="$(date -u +%Y-%m-%d)"
 
@@ -154,6 +164,16 @@ SUFFIX=""
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
 FLOPS="${OUT%.csv}_flops.csv"
+# MNAD's test-time update reads each frame's score on the host, which a capture forbids.
+if [ "$CUDA_GRAPHS" = 1 ]; then
+    if [ -z "$METHODS" ]; then
+        METHODS="$(for config in "${CONFIGS[@]}"; do printf '%s,' "${config%% *}"; done \
+            | sed 's/\(^\|,\)mnad,/\1/')"
+    elif [[ ",$METHODS," == *",mnad,"* ]]; then
+        echo "--cuda-graphs: mnad's scoring cannot be captured (its test-time memory update reads scores on the host)" >&2
+        exit 2
+    fi
+fi
 # A label in --methods that no configuration has would leave a run that times nothing.
 LABELS=" $(for config in "${CONFIGS[@]}"; do printf '%s ' "${config%% *}"; done)"
 for label in ${METHODS//,/ }; do
@@ -193,7 +213,7 @@ for config in "${CONFIGS[@]}"; do
             | sed "s/^trainable/pytorch $LABEL: trainable/"
     done
     # Both sides must build the same network: one distinct trainable count per method.
-    COUNTS=$(grep -h '^trainable parameters' "$LOG" | sort -u | wc -l)
+    COUNTS=$({ grep -h '^trainable parameters' "$LOG" || true; } | sort -u | wc -l)
     if [ "$COUNTS" != 1 ]; then
         echo "parameter counts differ between memad and the reference for $LABEL:" >&2
         grep -h '^trainable parameters' "$LOG" | sort | uniq -c >&2

@@ -126,6 +126,15 @@ def reference_worker(pred, gt):
 
 
 # ---------------------------------------------------------------- driver
+def run_checked(cmd):
+    """`cmd`'s completed process; on failure, its stderr is printed before the error."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        done.check_returncode()
+    return done
+
+
 def max_rss_mib(cmd):
     """`/usr/bin/time` max RSS of `cmd`, in MiB."""
     with tempfile.NamedTemporaryFile("r") as out:
@@ -136,8 +145,7 @@ def max_rss_mib(cmd):
 
 def run_memad(memad, pred, gt):
     start = time.perf_counter()
-    done = subprocess.run([memad, "metrics", "--pred", pred, "--gt", gt, "--json", "--stats"],
-                          check=True, capture_output=True, text=True)
+    done = run_checked([memad, "metrics", "--pred", pred, "--gt", gt, "--json", "--stats"])
     seconds = time.perf_counter() - start
     report = json.loads(done.stdout)
     stats = json.loads(done.stderr.split("stats: ", 1)[1])
@@ -187,8 +195,7 @@ def main():
         memad_runs = [run_memad(args.memad, pred, gt) for _ in range(args.repeats)]
         ref_runs = []
         for _ in range(args.repeats):
-            done = subprocess.run([sys.executable, __file__, "--reference-worker", pred, gt],
-                                  check=True, capture_output=True, text=True)
+            done = run_checked([sys.executable, __file__, "--reference-worker", pred, gt])
             ref_runs.append(json.loads(done.stdout))
         rss_memad = max_rss_mib([args.memad, "metrics", "--pred", pred, "--gt", gt])
         rss_tiny = max_rss_mib([args.memad, "metrics", "--pred", tiny_pred, "--gt", tiny_gt])

