@@ -128,7 +128,7 @@ mod tests {
         }
         match arch {
             "resnet18" => {
-                let net = ResNet::new(&vs.root(), ResNetVariant::ResNet18);
+                let net = ResNet::new(&vs.root(), ResNetVariant::ResNet18, true);
                 all(net.available_levels(), move |x, l| {
                     net.features(x, l, false)
                 })

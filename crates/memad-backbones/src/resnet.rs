@@ -9,7 +9,9 @@
 //! (1x1 conv with the block's stride, then batch norm) where the stride or the width
 //! changes; ReLU after the residual sum; convs without bias, batch norm eps 1e-5. WRN-50-2
 //! doubles the bottleneck's inner width (torchvision's `width_per_group = 128`) and keeps
-//! ResNet-50's block outputs. The classifier is global average pooling and `fc`.
+//! ResNet-50's block outputs. The classifier is global average pooling and `fc`; a
+//! checkpoint without `fc.*` (a backbone saved without its head, as self-supervised ResNets
+//! often are) builds the network without it, and [`ResNet::logits`] is then `None`.
 //! Variables are named exactly as torchvision's state_dict keys: `conv1`, `bn1`,
 //! `layerS.B.convK` / `layerS.B.bnK` (K = 1, 2, and 3 in bottlenecks),
 //! `layerS.B.downsample.0` (conv) / `.1` (batch norm), `fc`.
@@ -31,7 +33,7 @@
 //! Parity with torchvision: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
 use crate::frozen::{Frozen, Network};
-use crate::weights::resolve_weights;
+use crate::weights::{resolve_weights, safetensors_names, WeightsSource};
 use memad_core::{
     parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
     Registry, Result,
@@ -228,19 +230,21 @@ impl Block {
     }
 }
 
-/// A torchvision ResNet with its classifier (kept so ImageNet logits can be checked).
+/// A torchvision ResNet, with its classifier when the weights have one (kept so ImageNet
+/// logits can be checked).
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
     /// `layer1`..`layer4`: each stage's level and blocks.
     stages: Vec<(LevelSpec, Vec<Block>)>,
-    fc: nn::Linear,
+    fc: Option<nn::Linear>,
 }
 
 impl ResNet {
-    /// Builds the network under `p` (use the VarStore root so names match the checkpoint).
-    pub fn new(p: &nn::Path, variant: ResNetVariant) -> Self {
+    /// Builds the network under `p` (use the VarStore root so names match the checkpoint);
+    /// `classifier`: whether to create `fc` (false for weights saved without it).
+    pub fn new(p: &nn::Path, variant: ResNetVariant, classifier: bool) -> Self {
         let mut input = STEM;
         let mut stages = Vec::new();
         for (s, (spec, repeats)) in variant
@@ -264,7 +268,7 @@ impl ResNet {
             conv1: conv(p / "conv1", 3, STEM, 7, 2),
             bn1: bn(p / "bn1", STEM),
             stages,
-            fc: nn::linear(p / "fc", input, 1000, Default::default()),
+            fc: classifier.then(|| nn::linear(p / "fc", input, 1000, Default::default())),
         }
     }
 
@@ -276,13 +280,15 @@ impl ResNet {
     }
 
     /// # Shapes
-    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode).
-    pub fn logits(&self, x: &Tensor) -> Tensor {
+    /// `x`: `[B, 3, H, W]` already normalised -> ImageNet logits `[B, 1000]` (eval mode);
+    /// `None` when built without the classifier.
+    pub fn logits(&self, x: &Tensor) -> Option<Tensor> {
+        let fc = self.fc.as_ref()?;
         let mut h = self.stem(x, false);
         for block in self.stages.iter().flat_map(|(_, blocks)| blocks) {
             h = block.forward(&h, false);
         }
-        h.mean_dim(&[2i64, 3][..], false, None).apply(&self.fc)
+        Some(h.mean_dim(&[2i64, 3][..], false, None).apply(fc))
     }
 }
 
@@ -348,11 +354,20 @@ pub fn resolve(
     to_toml_value(&config)
 }
 
-/// Registry `build`: the network on `ctx.device` with its weights, frozen.
+/// Registry `build`: the network on `ctx.device` with its weights, frozen. The classifier
+/// is created when the checkpoint has one (or for random weights).
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
     let weights = resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())?;
-    Frozen::build(config, ctx, &weights, |p| ResNet::new(p, variant))
+    let classifier = match &weights {
+        WeightsSource::File(path) => safetensors_names(path)?
+            .iter()
+            .any(|k| k.starts_with("fc.")),
+        WeightsSource::Random => true,
+    };
+    Frozen::build(config, ctx, &weights, |p| {
+        ResNet::new(p, variant, classifier)
+    })
 }
 
 #[cfg(test)]
@@ -362,7 +377,7 @@ mod tests {
 
     fn trainable_parameters(variant: ResNetVariant) -> i64 {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _net = ResNet::new(&vs.root(), variant);
+        let _net = ResNet::new(&vs.root(), variant, true);
         vs.trainable_variables()
             .iter()
             .map(|t| t.numel() as i64)
@@ -384,7 +399,7 @@ mod tests {
     #[test]
     fn levels_shapes_and_early_stop() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = ResNet::new(&vs.root(), ResNetVariant::ResNet18);
+        let net = ResNet::new(&vs.root(), ResNetVariant::ResNet18, true);
         let x = Tensor::zeros([1, 3, 64, 48], (tch::Kind::Float, Device::Cpu));
         let all: Vec<String> = net.available_levels().into_iter().map(|l| l.name).collect();
         assert_eq!(all, ["layer1", "layer2", "layer3", "layer4"]);

