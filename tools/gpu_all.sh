@@ -29,7 +29,8 @@
 # tool sends back at most 8 files from $OUT, so with OUT set the whole of gpu-results/ is
 # packed into $OUT/gpu_results.tar.gz after every part (a call stopped at its limit still
 # returns the parts it finished). A part that finished (exit 0) leaves gpu-results/NAME.done
-# (NAME.quick.done under --quick, which a full call does not count) and is skipped by a later
+# (a step part under --quick: NAME.quick.done, which a full call does not count) and is
+# skipped by a later
 # call on the same warm machine (remove the file to run it again): a second call can name the
 # parts the budget cut without repeating the others.
 set -uo pipefail
@@ -37,7 +38,7 @@ cd "$(dirname "$0")/.."
 START=$SECONDS
 BUDGET="${BUDGET:-480}"
 QUICK=()
-MODE=""  # in the names of the .done markers: a smoke call's parts do not count for a real one
+MODE=""  # in the step parts' .done markers: a smoke call's steps do not count for a real one
 [ "${1:-}" = --quick ] && { QUICK=(--quick); MODE=".quick"; }
 # In case the copy to the device machine dropped the executable bits.
 chmod +x target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests} \
@@ -63,7 +64,9 @@ part() { # name seconds command... (the environment passes through)
     if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then
         return
     fi
-    local marker="$RESULTS/$name$MODE.done"
+    local marker="$RESULTS/$name.done"
+    # --quick shortens the step parts only: their smoke runs do not count for a full call.
+    [[ "$name" == steps_* ]] && marker="$RESULTS/$name$MODE.done"
     if [ -e "$marker" ]; then
         echo "=== $name skipped: finished by an earlier call ($marker)"
         return

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what tools/gpu_all.sh needs on a GPU machine that has PyTorch but no Rust, into one
-# folder to carry with the tree, target/gpu/ (about 48 MiB, binaries stripped):
+# folder to carry with the tree, target/gpu/ (about 47 MiB, binaries stripped):
 #   memad, step_bench          release binaries
 #   backbone_throughput        the criterion benchmark's binary (run with --bench)
 #   memad_cuda_tests           memad-cuda's unit tests (the GPU ones run with --ignored)
@@ -36,6 +36,8 @@ chmod 0644 target/gpu/weights/efficientnet_lite0.safetensors
 # panic messages keep their file:line, backtraces lose function names.
 if command -v strip >/dev/null; then
     strip target/gpu/{memad,step_bench,backbone_throughput,memad_cuda_tests}
+else
+    echo "strip not found (binutils): the binaries keep their symbols, 7 MiB more to carry" >&2
 fi
 # The commit string the binaries embed (`-dirty-<hash of the diff>` for an edited tree).
 target/gpu/memad info | sed -n 's/^built from *commit //p' > target/gpu/COMMIT

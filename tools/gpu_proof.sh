@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 torch_lib="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 bin="${MEMAD_BIN:-target/gpu/memad}"
-[ -x "$bin" ] || bin=target/release/memad
+[ -z "${MEMAD_BIN:-}" ] && [ ! -x "$bin" ] && bin=target/release/memad
 [ -d target/gpu/weights ] && export MEMAD_WEIGHTS_DIR="${MEMAD_WEIGHTS_DIR:-$PWD/target/gpu/weights}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 "$bin" info

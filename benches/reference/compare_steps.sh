@@ -48,10 +48,9 @@
 # built with cargo when missing and cargo exists), PYTHON (a python with torch; default the
 # project venv's), MEMAD_COMMIT (the commit written in the rows; default the one step_bench
 # was built from, else "unknown"). On a machine without Rust (a GPU box), build here with
-#   cargo build --release -p memad-benches --bin step_bench
-# carry target/release/step_bench, and there run
-#   LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib \
-#   MEMAD_BENCH_BIN=path/to/step_bench PYTHON=python3 benches/reference/compare_steps.sh --device cuda
+# tools/gpu_prepare.sh, carry target/gpu, and there run tools/gpu_bench.sh (it sets
+# LD_LIBRARY_PATH to that machine's torch, MEMAD_BENCH_BIN to target/gpu/step_bench and
+# PYTHON to python3, and passes its arguments on).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -84,7 +83,7 @@ while [ $# -gt 0 ]; do
         --steps) STEPS_ARG="$2"; shift 2 ;;
         --warmup) WARMUP_ARG="$2"; shift 2 ;;
         --table-only) TABLE_ONLY=1; shift ;;
-        -h|--help) sed -n '2,51p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -110,11 +109,14 @@ REF_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=67108864:glibc.mallo
 # a binary that cannot start (libtorch not on LD_LIBRARY_PATH) says why here.
 COMMIT="${MEMAD_COMMIT:-}"
 if [ "$TABLE_ONLY" = 0 ] && [ -z "$COMMIT" ]; then
-    if ! VERSION="$("$BIN" --version 2>&1)"; then
-        echo "$BIN does not start: $VERSION" >&2
+    VERSION_ERR="$(mktemp)"
+    if ! VERSION="$("$BIN" --version 2>"$VERSION_ERR")"; then
+        echo "$BIN does not start: $(cat "$VERSION_ERR")" >&2
+        rm -f "$VERSION_ERR"
         exit 1
     fi
-    COMMIT="$(awk '{print $2}' <<<"$VERSION")"
+    rm -f "$VERSION_ERR"
+    COMMIT="$(awk 'NR == 1 {print $2}' <<<"$VERSION")"
 fi
 COMMIT="${COMMIT:-unknown}"
 DATE="$(date -u +%Y-%m-%d)"
@@ -214,7 +216,10 @@ for config in "${CONFIGS[@]}"; do
     done
     # Both sides must build the same network: one distinct trainable count per method.
     COUNTS=$({ grep -h '^trainable parameters' "$LOG" || true; } | sort -u | wc -l)
-    if [ "$COUNTS" != 1 ]; then
+    if [ "$COUNTS" = 0 ]; then
+        echo "neither memad nor the reference printed its trainable parameters for $LABEL" >&2
+        exit 1
+    elif [ "$COUNTS" != 1 ]; then
         echo "parameter counts differ between memad and the reference for $LABEL:" >&2
         grep -h '^trainable parameters' "$LOG" | sort | uniq -c >&2
         exit 1

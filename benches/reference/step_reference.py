@@ -418,17 +418,14 @@ def flattened_cosine_terms(teacher, student):
 
 def flattened_cosine(teacher, student):
     """sum_k mean_b [1 - cos(vec t_k, vec s_k)]."""
-    loss = 0.0
-    for term in flattened_cosine_terms(teacher, student):
-        loss = loss + term
-    return loss
+    return sum(flattened_cosine_terms(teacher, student))
 
 
 def read_train_output(loss, terms):
     """(loss, [term values]) copied to the host in one transfer, as memad's
-    `TrainOutput::read`: [loss, *terms] detached, as float64, concatenated, then to the CPU
-    (one host synchronisation per step on CUDA, however many terms are logged)."""
-    values = torch.cat([v.detach().to(torch.float64).reshape(1) for v in (loss, *terms)])
+    `TrainOutput::read`: [loss, *terms] detached, as float64, stacked, then to the CPU (the
+    read costs one host synchronisation on CUDA, however many terms are logged)."""
+    values = torch.stack([v.detach().to(torch.float64).reshape(()) for v in (loss, *terms)])
     values = values.cpu().tolist()
     return values[0], values[1:]
 
@@ -466,10 +463,7 @@ class Rd4ad(nn.Module):
         """(loss, logged terms): memad logs one cosine term per teacher level."""
         teacher, student = self.features(x)
         terms = flattened_cosine_terms(teacher, student)
-        loss = 0.0
-        for term in terms:
-            loss = loss + term
-        return loss, terms
+        return sum(terms), terms
 
     def after_step(self):
         pass

@@ -32,7 +32,7 @@
 use crate::config::{check_levels, check_weights, BackboneConfig};
 use crate::frozen::{Frozen, Network};
 use crate::resnet::imagenet_normalize;
-use crate::weights::{resolve_weights, safetensors_names, WeightsSource};
+use crate::weights::{has_tensors_under, resolve_weights};
 use memad_core::{
     parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
     Registry, Result,
@@ -303,12 +303,7 @@ pub fn resolve(
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let config = parse(section, "backbone")?;
     let weights = resolve_weights(&config.weights, &ctx.weights_dir, KIND)?;
-    let classifier = match &weights {
-        WeightsSource::File(path) => safetensors_names(path)?
-            .iter()
-            .any(|k| k.starts_with("classifier.")),
-        WeightsSource::Random => true,
-    };
+    let classifier = has_tensors_under(&weights, "classifier.")?;
     Frozen::build(config, ctx, &weights, |p| MobileNetV2::new(p, classifier))
 }
 

@@ -33,7 +33,7 @@
 //! Parity with torchvision: `tests/torchvision_parity.rs`.
 use crate::config::{check_levels, check_weights, BackboneConfig};
 use crate::frozen::{Frozen, Network};
-use crate::weights::{resolve_weights, safetensors_names, WeightsSource};
+use crate::weights::{has_tensors_under, resolve_weights};
 use memad_core::{
     parse_section, to_toml_value, Backbone, BuildContext, ConfigError, FeatureLevel, LevelSpec,
     Registry, Result,
@@ -359,12 +359,7 @@ pub fn resolve(
 pub fn build(section: &toml::Value, ctx: &BuildContext) -> Result<Box<dyn Backbone>> {
     let (variant, config) = parse(section, "backbone")?;
     let weights = resolve_weights(&config.weights, &ctx.weights_dir, variant.kind())?;
-    let classifier = match &weights {
-        WeightsSource::File(path) => safetensors_names(path)?
-            .iter()
-            .any(|k| k.starts_with("fc.")),
-        WeightsSource::Random => true,
-    };
+    let classifier = has_tensors_under(&weights, "fc.")?;
     Frozen::build(config, ctx, &weights, |p| {
         ResNet::new(p, variant, classifier)
     })

@@ -462,6 +462,17 @@ fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
 }
 
+/// Whether the weights hold a tensor under `prefix` (a classifier head: `fc.`,
+/// `classifier.`), so that the network is built with it; random weights have every part.
+pub fn has_tensors_under(weights: &WeightsSource, prefix: &str) -> Result<bool> {
+    Ok(match weights {
+        WeightsSource::File(path) => safetensors_names(path)?
+            .iter()
+            .any(|k| k.starts_with(prefix)),
+        WeightsSource::Random => true,
+    })
+}
+
 /// The tensor names of a safetensors file, read from its header only.
 pub fn safetensors_names(path: &Path) -> Result<BTreeSet<String>> {
     let err = |message: String| CoreError::Weights {

@@ -159,13 +159,14 @@ pub struct TrainOutput {
 
 impl TrainOutput {
     /// The loss and each term's value (in the order of `terms`), copied to the host in one
-    /// transfer: one host synchronisation per step on CUDA, however many terms are logged.
+    /// transfer: the read costs one host synchronisation on CUDA, however many terms are
+    /// logged.
     pub fn read(&self) -> (f64, Vec<f64>) {
-        let values: Vec<Tensor> = std::iter::once(&self.loss)
-            .chain(self.terms.iter().map(|t| &t.value))
-            .map(|v| v.detach().to_kind(tch::Kind::Double).reshape([1]))
+        let values: Vec<Tensor> = std::iter::once(self.loss.detach())
+            .chain(self.terms.iter().map(|t| t.value.shallow_clone()))
+            .map(|v| v.to_kind(tch::Kind::Double))
             .collect();
-        let host = Tensor::cat(&values, 0).to_device(tch::Device::Cpu);
+        let host = Tensor::stack(&values, 0).to_device(tch::Device::Cpu);
         let all = Vec::<f64>::try_from(&host).expect("a [1 + terms] double tensor");
         (all[0], all[1..].to_vec())
     }

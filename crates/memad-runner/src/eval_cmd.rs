@@ -264,7 +264,8 @@ fn evaluate_run(
                 started,
                 sha256_hex(resolved.as_bytes()),
                 checkout,
-            )?;
+                &mut dir,
+            );
             meta.evaluates = Some(EvaluatedRun {
                 run: run.display().to_string(),
                 overrides: (combo.overrides.iter())

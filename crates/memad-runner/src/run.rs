@@ -195,7 +195,15 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     }
     let results = results_by_category(&categories, &rows);
     let _ = std::fs::remove_dir(dir.path("resume")); // empty once every model is trained
-    let meta = RunMeta::new(session, exp.seed, device, started, config_sha256, checkout)?;
+    let meta = RunMeta::new(
+        session,
+        exp.seed,
+        device,
+        started,
+        config_sha256,
+        checkout,
+        &mut dir,
+    );
     let meta = RunMeta { resumed, ..meta };
     dir.write("run.toml", toml::to_string(&meta)?.as_bytes())?;
     say(
@@ -646,7 +654,7 @@ pub(crate) struct RunMeta {
 
 impl RunMeta {
     /// The metadata of `session`, which started at `started` (in `checkout`) and is ending
-    /// now, on `device`.
+    /// now, on `device`; a note goes to `dir`'s log when GPU memory figures cannot be read.
     pub(crate) fn new(
         session: Session,
         seed: u64,
@@ -654,8 +662,9 @@ impl RunMeta {
         started: Instant,
         config_sha256: String,
         checkout: Option<String>,
-    ) -> anyhow::Result<Self> {
-        Ok(RunMeta {
+        dir: &mut RunDir,
+    ) -> Self {
+        RunMeta {
             memad_version: env!("CARGO_PKG_VERSION"),
             commit: session.commit,
             checkout,
@@ -670,11 +679,11 @@ impl RunMeta {
             wall_seconds: started.elapsed().as_secs_f64(),
             resumed: false,
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
-            device_memory: device_memory(device),
+            device_memory: device_memory(device, dir),
             config_sha256,
             dataset_root: session.dataset_root,
             evaluates: None,
-        })
+        }
     }
 }
 
@@ -694,7 +703,7 @@ struct DeviceMemory {
 
 /// `None` off CUDA, and where the statistics cannot be read (a binary built without the
 /// CUDA extension): a finished run is not failed for a figure of its record.
-fn device_memory(device: tch::Device) -> Option<DeviceMemory> {
+fn device_memory(device: tch::Device, dir: &mut RunDir) -> Option<DeviceMemory> {
     let tch::Device::Cuda(index) = device else {
         return None;
     };
@@ -704,7 +713,7 @@ fn device_memory(device: tch::Device) -> Option<DeviceMemory> {
             peak_reserved_bytes: stats.peak_reserved,
         }),
         Err(e) => {
-            eprintln!("memad: run.toml gets no GPU memory figures: {e:#}");
+            say(dir, &format!("run.toml gets no GPU memory figures: {e:#}"));
             None
         }
     }
