@@ -166,18 +166,18 @@ SUFFIX=""
 OUT="${OUT:-$HERE/results/steps_${DEVICE}${SUFFIX}.csv}"
 mkdir -p "$(dirname "$OUT")"
 FLOPS="${OUT%.csv}_flops.csv"
+# The configurations' labels, space-separated with a space at both ends.
+LABELS=" $(for config in "${CONFIGS[@]}"; do printf '%s ' "${config%% *}"; done)"
 # MNAD's test-time update reads each frame's score on the host, which a capture forbids.
 if [ "$CUDA_GRAPHS" = 1 ]; then
     if [ -z "$METHODS" ]; then
-        METHODS="$(for config in "${CONFIGS[@]}"; do printf '%s,' "${config%% *}"; done \
-            | sed 's/\(^\|,\)mnad,/\1/')"
+        METHODS="$(tr ' ' ',' <<<"${LABELS/ mnad / }")"
     elif [[ ",$METHODS," == *",mnad,"* ]]; then
         echo "--cuda-graphs: mnad's scoring cannot be captured (its test-time memory update reads scores on the host)" >&2
         exit 2
     fi
 fi
 # A label in --methods that no configuration has would leave a run that times nothing.
-LABELS=" $(for config in "${CONFIGS[@]}"; do printf '%s ' "${config%% *}"; done)"
 for label in ${METHODS//,/ }; do
     if [[ "$LABELS" != *" $label "* ]]; then
         echo "--methods: no configuration '$label' (choices:$LABELS)" >&2
