@@ -73,6 +73,18 @@ mod tests {
     }
 
     #[test]
+    fn the_two_forms_differ_where_pixels_differ_in_norm() {
+        // Pixels (1,0), (0,10) against (1,0), (10,0): per pixel 0 and 1 (mean 0.5); as
+        // vectors (1,0,0,10) . (1,10,0,0) = 1 of norms 101, so 1 - 1/101.
+        let t = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 10.0]).reshape([1, 2, 1, 2]);
+        let s = Tensor::from_slice(&[1.0f32, 10.0, 0.0, 0.0]).reshape([1, 2, 1, 2]);
+        let loss = |form| cosine_distillation(&[&t], &[s.copy()], form).double_value(&[]);
+        let (flat, per_pixel) = (loss(CosineForm::Flattened), loss(CosineForm::PerPixel));
+        assert!((flat - 100.0 / 101.0).abs() < 1e-6, "{flat}");
+        assert!((per_pixel - 0.5).abs() < 1e-6, "{per_pixel}");
+    }
+
+    #[test]
     fn distance_map_is_per_pixel() {
         let a = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).reshape([1, 2, 1, 2]);
         let b = Tensor::from_slice(&[1.0f32, 1.0, 0.0, 0.0]).reshape([1, 2, 1, 2]);

@@ -765,8 +765,12 @@ mod tests {
         // The map is the T-R map plus beta times the R-I map: beta = 0 gives a smaller map.
         m.cfg.discrepancy_map_weight = 0.0;
         let smaller = tch::no_grad(|| m.score(&b)).unwrap();
-        let diff = (out.anomaly_map.unwrap() - smaller.anomaly_map.unwrap()).min();
-        assert!(diff.double_value(&[]) >= 0.0);
+        let diff = out.anomaly_map.unwrap() - smaller.anomaly_map.unwrap();
+        assert!(diff.min().double_value(&[]) >= 0.0);
+        assert!(
+            diff.max().double_value(&[]) > 0.0,
+            "beta does not reach the map"
+        );
         // With the class given, none is predicted; without the labels it is an error.
         let given = build_with("class_source = \"given\"", 2);
         let out = tch::no_grad(|| given.score(&b)).unwrap();
@@ -775,7 +779,11 @@ mod tests {
             class: None,
             ..batch()
         };
-        assert!(given.score(&unlabelled).is_err());
+        let e = given.score(&unlabelled).unwrap_err().to_string();
+        assert!(
+            e.contains("class_source = \"given\" needs Batch::class"),
+            "{e}"
+        );
     }
 
     #[test]

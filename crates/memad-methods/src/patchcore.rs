@@ -660,11 +660,15 @@ mod tests {
         };
         assert!(close(values(&patch), &[0.0, 2.0]));
         assert!(close(values(&image), &[2.0]));
+        // The config reaches Eq. 7: the hand-computed value of
+        // `reweighting_matches_a_hand_computed_case` (b = 2), not the plain max sqrt 2.
+        let reweighted = "image_score = \"reweighted\"\nreweight_neighbours = 2";
+        let (_, plain) = scores(reweighted);
+        assert!(close(values(&plain), &[0.982_354_94]), "{plain}");
         // Eq. 7's weight stays Euclidean and multiplies the squared s* (= 2).
-        let (_, plain) = scores("image_score = \"reweighted\"");
-        let (_, squared) = scores("image_score = \"reweighted\"\npatch_distance = \"squared\"");
-        let weight = values(&plain)[0] / 2f32.sqrt();
-        assert!(close(values(&squared), &[weight * 2.0]));
+        let (_, squared) = scores(&format!("{reweighted}\npatch_distance = \"squared\""));
+        let weight = 0.982_354_94 / 2f32.sqrt();
+        assert!(close(values(&squared), &[weight * 2.0]), "{squared}");
     }
 
     #[test]

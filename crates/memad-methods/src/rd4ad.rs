@@ -374,4 +374,72 @@ mod tests {
         assert_eq!(image_multiple(&lite), 16);
         assert_eq!(image_multiple(&section("unknown", r#"["x"]"#)), 1);
     }
+
+    /// A small RD4AD on a random EfficientNet-Lite0 teacher (32 px inputs), seeded.
+    fn build_with(extra: &str) -> Rd4ad {
+        let mut reg = Registry::default();
+        memad_backbones::register(&mut reg);
+        crate::register(&mut reg);
+        let section: toml::Value = toml::from_str(&format!(
+            "kind = \"rd4ad\"\nembed_channels = 16\noce_blocks = 1\n\
+             decoder_blocks = [1, 1, 1]\nwidth_ratio = 1.0\n{extra}\n\
+             [backbone]\nkind = \"efficientnet_lite0\"\nweights = \"random\"\n\
+             levels = [\"stride4\", \"stride8\", \"stride16\"]\n"
+        ))
+        .unwrap();
+        let ctx = BuildContext {
+            device: tch::Device::Cpu,
+            weights_dir: std::env::temp_dir(),
+            image_size: 32,
+            classes: 1,
+        };
+        tch::manual_seed(0);
+        let cfg = parse(&section, "method", &reg).unwrap();
+        let teacher = reg.build_backbone(&cfg.backbone, "backbone", &ctx).unwrap();
+        Rd4ad::new(cfg, teacher, &ctx).unwrap()
+    }
+
+    #[test]
+    fn each_loss_form_is_its_equation_per_level() {
+        let x = Tensor::rand([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+        let batch = Batch {
+            input: x.shallow_clone(),
+            label: Tensor::from_slice(&[0i64, 0]),
+            mask: None,
+            class: None,
+            synthetic: None,
+        };
+        let mut losses = Vec::new();
+        for (extra, form) in [
+            ("", CosineForm::Flattened),
+            ("loss = \"per_pixel\"", CosineForm::PerPixel),
+        ] {
+            let mut m = build_with(extra);
+            let out = m.train_step(&batch).unwrap();
+            let (teacher, student) = m.forward(&x, true);
+            let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names, ["cos_stride4", "cos_stride8", "cos_stride16"]);
+            for ((term, t), s) in out.terms.iter().zip(&teacher).zip(&student) {
+                let cos = match form {
+                    // mean_b [1 - cos(vec t, vec s)]
+                    CosineForm::Flattened => {
+                        Tensor::cosine_similarity(&t.reshape([2, -1]), &s.reshape([2, -1]), 1, 1e-8)
+                    }
+                    // mean_{b,h,w} [1 - cos(t(h,w), s(h,w))], cosines over channels
+                    CosineForm::PerPixel => Tensor::cosine_similarity(t, s, 1, 1e-8),
+                };
+                let want = (1f64 - cos).mean(None::<tch::Kind>).double_value(&[]);
+                let got = term.value.double_value(&[]);
+                assert!((got - want).abs() < 1e-5, "{}: {got} vs {want}", term.name);
+            }
+            let sum: f64 = out.terms.iter().map(|t| t.value.double_value(&[])).sum();
+            losses.push(out.loss.double_value(&[]));
+            assert!(
+                (losses.last().unwrap() - sum).abs() < 1e-5,
+                "the loss sums its terms"
+            );
+        }
+        // Same seed, same network: only the form differs, and so do the losses.
+        assert!((losses[0] - losses[1]).abs() > 1e-4, "{losses:?}");
+    }
 }
