@@ -186,6 +186,9 @@ mod tests {
                     assert!(g.features.is_contiguous(), "{what}");
                     let rel = max_rel(&g.features, &r.features);
                     assert!(rel < tolerance, "{what}: max relative diff {rel}");
+                    if precision == Precision::Bf16 {
+                        assert!(rel > 0.0, "{what}: identical to fp32, bf16 did not run");
+                    }
                 }
             }
         }

@@ -221,6 +221,12 @@ mod tests {
             assert_eq!(y.size(), [2, 3, 32, 32]);
             let peak = y.abs().max().double_value(&[]);
             assert!(peak <= 1.0, "tanh output, got {peak}");
+            // The prediction decoder reads its skips; the reconstruction one does not.
+            let shifted = f.skips.each_ref().map(|s| s + 1.0);
+            let moved = !dec
+                .forward_t(&q, &shifted, false)
+                .allclose(&y, 1e-6, 1e-6, false);
+            assert_eq!(moved, skips, "skips = {skips}");
         }
     }
 

@@ -177,6 +177,9 @@ fn check(case: &Case, registry: &Registry) {
         };
         let mut opt32 = Adam::new(fp32.trainable(), adam).unwrap();
         let mut opt16 = Adam::new(bf16.trainable(), adam).unwrap();
+        let before: Vec<Tensor> = (bf16.trainable().trainable_variables().iter())
+            .map(|v| v.copy())
+            .collect();
         for epoch in [1, epochs] {
             // The first and the last epoch: two-stage methods train both stages. Both models
             // take the same steps.
@@ -189,11 +192,18 @@ fn check(case: &Case, registry: &Registry) {
                 (got - want_value).abs() <= 0.05 * want_value.abs() + 0.02,
                 "{name} epoch {epoch}: bf16 loss {got}, fp32 {want_value}"
             );
+            assert_ne!(
+                got, want_value,
+                "{name} epoch {epoch}: autocast changed nothing"
+            );
             opt32.backward_step(&want);
             fp32.after_step().unwrap();
             opt16.backward_step(&loss);
             bf16.after_step().unwrap();
         }
+        let after = bf16.trainable().trainable_variables();
+        let moved = after.iter().zip(&before).any(|(v, b)| !v.equal(b));
+        assert!(moved, "{name}: the bf16 steps moved no variable");
         for (var_name, var) in bf16.trainable().variables() {
             assert_eq!(var.kind(), Kind::Float, "{name}: {var_name}");
             assert!(

@@ -544,4 +544,16 @@ fn a_bf16_channels_last_run_resumes_to_the_numbers_of_an_uninterrupted_one() {
         metrics_without_run(reference)
     );
     assert_eq!(losses(&complete[1]), losses(reference));
+
+    // The switch reaches the run: the same experiment in fp32 takes other losses.
+    let fp32 = tiny_experiment("quickstart.toml", r#""grid""#, 2);
+    std::fs::write(d.join("fp32.toml"), fp32).unwrap();
+    let out = memad(&["run", "fp32.toml", "--runs", "fp32_runs"], d, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let (fp32_runs, _) = folders(&d.join("fp32_runs"), "quickstart");
+    assert_ne!(
+        losses(&fp32_runs[0]),
+        losses(reference),
+        "bf16 changed nothing"
+    );
 }
