@@ -1,4 +1,4 @@
-"""Tiny CUHK Avenue ground-truth files for crates/memad-data/tests/avenue_layout.rs.
+"""Tiny CUHK Avenue ground-truth files for crates/memad-data/tests/shanghaitech_avenue_layout.rs.
 
 The official Avenue ground truth (`ground_truth_demo/testing_label_mask/<N>_label.mat`)
 holds `volLabel`, a 1 x T cell array of H x W pixel masks. This script writes the same

@@ -13,9 +13,8 @@
 //! A test image's mask is the OR of every image in its folder ([`MaskRef::Union`]); LOCO
 //! marks each region with its defect's grey value, so any non-zero pixel counts. A sample's
 //! `defect` is its anomaly type (`logical_anomalies`, `structural_anomalies`), so results
-//! can be split into logical and structural. The validation images (for thresholds or
-//! early stopping) are not part of [`read_category`]'s split: [`read_validation`] lists
-//! them. Pixel metrics use the OR-ed masks; the saturated per-region overlap (sPRO, the
+//! can be split into logical and structural. The validation images are not read: memad
+//! reports last-epoch results and selects nothing, on the test set or elsewhere. Pixel metrics use the OR-ed masks; the saturated per-region overlap (sPRO, the
 //! benchmark's localisation metric) reads each region on its own with its saturation area
 //! from the category's `defects_config.json` ([`spro_regions`]).
 use crate::error::{DataError, Result};
@@ -109,22 +108,6 @@ fn find_masks(category_dir: &Path, defect: &str, image: &Path) -> Result<MaskRef
         });
     }
     Ok(MaskRef::Union(files))
-}
-
-/// The normal validation images of `category` (`validation/good`), sorted.
-pub fn read_validation(root: &Path, category: &str) -> Result<Vec<Sample>> {
-    let dir = category_dir(root, category)?;
-    let good = dir.join("validation").join(GOOD);
-    if !good.is_dir() {
-        return Err(DataError::Layout {
-            path: good,
-            message: "missing: MVTec LOCO AD keeps its validation images there".into(),
-        });
-    }
-    Ok(images_in(&good)?
-        .into_iter()
-        .map(|image| Sample::still(image, Label::Normal, GOOD, None))
-        .collect())
 }
 
 /// One entry of a category's `defects_config.json`: the defect whose ground-truth regions

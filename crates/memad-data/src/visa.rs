@@ -18,22 +18,6 @@ use crate::mask::MaskRef;
 use crate::mvtec::{check_root, CategorySplit, Label, Sample, GOOD};
 use std::path::{Path, PathBuf};
 
-/// The 12 objects of VisA.
-pub const VISA_OBJECTS: [&str; 12] = [
-    "candle",
-    "capsules",
-    "cashew",
-    "chewinggum",
-    "fryum",
-    "macaroni1",
-    "macaroni2",
-    "pcb1",
-    "pcb2",
-    "pcb3",
-    "pcb4",
-    "pipe_fryum",
-];
-
 /// The split file, relative to the root.
 pub const VISA_SPLIT_CSV: &str = "split_csv/1cls.csv";
 

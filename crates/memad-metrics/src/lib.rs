@@ -24,7 +24,6 @@
 //! - [`auspro`]: MVTec LOCO AD's saturated PRO (given regions, each with a saturation area;
 //!   reported up to FPR 0.05, [`LOCO_FPR_LIMIT`]).
 //! - [`frame_auroc_micro`] / [`frame_auroc_macro`]: pooled vs per-video-mean frame AUROC.
-//! - [`per_class_auroc`]: the one-class protocol, AUROC per class and mean.
 //! - [`evaluate_images`]: the image/pixel bundle of an image benchmark.
 //!
 //! Scores and maps are `f32` or `f64` ([`Score`]); each is ranked in its own precision, so
@@ -65,7 +64,6 @@ mod curve;
 mod error;
 mod images;
 mod keys;
-mod one_class;
 mod precision_recall;
 mod pro;
 mod pro_rd4ad;
@@ -79,7 +77,6 @@ pub use curve::RankedScores;
 pub use error::{MetricError, Result};
 pub use images::{evaluate_images, ImageMetrics, PixelInputs};
 pub use keys::Score;
-pub use one_class::{per_class_auroc, PerClass};
 pub use precision_recall::{average_precision, f1_max, F1Max};
 pub use pro::{aupro, aupro_per_image, auspro, SaturatedRegion, LOCO_FPR_LIMIT, MVTEC_FPR_LIMIT};
 pub use pro_rd4ad::aupro_rd4ad;

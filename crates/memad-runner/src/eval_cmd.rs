@@ -370,7 +370,7 @@ mod tests {
             "eval.metrics",
             "eval.overlays",
             "method.test_time_update",
-            "method.memory.update_threshold",
+            "method.update_threshold",
             "method.backbone.channels_last",
         ] {
             assert!(check_key(key).is_ok(), "{key}");

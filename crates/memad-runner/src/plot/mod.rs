@@ -726,7 +726,8 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     let out = out.map_or_else(|| run_dir.join("plots"), Path::to_path_buf);
     let created = !out.exists();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let config = read_config(run_dir);
+    // `None` when missing or unparsable: the figures that need it are left out.
+    let config = crate::run_folders::read_config(run_dir).ok().flatten();
     // Every input is read before the first figure is written, so that a bad file leaves
     // the folder's figures as they were instead of half replaced.
     let losses_path = run_dir.join("losses.csv");
@@ -842,12 +843,6 @@ fn draw_run(
         written.extend(plot_memory_usage(usage, multi_class, per_class, out)?);
     }
     Ok(())
-}
-
-/// The run's `config.toml`, `None` when it is missing or does not parse.
-fn read_config(run_dir: &Path) -> Option<toml::Value> {
-    let text = std::fs::read_to_string(run_dir.join("config.toml")).ok()?;
-    toml::from_str(&text).ok()
 }
 
 /// Reads `losses.csv`.
