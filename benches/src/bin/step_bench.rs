@@ -698,7 +698,15 @@ mod tests {
         assert_eq!((a.method.as_str(), a.batch, a.size), ("mnad", 4, 32));
         assert_eq!((a.steps, a.warmup, a.threads), (3, 0, Some(2)));
         assert_eq!(a.out, Some(PathBuf::from("x.csv")));
-        assert!(parse_args(&strings("--method memae")).is_err());
+        let e = parse_args(&strings("--method memae"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'memae'")
+                && e.contains("--method")
+                && e.contains("rd4ad, mnad, mddnet, patchcore"),
+            "{e}"
+        );
         assert!(parse_args(&strings("--method mnad --batch -1"))
             .unwrap_err()
             .to_string()
@@ -807,8 +815,17 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(rows[0].starts_with("memad,mddnet_quickstart,score,cpu,2,32,"));
         assert!(rows[1].starts_with("memad,mddnet_quickstart,train,"));
-        assert!(parse_args(&strings("--method mnad --shape quickstart")).is_err());
-        assert!(parse_args(&strings("--method mddnet --shape huge")).is_err());
+        let e = parse_args(&strings("--method mnad --shape quickstart"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "mnad has the paper shape only");
+        let e = parse_args(&strings("--method mddnet --shape huge"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'huge'") && e.contains("--shape") && e.contains("paper, quickstart"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -820,6 +837,12 @@ mod tests {
         let label = "rd4ad_quickstart_bf16_cl_cudnn_benchmark";
         assert!(rows[0].starts_with(&format!("memad,{label},score,cpu,2,32,")));
         assert!(rows[1].starts_with(&format!("memad,{label},train,")));
-        assert!(parse_args(&strings("--method rd4ad --precision fp16")).is_err());
+        let e = parse_args(&strings("--method rd4ad --precision fp16"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'fp16'") && e.contains("--precision") && e.contains("fp32, bf16"),
+            "{e}"
+        );
     }
 }

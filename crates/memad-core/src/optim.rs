@@ -787,14 +787,21 @@ mod tests {
             .map(|(n, t)| (n.clone(), t.shallow_clone()))
             .collect();
         bad[1].1 = Tensor::zeros([7], (Kind::Float, Device::Cpu));
-        assert!(b.load_state(&bad).is_err(), "wrong shape");
-        assert!(b.load_state(&saved[1..]).is_err(), "no step");
-        assert!(b
+        let e = b.load_state(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("adam state: `m.0` has shape [7], the variable"),
+            "{e}"
+        );
+        let e = b.load_state(&saved[1..]).unwrap_err().to_string();
+        assert!(e.contains("adam state: no `step`"), "{e}");
+        let e = b
             .load_state(&[
                 ("step".into(), Tensor::from(1i64)),
-                ("q.0".into(), Tensor::from(1f32))
+                ("q.0".into(), Tensor::from(1f32)),
             ])
-            .is_err());
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adam state: unknown entry `q.0`"), "{e}");
     }
 
     /// A channels-last conv weight, a bias and a scalar: the layouts the flat buffers keep.

@@ -270,6 +270,15 @@ mod tests {
             Err(Error::NotBuilt(reason)) => {
                 assert!(!reason.is_empty());
                 assert!(matches!(memory_stats(0), Err(Error::NotBuilt(_))));
+                let said = format!("memad was built without its CUDA extension: {reason}");
+                let err = reset_peak_memory(0).unwrap_err();
+                assert!(matches!(err, Error::NotBuilt(_)), "{err}");
+                assert_eq!(err.to_string(), said);
+                let mut ran = false;
+                let err = CudaGraph::capture(0, || ran = true).err().unwrap();
+                assert!(matches!(err, Error::NotBuilt(_)), "{err}");
+                assert_eq!(err.to_string(), said);
+                assert!(!ran, "the closure must not run without the extension");
                 return;
             }
             Err(e) => panic!("{e}"),
@@ -277,13 +286,14 @@ mod tests {
         let missing = expected_count; // one past the last device
         let err = memory_stats(missing).unwrap_err().to_string();
         assert!(err.contains(&format!("no CUDA device {missing}")), "{err}");
-        assert!(reset_peak_memory(missing).is_err());
+        let err = reset_peak_memory(missing).unwrap_err().to_string();
+        assert!(err.contains(&format!("no CUDA device {missing}")), "{err}");
         let mut ran = false;
         let err = CudaGraph::capture(missing, || ran = true)
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("no CUDA device"), "{err}");
+        assert!(err.contains(&format!("no CUDA device {missing}")), "{err}");
         assert!(!ran, "the closure must not run when no capture began");
     }
 

@@ -280,7 +280,17 @@ mod tests {
         );
         let (dims, data) = parse_idx(p, &[0, 0, 8, 1, 0, 0, 0, 2, 5, 6], 1).unwrap();
         assert_eq!((dims, data), (vec![2], vec![5, 6]));
-        assert!(parse_idx(p, &[0, 0, 8], 1).is_err());
-        assert!(parse_idx(p, &[0, 0, 8, 1, 0], 1).is_err());
+        let err = parse_idx(p, &[0, 0, 8], 1).unwrap_err().to_string();
+        assert!(
+            err.contains("/x/train-labels-idx1-ubyte")
+                && err.contains("3 bytes is too short for an IDX file"),
+            "{err}"
+        );
+        let err = parse_idx(p, &[0, 0, 8, 1, 0], 1).unwrap_err().to_string();
+        assert!(
+            err.contains("/x/train-labels-idx1-ubyte")
+                && err.contains("truncated IDX header: 5 bytes, expected 8"),
+            "{err}"
+        );
     }
 }

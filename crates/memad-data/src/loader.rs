@@ -659,7 +659,13 @@ mod tests {
             crop: Some(25),
             ..Default::default()
         };
-        assert!(load_batch(&samples, &[0], 24, &too_big).is_err());
+        let err = load_batch(&samples, &[0], 24, &too_big)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("centre crop 25 must be between 1 and the decoded size 24"),
+            "{err}"
+        );
     }
 
     #[test]

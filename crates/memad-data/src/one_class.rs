@@ -156,8 +156,23 @@ mod tests {
             one_class_split_with_anomalies(&train, &test, 2, 0.0, 7).unwrap(),
             s
         );
-        assert!(one_class_split_with_anomalies(&train, &test, 2, 1.0, 7).is_err());
-        assert!(one_class_split_with_anomalies(&train, &test, 2, 0.9, 7).is_err());
+        let err = one_class_split_with_anomalies(&train, &test, 2, 1.0, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("anomaly_fraction must be in [0, 1), not 1"),
+            "{err}"
+        );
+        let err = one_class_split_with_anomalies(&train, &test, 2, 0.9, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "anomaly_fraction 0.9 needs 180 anomalous training images but the other \
+                 classes have only 80"
+            ),
+            "{err}"
+        );
         let err = one_class_split(&train, &test, 7).unwrap_err().to_string();
         assert!(err.contains("normal class 7"), "{err}");
     }

@@ -655,8 +655,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("a.m") && err.contains("line 1"), "{err}");
-        assert!(parse_ucsd_ranges("x.gt_frame = [a:3];", Path::new("a.m")).is_err());
-        assert!(parse_ucsd_ranges("nothing", Path::new("a.m")).is_err());
+        let err = parse_ucsd_ranges("x.gt_frame = [a:3];", Path::new("a.m"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.m") && err.contains("line 1: `a:3` is not a frame range"),
+            "{err}"
+        );
+        let err = parse_ucsd_ranges("nothing", Path::new("a.m"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.m") && err.contains("no `gt_frame = [...]` lines"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -104,4 +104,15 @@ fn generate_default_spec() {
         report.elapsed,
         rayon::current_num_threads()
     );
+    // Per category: the train and test good images, then `test_per_defect` of each defect,
+    // each of those with a mask.
+    let per_category = spec.train_per_category
+        + spec.test_good_per_category
+        + spec.defects.len() * spec.test_per_defect;
+    assert_eq!(report.images, spec.categories.len() * per_category);
+    assert_eq!(report.images, 3 * (60 + 10 + 5 * SYNTHETIC_DEFECTS.len()));
+    assert_eq!(
+        report.masks,
+        spec.categories.len() * spec.defects.len() * spec.test_per_defect
+    );
 }

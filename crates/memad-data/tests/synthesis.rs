@@ -311,7 +311,7 @@ fn contact_sheet() {
         cell * kinds.len() as u32,
         Rgb([40, 40, 40]),
     );
-    for (row, (_, synth)) in kinds.iter().enumerate() {
+    for (row, (name, synth)) in kinds.iter().enumerate() {
         let y = row as u32 * cell;
         image::imageops::replace(&mut sheet, &input, 0, y as i64);
         let mut col = 0;
@@ -329,6 +329,8 @@ fn contact_sheet() {
             image::imageops::replace(&mut sheet, &mask, (x + cell) as i64, y as i64);
             col += 1;
         }
+        // Every row gets its columns: 40 seeds give `cols` anomalous samples.
+        assert_eq!(col, cols, "{name}: {col} of {cols} samples with an anomaly");
     }
     sheet
         .save(std::env::temp_dir().join("memad-synthesis.png"))

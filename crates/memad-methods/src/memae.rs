@@ -1152,6 +1152,10 @@ mod tests {
         assert!(msg.contains("method.channels = 3"), "{msg}");
         let cfg = parse(&section("variant = \"image\""), "method", &registry()).unwrap();
         let gray = MemAeMethod::new(cfg, &registry(), &ctx(28)).unwrap();
-        assert!(gray.score(&batch(2, 28)).is_err());
+        let msg = gray.score(&batch(2, 28)).unwrap_err().to_string();
+        assert!(
+            msg.contains("the input has 2 channels; method.channels = 1 reads 1 (gray) or 3"),
+            "{msg}"
+        );
     }
 }

@@ -583,13 +583,30 @@ mod tests {
     #[test]
     fn score_combines_psnr_and_feature_distance() {
         let m = build(&section(""), 16);
-        let out = tch::no_grad(|| m.score(&batch(3, 16))).unwrap();
+        // One batch for the score and the forward pass below (tests beside this one draw
+        // from the same global generator).
+        let b = batch(3, 16);
+        // The forward pass before scoring: the first frame is scored with this memory.
+        let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [2]);
         assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, 16, 16]);
         let [p, d] = &out.parts[..] else {
             panic!("two parts")
         };
         assert_eq!((p.name.as_str(), p.weight), ("neg_psnr", 0.6));
+        assert_eq!((d.name.as_str(), d.weight), ("feature_distance", 0.4));
+        // -PSNR of the first frame, from its [-1, 1] prediction and target mapped to [0, 1]:
+        // -10 log10(1 / mse).
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.get(0).reshape([-1]).to_kind(Kind::Double));
+        let (o, t) = (flat(&f.output).unwrap(), flat(&f.target).unwrap());
+        let mse = (o.iter().zip(&t))
+            .map(|(o, t)| ((o + 1.0) / 2.0 - (t + 1.0) / 2.0).powi(2))
+            .sum::<f64>()
+            / o.len() as f64;
+        let neg_psnr = -10.0 * (1.0 / mse).log10();
+        let got = p.value.double_value(&[0]);
+        assert!((got - neg_psnr).abs() < 1e-4, "{got} {neg_psnr}");
         let combined = &p.value * 0.6 + &d.value * 0.4;
         assert!(combined.allclose(&out.image_score, 1e-5, 1e-5, false));
         // -PSNR of images in [0, 1] is finite and below 0 dB error power 1.
@@ -706,6 +723,13 @@ mod tests {
         assert!(msg.contains("[data.clip] frames = 3"), "{msg}");
         let r = registry();
         let cfg = parse(&section(""), "method", &r).unwrap();
-        assert!(Mnad::new(cfg, &r, &ctx(20)).is_err());
+        let msg = Mnad::new(cfg, &r, &ctx(20))
+            .err()
+            .expect("20 is not a multiple of 8")
+            .to_string();
+        assert!(
+            msg.contains("data.image_size must be divisible by 8") && msg.contains("got 20"),
+            "{msg}"
+        );
     }
 }

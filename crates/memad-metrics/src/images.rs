@@ -138,6 +138,7 @@ mod tests {
         assert_eq!(m.image_ap, average_precision(&scores, &labels).unwrap());
         assert_eq!(m.image_f1_max, 0.8);
         assert_eq!(m.pixel_auroc, crate::auroc(&maps, &masks).ok());
+        assert_eq!(m.pixel_ap, average_precision(&maps, &masks).ok());
         assert_eq!(m.pixel_f1_max, f1_max(&maps, &masks).ok().map(|f| f.f1));
         assert_eq!(m.aupro, aupro(&maps, &masks, 4, 2, 2, 0.3).ok());
         let names: Vec<&str> = m.named().iter().map(|x| x.0).collect();

@@ -1028,7 +1028,14 @@ mod tests {
             .unwrap();
         assert_eq!(u.normal, [0.75, 1.25]);
         assert_eq!(u.anomalous, [1.0, 0.0]);
-        assert!(u.add(&[0.5, 0.5, 1.0], &[false, false]).is_err());
+        let err = u
+            .add(&[0.5, 0.5, 1.0], &[false, false])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory `memory`: 3 attention values for 2 samples of 2 items"),
+            "{err}"
+        );
     }
 
     #[test]

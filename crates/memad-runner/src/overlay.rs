@@ -560,8 +560,20 @@ mod tests {
         write_overlay_grid(&out, &samples, &maps, &[], size, 8).unwrap();
         let png = image::open(&out).unwrap();
         assert_eq!(png.height(), TITLE_H + HEADER_H + 2 * 160 + GAP + PAD);
-        assert!(write_overlay_grid(&out, &samples, &maps[1..], &[], size, 8).is_err());
-        assert!(write_overlay_grid(&out, &samples, &maps, &[true; 5], size, 8).is_err());
+        let err = write_overlay_grid(&out, &samples, &maps[1..], &[], size, 8)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("overlay grid: 2351 map values for 3 samples of 28x28"),
+            "{err}"
+        );
+        let err = write_overlay_grid(&out, &samples, &maps, &[true; 5], size, 8)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("overlay grid: 5 mask values, expected 2352 or none"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -451,10 +451,15 @@ mod tests {
             options: vec!["account=lab".into()],
             ..Default::default()
         };
-        assert!(script(&job(bad)).is_err());
+        let err = script(&job(bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("sbatch option `account=lab` does not start with -"),
+            "{err}"
+        );
         let mut j = job(SlurmConfig::default());
         j.tasks = 0;
-        assert!(script(&j).is_err());
+        let err = script(&j).unwrap_err().to_string();
+        assert!(err.contains("an array needs at least one task"), "{err}");
     }
 
     #[test]

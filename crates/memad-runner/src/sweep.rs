@@ -738,9 +738,15 @@ mod tests {
         let a = parse_set("method.decoder_blocks=[1, 1, 1],[2,2,2]").unwrap();
         assert_eq!(a.values.len(), 2);
         assert_eq!(a.values[0].as_array().unwrap().len(), 3);
-        assert!(parse_set("seed").is_err());
-        assert!(parse_set("train..lr=1").is_err());
-        assert!(parse_set("seed=1,").is_err());
+        let e = parse_set("seed").unwrap_err().to_string();
+        assert!(e.contains("--set `seed`: expected KEY=V1,V2,..."), "{e}");
+        let e = parse_set("train..lr=1").unwrap_err().to_string();
+        assert!(
+            e.contains("--set `train..lr=1`: `train..lr` is not a dotted key path"),
+            "{e}"
+        );
+        let e = format!("{:#}", parse_set("seed=1,").unwrap_err());
+        assert!(e.contains("--set `seed=1,`: an empty value"), "{e}");
     }
 
     /// The hint is for an unknown key of the table whose kind was set, not of another.
@@ -830,7 +836,11 @@ mod tests {
         );
         // Values that differ only in punctuation would share a folder.
         let axes = [parse_set("device=\"a b\",\"a:b\"").unwrap()];
-        assert!(combinations("q", &axes).is_err());
+        let e = combinations("q", &axes).unwrap_err().to_string();
+        assert!(
+            e.contains("two combinations are both named `q_device-a-b`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1955,7 +1955,13 @@ mod tests {
             "{err}"
         );
         let dotted = dir.path().join("tables.v2");
-        assert!(check_out_folder(&dotted, "s").is_err());
+        let err = check_out_folder(&dotted, "s").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("--out {}", dotted.display()))
+                && err.contains("a new folder named like a file (`.v2`)")
+                && err.contains("make the folder first to use this name"),
+            "{err}"
+        );
         std::fs::create_dir(&dotted).unwrap();
         assert!(check_out_folder(&dotted, "s").is_ok());
         assert!(check_out_folder(&dir.path().join("new/tables"), "s").is_ok());

@@ -1232,9 +1232,12 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
         row[11].parse().unwrap()
     };
     // The bright square and the dark bar stand out of the stripes: found at a low FPR.
+    // (The good test images are copies of the training ones, and each defect is a uniform
+    // block far from the stripes' colours: most of every region is found well below the
+    // 0.3 FPR limit; 0.96 and 1.00 with the ImageNet weights.)
     for name in ["aupro", "auspro"] {
         let v = value(name);
-        assert!(v > 0.0 && v <= 1.0, "{name} {v}: {metrics}");
+        assert!(v > 0.8 && v <= 1.0, "{name} {v}: {metrics}");
     }
     // Image AUROC as LOCO's official evaluation: the mean of good-against-logical and
     // good-against-structural, from the scores the run wrote.
@@ -1300,6 +1303,29 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
     let reweighted = complete_folders(&evals.join("patchcore_synthetic_image_score-reweighted"));
     // The header; image_auroc and auspro with their two types each, pixel_auroc, aupro.
     assert_eq!(metric_lines(&reweighted[0]).len(), 9);
+    // The same images in the same order, scored otherwise: the reweighting changes the
+    // image scores of the max run.
+    let image_scores = |folder: &Path| -> Vec<(String, f64)> {
+        let text = std::fs::read_to_string(folder.join("scores/breakfast_box.csv")).unwrap();
+        (text.lines().skip(1))
+            .map(|l| {
+                let cols: Vec<&str> = l.split(',').collect();
+                (cols[..4].join(","), cols[4].parse().unwrap())
+            })
+            .collect()
+    };
+    let (by_max, by_reweighted) = (image_scores(&max[0]), image_scores(&reweighted[0]));
+    assert_eq!(
+        by_max.len(),
+        4,
+        "two good images, a logical and a structural one"
+    );
+    let images = |s: &[(String, f64)]| s.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(images(&by_max), images(&by_reweighted));
+    assert!(
+        by_max.iter().zip(&by_reweighted).any(|(m, r)| m.1 != r.1),
+        "{by_max:?} {by_reweighted:?}"
+    );
 
     // auspro needs LOCO's saturation thresholds: refused on an MVTec-format dataset.
     tiny_catalog(dir.path(), r#""grid""#);

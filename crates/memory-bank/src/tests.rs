@@ -407,7 +407,8 @@ fn misuse_is_an_error_not_a_panic() {
     let q = tensor(&data(3, 4, 14));
     let msg = |r: Result<Neighbours>| r.unwrap_err().to_string();
     assert!(msg(bank.k_nearest(&q, 1)).contains("the bank is empty"));
-    assert!(bank.try_read(&q).is_err());
+    let e = bank.try_read(&q).unwrap_err().to_string();
+    assert!(e.contains("patch bank read: the bank is empty"), "{e}");
     assert!(bank
         .finalize(&no_progress)
         .unwrap_err()
@@ -421,20 +422,34 @@ fn misuse_is_an_error_not_a_panic() {
         .to_string()
         .contains("holds 4-dimensional features, got 5"));
     let ints = Tensor::zeros([2, 4], (Kind::Int64, Device::Cpu));
-    assert!(bank.update(&ints).is_err());
-    assert!(bank
-        .update(&Tensor::zeros([4], (Kind::Float, Device::Cpu)))
-        .is_err());
+    let e = bank.update(&ints).unwrap_err().to_string();
+    assert!(
+        e.contains("patch bank update: expected a float [N, D] tensor, got [2, 4] Int64"),
+        "{e}"
+    );
+    let e = (bank.update(&Tensor::zeros([4], (Kind::Float, Device::Cpu))))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("expected a float [N, D] tensor, got [4] Float"),
+        "{e}"
+    );
     bank.finalize(&no_progress).unwrap();
     assert!(msg(bank.k_nearest(&wrong, 1)).contains("holds 4-dimensional"));
     assert!(msg(bank.k_nearest(&q, 0)).contains("k must be at least 1"));
-    assert!(bank.load_state(&[]).is_err());
-    assert!(bank
+    let e = bank.load_state(&[]).unwrap_err().to_string();
+    assert!(e.contains("no tensor named `bank`"), "{e}");
+    let e = bank
         .load_state(&[(
             "bank".into(),
-            Tensor::zeros([0, 4], (Kind::Float, Device::Cpu))
+            Tensor::zeros([0, 4], (Kind::Float, Device::Cpu)),
         )])
-        .is_err());
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`bank` must be a non-empty float [M, D], got [0, 4] Float"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -442,8 +457,17 @@ fn config_validation_names_the_key() {
     assert!(PatchBankConfig::default().validate("method.memory").is_ok());
     let err = config(0.0, 128).validate("method.memory").unwrap_err();
     assert_eq!(err.path, "method.memory.coreset_ratio");
-    assert!(config(1.5, 128).validate("m").is_err());
-    assert!(config(f64::NAN, 128).validate("m").is_err());
+    assert!(
+        err.message.contains("must be in (0, 1], got 0"),
+        "{}",
+        err.message
+    );
+    let err = config(1.5, 128).validate("m").unwrap_err();
+    assert_eq!(err.path, "m.coreset_ratio");
+    assert!(err.message.contains("got 1.5"), "{}", err.message);
+    let err = config(f64::NAN, 128).validate("m").unwrap_err();
+    assert_eq!(err.path, "m.coreset_ratio");
+    assert!(err.message.contains("got NaN"), "{}", err.message);
     let err = config(0.1, -1).validate("m").unwrap_err();
     assert_eq!(err.path, "m.projection_dim");
 }

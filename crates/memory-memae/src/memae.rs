@@ -450,6 +450,10 @@ mod tests {
             "items".to_string(),
             Tensor::zeros([4, 3], (Kind::Float, Device::Cpu)),
         )];
-        assert!(memory.load_state(&foreign).is_err());
+        let e = memory.load_state(&foreign).unwrap_err().to_string();
+        assert!(
+            e.contains("memae keeps its items in the VarStore and has no state, got `items`"),
+            "{e}"
+        );
     }
 }

@@ -419,23 +419,38 @@ mod tests {
     fn update_rejects_queries_of_the_wrong_width() {
         let mut memory = with_items(&[1., 0., 0., 1., -1., 0.]);
         let bad = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
-        assert!(memory.update(&bad).is_err());
+        let e = memory.update(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("mnad memory update: queries must be [N, 2], got [4, 3]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn load_state_checks_names_and_shapes() {
         let mut memory = MnadMemory::new(&small(), Device::Cpu).unwrap();
         let good = Tensor::zeros([3, 2], (Kind::Float, Device::Cpu));
-        assert!(memory.load_state(&[]).is_err());
-        assert!(memory
+        let e = memory.load_state(&[]).unwrap_err().to_string();
+        assert!(e.contains("mnad memory state lacks `items`"), "{e}");
+        let e = memory
             .load_state(&[("keys".to_string(), good.copy())])
-            .is_err());
-        assert!(memory
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mnad memory state has `keys`; it holds only `items`"),
+            "{e}"
+        );
+        let e = memory
             .load_state(&[(
                 ITEMS.to_string(),
-                Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))
+                Tensor::zeros([2, 3], (Kind::Float, Device::Cpu)),
             )])
-            .is_err());
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mnad memory `items` must be [3, 2], got [2, 3]"),
+            "{e}"
+        );
         memory.load_state(&[(ITEMS.to_string(), good)]).unwrap();
         assert_eq!(
             memory.state()[0].1.abs().sum(Kind::Float).double_value(&[]),

@@ -673,7 +673,14 @@ mod tests {
             metric: "pixel_auroc".into(),
             ..spec
         };
-        assert!(read_ablation(&none).is_err());
+        let e = read_ablation(&none).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "no complete run has both `method.memory.slots` in config.toml and \
+                 `pixel_auroc` in metrics.csv"
+            ),
+            "{e}"
+        );
     }
 
     /// A default that config.toml leaves out (PatchCore's `method.memory.start`) is the
