@@ -123,7 +123,7 @@ pub trait Memory {
     }
 }
 
-/// A batch as the loader delivers it.
+/// A batch as the loader delivers it: every tensor on the method's device.
 #[derive(Debug)]
 pub struct Batch {
     /// `[B, C, H, W]` images in `[0, 1]` (or `[B, C, T, H, W]` clips).

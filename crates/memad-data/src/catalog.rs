@@ -142,12 +142,6 @@ impl DatasetFormat {
                 | DatasetFormat::Avenue
         )
     }
-
-    /// Whether the dataset is a folder of image files, read as [`CategorySplit`]s; the
-    /// others (`mnist_idx`, `cifar10`) are arrays read with their module.
-    pub fn is_image_files(self) -> bool {
-        !matches!(self, DatasetFormat::MnistIdx | DatasetFormat::Cifar10)
-    }
 }
 
 impl std::fmt::Display for DatasetFormat {
@@ -562,10 +556,6 @@ root = "~/datasets/mvtec"
             let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
             assert_eq!(catalog.get("d").unwrap().format, format);
             assert_eq!(format.to_string(), name);
-            assert_eq!(
-                format.is_image_files(),
-                !name.contains("idx") && name != "cifar10"
-            );
             assert_eq!(
                 format.is_video(),
                 ["video_frames", "ucsd", "shanghaitech", "avenue"].contains(&name)

@@ -21,20 +21,6 @@ use tch::{Kind, Tensor};
 /// The IDX element type code of unsigned bytes, the only one MNIST uses.
 const UBYTE: u8 = 0x08;
 
-/// The ten Fashion-MNIST classes, by label.
-pub const FASHION_MNIST_CLASSES: [&str; 10] = [
-    "t-shirt/top",
-    "trouser",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
-];
-
 /// Images of one IDX file: `count` images of `rows`x`cols` bytes, row-major.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxImages {

@@ -1041,7 +1041,7 @@ impl Mscm {
             }
         }
         if let References::Memories(memories) = &self.references {
-            let label = batch.label.to_device(self.device).repeat([2]);
+            let label = batch.label.repeat([2]);
             let normal = label.eq(0).nonzero().squeeze_dim(1);
             let anomalous = label.eq(1).nonzero().squeeze_dim(1);
             for (&s, memory) in self.cfg.scales.iter().zip(memories) {
@@ -1085,7 +1085,7 @@ impl Mscm {
 
     fn stage2_step(&mut self, batch: &Batch) -> Result<TrainOutput> {
         let x = self.prepare(&batch.input)?;
-        let label = batch.label.to_device(self.device);
+        let label = &batch.label;
         let normal = x.index_select(0, &label.eq(0).nonzero().squeeze_dim(1));
         let labelled = x.index_select(0, &label.eq(1).nonzero().squeeze_dim(1));
         let n = normal.size()[0];
@@ -1192,7 +1192,7 @@ impl Method for Mscm {
                     sum.size()
                 )));
             }
-            *sum = saved.to_device(self.device).to_kind(Kind::Float);
+            *sum = saved.to_kind(Kind::Float); // on the device: the runner moves the state
         }
         *count = state[state.len() - 1].1.int64_value(&[]);
         Ok(())
