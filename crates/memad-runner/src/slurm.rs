@@ -210,7 +210,8 @@ pub fn script(job: &ArrayJob) -> anyhow::Result<String> {
     for o in &r.options {
         anyhow::ensure!(
             o.starts_with('-'),
-            "sbatch option `{o}` does not start with -"
+            "sbatch option `{o}` does not start with - ([slurm] options or --sbatch-option): \
+             write it as sbatch takes it, e.g. `--{o}`"
         );
         writeln!(s, "#SBATCH {}", sbatch_value("option", o)?)?;
     }

@@ -144,6 +144,8 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
     // did-you-mean of a parameter or group key no run has.
     let mut keys_seen = BTreeMap::new();
     let mut group_keys_found = std::collections::BTreeSet::new();
+    // The metrics of the runs that have the key, for the error when none has the metric.
+    let mut metrics_seen = std::collections::BTreeSet::new();
     for folder in &folders {
         let config_path = folder.join("config.toml");
         // With the defaults config.toml leaves out, so that their runs are not left out.
@@ -166,11 +168,11 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
                 raw.type_str()
             )
         })?;
-        let records: Vec<crate::table::Record> =
-            crate::table::read_metrics(&folder.join("metrics.csv"))?
-                .into_iter()
-                .filter(|r| r.fields.get("metric") == Some(&spec.metric))
-                .collect();
+        let all = crate::table::read_metrics(&folder.join("metrics.csv"))?;
+        metrics_seen.extend(all.iter().filter_map(|r| r.fields.get("metric").cloned()));
+        let records: Vec<crate::table::Record> = (all.into_iter())
+            .filter(|r| r.fields.get("metric") == Some(&spec.metric))
+            .collect();
         let Some(first) = records.first() else {
             no_metric.push(folder.display().to_string());
             continue;
@@ -262,12 +264,18 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             );
         }
     }
-    anyhow::ensure!(
-        !runs.is_empty(),
-        "{patterns}: no complete run has both `{}` in config.toml and `{}` in metrics.csv",
-        spec.param,
-        spec.metric
-    );
+    anyhow::ensure!(!runs.is_empty(), {
+        let metrics: Vec<String> = metrics_seen.into_iter().collect();
+        format!(
+            "{patterns}: no complete run has both `{}` in config.toml and `{}` in \
+             metrics.csv{}; the runs with `{}` have the metrics {}",
+            spec.param,
+            spec.metric,
+            crate::table::did_you_mean(&spec.metric, &metrics),
+            spec.param,
+            metrics.join(", ")
+        )
+    });
     let numeric = raw_values
         .iter()
         .all(|v| matches!(v, toml::Value::Integer(_) | toml::Value::Float(_)));
@@ -669,6 +677,12 @@ mod tests {
         };
         let e = read_ablation(&table).unwrap_err().to_string();
         assert!(e.contains("`method.memory` is a table"), "{e}");
+        let typo = AblationSpec {
+            metric: "image_aurco".into(),
+            ..spec.clone()
+        };
+        let e = read_ablation(&typo).unwrap_err().to_string();
+        assert!(e.contains("(did you mean `image_auroc`?)"), "{e}");
         let none = AblationSpec {
             metric: "pixel_auroc".into(),
             ..spec
@@ -679,6 +693,10 @@ mod tests {
                 "no complete run has both `method.memory.slots` in config.toml and \
                  `pixel_auroc` in metrics.csv"
             ),
+            "{e}"
+        );
+        assert!(
+            e.contains("the runs with `method.memory.slots` have the metrics aupro, image_auroc"),
             "{e}"
         );
     }
