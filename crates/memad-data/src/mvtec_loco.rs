@@ -14,9 +14,10 @@
 //! marks each region with its defect's grey value, so any non-zero pixel counts. A sample's
 //! `defect` is its anomaly type (`logical_anomalies`, `structural_anomalies`), so results
 //! can be split into logical and structural. The validation images are not read: memad
-//! reports last-epoch results and selects nothing, on the test set or elsewhere. Pixel metrics use the OR-ed masks; the saturated per-region overlap (sPRO, the
-//! benchmark's localisation metric) reads each region on its own with its saturation area
-//! from the category's `defects_config.json` ([`spro_regions`]).
+//! reports last-epoch results and selects nothing, on the test set or elsewhere. Pixel
+//! metrics use the OR-ed masks; the saturated per-region overlap (sPRO, the benchmark's
+//! localisation metric) reads each region on its own with its saturation area from the
+//! category's `defects_config.json` ([`spro_regions`]).
 use crate::error::{DataError, Result};
 use crate::image_io::{decode_luma, fit_mask, image_dimensions, MaskResize};
 use crate::loader::crop_offset;
