@@ -30,6 +30,11 @@
 //!   `m*` its nearest bank item and `N_b(m*)` the `b = reweight_neighbours` nearest bank items
 //!   of `m*` (`m*` itself included),
 //!   `s = (1 - exp ||m_test* - m*|| / sum_{m in N_b(m*)} exp ||m_test* - m||) * s*`.
+//!   The weight is a softmax over unscaled distances: where `m*`'s other neighbours lie
+//!   farther from `m_test*` than `m*` by more than about 17 (distances between ImageNet
+//!   features run to tens or hundreds), `m*`'s share is below float precision and `s`
+//!   equals `s*`: `"reweighted"` then scores as `"max"` does (so does anomalib's
+//!   implementation; the official code does not reweight).
 //!
 //! Training is one pass over the training set without gradients ([`Training::FitOnce`]);
 //! nothing is learned by gradient, so [`Method::trainable`] is an empty VarStore.

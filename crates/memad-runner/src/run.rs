@@ -946,6 +946,25 @@ fn warn_zero_gradients(dir: &mut RunDir, category: &str, epoch: usize, vs: &nn::
     );
 }
 
+/// The names of the floating-point variables of `vs` (running statistics included) and of
+/// the `state` tensors that hold a NaN or an infinity, sorted; read in one transfer.
+fn non_finite_tensors(vs: &nn::VarStore, state: &[(String, Tensor)]) -> Vec<String> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.extend(state.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+    named.retain(|(_, t)| t.is_floating_point());
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    if named.is_empty() {
+        return Vec::new();
+    }
+    let finite: Vec<Tensor> = named.iter().map(|(_, t)| t.isfinite().all()).collect();
+    let finite = Tensor::stack(&finite, 0).to_kind(Kind::Int64);
+    let finite = Vec::<i64>::try_from(finite.to_device(Device::Cpu)).unwrap_or_default();
+    (named.into_iter().zip(finite))
+        .filter(|(_, ok)| *ok == 0)
+        .map(|((name, _), _)| name)
+        .collect()
+}
+
 /// A bar of `len` steps named `prefix` on stderr, hidden when stderr is not a terminal.
 pub(crate) fn progress_bar(len: u64, prefix: &str) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
@@ -1153,6 +1172,35 @@ fn train_model(
                 term: name,
                 value: s / steps as f64,
             });
+        }
+        // A finite loss can leave NaN behind (a BatchNorm's running variance of one value):
+        // stop before saving it, so that a resume starts from the last sound epoch.
+        let broken = non_finite_tensors(method.trainable(), &method.state());
+        if !broken.is_empty() {
+            let last = train.len() % exp.data.batch_size;
+            anyhow::bail!(
+                "[{category}] epoch {epoch}: {} tensor(s) hold NaN or inf after the epoch ({}); \
+                 nothing of it is saved. {}",
+                broken.len(),
+                broken
+                    .iter()
+                    .take(6)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                match last {
+                    1 => format!(
+                        "The epoch's last batch held 1 image ({} training images, \
+                         data.batch_size = {}): a BatchNorm layer that sees one value per \
+                         channel in training gets a NaN running variance (PyTorch refuses such \
+                         a batch). Choose another data.batch_size, or a larger \
+                         data.image_size.",
+                        train.len(),
+                        exp.data.batch_size
+                    ),
+                    _ => "Lower train.lr or check the data.".to_string(),
+                }
+            );
         }
         save_resume(
             &resume_root,
@@ -1649,6 +1697,27 @@ mod tests {
         // The next step leaves `blocked` out of the graph: zero_grad undefines its gradient.
         opt.backward_step(&(&used * &outside).sum(Kind::Float));
         assert!(zero_gradient_variables(&vs).is_empty());
+    }
+
+    #[test]
+    fn a_batch_norm_trained_on_one_value_per_channel_is_named_non_finite() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = nn::batch_norm2d(vs.root() / "bn", 2, Default::default());
+        let _ = nn::conv2d(vs.root() / "conv", 2, 2, 1, Default::default());
+        assert!(non_finite_tensors(&vs, &[]).is_empty());
+        // A batch of one 1x1 image: the unbiased variance of one value is 0/0.
+        let _ = Tensor::ones([1, 2, 1, 1], (Kind::Float, Device::Cpu)).apply_t(&bn, true);
+        let state = [
+            (
+                "memory.items".to_string(),
+                Tensor::from_slice(&[1f32, f32::INFINITY]),
+            ),
+            ("count".to_string(), Tensor::from(3i64)),
+        ];
+        assert_eq!(
+            non_finite_tensors(&vs, &state),
+            ["bn.running_var", "memory.items"]
+        );
     }
 
     #[test]
