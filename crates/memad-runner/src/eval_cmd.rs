@@ -12,10 +12,12 @@
 //!
 //! Only keys that cannot change what was trained may be overridden: `device`, `precision`,
 //! `channels_last`, `cudnn_benchmark`, `cuda_graphs`, `data.eval_batch_size`, `data.cache`,
-//! `eval.*`, and `method.*` except `method.kind`, `method.memory.kind` and the backbone's
-//! `kind`, `weights` and `levels`. A `method.*` override that changes the model's variables fails to
-//! load the checkpoint, naming the variable; one that changes only how the model trains (a
-//! loss weight) is accepted and then means nothing: leave those to `memad sweep`.
+//! `eval.*`, and `method.*` except `method.kind`, the memory's `kind`, loss weights and
+//! initialisation, the backbone's `kind`, `weights` and `levels`, and the method's keys that
+//! training fixed but a checkpoint would load under ([`trained_keys_of`]: PatchCore's
+//! feature extraction and bank, loss forms and weights, augmentations). A `method.*` override that changes the model's variables fails to load
+//! the checkpoint, naming the variable. The folder of an evaluation is refused, naming the
+//! run it evaluated.
 use crate::evaluate::evaluate_category;
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
@@ -67,39 +69,152 @@ const EVAL_KEYS: [&str; 9] = [
     "method.",
 ];
 
-/// Keys under `method.` that pick or fill what was trained.
-const TRAINED_KEYS: [&str; 5] = [
+/// Keys under `method.` (and tables, ending in `.`: every key in them) that pick or fill
+/// what was trained, whatever the method. Every key of every memory kind is fixed by
+/// training: a size, what the trained items were read with (a temperature, PatchCore's
+/// coreset), or a loss weight.
+const TRAINED_KEYS: [&str; 14] = [
     "method.kind",
     "method.memory.kind",
+    // What only training reads: the memories' loss weights and item initialisation. A
+    // memory's read settings (MemAE's `shrink_threshold` and `addressing`, a `temperature`)
+    // act at scoring too and stay open; sizes change the variables and fail to load.
+    "method.memory.init",
+    "method.memory.compactness_weight",
+    "method.memory.separateness_weight",
+    "method.memory.entropy_weight",
+    "method.memory.classification_weight",
+    "method.memory.contrast_weight",
+    "method.memory.usage_weight",
+    "method.memory.anomaly_weight",
+    "method.memory.anomaly_margin",
     "method.backbone.kind",
     "method.backbone.weights",
     "method.backbone.levels",
 ];
 
-/// Whether `key` is an evaluation setting; the error says which keys are. A table that
-/// holds a trained key (`method.backbone`, set whole) is refused with it.
-fn check_key(key: &str) -> anyhow::Result<()> {
+/// The keys of method `kind` fixed by training (as [`TRAINED_KEYS`]) whose change the
+/// checkpoint still loads under: what the features or the trained variables mean, and what
+/// only training reads (a loss, its weights, the augmentations). Keys that change a
+/// variable's shape are left out: the checkpoint fails to load, naming the variable.
+fn trained_keys_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        // The bank holds features of this extraction, selected as `method.memory` says;
+        // `patch_distance`, `image_score`, `reweight_neighbours` and `map_sigma` only score.
+        "patchcore" => &[
+            "method.memory.",
+            "method.patch_size",
+            "method.pretrain_embed_dim",
+            "method.target_embed_dim",
+        ],
+        "rd4ad" => &["method.loss"],
+        "mddnet" => &[
+            "method.loss",
+            "method.restoration_weight",
+            "method.identity_weight",
+            "method.discrepancy_weight",
+        ],
+        // Must match `[data.clip] frames`, which an evaluation cannot change.
+        "mnad" | "memae" => &["method.frames"],
+        // Nothing of these only scores; the rest changes the variables' shapes.
+        "mscm" | "contrastive" => &[
+            "method.stage1_epochs",
+            "method.scales",
+            "method.ntxent_temperature",
+            "method.ntxent_weight",
+            "method.sample_contrast_weight",
+            "method.encoder.stem_stride",
+            "method.augment.",
+            "method.detector.deviation",
+            "method.detector.pseudo_anomalies",
+            "method.detector.noise_std",
+        ],
+        _ => &[],
+    }
+}
+
+/// Whether `key` is the trained key (or table, ending in `.`) `trained`, a key in that
+/// table, or a table holding it.
+fn is_trained(key: &str, trained: &str) -> bool {
+    let in_it = match trained.strip_suffix('.') {
+        Some(table) => key == table || key.starts_with(trained),
+        None => key == trained,
+    };
+    in_it || trained.starts_with(&format!("{key}."))
+}
+
+/// `key`, or `table.*` for a table (ending in `.`).
+fn shown(key: &str) -> String {
+    match key.ends_with('.') {
+        true => format!("{key}*"),
+        false => key.to_string(),
+    }
+}
+
+/// Whether `key` is an evaluation setting of a run of method `kind`; the error says which
+/// keys are. A table that holds a trained key (`method.backbone`, set whole) is refused
+/// with it.
+fn check_key(key: &str, kind: &str) -> anyhow::Result<()> {
     let allowed = EVAL_KEYS.iter().any(|k| match k.ends_with('.') {
         true => key.starts_with(k),
         false => key == *k,
     });
-    let trained = (TRAINED_KEYS.iter()).any(|t| *t == key || t.starts_with(&format!("{key}.")));
+    let fixed: Vec<&str> = (TRAINED_KEYS.iter().copied())
+        .chain(trained_keys_of(kind).iter().copied())
+        .collect();
+    let trained = fixed.iter().any(|t| is_trained(key, t));
     let others: Vec<String> = (EVAL_KEYS.iter())
         .filter(|k| **k != "method.")
-        .map(|k| match k.ends_with('.') {
-            true => format!("{k}*"),
-            false => k.to_string(),
-        })
+        .map(|k| shown(k))
         .collect();
+    let except: Vec<String> = fixed.iter().map(|k| shown(k)).collect();
     anyhow::ensure!(
         allowed && !trained,
-        "--set {key}: not an evaluation setting; an evaluation may change {}, and method.* \
+        "--set {key}: not an evaluation setting{}; an evaluation may change {}, and method.* \
          except {} and the tables holding them (to train with other settings, use `memad \
          sweep`)",
+        match trained {
+            true => format!(" (fixed when the {kind} model was trained)"),
+            false => String::new(),
+        },
         others.join(", "),
-        TRAINED_KEYS.join(", ")
+        except.join(", ")
     );
     Ok(())
+}
+
+/// Refuses a folder `memad eval` wrote (`RUN/evals/<name>/<stamp>`: its `run.toml` has
+/// `[evaluates]`), naming the run it evaluated: it has no checkpoints of its own.
+fn check_not_an_evaluation(folder: &Path) -> anyhow::Result<()> {
+    let meta: Option<toml::Table> = std::fs::read_to_string(folder.join("run.toml"))
+        .ok()
+        .and_then(|t| toml::from_str(&t).ok());
+    let evaluates = meta.as_ref().and_then(|m| m.get("evaluates"));
+    // `RUN/evals/<name>/<stamp>`, when the folder sits where `memad eval` put it.
+    let parent_run = (folder.ancestors().nth(2))
+        .filter(|evals| evals.file_name().is_some_and(|n| n == "evals"))
+        .and_then(|evals| evals.parent())
+        .map(Path::to_path_buf);
+    if evaluates.is_none() && (parent_run.is_none() || folder.join("checkpoints").exists()) {
+        return Ok(());
+    }
+    let recorded = evaluates
+        .and_then(|e| e.get("run"))
+        .and_then(|r| r.as_str());
+    let run = match (parent_run.filter(|r| is_complete(r)), recorded) {
+        (Some(run), _) => run.display().to_string(),
+        (None, Some(recorded)) => recorded.to_string(),
+        (None, None) => anyhow::bail!(
+            "{} is an evaluation folder: this is the output of `memad eval`; pass the run \
+             folder it evaluated",
+            folder.display()
+        ),
+    };
+    anyhow::bail!(
+        "{} is an evaluation folder (the output of `memad eval`), not a run: it evaluated \
+         the run {run}; pass that run folder (`memad eval {run}`)",
+        folder.display()
+    )
 }
 
 /// Evaluates every combination of `args.set` with the checkpoints of `args.run`.
@@ -116,6 +231,7 @@ pub fn run(
          experiment again)",
         run.display()
     );
+    check_not_an_evaluation(run)?;
     let config = run.join("config.toml");
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
@@ -126,8 +242,11 @@ pub fn run(
     let axes = (args.set.iter())
         .map(|s| parse_set(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let kind = (base.get("method").and_then(|m| m.get("kind")))
+        .and_then(|k| k.as_str())
+        .unwrap_or_default();
     for axis in &axes {
-        check_key(&axis.key)?;
+        check_key(&axis.key, kind)?;
     }
     let catalog = crate::catalog_for(datasets, run)?;
     let weights_dir =
@@ -322,16 +441,7 @@ fn score_models(
             classes: trained.as_ref().map_or(group.len(), Vec::len),
         };
         let path = checkpoint_of(run, &model);
-        let method = load_checkpoint(exp, registry, &ctx, &path).with_context(|| {
-            let why = match overridden {
-                true => " (an override that changes the model's variables cannot load)",
-                false => "",
-            };
-            format!(
-                "loading {} into the model of this config{why}",
-                path.display()
-            )
-        })?;
+        let method = load_model(exp, registry, &ctx, &path, overridden)?;
         say(dir, &format!("[{model}] loaded {}", path.display()));
         for (&class, split) in classes.iter().zip(group) {
             let values = evaluate_category(
@@ -349,6 +459,44 @@ fn score_models(
         }
     }
     Ok(rows)
+}
+
+/// The model of `exp` with the trained state of `checkpoint` (`run::load_checkpoint`, which
+/// builds the model, then loads). `overridden`: the config has `--set` overrides. A config
+/// that cannot build the model (`precision = "bf16"` off CUDA, backbone weights missing) is
+/// that error, as it is: not one of loading the checkpoint, which was never read.
+fn load_model(
+    exp: &crate::experiment::Experiment,
+    registry: &Registry,
+    ctx: &BuildContext,
+    checkpoint: &Path,
+    overridden: bool,
+) -> anyhow::Result<Box<dyn memad_core::Method>> {
+    load_checkpoint(exp, registry, ctx, checkpoint).map_err(|e| {
+        if is_build_error(&e) {
+            return e;
+        }
+        let why = match overridden {
+            true => " (an override that changes the model's variables cannot load)",
+            false => "",
+        };
+        e.context(format!(
+            "loading {} into the model of this config{why}",
+            checkpoint.display()
+        ))
+    })
+}
+
+/// Whether `e` comes from building a model rather than from loading its checkpoint: a
+/// config error or a backbone's weights (loading raises neither: its errors are a
+/// variable's name or shape, or a method's state).
+fn is_build_error(e: &anyhow::Error) -> bool {
+    use memad_core::{ConfigError, CoreError};
+    e.downcast_ref::<ConfigError>().is_some()
+        || matches!(
+            e.downcast_ref::<CoreError>(),
+            Some(CoreError::Config(_) | CoreError::Weights { .. })
+        )
 }
 
 /// `run/checkpoints/<model>.safetensors`.
@@ -373,7 +521,7 @@ mod tests {
             "method.update_threshold",
             "method.backbone.channels_last",
         ] {
-            assert!(check_key(key).is_ok(), "{key}");
+            assert!(check_key(key, "mnad").is_ok(), "{key}");
         }
         for key in [
             "train.lr",
@@ -393,7 +541,7 @@ mod tests {
             "method.backbone",
             "method.memory",
         ] {
-            let msg = check_key(key).unwrap_err().to_string();
+            let msg = check_key(key, "mnad").unwrap_err().to_string();
             assert!(
                 msg.contains(&format!("--set {key}: not an evaluation setting")),
                 "{msg}"
@@ -404,5 +552,238 @@ mod tests {
             );
             assert_eq!(msg.matches("method.*").count(), 1, "{msg}");
         }
+    }
+
+    /// `check_key`'s refusal of a key training fixed, as the other trained keys'.
+    fn refused_as_trained(key: &str, kind: &str) {
+        let msg = check_key(key, kind).unwrap_err().to_string();
+        let says = format!(
+            "--set {key}: not an evaluation setting (fixed when the {kind} model was trained)"
+        );
+        assert!(msg.contains(&says), "{msg}");
+        assert!(msg.contains("memad sweep"), "{msg}");
+        assert_eq!(msg.matches("method.*").count(), 1, "{msg}");
+    }
+
+    #[test]
+    fn patchcore_keys_fixed_when_the_bank_was_fitted_are_refused() {
+        for key in [
+            "method.patch_size",
+            "method.pretrain_embed_dim",
+            "method.target_embed_dim",
+            "method.memory.coreset_ratio",
+            "method.memory.projection_dim",
+            "method.memory.start",
+        ] {
+            refused_as_trained(key, "patchcore");
+        }
+        let msg = check_key("method.patch_size", "patchcore")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("method.memory.*") && msg.contains("method.target_embed_dim"),
+            "{msg}"
+        );
+        // What only scores stays an evaluation setting.
+        for key in [
+            "method.patch_distance",
+            "method.image_score",
+            "method.reweight_neighbours",
+            "method.map_sigma",
+            "method.backbone.precision",
+            "method.backbone.channels_last",
+        ] {
+            assert!(check_key(key, "patchcore").is_ok(), "{key}");
+        }
+    }
+
+    #[test]
+    fn other_methods_keys_fixed_by_training_are_refused() {
+        for (kind, key) in [
+            ("rd4ad", "method.loss"),
+            ("mddnet", "method.loss"),
+            ("mddnet", "method.restoration_weight"),
+            ("mddnet", "method.identity_weight"),
+            ("mddnet", "method.discrepancy_weight"),
+            ("mddnet", "method.memory.init"),
+            ("mnad", "method.frames"),
+            ("mnad", "method.memory.compactness_weight"),
+            ("memae", "method.frames"),
+            ("memae", "method.memory.entropy_weight"),
+            ("mscm", "method.stage1_epochs"),
+            ("mscm", "method.scales"),
+            ("mscm", "method.encoder.stem_stride"),
+            ("mscm", "method.encoder"),
+            ("mscm", "method.augment"),
+            ("mscm", "method.augment.flip"),
+            ("mscm", "method.detector.deviation"),
+            ("mscm", "method.memory.anomaly_margin"),
+            ("contrastive", "method.ntxent_temperature"),
+        ] {
+            refused_as_trained(key, kind);
+        }
+        for (kind, key) in [
+            ("rd4ad", "method.map_sigma"),
+            ("mddnet", "method.discrepancy_map_weight"),
+            ("mddnet", "method.class_source"),
+            ("mnad", "method.psnr_weight"),
+            ("mnad", "method.test_time_update"),
+            ("memae", "method.score"),
+            // A memory's read settings act at scoring too.
+            ("mddnet", "method.memory.temperature"),
+            ("memae", "method.memory.shrink_threshold"),
+            ("memae", "method.memory.addressing"),
+            // Shape keys fail to load, naming the variable.
+            ("rd4ad", "method.embed_channels"),
+            // Another method's key is not refused as this one's.
+            ("rd4ad", "method.patch_size"),
+        ] {
+            assert!(check_key(key, kind).is_ok(), "{kind} {key}");
+        }
+    }
+
+    /// A complete run folder `dir/runs/<name>/<stamp>` of `config` (its `config.toml`).
+    fn fake_run(dir: &Path, config: &str) -> PathBuf {
+        let run = dir.join("runs/patchcore_synthetic/2026-01-01T00-00-00");
+        std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::write(run.join("config.toml"), config).unwrap();
+        std::fs::write(run.join("run.toml"), "seed = 0\n").unwrap();
+        run
+    }
+
+    fn eval_error(run: &Path, set: &[&str]) -> String {
+        let args = EvalArgs {
+            run: run.to_path_buf(),
+            set: set.iter().map(|s| s.to_string()).collect(),
+            weights_dir: None,
+        };
+        let e = run_eval(&args).err().expect("refused");
+        format!("{e:#}")
+    }
+
+    fn run_eval(args: &EvalArgs) -> anyhow::Result<Vec<RunSummary>> {
+        run(args, &None, &crate::registry())
+    }
+
+    const PATCHCORE: &str = "name = \"patchcore_synthetic\"\n[method]\nkind = \"patchcore\"\n";
+
+    #[test]
+    fn a_patchcore_run_refuses_fit_time_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = fake_run(dir.path(), PATCHCORE);
+        for set in ["method.patch_size=1", "method.memory.coreset_ratio=0.5"] {
+            let msg = eval_error(&run, &[set]);
+            let key = set.split('=').next().unwrap();
+            assert!(
+                msg.starts_with(&format!(
+                    "--set {key}: not an evaluation setting (fixed when the patchcore model \
+                     was trained)"
+                )),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_evaluation_folder_is_refused_naming_the_run_it_evaluated() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = fake_run(dir.path(), PATCHCORE);
+        let eval = run.join("evals/patchcore_synthetic_image_score-reweighted/stamp");
+        std::fs::create_dir_all(&eval).unwrap();
+        std::fs::write(eval.join("config.toml"), PATCHCORE).unwrap();
+        let evaluates = format!(
+            "seed = 0\n[evaluates]\nrun = \"{}\"\noverrides = [\"method.image_score = \\\"reweighted\\\"\"]\n",
+            run.display()
+        );
+        std::fs::write(eval.join("run.toml"), &evaluates).unwrap();
+        let msg = eval_error(&eval, &[]);
+        assert_eq!(
+            msg,
+            format!(
+                "{} is an evaluation folder (the output of `memad eval`), not a run: it \
+                 evaluated the run {run}; pass that run folder (`memad eval {run}`)",
+                eval.display(),
+                run = run.display()
+            )
+        );
+        assert!(!msg.contains("is missing"), "{msg}");
+
+        // Moved away from its run: the run its run.toml records.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&eval, &moved).unwrap();
+        let msg = eval_error(&moved, &[]);
+        assert!(
+            msg.contains("is an evaluation folder")
+                && msg.contains(&format!("it evaluated the run {}", run.display())),
+            "{msg}"
+        );
+
+        // Nothing records the run: an evaluation by where it is, without checkpoints.
+        std::fs::rename(&moved, &eval).unwrap();
+        std::fs::write(eval.join("run.toml"), "seed = 0\n").unwrap();
+        std::fs::remove_dir_all(run.join("checkpoints")).unwrap();
+        std::fs::remove_file(run.join("run.toml")).unwrap();
+        let msg = eval_error(&eval, &[]);
+        assert!(
+            msg.contains(
+                "is an evaluation folder: this is the output of `memad eval`; pass the run \
+                 folder it evaluated"
+            ),
+            "{msg}"
+        );
+        // A run is not taken for one.
+        assert!(check_not_an_evaluation(&fake_run(dir.path(), PATCHCORE)).is_ok());
+    }
+
+    /// The resolved PatchCore experiment of a random-weights backbone, `precision` given.
+    fn patchcore_experiment(precision: &str) -> crate::experiment::Experiment {
+        let text = format!(
+            "name = \"p\"\nseed = 0\ndevice = \"cpu\"\n[data]\ndataset = \"d\"\n\
+             categories = [\"carpet\"]\nimage_size = 64\nbatch_size = 2\n[method]\n\
+             kind = \"patchcore\"\n[method.backbone]\nkind = \"efficientnet_lite0\"\n\
+             weights = \"random\"\nlevels = [\"stride8\", \"stride16\"]\n\
+             precision = \"{precision}\"\n[train]\nepochs = 1\noptimizer = \"adam\"\n\
+             lr = 0.001\n"
+        );
+        crate::experiment::resolve(&text, Path::new("config.toml"), &crate::registry()).unwrap()
+    }
+
+    #[test]
+    fn a_config_that_cannot_build_the_model_is_that_error_not_a_load_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint = dir.path().join("checkpoints/carpet.safetensors");
+        let ctx = BuildContext {
+            device: tch::Device::Cpu,
+            weights_dir: dir.path().to_path_buf(),
+            image_size: 64,
+            classes: 1,
+        };
+        let registry = crate::registry();
+        let exp = patchcore_experiment("bf16");
+        let e = load_model(&exp, &registry, &ctx, &checkpoint, true)
+            .err()
+            .unwrap();
+        let (top, all) = (e.to_string(), format!("{e:#}"));
+        assert!(
+            top.contains("precision = \"bf16\" runs on CUDA only"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("cannot load") && !all.contains("carpet.safetensors"),
+            "{all}"
+        );
+        // A model that builds and a checkpoint that does not load: the load error.
+        let exp = patchcore_experiment("fp32");
+        let e = load_model(&exp, &registry, &ctx, &checkpoint, true)
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "loading {} into the model of this config (an override that changes the \
+                 model's variables cannot load)",
+                checkpoint.display()
+            )),
+            "{e:#}"
+        );
     }
 }
