@@ -47,6 +47,16 @@ pub struct MethodEntry {
     /// more than 1 (MSCM: its stage-1 epochs and one for stage 2). `memad check` refuses
     /// fewer, and a smoke run trains this many.
     pub min_epochs: fn(&toml::Value) -> (usize, Option<String>),
+    /// Whether its `score` gives `AnomalyOutput::anomaly_map`: `memad check` refuses the
+    /// pixel metrics (`pixel_*`, `aupro*`, `auspro`) for a method without maps.
+    pub anomaly_maps: bool,
+    /// Whether its `score` can give `AnomalyOutput::class_prediction` (MDD-Net, in some
+    /// configurations): `memad check` refuses `class_accuracy` for a method that never does.
+    pub class_predictions: bool,
+    /// Refuses a `[data]` section the method cannot run on, from the resolved method section
+    /// and the resolved data section (as TOML; `data.clip` absent when there is none), with
+    /// an error naming the key path (`data.batch_size`). `|_, _| Ok(())` for most methods.
+    pub check_data: fn(&toml::Value, &toml::Value) -> Result<(), ConfigError>,
     /// Builds from a section already resolved.
     pub build: fn(&toml::Value, &Registry, &BuildContext) -> Result<Box<dyn Method>>,
 }
@@ -285,6 +295,9 @@ mod tests {
             resolve: resolve_ok,
             image_multiple: |_| 1,
             min_epochs: |_| (1, None),
+            anomaly_maps: true,
+            class_predictions: false,
+            check_data: |_, _| Ok(()),
             build: build_never,
         });
         let err = r.method("rd4da", "method.kind").err().unwrap();

@@ -31,6 +31,9 @@ pub fn register(registry: &mut Registry) {
         resolve: rd4ad::resolve,
         image_multiple: rd4ad::image_multiple,
         min_epochs: |_| (1, None),
+        anomaly_maps: true,
+        class_predictions: false,
+        check_data: |_, _| Ok(()),
         build: rd4ad::build,
     });
     registry.add_method(MethodEntry {
@@ -40,6 +43,9 @@ pub fn register(registry: &mut Registry) {
         resolve: mddnet::resolve,
         image_multiple: rd4ad::image_multiple,
         min_epochs: |_| (1, None),
+        anomaly_maps: true,
+        class_predictions: true,
+        check_data: |_, _| Ok(()),
         build: mddnet::build,
     });
     registry.add_method(MethodEntry {
@@ -49,6 +55,9 @@ pub fn register(registry: &mut Registry) {
         resolve: patchcore::resolve,
         image_multiple: |_| 1,
         min_epochs: |_| (1, None),
+        anomaly_maps: true,
+        class_predictions: false,
+        check_data: |_, _| Ok(()),
         build: patchcore::build,
     });
     registry.add_method(MethodEntry {
@@ -58,6 +67,9 @@ pub fn register(registry: &mut Registry) {
         resolve: mnad::resolve,
         image_multiple: mnad::image_multiple,
         min_epochs: |_| (1, None),
+        anomaly_maps: true,
+        class_predictions: false,
+        check_data: mnad::check_data,
         build: mnad::build,
     });
     registry.add_method(MethodEntry {
@@ -67,6 +79,9 @@ pub fn register(registry: &mut Registry) {
         resolve: memae::resolve,
         image_multiple: |_| 1,
         min_epochs: |_| (1, None),
+        anomaly_maps: true,
+        class_predictions: false,
+        check_data: |_, _| Ok(()),
         build: memae::build,
     });
     registry.add_method(MethodEntry {
@@ -76,6 +91,9 @@ pub fn register(registry: &mut Registry) {
         resolve: mscm::resolve,
         image_multiple: |_| 1,
         min_epochs: mscm::min_epochs,
+        anomaly_maps: false,
+        class_predictions: false,
+        check_data: mscm::check_data,
         build: mscm::build,
     });
     registry.add_method(MethodEntry {
@@ -85,6 +103,9 @@ pub fn register(registry: &mut Registry) {
         resolve: mscm::resolve,
         image_multiple: |_| 1,
         min_epochs: mscm::min_epochs,
+        anomaly_maps: false,
+        class_predictions: false,
+        check_data: mscm::check_data,
         build: mscm::build,
     });
 }

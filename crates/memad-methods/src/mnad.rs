@@ -163,6 +163,30 @@ fn parse(
     Ok(cfg)
 }
 
+/// Registry `check_data`: prediction predicts the last frame of its clip, so the clip's
+/// scored frame (the label, mask and score it carries) must be that last frame:
+/// `[data.clip] mode = "predict"`. A centred clip scores its middle frame, which the
+/// prediction would read as input while its score went to another frame.
+pub fn check_data(
+    method: &toml::Value,
+    data: &toml::Value,
+) -> std::result::Result<(), ConfigError> {
+    let predict = method.get("task").and_then(toml::Value::as_str) == Some("predict");
+    let mode = (data.get("clip").and_then(|c| c.get("mode"))).and_then(toml::Value::as_str);
+    match mode {
+        Some(mode) if predict && mode != "predict" => Err(ConfigError::new(
+            "data.clip.mode",
+            format!(
+                "MNAD's task = \"predict\" predicts the last frame of each clip and scores it: \
+                 it needs mode = \"predict\" (past frames, then the scored frame); mode = \
+                 \"{mode}\" labels each clip by its middle frame, which the prediction reads \
+                 as input, while the score is the last frame's"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Registry `image_multiple`: the U-Net encoder downsamples 3 times.
 pub fn image_multiple(_: &toml::Value) -> i64 {
     8
@@ -714,6 +738,43 @@ mod tests {
         let zero = Tensor::zeros([1, 3, 2, 2], (Kind::Float, tch::Device::Cpu));
         assert!((point_score(&zero, &(zero.ones_like())).unwrap() - 0.25).abs() < 1e-6);
         assert_eq!(point_score(&zero, &zero).unwrap(), 0.0);
+    }
+
+    /// Prediction scores the last frame of its clip: a centred clip (its middle frame
+    /// scored) is refused at check time; the registry's declared outputs match `score`.
+    #[test]
+    fn prediction_needs_predict_clips_and_declares_its_outputs() {
+        let mut r = Registry::default();
+        crate::register(&mut r);
+        let entry = r.method("mnad", "method.kind").unwrap();
+        let data = |mode: &str| -> toml::Value {
+            toml::from_str(&format!(
+                "batch_size = 4\n[clip]\nframes = 3\nmode = \"{mode}\""
+            ))
+            .unwrap()
+        };
+        let predict = resolve(&section(""), "method", &r).unwrap();
+        for mode in ["centred", "centred_valid"] {
+            let err = (entry.check_data)(&predict, &data(mode)).unwrap_err();
+            assert_eq!(err.path, "data.clip.mode");
+            assert!(
+                err.message.contains("needs mode = \"predict\"")
+                    && err.message.contains(&format!("mode = \"{mode}\"")),
+                "{}",
+                err.message
+            );
+        }
+        assert!((entry.check_data)(&predict, &data("predict")).is_ok());
+        let no_clip: toml::Value = toml::from_str("batch_size = 4").unwrap();
+        assert!((entry.check_data)(&predict, &no_clip).is_ok());
+        let text =
+            "kind = \"mnad\"\ntask = \"reconstruct\"\nframes = 1\npsnr_weight = 0.6\n[memory]";
+        let reconstruct = resolve(&toml::from_str(text).unwrap(), "method", &r).unwrap();
+        assert!((entry.check_data)(&reconstruct, &data("centred")).is_ok());
+
+        let out = tch::no_grad(|| build(&section(""), 16).score(&batch(3, 16))).unwrap();
+        assert_eq!(entry.anomaly_maps, out.anomaly_map.is_some());
+        assert_eq!(entry.class_predictions, out.class_prediction.is_some());
     }
 
     #[test]

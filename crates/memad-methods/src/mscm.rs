@@ -118,6 +118,7 @@
 //! `OMP_NUM_THREADS=1 memad run experiments/paper/mscm_fashion_mnist.toml` and
 //! `OMP_NUM_THREADS=1 memad run experiments/paper/contrastive_fashion_mnist.toml` (475 s and
 //! 436 s for the ten classes on a 2-core VM; one intra-op thread is 10x faster there).
+use memad_core::precision::full_precision;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
     LossTerm, Memory, MemoryUsage, Method, Registry, Result, TrainOutput,
@@ -584,6 +585,35 @@ pub fn min_epochs(section: &toml::Value) -> (usize, Option<String>) {
          or raise train.epochs"
     );
     (stage1 + 1, Some(why))
+}
+
+/// Registry `check_data` (both kinds): NT-Xent (and the sample contrast) contrasts each
+/// image's two views against the other images of the batch; with one image per batch its
+/// only candidate is its own other view, so the loss is 0 and stage 1 trains nothing through
+/// it. `data.batch_size` must then be at least 2 (without either term, MSCM's stage 1 trains
+/// its memories alone and takes any batch size).
+pub fn check_data(
+    method: &toml::Value,
+    data: &toml::Value,
+) -> std::result::Result<(), ConfigError> {
+    let weight = |k: &str| method.get(k).and_then(toml::Value::as_float).unwrap_or(0.0);
+    let contrast = weight("ntxent_weight") > 0.0 || weight("sample_contrast_weight") > 0.0;
+    let batch = data.get("batch_size").and_then(toml::Value::as_integer);
+    match batch {
+        Some(b) if contrast && b < 2 => {
+            let kind = method.get("kind").and_then(toml::Value::as_str);
+            Err(ConfigError::new(
+                "data.batch_size",
+                format!(
+                    "must be at least 2 for method `{}`: its stage-1 NT-Xent contrasts each \
+                     image with the other images of the batch (with 1 image it has none: \
+                     the loss is 0 and gives no gradient), got {b}",
+                    kind.unwrap_or(KIND_MSCM)
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Registry `resolve` (both kinds).
@@ -1202,8 +1232,12 @@ impl Method for Mscm {
         self.check_stage2_anomalies()?;
         let x = self.prepare(&batch.input)?;
         let scales = tch::no_grad(|| self.select_scales(&self.features(&x, false)));
+        // The head in float32 under bf16/fp16 autocast too: bf16 logits hold a few hundred
+        // distinct values, and their ties would change the metrics.
+        let scales: Vec<Tensor> = scales.iter().map(|s| s.to_kind(Kind::Float)).collect();
+        let image_score = full_precision(self.device, || self.logits_of(&scales))?;
         Ok(AnomalyOutput {
-            image_score: self.logits_of(&scales)?,
+            image_score,
             anomaly_map: None,
             parts: Vec::new(),
             class_prediction: None,
@@ -1728,6 +1762,65 @@ mod tests {
         assert_eq!(out.image_score.size(), [5]);
         assert!(out.image_score.isfinite().all().int64_value(&[]) == 1);
         assert!(out.anomaly_map.is_none());
+    }
+
+    /// What the registry declares of both kinds' scores (`memad check` refuses pixel
+    /// metrics and `class_accuracy` from it) is what `score` gives.
+    #[test]
+    fn registry_declares_no_maps_and_no_classes() {
+        let mut registry = Registry::default();
+        crate::register(&mut registry);
+        for kind in [KIND_MSCM, KIND_CONTRASTIVE] {
+            let entry = registry.method(kind, "method.kind").unwrap();
+            let mut m = model(kind, "");
+            m.start_epoch(2, 2).unwrap(); // stage 2: the ablation's mean normal feature
+            m.train_step(&batch(&[0, 0])).unwrap();
+            let out = tch::no_grad(|| m.score(&batch(&[0, 1]))).unwrap();
+            assert_eq!(entry.anomaly_maps, out.anomaly_map.is_some(), "{kind}");
+            assert_eq!(
+                entry.class_predictions,
+                out.class_prediction.is_some(),
+                "{kind}"
+            );
+        }
+    }
+
+    /// With one image per batch NT-Xent has no negative: it is 0 whatever the projections,
+    /// so `check_data` refuses `data.batch_size = 1` while NT-Xent or the sample contrast
+    /// is on.
+    #[test]
+    fn one_image_per_batch_is_refused_while_ntxent_is_on() {
+        let z = l2_normalise(&Tensor::from_slice(&[1.0f32, 2., -3., 0.5]).reshape([2, 2]));
+        assert_eq!(nt_xent(&z, 0.5).double_value(&[]), 0.0);
+        let mut registry = Registry::default();
+        crate::register(&mut registry);
+        let data =
+            |b: i64| -> toml::Value { toml::from_str(&format!("batch_size = {b}")).unwrap() };
+        let check = |kind: &str, extra: &str, b: i64| {
+            let method = resolve(&section(kind, extra), "method", &registry).unwrap();
+            (registry.method(kind, "method.kind").unwrap().check_data)(&method, &data(b))
+        };
+        for kind in [KIND_MSCM, KIND_CONTRASTIVE] {
+            let err = check(kind, "", 1).unwrap_err();
+            assert_eq!(err.path, "data.batch_size");
+            assert!(
+                err.message.contains("must be at least 2")
+                    && err.message.contains(&format!("`{kind}`"))
+                    && err.message.contains("NT-Xent")
+                    && err.message.contains("got 1"),
+                "{}",
+                err.message
+            );
+            assert!(check(kind, "", 2).is_ok());
+            // The sample contrast alone needs other images too.
+            let sample_only = "ntxent_weight = 0.0\nsample_contrast_weight = 0.5";
+            assert_eq!(
+                check(kind, sample_only, 1).unwrap_err().path,
+                "data.batch_size"
+            );
+        }
+        // Without either term MSCM's stage 1 trains its memories alone, on any batch.
+        assert!(check(KIND_MSCM, "ntxent_weight = 0.0", 1).is_ok());
     }
 
     #[test]

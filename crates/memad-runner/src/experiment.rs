@@ -6,7 +6,7 @@
 //! folder stores.
 use memad_core::precision::Precision;
 use memad_core::registry::kind_of;
-use memad_core::{parse_section, ConfigError, Registry};
+use memad_core::{parse_section, ConfigError, MethodEntry, Registry};
 use memad_data::catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
 pub use memad_data::image_io::MaskResize;
 pub use memad_data::video::ClipMode;
@@ -33,8 +33,14 @@ pub const METRICS: [&str; 12] = [
     "class_accuracy",
 ];
 
-/// The default of `[eval] metrics`: every image and pixel metric.
+/// The default of `[eval] metrics`: every image and pixel metric (the image metrics alone
+/// for a method without anomaly maps).
 const IMAGE_METRICS: usize = 7;
+
+/// Whether a metric of [`METRICS`] is computed from anomaly maps (and masks).
+pub fn is_pixel_metric(metric: &str) -> bool {
+    metric.starts_with("pixel_") || metric.starts_with("aupro") || metric == "auspro"
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,6 +219,8 @@ impl TrainConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
+    /// Names from [`METRICS`]. The default: every image and pixel metric the method gives
+    /// (no pixel metric for a method without anomaly maps).
     #[serde(default = "d_metrics")]
     pub metrics: Vec<String>,
     /// Per-video score normalisation for the `frame_*` metrics: `none`, or `min_max` (each
@@ -512,9 +520,7 @@ pub fn load_text(
         );
         return Err(ConfigError::new("data.setting", msg).in_file(path).into());
     }
-    if let Some(i) = (experiment.eval.metrics.iter())
-        .position(|m| classes && (m.starts_with("pixel_") || m == "aupro"))
-    {
+    if let Some(i) = (experiment.eval.metrics.iter()).position(|m| classes && is_pixel_metric(m)) {
         let msg = format!(
             "`{}` is a classification dataset (one-class protocol): it has no pixel masks; \
              use image_auroc, image_ap, image_f1_max",
@@ -560,6 +566,10 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     }
     let entry = registry.method(kind_of(&experiment.method, "method")?, "method.kind")?;
     experiment.method = (entry.resolve)(&experiment.method, "method", registry)?;
+    let metrics_given = (value.get("eval")).is_some_and(|e| e.get("metrics").is_some());
+    if !metrics_given && !entry.anomaly_maps {
+        experiment.eval.metrics.retain(|m| !is_pixel_metric(m));
+    }
     validate(&experiment)?;
     check_epochs(&experiment, registry)?;
     let multiple = (entry.image_multiple)(&experiment.method);
@@ -592,7 +602,33 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
         }
         _ => {}
     }
+    check_outputs(&experiment, entry)?;
+    let data = toml::Value::try_from(&experiment.data)
+        .map_err(|e| ConfigError::new("data", e.to_string()))?;
+    (entry.check_data)(&experiment.method, &data)?;
     Ok(experiment)
+}
+
+/// Refuses a metric the method's scores cannot give (the registry's `anomaly_maps` and
+/// `class_predictions`): the run would leave it out of `metrics.csv`.
+fn check_outputs(e: &Experiment, entry: &MethodEntry) -> Result<(), ConfigError> {
+    for (i, m) in e.eval.metrics.iter().enumerate() {
+        let why = if is_pixel_metric(m) && !entry.anomaly_maps {
+            "it gives no anomaly maps (one score per image): use image or frame metrics"
+        } else if m == "class_accuracy" && !entry.class_predictions {
+            "it predicts no classes (MDD-Net does, with its class-aware memory)"
+        } else {
+            continue;
+        };
+        return Err(ConfigError::new(
+            format!("eval.metrics[{i}]"),
+            format!(
+                "`{m}` cannot be computed for method `{}`: {why}",
+                entry.kind
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses fewer `train.epochs` than the method takes ([`min_epochs`]): the method's own

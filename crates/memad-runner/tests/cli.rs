@@ -172,6 +172,92 @@ fn a_kind_set_alone_points_to_replacing_the_table() {
     assert!(out.status.success(), "{t}");
 }
 
+/// What the method cannot do is refused by `check` (and so before a run), naming the key:
+/// a metric its scores cannot give (a run would write no row for it), a centred clip for
+/// MNAD's prediction (scores of another frame), one image per batch for NT-Xent (no
+/// gradient). Without `eval.metrics` a method without maps gets the image metrics.
+#[test]
+fn check_refuses_what_the_method_cannot_do() {
+    let root = workspace();
+    let mscm = "experiments/paper/mscm_fashion_mnist.toml";
+    let contrastive = "experiments/paper/contrastive_fashion_mnist.toml";
+    let mnad = "experiments/mnad_pred_ped2_cpu.toml";
+    let cases: [(&str, &[&str], &str); 7] = [
+        (
+            mscm,
+            &["data.dataset=synthetic-mvtec", "eval.metrics=[\"aupro\", \"pixel_ap\"]"],
+            "eval.metrics[0]: `aupro` cannot be computed for method `mscm`: it gives no anomaly maps",
+        ),
+        (
+            contrastive,
+            &["data.dataset=synthetic-mvtec", "eval.metrics=[\"image_auroc\", \"pixel_auroc\"]"],
+            "eval.metrics[1]: `pixel_auroc` cannot be computed for method `contrastive`: it gives no anomaly maps",
+        ),
+        (
+            "experiments/quickstart.toml",
+            &["eval.metrics=[\"class_accuracy\"]"],
+            "eval.metrics[0]: `class_accuracy` cannot be computed for method `rd4ad`: it predicts no classes",
+        ),
+        (
+            mnad,
+            &["data.clip.mode=centred"],
+            "data.clip.mode: MNAD's task = \"predict\" predicts the last frame of each clip and scores it: it needs mode = \"predict\"",
+        ),
+        (
+            mnad,
+            &["data.clip.mode=centred_valid"],
+            "data.clip.mode: MNAD's task = \"predict\" predicts the last frame of each clip and scores it: it needs mode = \"predict\" (past frames, then the scored frame); mode = \"centred_valid\" labels each clip by its middle frame",
+        ),
+        (
+            contrastive,
+            &["data.batch_size=1"],
+            "data.batch_size: must be at least 2 for method `contrastive`: its stage-1 NT-Xent",
+        ),
+        (
+            mscm,
+            &["data.batch_size=1"],
+            "data.batch_size: must be at least 2 for method `mscm`",
+        ),
+    ];
+    for (file, sets, expected) in cases {
+        let mut args = vec!["check", file];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = memad(&args, &root);
+        let t = text(&out);
+        assert!(!out.status.success(), "{args:?} passed the check:\n{t}");
+        assert!(
+            t.contains(&format!("FAIL {file}: {expected}")),
+            "{args:?}: expected `{expected}` in:\n{t}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text_of = std::fs::read_to_string(root.join(mscm)).unwrap();
+    let no_metrics = text_of
+        .replace("metrics = [\"image_auroc\"]", "")
+        .replace("\"fashion-mnist\"", "\"synthetic-mvtec\"");
+    let path = dir.path().join("mscm_default_metrics.toml");
+    std::fs::write(&path, no_metrics).unwrap();
+    let catalog = root.join("datasets.toml");
+    let args = [
+        "--datasets",
+        catalog.to_str().unwrap(),
+        "check",
+        "--resolved",
+        path.to_str().unwrap(),
+    ];
+    let out = memad(&args, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let resolved: toml::Value = toml::from_str(&t[t.find("name = ").unwrap()..]).unwrap();
+    assert_eq!(
+        resolved["eval"]["metrics"],
+        toml::Value::try_from(["image_auroc", "image_ap", "image_f1_max"]).unwrap(),
+        "{t}"
+    );
+}
+
 #[test]
 fn check_rejects_broken_files_naming_the_file_and_key() {
     let dir = tempfile::tempdir().unwrap();
