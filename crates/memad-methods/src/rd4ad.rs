@@ -31,6 +31,7 @@
 //! the official `test.py`'s mean of per-image PROs over 200 thresholds per image: the
 //! metric `aupro_rd4ad` ([`memad_metrics::aupro_rd4ad`]), not the pooled `aupro`.
 use crate::anomaly_map::{gaussian_blur, max_score, upsample_and_sum};
+use memad_core::precision::full_precision;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
     CoreError, LossTerm, Method, Registry, Result, TrainOutput,
@@ -38,7 +39,7 @@ use memad_core::{
 use memad_decoders::{Ocbe, OcbeConfig, ReverseDecoder, ReverseDecoderConfig};
 use memad_losses::{cosine_distance_map, cosine_distillation, CosineForm};
 use serde::{Deserialize, Serialize};
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -252,14 +253,17 @@ pub(crate) fn teacher_features(teacher: &dyn Backbone, x: &Tensor) -> Vec<Tensor
 }
 
 /// `sum_k up(1 - cos(a_k, b_k))` at `size`, smoothed with a Gaussian of `sigma`:
-/// `[B, 1, H, W]`.
+/// `[B, 1, H, W]` float32, under bf16/fp16 autocast too (a map in bf16 would hold a few
+/// hundred distinct values, and its ties would change the metrics).
 pub(crate) fn distance_map(a: &[Tensor], b: &[Tensor], size: [i64; 2], sigma: f64) -> Tensor {
-    let maps: Vec<Tensor> = a
-        .iter()
-        .zip(b)
-        .map(|(a, b)| cosine_distance_map(a, b))
-        .collect();
-    gaussian_blur(&upsample_and_sum(&maps, size), sigma)
+    full_precision(a[0].device(), || {
+        let maps: Vec<Tensor> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| cosine_distance_map(&a.to_kind(Kind::Float), &b.to_kind(Kind::Float)))
+            .collect();
+        gaussian_blur(&upsample_and_sum(&maps, size), sigma)
+    })
 }
 
 impl LossForm {

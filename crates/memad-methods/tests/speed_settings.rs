@@ -219,6 +219,11 @@ fn check(case: &Case, registry: &Registry) {
         .unwrap_or_else(|e| panic!("{name}: scoring under bf16 autocast: {e}"));
     check_state(bf16.as_ref(), name, "after bf16 scoring");
     assert_eq!(out.image_score.size(), [2], "{name}");
+    // Scores and maps in float32: bf16 ones would tie and change the metrics.
+    assert_eq!(out.image_score.kind(), Kind::Float, "{name}: image scores");
+    if let Some(map) = &out.anomaly_map {
+        assert_eq!(map.kind(), Kind::Float, "{name}: the anomaly map");
+    }
     let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
     assert!(finite(&out.image_score), "{name}: {}", out.image_score);
     if let Some(map) = &out.anomaly_map {
