@@ -90,6 +90,8 @@ pub(crate) fn evaluate_category(
     }
     if let Some(line) = unmasked_note(exp, split, &eval, &values) {
         say(dir, &line);
+    } else if let Some(line) = vanished_masks_note(exp, category, &eval, &values) {
+        say(dir, &line);
     }
     let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
     let images = split.test.len();
@@ -162,6 +164,31 @@ fn unmasked_note(
              without: {defects}; no row written)"
         )
     })
+}
+
+/// Says that the pixel metrics are undefined because no anomalous pixel is left at the
+/// evaluated size (every anomalous image has a mask, but none marks a pixel once resized);
+/// `None` otherwise.
+fn vanished_masks_note(
+    exp: &crate::experiment::Experiment,
+    category: &str,
+    eval: &Evaluation,
+    values: &[(String, f64)],
+) -> Option<String> {
+    let pixel: Vec<&str> = (exp.eval.metrics.iter())
+        .map(String::as_str)
+        .filter(|m| is_masked_pixel_metric(m))
+        .collect();
+    let computed = values.iter().any(|(m, _)| pixel.contains(&m.as_str()));
+    if pixel.is_empty() || computed || eval.maps.is_none() || !eval.unmasked.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "[{category}] {} undefined: no test mask marks a pixel at data.image_size = {} (the \
+         defects vanish when the masks are resized; no row written)",
+        pixel.join(", "),
+        exp.data.image_size
+    ))
 }
 
 /// `overlays/<category>.png` ([`crate::overlay`]), when asked for and the method gives maps
@@ -595,9 +622,11 @@ pub fn compute_metrics(
     };
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
         let pixel = name.starts_with("pixel") || name.starts_with("aupro") || name == "auspro";
-        if pixel && (eval.maps.is_none() || !eval.unmasked.is_empty() && !masks.contains(&true)) {
-            // The method gives no anomaly map, or no anomalous sample has a mask: undefined,
-            // not wrong (`evaluate_category` notes it).
+        if pixel && (eval.maps.is_none() || is_masked_pixel_metric(name) && !masks.contains(&true))
+        {
+            // The method gives no anomaly map, or no anomalous pixel is left to find (no
+            // anomalous sample has a mask, or the masks vanished at this image size):
+            // undefined, not wrong (`evaluate_category` notes it).
             continue;
         }
         if name == "class_accuracy" {
@@ -1013,6 +1042,11 @@ mod tests {
         // With no anomalous image masked the pixel metrics are undefined: no rows.
         e.unmasked = vec![1, 2];
         e.masks[8] = false;
+        let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
+        assert_eq!(got, [("image_auroc".to_string(), 1.0)]);
+        // Every anomalous image masked, but no mask marks a pixel at this size (a defect
+        // smaller than a pixel after resizing): undefined too, not an error.
+        e.unmasked = Vec::new();
         let got = compute_metrics(&requested, VideoNormalizationConfig::None, &e).unwrap();
         assert_eq!(got, [("image_auroc".to_string(), 1.0)]);
     }
