@@ -100,4 +100,27 @@ mod tests {
             assert!(diff < 1e-5, "{}: {diff}", level.name);
         }
     }
+
+    /// A build error names the key where the section sits in the experiment.
+    #[test]
+    fn build_errors_name_the_key_in_the_experiment() {
+        let mut registry = memad_core::Registry::default();
+        crate::register(&mut registry);
+        let section: toml::Value = toml::from_str(
+            "kind = \"resnet18\"\nweights = \"random\"\nlevels = [\"layer1\"]\nprecision = \"bf16\"",
+        )
+        .unwrap();
+        let ctx = memad_core::BuildContext {
+            device: Device::Cpu,
+            weights_dir: std::env::temp_dir(),
+            image_size: 32,
+            classes: 1,
+        };
+        let e = registry
+            .build_backbone(&section, "method.backbone", &ctx)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("method.backbone.precision: "), "{e}");
+    }
 }

@@ -142,7 +142,15 @@ impl Registry {
         ctx: &BuildContext,
     ) -> crate::Result<Box<dyn crate::Backbone>> {
         let entry = self.backbone(kind_of(section, path)?, &format!("{path}.kind"))?;
-        (entry.build)(section, ctx)
+        // A backbone names its keys from its own section (`backbone.precision`): put them
+        // where the section was found (`method.backbone.precision`).
+        (entry.build)(section, ctx).map_err(|e| match e {
+            crate::CoreError::Config(mut c) if c.path.split('.').next() == Some("backbone") => {
+                c.path = format!("{path}{}", &c.path["backbone".len()..]);
+                crate::CoreError::Config(c)
+            }
+            other => other,
+        })
     }
 
     pub fn memory(&self, kind: &str, path: &str) -> Result<&MemoryEntry, ConfigError> {
