@@ -88,9 +88,7 @@ pub(crate) fn evaluate_category(
         );
         say(dir, &line);
     }
-    if let Some(line) = unmasked_note(exp, split, &eval, &values) {
-        say(dir, &line);
-    } else if let Some(line) = vanished_masks_note(exp, category, &eval, &values) {
+    if let Some(line) = pixel_metrics_note(exp, split, &eval, &values) {
         say(dir, &line);
     }
     let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
@@ -133,9 +131,10 @@ pub(crate) fn evaluate_category(
     Ok(values)
 }
 
-/// Says which anomalous test images without a mask the pixel metrics left out, or that
-/// they are undefined when no anomalous image has one; `None` when nothing was left out.
-fn unmasked_note(
+/// Says which anomalous test images without a mask the pixel metrics left out, or why they
+/// are undefined: no anomalous image has a mask, or every mask lost its pixels when resized
+/// to the evaluated size; `None` when they were computed from every image.
+fn pixel_metrics_note(
     exp: &crate::experiment::Experiment,
     split: &CategorySplit,
     eval: &Evaluation,
@@ -145,15 +144,23 @@ fn unmasked_note(
         .map(String::as_str)
         .filter(|m| is_masked_pixel_metric(m))
         .collect();
-    if eval.unmasked.is_empty() || eval.maps.is_none() || pixel.is_empty() {
+    let computed = values.iter().any(|(m, _)| pixel.contains(&m.as_str()));
+    if eval.maps.is_none() || pixel.is_empty() || eval.unmasked.is_empty() && computed {
         return None;
+    }
+    let (category, n, metrics) = (&split.category, eval.unmasked.len(), pixel.join(", "));
+    if eval.unmasked.is_empty() {
+        return Some(format!(
+            "[{category}] {metrics} undefined: no test mask marks a pixel at data.image_size = \
+             {} (the defects vanish when the masks are resized; no row written)",
+            exp.data.image_size
+        ));
     }
     let defects: std::collections::BTreeSet<&str> = (eval.unmasked.iter())
         .map(|&i| split.test[i].defect.as_str())
         .collect();
     let defects = defects.into_iter().collect::<Vec<_>>().join(", ");
-    let (category, n, metrics) = (&split.category, eval.unmasked.len(), pixel.join(", "));
-    Some(if values.iter().any(|(m, _)| pixel.contains(&m.as_str())) {
+    Some(if computed {
         format!(
             "[{category}] {n} anomalous test image(s) without a mask ({defects}) left out of \
              {metrics}: their defect pixels are unknown"
@@ -164,31 +171,6 @@ fn unmasked_note(
              without: {defects}; no row written)"
         )
     })
-}
-
-/// Says that the pixel metrics are undefined because no anomalous pixel is left at the
-/// evaluated size (every anomalous image has a mask, but none marks a pixel once resized);
-/// `None` otherwise.
-fn vanished_masks_note(
-    exp: &crate::experiment::Experiment,
-    category: &str,
-    eval: &Evaluation,
-    values: &[(String, f64)],
-) -> Option<String> {
-    let pixel: Vec<&str> = (exp.eval.metrics.iter())
-        .map(String::as_str)
-        .filter(|m| is_masked_pixel_metric(m))
-        .collect();
-    let computed = values.iter().any(|(m, _)| pixel.contains(&m.as_str()));
-    if pixel.is_empty() || computed || eval.maps.is_none() || !eval.unmasked.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "[{category}] {} undefined: no test mask marks a pixel at data.image_size = {} (the \
-         defects vanish when the masks are resized; no row written)",
-        pixel.join(", "),
-        exp.data.image_size
-    ))
 }
 
 /// `overlays/<category>.png` ([`crate::overlay`]), when asked for and the method gives maps
