@@ -81,7 +81,7 @@ pub fn register(registry: &mut Registry) {
         min_epochs: |_| (1, None),
         anomaly_maps: true,
         class_predictions: false,
-        check_data: |_, _| Ok(()),
+        check_data: memae::check_data,
         build: memae::build,
     });
     registry.add_method(MethodEntry {

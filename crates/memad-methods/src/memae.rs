@@ -279,6 +279,73 @@ pub fn resolve(
     to_toml_value(&parse(section, path, registry)?)
 }
 
+/// Registry `check_data`: the input must be the clips the model is built for, labelled by
+/// the frame its score and map belong to.
+///
+/// - `video`: the score is the clip's error and the map is the clip's centre frame (index
+///   `T / 2`), so the sample must be labelled by that centre: `[data.clip] mode =
+///   "centred"` or `"centred_valid"`. `mode = "predict"` labels a clip by its last frame
+///   (`T - 1 - T / 2` frames after the centre, 7 for 16-frame clips): its score and map
+///   would go to a frame other than theirs, the map compared with that frame's mask. `[data.clip] frames` must equal `method.frames` (the loader stacks
+///   a clip's frames into `3 * frames` channels, which `forward` checks), and without a
+///   `[data.clip]` a sample is one frame, so `method.frames` must then be 1.
+/// - `image`: one frame per sample: no `[data.clip]`, or one of a single frame.
+pub fn check_data(
+    method: &toml::Value,
+    data: &toml::Value,
+) -> std::result::Result<(), ConfigError> {
+    let clip = data.get("clip");
+    let clip_frames = clip
+        .and_then(|c| c.get("frames"))
+        .and_then(toml::Value::as_integer);
+    let mode = clip
+        .and_then(|c| c.get("mode"))
+        .and_then(toml::Value::as_str);
+    let video = method.get("variant").and_then(toml::Value::as_str) == Some("video");
+    if !video {
+        return match clip_frames {
+            Some(f) if f != 1 => Err(ConfigError::new(
+                "data.clip.frames",
+                format!(
+                    "MemAE's variant = \"image\" reads one frame per sample, got clips of {f} \
+                     frames: leave out [data.clip] (or use variant = \"video\")"
+                ),
+            )),
+            _ => Ok(()),
+        };
+    }
+    if mode == Some("predict") {
+        return Err(ConfigError::new(
+            "data.clip.mode",
+            "MemAE's variant = \"video\" scores a clip at its centre frame (the anomaly map is \
+             the centre frame's): it needs mode = \"centred\" or \"centred_valid\"; mode = \
+             \"predict\" labels each clip by its last frame, so scores, maps and masks would \
+             belong to different frames",
+        ));
+    }
+    let Some(frames) = method.get("frames").and_then(toml::Value::as_integer) else {
+        return Ok(());
+    };
+    match (clip, clip_frames) {
+        (None, _) if frames != 1 => Err(ConfigError::new(
+            "data.clip",
+            format!(
+                "MemAE's variant = \"video\" with method.frames = {frames} reads clips of \
+                 {frames} frames: add [data.clip] with frames = {frames} and mode = \
+                 \"centred\" (or \"centred_valid\"); without it every sample is one frame"
+            ),
+        )),
+        (Some(_), Some(f)) if f != frames => Err(ConfigError::new(
+            "data.clip.frames",
+            format!(
+                "must equal method.frames = {frames} (MemAE's 3D autoencoder is built for \
+                 clips of {frames} frames), got {f}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Registry `build`.
 pub fn build(
     section: &toml::Value,
@@ -1066,6 +1133,73 @@ mod tests {
         assert_eq!(x.size(), [1, 1, 4, 16, 16]);
         let want = gray.permute([0, 2, 1, 3, 4]) * 2.0 - 1.0;
         assert!(x.allclose(&want, 1e-5, 1e-5, false));
+    }
+
+    /// `check_data`: a video clip is labelled by the frame its map shows (its centre, index
+    /// `T / 2` as `video_scores_clips_and_maps_the_centre_frame` checks), so a prediction
+    /// clip (labelled by its last frame) is refused, and the clip must hold `method.frames`
+    /// frames; images take no clip of more than one frame.
+    #[test]
+    fn check_data_wants_centred_clips_of_method_frames() {
+        let mut r = Registry::default();
+        crate::register(&mut r);
+        let entry = r.method("memae", "method.kind").unwrap();
+        let data = |frames: usize, mode: &str| -> toml::Value {
+            toml::from_str(&format!(
+                "batch_size = 4\n[clip]\nframes = {frames}\nmode = \"{mode}\""
+            ))
+            .unwrap()
+        };
+        let no_clip: toml::Value = toml::from_str("batch_size = 4").unwrap();
+        let video = resolve(
+            &section("variant = \"video\"\nframes = 4\n[memory]\nslots = 8"),
+            "method",
+            &registry(),
+        )
+        .unwrap();
+        for mode in ["centred", "centred_valid"] {
+            assert!((entry.check_data)(&video, &data(4, mode)).is_ok(), "{mode}");
+        }
+        let err = (entry.check_data)(&video, &data(4, "predict")).unwrap_err();
+        assert_eq!(err.path, "data.clip.mode");
+        assert!(
+            err.message
+                .contains("needs mode = \"centred\" or \"centred_valid\"")
+                && err.message.contains("labels each clip by its last frame"),
+            "{}",
+            err.message
+        );
+        for frames in [3, 5] {
+            let err = (entry.check_data)(&video, &data(frames, "centred")).unwrap_err();
+            assert_eq!(err.path, "data.clip.frames");
+            assert!(
+                err.message.starts_with("must equal method.frames = 4")
+                    && err.message.ends_with(&format!("got {frames}")),
+                "{}",
+                err.message
+            );
+            // What the first batch would otherwise have found.
+            let m = small_video(16);
+            assert!(tch::no_grad(|| m.score(&batch(3 * frames as i64, 16))).is_err());
+        }
+        let err = (entry.check_data)(&video, &no_clip).unwrap_err();
+        assert_eq!(err.path, "data.clip");
+        assert!(
+            err.message.contains("add [data.clip] with frames = 4"),
+            "{}",
+            err.message
+        );
+        // Images: one frame a sample.
+        let image = resolve(&section("variant = \"image\""), "method", &registry()).unwrap();
+        assert!((entry.check_data)(&image, &no_clip).is_ok());
+        assert!((entry.check_data)(&image, &data(1, "centred")).is_ok());
+        let err = (entry.check_data)(&image, &data(4, "centred")).unwrap_err();
+        assert_eq!(err.path, "data.clip.frames");
+        assert!(
+            err.message.contains("leave out [data.clip]"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -163,18 +163,28 @@ fn parse(
     Ok(cfg)
 }
 
-/// Registry `check_data`: prediction predicts the last frame of its clip, so the clip's
-/// scored frame (the label, mask and score it carries) must be that last frame:
-/// `[data.clip] mode = "predict"`. A centred clip scores its middle frame, which the
-/// prediction would read as input while its score went to another frame.
+/// Registry `check_data`: the input must hold the frames the model reads.
+///
+/// - Prediction predicts the last frame of its clip, so the clip's scored frame (the label,
+///   mask and score it carries) must be that last frame: `[data.clip] mode = "predict"`. A
+///   centred clip scores its middle frame, which the prediction would read as input while
+///   its score went to another frame.
+/// - `method.frames` (past frames + the target for prediction, 1 for reconstruction) must
+///   equal the frames of a sample: `[data.clip] frames`, or 1 without a `[data.clip]` (the
+///   loader stacks a clip's `frames` RGB frames, all of them, the target included, into
+///   `3 * frames` channels, and `forward` refuses any other count). Prediction therefore
+///   needs a `[data.clip]`.
 pub fn check_data(
     method: &toml::Value,
     data: &toml::Value,
 ) -> std::result::Result<(), ConfigError> {
     let predict = method.get("task").and_then(toml::Value::as_str) == Some("predict");
-    let mode = (data.get("clip").and_then(|c| c.get("mode"))).and_then(toml::Value::as_str);
-    match mode {
-        Some(mode) if predict && mode != "predict" => Err(ConfigError::new(
+    let clip = data.get("clip");
+    let mode = clip
+        .and_then(|c| c.get("mode"))
+        .and_then(toml::Value::as_str);
+    if let Some(mode) = mode.filter(|&m| predict && m != "predict") {
+        return Err(ConfigError::new(
             "data.clip.mode",
             format!(
                 "MNAD's task = \"predict\" predicts the last frame of each clip and scores it: \
@@ -182,6 +192,36 @@ pub fn check_data(
                  \"{mode}\" labels each clip by its middle frame, which the prediction reads \
                  as input, while the score is the last frame's"
             ),
+        ));
+    }
+    let Some(frames) = method.get("frames").and_then(toml::Value::as_integer) else {
+        return Ok(());
+    };
+    match clip.map(|c| c.get("frames").and_then(toml::Value::as_integer)) {
+        None if frames != 1 => Err(ConfigError::new(
+            "data.clip",
+            format!(
+                "MNAD's task = \"predict\" with method.frames = {frames} reads clips of \
+                 {frames} frames ({} past frames and the frame predicted): add [data.clip] \
+                 with frames = {frames} and mode = \"predict\"; without it every sample is \
+                 one frame",
+                frames - 1
+            ),
+        )),
+        Some(Some(clip_frames)) if clip_frames != frames => Err(ConfigError::new(
+            "data.clip.frames",
+            match predict {
+                true => format!(
+                    "must equal method.frames = {frames} (MNAD's prediction reads {} past \
+                     frames and predicts the clip's last, all {frames} in the clip), got \
+                     {clip_frames}",
+                    frames - 1
+                ),
+                false => format!(
+                    "must equal method.frames = {frames} (MNAD's reconstruction reads one \
+                     frame; leave out [data.clip]), got {clip_frames}"
+                ),
+            },
         )),
         _ => Ok(()),
     }
@@ -765,16 +805,75 @@ mod tests {
             );
         }
         assert!((entry.check_data)(&predict, &data("predict")).is_ok());
-        let no_clip: toml::Value = toml::from_str("batch_size = 4").unwrap();
-        assert!((entry.check_data)(&predict, &no_clip).is_ok());
         let text =
             "kind = \"mnad\"\ntask = \"reconstruct\"\nframes = 1\npsnr_weight = 0.6\n[memory]";
         let reconstruct = resolve(&toml::from_str(text).unwrap(), "method", &r).unwrap();
-        assert!((entry.check_data)(&reconstruct, &data("centred")).is_ok());
+        let no_clip: toml::Value = toml::from_str("batch_size = 4").unwrap();
+        assert!((entry.check_data)(&reconstruct, &no_clip).is_ok());
 
         let out = tch::no_grad(|| build(&section(""), 16).score(&batch(3, 16))).unwrap();
         assert_eq!(entry.anomaly_maps, out.anomaly_map.is_some());
         assert_eq!(entry.class_predictions, out.class_prediction.is_some());
+    }
+
+    /// `method.frames` counts every frame of a clip (the past ones and the target), as the
+    /// loader stacks them: `[data.clip] frames` must equal it, not be one more or less, and
+    /// prediction needs a clip; `score` refuses what `check_data` refuses.
+    #[test]
+    fn method_frames_must_equal_the_clip_frames() {
+        let mut r = Registry::default();
+        crate::register(&mut r);
+        let entry = r.method("mnad", "method.kind").unwrap();
+        let data = |frames: usize| -> toml::Value {
+            toml::from_str(&format!(
+                "batch_size = 4\n[clip]\nframes = {frames}\nmode = \"predict\""
+            ))
+            .unwrap()
+        };
+        // frames = 3: 2 past frames and the target, a 3-frame clip (9 channels).
+        let predict = resolve(&section(""), "method", &r).unwrap();
+        assert!((entry.check_data)(&predict, &data(3)).is_ok());
+        assert!(tch::no_grad(|| build(&section(""), 16).score(&batch(3, 16))).is_ok());
+        for clip in [2, 4] {
+            let err = (entry.check_data)(&predict, &data(clip)).unwrap_err();
+            assert_eq!(err.path, "data.clip.frames");
+            assert!(
+                err.message.starts_with("must equal method.frames = 3")
+                    && err.message.contains(&format!("got {clip}")),
+                "{}",
+                err.message
+            );
+            // What the first batch would otherwise have found.
+            let m = build(&section(""), 16);
+            assert!(tch::no_grad(|| m.score(&batch(clip as i64, 16))).is_err());
+        }
+        // Prediction without a clip: every sample is one frame.
+        let no_clip: toml::Value = toml::from_str("batch_size = 4").unwrap();
+        let err = (entry.check_data)(&predict, &no_clip).unwrap_err();
+        assert_eq!(err.path, "data.clip");
+        assert!(
+            err.message.contains("add [data.clip] with frames = 3"),
+            "{}",
+            err.message
+        );
+        // Reconstruction reads one frame: no clip, or a clip of one.
+        let text =
+            "kind = \"mnad\"\ntask = \"reconstruct\"\nframes = 1\npsnr_weight = 0.6\n[memory]";
+        let reconstruct = resolve(&toml::from_str(text).unwrap(), "method", &r).unwrap();
+        let centred = |frames: usize| -> toml::Value {
+            toml::from_str(&format!(
+                "batch_size = 4\n[clip]\nframes = {frames}\nmode = \"centred\""
+            ))
+            .unwrap()
+        };
+        assert!((entry.check_data)(&reconstruct, &centred(1)).is_ok());
+        let err = (entry.check_data)(&reconstruct, &centred(3)).unwrap_err();
+        assert_eq!(err.path, "data.clip.frames");
+        assert!(
+            err.message.contains("leave out [data.clip]"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -42,7 +42,11 @@ const TILE_RANGE: (usize, usize) = (160, 256);
 // Layout, in pixels.
 const PAD: u32 = 12;
 const GAP: u32 = 6;
+/// The title band of a one-line title; each further line adds [`TITLE_LINE_H`].
 const TITLE_H: u32 = 34;
+/// Title text size and line height.
+const TITLE_SIZE: u32 = 16;
+const TITLE_LINE_H: u32 = 20;
 const HEADER_H: u32 = 40;
 const LABEL_W: u32 = 92;
 const BAR_W: u32 = 16;
@@ -113,10 +117,25 @@ pub fn write_overlay_grid(
     let tile = size.clamp(TILE_RANGE.0, TILE_RANGE.1);
     let t = tile as u32;
     let cols = chosen.len() as u32;
-    let width = PAD + LABEL_W + cols * t + (cols - 1) * GAP + BAR_AREA_W;
-    let height = TITLE_H + HEADER_H + 2 * t + GAP + PAD;
+    let name = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = format!(
+        "{name}: anomaly maps (one colour range for all {} test maps, up to their 99.9th \
+         percentile; white: ground-truth boundary)",
+        samples.len()
+    );
+    // A grid of few columns is narrower than its title: the title wraps (the canvas widens
+    // only for a word wider than the grid).
+    let (width, title) = title_layout(
+        &title,
+        PAD + LABEL_W + cols * t + (cols - 1) * GAP + BAR_AREA_W,
+    )?;
+    let title_h = title_height(title.len());
+    let height = title_h + HEADER_H + 2 * t + GAP + PAD;
     let mut canvas = image::RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
-    let top = TITLE_H + HEADER_H;
+    let top = title_h + HEADER_H;
     for (c, &i) in chosen.iter().enumerate() {
         let s = &samples[i];
         let input = image::open(&s.image)
@@ -148,14 +167,9 @@ pub fn write_overlay_grid(
         }
     }
 
-    let title = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let (w, h) = (width, height);
     let mut raw = canvas.into_raw();
     {
-        crate::plot::register_fonts();
         let root =
             crate::glyphs::Glyphs(BitMapBackend::with_buffer(&mut raw, (w, h))).into_drawing_area();
         let text = |s: &str, size: u32, pos: (u32, u32), anchor: Pos| {
@@ -165,16 +179,10 @@ pub fn write_overlay_grid(
         };
         let left_top = Pos::new(HPos::Left, VPos::Top);
         let centre = Pos::new(HPos::Center, VPos::Top);
-        text(
-            &format!(
-                "{title}: anomaly maps (one colour range for all {} test maps, up to their \
-                 99.9th percentile; white: ground-truth boundary)",
-                samples.len()
-            ),
-            16,
-            (PAD, 10),
-            left_top,
-        )?;
+        for (k, line) in title.iter().enumerate() {
+            let y = 10 + k as u32 * TITLE_LINE_H;
+            text(line, TITLE_SIZE, (PAD, y), left_top)?;
+        }
         for (c, &i) in chosen.iter().enumerate() {
             let s = &samples[i];
             let x = PAD + LABEL_W + c as u32 * (t + GAP) + t / 2;
@@ -183,13 +191,13 @@ pub fn write_overlay_grid(
             } else {
                 format!("{} (normal)", s.defect)
             };
-            text(&kind, 14, (x, TITLE_H), centre)?;
+            text(&kind, 14, (x, title_h), centre)?;
             let score = match (s.score, s.raw_frame_score) {
                 (Some(v), true) => format!(", raw score {}", short(v)),
                 (Some(v), false) => format!(", score {}", short(v)),
                 (None, _) => String::new(),
             };
-            text(&format!("{}{score}", s.name), 12, (x, TITLE_H + 18), centre)?;
+            text(&format!("{}{score}", s.name), 12, (x, title_h + 18), centre)?;
         }
         let mid = Pos::new(HPos::Left, VPos::Center);
         text("input", 14, (PAD, top + t / 2), mid)?;
@@ -214,6 +222,44 @@ pub fn write_overlay_grid(
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     write_atomic(out, &png.into_inner())
+}
+
+/// The title band's height for a title of `lines` lines.
+fn title_height(lines: usize) -> u32 {
+    TITLE_H + TITLE_LINE_H * lines.saturating_sub(1) as u32
+}
+
+/// Pixels `text` takes at the title's size.
+fn title_width(text: &str) -> anyhow::Result<u32> {
+    crate::plot::register_fonts();
+    let font = ("sans-serif", TITLE_SIZE).into_font();
+    let (w, _) = font
+        .box_size(text)
+        .map_err(|e| anyhow::anyhow!("measuring the title: {e}"))?;
+    Ok(w)
+}
+
+/// The canvas width and the title's lines for a grid `width` px wide: the title broken at
+/// spaces into lines that fit between the side margins ([`PAD`]); the width grows only
+/// when one word alone is wider than that.
+fn title_layout(title: &str, width: u32) -> anyhow::Result<(u32, Vec<String>)> {
+    let mut widest_word = 0;
+    for word in title.split(' ') {
+        widest_word = widest_word.max(title_width(word)?);
+    }
+    let width = width.max(widest_word + 2 * PAD);
+    let room = width - 2 * PAD;
+    let mut lines: Vec<String> = Vec::new();
+    for word in title.split(' ') {
+        match lines.last_mut() {
+            Some(line) if title_width(&format!("{line} {word}"))? <= room => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    Ok((width, lines))
 }
 
 /// The samples a grid shows, in column order (indices into `samples`), at most `n`.
@@ -430,6 +476,68 @@ mod tests {
 
     use super::*;
 
+    /// The title `write_overlay_grid` gives `<category>.png` of `n` samples.
+    fn title(category: &str, n: usize) -> String {
+        format!(
+            "{category}: anomaly maps (one colour range for all {n} test maps, up to their \
+             99.9th percentile; white: ground-truth boundary)"
+        )
+    }
+
+    /// With `eval.overlays = 1` or 2 the grid is narrower than its title, which was cut
+    /// ("...one colour range for all 10 t"): it wraps onto lines that fit, every word kept,
+    /// and its last line is drawn inside the canvas.
+    #[test]
+    fn a_narrow_grid_wraps_its_title() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = 28;
+        let samples: Vec<OverlaySample> = (0..10)
+            .map(|i| {
+                let s = sample(dir.path(), &format!("{i}"), "digit", i < 3);
+                image::GrayImage::from_pixel(28, 28, image::Luma([200]))
+                    .save(&s.image)
+                    .unwrap();
+                s
+            })
+            .collect();
+        let maps = vec![0.5f32; 10 * size * size];
+        for n in [1, 2] {
+            let out = dir.path().join(format!("cols{n}.png"));
+            write_overlay_grid(&out, &samples, &maps, &[], size, n).unwrap();
+            let png = image::open(&out).unwrap().to_rgb8();
+            let n = n as u32;
+            let width = PAD + LABEL_W + n * 160 + (n - 1) * GAP + BAR_AREA_W;
+            assert_eq!(png.width(), width, "the grid keeps its width");
+            let full = title(&format!("cols{n}"), 10);
+            let (_, lines) = title_layout(&full, width).unwrap();
+            assert!(lines.len() >= 2, "{lines:?}");
+            assert_eq!(lines.join(" "), full);
+            for line in &lines {
+                assert!(title_width(line).unwrap() <= width - 2 * PAD, "{line}");
+            }
+            // The header and tiles move down by the extra lines; the last title line has
+            // ink, and no ink runs into the right margin.
+            let title_h = title_height(lines.len());
+            assert_eq!(png.height(), title_h + HEADER_H + 2 * 160 + GAP + PAD);
+            let dark = |x: u32, y: u32| png.get_pixel(x, y).0.iter().all(|&c| c < 128);
+            let last_line = 10 + (lines.len() as u32 - 1) * TITLE_LINE_H;
+            assert!(
+                (last_line..last_line + TITLE_LINE_H)
+                    .any(|y| (PAD..width - PAD).any(|x| dark(x, y))),
+                "no ink on the last title line"
+            );
+            assert!((0..title_h).all(|y| (width - PAD + 2..width).all(|x| !dark(x, y))));
+        }
+        // A wide grid keeps a one-line title.
+        let wide = PAD + LABEL_W + 8 * 256 + 7 * GAP + BAR_AREA_W;
+        assert_eq!(title_layout(&title("carpet", 10), wide).unwrap().1.len(), 1);
+        // A word wider than the grid widens the canvas.
+        let long = "x".repeat(80);
+        let (w, lines) = title_layout(&format!("{long} y"), 100).unwrap();
+        assert!(w >= title_width(&long).unwrap() + 2 * PAD, "{w}");
+        assert_eq!(lines[0], long);
+    }
+
     fn sample(dir: &Path, name: &str, defect: &str, label: bool) -> OverlaySample {
         OverlaySample {
             image: dir.join(format!("{name}.png")),
@@ -518,9 +626,11 @@ mod tests {
         let png = image::open(&out).unwrap().to_rgb8();
         // 4 columns: 3 anomalies, 1 normal (n / 3 = 1 reserved).
         let t = size as u32;
-        assert_eq!(png.width(), PAD + LABEL_W + 4 * t + 3 * GAP + BAR_AREA_W);
-        assert_eq!(png.height(), TITLE_H + HEADER_H + 2 * t + GAP + PAD);
-        let (x0, y0) = (PAD + LABEL_W, TITLE_H + HEADER_H + t + GAP);
+        let width = PAD + LABEL_W + 4 * t + 3 * GAP + BAR_AREA_W;
+        assert_eq!(png.width(), width);
+        let title_h = title_height(title_layout(&title("carpet", 5), width).unwrap().1.len());
+        assert_eq!(png.height(), title_h + HEADER_H + 2 * t + GAP + PAD);
+        let (x0, y0) = (PAD + LABEL_W, title_h + HEADER_H + t + GAP);
         let at = |x: u32, y: u32| png.get_pixel(x0 + x, y0 + y).0;
         // Boundary pixels (1 px wide at 192 px) carry the contour colour ...
         for (x, y) in [(60, 40), (119, 40), (60, 99), (119, 99), (90, 40), (60, 70)] {
@@ -534,7 +644,7 @@ mod tests {
         assert_eq!(at(90, 70), [109, 35, 50]);
         // The input row is the image itself.
         assert_eq!(
-            png.get_pixel(x0 + 10, TITLE_H + HEADER_H + 20).0,
+            png.get_pixel(x0 + 10, title_h + HEADER_H + 20).0,
             [10, 20, 100]
         );
         // The normal column (the last) has no contour anywhere.
@@ -559,7 +669,12 @@ mod tests {
         let out = dir.path().join("mnist.png");
         write_overlay_grid(&out, &samples, &maps, &[], size, 8).unwrap();
         let png = image::open(&out).unwrap();
-        assert_eq!(png.height(), TITLE_H + HEADER_H + 2 * 160 + GAP + PAD);
+        let width = PAD + LABEL_W + 3 * 160 + 2 * GAP + BAR_AREA_W;
+        let lines = title_layout(&title("mnist", 3), width).unwrap().1.len();
+        assert_eq!(
+            png.height(),
+            title_height(lines) + HEADER_H + 2 * 160 + GAP + PAD
+        );
         let err = write_overlay_grid(&out, &samples, &maps[1..], &[], size, 8)
             .unwrap_err()
             .to_string();

@@ -4,7 +4,9 @@
 use super::*;
 
 /// One row of `memory/<category>.csv`: the share of one memory item (`None`: the test set
-/// has no sample of that label).
+/// has no sample of that label, or no read of its samples put weight on any item, as when
+/// MemAE's hard shrinkage empties every read; `evaluate::write_memory_usage` leaves both
+/// empty, and [`CategoryUsage::samples`] tells them apart).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct UsageRow {
     pub memory: String,
@@ -18,13 +20,55 @@ pub struct UsageRow {
 pub struct CategoryUsage {
     pub category: String,
     pub rows: Vec<UsageRow>,
+    /// `(normal, anomalous)` test samples of the category, from its `scores/<category>.csv`
+    /// (the samples whose reads the shares sum; [`count_samples`]); `None` without it.
+    pub samples: Option<(usize, usize)>,
 }
 
-/// One heat map: a row of shares per label (`None`: no sample), a column per item.
+/// A heat-map row: each item's share, or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+enum RowShares {
+    Shares(Vec<f64>),
+    /// The test set has no sample of this label.
+    NoSample,
+    /// This many samples were scored, and no read of theirs put weight on any item (every
+    /// read emptied, as MemAE's hard shrinkage does when every weight is under its
+    /// threshold).
+    NoWeight(usize),
+    /// No shares, and no scores file to tell whether there were samples.
+    Unknown,
+}
+
+impl RowShares {
+    fn shares(&self) -> Option<&Vec<f64>> {
+        match self {
+            RowShares::Shares(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// What a row without shares says instead.
+    fn why_empty(&self) -> String {
+        match self {
+            RowShares::Shares(_) => String::new(),
+            RowShares::NoSample => "no test image with this label".into(),
+            RowShares::NoWeight(n) => format!(
+                "no weight on any item: every read of its {n} test image{} was emptied \
+                 (e.g. by the hard shrinkage)",
+                if *n == 1 { "" } else { "s" }
+            ),
+            RowShares::Unknown => "no weight on any item, or no test image with this label".into(),
+        }
+    }
+}
+
+/// One heat map: a row per label, a column per item (`items` of them, whether or not any
+/// row has shares).
 #[derive(Debug, Clone, PartialEq)]
 struct HeatPanel {
     memory: String,
-    rows: Vec<(String, Option<Vec<f64>>)>,
+    items: usize,
+    rows: Vec<(String, RowShares)>,
 }
 
 /// `memory/*.csv` of a run, sorted by category (empty without the folder).
@@ -43,11 +87,26 @@ pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
             let rows = csv::Reader::from_path(&path)
                 .and_then(|mut r| r.deserialize().collect::<Result<Vec<UsageRow>, _>>())
                 .with_context(|| format!("reading {}", path.display()))?;
-            found.push(CategoryUsage { category, rows });
+            found.push(CategoryUsage {
+                category,
+                rows,
+                samples: None,
+            });
         }
     }
     found.sort_by(|a, b| a.category.cmp(&b.category));
     Ok(found)
+}
+
+/// Sets each category's [`CategoryUsage::samples`] from its scores (one row per test
+/// sample, as `evaluate::write_scores` writes them, labelled as the usage sums split them).
+pub fn count_samples(usage: &mut [CategoryUsage], scores: &[Scores]) {
+    for u in usage {
+        u.samples = (scores.iter().find(|s| s.category == u.category)).map(|s| {
+            let anomalous = s.labels.iter().filter(|&&l| l).count();
+            (s.labels.len() - anomalous, anomalous)
+        });
+    }
 }
 
 /// The memories of `rows` in file order, each with its rows in item order.
@@ -65,20 +124,37 @@ fn memories(rows: &[UsageRow]) -> Vec<(String, Vec<&UsageRow>)> {
     out
 }
 
-/// Shares of one column, `None` when any item has none (no sample of that label).
-fn column(items: &[&UsageRow], get: impl Fn(&UsageRow) -> Option<f64>) -> Option<Vec<f64>> {
-    items.iter().map(|r| get(r)).collect()
+/// Shares of one column; when any item has none, why, from the `samples` of that label
+/// (`None`: unknown).
+fn column(
+    items: &[&UsageRow],
+    get: impl Fn(&UsageRow) -> Option<f64>,
+    samples: Option<usize>,
+) -> RowShares {
+    match items.iter().map(|r| get(r)).collect::<Option<Vec<f64>>>() {
+        Some(shares) => RowShares::Shares(shares),
+        None => match samples {
+            Some(0) => RowShares::NoSample,
+            Some(n) => RowShares::NoWeight(n),
+            None => RowShares::Unknown,
+        },
+    }
 }
 
 /// One category's panels: a panel per memory, rows normal / anomalous.
 fn category_panels(usage: &CategoryUsage) -> Vec<HeatPanel> {
+    let (normal, anomalous) = (usage.samples.map(|s| s.0), usage.samples.map(|s| s.1));
     memories(&usage.rows)
         .into_iter()
         .map(|(memory, items)| HeatPanel {
             memory,
+            items: items.len(),
             rows: vec![
-                ("normal".into(), column(&items, |r| r.normal)),
-                ("anomalous".into(), column(&items, |r| r.anomalous)),
+                ("normal".into(), column(&items, |r| r.normal, normal)),
+                (
+                    "anomalous".into(),
+                    column(&items, |r| r.anomalous, anomalous),
+                ),
             ],
         })
         .collect()
@@ -91,15 +167,17 @@ fn class_panels(all: &[CategoryUsage]) -> Vec<HeatPanel> {
     };
     memories(&first.rows)
         .into_iter()
-        .map(|(memory, _)| HeatPanel {
+        .map(|(memory, items)| HeatPanel {
+            items: items.len(),
             rows: all
                 .iter()
                 .map(|u| {
                     let items = memories(&u.rows)
                         .into_iter()
                         .find(|(m, _)| *m == memory)
-                        .map(|(_, items)| column(&items, |r| r.normal))
-                        .unwrap_or_default();
+                        .map_or(RowShares::Unknown, |(_, items)| {
+                            column(&items, |r| r.normal, u.samples.map(|s| s.0))
+                        });
                     (u.category.clone(), items)
                 })
                 .collect(),
@@ -261,17 +339,14 @@ fn draw_heat_panel<DB: DrawingBackend>(
     panel: &HeatPanel,
     per_class: Option<usize>,
 ) -> anyhow::Result<()> {
-    let slots = panel
-        .rows
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().map(Vec::len))
-        .max()
-        .unwrap_or(0);
+    // The panel's items, whether or not any row has shares (every read emptied leaves
+    // none).
+    let slots = panel.items;
     let scale = ShareScale::of(
         panel
             .rows
             .iter()
-            .filter_map(|(_, r)| r.as_ref())
+            .filter_map(|(_, r)| r.shares())
             .flatten()
             .copied(),
     );
@@ -335,7 +410,7 @@ fn draw_heat_panel<DB: DrawingBackend>(
     for (r, (_, shares)) in panel.rows.iter().enumerate() {
         let y = (n - 1 - r) as f64;
         match shares {
-            Some(shares) => {
+            RowShares::Shares(shares) => {
                 chart
                     .draw_series(bin_max(shares, bins).into_iter().map(|(a, b, s)| {
                         Rectangle::new(
@@ -364,7 +439,7 @@ fn draw_heat_panel<DB: DrawingBackend>(
                         .map_err(drawing)?;
                 }
             }
-            None => {
+            empty => {
                 let grey = RGBColor(225, 225, 225);
                 chart
                     .draw_series([Rectangle::new(
@@ -374,7 +449,7 @@ fn draw_heat_panel<DB: DrawingBackend>(
                     .map_err(drawing)?;
                 chart
                     .draw_series([Text::new(
-                        "no test image with this label",
+                        empty.why_empty(),
                         (slots as f64 / 2.0, y + 0.5),
                         ("sans-serif", 13)
                             .into_font()
@@ -565,23 +640,33 @@ mod tests {
              scale2,0,1.0,\nscale2,1,0.0,\n",
         )
         .unwrap();
-        let usage = read_usage_dir(&memory).unwrap();
+        let mut usage = read_usage_dir(&memory).unwrap();
         assert_eq!(usage[0].category, "a");
+        assert_eq!(usage[1].samples, None);
+        assert_eq!(
+            category_panels(&usage[1])[0].rows[1],
+            ("anomalous".into(), RowShares::Unknown)
+        );
+        usage[1].samples = Some((3, 0));
         let panels = category_panels(&usage[0]);
         assert_eq!(panels.len(), 2);
         assert_eq!(panels[1].memory, "scale2");
         // Items in item order, whatever the file order.
-        assert_eq!(panels[1].rows[0], ("normal".into(), Some(vec![0.6, 0.4])));
+        assert_eq!(panels[1].items, 2);
+        assert_eq!(
+            panels[1].rows[0],
+            ("normal".into(), RowShares::Shares(vec![0.6, 0.4]))
+        );
         assert_eq!(
             category_panels(&usage[1])[0].rows[1],
-            ("anomalous".into(), None)
+            ("anomalous".into(), RowShares::NoSample)
         );
         let classes = class_panels(&usage);
         assert_eq!(
             classes[0].rows,
             [
-                ("a".to_string(), Some(vec![0.75, 0.25])),
-                ("b".to_string(), Some(vec![0.1, 0.9]))
+                ("a".to_string(), RowShares::Shares(vec![0.75, 0.25])),
+                ("b".to_string(), RowShares::Shares(vec![0.1, 0.9]))
             ]
         );
         register_fonts();
@@ -608,6 +693,68 @@ mod tests {
             svg.contains("anomalous") && svg.contains("75%"),
             "labels and shares"
         );
+        let svg = std::fs::read_to_string(out.join("memory_b.svg")).unwrap();
+        assert!(svg.contains("no test image with this label"), "{svg}");
+    }
+
+    /// MemAE's hard shrinkage can empty every read (`memad run
+    /// experiments/memae_ped2_cpu.toml --smoke`): `memory/<category>.csv` then has its 2000
+    /// items with no share in either column. The figure keeps the item count and says that
+    /// the reads were emptied, not that the test set has no such image.
+    #[test]
+    fn every_read_emptied_is_no_weight_not_no_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path();
+        std::fs::create_dir_all(run_dir.join("memory")).unwrap();
+        std::fs::create_dir_all(run_dir.join("scores")).unwrap();
+        let mut csv = String::from("memory,item,normal,anomalous\n");
+        for i in 0..2000 {
+            csv += &format!("memory,{i},,\n");
+        }
+        std::fs::write(run_dir.join("memory/ped2.csv"), csv).unwrap();
+        // 3 normal and 2 anomalous test frames.
+        let mut scores = String::from("image,video,defect,label,score\n");
+        for (k, label) in [0, 0, 1, 1, 0].into_iter().enumerate() {
+            scores += &format!("/d/01/{k:03}.jpg,01,x,{label},0.{k}\n");
+        }
+        std::fs::write(run_dir.join("scores/ped2.csv"), scores).unwrap();
+        let mut usage = read_usage_dir(&run_dir.join("memory")).unwrap();
+        count_samples(
+            &mut usage,
+            &[super::read_scores(&run_dir.join("scores/ped2.csv")).unwrap()],
+        );
+        assert_eq!(usage[0].samples, Some((3, 2)));
+        let panels = category_panels(&usage[0]);
+        assert_eq!(panels[0].items, 2000);
+        assert_eq!(
+            panels[0].rows,
+            [
+                ("normal".to_string(), RowShares::NoWeight(3)),
+                ("anomalous".to_string(), RowShares::NoWeight(2))
+            ]
+        );
+        // Through `memad plot`: the figure's text.
+        let out = run_dir.join("plots");
+        let written = super::run(run_dir, Some(&out)).unwrap();
+        assert!(
+            written.contains(&out.join("memory_ped2.svg")),
+            "{written:?}"
+        );
+        let svg = std::fs::read_to_string(out.join("memory_ped2.svg")).unwrap();
+        assert!(
+            svg.contains("memory (2000 items") && svg.contains("uniform use = 0.05% each"),
+            "{svg}"
+        );
+        assert!(!svg.contains("(0 items"), "{svg}");
+        assert!(!svg.contains("no test image with this label"), "{svg}");
+        for n in ["3 test images", "2 test images"] {
+            assert!(
+                svg.contains(&format!(
+                    "no weight on any item: every read of its {n} was emptied"
+                )),
+                "{n}: {svg}"
+            );
+        }
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //!   precision) dashed in the same colour;
 //! - `frames_<category>.{png,svg}` for video runs (a non-empty `video` column): each test
 //!   video's frame score against the dataset's frame number, anomalous frames shaded (12
-//!   videos a page; more pages are `frames_<category>_<page>.*`);
+//!   videos a page; more pages are `frames_<category>_<page>.*`; a video with one scored
+//!   frame is a marker), ticks on whole frames;
 //! - `memory_<category>.{png,svg}` for methods with a memory (`memory/<category>.csv`): a heat
 //!   map per memory, rows normal / anomalous test images, a column per item (or per bin of
 //!   items, showing the largest share, where items are narrower than 2 px), colour = the
 //!   item's share of the addressing weight (colour bar in percent, the uniform share marked:
-//!   of a class's own items where each class reads only its own, as in MDD-Net);
+//!   of a class's own items where each class reads only its own, as in MDD-Net); a row
+//!   without shares says why: no test image of its label, or (the scores file has some)
+//!   no weight on any item, every read emptied (MemAE's hard shrinkage);
 //!   `memory_all.{png,svg}` in a multi-class run: a row per category.
 //!
 //! Video categories are plotted with the frame scores the `frame_auroc_*` metrics rank
@@ -452,7 +455,7 @@ macro_rules! png_and_svg {
 mod ablation;
 mod memory_heatmap;
 pub use ablation::{ablation, AblationSpec};
-use memory_heatmap::{plot_memory_usage, read_usage_dir, CategoryUsage};
+use memory_heatmap::{count_samples, plot_memory_usage, read_usage_dir, CategoryUsage};
 
 /// `stem` + `suffix` (`with_extension` would cut a stem holding a dot, e.g. a dotted key).
 fn with_suffix(stem: &Path, suffix: &str) -> PathBuf {
@@ -736,7 +739,9 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
         false => Vec::new(),
     };
     let scores = read_scores_dir(&run_dir.join("scores"))?;
-    let usage = read_usage_dir(&run_dir.join("memory"))?;
+    let mut usage = read_usage_dir(&run_dir.join("memory"))?;
+    // Which labels have samples: a row without shares had none, or kept no weight.
+    count_samples(&mut usage, &scores);
     let mut written = Vec::new();
     let drawn = draw_run(
         &losses,
@@ -1331,20 +1336,25 @@ fn draw_frames<DB: DrawingBackend + Raster>(
     let (lo, hi) = padded_range(scores.iter().copied());
     for (panel, rows) in panels.iter().zip(page.iter()) {
         let frames = frame_numbers(s, rows);
-        let first = frames.iter().min().copied().unwrap_or(0) as f64;
-        let last = frames.iter().max().copied().unwrap_or(0) as f64;
+        let (range, ticks) = frame_axis(&frames);
         let mut chart = ChartBuilder::on(panel)
             .caption(&s.videos[rows[0]], ("sans-serif", 15))
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(55)
-            .build_cartesian_2d(first - 0.5..last + 0.5, lo..hi)
+            .build_cartesian_2d(
+                KeyAxis {
+                    range,
+                    keys: ticks.iter().map(|&t| t as f64).collect(),
+                    labels: ticks.iter().map(|t| t.to_string()).collect(),
+                },
+                lo..hi,
+            )
             .map_err(drawing)?;
         chart
             .configure_mesh()
             .x_desc("frame (the dataset's number)")
             .y_desc(scoring.axis_label())
-            .x_label_formatter(&|x| format!("{x:.0}"))
             .label_style(("sans-serif", 12))
             .axis_desc_style(("sans-serif", 11))
             .light_line_style(WHITE.mix(0.0))
@@ -1360,10 +1370,49 @@ fn draw_frames<DB: DrawingBackend + Raster>(
                 )
             }))
             .map_err(drawing)?;
-        let points = (frames.iter().zip(rows)).map(|(&f, &i)| (f as f64, scores[i]));
-        draw_line(&chart, points, look(0), 2)?;
+        let points: Vec<(f64, f64)> = (frames.iter().zip(rows))
+            .map(|(&f, &i)| (f as f64, scores[i]))
+            .collect();
+        let look = look(0);
+        match points.len() {
+            // A line needs two points: a video with one scored frame gets a marker.
+            1 => chart
+                .draw_series(points.iter().map(|&p| {
+                    EmptyElement::at(p)
+                        + Polygon::new(marker_shape(look.marker), look.color.filled())
+                }))
+                .map(|_| ())
+                .map_err(drawing)?,
+            _ => {
+                draw_line(&chart, points, look, 2)?;
+            }
+        }
     }
     Ok(())
+}
+
+/// The x axis of a video's frame scores: the range (half a frame beyond the first and last
+/// frames; one frame each side for a single frame, so it sits between its neighbours) and
+/// its ticks, whole frame numbers every 1, 2 or 5 times a power of ten (about 10 of them),
+/// none below frame 0.
+fn frame_axis(frames: &[usize]) -> (std::ops::Range<f64>, Vec<usize>) {
+    let first = frames.iter().min().copied().unwrap_or(0);
+    let last = frames.iter().max().copied().unwrap_or(0);
+    let pad = if first == last { 1.0 } else { 0.5 };
+    let range = first as f64 - pad..last as f64 + pad;
+    let raw = (range.end - range.start) / 10.0;
+    let power = 10f64.powf(raw.log10().floor()).max(1.0);
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| (m * power) as usize)
+        .find(|&s| s as f64 >= raw)
+        .unwrap_or(10 * power as usize)
+        .max(1);
+    let lowest = range.start.max(0.0).ceil() as usize;
+    let ticks = (lowest.div_ceil(step) * step..=range.end.floor() as usize)
+        .step_by(step)
+        .collect();
+    (range, ticks)
 }
 
 /// A dotted key's value in a TOML document.
@@ -1546,6 +1595,61 @@ mod tests {
             pr_curve(&[3.0, 2.0, 1.0], &[true, false, false]),
             [(0.0, 1.0), (1.0, 1.0)]
         );
+    }
+
+    #[test]
+    fn frame_axes_tick_whole_frames() {
+        // One frame: a frame of room each side, ticks on whole frames only.
+        assert_eq!(frame_axis(&[25]), (24.0..26.0, vec![24, 25, 26]));
+        assert_eq!(frame_axis(&[0]), (-1.0..1.0, vec![0, 1]));
+        assert_eq!(frame_axis(&[5, 6]), (4.5..6.5, vec![5, 6]));
+        assert_eq!(frame_axis(&[4, 5, 6, 7]).1, [4, 5, 6, 7]);
+        assert_eq!(
+            frame_axis(&(4..=180).collect::<Vec<_>>()).1,
+            (20..=180).step_by(20).collect::<Vec<_>>()
+        );
+        assert_eq!(frame_axis(&[8, 30]).1, [10, 15, 20, 25, 30]);
+    }
+
+    /// A video with one scored frame (MNAD's prediction skips the first `frames - 1` of
+    /// each video, and `--smoke` keeps few frames) is drawn as a marker, its axis ticked
+    /// once per whole frame; a line needs two points.
+    #[test]
+    fn a_video_of_one_frame_is_a_marker_on_whole_frame_ticks() {
+        register_fonts();
+        let s = Scores {
+            category: "ped2".into(),
+            images: vec![
+                "/f/01/025.jpg".into(),
+                "/f/02/004.jpg".into(),
+                "/f/02/005.jpg".into(),
+            ],
+            videos: vec!["01".into(), "02".into(), "02".into()],
+            labels: vec![false, false, true],
+            scores: vec![0.5, 0.2, 0.9],
+            parts: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let scores: Vec<f64> = s.scores.iter().map(|&v| f64::from(v)).collect();
+        plot_frames(&s, &scores, &FrameScoring::Raw, dir.path()).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("frames_ped2.svg")).unwrap();
+        let label = |t: &str| svg.matches(&format!(">\n{t}\n</text>")).count();
+        assert_eq!((label("24"), label("25"), label("26")), (1, 1, 1), "{svg}");
+        assert!(
+            !svg.contains(">\n24.5\n<") && !svg.contains(">\n25.0\n<"),
+            "{svg}"
+        );
+        // The marker: pixels of the series colour in the left panel (video 01); plotters'
+        // SVG draws the marker as a polygon filled with it.
+        let blue = COLORS[0];
+        let png = image::open(dir.path().join("frames_ped2.png"))
+            .unwrap()
+            .to_rgb8();
+        let inked = (png.enumerate_pixels())
+            .filter(|(x, _, p)| *x < png.width() / 2 && p.0 == [blue.0, blue.1, blue.2])
+            .count();
+        assert!(inked >= 20, "{inked} marker pixels");
+        assert!(svg.contains("<polygon"), "{svg}");
     }
 
     #[test]
