@@ -413,37 +413,36 @@ mod tests {
             class: None,
             synthetic: None,
         };
-        let mut losses = Vec::new();
-        for (extra, form) in [
-            ("", CosineForm::Flattened),
-            ("loss = \"per_pixel\"", CosineForm::PerPixel),
-        ] {
+        // mean_b [1 - cos(vec t, vec s)] and mean_{b,h,w} [1 - cos(t(h,w), s(h,w))].
+        let flattened = |t: &Tensor, s: &Tensor| {
+            Tensor::cosine_similarity(&t.reshape([2, -1]), &s.reshape([2, -1]), 1, 1e-8)
+        };
+        let per_pixel = |t: &Tensor, s: &Tensor| Tensor::cosine_similarity(t, s, 1, 1e-8);
+        let distance = |cos: Tensor| (1f64 - cos).mean(None::<tch::Kind>).double_value(&[]);
+        for (extra, per_pixel_form) in [("", false), ("loss = \"per_pixel\"", true)] {
             let mut m = build_with(extra);
             let out = m.train_step(&batch).unwrap();
+            // The same outputs again (train mode: batch statistics, nothing updated).
             let (teacher, student) = m.forward(&x, true);
             let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
             assert_eq!(names, ["cos_stride4", "cos_stride8", "cos_stride16"]);
             for ((term, t), s) in out.terms.iter().zip(&teacher).zip(&student) {
-                let cos = match form {
-                    // mean_b [1 - cos(vec t, vec s)]
-                    CosineForm::Flattened => {
-                        Tensor::cosine_similarity(&t.reshape([2, -1]), &s.reshape([2, -1]), 1, 1e-8)
-                    }
-                    // mean_{b,h,w} [1 - cos(t(h,w), s(h,w))], cosines over channels
-                    CosineForm::PerPixel => Tensor::cosine_similarity(t, s, 1, 1e-8),
+                let (flat, pixel) = (distance(flattened(t, s)), distance(per_pixel(t, s)));
+                let (want, other) = match per_pixel_form {
+                    true => (pixel, flat),
+                    false => (flat, pixel),
                 };
-                let want = (1f64 - cos).mean(None::<tch::Kind>).double_value(&[]);
                 let got = term.value.double_value(&[]);
                 assert!((got - want).abs() < 1e-5, "{}: {got} vs {want}", term.name);
+                assert!(
+                    (got - other).abs() > 1e-4,
+                    "{}: the other form too",
+                    term.name
+                );
             }
             let sum: f64 = out.terms.iter().map(|t| t.value.double_value(&[])).sum();
-            losses.push(out.loss.double_value(&[]));
-            assert!(
-                (losses.last().unwrap() - sum).abs() < 1e-5,
-                "the loss sums its terms"
-            );
+            let loss = out.loss.double_value(&[]);
+            assert!((loss - sum).abs() < 1e-5, "the loss sums its terms");
         }
-        // Same seed, same network: only the form differs, and so do the losses.
-        assert!((losses[0] - losses[1]).abs() > 1e-4, "{losses:?}");
     }
 }

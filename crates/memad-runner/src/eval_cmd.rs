@@ -116,8 +116,12 @@ fn trained_keys_of(kind: &str) -> &'static [&'static str] {
         ],
         // Must match `[data.clip] frames`, which an evaluation cannot change.
         "mnad" | "memae" => &["method.frames"],
-        // Nothing of these only scores; the rest changes the variables' shapes.
+        // Nothing of these only scores (MSCM's score reads its memories' nearest items, not
+        // their softmax: the memory's temperature only trains); a key that changes a
+        // variable's shape fails to load anyway, but `scales` and `detector.deviation` are
+        // listed to say why.
         "mscm" | "contrastive" => &[
+            "method.memory.temperature",
             "method.stage1_epochs",
             "method.scales",
             "method.ntxent_temperature",
@@ -618,6 +622,7 @@ mod tests {
             ("mscm", "method.augment.flip"),
             ("mscm", "method.detector.deviation"),
             ("mscm", "method.memory.anomaly_margin"),
+            ("mscm", "method.memory.temperature"),
             ("contrastive", "method.ntxent_temperature"),
         ] {
             refused_as_trained(key, kind);

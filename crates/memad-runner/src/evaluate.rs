@@ -149,21 +149,30 @@ fn pixel_metrics_note(
         return None;
     }
     let (category, n, metrics) = (&split.category, eval.unmasked.len(), pixel.join(", "));
+    let lost = format!(
+        "no test mask marks a pixel at the evaluated size (data.image_size = {}: the defects \
+         vanish when the masks are resized or cropped)",
+        exp.data.image_size
+    );
     if eval.unmasked.is_empty() {
         return Some(format!(
-            "[{category}] {metrics} undefined: no test mask marks a pixel at data.image_size = \
-             {} (the defects vanish when the masks are resized; no row written)",
-            exp.data.image_size
+            "[{category}] {metrics} undefined: {lost}; no row written"
         ));
     }
     let defects: std::collections::BTreeSet<&str> = (eval.unmasked.iter())
         .map(|&i| split.test[i].defect.as_str())
         .collect();
     let defects = defects.into_iter().collect::<Vec<_>>().join(", ");
+    let anomalous = eval.labels.iter().filter(|&&l| l).count();
     Some(if computed {
         format!(
             "[{category}] {n} anomalous test image(s) without a mask ({defects}) left out of \
              {metrics}: their defect pixels are unknown"
+        )
+    } else if n < anomalous {
+        format!(
+            "[{category}] {metrics} undefined: {n} anomalous test image(s) without a mask \
+             ({defects}), and of the others {lost}; no row written"
         )
     } else {
         format!(

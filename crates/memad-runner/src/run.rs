@@ -958,7 +958,7 @@ fn non_finite_tensors(vs: &nn::VarStore, state: &[(String, Tensor)]) -> Vec<Stri
     }
     let finite: Vec<Tensor> = named.iter().map(|(_, t)| t.isfinite().all()).collect();
     let finite = Tensor::stack(&finite, 0).to_kind(Kind::Int64);
-    let finite = Vec::<i64>::try_from(finite.to_device(Device::Cpu)).unwrap_or_default();
+    let finite = Vec::<i64>::try_from(finite.to_device(Device::Cpu)).expect("[N] int64 flags");
     (named.into_iter().zip(finite))
         .filter(|(_, ok)| *ok == 0)
         .map(|((name, _), _)| name)
@@ -1177,7 +1177,10 @@ fn train_model(
         // stop before saving it, so that a resume starts from the last sound epoch.
         let broken = non_finite_tensors(method.trainable(), &method.state());
         if !broken.is_empty() {
-            let last = train.len() % exp.data.batch_size;
+            let last = match train.len() % exp.data.batch_size {
+                0 => exp.data.batch_size,
+                rest => rest,
+            };
             anyhow::bail!(
                 "[{category}] epoch {epoch}: {} tensor(s) hold NaN or inf after the epoch ({}); \
                  nothing of it is saved. {}",
