@@ -307,6 +307,60 @@ fn check_dataset_root(run: &Path, loaded: &Loaded, explicit: bool) -> anyhow::Re
     Ok(())
 }
 
+/// How the test images of `split` (under the dataset root `root` now) differ from those the
+/// run scored (`scores/<category>.csv`, under the `dataset_root` of its `run.toml`), by
+/// their paths below each root; `None` when they are the same or the run has no scores
+/// for the category.
+fn test_set_change(
+    run: &Path,
+    split: &CategorySplit,
+    root: &str,
+) -> anyhow::Result<Option<String>> {
+    let scores = run.join(format!("scores/{}.csv", split.category));
+    if !scores.is_file() {
+        return Ok(None);
+    }
+    let meta = std::fs::read_to_string(run.join("run.toml")).unwrap_or_default();
+    let meta: toml::Table = toml::from_str(&meta).unwrap_or_default();
+    let recorded = meta
+        .get("dataset_root")
+        .and_then(|v| v.as_str())
+        .unwrap_or(root);
+    let below = |path: &str, root: &str| -> String {
+        let p = Path::new(path);
+        p.strip_prefix(root).unwrap_or(p).display().to_string()
+    };
+    let mut reader =
+        csv::Reader::from_path(&scores).with_context(|| format!("reading {}", scores.display()))?;
+    let column = (reader.headers()?.iter())
+        .position(|h| h == "image")
+        .with_context(|| format!("{}: no `image` column", scores.display()))?;
+    let mut scored = std::collections::BTreeSet::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("reading {}", scores.display()))?;
+        scored.insert(below(&record[column], recorded));
+    }
+    let now: std::collections::BTreeSet<String> = (split.test.iter())
+        .map(|s| below(&s.image.display().to_string(), root))
+        .collect();
+    if scored == now {
+        return Ok(None);
+    }
+    let gone: Vec<&String> = scored.difference(&now).collect();
+    let new: Vec<&String> = now.difference(&scored).collect();
+    let first = gone
+        .first()
+        .or(new.first())
+        .map_or(String::new(), |p| format!("; e.g. {p}"));
+    Ok(Some(format!(
+        "the test set is not the one the run scored: {} of its {} images are gone, {} are new{first}; \
+         these numbers are not the run's",
+        gone.len(),
+        scored.len(),
+        new.len()
+    )))
+}
+
 /// `KEY = VALUE, ...` of a combination, or `no overrides`.
 fn describe(combo: &Combination) -> String {
     if combo.overrides.is_empty() {
@@ -448,6 +502,10 @@ fn score_models(
         let method = load_model(exp, registry, &ctx, &path, overridden)?;
         say(dir, &format!("[{model}] loaded {}", path.display()));
         for (&class, split) in classes.iter().zip(group) {
+            if let Some(change) = test_set_change(run, split, &absolute_root(&loaded.dataset.root))?
+            {
+                say(dir, &format!("[{}] warning: {change}", split.category));
+            }
             let values = evaluate_category(
                 exp,
                 loaded.dataset.format,
@@ -645,6 +703,44 @@ mod tests {
         ] {
             assert!(check_key(key, kind).is_ok(), "{kind} {key}");
         }
+    }
+
+    #[test]
+    fn a_changed_test_set_is_named_by_paths_below_each_root() {
+        use memad_data::mvtec::{Label, Sample};
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        std::fs::write(run.join("run.toml"), "dataset_root = \"/old/data\"\n").unwrap();
+        std::fs::create_dir_all(run.join("scores")).unwrap();
+        std::fs::write(
+            run.join("scores/c.csv"),
+            "image,video,defect,label,score\n/old/data/c/test/good/0.png,,good,0,1\n\
+             /old/data/c/test/hole/1.png,,hole,1,2\n",
+        )
+        .unwrap();
+        let sample = |p: &str, label| Sample::still(p.into(), label, "x", None);
+        let mut split = CategorySplit {
+            category: "c".into(),
+            train: Vec::new(),
+            test: vec![
+                sample("/new/data/c/test/good/0.png", Label::Normal),
+                sample("/new/data/c/test/hole/1.png", Label::Anomalous),
+            ],
+        };
+        // The same images under another root: the same test set.
+        assert_eq!(test_set_change(run, &split, "/new/data").unwrap(), None);
+        split.test.pop();
+        split
+            .test
+            .push(sample("/new/data/c/test/hole/2.png", Label::Anomalous));
+        let change = test_set_change(run, &split, "/new/data").unwrap().unwrap();
+        assert!(
+            change.contains("1 of its 2 images are gone, 1 are new; e.g. c/test/hole/1.png"),
+            "{change}"
+        );
+        // No scores for the category: nothing to compare.
+        split.category = "d".into();
+        assert_eq!(test_set_change(run, &split, "/new/data").unwrap(), None);
     }
 
     /// A complete run folder `dir/runs/<name>/<stamp>` of `config` (its `config.toml`).
