@@ -338,7 +338,8 @@ pub(crate) fn prepare(
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
-    refuse_unusable_data(&splits, &loaded.dataset.name)?;
+    let spro = exp.eval.metrics.iter().any(|m| m == "auspro");
+    refuse_unusable_data(&splits, &loaded.dataset.name, spro)?;
     refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
     // Masks no image uses are misnamed more often than not: their images count as unmasked.
     for problem in splits.iter().flat_map(memad_data::unused_masks) {
@@ -409,17 +410,21 @@ pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Res
 
 /// Fails, listing them, when files of `splits` are broken (unreadable images, masks that do
 /// not decode or do not have their image's size: [`memad_data::file_problems`]) or a test
-/// set lacks normal or anomalous images ([`memad_data::test_set_problem`]), so that a run
-/// stops before training rather than after it.
-fn refuse_unusable_data(splits: &[CategorySplit], dataset: &str) -> anyhow::Result<()> {
+/// set lacks normal or anomalous images ([`memad_data::test_set_problem`]), or, with `spro`
+/// (`auspro` asked for), a region file sPRO cannot read (a grey value its category's
+/// `defects_config.json` lacks), so that a run stops before training rather than after it.
+fn refuse_unusable_data(splits: &[CategorySplit], dataset: &str, spro: bool) -> anyhow::Result<()> {
     const SHOWN: usize = 10;
     let problems: Vec<String> = (splits.iter())
         .flat_map(|s| {
-            memad_data::file_problems(s)
-                .into_iter()
+            let regions = (spro.then(|| memad_data::mvtec_loco::spro_regions(&s.test, 8, None)))
+                .and_then(|r| r.err())
+                .map(|e| format!("category `{}`: sPRO regions: {e}", s.category));
+            (memad_data::file_problems(s).into_iter())
                 .chain(memad_data::test_set_problem(s))
+                .map(|p| p.to_string())
+                .chain(regions)
         })
-        .map(|p| p.to_string())
         .collect();
     if problems.is_empty() {
         return Ok(());
