@@ -11,7 +11,8 @@
 //! `<root>` may also be the `cifar-10-batches-*` folder itself; the binary version is used
 //! when both are there. The pickle reader is a minimal unpickler for exactly that
 //! structure (numpy's `_reconstruct` of a C-ordered uint8 array, as written by Python 2's
-//! cPickle or by Python 3 with protocol 2..5); anything else is an error naming the file.
+//! cPickle or by Python 3 with protocol 2..4, or numpy's `_frombuffer` of an in-band
+//! BYTEARRAY8 buffer, as protocol 5 writes it); anything else is an error naming the file.
 //! It runs no code. The one-class protocol on these is in [`crate::one_class`].
 use crate::error::{DataError, Result};
 use crate::one_class::{one_class_split, OneClassSplit};
@@ -236,21 +237,45 @@ pub fn read_py_batch(path: &Path) -> Result<Cifar10Split> {
 /// The (rows, cols, bytes) of an unpickled 2-D C-ordered uint8 numpy array.
 fn uint8_matrix(value: &Value) -> std::result::Result<(usize, usize, Vec<u8>), String> {
     let not = || "`data` is not a numpy uint8 array".to_string();
-    let Value::Built(obj, state) = value else {
-        return Err(not());
-    };
-    let Value::Reduce(callable, _) = &**obj else {
-        return Err(not());
-    };
-    match &**callable {
-        Value::Global(m, n) if m.ends_with("multiarray") && n == "_reconstruct" => {}
+    // Protocol 5 writes a contiguous array as `numpy._core.numeric._frombuffer(buffer,
+    // dtype, shape, order)`, the buffer in band (BYTEARRAY8); older protocols as
+    // `multiarray._reconstruct(...)` then BUILD with the state (version, shape, dtype,
+    // is_fortran, data).
+    let (shape, dtype, fortran, data) = match value {
+        Value::Reduce(callable, args) => {
+            match &**callable {
+                Value::Global(m, n) if m.ends_with("numeric") && n == "_frombuffer" => {}
+                _ => return Err(not()),
+            }
+            let Value::Tuple(args) = &**args else {
+                return Err(not());
+            };
+            let [data, dtype, Value::Tuple(shape), order] = &args[..] else {
+                return Err(format!(
+                    "unexpected numpy _frombuffer arguments ({} items)",
+                    args.len()
+                ));
+            };
+            let fortran = order.as_text() == Some("F");
+            (shape, dtype, fortran, data)
+        }
+        Value::Built(obj, state) => {
+            let Value::Reduce(callable, _) = &**obj else {
+                return Err(not());
+            };
+            match &**callable {
+                Value::Global(m, n) if m.ends_with("multiarray") && n == "_reconstruct" => {}
+                _ => return Err(not()),
+            }
+            let Value::Tuple(state) = &**state else {
+                return Err(not());
+            };
+            let [_, Value::Tuple(shape), dtype, fortran, data] = &state[..] else {
+                return Err(format!("unexpected ndarray state of {} items", state.len()));
+            };
+            (shape, dtype, matches!(fortran, Value::Bool(true)), data)
+        }
         _ => return Err(not()),
-    }
-    let Value::Tuple(state) = &**state else {
-        return Err(not());
-    };
-    let [_, Value::Tuple(shape), dtype, fortran, data] = &state[..] else {
-        return Err(format!("unexpected ndarray state of {} items", state.len()));
     };
     let dims: Vec<usize> = shape
         .iter()
@@ -275,7 +300,7 @@ fn uint8_matrix(value: &Value) -> std::result::Result<(usize, usize, Vec<u8>), S
     if !matches!(dtype_name.as_deref(), Some("u1" | "|u1" | "uint8")) {
         return Err(format!("`data` has dtype {dtype_name:?}, expected uint8"));
     }
-    if matches!(fortran, Value::Bool(true)) && rows > 1 && cols > 1 {
+    if fortran && rows > 1 && cols > 1 {
         return Err("`data` is in Fortran order".into());
     }
     let bytes = match data {
@@ -445,10 +470,11 @@ impl<'a> Unpickler<'a> {
                         .ok_or_else(|| format!("pickle memo {key} missing"))?;
                     self.stack.push(v);
                 }
-                b'U' | b'T' | b'C' | b'B' | 0x8e => {
+                // BYTEARRAY8 (0x96) is how protocol 5 writes numpy's in-band buffers.
+                b'U' | b'T' | b'C' | b'B' | 0x8e | 0x96 => {
                     let n = match op {
                         b'U' | b'C' => self.uint(1)?,
-                        0x8e => self.uint(8)?,
+                        0x8e | 0x96 => self.uint(8)?,
                         _ => self.uint(4)?,
                     };
                     let b = self.take(n)?.to_vec();
@@ -573,10 +599,24 @@ impl<'a> Unpickler<'a> {
                         _ => return Err("APPENDS on a non-list".into()),
                     }
                 }
+                0x97 | 0x98 => {
+                    return Err(format!(
+                        "pickle opcode 0x{op:02x} ({}) at byte {} refers to an out-of-band \
+                         buffer, which a pickle file cannot hold: write the batch with \
+                         pickle.dump(obj, f, protocol=5) without buffer_callback (or with \
+                         protocol 2..4)",
+                        if op == 0x97 {
+                            "NEXT_BUFFER"
+                        } else {
+                            "READONLY_BUFFER"
+                        },
+                        self.at - 1
+                    ))
+                }
                 other => {
                     return Err(format!(
-                        "unsupported pickle opcode 0x{other:02x} at byte {} (expected protocol 2 \
-                         of a dict of a numpy array and a list)",
+                        "unsupported pickle opcode 0x{other:02x} at byte {} (expected protocol \
+                         2..5 of a dict of a numpy array and a list)",
                         self.at - 1
                     ))
                 }
@@ -614,5 +654,45 @@ mod tests {
         );
         assert!(Unpickler::new(b"\x80\x02}q\x00(").run().is_err());
         assert!(Unpickler::new(b"\x80\x02\xff").run().is_err());
+    }
+
+    /// The bytes of numpy 2.4's `pickle.dumps({b'data': a, b'labels': [3, 7]}, protocol=5)`
+    /// for `a = (np.arange(2 * 3072) % 251).astype(np.uint8).reshape(2, 3072)`.
+    fn protocol5_batch() -> Vec<u8> {
+        let mut p = b"\x80\x05\x95\x93\x18\x00\x00\x00\x00\x00\x00}\x94(C\x04data\x94\x8c\x13numpy._core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94(".to_vec();
+        p.extend_from_slice(b"\x96\x00\x18\x00\x00\x00\x00\x00\x00");
+        p.extend((0..2 * 3072).map(|i| (i % 251) as u8));
+        p.extend_from_slice(b"\x94\x8c\x05numpy\x94\x8c\x05dtype\x94\x93\x94\x8c\x02u1\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01|\x94NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00t\x94bK\x02M\x00\x0c\x86\x94\x8c\x01C\x94t\x94R\x94C\x06labels\x94]\x94(K\x03K\x07eu.");
+        p
+    }
+
+    #[test]
+    fn reads_a_protocol_5_batch_written_by_numpy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data_batch_1");
+        std::fs::write(&path, protocol5_batch()).unwrap();
+        let split = read_py_batch(&path).unwrap();
+        assert_eq!(split.labels, [3, 7]);
+        assert_eq!(split.len(), 2);
+        assert_eq!(split.image(1)[0], (3072 % 251) as u8);
+        assert_eq!(split.pixels.len(), 2 * 3072);
+        // Fortran order is refused, as with _reconstruct.
+        let mut fortran = protocol5_batch();
+        let at = fortran.len() - 27;
+        assert_eq!(&fortran[at..at + 3], b"\x8c\x01C");
+        fortran[at + 2] = b'F';
+        std::fs::write(&path, fortran).unwrap();
+        let err = read_py_batch(&path).unwrap_err().to_string();
+        assert!(err.contains("Fortran order"), "{err}");
+    }
+
+    #[test]
+    fn out_of_band_buffers_are_refused_with_a_clear_message() {
+        for (op, name) in [(0x97u8, "NEXT_BUFFER"), (0x98, "READONLY_BUFFER")] {
+            let err = Unpickler::new(&[0x80, 0x05, op, b'.']).run().unwrap_err();
+            assert!(err.contains(name), "{err}");
+            assert!(err.contains("out-of-band buffer"), "{err}");
+            assert!(err.contains("without buffer_callback"), "{err}");
+        }
     }
 }

@@ -38,6 +38,39 @@ pub(crate) fn decode_luma(path: &Path) -> Result<GrayImage> {
     Ok(decode(path)?.into_luma8())
 }
 
+/// Decodes the mask image `path` as 0/255, deciding each pixel at the image's own bit depth
+/// (before any reduction to 8 bits, which would turn a 16-bit label map's 1s into 0s). With
+/// `label_map_rule`, a mask holding a value above half its depth's maximum (127 at 8 bits,
+/// 32767 at 16) marks its pixels above that half, any other its non-zero pixels; without it,
+/// every non-zero pixel is marked.
+pub(crate) fn decode_mask(path: &Path, label_map_rule: bool) -> Result<GrayImage> {
+    let img = decode(path)?;
+    let (width, height) = (img.width(), img.height());
+    let color = img.color();
+    let eight_bit = color.bytes_per_pixel() <= color.channel_count();
+    let (values, max): (Vec<u16>, u16) = if eight_bit {
+        let g = img.into_luma8();
+        (
+            g.pixels().map(|p| u16::from(p[0])).collect(),
+            u16::from(u8::MAX),
+        )
+    } else {
+        let g = img.into_luma16();
+        (g.pixels().map(|p| p[0]).collect(), u16::MAX)
+    };
+    let half = max / 2;
+    let threshold = if label_map_rule && values.iter().any(|&v| v > half) {
+        half
+    } else {
+        0
+    };
+    let bytes = values
+        .iter()
+        .map(|&v| if v > threshold { 255 } else { 0 })
+        .collect();
+    Ok(GrayImage::from_raw(width, height, bytes).expect("one value per pixel"))
+}
+
 /// `(width, height)` from the file header, without decoding the pixels. A PNG must also end
 /// with its `IEND` chunk and a JPEG with its end-of-image marker, so a truncated file is
 /// found here, not when a loader decodes it after training; so is a header whose size is

@@ -9,12 +9,13 @@
 //! [`MaskRef::decode`] gives a 0/255 [`GrayImage`] at the mask's own size. A mask image
 //! with a value above 127 is a 0/255 mask, binarised at > 127 (MVTec AD; grey edges of a
 //! resampled or JPEG mask fall on either side); one whose values all lie below 128 is a
-//! label map, any non-zero value anomalous (VisA's raw masks hold 0 and per-object defect
+//! label map, any non-zero value anomalous. A 16-bit mask is judged at 16 bits (above
+//! 32767, else non-zero), so a 16-bit 0/1 label map is not lost to the 8-bit reduction (VisA's raw masks hold 0 and per-object defect
 //! ids, at most 9; many custom datasets store 0/1). The other sources mark any non-zero
 //! value (LOCO's regions carry their defect's grey value, ShanghaiTech's and Avenue's masks
 //! are 0/1).
 use crate::error::{DataError, Result};
-use crate::image_io::decode_luma;
+use crate::image_io::decode_mask;
 use crate::npy::read_frame_nonzero;
 use image::{GrayImage, Luma};
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ impl MaskRef {
     /// Decodes the mask at its own size as 0/255.
     pub fn decode(&self) -> Result<GrayImage> {
         match self {
-            MaskRef::File(path) => Ok(binarise(decode_luma(path)?)),
+            MaskRef::File(path) => decode_mask(path, true),
             MaskRef::Union(files) => decode_union(files),
             MaskRef::NpyFrame { path, index } => {
                 let (h, w, flags) = read_frame_nonzero(path, *index)?;
@@ -81,20 +82,6 @@ impl From<PathBuf> for MaskRef {
     fn from(path: PathBuf) -> Self {
         MaskRef::File(path)
     }
-}
-
-/// A mask image as 0/255: pixels above 127 where any pixel is, else (a label map with
-/// values 0, 1, 2, ...) every non-zero pixel.
-fn binarise(mut gray: GrayImage) -> GrayImage {
-    let threshold = if gray.pixels().any(|p| p[0] > 127) {
-        127
-    } else {
-        0
-    };
-    for p in gray.pixels_mut() {
-        p[0] = if p[0] > threshold { 255 } else { 0 };
-    }
-    gray
 }
 
 /// `width` x `height` row-major flags as a 0/255 image.
@@ -113,12 +100,9 @@ fn decode_union(files: &[PathBuf]) -> Result<GrayImage> {
     let first = files.first().ok_or_else(|| {
         DataError::InvalidArgument("a union of mask files needs at least one file".into())
     })?;
-    let mut out = decode_luma(first)?;
-    for p in out.pixels_mut() {
-        p[0] = if p[0] > 0 { 255 } else { 0 };
-    }
+    let mut out = decode_mask(first, false)?;
     for file in &files[1..] {
-        let m = decode_luma(file)?;
+        let m = decode_mask(file, false)?;
         if m.dimensions() != out.dimensions() {
             return Err(DataError::MaskSize {
                 mask: file.clone(),
@@ -225,6 +209,39 @@ mod tests {
         // VisA's raw masks (0 and defect ids) and 0/1 masks: every non-zero value.
         assert_eq!(decode([0, 1, 2, 0]), [0, 255, 255, 0]);
         assert_eq!(decode([0, 0, 0, 0]), [0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_16_bit_mask_is_judged_at_its_own_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let decode = |values: [u16; 4]| {
+            let path = dir.path().join("mask16.png");
+            image::ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(4, 1, values.to_vec())
+                .unwrap()
+                .save(&path)
+                .unwrap();
+            let m = MaskRef::File(path).decode().unwrap();
+            m.pixels().map(|p| p[0]).collect::<Vec<u8>>()
+        };
+        // A 16-bit 0/1 label map: 1/65535 is 0 at 8 bits, but it marks its pixels.
+        assert_eq!(decode([0, 1, 1, 0]), [0, 255, 255, 0]);
+        assert_eq!(decode([0, 3, 0, 0]), [0, 255, 0, 0]);
+        // 0/65535 (and grey edges split at half of 65535).
+        assert_eq!(decode([0, 65535, 32767, 32768]), [0, 255, 0, 255]);
+        assert_eq!(decode([0, 0, 0, 0]), [0, 0, 0, 0]);
+        // A LOCO-style union of 16-bit 0/1 region files keeps them too.
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        for (path, at) in [(&a, 0usize), (&b, 3)] {
+            let mut v = vec![0u16; 4];
+            v[at] = 1;
+            image::ImageBuffer::<Luma<u16>, Vec<u16>>::from_raw(4, 1, v)
+                .unwrap()
+                .save(path)
+                .unwrap();
+        }
+        let union = MaskRef::Union(vec![a, b]).decode().unwrap();
+        let on: Vec<u8> = union.pixels().map(|p| p[0]).collect();
+        assert_eq!(on, [255, 0, 0, 255]);
     }
 
     #[test]

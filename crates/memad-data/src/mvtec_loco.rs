@@ -89,7 +89,7 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
 }
 
 /// The mask files of `test/<defect>/<stem>.png`: every image in
-/// `ground_truth/<defect>/<stem>/`, sorted; none is an error naming `.../<stem>/000.png`.
+/// `ground_truth/<defect>/<stem>/`, sorted; none is an error naming the folder `.../<stem>/`.
 fn find_masks(category_dir: &Path, defect: &str, image: &Path) -> Result<MaskRef> {
     let stem = image
         .file_stem()
@@ -104,8 +104,10 @@ fn find_masks(category_dir: &Path, defect: &str, image: &Path) -> Result<MaskRef
     if files.is_empty() {
         return Err(DataError::MaskMissing {
             image: image.to_path_buf(),
-            expected: folder.join("000.png"),
-            hint: "",
+            // The trailing separator: the expected thing is the folder.
+            expected: folder.join(""),
+            hint: "; a LOCO mask is that folder, one image per annotated region (000.png, \
+                   001.png, ...), and it is missing or holds no images",
         });
     }
     Ok(MaskRef::Union(files))

@@ -205,9 +205,36 @@ pub fn is_ucsd_dir(dir: &Path) -> bool {
     dir.join("Train").is_dir() && dir.join("Test").is_dir()
 }
 
-/// The datasets (categories) of the MNAD layout under `root`.
+/// The datasets (categories) of the MNAD layout under `root`. None where `root` holds the
+/// original UCSD layout instead is an error that says to use `format = "ucsd"`.
 pub fn list_video_frames(root: &Path) -> Result<Vec<String>> {
-    categories_where(root, is_video_frames_dir)
+    let found = categories_where(root, is_video_frames_dir)?;
+    if found.is_empty() {
+        if let Some(err) = ucsd_layout_error(root)? {
+            return Err(err);
+        }
+    }
+    Ok(found)
+}
+
+/// Where `root` (or one of its sub-folders) has the original UCSD layout, the error for
+/// reading it as the MNAD layout.
+fn ucsd_layout_error(root: &Path) -> Result<Option<DataError>> {
+    let ucsd = categories_where(root, is_ucsd_dir)?;
+    if ucsd.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DataError::Layout {
+        path: root.to_path_buf(),
+        message: format!(
+            "no video_frames dataset here (expected training/frames/<video>/*.jpg, \
+             testing/frames/<video>/*.jpg and frame_labels_<name>.npy or UCSDpedN.m), but \
+             {} has Train/ and Test/: this looks like the original UCSD layout \
+             (Train/Train001/*.tif, Test/Test001/*.tif, Test/UCSDpedN.m): use format = \"ucsd\" \
+             in datasets.toml",
+            ucsd.join(", ")
+        ),
+    }))
 }
 
 /// The datasets (categories) of the original UCSD layout under `root`.
@@ -217,7 +244,14 @@ pub fn list_ucsd(root: &Path) -> Result<Vec<String>> {
 
 /// Reads the MNAD-layout dataset `category` under `root` (see [`list_video_frames`]).
 pub fn read_video_frames_category(root: &Path, category: &str) -> Result<VideoDataset> {
-    read_video_frames(&category_dir_where(root, category, is_video_frames_dir)?)
+    let dir = match category_dir_where(root, category, is_video_frames_dir) {
+        Ok(dir) => dir,
+        Err(e @ DataError::CategoryMissing { .. }) => {
+            return Err(ucsd_layout_error(root)?.unwrap_or(e));
+        }
+        Err(e) => return Err(e),
+    };
+    read_video_frames(&dir)
 }
 
 /// Reads the original-UCSD-layout dataset `category` under `root` (see [`list_ucsd`]).
@@ -349,12 +383,18 @@ fn find_labels(dirs: &[PathBuf]) -> Result<PathBuf> {
         _ => Err(DataError::Layout {
             path: dirs[0].clone(),
             message: format!(
-                "several frame label files ({}); keep one or use read_video_frames_with_labels",
+                "several frame label files ({}) in {}: the dataset's labels must be the one \
+                 frame_labels_<name>.npy, UCSDpedN.m or <name>.mat file there; move or rename \
+                 the others",
                 found
                     .iter()
                     .map(|f| name_of(f))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
         }),
     }
@@ -669,6 +709,35 @@ mod tests {
             err.contains("a.m") && err.contains("no `gt_frame = [...]` lines"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_original_ucsd_layout_read_as_video_frames_says_to_use_ucsd() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("UCSDped2");
+        for d in ["Train/Train001", "Test/Test001"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            image::GrayImage::new(4, 4)
+                .save(root.join(d).join("001.tif"))
+                .unwrap();
+        }
+        std::fs::write(root.join("Test/UCSDped2.m"), "").unwrap();
+        for r in [&root, &dir.path().to_path_buf()] {
+            let err = list_video_frames(r).unwrap_err().to_string();
+            assert!(
+                err.contains("this looks like the original UCSD layout")
+                    && err.contains("use format = \"ucsd\"")
+                    && err.contains("UCSDped2 has Train/ and Test/"),
+                "{err}"
+            );
+        }
+        let err = read_video_frames_category(dir.path(), "UCSDped2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("use format = \"ucsd\""), "{err}");
+        // A folder with neither layout still lists no categories.
+        let other = tempfile::tempdir().unwrap();
+        assert!(list_video_frames(other.path()).unwrap().is_empty());
     }
 
     #[test]

@@ -90,11 +90,16 @@ pub fn read_split_csv(root: &Path) -> Result<Vec<VisaRow>> {
             m => Some(root.join(m)),
         };
         if label.is_anomalous() && mask.is_none() {
-            return Err(DataError::MaskMissing {
-                image: root.join(fields[c_image]),
-                expected: path.clone(),
-                hint: "",
-            });
+            return Err(fail(
+                n + 1,
+                format!(
+                    "the anomaly row of {} has an empty `mask` column: an anomalous image \
+                     needs the path of its ground-truth mask there (relative to {}, e.g. \
+                     <object>/Data/Masks/Anomaly/000.png)",
+                    fields[c_image],
+                    root.display()
+                ),
+            ));
         }
         rows.push(VisaRow {
             object: fields[c_object].to_string(),

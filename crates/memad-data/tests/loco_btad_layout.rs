@@ -317,9 +317,13 @@ fn mvtec_loco_missing_or_mis_sized_masks_are_named() {
     let err = mvtec_loco::read_category(root, "breakfast_box").unwrap_err();
     assert!(matches!(err, DataError::MaskMissing { .. }), "{err}");
     assert!(
-        err.to_string()
-            .contains("ground_truth/structural_anomalies/000/000.png"),
-        "{err}"
+        err.to_string().contains("expected mask at ")
+            && err
+                .to_string()
+                .contains("ground_truth/structural_anomalies/000/;")
+            && err.to_string().contains("a LOCO mask is that folder")
+            && !err.to_string().contains("000/000.png"),
+        "the message names the missing folder, not a file in it: {err}"
     );
     let msg = mvtec_loco::read_category(root, "breakfast")
         .unwrap_err()

@@ -172,6 +172,10 @@ fn reads_the_mnad_layout_with_npy_labels() {
     std::fs::write(root.join("UCSDped2.m"), "").unwrap();
     let msg = read_video_frames(&root).unwrap_err().to_string();
     assert!(msg.contains("several frame label files"), "{msg}");
+    assert!(
+        msg.contains("move or rename the others") && !msg.contains("read_video_frames"),
+        "the message speaks of files, not of Rust functions: {msg}"
+    );
 }
 
 #[test]

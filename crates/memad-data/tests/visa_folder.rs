@@ -98,6 +98,18 @@ fn reads_visa() {
     );
     let csv = dir.path().join("split_csv/1cls.csv");
     let text = std::fs::read_to_string(&csv).unwrap();
+    // An anomaly row with an empty mask column: its CSV line is named, not a mask path.
+    let no_mask = text.replace(",candle/Data/Masks/Anomaly/001.png", ",");
+    std::fs::write(&csv, no_mask).unwrap();
+    let msg = visa::read_category(dir.path(), "candle")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("split_csv/1cls.csv: line 7:")
+            && msg.contains("candle/Data/Images/Anomaly/001.JPG has an empty `mask` column")
+            && !msg.contains("expected mask at"),
+        "{msg}"
+    );
     std::fs::write(&csv, text.replace("candle,test,anomaly", "candle,test,bad")).unwrap();
     let msg = visa::read_category(dir.path(), "pcb1")
         .unwrap_err()

@@ -376,15 +376,43 @@ fn refuse_pixel_metrics_without_masks(
     if pixel.is_empty() || anomalous().next().is_none() || anomalous().any(|t| t.mask.is_some()) {
         return Ok(());
     }
-    anyhow::bail!(
-        "{} need pixel masks, and none of the {} anomalous test images of dataset `{}` has \
-         one, so nothing was trained: remove them from [eval] metrics, or add the masks \
-         (layout: {})",
+    anyhow::bail!("{}", no_masks_message(&pixel, anomalous().count(), dataset))
+}
+
+/// The refusal of the pixel metrics `pixel` when none of the `anomalous` test images of
+/// `dataset` has a mask, saying where the masks go.
+fn no_masks_message(
+    pixel: &[&str],
+    anomalous: usize,
+    dataset: &memad_data::catalog::DatasetEntry,
+) -> String {
+    let (need, them) = if pixel.len() == 1 {
+        ("needs", "it")
+    } else {
+        ("need", "them")
+    };
+    format!(
+        "{} {need} pixel masks, and none of the {anomalous} anomalous test images of dataset \
+         `{}` has one, so nothing was trained: remove {them} from [eval] metrics, or add the \
+         masks ({})",
         pixel.join(", "),
-        anomalous().count(),
         dataset.name,
-        dataset.format.layout()
+        where_masks_go(dataset.format)
     )
+}
+
+/// Where the optional pixel masks of a dataset of `format` go, for messages.
+fn where_masks_go(format: memad_data::DatasetFormat) -> String {
+    use memad_data::DatasetFormat;
+    match format {
+        DatasetFormat::VideoFrames => "testing/masks/<video>/<frame>.png: one mask image per \
+             test frame of the video, named as the frame (testing/frames/<video>/<frame>.jpg)"
+            .into(),
+        DatasetFormat::Ucsd => "Test/<video>_gt/<frame>.bmp: one mask image per test frame \
+             of the video, named as the frame (Test/<video>/<frame>.tif)"
+            .into(),
+        other => format!("layout: {}", other.layout()),
+    }
 }
 
 /// Makes `dataset` available: a synthetic dataset is generated on first use, saying so on
@@ -1725,6 +1753,29 @@ mod tests {
         assert_eq!(
             non_finite_tensors(&vs, &state),
             ["bn.running_var", "memory.items"]
+        );
+    }
+
+    #[test]
+    fn the_no_masks_refusal_agrees_in_number_and_says_where_masks_go() {
+        let text = "[v]\nformat = \"video_frames\"\nroot = \"/nowhere\"\n\
+                    [f]\nformat = \"folder\"\nroot = \"/nowhere\"\n";
+        let catalog = memad_data::DatasetCatalog::parse(text, Path::new("d.toml")).unwrap();
+        let video = catalog.get("v").unwrap();
+        let one = no_masks_message(&["pixel_auroc"], 3, video);
+        assert!(
+            one.starts_with("pixel_auroc needs pixel masks, and none of the 3 anomalous")
+                && one.contains("remove it from [eval] metrics")
+                && one
+                    .contains("(testing/masks/<video>/<frame>.png: one mask image per test frame"),
+            "{one}"
+        );
+        let two = no_masks_message(&["pixel_auroc", "aupro"], 6, catalog.get("f").unwrap());
+        assert!(
+            two.starts_with("pixel_auroc, aupro need pixel masks")
+                && two.contains("remove them from [eval] metrics")
+                && two.contains("ground_truth/<label>/<image>_mask.png"),
+            "{two}"
         );
     }
 
