@@ -227,11 +227,7 @@ pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<Ch
                     Ok(split) => {
                         let (c, mut problems) = check_split(&split, images);
                         if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {
-                            // sPRO's inputs: the defects config and one grey value per
-                            // region file that it knows (sizes are checked above).
-                            if let Err(e) = crate::mvtec_loco::spro_regions(&split.test, 8, None) {
-                                problems.push(problem(format!("sPRO regions: {e}")));
-                            }
+                            problems.extend(spro_problem(&split));
                         }
                         report.categories.push(c);
                         report.problems.extend(problems);
@@ -322,6 +318,17 @@ pub fn file_problems(split: &CategorySplit) -> Vec<Problem> {
         .collect();
     problems.extend(broken);
     problems
+}
+
+/// A problem when sPRO cannot read `split`'s regions (MVTec LOCO AD): its category's
+/// defects config, and one grey value that config knows per region file (their sizes are
+/// [`file_problems`]').
+pub fn spro_problem(split: &CategorySplit) -> Option<Problem> {
+    let e = crate::mvtec_loco::spro_regions(&split.test, 8, None).err()?;
+    Some(problem(format!(
+        "category `{}`: sPRO regions: {e}",
+        split.category
+    )))
 }
 
 /// A problem when `split`'s test set lacks normal or anomalous images: image AUROC, AP and

@@ -44,7 +44,9 @@ pub mod video;
 pub mod visa;
 
 pub use catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
-pub use check::{check_dataset, file_problems, test_set_problem, unused_masks, CheckReport};
+pub use check::{
+    check_dataset, file_problems, spro_problem, test_set_problem, unused_masks, CheckReport,
+};
 pub use error::{DataError, Result};
 pub use mask::MaskRef;
 pub use mvtec::{CategorySplit, Label, Sample};

@@ -320,12 +320,8 @@ fn test_set_change(
     if !scores.is_file() {
         return Ok(None);
     }
-    let meta = std::fs::read_to_string(run.join("run.toml")).unwrap_or_default();
-    let meta: toml::Table = toml::from_str(&meta).unwrap_or_default();
-    let recorded = meta
-        .get("dataset_root")
-        .and_then(|v| v.as_str())
-        .unwrap_or(root);
+    let recorded = crate::run_folders::run_dataset_root(run);
+    let recorded = recorded.as_deref().unwrap_or(root);
     let below = |path: &str, root: &str| -> String {
         let p = Path::new(path);
         p.strip_prefix(root).unwrap_or(p).display().to_string()

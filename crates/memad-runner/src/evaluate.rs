@@ -612,7 +612,7 @@ pub fn compute_metrics(
         false => (Cow::Borrowed(&[][..]), Cow::Borrowed(&[][..]), 0),
     };
     for &name in METRICS.iter().filter(|n| requested.iter().any(|r| r == *n)) {
-        let pixel = name.starts_with("pixel") || name.starts_with("aupro") || name == "auspro";
+        let pixel = crate::experiment::is_pixel_metric(name);
         if pixel && (eval.maps.is_none() || is_masked_pixel_metric(name) && !masks.contains(&true))
         {
             // The method gives no anomaly map, or no anomalous pixel is left to find (no

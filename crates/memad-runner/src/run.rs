@@ -445,13 +445,10 @@ fn refuse_unusable_data(splits: &[CategorySplit], dataset: &str, spro: bool) -> 
     const SHOWN: usize = 10;
     let problems: Vec<String> = (splits.iter())
         .flat_map(|s| {
-            let regions = (spro.then(|| memad_data::mvtec_loco::spro_regions(&s.test, 8, None)))
-                .and_then(|r| r.err())
-                .map(|e| format!("category `{}`: sPRO regions: {e}", s.category));
             (memad_data::file_problems(s).into_iter())
                 .chain(memad_data::test_set_problem(s))
+                .chain(spro.then(|| memad_data::spro_problem(s)).flatten())
                 .map(|p| p.to_string())
-                .chain(regions)
         })
         .collect();
     if problems.is_empty() {
