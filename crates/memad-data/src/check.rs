@@ -518,8 +518,24 @@ pub fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
         };
         let below = dir.strip_prefix(&ground_truth).unwrap_or(&dir);
         let defect = below.iter().next().and_then(|d| d.to_str());
+        // `<stem>.png` beside the `<stem>_mask.png` the image uses (or the other way round).
+        let image_stem = |p: &Path| -> String {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let stem = stem.unwrap_or_default();
+            stem.strip_suffix("_mask").unwrap_or(&stem).to_string()
+        };
+        let shadowing = (used.iter()).find(|u| {
+            u.parent() == Some(dir.as_path()) && image_stem(u) == image_stem(first.as_path())
+        });
         let why = if defect.is_some_and(|d| normal.contains(d)) {
             "mask(s) of normal test images, which have none".to_string()
+        } else if let Some(used) = shadowing {
+            format!(
+                "mask(s) of an image that has another (first: {} beside {}, which is the one \
+                 read): keep one mask per image",
+                crate::mvtec::name_of(first),
+                crate::mvtec::name_of(used)
+            )
         } else {
             let first = crate::mvtec::name_of(first);
             let hint = match below.iter().count() {

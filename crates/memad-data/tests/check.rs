@@ -343,6 +343,28 @@ fn truncated_images_are_problems() {
     assert!(text.contains("4 problem(s)"), "{text}");
 }
 
+/// Two masks of one image (`0_mask.png`, which is read, and `0.png`): the other is named as
+/// such, not as a mask that matches no test image.
+#[test]
+fn a_second_mask_of_an_image_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("parts");
+    folder_category(&root, 1);
+    mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
+    mask(&root.join("ground_truth/dent/0.png"), 8, 8, false);
+    let split = memad_data::folder::read_folder(&root, "parts").unwrap();
+    let problems = memad_data::unused_masks(&split);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let text = problems[0].to_string();
+    assert!(
+        text.contains(
+            "1 unused mask(s) of an image that has another (first: 0.png beside 0_mask.png, \
+             which is the one read): keep one mask per image"
+        ),
+        "{text}"
+    );
+}
+
 /// Mask files the reader did not match are reported per folder: a misnamed mask (the
 /// `folder` format then silently has no mask for its image), masks under
 /// `ground_truth/good`, and a LOCO mask folder without its test image.
