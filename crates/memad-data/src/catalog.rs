@@ -85,6 +85,21 @@ impl DatasetFormat {
 
     /// What a category of this format looks like, relative to the root (or to a folder
     /// under it), for the error when no category is found.
+    /// Where the pixel masks of a dataset of this format go, for messages: the video formats'
+    /// mask folders, else the format's [`DatasetFormat::layout`].
+    pub fn masks_layout(self) -> String {
+        match self {
+            DatasetFormat::VideoFrames => "testing/masks/<video>/<frame>.png: one mask image \
+                 per test frame of the video, named as the frame \
+                 (testing/frames/<video>/<frame>.jpg)"
+                .into(),
+            DatasetFormat::Ucsd => "Test/<video>_gt/<frame>.bmp: one mask image per test frame \
+                 of the video, named as the frame (Test/<video>/<frame>.tif)"
+                .into(),
+            other => format!("layout: {}", other.layout()),
+        }
+    }
+
     pub fn layout(self) -> &'static str {
         match self {
             DatasetFormat::Mvtec => {

@@ -40,6 +40,7 @@
 //!
 //! Clips: [`prediction_clips`] (`past` frames predict the next one, MNAD) and
 //! [`centred_clips`] (fixed-length 3D clips labelled by their centre frame, MemAE).
+use crate::catalog::DatasetFormat;
 use crate::error::{DataError, Result};
 use crate::folder::{categories_where, category_dir_where};
 use crate::mask::MaskRef;
@@ -227,12 +228,11 @@ fn ucsd_layout_error(root: &Path) -> Result<Option<DataError>> {
     Ok(Some(DataError::Layout {
         path: root.to_path_buf(),
         message: format!(
-            "no video_frames dataset here (expected training/frames/<video>/*.jpg, \
-             testing/frames/<video>/*.jpg and frame_labels_<name>.npy or UCSDpedN.m), but \
-             {} has Train/ and Test/: this looks like the original UCSD layout \
-             (Train/Train001/*.tif, Test/Test001/*.tif, Test/UCSDpedN.m): use format = \"ucsd\" \
-             in datasets.toml",
-            ucsd.join(", ")
+            "no video_frames dataset here (expected {}), but {} has Train/ and Test/: this \
+             looks like the original UCSD layout ({}): use format = \"ucsd\" in datasets.toml",
+            DatasetFormat::VideoFrames.layout(),
+            ucsd.join(", "),
+            DatasetFormat::Ucsd.layout()
         ),
     }))
 }

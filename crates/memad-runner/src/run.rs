@@ -397,22 +397,8 @@ fn no_masks_message(
          masks ({})",
         pixel.join(", "),
         dataset.name,
-        where_masks_go(dataset.format)
+        dataset.format.masks_layout()
     )
-}
-
-/// Where the optional pixel masks of a dataset of `format` go, for messages.
-fn where_masks_go(format: memad_data::DatasetFormat) -> String {
-    use memad_data::DatasetFormat;
-    match format {
-        DatasetFormat::VideoFrames => "testing/masks/<video>/<frame>.png: one mask image per \
-             test frame of the video, named as the frame (testing/frames/<video>/<frame>.jpg)"
-            .into(),
-        DatasetFormat::Ucsd => "Test/<video>_gt/<frame>.bmp: one mask image per test frame \
-             of the video, named as the frame (Test/<video>/<frame>.tif)"
-            .into(),
-        other => format!("layout: {}", other.layout()),
-    }
 }
 
 /// Makes `dataset` available: a synthetic dataset is generated on first use, saying so on
