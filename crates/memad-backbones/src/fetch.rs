@@ -117,6 +117,42 @@ pub fn download_checkpoint(
     }
 }
 
+/// Refuses a hub file whose SHA-256 does not start with the prefix in its name
+/// ([`sha256_prefix`]), as torchvision's `check_hash` does; a name without one passes.
+fn check_hash_prefix(pth: &Path, checkpoint: &TorchvisionCheckpoint) -> Result<()> {
+    let Some(expected) = sha256_prefix(checkpoint.file) else {
+        return Ok(());
+    };
+    let io = |error| CoreError::Io {
+        path: pth.to_path_buf(),
+        error,
+    };
+    let mut file = std::fs::File::open(pth).map_err(io)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(io)?;
+    let actual = hex(&hasher.finalize());
+    if actual.starts_with(expected) {
+        return Ok(());
+    }
+    Err(CoreError::Weights {
+        path: pth.to_path_buf(),
+        message: format!(
+            "its SHA-256 is {actual}, not starting with {expected} as its name says: this is \
+             not torchvision's {} {} file ({}); delete it (memad then downloads it again) or \
+             replace it with that file (your own weights: `memad weights import FILE --arch {}`)",
+            checkpoint.arch,
+            checkpoint.tag,
+            checkpoint.url(),
+            checkpoint.arch
+        ),
+    })
+}
+
+/// Lowercase hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// GETs `url` into `out` (created), showing progress; the lowercase hex SHA-256 of the body.
 fn fetch_to(url: &str, out: &Path) -> std::result::Result<String, DownloadError> {
     let network = |message: String| DownloadError::Network {
@@ -162,21 +198,18 @@ fn fetch_to(url: &str, out: &Path) -> std::result::Result<String, DownloadError>
     }
     file.sync_all().map_err(io)?;
     bar.finish_and_clear();
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 /// memad's converted copy of `checkpoint`, made if absent: its `.pth` is taken from
-/// `hub_checkpoints`, downloaded first from `<base_url>/<file>` when missing and `base_url`
+/// `hub_checkpoints` (a file already there must match the SHA-256 prefix in its name, as a
+/// download must), downloaded first from `<base_url>/<file>` when missing and `base_url`
 /// is given (`None`: offline), then converted ([`convert_pth`]) and verified to load
 /// strictly into `checkpoint.arch` before it is renamed into `weights_dir`.
 ///
 /// Errors: offline or a failed download give the message of the offline resolution (the
-/// cause, where to put torchvision's file, its URL); a wrong checksum names the URL and both
-/// hashes; a hub file that does not convert or load names that file and says to delete or
+/// cause, where to put torchvision's file, its URL); a wrong checksum names the URL (or the
+/// hub file) and both hashes; a hub file that does not convert or load names that file and says to delete or
 /// replace it.
 pub fn fetch_torchvision(
     checkpoint: &TorchvisionCheckpoint,
@@ -189,7 +222,12 @@ pub fn fetch_torchvision(
         return Ok(converted);
     }
     let pth = hub_checkpoints.join(checkpoint.file);
-    if !pth.is_file() {
+    if pth.is_file() {
+        // Placed by hand or by another program: checked as a download is, so that another
+        // checkpoint under torchvision's name (one that loads, e.g. fine-tuned) is not
+        // taken for the ImageNet weights.
+        check_hash_prefix(&pth, checkpoint)?;
+    } else {
         let Some(base_url) = base_url else {
             return Err(missing_torchvision(
                 checkpoint,
@@ -537,6 +575,36 @@ pub(crate) mod tests {
             assert!(!message.contains("./dev"), "{message}");
             assert!(listing(&hub).is_empty());
         }
+    }
+
+    #[test]
+    fn a_hub_file_placed_by_hand_is_checked_against_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (weights, hub) = (dir.path().join("weights"), dir.path().join("hub"));
+        std::fs::create_dir_all(&hub).unwrap();
+        let bytes = b"fine-tuned weights saved under torchvision's name".to_vec();
+        let checkpoint = TorchvisionCheckpoint {
+            arch: "resnet18",
+            tag: "TEST",
+            file: "resnet18-0123abcd.pth",
+            cache_name: "resnet18_test",
+        };
+        std::fs::write(hub.join(checkpoint.file), &bytes).unwrap();
+        let err = fetch_torchvision(&checkpoint, &weights, &hub, None)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            hub.join(checkpoint.file).display().to_string(),
+            format!("its SHA-256 is {}", sha256_hex(&bytes)),
+            "not starting with 0123abcd".to_string(),
+            format!("not torchvision's resnet18 TEST file ({})", checkpoint.url()),
+            "`memad weights import FILE --arch resnet18`".to_string(),
+        ] {
+            assert!(err.contains(&part), "{part} not in {err}");
+        }
+        assert!(!weights.exists(), "nothing converted");
+        // The hub file is left alone: memad never deletes what it did not download.
+        assert_eq!(std::fs::read(hub.join(checkpoint.file)).unwrap(), bytes);
     }
 
     /// A torchvision-layout resnet18 checkpoint (random init) made by the torch venv.
