@@ -5,7 +5,7 @@
 //! file: `base = "../quickstart.toml"` and a `[grid]` of dotted paths to arrays
 //! (`"method.embed_channels" = [128, 256]`, `seed = [0, 1, 2]`). Each combination is the
 //! base with its overrides and the name `<base name>_<key>-<value>...` (the last part of the
-//! dotted path, or the whole path where two keys end alike), written to
+//! dotted path, or the whole path where two keys of the sweep end alike), written to
 //! `<runs>/sweeps/<base name>/<combination>.toml`. Every combination is parsed and resolved
 //! before anything runs, so an unknown key stops the sweep with the key path. A combination
 //! is skipped when a complete run of its name has the same resolved-config hash
@@ -841,6 +841,68 @@ mod tests {
             e.contains("two combinations are both named `q_device-a-b`"),
             "{e}"
         );
+    }
+
+    /// Keys of the schema that end alike (a run's `channels_last` and `precision`, and those of
+    /// `[method.backbone]`) set in one command: each combination gets a name of its own, the
+    /// clashing keys named by their whole path, any other key as before by its last part.
+    #[test]
+    fn keys_ending_alike_in_one_command_name_their_combinations_apart() {
+        let axes = [
+            parse_set("channels_last=true,false").unwrap(),
+            parse_set("method.backbone.channels_last=true,false").unwrap(),
+            parse_set("train.lr=0.01").unwrap(),
+        ];
+        let c = combinations("x", &axes).unwrap();
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "x_channels_last-true_method.backbone.channels_last-true_lr-0.01",
+                "x_channels_last-true_method.backbone.channels_last-false_lr-0.01",
+                "x_channels_last-false_method.backbone.channels_last-true_lr-0.01",
+                "x_channels_last-false_method.backbone.channels_last-false_lr-0.01",
+            ]
+        );
+        let axes = [
+            parse_set("method.backbone.precision=bf16").unwrap(),
+            parse_set("precision=fp32").unwrap(),
+            parse_set("seed=2").unwrap(),
+        ];
+        assert_eq!(
+            combinations("x", &axes).unwrap()[0].name,
+            "x_method.backbone.precision-bf16_precision-fp32_seed-2"
+        );
+        // Alone in its command a key keeps its short name: existing run folders stay valid.
+        let axes = [parse_set("method.backbone.channels_last=true").unwrap()];
+        assert_eq!(
+            combinations("x", &axes).unwrap()[0].name,
+            "x_channels_last-true"
+        );
+    }
+
+    /// `memad run --set` with two keys ending alike names its run (the folder
+    /// `<runs>/<name>/<stamp>`) as `memad sweep` names that combination, and the name is one
+    /// the strict experiment parser takes (both keys exist in the schema).
+    #[test]
+    fn a_run_with_keys_ending_alike_is_named_as_its_sweep_combination() {
+        let quickstart =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/quickstart.toml");
+        let sets = [
+            "channels_last=true".to_string(),
+            "method.backbone.channels_last=false".to_string(),
+        ];
+        let (text, combo) = single_combination_text(&quickstart, &sets).unwrap();
+        let expected = "quickstart_channels_last-true_method.backbone.channels_last-false";
+        assert_eq!(combo.name, expected);
+        let axes: Vec<Axis> = sets.iter().map(|a| parse_set(a).unwrap()).collect();
+        assert_eq!(combinations("quickstart", &axes).unwrap()[0].name, expected);
+        let experiment = experiment::resolve(&text, &quickstart, &crate::registry()).unwrap();
+        assert_eq!(experiment.name, expected);
+        let resolved: toml::Table = toml::from_str(&experiment.to_toml()).unwrap();
+        assert_eq!(resolved["channels_last"].as_bool(), Some(true));
+        let backbone = &resolved["method"]["backbone"];
+        assert_eq!(backbone["channels_last"].as_bool(), Some(false));
     }
 
     #[test]
