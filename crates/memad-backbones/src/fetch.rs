@@ -597,7 +597,10 @@ pub(crate) mod tests {
             hub.join(checkpoint.file).display().to_string(),
             format!("its SHA-256 is {}", sha256_hex(&bytes)),
             "not starting with 0123abcd".to_string(),
-            format!("not torchvision's resnet18 TEST file ({})", checkpoint.url()),
+            format!(
+                "not torchvision's resnet18 TEST file ({})",
+                checkpoint.url()
+            ),
             "`memad weights import FILE --arch resnet18`".to_string(),
         ] {
             assert!(err.contains(&part), "{part} not in {err}");
