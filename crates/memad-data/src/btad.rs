@@ -44,23 +44,31 @@ fn sample(image: PathBuf, label: Label, mask: Option<MaskRef>) -> Sample {
     Sample::still(image, label, defect, mask)
 }
 
-/// The images of `dir`, which must exist and hold some.
-fn images_of(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The images of `dir`, which must exist and hold some; each problem is pushed to
+/// `problems`.
+fn images_of(dir: &Path, problems: &mut Vec<DataError>) -> Vec<PathBuf> {
     if !dir.is_dir() {
-        return Err(DataError::Layout {
+        problems.push(DataError::Layout {
             path: dir.to_path_buf(),
             message: "missing: a BTAD category holds train/ok, test/ok, test/ko and \
                       ground_truth/ko"
                 .into(),
         });
+        return Vec::new();
     }
-    let images = images_in(dir)?;
-    if images.is_empty() {
-        return Err(DataError::NoImages {
-            path: dir.to_path_buf(),
-        });
+    match images_in(dir) {
+        Ok(images) if images.is_empty() => {
+            problems.push(DataError::NoImages {
+                path: dir.to_path_buf(),
+            });
+            images
+        }
+        Ok(images) => images,
+        Err(e) => {
+            problems.push(e);
+            Vec::new()
+        }
     }
-    Ok(images)
 }
 
 fn stem(path: &Path) -> String {
@@ -69,8 +77,22 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Lists the training and test images of `category` with their masks (paths only).
+/// Lists the training and test images of `category` with their masks (paths only); any
+/// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
+    let (split, problems) = read_category_and_problems(root, category)?;
+    DataError::gathered(category, problems)?;
+    Ok(split)
+}
+
+/// [`read_category`], going on past every problem it can: the images that could be listed
+/// (an anomalous image without a mask listed without one, one with two masks, such as
+/// `0000.png` and `0000.bmp`, with their union) and every problem found; `Err` when the
+/// category cannot be read at all.
+pub fn read_category_and_problems(
+    root: &Path,
+    category: &str,
+) -> Result<(CategorySplit, Vec<DataError>)> {
     check_root(root)?;
     let dir = root.join(category);
     if category.is_empty() || category.contains('/') || !dir.join("train").is_dir() {
@@ -80,7 +102,8 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
             available: list_categories(root)?,
         });
     }
-    let train = images_of(&dir.join("train").join(OK))?
+    let mut problems = Vec::new();
+    let train = images_of(&dir.join("train").join(OK), &mut problems)
         .into_iter()
         .map(|image| sample(image, Label::Normal, None))
         .collect();
@@ -90,39 +113,60 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
     } else {
         (Vec::new(), Vec::new())
     };
-    if let Some(other) = test_dirs.iter().find(|d| ![OK, KO].contains(&&*name_of(d))) {
-        return Err(DataError::Layout {
+    for other in test_dirs
+        .iter()
+        .filter(|d| ![OK, KO].contains(&&*name_of(d)))
+    {
+        problems.push(DataError::Layout {
             path: other.clone(),
             message: "BTAD's test/ holds only `ok` and `ko`".into(),
         });
     }
-    let mut test: Vec<Sample> = images_of(&test_dir.join(OK))?
+    let mut test: Vec<Sample> = images_of(&test_dir.join(OK), &mut problems)
         .into_iter()
         .map(|image| sample(image, Label::Normal, None))
         .collect();
     let mask_dir = dir.join("ground_truth").join(KO);
-    let masks: HashMap<String, PathBuf> = if mask_dir.is_dir() {
-        images_in(&mask_dir)?
-            .into_iter()
-            .map(|m| (stem(&m), m))
-            .collect()
-    } else {
-        HashMap::new()
-    };
-    for image in images_of(&test_dir.join(KO))? {
-        let mask = masks
-            .get(&stem(&image))
-            .cloned()
-            .ok_or_else(|| DataError::MaskMissing {
-                image: image.clone(),
-                expected: mask_dir.join(format!("{}.png", stem(&image))),
-                hint: "",
-            })?;
-        test.push(sample(image, Label::Anomalous, Some(MaskRef::File(mask))));
+    let mut masks: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    if mask_dir.is_dir() {
+        match images_in(&mask_dir) {
+            Ok(files) => {
+                for m in files {
+                    masks.entry(stem(&m)).or_default().push(m);
+                }
+            }
+            Err(e) => problems.push(e),
+        }
     }
-    Ok(CategorySplit {
+    for image in images_of(&test_dir.join(KO), &mut problems) {
+        let mask = match masks
+            .get(&stem(&image))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            [one] => Some(MaskRef::File(one.clone())),
+            [] => {
+                problems.push(DataError::MaskMissing {
+                    image: image.clone(),
+                    expected: mask_dir.join(format!("{}.png", stem(&image))),
+                    hint: "",
+                });
+                None
+            }
+            several => {
+                problems.push(DataError::TwoMasks {
+                    image: image.clone(),
+                    masks: several.to_vec(),
+                });
+                Some(MaskRef::Union(several.to_vec()))
+            }
+        };
+        test.push(sample(image, Label::Anomalous, mask));
+    }
+    let split = CategorySplit {
         category: category.to_string(),
         train,
         test,
-    })
+    };
+    Ok((split, problems))
 }

@@ -8,13 +8,17 @@
 //! not have their image's size (masks are decoded in full), labels that contradict the
 //! split, a test set without normal or without anomalous images, and mask files under a
 //! category's `ground_truth/` that no test image uses (a misnamed mask, or one under
-//! `ground_truth/good`). Nothing panics on bad data; a problem in one category does not
-//! stop the others.
+//! `ground_truth/good`), and image files in a format memad does not read ([`unread_images`]).
+//! Nothing panics on bad data; a problem in one category does not stop the others, nor
+//! the category's other problems: its reader goes on past those it can
+//! ([`DatasetEntry::read_category_and_problems`]: every missing mask, every image with two
+//! masks, ...), and what it could read is checked. The report prints at most
+//! [`SHOWN_PROBLEMS`] problems per category, then how many more.
 use crate::catalog::{DatasetEntry, DatasetFormat};
 use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
 use crate::error::Result;
 use crate::idx::read_mnist;
-use crate::image_io::{decoded_dimensions, image_dimensions, is_image_path};
+use crate::image_io::{decoded_dimensions, image_dimensions, is_image_path, is_unread_image_path};
 use crate::mask::MaskRef;
 use crate::mvtec::{entries, CategorySplit, Sample, GOOD};
 use rayon::prelude::*;
@@ -27,6 +31,20 @@ use std::path::{Path, PathBuf};
 pub struct Problem {
     pub path: Option<PathBuf>,
     pub message: String,
+    /// The category it was found in, where [`check_dataset`] knows it (not printed: the
+    /// report shows at most [`SHOWN_PROBLEMS`] per category).
+    pub category: Option<String>,
+}
+
+impl Problem {
+    /// A problem about `path`.
+    pub fn at(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Problem {
+            path: Some(path.into()),
+            message: message.into(),
+            category: None,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -87,8 +105,9 @@ impl CheckReport {
     }
 }
 
-/// At most this many problems are printed by `Display`.
-const SHOWN_PROBLEMS: usize = 20;
+/// At most this many problems of a category (or of the dataset as a whole) are printed by
+/// `Display`, then how many more there are.
+pub const SHOWN_PROBLEMS: usize = 20;
 
 impl fmt::Display for CheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,15 +171,19 @@ impl fmt::Display for CheckReport {
             return write!(f, "  no problems found");
         }
         write!(f, "  {} problem(s):", self.problems.len())?;
-        for p in self.problems.iter().take(SHOWN_PROBLEMS) {
-            write!(f, "\n    {p}")?;
-        }
-        if self.problems.len() > SHOWN_PROBLEMS {
-            write!(
-                f,
-                "\n    ... and {} more",
-                self.problems.len() - SHOWN_PROBLEMS
-            )?;
+        // Each category's (consecutive) problems, so that one category with hundreds of
+        // missing masks does not hide the others'.
+        for group in self.problems.chunk_by(|a, b| a.category == b.category) {
+            for p in group.iter().take(SHOWN_PROBLEMS) {
+                write!(f, "\n    {p}")?;
+            }
+            if group.len() > SHOWN_PROBLEMS {
+                let of = match &group[0].category {
+                    Some(c) => format!(" of category `{c}`"),
+                    None => String::new(),
+                };
+                write!(f, "\n    ... and {} more{of}", group.len() - SHOWN_PROBLEMS)?;
+            }
         }
         Ok(())
     }
@@ -170,6 +193,7 @@ fn problem(e: impl fmt::Display) -> Problem {
     Problem {
         path: None,
         message: e.to_string(),
+        category: None,
     }
 }
 
@@ -199,10 +223,7 @@ pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<Ch
         problems: Vec::new(),
     };
     if !entry.root.exists() {
-        report.problems.push(Problem {
-            path: Some(entry.root.clone()),
-            message: "dataset root does not exist".into(),
-        });
+        (report.problems).push(Problem::at(&entry.root, "dataset root does not exist"));
         return Ok(report);
     }
     match entry.format {
@@ -217,23 +238,35 @@ pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<Ch
                 }
             };
             if names.is_empty() {
-                report.problems.push(Problem {
-                    path: Some(entry.root.clone()),
-                    message: format!("no categories found: expected {}", entry.format.layout()),
-                });
+                let expected = format!("no categories found: expected {}", entry.format.layout());
+                report.problems.push(Problem::at(&entry.root, expected));
             }
             for name in names {
-                match entry.read_category(&name) {
-                    Ok(split) => {
-                        let (c, mut problems) = check_split(&split, images);
+                // Every problem of the category: its layout's (the reader goes on past them
+                // where it can), then its files', labels' and masks' in what could be read.
+                let mut problems: Vec<Problem> = match entry.read_category_and_problems(&name) {
+                    Ok((split, layout)) => {
+                        let (mut c, checked) = check_split(&split, images);
+                        if !(entry.format == DatasetFormat::Folder || entry.format.is_video()) {
+                            // Formats that need a mask per anomalous image: each image without
+                            // one is a problem of `layout`, not an image left out of metrics.
+                            c.without_mask.clear();
+                        }
+                        let mut problems: Vec<Problem> =
+                            layout.into_iter().map(problem).chain(checked).collect();
                         if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {
                             problems.extend(spro_problem(&split));
                         }
+                        problems.extend(unread_images(&split));
                         report.categories.push(c);
-                        report.problems.extend(problems);
+                        problems
                     }
-                    Err(e) => report.problems.push(problem(e)),
+                    Err(e) => e.into_errors().into_iter().map(problem).collect(),
+                };
+                for p in &mut problems {
+                    p.category = Some(name.clone());
                 }
+                report.problems.extend(problems);
             }
         }
     }
@@ -341,26 +374,22 @@ pub fn test_set_problem(split: &CategorySplit) -> Option<Problem> {
         (_, 0) => "no normal test image",
         _ => return None,
     };
-    Some(Problem {
-        path: None,
-        message: format!(
-            "category `{}`: {missing}, so its detection metrics are undefined",
-            split.category
-        ),
-    })
+    Some(problem(format!(
+        "category `{}`: {missing}, so its detection metrics are undefined",
+        split.category
+    )))
 }
 
 /// A problem when every one of the `masked` anomalous images with a mask (`empty` of them
 /// with an empty mask) has an empty mask: pixel metrics would have no anomalous pixel,
 /// which is a mask convention this reader does not know rather than a dataset.
 fn all_masks_empty(category: &str, masked: usize, empty: usize) -> Option<Problem> {
-    (masked > 0 && empty == masked).then(|| Problem {
-        path: None,
-        message: format!(
+    (masked > 0 && empty == masked).then(|| {
+        problem(format!(
             "category `{category}`: all {masked} masks of anomalous images mark no pixel \
              (a mask with a value above 127 marks its pixels above 127, any other its \
              non-zero pixels), so pixel metrics cannot be computed"
-        ),
+        ))
     })
 }
 
@@ -385,18 +414,18 @@ fn check_files(samples: &[&Sample], images: ImageCheck) -> Vec<FileCheck> {
                     Some(size),
                     false,
                     false,
-                    Some(Problem {
-                        path: Some(mask.name()),
-                        message: format!("corrupt or unreadable mask: {e}"),
-                    }),
+                    Some(Problem::at(
+                        mask.name(),
+                        format!("corrupt or unreadable mask: {e}"),
+                    )),
                 ),
                 Ok(m) if m.dimensions() != size => (
                     Some(size),
                     true,
                     false,
-                    Some(Problem {
-                        path: Some(mask.name()),
-                        message: format!(
+                    Some(Problem::at(
+                        mask.name(),
+                        format!(
                             "mask is {}x{} but its image {} is {}x{}",
                             m.width(),
                             m.height(),
@@ -404,7 +433,7 @@ fn check_files(samples: &[&Sample], images: ImageCheck) -> Vec<FileCheck> {
                             size.0,
                             size.1
                         ),
-                    }),
+                    )),
                 ),
                 Ok(m) => (Some(size), true, !m.pixels().any(|p| p[0] > 0), None),
             }
@@ -421,18 +450,16 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
     let mut problems = Vec::new();
     for s in &split.train {
         if s.label.is_anomalous() {
-            problems.push(Problem {
-                path: Some(s.image.clone()),
-                message: "anomalous image in the training split".into(),
-            });
+            problems.push(Problem::at(
+                &s.image,
+                "anomalous image in the training split",
+            ));
         }
     }
     for s in &split.test {
         if s.label.is_anomalous() == (s.defect == GOOD) {
-            problems.push(Problem {
-                path: Some(s.image.clone()),
-                message: format!("label {:?} contradicts its class `{}`", s.label, s.defect),
-            });
+            let message = format!("label {:?} contradicts its class `{}`", s.label, s.defect);
+            problems.push(Problem::at(&s.image, message));
         }
     }
     let samples: Vec<(&str, &Sample)> = split
@@ -518,24 +545,9 @@ pub fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
         };
         let below = dir.strip_prefix(&ground_truth).unwrap_or(&dir);
         let defect = below.iter().next().and_then(|d| d.to_str());
-        // `<stem>.png` beside the `<stem>_mask.png` the image uses (or the other way round).
-        let image_stem = |p: &Path| -> String {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
-            let stem = stem.unwrap_or_default();
-            stem.strip_suffix("_mask").unwrap_or(&stem).to_string()
-        };
-        let shadowing = (used.iter()).find(|u| {
-            u.parent() == Some(dir.as_path()) && image_stem(u) == image_stem(first.as_path())
-        });
+        // A second mask of an image is none of these: the readers refuse it (naming both).
         let why = if defect.is_some_and(|d| normal.contains(d)) {
             "mask(s) of normal test images, which have none".to_string()
-        } else if let Some(used) = shadowing {
-            format!(
-                "mask(s) of an image that has another (first: {} beside {}, which is the one \
-                 read): keep one mask per image",
-                crate::mvtec::name_of(first),
-                crate::mvtec::name_of(used)
-            )
         } else {
             let first = crate::mvtec::name_of(first);
             let hint = match below.iter().count() {
@@ -544,11 +556,90 @@ pub fn unused_masks(split: &CategorySplit) -> Vec<Problem> {
             };
             format!("mask(s) that match no test image (first: {first}{hint})")
         };
-        problems.push(Problem {
-            path: Some(dir),
-            message: format!("{} unused {why}", unused.len()),
-        });
+        problems.push(Problem::at(dir, format!("{} unused {why}", unused.len())));
     }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     problems
+}
+
+/// What `memad run` notes about `split` before training without refusing it: mask files no
+/// test image uses ([`unused_masks`]) and image files in a format memad does not read
+/// ([`unread_images`]), one notice per folder or category.
+pub fn unused_files(split: &CategorySplit) -> Vec<Problem> {
+    let mut notes = unused_masks(split);
+    notes.extend(unread_images(split));
+    notes
+}
+
+/// At most this many examples of unread image files are named.
+const SHOWN_UNREAD: usize = 2;
+
+/// How deep below the category folder [`unread_images`] looks (a symbolic link loop ends).
+const UNREAD_DEPTH: usize = 8;
+
+/// One problem naming the image files under `split`'s category folder in a format memad
+/// does not read ([`crate::image_io::UNREAD_IMAGE_EXTENSIONS`]: WebP, GIF, JPEG 2000, ...): the readers skip
+/// them as they skip any file that is not an image, so the images or masks they hold are
+/// silently not used. The category folder is the deepest one holding every image and mask
+/// file of the split (samples held in memory have none); hidden files and folders, and
+/// files that are not images (`.txt`, `.csv`, `.json`, `Thumbs.db`), are not named.
+pub fn unread_images(split: &CategorySplit) -> Option<Problem> {
+    let files = (split.train.iter().chain(&split.test))
+        .filter(|s| s.pixels.is_none())
+        .flat_map(|s| {
+            let masks: Vec<&Path> = match &s.mask {
+                Some(MaskRef::File(p)) => vec![p.as_path()],
+                Some(MaskRef::Union(files)) => files.iter().map(PathBuf::as_path).collect(),
+                _ => Vec::new(),
+            };
+            std::iter::once(s.image.as_path()).chain(masks)
+        });
+    let mut folder: Option<&Path> = None;
+    for file in files {
+        let mut common = folder.or(file.parent())?;
+        while !file.starts_with(common) {
+            common = common.parent()?;
+        }
+        folder = Some(common);
+    }
+    let folder = folder?;
+    let mut unread = Vec::new();
+    let mut folders = vec![(folder.to_path_buf(), 0)];
+    while let Some((dir, depth)) = folders.pop() {
+        let Ok((dirs, files)) = entries(&dir) else {
+            continue;
+        };
+        if depth < UNREAD_DEPTH {
+            folders.extend(dirs.into_iter().rev().map(|d| (d, depth + 1)));
+        }
+        unread.extend(files.into_iter().filter(|f| is_unread_image_path(f)));
+    }
+    if unread.is_empty() {
+        return None;
+    }
+    let mut formats: BTreeMap<String, usize> = BTreeMap::new();
+    for f in &unread {
+        let ext = f.extension().unwrap_or_default().to_string_lossy();
+        *formats.entry(ext.to_lowercase()).or_default() += 1;
+    }
+    let formats: Vec<String> = formats.iter().map(|(e, n)| format!("{n} .{e}")).collect();
+    let examples: Vec<String> = (unread.iter().take(SHOWN_UNREAD))
+        .map(|f| f.strip_prefix(folder).unwrap_or(f).display().to_string())
+        .collect();
+    let more = if unread.len() > SHOWN_UNREAD {
+        ", ..."
+    } else {
+        ""
+    };
+    Some(Problem::at(
+        folder,
+        format!(
+            "category `{}`: {} image file(s) memad does not read ({}; e.g. {}{more}): memad \
+             reads PNG, JPG, BMP, TIFF: convert these or they are not used",
+            split.category,
+            unread.len(),
+            formats.join(", "),
+            examples.join(", ")
+        ),
+    ))
 }

@@ -15,7 +15,11 @@ pub enum DataError {
         "dataset root {path} does not exist or is not a folder (put the dataset there or fix `root` in datasets.toml)"
     )]
     RootMissing { path: PathBuf },
-    #[error("category `{category}` not found in {root}; categories there: {}", list(.available))]
+    #[error(
+        "category `{category}` not found in {root}{}; categories there: {}",
+        did_you_mean(.category, .available),
+        list(.available)
+    )]
     CategoryMissing {
         root: PathBuf,
         category: String,
@@ -33,6 +37,22 @@ pub enum DataError {
         image: PathBuf,
         expected: PathBuf,
         hint: &'static str,
+    },
+    /// An anomalous test image with more than one mask file (`ground_truth/<defect>/000.png`
+    /// beside `000_mask.png`, or one mask in two formats): which one is meant is not guessed.
+    #[error(
+        "test image {image} has {} masks, {}: keep one mask per image (delete or move the \
+         others); memad does not guess which one is meant",
+        .masks.len(),
+        .masks.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(" and ")
+    )]
+    TwoMasks { image: PathBuf, masks: Vec<PathBuf> },
+    /// Every problem a reader found in `category` (more than one; a reader goes on past
+    /// those it can, so that a dataset can be fixed in one go): see [`DataError::into_errors`].
+    #[error("{}", several(.category, .errors))]
+    Several {
+        category: String,
+        errors: Vec<DataError>,
     },
     #[error("unexpected dataset layout at {path}: {message}")]
     Layout { path: PathBuf, message: String },
@@ -80,6 +100,60 @@ fn list(items: &[String]) -> String {
     }
 }
 
+/// At most this many of the errors of a [`DataError::Several`] are printed.
+const SHOWN_ERRORS: usize = 20;
+
+fn several(category: &str, errors: &[DataError]) -> String {
+    let mut text = format!(
+        "{} problems in category `{category}` (fix them all; `memad datasets check` lists \
+         every category's):",
+        errors.len()
+    );
+    for e in errors.iter().take(SHOWN_ERRORS) {
+        text.push_str(&format!("\n  {e}"));
+    }
+    if errors.len() > SHOWN_ERRORS {
+        text.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN_ERRORS));
+    }
+    text
+}
+
+/// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
+/// at most a third of `value`'s length away (at least 1, at most 3) and not a name of the
+/// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`);
+/// empty otherwise.
+pub fn did_you_mean(value: &str, candidates: &[String]) -> String {
+    let length = value.chars().count();
+    let limit = (length / 3).clamp(1, 3);
+    let replaced_whole = |d: usize, c: &str| d == length && c.chars().count() == length;
+    candidates
+        .iter()
+        .map(|c| (edit_distance(value, c), c))
+        .filter(|(d, c)| *d <= limit && !replaced_whole(*d, c))
+        .min()
+        .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
+}
+
+/// Edit distance (optimal string alignment): the fewest single-character insertions,
+/// deletions, substitutions and swaps of two neighbours that turn `a` into `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // d[i][j]: the distance between the first i characters of a and the first j of b.
+    let mut d: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitute = d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = substitute.min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 impl DataError {
     /// An I/O error about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -88,6 +162,96 @@ impl DataError {
             error: source,
         }
     }
+
+    /// `errors` found reading `category` as one result: nothing when there are none, the
+    /// error itself when there is one, else [`DataError::Several`].
+    pub(crate) fn gathered(category: &str, mut errors: Vec<DataError>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(DataError::Several {
+                category: category.to_string(),
+                errors,
+            }),
+        }
+    }
+
+    /// The errors this one stands for: those of a [`DataError::Several`], else itself.
+    pub fn into_errors(self) -> Vec<DataError> {
+        match self {
+            DataError::Several { errors, .. } => errors,
+            other => vec![other],
+        }
+    }
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_names_a_near_candidate_only() {
+        let known = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            did_you_mean("mnda", &known(&["mnad", "memae"])),
+            " (did you mean `mnad`?)"
+        );
+        assert_eq!(
+            did_you_mean("bottel", &known(&["bottle", "cable"])),
+            " (did you mean `bottle`?)"
+        );
+        assert_eq!(did_you_mean("3", &known(&["0", "1"])), "");
+        assert_eq!(
+            did_you_mean("1", &known(&["01", "02"])),
+            " (did you mean `01`?)"
+        );
+        assert_eq!(did_you_mean("zipper", &known(&["bottle"])), "");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("mnda", "mnad"), 1);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("ab", ""), 2);
+    }
+
+    #[test]
+    fn a_missing_category_suggests_the_near_one() {
+        let err = DataError::CategoryMissing {
+            root: PathBuf::from("/data/mvtec"),
+            category: "bottel".into(),
+            available: vec!["bottle".into(), "cable".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "category `bottel` not found in /data/mvtec (did you mean `bottle`?); categories \
+             there: bottle, cable"
+        );
+    }
+
+    #[test]
+    fn several_errors_print_twenty_and_a_count() {
+        let errors: Vec<DataError> = (0..25)
+            .map(|i| DataError::NoImages {
+                path: PathBuf::from(format!("/d/{i}")),
+            })
+            .collect();
+        let err = DataError::gathered("bottle", errors).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("25 problems in category `bottle`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/d/19 holds no images") && !text.contains("/d/20 "),
+            "{text}"
+        );
+        assert!(text.ends_with("... and 5 more"), "{text}");
+        assert_eq!(err.into_errors().len(), 25);
+        let one = vec![DataError::NoImages { path: "/d".into() }];
+        assert!(matches!(
+            DataError::gathered("c", one),
+            Err(DataError::NoImages { .. })
+        ));
+        assert!(DataError::gathered("c", Vec::new()).is_ok());
+    }
+}

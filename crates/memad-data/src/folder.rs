@@ -14,7 +14,10 @@
 //! [`crate::mvtec`], an anomalous test image may have no mask (`mask: None`); masks that
 //! exist are found as in MVTec AD.
 use crate::error::{DataError, Result};
-use crate::mvtec::{check_root, entries, name_of, read_category_dir, CategorySplit, Masks};
+use crate::mvtec::{
+    check_root, entries, name_of, read_category_dir, read_category_dir_and_problems, CategorySplit,
+    Masks,
+};
 use std::path::{Path, PathBuf};
 
 /// The categories under `root` of a layout recognised by `is_category`: `root` itself
@@ -76,6 +79,20 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
     let dir = category_dir_where(root, category, is_folder_category)?;
     read_folder(&dir, category)
+}
+
+/// [`read_category`], going on past every problem it can: the images that could be listed
+/// and every problem found; `Err` when the category cannot be read at all.
+pub fn read_category_and_problems(
+    root: &Path,
+    category: &str,
+) -> Result<(CategorySplit, Vec<DataError>)> {
+    let dir = category_dir_where(root, category, is_folder_category)?;
+    Ok(read_category_dir_and_problems(
+        &dir,
+        category,
+        Masks::Optional,
+    ))
 }
 
 /// Reads one category folder `dir` (holding `train/good` and `test/`) as `category`.

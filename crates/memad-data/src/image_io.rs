@@ -19,6 +19,22 @@ pub fn is_image_path(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
+/// Extensions of image formats memad does not read (lower case; matching is
+/// case-insensitive): the readers skip such files as they skip any file that is not one of
+/// [`IMAGE_EXTENSIONS`], so a dataset holding them is smaller than it looks;
+/// [`crate::check::unread_images`] names them.
+pub const UNREAD_IMAGE_EXTENSIONS: [&str; 23] = [
+    "webp", "gif", "jp2", "j2k", "jpf", "jpx", "jpm", "jpeg2000", "heic", "heif", "avif", "jxl",
+    "tga", "ppm", "pgm", "pbm", "pnm", "exr", "hdr", "ico", "qoi", "dds", "psd",
+];
+
+/// Whether `path` has one of [`UNREAD_IMAGE_EXTENSIONS`]: an image memad does not read.
+pub fn is_unread_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| (UNREAD_IMAGE_EXTENSIONS.iter()).any(|x| e.eq_ignore_ascii_case(x)))
+}
+
 fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
     ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?

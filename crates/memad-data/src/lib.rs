@@ -45,9 +45,10 @@ pub mod visa;
 
 pub use catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
 pub use check::{
-    check_dataset, file_problems, spro_problem, test_set_problem, unused_masks, CheckReport,
+    check_dataset, file_problems, spro_problem, test_set_problem, unread_images, unused_files,
+    unused_masks, CheckReport,
 };
-pub use error::{DataError, Result};
+pub use error::{did_you_mean, DataError, Result};
 pub use mask::MaskRef;
 pub use mvtec::{CategorySplit, Label, Sample};
 pub use one_class::{one_class_split, one_class_split_with_anomalies, OneClassSplit};

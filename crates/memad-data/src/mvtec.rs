@@ -9,15 +9,19 @@
 //! ```
 //!
 //! A mask may also be named as its image without `_mask` (`ground_truth/<defect>/000.png`:
-//! VisA converted to this layout by its official `prepare_data.py` or by anomalib).
+//! VisA converted to this layout by its official `prepare_data.py` or by anomalib). An image
+//! with two mask files (both names, or one name in two formats) is an error naming both:
+//! which one is meant is not guessed. A reader goes on past the problems it can, so that
+//! [`read_category_and_problems`] lists them all; [`read_category`] fails with them.
 //!
 //! Only paths are listed here (nothing is decoded); files are sorted naturally
 //! (`2.png` before `10.png`), test folders by name. Hidden files and files that are not
 //! images are skipped.
 use crate::error::{DataError, Result};
-use crate::image_io::{is_image_path, IMAGE_EXTENSIONS};
+use crate::image_io::is_image_path;
 use crate::mask::MaskRef;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The 15 categories of MVTec AD.
@@ -264,36 +268,65 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Where the mask of `test/<defect>/<stem>.<ext>` is: `ground_truth/<defect>/<stem>_mask.png`
-/// (or another image extension), else `ground_truth/<defect>/<stem>.png` (or another image
-/// extension: converted VisA); `Err` carries the `_mask.png` path that was expected.
-pub(crate) fn find_mask(
-    category_dir: &Path,
-    defect: &str,
-    image: &Path,
-) -> Result<PathBuf, PathBuf> {
-    let stem = image
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = category_dir.join("ground_truth").join(defect);
-    let expected = dir.join(format!("{stem}_mask.png"));
-    if expected.is_file() {
-        return Ok(expected);
+/// The mask files of the folder `ground_truth/<defect>`, by the stem of the test image each
+/// may belong to: `<stem>_mask.<ext>` and `<stem>.<ext>` (converted VisA) both under
+/// `<stem>`, any image extension; a folder that does not exist has none. An unreadable folder
+/// is a problem pushed to `problems`.
+pub(crate) fn mask_files(
+    dir: &Path,
+    problems: &mut Vec<DataError>,
+) -> HashMap<String, Vec<PathBuf>> {
+    let mut by_stem: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    if !dir.is_dir() {
+        return by_stem;
     }
-    for suffix in ["_mask", ""] {
-        for ext in (IMAGE_EXTENSIONS.iter()).flat_map(|e| [e.to_string(), e.to_uppercase()]) {
-            let path = dir.join(format!("{stem}{suffix}.{ext}"));
-            if path.is_file() {
-                return Ok(path);
-            }
+    let files = match entries(dir) {
+        Ok((_, files)) => files,
+        Err(e) => {
+            problems.push(e);
+            return by_stem;
         }
+    };
+    for file in files.into_iter().filter(|f| is_image_path(f)) {
+        let stem = stem_of(&file);
+        if let Some(image_stem) = stem.strip_suffix("_mask") {
+            by_stem
+                .entry(image_stem.to_string())
+                .or_default()
+                .push(file.clone());
+        }
+        by_stem.entry(stem).or_default().push(file);
     }
-    Err(expected)
+    // `<stem>_mask.png` first: the name MVTec AD uses, so messages list it first.
+    for (stem, files) in by_stem.iter_mut() {
+        let rank = |f: &PathBuf| {
+            let png = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
+            (stem_of(f) != format!("{stem}_mask"), !png)
+        };
+        files.sort_by_key(rank);
+    }
+    by_stem
+}
+
+pub(crate) fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Lists the training and test images of `category` under `root` (paths only).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
+    let (split, problems) = read_category_and_problems(root, category)?;
+    DataError::gathered(category, problems)?;
+    Ok(split)
+}
+
+/// [`read_category`], going on past every problem it can (see
+/// [`read_category_dir_and_problems`]); `Err` when the category cannot be read at all.
+pub fn read_category_and_problems(
+    root: &Path,
+    category: &str,
+) -> Result<(CategorySplit, Vec<DataError>)> {
     check_root(root)?;
     let dir = root.join(category);
     if category.is_empty() || !dir.is_dir() {
@@ -303,7 +336,11 @@ pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
             available: list_categories(root)?,
         });
     }
-    read_category_dir(&dir, category, Masks::Required)
+    Ok(read_category_dir_and_problems(
+        &dir,
+        category,
+        Masks::Required,
+    ))
 }
 
 /// Whether an anomalous test image without a mask is an error.
@@ -319,87 +356,149 @@ const MASKS_OPTIONAL_HINT: &str = "; your own data with masks for only some imag
     the pixel metrics";
 
 /// Reads the category folder `dir` (`train/good`, `test/good`, `test/<defect>`,
-/// `ground_truth/<defect>`) as `category`.
+/// `ground_truth/<defect>`) as `category`; any problem found fails it (all of them, in
+/// [`DataError::Several`] when there are more than one).
 pub(crate) fn read_category_dir(dir: &Path, category: &str, masks: Masks) -> Result<CategorySplit> {
-    let train = read_train_good(dir)?;
+    let (split, problems) = read_category_dir_and_problems(dir, category, masks);
+    DataError::gathered(category, problems)?;
+    Ok(split)
+}
+
+/// [`read_category_dir`], going on past every problem so that all are found at once: the
+/// images that could be listed, and the problems in the order found. The mask of
+/// `test/<defect>/<stem>.<ext>` is `ground_truth/<defect>/<stem>_mask.png` (or another image
+/// extension) or `<stem>.png` (converted VisA); none is a problem where `masks` requires one
+/// (the image is listed without a mask), two or more are one always (the image is listed
+/// with their union, so that a check reads them all).
+pub(crate) fn read_category_dir_and_problems(
+    dir: &Path,
+    category: &str,
+    masks: Masks,
+) -> (CategorySplit, Vec<DataError>) {
+    let mut problems = Vec::new();
+    let train = read_train_good(dir, &mut problems);
     let mut test = Vec::new();
-    for defect_dir in test_label_dirs(dir, "test/good and test/<defect>")? {
+    for defect_dir in test_label_dirs(dir, "test/good and test/<defect>", &mut problems) {
         let defect = name_of(&defect_dir);
-        for image in images_in(&defect_dir)? {
-            if defect == GOOD {
-                test.push(Sample::still(image, Label::Normal, GOOD, None));
+        let images = match images_in(&defect_dir) {
+            Ok(images) => images,
+            Err(e) => {
+                problems.push(e);
                 continue;
             }
-            let mask = match (find_mask(dir, &defect, &image), masks) {
-                (Ok(mask), _) => Some(MaskRef::File(mask)),
-                (Err(_), Masks::Optional) => None,
-                (Err(expected), Masks::Required) => {
-                    return Err(DataError::MaskMissing {
-                        image,
-                        expected,
-                        hint: MASKS_OPTIONAL_HINT,
-                    })
+        };
+        if defect == GOOD {
+            let normal = |image| Sample::still(image, Label::Normal, GOOD, None);
+            test.extend(images.into_iter().map(normal));
+            continue;
+        }
+        let mask_dir = dir.join("ground_truth").join(&defect);
+        let by_stem = mask_files(&mask_dir, &mut problems);
+        for image in images {
+            let stem = stem_of(&image);
+            let mask = match by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default() {
+                [one] => Some(MaskRef::File(one.clone())),
+                [] => {
+                    if masks == Masks::Required {
+                        problems.push(DataError::MaskMissing {
+                            image: image.clone(),
+                            expected: mask_dir.join(format!("{stem}_mask.png")),
+                            hint: MASKS_OPTIONAL_HINT,
+                        });
+                    }
+                    None
+                }
+                several => {
+                    problems.push(DataError::TwoMasks {
+                        image: image.clone(),
+                        masks: several.to_vec(),
+                    });
+                    Some(MaskRef::Union(several.to_vec()))
                 }
             };
             test.push(Sample::still(image, Label::Anomalous, &defect, mask));
         }
     }
-    Ok(CategorySplit {
+    let split = CategorySplit {
         category: category.to_string(),
         train,
         test,
-    })
+    };
+    (split, problems)
 }
 
 /// The training images of the category folder `dir`: the images of `train/good`, which
-/// must hold some; another folder in `train/` or an image directly in it is an error.
-pub(crate) fn read_train_good(dir: &Path) -> Result<Vec<Sample>> {
+/// must hold some; another folder in `train/` or an image directly in it is a problem
+/// (each pushed to `problems`).
+pub(crate) fn read_train_good(dir: &Path, problems: &mut Vec<DataError>) -> Vec<Sample> {
     let train_dir = dir.join("train");
     let train_good = train_dir.join(GOOD);
     if !train_good.is_dir() {
-        return Err(DataError::TrainMissing { path: train_good });
+        problems.push(DataError::TrainMissing { path: train_good });
+        return Vec::new();
     }
-    let (subdirs, files) = entries(&train_dir)?;
-    if let Some(other) = subdirs.iter().find(|d| name_of(d) != GOOD) {
-        return Err(DataError::Layout {
-            path: other.clone(),
-            message: "train/ holds only `good` (training images are normal)".into(),
-        });
+    match entries(&train_dir) {
+        Ok((subdirs, files)) => {
+            for other in subdirs.iter().filter(|d| name_of(d) != GOOD) {
+                problems.push(DataError::Layout {
+                    path: other.clone(),
+                    message: "train/ holds only `good` (training images are normal)".into(),
+                });
+            }
+            for stray in files.iter().filter(|f| is_image_path(f)) {
+                problems.push(DataError::Layout {
+                    path: stray.clone(),
+                    message: "training images belong in train/good".into(),
+                });
+            }
+        }
+        Err(e) => problems.push(e),
     }
-    if let Some(stray) = files.iter().find(|f| is_image_path(f)) {
-        return Err(DataError::Layout {
-            path: stray.clone(),
-            message: "training images belong in train/good".into(),
-        });
+    let images = match images_in(&train_good) {
+        Ok(images) => images,
+        Err(e) => {
+            problems.push(e);
+            return Vec::new();
+        }
+    };
+    if images.is_empty() {
+        problems.push(DataError::NoImages { path: train_good });
     }
-    let train: Vec<Sample> = images_in(&train_good)?
-        .into_iter()
+    (images.into_iter())
         .map(|image| Sample::still(image, Label::Normal, GOOD, None))
-        .collect();
-    if train.is_empty() {
-        return Err(DataError::NoImages { path: train_good });
-    }
-    Ok(train)
+        .collect()
 }
 
-/// The label folders of `dir/test` (sorted). `layout` names them for the errors (`test/good
-/// and test/<defect>`): a missing `test/`, or an image directly in it, is an error.
-pub(crate) fn test_label_dirs(dir: &Path, layout: &str) -> Result<Vec<PathBuf>> {
+/// The label folders of `dir/test` (sorted). `layout` names them for the problems (`test/good
+/// and test/<defect>`): a missing `test/`, or an image directly in it, is one (pushed to
+/// `problems`).
+pub(crate) fn test_label_dirs(
+    dir: &Path,
+    layout: &str,
+    problems: &mut Vec<DataError>,
+) -> Vec<PathBuf> {
     let test_dir = dir.join("test");
     if !test_dir.is_dir() {
-        return Err(DataError::Layout {
+        problems.push(DataError::Layout {
             path: test_dir,
             message: format!("missing: a category keeps its test images in {layout}"),
         });
+        return Vec::new();
     }
-    let (label_dirs, files) = entries(&test_dir)?;
-    if let Some(stray) = files.iter().find(|f| is_image_path(f)) {
-        return Err(DataError::Layout {
+    let (label_dirs, files) = match entries(&test_dir) {
+        Ok(found) => found,
+        Err(e) => {
+            problems.push(e);
+            return Vec::new();
+        }
+    };
+    for stray in files.iter().filter(|f| is_image_path(f)) {
+        problems.push(DataError::Layout {
             path: stray.clone(),
             message: format!("test images belong in a folder of test/ ({layout})"),
         });
     }
-    Ok(label_dirs)
+    label_dirs
 }
 
 #[cfg(test)]

@@ -64,28 +64,56 @@ fn category_dir(root: &Path, category: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Lists the training and test images of `category` with their masks (paths only).
+/// Lists the training and test images of `category` with their masks (paths only); any
+/// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
+    let (split, problems) = read_category_and_problems(root, category)?;
+    DataError::gathered(category, problems)?;
+    Ok(split)
+}
+
+/// [`read_category`], going on past every problem it can: the images that could be listed
+/// (an anomalous image whose mask folder is missing without a mask) and every problem found;
+/// `Err` when the category cannot be read at all.
+pub fn read_category_and_problems(
+    root: &Path,
+    category: &str,
+) -> Result<(CategorySplit, Vec<DataError>)> {
     let dir = category_dir(root, category)?;
-    let train = read_train_good(&dir)?;
+    let mut problems = Vec::new();
+    let train = read_train_good(&dir, &mut problems);
     let layout = "test/good, test/logical_anomalies and test/structural_anomalies";
     let mut test = Vec::new();
-    for type_dir in test_label_dirs(&dir, layout)? {
+    for type_dir in test_label_dirs(&dir, layout, &mut problems) {
         let defect = name_of(&type_dir);
-        for image in images_in(&type_dir)? {
+        let images = match images_in(&type_dir) {
+            Ok(images) => images,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        for image in images {
             test.push(if defect == GOOD {
                 Sample::still(image, Label::Normal, GOOD, None)
             } else {
-                let mask = find_masks(&dir, &defect, &image)?;
-                Sample::still(image, Label::Anomalous, &defect, Some(mask))
+                let mask = match find_masks(&dir, &defect, &image) {
+                    Ok(mask) => Some(mask),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                };
+                Sample::still(image, Label::Anomalous, &defect, mask)
             });
         }
     }
-    Ok(CategorySplit {
+    let split = CategorySplit {
         category: category.to_string(),
         train,
         test,
-    })
+    };
+    Ok((split, problems))
 }
 
 /// The mask files of `test/<defect>/<stem>.png`: every image in

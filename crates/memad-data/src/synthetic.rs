@@ -88,8 +88,10 @@ impl SyntheticSpec {
         ] {
             for (i, name) in names.iter().enumerate() {
                 if !known.contains(&name.as_str()) {
+                    let known: Vec<String> = known.iter().map(|k| k.to_string()).collect();
                     return bad(format!(
-                        "unknown {key} entry `{name}`; known: {}",
+                        "unknown {key} entry `{name}`{}; known: {}",
+                        crate::error::did_you_mean(name, &known),
                         known.join(", ")
                     ));
                 }

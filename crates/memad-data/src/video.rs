@@ -319,7 +319,8 @@ fn check_numbering(dir: &Path, frames: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Fills `video.masks` from `mask_dir` when it exists: one mask per frame, same stem.
+/// Fills `video.masks` from `mask_dir` when it exists: one mask per frame, same stem (two,
+/// such as `001.png` and `001.bmp`, are an error: which one is meant is not guessed).
 fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
     if !mask_dir.is_dir() {
         return Ok(());
@@ -330,20 +331,24 @@ fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    let by_stem: std::collections::HashMap<String, &PathBuf> =
-        masks.iter().map(|m| (stem(m), m)).collect();
+    let mut by_stem: std::collections::HashMap<String, Vec<PathBuf>> = Default::default();
+    for m in masks {
+        by_stem.entry(stem(&m)).or_default().push(m);
+    }
     video.masks = video
         .frames
         .iter()
-        .map(|f| {
-            by_stem
-                .get(&stem(f))
-                .map(|m| MaskRef::File((*m).clone()))
-                .ok_or_else(|| DataError::MaskMissing {
-                    image: f.clone(),
-                    expected: mask_dir.join(format!("{}.png", stem(f))),
-                    hint: "",
-                })
+        .map(|f| match by_stem.get(&stem(f)).map(Vec::as_slice) {
+            Some([one]) => Ok(MaskRef::File(one.clone())),
+            Some(several @ [_, _, ..]) => Err(DataError::TwoMasks {
+                image: f.clone(),
+                masks: several.to_vec(),
+            }),
+            _ => Err(DataError::MaskMissing {
+                image: f.clone(),
+                expected: mask_dir.join(format!("{}.png", stem(f))),
+                hint: "",
+            }),
         })
         .collect::<Result<_>>()?;
     Ok(())

@@ -123,8 +123,22 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
     Ok(objects)
 }
 
-/// Lists the training and test images of `object` (paths only, checked to exist).
+/// Lists the training and test images of `object` (paths only, checked to exist); any
+/// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
+    let (split, problems) = read_category_and_problems(root, object)?;
+    DataError::gathered(object, problems)?;
+    Ok(split)
+}
+
+/// [`read_category`], going on past every problem of a row: the rows that could be read
+/// (an image whose mask file is missing listed without one; a missing image and an
+/// anomalous training image left out) and every problem found; `Err` when the split file
+/// cannot be read or does not list `object`.
+pub fn read_category_and_problems(
+    root: &Path,
+    object: &str,
+) -> Result<(CategorySplit, Vec<DataError>)> {
     let rows = read_split_csv(root)?;
     if !rows.iter().any(|r| r.object == object) {
         let mut available: Vec<String> = rows.into_iter().map(|r| r.object).collect();
@@ -142,20 +156,26 @@ pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
         train: Vec::new(),
         test: Vec::new(),
     };
-    for row in rows.into_iter().filter(|r| r.object == object) {
-        for file in std::iter::once(&row.image).chain(&row.mask) {
-            if !file.is_file() {
-                return Err(DataError::Layout {
-                    path: file.clone(),
-                    message: format!("listed in {} but missing", csv.display()),
-                });
-            }
+    let mut problems = Vec::new();
+    for mut row in rows.into_iter().filter(|r| r.object == object) {
+        let missing = |file: &PathBuf| DataError::Layout {
+            path: file.clone(),
+            message: format!("listed in {} but missing", csv.display()),
+        };
+        if !row.image.is_file() {
+            problems.push(missing(&row.image));
+            problems.extend(row.mask.as_ref().filter(|m| !m.is_file()).map(missing));
+            continue;
+        }
+        if let Some(mask) = row.mask.take_if(|m| !m.is_file()) {
+            problems.push(missing(&mask));
         }
         if row.train && row.label.is_anomalous() {
-            return Err(DataError::Layout {
+            problems.push(DataError::Layout {
                 path: row.image,
                 message: format!("an anomalous training image in {}", csv.display()),
             });
+            continue;
         }
         let sample = if row.label.is_anomalous() {
             Sample::still(
@@ -174,10 +194,10 @@ pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
         }
     }
     if split.train.is_empty() {
-        return Err(DataError::Layout {
+        problems.push(DataError::Layout {
             path: csv,
             message: format!("no training images of `{object}`"),
         });
     }
-    Ok(split)
+    Ok((split, problems))
 }

@@ -53,7 +53,8 @@ fn reports_counts_sizes_and_every_broken_file() {
         b"\x89PNG\r\n\x1a\ngarbage",
     )
     .unwrap();
-    // A second category whose mask is missing: reported, the first still checked.
+    // A second category whose mask is missing: reported, the first still checked, and what
+    // could be read of the second checked too (its test set has no normal image).
     img(&root.join("screw/train/good/000.png"), 8, 8);
     img(&root.join("screw/test/bent/000.png"), 8, 8);
 
@@ -61,7 +62,8 @@ fn reports_counts_sizes_and_every_broken_file() {
     let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
     let report = check_dataset(catalog.get("m").unwrap()).unwrap();
     assert!(!report.is_ok());
-    assert_eq!(report.categories.len(), 1);
+    assert_eq!(report.categories.len(), 2);
+    assert_eq!(report.categories[1].split_count("test"), 1);
     let c = &report.categories[0];
     assert_eq!(c.split_count("train"), 4);
     assert_eq!(c.split_count("test"), 4);
@@ -81,7 +83,11 @@ fn reports_counts_sizes_and_every_broken_file() {
         "{text}"
     );
     assert!(text.contains("screw/test/bent/000.png"), "{text}");
-    assert!(text.contains("4 problem(s)"), "{text}");
+    assert!(
+        text.contains("category `screw`: no normal test image"),
+        "{text}"
+    );
+    assert!(text.contains("5 problem(s)"), "{text}");
 
     // A root with nothing of the format under it: the expected layout is named.
     let empty = dir.path().join("empty");
@@ -343,26 +349,143 @@ fn truncated_images_are_problems() {
     assert!(text.contains("4 problem(s)"), "{text}");
 }
 
-/// Two masks of one image (`0_mask.png`, which is read, and `0.png`): the other is named as
-/// such, not as a mask that matches no test image.
+/// Two masks of one image (`0_mask.png` and `0.png`): the reader refuses the pair, naming
+/// both and saying to keep one, so a run stops before training rather than reading one of
+/// them; `datasets check` names it once (both masks are read, neither is "unused").
 #[test]
-fn a_second_mask_of_an_image_is_named_as_such() {
+fn a_second_mask_of_an_image_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("parts");
+    folder_category(&root, 2);
+    mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
+    mask(&root.join("ground_truth/dent/0.png"), 8, 8, false);
+    mask(&root.join("ground_truth/dent/1_mask.png"), 8, 8, true);
+    let err = memad_data::folder::read_folder(&root, "parts").unwrap_err();
+    let gt = root.join("ground_truth/dent");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "test image {} has 2 masks, {} and {}: keep one mask per image (delete or move \
+             the others); memad does not guess which one is meant",
+            root.join("test/dent/0.png").display(),
+            gt.join("0_mask.png").display(),
+            gt.join("0.png").display()
+        )
+    );
+    let text = format!("[f]\nformat = \"folder\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("f").unwrap()).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report}");
+    assert!(
+        report.problems[0].message.contains("has 2 masks"),
+        "{report}"
+    );
+    assert_eq!(report.categories[0].masks_checked, 2, "{report}");
+}
+
+/// `datasets check` lists every problem of a category, not its first: 25 missing masks and
+/// an image directly in `test/` (read past), then what could be read is checked. The report
+/// prints 20 per category and counts the rest, so a later category's problems still show.
+#[test]
+fn every_problem_of_a_category_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mvtec");
+    img(&root.join("bottle/train/good/000.png"), 8, 8);
+    img(&root.join("bottle/test/good/000.png"), 8, 8);
+    for i in 0..25 {
+        img(&root.join(format!("bottle/test/crack/{i:03}.png")), 8, 8);
+    }
+    img(&root.join("bottle/test/stray.png"), 8, 8);
+    img(&root.join("cable/train/good/000.png"), 8, 8);
+    img(&root.join("cable/test/good/000.png"), 8, 8);
+    img(&root.join("cable/test/bent/000.png"), 8, 8);
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("m").unwrap()).unwrap();
+    let bottle: Vec<&memad_data::check::Problem> = (report.problems.iter())
+        .filter(|p| p.category.as_deref() == Some("bottle"))
+        .collect();
+    assert_eq!(bottle.len(), 26, "{report}");
+    assert!(
+        bottle[0].message.contains("stray.png") && bottle[0].message.contains("belong in a folder"),
+        "{report}"
+    );
+    assert_eq!(
+        (bottle.iter())
+            .filter(|p| p.message.contains("has no ground-truth mask"))
+            .count(),
+        25
+    );
+    assert_eq!(report.categories[0].split_count("test"), 26);
+    // `mvtec` needs every mask: the images without one are problems above, not images
+    // "left out of the pixel metrics" as the `folder` format's would be.
+    assert!(report.categories[0].without_mask.is_empty(), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("27 problem(s)"), "{text}");
+    assert!(text.contains("crack/018.png has no"), "{text}");
+    assert!(!text.contains("crack/019.png has no"), "{text}");
+    assert!(
+        text.contains("... and 6 more of category `bottle`"),
+        "{text}"
+    );
+    assert!(text.contains("cable/test/bent/000.png has no"), "{text}");
+    // A run refuses the category with all of them, 20 shown.
+    let err = memad_data::mvtec::read_category(&root, "bottle").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("26 problems in category `bottle`") && msg.ends_with("... and 6 more"),
+        "{msg}"
+    );
+    assert_eq!(err.into_errors().len(), 26);
+}
+
+/// Image files in formats memad does not read (WebP, GIF, any letter case) are named once
+/// per category, with a count per format and two examples; hidden files and files that are
+/// not images are not. A run notes them ([`memad_data::unused_files`]).
+#[test]
+fn image_files_memad_does_not_read_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("parts");
     folder_category(&root, 1);
     mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
-    mask(&root.join("ground_truth/dent/0.png"), 8, 8, false);
-    let split = memad_data::folder::read_folder(&root, "parts").unwrap();
-    let problems = memad_data::unused_masks(&split);
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    let text = problems[0].to_string();
-    assert!(
-        text.contains(
-            "1 unused mask(s) of an image that has another (first: 0.png beside 0_mask.png, \
-             which is the one read): keep one mask per image"
-        ),
-        "{text}"
+    for name in ["train/good/1.webp", "train/good/2.webp", "test/dent/1.GIF"] {
+        std::fs::write(root.join(name), b"RIFF").unwrap();
+    }
+    for name in [
+        "train/good/.3.webp",
+        "train/good/Thumbs.db",
+        "train/good/notes.txt",
+        "test/labels.csv",
+        "test/meta.json",
+        ".DS_Store",
+    ] {
+        std::fs::write(root.join(name), b"x").unwrap();
+    }
+    std::fs::create_dir_all(root.join(".cache")).unwrap();
+    std::fs::write(root.join(".cache/4.webp"), b"x").unwrap();
+    let text = format!("[f]\nformat = \"folder\"\nroot = \"{}\"\n", root.display());
+    let catalog = DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = check_dataset(catalog.get("f").unwrap()).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report}");
+    assert_eq!(
+        report.problems[0].to_string(),
+        format!(
+            "{}: category `parts`: 3 image file(s) memad does not read (1 .gif, 2 .webp; e.g. \
+             test/dent/1.GIF, train/good/1.webp, ...): memad reads PNG, JPG, BMP, TIFF: convert \
+             these or they are not used",
+            root.display()
+        )
     );
+    let split = memad_data::folder::read_folder(&root, "parts").unwrap();
+    let notes: Vec<String> = (memad_data::unused_files(&split).iter())
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(notes, [report.problems[0].to_string()]);
+    std::fs::remove_file(root.join("test/dent/1.GIF")).unwrap();
+    for name in ["train/good/1.webp", "train/good/2.webp"] {
+        std::fs::remove_file(root.join(name)).unwrap();
+    }
+    assert!(memad_data::unread_images(&split).is_none());
 }
 
 /// Mask files the reader did not match are reported per folder: a misnamed mask (the

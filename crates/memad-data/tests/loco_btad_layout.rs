@@ -399,3 +399,60 @@ fn reads_btad_matching_masks_by_stem() {
         "{msg}"
     );
 }
+
+/// BTAD matches masks by stem across extensions: `0000.png` beside `0000.bmp` is two masks
+/// of `test/ko/0000`, refused with both named (one was silently picked before); every
+/// missing mask of the category is named in one error.
+#[test]
+fn btad_two_masks_of_one_image_are_refused_and_every_problem_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    btad_tree(root);
+    let gt = root.join("01/ground_truth/ko");
+    mask(&gt.join("0000.bmp"), (10, 8), (0, 2, 0, 2), 255);
+    let err = btad::read_category(root, "01").unwrap_err();
+    assert!(matches!(err, DataError::TwoMasks { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "{} and {}: keep one mask per image",
+            gt.join("0000.bmp").display(),
+            gt.join("0000.png").display()
+        )),
+        "{msg}"
+    );
+    let report = check_dataset(&entry("btad", root)).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report}");
+    std::fs::remove_file(gt.join("0000.bmp")).unwrap();
+    btad::read_category(root, "01").unwrap();
+
+    for i in 0..2 {
+        std::fs::remove_file(root.join(format!("02/ground_truth/ko/{i:04}.png"))).unwrap();
+    }
+    let errors = btad::read_category(root, "02").unwrap_err().into_errors();
+    assert_eq!(errors.len(), 2);
+    assert!(errors
+        .iter()
+        .all(|e| matches!(e, DataError::MaskMissing { .. })));
+}
+
+/// LOCO: every missing mask folder is named in one error.
+#[test]
+fn mvtec_loco_lists_every_missing_mask_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    loco_tree(root);
+    let gt = root.join("breakfast_box/ground_truth");
+    std::fs::remove_dir_all(gt.join(LOGICAL)).unwrap();
+    let err = mvtec_loco::read_category(root, "breakfast_box").unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("2 problems in category `breakfast_box`"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{}/", gt.join(LOGICAL).join("000").display()))
+            && msg.contains(&format!("{}/", gt.join(LOGICAL).join("001").display())),
+        "{msg}"
+    );
+}

@@ -157,6 +157,103 @@ fn category_typo_lists_the_categories() {
     );
 }
 
+/// A misspelt category (in `datasets.toml`'s `categories` or an experiment's) is answered
+/// with the near one; a name near none gets no guess.
+#[test]
+fn category_typo_suggests_the_near_category() {
+    let (_dir, root) = tree();
+    let msg = read_category(&root, "bottel").unwrap_err().to_string();
+    assert!(
+        msg.contains("category `bottel` not found in")
+            && msg.contains("(did you mean `bottle`?); categories there: bottle, screw"),
+        "{msg}"
+    );
+    let msg = read_category(&root, "zipper").unwrap_err().to_string();
+    assert!(!msg.contains("did you mean"), "{msg}");
+    let text = format!(
+        "[m]\nformat = \"mvtec\"\nroot = \"{}\"\ncategories = [\"bottel\"]\n",
+        root.display()
+    );
+    let catalog = memad_data::DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let entry = catalog.get("m").unwrap();
+    let msg = entry.read_category("bottel").unwrap_err().to_string();
+    assert!(msg.contains("(did you mean `bottle`?)"), "{msg}");
+    let report = memad_data::check_dataset(entry).unwrap().to_string();
+    assert!(report.contains("(did you mean `bottle`?)"), "{report}");
+}
+
+/// An image with two mask files, `000_mask.png` beside `000.png` (or one mask in two
+/// formats), is refused with both named: the reader does not pick one. MVTec AD's own
+/// layout (`<stem>_mask.png` only) and converted VisA's (`<stem>.png` only) read as before.
+#[test]
+fn an_image_with_two_masks_is_refused_naming_both() {
+    let (_dir, root) = tree();
+    let gt = root.join("bottle/ground_truth/broken_large");
+    mask(&gt.join("000.png"), 20, 16);
+    let err = read_category(&root, "bottle").unwrap_err();
+    assert!(matches!(err, DataError::TwoMasks { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "test image {} has 2 masks, {} and {}: keep one mask per image",
+            root.join("bottle/test/broken_large/000.png").display(),
+            gt.join("000_mask.png").display(),
+            gt.join("000.png").display()
+        )),
+        "{msg}"
+    );
+    std::fs::remove_file(gt.join("000.png")).unwrap();
+    mask(&gt.join("001_mask.bmp"), 20, 16);
+    let msg = read_category(&root, "bottle").unwrap_err().to_string();
+    assert!(
+        msg.contains("001_mask.png and ") && msg.contains("001_mask.bmp: keep one"),
+        "{msg}"
+    );
+    std::fs::remove_file(gt.join("001_mask.bmp")).unwrap();
+    // One mask per image under either name reads.
+    std::fs::rename(gt.join("001_mask.png"), gt.join("001.png")).unwrap();
+    let split = read_category(&root, "bottle").unwrap();
+    let masks: Vec<_> = (split.test.iter().take(2))
+        .map(|s| {
+            s.mask
+                .as_ref()
+                .and_then(MaskRef::file)
+                .unwrap()
+                .to_path_buf()
+        })
+        .collect();
+    assert_eq!(masks, [gt.join("000_mask.png"), gt.join("001.png")]);
+}
+
+/// Every layout problem of a category is found in one read: the missing masks of two
+/// defects and an image directly in `test/`, each named, in one error.
+#[test]
+fn every_layout_problem_of_a_category_is_reported_at_once() {
+    let (_dir, root) = tree();
+    std::fs::remove_file(root.join("bottle/ground_truth/broken_large/000_mask.png")).unwrap();
+    std::fs::remove_file(root.join("bottle/ground_truth/contamination/001_mask.png")).unwrap();
+    png(&root.join("bottle/test/stray.png"), 20, 16);
+    png(&root.join("bottle/train/stray.png"), 20, 16);
+    let err = read_category(&root, "bottle").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("4 problems in category `bottle`"), "{msg}");
+    for named in [
+        "train/stray.png",
+        "test/stray.png",
+        "broken_large/000.png has no ground-truth mask",
+        "contamination/001.png has no ground-truth mask",
+    ] {
+        assert!(msg.contains(named), "{named}: {msg}");
+    }
+    let errors = err.into_errors();
+    assert_eq!(errors.len(), 4);
+    assert!(matches!(errors[3], DataError::MaskMissing { .. }));
+    // What could be read comes with them (for `memad datasets check`).
+    let (split, problems) = memad_data::mvtec::read_category_and_problems(&root, "bottle").unwrap();
+    assert_eq!(problems.len(), 4);
+    assert_eq!((split.train.len(), split.test.len()), (4, 6));
+}
+
 #[test]
 fn missing_root_and_broken_layouts_are_named() {
     let (dir, root) = tree();

@@ -126,6 +126,28 @@ fn bad_labels_and_missing_masks_are_named() {
     assert!(msg.contains("UCSDped2"), "{msg}");
 }
 
+/// A frame with two masks (`003.bmp` and `003.png` in its `_gt` folder) is refused with
+/// both named, not read with one of them.
+#[test]
+fn a_frame_with_two_masks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ped = ucsd_tree(dir.path());
+    let gt = ped.join("Test/Test001_gt");
+    frame(&gt.join("003.png"), 255);
+    let err = read_ucsd(&ped).unwrap_err();
+    assert!(matches!(err, DataError::TwoMasks { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!(
+            "test image {} has 2 masks, {} and {}: keep one",
+            ped.join("Test/Test001/003.tif").display(),
+            gt.join("003.bmp").display(),
+            gt.join("003.png").display()
+        )),
+        "{msg}"
+    );
+}
+
 /// A `.npy` file of little-endian i64 values, shape `(1, n)`, as MNAD's label files.
 fn npy_i64(values: &[i64]) -> Vec<u8> {
     let mut header = format!(

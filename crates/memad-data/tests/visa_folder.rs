@@ -124,6 +124,38 @@ fn reads_visa() {
     assert!(err.to_string().contains("split_csv/1cls.csv"), "{err}");
 }
 
+/// Every missing file of an object and an anomalous training row are named in one error.
+#[test]
+fn visa_lists_every_problem_of_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    visa_tree(dir.path());
+    for file in [
+        "candle/Data/Images/Normal/0001.JPG",
+        "candle/Data/Masks/Anomaly/000.png",
+        "candle/Data/Masks/Anomaly/001.png",
+    ] {
+        std::fs::remove_file(dir.path().join(file)).unwrap();
+    }
+    let csv = dir.path().join("split_csv/1cls.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let text = text.replace("candle,train,normal,candle/Data/Images/Normal/0002.JPG,", "candle,train,anomaly,candle/Data/Images/Normal/0002.JPG,candle/Data/Images/Normal/0002.JPG");
+    std::fs::write(&csv, text).unwrap();
+    let err = visa::read_category(dir.path(), "candle").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("4 problems in category `candle`"), "{msg}");
+    for named in [
+        "Normal/0001.JPG: listed in",
+        "Anomaly/000.png: listed in",
+        "Anomaly/001.png: listed in",
+        "Normal/0002.JPG: an anomalous training image",
+    ] {
+        assert!(msg.contains(named), "{named}: {msg}");
+    }
+    let (split, problems) = visa::read_category_and_problems(dir.path(), "candle").unwrap();
+    assert_eq!(problems.len(), 4);
+    assert_eq!((split.train.len(), split.test.len()), (1, 3));
+}
+
 #[test]
 fn reads_the_folder_format_with_and_without_masks() {
     let dir = tempfile::tempdir().unwrap();

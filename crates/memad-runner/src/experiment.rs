@@ -477,8 +477,9 @@ pub fn load_text(
         for (i, c) in experiment.data.categories.iter().enumerate() {
             if !known.contains(c) {
                 let msg = format!(
-                    "unknown category `{c}` of dataset `{}`; known: {}",
+                    "unknown category `{c}` of dataset `{}`{}; known: {}",
                     dataset.name,
+                    crate::table::did_you_mean(c, known),
                     known.join(", ")
                 );
                 return Err(ConfigError::new(format!("data.categories[{i}]"), msg)

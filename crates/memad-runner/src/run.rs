@@ -341,8 +341,9 @@ pub(crate) fn prepare(
     let spro = exp.eval.metrics.iter().any(|m| m == "auspro");
     refuse_unusable_data(&splits, &loaded.dataset.name, spro)?;
     refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
-    // Masks no image uses are misnamed more often than not: their images count as unmasked.
-    for problem in splits.iter().flat_map(memad_data::unused_masks) {
+    // Masks no image uses are misnamed more often than not: their images count as unmasked;
+    // images in a format memad does not read (WebP, GIF, ...) are not used: one note each.
+    for problem in splits.iter().flat_map(memad_data::unused_files) {
         eprintln!("note: {problem}");
     }
     // A smoke run's part of each category, once every file of the whole has been checked.

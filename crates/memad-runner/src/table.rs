@@ -984,41 +984,9 @@ fn listing(values: &[String]) -> String {
     )
 }
 
-/// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
-/// at most a third of `value`'s length away (at least 1, at most 3) and not a name of the
-/// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`);
-/// empty otherwise.
-pub(crate) fn did_you_mean(value: &str, candidates: &[String]) -> String {
-    let length = value.chars().count();
-    let limit = (length / 3).clamp(1, 3);
-    let replaced_whole = |d: usize, c: &str| d == length && c.chars().count() == length;
-    candidates
-        .iter()
-        .map(|c| (edit_distance(value, c), c))
-        .filter(|(d, c)| *d <= limit && !replaced_whole(*d, c))
-        .min()
-        .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
-}
-
-/// Edit distance (optimal string alignment): the fewest single-character insertions,
-/// deletions, substitutions and swaps of two neighbours that turn `a` into `b`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    // d[i][j]: the distance between the first i characters of a and the first j of b.
-    let mut d: Vec<Vec<usize>> = (0..=a.len())
-        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
-        .collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let substitute = d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = substitute.min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
+/// ` (did you mean `x`?)` for a near candidate: the data crate's, which also answers a
+/// misspelt dataset category.
+pub(crate) use memad_data::did_you_mean;
 
 fn display(names: &BTreeMap<String, String>, key: &str) -> String {
     names.get(key).cloned().unwrap_or_else(|| key.to_string())
@@ -1880,10 +1848,6 @@ mod tests {
             did_you_mean("1", &["01".into(), "02".into()]),
             " (did you mean `01`?)"
         );
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("mnda", "mnad"), 1);
-        assert_eq!(edit_distance("", "ab"), 2);
-        assert_eq!(edit_distance("ab", ""), 2);
     }
 
     #[test]

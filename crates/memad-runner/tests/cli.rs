@@ -337,6 +337,12 @@ fn check_rejects_broken_files_naming_the_file_and_key() {
             "data.categories[2]: `grid` is listed twice",
         ),
         (
+            "category_typo.toml",
+            broken("\"grid\", \"leather\"]", "\"grid\", \"lether\"]"),
+            "data.categories[2]: unknown category `lether` of dataset `synthetic-mvtec` (did \
+             you mean `leather`?); known: carpet, grid, leather",
+        ),
+        (
             "no_metrics.toml",
             broken(
                 "metrics = [\"image_auroc\", \"image_ap\", \"pixel_auroc\", \"aupro\"]",
