@@ -143,7 +143,8 @@ impl fmt::Display for CheckReport {
             if c.sizes.keys().any(|(w, h)| w != h) {
                 write!(
                     f,
-                    " (runs resize to a square: non-square images are stretched)"
+                    " (runs resize to a square, stretching non-square images, unless \
+                     [data] resize_shape = \"shorter_side\")"
                 )?;
             }
             write!(f, "; {} masks checked", c.masks_checked)?;

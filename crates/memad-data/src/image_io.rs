@@ -197,6 +197,135 @@ impl MaskResize {
     }
 }
 
+/// What `[data] resize` sets before the centre crop to the input size.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeShape {
+    /// Both sides become `resize`: a non-square image is stretched to a square (anomalib's,
+    /// RD4AD's `Resize((256, 256))`).
+    #[default]
+    Square,
+    /// The shorter side becomes `resize` and the longer `int(resize * long / short)`
+    /// (truncated), keeping the aspect ratio: torchvision's `Resize(256)` with an int, as
+    /// PatchCore's official code. The same as [`ResizeShape::Square`] on square images.
+    ShorterSide,
+}
+
+impl ResizeShape {
+    /// Whether this is the default, [`ResizeShape::Square`].
+    pub fn is_square(&self) -> bool {
+        *self == ResizeShape::Square
+    }
+}
+
+/// How an image (or mask) of any size becomes the model's square input: resized with
+/// `resize` as `shape` says, then the central `crop x crop` kept (`None`: `resize x resize`),
+/// at torchvision's `CenterCrop` offsets `round((side - crop) / 2)` (half to even) of the
+/// resized image, in one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub resize: u32,
+    pub shape: ResizeShape,
+    pub crop: Option<u32>,
+}
+
+impl Geometry {
+    /// `size x size`, no crop.
+    pub fn square(size: u32) -> Self {
+        Geometry {
+            resize: size,
+            shape: ResizeShape::Square,
+            crop: None,
+        }
+    }
+
+    /// The side of the output: the crop, else `resize`.
+    pub fn side(&self) -> u32 {
+        self.crop.unwrap_or(self.resize)
+    }
+
+    /// An error unless `1 <= side <= resize` (the shorter resized side).
+    pub fn check(&self) -> Result<()> {
+        let side = self.side();
+        if side > self.resize || side == 0 {
+            return Err(DataError::InvalidArgument(format!(
+                "centre crop {side} must be between 1 and the decoded size {}",
+                self.resize
+            )));
+        }
+        Ok(())
+    }
+
+    /// `(width, height)` of an image of `(width, height)` = `size` after the resize, before
+    /// the crop: `(resize, resize)`, or with [`ResizeShape::ShorterSide`] the shorter side
+    /// `resize` and the longer `int(resize * long / short)`, as torchvision computes it.
+    pub fn resized(&self, size: (u32, u32)) -> (u32, u32) {
+        let r = self.resize;
+        match self.shape {
+            ResizeShape::Square => (r, r),
+            ResizeShape::ShorterSide => {
+                let (w, h) = size;
+                let (short, long) = (w.min(h).max(1), w.max(h));
+                // Python's `int(r * long / short)`: an exact product, a correctly rounded
+                // division, truncated.
+                let long_side = ((u64::from(r) * u64::from(long)) as f64 / f64::from(short)) as u32;
+                if w <= h {
+                    (r, long_side)
+                } else {
+                    (long_side, r)
+                }
+            }
+        }
+    }
+
+    /// `(x, y)` of the crop's top-left corner in an image resized to `resized`
+    /// ([`Geometry::resized`]): `round((side - crop) / 2)` per axis, half to even
+    /// (torchvision's `CenterCrop`); an error when the crop does not fit.
+    pub fn crop_offsets(&self, resized: (u32, u32)) -> Result<(u32, u32)> {
+        let side = self.side();
+        let offset = |n: u32| -> Result<u32> {
+            if side > n || side == 0 {
+                return Err(DataError::InvalidArgument(format!(
+                    "centre crop {side} must be between 1 and the decoded size {n}"
+                )));
+            }
+            Ok((f64::from(n - side) / 2.0).round_ties_even() as u32)
+        };
+        Ok((offset(resized.0)?, offset(resized.1)?))
+    }
+
+    /// `image` resized and centre-cropped ([`IMAGE_FILTER`]), `side x side`.
+    pub fn fit_rgb(&self, image: RgbImage) -> Result<RgbImage> {
+        let to = self.resized(image.dimensions());
+        let resized = if image.dimensions() == to {
+            image
+        } else {
+            imageops::resize(&image, to.0, to.1, IMAGE_FILTER)
+        };
+        self.crop_image(resized)
+    }
+
+    /// The central `side x side` of the resized `image`.
+    fn crop_image<P: image::Pixel + 'static>(
+        &self,
+        image: image::ImageBuffer<P, Vec<P::Subpixel>>,
+    ) -> Result<image::ImageBuffer<P, Vec<P::Subpixel>>> {
+        let side = self.side();
+        if image.dimensions() == (side, side) {
+            return Ok(image);
+        }
+        let (x, y) = self.crop_offsets(image.dimensions())?;
+        Ok(imageops::crop_imm(&image, x, y, side, side).to_image())
+    }
+}
+
+/// Decodes `path` as RGB, resized and centre-cropped as `geometry` says ([`IMAGE_FILTER`]).
+pub fn load_rgb_fitted(path: &Path, geometry: &Geometry) -> Result<RgbImage> {
+    geometry.fit_rgb(decode(path)?.into_rgb8())
+}
+
 /// Decodes `path` as RGB and resizes it to `size`x`size` ([`IMAGE_FILTER`]).
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
     let rgb = decode(path)?.into_rgb8();
@@ -234,6 +363,28 @@ pub fn load_mask_for(
     )
 }
 
+/// The mask `mask` of `image` (whose size is read from its header), checked to have the
+/// image's size, brought to the input as `geometry` says (resized with the filter of
+/// `resize`, binarised, centre-cropped as the image is), `side x side`, as 0/255.
+pub fn load_mask_fitted(
+    mask: &MaskRef,
+    image: &Path,
+    geometry: &Geometry,
+    resize: MaskResize,
+) -> Result<GrayImage> {
+    let expected = image_dimensions(image)?;
+    let to = geometry.resized(expected);
+    let gray = fit_mask_to(
+        mask.decode()?,
+        &mask.name(),
+        Some(image),
+        expected,
+        to,
+        resize,
+    )?;
+    geometry.crop_image(gray)
+}
+
 /// Checks `gray` (the mask `name`, 0/255) against `expected`, resizes it as `resize` says
 /// and binarises it to 0/255.
 pub(crate) fn fit_mask(
@@ -242,6 +393,18 @@ pub(crate) fn fit_mask(
     image: Option<&Path>,
     expected: (u32, u32),
     size: u32,
+    resize: MaskResize,
+) -> Result<GrayImage> {
+    fit_mask_to(gray, name, image, expected, (size, size), resize)
+}
+
+/// [`fit_mask`] to `(width, height)` = `to`.
+pub(crate) fn fit_mask_to(
+    gray: GrayImage,
+    name: &Path,
+    image: Option<&Path>,
+    expected: (u32, u32),
+    to: (u32, u32),
     resize: MaskResize,
 ) -> Result<GrayImage> {
     if gray.dimensions() != expected {
@@ -257,10 +420,10 @@ pub(crate) fn fit_mask(
         MaskResize::BilinearHalf => (IMAGE_FILTER, 128), // v / 255 > 0.5
         MaskResize::BilinearFull => (IMAGE_FILTER, 255),
     };
-    let mut mask = if gray.dimensions() == (size, size) {
+    let mut mask = if gray.dimensions() == to {
         gray
     } else {
-        imageops::resize(&gray, size, size, filter)
+        imageops::resize(&gray, to.0, to.1, filter)
     };
     for p in mask.pixels_mut() {
         p[0] = if p[0] >= lowest { 255 } else { 0 };
@@ -324,6 +487,134 @@ mod tests {
         assert_eq!(columns(MaskResize::BilinearHalf), [1, 1, 0, 0]);
         // PatchCore (`astype(int)`): only the wholly covered column.
         assert_eq!(columns(MaskResize::BilinearFull), [1, 0, 0, 0]);
+    }
+
+    /// `tests/fixtures/resize_shape_*.png` (tools/make_resize_shape_fixture.py): non-square
+    /// images and a mask, and torchvision's `Resize(32)` + `CenterCrop(28)` of them.
+    fn resize_shape_fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(format!("resize_shape_{name}.png"))
+    }
+
+    const SHORTER_32_CROP_28: Geometry = Geometry {
+        resize: 32,
+        shape: ResizeShape::ShorterSide,
+        crop: Some(28),
+    };
+
+    /// The largest difference of two images of one size, in grey levels.
+    fn max_difference(a: &RgbImage, b: &RgbImage) -> u8 {
+        assert_eq!(a.dimensions(), b.dimensions());
+        (a.as_raw().iter().zip(b.as_raw()))
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap()
+    }
+
+    #[test]
+    fn shorter_side_resize_and_centre_crop_match_torchvision() {
+        let g = SHORTER_32_CROP_28;
+        // torchvision: the shorter side 32, the longer int(32 * long / short), truncated;
+        // the crop at int(round((side - 28) / 2.0)), half to even.
+        assert_eq!(g.resized((92, 60)), (49, 32)); // 49.07
+        assert_eq!(g.crop_offsets((49, 32)).unwrap(), (10, 2)); // round(10.5) = 10
+        assert_eq!(g.resized((60, 96)), (32, 51)); // 51.2
+        assert_eq!(g.crop_offsets((32, 51)).unwrap(), (2, 12)); // round(11.5) = 12
+        assert_eq!(
+            g.resized((70, 70)),
+            (32, 32),
+            "a square is resized as before"
+        );
+        let square = Geometry {
+            shape: ResizeShape::Square,
+            ..g
+        };
+        assert_eq!(square.resized((92, 60)), (32, 32));
+        for name in ["landscape", "portrait"] {
+            let ours = load_rgb_fitted(&resize_shape_fixture(name), &g).unwrap();
+            let tv = image::open(resize_shape_fixture(&format!("{name}_tv")))
+                .unwrap()
+                .into_rgb8();
+            assert_eq!(ours.dimensions(), (28, 28));
+            // PIL's bilinear and the image crate's triangle filter round apart by a grey
+            // level at most.
+            let d = max_difference(&ours, &tv);
+            assert!(d <= 1, "{name}: {d} grey levels from torchvision");
+            // The ramps make a crop one pixel off visible, and a square resize stretches.
+            let source = image::open(resize_shape_fixture(name)).unwrap().into_rgb8();
+            let (w, h) = g.resized(source.dimensions());
+            let resized = imageops::resize(&source, w, h, IMAGE_FILTER);
+            let (x, y) = g.crop_offsets((w, h)).unwrap();
+            for (dx, dy) in [(1, 0), (0, 1)] {
+                let moved = imageops::crop_imm(&resized, x + dx, y + dy, 28, 28).to_image();
+                let d = max_difference(&moved, &tv);
+                assert!(d > 4, "{name}: a crop at +({dx}, {dy}) is {d} levels off");
+            }
+            let stretched = square.fit_rgb(source).unwrap();
+            assert!(max_difference(&stretched, &tv) > 20, "{name}");
+        }
+    }
+
+    #[test]
+    fn shorter_side_masks_follow_their_images_as_torchvision() {
+        let g = SHORTER_32_CROP_28;
+        let path = resize_shape_fixture("mask");
+        let tv = image::open(resize_shape_fixture("mask_tv"))
+            .unwrap()
+            .into_luma8();
+        let ours = |resize| -> Vec<bool> {
+            // The mask is its own image: its size is checked against the image's.
+            let m = load_mask_fitted(&MaskRef::File(path.clone()), &path, &g, resize).unwrap();
+            assert_eq!(m.dimensions(), (28, 28));
+            m.into_raw().into_iter().map(|v| v == 255).collect()
+        };
+        // PatchCore's `astype(int)` of the resized, cropped mask, and RD4AD's `> 0.5`.
+        let full: Vec<bool> = tv.pixels().map(|p| p[0] == 255).collect();
+        let half: Vec<bool> = tv.pixels().map(|p| p[0] as f64 / 255.0 > 0.5).collect();
+        // The filters round apart by a grey level at most: a pixel may only differ where
+        // torchvision's grey is one level from the threshold (here the block's left edge, at
+        // exactly half coverage: PIL 128, the triangle filter 127).
+        for (resize, want, near) in [
+            (MaskResize::BilinearFull, &full, [254, 255]),
+            (MaskResize::BilinearHalf, &half, [127, 128]),
+        ] {
+            let got = ours(resize);
+            let apart: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
+            assert!(apart.len() <= 4, "{resize:?}: {apart:?}");
+            for i in apart {
+                assert!(near.contains(&tv.as_raw()[i]), "{resize:?}: pixel {i}");
+            }
+        }
+        // The block (x 46..70, y 20..40 of 92 x 60) lands where the geometry puts it:
+        // scaled by 49/92 and 32/60, shifted by the crop (10, 2); wholly covered pixels are
+        // x 15..=26, y 9..=18.
+        let covered: Vec<(u32, u32)> = (0..28 * 28)
+            .filter(|&i| full[i as usize])
+            .map(|i| (i % 28, i / 28))
+            .collect();
+        let (xs, ys): (Vec<u32>, Vec<u32>) = covered.iter().copied().unzip();
+        assert_eq!(
+            (
+                xs.iter().min(),
+                xs.iter().max(),
+                ys.iter().min(),
+                ys.iter().max()
+            ),
+            (Some(&15), Some(&26), Some(&9), Some(&18))
+        );
+        assert_eq!(covered.len(), 12 * 10);
+        // Nearest at pixel centres: output pixel x samples source floor((x + 0.5) * 92 / 49).
+        let nearest = ours(MaskResize::Nearest);
+        for y in 0..28u32 {
+            for x in 0..28u32 {
+                let sx = ((x + 10) as f64 + 0.5) * 92.0 / 49.0;
+                let sy = ((y + 2) as f64 + 0.5) * 60.0 / 32.0;
+                let want = (46.0..70.0).contains(&sx) && (20.0..40.0).contains(&sy)
+                    || sx.floor() == 30.0 && (5.0..55.0).contains(&sy);
+                assert_eq!(nearest[(y * 28 + x) as usize], want, "({x}, {y})");
+            }
+        }
     }
 
     #[test]

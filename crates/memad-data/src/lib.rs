@@ -46,7 +46,7 @@ pub mod visa;
 pub use catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
 pub use check::{
     check_dataset, file_problems, spro_problem, test_set_problem, unread_images, unused_files,
-    unused_masks, CheckReport,
+    CheckReport,
 };
 pub use error::{did_you_mean, DataError, Result};
 pub use mask::MaskRef;

@@ -3,21 +3,30 @@
 //! [`BatchLoader`] decodes the next batch on a background thread (rayon inside it) while
 //! the current one is being used, so the device never waits for PNG decoding.
 //!
+//! Images become the square model input as a [`Geometry`] says: resized to `resize x
+//! resize` (`[data] resize_shape = "square"`, the default) or with the shorter side at
+//! `resize` (`"shorter_side"`, torchvision's `Resize(int)`), then centre-cropped
+//! ([`LoadOptions::crop`]) at torchvision's offsets.
+//!
 //! With a cache folder ([`BatchLoader::with_cache`], [`load_batch_with_cache`]) every image
 //! file (and mask) is decoded and resized once: the `[3, S, S]` (mask `[1, S, S]`) u8 pixels
-//! are written to `<cache>/<hash>.px` under a key of the source path, its size and mtime,
-//! the target size and the resize filter, and read back in later epochs. Entries are
-//! written atomically (temporary file + rename) and checked on read (key, shape, length,
-//! checksum); a stale, short or corrupt entry is decoded again and rewritten. Nothing is
-//! held in memory beyond the batches in flight. In-memory samples (`Sample::pixels`) are
-//! never cached.
+//! (square: before the crop; shorter side: after it) are written to `<cache>/<hash>.px`
+//! under a key of the source path, its size and mtime, the target size (with the shorter
+//! side: the resize shape and the crop too) and the resize filter, and read back in later
+//! epochs. Entries are written atomically (temporary file + rename) and checked on read
+//! (key, shape, length, checksum); a stale, short or corrupt entry is decoded again and
+//! rewritten. Nothing is held in memory beyond the batches in flight. In-memory samples
+//! (`Sample::pixels`) are never cached.
 use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
-use crate::image_io::{load_mask_for, load_rgb, MaskResize, IMAGE_FILTER};
+use crate::image_io::{
+    load_mask_fitted, load_mask_for, load_rgb, load_rgb_fitted, Geometry, MaskResize, ResizeShape,
+    IMAGE_FILTER,
+};
 use crate::mask::MaskRef;
 use crate::mvtec::Sample;
 use crate::synthesis::AnomalySynthesizer;
-use image::{imageops, imageops::FilterType, Rgb, RgbImage};
+use image::{Rgb, RgbImage};
 use memad_core::{Batch, SyntheticAnomalies};
 use rayon::prelude::*;
 use std::fs;
@@ -65,6 +74,9 @@ pub struct LoadOptions {
     /// Centre-crop the decoded `S x S` images and masks to `crop x crop` (`crop <= S`), as
     /// the "resize 256, centre-crop 224" protocol of PatchCore; `None` keeps `S x S`.
     pub crop: Option<u32>,
+    /// What the decode size `S` sets: both sides (the default) or the shorter one, the
+    /// aspect ratio kept, before the crop ([`ResizeShape`]).
+    pub resize_shape: ResizeShape,
 }
 
 impl HostBatch {
@@ -108,12 +120,6 @@ impl HostBatch {
     }
 }
 
-/// Decodes `path` at `size`x`size` as `[3, S, S]` RGB in `[0, 1]`, appended to `chw`.
-fn decode_chw(path: &std::path::Path, size: u32, chw: &mut Vec<f32>) -> Result<()> {
-    push_chw(&load_rgb(path, size)?, chw);
-    Ok(())
-}
-
 /// Appends `rgb` as `[3, H, W]` in `[0, 1]`.
 fn push_chw(rgb: &RgbImage, chw: &mut Vec<f32>) {
     let plane = (rgb.width() * rgb.height()) as usize;
@@ -126,9 +132,10 @@ fn push_chw(rgb: &RgbImage, chw: &mut Vec<f32>) {
     }
 }
 
-/// An in-memory image at `size`x`size` as `[3, S, S]` RGB in `[0, 1]` (grey images repeated
-/// over the three channels; resized as files are, bilinear), appended to `chw`.
-fn array_chw(pixels: &ArrayRef, size: u32, chw: &mut Vec<f32>) {
+/// An in-memory image brought to the input as `geometry` says, as `[3, S, S]` RGB in
+/// `[0, 1]` (grey images repeated over the three channels; resized as files are, bilinear),
+/// appended to `chw`.
+fn array_chw(pixels: &ArrayRef, geometry: &Geometry, chw: &mut Vec<f32>) -> Result<()> {
     let a = &pixels.array;
     let bytes = pixels.bytes();
     let plane = a.height * a.width;
@@ -137,14 +144,8 @@ fn array_chw(pixels: &ArrayRef, size: u32, chw: &mut Vec<f32>) {
             |c: usize| bytes[c.min(a.channels - 1) * plane + y as usize * a.width + x as usize];
         Rgb([at(0), at(1), at(2)])
     });
-    if rgb.dimensions() == (size, size) {
-        push_chw(&rgb, chw);
-    } else {
-        push_chw(
-            &imageops::resize(&rgb, size, size, FilterType::Triangle),
-            chw,
-        );
-    }
+    push_chw(&geometry.fit_rgb(rgb)?, chw);
+    Ok(())
 }
 
 /// Decodes `samples[indices]` at `size`x`size` (masks too when `with_masks`, resized
@@ -171,9 +172,29 @@ pub fn decode_batch_with_cache(
     mask_resize: Option<MaskResize>,
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
+    decode_batch_fitted(
+        samples,
+        indices,
+        &Geometry::square(size),
+        mask_resize,
+        cache,
+    )
+}
+
+/// [`decode_batch_with_cache`] of images (and masks) brought to the input as `geometry`
+/// says: `[B, 3 * T, S, S]` with `S = geometry.side()`.
+pub fn decode_batch_fitted(
+    samples: &[Sample],
+    indices: &[usize],
+    geometry: &Geometry,
+    mask_resize: Option<MaskResize>,
+    cache: Option<&Path>,
+) -> Result<HostBatch> {
+    geometry.check()?;
     if let Some(dir) = cache {
         fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     }
+    let size = geometry.side();
     let decoded: Vec<(Vec<f32>, Option<Vec<f32>>)> = indices
         .par_iter()
         .map(|&i| {
@@ -181,18 +202,18 @@ pub fn decode_batch_with_cache(
             let plane = (size * size) as usize;
             let mut chw = Vec::new();
             if let Some(pixels) = &sample.pixels {
-                array_chw(pixels, size, &mut chw);
+                array_chw(pixels, geometry, &mut chw)?;
             } else if sample.frames.is_empty() {
-                image_chw(&sample.image, size, cache, &mut chw)?;
+                image_chw(&sample.image, geometry, cache, &mut chw)?;
             } else {
                 for frame in &sample.frames {
-                    image_chw(frame, size, cache, &mut chw)?;
+                    image_chw(frame, geometry, cache, &mut chw)?;
                 }
             }
             let mask = match (mask_resize, &sample.mask) {
                 (None, _) => None,
                 (Some(resize), Some(mask_ref)) => {
-                    let m = mask_pixels(mask_ref, &sample.image, size, resize, cache)?;
+                    let m = mask_pixels(mask_ref, &sample.image, geometry, resize, cache)?;
                     Some(m.iter().map(|&p| if p > 127 { 1.0 } else { 0.0 }).collect())
                 }
                 (Some(_), None) => Some(vec![0f32; plane]),
@@ -259,10 +280,12 @@ pub fn load_batch_with_cache(
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
     let masks = opts.with_masks.then_some(opts.mask_resize);
-    let mut host = decode_batch_with_cache(samples, indices, size, masks, cache)?;
-    if let Some(crop) = opts.crop {
-        center_crop(&mut host, crop)?;
-    }
+    let geometry = Geometry {
+        resize: size,
+        shape: opts.resize_shape,
+        crop: opts.crop,
+    };
+    let mut host = decode_batch_fitted(samples, indices, &geometry, masks, cache)?;
     if !opts.classes.is_empty() {
         host.classes = Some(indices.iter().map(|&i| opts.classes[i]).collect());
     }
@@ -272,38 +295,33 @@ pub fn load_batch_with_cache(
     Ok(host)
 }
 
-/// The first row and column of the central `crop x crop` of an `S x S` plane:
-/// `round((S - crop) / 2)`, as torchvision's `CenterCrop`; an error unless
-/// `1 <= crop <= S`.
-pub(crate) fn crop_offset(size: u32, crop: u32) -> Result<u32> {
-    if crop > size || crop == 0 {
-        return Err(DataError::InvalidArgument(format!(
-            "centre crop {crop} must be between 1 and the decoded size {size}"
-        )));
+/// The central `crop x crop` of every `S x S` plane of `planes` (`S = geometry.resize`,
+/// square geometry), at `round((S - crop) / 2)` as torchvision's `CenterCrop`; `planes`
+/// itself without a crop.
+fn crop_square_planes(planes: Vec<u8>, geometry: &Geometry) -> Result<Vec<u8>> {
+    let (s, c) = (geometry.resize as usize, geometry.side() as usize);
+    if c == s {
+        return Ok(planes);
     }
-    Ok((f64::from(size - crop) / 2.0).round_ties_even() as u32)
+    let off = geometry.crop_offsets((s as u32, s as u32))?.0 as usize;
+    Ok(planes
+        .chunks(s * s)
+        .flat_map(|plane| {
+            (off..off + c).flat_map(move |y| plane[y * s + off..y * s + off + c].iter().copied())
+        })
+        .collect())
 }
 
-/// Crops every plane of `host` (images `[B, C, S, S]`, masks `[B, 1, S, S]`) to its central
-/// `crop x crop`; the offset is `round((S - crop) / 2)`, as torchvision's `CenterCrop`.
-fn center_crop(host: &mut HostBatch, crop: u32) -> Result<()> {
-    let (s, c) = (host.size as usize, crop as usize);
-    let off = crop_offset(host.size as u32, crop)? as usize;
-    let crop_planes = |planes: &[f32]| -> Vec<f32> {
-        planes
-            .chunks(s * s)
-            .flat_map(|plane| {
-                (off..off + c)
-                    .flat_map(move |y| plane[y * s + off..y * s + off + c].iter().copied())
-            })
-            .collect()
-    };
-    host.images = crop_planes(&host.images);
-    if let Some(masks) = &host.masks {
-        host.masks = Some(crop_planes(masks));
+/// What the cache keys hold of `geometry`: the decode size (square: the entry is the
+/// uncropped square, shared by every crop, keyed as before the shorter-side mode existed),
+/// or the shape, size and crop of a shorter-side entry (already cropped).
+fn geometry_key(geometry: &Geometry) -> String {
+    match geometry.shape {
+        ResizeShape::Square => geometry.resize.to_string(),
+        ResizeShape::ShorterSide => {
+            format!("shorter_side {} crop {}", geometry.resize, geometry.side())
+        }
     }
-    host.size = crop as i64;
-    Ok(())
 }
 
 /// Pastes a synthesized anomaly into a copy of every image of `host` (RGB still images
@@ -347,15 +365,25 @@ fn synthesize_batch(
     Ok((images.concat(), masks.concat()))
 }
 
-/// Appends the image file `path` at `size`x`size` as `[3, S, S]` in `[0, 1]`, through the
-/// cache folder when there is one.
-fn image_chw(path: &Path, size: u32, cache: Option<&Path>, chw: &mut Vec<f32>) -> Result<()> {
-    let Some(dir) = cache else {
-        return decode_chw(path, size, chw);
+/// Appends the image file `path` brought to the input as `geometry` says, as `[3, S, S]` in
+/// `[0, 1]`, through the cache folder when there is one.
+fn image_chw(
+    path: &Path,
+    geometry: &Geometry,
+    cache: Option<&Path>,
+    chw: &mut Vec<f32>,
+) -> Result<()> {
+    // Square: the `resize x resize` image (cached), then the crop; shorter side: the
+    // cropped image.
+    let size = match geometry.shape {
+        ResizeShape::Square => geometry.resize,
+        ResizeShape::ShorterSide => geometry.side(),
     };
-    let key = stamp(path).map(|s| format!("rgb\n{s}\n{size}\n{IMAGE_FILTER:?}"));
-    let pixels = cached(dir, key, 3 * (size * size) as usize, || {
-        let rgb = load_rgb(path, size)?;
+    let build = || -> Result<Vec<u8>> {
+        let rgb = match geometry.shape {
+            ResizeShape::Square => load_rgb(path, size)?,
+            ResizeShape::ShorterSide => load_rgb_fitted(path, geometry)?,
+        };
         let plane = (size * size) as usize;
         let mut out = vec![0u8; 3 * plane];
         for (p, px) in rgb.pixels().enumerate() {
@@ -364,39 +392,73 @@ fn image_chw(path: &Path, size: u32, cache: Option<&Path>, chw: &mut Vec<f32>) -
             }
         }
         Ok(out)
-    })?;
+    };
+    let pixels = match cache {
+        None => build()?,
+        Some(dir) => {
+            let size_key = geometry_key(geometry);
+            let key = stamp(path).map(|s| format!("rgb\n{s}\n{size_key}\n{IMAGE_FILTER:?}"));
+            cached(dir, key, 3 * (size * size) as usize, build)?
+        }
+    };
+    let pixels = match geometry.shape {
+        ResizeShape::Square => crop_square_planes(pixels, geometry)?,
+        ResizeShape::ShorterSide => pixels,
+    };
     chw.extend(pixels.iter().map(|&v| v as f32 / 255.0));
     Ok(())
 }
 
-/// The mask `mask` of `image` at `size`x`size` (resized as `resize` says) as 0/255 u8,
-/// through the cache folder when there is one (the key covers the mask's files and the
-/// image, whose size it is checked against).
+/// The mask `mask` of `image` brought to the input as `geometry` says (resized as `resize`
+/// says, cropped as the image) as 0/255 u8, through the cache folder when there is one (the
+/// key covers the mask's files and the image, whose size it is checked against).
 fn mask_pixels(
     mask: &MaskRef,
     image: &Path,
-    size: u32,
+    geometry: &Geometry,
     resize: MaskResize,
     cache: Option<&Path>,
 ) -> Result<Vec<u8>> {
-    let build = || Ok(load_mask_for(mask, image, size, resize)?.into_raw());
-    let Some(dir) = cache else {
-        return build();
+    // Square: the `resize x resize` mask (cached, keyed as before the shorter-side mode
+    // existed), then the crop; shorter side: the cropped mask.
+    let size = match geometry.shape {
+        ResizeShape::Square => geometry.resize,
+        ResizeShape::ShorterSide => geometry.side(),
     };
-    let (files, index): (Vec<&Path>, Option<usize>) = match mask {
-        MaskRef::File(p) => (vec![p.as_path()], None),
-        MaskRef::Union(files) => (files.iter().map(PathBuf::as_path).collect(), None),
-        MaskRef::NpyFrame { path, index } | MaskRef::MatFrame { path, index, .. } => {
-            (vec![path.as_path()], Some(*index))
+    let build = || -> Result<Vec<u8>> {
+        Ok(match geometry.shape {
+            ResizeShape::Square => load_mask_for(mask, image, size, resize)?,
+            ResizeShape::ShorterSide => load_mask_fitted(mask, image, geometry, resize)?,
+        }
+        .into_raw())
+    };
+    let pixels = match cache {
+        None => build()?,
+        Some(dir) => {
+            let (files, index): (Vec<&Path>, Option<usize>) = match mask {
+                MaskRef::File(p) => (vec![p.as_path()], None),
+                MaskRef::Union(files) => (files.iter().map(PathBuf::as_path).collect(), None),
+                MaskRef::NpyFrame { path, index } | MaskRef::MatFrame { path, index, .. } => {
+                    (vec![path.as_path()], Some(*index))
+                }
+            };
+            let size_key = geometry_key(geometry);
+            let key = files
+                .iter()
+                .chain([&image])
+                .map(|p| stamp(p))
+                .collect::<Option<Vec<_>>>()
+                .map(|stamps| {
+                    let stamps = stamps.join("\n");
+                    format!("mask\n{stamps}\n{index:?}\n{size_key}\n{resize:?}")
+                });
+            cached(dir, key, (size * size) as usize, build)?
         }
     };
-    let key = files
-        .iter()
-        .chain([&image])
-        .map(|p| stamp(p))
-        .collect::<Option<Vec<_>>>()
-        .map(|stamps| format!("mask\n{}\n{index:?}\n{size}\n{resize:?}", stamps.join("\n")));
-    cached(dir, key, (size * size) as usize, build)
+    match geometry.shape {
+        ResizeShape::Square => crop_square_planes(pixels, geometry),
+        ResizeShape::ShorterSide => Ok(pixels),
+    }
 }
 
 /// `path` (absolute), its length and mtime (ns) as one line, and on Unix its inode and ctime
@@ -665,6 +727,155 @@ mod tests {
         assert!(
             err.contains("centre crop 25 must be between 1 and the decoded size 24"),
             "{err}"
+        );
+    }
+
+    /// The 92 x 60 image of tests/fixtures (tools/make_resize_shape_fixture.py), anomalous
+    /// with a block mask (x 46..70, y 20..40) and, copied beside it, the same pattern with
+    /// that block painted white: where the mask says, the image must too.
+    fn non_square_samples(dir: &Path) -> Vec<Sample> {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut rgb = image::open(fixtures.join("resize_shape_landscape.png"))
+            .unwrap()
+            .into_rgb8();
+        let mut mask = image::GrayImage::new(92, 60);
+        for y in 20..40 {
+            for x in 46..70 {
+                rgb.put_pixel(x, y, Rgb([255, 255, 255]));
+                mask.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let (image, mask_path) = (dir.join("wide.png"), dir.join("wide_mask.png"));
+        rgb.save(&image).unwrap();
+        mask.save(&mask_path).unwrap();
+        let plain = fixtures.join("resize_shape_landscape.png");
+        vec![
+            Sample::still(
+                image,
+                crate::mvtec::Label::Anomalous,
+                "block",
+                Some(MaskRef::File(mask_path)),
+            ),
+            Sample::still(plain, crate::mvtec::Label::Normal, "good", None),
+        ]
+    }
+
+    fn shorter_side(crop: u32) -> LoadOptions {
+        LoadOptions {
+            with_masks: true,
+            crop: Some(crop),
+            resize_shape: ResizeShape::ShorterSide,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shorter_side_batches_keep_the_aspect_ratio_and_masks_follow_their_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = non_square_samples(dir.path());
+        let batch = load_batch(&samples, &[0, 1], 32, &shorter_side(28)).unwrap();
+        assert_eq!((batch.size, batch.channels), (28, 3));
+        // Each image as image_io's resize (49 x 32, torchvision's) and crop at (10, 2).
+        let plane = 28 * 28;
+        let geometry = Geometry {
+            resize: 32,
+            shape: ResizeShape::ShorterSide,
+            crop: Some(28),
+        };
+        for (k, s) in samples.iter().enumerate() {
+            let mut want = Vec::new();
+            push_chw(&load_rgb_fitted(&s.image, &geometry).unwrap(), &mut want);
+            assert_eq!(batch.images[k * 3 * plane..(k + 1) * 3 * plane], want[..]);
+        }
+        // The mask (nearest) covers the white block of the image: every wholly white image
+        // pixel is in the mask, and every mask pixel is white or beside a white one (the
+        // image's bilinear edge, the mask's nearest one).
+        let masks = batch.masks.as_ref().unwrap();
+        let white = |p: usize| (0..3).all(|c| batch.images[c * plane + p] == 1.0);
+        let marked: Vec<usize> = (0..plane).filter(|&p| masks[p] == 1.0).collect();
+        let whites: Vec<usize> = (0..plane).filter(|&p| white(p)).collect();
+        assert!(whites.len() > 80);
+        assert!(whites.iter().all(|p| marked.contains(p)));
+        let near_white = |p: usize| {
+            let (x, y) = ((p % 28) as i64, (p / 28) as i64);
+            whites.iter().any(|&q| {
+                let (qx, qy) = ((q % 28) as i64, (q / 28) as i64);
+                (qx - x).abs() <= 1 && (qy - y).abs() <= 1
+            })
+        };
+        assert!(marked.iter().all(|&p| near_white(p)));
+        // The block lands where the geometry puts it: resized to 49 x 32, a pixel (X, Y)
+        // samples the source at ((X + 0.5) * 92/49, (Y + 0.5) * 60/32) (nearest at pixel
+        // centres), in the block for X 24..=36, Y 11..=20; minus the crop's (10, 2).
+        let columns: Vec<usize> = marked.iter().map(|p| p % 28).collect();
+        let rows: Vec<usize> = marked.iter().map(|p| p / 28).collect();
+        assert_eq!(
+            (columns.iter().min(), columns.iter().max()),
+            (Some(&14), Some(&26))
+        );
+        assert_eq!(
+            (rows.iter().min(), rows.iter().max()),
+            (Some(&9), Some(&18))
+        );
+        assert_eq!(marked.len(), 13 * 10);
+        assert!(masks[plane..].iter().all(|&m| m == 0.0), "a normal sample");
+        // A square resize would stretch: the same block elsewhere.
+        let square = LoadOptions {
+            resize_shape: ResizeShape::Square,
+            ..shorter_side(28)
+        };
+        let stretched = load_batch(&samples, &[0], 32, &square).unwrap();
+        assert_ne!(stretched.masks.unwrap()[..], masks[..plane]);
+    }
+
+    #[test]
+    fn shorter_side_equals_square_on_square_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = masked_samples(dir.path(), 4);
+        let square = LoadOptions {
+            with_masks: true,
+            crop: Some(15),
+            ..Default::default()
+        };
+        let a = load_batch(&samples, &[0, 1, 2, 3], 20, &square).unwrap();
+        let b = load_batch(&samples, &[0, 1, 2, 3], 20, &shorter_side(15)).unwrap();
+        assert_eq!(b.size, 15);
+        assert!(same(&a, &b));
+    }
+
+    #[test]
+    fn the_cache_never_reuses_a_square_decode_for_a_shorter_side_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let samples = non_square_samples(dir.path());
+        let square = LoadOptions {
+            resize_shape: ResizeShape::Square,
+            ..shorter_side(28)
+        };
+        let all = [0, 1];
+        let plain_square = load_batch(&samples, &all, 32, &square).unwrap();
+        let plain_shorter = load_batch(&samples, &all, 32, &shorter_side(28)).unwrap();
+        assert!(!same(&plain_square, &plain_shorter));
+        let cached = |opts: &LoadOptions| {
+            load_batch_with_cache(&samples, &all, 32, opts, Some(&cache)).unwrap()
+        };
+        // The square entries first (2 images + 1 mask), then the shorter-side ones, with
+        // their own keys (3 more); each read back equal to its uncached batch.
+        assert!(same(&cached(&square), &plain_square));
+        assert_eq!(entries(&cache).len(), 3);
+        assert!(same(&cached(&shorter_side(28)), &plain_shorter));
+        assert_eq!(entries(&cache).len(), 6);
+        let before = entries(&cache);
+        assert!(same(&cached(&shorter_side(28)), &plain_shorter));
+        assert!(same(&cached(&square), &plain_square));
+        // Another crop is another shorter-side entry (the entry is cropped); a square one
+        // is shared by every crop.
+        let plain_24 = load_batch(&samples, &all, 32, &shorter_side(24)).unwrap();
+        assert!(same(&cached(&shorter_side(24)), &plain_24));
+        assert_eq!(entries(&cache).len(), 9);
+        assert!(
+            before.iter().all(|e| entries(&cache).contains(e)),
+            "none rewritten"
         );
     }
 

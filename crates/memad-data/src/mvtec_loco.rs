@@ -19,8 +19,7 @@
 //! localisation metric) reads each region on its own with its saturation area from the
 //! category's `defects_config.json` ([`spro_regions`]).
 use crate::error::{DataError, Result};
-use crate::image_io::{decode_luma, fit_mask, image_dimensions, MaskResize};
-use crate::loader::crop_offset;
+use crate::image_io::{decode_luma, fit_mask_to, image_dimensions, Geometry, MaskResize};
 use crate::mask::MaskRef;
 use crate::mvtec::{
     check_root, images_in, name_of, read_train_good, test_label_dirs, CategorySplit, Label, Sample,
@@ -243,8 +242,18 @@ pub struct SproRegion {
 /// A missing or invalid `defects_config.json`, a region file with no or several non-zero
 /// values, a value no defect uses, or a size other than its image's, each naming the file.
 pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<Vec<SproRegion>> {
-    let crop = crop.unwrap_or(size);
-    let off = crop_offset(size, crop)?;
+    let geometry = Geometry {
+        crop,
+        ..Geometry::square(size)
+    };
+    spro_regions_fitted(samples, &geometry)
+}
+
+/// [`spro_regions`] of regions brought to the input as `geometry` says (resized as its
+/// `shape` says, nearest, then centre-cropped as the images are).
+pub fn spro_regions_fitted(samples: &[Sample], geometry: &Geometry) -> Result<Vec<SproRegion>> {
+    geometry.check()?;
+    let crop = geometry.side();
     let mut configs: HashMap<PathBuf, Vec<DefectConfig>> = HashMap::new();
     let mut regions = Vec::new();
     for (index, sample) in samples.iter().enumerate() {
@@ -294,12 +303,13 @@ pub fn spro_regions(samples: &[Sample], size: u32, crop: Option<u32>) -> Result<
                 p[0] = 255;
                 area += 1;
             }
-            let nearest = MaskResize::Nearest;
-            let resized = fit_mask(binary, file, Some(&sample.image), expected, size, nearest)?;
+            let (nearest, to) = (MaskResize::Nearest, geometry.resized(expected));
+            let resized = fit_mask_to(binary, file, Some(&sample.image), expected, to, nearest)?;
+            let (off_x, off_y) = geometry.crop_offsets(to)?;
             let resized_area = resized.pixels().filter(|p| p[0] > 0).count();
             let pixels: Vec<u32> = (0..crop)
                 .flat_map(|y| (0..crop).map(move |x| (x, y)))
-                .filter(|&(x, y)| resized.get_pixel(x + off, y + off)[0] > 0)
+                .filter(|&(x, y)| resized.get_pixel(x + off_x, y + off_y)[0] > 0)
                 .map(|(x, y)| y * crop + x)
                 .collect();
             if pixels.is_empty() {

@@ -54,8 +54,9 @@
 //!   "approximate"`, which the paper files set). The bank's
 //!   seed is drawn from libtorch's global generator at build time, which the runner seeds
 //!   with the experiment's `seed`.
-//! - The backbone is any registered one; the official code's preprocessing (resize 256,
-//!   centre crop 224) is the data pipeline's: `[data] resize = 256`, `image_size = 224`; its
+//! - The backbone is any registered one; the official code's preprocessing (`Resize(256)`:
+//!   the shorter side to 256, the aspect kept; centre crop 224) is the data pipeline's:
+//!   `[data] resize = 256`, `resize_shape = "shorter_side"`, `image_size = 224`; its
 //!   masks (bilinear, then `astype(int)`: wholly covered pixels only) are `[data]
 //!   mask_resize = "bilinear_full"`, which the paper files set.
 //!

@@ -50,8 +50,8 @@ pub(crate) fn evaluate_category(
         eval.anomaly_types = anomaly_type_subsets(split);
     }
     if exp.eval.metrics.iter().any(|m| m == "auspro") {
-        let (decoded, crop) = decode_size(&exp.data);
-        eval.spro_regions = memad_data::mvtec_loco::spro_regions(&split.test, decoded, crop)?
+        let geometry = exp.data.geometry();
+        eval.spro_regions = memad_data::mvtec_loco::spro_regions_fitted(&split.test, &geometry)?
             .into_iter()
             .map(|r| memad_metrics::SaturatedRegion {
                 image: r.sample,
@@ -215,6 +215,8 @@ fn write_overlays(
                 .data
                 .resize
                 .map_or(1.0, |r| exp.data.image_size as f64 / r as f64),
+            crop_square: exp.data.resize.is_some()
+                && exp.data.resize_shape() == memad_data::image_io::ResizeShape::ShorterSide,
         })
         .collect();
     let out = dir.path(&format!("overlays/{}.png", split.category));
@@ -433,6 +435,7 @@ pub fn evaluate(
         classes: vec![class; test.len()],
         synthesis: None,
         crop,
+        resize_shape: data.resize_shape(),
     };
     let size = data.image_size;
     let mut loader = BatchLoader::with_cache(

@@ -8,7 +8,7 @@ use memad_core::precision::Precision;
 use memad_core::registry::kind_of;
 use memad_core::{parse_section, ConfigError, MethodEntry, Registry};
 use memad_data::catalog::{DatasetCatalog, DatasetEntry, DatasetFormat};
-pub use memad_data::image_io::MaskResize;
+pub use memad_data::image_io::{MaskResize, ResizeShape};
 pub use memad_data::video::ClipMode;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -96,10 +96,19 @@ pub struct DataConfig {
     pub setting: Setting,
     /// Side of the square model input.
     pub image_size: u32,
-    /// Decode at `resize x resize`, then centre-crop to `image_size` (PatchCore's "resize
-    /// 256, crop 224"); absent: decode at `image_size`, no crop.
+    /// Decode at `resize x resize` (or with the shorter side at `resize`: `resize_shape`),
+    /// then centre-crop to `image_size` (PatchCore's "resize 256, crop 224"); absent: decode
+    /// at `image_size`, no crop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize: Option<u32>,
+    /// What `resize` sets (only with it): `square` (the default: both sides, a non-square
+    /// image is stretched) or `shorter_side` (the shorter side; the longer one becomes
+    /// `int(resize * long / short)`, the aspect ratio kept, as torchvision's `Resize(256)`
+    /// in PatchCore's official code), then the centre crop to `image_size`, of masks too.
+    /// The same on square images. Written to config.toml only as `shorter_side`, so that
+    /// earlier runs keep their config hash; read it through [`DataConfig::resize_shape`].
+    #[serde(default, skip_serializing_if = "is_square")]
+    pub resize_shape: Option<ResizeShape>,
     /// How test masks are brought to the input size: `nearest` (the default; written to
     /// config.toml only when another is chosen, so earlier runs keep their config hash),
     /// `bilinear_half` (RD4AD's official `gt > 0.5`) or `bilinear_full` (PatchCore's official
@@ -133,6 +142,31 @@ pub struct DataConfig {
     /// configuration runs end to end; its numbers are not the dataset's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<SubsetConfig>,
+}
+
+/// Whether `resize_shape` is absent or the default (`square`): not written to config.toml.
+fn is_square(shape: &Option<ResizeShape>) -> bool {
+    shape.is_none_or(|s| s.is_square())
+}
+
+impl DataConfig {
+    /// `resize_shape`, its default filled in.
+    pub fn resize_shape(&self) -> ResizeShape {
+        self.resize_shape.unwrap_or_default()
+    }
+
+    /// How images and masks become the model input: decoded at `resize` (as `resize_shape`
+    /// says) and centre-cropped to `image_size`, or decoded at `image_size`.
+    pub fn geometry(&self) -> memad_data::image_io::Geometry {
+        match self.resize {
+            Some(resize) => memad_data::image_io::Geometry {
+                resize,
+                shape: self.resize_shape(),
+                crop: Some(self.image_size),
+            },
+            None => memad_data::image_io::Geometry::square(self.image_size),
+        }
+    }
 }
 
 /// `[data.subset]`: samples kept of each category, picked evenly spaced through its lists
@@ -683,11 +717,29 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             }
         }
     }
+    if let (Some(shape), None) = (e.data.resize_shape, e.data.resize) {
+        let shape = toml::Value::try_from(shape).map_or(String::new(), |s| s.to_string());
+        return Err(ConfigError::new(
+            "data.resize_shape",
+            format!(
+                "{shape} needs data.resize, the size images are resized to before the centre \
+                 crop to data.image_size: add `resize = N` (N >= image_size, e.g. 256 for \
+                 image_size = 224) to [data], or remove resize_shape (without resize, images \
+                 are resized straight to image_size x image_size)"
+            ),
+        ));
+    }
     if e.data.resize.is_some_and(|r| r < e.data.image_size) {
+        let resized = match e.data.resize_shape() {
+            ResizeShape::Square => "images are resized",
+            ResizeShape::ShorterSide => {
+                "images are resized (their shorter side, resize_shape = \"shorter_side\")"
+            }
+        };
         return Err(ConfigError::new(
             "data.resize",
             format!(
-                "must be at least data.image_size ({}): images are resized, then centre-cropped to it",
+                "must be at least data.image_size ({}): {resized}, then centre-cropped to it",
                 e.data.image_size
             ),
         ));
@@ -776,4 +828,87 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             d if d == "cuda" || d.starts_with("cuda:") && d[5..].parse::<usize>().is_ok() => Ok(()),
             _ => Err(ConfigError::new("device", err.to_string())),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PatchCore-like experiment whose `[data]` ends with `data` (no registry needed:
+    /// [`validate`] and [`Experiment::to_toml`] only).
+    fn experiment(data: &str) -> Experiment {
+        toml::from_str(&format!(
+            "name = \"x\"\ndevice = \"cpu\"\n[data]\ndataset = \"visa\"\nimage_size = 224\n\
+             batch_size = 8\n{data}\n[method]\nkind = \"patchcore\"\n[train]\nepochs = 1\n\
+             optimizer = \"adam\"\nlr = 0.001\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn resize_shape_is_written_only_when_not_the_default() {
+        let none = experiment("resize = 256");
+        let square = experiment("resize = 256\nresize_shape = \"square\"");
+        let shorter = experiment("resize = 256\nresize_shape = \"shorter_side\"");
+        for e in [&none, &square, &shorter] {
+            validate(e).unwrap();
+        }
+        // Earlier runs (no key) keep their config.toml, hence their config hash.
+        assert!(
+            !none.to_toml().contains("resize_shape"),
+            "{}",
+            none.to_toml()
+        );
+        assert_eq!(square.to_toml(), none.to_toml());
+        assert!(shorter
+            .to_toml()
+            .contains("resize_shape = \"shorter_side\""));
+        assert_eq!(none.data.resize_shape(), ResizeShape::Square);
+        assert_eq!(shorter.data.resize_shape(), ResizeShape::ShorterSide);
+        // A written config reads back as itself.
+        let again: Experiment = toml::from_str(&shorter.to_toml()).unwrap();
+        assert_eq!(again.data.resize_shape(), ResizeShape::ShorterSide);
+        let g = shorter.data.geometry();
+        assert_eq!(
+            (g.resize, g.shape, g.crop),
+            (256, ResizeShape::ShorterSide, Some(224))
+        );
+        assert_eq!(g.resized((1500, 1000)), (384, 256));
+        let plain = experiment("").data.geometry();
+        assert_eq!((plain.resize, plain.crop), (224, None));
+    }
+
+    #[test]
+    fn resize_shape_needs_resize_and_room_for_the_crop() {
+        for shape in ["shorter_side", "square"] {
+            let e = experiment(&format!("resize_shape = \"{shape}\""));
+            let err = validate(&e).unwrap_err();
+            assert_eq!(err.path, "data.resize_shape");
+            assert!(
+                err.message
+                    .contains(&format!("\"{shape}\" needs data.resize"))
+                    && err.message.contains("add `resize = N`")
+                    && err.message.contains("or remove resize_shape"),
+                "{}",
+                err.message
+            );
+        }
+        let e = experiment("resize = 200\nresize_shape = \"shorter_side\"");
+        let err = validate(&e).unwrap_err();
+        assert_eq!(err.path, "data.resize");
+        assert!(
+            err.message
+                .contains("must be at least data.image_size (224)")
+                && err.message.contains("their shorter side"),
+            "{}",
+            err.message
+        );
+        validate(&experiment("resize = 224\nresize_shape = \"shorter_side\"")).unwrap();
+        let typo = "name = \"x\"\n[data]\nresize_shape = \"shorter\"\n";
+        let err = toml::from_str::<Experiment>(typo).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown variant `shorter`, expected `square` or `shorter_side`"),
+            "{err}"
+        );
+    }
 }

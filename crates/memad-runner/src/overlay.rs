@@ -73,6 +73,10 @@ pub struct OverlaySample {
     /// The central share of the image side the model saw (`image_size / resize` with a
     /// centre crop, else 1): the image is cropped alike so the map lines up.
     pub crop: f64,
+    /// Whether the crop is that share of the shorter side, on both axes (`[data]
+    /// resize_shape = "shorter_side"`: a central square, the aspect ratio kept) rather than
+    /// of each side (a square resize stretches the image first).
+    pub crop_square: bool,
 }
 
 /// Writes the overlay grid of one category to `out` (a `.png` path, parent folders created,
@@ -141,7 +145,7 @@ pub fn write_overlay_grid(
         let input = image::open(&s.image)
             .with_context(|| format!("reading {}", s.image.display()))?
             .to_rgb8();
-        let input = centre_share(input, s.crop);
+        let input = centre_share(input, s.crop, s.crop_square);
         let input = if input.dimensions() == (t, t) {
             input
         } else {
@@ -398,17 +402,24 @@ pub fn boundary(mask: &[bool], side: usize, width: usize) -> Vec<bool> {
         .collect()
 }
 
-/// The central `share` of `image` (both sides), as the loader's centre crop; `share >= 1`
-/// keeps it whole.
-fn centre_share(image: image::RgbImage, share: f64) -> image::RgbImage {
-    if share >= 1.0 {
+/// The central `share` of `image` (both sides; with `square`, `share` of the shorter side on
+/// both axes), as the loader's centre crop; `share >= 1` keeps it whole (with `square`: the
+/// central square of the shorter side).
+fn centre_share(image: image::RgbImage, share: f64, square: bool) -> image::RgbImage {
+    let (w, h) = image.dimensions();
+    if share >= 1.0 && (!square || w == h) {
         return image;
     }
-    let (w, h) = image.dimensions();
-    let (cw, ch) = (
-        ((w as f64 * share).round() as u32).max(1),
-        ((h as f64 * share).round() as u32).max(1),
-    );
+    let (cw, ch) = match square {
+        false => (
+            ((w as f64 * share).round() as u32).max(1),
+            ((h as f64 * share).round() as u32).max(1),
+        ),
+        true => {
+            let side = ((w.min(h) as f64 * share.min(1.0)).round() as u32).max(1);
+            (side, side)
+        }
+    };
     image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image()
 }
 
@@ -538,6 +549,27 @@ mod tests {
         assert_eq!(lines[0], long);
     }
 
+    #[test]
+    fn the_shown_image_is_cropped_as_the_model_input() {
+        // 90 x 60 with a bright column at x = 45: a square resize keeps 7/8 of each side
+        // (79 x 53), a shorter-side resize a central square of 7/8 of the height (53 x 53).
+        let image = image::RgbImage::from_fn(90, 60, |x, _| image::Rgb([(x == 45) as u8 * 255; 3]));
+        let stretched = centre_share(image.clone(), 0.875, false);
+        assert_eq!(stretched.dimensions(), (79, 53));
+        let square = centre_share(image.clone(), 0.875, true);
+        assert_eq!(square.dimensions(), (53, 53));
+        assert_eq!(
+            square.get_pixel(27, 0)[0],
+            255,
+            "the centre stays the centre"
+        );
+        assert_eq!(
+            centre_share(image.clone(), 1.0, true).dimensions(),
+            (60, 60)
+        );
+        assert_eq!(centre_share(image, 1.0, false).dimensions(), (90, 60));
+    }
+
     fn sample(dir: &Path, name: &str, defect: &str, label: bool) -> OverlaySample {
         OverlaySample {
             image: dir.join(format!("{name}.png")),
@@ -545,6 +577,7 @@ mod tests {
             label,
             name: name.into(),
             crop: 1.0,
+            crop_square: false,
             score: Some(0.5),
             raw_frame_score: false,
         }

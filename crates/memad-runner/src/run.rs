@@ -1108,6 +1108,7 @@ fn train_model(
             classes: classes.clone(),
             synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
             crop,
+            resize_shape: exp.data.resize_shape(),
             ..Default::default()
         };
         let loader = BatchLoader::with_cache(
@@ -1560,6 +1561,7 @@ fn fit_once(
         decoded,
         LoadOptions {
             crop,
+            resize_shape: exp.data.resize_shape(),
             ..Default::default()
         },
         exp.data.cache.clone(),
@@ -1690,7 +1692,8 @@ fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()
 }
 
 /// The size images are decoded at and the centre crop after it: `(resize, Some(image_size))`
-/// with `[data] resize`, else `(image_size, None)`.
+/// with `[data] resize`, else `(image_size, None)`; `resize` sets both sides or the shorter
+/// one as [`DataConfig::resize_shape`] says (`LoadOptions::resize_shape`).
 pub(crate) fn decode_size(data: &DataConfig) -> (u32, Option<u32>) {
     match data.resize {
         Some(resize) => (resize, Some(data.image_size)),

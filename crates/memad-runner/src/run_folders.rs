@@ -170,7 +170,8 @@ pub fn smoke_runs_note(smoke: &[String]) -> String {
 
 /// Fills in the defaults that `config.toml` is written without (keys added after runs had
 /// been made, written only when set so that those runs keep their config hash):
-/// `data.mask_resize = "nearest"`; for PatchCore, `method.patch_distance = "euclidean"` and
+/// `data.mask_resize = "nearest"`, `data.resize_shape = "square"` where `data.resize` is
+/// set; for PatchCore, `method.patch_distance = "euclidean"` and
 /// `method.memory.start = "random_item"`; for MSCM and its ablation,
 /// `method.sample_contrast_weight = 0`.
 pub fn fill_omitted_defaults(config: &mut toml::Value) {
@@ -181,6 +182,12 @@ pub fn fill_omitted_defaults(config: &mut toml::Value) {
     }
     let text = |s: &str| toml::Value::String(s.into());
     set_default(config.get_mut("data"), "mask_resize", text("nearest"));
+    if config
+        .get("data")
+        .is_some_and(|d| d.get("resize").is_some())
+    {
+        set_default(config.get_mut("data"), "resize_shape", text("square"));
+    }
     let Some(method) = config.get_mut("method") else {
         return;
     };
@@ -251,6 +258,13 @@ mod tests {
         .unwrap();
         fill_omitted_defaults(&mut patchcore);
         assert_eq!(patchcore["data"]["mask_resize"].as_str(), Some("nearest"));
+        assert!(
+            patchcore["data"].get("resize_shape").is_none(),
+            "only with resize"
+        );
+        let mut resized: toml::Value = toml::from_str("[data]\nresize = 256\n").unwrap();
+        fill_omitted_defaults(&mut resized);
+        assert_eq!(resized["data"]["resize_shape"].as_str(), Some("square"));
         assert_eq!(
             patchcore["method"]["patch_distance"].as_str(),
             Some("euclidean")

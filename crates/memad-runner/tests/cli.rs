@@ -1775,6 +1775,7 @@ fn the_patchcore_visa_paper_file_runs_on_visa_as_downloaded() {
         "patch_distance = \"squared\"",
         "start = \"approximate\"",
         "resize = 40",
+        "resize_shape = \"shorter_side\"",
     ] {
         assert!(config.contains(line), "{line}: {config}");
     }
