@@ -454,10 +454,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&Sha256::digest(bytes))
     }
 
     /// A named file for the server: `<stem>-<first 8 hex of its SHA-256>.pth`.
