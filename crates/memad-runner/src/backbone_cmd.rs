@@ -670,9 +670,10 @@ np.savez(d + "/ref.npz", **ref)
         );
     }
 
-    /// `memad weights download` with torchvision's file already in the hub folder (a seeded
-    /// resnet18 under the official name; nothing can be downloaded here): converted into the
-    /// cache, verified, then used by name with torchvision's outputs.
+    /// `memad weights download` with another checkpoint under torchvision's name in the hub
+    /// folder (a seeded resnet18; nothing can be downloaded here): refused by its SHA-256,
+    /// nothing converted. Imported into the cache under that name instead, it is what
+    /// `torchvision:resnet18` then resolves to, with torchvision's outputs.
     #[test]
     fn download_converts_a_hub_checkpoint_and_names_are_checked() {
         let dir = seeded_resnet18();
@@ -681,8 +682,22 @@ np.savez(d + "/ref.npz", **ref)
         std::fs::create_dir_all(&hub).unwrap();
         std::fs::copy(d.join("r18.pth"), hub.join("resnet18-f37072fd.pth")).unwrap();
 
+        let err = download("torchvision:resnet18", &weights, &hub, None).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("not starting with f37072fd as its name says")
+                && message.contains("this is not torchvision's resnet18 IMAGENET1K_V1 file"),
+            "{message}"
+        );
+        assert!(!weights.join("resnet18.safetensors").exists());
+        let cached = weights.join("resnet18.safetensors");
+        run_weights(
+            &import(&d.join("r18.pth"), "resnet18", Some(&cached)),
+            &weights,
+        )
+        .unwrap();
         let path = download("torchvision:resnet18", &weights, &hub, None).unwrap();
-        assert_eq!(path, weights.join("resnet18.safetensors"));
+        assert_eq!(path, cached);
         let out = d.join("features.npz");
         run_backbone(
             &features("resnet18", "torchvision:resnet18", &d.join("x.npy"), &out),
