@@ -23,6 +23,7 @@
 //!   and a `best` row (each pipeline's best round), with the 1-minute load average when the
 //!   run and each round started, images/s of each pipeline and the ratios
 //!   `memad_cold / reference` and `memad_cached / memad_cold_fill`.
+use memad_data::image_io::Geometry;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::{Label, Sample};
 use rayon::prelude::*;
@@ -142,8 +143,7 @@ fn memad_epoch(samples: &[Sample], a: &Args, cache: Option<PathBuf>, seed: u64) 
         samples.to_vec(),
         order,
         a.batch,
-        a.size,
-        LoadOptions::default(),
+        LoadOptions::new(Geometry::square(a.size)),
         cache,
     );
     let mut n = 0usize;

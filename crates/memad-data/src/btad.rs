@@ -13,8 +13,10 @@
 //! ones `ko`.
 use crate::error::{DataError, Result};
 use crate::mask::MaskRef;
-use crate::mvtec::{check_root, entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
-use std::collections::HashMap;
+use crate::mvtec::{
+    check_root, entries, files_by_stem, images_in, name_of, pick_mask, stem_of, CategorySplit,
+    Label, Sample, GOOD,
+};
 use std::path::{Path, PathBuf};
 
 /// The three categories (products) of BTAD.
@@ -58,9 +60,7 @@ fn images_of(dir: &Path, problems: &mut Vec<DataError>) -> Vec<PathBuf> {
     }
     match images_in(dir) {
         Ok(images) if images.is_empty() => {
-            problems.push(DataError::NoImages {
-                path: dir.to_path_buf(),
-            });
+            problems.push(DataError::no_images(dir));
             images
         }
         Ok(images) => images,
@@ -71,18 +71,10 @@ fn images_of(dir: &Path, problems: &mut Vec<DataError>) -> Vec<PathBuf> {
     }
 }
 
-fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Lists the training and test images of `category` with their masks (paths only); any
 /// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
-    let (split, problems) = read_category_and_problems(root, category)?;
-    DataError::gathered(category, problems)?;
-    Ok(split)
+    DataError::gathered(category, read_category_and_problems(root, category)?)
 }
 
 /// [`read_category`], going on past every problem it can: the images that could be listed
@@ -108,10 +100,13 @@ pub fn read_category_and_problems(
         .map(|image| sample(image, Label::Normal, None))
         .collect();
     let test_dir = dir.join("test");
-    let (test_dirs, _) = if test_dir.is_dir() {
-        entries(&test_dir)?
-    } else {
-        (Vec::new(), Vec::new())
+    let test_dirs = match test_dir.is_dir().then(|| entries(&test_dir)) {
+        Some(Ok((dirs, _))) => dirs,
+        Some(Err(e)) => {
+            problems.push(e);
+            Vec::new()
+        }
+        None => Vec::new(),
     };
     for other in test_dirs
         .iter()
@@ -127,40 +122,19 @@ pub fn read_category_and_problems(
         .map(|image| sample(image, Label::Normal, None))
         .collect();
     let mask_dir = dir.join("ground_truth").join(KO);
-    let mut masks: HashMap<String, Vec<PathBuf>> = HashMap::new();
-    if mask_dir.is_dir() {
-        match images_in(&mask_dir) {
-            Ok(files) => {
-                for m in files {
-                    masks.entry(stem(&m)).or_default().push(m);
-                }
-            }
-            Err(e) => problems.push(e),
+    let masks = match mask_dir.is_dir().then(|| images_in(&mask_dir)) {
+        Some(Ok(files)) => files_by_stem(files),
+        Some(Err(e)) => {
+            problems.push(e);
+            Default::default()
         }
-    }
+        None => Default::default(),
+    };
     for image in images_of(&test_dir.join(KO), &mut problems) {
-        let mask = match masks
-            .get(&stem(&image))
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            [one] => Some(MaskRef::File(one.clone())),
-            [] => {
-                problems.push(DataError::MaskMissing {
-                    image: image.clone(),
-                    expected: mask_dir.join(format!("{}.png", stem(&image))),
-                    hint: "",
-                });
-                None
-            }
-            several => {
-                problems.push(DataError::TwoMasks {
-                    image: image.clone(),
-                    masks: several.to_vec(),
-                });
-                Some(MaskRef::Union(several.to_vec()))
-            }
-        };
+        let stem = stem_of(&image);
+        let candidates = masks.get(&stem).map(Vec::as_slice).unwrap_or_default();
+        let expected = mask_dir.join(format!("{stem}.png"));
+        let mask = pick_mask(candidates, &image, expected, "", true, &mut problems);
         test.push(sample(image, Label::Anomalous, mask));
     }
     let split = CategorySplit {

@@ -254,7 +254,12 @@ impl DatasetEntry {
             }
             DatasetFormat::Btad => btad::read_category_and_problems(&self.root, category),
             DatasetFormat::Visa => visa::read_category_and_problems(&self.root, category),
-            _ => Ok((self.read_category(category)?, Vec::new())),
+            DatasetFormat::VideoFrames
+            | DatasetFormat::Ucsd
+            | DatasetFormat::ShanghaiTech
+            | DatasetFormat::Avenue
+            | DatasetFormat::MnistIdx
+            | DatasetFormat::Cifar10 => Ok((self.read_category(category)?, Vec::new())),
         }
     }
 

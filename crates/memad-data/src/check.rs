@@ -16,7 +16,7 @@
 //! [`SHOWN_PROBLEMS`] problems per category, then how many more.
 use crate::catalog::{DatasetEntry, DatasetFormat};
 use crate::cifar10::{read_cifar10, CIFAR10_CLASSES};
-use crate::error::Result;
+use crate::error::{write_capped, DataError, Result};
 use crate::idx::read_mnist;
 use crate::image_io::{decoded_dimensions, image_dimensions, is_image_path, is_unread_image_path};
 use crate::mask::MaskRef;
@@ -175,16 +175,11 @@ impl fmt::Display for CheckReport {
         // Each category's (consecutive) problems, so that one category with hundreds of
         // missing masks does not hide the others'.
         for group in self.problems.chunk_by(|a, b| a.category == b.category) {
-            for p in group.iter().take(SHOWN_PROBLEMS) {
-                write!(f, "\n    {p}")?;
-            }
-            if group.len() > SHOWN_PROBLEMS {
-                let of = match &group[0].category {
-                    Some(c) => format!(" of category `{c}`"),
-                    None => String::new(),
-                };
-                write!(f, "\n    ... and {} more{of}", group.len() - SHOWN_PROBLEMS)?;
-            }
+            let of = match &group[0].category {
+                Some(c) => format!(" of category `{c}`"),
+                None => String::new(),
+            };
+            write_capped(f, "    ", group, SHOWN_PROBLEMS, &of)?;
         }
         Ok(())
     }
@@ -247,12 +242,15 @@ pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<Ch
                 // where it can), then its files', labels' and masks' in what could be read.
                 let mut problems: Vec<Problem> = match entry.read_category_and_problems(&name) {
                     Ok((split, layout)) => {
-                        let (mut c, checked) = check_split(&split, images);
-                        if !(entry.format == DatasetFormat::Folder || entry.format.is_video()) {
-                            // Formats that need a mask per anomalous image: each image without
-                            // one is a problem of `layout`, not an image left out of metrics.
-                            c.without_mask.clear();
-                        }
+                        // An image the reader named as missing its mask (its format needs
+                        // one) is a problem of `layout`, not an image left out of metrics.
+                        let reported: BTreeSet<&Path> = (layout.iter())
+                            .filter_map(|e| match e {
+                                DataError::MaskMissing { image, .. } => Some(image.as_path()),
+                                _ => None,
+                            })
+                            .collect();
+                        let (c, checked) = check_split(&split, images, &reported);
                         let mut problems: Vec<Problem> =
                             layout.into_iter().map(problem).chain(checked).collect();
                         if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {
@@ -442,8 +440,13 @@ fn check_files(samples: &[&Sample], images: ImageCheck) -> Vec<FileCheck> {
         .collect()
 }
 
-/// Decodes every image of `split` as `images` says, and every mask in full.
-fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Vec<Problem>) {
+/// Decodes every image of `split` as `images` says, and every mask in full; anomalous
+/// images without a mask count in `without_mask` unless `reported` (as problems) already.
+fn check_split(
+    split: &CategorySplit,
+    images: ImageCheck,
+    reported: &BTreeSet<&Path>,
+) -> (CategoryReport, Vec<Problem>) {
     let mut c = CategoryReport {
         category: split.category.clone(),
         ..Default::default()
@@ -480,7 +483,7 @@ fn check_split(split: &CategorySplit, images: ImageCheck) -> (CategoryReport, Ve
         }
         c.masks_checked += checked as usize;
         c.empty_masks += (s.label.is_anomalous() && empty) as usize;
-        if s.label.is_anomalous() && s.mask.is_none() {
+        if s.label.is_anomalous() && s.mask.is_none() && !reported.contains(s.image.as_path()) {
             *c.without_mask.entry(s.defect.clone()).or_default() += 1;
         }
         problems.extend(p);
@@ -579,14 +582,19 @@ const SHOWN_UNREAD: usize = 2;
 const UNREAD_DEPTH: usize = 8;
 
 /// One problem naming the image files under `split`'s category folder in a format memad
-/// does not read ([`crate::image_io::UNREAD_IMAGE_EXTENSIONS`]: WebP, GIF, JPEG 2000, ...): the readers skip
-/// them as they skip any file that is not an image, so the images or masks they hold are
-/// silently not used. The category folder is the deepest one holding every image and mask
-/// file of the split (samples held in memory have none); hidden files and folders, and
-/// files that are not images (`.txt`, `.csv`, `.json`, `Thumbs.db`), are not named.
+/// does not read ([`crate::image_io::UNREAD_IMAGE_EXTENSIONS`]: WebP, GIF, JPEG 2000, ...):
+/// the readers skip them as they skip any file that is not an image, so the images or masks
+/// they hold are silently not used. The folder looked through (8 levels deep) is the deepest
+/// one holding every image and mask file of the split, when it is the category's own folder
+/// (named after the category) or below it; otherwise (a VisA split file naming files
+/// elsewhere) only the folders holding the split's files are, none below them. Video frames
+/// are not looked for (their readers list each video's folder, and a video dataset's
+/// folders hold hundreds of thousands of frames), nor are samples held in memory; hidden
+/// files and folders, and files that are not images (`.txt`, `.csv`, `.json`, `Thumbs.db`),
+/// are not named.
 pub fn unread_images(split: &CategorySplit) -> Option<Problem> {
-    let files = (split.train.iter().chain(&split.test))
-        .filter(|s| s.pixels.is_none())
+    let files: Vec<&Path> = (split.train.iter().chain(&split.test))
+        .filter(|s| s.pixels.is_none() && s.video.is_none())
         .flat_map(|s| {
             let masks: Vec<&Path> = match &s.mask {
                 Some(MaskRef::File(p)) => vec![p.as_path()],
@@ -594,9 +602,10 @@ pub fn unread_images(split: &CategorySplit) -> Option<Problem> {
                 _ => Vec::new(),
             };
             std::iter::once(s.image.as_path()).chain(masks)
-        });
+        })
+        .collect();
     let mut folder: Option<&Path> = None;
-    for file in files {
+    for file in &files {
         let mut common = folder.or(file.parent())?;
         while !file.starts_with(common) {
             common = common.parent()?;
@@ -604,8 +613,16 @@ pub fn unread_images(split: &CategorySplit) -> Option<Problem> {
         folder = Some(common);
     }
     let folder = folder?;
+    let in_category = (folder.ancestors()).any(|d| d.file_name() == Some(split.category.as_ref()));
+    let mut folders: Vec<(PathBuf, usize)> = if in_category {
+        vec![(folder.to_path_buf(), 0)]
+    } else {
+        let parents: BTreeSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+        (parents.into_iter().rev())
+            .map(|d| (d.to_path_buf(), UNREAD_DEPTH))
+            .collect()
+    };
     let mut unread = Vec::new();
-    let mut folders = vec![(folder.to_path_buf(), 0)];
     while let Some((dir, depth)) = folders.pop() {
         let Ok((dirs, files)) = entries(&dir) else {
             continue;

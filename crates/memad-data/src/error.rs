@@ -27,8 +27,10 @@ pub enum DataError {
     },
     #[error("{path} is missing: a category keeps its normal training images in train/good")]
     TrainMissing { path: PathBuf },
-    #[error("{path} holds no images (png, jpg, jpeg, bmp, tif, tiff)")]
-    NoImages { path: PathBuf },
+    /// `unread`: what the folder holds in formats memad does not read (empty, or starting
+    /// with "; "): see [`DataError::no_images`].
+    #[error("{path} holds no images (png, jpg, jpeg, bmp, tif, tiff){unread}")]
+    NoImages { path: PathBuf, unread: String },
     /// `hint`: what else the user can do (empty, or starting with "; ").
     #[error(
         "anomalous test image {image} has no ground-truth mask: expected mask at {expected}{hint}"
@@ -109,26 +111,40 @@ fn several(category: &str, errors: &[DataError]) -> String {
          every category's):",
         errors.len()
     );
-    for e in errors.iter().take(SHOWN_ERRORS) {
-        text.push_str(&format!("\n  {e}"));
-    }
-    if errors.len() > SHOWN_ERRORS {
-        text.push_str(&format!("\n  ... and {} more", errors.len() - SHOWN_ERRORS));
-    }
+    // Writing to a `String` does not fail.
+    let _ = write_capped(&mut text, "  ", errors, SHOWN_ERRORS, "");
     text
+}
+
+/// Writes the first `shown` of `items`, each on a new line after `indent`, then, when there
+/// are more, `... and <how many> more<after>` on one more line.
+pub(crate) fn write_capped<T: std::fmt::Display>(
+    out: &mut impl std::fmt::Write,
+    indent: &str,
+    items: &[T],
+    shown: usize,
+    after: &str,
+) -> std::fmt::Result {
+    for item in items.iter().take(shown) {
+        write!(out, "\n{indent}{item}")?;
+    }
+    if items.len() > shown {
+        write!(out, "\n{indent}... and {} more{after}", items.len() - shown)?;
+    }
+    Ok(())
 }
 
 /// ` (did you mean `x`?)` for the candidate nearest to `value` in edit distance when it is
 /// at most a third of `value`'s length away (at least 1, at most 3) and not a name of the
-/// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`);
-/// empty otherwise.
+/// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`),
+/// letter case ignored (`CABLE` is `cable`); empty otherwise.
 pub fn did_you_mean(value: &str, candidates: &[String]) -> String {
     let length = value.chars().count();
     let limit = (length / 3).clamp(1, 3);
     let replaced_whole = |d: usize, c: &str| d == length && c.chars().count() == length;
     candidates
         .iter()
-        .map(|c| (edit_distance(value, c), c))
+        .map(|c| (edit_distance(&value.to_lowercase(), &c.to_lowercase()), c))
         .filter(|(d, c)| *d <= limit && !replaced_whole(*d, c))
         .min()
         .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
@@ -155,6 +171,33 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 impl DataError {
+    /// [`DataError::NoImages`] of the folder `path`, naming the image files in it that memad
+    /// skips ([`crate::image_io::is_unread_image_path`]: WebP, GIF, ...), if any.
+    pub fn no_images(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut extensions = std::collections::BTreeMap::<String, usize>::new();
+        for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+            let file = entry.path();
+            if crate::image_io::is_unread_image_path(&file) {
+                let ext = file.extension().unwrap_or_default().to_string_lossy();
+                *extensions.entry(ext.to_lowercase()).or_default() += 1;
+            }
+        }
+        let unread = match extensions.is_empty() {
+            true => String::new(),
+            false => {
+                let counts: Vec<String> = (extensions.iter())
+                    .map(|(ext, n)| format!("{n} .{ext}"))
+                    .collect();
+                format!(
+                    "; it holds {} file(s) in formats memad does not read: convert them to PNG",
+                    counts.join(", ")
+                )
+            }
+        };
+        DataError::NoImages { path, unread }
+    }
+
     /// An I/O error about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
@@ -163,11 +206,15 @@ impl DataError {
         }
     }
 
-    /// `errors` found reading `category` as one result: nothing when there are none, the
-    /// error itself when there is one, else [`DataError::Several`].
-    pub(crate) fn gathered(category: &str, mut errors: Vec<DataError>) -> Result<()> {
+    /// What a reader read of `category` and the `errors` it found on the way, as one result:
+    /// what it read when there are none, the error itself when there is one, else
+    /// [`DataError::Several`].
+    pub(crate) fn gathered<T>(
+        category: &str,
+        (read, mut errors): (T, Vec<DataError>),
+    ) -> Result<T> {
         match errors.len() {
-            0 => Ok(()),
+            0 => Ok(read),
             1 => Err(errors.remove(0)),
             _ => Err(DataError::Several {
                 category: category.to_string(),
@@ -231,11 +278,9 @@ mod tests {
     #[test]
     fn several_errors_print_twenty_and_a_count() {
         let errors: Vec<DataError> = (0..25)
-            .map(|i| DataError::NoImages {
-                path: PathBuf::from(format!("/d/{i}")),
-            })
+            .map(|i| DataError::no_images(format!("/d/{i}")))
             .collect();
-        let err = DataError::gathered("bottle", errors).unwrap_err();
+        let err = DataError::gathered("bottle", ((), errors)).unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with("25 problems in category `bottle`"),
@@ -247,11 +292,11 @@ mod tests {
         );
         assert!(text.ends_with("... and 5 more"), "{text}");
         assert_eq!(err.into_errors().len(), 25);
-        let one = vec![DataError::NoImages { path: "/d".into() }];
+        let one = vec![DataError::no_images("/d")];
         assert!(matches!(
-            DataError::gathered("c", one),
+            DataError::gathered("c", ((), one)),
             Err(DataError::NoImages { .. })
         ));
-        assert!(DataError::gathered("c", Vec::new()).is_ok());
+        assert!(DataError::gathered("c", ((), Vec::new())).is_ok());
     }
 }

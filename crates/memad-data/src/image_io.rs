@@ -248,14 +248,7 @@ impl Geometry {
 
     /// An error unless `1 <= side <= resize` (the shorter resized side).
     pub fn check(&self) -> Result<()> {
-        let side = self.side();
-        if side > self.resize || side == 0 {
-            return Err(DataError::InvalidArgument(format!(
-                "centre crop {side} must be between 1 and the decoded size {}",
-                self.resize
-            )));
-        }
-        Ok(())
+        self.crop_offsets((self.resize, self.resize)).map(drop)
     }
 
     /// `(width, height)` of an image of `(width, height)` = `size` after the resize, before
@@ -328,19 +321,15 @@ pub fn load_rgb_fitted(path: &Path, geometry: &Geometry) -> Result<RgbImage> {
 
 /// Decodes `path` as RGB and resizes it to `size`x`size` ([`IMAGE_FILTER`]).
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
-    let rgb = decode(path)?.into_rgb8();
-    Ok(if rgb.dimensions() == (size, size) {
-        rgb
-    } else {
-        imageops::resize(&rgb, size, size, IMAGE_FILTER)
-    })
+    load_rgb_fitted(path, &Geometry::square(size))
 }
 
 /// Decodes the mask at `path` as 0/255 ([`MaskRef::decode`]), checks that it is `expected`
 /// (its image's original `(width, height)`) and resizes it to `size`x`size` (nearest).
 pub fn load_mask(path: &Path, expected: (u32, u32), size: u32) -> Result<GrayImage> {
     let mask = MaskRef::File(path.to_path_buf()).decode()?;
-    fit_mask(mask, path, None, expected, size, MaskResize::Nearest)
+    let nearest = MaskResize::Nearest;
+    fit_mask_to(mask, path, None, expected, (size, size), nearest)
 }
 
 /// The mask `mask` of `image` (whose size is read from its header), checked to have the
@@ -352,15 +341,7 @@ pub fn load_mask_for(
     size: u32,
     resize: MaskResize,
 ) -> Result<GrayImage> {
-    let expected = image_dimensions(image)?;
-    fit_mask(
-        mask.decode()?,
-        &mask.name(),
-        Some(image),
-        expected,
-        size,
-        resize,
-    )
+    load_mask_fitted(mask, image, &Geometry::square(size), resize)
 }
 
 /// The mask `mask` of `image` (whose size is read from its header), checked to have the
@@ -385,20 +366,8 @@ pub fn load_mask_fitted(
     geometry.crop_image(gray)
 }
 
-/// Checks `gray` (the mask `name`, 0/255) against `expected`, resizes it as `resize` says
-/// and binarises it to 0/255.
-pub(crate) fn fit_mask(
-    gray: GrayImage,
-    name: &Path,
-    image: Option<&Path>,
-    expected: (u32, u32),
-    size: u32,
-    resize: MaskResize,
-) -> Result<GrayImage> {
-    fit_mask_to(gray, name, image, expected, (size, size), resize)
-}
-
-/// [`fit_mask`] to `(width, height)` = `to`.
+/// Checks `gray` (the mask `name`, 0/255) against `expected`, resizes it to `(width,
+/// height)` = `to` as `resize` says and binarises it to 0/255.
 pub(crate) fn fit_mask_to(
     gray: GrayImage,
     name: &Path,
@@ -477,7 +446,8 @@ mod tests {
             p[0] = if x < 8 || x == 10 { 255 } else { 0 };
         }
         let columns = |resize| -> Vec<u8> {
-            let out = fit_mask(m.clone(), Path::new("m"), None, (16, 16), 4, resize).unwrap();
+            let out =
+                fit_mask_to(m.clone(), Path::new("m"), None, (16, 16), (4, 4), resize).unwrap();
             assert!(out.pixels().all(|p| p[0] == 0 || p[0] == 255));
             (0..4).map(|x| out.get_pixel(x, 2)[0] / 255).collect()
         };

@@ -6,7 +6,7 @@
 //! Images become the square model input as a [`Geometry`] says: resized to `resize x
 //! resize` (`[data] resize_shape = "square"`, the default) or with the shorter side at
 //! `resize` (`"shorter_side"`, torchvision's `Resize(int)`), then centre-cropped
-//! ([`LoadOptions::crop`]) at torchvision's offsets.
+//! ([`LoadOptions::geometry`]) at torchvision's offsets.
 //!
 //! With a cache folder ([`BatchLoader::with_cache`], [`load_batch_with_cache`]) every image
 //! file (and mask) is decoded and resized once: the `[3, S, S]` (mask `[1, S, S]`) u8 pixels
@@ -20,8 +20,7 @@
 use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
 use crate::image_io::{
-    load_mask_fitted, load_mask_for, load_rgb, load_rgb_fitted, Geometry, MaskResize, ResizeShape,
-    IMAGE_FILTER,
+    load_mask_fitted, load_rgb_fitted, Geometry, MaskResize, ResizeShape, IMAGE_FILTER,
 };
 use crate::mask::MaskRef;
 use crate::mvtec::Sample;
@@ -58,9 +57,14 @@ pub struct HostBatch {
     pub synthetic: Option<(Vec<f32>, Vec<f32>)>,
 }
 
-/// What a [`BatchLoader`] delivers besides images and labels.
-#[derive(Clone, Default)]
+/// How a [`BatchLoader`] brings images to the input, and what it delivers besides images and
+/// labels.
+#[derive(Clone)]
 pub struct LoadOptions {
+    /// How images (and masks) of any size become the `S x S` input, `S = geometry.side()`:
+    /// resized with `geometry.resize` as its shape says, then centre-cropped (the "resize
+    /// 256, centre-crop 224" protocol of PatchCore), or resized straight to `S x S`.
+    pub geometry: Geometry,
     /// Decode ground-truth masks (test sets; normal samples get all-zero masks).
     pub with_masks: bool,
     /// How the masks are resized and binarised.
@@ -71,12 +75,20 @@ pub struct LoadOptions {
     /// synthesizer; the seed of sample `i` is derived from `(seed, i)`, so a given epoch seed
     /// gives the same anomalies in any batch order.
     pub synthesis: Option<(Arc<dyn AnomalySynthesizer>, u64)>,
-    /// Centre-crop the decoded `S x S` images and masks to `crop x crop` (`crop <= S`), as
-    /// the "resize 256, centre-crop 224" protocol of PatchCore; `None` keeps `S x S`.
-    pub crop: Option<u32>,
-    /// What the decode size `S` sets: both sides (the default) or the shorter one, the
-    /// aspect ratio kept, before the crop ([`ResizeShape`]).
-    pub resize_shape: ResizeShape,
+}
+
+impl LoadOptions {
+    /// Images brought to the input as `geometry` says, nothing else: no masks, classes or
+    /// synthesis.
+    pub fn new(geometry: Geometry) -> Self {
+        LoadOptions {
+            geometry,
+            with_masks: false,
+            mask_resize: MaskResize::default(),
+            classes: Vec::new(),
+            synthesis: None,
+        }
+    }
 }
 
 impl HostBatch {
@@ -260,14 +272,10 @@ pub fn decode_batch_fitted(
     })
 }
 
-/// [`decode_batch`] plus what `opts` asks for (classes, synthesized anomalies).
-pub fn load_batch(
-    samples: &[Sample],
-    indices: &[usize],
-    size: u32,
-    opts: &LoadOptions,
-) -> Result<HostBatch> {
-    load_batch_with_cache(samples, indices, size, opts, None)
+/// [`decode_batch`] as `opts` says (geometry, masks), plus what else it asks for (classes,
+/// synthesized anomalies).
+pub fn load_batch(samples: &[Sample], indices: &[usize], opts: &LoadOptions) -> Result<HostBatch> {
+    load_batch_with_cache(samples, indices, opts, None)
 }
 
 /// [`load_batch`] with the decoded, resized images read from (and written to) the cache
@@ -275,17 +283,11 @@ pub fn load_batch(
 pub fn load_batch_with_cache(
     samples: &[Sample],
     indices: &[usize],
-    size: u32,
     opts: &LoadOptions,
     cache: Option<&Path>,
 ) -> Result<HostBatch> {
     let masks = opts.with_masks.then_some(opts.mask_resize);
-    let geometry = Geometry {
-        resize: size,
-        shape: opts.resize_shape,
-        crop: opts.crop,
-    };
-    let mut host = decode_batch_fitted(samples, indices, &geometry, masks, cache)?;
+    let mut host = decode_batch_fitted(samples, indices, &opts.geometry, masks, cache)?;
     if !opts.classes.is_empty() {
         host.classes = Some(indices.iter().map(|&i| opts.classes[i]).collect());
     }
@@ -295,11 +297,24 @@ pub fn load_batch_with_cache(
     Ok(host)
 }
 
-/// The central `crop x crop` of every `S x S` plane of `planes` (`S = geometry.resize`,
-/// square geometry), at `round((S - crop) / 2)` as torchvision's `CenterCrop`; `planes`
-/// itself without a crop.
-fn crop_square_planes(planes: Vec<u8>, geometry: &Geometry) -> Result<Vec<u8>> {
-    let (s, c) = (geometry.resize as usize, geometry.side() as usize);
+/// What the decode (and the cache entry) of an image or mask holds for `geometry`: with a
+/// square resize the uncropped `resize x resize` (shared by every crop, cropped after:
+/// [`crop_stored`]), with a shorter-side one the cropped input itself.
+fn stored(geometry: &Geometry) -> Geometry {
+    match geometry.shape {
+        ResizeShape::Square => Geometry {
+            crop: None,
+            ..*geometry
+        },
+        ResizeShape::ShorterSide => *geometry,
+    }
+}
+
+/// `planes` as [`stored`] holds them brought to `geometry`: the central `crop x crop` of
+/// every `S x S` plane (`S = geometry.resize`) of a square entry, at `round((S - crop) / 2)`
+/// as torchvision's `CenterCrop`; `planes` itself when they are the input already.
+fn crop_stored(planes: Vec<u8>, geometry: &Geometry) -> Result<Vec<u8>> {
+    let (s, c) = (stored(geometry).side() as usize, geometry.side() as usize);
     if c == s {
         return Ok(planes);
     }
@@ -312,9 +327,9 @@ fn crop_square_planes(planes: Vec<u8>, geometry: &Geometry) -> Result<Vec<u8>> {
         .collect())
 }
 
-/// What the cache keys hold of `geometry`: the decode size (square: the entry is the
-/// uncropped square, shared by every crop, keyed as before the shorter-side mode existed),
-/// or the shape, size and crop of a shorter-side entry (already cropped).
+/// What the cache keys hold of `geometry` ([`stored`]): the decode size (square: the entry
+/// is the uncropped square, shared by every crop, keyed as before the shorter-side mode
+/// existed), or the shape, size and crop of a shorter-side entry (already cropped).
 fn geometry_key(geometry: &Geometry) -> String {
     match geometry.shape {
         ResizeShape::Square => geometry.resize.to_string(),
@@ -373,17 +388,10 @@ fn image_chw(
     cache: Option<&Path>,
     chw: &mut Vec<f32>,
 ) -> Result<()> {
-    // Square: the `resize x resize` image (cached), then the crop; shorter side: the
-    // cropped image.
-    let size = match geometry.shape {
-        ResizeShape::Square => geometry.resize,
-        ResizeShape::ShorterSide => geometry.side(),
-    };
+    let stored = stored(geometry);
+    let size = stored.side();
     let build = || -> Result<Vec<u8>> {
-        let rgb = match geometry.shape {
-            ResizeShape::Square => load_rgb(path, size)?,
-            ResizeShape::ShorterSide => load_rgb_fitted(path, geometry)?,
-        };
+        let rgb = load_rgb_fitted(path, &stored)?;
         let plane = (size * size) as usize;
         let mut out = vec![0u8; 3 * plane];
         for (p, px) in rgb.pixels().enumerate() {
@@ -396,15 +404,12 @@ fn image_chw(
     let pixels = match cache {
         None => build()?,
         Some(dir) => {
-            let size_key = geometry_key(geometry);
+            let size_key = geometry_key(&stored);
             let key = stamp(path).map(|s| format!("rgb\n{s}\n{size_key}\n{IMAGE_FILTER:?}"));
             cached(dir, key, 3 * (size * size) as usize, build)?
         }
     };
-    let pixels = match geometry.shape {
-        ResizeShape::Square => crop_square_planes(pixels, geometry)?,
-        ResizeShape::ShorterSide => pixels,
-    };
+    let pixels = crop_stored(pixels, geometry)?;
     chw.extend(pixels.iter().map(|&v| v as f32 / 255.0));
     Ok(())
 }
@@ -419,19 +424,9 @@ fn mask_pixels(
     resize: MaskResize,
     cache: Option<&Path>,
 ) -> Result<Vec<u8>> {
-    // Square: the `resize x resize` mask (cached, keyed as before the shorter-side mode
-    // existed), then the crop; shorter side: the cropped mask.
-    let size = match geometry.shape {
-        ResizeShape::Square => geometry.resize,
-        ResizeShape::ShorterSide => geometry.side(),
-    };
-    let build = || -> Result<Vec<u8>> {
-        Ok(match geometry.shape {
-            ResizeShape::Square => load_mask_for(mask, image, size, resize)?,
-            ResizeShape::ShorterSide => load_mask_fitted(mask, image, geometry, resize)?,
-        }
-        .into_raw())
-    };
+    let stored = stored(geometry);
+    let size = stored.side();
+    let build = || Ok(load_mask_fitted(mask, image, &stored, resize)?.into_raw());
     let pixels = match cache {
         None => build()?,
         Some(dir) => {
@@ -442,7 +437,7 @@ fn mask_pixels(
                     (vec![path.as_path()], Some(*index))
                 }
             };
-            let size_key = geometry_key(geometry);
+            let size_key = geometry_key(&stored);
             let key = files
                 .iter()
                 .chain([&image])
@@ -455,10 +450,7 @@ fn mask_pixels(
             cached(dir, key, (size * size) as usize, build)?
         }
     };
-    match geometry.shape {
-        ResizeShape::Square => crop_square_planes(pixels, geometry),
-        ResizeShape::ShorterSide => Ok(pixels),
-    }
+    crop_stored(pixels, geometry)
 }
 
 /// `path` (absolute), its length and mtime (ns) as one line, and on Unix its inode and ctime
@@ -609,10 +601,9 @@ impl BatchLoader {
         samples: Vec<Sample>,
         order: Vec<usize>,
         batch_size: usize,
-        size: u32,
         opts: LoadOptions,
     ) -> Self {
-        Self::with_cache(samples, order, batch_size, size, opts, None)
+        Self::with_cache(samples, order, batch_size, opts, None)
     }
 
     /// [`BatchLoader::new`] with an on-disk cache folder of decoded, resized images
@@ -621,7 +612,6 @@ impl BatchLoader {
         samples: Vec<Sample>,
         order: Vec<usize>,
         batch_size: usize,
-        size: u32,
         opts: LoadOptions,
         cache: Option<PathBuf>,
     ) -> Self {
@@ -630,7 +620,7 @@ impl BatchLoader {
         let (sender, receiver) = mpsc::sync_channel(2);
         let worker = thread::spawn(move || {
             for chunk in order.chunks(batch_size) {
-                let batch = load_batch_with_cache(&samples, chunk, size, &opts, cache.as_deref());
+                let batch = load_batch_with_cache(&samples, chunk, &opts, cache.as_deref());
                 if sender.send(batch).is_err() {
                     return; // the consumer stopped early
                 }
@@ -690,19 +680,17 @@ mod tests {
         let full = load_batch(
             &samples,
             &[0, 1],
-            24,
             &LoadOptions {
                 with_masks: true,
-                ..Default::default()
+                ..LoadOptions::new(Geometry::square(24))
             },
         )
         .unwrap();
         let opts = LoadOptions {
             with_masks: true,
-            crop: Some(16),
-            ..Default::default()
+            ..LoadOptions::new(square(24, 16))
         };
-        let cropped = load_batch(&samples, &[0, 1], 24, &opts).unwrap();
+        let cropped = load_batch(&samples, &[0, 1], &opts).unwrap();
         assert_eq!(cropped.size, 16);
         assert_eq!(cropped.images.len(), 2 * 3 * 16 * 16);
         let (fm, cm) = (full.masks.unwrap(), cropped.masks.unwrap());
@@ -717,11 +705,8 @@ mod tests {
         for b in 0..2 {
             assert_eq!(cm[b * 256 + 5 * 16 + 7], fm[b * 576 + 9 * 24 + 11]);
         }
-        let too_big = LoadOptions {
-            crop: Some(25),
-            ..Default::default()
-        };
-        let err = load_batch(&samples, &[0], 24, &too_big)
+        let too_big = LoadOptions::new(square(24, 25));
+        let err = load_batch(&samples, &[0], &too_big)
             .unwrap_err()
             .to_string();
         assert!(
@@ -760,12 +745,35 @@ mod tests {
         ]
     }
 
-    fn shorter_side(crop: u32) -> LoadOptions {
+    /// A square resize to `resize`, then the centre crop `crop`.
+    fn square(resize: u32, crop: u32) -> Geometry {
+        Geometry {
+            crop: Some(crop),
+            ..Geometry::square(resize)
+        }
+    }
+
+    /// Images and masks with the shorter side resized to `resize`, then the centre crop
+    /// `crop`.
+    fn shorter_side(resize: u32, crop: u32) -> LoadOptions {
         LoadOptions {
             with_masks: true,
-            crop: Some(crop),
-            resize_shape: ResizeShape::ShorterSide,
-            ..Default::default()
+            ..LoadOptions::new(Geometry {
+                resize,
+                shape: ResizeShape::ShorterSide,
+                crop: Some(crop),
+            })
+        }
+    }
+
+    /// `opts` with a square resize (as [`shorter_side`]'s, stretching non-square images).
+    fn square_of(opts: &LoadOptions) -> LoadOptions {
+        LoadOptions {
+            geometry: Geometry {
+                shape: ResizeShape::Square,
+                ..opts.geometry
+            },
+            ..opts.clone()
         }
     }
 
@@ -773,15 +781,12 @@ mod tests {
     fn shorter_side_batches_keep_the_aspect_ratio_and_masks_follow_their_images() {
         let dir = tempfile::tempdir().unwrap();
         let samples = non_square_samples(dir.path());
-        let batch = load_batch(&samples, &[0, 1], 32, &shorter_side(28)).unwrap();
+        let opts = shorter_side(32, 28);
+        let batch = load_batch(&samples, &[0, 1], &opts).unwrap();
         assert_eq!((batch.size, batch.channels), (28, 3));
         // Each image as image_io's resize (49 x 32, torchvision's) and crop at (10, 2).
         let plane = 28 * 28;
-        let geometry = Geometry {
-            resize: 32,
-            shape: ResizeShape::ShorterSide,
-            crop: Some(28),
-        };
+        let geometry = opts.geometry;
         for (k, s) in samples.iter().enumerate() {
             let mut want = Vec::new();
             push_chw(&load_rgb_fitted(&s.image, &geometry).unwrap(), &mut want);
@@ -820,25 +825,30 @@ mod tests {
         assert_eq!(marked.len(), 13 * 10);
         assert!(masks[plane..].iter().all(|&m| m == 0.0), "a normal sample");
         // A square resize would stretch: the same block elsewhere.
-        let square = LoadOptions {
-            resize_shape: ResizeShape::Square,
-            ..shorter_side(28)
-        };
-        let stretched = load_batch(&samples, &[0], 32, &square).unwrap();
+        let stretched = load_batch(&samples, &[0], &square_of(&opts)).unwrap();
         assert_ne!(stretched.masks.unwrap()[..], masks[..plane]);
+    }
+
+    #[test]
+    fn cache_keys_name_what_is_stored() {
+        // A square entry is the uncropped decode, keyed by its size alone (as before the
+        // shorter-side mode existed, so that earlier caches stay valid) and shared by every
+        // crop; a shorter-side entry is the cropped input.
+        let square = square(256, 224);
+        assert_eq!(stored(&square), Geometry::square(256));
+        assert_eq!(geometry_key(&stored(&square)), "256");
+        let shorter = shorter_side(256, 224).geometry;
+        assert_eq!(stored(&shorter), shorter);
+        assert_eq!(geometry_key(&stored(&shorter)), "shorter_side 256 crop 224");
     }
 
     #[test]
     fn shorter_side_equals_square_on_square_images() {
         let dir = tempfile::tempdir().unwrap();
         let samples = masked_samples(dir.path(), 4);
-        let square = LoadOptions {
-            with_masks: true,
-            crop: Some(15),
-            ..Default::default()
-        };
-        let a = load_batch(&samples, &[0, 1, 2, 3], 20, &square).unwrap();
-        let b = load_batch(&samples, &[0, 1, 2, 3], 20, &shorter_side(15)).unwrap();
+        let shorter = shorter_side(20, 15);
+        let a = load_batch(&samples, &[0, 1, 2, 3], &square_of(&shorter)).unwrap();
+        let b = load_batch(&samples, &[0, 1, 2, 3], &shorter).unwrap();
         assert_eq!(b.size, 15);
         assert!(same(&a, &b));
     }
@@ -848,30 +858,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         let samples = non_square_samples(dir.path());
-        let square = LoadOptions {
-            resize_shape: ResizeShape::Square,
-            ..shorter_side(28)
-        };
+        let square = square_of(&shorter_side(32, 28));
         let all = [0, 1];
-        let plain_square = load_batch(&samples, &all, 32, &square).unwrap();
-        let plain_shorter = load_batch(&samples, &all, 32, &shorter_side(28)).unwrap();
+        let plain_square = load_batch(&samples, &all, &square).unwrap();
+        let plain_shorter = load_batch(&samples, &all, &shorter_side(32, 28)).unwrap();
         assert!(!same(&plain_square, &plain_shorter));
-        let cached = |opts: &LoadOptions| {
-            load_batch_with_cache(&samples, &all, 32, opts, Some(&cache)).unwrap()
-        };
+        let cached =
+            |opts: &LoadOptions| load_batch_with_cache(&samples, &all, opts, Some(&cache)).unwrap();
         // The square entries first (2 images + 1 mask), then the shorter-side ones, with
         // their own keys (3 more); each read back equal to its uncached batch.
         assert!(same(&cached(&square), &plain_square));
         assert_eq!(entries(&cache).len(), 3);
-        assert!(same(&cached(&shorter_side(28)), &plain_shorter));
+        assert!(same(&cached(&shorter_side(32, 28)), &plain_shorter));
         assert_eq!(entries(&cache).len(), 6);
         let before = entries(&cache);
-        assert!(same(&cached(&shorter_side(28)), &plain_shorter));
+        assert!(same(&cached(&shorter_side(32, 28)), &plain_shorter));
         assert!(same(&cached(&square), &plain_square));
         // Another crop is another shorter-side entry (the entry is cropped); a square one
         // is shared by every crop.
-        let plain_24 = load_batch(&samples, &all, 32, &shorter_side(24)).unwrap();
-        assert!(same(&cached(&shorter_side(24)), &plain_24));
+        let plain_24 = load_batch(&samples, &all, &shorter_side(32, 24)).unwrap();
+        assert!(same(&cached(&shorter_side(32, 24)), &plain_24));
         assert_eq!(entries(&cache).len(), 9);
         assert!(
             before.iter().all(|e| entries(&cache).contains(e)),
@@ -917,9 +923,9 @@ mod tests {
             with_masks: false,
             classes: vec![0, 0, 1, 2],
             synthesis: Some((synth, 5)),
-            ..Default::default()
+            ..LoadOptions::new(Geometry::square(24))
         };
-        let batch = load_batch(&samples, &[3, 1], 24, &opts).unwrap();
+        let batch = load_batch(&samples, &[3, 1], &opts).unwrap();
         assert_eq!(batch.classes, Some(vec![2, 0]));
         let (images, masks) = batch.synthetic.clone().unwrap();
         assert_eq!(images.len(), batch.images.len());
@@ -937,13 +943,13 @@ mod tests {
             }
         }
         // A sample's anomaly depends on the epoch seed and the sample, not on its batch.
-        let alone = load_batch(&samples, &[1], 24, &opts).unwrap();
+        let alone = load_batch(&samples, &[1], &opts).unwrap();
         assert_eq!(alone.synthetic.unwrap().1, masks[plane..].to_vec());
         let other_epoch = LoadOptions {
             synthesis: opts.synthesis.clone().map(|(s, _)| (s, 6)),
             ..opts.clone()
         };
-        let moved = load_batch(&samples, &[1], 24, &other_epoch).unwrap();
+        let moved = load_batch(&samples, &[1], &other_epoch).unwrap();
         assert_ne!(moved.synthetic.unwrap().1, masks[plane..].to_vec());
         // Into a Batch: shapes and dtypes as the methods expect.
         let b = batch.to_batch(tch::Device::Cpu);
@@ -1018,10 +1024,9 @@ mod tests {
         // Through the prefetching loader.
         let opts = LoadOptions {
             with_masks: true,
-            ..Default::default()
+            ..LoadOptions::new(Geometry::square(16))
         };
-        let loader =
-            BatchLoader::with_cache(samples.clone(), vec![3, 0, 1], 2, 16, opts, Some(cache));
+        let loader = BatchLoader::with_cache(samples.clone(), vec![3, 0, 1], 2, opts, Some(cache));
         let got: Vec<HostBatch> = loader.map(|b| b.unwrap()).collect();
         assert!(same(
             &got[0],

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! A mask may also be named as its image without `_mask` (`ground_truth/<defect>/000.png`:
-//! VisA converted to this layout by its official `prepare_data.py` or by anomalib). An image
+//! VisA converted to this layout by its official `prepare_data.py` or by anomalib), unless
+//! that name is the `_mask` file of another test image (`x_mask.png` of `x`, beside the
+//! image `x_mask`, whose mask is `x_mask_mask.png`). An image
 //! with two mask files (both names, or one name in two formats) is an error naming both:
 //! which one is meant is not guessed. A reader goes on past the problems it can, so that
 //! [`read_category_and_problems`] lists them all; [`read_category`] fails with them.
@@ -21,7 +23,7 @@ use crate::error::{DataError, Result};
 use crate::image_io::is_image_path;
 use crate::mask::MaskRef;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The 15 categories of MVTec AD.
@@ -268,42 +270,98 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The mask files of the folder `ground_truth/<defect>`, by the stem of the test image each
-/// may belong to: `<stem>_mask.<ext>` and `<stem>.<ext>` (converted VisA) both under
-/// `<stem>`, any image extension; a folder that does not exist has none. An unreadable folder
-/// is a problem pushed to `problems`.
-pub(crate) fn mask_files(
+/// The mask files of the folder `ground_truth/<defect>`, by the stem of the test image (of
+/// `image_stems`, those of `test/<defect>`) each belongs to, in the order messages list them
+/// (`<stem>_mask.<ext>` before `<stem>.<ext>`, PNG first), any image extension; a folder
+/// that does not exist has none. `Y_mask.<ext>` is the mask of `Y` when `Y` is a test image,
+/// else the converted-VisA mask of an image `Y_mask`: images `x` and `x_mask` have the masks
+/// `x_mask.png` and `x_mask_mask.png`, one each. An unreadable folder is a problem pushed to
+/// `problems`.
+fn mask_files(
     dir: &Path,
+    image_stems: &HashSet<String>,
     problems: &mut Vec<DataError>,
 ) -> HashMap<String, Vec<PathBuf>> {
-    let mut by_stem: HashMap<String, Vec<PathBuf>> = HashMap::new();
     if !dir.is_dir() {
-        return by_stem;
+        return HashMap::new();
     }
     let files = match entries(dir) {
         Ok((_, files)) => files,
         Err(e) => {
             problems.push(e);
-            return by_stem;
+            return HashMap::new();
         }
     };
-    for file in files.into_iter().filter(|f| is_image_path(f)) {
-        let stem = stem_of(&file);
-        if let Some(image_stem) = stem.strip_suffix("_mask") {
-            by_stem
-                .entry(image_stem.to_string())
-                .or_default()
-                .push(file.clone());
-        }
-        by_stem.entry(stem).or_default().push(file);
+    // Each file with its image's stem and its rank in messages: `_mask` names first, PNG
+    // first; a stable sort keeps the files of one rank in natural order.
+    let mut ranked: Vec<((bool, bool), String, PathBuf)> = (files.into_iter())
+        .filter(|f| is_image_path(f))
+        .map(|file| {
+            let stem = stem_of(&file);
+            let (owner, plain) = match strip_mask_suffix(&stem) {
+                Some(image) if image_stems.contains(image) => (image.to_string(), false),
+                _ => (stem, true),
+            };
+            let png = (file.extension()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
+            ((plain, !png), owner, file)
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, _, _)| *rank);
+    let mut by_stem: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for (_, owner, file) in ranked {
+        by_stem.entry(owner).or_default().push(file);
     }
-    // `<stem>_mask.png` first: the name MVTec AD uses, so messages list it first.
-    for (stem, files) in by_stem.iter_mut() {
-        let rank = |f: &PathBuf| {
-            let png = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
-            (stem_of(f) != format!("{stem}_mask"), !png)
-        };
-        files.sort_by_key(rank);
+    by_stem
+}
+
+/// `stem` without a final `_mask` in any letter case (`000_MASK` -> `000`).
+fn strip_mask_suffix(stem: &str) -> Option<&str> {
+    let cut = stem.len().checked_sub("_mask".len())?;
+    let (image, suffix) = (stem.get(..cut)?, stem.get(cut..)?);
+    suffix.eq_ignore_ascii_case("_mask").then_some(image)
+}
+
+/// The mask of `image` among `candidates`, its mask files in the order messages list them:
+/// one is its mask; none is a [`DataError::MaskMissing`] (at `expected`, with `hint`) pushed
+/// to `problems` when `required`, and no mask; two or more are a [`DataError::TwoMasks`]
+/// pushed to `problems` (which one is meant is not guessed), and their union, so that a
+/// check reads them all.
+pub(crate) fn pick_mask(
+    candidates: &[PathBuf],
+    image: &Path,
+    expected: PathBuf,
+    hint: &'static str,
+    required: bool,
+    problems: &mut Vec<DataError>,
+) -> Option<MaskRef> {
+    match candidates {
+        [one] => Some(MaskRef::File(one.clone())),
+        [] => {
+            if required {
+                problems.push(DataError::MaskMissing {
+                    image: image.to_path_buf(),
+                    expected,
+                    hint,
+                });
+            }
+            None
+        }
+        several => {
+            problems.push(DataError::TwoMasks {
+                image: image.to_path_buf(),
+                masks: several.to_vec(),
+            });
+            Some(MaskRef::Union(several.to_vec()))
+        }
+    }
+}
+
+/// The files of `files` by stem (`0000.png` and `0000.bmp` under `0000`), each stem's in
+/// `files`' order.
+pub(crate) fn files_by_stem(files: Vec<PathBuf>) -> HashMap<String, Vec<PathBuf>> {
+    let mut by_stem: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for file in files {
+        by_stem.entry(stem_of(&file)).or_default().push(file);
     }
     by_stem
 }
@@ -316,9 +374,7 @@ pub(crate) fn stem_of(path: &Path) -> String {
 
 /// Lists the training and test images of `category` under `root` (paths only).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
-    let (split, problems) = read_category_and_problems(root, category)?;
-    DataError::gathered(category, problems)?;
-    Ok(split)
+    DataError::gathered(category, read_category_and_problems(root, category)?)
 }
 
 /// [`read_category`], going on past every problem it can (see
@@ -355,21 +411,24 @@ const MASKS_OPTIONAL_HINT: &str = "; your own data with masks for only some imag
     can use `format = \"folder\"` in datasets.toml, which leaves images without a mask out of \
     the pixel metrics";
 
+/// The hint of [`DataError::MaskMissing`] for a test image named `<x>_mask`.
+const MISPLACED_MASK_HINT: &str = "; its name says it is a mask: masks belong in \
+    ground_truth/<defect>/, not test/<defect>/ (a mask there is scored as a test image)";
+
 /// Reads the category folder `dir` (`train/good`, `test/good`, `test/<defect>`,
 /// `ground_truth/<defect>`) as `category`; any problem found fails it (all of them, in
 /// [`DataError::Several`] when there are more than one).
 pub(crate) fn read_category_dir(dir: &Path, category: &str, masks: Masks) -> Result<CategorySplit> {
-    let (split, problems) = read_category_dir_and_problems(dir, category, masks);
-    DataError::gathered(category, problems)?;
-    Ok(split)
+    let read = read_category_dir_and_problems(dir, category, masks);
+    DataError::gathered(category, read)
 }
 
 /// [`read_category_dir`], going on past every problem so that all are found at once: the
 /// images that could be listed, and the problems in the order found. The mask of
 /// `test/<defect>/<stem>.<ext>` is `ground_truth/<defect>/<stem>_mask.png` (or another image
-/// extension) or `<stem>.png` (converted VisA); none is a problem where `masks` requires one
-/// (the image is listed without a mask), two or more are one always (the image is listed
-/// with their union, so that a check reads them all).
+/// extension) or `<stem>.png` (converted VisA; not when that is the `_mask` file of another
+/// test image: [`mask_files`]); none is a problem where `masks` requires one (the image is
+/// listed without a mask), two or more are one always ([`pick_mask`]).
 pub(crate) fn read_category_dir_and_problems(
     dir: &Path,
     category: &str,
@@ -393,29 +452,19 @@ pub(crate) fn read_category_dir_and_problems(
             continue;
         }
         let mask_dir = dir.join("ground_truth").join(&defect);
-        let by_stem = mask_files(&mask_dir, &mut problems);
+        let stems: HashSet<String> = images.iter().map(|i| stem_of(i)).collect();
+        let by_stem = mask_files(&mask_dir, &stems, &mut problems);
         for image in images {
             let stem = stem_of(&image);
-            let mask = match by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default() {
-                [one] => Some(MaskRef::File(one.clone())),
-                [] => {
-                    if masks == Masks::Required {
-                        problems.push(DataError::MaskMissing {
-                            image: image.clone(),
-                            expected: mask_dir.join(format!("{stem}_mask.png")),
-                            hint: MASKS_OPTIONAL_HINT,
-                        });
-                    }
-                    None
-                }
-                several => {
-                    problems.push(DataError::TwoMasks {
-                        image: image.clone(),
-                        masks: several.to_vec(),
-                    });
-                    Some(MaskRef::Union(several.to_vec()))
-                }
+            let candidates = by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default();
+            let expected = mask_dir.join(format!("{stem}_mask.png"));
+            // A mask file copied into test/ by mistake reads as an image without a mask:
+            // refused in either format.
+            let (required, hint) = match strip_mask_suffix(&stem) {
+                Some(_) => (true, MISPLACED_MASK_HINT),
+                None => (masks == Masks::Required, MASKS_OPTIONAL_HINT),
             };
+            let mask = pick_mask(candidates, &image, expected, hint, required, &mut problems);
             test.push(Sample::still(image, Label::Anomalous, &defect, mask));
         }
     }
@@ -462,7 +511,7 @@ pub(crate) fn read_train_good(dir: &Path, problems: &mut Vec<DataError>) -> Vec<
         }
     };
     if images.is_empty() {
-        problems.push(DataError::NoImages { path: train_good });
+        problems.push(DataError::no_images(train_good));
     }
     (images.into_iter())
         .map(|image| Sample::still(image, Label::Normal, GOOD, None))

@@ -22,8 +22,8 @@ use crate::error::{DataError, Result};
 use crate::image_io::{decode_luma, fit_mask_to, image_dimensions, Geometry, MaskResize};
 use crate::mask::MaskRef;
 use crate::mvtec::{
-    check_root, images_in, name_of, read_train_good, test_label_dirs, CategorySplit, Label, Sample,
-    GOOD,
+    check_root, images_in, name_of, read_train_good, stem_of, test_label_dirs, CategorySplit,
+    Label, Sample, GOOD,
 };
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -66,9 +66,7 @@ fn category_dir(root: &Path, category: &str) -> Result<PathBuf> {
 /// Lists the training and test images of `category` with their masks (paths only); any
 /// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, category: &str) -> Result<CategorySplit> {
-    let (split, problems) = read_category_and_problems(root, category)?;
-    DataError::gathered(category, problems)?;
-    Ok(split)
+    DataError::gathered(category, read_category_and_problems(root, category)?)
 }
 
 /// [`read_category`], going on past every problem it can: the images that could be listed
@@ -118,11 +116,8 @@ pub fn read_category_and_problems(
 /// The mask files of `test/<defect>/<stem>.png`: every image in
 /// `ground_truth/<defect>/<stem>/`, sorted; none is an error naming the folder `.../<stem>/`.
 fn find_masks(category_dir: &Path, defect: &str, image: &Path) -> Result<MaskRef> {
-    let stem = image
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let folder = category_dir.join("ground_truth").join(defect).join(&stem);
+    let folder = category_dir.join("ground_truth").join(defect);
+    let folder = folder.join(stem_of(image));
     let files = if folder.is_dir() {
         images_in(&folder)?
     } else {

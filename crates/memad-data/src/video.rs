@@ -44,7 +44,10 @@ use crate::catalog::DatasetFormat;
 use crate::error::{DataError, Result};
 use crate::folder::{categories_where, category_dir_where};
 use crate::mask::MaskRef;
-use crate::mvtec::{entries, images_in, name_of, CategorySplit, Label, Sample, GOOD};
+use crate::mvtec::{
+    entries, files_by_stem, images_in, name_of, pick_mask, stem_of, CategorySplit, Label, Sample,
+    GOOD,
+};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -273,7 +276,7 @@ pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec
     for d in dirs.iter().filter(|d| !skip(&name_of(d))) {
         let frames = images_in(d)?;
         if frames.is_empty() {
-            return Err(DataError::NoImages { path: d.clone() });
+            return Err(DataError::no_images(d));
         }
         check_numbering(d, &frames)?;
         videos.push(Video {
@@ -325,32 +328,21 @@ fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
     if !mask_dir.is_dir() {
         return Ok(());
     }
-    let masks = images_in(mask_dir)?;
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let mut by_stem: std::collections::HashMap<String, Vec<PathBuf>> = Default::default();
-    for m in masks {
-        by_stem.entry(stem(&m)).or_default().push(m);
+    let by_stem = files_by_stem(images_in(mask_dir)?);
+    let mut problems = Vec::new();
+    let mut masks = Vec::with_capacity(video.frames.len());
+    for frame in &video.frames {
+        let stem = stem_of(frame);
+        let candidates = by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default();
+        let expected = mask_dir.join(format!("{stem}.png"));
+        let mask = pick_mask(candidates, frame, expected, "", true, &mut problems);
+        // The video readers stop at their first problem.
+        if let Some(first) = problems.pop() {
+            return Err(first);
+        }
+        masks.extend(mask);
     }
-    video.masks = video
-        .frames
-        .iter()
-        .map(|f| match by_stem.get(&stem(f)).map(Vec::as_slice) {
-            Some([one]) => Ok(MaskRef::File(one.clone())),
-            Some(several @ [_, _, ..]) => Err(DataError::TwoMasks {
-                image: f.clone(),
-                masks: several.to_vec(),
-            }),
-            _ => Err(DataError::MaskMissing {
-                image: f.clone(),
-                expected: mask_dir.join(format!("{}.png", stem(f))),
-                hint: "",
-            }),
-        })
-        .collect::<Result<_>>()?;
+    video.masks = masks;
     Ok(())
 }
 

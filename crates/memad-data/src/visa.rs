@@ -126,9 +126,7 @@ pub fn list_categories(root: &Path) -> Result<Vec<String>> {
 /// Lists the training and test images of `object` (paths only, checked to exist); any
 /// problem found fails it (all of them, in [`DataError::Several`] when there are more).
 pub fn read_category(root: &Path, object: &str) -> Result<CategorySplit> {
-    let (split, problems) = read_category_and_problems(root, object)?;
-    DataError::gathered(object, problems)?;
-    Ok(split)
+    DataError::gathered(object, read_category_and_problems(root, object)?)
 }
 
 /// [`read_category`], going on past every problem of a row: the rows that could be read

@@ -488,6 +488,50 @@ fn image_files_memad_does_not_read_are_named() {
     assert!(memad_data::unread_images(&split).is_none());
 }
 
+/// Unread image files are looked for below the category's own folder only: a split file
+/// (VisA) naming a file elsewhere does not widen the search to a folder above the category,
+/// only to the folders holding the split's files, none below them. Video frames are not
+/// looked for (their readers list each video's folder).
+#[test]
+fn unread_images_are_looked_for_below_the_category_folder_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("parts");
+    folder_category(&root, 1);
+    mask(&root.join("ground_truth/dent/0_mask.png"), 8, 8, true);
+    let mut split = memad_data::folder::read_folder(&root, "parts").unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    img(&elsewhere.join("0.png"), 8, 8);
+    split.train.push(memad_data::mvtec::Sample::still(
+        elsewhere.join("0.png"),
+        memad_data::mvtec::Label::Normal,
+        "good",
+        None,
+    ));
+    std::fs::create_dir_all(dir.path().join("far/away")).unwrap();
+    std::fs::create_dir_all(elsewhere.join("deeper")).unwrap();
+    for name in ["stray.webp", "far/away/1.webp", "elsewhere/deeper/2.webp"] {
+        std::fs::write(dir.path().join(name), b"RIFF").unwrap();
+    }
+    assert_eq!(memad_data::unread_images(&split), None);
+    for name in ["elsewhere/1.webp", "parts/train/good/1.webp"] {
+        std::fs::write(dir.path().join(name), b"RIFF").unwrap();
+    }
+    let found = memad_data::unread_images(&split).unwrap();
+    assert_eq!(found.path.as_deref(), Some(dir.path()));
+    assert!(
+        found.message.contains(
+            "2 image file(s) memad does not read (2 .webp; e.g. elsewhere/1.webp, \
+             parts/train/good/1.webp)"
+        ),
+        "{found}"
+    );
+    // Video frames: not looked for.
+    for s in split.train.iter_mut().chain(&mut split.test) {
+        s.video = Some("01".into());
+    }
+    assert_eq!(memad_data::unread_images(&split), None);
+}
+
 /// Mask files the reader did not match are reported per folder: a misnamed mask (the
 /// `folder` format then silently has no mask for its image), masks under
 /// `ground_truth/good`, and a LOCO mask folder without its test image.

@@ -225,6 +225,69 @@ fn an_image_with_two_masks_is_refused_naming_both() {
     assert_eq!(masks, [gt.join("000_mask.png"), gt.join("001.png")]);
 }
 
+/// A test image named as another's mask (`x_mask.png` beside `x.png`) has its own mask,
+/// `x_mask_mask.png`: `ground_truth/<defect>/x_mask.png` is `x`'s mask, not a second one of
+/// `x_mask` (converted VisA's name), so neither image has two. Without its own, `x_mask` has
+/// none; with no image `x`, `x_mask.png` is the converted-VisA mask of `x_mask`.
+#[test]
+fn an_image_named_like_another_images_mask_has_its_own_mask() {
+    let (_dir, root) = tree();
+    let (test, gt) = (
+        root.join("bottle/test/broken_large"),
+        root.join("bottle/ground_truth/broken_large"),
+    );
+    png(&test.join("x.png"), 20, 16);
+    png(&test.join("x_mask.png"), 20, 16);
+    mask(&gt.join("x_mask.png"), 20, 16);
+    mask(&gt.join("x_mask_mask.png"), 20, 16);
+    let mask_of = |split: &memad_data::CategorySplit, image: &str| {
+        let sample = split.test.iter().find(|s| s.image == test.join(image));
+        sample.and_then(|s| s.mask.clone())
+    };
+    let split = read_category(&root, "bottle").unwrap();
+    assert_eq!(
+        mask_of(&split, "x.png"),
+        Some(MaskRef::File(gt.join("x_mask.png")))
+    );
+    assert_eq!(
+        mask_of(&split, "x_mask.png"),
+        Some(MaskRef::File(gt.join("x_mask_mask.png")))
+    );
+    let text = format!("[m]\nformat = \"mvtec\"\nroot = \"{}\"\n", root.display());
+    let catalog = memad_data::DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let report = memad_data::check_dataset(catalog.get("m").unwrap()).unwrap();
+    assert!(
+        !report
+            .problems
+            .iter()
+            .any(|p| p.category.as_deref() == Some("bottle")),
+        "{report}"
+    );
+
+    std::fs::remove_file(gt.join("x_mask_mask.png")).unwrap();
+    let err = read_category(&root, "bottle").unwrap_err();
+    assert!(
+        matches!(&err, DataError::MaskMissing { image, expected, .. }
+            if *image == test.join("x_mask.png") && *expected == gt.join("x_mask_mask.png")),
+        "{err}"
+    );
+
+    std::fs::remove_file(test.join("x.png")).unwrap();
+    let split = read_category(&root, "bottle").unwrap();
+    assert_eq!(
+        mask_of(&split, "x_mask.png"),
+        Some(MaskRef::File(gt.join("x_mask.png")))
+    );
+    // Its two masks under both names are still refused.
+    mask(&gt.join("x_mask_mask.png"), 20, 16);
+    let err = read_category(&root, "bottle").unwrap_err();
+    assert!(
+        matches!(&err, DataError::TwoMasks { masks, .. }
+            if *masks == [gt.join("x_mask_mask.png"), gt.join("x_mask.png")]),
+        "{err}"
+    );
+}
+
 /// Every layout problem of a category is found in one read: the missing masks of two
 /// defects and an image directly in `test/`, each named, in one error.
 #[test]
@@ -323,4 +386,55 @@ fn bilinear_mask_resizing_agrees_with_pil() {
     );
     // Nearest-neighbour is another protocol: it keeps thin lines the bilinear filter thins.
     assert!(differ(&ours(MaskResize::Nearest), &half) > 0);
+}
+
+/// `000_MASK.PNG` is `000`'s mask (the suffix in any letter case, as the extension); a
+/// mask copied into `test/<defect>/` is refused with where masks belong, also in the
+/// `folder` format, whose images may lack masks; a category typo in capitals is answered.
+#[test]
+fn mask_names_in_capitals_and_masks_misplaced_in_test() {
+    let (_dir, root) = tree();
+    let gt = root.join("bottle/ground_truth/contamination");
+    std::fs::rename(gt.join("001_mask.png"), gt.join("001_MASK.PNG")).unwrap();
+    let split = read_category(&root, "bottle").unwrap();
+    let image = root.join("bottle/test/contamination/001.png");
+    let sample = split.test.iter().find(|s| s.image == image).unwrap();
+    assert_eq!(sample.mask, Some(MaskRef::File(gt.join("001_MASK.PNG"))));
+
+    std::fs::copy(
+        gt.join("000_mask.png"),
+        root.join("bottle/test/contamination/000_mask.png"),
+    )
+    .unwrap();
+    let msg = read_category(&root, "bottle").unwrap_err().to_string();
+    assert!(
+        msg.contains("test/contamination/000_mask.png has no ground-truth mask")
+            && msg.contains("its name says it is a mask: masks belong in ground_truth/<defect>/"),
+        "{msg}"
+    );
+    let text = format!("[f]\nformat = \"folder\"\nroot = \"{}\"\n", root.display());
+    let catalog = memad_data::DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let msg = (catalog.get("f").unwrap().read_category("bottle"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("its name says it is a mask"), "{msg}");
+
+    let msg = read_category(&root, "BOTTLE").unwrap_err().to_string();
+    assert!(msg.contains("(did you mean `bottle`?)"), "{msg}");
+}
+
+/// A folder holding only images in formats memad skips says so in its "no images" error.
+#[test]
+fn a_folder_of_unread_images_names_them() {
+    let (_dir, root) = tree();
+    let good = root.join("screw/train/good");
+    std::fs::remove_file(good.join("000.png")).unwrap();
+    for name in ["a.webp", "b.WEBP", "c.gif", "notes.txt"] {
+        std::fs::write(good.join(name), "x").unwrap();
+    }
+    let msg = read_category(&root, "screw").unwrap_err().to_string();
+    assert!(
+        msg.contains("train/good holds no images (png, jpg, jpeg, bmp, tif, tiff); it holds 1 .gif, 2 .webp file(s) in formats memad does not read: convert them to PNG"),
+        "{msg}"
+    );
 }

@@ -4,10 +4,10 @@
 //! ([`compute_metrics`]: image and pixel ranks shared between metrics, pixel metrics without
 //! the anomalous images that have no mask, MVTec LOCO AD's per-type means, video frame
 //! metrics from per-video normalised score parts).
-use crate::experiment::{DataConfig, VideoNormalizationConfig, METRICS};
+use crate::experiment::{DataConfig, ResizeShape, VideoNormalizationConfig, METRICS};
 use crate::output::RunDir;
 use crate::overlay::{write_overlay_grid, OverlaySample};
-use crate::run::{append_rows, decode_size, drop_rows, progress_bar, say, TimingRow};
+use crate::run::{append_rows, drop_rows, progress_bar, say, TimingRow};
 use anyhow::Context;
 use memad_core::precision::Precision;
 use memad_core::{BuildContext, Method};
@@ -89,6 +89,19 @@ pub(crate) fn evaluate_category(
         say(dir, &line);
     }
     if let Some(line) = pixel_metrics_note(exp, split, &eval, &values) {
+        say(dir, &line);
+    }
+    if asked("auspro") && !values.iter().any(|(m, _)| m == "auspro") {
+        let line = format!(
+            "[{category}] auspro undefined: no sPRO region{} keeps a pixel at the evaluated \
+             size (data.image_size = {}: the defects vanish when the regions are resized or \
+             cropped; no row written for it or for the mean)",
+            match eval.anomaly_types.is_empty() {
+                true => String::new(),
+                false => " of some anomaly type".to_string(),
+            },
+            exp.data.image_size
+        );
         say(dir, &line);
     }
     let (outputs, metrics) = (metrics - outputs, metrics.elapsed());
@@ -196,6 +209,11 @@ fn write_overlays(
     if exp.eval.overlays == 0 || split.test.iter().any(|s| s.pixels.is_some()) {
         return Ok(()); // not asked for, or images held in memory (no files to show)
     }
+    // The image is cropped as the model input: the crop's share of the resize, of each side
+    // (a square resize) or of the shorter one on both axes.
+    let geometry = exp.data.geometry();
+    let crop = geometry.side() as f64 / geometry.resize as f64;
+    let crop_square = geometry.shape == ResizeShape::ShorterSide;
     let samples: Vec<OverlaySample> = (split.test.iter().zip(&eval.image_scores))
         .map(|(s, &score)| OverlaySample {
             image: s.image.clone(),
@@ -211,12 +229,8 @@ fn write_overlays(
             score: Some(score),
             raw_frame_score: s.video.is_some()
                 && exp.eval.video_normalization != VideoNormalizationConfig::None,
-            crop: exp
-                .data
-                .resize
-                .map_or(1.0, |r| exp.data.image_size as f64 / r as f64),
-            crop_square: exp.data.resize.is_some()
-                && exp.data.resize_shape() == memad_data::image_io::ResizeShape::ShorterSide,
+            crop,
+            crop_square,
         })
         .collect();
     let out = dir.path(&format!("overlays/{}.png", split.category));
@@ -247,12 +261,13 @@ fn anomaly_type_subsets(split: &CategorySplit) -> Vec<(String, Vec<usize>)> {
 
 /// MVTec LOCO AD's AU-sPRO per anomaly type, as its official `evaluate_experiment.py`
 /// computes it: one curve per type (logical, structural) over the normal images and that
-/// type's. `(type, area)` in the order of `eval.anomaly_types`.
+/// type's. `(type, area)` in the order of `eval.anomaly_types`; the area is `None` for a
+/// type none of whose regions keeps a pixel at the evaluated size (undefined).
 fn auspro_per_type(
     eval: &Evaluation,
     maps: &[f32],
     s: usize,
-) -> memad_metrics::Result<Vec<(String, f64)>> {
+) -> memad_metrics::Result<Vec<(String, Option<f64>)>> {
     use memad_metrics as m;
     let n = eval.labels.len();
     let mut areas = Vec::with_capacity(eval.anomaly_types.len());
@@ -271,14 +286,17 @@ fn auspro_per_type(
                 saturation: r.saturation,
             })
             .collect();
-        let area = m::auspro(
-            &subset_maps,
-            &regions,
-            members.len(),
-            s,
-            s,
-            m::LOCO_FPR_LIMIT,
-        )?;
+        let area = match regions.is_empty() {
+            true => None,
+            false => Some(m::auspro(
+                &subset_maps,
+                &regions,
+                members.len(),
+                s,
+                s,
+                m::LOCO_FPR_LIMIT,
+            )?),
+        };
         areas.push((anomaly_type.clone(), area));
     }
     Ok(areas)
@@ -428,21 +446,18 @@ pub fn evaluate(
 ) -> anyhow::Result<Evaluation> {
     let mut scorer = GraphedScorer::new(method, device, precision, cuda_graphs);
     let order: Vec<usize> = (0..test.len()).collect();
-    let (decoded, crop) = decode_size(data);
     let load = LoadOptions {
+        geometry: data.geometry(),
         with_masks: true,
         mask_resize: data.mask_resize,
         classes: vec![class; test.len()],
         synthesis: None,
-        crop,
-        resize_shape: data.resize_shape(),
     };
     let size = data.image_size;
     let mut loader = BatchLoader::with_cache(
         test.to_vec(),
         order,
         data.eval_batch_size,
-        decoded,
         load,
         data.cache.clone(),
     );
@@ -647,11 +662,21 @@ pub fn compute_metrics(
                 auspro_per_type(eval, all_maps, s)
             } else {
                 image_metric_per_type(eval, name)
+                    .map(|v| v.into_iter().map(|(t, v)| (t, Some(v))).collect())
             }
             .with_context(|| format!("computing {name}"))?;
-            let mean = per_type.iter().map(|(_, v)| v).sum::<f64>() / per_type.len() as f64;
-            out.push((name.to_string(), mean));
-            out.extend((per_type.into_iter()).map(|(t, v)| (format!("{name}_{t}"), v)));
+            // A type whose regions all vanished at this size: undefined, and so is the mean
+            // (`evaluate_category` notes it).
+            let defined: Vec<f64> = per_type.iter().filter_map(|(_, v)| *v).collect();
+            if defined.len() == per_type.len() {
+                out.push((
+                    name.to_string(),
+                    defined.iter().sum::<f64>() / defined.len() as f64,
+                ));
+            }
+            out.extend(
+                (per_type.into_iter()).filter_map(|(t, v)| Some((format!("{name}_{t}"), v?))),
+            );
             continue;
         }
         let value = match name {
@@ -665,6 +690,8 @@ pub fn compute_metrics(
             "aupro" => m::aupro(&maps, &masks, masked, s, s, m::MVTEC_FPR_LIMIT),
             // Without anomaly types (no anomaly in the test set): one curve over all images
             // (MVTec LOCO AD, whose anomalous images all have masks: its regions index them).
+            // No region left at this size: undefined (`evaluate_category` notes it).
+            "auspro" if eval.spro_regions.is_empty() => continue,
             "auspro" => m::auspro(all_maps, &eval.spro_regions, n, s, s, m::LOCO_FPR_LIMIT),
             "aupro_rd4ad" => m::aupro_rd4ad(&maps, &masks, masked, s, s),
             "frame_auroc_micro" => {
@@ -926,6 +953,20 @@ mod tests {
             (got - pooled).abs() > 1e-3,
             "the pooled curve differs: {pooled}"
         );
+
+        // The structural regions cropped away at the evaluated size: that type and the mean
+        // are undefined (no row), the logical one is still reported; without any region
+        // (no anomaly type either) nothing, and neither is an error.
+        e.spro_regions = vec![region(1, 0)];
+        let values = compute_metrics(&["auspro".into()], VideoNormalizationConfig::None, &e);
+        assert_eq!(
+            values.unwrap(),
+            [("auspro_logical_anomalies".to_string(), logical)]
+        );
+        e.spro_regions.clear();
+        e.anomaly_types.clear();
+        let values = compute_metrics(&["auspro".into()], VideoNormalizationConfig::None, &e);
+        assert_eq!(values.unwrap(), []);
     }
 
     #[test]

@@ -106,9 +106,9 @@ pub struct DataConfig {
     /// `int(resize * long / short)`, the aspect ratio kept, as torchvision's `Resize(256)`
     /// in PatchCore's official code), then the centre crop to `image_size`, of masks too.
     /// The same on square images. Written to config.toml only as `shorter_side`, so that
-    /// earlier runs keep their config hash; read it through [`DataConfig::resize_shape`].
-    #[serde(default, skip_serializing_if = "is_square")]
-    pub resize_shape: Option<ResizeShape>,
+    /// earlier runs keep their config hash.
+    #[serde(default, skip_serializing_if = "ResizeShape::is_square")]
+    pub resize_shape: ResizeShape,
     /// How test masks are brought to the input size: `nearest` (the default; written to
     /// config.toml only when another is chosen, so earlier runs keep their config hash),
     /// `bilinear_half` (RD4AD's official `gt > 0.5`) or `bilinear_full` (PatchCore's official
@@ -144,24 +144,14 @@ pub struct DataConfig {
     pub subset: Option<SubsetConfig>,
 }
 
-/// Whether `resize_shape` is absent or the default (`square`): not written to config.toml.
-fn is_square(shape: &Option<ResizeShape>) -> bool {
-    shape.is_none_or(|s| s.is_square())
-}
-
 impl DataConfig {
-    /// `resize_shape`, its default filled in.
-    pub fn resize_shape(&self) -> ResizeShape {
-        self.resize_shape.unwrap_or_default()
-    }
-
     /// How images and masks become the model input: decoded at `resize` (as `resize_shape`
     /// says) and centre-cropped to `image_size`, or decoded at `image_size`.
     pub fn geometry(&self) -> memad_data::image_io::Geometry {
         match self.resize {
             Some(resize) => memad_data::image_io::Geometry {
                 resize,
-                shape: self.resize_shape(),
+                shape: self.resize_shape,
                 crop: Some(self.image_size),
             },
             None => memad_data::image_io::Geometry::square(self.image_size),
@@ -349,7 +339,7 @@ impl Loaded {
                 "data.categories[{i}]: dataset `{}` at {} has no category `{c}`{}; it has: {}",
                 dataset.name,
                 dataset.root.display(),
-                crate::table::did_you_mean(c, &known),
+                memad_data::did_you_mean(c, &known),
                 known.join(", ")
             );
         }
@@ -513,7 +503,7 @@ pub fn load_text(
                 let msg = format!(
                     "unknown category `{c}` of dataset `{}`{}; known: {}",
                     dataset.name,
-                    crate::table::did_you_mean(c, known),
+                    memad_data::did_you_mean(c, known),
                     known.join(", ")
                 );
                 return Err(ConfigError::new(format!("data.categories[{i}]"), msg)
@@ -717,20 +707,17 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             }
         }
     }
-    if let (Some(shape), None) = (e.data.resize_shape, e.data.resize) {
-        let shape = toml::Value::try_from(shape).map_or(String::new(), |s| s.to_string());
+    if e.data.resize_shape == ResizeShape::ShorterSide && e.data.resize.is_none() {
         return Err(ConfigError::new(
             "data.resize_shape",
-            format!(
-                "{shape} needs data.resize, the size images are resized to before the centre \
-                 crop to data.image_size: add `resize = N` (N >= image_size, e.g. 256 for \
-                 image_size = 224) to [data], or remove resize_shape (without resize, images \
-                 are resized straight to image_size x image_size)"
-            ),
+            "\"shorter_side\" needs data.resize, the size images are resized to before the \
+             centre crop to data.image_size: add `resize = N` (N >= image_size, e.g. 256 for \
+             image_size = 224) to [data], or remove resize_shape (without resize, images are \
+             resized straight to image_size x image_size)",
         ));
     }
     if e.data.resize.is_some_and(|r| r < e.data.image_size) {
-        let resized = match e.data.resize_shape() {
+        let resized = match e.data.resize_shape {
             ResizeShape::Square => "images are resized",
             ResizeShape::ShorterSide => {
                 "images are resized (their shorter side, resize_shape = \"shorter_side\")"
@@ -863,11 +850,11 @@ mod tests {
         assert!(shorter
             .to_toml()
             .contains("resize_shape = \"shorter_side\""));
-        assert_eq!(none.data.resize_shape(), ResizeShape::Square);
-        assert_eq!(shorter.data.resize_shape(), ResizeShape::ShorterSide);
+        assert_eq!(none.data.resize_shape, ResizeShape::Square);
+        assert_eq!(shorter.data.resize_shape, ResizeShape::ShorterSide);
         // A written config reads back as itself.
         let again: Experiment = toml::from_str(&shorter.to_toml()).unwrap();
-        assert_eq!(again.data.resize_shape(), ResizeShape::ShorterSide);
+        assert_eq!(again.data.resize_shape, ResizeShape::ShorterSide);
         let g = shorter.data.geometry();
         assert_eq!(
             (g.resize, g.shape, g.crop),
@@ -880,19 +867,20 @@ mod tests {
 
     #[test]
     fn resize_shape_needs_resize_and_room_for_the_crop() {
-        for shape in ["shorter_side", "square"] {
-            let e = experiment(&format!("resize_shape = \"{shape}\""));
-            let err = validate(&e).unwrap_err();
-            assert_eq!(err.path, "data.resize_shape");
-            assert!(
-                err.message
-                    .contains(&format!("\"{shape}\" needs data.resize"))
-                    && err.message.contains("add `resize = N`")
-                    && err.message.contains("or remove resize_shape"),
-                "{}",
-                err.message
-            );
-        }
+        let e = experiment("resize_shape = \"shorter_side\"");
+        let err = validate(&e).unwrap_err();
+        assert_eq!(err.path, "data.resize_shape");
+        assert!(
+            err.message.contains("\"shorter_side\" needs data.resize")
+                && err.message.contains("add `resize = N`")
+                && err.message.contains("or remove resize_shape"),
+            "{}",
+            err.message
+        );
+        // "square" is the default: without resize, images are resized straight to a square.
+        let square = experiment("resize_shape = \"square\"");
+        validate(&square).unwrap();
+        assert_eq!(square.to_toml(), experiment("").to_toml());
         let e = experiment("resize = 200\nresize_shape = \"shorter_side\"");
         let err = validate(&e).unwrap_err();
         assert_eq!(err.path, "data.resize");

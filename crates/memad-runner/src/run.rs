@@ -18,7 +18,7 @@
 //! uninterrupted one (tch's SGD is the exception: its momentum buffers are not exposed and
 //! restart from zero).
 use crate::evaluate::{evaluate_category, is_masked_pixel_metric};
-use crate::experiment::{DataConfig, Loaded, OptimizerKind, Setting};
+use crate::experiment::{Loaded, OptimizerKind, Setting};
 use crate::output::{
     checkout_commit, csv_text, peak_rss_bytes, timestamp, MetricRow, RunDir, BUILD_COMMIT,
 };
@@ -1103,19 +1103,15 @@ fn train_model(
         // the epochs before it, so a resumed run draws what an uninterrupted one does.
         seed_everything(epoch_seed);
         let order = shuffled(train.len(), epoch_seed);
-        let (decoded, crop) = decode_size(&exp.data);
         let load = LoadOptions {
             classes: classes.clone(),
             synthesis: synthesizer.clone().map(|s| (s, epoch_seed)),
-            crop,
-            resize_shape: exp.data.resize_shape(),
-            ..Default::default()
+            ..LoadOptions::new(exp.data.geometry())
         };
         let loader = BatchLoader::with_cache(
             train.clone(),
             order,
             exp.data.batch_size,
-            decoded,
             load,
             exp.data.cache.clone(),
         );
@@ -1553,17 +1549,11 @@ fn fit_once(
 ) -> anyhow::Result<()> {
     drop_model_rows(dir, model, "fit")?; // of an earlier session that did not save the fit
     let order: Vec<usize> = (0..train.len()).collect();
-    let (decoded, crop) = decode_size(&exp.data);
     let loader = BatchLoader::with_cache(
         train.to_vec(),
         order,
         exp.data.batch_size,
-        decoded,
-        LoadOptions {
-            crop,
-            resize_shape: exp.data.resize_shape(),
-            ..Default::default()
-        },
+        LoadOptions::new(exp.data.geometry()),
         exp.data.cache.clone(),
     );
     let pb = progress_bar(loader.batches as u64, model);
@@ -1689,16 +1679,6 @@ fn write_tensors(tensors: &[(String, Tensor)], path: &Path) -> anyhow::Result<()
         .map(|(n, t)| (n.as_str(), t.to_device(Device::Cpu).contiguous()))
         .collect();
     Tensor::write_safetensors(&cpu, path).with_context(|| format!("saving {}", path.display()))
-}
-
-/// The size images are decoded at and the centre crop after it: `(resize, Some(image_size))`
-/// with `[data] resize`, else `(image_size, None)`; `resize` sets both sides or the shorter
-/// one as [`DataConfig::resize_shape`] says (`LoadOptions::resize_shape`).
-pub(crate) fn decode_size(data: &DataConfig) -> (u32, Option<u32>) {
-    match data.resize {
-        Some(resize) => (resize, Some(data.image_size)),
-        None => (data.image_size, None),
-    }
 }
 
 #[cfg(test)]

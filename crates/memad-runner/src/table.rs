@@ -742,7 +742,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
                     "categories[{i}]: `{c}` has no {metric} in the selected runs; their \
                      categories: {}{}",
                     listing(&categories),
-                    did_you_mean(c, &categories)
+                    memad_data::did_you_mean(c, &categories)
                 );
             }
         }
@@ -772,7 +772,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             bail!(
                 "row_order[{i}]: `{key}` is no row of the table; its rows: {}{}",
                 listing(&row_keys),
-                did_you_mean(key, &row_keys)
+                memad_data::did_you_mean(key, &row_keys)
             );
         }
     }
@@ -963,7 +963,7 @@ fn check_filter_values(spec: &Spec, records: &[Record]) -> anyhow::Result<()> {
                     "filter.{column}: `{value}` is in none of the selected runs; their \
                      `{column}` values: {}{}",
                     listing(&present),
-                    did_you_mean(value, &present)
+                    memad_data::did_you_mean(value, &present)
                 );
             }
         }
@@ -983,10 +983,6 @@ fn listing(values: &[String]) -> String {
         values.len()
     )
 }
-
-/// ` (did you mean `x`?)` for a near candidate: the data crate's, which also answers a
-/// misspelt dataset category.
-pub(crate) use memad_data::did_you_mean;
 
 fn display(names: &BTreeMap<String, String>, key: &str) -> String {
     names.get(key).cloned().unwrap_or_else(|| key.to_string())
@@ -1836,17 +1832,8 @@ mod tests {
         let err = build_err("row_order = [\"patchcore\", \"RD4AD\"]\n", &records);
         assert_eq!(
             err,
-            "row_order[1]: `RD4AD` is no row of the table; its rows: rd4ad, patchcore"
-        );
-        assert_eq!(
-            did_you_mean("mnda", &["mnad".into(), "memae".into()]),
-            " (did you mean `mnad`?)"
-        );
-        // Replacing all of a name is no typo (Fashion-MNIST's class `3` of `0`, `1`, `2`).
-        assert_eq!(did_you_mean("3", &["0".into(), "1".into()]), "");
-        assert_eq!(
-            did_you_mean("1", &["01".into(), "02".into()]),
-            " (did you mean `01`?)"
+            "row_order[1]: `RD4AD` is no row of the table; its rows: rd4ad, patchcore (did \
+             you mean `rd4ad`?)"
         );
     }
 

@@ -225,9 +225,7 @@ fn list_textures(dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if found.is_empty() {
-        return Err(DataError::NoImages {
-            path: dir.to_path_buf(),
-        });
+        return Err(DataError::no_images(dir));
     }
     found.sort();
     Ok(found)

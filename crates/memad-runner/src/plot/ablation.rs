@@ -232,7 +232,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
             "{patterns}: none of the {} run(s) has `{}` in its config.toml{}",
             folders.len(),
             spec.param,
-            crate::table::did_you_mean(&spec.param, &keys)
+            memad_data::did_you_mean(&spec.param, &keys)
         );
     }
     if !no_key.is_empty() {
@@ -260,7 +260,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
                 group_keys_found.contains(*key),
                 "{patterns}: --group `{key}`: no run has it as a metrics.csv column or a \
                  config.toml value{}",
-                crate::table::did_you_mean(key, &keys)
+                memad_data::did_you_mean(key, &keys)
             );
         }
     }
@@ -271,7 +271,7 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
              metrics.csv{}; the runs with `{}` have the metrics {}",
             spec.param,
             spec.metric,
-            crate::table::did_you_mean(&spec.metric, &metrics),
+            memad_data::did_you_mean(&spec.metric, &metrics),
             spec.param,
             metrics.join(", ")
         )
