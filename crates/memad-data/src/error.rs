@@ -107,8 +107,8 @@ const SHOWN_ERRORS: usize = 20;
 
 fn several(category: &str, errors: &[DataError]) -> String {
     let mut text = format!(
-        "{} problems in category `{category}` (fix them all; `memad datasets check` lists \
-         every category's):",
+        "{} problems in category `{category}` (`memad datasets check` lists every \
+         category's, with what it finds in the files themselves):",
         errors.len()
     );
     // Writing to a `String` does not fail.

@@ -24,7 +24,7 @@ use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
     absolute_root, class_indices, classes_file, load_checkpoint, metric_rows, model_groups,
     model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
-    say_cuda_only_switches, sha256_hex, RunMeta, RunSummary,
+    say_cuda_only_switches, say_notes, sha256_hex, Prepared, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, Combination};
@@ -375,7 +375,12 @@ fn evaluate_run(
     weights_dir: &Path,
 ) -> anyhow::Result<RunSummary> {
     let exp = &loaded.experiment;
-    let (device, categories, splits) = prepare(exp, loaded)?;
+    let Prepared {
+        device,
+        categories,
+        splits,
+        notes,
+    } = prepare(exp, loaded)?;
     let groups = model_groups(exp, &splits);
     for group in &groups {
         let path = checkpoint_of(run, &model_name(exp, group));
@@ -416,6 +421,7 @@ fn evaluate_run(
         describe(combo)
     );
     say(&mut dir, &header);
+    say_notes(&mut dir, &notes);
     let checkout = say_commits(&mut dir);
     say_cuda_only_switches(exp, device, &mut dir);
     match score_models(

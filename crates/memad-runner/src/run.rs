@@ -68,7 +68,12 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         crate::experiment::check_epochs(&exp, registry).with_context(|| format!("--epochs {e}"))?;
     }
     // Read every split before creating the run folder: a bad layout fails early.
-    let (device, categories, splits) = prepare(&exp, loaded)?;
+    let Prepared {
+        device,
+        categories,
+        splits,
+        notes,
+    } = prepare(&exp, loaded)?;
 
     let resolved = exp.to_toml();
     let config_sha256 = sha256_hex(resolved.as_bytes());
@@ -129,6 +134,7 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         dir.final_path.display()
     );
     say(&mut dir, &header);
+    say_notes(&mut dir, &notes);
     if let Some(keep) = exp.data.subset {
         let line = format!(
             "data.subset: about {} training and {} test samples of each type per category, \
@@ -327,13 +333,30 @@ fn discard_run_folder(partial: &Path) {
     }
 }
 
+/// What [`prepare`] found: the device, the categories, their splits and the notes the run
+/// log starts with ([`say_notes`]).
+pub(crate) struct Prepared {
+    pub device: Device,
+    pub categories: Vec<String>,
+    pub splits: Vec<CategorySplit>,
+    /// Files of the dataset the run does not use (misnamed masks, unread image formats).
+    pub notes: Vec<String>,
+}
+
+/// `notes` ([`Prepared::notes`]) as `note: ...` lines on stderr and in the run log.
+pub(crate) fn say_notes(dir: &mut RunDir, notes: &[String]) {
+    for note in notes {
+        say(dir, &format!("note: {note}"));
+    }
+}
+
 /// The device (cuDNN's algorithm search set as the experiment says), the dataset prepared
 /// (a synthetic one generated on first use) and [`read_splits`], checked whole, then cut to
 /// `data.subset` where set.
 pub(crate) fn prepare(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
-) -> anyhow::Result<(Device, Vec<String>, Vec<CategorySplit>)> {
+) -> anyhow::Result<Prepared> {
     let device = select(&exp.device)?;
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
@@ -342,10 +365,11 @@ pub(crate) fn prepare(
     refuse_unusable_data(&splits, &loaded.dataset.name, spro)?;
     refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
     // Masks no image uses are misnamed more often than not: their images count as unmasked;
-    // images in a format memad does not read (WebP, GIF, ...) are not used: one note each.
-    for problem in splits.iter().flat_map(memad_data::unused_files) {
-        eprintln!("note: {problem}");
-    }
+    // images in a format memad does not read (WebP, GIF, ...) are not used: one note each,
+    // said once the run log exists.
+    let notes = (splits.iter().flat_map(memad_data::unused_files))
+        .map(|problem| problem.to_string())
+        .collect();
     // A smoke run's part of each category, once every file of the whole has been checked.
     let splits = match exp.data.subset {
         Some(keep) => (splits.iter())
@@ -353,7 +377,12 @@ pub(crate) fn prepare(
             .collect(),
         None => splits,
     };
-    Ok((device, categories, splits))
+    Ok(Prepared {
+        device,
+        categories,
+        splits,
+        notes,
+    })
 }
 
 /// Fails before training when pixel metrics are asked for and no anomalous test image of

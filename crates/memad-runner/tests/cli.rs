@@ -1186,6 +1186,12 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
         "{t}"
     );
     let run = complete_folders(&dir.path().join("runs/quickstart")).remove(0);
+    // The note is in the run's log too, not only on the console.
+    let log = std::fs::read_to_string(run.join("log.txt")).unwrap();
+    assert!(
+        log.contains("note: ") && log.contains("1 unused mask(s) that match no test image"),
+        "{log}"
+    );
     let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert!(
         metrics.contains("grid,one_class,0,1,pixel_auroc,")
