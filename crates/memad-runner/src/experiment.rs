@@ -126,7 +126,8 @@ pub struct DataConfig {
     pub anomaly_fraction: f64,
     /// A folder caching decoded, resized images (and masks) across epochs and runs; none when
     /// absent. Safe to share between experiments: entries are keyed by source path, size,
-    /// mtime (on Unix inode and ctime too), target size and resize filter. Nothing evicts
+    /// mtime (on Unix inode and ctime too), target size (with `resize_shape = "shorter_side"`
+    /// the shape and crop too: those entries are stored cropped) and resize filter. Nothing evicts
     /// entries whose key no longer matches (a re-written or moved dataset): delete the folder
     /// to reclaim them; on a file system without stable inode numbers entries never match.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -525,21 +525,40 @@ fn read_splits(
         dataset.format.layout(),
         dataset.name
     );
-    let splits = categories
-        .iter()
-        .map(|c| match &exp.data.clip {
-            Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
-            None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(
-                c,
-                TrainAnomalies {
-                    fraction: exp.data.anomaly_fraction,
-                    seed: exp.seed,
-                },
-            ),
-            None => loaded.dataset.read_category(c),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((categories, splits))
+    let read = |c: &String| match &exp.data.clip {
+        Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
+        None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(
+            c,
+            TrainAnomalies {
+                fraction: exp.data.anomaly_fraction,
+                seed: exp.seed,
+            },
+        ),
+        None => loaded.dataset.read_category(c),
+    };
+    // Every category is read before refusing, so that one run names the layout problems
+    // of all (each category's capped by its own error).
+    let (mut splits, mut unreadable) = (Vec::new(), Vec::new());
+    for c in &categories {
+        match read(c) {
+            Ok(split) => splits.push(split),
+            Err(e) => unreadable.push(e),
+        }
+    }
+    match unreadable.len() {
+        0 => Ok((categories, splits)),
+        1 => Err(unreadable.remove(0).into()),
+        n => {
+            let errors: Vec<String> = unreadable.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!(
+                "{n} categories of dataset `{}` cannot be read, nothing trained (`memad \
+                 datasets check {}` lists every problem):\n{}",
+                dataset.name,
+                dataset.name,
+                errors.join("\n")
+            )
+        }
+    }
 }
 
 /// The splits of each model: one-class, a model per category; multi-class, one model whose

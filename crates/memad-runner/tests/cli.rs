@@ -1032,6 +1032,43 @@ fn quickstart_on_grid_of(dir: &Path, name: &str, format: &str) {
     std::fs::write(dir.join("e.toml"), exp).unwrap();
 }
 
+/// Layout problems in several categories are all named by one refused run, not one
+/// category per attempt.
+#[test]
+fn layout_problems_of_every_category_are_named_before_training() {
+    use image::{Rgb, RgbImage};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data/hand");
+    let save = |path: PathBuf| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_pixel(64, 64, Rgb([9, 9, 9]))
+            .save(path)
+            .unwrap();
+    };
+    // grid: no training image; wood: no test folder.
+    std::fs::create_dir_all(data.join("grid/train/good")).unwrap();
+    save(data.join("grid/test/good/000.png"));
+    save(data.join("wood/train/good/000.png"));
+    quickstart_on_grid_of(dir.path(), "hand", "mvtec");
+    let exp = std::fs::read_to_string(dir.path().join("e.toml")).unwrap();
+    let exp = exp.replace(
+        "categories = [\"grid\"]",
+        "categories = [\"grid\", \"wood\"]",
+    );
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    for part in [
+        "2 categories of dataset `hand` cannot be read, nothing trained",
+        "grid/train/good holds no images",
+        "wood/test: missing: a category keeps its test images",
+    ] {
+        assert!(t.contains(part), "{part}: {t}");
+    }
+    assert!(!dir.path().join("runs").exists(), "no run folder is made");
+}
+
 #[test]
 fn broken_files_stop_a_run_before_training_and_a_failed_build_leaves_no_folder() {
     use image::{GrayImage, Luma, Rgb, RgbImage};
