@@ -250,7 +250,13 @@ pub fn check_dataset_with(entry: &DatasetEntry, images: ImageCheck) -> Result<Ch
                                 _ => None,
                             })
                             .collect();
-                        let (c, checked) = check_split(&split, images, &reported);
+                        let (mut c, checked) = check_split(&split, images, &reported);
+                        if !(entry.format == DatasetFormat::Folder || entry.format.is_video()) {
+                            // Formats that need a mask per anomalous image (VisA names a
+                            // missing mask file as a layout problem of its own): none of
+                            // their images is left out of the metrics, the run is refused.
+                            c.without_mask.clear();
+                        }
                         let mut problems: Vec<Problem> =
                             layout.into_iter().map(problem).chain(checked).collect();
                         if entry.format == DatasetFormat::MvtecLoco && problems.is_empty() {

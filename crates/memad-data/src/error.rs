@@ -139,12 +139,13 @@ pub(crate) fn write_capped<T: std::fmt::Display>(
 /// same length replaced whole (class `3` is no typo of class `0`, `1` may be of `01`),
 /// letter case ignored (`CABLE` is `cable`); empty otherwise.
 pub fn did_you_mean(value: &str, candidates: &[String]) -> String {
+    let value = value.to_lowercase();
     let length = value.chars().count();
     let limit = (length / 3).clamp(1, 3);
     let replaced_whole = |d: usize, c: &str| d == length && c.chars().count() == length;
     candidates
         .iter()
-        .map(|c| (edit_distance(&value.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| (edit_distance(&value, &c.to_lowercase()), c))
         .filter(|(d, c)| *d <= limit && !replaced_whole(*d, c))
         .min()
         .map_or(String::new(), |(_, c)| format!(" (did you mean `{c}`?)"))
@@ -176,8 +177,8 @@ impl DataError {
     pub fn no_images(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let mut extensions = std::collections::BTreeMap::<String, usize>::new();
-        for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-            let file = entry.path();
+        let files = crate::mvtec::entries(&path).map_or(Vec::new(), |(_, files)| files);
+        for file in files {
             if crate::image_io::is_unread_image_path(&file) {
                 let ext = file.extension().unwrap_or_default().to_string_lossy();
                 *extensions.entry(ext.to_lowercase()).or_default() += 1;

@@ -458,11 +458,12 @@ pub(crate) fn read_category_dir_and_problems(
             let stem = stem_of(&image);
             let candidates = by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default();
             let expected = mask_dir.join(format!("{stem}_mask.png"));
-            // A mask file copied into test/ by mistake reads as an image without a mask:
-            // refused in either format.
+            // A mask copied into test/ beside its image (`000_mask.png` by `000.png`) reads as
+            // an image without a mask: refused in either format (`folder` images named
+            // `*_mask` with no such neighbour stay images whose mask is optional).
             let (required, hint) = match strip_mask_suffix(&stem) {
-                Some(_) => (true, MISPLACED_MASK_HINT),
-                None => (masks == Masks::Required, MASKS_OPTIONAL_HINT),
+                Some(owner) if stems.contains(owner) => (true, MISPLACED_MASK_HINT),
+                _ => (masks == Masks::Required, MASKS_OPTIONAL_HINT),
             };
             let mask = pick_mask(candidates, &image, expected, hint, required, &mut problems);
             test.push(Sample::still(image, Label::Anomalous, &defect, mask));

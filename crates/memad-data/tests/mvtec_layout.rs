@@ -418,6 +418,16 @@ fn mask_names_in_capitals_and_masks_misplaced_in_test() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("its name says it is a mask"), "{msg}");
+    // An image named `*_mask` with no image of that name beside it is an image: in `folder`
+    // its mask is optional.
+    let test = root.join("bottle/test/contamination");
+    std::fs::rename(test.join("000_mask.png"), test.join("gas_mask.png")).unwrap();
+    let split = (catalog.get("f").unwrap().read_category("bottle")).unwrap();
+    let gas = split
+        .test
+        .iter()
+        .find(|s| s.image == test.join("gas_mask.png"));
+    assert_eq!(gas.unwrap().mask, None);
 
     let msg = read_category(&root, "BOTTLE").unwrap_err().to_string();
     assert!(msg.contains("(did you mean `bottle`?)"), "{msg}");

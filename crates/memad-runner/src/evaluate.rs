@@ -92,15 +92,28 @@ pub(crate) fn evaluate_category(
         say(dir, &line);
     }
     if asked("auspro") && !values.iter().any(|(m, _)| m == "auspro") {
+        // The anomaly types whose regions all vanished (their rows are missing), or none
+        // without types.
+        let vanished: Vec<&str> = (eval.anomaly_types.iter())
+            .map(|(t, _)| t.as_str())
+            .filter(|t| !values.iter().any(|(m, _)| *m == format!("auspro_{t}")))
+            .collect();
+        let of = match vanished.is_empty() {
+            true => String::new(),
+            false => format!(" of {}", vanished.join(", ")),
+        };
+        let g = exp.data.geometry();
         let line = format!(
-            "[{category}] auspro undefined: no sPRO region{} keeps a pixel at the evaluated \
-             size (data.image_size = {}: the defects vanish when the regions are resized or \
-             cropped; no row written for it or for the mean)",
-            match eval.anomaly_types.is_empty() {
+            "[{category}] auspro undefined: no sPRO region{of} keeps a pixel at the evaluated \
+             size (resized to {} ({:?}), cropped to {}: the defects vanish; no row written \
+             for the mean{})",
+            g.resize,
+            g.shape,
+            g.side(),
+            match vanished.is_empty() {
                 true => String::new(),
-                false => " of some anomaly type".to_string(),
-            },
-            exp.data.image_size
+                false => " nor for those types".to_string(),
+            }
         );
         say(dir, &line);
     }

@@ -545,19 +545,24 @@ fn read_splits(
             Err(e) => unreadable.push(e),
         }
     }
-    match unreadable.len() {
+    // One message per problem: a missing root (or MNIST's files) fails every category alike.
+    let mut errors: Vec<String> = Vec::new();
+    for e in &unreadable {
+        if !errors.contains(&e.to_string()) {
+            errors.push(e.to_string());
+        }
+    }
+    match errors.len() {
         0 => Ok((categories, splits)),
         1 => Err(unreadable.remove(0).into()),
-        n => {
-            let errors: Vec<String> = unreadable.iter().map(|e| e.to_string()).collect();
-            anyhow::bail!(
-                "{n} categories of dataset `{}` cannot be read, nothing trained (`memad \
-                 datasets check {}` lists every problem):\n{}",
-                dataset.name,
-                dataset.name,
-                errors.join("\n")
-            )
-        }
+        _ => anyhow::bail!(
+            "{} categories of dataset `{}` cannot be read, nothing run (`memad datasets check \
+             {}` lists every problem):\n{}",
+            unreadable.len(),
+            dataset.name,
+            dataset.name,
+            errors.join("\n")
+        ),
     }
 }
 

@@ -1060,7 +1060,7 @@ fn layout_problems_of_every_category_are_named_before_training() {
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
     for part in [
-        "2 categories of dataset `hand` cannot be read, nothing trained",
+        "2 categories of dataset `hand` cannot be read, nothing run",
         "grid/train/good holds no images",
         "wood/test: missing: a category keeps its test images",
     ] {
