@@ -641,12 +641,7 @@ pub fn unread_images(split: &CategorySplit) -> Option<Problem> {
     if unread.is_empty() {
         return None;
     }
-    let mut formats: BTreeMap<String, usize> = BTreeMap::new();
-    for f in &unread {
-        let ext = f.extension().unwrap_or_default().to_string_lossy();
-        *formats.entry(ext.to_lowercase()).or_default() += 1;
-    }
-    let formats: Vec<String> = formats.iter().map(|(e, n)| format!("{n} .{e}")).collect();
+    let formats = crate::image_io::count_by_extension(&unread);
     let examples: Vec<String> = (unread.iter().take(SHOWN_UNREAD))
         .map(|f| f.strip_prefix(folder).unwrap_or(f).display().to_string())
         .collect();

@@ -176,25 +176,16 @@ impl DataError {
     /// skips ([`crate::image_io::is_unread_image_path`]: WebP, GIF, ...), if any.
     pub fn no_images(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        let mut extensions = std::collections::BTreeMap::<String, usize>::new();
         let files = crate::mvtec::entries(&path).map_or(Vec::new(), |(_, files)| files);
-        for file in files {
-            if crate::image_io::is_unread_image_path(&file) {
-                let ext = file.extension().unwrap_or_default().to_string_lossy();
-                *extensions.entry(ext.to_lowercase()).or_default() += 1;
-            }
-        }
-        let unread = match extensions.is_empty() {
+        let unread: Vec<PathBuf> = (files.into_iter())
+            .filter(|f| crate::image_io::is_unread_image_path(f))
+            .collect();
+        let unread = match unread.is_empty() {
             true => String::new(),
-            false => {
-                let counts: Vec<String> = (extensions.iter())
-                    .map(|(ext, n)| format!("{n} .{ext}"))
-                    .collect();
-                format!(
-                    "; it holds {} file(s) in formats memad does not read: convert them to PNG",
-                    counts.join(", ")
-                )
-            }
+            false => format!(
+                "; it holds {} file(s) in formats memad does not read: convert them to PNG",
+                crate::image_io::count_by_extension(&unread).join(", ")
+            ),
         };
         DataError::NoImages { path, unread }
     }

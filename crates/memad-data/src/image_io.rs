@@ -14,9 +14,13 @@ pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "ti
 
 /// Whether `path` has one of [`IMAGE_EXTENSIONS`].
 pub fn is_image_path(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+    has_extension_in(path, &IMAGE_EXTENSIONS)
+}
+
+/// Whether the extension of `path` is one of `extensions` (lower case), in any letter case.
+fn has_extension_in(path: &Path, extensions: &[&str]) -> bool {
+    (path.extension().and_then(|e| e.to_str()))
+        .is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 /// Extensions of image formats memad does not read (lower case; matching is
@@ -30,9 +34,21 @@ pub const UNREAD_IMAGE_EXTENSIONS: [&str; 23] = [
 
 /// Whether `path` has one of [`UNREAD_IMAGE_EXTENSIONS`]: an image memad does not read.
 pub fn is_unread_image_path(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| (UNREAD_IMAGE_EXTENSIONS.iter()).any(|x| e.eq_ignore_ascii_case(x)))
+    has_extension_in(path, &UNREAD_IMAGE_EXTENSIONS)
+}
+
+/// `files` counted by lower-case extension, as `"2 .webp"`, sorted by extension: how the
+/// unread image files of a folder or category are named.
+pub(crate) fn count_by_extension(files: &[std::path::PathBuf]) -> Vec<String> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for file in files {
+        let ext = file.extension().unwrap_or_default().to_string_lossy();
+        *counts.entry(ext.to_lowercase()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(ext, n)| format!("{n} .{ext}"))
+        .collect()
 }
 
 fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
