@@ -19,7 +19,7 @@ use crate::folder::{categories_where, category_dir_where};
 use crate::mask::{MaskRef, RunMask};
 use crate::matv5::read_cell_flags;
 use crate::mvtec::Label;
-use crate::video::{is_video_frames_dir, read_videos, Video, VideoDataset};
+use crate::video::{is_video_frames_dir, no_problems, read_videos, Video, VideoDataset};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,7 +73,8 @@ pub fn label_file(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(root.join(AVENUE_LABEL_DIR).join(format!("{n}_label.mat")))
 }
 
-/// Reads the Avenue dataset at `root`, decoding every test video's ground truth.
+/// Reads the Avenue dataset at `root`, decoding every test video's ground truth; every
+/// video's problems are named at once.
 pub fn read_avenue(root: &Path) -> Result<VideoDataset> {
     if !root.is_dir() {
         return Err(DataError::RootMissing {
@@ -83,11 +84,14 @@ pub fn read_avenue(root: &Path) -> Result<VideoDataset> {
     if !root.join(AVENUE_LABEL_DIR).is_dir() {
         return Err(missing_ground_truth(root));
     }
-    let train = read_videos(&root.join("training/frames"), |_| false)?;
-    let mut test = read_videos(&root.join("testing/frames"), |_| false)?;
-    test.par_iter_mut()
-        .map(|v| attach_ground_truth(root, v))
-        .collect::<Result<Vec<()>>>()?;
+    let mut problems = Vec::new();
+    let train = read_videos(&root.join("training/frames"), |_| false, &mut problems)?;
+    let mut test = read_videos(&root.join("testing/frames"), |_| false, &mut problems)?;
+    let ground_truth: Vec<DataError> = (test.par_iter_mut())
+        .filter_map(|v| attach_ground_truth(root, v).err())
+        .collect();
+    problems.extend(ground_truth);
+    no_problems(root, problems)?;
     Ok(VideoDataset {
         root: root.to_path_buf(),
         train,

@@ -240,8 +240,10 @@ impl DatasetEntry {
 
     /// [`DatasetEntry::read_category`], going on past every problem it can where the format's
     /// reader can (`mvtec`, `folder`, `mvtec_loco`, `btad`, `visa`): the category as far as it
-    /// could be read, and every problem found, which `read_category` fails with; the other
-    /// formats stop at their first. `Err` when the category cannot be read at all.
+    /// could be read, and every problem found, which `read_category` fails with. The video
+    /// readers name all their layout problems at once too, as an `Err`
+    /// ([`DataError::Several`]); the class formats check byte counts. `Err` when the
+    /// category cannot be read at all.
     pub fn read_category_and_problems(
         &self,
         category: &str,

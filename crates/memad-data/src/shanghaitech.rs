@@ -22,7 +22,7 @@ use crate::error::{DataError, Result};
 use crate::folder::{categories_where, category_dir_where};
 use crate::mask::MaskRef;
 use crate::npy::{read_header, volume_shape};
-use crate::video::{read_npy_labels, read_videos, VideoDataset};
+use crate::video::{no_problems, read_npy_labels, read_videos, Video, VideoDataset};
 use std::path::Path;
 
 /// Whether `dir` has the ShanghaiTech layout (frames and `testing/test_frame_mask`).
@@ -42,67 +42,78 @@ pub fn read_category(root: &Path, category: &str) -> Result<VideoDataset> {
     read_shanghaitech(&category_dir_where(root, category, is_shanghaitech_dir)?)
 }
 
-/// Reads the ShanghaiTech dataset at `root`.
+/// Reads the ShanghaiTech dataset at `root`; every video's problems are named at once.
 pub fn read_shanghaitech(root: &Path) -> Result<VideoDataset> {
     if !root.is_dir() {
         return Err(DataError::RootMissing {
             path: root.to_path_buf(),
         });
     }
-    let train = read_videos(&root.join("training/frames"), |_| false)?;
-    let mut test = read_videos(&root.join("testing/frames"), |_| false)?;
+    let mut problems = Vec::new();
+    let train = read_videos(&root.join("training/frames"), |_| false, &mut problems)?;
+    let mut test = read_videos(&root.join("testing/frames"), |_| false, &mut problems)?;
     let label_dir = root.join("testing/test_frame_mask");
     let mask_dir = root.join("testing/test_pixel_mask");
     for v in &mut test {
-        let labels_path = label_dir.join(format!("{}.npy", v.name));
-        if !labels_path.is_file() {
-            return Err(DataError::Layout {
-                path: labels_path,
-                message: format!("missing: the frame labels of test video {}", v.name),
-            });
+        if let Err(e) = attach_labels_and_masks(v, &label_dir, &mask_dir) {
+            problems.push(e);
         }
-        let labels = read_npy_labels(&labels_path)?;
-        if labels.len() != v.len() {
-            return Err(DataError::FrameLabels {
-                path: labels_path,
-                message: format!(
-                    "{} labels for the {} frames of {}",
-                    labels.len(),
-                    v.len(),
-                    v.name
-                ),
-            });
-        }
-        v.labels = labels;
-        if !mask_dir.is_dir() {
-            continue;
-        }
-        let mask_path = mask_dir.join(format!("{}.npy", v.name));
-        if !mask_path.is_file() {
-            return Err(DataError::MaskMissing {
-                image: v.frames[0].clone(),
-                expected: mask_path,
-                hint: "",
-            });
-        }
-        let (t, _, _) = volume_shape(&read_header(&mask_path)?, &mask_path)?;
-        if t != v.len() {
-            return Err(DataError::FrameLabels {
-                path: mask_path,
-                message: format!("{t} mask frames for the {} frames of {}", v.len(), v.name),
-            });
-        }
-        v.masks = (0..t)
-            .map(|index| MaskRef::NpyFrame {
-                path: mask_path.clone(),
-                index,
-            })
-            .collect();
     }
+    no_problems(root, problems)?;
     Ok(VideoDataset {
         root: root.to_path_buf(),
         train,
         test,
         labels_file: label_dir,
     })
+}
+
+/// Sets the labels of test video `v` from `<label_dir>/<video>.npy` and, when `mask_dir`
+/// exists, its masks from the frames of `<mask_dir>/<video>.npy`.
+fn attach_labels_and_masks(v: &mut Video, label_dir: &Path, mask_dir: &Path) -> Result<()> {
+    let labels_path = label_dir.join(format!("{}.npy", v.name));
+    if !labels_path.is_file() {
+        return Err(DataError::Layout {
+            path: labels_path,
+            message: format!("missing: the frame labels of test video {}", v.name),
+        });
+    }
+    let labels = read_npy_labels(&labels_path)?;
+    if labels.len() != v.len() {
+        return Err(DataError::FrameLabels {
+            path: labels_path,
+            message: format!(
+                "{} labels for the {} frames of {}",
+                labels.len(),
+                v.len(),
+                v.name
+            ),
+        });
+    }
+    v.labels = labels;
+    if !mask_dir.is_dir() {
+        return Ok(());
+    }
+    let mask_path = mask_dir.join(format!("{}.npy", v.name));
+    if !mask_path.is_file() {
+        return Err(DataError::MaskMissing {
+            image: v.frames[0].clone(),
+            expected: mask_path,
+            hint: "",
+        });
+    }
+    let (t, _, _) = volume_shape(&read_header(&mask_path)?, &mask_path)?;
+    if t != v.len() {
+        return Err(DataError::FrameLabels {
+            path: mask_path,
+            message: format!("{t} mask frames for the {} frames of {}", v.len(), v.name),
+        });
+    }
+    v.masks = (0..t)
+        .map(|index| MaskRef::NpyFrame {
+            path: mask_path.clone(),
+            index,
+        })
+        .collect();
+    Ok(())
 }

@@ -263,22 +263,34 @@ pub fn read_ucsd_category(root: &Path, category: &str) -> Result<VideoDataset> {
 }
 
 /// The videos (sub-folders, natural order, `skip`ped names left out) of `dir` with their
-/// frames; an empty video is an error.
-pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec<Video>> {
+/// frames. A missing `dir`, one without videos, an empty video and a gap in a video's frame
+/// numbers are pushed to `problems` (the video left out), so that one read names them all.
+pub(crate) fn read_videos(
+    dir: &Path,
+    skip: impl Fn(&str) -> bool,
+    problems: &mut Vec<DataError>,
+) -> Result<Vec<Video>> {
     if !dir.is_dir() {
-        return Err(DataError::Layout {
+        problems.push(DataError::Layout {
             path: dir.to_path_buf(),
             message: "missing: expected one folder of frames per video".into(),
         });
+        return Ok(Vec::new());
     }
     let (dirs, _) = entries(dir)?;
     let mut videos = Vec::new();
+    let mut found = false;
     for d in dirs.iter().filter(|d| !skip(&name_of(d))) {
+        found = true;
         let frames = images_in(d)?;
         if frames.is_empty() {
-            return Err(DataError::no_images(d));
+            problems.push(DataError::no_images(d));
+            continue;
         }
-        check_numbering(d, &frames)?;
+        if let Err(e) = check_numbering(d, &frames) {
+            problems.push(e);
+            continue;
+        }
         videos.push(Video {
             name: name_of(d),
             labels: vec![Label::Normal; frames.len()],
@@ -286,13 +298,19 @@ pub(crate) fn read_videos(dir: &Path, skip: impl Fn(&str) -> bool) -> Result<Vec
             masks: Vec::new(),
         });
     }
-    if videos.is_empty() {
-        return Err(DataError::Layout {
+    if !found {
+        problems.push(DataError::Layout {
             path: dir.to_path_buf(),
             message: "holds no video folders".into(),
         });
     }
     Ok(videos)
+}
+
+/// `Ok(())` when a read found no `problems`, else all of them (in [`DataError::Several`] when
+/// there are more than one), under the dataset named after `root`.
+pub(crate) fn no_problems(root: &Path, problems: Vec<DataError>) -> Result<()> {
+    DataError::gathered(&name_of(root), ((), problems))
 }
 
 /// Frames named by number (`000.jpg`, `0001.tif`) must be consecutive: labels and clips are
@@ -323,24 +341,19 @@ fn check_numbering(dir: &Path, frames: &[PathBuf]) -> Result<()> {
 }
 
 /// Fills `video.masks` from `mask_dir` when it exists: one mask per frame, same stem (two,
-/// such as `001.png` and `001.bmp`, are an error: which one is meant is not guessed).
-fn attach_masks(video: &mut Video, mask_dir: &Path) -> Result<()> {
+/// such as `001.png` and `001.bmp`, are a problem: which one is meant is not guessed). Every
+/// problem is pushed to `problems`.
+fn attach_masks(video: &mut Video, mask_dir: &Path, problems: &mut Vec<DataError>) -> Result<()> {
     if !mask_dir.is_dir() {
         return Ok(());
     }
     let by_stem = files_by_stem(images_in(mask_dir)?);
-    let mut problems = Vec::new();
     let mut masks = Vec::with_capacity(video.frames.len());
     for frame in &video.frames {
         let stem = stem_of(frame);
         let candidates = by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default();
         let expected = mask_dir.join(format!("{stem}.png"));
-        let mask = pick_mask(candidates, frame, expected, "", true, &mut problems);
-        // The video readers stop at their first problem.
-        if let Some(first) = problems.pop() {
-            return Err(first);
-        }
-        masks.extend(mask);
+        masks.extend(pick_mask(candidates, frame, expected, "", true, problems));
     }
     video.masks = masks;
     Ok(())
@@ -404,8 +417,7 @@ pub fn read_video_frames(root: &Path) -> Result<VideoDataset> {
             path: root.to_path_buf(),
         });
     }
-    let labels = find_labels(&[root.to_path_buf()])?;
-    read_video_frames_with_labels(root, &labels)
+    read_mnad_layout(root, find_labels(&[root.to_path_buf()]))
 }
 
 /// [`read_video_frames`] with the labels from `labels` (`.npy` or UCSD `.m`).
@@ -415,18 +427,31 @@ pub fn read_video_frames_with_labels(root: &Path, labels: &Path) -> Result<Video
             path: root.to_path_buf(),
         });
     }
-    let train = read_videos(&root.join("training/frames"), |_| false)?;
-    let mut test = read_videos(&root.join("testing/frames"), |_| false)?;
+    read_mnad_layout(root, Ok(labels.to_path_buf()))
+}
+
+/// The MNAD layout at `root` with the label file `labels` (or the problem of finding it),
+/// every layout problem named at once.
+fn read_mnad_layout(root: &Path, labels: Result<PathBuf>) -> Result<VideoDataset> {
+    let mut problems = Vec::new();
+    let labels = labels.unwrap_or_else(|e| {
+        problems.push(e);
+        PathBuf::new() // not used: `no_problems` returns the error
+    });
+    let train = read_videos(&root.join("training/frames"), |_| false, &mut problems)?;
+    let mut test = read_videos(&root.join("testing/frames"), |_| false, &mut problems)?;
     let mask_root = root.join("testing/masks");
     for v in &mut test {
-        attach_masks(v, &mask_root.join(&v.name))?;
+        attach_masks(v, &mask_root.join(&v.name), &mut problems)?;
     }
-    apply_labels(&mut test, labels)?;
+    // Labels go by position: they are matched to the test videos only when all were read.
+    no_problems(root, problems)?;
+    apply_labels(&mut test, &labels)?;
     Ok(VideoDataset {
         root: root.to_path_buf(),
         train,
         test,
-        labels_file: labels.to_path_buf(),
+        labels_file: labels,
     })
 }
 
@@ -438,13 +463,19 @@ pub fn read_ucsd(root: &Path) -> Result<VideoDataset> {
         });
     }
     let is_gt = |n: &str| n.ends_with("_gt");
-    let train = read_videos(&root.join("Train"), is_gt)?;
+    let mut problems = Vec::new();
+    let train = read_videos(&root.join("Train"), is_gt, &mut problems)?;
     let test_dir = root.join("Test");
-    let mut test = read_videos(&test_dir, is_gt)?;
+    let mut test = read_videos(&test_dir, is_gt, &mut problems)?;
     for v in &mut test {
-        attach_masks(v, &test_dir.join(format!("{}_gt", v.name)))?;
+        attach_masks(v, &test_dir.join(format!("{}_gt", v.name)), &mut problems)?;
     }
-    let labels = find_labels(&[test_dir, root.to_path_buf()])?;
+    let labels = find_labels(&[test_dir, root.to_path_buf()]).unwrap_or_else(|e| {
+        problems.push(e);
+        PathBuf::new() // not used: `no_problems` returns the error
+    });
+    // Labels go by position: they are matched to the test videos only when all were read.
+    no_problems(root, problems)?;
     apply_labels(&mut test, &labels)?;
     Ok(VideoDataset {
         root: root.to_path_buf(),
@@ -746,17 +777,25 @@ mod tests {
         for k in [98, 99, 101] {
             frame.save(v.join(format!("{k:03}.png"))).unwrap();
         }
-        let err = read_videos(dir.path(), |_| false).unwrap_err().to_string();
+        let read = || {
+            let mut problems = Vec::new();
+            let videos = read_videos(dir.path(), |_| false, &mut problems).unwrap();
+            (videos, problems)
+        };
+        let (videos, problems) = read();
+        assert!(videos.is_empty(), "the video with the gap is left out");
+        let err = problems[0].to_string();
         assert!(
             err.contains("03") && err.contains("frame numbers jump from 099.png to 101.png"),
             "{err}"
         );
         frame.save(v.join("100.png")).unwrap();
-        let videos = read_videos(dir.path(), |_| false).unwrap();
+        let (videos, problems) = read();
+        assert!(problems.is_empty());
         assert_eq!(videos[0].len(), 4);
         // Names that are not all numbers are left alone.
         frame.save(v.join("extra.png")).unwrap();
-        assert_eq!(read_videos(dir.path(), |_| false).unwrap()[0].len(), 5);
+        assert_eq!(read().0[0].len(), 5);
     }
 
     fn video(n: usize, anomalous: Range<usize>) -> Video {

@@ -386,3 +386,35 @@ fn avenue_errors_and_the_mnad_npy_path() {
         .unwrap();
     assert_eq!(split.test.len(), 8);
 }
+
+/// ShanghaiTech and Avenue name the problems of every test video at once.
+#[test]
+fn shanghaitech_and_avenue_name_every_video_problem_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shanghaitech");
+    shanghaitech_tree(&root);
+    std::fs::remove_file(root.join("testing/test_frame_mask/01_0014.npy")).unwrap();
+    std::fs::remove_file(root.join("testing/test_pixel_mask/02_0128.npy")).unwrap();
+    let err = shanghaitech::read_shanghaitech(&root).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("frame labels of test video 01_0014")
+            && msg.contains("test_pixel_mask/02_0128.npy"),
+        "{msg}"
+    );
+    assert_eq!(err.into_errors().len(), 2);
+
+    let root = dir.path().join("avenue");
+    avenue_tree(&root);
+    let gt = root.join("ground_truth_demo/testing_label_mask");
+    std::fs::remove_file(gt.join("1_label.mat")).unwrap();
+    std::fs::remove_file(gt.join("2_label.mat")).unwrap();
+    let err = avenue::read_avenue(&root).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("ground truth of test video 01")
+            && msg.contains("ground truth of test video 02"),
+        "{msg}"
+    );
+    assert_eq!(err.into_errors().len(), 2);
+}

@@ -302,3 +302,33 @@ fn real_ucsd_ped2() {
     assert_eq!(&batch.images[4 * plane..5 * plane], &alone.images[..]);
     assert!(batch.masks.unwrap()[..32 * 32].iter().any(|&m| m > 0.5));
 }
+
+/// Every layout problem of a video dataset is named in one error (as the image readers do),
+/// not one per attempt: a gap in a training video, an empty test video, a frame with two
+/// masks and the missing label file.
+#[test]
+fn every_layout_problem_of_a_video_dataset_is_named_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ped = ucsd_tree(dir.path());
+    std::fs::remove_file(ped.join("Train/Train002/002.tif")).unwrap();
+    for k in 1..=4 {
+        std::fs::remove_file(ped.join(format!("Test/Test002/{k:03}.tif"))).unwrap();
+    }
+    frame(&ped.join("Test/Test001_gt/003.png"), 255);
+    std::fs::remove_file(ped.join("Test/UCSDped2.m")).unwrap();
+    let err = read_ucsd(&ped).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("4 problems in category `UCSDped2`"),
+        "{msg}"
+    );
+    for part in [
+        "frame numbers jump from 001.tif to 003.tif",
+        "Test002",
+        "has 2 masks",
+        "no frame labels",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    assert_eq!(err.into_errors().len(), 4);
+}
