@@ -306,8 +306,8 @@ pub struct Loaded {
 
 impl Loaded {
     /// What `memad check` can say of this machine without reading images or training:
-    /// an error for a category the dataset's folder does not have (when `datasets.toml`
-    /// lists none) or a CUDA-only backbone precision with `device = "cpu"`, and notes for
+    /// an error for a category the dataset's folder does not have (named by the experiment,
+    /// or listed in `datasets.toml` when the experiment names none) or a CUDA-only backbone precision with `device = "cpu"`, and notes for
     /// what a run here would not find (a run elsewhere may): the CUDA device the experiment
     /// asks for or its backbone precision needs, the dataset's root (nothing for a synthetic
     /// dataset not generated yet), the backbone's weights in `weights_dir` or torchvision's
@@ -322,7 +322,7 @@ impl Loaded {
             }
         }
         let dataset = &self.dataset;
-        if dataset.to_generate().is_some() || dataset.categories.is_some() {
+        if dataset.to_generate().is_some() {
             return Ok(notes);
         }
         if !dataset.root.exists() {
@@ -333,15 +333,28 @@ impl Loaded {
             ));
             return Ok(notes);
         }
-        let known = dataset.category_names()?;
-        for (i, c) in self.experiment.data.categories.iter().enumerate() {
+        // The categories a run reads: those named, else those `datasets.toml` lists (else
+        // whatever is on disk): each must be on disk.
+        let (key, wanted) = match (&self.experiment.data.categories, &dataset.categories) {
+            (named, Some(listed)) if named.is_empty() => (
+                format!("datasets.toml: {}.categories", dataset.name),
+                listed,
+            ),
+            (named, _) => ("data.categories".to_string(), named),
+        };
+        let on_disk = memad_data::catalog::DatasetEntry {
+            categories: None,
+            ..dataset.clone()
+        }
+        .category_names()?;
+        for (i, c) in wanted.iter().enumerate() {
             anyhow::ensure!(
-                known.contains(c),
-                "data.categories[{i}]: dataset `{}` at {} has no category `{c}`{}; it has: {}",
+                on_disk.contains(c),
+                "{key}[{i}]: dataset `{}` at {} has no category `{c}`{}; it has: {}",
                 dataset.name,
                 dataset.root.display(),
-                memad_data::did_you_mean(c, &known),
-                known.join(", ")
+                memad_data::did_you_mean(c, &on_disk),
+                on_disk.join(", ")
             );
         }
         Ok(notes)

@@ -1480,9 +1480,9 @@ fn patchcore_scores_mvtec_loco_with_saturated_pro() {
     );
 }
 
-/// `memad check` looks at the dataset's folder when `datasets.toml` lists no categories: a
-/// category the folder lacks fails (with a did-you-mean); a root, weights or textures missing
-/// here are notes.
+/// `memad check` looks at the dataset's folder: a category the folder lacks fails (with a
+/// did-you-mean), named by the experiment or, when it names none, listed in `datasets.toml`;
+/// a root, weights or textures missing here are notes.
 #[test]
 fn check_finds_a_category_the_dataset_folder_lacks() {
     let dir = tempfile::tempdir().unwrap();
@@ -1493,7 +1493,8 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
     std::fs::write(
         d.join("datasets.toml"),
         "[hand]\nformat = \"mvtec\"\nroot = \"hand\"\n\
-         [gone]\nformat = \"mvtec\"\nroot = \"not_here\"\n",
+         [gone]\nformat = \"mvtec\"\nroot = \"not_here\"\n\
+         [listed]\nformat = \"mvtec\"\nroot = \"hand\"\ncategories = [\"carpet\", \"gird\"]\n",
     )
     .unwrap();
     let exp = broken("dataset = \"synthetic-mvtec\"", "dataset = \"hand\"");
@@ -1551,6 +1552,23 @@ fn check_finds_a_category_the_dataset_folder_lacks() {
     assert!(
         t.contains("typo.toml")
             && t.contains("data.categories[1]: dataset `hand`")
+            && t.contains("has no category `gird` (did you mean `grid`?)"),
+        "{t}"
+    );
+    // With `categories = []`, the categories `datasets.toml` lists are checked.
+    let listed = exp
+        .replacen("dataset = \"hand\"", "dataset = \"listed\"", 1)
+        .replacen(
+            "categories = [\"carpet\", \"grid\", \"leather\"]",
+            "categories = []",
+            1,
+        );
+    std::fs::write(d.join("listed.toml"), listed).unwrap();
+    let out = memad(&["check", "listed.toml"], d);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("datasets.toml: listed.categories[1]: dataset `listed`")
             && t.contains("has no category `gird` (did you mean `grid`?)"),
         "{t}"
     );
