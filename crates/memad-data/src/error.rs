@@ -40,6 +40,20 @@ pub enum DataError {
         expected: PathBuf,
         hint: &'static str,
     },
+    /// A test file named as the mask of the test image beside it (`test/<defect>/000_mask.png`
+    /// by `000.png`) and without a mask of its own: a mask in the wrong folder, which would
+    /// be scored as a test image.
+    #[error(
+        "{file} is named as the mask of {image} beside it, but masks belong in \
+         ground_truth/<defect>/ (here {place}) and a file in test/<defect>/ is scored as a test \
+         image: move it there, or, if it is an image, give it a mask of its own ({own_mask})"
+    )]
+    MisplacedMask {
+        file: PathBuf,
+        image: PathBuf,
+        place: PathBuf,
+        own_mask: PathBuf,
+    },
     /// An anomalous test image with more than one mask file (`ground_truth/<defect>/000.png`
     /// beside `000_mask.png`, or one mask in two formats): which one is meant is not guessed.
     #[error(

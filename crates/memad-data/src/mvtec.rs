@@ -411,10 +411,6 @@ const MASKS_OPTIONAL_HINT: &str = "; your own data with masks for only some imag
     can use `format = \"folder\"` in datasets.toml, which leaves images without a mask out of \
     the pixel metrics";
 
-/// The hint of [`DataError::MaskMissing`] for a test image named `<x>_mask`.
-const MISPLACED_MASK_HINT: &str = "; its name says it is a mask: masks belong in \
-    ground_truth/<defect>/, not test/<defect>/ (a mask there is scored as a test image)";
-
 /// Reads the category folder `dir` (`train/good`, `test/good`, `test/<defect>`,
 /// `ground_truth/<defect>`) as `category`; any problem found fails it (all of them, in
 /// [`DataError::Several`] when there are more than one).
@@ -454,19 +450,41 @@ pub(crate) fn read_category_dir_and_problems(
         let mask_dir = dir.join("ground_truth").join(&defect);
         let stems: HashSet<String> = images.iter().map(|i| stem_of(i)).collect();
         let by_stem = mask_files(&mask_dir, &stems, &mut problems);
-        for image in images {
-            let stem = stem_of(&image);
+        for image in &images {
+            let stem = stem_of(image);
             let candidates = by_stem.get(&stem).map(Vec::as_slice).unwrap_or_default();
+            // A mask copied into test/ beside its image (`000_mask.png` by `000.png`) would be
+            // scored as an image without a mask: refused in either format (`folder` images
+            // named `*_mask` with no such neighbour, or with a mask of their own, are images).
+            let owner = strip_mask_suffix(&stem).filter(|owner| stems.contains(*owner));
+            if let (Some(owner), []) = (owner, candidates) {
+                problems.push(DataError::MisplacedMask {
+                    file: image.clone(),
+                    image: (images.iter())
+                        .find(|i| stem_of(i) == owner)
+                        .expect("`stems` holds the stems of `images`")
+                        .clone(),
+                    place: mask_dir.join(format!("{owner}_mask.png")),
+                    own_mask: mask_dir.join(format!("{stem}_mask.png")),
+                });
+                continue;
+            }
             let expected = mask_dir.join(format!("{stem}_mask.png"));
-            // A mask copied into test/ beside its image (`000_mask.png` by `000.png`) reads as
-            // an image without a mask: refused in either format (`folder` images named
-            // `*_mask` with no such neighbour stay images whose mask is optional).
-            let (required, hint) = match strip_mask_suffix(&stem) {
-                Some(owner) if stems.contains(owner) => (true, MISPLACED_MASK_HINT),
-                _ => (masks == Masks::Required, MASKS_OPTIONAL_HINT),
-            };
-            let mask = pick_mask(candidates, &image, expected, hint, required, &mut problems);
-            test.push(Sample::still(image, Label::Anomalous, &defect, mask));
+            let required = masks == Masks::Required;
+            let mask = pick_mask(
+                candidates,
+                image,
+                expected,
+                MASKS_OPTIONAL_HINT,
+                required,
+                &mut problems,
+            );
+            test.push(Sample::still(
+                image.clone(),
+                Label::Anomalous,
+                &defect,
+                mask,
+            ));
         }
     }
     let split = CategorySplit {

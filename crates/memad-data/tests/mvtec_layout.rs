@@ -267,8 +267,9 @@ fn an_image_named_like_another_images_mask_has_its_own_mask() {
     std::fs::remove_file(gt.join("x_mask_mask.png")).unwrap();
     let err = read_category(&root, "bottle").unwrap_err();
     assert!(
-        matches!(&err, DataError::MaskMissing { image, expected, .. }
-            if *image == test.join("x_mask.png") && *expected == gt.join("x_mask_mask.png")),
+        matches!(&err, DataError::MisplacedMask { file, image, place, own_mask }
+            if *file == test.join("x_mask.png") && *image == test.join("x.png")
+                && *place == gt.join("x_mask.png") && *own_mask == gt.join("x_mask_mask.png")),
         "{err}"
     );
 
@@ -406,21 +407,26 @@ fn mask_names_in_capitals_and_masks_misplaced_in_test() {
         root.join("bottle/test/contamination/000_mask.png"),
     )
     .unwrap();
-    let msg = read_category(&root, "bottle").unwrap_err().to_string();
-    assert!(
-        msg.contains("test/contamination/000_mask.png has no ground-truth mask")
-            && msg.contains("its name says it is a mask: masks belong in ground_truth/<defect>/"),
-        "{msg}"
+    let test = root.join("bottle/test/contamination");
+    let expected = format!(
+        "{} is named as the mask of {} beside it, but masks belong in ground_truth/<defect>/ \
+         (here {}) and a file in test/<defect>/ is scored as a test image: move it there, or, \
+         if it is an image, give it a mask of its own ({})",
+        test.join("000_mask.png").display(),
+        test.join("000.png").display(),
+        gt.join("000_mask.png").display(),
+        gt.join("000_mask_mask.png").display()
     );
+    let msg = read_category(&root, "bottle").unwrap_err().to_string();
+    assert_eq!(msg, expected);
     let text = format!("[f]\nformat = \"folder\"\nroot = \"{}\"\n", root.display());
     let catalog = memad_data::DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
     let msg = (catalog.get("f").unwrap().read_category("bottle"))
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("its name says it is a mask"), "{msg}");
+    assert_eq!(msg, expected);
     // An image named `*_mask` with no image of that name beside it is an image: in `folder`
     // its mask is optional.
-    let test = root.join("bottle/test/contamination");
     std::fs::rename(test.join("000_mask.png"), test.join("gas_mask.png")).unwrap();
     let split = (catalog.get("f").unwrap().read_category("bottle")).unwrap();
     let gas = split
