@@ -361,15 +361,22 @@ pub(crate) fn prepare(
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
-    let spro = exp.eval.metrics.iter().any(|m| m == "auspro");
-    refuse_unusable_data(&splits, &loaded.dataset.name, spro)?;
-    refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset)?;
     // Masks no image uses are misnamed more often than not: their images count as unmasked;
     // images in a format memad does not read (WebP, GIF, ...) are not used: one note each,
-    // said once the run log exists.
-    let notes = (splits.iter().flat_map(memad_data::unused_files))
+    // said once the run log exists, or with a refusal of the data, which they may explain
+    // (pixel metrics refused for want of masks that are all misnamed).
+    let notes: Vec<String> = (splits.iter().flat_map(memad_data::unused_files))
         .map(|problem| problem.to_string())
         .collect();
+    let spro = exp.eval.metrics.iter().any(|m| m == "auspro");
+    let refused = refuse_unusable_data(&splits, &loaded.dataset.name, spro)
+        .and_then(|()| refuse_pixel_metrics_without_masks(exp, &splits, &loaded.dataset));
+    if let Err(e) = refused {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+        return Err(e);
+    }
     // A smoke run's part of each category, once every file of the whole has been checked.
     let splits = match exp.data.subset {
         Some(keep) => (splits.iter())

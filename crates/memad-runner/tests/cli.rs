@@ -1237,7 +1237,21 @@ fn folder_images_without_a_mask_are_left_out_of_the_pixel_metrics_and_no_mask_is
         "{metrics}"
     );
 
-    // Without any mask the pixel metrics cannot be computed: refused before training.
+    // Without any mask the pixel metrics cannot be computed: refused before training, with
+    // the masks the run did not match (all misnamed here), which explain the refusal.
+    let hole = root.join("ground_truth/hole");
+    for i in 0..2 {
+        let (from, to) = (format!("{i:03}_mask.png"), format!("{i:03}_msk.png"));
+        std::fs::rename(hole.join(from), hole.join(to)).unwrap();
+    }
+    let out = memad(&args, dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("none of the 6 anomalous test images of dataset `own` has one")
+            && t.contains("ground_truth/hole: 2 unused mask(s) that match no test image"),
+        "{t}"
+    );
     std::fs::remove_dir_all(root.join("ground_truth")).unwrap();
     let out = memad(&args, dir.path());
     let t = text(&out);
