@@ -9,7 +9,8 @@
 //! `<runs>/sweeps/<base name>/<combination>.toml`. Every combination is parsed and resolved
 //! before anything runs, so an unknown key stops the sweep with the key path. A combination
 //! is skipped when a complete run of its name has the same resolved-config hash
-//! (`config_sha256` in `run.toml`), naming the run's commit when another binary made it
+//! (`config_sha256` in `run.toml`), or a run of another name of the base differs from it only
+//! in `name` ([`same_config_runs`]), naming the run's commit when another binary made it
 //! (`--rerun-other-commits` runs those anew). Ctrl-C reaches the `memad run` children too:
 //! they leave `.partial` folders, which are never complete, so a re-run resumes exactly
 //! those (`memad run` continues an unfinished run of the same config from its last saved
@@ -472,9 +473,8 @@ pub fn run(
         // resume one (runs from before `dataset_root` was recorded count as the same copy).
         let root = crate::run::absolute_root(&loaded.dataset.root);
         let (same_config, other_data): (Vec<PathBuf>, Vec<PathBuf>) =
-            complete_runs_of(&args.runs, &experiment.name)
+            same_config_runs(&args.runs, &base_name, &experiment)
                 .into_iter()
-                .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str()))
                 .partition(|r| run_dataset_root(r).is_none_or(|d| d == root));
         if same_config.is_empty() && !other_data.is_empty() {
             println!(
@@ -499,8 +499,16 @@ pub fn run(
                         commits.into_iter().collect::<Vec<_>>().join(", ")
                     ),
                 };
+                // Found under another name: the plain run of the base, or a sweep whose keys
+                // came in another order.
+                let under = match same_config[0].parent().and_then(Path::file_name) {
+                    Some(name) if name != experiment.name.as_str() => {
+                        format!(": {}", same_config[0].display())
+                    }
+                    _ => String::new(),
+                };
                 println!(
-                    "[skip ] {} (a complete run has the same config{note})",
+                    "[skip ] {} (a complete run has the same config{under}{note})",
                     experiment.name
                 );
                 skipped += 1;
@@ -569,6 +577,41 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+/// The complete runs of `experiment`'s resolved config: under its own name, or under another
+/// name of the base's (`<base name>` or `<base name>_...`: the base run plainly, or a sweep
+/// whose keys came in another order) when its config differs only in `name`, so that
+/// `--set seed=0,1,2` after a plain run of seed 0 does not train it again. Each candidate's
+/// `config_sha256` is compared with the hash of `experiment` under the candidate's name.
+fn same_config_runs(
+    runs: &Path,
+    base_name: &str,
+    experiment: &experiment::Experiment,
+) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = (entries.filter_map(|e| e.ok()?.file_name().into_string().ok()))
+        .filter(|n| n == base_name || n.starts_with(&format!("{base_name}_")))
+        .filter(|n| *n != experiment.name)
+        .collect();
+    names.sort();
+    names.insert(0, experiment.name.clone());
+    let mut found = Vec::new();
+    for name in names {
+        let renamed = experiment::Experiment {
+            name: name.clone(),
+            ..experiment.clone()
+        };
+        let hash = crate::run::sha256_hex(renamed.to_toml().as_bytes());
+        found.extend(
+            complete_runs_of(runs, &name)
+                .into_iter()
+                .filter(|r| config_sha256(r).as_deref() == Some(hash.as_str())),
+        );
+    }
+    found
 }
 
 /// Runs the jobs, `args.jobs` at a time; returns the names of those that failed.

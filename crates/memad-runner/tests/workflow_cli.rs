@@ -378,6 +378,57 @@ synthetic = { categories = ["grid"], image_size = 64, train_per_category = 8, te
     std::fs::write(dir.join("tiny.toml"), exp).unwrap();
 }
 
+/// A sweep finds a combination done under another name when only the name differs: a plain
+/// run of the base (seed 0) for `--set seed=0,1`, and the runs of one sweep for another whose
+/// extra key only restates the base's value (so its combinations are named otherwise).
+#[test]
+fn a_sweep_finds_its_configs_done_under_other_names() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_experiment(dir.path());
+    let runs = dir.path().join("runs");
+    let out = memad(&["run", "tiny.toml", "--epochs", "1"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let plain = complete_runs(&runs, "quickstart").remove(0);
+
+    let out = memad(
+        &["sweep", "tiny.toml", "--set", "seed=0,1", "--epochs", "1"],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "[skip ] quickstart_seed-0 (a complete run has the same config: runs/quickstart/{})",
+            plain.file_name().unwrap().to_string_lossy()
+        )) && t.contains("2 combinations, 1 already done, 1 to run"),
+        "{t}"
+    );
+    assert!(complete_runs(&runs, "quickstart_seed-0").is_empty());
+    assert_eq!(complete_runs(&runs, "quickstart_seed-1").len(), 1);
+
+    // `train.lr` at the base's value: the same two configs, named `quickstart_lr-..._seed-N`.
+    let lr = [
+        "sweep",
+        "tiny.toml",
+        "--set",
+        "train.lr=0.005",
+        "--set",
+        "seed=0,1",
+        "--epochs",
+        "1",
+    ];
+    let out = memad(&lr, dir.path());
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("2 combinations, 2 already done, 0 to run")
+            && t.contains(
+                "[skip ] quickstart_lr-0.005_seed-1 (a complete run has the same config: "
+            ),
+        "{t}"
+    );
+}
+
 fn complete_runs(runs: &Path, name: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(runs.join(name)) else {
         return Vec::new();
