@@ -1042,28 +1042,41 @@ fn draw_losses<DB: DrawingBackend + Raster>(
         let (lo, hi) = padded_range(mine.iter().map(|r| y(r.value)));
         let area = (panel.titled(&format!("{category}: training loss"), ("sans-serif", 18)))
             .map_err(drawing)?;
-        let build = |hi: f64| {
+        let mut x_hi = last as f64 + 0.5;
+        let build = |x_hi: f64, hi: f64| {
             ChartBuilder::on(&area)
                 .margin(12)
                 .x_label_area_size(40)
                 .y_label_area_size(60)
-                .build_cartesian_2d(0.5f64..last as f64 + 0.5, lo..hi)
+                .build_cartesian_2d(0.5f64..x_hi, lo..hi)
                 .map_err(drawing)
         };
-        // Where the legend would cover a curve wherever it goes, the y range grows upwards
-        // until the curves fit below it (nothing is drawn until the range is settled).
-        let mut chart = build(hi)?;
+        // Where the legend would cover a curve wherever it goes, the range grows, rightwards
+        // past the last epoch or upwards, whichever needs less of the plot, until the curves
+        // leave it room (nothing is drawn until the range is settled; upwards on a log axis
+        // adds empty decades).
+        let mut chart = build(x_hi, hi)?;
         let pixels = |chart: &ChartContext<'_, DB, _>| -> Vec<Vec<BackendCoord>> {
             (series.iter())
                 .map(|points| to_pixels(chart.plotting_area(), points.iter().copied()))
                 .collect()
         };
         if legend_position(&chart, &labels, &pixels(&chart))?.1 > 0 {
-            let (_, legend_h) = legend_size(&labels)?;
-            let plot_h = f64::from(chart.plotting_area().dim_in_pixel().1.max(1));
-            let free = (f64::from(legend_h + 12) / plot_h).min(0.6);
-            chart = build(lo + (hi - lo) / (1.0 - free))?;
+            let (legend_w, legend_h) = legend_size(&labels)?;
+            let (plot_w, plot_h) = chart.plotting_area().dim_in_pixel();
+            let free =
+                |legend: i32, plot: u32| (f64::from(legend + 12) / f64::from(plot.max(1))).min(0.6);
+            let (free_x, free_y) = (free(legend_w, plot_w), free(legend_h, plot_h));
+            chart = match free_x < free_y {
+                true => {
+                    x_hi = 0.5 + (x_hi - 0.5) / (1.0 - free_x);
+                    build(x_hi, hi)?
+                }
+                false => build(x_hi, lo + (hi - lo) / (1.0 - free_y))?,
+            };
         }
+        // Tick labels rounded to the axis's span (plotters' ticks carry float noise).
+        let span = hi - lo;
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -1072,12 +1085,15 @@ fn draw_losses<DB: DrawingBackend + Raster>(
                 false => "mean over the epoch",
             })
             .y_label_formatter(&|&v| match log {
-                true => power_of_ten(v),
-                false => format!("{v}"),
+                // Whole decades only (half-decade ticks would read 0.0316, 3.2e-3).
+                true if (v - v.round()).abs() < 1e-9 => power_of_ten(v),
+                true => String::new(),
+                false => linear_tick(v, span),
             })
-            .x_labels(last.min(10) + 1)
-            .x_label_formatter(&|x| {
-                if x.fract() == 0.0 {
+            // One tick per epoch up to 10 (none labelled past the last: the legend's room).
+            .x_labels(((x_hi - 0.5).floor() as usize).min(10) + 1)
+            .x_label_formatter(&|&x| {
+                if x.fract() == 0.0 && x <= last as f64 {
                     format!("{x:.0}")
                 } else {
                     String::new()
@@ -1103,6 +1119,24 @@ fn draw_losses<DB: DrawingBackend + Raster>(
         draw_legend(&mut chart, &labels, &drawn)?;
     }
     Ok(())
+}
+
+/// The tick label of `v` on a linear axis spanning `span`: two significant digits of the
+/// span (`2.2`, not plotters' `2.1999999999999997`), trailing zeros dropped.
+fn linear_tick(v: f64, span: f64) -> String {
+    let decimals = match span > 0.0 && span.is_finite() {
+        true => (2.0 - span.log10().floor()).clamp(0.0, 12.0) as usize,
+        false => 3,
+    };
+    let text = format!("{v:.decimals$}");
+    let text = match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.'),
+        false => text.as_str(),
+    };
+    match text {
+        "-0" => "0".to_string(),
+        t => t.to_string(),
+    }
 }
 
 /// Whether `values` go on a log axis: all positive and spanning more than two decades.
@@ -1554,6 +1588,16 @@ mod tests {
         assert_eq!(power_of_ten(-0.5), "0.316");
         assert_eq!(power_of_ten(2.0), "100");
         assert_eq!(power_of_ten(-5.0), "1.0e-5");
+    }
+
+    #[test]
+    fn linear_ticks_are_rounded_to_the_span() {
+        assert_eq!(linear_tick(2.1999999999999997, 2.0), "2.2");
+        assert_eq!(linear_tick(0.6000000000000001, 2.0), "0.6");
+        assert_eq!(linear_tick(2.0, 2.0), "2");
+        assert_eq!(linear_tick(0.001_230_000_1, 0.004), "0.00123");
+        assert_eq!(linear_tick(1250.0000001, 900.0), "1250");
+        assert_eq!(linear_tick(-1e-17, 2.0), "0");
     }
 
     #[test]
