@@ -888,7 +888,8 @@ impl Session {
 
 /// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
 /// (locked) to continue it; folders another process holds are passed over, and those of
-/// another config are named (an edited experiment does not resume them).
+/// another config, or older than a complete run of this one (`--restart` started anew and
+/// finished), are named and not resumed.
 fn find_unfinished(
     runs_dir: &Path,
     name: &str,
@@ -906,10 +907,25 @@ fn find_unfinished(
             )?;
         }
     }
+    // A complete run of the config supersedes its older unfinished ones (left by `--restart`).
+    let newest_complete = (crate::run_folders::complete_runs_of(runs_dir, name).into_iter())
+        .rfind(|r| crate::run_folders::config_sha256(r).as_deref() == Some(config_sha256));
+    let order = crate::run_folders::creation_order;
     for partial in partials.iter().filter(|p| p.is_dir()) {
         let Some(sha256) = crate::run_folders::partial_config_sha256(partial) else {
             continue; // a run starting in another process
         };
+        if let Some(complete) = (newest_complete.as_ref())
+            .filter(|c| sha256 == config_sha256 && order(c) > order(partial))
+        {
+            eprintln!(
+                "note: {} is an unfinished run of this config older than its complete run {}: \
+                 not resumed (delete it if it is not wanted)",
+                partial.display(),
+                complete.display()
+            );
+            continue;
+        }
         if sha256 != config_sha256 {
             eprintln!(
                 "note: {} is an unfinished run of another config of `{name}` (the \

@@ -75,8 +75,27 @@ fn glob(pattern: &str, base: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(current)
 }
 
-/// The complete runs of experiment `name` in `runs_dir` (`<runs_dir>/<name>/<stamp>/`), sorted
-/// by time stamp.
+/// The order in which run folders were created: their time stamp, then the `-<k>` a second
+/// folder of the same second gets (`<stamp>`, `<stamp>-2`, ...), `.partial` left out. Plain
+/// name order would put `<stamp>-2.partial` before `<stamp>.partial`.
+pub fn creation_order(run: &Path) -> (String, u64) {
+    let name = run
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".partial").unwrap_or(&name);
+    // `YYYY-MM-DDTHH-MM-SS` ([`crate::output::timestamp`]), then `-<k>` when taken.
+    match stem.get(..19).zip(stem.get(19..)) {
+        Some((stamp, rest)) => {
+            let k = rest.strip_prefix('-').and_then(|k| k.parse().ok());
+            (stamp.to_string(), k.unwrap_or(1))
+        }
+        None => (stem.to_string(), 1),
+    }
+}
+
+/// The complete runs of experiment `name` in `runs_dir` (`<runs_dir>/<name>/<stamp>/`), oldest
+/// first ([`creation_order`]).
 pub fn complete_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(runs_dir.join(name)) else {
         return Vec::new();
@@ -85,7 +104,7 @@ pub fn complete_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_complete(p))
         .collect();
-    runs.sort();
+    runs.sort_by_cached_key(|r| creation_order(r));
     runs
 }
 
@@ -99,8 +118,7 @@ pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.to_string_lossy().ends_with(".partial"))
         .collect();
-    runs.sort();
-    runs.reverse();
+    runs.sort_by_cached_key(|r| std::cmp::Reverse(creation_order(r)));
     runs
 }
 
@@ -247,6 +265,30 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_folders_sort_in_creation_order() {
+        let mut folders: Vec<std::path::PathBuf> = [
+            "2026-12-07T19-44-38-2.partial",
+            "2026-12-07T19-44-38.partial",
+            "2026-12-07T19-44-38-10",
+            "2026-12-07T19-44-39",
+        ]
+        .iter()
+        .map(|n| std::path::Path::new("runs/x").join(n))
+        .collect();
+        folders.sort_by_cached_key(|f| super::creation_order(f));
+        let names: Vec<_> = (folders.iter()).map(|f| f.file_name().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "2026-12-07T19-44-38.partial",
+                "2026-12-07T19-44-38-2.partial",
+                "2026-12-07T19-44-38-10",
+                "2026-12-07T19-44-39"
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -372,6 +372,50 @@ fn a_failure_after_training_keeps_the_run_and_says_so() {
     assert_eq!((complete.len(), partial.len()), (0, 2), "{partial:?}");
 }
 
+/// `--restart` leaves the unfinished run it did not resume; once a run of the config is
+/// complete, that older one is not resumed by a later plain run (which starts anew).
+#[test]
+fn an_unfinished_run_older_than_a_complete_one_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""carpet""#);
+    std::fs::write(
+        d.join("tiny.toml"),
+        tiny_experiment("quickstart.toml", r#""carpet""#, 2),
+    )
+    .unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    let restart = [&run[..], &["--restart"]].concat();
+    // The folder each run works in, from its header (`... | run <folder>`), `.partial` added.
+    let mut started = Vec::new();
+    for args in [&run[..], &restart] {
+        let out = memad(args, d, Some("carpet:1"));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(75), "{t}");
+        let folder = t.lines().find_map(|l| l.split(" | run ").nth(1)).unwrap();
+        started.push(format!("{folder}.partial"));
+    }
+    let (older, newer) = (&started[0], &started[1]);
+    assert_ne!(older, newer);
+    // The plain command resumes the newest and finishes it.
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains(&format!("resuming {newer}")), "{t}");
+    // Again: the older one is superseded by that complete run; a new run starts.
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!(
+            "note: {older} is an unfinished run of this config older than its complete run"
+        )) && !t.contains("resuming"),
+        "{t}"
+    );
+    let (complete, partial) = folders(&d.join("runs"), "quickstart");
+    assert_eq!((complete.len(), partial.len()), (2, 1), "{complete:?}");
+}
+
 /// The thread count orders libtorch's float sums: a run started on 2 threads and resumed by
 /// a session on 1 (a sweep's `--jobs 2` splits the cores) goes on at 2, and so gives the
 /// numbers of an uninterrupted run on 2.
