@@ -274,22 +274,32 @@ pub fn combinations(base: &str, axes: &[Axis]) -> anyhow::Result<Vec<Combination
     Ok(out)
 }
 
-/// A value as part of a folder name: letters, digits, `.`, `-` and `_`; others become `-`.
+/// A value as part of a folder name: letters, digits, `.`, `-` and `_`; a run of other
+/// characters becomes one `-`. An array is its items and an inline table its `key-value` pairs
+/// (keys sorted), joined by `-`: `{train = 640, test_per_type = 20}` is
+/// `test_per_type-20-train-640`.
 fn name_part(v: &toml::Value) -> String {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Array(items) => items.iter().map(name_part).collect::<Vec<_>>().join("-"),
+        toml::Value::Table(t) => (t.iter())
+            .map(|(k, v)| format!("{k}-{}", name_part(v)))
+            .collect::<Vec<_>>()
+            .join("-"),
         other => other.to_string(),
     };
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    let mut name = String::with_capacity(text.len());
+    let mut replacing = false;
+    for c in text.chars() {
+        let kept = c.is_ascii_alphanumeric() || "-_.".contains(c);
+        match kept {
+            true => name.push(c),
+            false if !replacing => name.push('-'),
+            false => {}
+        }
+        replacing = !kept;
+    }
+    name
 }
 
 /// Sets `path` (dotted) in `root`, creating missing tables.
@@ -866,6 +876,17 @@ mod tests {
                 ),
                 ("seed".to_string(), toml::Value::Integer(1)),
             ]
+        );
+        // Inline tables, arrays and strings with spaces read as words.
+        let odd = [
+            parse_set("data.subset={train=640,test_per_type=20}").unwrap(),
+            parse_set("method.channels=[-1, -2]").unwrap(),
+            parse_set("method.memory.kind=\"a, b\"").unwrap(),
+        ];
+        let c = combinations("q", &odd).unwrap();
+        assert_eq!(
+            c[0].name,
+            "q_subset-test_per_type-20-train-640_channels--1--2_kind-a-b"
         );
         // Keys ending alike are named by their whole path.
         let axes = [
