@@ -355,7 +355,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             anyhow::ensure!(
                 failed == 0,
-                "{failed} of {checked} experiment file(s) or combinations failed the check"
+                "{failed} of {checked} checked (experiment files, --set combinations, table \
+                 specs) failed"
             );
             Ok(())
         }

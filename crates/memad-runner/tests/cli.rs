@@ -135,7 +135,7 @@ fn check_with_set_checks_every_combination() {
         "{t}"
     );
     assert!(
-        t.contains("2 of 2 experiment file(s) or combinations failed the check"),
+        t.contains("2 of 2 checked (experiment files, --set combinations, table specs) failed"),
         "{t}"
     );
 }
