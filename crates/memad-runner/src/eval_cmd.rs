@@ -17,7 +17,8 @@
 //! training fixed but a checkpoint would load under ([`trained_keys_of`]: PatchCore's
 //! feature extraction and bank, loss forms and weights, augmentations). A `method.*` override that changes the model's variables fails to load
 //! the checkpoint, naming the variable. The folder of an evaluation is refused, naming the
-//! run it evaluated.
+//! run it evaluated, and an experiment's folder, naming its runs. An interrupted or failed
+//! evaluation leaves no folder behind.
 use crate::evaluate::evaluate_category;
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
@@ -221,6 +222,46 @@ fn check_not_an_evaluation(folder: &Path) -> anyhow::Result<()> {
     )
 }
 
+/// Refuses a folder that is not a complete run: one that does not exist; an experiment's
+/// folder (`runs/<name>`), naming its complete runs, newest first; any other.
+fn check_run_folder(folder: &Path) -> anyhow::Result<()> {
+    if is_complete(folder) {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        folder.exists(),
+        "{} does not exist: pass a complete run folder (`runs/<name>/<stamp>`)",
+        folder.display()
+    );
+    // `folder` read as a runs folder whose experiment is `folder` itself.
+    let mut runs = crate::run_folders::complete_runs_of(folder, "");
+    runs.retain(|r| check_not_an_evaluation(r).is_ok());
+    runs.reverse();
+    if let Some(newest) = runs.first() {
+        const SHOWN: usize = 5;
+        let mut named: Vec<String> = (runs.iter().take(SHOWN))
+            .map(|r| r.display().to_string())
+            .collect();
+        if runs.len() > SHOWN {
+            named.push("...".into());
+        }
+        anyhow::bail!(
+            "{} is not a complete run folder but an experiment's folder: it holds {} complete \
+             run(s), newest first: {}; evaluate one, e.g. `memad eval {}`",
+            folder.display(),
+            runs.len(),
+            named.join(", "),
+            newest.display()
+        );
+    }
+    anyhow::bail!(
+        "{} is not a complete run folder (one that `memad run` finished: it holds run.toml \
+         and its name does not end in .partial; an unfinished run is finished by running its \
+         experiment again)",
+        folder.display()
+    )
+}
+
 /// Evaluates every combination of `args.set` with the checkpoints of `args.run`.
 pub fn run(
     args: &EvalArgs,
@@ -228,13 +269,7 @@ pub fn run(
     registry: &Registry,
 ) -> anyhow::Result<Vec<RunSummary>> {
     let run = &args.run;
-    anyhow::ensure!(
-        is_complete(run),
-        "{} is not a complete run folder (one that `memad run` finished: it holds run.toml \
-         and its name does not end in .partial; an unfinished run is finished by running its \
-         experiment again)",
-        run.display()
-    );
+    check_run_folder(run)?;
     check_not_an_evaluation(run)?;
     let config = run.join("config.toml");
     let text = std::fs::read_to_string(&config)
@@ -404,7 +439,7 @@ fn evaluate_run(
     let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
     let partial = dir.partial.clone();
     crate::interrupt::on_interrupt(move || {
-        let _ = std::fs::remove_dir_all(&partial);
+        remove_unfinished(&partial);
         format!(
             "the unfinished evaluation {} was removed (an evaluation has nothing to resume)",
             partial.display()
@@ -462,14 +497,18 @@ fn evaluate_run(
             })
         }
         Err(e) => {
-            // Nothing to resume in an evaluation: leave no half-written folder behind.
-            let _ = std::fs::remove_dir_all(&dir.partial);
-            // `evals/<name>/`, then `evals/`, when empty.
-            for parent in dir.partial.ancestors().skip(1).take(2) {
-                let _ = std::fs::remove_dir(parent);
-            }
+            remove_unfinished(&dir.partial);
             Err(e)
         }
+    }
+}
+
+/// Removes an unfinished evaluation's folder `RUN/evals/<name>/<stamp>.partial` (nothing in
+/// it can be resumed), then `evals/<name>/` and `evals/` when left empty.
+fn remove_unfinished(partial: &Path) {
+    let _ = std::fs::remove_dir_all(partial);
+    for parent in partial.ancestors().skip(1).take(2) {
+        let _ = std::fs::remove_dir(parent); // only when empty
     }
 }
 
@@ -836,6 +875,74 @@ mod tests {
         );
         // A run is not taken for one.
         assert!(check_not_an_evaluation(&fake_run(dir.path(), PATCHCORE)).is_ok());
+    }
+
+    #[test]
+    fn a_missing_folder_or_an_experiment_s_folder_is_refused_naming_the_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("runs/quickstart/2026-01-01T00-00-00");
+        assert_eq!(
+            eval_error(&missing, &[]),
+            format!(
+                "{} does not exist: pass a complete run folder (`runs/<name>/<stamp>`)",
+                missing.display()
+            )
+        );
+        // An experiment's folder: its complete runs, newest first (not `.partial` ones, not
+        // evaluations).
+        let older = fake_run(dir.path(), PATCHCORE);
+        let experiment = older.parent().unwrap().to_path_buf();
+        let newer = experiment.join("2026-01-02T00-00-00");
+        std::fs::create_dir_all(&newer).unwrap();
+        std::fs::write(newer.join("run.toml"), "").unwrap();
+        std::fs::create_dir_all(experiment.join("2026-01-03T00-00-00.partial")).unwrap();
+        assert_eq!(
+            eval_error(&experiment, &[]),
+            format!(
+                "{} is not a complete run folder but an experiment's folder: it holds 2 \
+                 complete run(s), newest first: {}, {}; evaluate one, e.g. `memad eval {}`",
+                experiment.display(),
+                newer.display(),
+                older.display(),
+                newer.display()
+            )
+        );
+        let eval = older.join("evals/e");
+        std::fs::create_dir_all(eval.join("2026-01-04T00-00-00")).unwrap();
+        std::fs::write(eval.join("2026-01-04T00-00-00/run.toml"), "").unwrap();
+        for folder in [eval, experiment.join("2026-01-03T00-00-00.partial")] {
+            assert_eq!(
+                eval_error(&folder, &[]),
+                format!(
+                    "{} is not a complete run folder (one that `memad run` finished: it holds \
+                     run.toml and its name does not end in .partial; an unfinished run is \
+                     finished by running its experiment again)",
+                    folder.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_unfinished_evaluation_leaves_no_empty_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = fake_run(dir.path(), PATCHCORE);
+        let partial = |name: &str| {
+            let p = run.join(format!("evals/{name}/2026-01-02T00-00-00.partial"));
+            std::fs::create_dir_all(p.join("checkpoints")).unwrap();
+            std::fs::write(p.join("log.txt"), "x").unwrap();
+            p
+        };
+        remove_unfinished(&partial("a"));
+        assert!(!run.join("evals").exists());
+        // Only empty folders go: another evaluation's stays, and `evals/` with it.
+        let (a, b) = (partial("a"), partial("b"));
+        let kept = run.join("evals/a/2026-01-01T00-00-00");
+        std::fs::create_dir_all(&kept).unwrap();
+        remove_unfinished(&a);
+        assert!(!a.exists() && kept.exists());
+        remove_unfinished(&b);
+        assert!(!run.join("evals/b").exists() && kept.exists());
     }
 
     /// The resolved PatchCore experiment of a random-weights backbone, `precision` given.

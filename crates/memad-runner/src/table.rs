@@ -8,8 +8,9 @@
 //! `metric` table) averages the categories of one seed first. Among re-runs of one experiment
 //! and seed the latest run counts. The best value of each column is bold; where cells differ
 //! in their number of seeds, those with fewer are marked `(n=k)`. A `[filter]` value, a
-//! `row_order` entry or a `categories` entry that matches no run is an error naming the key
-//! and listing what the runs hold.
+//! `row_order` entry or a `categories` entry that matches no run, and a `[names]` key that
+//! is no row, category, metric or column name of the table, are errors naming the key and
+//! listing what the runs hold.
 use crate::output::write_atomic;
 use crate::run_folders::glob_runs;
 use anyhow::{bail, Context};
@@ -69,7 +70,8 @@ pub struct TableSpec {
     /// Which value of a column is bold.
     #[serde(default)]
     pub best: Best,
-    /// Display names of row keys, categories, metrics and column names.
+    /// Display names of row keys, categories, metrics and column names; a key that is none
+    /// of the table's is an error.
     #[serde(default)]
     pub names: BTreeMap<String, String>,
 }
@@ -599,7 +601,8 @@ struct Source {
 /// # Errors
 /// A `[filter]` value in no record, or a filter that leaves no record; the metric(s) not in
 /// the records kept; a `categories` or `row_order` entry that is no category or row of the
-/// table; two experiments giving the same row and seed.
+/// table; a `[names]` key that is no row, category, metric or column name
+/// ([`check_names`]); two experiments giving the same row and seed.
 pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let raw = &spec.raw;
     check_filter_values(spec, records)?;
@@ -734,6 +737,8 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let superseded: BTreeSet<String> = (superseded.into_iter())
         .filter(|s| !values.values().any(|v| &v.run == s))
         .collect();
+    // Every category of the selected runs, before `categories` picks and orders them.
+    let all_categories = categories.clone();
     if let Some(order) = &raw.categories {
         let metric = wanted.join(", ");
         for (i, c) in order.iter().enumerate() {
@@ -776,6 +781,7 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             );
         }
     }
+    check_names(&raw.names, &row_keys, &all_categories, &wanted)?;
     let mut ordered: Vec<String> = raw.row_order.clone();
     ordered.extend(
         row_keys
@@ -967,6 +973,32 @@ fn check_filter_values(spec: &Spec, records: &[Record]) -> anyhow::Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// Each `[names]` key must be a row key of the table (`rows`), a category of the selected
+/// runs, a metric of the table, or a column name (a `metrics.csv` column or `mean`): a key
+/// that is none of them names nothing, a typo most likely.
+fn check_names(
+    names: &BTreeMap<String, String>,
+    rows: &[String],
+    categories: &[String],
+    metrics: &[String],
+) -> anyhow::Result<()> {
+    let columns = COLUMNS.iter().chain(&["mean"]).map(|c| c.to_string());
+    let known: Vec<String> = (rows.iter().chain(categories).chain(metrics).cloned())
+        .chain(columns)
+        .collect();
+    if let Some(key) = names.keys().find(|k| !known.contains(k)) {
+        bail!(
+            "names.{key}: `{key}` is no row, category, metric or column name of the table; its \
+             rows: {}; its categories: {}; its metrics: {}{}",
+            listing(rows),
+            listing(categories),
+            listing(metrics),
+            memad_data::did_you_mean(key, &known)
+        );
     }
     Ok(())
 }
@@ -1254,8 +1286,7 @@ pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
     if let Some(dir) = out {
         check_out_folder(dir, &stem)?;
     }
-    let records = read_records(&spec, Path::new("."))?;
-    let table = build(&spec, &records).with_context(|| format!("{}", spec_path.display()))?;
+    let table = table_in(spec_path, &spec, Path::new("."))?;
     if !table.superseded.is_empty() {
         eprintln!(
             "note: older re-runs of the same config and seed left out: {}",
@@ -1280,6 +1311,14 @@ pub fn run(spec_path: &Path, out: Option<&Path>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The table of `spec` (read from `spec_path`) on the runs under `base`; errors name the
+/// spec file.
+fn table_in(spec_path: &Path, spec: &Spec, base: &Path) -> anyhow::Result<Table> {
+    read_records(spec, base)
+        .and_then(|records| build(spec, &records))
+        .with_context(|| format!("{}", spec_path.display()))
 }
 
 /// `--out` names a folder: one that exists, or a new one whose name has no extension (a
@@ -1838,6 +1877,45 @@ mod tests {
     }
 
     #[test]
+    fn names_that_name_nothing_in_the_table_are_errors() {
+        let records = two_methods();
+        let err = build_err("[names]\nrd4adx = \"RD\"\n", &records);
+        assert_eq!(
+            err,
+            "names.rd4adx: `rd4adx` is no row, category, metric or column name of the table; \
+             its rows: rd4ad, patchcore; its categories: leather, grid; its metrics: \
+             image_auroc (did you mean `rd4ad`?)"
+        );
+        // A row key, a category, the metric, a column name and `mean` each name something,
+        // shown or not (`name`, `seed` and `image_auroc` are not in this table's labels).
+        let names = "[names]\nrd4ad = \"RD\"\nleather = \"Leather\"\nimage_auroc = \"AUROC\"\n\
+                     method = \"Method\"\nname = \"Name\"\nseed = \"Seed\"\nmean = \"Mean\"\n";
+        let spec = parse_spec(&format!(
+            "runs = [\"x\"]\nmetric = \"image_auroc\"\n{names}"
+        ))
+        .unwrap();
+        let t = build(&spec, &records).unwrap();
+        assert_eq!(t.row_header, "Method");
+        assert_eq!(t.columns, ["Leather", "grid", "Mean"]);
+        assert_eq!(t.rows[0].0, "RD");
+        // A category the spec's `categories` leaves out is still one of the selected runs.
+        let spec = "runs = [\"x\"]\nmetric = \"image_auroc\"\ncategories = [\"grid\"]\n\
+                    [names]\nleather = \"L\"\n";
+        assert!(build(&parse_spec(spec).unwrap(), &records).is_ok());
+        // Rows of two columns join their values: one column's value names no row.
+        let err = build_err(
+            "rows = [\"method\", \"seed\"]\n[names]\nrd4ad = \"RD\"\n",
+            &records,
+        );
+        assert_eq!(
+            err,
+            "names.rd4ad: `rd4ad` is no row, category, metric or column name of the table; \
+             its rows: rd4ad/0, rd4ad/1, patchcore/0; its categories: leather, grid; its \
+             metrics: image_auroc"
+        );
+    }
+
+    #[test]
     fn decimals_are_capped_and_best_compares_the_shown_values() {
         let err = parse_spec("runs = [\"a\"]\nmetric = \"m\"\ndecimals = 20\n")
             .unwrap_err()
@@ -1940,6 +2018,21 @@ mod tests {
         assert_eq!(
             run_problems(&spec, dir.path()),
             ["metric `image_auroc` is in none of the selected runs; found: pixel_auroc"]
+        );
+    }
+
+    #[test]
+    fn a_glob_matching_nothing_names_the_spec_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = parse_spec("runs = [\"runs_nothing/*\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let err = table_in(Path::new("specs/x.toml"), &spec, dir.path()).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "specs/x.toml: runs[0]: `runs_nothing/*` matches no complete run folder \
+                 (relative to {}; `.partial` folders are never read)",
+                dir.path().canonicalize().unwrap().display()
+            )
         );
     }
 
