@@ -492,11 +492,30 @@ impl Experiment {
     }
 }
 
+/// What `memad run` (and `memad sweep`) change of an experiment before it is checked:
+/// `--smoke` ([`Experiment::into_smoke`]), then `--epochs`, so that either can satisfy a
+/// method's fewest epochs ([`check_epochs`]) that the file's `train.epochs` does not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOverrides {
+    pub smoke: bool,
+    pub epochs: Option<usize>,
+}
+
 /// Parses and resolves `path`; `catalog` resolves the dataset name.
 pub fn load(path: &Path, registry: &Registry, catalog: &DatasetCatalog) -> anyhow::Result<Loaded> {
+    load_with(path, registry, catalog, RunOverrides::default())
+}
+
+/// [`load`] with `overrides` applied before the checks.
+pub fn load_with(
+    path: &Path,
+    registry: &Registry,
+    catalog: &DatasetCatalog,
+    overrides: RunOverrides,
+) -> anyhow::Result<Loaded> {
     let text =
         std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    load_text(&text, path, registry, catalog)
+    load_text_with(&text, path, registry, catalog, overrides)
 }
 
 /// [`load`] of an experiment's `text`; errors name `path` as its file.
@@ -506,7 +525,30 @@ pub fn load_text(
     registry: &Registry,
     catalog: &DatasetCatalog,
 ) -> anyhow::Result<Loaded> {
-    let experiment = resolve(text, path, registry).map_err(|e| e.in_file(path))?;
+    load_text_with(text, path, registry, catalog, RunOverrides::default())
+}
+
+/// [`load_text`] with `overrides` applied before the checks.
+pub fn load_text_with(
+    text: &str,
+    path: &Path,
+    registry: &Registry,
+    catalog: &DatasetCatalog,
+    overrides: RunOverrides,
+) -> anyhow::Result<Loaded> {
+    let mut experiment = resolve(text, path, registry).map_err(|e| e.in_file(path))?;
+    if overrides.smoke {
+        let least = min_epochs(&experiment, registry).map_err(|e| e.in_file(path))?;
+        experiment = experiment.into_smoke(least);
+    }
+    if let Some(e) = overrides.epochs {
+        experiment.train.epochs = e;
+    }
+    match (check_epochs(&experiment, registry), overrides.epochs) {
+        (Ok(()), _) => {}
+        (Err(err), Some(e)) => return Err(anyhow::Error::new(err).context(format!("--epochs {e}"))),
+        (Err(err), None) => return Err(err.in_file(path).into()),
+    }
     let dataset = catalog
         .get(&experiment.data.dataset)
         .map_err(|e| ConfigError::new("data.dataset", e.to_string()).in_file(path))?
@@ -610,7 +652,6 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
         experiment.eval.metrics.retain(|m| !is_pixel_metric(m));
     }
     validate(&experiment)?;
-    check_epochs(&experiment, registry)?;
     let multiple = (entry.image_multiple)(&experiment.method);
     if i64::from(experiment.data.image_size) % multiple != 0 {
         let msg = format!(
@@ -672,7 +713,7 @@ fn check_outputs(e: &Experiment, entry: &MethodEntry) -> Result<(), ConfigError>
 
 /// Refuses fewer `train.epochs` than the method takes ([`min_epochs`]): the method's own
 /// check would stop a run only at its first epoch, after every file was read. Checked at
-/// load and again by `memad run` after `--epochs`.
+/// load, after `--smoke` and `--epochs` ([`RunOverrides`]).
 pub(crate) fn check_epochs(e: &Experiment, registry: &Registry) -> Result<(), ConfigError> {
     let entry = registry.method(kind_of(&e.method, "method")?, "method.kind")?;
     let (least, why) = (entry.min_epochs)(&e.method);
@@ -844,6 +885,42 @@ mod tests {
              optimizer = \"adam\"\nlr = 0.001\n"
         ))
         .unwrap()
+    }
+
+    /// `--smoke` and `--epochs` apply before the check of a method's fewest epochs, so each
+    /// can satisfy it where the file does not (MSCM: its stage-1 epochs and one more).
+    #[test]
+    fn smoke_and_epochs_apply_before_the_fewest_epochs_are_checked() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let path = root.join("experiments/paper/mscm_fashion_mnist.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replacen(
+            "stage1_epochs = 4",
+            "stage1_epochs = 10",
+            1,
+        );
+        let catalog = DatasetCatalog::load(&root.join("datasets.toml")).unwrap();
+        let registry = crate::registry();
+        let load = |smoke, epochs| {
+            let overrides = RunOverrides { smoke, epochs };
+            load_text_with(&text, &path, &registry, &catalog, overrides)
+        };
+        let err = format!("{:#}", load(false, None).unwrap_err());
+        assert!(
+            err.contains("train.epochs: must be at least 11 for method `mscm`")
+                && err.contains("got 7"),
+            "{err}"
+        );
+        assert_eq!(load(false, Some(12)).unwrap().experiment.train.epochs, 12);
+        let smoke = load(true, None).unwrap().experiment;
+        assert_eq!(
+            (smoke.train.epochs, smoke.name.as_str()),
+            (11, "mscm_fashion_mnist_smoke")
+        );
+        let err = format!("{:#}", load(true, Some(3)).unwrap_err());
+        assert!(
+            err.starts_with("--epochs 3: train.epochs: must be at least 11"),
+            "{err}"
+        );
     }
 
     #[test]

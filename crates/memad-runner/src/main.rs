@@ -273,19 +273,19 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             set,
         } => {
             let catalog = catalog_for(&cli.datasets, folder_of(&experiment))?;
+            let overrides = experiment::RunOverrides { smoke, epochs };
             let loaded = if set.is_empty() {
-                experiment::load(&experiment, &registry, &catalog)?
+                experiment::load_with(&experiment, &registry, &catalog, overrides)?
             } else {
                 let (text, combo) = sweep::single_combination_text(&experiment, &set)?;
-                let loaded = experiment::load_text(&text, &experiment, &registry, &catalog);
+                let loaded =
+                    experiment::load_text_with(&text, &experiment, &registry, &catalog, overrides);
                 sweep::with_kind_swap_hint(loaded, &combo.overrides)?
             };
             let opts = run::RunOptions {
                 runs_dir: runs,
                 weights_dir: weights_dir
                     .unwrap_or_else(memad_backbones::weights::default_weights_dir),
-                smoke,
-                epochs,
                 restart,
             };
             let summary = run::run(&loaded, &registry, &opts)?;

@@ -42,10 +42,6 @@ use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 pub struct RunOptions {
     pub runs_dir: PathBuf,
     pub weights_dir: PathBuf,
-    /// A smoke run ([`Experiment::into_smoke`]): a part of the data, the fewest epochs.
-    pub smoke: bool,
-    /// Overrides `train.epochs`, after `smoke`.
-    pub epochs: Option<usize>,
     /// Start a new run folder even when an unfinished run of the same config exists.
     pub restart: bool,
 }
@@ -58,15 +54,8 @@ pub struct RunSummary {
 }
 
 pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::Result<RunSummary> {
-    let mut exp = loaded.experiment.clone();
-    if opts.smoke {
-        let least = crate::experiment::min_epochs(&exp, registry)?;
-        exp = exp.into_smoke(least);
-    }
-    if let Some(e) = opts.epochs {
-        exp.train.epochs = e;
-        crate::experiment::check_epochs(&exp, registry).with_context(|| format!("--epochs {e}"))?;
-    }
+    // `--smoke` and `--epochs` were applied by the load ([`crate::experiment::RunOverrides`]).
+    let exp = loaded.experiment.clone();
     // Read every split before creating the run folder: a bad layout fails early.
     let Prepared {
         device,

@@ -458,7 +458,12 @@ pub fn run(
         );
         let body = header + &toml::to_string(&exp)?;
         crate::output::write_atomic(&file, body.as_bytes())?;
-        let loaded = experiment::load(&file, registry, &catalog);
+        // As the child `memad run [--smoke]` loads it (its smoke version with --smoke).
+        let overrides = experiment::RunOverrides {
+            smoke: args.smoke,
+            epochs: None,
+        };
+        let loaded = experiment::load_with(&file, registry, &catalog, overrides);
         let loaded = match with_kind_swap_hint(loaded, &combo.overrides) {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -471,13 +476,7 @@ pub fn run(
             }
         };
         // What the child `memad run` resolves and names its run folder after.
-        let experiment = match args.smoke {
-            true => {
-                let least = experiment::min_epochs(&loaded.experiment, registry)?;
-                loaded.experiment.clone().into_smoke(least)
-            }
-            false => loaded.experiment.clone(),
-        };
+        let experiment = loaded.experiment.clone();
         let hash = crate::run::sha256_hex(experiment.to_toml().as_bytes());
         // The same config on another copy of the data is another result, as `run` refuses to
         // resume one (runs from before `dataset_root` was recorded count as the same copy).
