@@ -32,6 +32,7 @@ use memad_data::arrays::TrainAnomalies;
 use memad_data::loader::{shuffled, BatchLoader, LoadOptions};
 use memad_data::mvtec::{CategorySplit, Sample};
 use memad_data::synthesis::{AnomalySynthesizer, DraemConfig, SynthesisConfig};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -71,7 +72,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
         false => find_unfinished(&opts.runs_dir, &exp.name, &config_sha256)?,
     };
     let resumed = unfinished.is_some();
-    let mut session = Session::now(loaded, device);
+    let mut session =
+        Session::now(loaded, device).with_training_sets(&splits, &loaded.dataset.root);
     let mut dir = match unfinished {
         Some(dir) => {
             session.check_resume(&dir)?;
@@ -786,9 +788,10 @@ fn device_memory(device: tch::Device, dir: &mut RunDir) -> Option<DeviceMemory> 
 }
 
 /// What a run's first session ran with (`session.toml` of the run folder), which a resumed
-/// session must share for the run to be one result: the same code and the same copy of
-/// the data. On the CPU it takes the first session's thread count too; another device or
-/// CPU is noted (they change the numbers slightly, as the thread count does).
+/// session must share for the run to be one result: the same code, the same copy of the
+/// data and the same training images. On the CPU it takes the first session's thread
+/// count too; another device or CPU is noted (they change the numbers slightly, as the
+/// thread count does).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Session {
     commit: String,
@@ -796,6 +799,34 @@ pub(crate) struct Session {
     device: String,
     torch_threads: i32,
     cpu: String,
+    /// Per category, its training set ([`training_set_summary`]); none in an evaluation's
+    /// session, nor in runs started before it was recorded (not checked then).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    training_sets: BTreeMap<String, String>,
+}
+
+/// A training set as `<n> images, sha256 <16 hex digits>`: how many samples and a SHA-256
+/// of their paths (below the dataset root, as written in the catalog or absolute: the same
+/// from any current folder), labels and file sizes, so that a resume sees images added,
+/// removed or replaced since the run started.
+fn training_set_summary(split: &CategorySplit, roots: [&Path; 2]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for sample in &split.train {
+        let image = sample.image.as_path();
+        let path = (roots.iter().find_map(|r| image.strip_prefix(r).ok())).unwrap_or(image);
+        // Samples held in memory (IDX, CIFAR-10) are named, not files.
+        let size = match sample.pixels {
+            Some(_) => 0,
+            None => std::fs::metadata(&sample.image).map_or(0, |m| m.len()),
+        };
+        let line = format!("{}\t{:?}\t{size}\n", path.display(), sample.label);
+        hash.update(line.as_bytes());
+    }
+    let hex: String = (hash.finalize().iter().take(8))
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{} images, sha256 {hex}", split.train.len())
 }
 
 impl Session {
@@ -807,7 +838,22 @@ impl Session {
             device: format!("{device:?}"),
             torch_threads: tch::get_num_threads(),
             cpu: memad_core::device::cpu_description(),
+            training_sets: BTreeMap::new(),
         }
+    }
+
+    /// This session with the training sets of `splits` (of the dataset at `root`) recorded.
+    pub(crate) fn with_training_sets(mut self, splits: &[CategorySplit], root: &Path) -> Self {
+        let absolute = PathBuf::from(&self.dataset_root);
+        self.training_sets = (splits.iter())
+            .map(|s| {
+                (
+                    s.category.clone(),
+                    training_set_summary(s, [root, &absolute]),
+                )
+            })
+            .collect();
+        self
     }
 
     /// Refuses to resume `dir` with another binary or another copy of the data; on the CPU,
@@ -835,6 +881,15 @@ impl Session {
         if first.dataset_root != self.dataset_root {
             let then = format!("the dataset at {}", first.dataset_root);
             return Err(refuse(&then, &self.dataset_root));
+        }
+        for (category, then) in &first.training_sets {
+            match self.training_sets.get(category) {
+                Some(now) if now != then => {
+                    let then = format!("category {category}'s training set of {then}");
+                    return Err(refuse(&then, now));
+                }
+                _ => {}
+            }
         }
         // The thread count sets the order of libtorch's float sums on the CPU: trained at
         // another count, a model ends up measurably elsewhere (about 0.01 of image AUROC

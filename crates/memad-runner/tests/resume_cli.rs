@@ -158,6 +158,10 @@ fn same_seed_same_numbers_and_a_resumed_run_equals_an_uninterrupted_one() {
     assert!(!text(&out).contains("resuming"), "{}", text(&out));
     let (complete, partial_now) = folders(&runs, "quickstart");
     assert_eq!((complete.len(), &partial_now), (3, &partial));
+    // That complete run now supersedes `p` (see
+    // `an_unfinished_run_older_than_a_complete_one_is_not_resumed`); removed, so that `p` is
+    // again the run of its config to resume.
+    std::fs::remove_dir_all(&complete[2]).unwrap();
 
     // Another copy of the data (or another binary) does not resume it: the run would mix
     // the two.
@@ -414,6 +418,35 @@ fn an_unfinished_run_older_than_a_complete_one_is_not_resumed() {
     );
     let (complete, partial) = folders(&d.join("runs"), "quickstart");
     assert_eq!((complete.len(), partial.len()), (2, 1), "{complete:?}");
+}
+
+/// A run whose training images changed since it started is not resumed (it would mix two
+/// training sets in one model): the refusal names the category and both training sets.
+#[test]
+fn a_changed_training_set_is_not_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tiny_catalog(d, r#""carpet""#);
+    std::fs::write(
+        d.join("tiny.toml"),
+        tiny_experiment("quickstart.toml", r#""carpet""#, 2),
+    )
+    .unwrap();
+    let run = ["run", "tiny.toml", "--runs", "runs"];
+    let out = memad(&run, d, Some("carpet:1"));
+    assert_eq!(out.status.code(), Some(75), "{}", text(&out));
+    std::fs::remove_file(d.join("data/tiny/carpet/train/good/000.png")).unwrap();
+    let out = memad(&run, d, None);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("was started with category carpet's training set of 6 images, sha256 ")
+            && t.contains("this session has 5 images, sha256 ")
+            && t.contains("`memad run --restart`"),
+        "{t}"
+    );
+    let out = memad(&[&run[..], &["--restart"]].concat(), d, None);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// The thread count orders libtorch's float sums: a run started on 2 threads and resumed by
