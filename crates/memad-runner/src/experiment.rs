@@ -737,6 +737,9 @@ pub(crate) fn min_epochs(e: &Experiment, registry: &Registry) -> Result<usize, C
     Ok((entry.min_epochs)(&e.method).0)
 }
 
+/// The largest `data.image_size` and `data.resize`.
+const MAX_IMAGE_SIZE: u32 = 4096;
+
 fn validate(e: &Experiment) -> Result<(), ConfigError> {
     let positive = [
         ("data.image_size", e.data.image_size as usize),
@@ -747,6 +750,21 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
     for (key, v) in positive {
         if v == 0 {
             return Err(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    // A typo's extra digit would otherwise abort the process allocating the resized image
+    // (`resize = 100000`: 30 GB) after the run folder exists.
+    for (key, size) in [
+        ("data.image_size", Some(e.data.image_size)),
+        ("data.resize", e.data.resize),
+    ] {
+        if size.is_some_and(|s| s > MAX_IMAGE_SIZE) {
+            let msg = format!(
+                "at most {MAX_IMAGE_SIZE} (one {MAX_IMAGE_SIZE} x {MAX_IMAGE_SIZE} RGB image is \
+                 192 MiB as float32), got {}",
+                size.unwrap_or_default()
+            );
+            return Err(ConfigError::new(key, msg));
         }
     }
     if let Some(subset) = e.data.subset {
@@ -954,6 +972,17 @@ mod tests {
         assert_eq!(g.resized((1500, 1000)), (384, 256));
         let plain = experiment("").data.geometry();
         assert_eq!((plain.resize, plain.crop), (224, None));
+    }
+
+    #[test]
+    fn image_sizes_past_4096_are_refused() {
+        let err = validate(&experiment("resize = 100000")).unwrap_err();
+        assert_eq!(err.path, "data.resize");
+        assert_eq!(
+            err.message,
+            "at most 4096 (one 4096 x 4096 RGB image is 192 MiB as float32), got 100000"
+        );
+        validate(&experiment("resize = 4096")).unwrap();
     }
 
     #[test]
