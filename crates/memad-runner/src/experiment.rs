@@ -767,6 +767,12 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, msg));
         }
     }
+    if let Some(synthesis) = &e.data.synthesis {
+        // The parameters, here; the texture folder at the run (it may be elsewhere).
+        if let Err((key, msg)) = memad_data::synthesis::check_parameters(synthesis) {
+            return Err(ConfigError::new(key, msg));
+        }
+    }
     if let Some(subset) = e.data.subset {
         for (key, v) in [
             ("train", subset.train),
@@ -972,6 +978,24 @@ mod tests {
         assert_eq!(g.resized((1500, 1000)), (384, 256));
         let plain = experiment("").data.geometry();
         assert_eq!((plain.resize, plain.crop), (224, None));
+    }
+
+    #[test]
+    fn synthesis_parameters_out_of_range_name_their_key() {
+        let err = validate(&experiment(
+            "[data.synthesis]\nkind = \"draem\"\nbeta_max = 1.5",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("data.synthesis.beta_max", "1.5 is outside [0, 1]")
+        );
+        let err = validate(&experiment(
+            "[data.synthesis]\nkind = \"cutpaste\"\ncolour_jitter = -1.0",
+        ))
+        .unwrap_err();
+        assert_eq!(err.path, "data.synthesis.colour_jitter");
+        validate(&experiment("[data.synthesis]\nkind = \"draem\"")).unwrap();
     }
 
     #[test]

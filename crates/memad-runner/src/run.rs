@@ -112,7 +112,9 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     };
     let run_label = format!("{}/{stamp}", exp.name);
     let synthesizer: Option<Arc<dyn AnomalySynthesizer>> = match &exp.data.synthesis {
-        Some(c) => Some(Arc::from(memad_data::synthesis::build(c)?)),
+        Some(c) => Some(Arc::from(
+            memad_data::synthesis::build(c).context("building data.synthesis")?,
+        )),
         None => None,
     };
     let groups = model_groups(&exp, &splits);

@@ -1,7 +1,8 @@
 //! CutPaste (see the [module docs](super)): a rectangle cut from the image, optionally
 //! colour-jittered, pasted elsewhere (the `scar` variant thin and rotated).
+use super::SynthesisConfig;
 use super::{check_image, hsv_to_rgb, rgb_to_hsv, to_u8, AnomalySynthesizer, Synthesized};
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::synthetic::Rng;
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -44,12 +45,7 @@ pub struct CutPasteSynthesizer {
 
 impl CutPasteSynthesizer {
     pub fn new(config: CutPasteConfig) -> Result<Self> {
-        if !(0.0..=0.5).contains(&config.colour_jitter) {
-            return Err(DataError::InvalidArgument(format!(
-                "cutpaste synthesis: colour_jitter = {} is outside [0, 0.5]",
-                config.colour_jitter
-            )));
-        }
+        super::parameters_in_range(&SynthesisConfig::Cutpaste(config.clone()))?;
         Ok(CutPasteSynthesizer { config })
     }
 

@@ -43,22 +43,25 @@ impl Default for DraemConfig {
 }
 
 impl DraemConfig {
-    fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(DataError::InvalidArgument(format!("draem synthesis: {m}")));
+    /// The first parameter out of range: its key (below `data.synthesis`) and why.
+    pub(crate) fn check(&self) -> std::result::Result<(), (&'static str, String)> {
         if self.min_perlin_scale >= self.perlin_scale || self.perlin_scale > 12 {
-            return bad(format!(
+            let key = match self.perlin_scale > 12 || self.perlin_scale == 0 {
+                true => "perlin_scale",
+                false => "min_perlin_scale",
+            };
+            let msg = format!(
                 "need min_perlin_scale < perlin_scale <= 12, got {} and {}",
                 self.min_perlin_scale, self.perlin_scale
-            ));
+            );
+            return Err((key, msg));
         }
         if !(0.0..=1.0).contains(&self.beta_max) {
-            return bad(format!("beta_max = {} is outside [0, 1]", self.beta_max));
+            return Err(("beta_max", format!("{} is outside [0, 1]", self.beta_max)));
         }
         if !(0.0..=1.0).contains(&self.anomaly_probability) {
-            return bad(format!(
-                "anomaly_probability = {} is outside [0, 1]",
-                self.anomaly_probability
-            ));
+            let msg = format!("{} is outside [0, 1]", self.anomaly_probability);
+            return Err(("anomaly_probability", msg));
         }
         Ok(())
     }
@@ -102,7 +105,7 @@ pub struct DraemSynthesizer {
 impl DraemSynthesizer {
     /// Validates `config` and lists its `texture_dir` (sorted, so runs are reproducible).
     pub fn new(config: DraemConfig) -> Result<Self> {
-        config.validate()?;
+        super::parameters_in_range(&super::SynthesisConfig::Draem(config.clone()))?;
         let textures = match &config.texture_dir {
             None => Vec::new(),
             Some(dir) => list_textures(dir)?,

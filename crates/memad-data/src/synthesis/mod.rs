@@ -89,6 +89,28 @@ impl Default for SynthesisConfig {
 
 /// Builds the synthesizer `config` describes (a DRAEM `texture_dir` is listed here: a missing
 /// folder or one without images is an error naming it).
+/// The first parameter of `config` out of range: its key (`data.synthesis.<key>`) and why;
+/// the texture folder is checked when the synthesizer is built.
+pub fn check_parameters(config: &SynthesisConfig) -> std::result::Result<(), (String, String)> {
+    let checked = match config {
+        SynthesisConfig::Draem(c) => c.check(),
+        SynthesisConfig::Cutpaste(c) => match (0.0..=0.5).contains(&c.colour_jitter) {
+            true => Ok(()),
+            false => Err((
+                "colour_jitter",
+                format!("{} is outside [0, 0.5]", c.colour_jitter),
+            )),
+        },
+    };
+    checked.map_err(|(key, msg)| (format!("data.synthesis.{key}"), msg))
+}
+
+/// [`check_parameters`] as this crate's error.
+fn parameters_in_range(config: &SynthesisConfig) -> Result<()> {
+    check_parameters(config)
+        .map_err(|(key, msg)| DataError::InvalidArgument(format!("{key}: {msg}")))
+}
+
 pub fn build(config: &SynthesisConfig) -> Result<Box<dyn AnomalySynthesizer>> {
     Ok(match config {
         SynthesisConfig::Draem(c) => Box::new(DraemSynthesizer::new(c.clone())?),
