@@ -34,8 +34,9 @@
 //!   at a time in test order, the memory starting from the trained items and carried over
 //!   the whole test set; after a frame is scored, its queries update the memory (the training
 //!   rule) when its error score `sum(n * e) / sum(n)`, `e` the per-element squared error on
-//!   `[0, 1]` images and `n = 1 - exp(-e)` (`point_score`), is below `update_threshold`
-//!   (0.01). `test_time_update = false` freezes the memory (scores then do not depend on the
+//!   `[0, 1]` images and `n = 1 - exp(-e)` (`point_score`, a weighted mean of `e`: in
+//!   `[0, 1]`), is below `update_threshold` (0.01; a config error outside `[0, 1]` or NaN,
+//!   even with the update off). `test_time_update = false` freezes the memory (scores then do not depend on the
 //!   test order); either way the trained items are what the checkpoint stores.
 //!
 //! Other memories: `[method.memory] kind` takes any registered memory kind (`memad list`;
@@ -95,7 +96,8 @@ pub struct MnadConfig {
     /// (the reference's evaluation); `false` freezes it.
     #[serde(default = "d_true")]
     pub test_time_update: bool,
-    /// The `point_score` below which a test frame updates the memory (0.01, `--th`).
+    /// The `point_score` below which a test frame updates the memory (0.01, `--th`); in
+    /// `[0, 1]`, the range of the point score.
     #[serde(default = "d_update_threshold")]
     pub update_threshold: f64,
 }
@@ -158,6 +160,17 @@ fn parse(
         return Err(ConfigError::new(
             format!("{path}.psnr_weight"),
             "must be in [0, 1]",
+        ));
+    }
+    if !(0.0..=1.0).contains(&cfg.update_threshold) {
+        return Err(ConfigError::new(
+            format!("{path}.update_threshold"),
+            format!(
+                "must be in [0, 1] (a frame's point score, a weighted mean of squared errors \
+                 of [0, 1] images, is in [0, 1]: 0 updates on no frame, 1 on nearly every \
+                 one; the reference uses 0.01), got {}",
+                cfg.update_threshold
+            ),
         ));
     }
     Ok(cfg)
@@ -874,6 +887,39 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// The threshold compares with a point score in `[0, 1]`: -1 or NaN would never update
+    /// (as `test_time_update = false`, silently), so outside `[0, 1]` is a config error.
+    #[test]
+    fn update_threshold_must_be_in_the_point_scores_range() {
+        let r = registry();
+        let parsed = |top: &str| {
+            let text = format!(
+                "kind = \"mnad\"\ntask = \"predict\"\nframes = 3\npsnr_weight = 0.6\n{top}\n[memory]"
+            );
+            parse(&toml::from_str(&text).unwrap(), "method", &r)
+        };
+        for bad in ["-1.0", "nan", "inf", "1.5", "-0.001"] {
+            for update in ["true", "false"] {
+                let top = format!("update_threshold = {bad}\ntest_time_update = {update}");
+                let err = parsed(&top).unwrap_err();
+                assert_eq!(err.path, "method.update_threshold", "{top}");
+                assert!(
+                    err.message.contains("must be in [0, 1]")
+                        && err
+                            .message
+                            .contains(&format!("got {}", bad.parse::<f64>().unwrap())),
+                    "{}",
+                    err.message
+                );
+            }
+        }
+        for good in ["0.0", "0.01", "0.015", "1.0"] {
+            let cfg = parsed(&format!("update_threshold = {good}")).unwrap();
+            assert_eq!(cfg.update_threshold, good.parse::<f64>().unwrap());
+        }
+        assert_eq!(parsed("").unwrap().update_threshold, 0.01);
     }
 
     #[test]

@@ -90,13 +90,19 @@
 //!   follows the run's seed, so a spread over seeds mixes initialisation with which
 //!   anomalies were drawn.
 //! - A stage-2 epoch whose batches hold no anomalous example (no pseudo-anomalies listed,
-//!   no labelled anomaly) is an error: its detector would learn a constant.
+//!   no labelled anomaly) is an error: its detector would learn a constant. The config check
+//!   (`check_data`, so `memad check` too) refuses `detector.pseudo_anomalies = []` unless
+//!   `data.anomaly_fraction > 0`; a fraction that draws no anomaly (it rounds to none) fails
+//!   the run when the next epoch starts or, after the last, in `finalize` (before the
+//!   checkpoint is saved) and when scoring. The epoch's counts are state (`stage2_batches`,
+//!   `stage2_anomalies`), so a resumed run fails alike.
 //!
 //! The no-memory ablation is `kind = "contrastive"`: the same encoder, augmentations and
 //! NT-Xent stage 1 with no memory (a `[method.memory]` section is an error); in stage 2 the
 //! reference of each scale is the mean normal feature: the running mean of the normalised
 //! local features of the normal training images of stage 2 (the encoder is frozen then),
-//! `mu_s` (its running sum saved as state `reference_sum_s<i>`); the deviation maps are `1 - cos(F_s, mu_s)` or
+//! `mu_s` (its running sum saved as state `reference_sum_s<i>`, with `reference_count`; state
+//! is looked up by name); the deviation maps are `1 - cos(F_s, mu_s)` or
 //! `F^_s - mu^_s`: a one-prototype, not-learned memory, so the detector, its inputs' shapes
 //! and its training are identical. The mean is updated in the step that uses it, so the
 //! detector's first stage-2 batches see a mean of few images (the first, of its own batch).
@@ -121,7 +127,7 @@
 use memad_core::precision::full_precision;
 use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Batch, BuildContext, ConfigError, CoreError,
-    LossTerm, Memory, MemoryUsage, Method, Registry, Result, TrainOutput,
+    LossTerm, Memory, MemoryUsage, Method, Progress, Registry, Result, TrainOutput,
 };
 use memory_contrast::{l2_normalise, ContrastMemory, ContrastMemoryConfig};
 use serde::{Deserialize, Serialize};
@@ -131,6 +137,11 @@ use tch::{nn, nn::Module, nn::ModuleT, Device, Kind, Tensor};
 pub const KIND_MSCM: &str = "mscm";
 /// `kind` of the no-memory ablation.
 pub const KIND_CONTRASTIVE: &str = "contrastive";
+
+/// State names: the ablation's image count and both kinds' stage-2 counts.
+const REFERENCE_COUNT: &str = "reference_count";
+const STAGE2_BATCHES: &str = "stage2_batches";
+const STAGE2_ANOMALIES: &str = "stage2_anomalies";
 
 /// `[method.encoder]`: the ResNet-style encoder trained from scratch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,7 +318,7 @@ pub struct DetectorConfig {
     #[serde(default = "d_hidden")]
     pub hidden: i64,
     /// Kinds of pseudo-anomalies, one drawn per normal image; empty = only the batch's
-    /// labelled anomalies (unbalanced setting).
+    /// labelled anomalies (unbalanced setting: refused without `data.anomaly_fraction > 0`).
     #[serde(default = "d_pseudo")]
     pub pseudo_anomalies: Vec<PseudoAnomaly>,
     /// Std of the `noise` pseudo-anomaly, in `[0, 1]` pixel units.
@@ -587,33 +598,53 @@ pub fn min_epochs(section: &toml::Value) -> (usize, Option<String>) {
     (stage1 + 1, Some(why))
 }
 
-/// Registry `check_data` (both kinds): NT-Xent (and the sample contrast) contrasts each
-/// image's two views against the other images of the batch; with one image per batch its
-/// only candidate is its own other view, so the loss is 0 and stage 1 trains nothing through
-/// it. `data.batch_size` must then be at least 2 (without either term, MSCM's stage 1 trains
-/// its memories alone and takes any batch size).
+/// Registry `check_data` (both kinds), on the resolved `[method]` and `[data]` sections:
+/// - NT-Xent (and the sample contrast) contrasts each image's two views against the other
+///   images of the batch; with one image per batch its only candidate is its own other
+///   view, so the loss is 0 and stage 1 trains nothing through it. `data.batch_size` must
+///   then be at least 2 (without either term, MSCM's stage 1 trains its memories alone and
+///   takes any batch size).
+/// - Stage 2's anomalous examples are the pseudo-anomalies and the labelled anomalies:
+///   `method.detector.pseudo_anomalies = []` needs `data.anomaly_fraction > 0`, else the
+///   detector sees normal images only and learns a constant.
 pub fn check_data(
     method: &toml::Value,
     data: &toml::Value,
 ) -> std::result::Result<(), ConfigError> {
+    let kind = method.get("kind").and_then(toml::Value::as_str);
+    let kind = kind.unwrap_or(KIND_MSCM);
     let weight = |k: &str| method.get(k).and_then(toml::Value::as_float).unwrap_or(0.0);
     let contrast = weight("ntxent_weight") > 0.0 || weight("sample_contrast_weight") > 0.0;
     let batch = data.get("batch_size").and_then(toml::Value::as_integer);
-    match batch {
-        Some(b) if contrast && b < 2 => {
-            let kind = method.get("kind").and_then(toml::Value::as_str);
-            Err(ConfigError::new(
-                "data.batch_size",
-                format!(
-                    "must be at least 2 for method `{}`: its stage-1 NT-Xent contrasts each \
-                     image with the other images of the batch (with 1 image it has none: \
-                     the loss is 0 and gives no gradient), got {b}",
-                    kind.unwrap_or(KIND_MSCM)
-                ),
-            ))
-        }
-        _ => Ok(()),
+    if let Some(b) = batch.filter(|&b| contrast && b < 2) {
+        return Err(ConfigError::new(
+            "data.batch_size",
+            format!(
+                "must be at least 2 for method `{kind}`: its stage-1 NT-Xent contrasts each \
+                 image with the other images of the batch (with 1 image it has none: the loss \
+                 is 0 and gives no gradient), got {b}"
+            ),
+        ));
     }
+    let no_pseudo = (method.get("detector"))
+        .and_then(|d| d.get("pseudo_anomalies"))
+        .and_then(toml::Value::as_array)
+        .is_some_and(|kinds| kinds.is_empty());
+    let fraction = (data.get("anomaly_fraction"))
+        .and_then(|f| f.as_float().or(f.as_integer().map(|i| i as f64)))
+        .unwrap_or(0.0);
+    if no_pseudo && fraction <= 0.0 {
+        return Err(ConfigError::new(
+            "method.detector.pseudo_anomalies",
+            format!(
+                "is empty and data.anomaly_fraction = {fraction}: the stage-2 detector of method \
+                 `{kind}` would see no anomalous example and learn a constant; list \
+                 pseudo-anomalies (rotate, cutpaste, shuffle, noise), or give labelled \
+                 anomalies (data.anomaly_fraction > 0, the unbalanced setting)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Registry `resolve` (both kinds).
@@ -800,8 +831,9 @@ pub struct Mscm {
     detector: Detector,
     /// 1 or 2.
     stage: u8,
-    /// This epoch's stage-2 batches, and the anomalous examples (pseudo or labelled) they
-    /// held: a stage-2 epoch without any trains the detector toward a constant.
+    /// The stage-2 batches of the epoch trained last (or in training), and the anomalous
+    /// examples (pseudo or labelled) they held: a stage-2 epoch without any trains the
+    /// detector toward a constant. Saved as state.
     stage2_batches: usize,
     stage2_anomalies: usize,
     device: Device,
@@ -819,6 +851,21 @@ struct Deviations {
 fn flatten(f: &Tensor) -> Tensor {
     let c = f.size()[1];
     f.permute([0, 2, 3, 1]).reshape([-1, c])
+}
+
+/// A saved count: a non-negative integer scalar.
+fn count_of(name: &str, t: &Tensor) -> Result<usize> {
+    let value = match (t.dim(), t.is_floating_point()) {
+        (0, false) => t.f_int64_value(&[]).ok(),
+        _ => None,
+    };
+    value.and_then(|v| usize::try_from(v).ok()).ok_or_else(|| {
+        CoreError::Invalid(format!(
+            "`{name}` must be a non-negative integer scalar, got {:?} {:?}",
+            t.size(),
+            t.kind()
+        ))
+    })
 }
 
 /// `[B h w, c]` -> `[B, c, h, w]` with the spatial size of `like`.
@@ -1099,14 +1146,18 @@ impl Mscm {
         })
     }
 
-    /// An error when the stage-2 epoch trained so far held no anomalous example (no
-    /// `detector.pseudo_anomalies` and no labelled anomaly): its detector learned a constant.
+    /// An error when the stage-2 epoch trained last held no anomalous example: its detector
+    /// learned a constant. `check_data` refuses `detector.pseudo_anomalies = []` without
+    /// labelled anomalies; this catches labelled anomalies asked for and none drawn (a
+    /// `data.anomaly_fraction` that rounds to none). The counts are state, so a resumed run
+    /// or a checkpoint fails it too.
     fn check_stage2_anomalies(&self) -> Result<()> {
         if self.stage2_batches > 0 && self.stage2_anomalies == 0 {
             return Err(CoreError::Invalid(format!(
-                "{}: {} stage-2 batches held no anomalous example (method.detector.\
-                 pseudo_anomalies is empty and no labelled anomaly came): the detector learned a \
-                 constant; list pseudo-anomalies, or give labelled ones (data.anomaly_fraction)",
+                "{}: the {} batches of a stage-2 epoch held no anomalous example \
+                 (method.detector.pseudo_anomalies is empty and the training set held no \
+                 labelled anomaly): the detector learned a constant; list pseudo-anomalies, or \
+                 raise data.anomaly_fraction so that the training set gets labelled anomalies",
                 self.cfg.kind, self.stage2_batches
             )));
         }
@@ -1186,45 +1237,83 @@ impl Method for Mscm {
         }
     }
 
-    /// The ablation's running sums of normalised normal features (`reference_sum_s<i>`
-    /// `[C_s]`) and their image count (`reference_count`, int64 scalar), so that a resumed
-    /// stage 2 goes on summing where it stopped; none for MSCM.
+    /// The last stage-2 epoch's counts fail it here too, before the runner saves the
+    /// checkpoint: a run cannot finish with a constant detector.
+    fn finalize(&mut self, _progress: Progress<'_>) -> Result<()> {
+        self.check_stage2_anomalies()
+    }
+
+    /// Both kinds: the counts of the stage-2 epoch trained last (`stage2_batches`,
+    /// `stage2_anomalies`, int64 scalars), so that a resumed run or a checkpoint keeps
+    /// failing `check_stage2_anomalies`. The ablation also: its running sums of normalised
+    /// normal features (`reference_sum_s<i>` `[C_s]`) and their image count
+    /// (`reference_count`, int64 scalar), so that a resumed stage 2 goes on summing where
+    /// it stopped.
     fn state(&self) -> Vec<(String, Tensor)> {
-        let References::Means { sums, count } = &self.references else {
-            return Vec::new();
-        };
-        let mut state: Vec<(String, Tensor)> = (self.cfg.scales.iter().zip(sums))
-            .map(|(s, sum)| (format!("reference_sum_s{s}"), sum.shallow_clone()))
-            .collect();
-        state.push(("reference_count".into(), Tensor::from(*count)));
+        let mut state: Vec<(String, Tensor)> = Vec::new();
+        if let References::Means { sums, count } = &self.references {
+            state.extend(
+                (self.cfg.scales.iter().zip(sums))
+                    .map(|(s, sum)| (format!("reference_sum_s{s}"), sum.shallow_clone())),
+            );
+            state.push((REFERENCE_COUNT.into(), Tensor::from(*count)));
+        }
+        state.push((
+            STAGE2_BATCHES.into(),
+            Tensor::from(self.stage2_batches as i64),
+        ));
+        state.push((
+            STAGE2_ANOMALIES.into(),
+            Tensor::from(self.stage2_anomalies as i64),
+        ));
         state
     }
 
+    /// Restores [`Method::state`] by name, in any order (a safetensors file reads back in
+    /// hash order). The stage-2 counts may be absent (checkpoints saved before they were):
+    /// the check then has nothing to go on.
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
-        let expected: Vec<(String, Tensor)> = self.state();
-        let names = |s: &[(String, Tensor)]| s.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
-        if names(state) != names(&expected) {
+        let expected: Vec<String> = self.state().into_iter().map(|(n, _)| n).collect();
+        let optional = [STAGE2_BATCHES, STAGE2_ANOMALIES];
+        let given = |name: &str| state.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+        let unexpected: Vec<&str> = (state.iter())
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !expected.iter().any(|e| e == n))
+            .collect();
+        let missing: Vec<&str> = (expected.iter())
+            .map(String::as_str)
+            .filter(|n| given(n).is_none() && !optional.contains(n))
+            .collect();
+        if !unexpected.is_empty() || !missing.is_empty() {
             return Err(CoreError::Invalid(format!(
-                "{} state: expected {:?}, got {:?}",
-                self.cfg.kind,
-                names(&expected),
-                names(state)
+                "{} state: missing {missing:?}, unexpected {unexpected:?} (expected {expected:?})",
+                self.cfg.kind
             )));
         }
-        let References::Means { sums, count } = &mut self.references else {
-            return Ok(()); // MSCM: nothing expected, nothing given
+        let counter = |name: &str| -> Result<Option<usize>> {
+            given(name).map(|t| count_of(name, t)).transpose()
         };
-        for ((name, saved), sum) in state.iter().zip(sums.iter_mut()) {
-            if saved.size() != sum.size() {
-                return Err(CoreError::Invalid(format!(
-                    "`{name}`: {:?} saved, {:?} in the model",
-                    saved.size(),
-                    sum.size()
-                )));
+        let batches = counter(STAGE2_BATCHES)?.unwrap_or(0);
+        let anomalies = counter(STAGE2_ANOMALIES)?.unwrap_or(0);
+        if let References::Means { sums, count } = &mut self.references {
+            let mut loaded = Vec::with_capacity(sums.len());
+            for (s, sum) in self.cfg.scales.iter().zip(sums.iter()) {
+                let name = format!("reference_sum_s{s}");
+                let saved = given(&name).expect("checked above: present");
+                if saved.size() != sum.size() {
+                    return Err(CoreError::Invalid(format!(
+                        "`{name}`: {:?} saved, {:?} in the model",
+                        saved.size(),
+                        sum.size()
+                    )));
+                }
+                loaded.push(saved.to_kind(Kind::Float)); // on the device: the runner moves it
             }
-            *sum = saved.to_kind(Kind::Float); // on the device: the runner moves the state
+            let saved_count = count_of(REFERENCE_COUNT, given(REFERENCE_COUNT).expect("checked"))?;
+            *sums = loaded;
+            *count = saved_count as i64;
         }
-        *count = state[state.len() - 1].1.int64_value(&[]);
+        (self.stage2_batches, self.stage2_anomalies) = (batches, anomalies);
         Ok(())
     }
 
@@ -1712,19 +1801,72 @@ mod tests {
     #[test]
     fn a_stage_2_epoch_without_anomalous_examples_is_an_error() {
         let mut m = model("mscm", "[detector]\npseudo_anomalies = []");
-        m.start_epoch(2, 3).unwrap();
+        m.start_epoch(2, 4).unwrap();
         // A labelled anomaly (the unbalanced setting) is enough.
         m.train_step(&batch(&[0, 1])).unwrap();
-        m.start_epoch(3, 3).unwrap();
+        m.start_epoch(3, 4).unwrap();
         m.train_step(&batch(&[0, 0])).unwrap();
-        let err = tch::no_grad(|| m.score(&batch(&[0])))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no anomalous example"), "{err}");
+        let msg = |e: CoreError| e.to_string();
+        let err = msg(tch::no_grad(|| m.score(&batch(&[0]))).unwrap_err());
+        assert!(
+            err.contains("the 1 batches of a stage-2 epoch held no anomalous example")
+                && err.contains("data.anomaly_fraction"),
+            "{err}"
+        );
+        // The counts are state: a model restored from it (a resumed run after this epoch, a
+        // checkpoint) fails alike, when the next epoch starts, in `finalize` (before the
+        // runner saves the checkpoint) and when scoring.
+        let state = m.state();
+        let mut resumed = model("mscm", "[detector]\npseudo_anomalies = []");
+        resumed.load_state(&state).unwrap();
+        let start = resumed.start_epoch(4, 4).map_err(msg).unwrap_err();
+        assert!(start.contains("no anomalous example"), "{start}");
+        let mut resumed = model("mscm", "[detector]\npseudo_anomalies = []");
+        resumed.load_state(&state).unwrap();
+        let fin = resumed.finalize(&memad_core::no_progress).map_err(msg);
+        assert!(fin.unwrap_err().contains("no anomalous example"));
+        let score = tch::no_grad(|| resumed.score(&batch(&[0]))).map_err(msg);
+        assert!(score.unwrap_err().contains("no anomalous example"));
+        // Checkpoints saved before the counts were: nothing to check.
+        let mut old = model("mscm", "[detector]\npseudo_anomalies = []");
+        old.load_state(&[]).unwrap();
+        old.finalize(&memad_core::no_progress).unwrap();
         let mut no_stage1 = section("mscm", "");
         (no_stage1.as_table_mut().unwrap()).insert("stage1_epochs".into(), 0.into());
         let err = parse(&no_stage1, "method").unwrap_err();
         assert_eq!(err.path, "method.stage1_epochs");
+    }
+
+    /// No pseudo-anomalies and no labelled anomalies: refused by the config check (`memad
+    /// check`, before training), naming the key and what else gives stage 2 anomalies.
+    #[test]
+    fn no_pseudo_anomalies_need_labelled_ones() {
+        let mut registry = Registry::default();
+        crate::register(&mut registry);
+        let check = |kind: &str, extra: &str, data: &str| {
+            let method = resolve(&section(kind, extra), "method", &registry).unwrap();
+            let data: toml::Value = toml::from_str(&format!("batch_size = 4\n{data}")).unwrap();
+            (registry.method(kind, "method.kind").unwrap().check_data)(&method, &data)
+        };
+        let none = "[detector]\npseudo_anomalies = []";
+        for kind in [KIND_MSCM, KIND_CONTRASTIVE] {
+            for data in ["", "anomaly_fraction = 0.0"] {
+                let err = check(kind, none, data).unwrap_err();
+                assert_eq!(err.path, "method.detector.pseudo_anomalies");
+                assert!(
+                    err.message.contains(&format!("`{kind}`"))
+                        && err.message.contains("learn a constant")
+                        && err.message.contains("list pseudo-anomalies")
+                        && err.message.contains("data.anomaly_fraction > 0"),
+                    "{}",
+                    err.message
+                );
+            }
+            // Labelled anomalies (the unbalanced setting), or any pseudo-anomaly, will do.
+            assert!(check(kind, none, "anomaly_fraction = 0.05").is_ok());
+            assert!(check(kind, "[detector]\npseudo_anomalies = [\"noise\"]", "").is_ok());
+            assert!(check(kind, "", "anomaly_fraction = 0.0").is_ok());
+        }
     }
 
     #[test]
@@ -1841,10 +1983,18 @@ mod tests {
         let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["reference_sum_s0", "reference_sum_s1", "reference_count"]
+            [
+                "reference_sum_s0",
+                "reference_sum_s1",
+                "reference_count",
+                "stage2_batches",
+                "stage2_anomalies"
+            ]
         );
         assert_eq!(state[1].1.size(), [8]);
         assert_eq!(state[2].1.int64_value(&[]), 3, "three normal images");
+        assert_eq!(state[3].1.int64_value(&[]), 1, "one stage-2 batch");
+        assert_eq!(state[4].1.int64_value(&[]), 4, "three pseudo, one labelled");
         let b = batch(&[0, 1]);
         let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [2]);
@@ -1861,16 +2011,66 @@ mod tests {
         assert!(again
             .image_score
             .allclose(&out.image_score, 1e-6, 1e-6, false));
-        let msg = loaded.load_state(&state[..2]).unwrap_err().to_string();
-        assert!(msg.contains("contrastive state: expected"), "{msg}");
-        // MSCM has no state: its prototypes are VarStore variables.
-        assert!(model("mscm", "").state().is_empty());
+        // By name, in any order: a safetensors file reads back in hash order.
+        let reorders: [&[usize]; 3] = [&[4, 2, 0, 3, 1], &[2, 1, 0, 4, 3], &[1, 0, 2]];
+        for order in reorders {
+            let shuffled: Vec<(String, Tensor)> = (order.iter())
+                .map(|&i| (state[i].0.clone(), state[i].1.shallow_clone()))
+                .collect();
+            let mut other = model("contrastive", "");
+            tch::no_grad(|| {
+                let trained = m.trainable().variables();
+                for (name, mut v) in other.trainable().variables() {
+                    v.copy_(&trained[&name]);
+                }
+            });
+            other.load_state(&shuffled).unwrap();
+            let scores = tch::no_grad(|| other.score(&b)).unwrap().image_score;
+            assert!(
+                scores.allclose(&out.image_score, 1e-6, 1e-6, false),
+                "{order:?}"
+            );
+            assert_eq!(other.state()[2].1.int64_value(&[]), 3, "{order:?}");
+        }
+        // Missing and unexpected names are named.
+        let mut partial: Vec<(String, Tensor)> = (state[..2].iter())
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        let zeros = |n: i64| Tensor::zeros([n], (Kind::Float, Device::Cpu));
+        partial.push(("reference_sum_s7".into(), zeros(8)));
+        let msg = loaded.load_state(&partial).unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "contrastive state: missing [\"reference_count\"], unexpected \
+                 [\"reference_sum_s7\"]"
+            ),
+            "{msg}"
+        );
+        let mut wrong: Vec<(String, Tensor)> = (state[..3].iter())
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        wrong[1].1 = zeros(3);
+        let msg = loaded.load_state(&wrong).unwrap_err().to_string();
+        assert!(msg.contains("`reference_sum_s1`: [3] saved, [8]"), "{msg}");
+        // The scores are those of the state loaded last that loaded whole.
+        let after = tch::no_grad(|| loaded.score(&b)).unwrap();
+        assert!(
+            after.image_score.equal(&again.image_score),
+            "a failed load changed it"
+        );
+        // MSCM's state is the stage-2 counts alone: its prototypes are VarStore variables.
+        let mscm_state = model("mscm", "").state();
+        let names: Vec<&str> = mscm_state.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["stage2_batches", "stage2_anomalies"]);
         let msg = model("mscm", "")
             .load_state(&state)
             .unwrap_err()
             .to_string();
         assert!(
-            msg.contains("mscm state: expected [], got [\"reference_sum_s0\""),
+            msg.contains(
+                "mscm state: missing [], unexpected [\"reference_sum_s0\", \
+                 \"reference_sum_s1\", \"reference_count\"]"
+            ),
             "{msg}"
         );
         assert_eq!(model("mscm", "").memories().len(), 2);

@@ -34,7 +34,9 @@
 //!   farther from `m_test*` than `m*` by more than about 17 (distances between ImageNet
 //!   features run to tens or hundreds), `m*`'s share is below float precision and `s`
 //!   equals `s*`: `"reweighted"` then scores as `"max"` does (so does anomalib's
-//!   implementation; the official code does not reweight).
+//!   implementation; the official code does not reweight). A bank of fewer than `b` items
+//!   is an error (at fit time, before the coreset; and when a checkpoint's bank is loaded):
+//!   Eq. 7 would silently use fewer neighbours, and with one item every image scores 0.
 //!
 //! Training is one pass over the training set without gradients ([`Training::FitOnce`]);
 //! nothing is learned by gradient, so [`Method::trainable`] is an empty VarStore.
@@ -67,7 +69,7 @@ use memad_core::{
     parse_section, to_toml_value, AnomalyOutput, Backbone, Batch, BuildContext, ConfigError,
     CoreError, Memory, Method, Progress, Registry, Result, TrainOutput, Training,
 };
-use memory_bank::{PatchBank, PatchBankConfig};
+use memory_bank::{coreset_size, PatchBank, PatchBankConfig};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
@@ -292,7 +294,7 @@ pub fn patch_features(
 }
 
 /// Eq. 7: the image score `s*` (the largest patch score) reweighted by how dense the bank is
-/// around `m*`.
+/// around `m*`. An error when the bank holds fewer than `neighbours` items.
 ///
 /// # Shapes
 /// `patch_distance`, `patch_index`: `[B, L]` (each patch's distance to and index of its
@@ -307,6 +309,13 @@ pub fn reweighted_score(
     let items = bank
         .items()
         .ok_or_else(|| CoreError::Invalid("patchcore: the bank is empty".into()))?;
+    if bank.len() < neighbours {
+        return Err(CoreError::Invalid(format!(
+            "patchcore: Eq. 7 needs {neighbours} bank items (reweight_neighbours), the bank \
+             holds {}",
+            bank.len()
+        )));
+    }
     let worst = patch_distance.argmax(1, true); // [B, 1]
     let s_star = patch_distance.gather(1, &worst, false).squeeze_dim(1);
     let m_star = items.index_select(0, &patch_index.gather(1, &worst, false).squeeze_dim(1));
@@ -326,6 +335,31 @@ pub fn reweighted_score(
                  // exp(s*) / sum_j exp(d_j), computed as exp(s* - logsumexp(d)).
     let ratio = (&s_star - to_support.logsumexp([1i64].as_slice(), false)).exp();
     Ok((1.0 - ratio) * s_star)
+}
+
+/// With `image_score = "reweighted"`, an error when a bank of `items` holds fewer than Eq. 7's
+/// `b = reweight_neighbours` (the neighbours would silently be fewer; with one item every
+/// image scores 0); `available`: the patch features the bank was selected from, when known.
+fn check_bank_size(cfg: &PatchcoreConfig, items: i64, available: Option<i64>) -> Result<()> {
+    let b = cfg.reweight_neighbours;
+    if cfg.image_score != ImageScore::Reweighted || items >= b {
+        return Ok(());
+    }
+    let ratio = cfg.memory.coreset_ratio;
+    let from = match available {
+        Some(n) => format!(
+            "method.memory.coreset_ratio = {ratio} keeps {items} of the {n} patch features \
+             collected (keeping {b} needs coreset_ratio >= {b}/{n})"
+        ),
+        None => {
+            format!("the fitted bank holds {items} item(s) (method.memory.coreset_ratio = {ratio})")
+        }
+    };
+    Err(CoreError::Invalid(format!(
+        "patchcore: {from}, fewer than method.reweight_neighbours = {b} that image_score = \
+         \"reweighted\" (Eq. 7) needs: raise coreset_ratio, lower reweight_neighbours, or use \
+         image_score = \"max\""
+    )))
 }
 
 pub struct Patchcore {
@@ -401,8 +435,16 @@ impl Method for Patchcore {
         ))
     }
 
+    /// Builds the bank; with `image_score = "reweighted"`, first refuses a bank smaller than
+    /// Eq. 7's `reweight_neighbours` (before the coreset is computed).
     fn finalize(&mut self, progress: Progress<'_>) -> Result<()> {
-        self.bank.finalize(progress)
+        let available = self.bank.collected();
+        if available > 0 {
+            let items = coreset_size(available, self.cfg.memory.coreset_ratio);
+            check_bank_size(&self.cfg, items, Some(available))?;
+        }
+        self.bank.finalize(progress)?;
+        check_bank_size(&self.cfg, self.bank.len(), None)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -413,7 +455,8 @@ impl Method for Patchcore {
     /// frozen backbone.
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         let inner = memad_core::state_under(state, "memory.", "patchcore")?;
-        self.bank.load_state(&inner)
+        self.bank.load_state(&inner)?;
+        check_bank_size(&self.cfg, self.bank.len(), None)
     }
 
     fn score(&self, batch: &Batch) -> Result<AnomalyOutput> {
@@ -717,8 +760,22 @@ mod tests {
         let mut m = Patchcore::new(cfg, backbone, Device::Cpu, 3);
         tch::no_grad(|| m.fit(&image_batch(images(4, 32, 0.0)))).unwrap();
         assert_eq!(m.bank().collected(), 4 * 4 * 4);
+        // 64 patch features (4 images, 4 x 4 grid at stride 8), int(64 * 0.1) = 6 kept:
+        // fewer than the b = 9 neighbours of Eq. 7, refused before the coreset is computed.
+        let msg = tch::no_grad(|| m.finalize(&memad_core::no_progress))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains(
+                "method.memory.coreset_ratio = 0.1 keeps 6 of the 64 patch features collected \
+                 (keeping 9 needs coreset_ratio >= 9/64), fewer than \
+                 method.reweight_neighbours = 9"
+            ),
+            "{msg}"
+        );
+        assert_eq!(m.bank().collected(), 64);
+        m.cfg.reweight_neighbours = 6;
         tch::no_grad(|| m.finalize(&memad_core::no_progress)).unwrap();
-        // 64 patch features (4 images, 4 x 4 grid at stride 8), int(64 * 0.1) = 6 kept.
         assert_eq!(m.bank().len(), 6);
         assert_eq!(m.bank().items().unwrap().size(), [6, 1024]);
         let test = images(2, 32, 5.0);
@@ -726,5 +783,60 @@ mod tests {
         let s: Vec<f32> = Vec::try_from(&out.image_score).unwrap();
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+    }
+
+    /// A one-item bank (a tiny `coreset_ratio`): `max` scores each image by its distance to
+    /// that item; `reweighted` would score every image 0 (Eq. 7's weight of `b = 1` items),
+    /// so it is refused when fitting, when a checkpoint's bank is loaded and when scoring.
+    #[test]
+    fn a_bank_smaller_than_the_reweighting_needs_is_refused() {
+        let train = images(4, 32, 0.0);
+        let tiny = "[memory]\ncoreset_ratio = 1e-9";
+        let m = fitted(tiny, &train);
+        let state = m.state();
+        assert_eq!(state[0].1.size()[0], 1, "one item kept");
+        let test = image_batch(images(2, 32, 5.0));
+        let out = tch::no_grad(|| m.score(&test)).unwrap();
+        let s: Vec<f32> = Vec::try_from(&out.image_score).unwrap();
+        assert!(s.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+        assert_ne!(s[0], s[1]);
+
+        let reg = registry();
+        let reweighted = format!("image_score = \"reweighted\"\n{tiny}");
+        let resolved = resolve(&section(&reweighted), "method", &reg).unwrap();
+        let ctx = BuildContext {
+            device: Device::Cpu,
+            weights_dir: std::env::temp_dir(),
+            image_size: 32,
+            classes: 1,
+        };
+        let mut r = build(&resolved, &reg, &ctx).unwrap();
+        tch::no_grad(|| r.fit(&image_batch(train.narrow(0, 0, 2)))).unwrap();
+        let msg = tch::no_grad(|| r.finalize(&memad_core::no_progress))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("coreset_ratio = 0.000000001 keeps 1 of the 32 patch features")
+                && msg.contains("fewer than method.reweight_neighbours = 9")
+                && msg.contains("image_score = \"reweighted\" (Eq. 7) needs"),
+            "{msg}"
+        );
+        // `memad eval --set method.image_score=reweighted` of the max run's checkpoint.
+        let msg = r.load_state(&state).unwrap_err().to_string();
+        assert!(
+            msg.contains(
+                "the fitted bank holds 1 item(s) (method.memory.coreset_ratio = 0.000000001), \
+                 fewer than method.reweight_neighbours = 9"
+            ),
+            "{msg}"
+        );
+        // Scoring refuses it too (a bank given to the library functions directly).
+        let cfg = parse(&section(&reweighted), "method", &reg).unwrap();
+        let mut bank = PatchBank::new(cfg.memory.clone(), 0);
+        bank.load_state(&[("bank".into(), state[0].1.shallow_clone())])
+            .unwrap();
+        let patches = Tensor::zeros([1, 2, 1024], (Kind::Float, Device::Cpu));
+        let msg = patch_scores(&cfg, &bank, &patches).unwrap_err().to_string();
+        assert!(msg.contains("Eq. 7 needs 9 bank items"), "{msg}");
     }
 }
