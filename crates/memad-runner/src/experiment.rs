@@ -767,6 +767,17 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             return Err(ConfigError::new(key, msg));
         }
     }
+    if let Some(cache) = &e.data.cache {
+        if cache.as_os_str().is_empty() {
+            let msg = "is empty: name a folder (e.g. \"cache/decoded\"), or remove the key \
+                       for no cache";
+            return Err(ConfigError::new("data.cache", msg));
+        }
+        if cache.is_file() {
+            let msg = format!("{} is a file: name a folder", cache.display());
+            return Err(ConfigError::new("data.cache", msg));
+        }
+    }
     if let Some(synthesis) = &e.data.synthesis {
         // The parameters, here; the texture folder at the run (it may be elsewhere).
         if let Err((key, msg)) = memad_data::synthesis::check_parameters(synthesis) {
@@ -996,6 +1007,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path, "data.synthesis.colour_jitter");
         validate(&experiment("[data.synthesis]\nkind = \"draem\"")).unwrap();
+    }
+
+    #[test]
+    fn an_empty_cache_path_is_refused() {
+        let err = validate(&experiment("cache = \"\"")).unwrap_err();
+        assert_eq!(err.path, "data.cache");
+        assert!(
+            err.message.starts_with("is empty: name a folder"),
+            "{}",
+            err.message
+        );
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = experiment(&format!("cache = \"{}\"", file.path().display()));
+        assert!(validate(&e)
+            .unwrap_err()
+            .message
+            .ends_with("is a file: name a folder"));
     }
 
     #[test]
