@@ -579,6 +579,12 @@ pub fn load_text_with(
     if experiment.data.clip.is_some() && !video {
         return not_video("data.clip", "[data.clip]");
     }
+    if experiment.eval.video_normalization != VideoNormalizationConfig::None && !video {
+        return not_video(
+            "eval.video_normalization",
+            "per-video score normalisation (for the frame_* metrics)",
+        );
+    }
     let classes = matches!(
         dataset.format,
         DatasetFormat::MnistIdx | DatasetFormat::Cifar10
@@ -1007,6 +1013,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path, "data.synthesis.colour_jitter");
         validate(&experiment("[data.synthesis]\nkind = \"draem\"")).unwrap();
+    }
+
+    #[test]
+    fn video_normalization_needs_a_video_dataset() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let path = root.join("experiments/quickstart.toml");
+        let text = std::fs::read_to_string(&path).unwrap() + "video_normalization = \"min_max\"\n";
+        assert!(
+            text.contains("[eval]")
+                && text
+                    .trim_end()
+                    .ends_with("video_normalization = \"min_max\"")
+        );
+        let catalog = DatasetCatalog::load(&root.join("datasets.toml")).unwrap();
+        let err = load_text(&text, &path, &crate::registry(), &catalog).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("eval.video_normalization: per-video score normalisation"),
+            "{err:#}"
+        );
     }
 
     #[test]
