@@ -296,9 +296,26 @@ impl DatasetEntry {
                 self.name, self.format
             )));
         }
-        Ok(self
-            .read_videos(category)?
-            .to_clip_split(category, frames, mode))
+        let data = self.read_videos(category)?;
+        // Predicting and whole windows need videos of `frames` frames (centred clips are
+        // clamped at the ends and fit any video).
+        if mode != video::ClipMode::Centred {
+            for (part, videos) in [("training", &data.train), ("test", &data.test)] {
+                let longest = videos.iter().map(video::Video::len).max().unwrap_or(0);
+                if longest < frames {
+                    return Err(DataError::InvalidArgument(format!(
+                        "data.clip.frames = {frames}: no {part} video of `{category}` has that \
+                         many frames (the longest has {longest}), so it has no clip of mode \
+                         \"{}\"; lower the clip length (data.clip.frames, with method.frames)",
+                        match mode {
+                            video::ClipMode::Predict => "predict",
+                            _ => "centred_valid",
+                        }
+                    )));
+                }
+            }
+        }
+        Ok(data.to_clip_split(category, frames, mode))
     }
 
     /// The videos of a video dataset's `category`; an error for other formats.

@@ -332,3 +332,42 @@ fn every_layout_problem_of_a_video_dataset_is_named_at_once() {
     }
     assert_eq!(err.into_errors().len(), 4);
 }
+
+/// A clip longer than every video of a part is refused naming the clip length and the
+/// longest video (it left the part empty: "no test image"); centred clips fit any video.
+#[test]
+fn clips_longer_than_every_video_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    ucsd_tree(dir.path());
+    let text = format!(
+        "[u]\nformat = \"ucsd\"\nroot = \"{}\"\n",
+        dir.path().display()
+    );
+    let catalog = memad_data::DatasetCatalog::parse(&text, Path::new("d.toml")).unwrap();
+    let entry = catalog.get("u").unwrap();
+    let err = entry
+        .read_clips("UCSDped2", 5, ClipMode::Predict)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid argument: data.clip.frames = 5: no training video of `UCSDped2` has that many \
+         frames (the longest has 4), so it has no clip of mode \"predict\"; lower the clip \
+         length (data.clip.frames, with method.frames)"
+    );
+    assert_eq!(
+        entry
+            .read_clips("UCSDped2", 4, ClipMode::Predict)
+            .unwrap()
+            .test
+            .len(),
+        3
+    );
+    assert_eq!(
+        entry
+            .read_clips("UCSDped2", 50, ClipMode::Centred)
+            .unwrap()
+            .test
+            .len(),
+        9
+    );
+}
