@@ -186,7 +186,8 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     if let Err(e) = scored {
         return Err(match resumed || has_resumable_state(&dir.partial) {
             true => e.context(format!(
-                "{} is kept ({KEPT}): once the cause below is fixed, the same command resumes it",
+                "{} is kept ({KEPT}): once the cause below is fixed, the same command resumes it \
+                 (a changed experiment starts a new run)",
                 dir.partial.display()
             )),
             false => e,
@@ -1327,14 +1328,18 @@ fn train_model(
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-                match last {
-                    1 => format!(
-                        "The epoch's last batch held 1 image ({} training images, \
+                match (last, train.len()) {
+                    (1, 1) => "The category has 1 training image: a BatchNorm layer that sees \
+                               one value per channel in training gets a NaN running variance \
+                               (PyTorch refuses such a batch). Add training images, or use a \
+                               larger data.image_size (more positions per channel)."
+                        .to_string(),
+                    (1, n) => format!(
+                        "The epoch's last batch held 1 image ({n} training images, \
                          data.batch_size = {}): a BatchNorm layer that sees one value per \
                          channel in training gets a NaN running variance (PyTorch refuses such \
                          a batch). Choose another data.batch_size, or a larger \
                          data.image_size.",
-                        train.len(),
                         exp.data.batch_size
                     ),
                     _ => "Lower train.lr or check the data.".to_string(),

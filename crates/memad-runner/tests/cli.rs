@@ -1032,6 +1032,45 @@ fn quickstart_on_grid_of(dir: &Path, name: &str, format: &str) {
     std::fs::write(dir.join("e.toml"), exp).unwrap();
 }
 
+/// A category of one training image cannot train BatchNorm (one value per channel at the
+/// bottleneck): the run stops at the epoch's NaN saying so, and not to change the batch size.
+#[test]
+fn a_single_training_image_is_named_as_the_cause_of_nan() {
+    use image::{GrayImage, Luma, Rgb, RgbImage};
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("data/one/grid");
+    let save = |path: PathBuf, shade: u8| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, shade]))
+            .save(path)
+            .unwrap();
+    };
+    save(grid.join("train/good/000.png"), 9);
+    save(grid.join("test/good/000.png"), 9);
+    save(grid.join("test/hole/000.png"), 200);
+    let mask = grid.join("ground_truth/hole/000_mask.png");
+    std::fs::create_dir_all(mask.parent().unwrap()).unwrap();
+    GrayImage::from_fn(64, 64, |x, _| Luma([if x < 16 { 255 } else { 0 }]))
+        .save(mask)
+        .unwrap();
+    quickstart_on_grid_of(dir.path(), "one", "mvtec");
+    let e = dir.path().join("e.toml");
+    let exp = std::fs::read_to_string(&e).unwrap();
+    std::fs::write(&e, exp.replace("image_size = 64", "image_size = 32")).unwrap();
+    let out = memad(
+        &["run", "e.toml", "--runs", "runs", "--epochs", "1"],
+        dir.path(),
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("hold NaN or inf after the epoch")
+            && t.contains("The category has 1 training image")
+            && !t.contains("Choose another data.batch_size"),
+        "{t}"
+    );
+}
+
 /// Layout problems in several categories are all named by one refused run, not one
 /// category per attempt.
 #[test]

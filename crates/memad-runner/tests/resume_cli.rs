@@ -366,7 +366,7 @@ fn a_failure_after_training_keeps_the_run_and_says_so() {
         let t = text(&out);
         assert!(!out.status.success(), "{t}");
         assert!(
-            t.contains(".partial is kept (the categories it finished, each model's last saved epoch): once the cause below is fixed, the same command resumes it"),
+            t.contains(".partial is kept (the categories it finished, each model's last saved epoch): once the cause below is fixed, the same command resumes it (a changed experiment starts a new run)"),
             "{t}"
         );
         assert!(t.contains("caused by: scoring category `carpet`"), "{t}");
