@@ -108,9 +108,15 @@ pub fn one_class_split_with_anomalies(
         .collect();
     if wanted > others.len() {
         return Err(DataError::InvalidArgument(format!(
-            "anomaly_fraction {anomaly_fraction} needs {wanted} anomalous training images but \
-             the other classes have only {}",
+            "data.anomaly_fraction = {anomaly_fraction} needs {wanted} anomalous training \
+             images but the other classes have only {}",
             others.len()
+        )));
+    }
+    if wanted == 0 && anomaly_fraction > 0.0 {
+        return Err(DataError::InvalidArgument(format!(
+            "data.anomaly_fraction = {anomaly_fraction} draws no anomalous training image (of \
+             {normal} normal ones it rounds to 0): raise it, or set 0 for the one-class setting"
         )));
     }
     let order = shuffled(others.len(), seed ^ (u64::from(normal_class) << 32));
@@ -168,9 +174,16 @@ mod tests {
             .to_string();
         assert!(
             err.contains(
-                "anomaly_fraction 0.9 needs 180 anomalous training images but the other \
+                "data.anomaly_fraction = 0.9 needs 180 anomalous training images but the other \
                  classes have only 80"
             ),
+            "{err}"
+        );
+        let err = one_class_split_with_anomalies(&train, &test, 2, 1e-5, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data.anomaly_fraction = 0.00001 draws no anomalous training image"),
             "{err}"
         );
         let err = one_class_split(&train, &test, 7).unwrap_err().to_string();

@@ -147,8 +147,17 @@ pub(crate) fn resolve_student(
             ),
         ));
     }
-    if shape.decoder_blocks.contains(&0) || shape.oce_blocks == 0 {
-        return Err(ConfigError::new(path, "block counts must be at least 1"));
+    if shape.oce_blocks == 0 {
+        return Err(ConfigError::new(
+            format!("{path}.oce_blocks"),
+            "must be at least 1",
+        ));
+    }
+    if let Some(i) = shape.decoder_blocks.iter().position(|&b| b == 0) {
+        return Err(ConfigError::new(
+            format!("{path}.decoder_blocks[{i}]"),
+            "must be at least 1",
+        ));
     }
     let key = |k: &str| format!("{path}.{k}");
     if shape.embed_channels < 1 {
