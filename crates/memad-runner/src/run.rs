@@ -351,7 +351,7 @@ pub(crate) fn prepare(
     exp: &crate::experiment::Experiment,
     loaded: &Loaded,
 ) -> anyhow::Result<Prepared> {
-    let device = select(&exp.device)?;
+    let device = select(&exp.device).with_context(|| format!("device = \"{}\"", exp.device))?;
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
     let (categories, splits) = read_splits(exp, loaded)?;
