@@ -1695,10 +1695,18 @@ fn fit_once(
     let features = t0.elapsed().as_secs_f64();
     finalize(method, model)?;
     let seconds = t0.elapsed().as_secs_f64();
+    // What was fitted (PatchCore: the bank's items x dimension).
+    let state: Vec<String> = (method.state().iter())
+        .map(|(name, t)| format!("{name} {:?}", t.size()))
+        .collect();
     let line = format!(
-        "[{model}] fitted on {} images in {seconds:.1} s (one pass, no gradients; features {features:.1} s, finalize {:.1} s)",
+        "[{model}] fitted on {} images in {seconds:.1} s (one pass, no gradients; features {features:.1} s, finalize {:.1} s){}",
         train.len(),
-        seconds - features
+        seconds - features,
+        match state.is_empty() {
+            true => String::new(),
+            false => format!("; state {}", state.join(", ")),
+        }
     );
     say(dir, &line);
     let timing = TimingRow {
