@@ -75,6 +75,16 @@ fn tiny_experiment(file: &str, cats: &str, epochs: usize) -> String {
     exp
 }
 
+/// A folder holding the tiny catalog (category carpet) and `tiny.toml`: the quickstart on
+/// it for `epochs` epochs.
+fn tiny_carpet_folder(epochs: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_catalog(dir.path(), r#""carpet""#);
+    let exp = tiny_experiment("quickstart.toml", r#""carpet""#, epochs);
+    std::fs::write(dir.path().join("tiny.toml"), exp).unwrap();
+    dir
+}
+
 fn folders(runs: &Path, name: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut all: Vec<PathBuf> = std::fs::read_dir(runs.join(name))
         .map(|d| d.map(|e| e.unwrap().path()).collect())
@@ -265,14 +275,8 @@ fn an_hour_old(dir: &Path) {
 /// leaves no folder that later runs trip over.
 #[test]
 fn a_kill_between_writes_neither_doubles_rows_nor_leaves_dead_folders() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tiny_carpet_folder(1);
     let d = dir.path();
-    tiny_catalog(d, r#""carpet""#);
-    std::fs::write(
-        d.join("tiny.toml"),
-        tiny_experiment("quickstart.toml", r#""carpet""#, 1),
-    )
-    .unwrap();
     let run = ["run", "tiny.toml", "--runs", "runs"];
     let runs = d.join("runs");
     // Stopped after its only epoch; then the rows a session killed after writing them but
@@ -338,11 +342,8 @@ fn a_kill_between_writes_neither_doubles_rows_nor_leaves_dead_folders() {
 /// after training: the error names the category and says the folder is kept for resuming.
 #[test]
 fn a_failure_after_training_keeps_the_run_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tiny_carpet_folder(1);
     let d = dir.path();
-    tiny_catalog(d, r#""carpet""#);
-    let exp = tiny_experiment("quickstart.toml", r#""carpet""#, 1);
-    std::fs::write(d.join("tiny.toml"), &exp).unwrap();
     let run = ["run", "tiny.toml", "--runs", "runs"];
     // Generates the data and stops after the epoch, before scoring.
     let out = memad(&run, d, Some("carpet:1"));
@@ -380,14 +381,8 @@ fn a_failure_after_training_keeps_the_run_and_says_so() {
 /// complete, that older one is not resumed by a later plain run (which starts anew).
 #[test]
 fn an_unfinished_run_older_than_a_complete_one_is_not_resumed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tiny_carpet_folder(2);
     let d = dir.path();
-    tiny_catalog(d, r#""carpet""#);
-    std::fs::write(
-        d.join("tiny.toml"),
-        tiny_experiment("quickstart.toml", r#""carpet""#, 2),
-    )
-    .unwrap();
     let run = ["run", "tiny.toml", "--runs", "runs"];
     let restart = [&run[..], &["--restart"]].concat();
     // The folder each run works in, from its header (`... | run <folder>`), `.partial` added.
@@ -424,14 +419,8 @@ fn an_unfinished_run_older_than_a_complete_one_is_not_resumed() {
 /// training sets in one model): the refusal names the category and both training sets.
 #[test]
 fn a_changed_training_set_is_not_resumed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tiny_carpet_folder(2);
     let d = dir.path();
-    tiny_catalog(d, r#""carpet""#);
-    std::fs::write(
-        d.join("tiny.toml"),
-        tiny_experiment("quickstart.toml", r#""carpet""#, 2),
-    )
-    .unwrap();
     let run = ["run", "tiny.toml", "--runs", "runs"];
     let out = memad(&run, d, Some("carpet:1"));
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
