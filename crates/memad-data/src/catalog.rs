@@ -194,12 +194,18 @@ impl DatasetEntry {
         Ok(())
     }
 
-    /// The categories to use: [`DatasetEntry::categories`] or those found under `root`
-    /// (for `mnist_idx` and `cifar10`: the classes, without reading the disk).
+    /// The categories to use: [`DatasetEntry::categories`] or
+    /// [`DatasetEntry::categories_on_disk`].
     pub fn category_names(&self) -> Result<Vec<String>> {
-        if let Some(c) = &self.categories {
-            return Ok(c.clone());
+        match &self.categories {
+            Some(c) => Ok(c.clone()),
+            None => self.categories_on_disk(),
         }
+    }
+
+    /// The categories found under `root`, whatever the entry lists (for `mnist_idx` and
+    /// `cifar10`: the classes, without reading the disk).
+    pub fn categories_on_disk(&self) -> Result<Vec<String>> {
         match self.format {
             DatasetFormat::Mvtec => mvtec::list_categories(&self.root),
             DatasetFormat::MnistIdx => Ok((0..10).map(|c| c.to_string()).collect()),

@@ -346,19 +346,31 @@ fn check_bank_size(cfg: &PatchcoreConfig, items: i64, available: Option<i64>) ->
         return Ok(());
     }
     let ratio = cfg.memory.coreset_ratio;
-    let from = match available {
-        Some(n) => format!(
-            "method.memory.coreset_ratio = {ratio} keeps {items} of the {n} patch features \
-             collected (keeping {b} needs coreset_ratio >= {b}/{n})"
+    let (from, raise) = match available {
+        // No ratio keeps more than were collected: the training set (or its feature maps) is
+        // too small for `b`.
+        Some(n) if n < b => (
+            format!("only {n} patch features were collected from the training set"),
+            "",
         ),
-        None => {
-            format!("the fitted bank holds {items} item(s) (method.memory.coreset_ratio = {ratio})")
-        }
+        Some(n) => (
+            format!(
+                "method.memory.coreset_ratio = {ratio} keeps {items} of the {n} patch features \
+                 collected (keeping {b} needs coreset_ratio >= {b}/{n})"
+            ),
+            "raise coreset_ratio, ",
+        ),
+        None => (
+            format!(
+                "the fitted bank holds {items} item(s) (method.memory.coreset_ratio = {ratio})"
+            ),
+            "raise coreset_ratio, ",
+        ),
     };
     Err(CoreError::Invalid(format!(
         "patchcore: {from}, fewer than method.reweight_neighbours = {b} that image_score = \
-         \"reweighted\" (Eq. 7) needs: raise coreset_ratio, lower reweight_neighbours, or use \
-         image_score = \"max\""
+         \"reweighted\" (Eq. 7) needs: {raise}lower reweight_neighbours, or use image_score = \
+         \"max\""
     )))
 }
 
@@ -444,7 +456,10 @@ impl Method for Patchcore {
             check_bank_size(&self.cfg, items, Some(available))?;
         }
         self.bank.finalize(progress)?;
-        check_bank_size(&self.cfg, self.bank.len(), None)
+        match available {
+            0 => check_bank_size(&self.cfg, self.bank.len(), None),
+            _ => Ok(()), // checked above, before the coreset
+        }
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
@@ -838,5 +853,19 @@ mod tests {
         let patches = Tensor::zeros([1, 2, 1024], (Kind::Float, Device::Cpu));
         let msg = patch_scores(&cfg, &bank, &patches).unwrap_err().to_string();
         assert!(msg.contains("Eq. 7 needs 9 bank items"), "{msg}");
+        // Fewer patch features than neighbours: no coreset ratio helps, none is suggested.
+        let cfg = PatchcoreConfig {
+            memory: PatchBankConfig {
+                coreset_ratio: 1.0,
+                ..cfg.memory.clone()
+            },
+            ..cfg
+        };
+        let msg = check_bank_size(&cfg, 6, Some(6)).unwrap_err().to_string();
+        assert!(
+            msg.contains("only 6 patch features were collected from the training set, fewer than method.reweight_neighbours = 9")
+                && msg.contains("needs: lower reweight_neighbours, or use image_score = \"max\""),
+            "{msg}"
+        );
     }
 }

@@ -342,11 +342,7 @@ impl Loaded {
             ),
             (named, _) => ("data.categories".to_string(), named),
         };
-        let on_disk = memad_data::catalog::DatasetEntry {
-            categories: None,
-            ..dataset.clone()
-        }
-        .category_names()?;
+        let on_disk = dataset.categories_on_disk()?;
         for (i, c) in wanted.iter().enumerate() {
             anyhow::ensure!(
                 on_disk.contains(c),
@@ -934,11 +930,12 @@ mod tests {
     fn smoke_and_epochs_apply_before_the_fewest_epochs_are_checked() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let path = root.join("experiments/paper/mscm_fashion_mnist.toml");
-        let text = std::fs::read_to_string(&path).unwrap().replacen(
-            "stage1_epochs = 4",
-            "stage1_epochs = 10",
-            1,
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            file.contains("stage1_epochs = 4"),
+            "the test edits that line"
         );
+        let text = file.replacen("stage1_epochs = 4", "stage1_epochs = 10", 1);
         let catalog = DatasetCatalog::load(&root.join("datasets.toml")).unwrap();
         let registry = crate::registry();
         let load = |smoke, epochs| {

@@ -69,7 +69,10 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     let config_sha256 = sha256_hex(resolved.as_bytes());
     let unfinished = match opts.restart {
         true => None,
-        false => find_unfinished(&opts.runs_dir, &exp.name, &config_sha256)?,
+        false => {
+            let root = absolute_root(&loaded.dataset.root);
+            find_unfinished(&opts.runs_dir, &exp.name, &config_sha256, &root)?
+        }
     };
     let resumed = unfinished.is_some();
     let mut session =
@@ -811,25 +814,22 @@ pub(crate) struct Session {
 /// A training set as `<n> images, sha256 <16 hex digits>`: how many samples and a SHA-256
 /// of their paths (below the dataset root, as written in the catalog or absolute: the same
 /// from any current folder), labels and file sizes, so that a resume sees images added,
-/// removed or replaced since the run started.
+/// removed, renamed or replaced by a file of another size since the run started (not one of
+/// the same size: file times change when the same data is extracted again).
 fn training_set_summary(split: &CategorySplit, roots: [&Path; 2]) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
+    let mut lines = String::new();
     for sample in &split.train {
         let image = sample.image.as_path();
         let path = (roots.iter().find_map(|r| image.strip_prefix(r).ok())).unwrap_or(image);
         // Samples held in memory (IDX, CIFAR-10) are named, not files.
         let size = match sample.pixels {
             Some(_) => 0,
-            None => std::fs::metadata(&sample.image).map_or(0, |m| m.len()),
+            None => std::fs::metadata(image).map_or(0, |m| m.len()),
         };
-        let line = format!("{}\t{:?}\t{size}\n", path.display(), sample.label);
-        hash.update(line.as_bytes());
+        lines += &format!("{}\t{:?}\t{size}\n", path.display(), sample.label);
     }
-    let hex: String = (hash.finalize().iter().take(8))
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{} images, sha256 {hex}", split.train.len())
+    let hash = sha256_hex(lines.as_bytes());
+    format!("{} images, sha256 {}", split.train.len(), &hash[..16])
 }
 
 impl Session {
@@ -935,12 +935,13 @@ impl Session {
 
 /// The newest `.partial` run of `name` whose `config.toml` hashes to `config_sha256`, opened
 /// (locked) to continue it; folders another process holds are passed over, and those of
-/// another config, or older than a complete run of this one (`--restart` started anew and
-/// finished), are named and not resumed.
+/// another config, or older than a complete run of this one on the same copy of the data
+/// (`dataset_root`: `--restart` started anew and finished), are named and not resumed.
 fn find_unfinished(
     runs_dir: &Path,
     name: &str,
     config_sha256: &str,
+    dataset_root: &str,
 ) -> anyhow::Result<Option<RunDir>> {
     let partials = crate::run_folders::partial_runs_of(runs_dir, name);
     for partial in &partials {
@@ -955,8 +956,12 @@ fn find_unfinished(
         }
     }
     // A complete run of the config supersedes its older unfinished ones (left by `--restart`).
-    let newest_complete = (crate::run_folders::complete_runs_of(runs_dir, name).into_iter())
-        .rfind(|r| crate::run_folders::config_sha256(r).as_deref() == Some(config_sha256));
+    // (On this copy of the data: one elsewhere is another result, as a sweep counts it.)
+    let newest_complete =
+        (crate::run_folders::complete_runs_of(runs_dir, name).into_iter()).rfind(|r| {
+            crate::run_folders::config_sha256(r).as_deref() == Some(config_sha256)
+                && crate::run_folders::run_dataset_root(r).is_none_or(|d| d == dataset_root)
+        });
     let order = crate::run_folders::creation_order;
     for partial in partials.iter().filter(|p| p.is_dir()) {
         let Some(sha256) = crate::run_folders::partial_config_sha256(partial) else {

@@ -87,8 +87,6 @@ impl Default for SynthesisConfig {
     }
 }
 
-/// Builds the synthesizer `config` describes (a DRAEM `texture_dir` is listed here: a missing
-/// folder or one without images is an error naming it).
 /// The first parameter of `config` out of range: its key (`data.synthesis.<key>`) and why;
 /// the texture folder is checked when the synthesizer is built.
 pub fn check_parameters(config: &SynthesisConfig) -> std::result::Result<(), (String, String)> {
@@ -111,6 +109,8 @@ fn parameters_in_range(config: &SynthesisConfig) -> Result<()> {
         .map_err(|(key, msg)| DataError::InvalidArgument(format!("{key}: {msg}")))
 }
 
+/// Builds the synthesizer `config` describes (a DRAEM `texture_dir` is listed here: a missing
+/// folder or one without images is an error naming it).
 pub fn build(config: &SynthesisConfig) -> Result<Box<dyn AnomalySynthesizer>> {
     Ok(match config {
         SynthesisConfig::Draem(c) => Box::new(DraemSynthesizer::new(c.clone())?),
