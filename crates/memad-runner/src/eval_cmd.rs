@@ -233,10 +233,8 @@ fn check_run_folder(folder: &Path) -> anyhow::Result<()> {
         "{} does not exist: pass a complete run folder (`runs/<name>/<stamp>`)",
         folder.display()
     );
-    // `folder` read as a runs folder whose experiment is `folder` itself.
-    let mut runs = crate::run_folders::complete_runs_of(folder, "");
+    let mut runs = crate::run_folders::complete_runs_in(folder);
     runs.retain(|r| check_not_an_evaluation(r).is_ok());
-    runs.reverse();
     if let Some(newest) = runs.first() {
         const SHOWN: usize = 5;
         let mut named: Vec<String> = (runs.iter().take(SHOWN))

@@ -108,6 +108,14 @@ pub fn complete_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {
     runs
 }
 
+/// The complete runs directly in `folder` (an experiment's folder, `runs/<name>`, given where
+/// one run was expected), newest first.
+pub fn complete_runs_in(folder: &Path) -> Vec<PathBuf> {
+    let mut runs = complete_runs_of(folder, "");
+    runs.reverse();
+    runs
+}
+
 /// The unfinished runs of experiment `name` (`<runs_dir>/<name>/<stamp>.partial/`), newest
 /// first.
 pub fn partial_runs_of(runs_dir: &Path, name: &str) -> Vec<PathBuf> {

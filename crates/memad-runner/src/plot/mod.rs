@@ -697,12 +697,9 @@ pub fn run(run_dir: &Path, out: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
     );
     let runs_inside: Vec<PathBuf> = match crate::run_folders::is_complete(run_dir) {
         true => Vec::new(),
-        false => (std::fs::read_dir(run_dir)?.flatten())
-            .map(|e| e.path())
-            .filter(|p| crate::run_folders::is_complete(p))
-            .collect(),
+        false => crate::run_folders::complete_runs_in(run_dir),
     };
-    if let Some(latest) = runs_inside.iter().max() {
+    if let Some(latest) = runs_inside.first() {
         anyhow::bail!(
             "{} is an experiment's folder, not a run: it holds {} complete run(s); plot one, \
              e.g. `memad plot {}`",
