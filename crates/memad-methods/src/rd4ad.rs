@@ -414,7 +414,10 @@ mod tests {
 
     #[test]
     fn each_loss_form_is_its_equation_per_level() {
-        let x = Tensor::rand([2, 3, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+        // A fixed input, not the global generator other tests draw from in parallel.
+        let x = (Tensor::arange(2 * 3 * 32 * 32, (tch::Kind::Float, tch::Device::Cpu)) * 0.37)
+            .sin()
+            .reshape([2, 3, 32, 32]);
         let batch = Batch {
             input: x.shallow_clone(),
             label: Tensor::from_slice(&[0i64, 0]),
@@ -435,6 +438,8 @@ mod tests {
             let (teacher, student) = m.forward(&x, true);
             let names: Vec<&str> = out.terms.iter().map(|t| t.name.as_str()).collect();
             assert_eq!(names, ["cos_stride4", "cos_stride8", "cos_stride16"]);
+            // The forms can agree by chance on a 2x2 level; they must not agree on all.
+            let mut largest_gap_to_other_form = 0f64;
             for ((term, t), s) in out.terms.iter().zip(&teacher).zip(&student) {
                 let (flat, pixel) = (distance(flattened(t, s)), distance(per_pixel(t, s)));
                 let (want, other) = match per_pixel_form {
@@ -443,12 +448,12 @@ mod tests {
                 };
                 let got = term.value.double_value(&[]);
                 assert!((got - want).abs() < 1e-5, "{}: {got} vs {want}", term.name);
-                assert!(
-                    (got - other).abs() > 1e-4,
-                    "{}: the other form too",
-                    term.name
-                );
+                largest_gap_to_other_form = largest_gap_to_other_form.max((got - other).abs());
             }
+            assert!(
+                largest_gap_to_other_form > 1e-3,
+                "every level equals the other form too ({largest_gap_to_other_form})"
+            );
             let sum: f64 = out.terms.iter().map(|t| t.value.double_value(&[])).sum();
             let loss = out.loss.double_value(&[]);
             assert!((loss - sum).abs() < 1e-5, "the loss sums its terms");
