@@ -51,7 +51,16 @@ pub(crate) fn count_by_extension(files: &[std::path::PathBuf]) -> Vec<String> {
         .collect()
 }
 
-fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+/// Opens an image file for decoding; a path that is not a regular file (a FIFO or device
+/// named like an image, which would block the reader forever) is refused.
+pub(crate) fn open(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+    let metadata = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(DataError::Image {
+            path: path.to_path_buf(),
+            message: "is not a regular file (a folder, FIFO or device named like an image)".into(),
+        });
+    }
     ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
@@ -648,5 +657,31 @@ mod tests {
         let missing = dir.path().join("missing.png");
         let err = load_rgb(&missing, 8).unwrap_err().to_string();
         assert!(err.contains("missing.png"), "{err}");
+    }
+
+    /// A FIFO named like an image would block the reader forever (nothing writes to it).
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_named_like_an_image_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.png");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for err in [
+            image_dimensions(&fifo).unwrap_err(),
+            load_rgb(&fifo, 8).unwrap_err(),
+            load_mask(&fifo, (8, 8), 8).unwrap_err(),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("pipe.png") && err.contains("not a regular file"),
+                "{err}"
+            );
+        }
+        let err = image_dimensions(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

@@ -8,7 +8,7 @@ use crate::error::{DataError, Result};
 use crate::image_io::is_image_path;
 use crate::synthetic::{render_sample, Rng, SYNTHETIC_CATEGORIES};
 use image::imageops::{self, FilterType};
-use image::{GrayImage, ImageReader, Luma, RgbImage};
+use image::{GrayImage, Luma, RgbImage};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -25,9 +25,11 @@ pub struct DraemConfig {
     pub min_perlin_scale: u32,
     /// `β ~ U[0, beta_max]`, the image's weight inside the mask (the anomaly source's is
     /// `1 - β`, at least `1 - beta_max`).
-    pub beta_max: f32,
+    pub beta_max: f64,
     /// Probability that an anomaly is added at all.
-    pub anomaly_probability: f32,
+    pub anomaly_probability: f64,
+    // The two probabilities are f64 so that a resolved config reads `0.8`, not
+    // `0.800000011920929`; the draws are made in f32.
 }
 
 impl Default for DraemConfig {
@@ -132,7 +134,7 @@ impl DraemSynthesizer {
         let c = &self.config;
         let mut rng = Rng::new(seed);
         let mut draw = DraemDraw {
-            anomaly_drawn: rng.chance(c.anomaly_probability),
+            anomaly_drawn: rng.chance(c.anomaly_probability as f32),
             resolution: (1, 1),
             angle_deg: 0.0,
             beta: 0.0,
@@ -150,7 +152,7 @@ impl DraemSynthesizer {
         let noise = PerlinNoise::with_rng(draw.resolution.0, draw.resolution.1, &mut rng);
         draw.angle_deg = rng.range(-90.0, 90.0);
         let mask = perlin_mask(&noise, draw.angle_deg, w, h);
-        draw.beta = rng.range(0.0, c.beta_max);
+        draw.beta = rng.range(0.0, c.beta_max as f32);
 
         let mut source = if self.textures.is_empty() {
             builtin_source(image, &mut rng)?
@@ -235,10 +237,7 @@ fn list_textures(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn load_texture(path: &Path, w: u32, h: u32) -> Result<RgbImage> {
-    let img = ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
+    let img = crate::image_io::open(path)?
         .decode()
         .map_err(|e| DataError::Image {
             path: path.to_path_buf(),
