@@ -476,14 +476,28 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
         // An evaluation (`memad eval`) ranks with the run it scored, after it: re-scoring an
         // older run does not supersede a newer one. Its source is its folder.
         let (order, source) = match &evaluation {
-            Some((run_stamp, folder)) => (format!("{run_stamp} eval {stamp}"), folder.clone()),
-            None => (stamp.to_string(), run.clone()),
+            Some((run_stamp, folder)) => (
+                format!(
+                    "{} eval {}",
+                    sortable_stamp(run_stamp),
+                    sortable_stamp(stamp)
+                ),
+                folder.clone(),
+            ),
+            None => (sortable_stamp(stamp), run.clone()),
         };
         fields.insert("_stamp".into(), order);
         fields.insert("_source".into(), source);
         out.push(Record { fields, value });
     }
     Ok(out)
+}
+
+/// A run folder's name as a string that sorts in creation order
+/// ([`crate::run_folders::creation_order`]): `<stamp>-10` after `<stamp>-9`.
+fn sortable_stamp(folder_name: &str) -> String {
+    let (stamp, k) = crate::run_folders::creation_order(Path::new(folder_name));
+    format!("{stamp} {k:020}")
 }
 
 /// For the `metrics.csv` of an evaluation (`<experiment>/<run stamp>/evals/<name>/<stamp>/`):
@@ -1571,6 +1585,22 @@ mod tests {
         );
         let err = build(&spec, &[b, other]).unwrap_err().to_string();
         assert!(err.contains("rows = \"name\""), "{err}");
+    }
+
+    /// The tenth run of one second (`<stamp>-10`) is newer than the ninth, though its name
+    /// sorts before it.
+    #[test]
+    fn re_runs_of_one_second_rank_in_creation_order() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let ninth = grid_run("p/2026-01-01T00-00-00-9", 0, "a = 1\n", 0.5);
+        let tenth = grid_run("p/2026-01-01T00-00-00-10", 0, "a = 1\n", 0.75);
+        let first = grid_run("p/2026-01-01T00-00-00", 0, "a = 1\n", 0.25);
+        let t = build(&spec, &[tenth, first, ninth]).unwrap();
+        assert_eq!(t.rows[0].1[0].as_ref().unwrap().mean, 0.75);
+        assert_eq!(
+            t.superseded,
+            ["p/2026-01-01T00-00-00", "p/2026-01-01T00-00-00-9"]
+        );
     }
 
     /// A newer run of another config (a smoke run with `--epochs 1` after the full run)
