@@ -15,17 +15,19 @@
 //! `eval.*`, and `method.*` except `method.kind`, the memory's `kind`, loss weights and
 //! initialisation, the backbone's `kind`, `weights` and `levels`, and the method's keys that
 //! training fixed but a checkpoint would load under ([`trained_keys_of`]: PatchCore's
-//! feature extraction and bank, loss forms and weights, augmentations). A `method.*` override that changes the model's variables fails to load
-//! the checkpoint, naming the variable. The folder of an evaluation is refused, naming the
+//! feature extraction and bank, loss forms and weights, augmentations). A `method.*`
+//! override that changes the model's variables fails to load the checkpoint, naming the
+//! variable; one the fitted state does not allow (a PatchCore bank smaller than
+//! `reweight_neighbours`) is that state's refusal. The folder of an evaluation is refused, naming the
 //! run it evaluated, and an experiment's folder, naming its runs. An interrupted or failed
 //! evaluation leaves no folder behind.
 use crate::evaluate::evaluate_category;
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    absolute_root, class_indices, classes_file, load_checkpoint, metric_rows, model_groups,
-    model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
-    say_cuda_only_switches, say_notes, sha256_hex, Prepared, RunMeta, RunSummary,
+    absolute_root, build_method, class_indices, classes_file, load_method_state, load_vars,
+    metric_rows, model_groups, model_name, prepare, read_trained_classes, results_by_category, say,
+    say_commits, say_cuda_only_switches, say_notes, sha256_hex, Prepared, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, Combination};
@@ -562,10 +564,12 @@ fn score_models(
     Ok(rows)
 }
 
-/// The model of `exp` with the trained state of `checkpoint` (`run::load_checkpoint`, which
-/// builds the model, then loads). `overridden`: the config has `--set` overrides. A config
-/// that cannot build the model (`precision = "bf16"` off CUDA, backbone weights missing) is
-/// that error, as it is: not one of loading the checkpoint, which was never read.
+/// The model of `exp` with the trained state of `checkpoint` (as `run::load_checkpoint`,
+/// with errors that say which part failed). `overridden`: the config has `--set` overrides.
+/// A config that cannot build the model (`precision = "bf16"` off CUDA, backbone weights
+/// missing) is that error, as it is: not one of loading the checkpoint, which was never read.
+/// A fitted state the config refuses (a PatchCore bank smaller than an overridden
+/// `reweight_neighbours`) is that refusal, not a variable that does not load.
 fn load_model(
     exp: &crate::experiment::Experiment,
     registry: &Registry,
@@ -573,31 +577,21 @@ fn load_model(
     checkpoint: &Path,
     overridden: bool,
 ) -> anyhow::Result<Box<dyn memad_core::Method>> {
-    load_checkpoint(exp, registry, ctx, checkpoint).map_err(|e| {
-        if is_build_error(&e) {
-            return e;
-        }
-        let why = match overridden {
-            true => " (an override that changes the model's variables cannot load)",
-            false => "",
-        };
-        e.context(format!(
+    let mut method = build_method(exp, registry, ctx)?;
+    let why = match overridden {
+        true => " (an override that changes the model's variables cannot load)",
+        false => "",
+    };
+    load_vars(method.trainable(), checkpoint).with_context(|| {
+        format!(
             "loading {} into the model of this config{why}",
             checkpoint.display()
-        ))
-    })
-}
-
-/// Whether `e` comes from building a model rather than from loading its checkpoint: a
-/// config error or a backbone's weights (loading raises neither: its errors are a
-/// variable's name or shape, or a method's state).
-fn is_build_error(e: &anyhow::Error) -> bool {
-    use memad_core::{ConfigError, CoreError};
-    e.downcast_ref::<ConfigError>().is_some()
-        || matches!(
-            e.downcast_ref::<CoreError>(),
-            Some(CoreError::Config(_) | CoreError::Weights { .. })
         )
+    })?;
+    let state = checkpoint.with_extension("state.safetensors");
+    load_method_state(method.as_mut(), &state)
+        .with_context(|| format!("loading the fitted state {}", state.display()))?;
+    Ok(method)
 }
 
 /// `run/checkpoints/<model>.safetensors`.
@@ -944,11 +938,12 @@ mod tests {
     }
 
     /// The resolved PatchCore experiment of a random-weights backbone, `precision` given.
-    fn patchcore_experiment(precision: &str) -> crate::experiment::Experiment {
+    /// A PatchCore experiment; `method`: more lines of its `[method]` table.
+    fn patchcore_experiment(precision: &str, method: &str) -> crate::experiment::Experiment {
         let text = format!(
             "name = \"p\"\nseed = 0\ndevice = \"cpu\"\n[data]\ndataset = \"d\"\n\
              categories = [\"carpet\"]\nimage_size = 64\nbatch_size = 2\n[method]\n\
-             kind = \"patchcore\"\n[method.backbone]\nkind = \"efficientnet_lite0\"\n\
+             kind = \"patchcore\"\n{method}\n[method.backbone]\nkind = \"efficientnet_lite0\"\n\
              weights = \"random\"\nlevels = [\"stride8\", \"stride16\"]\n\
              precision = \"{precision}\"\n[train]\nepochs = 1\noptimizer = \"adam\"\n\
              lr = 0.001\n"
@@ -967,7 +962,7 @@ mod tests {
             classes: 1,
         };
         let registry = crate::registry();
-        let exp = patchcore_experiment("bf16");
+        let exp = patchcore_experiment("bf16", "");
         let e = load_model(&exp, &registry, &ctx, &checkpoint, true)
             .err()
             .unwrap();
@@ -981,7 +976,7 @@ mod tests {
             "{all}"
         );
         // A model that builds and a checkpoint that does not load: the load error.
-        let exp = patchcore_experiment("fp32");
+        let exp = patchcore_experiment("fp32", "");
         let e = load_model(&exp, &registry, &ctx, &checkpoint, true)
             .err()
             .unwrap();
@@ -992,6 +987,30 @@ mod tests {
                 checkpoint.display()
             )),
             "{e:#}"
+        );
+        // Variables that load and a bank the config refuses (3 items, fewer than the 9
+        // neighbours of `reweight_neighbours`): that refusal, no word of variables.
+        let exp = patchcore_experiment("fp32", "image_score = \"reweighted\"");
+        let model = build_method(&exp, &registry, &ctx).unwrap();
+        let bank = tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu));
+        std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
+        crate::run::save_checkpoint(
+            model.trainable(),
+            &[("memory.bank".into(), bank)],
+            &checkpoint,
+        )
+        .unwrap();
+        let e = load_model(&exp, &registry, &ctx, &checkpoint, true)
+            .err()
+            .unwrap();
+        let all = format!("{e:#}");
+        assert!(
+            e.to_string().starts_with("loading the fitted state"),
+            "{all}"
+        );
+        assert!(
+            all.contains("fewer than method.reweight_neighbours") && !all.contains("variables"),
+            "{all}"
         );
     }
 }

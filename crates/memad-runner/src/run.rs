@@ -1385,7 +1385,7 @@ fn train_model(
 
 /// Builds the experiment's method with libtorch seeded by the experiment's seed (the same
 /// initial weights every time).
-fn build_method(
+pub(crate) fn build_method(
     exp: &crate::experiment::Experiment,
     registry: &Registry,
     ctx: &BuildContext,
@@ -1585,7 +1585,7 @@ fn remove_resume(root: &Path) -> anyhow::Result<()> {
 /// Gives `method` the state saved at `path` (none when the file is absent), moved to the
 /// method's device: safetensors files read onto the CPU, and a PatchCore bank left there
 /// made every CUDA scoring step search on the host (and a CUDA graph capture fail).
-fn load_method_state(method: &mut dyn Method, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn load_method_state(method: &mut dyn Method, path: &Path) -> anyhow::Result<()> {
     let device = method.trainable().device();
     let state: Vec<(String, Tensor)> = read_tensors_if_present(path)?
         .into_iter()
@@ -1604,7 +1604,7 @@ fn read_tensors_if_present(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>>
 
 /// Copies the tensors of a safetensors file into the variables of `vs` (every variable by
 /// name, shapes equal, nothing else in the file).
-fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
     let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
         .with_context(|| format!("reading {}", path.display()))?
         .into_iter()
@@ -1790,7 +1790,7 @@ pub(crate) fn append_rows<T: serde::Serialize>(
 
 /// The variables at `path`; state outside the VarStore (memory items) at
 /// `<path stem>.state.safetensors`. Written to a temporary name and renamed.
-fn save_checkpoint(
+pub(crate) fn save_checkpoint(
     vs: &nn::VarStore,
     state: &[(String, Tensor)],
     path: &Path,
