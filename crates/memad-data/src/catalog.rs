@@ -170,6 +170,8 @@ impl std::fmt::Display for DatasetFormat {
 pub struct DatasetEntry {
     /// The table name in `datasets.toml`.
     pub name: String,
+    /// The `datasets.toml` the entry was read from.
+    pub catalog: PathBuf,
     pub format: DatasetFormat,
     /// Absolute, or relative to the current folder when the catalog path was relative.
     pub root: PathBuf,
@@ -187,9 +189,17 @@ impl DatasetEntry {
     }
 
     /// Makes the data available: generates a synthetic dataset unless it is already there.
+    /// A root that is not a folder is an error naming the entry and its catalog.
     pub fn prepare(&self) -> Result<()> {
         if let Some(spec) = &self.synthetic {
             ensure_generated(&self.root, spec)?;
+        }
+        if !self.root.is_dir() {
+            return Err(DataError::EntryRootMissing {
+                name: self.name.clone(),
+                root: self.root.clone(),
+                catalog: self.catalog.clone(),
+            });
         }
         Ok(())
     }
@@ -432,6 +442,7 @@ impl DatasetCatalog {
                 .or_else(|| raw.synthetic.as_ref().map(|s| s.categories.clone()));
             let entry = DatasetEntry {
                 name: name.clone(),
+                catalog: path.to_path_buf(),
                 format: raw.format,
                 root,
                 categories,

@@ -16,6 +16,15 @@ pub enum DataError {
     )]
     RootMissing { path: PathBuf },
     #[error(
+        "dataset `{name}`: its root {root} does not exist or is not a folder (put the dataset \
+         there, or fix `root` of [{name}] in {catalog})"
+    )]
+    EntryRootMissing {
+        name: String,
+        root: PathBuf,
+        catalog: PathBuf,
+    },
+    #[error(
         "category `{category}` not found in {root}{}; categories there: {}",
         did_you_mean(.category, .available),
         list(.available)

@@ -133,3 +133,26 @@ test_per_defect = 2
     let missing = catalog.get("mvtec").unwrap_err().to_string();
     assert!(missing.contains("tiny"), "{missing}");
 }
+
+#[test]
+fn a_missing_root_names_the_entry_and_its_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("datasets.toml");
+    std::fs::write(&path, "[mine]\nformat = \"mvtec\"\nroot = \"not/here\"\n").unwrap();
+    let catalog = DatasetCatalog::load(&path).unwrap();
+    let msg = catalog
+        .get("mine")
+        .unwrap()
+        .prepare()
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "dataset `mine`: its root {} does not exist or is not a folder (put the dataset \
+             there, or fix `root` of [mine] in {})",
+            dir.path().join("not/here").display(),
+            path.display()
+        )
+    );
+}

@@ -449,7 +449,11 @@ pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Res
         );
     }
     let t0 = Instant::now();
-    (dataset.prepare()).with_context(|| format!("preparing dataset `{}`", dataset.name))?;
+    match dataset.prepare() {
+        // Names the dataset already.
+        Err(e @ memad_data::DataError::EntryRootMissing { .. }) => return Err(e.into()),
+        other => other.with_context(|| format!("preparing dataset `{}`", dataset.name))?,
+    }
     if generating.is_some() {
         eprintln!("generated in {:.1} s", t0.elapsed().as_secs_f64());
     }
