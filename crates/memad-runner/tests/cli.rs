@@ -1106,6 +1106,19 @@ fn layout_problems_of_every_category_are_named_before_training() {
         assert!(t.contains(part), "{part}: {t}");
     }
     assert!(!dir.path().join("runs").exists(), "no run folder is made");
+    // A category named as the tables' mean row.
+    save(data.join("mean/train/good/000.png"));
+    let exp = std::fs::read_to_string(dir.path().join("e.toml")).unwrap();
+    let exp = exp.replace("[\"grid\", \"wood\"]", "[\"mean\"]");
+    std::fs::write(dir.path().join("e.toml"), exp).unwrap();
+    let out = memad(&["run", "e.toml", "--runs", "runs"], dir.path());
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("dataset `hand` has a category named `mean`, the name of the mean row"),
+        "{t}"
+    );
+    assert!(!dir.path().join("runs").exists(), "no run folder is made");
 }
 
 #[test]
