@@ -537,13 +537,9 @@ pub(crate) mod tests {
 
     #[test]
     fn unreachable_server_gives_the_offline_message() {
-        // A port that was free a moment ago: nothing listens there.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
+        // Port 1: nothing listens there, and no parallel test binds it (they take port 0,
+        // an ephemeral one, which a port freed here could become).
+        let base = "http://127.0.0.1:1".to_string();
         let dir = tempfile::tempdir().unwrap();
         let (weights, hub) = (dir.path().join("weights"), dir.path().join("hub"));
         let checkpoint = crate::weights::TORCHVISION_CHECKPOINTS[0];

@@ -97,7 +97,13 @@ mod tests {
                 .abs()
                 .max()
                 .double_value(&[]);
-            assert!(diff < 1e-5, "{}: {diff}", level.name);
+            // Relative to the level's scale: batch sizes 1 and 2 may take other kernels.
+            let scale = alone.features.abs().max().double_value(&[]).max(1.0);
+            assert!(
+                diff < 1e-5 * scale,
+                "{}: {diff} (scale {scale})",
+                level.name
+            );
         }
     }
 
