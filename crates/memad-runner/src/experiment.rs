@@ -304,6 +304,21 @@ pub struct Loaded {
     pub dataset: DatasetEntry,
 }
 
+/// Refuses a category named `mean`, the name of the mean row and column of memad's result
+/// tables, where the two would be mixed up.
+pub fn check_category_names(dataset: &DatasetEntry, categories: &[String]) -> anyhow::Result<()> {
+    if let Some(c) = categories.iter().find(|c| c.as_str() == "mean") {
+        anyhow::bail!(
+            "dataset `{}` has a category named `{c}`, the name of the mean row and column of \
+             memad's result tables, where the two would be mixed up: rename its folder under \
+             {} (or link it under another name)",
+            dataset.name,
+            dataset.root.display()
+        );
+    }
+    Ok(())
+}
+
 impl Loaded {
     /// What `memad check` can say of this machine without reading images or training:
     /// an error for a category the dataset's folder does not have (named by the experiment,
@@ -343,6 +358,7 @@ impl Loaded {
             (named, _) => ("data.categories".to_string(), named),
         };
         let on_disk = dataset.categories_on_disk()?;
+        check_category_names(dataset, if wanted.is_empty() { &on_disk } else { wanted })?;
         for (i, c) in wanted.iter().enumerate() {
             anyhow::ensure!(
                 on_disk.contains(c),

@@ -533,15 +533,7 @@ fn read_splits(
         dataset.format.layout(),
         dataset.name
     );
-    if let Some(c) = categories.iter().find(|c| c.as_str() == "mean") {
-        anyhow::bail!(
-            "dataset `{}` has a category named `{c}`, the name of the mean row and column of \
-             memad's result tables, where the two would be mixed up: rename its folder under \
-             {} (or link it under another name)",
-            dataset.name,
-            dataset.root.display()
-        );
-    }
+    crate::experiment::check_category_names(dataset, &categories)?;
     let read = |c: &String| match &exp.data.clip {
         Some(clip) => loaded.dataset.read_clips(c, clip.frames, clip.mode),
         None if exp.data.anomaly_fraction > 0.0 => loaded.dataset.read_classes(

@@ -1119,6 +1119,12 @@ fn layout_problems_of_every_category_are_named_before_training() {
         "{t}"
     );
     assert!(!dir.path().join("runs").exists(), "no run folder is made");
+    let out = memad(&["check", "e.toml"], dir.path());
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("a category named `mean`"),
+        "{t}"
+    );
 }
 
 #[test]
