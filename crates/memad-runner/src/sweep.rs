@@ -333,25 +333,27 @@ pub fn read_table(file: &Path) -> anyhow::Result<toml::Table> {
     })
 }
 
+/// A sweep file (`base = "..."` and a `[grid]`): its base experiment, grid and `[slurm]`;
+/// `None` for any other TOML file.
+pub fn read_sweep_file(
+    file: &Path,
+) -> anyhow::Result<Option<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)>> {
+    let value = toml::Value::Table(read_table(file)?);
+    if value.get("base").is_none() {
+        return Ok(None);
+    }
+    let sweep: SweepFile = parse_section(&value, "").map_err(|e| e.in_file(file))?;
+    let mut axes = Vec::new();
+    grid_axes(&sweep.grid, "", &mut axes).map_err(|e| e.in_file(file))?;
+    let base = crate::folder_of(file).join(sweep.base);
+    Ok(Some((base, axes, sweep.slurm)))
+}
+
 /// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
 fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
     let file = &args.file;
-    let text =
-        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let value: toml::Value = toml::from_str(&text).map_err(|e| {
-        let what = memad_core::toml_syntax_error(&text, &e);
-        anyhow::anyhow!("{}: {what}", file.display())
-    })?;
-    let mut axes = Vec::new();
-    let mut slurm = Default::default();
-    let base = if value.get("base").is_some() {
-        let sweep: SweepFile = parse_section(&value, "").map_err(|e| e.in_file(file))?;
-        grid_axes(&sweep.grid, "", &mut axes).map_err(|e| e.in_file(file))?;
-        slurm = sweep.slurm;
-        crate::folder_of(file).join(sweep.base)
-    } else {
-        file.clone()
-    };
+    let (base, mut axes, slurm) =
+        read_sweep_file(file)?.unwrap_or_else(|| (file.clone(), Vec::new(), Default::default()));
     for s in &args.set {
         let axis = parse_set(s)?;
         if axes.iter().any(|a| a.key == axis.key) {

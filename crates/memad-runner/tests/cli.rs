@@ -140,6 +140,38 @@ fn check_with_set_checks_every_combination() {
     );
 }
 
+/// A sweep file (`base` and a `[grid]`) is checked as `memad sweep` would run it: its base
+/// with every combination of the grid and of `--set`.
+#[test]
+fn check_of_a_sweep_file_checks_its_combinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = workspace().join("experiments/quickstart.toml");
+    let sweep = dir.path().join("s.toml");
+    let write = |grid: &str| {
+        let text = format!("base = {:?}\n[grid]\n{grid}\n", base.display().to_string());
+        std::fs::write(&sweep, text).unwrap();
+    };
+    let check = |extra: &[&str]| {
+        let mut args = vec!["check", sweep.to_str().unwrap()];
+        args.extend(extra);
+        let out = memad(&args, &workspace());
+        (out.status.success(), text(&out))
+    };
+    write("seed = [0, 1]");
+    let (ok, t) = check(&["--set", "train.lr=0.001,0.005"]);
+    assert!(ok, "{t}");
+    assert_eq!(t.matches("ok   ").count(), 4, "{t}");
+    assert!(t.contains("s.toml [seed = 1, train.lr = 0.005]"), "{t}");
+    let (ok, t) = check(&["--set", "seed=2"]);
+    assert!(!ok && t.contains("`seed` is swept twice"), "{t}");
+    write("\"data.batch_sise\" = [4]");
+    let (ok, t) = check(&[]);
+    assert!(
+        !ok && t.contains("data.batch_sise: unknown field `batch_sise`"),
+        "{t}"
+    );
+}
+
 /// Swapping a memory through a dotted `kind` keeps the old kind's keys: the error says to
 /// replace the whole table, and an inline table does.
 #[test]
