@@ -10,7 +10,8 @@
 //! in their number of seeds, those with fewer are marked `(n=k)`. A `[filter]` value, a
 //! `row_order` entry or a `categories` entry that matches no run, and a `[names]` key that
 //! is no row, category, metric or column name of the table, are errors naming the key and
-//! listing what the runs hold.
+//! listing what the runs hold; an entry listed twice in `rows`, `metrics`, `categories` or
+//! `row_order` is an error too.
 use crate::output::write_atomic;
 use crate::run_folders::glob_runs;
 use anyhow::{bail, Context};
@@ -178,6 +179,10 @@ pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
     if row_columns.is_empty() {
         return Err(ConfigError::new("rows", "name at least one column"));
     }
+    no_repeats(&row_columns, "rows")?;
+    no_repeats(raw.metrics.as_deref().unwrap_or_default(), "metrics")?;
+    no_repeats(raw.categories.as_deref().unwrap_or_default(), "categories")?;
+    no_repeats(&raw.row_order, "row_order")?;
     for (i, c) in row_columns.iter().enumerate() {
         known_column(c, &format!("rows[{i}]"))?;
         let taken = match raw.columns {
@@ -243,6 +248,20 @@ fn known_column(c: &str, key: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// An entry of the list `key` that repeats an earlier one is an error naming both (a
+/// category listed twice would be a column twice, counted twice in the mean).
+fn no_repeats(values: &[String], key: &str) -> Result<(), ConfigError> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some(first) = values[..i].iter().position(|w| w == v) {
+            return Err(ConfigError::new(
+                format!("{key}[{i}]"),
+                format!("`{v}` is listed twice (also {key}[{first}])"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A string, integer or array of them, as strings.
 fn strings(value: &toml::Value, key: &str) -> Result<Vec<String>, ConfigError> {
     let one = |v: &toml::Value| match v {
@@ -279,7 +298,7 @@ impl Record {
 ///
 /// # Errors
 /// A glob matching no complete run (naming the glob); a run without a readable
-/// `metrics.csv`.
+/// `metrics.csv`; no run with a row (runs without rows are otherwise noted and skipped).
 pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
     let mut folders: Vec<PathBuf> = Vec::new();
     for (i, pattern) in spec.raw.runs.iter().enumerate() {
@@ -312,7 +331,7 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
         );
     }
     let mut records = Vec::new();
-    let mut smoke = Vec::new();
+    let (mut smoke, mut no_rows) = (Vec::new(), Vec::new());
     for folder in &folders {
         let config = crate::run_folders::read_config(folder)?;
         if (config.as_ref()).is_some_and(crate::run_folders::is_smoke_run) {
@@ -321,11 +340,21 @@ pub fn read_records(spec: &Spec, base: &Path) -> anyhow::Result<Vec<Record>> {
         }
         let config = config.map_or(String::new(), |c| config_identity(&c));
         let device = training_device(folder).unwrap_or_default();
-        for mut r in read_metrics(&folder.join("metrics.csv"))? {
+        let path = folder.join("metrics.csv");
+        let rows = read_metrics(&path)?;
+        if rows.is_empty() {
+            no_rows.push(path.display().to_string());
+        }
+        for mut r in rows {
             r.fields.insert("_config".into(), config.clone());
             r.fields.insert("_device".into(), device.clone());
             records.push(r);
         }
+    }
+    if !no_rows.is_empty() {
+        let what = format!("no metric rows in {}", no_rows.join(", "));
+        anyhow::ensure!(!records.is_empty(), "{what}; no other selected run has any");
+        eprintln!("note: {what}");
     }
     if !smoke.is_empty() {
         let what = crate::run_folders::smoke_runs_note(&smoke);
@@ -432,11 +461,19 @@ fn differing_keys(configs: &BTreeSet<&str>) -> BTreeSet<String> {
         .collect()
 }
 
-/// Parses one `metrics.csv`.
+/// Parses one `metrics.csv`; an empty file has no rows (a run whose metrics were all
+/// undefined writes no row, and no header).
+///
+/// # Errors
+/// A missing column; a value that is not a finite number (runs write no row for an
+/// undefined metric, never NaN).
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
+    if header.is_empty() {
+        return Ok(Vec::new());
+    }
     for needed in ["run", "category", "seed", "metric", "value"] {
         anyhow::ensure!(
             header.iter().any(|h| h == needed),
@@ -466,6 +503,15 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
                 fields["value"]
             )
         })?;
+        anyhow::ensure!(
+            value.is_finite(),
+            "{} row {}: value `{}` of {} is not a finite number (a run writes no row for an \
+             undefined metric)",
+            path.display(),
+            line + 2,
+            fields["value"],
+            fields["metric"]
+        );
         let run = fields["run"].clone();
         let (name, stamp) = run.rsplit_once('/').unwrap_or((run.as_str(), ""));
         fields.insert("name".into(), without_seed_suffix(name));
@@ -616,9 +662,11 @@ struct Source {
 /// A `[filter]` value in no record, or a filter that leaves no record; the metric(s) not in
 /// the records kept; a `categories` or `row_order` entry that is no category or row of the
 /// table; a `[names]` key that is no row, category, metric or column name
-/// ([`check_names`]); two experiments giving the same row and seed.
+/// ([`check_names`]); two experiments giving the same row and seed; one run giving two
+/// values of one category, seed and metric.
 pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let raw = &spec.raw;
+    anyhow::ensure!(!records.is_empty(), "the selected runs have no metric rows");
     check_filter_values(spec, records)?;
     let kept: Vec<&Record> = records
         .iter()
@@ -715,7 +763,17 @@ pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
             None => {
                 values.insert(key, source);
             }
-            Some(old) if old.run == source.run => {}
+            // One run giving a value twice: a repeated row is harmless, two values are not.
+            Some(old) if old.run == source.run => anyhow::ensure!(
+                old.value == source.value,
+                "run {}: metrics.csv gives {} of `{}` (seed {}) twice, as {} and {}",
+                source.run,
+                key.3,
+                key.2,
+                key.1,
+                old.value,
+                source.value
+            ),
             // Two experiments of one config (a plain run and its sweep's `_seed-0`): re-runs.
             Some(old) if old.config == source.config && !old.config.is_empty() => {
                 let (older, newer) = match old.stamp < source.stamp {
@@ -1431,6 +1489,106 @@ mod tests {
     }
 
     #[test]
+    fn runs_without_rows_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let header =
+            "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,metric,value\n";
+        for (name, csv) in [
+            ("a", header.to_string()),
+            ("b", String::new()),
+            (
+                "c",
+                format!("{header}c/t,abc,pc,-,-,d,grid,one_class,0,1,image_auroc,0.5\n"),
+            ),
+        ] {
+            let run = dir.path().join(format!("runs/{name}/2026-01-01T00-00-00"));
+            std::fs::create_dir_all(&run).unwrap();
+            std::fs::write(run.join("metrics.csv"), csv).unwrap();
+            std::fs::write(run.join("run.toml"), "").unwrap();
+        }
+        let read = |globs: &str| {
+            let spec = parse_spec(&format!("runs = [{globs}]\nmetric = \"m\"\n")).unwrap();
+            read_records(&spec, dir.path())
+        };
+        // Header only, or empty as a run writes it when it has no row.
+        let err = read("\"runs/a/*\", \"runs/b/*\"").unwrap_err().to_string();
+        let path = |name: &str| {
+            let p = Path::new("runs")
+                .join(name)
+                .join("2026-01-01T00-00-00/metrics.csv");
+            dir.path().join(p).display().to_string()
+        };
+        assert_eq!(
+            err,
+            format!(
+                "no metric rows in {}, {}; no other selected run has any",
+                path("a"),
+                path("b")
+            )
+        );
+        // Beside a run with rows: noted and skipped.
+        assert_eq!(read("\"runs/*/*\"").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn non_finite_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.csv");
+        for value in ["NaN", "inf", "-inf"] {
+            let csv = format!(
+                "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+                 p/t,abc,pc,lite0,ds,grid,one_class,0,1,image_auroc,0.5\n\
+                 p/t,abc,pc,lite0,ds,grid,one_class,0,1,image_ap,{value}\n"
+            );
+            std::fs::write(&p, csv).unwrap();
+            let err = read_metrics(&p).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{} row 3: value `{value}` of image_ap is not a finite number (a run writes \
+                     no row for an undefined metric)",
+                    p.display()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn one_run_giving_two_values_of_a_cell_is_an_error() {
+        let spec = parse_spec("runs = [\"x\"]\nmetric = \"image_auroc\"\n").unwrap();
+        let records = [
+            rec("p/t", "pc", "grid", 0, "image_auroc", 1.0),
+            rec("p/t", "pc", "grid", 0, "image_auroc", 0.5),
+        ];
+        let err = format!("{:#}", build(&spec, &records).unwrap_err());
+        assert_eq!(
+            err,
+            "run p/t: metrics.csv gives image_auroc of `grid` (seed 0) twice, as 1 and 0.5"
+        );
+        // A repeated row is harmless.
+        let records = [records[0].clone(), records[0].clone()];
+        assert_eq!(
+            build(&spec, &records).unwrap().rows[0].1[0]
+                .as_ref()
+                .unwrap()
+                .mean,
+            1.0
+        );
+        // Other seeds of one run are other cells.
+        let records = [
+            records[0].clone(),
+            rec("p/t", "pc", "grid", 1, "image_auroc", 0.5),
+        ];
+        assert_eq!(
+            build(&spec, &records).unwrap().rows[0].1[0]
+                .as_ref()
+                .unwrap()
+                .seeds,
+            2
+        );
+    }
+
+    #[test]
     fn runs_trained_on_other_thread_counts_are_noted() {
         let dir = tempfile::tempdir().unwrap();
         let header = "run,commit,method,memory,backbone,dataset,category,setting,seed,epoch,\
@@ -1845,6 +2003,22 @@ mod tests {
             (
                 "runs = []\nmetric = \"m\"\n",
                 "runs: name at least one glob",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\ncategories = [\"grid\", \"grid\", \"carpet\"]\n",
+                "categories[1]: `grid` is listed twice (also categories[0])",
+            ),
+            (
+                "runs = [\"a\"]\ncolumns = \"metric\"\nmetrics = [\"x\", \"y\", \"x\"]\n",
+                "metrics[2]: `x` is listed twice (also metrics[0])",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\nrow_order = [\"pc\", \"pc\"]\n",
+                "row_order[1]: `pc` is listed twice (also row_order[0])",
+            ),
+            (
+                "runs = [\"a\"]\nmetric = \"m\"\nrows = [\"method\", \"method\"]\n",
+                "rows[1]: `method` is listed twice (also rows[0])",
             ),
         ];
         for (text, want) in cases {

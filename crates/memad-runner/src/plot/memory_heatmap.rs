@@ -72,6 +72,9 @@ struct HeatPanel {
 }
 
 /// `memory/*.csv` of a run, sorted by category (empty without the folder).
+///
+/// # Errors
+/// An unreadable file, one without rows, a share outside [0, 1] ([`check_shares`]).
 pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
     let mut found = Vec::new();
     if !dir.is_dir() {
@@ -87,6 +90,7 @@ pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
             let rows = csv::Reader::from_path(&path)
                 .and_then(|mut r| r.deserialize().collect::<Result<Vec<UsageRow>, _>>())
                 .with_context(|| format!("reading {}", path.display()))?;
+            check_shares(&rows, &path)?;
             found.push(CategoryUsage {
                 category,
                 rows,
@@ -96,6 +100,28 @@ pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
     }
     found.sort_by(|a, b| a.category.cmp(&b.category));
     Ok(found)
+}
+
+/// A usage file has a row per memory item, and each share, a part of a sum of addressing
+/// weights, lies in [0, 1] (drawn, a NaN would read as 0%, a negative share as below 0%).
+fn check_shares(rows: &[UsageRow], path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "{}: no rows (one per memory item)",
+        path.display()
+    );
+    for (i, r) in rows.iter().enumerate() {
+        for (label, share) in [("normal", r.normal), ("anomalous", r.anomalous)] {
+            if let Some(v) = share.filter(|v| !(0.0..=1.0).contains(v)) {
+                anyhow::bail!(
+                    "{} row {}: {label} share {v:?} is not in [0, 1]",
+                    path.display(),
+                    i + 2
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sets each category's [`CategoryUsage::samples`] from its scores (one row per test
@@ -620,6 +646,46 @@ mod tests {
             shown,
             ["0%", "0.05%", "0.02%", "0.06%", "0.12%", "5%", "5.5%", "10%", "78%"]
         );
+    }
+
+    #[test]
+    fn usage_files_without_rows_or_with_shares_outside_0_1_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        let header = "memory,item,normal,anomalous\n";
+        for (rows, want) in [
+            ("", ": no rows (one per memory item)"),
+            (
+                "memory,0,0.5,NaN\n",
+                " row 2: anomalous share NaN is not in [0, 1]",
+            ),
+            (
+                "memory,0,0.5,\nmemory,1,inf,\n",
+                " row 3: normal share inf is not in [0, 1]",
+            ),
+            (
+                "memory,0,-5,0.5\n",
+                " row 2: normal share -5.0 is not in [0, 1]",
+            ),
+            (
+                "memory,0,0.5,1e30\n",
+                " row 2: anomalous share 1e30 is not in [0, 1]",
+            ),
+        ] {
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            let err = format!("{:#}", read_usage_dir(dir.path()).unwrap_err());
+            assert_eq!(err, format!("{}{want}", path.display()));
+        }
+        // An empty file, as a header-only one.
+        std::fs::write(&path, "").unwrap();
+        let err = format!("{:#}", read_usage_dir(dir.path()).unwrap_err());
+        assert!(
+            err.ends_with("a.csv: no rows (one per memory item)"),
+            "{err}"
+        );
+        // The shares a run writes: 0 and 1 included, empty where there is none.
+        std::fs::write(&path, format!("{header}memory,0,0,\nmemory,1,1,\n")).unwrap();
+        assert_eq!(read_usage_dir(dir.path()).unwrap()[0].rows.len(), 2);
     }
 
     #[test]

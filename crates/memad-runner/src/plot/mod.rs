@@ -1,6 +1,7 @@
 //! `memad plot RUN_FOLDER`: PNG and SVG figures of a run, with `plotters`.
 //!
-//! - `losses.{png,svg}`: each loss term per epoch (`losses.csv`), one panel per category;
+//! - `losses.{png,svg}`: each loss term per epoch (`losses.csv`), one panel per category
+//!   (non-finite values left out, each term with some noted);
 //! - `roc.{png,svg}`: the ROC curve of each category (`scores/<category>.csv`), its AUROC in
 //!   the legend: `image_auroc`, or for video categories `frame_auroc_micro`, as in
 //!   `metrics.csv`;
@@ -780,7 +781,10 @@ fn draw_run(
     out: &Path,
     written: &mut Vec<PathBuf>,
 ) -> anyhow::Result<()> {
-    if !losses.is_empty() {
+    for note in non_finite_losses(losses) {
+        eprintln!("note: {note}");
+    }
+    if losses.iter().any(|r| r.value.is_finite()) {
         written.extend(plot_losses(losses, &out.join("losses"))?);
     }
     let shown: Vec<Shown> = (scores.iter()).map(|s| Shown::new(s, config)).collect();
@@ -987,10 +991,41 @@ fn pr_steps(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     steps
 }
 
-/// Training curves: one panel per category, one line per loss term.
+/// A note for each loss term with non-finite values, which the loss plot leaves out (drawn,
+/// a NaN would lie on 0 and an infinity on the axis' edge).
+fn non_finite_losses(rows: &[LossRow]) -> Vec<String> {
+    let mut bad: Vec<(&str, &str, Vec<String>)> = Vec::new();
+    for r in rows.iter().filter(|r| !r.value.is_finite()) {
+        match (bad.iter_mut()).find(|(c, t, _)| *c == r.category && *t == r.term) {
+            Some((_, _, epochs)) => epochs.push(r.epoch.to_string()),
+            None => bad.push((&r.category, &r.term, vec![r.epoch.to_string()])),
+        }
+    }
+    (bad.iter())
+        .map(|(category, term, epochs)| {
+            let some_finite = (rows.iter())
+                .any(|r| r.category == *category && r.term == *term && r.value.is_finite());
+            match (some_finite, epochs.as_slice()) {
+                (false, _) => {
+                    format!("loss `{term}` of {category} is not finite at any epoch: not drawn")
+                }
+                (true, [one]) => {
+                    format!("loss `{term}` of {category} is not finite at epoch {one}: not drawn")
+                }
+                (true, many) => format!(
+                    "loss `{term}` of {category} is not finite at epochs {}: not drawn",
+                    many.join(", ")
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Training curves: one panel per category, one line per loss term, of the finite values
+/// ([`non_finite_losses`]).
 fn plot_losses(rows: &[LossRow], stem: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut categories: Vec<&str> = Vec::new();
-    for r in rows {
+    for r in rows.iter().filter(|r| r.value.is_finite()) {
         if !categories.contains(&r.category.as_str()) {
             categories.push(&r.category);
         }
@@ -1015,10 +1050,13 @@ fn draw_losses<DB: DrawingBackend + Raster>(
     root.fill(&WHITE).map_err(drawing)?;
     let panels = root.split_evenly(grid);
     for (panel, category) in panels.iter().zip(categories) {
-        let mine: Vec<&LossRow> = rows.iter().filter(|r| &r.category == category).collect();
+        let mine: Vec<&LossRow> = (rows.iter())
+            .filter(|r| &r.category == category && r.value.is_finite())
+            .collect();
+        // In the order of `losses.csv` (the colours of a run without non-finite values).
         let mut terms: Vec<&str> = Vec::new();
-        for r in &mine {
-            if !terms.contains(&r.term.as_str()) {
+        for r in rows.iter().filter(|r| &r.category == category) {
+            if !terms.contains(&r.term.as_str()) && mine.iter().any(|m| m.term == r.term) {
                 terms.push(&r.term);
             }
         }
@@ -1700,6 +1738,47 @@ mod tests {
             [(1, 2), (4, 4)]
         );
         assert!(anomalous_spans(&[false, false]).is_empty());
+    }
+
+    #[test]
+    fn non_finite_losses_are_not_drawn() {
+        let row = |term: &str, epoch, value| LossRow {
+            category: "grid".into(),
+            epoch,
+            term: term.into(),
+            value,
+        };
+        let rows = [
+            row("loss", 1, 0.5),
+            row("loss", 2, f64::INFINITY),
+            row("loss", 3, f64::NAN),
+            row("loss", 4, 0.25),
+            row("entropy", 1, f64::NAN),
+            row("entropy", 2, f64::NAN),
+            row("recon", 1, 0.4),
+            row("recon", 2, f64::NEG_INFINITY),
+        ];
+        assert_eq!(
+            non_finite_losses(&rows),
+            [
+                "loss `loss` of grid is not finite at epochs 2, 3: not drawn",
+                "loss `entropy` of grid is not finite at any epoch: not drawn",
+                "loss `recon` of grid is not finite at epoch 2: not drawn",
+            ]
+        );
+        // Drawn: `entropy` (no finite value) is neither a line nor a legend entry.
+        register_fonts();
+        let dir = tempfile::tempdir().unwrap();
+        plot_losses(&rows, &dir.path().join("losses")).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("losses.svg")).unwrap();
+        let texts: Vec<&str> = (svg.split("<text").skip(1))
+            .filter_map(|t| Some(t.split_once('>')?.1.split('<').next()?.trim()))
+            .collect();
+        assert!(
+            texts.contains(&"recon") && texts.contains(&"loss"),
+            "{texts:?}"
+        );
+        assert!(!texts.contains(&"entropy"), "{texts:?}");
     }
 
     #[test]
