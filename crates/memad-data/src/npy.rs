@@ -23,9 +23,13 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// The number of values.
+    /// The number of values. [`parse_header`] refuses a shape whose bytes, the header's
+    /// included, overflow `usize`, so neither this nor `data_offset + count() * item_size`
+    /// can; a header built by hand saturates.
     pub fn count(&self) -> usize {
-        self.shape.iter().product()
+        (self.shape.iter())
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Whether each value of `data` (whole values, this header's type) is non-zero.
@@ -110,13 +114,20 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
         .map(|s| s.parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| fail(format!("bad shape `{shape_text}`")))?;
+    // The whole file's size, so that `count()`, and the byte sizes and offsets of its users,
+    // cannot overflow (a plain product of `(2**40, 3, 2**30, 2**30)` is 0).
+    let data_offset = start + header_len;
+    (shape.iter())
+        .try_fold(item_size, |a, &d| a.checked_mul(d))
+        .and_then(|bytes| bytes.checked_add(data_offset))
+        .ok_or_else(|| fail(format!("shape {shape:?} has too many elements")))?;
     Ok(NpyHeader {
         kind,
         item_size,
         big_endian,
         fortran_order,
         shape,
-        data_offset: start + header_len,
+        data_offset,
     })
 }
 
@@ -297,5 +308,23 @@ mod tests {
         bad[at..at + 3].copy_from_slice(b"<c8");
         let err = parse_header(&bad, p).unwrap_err().to_string();
         assert!(err.contains("unsupported dtype `<c8`"), "{err}");
+    }
+
+    #[test]
+    fn shapes_with_too_many_elements_are_refused() {
+        // 2^40 * 3 * 2^30 * 2^30 values wrap to 0 in a plain product, so a file with no data
+        // would pass a size check; 2^61 values fit as a count but not as 8-byte values.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.npy");
+        for (shape, i64_values) in [
+            (vec![1 << 40, 3, 1 << 30, 1 << 30], false),
+            (vec![1 << 61], true),
+        ] {
+            std::fs::write(&path, encode(&shape, &[], i64_values)).unwrap();
+            let want = format!("{}: shape {shape:?} has too many elements", path.display());
+            assert_eq!(read_header(&path).unwrap_err().to_string(), want);
+            assert_eq!(read_nonzero(&path).unwrap_err().to_string(), want);
+            assert_eq!(read_frame_nonzero(&path, 0).unwrap_err().to_string(), want);
+        }
     }
 }

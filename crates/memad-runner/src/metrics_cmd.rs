@@ -9,6 +9,9 @@
 //!   `--video-normalization none` or `min_max` (MNAD's and MemAE's protocols normalise each
 //!   video's scores to [0, 1]; no default, so the choice shows in the command).
 //!
+//! Any other array in either file is an error, with a did-you-mean: a misspelt optional one
+//! (`anomaly_map`, `category`) would otherwise be skipped, and its metrics with it.
+//!
 //! Labels are 0 (normal) or 1 (anomalous), anything else is an error; masks are binary:
 //! booleans, 0/1 or 0/255 (any other value, a soft mask or NaN, is an error naming the pixel). Scores and maps are ranked in the precision
 //! of the file ([`Values`]): `float64` (and integers wider than 16 bits) in `f64`, anything
@@ -179,6 +182,8 @@ impl Inputs {
         let (mut pred, mut gt) = (Npz::open(pred_path)?, Npz::open(gt_path)?);
         let (scores, scores_shape) = Values::require(&mut pred, "image_scores")?;
         let labels = gt.require::<f64>("image_labels")?;
+        refuse_unknown_arrays(&pred, &PRED_ARRAYS)?;
+        refuse_unknown_arrays(&gt, &GT_ARRAYS)?;
         let (p, g) = (pred_path.display(), gt_path.display());
         // 1 is anomalous, 0 normal; other conventions (-1/1 as scikit-learn's outlier
         // detectors, 1 for normal) would be read wrongly without a word.
@@ -295,6 +300,31 @@ impl Inputs {
             w: dims.2,
         })
     }
+}
+
+/// The arrays a predictions file may hold, the first required.
+const PRED_ARRAYS: [&str; 2] = ["image_scores", "anomaly_maps"];
+/// The arrays a ground-truth file may hold, the first required.
+const GT_ARRAYS: [&str; 4] = ["image_labels", "masks", "categories", "videos"];
+
+/// Refuses arrays of `npz` other than `known` (the first required, the rest optional): a
+/// misspelt optional one (`anomaly_map`, `category`) would otherwise be skipped without a
+/// word, and its metrics with it.
+fn refuse_unknown_arrays(npz: &Npz, known: &[&str]) -> Result<()> {
+    let candidates: Vec<String> = known.iter().map(|k| k.to_string()).collect();
+    let unknown: Vec<String> = (npz.keys().into_iter())
+        .filter(|k| !known.contains(k))
+        .map(|k| format!("`{k}`{}", memad_data::did_you_mean(k, &candidates)))
+        .collect();
+    ensure!(
+        unknown.is_empty(),
+        "{}: unknown array(s) {}; expected `{}` and optionally `{}`",
+        npz.path().display(),
+        unknown.join(", "),
+        known[0],
+        known[1..].join("`, `")
+    );
+    Ok(())
 }
 
 /// Where `image_labels` and `masks` (`labels.len()` masks, row-major) disagree: normal
@@ -1058,6 +1088,66 @@ mod tests {
         assert!(
             e.contains("anomaly_maps has shape [6, 5, 4]")
                 && e.contains("masks has shape [6, 4, 5]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn misspelt_array_names_are_refused_with_a_suggestion() {
+        let dir = tempfile::tempdir().unwrap();
+        let Data {
+            scores,
+            labels,
+            maps,
+            masks,
+            ..
+        } = dataset();
+        let (pred, gt) = write_dataset(dir.path(), &maps, &scores);
+        let msg = |p: &Path, g: &Path| format!("{:#}", Inputs::load(p, g).err().unwrap());
+        let typo_pred = zip(
+            &[
+                ("image_scores.npy", f32_npy("(6,)", &scores)),
+                ("anomaly_map.npy", f32_npy("(6, 4, 5)", &maps)),
+            ],
+            false,
+        );
+        let typo_pred = write(dir.path(), "typo_pred.npz", &typo_pred);
+        assert_eq!(
+            msg(&typo_pred, &gt),
+            format!(
+                "{}: unknown array(s) `anomaly_map` (did you mean `anomaly_maps`?); expected \
+                 `image_scores` and optionally `anomaly_maps`",
+                typo_pred.display()
+            )
+        );
+        let typo_gt = zip(
+            &[
+                ("image_labels.npy", npy("|b1", "(6,)", &labels.map_u8())),
+                ("mask.npy", npy("|u1", "(6, 4, 5)", &masks.map_u8())),
+                ("category.npy", npy("|S1", "(6,)", b"ababab")),
+                ("foo.npy", f32_npy("(1,)", &[0.0])),
+            ],
+            false,
+        );
+        let typo_gt = write(dir.path(), "typo_gt.npz", &typo_gt);
+        // `category` is 3 edits from `categories`, too far for a suggestion; the list names it.
+        assert_eq!(
+            msg(&pred, &typo_gt),
+            format!(
+                "{}: unknown array(s) `mask` (did you mean `masks`?), `category`, `foo`; expected \
+                 `image_labels` and optionally `masks`, `categories`, `videos`",
+                typo_gt.display()
+            )
+        );
+        // A missing required array is named as such, with the nearest name present.
+        let no_scores = zip(&[("image_score.npy", f32_npy("(6,)", &scores))], false);
+        let no_scores = write(dir.path(), "no_scores.npz", &no_scores);
+        let e = msg(&no_scores, &gt);
+        assert!(
+            e.ends_with(
+                "no_scores.npz: no array `image_scores` (did you mean `image_score`?); it \
+                 holds: image_score"
+            ),
             "{e}"
         );
     }

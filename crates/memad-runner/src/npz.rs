@@ -6,6 +6,7 @@
 //! are converted while they stream in, to the type the caller asks for, so an array costs
 //! its converted size only.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -595,16 +596,19 @@ impl<T: Element> Decoder<T> {
             "unsupported dtype {dtype} here ({} expected)",
             T::EXPECTED
         );
-        let count = shape
-            .iter()
+        let too_many = || format!("shape {shape:?} has too many elements");
+        let count = (shape.iter())
             .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .context("shape too large")?;
-        let bytes = count.checked_mul(dtype.size()).context("shape too large")?;
+            .with_context(too_many)?;
+        // The whole `.npy`'s size.
+        let announced = (count.checked_mul(dtype.size()))
+            .and_then(|b| b.checked_add(header_len))
+            .with_context(too_many)?;
         if let Some(total) = self.total {
             ensure!(
-                (header_len + bytes) as u64 == total,
-                "the .npy holds {total} bytes but its header announces {} ({dtype} x {shape:?})",
-                header_len + bytes
+                announced as u64 == total,
+                "the .npy holds {total} bytes but its header announces {announced} ({dtype} x \
+                 {shape:?})"
             );
         }
         self.data.reserve_exact(count);
@@ -675,6 +679,24 @@ impl Npz {
         let inner = || -> Result<Npz> {
             let mut file = File::open(path)?;
             let entries = read_directory(&mut file)?;
+            // Two members for one array: which one is read is the reader's choice (NumPy
+            // takes the last copy, or `x` over `x.npy`), so refuse rather than pick.
+            let mut seen = HashMap::new();
+            for e in &entries {
+                let key = e.name.strip_suffix(".npy").unwrap_or(&e.name);
+                match seen.insert(key, &e.name) {
+                    Some(first) if *first == e.name => bail!(
+                        "zip member `{first}` appears more than once (NumPy reads the last \
+                         copy): write the file again with one copy of each array"
+                    ),
+                    Some(first) => bail!(
+                        "zip members `{first}` and `{}` both hold array `{key}`: write the file \
+                         again with one of them",
+                        e.name
+                    ),
+                    None => {}
+                }
+            }
             Ok(Npz {
                 path: path.to_path_buf(),
                 file,
@@ -752,17 +774,19 @@ impl Npz {
 
     /// Array `key` converted to `T`; an error naming the keys present if absent.
     pub fn require<T: Element>(&mut self, key: &str) -> Result<Array<T>> {
-        match self.get(key)? {
-            Some(a) => Ok(a),
-            None => bail!(
-                "{}: no array `{key}`; it holds: {}",
-                self.path.display(),
-                match self.keys().join(", ") {
-                    k if k.is_empty() => "nothing".to_string(),
-                    k => k,
-                }
-            ),
+        if let Some(a) = self.get(key)? {
+            return Ok(a);
         }
+        let keys: Vec<String> = self.keys().into_iter().map(String::from).collect();
+        bail!(
+            "{}: no array `{key}`{}; it holds: {}",
+            self.path.display(),
+            memad_data::did_you_mean(key, &keys),
+            match keys.join(", ") {
+                k if k.is_empty() => "nothing".to_string(),
+                k => k,
+            }
+        )
     }
 
     /// Streams the uncompressed bytes of `e` into `sink`, checking size and CRC-32.
@@ -1245,6 +1269,69 @@ mod tests {
         assert_eq!(e.to_string(), "more data than the shape announces");
         let e = parse_npy::<f32>(b"PK\x03\x04 not an npy").unwrap_err();
         assert!(e.to_string().contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn shapes_with_too_many_elements_are_refused() {
+        // 2^40 * 3 * 2^30 * 2^30 elements wrap to 0 in a plain product; 2^62 float32s fit
+        // as a count but not as bytes.
+        for shape in [
+            "(1099511627776, 3, 1073741824, 1073741824)",
+            "(4611686018427387904,)",
+        ] {
+            let e = parse_npy::<f32>(&npy("<f4", shape, &[])).unwrap_err();
+            let dims = shape.trim_matches(['(', ')', ',']);
+            assert_eq!(
+                e.to_string(),
+                format!("shape [{dims}] has too many elements"),
+                "{shape}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let huge = npy("<f4", "(1099511627776, 3, 1073741824, 1073741824)", &[]);
+        let path = write(dir.path(), "huge.npz", &zip(&[("x.npy", huge)], false));
+        let e = Npz::open(&path).unwrap().require::<f32>("x").unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "{}: array `x`: shape [1099511627776, 3, 1073741824, 1073741824] has too many \
+                 elements",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (f32_npy("(2,)", &[0.1, 0.9]), f32_npy("(2,)", &[0.9, 0.1]));
+        // NumPy reads the last copy of a member written twice, and `x` over `x.npy`.
+        let twice = [
+            ("image_scores.npy", a.clone()),
+            ("image_scores.npy", b.clone()),
+        ];
+        let path = write(dir.path(), "twice.npz", &zip(&twice, false));
+        assert_eq!(
+            format!("{:#}", Npz::open(&path).err().unwrap()),
+            format!(
+                "reading {}: zip member `image_scores.npy` appears more than once (NumPy reads \
+                 the last copy): write the file again with one copy of each array",
+                path.display()
+            )
+        );
+        let both = [("x.npy", a.clone()), ("x", b)];
+        let path = write(dir.path(), "both.npz", &zip(&both, false));
+        assert_eq!(
+            format!("{:#}", Npz::open(&path).err().unwrap()),
+            format!(
+                "reading {}: zip members `x.npy` and `x` both hold array `x`: write the file \
+                 again with one of them",
+                path.display()
+            )
+        );
+        let distinct = [("x.npy", a.clone()), ("y.npy", a)];
+        let path = write(dir.path(), "distinct.npz", &zip(&distinct, false));
+        assert_eq!(Npz::open(&path).unwrap().keys(), ["x", "y"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `memad metrics` as a user runs it, on `.npz` files written here (stored zip of `.npy`
 //! v1, as `np.savez` writes them): the JSON and the table against `memad_metrics`, and the
-//! errors (missing key, shape mismatches, NaN score, unsupported dtype).
+//! errors (missing key, misspelt or duplicate arrays, shape mismatches, NaN score,
+//! unsupported dtype).
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -316,6 +317,68 @@ fn errors_name_the_file_keys_shapes_and_dtype() {
         &[
             "category bottle: image level: score at index 1 is not finite",
             "nan.npz: image_scores[3] = NaN",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_and_duplicate_arrays_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = case();
+    let (pred, gt) = write_case(dir.path(), &c);
+    let fails = |pred: &str, gt: &str, expect: &[&str]| {
+        let out = memad(&["metrics", "--pred", pred, "--gt", gt]);
+        assert!(!out.status.success(), "{}", text(&out));
+        for e in expect {
+            assert!(text(&out).contains(e), "`{e}` not in:\n{}", text(&out));
+        }
+    };
+    // Without the refusal, a misspelt `anomaly_map` or `category` drops its metrics unsaid.
+    let typo = npz(
+        &dir.path().join("typo.npz"),
+        &[
+            ("image_scores", f32s(&[N], &c.scores)),
+            ("anomaly_map", f32s(&[N, H, W], &c.maps)),
+        ],
+    );
+    fails(
+        &typo,
+        &gt,
+        &[
+            "typo.npz: unknown array(s) `anomaly_map` (did you mean `anomaly_maps`?); expected \
+             `image_scores` and optionally `anomaly_maps`",
+        ],
+    );
+    let typo_gt = npz(
+        &dir.path().join("typo_gt.npz"),
+        &[
+            ("image_labels", bools(&[N], &c.labels)),
+            ("categores", npy("|S1", &[N], b"abababab")),
+        ],
+    );
+    fails(
+        &pred,
+        &typo_gt,
+        &[
+            "typo_gt.npz: unknown array(s) `categores` (did you mean `categories`?); expected \
+             `image_labels` and optionally `masks`, `categories`, `videos`",
+        ],
+    );
+    // Two copies of one array: NumPy reads the last, so neither is picked.
+    let twice = npz(
+        &dir.path().join("twice.npz"),
+        &[
+            ("image_scores", f32s(&[N], &c.scores)),
+            ("image_scores", f32s(&[N], &c.scores)),
+        ],
+    );
+    fails(
+        &twice,
+        &gt,
+        &[
+            "reading ",
+            "twice.npz",
+            "zip member `image_scores.npy` appears more than once",
         ],
     );
 }
