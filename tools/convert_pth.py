@@ -16,6 +16,7 @@ import importlib
 import os
 import re
 import sys
+import zipfile
 
 import torch
 from safetensors.torch import save_file
@@ -67,6 +68,25 @@ def load_error(path: str, e: Exception) -> str:
     return f"not a PyTorch checkpoint torch.load reads (corrupt, truncated or another format): {type(e).__name__}: {first}"
 
 
+def check_crc(path: str) -> None:
+    """Refuses a zip checkpoint (torch.save's format) with a member whose bytes fail its
+    CRC-32: torch's zip reader does not check it, and would load the damaged values."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return  # torch.load says what it is (truncated, corrupt)
+    with archive:
+        try:
+            bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            refuse(f"not a PyTorch checkpoint: its zip archive is corrupt ({e})")
+    if bad is not None:
+        refuse(f"member {bad} fails its CRC check: the file is corrupt")
+
+
 def describe(value) -> str:
     if isinstance(value, dict):
         n = sum(isinstance(v, torch.Tensor) for v in value.values())
@@ -102,6 +122,7 @@ def main() -> None:
     ap.add_argument("--key", help="the entry of the checkpoint's dict that holds the state_dict")
     args = ap.parse_args()
     path = args.pth or find_in_package(args.package)
+    check_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated, not a checkpoint, or pickled code
@@ -113,10 +134,19 @@ def main() -> None:
     tensors = {k: v.detach().contiguous() for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         refuse("holds no tensors")
-    tmp = args.out + ".tmp"
-    save_file(tensors, tmp, metadata={"source": os.path.basename(path)})
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; a lab may share the cache
-    os.replace(tmp, args.out)
+    named = [k for k in tensors if not isinstance(k, str)]
+    if named:
+        refuse(f"its key {named[0]!r} (type {type(named[0]).__name__}) is not a string: a "
+               f"state_dict's keys are tensor names, such as 'conv1.weight'")
+    tmp = f"{args.out}.{os.getpid()}.tmp"
+    try:
+        save_file(tensors, tmp, metadata={"source": os.path.basename(path)})
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; a lab may share the cache
+        os.replace(tmp, args.out)
+    except BaseException:  # a failure or Ctrl-C: no half-written file is left
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     print(f"wrote {len(tensors)} tensors from {path} to {args.out}")
 
 

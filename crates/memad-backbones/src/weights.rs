@@ -144,6 +144,13 @@ pub fn torchvision_checkpoint(
             format!("known for {arch}: {}", names.join(", "))
         }
     };
+    if named_arch.is_empty() || tag.is_empty() {
+        let what = if named_arch.is_empty() { "arch" } else { "tag" };
+        return Err(format!(
+            "`{spec}` names no {what}: write torchvision:<arch>[:<TAG>]; {}",
+            known()
+        ));
+    }
     if named_arch != arch {
         return Err(format!(
             "`{spec}` names weights of {named_arch}, not of this {arch}; {}",
@@ -473,6 +480,19 @@ pub fn has_tensors_under(weights: &WeightsSource, prefix: &str) -> Result<bool> 
     })
 }
 
+/// What a file that does not parse as safetensors is said to be.
+const NOT_SAFETENSORS: &str = "truncated or not a safetensors file";
+
+/// The message of an error reading a safetensors header: a file ending before its 8-byte
+/// length or the header that length announces is [`NOT_SAFETENSORS`].
+fn read_error(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        NOT_SAFETENSORS.into()
+    } else {
+        e.to_string()
+    }
+}
+
 /// The tensor names of a safetensors file, read from its header only.
 pub fn safetensors_names(path: &Path) -> Result<BTreeSet<String>> {
     let err = |message: String| CoreError::Weights {
@@ -481,7 +501,7 @@ pub fn safetensors_names(path: &Path) -> Result<BTreeSet<String>> {
     };
     let mut file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
     let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|e| err(e.to_string()))?;
+    file.read_exact(&mut len).map_err(|e| err(read_error(e)))?;
     let len = u64::from_le_bytes(len);
     if len > 100_000_000 {
         return Err(err(format!(
@@ -490,7 +510,7 @@ pub fn safetensors_names(path: &Path) -> Result<BTreeSet<String>> {
     }
     let mut header = vec![0u8; len as usize];
     file.read_exact(&mut header)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(read_error(e)))?;
     let header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
         .map_err(|e| err(format!("not a safetensors header: {e}")))?;
     Ok(header.into_keys().filter(|k| k != "__metadata__").collect())
@@ -502,26 +522,19 @@ pub fn same_tensors(a: &Path, b: &Path) -> Result<bool> {
     if safetensors_names(a)? != safetensors_names(b)? {
         return Ok(false);
     }
-    let read = |path: &Path| -> Result<BTreeMap<String, Tensor>> {
-        let tensors = Tensor::read_safetensors(path).map_err(|e| CoreError::Weights {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        Ok(tensors.into_iter().collect())
-    };
-    let (a, b) = (read(a)?, read(b)?);
+    let (a, b) = (read_tensors(a)?, read_tensors(b)?);
     Ok(a.iter().all(|(name, t)| {
         let u = &b[name];
         t.kind() == u.kind() && t.size() == u.size() && t.equal(u)
     }))
 }
 
-/// The named `weights` values that load `file` (an existing file), with their arch:
-/// `imagenet` and `torchvision:resnet18` for `<weights_dir>/resnet18.safetensors`; `None`
-/// for a file no name loads.
+/// The named `weights` values that load `file` (existing or not yet written), with their
+/// arch: `imagenet` and `torchvision:resnet18` for `<weights_dir>/resnet18.safetensors`;
+/// `None` for a file no name loads.
 pub fn names_loading(file: &Path, weights_dir: &Path) -> Option<(String, Vec<String>)> {
-    let file = file.canonicalize().ok()?;
-    let is = |name: &str| weights_dir.join(name).canonicalize().ok() == Some(file.clone());
+    let file = resolved(file)?;
+    let is = |name: &str| resolved(&weights_dir.join(name)).as_ref() == Some(&file);
     for c in &TORCHVISION_CHECKPOINTS {
         if is(&format!("{}.safetensors", c.cache_name)) {
             let names = if c.tag == "IMAGENET1K_V1" {
@@ -539,17 +552,41 @@ pub fn names_loading(file: &Path, weights_dir: &Path) -> Option<(String, Vec<Str
     Some((arch.into(), vec!["imagenet".into()]))
 }
 
+/// `path` absolute with symlinks resolved, also when it (or folders above it) does not
+/// exist yet: its nearest existing folder canonicalized, the rest appended.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = path.canonicalize() {
+        return Some(path);
+    }
+    let name = path.file_name()?; // none for `.`, `..` and `/`: no endless climb
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(resolved(parent)?.join(name))
+}
+
+/// Every tensor of the safetensors file at `path`; one that does not parse (cut short, or
+/// another format) is [`NOT_SAFETENSORS`], without the parser's own words.
+fn read_tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let err = |message: String| CoreError::Weights {
+        path: path.into(),
+        message,
+    };
+    std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    match Tensor::read_safetensors(path) {
+        Ok(tensors) => Ok(tensors.into_iter().collect()),
+        Err(tch::TchError::SafeTensorError { .. }) => Err(err(NOT_SAFETENSORS.into())),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
 /// Copies every variable of `vs` from the safetensors file at `path`. Fails, naming the
 /// tensors, when any variable is missing or has another shape, or when the file holds
-/// tensors the model does not have (batch-norm `num_batches_tracked` counters excepted).
+/// tensors the model does not have (batch-norm `num_batches_tracked` counters excepted);
+/// then when a tensor holds NaN or infinite values, or integers for a float variable.
 pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
-    let file: BTreeMap<String, Tensor> = Tensor::read_safetensors(path)
-        .map_err(|e| CoreError::Weights {
-            path: path.into(),
-            message: e.to_string(),
-        })?
-        .into_iter()
-        .collect();
+    let file = read_tensors(path)?;
     let mut variables = vs.variables();
     let mut missing = Vec::new();
     let mut wrong_shape = Vec::new();
@@ -573,25 +610,14 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
         .cloned()
         .collect();
     if !(missing.is_empty() && wrong_shape.is_empty() && unexpected.is_empty()) {
-        let mut message = String::from("checkpoint does not match the model:");
-        for (what, names) in [
-            ("missing", &missing),
-            ("wrong shape", &wrong_shape),
-            ("unexpected", &unexpected),
-        ] {
-            if !names.is_empty() {
-                let shown: Vec<_> = names.iter().take(8).map(String::as_str).collect();
-                let more = names.len().saturating_sub(8);
-                message.push_str(&format!(
-                    "\n  {what} ({}): {}",
-                    names.len(),
-                    shown.join(", ")
-                ));
-                if more > 0 {
-                    message.push_str(&format!(", ... {more} more"));
-                }
-            }
-        }
+        let mut message = listing(
+            "checkpoint does not match the model:",
+            &[
+                ("missing", &missing),
+                ("wrong shape", &wrong_shape),
+                ("unexpected", &unexpected),
+            ],
+        );
         if let Some(prefix) = common_prefix(&missing, &unexpected) {
             let why = if prefix == "module." {
                 " (saved from nn.DataParallel?)"
@@ -609,12 +635,56 @@ pub fn load_safetensors(vs: &mut VarStore, path: &Path) -> Result<()> {
             message,
         });
     }
+    // A cast would turn integers into weights silently; NaN would fill every feature.
+    let mut integers = Vec::new();
+    let mut not_finite = Vec::new();
+    for name in &names {
+        let (var, t) = (&variables[name], &file[name]);
+        if var.is_floating_point() && !t.is_floating_point() {
+            integers.push(format!("{name} ({:?})", t.kind()));
+        } else if t.is_floating_point() && !bool::try_from(t.isfinite().all())? {
+            not_finite.push(name.clone());
+        }
+    }
+    if !(integers.is_empty() && not_finite.is_empty()) {
+        return Err(CoreError::Weights {
+            path: path.into(),
+            message: listing(
+                "checkpoint holds values the model cannot use:",
+                &[
+                    ("NaN or infinite values", &not_finite),
+                    ("integers where the model has floats", &integers),
+                ],
+            ),
+        });
+    }
     tch::no_grad(|| {
         for (name, var) in variables.iter_mut() {
             var.copy_(&file[name].to_device(var.device()).to_kind(var.kind()));
         }
     });
     Ok(())
+}
+
+/// `header`, then a line `<what> (<count>): <names>` for each non-empty list of names (the
+/// first 8 of them).
+fn listing(header: &str, lists: &[(&str, &Vec<String>)]) -> String {
+    let mut message = header.to_string();
+    for (what, names) in lists {
+        if !names.is_empty() {
+            let shown: Vec<_> = names.iter().take(8).map(String::as_str).collect();
+            let more = names.len().saturating_sub(8);
+            message.push_str(&format!(
+                "\n  {what} ({}): {}",
+                names.len(),
+                shown.join(", ")
+            ));
+            if more > 0 {
+                message.push_str(&format!(", ... {more} more"));
+            }
+        }
+    }
+    message
 }
 
 /// The prefix (whole dot-separated parts) every `unexpected` name starts with whose removal
@@ -1017,6 +1087,75 @@ mod tests {
         );
         assert_eq!(names(&b), None);
         assert_eq!(names_loading(&a, &d.join("elsewhere")), None);
+        // A file not written yet, also in a folder that does not exist yet.
+        assert_eq!(
+            names(&d.join("resnet34.safetensors")).unwrap().0,
+            "resnet34"
+        );
+        let later = d.join("later");
+        assert_eq!(
+            names_loading(&later.join("resnet50.safetensors"), &later)
+                .unwrap()
+                .0,
+            "resnet50"
+        );
+    }
+
+    #[test]
+    fn nan_or_integer_tensors_are_refused_naming_them() {
+        let (mut vs, dir) = store_and_file(&["a.w", "b.w", "c.w"], &[]);
+        let float = |v: f64| Tensor::full([2], v, (tch::Kind::Float, tch::Device::Cpu));
+        let ints = Tensor::ones([2], (tch::Kind::Int64, tch::Device::Cpu));
+        let nan = float(f64::NAN);
+        let inf = float(f64::INFINITY);
+        Tensor::write_safetensors(
+            &[("a.w", &nan), ("b.w", &ints), ("c.w", &inf)],
+            dir.path().join("w.safetensors"),
+        )
+        .unwrap();
+        assert_eq!(
+            load_error(&mut vs, &dir),
+            "checkpoint holds values the model cannot use:\n  NaN or infinite values (2): a.w, \
+             c.w\n  integers where the model has floats (1): b.w (Int64)"
+        );
+        // Another float type is cast.
+        let half = float(0.5).to_kind(tch::Kind::Half);
+        Tensor::write_safetensors(
+            &[("a.w", &half), ("b.w", &half), ("c.w", &half)],
+            dir.path().join("w.safetensors"),
+        )
+        .unwrap();
+        load_safetensors(&mut vs, &dir.path().join("w.safetensors")).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_or_empty_file_is_not_a_safetensors_file() {
+        let (mut vs, dir) = store_and_file(&["a.w"], &[("a.w", 1000)]);
+        let path = dir.path().join("w.safetensors");
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 100]).unwrap();
+        assert_eq!(load_error(&mut vs, &dir), NOT_SAFETENSORS);
+        for bytes in [&b""[..], &whole[..5], &whole[..20]] {
+            std::fs::write(&path, bytes).unwrap();
+            match safetensors_names(&path) {
+                Err(CoreError::Weights { message, .. }) => assert_eq!(message, NOT_SAFETENSORS),
+                other => panic!("expected a weights error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_torchvision_name_without_arch_or_tag_says_so() {
+        assert_eq!(
+            torchvision_checkpoint("torchvision:", "resnet18").unwrap_err(),
+            "`torchvision:` names no arch: write torchvision:<arch>[:<TAG>]; known for \
+             resnet18: torchvision:resnet18:IMAGENET1K_V1"
+        );
+        assert_eq!(
+            torchvision_checkpoint("torchvision:resnet18:", "resnet18").unwrap_err(),
+            "`torchvision:resnet18:` names no tag: write torchvision:<arch>[:<TAG>]; known \
+             for resnet18: torchvision:resnet18:IMAGENET1K_V1"
+        );
     }
 
     #[test]

@@ -80,12 +80,56 @@ pub enum BackboneCommand {
 
 fn check_arch(arch: &str) -> anyhow::Result<()> {
     let kinds = memad_backbones::kinds();
+    let known: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
     ensure!(
         kinds.contains(&arch),
-        "unknown backbone arch `{arch}`; known: {}",
+        "unknown backbone arch `{arch}`{}; known: {}",
+        memad_data::did_you_mean(arch, &known),
         kinds.join(", ")
     );
     Ok(())
+}
+
+/// Refuses an `--out` that exists and is no regular file (a device, a FIFO, a socket): the
+/// rename that writes it would replace that file.
+fn check_out(out: &Path) -> anyhow::Result<()> {
+    if let Ok(meta) = std::fs::metadata(out) {
+        ensure!(
+            meta.is_file(),
+            "{}: exists and is no regular file (a folder, a device, a FIFO or a socket); \
+             --out must name a file to write",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `path` with `.<pid><suffix>` appended to its file name: a temporary name no other memad
+/// process writes at once.
+fn temporary(path: &Path, suffix: &str) -> PathBuf {
+    with_suffix(path, &format!(".{}{suffix}", std::process::id()))
+}
+
+/// On Ctrl-C, removes the temporary file `tmp` of `out`, if it was made, and says so.
+fn remove_on_interrupt(tmp: &Path, out: &Path) {
+    let (tmp, out) = (tmp.to_path_buf(), out.to_path_buf());
+    crate::interrupt::on_interrupt(move || match std::fs::remove_file(&tmp) {
+        Ok(()) => format!(
+            "the unfinished {} was removed; {} is as it was",
+            tmp.display(),
+            out.display()
+        ),
+        Err(_) => format!("nothing unfinished was left beside {}", out.display()),
+    });
+}
+
+/// `` `weights = "a"` and `weights = "b"` `` of `names`.
+fn weights_values(names: &[String]) -> String {
+    let names: Vec<_> = names
+        .iter()
+        .map(|n| format!("`weights = \"{n}\"`"))
+        .collect();
+    names.join(" and ")
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -126,12 +170,26 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
         Some(file) => file.clone(),
         None => weights_dir.join(format!("{arch}.safetensors")),
     };
+    check_out(&out)?;
+    if let Some((other, names)) = memad_backbones::weights::names_loading(&out, weights_dir)
+        .filter(|(other, _)| other != arch)
+    {
+        anyhow::bail!(
+            "{} is what {} load{} for {other}, not for {arch}: import {arch} weights to \
+             another file with `--out PATH`, or leave out --out (then {})",
+            out.display(),
+            weights_values(&names),
+            if names.len() == 1 { "s" } else { "" },
+            weights_dir.join(format!("{arch}.safetensors")).display()
+        );
+    }
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     // Converted and verified beside the destination, renamed only once it loads.
-    let tmp = with_suffix(&out, ".importing.safetensors");
+    let tmp = temporary(&out, ".importing.safetensors");
+    remove_on_interrupt(&tmp, &out);
     let picked = (key.as_deref(), strip_prefix.as_deref());
     let result = import_into(file, arch, picked, &tmp).and_then(|count| {
         let what = format!("{} ({count} tensors) as {arch} weights", file.display());
@@ -154,10 +212,7 @@ pub fn run_weights(cmd: &WeightsCommand, weights_dir: &Path) -> anyhow::Result<(
         rename(&tmp, &out)?;
         println!("imported {what}: {}{replaced}", out.display());
         if let Some((_, names)) = memad_backbones::weights::names_loading(&out, weights_dir) {
-            println!(
-                "  loaded from now on by `weights = \"{}\"`",
-                names.join("\"` and `weights = \"")
-            );
+            println!("  loaded from now on by {}", weights_values(&names));
         }
         Ok(())
     });
@@ -177,14 +232,10 @@ fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
 fn refuse_replacing(out: &Path, weights_dir: &Path) -> String {
     let loaded_by = match memad_backbones::weights::names_loading(out, weights_dir) {
         Some((arch, names)) => {
-            let names: Vec<_> = names
-                .iter()
-                .map(|n| format!("`weights = \"{n}\"`"))
-                .collect();
             format!(
                 "; it is what {} load{} for {arch}, so replacing it would change every later \
                  run that uses {}",
-                names.join(" and "),
+                weights_values(&names),
                 if names.len() == 1 { "s" } else { "" },
                 if names.len() == 1 { "it" } else { "them" },
             )
@@ -226,6 +277,11 @@ fn download(
                 known()
             )
         })?;
+    ensure!(
+        !arch.is_empty(),
+        "`{spec}` names no arch: write torchvision:<arch>[:<TAG>]; known: {}",
+        known()
+    );
     let checkpoint = memad_backbones::weights::torchvision_checkpoint(spec, arch)
         .map_err(anyhow::Error::msg)?
         .with_context(|| format!("no torchvision checkpoint `{spec}`; known: {}", known()))?;
@@ -254,6 +310,8 @@ fn import_into(
              none",
             file.display()
         );
+        // Its header read here, so that an error names the user's file, not `tmp`.
+        memad_backbones::weights::safetensors_names(file)?;
         std::fs::copy(file, tmp)
             .with_context(|| format!("copying {} to {}", file.display(), tmp.display()))?;
         fetch::make_readable(tmp)?;
@@ -304,6 +362,7 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         levels,
     } = cmd;
     check_arch(arch)?;
+    check_out(out)?;
     // tch reads as many bytes as the header's shape needs, past the end of a short file.
     let header = memad_data::npy::read_header(input)?;
     let want = header.data_offset + header.count() * header.item_size;
@@ -334,11 +393,15 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         input.display(),
         x.kind()
     );
-    ensure!(
-        !bool::try_from(x.isnan().any())?,
-        "{}: holds NaN values",
-        input.display()
-    );
+    let finite = x.isfinite();
+    if !bool::try_from(finite.all())? {
+        let at = Vec::<i64>::try_from(finite.logical_not().nonzero().get(0))?;
+        anyhow::bail!(
+            "{}: holds NaN or infinite values, e.g. {} at {at:?}; expected values in [0, 1]",
+            input.display(),
+            x.double_value(&at)
+        );
+    }
     let max = x.max().double_value(&[]);
     if max > 1.5 {
         eprintln!(
@@ -359,11 +422,20 @@ pub fn run_backbone(cmd: &BackboneCommand, weights_dir: &Path) -> anyhow::Result
         .into_iter()
         .map(|l| (l.name, l.features.contiguous()))
         .collect();
+    for (name, t) in &arrays {
+        ensure!(
+            bool::try_from(t.isfinite().all())?,
+            "the {arch} level {name} holds NaN or infinite values (the input's values overflow \
+             the network?); nothing written to {}",
+            out.display()
+        );
+    }
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let tmp = with_suffix(out, ".tmp.npz");
+    let tmp = temporary(out, ".tmp.npz");
+    remove_on_interrupt(&tmp, out);
     let written = Tensor::write_npz(&arrays, &tmp)
         .map_err(anyhow::Error::from)
         .and_then(|()| std::fs::rename(&tmp, out).map_err(anyhow::Error::from));
@@ -524,7 +596,7 @@ np.savez(d + "/ref.npz", **ref)
         assert!(message.contains("missing"), "{message}");
         assert!(message.contains("missing (80)"), "{message}");
         assert!(!out.exists());
-        assert!(!with_suffix(&out, ".importing.safetensors").exists());
+        assert!(!temporary(&out, ".importing.safetensors").exists());
         // As resnet50: wrong shapes are named too.
         let err = run_weights(
             &import(&d.join("r18.pth"), "resnet50", Some(&out)),
@@ -750,6 +822,202 @@ np.savez(d + "/ref.npz", **ref)
             err.contains("efficientnet_lite0") && err.contains("wide_resnet50_2"),
             "{err}"
         );
+        for arch in ["resnet-18", "ResNet18"] {
+            let err = check_arch(arch).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "unknown backbone arch `{arch}` (did you mean `resnet18`?); known: "
+                )),
+                "{err}"
+            );
+        }
+        let err = download("torchvision:", dir.path(), dir.path(), None).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "`torchvision:` names no arch: write torchvision:<arch>[:<TAG>]; known: \
+                 torchvision:resnet18:IMAGENET1K_V1, "
+            ),
+            "{err}"
+        );
+    }
+
+    /// A zip checkpoint with damaged bytes (torch's reader does not check CRC-32) and one
+    /// with a key that is no string: refused as problems of the file, nothing written.
+    #[test]
+    fn import_refuses_a_corrupt_zip_and_a_key_that_is_no_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let make = r#"
+import sys, torch
+d = sys.argv[1]
+torch.save({"w": torch.ones(4096)}, d + "/ok.pth")
+b = bytearray(open(d + "/ok.pth", "rb").read())
+at = b.index(b"\x00\x00\x80\x3f" * 16)
+b[at:at + 64] = bytes(x ^ 0xFF for x in b[at:at + 64])
+open(d + "/corrupt.pth", "wb").write(bytes(b))
+torch.save({1: torch.zeros(2)}, d + "/intkey.pth")
+"#;
+        let python = fetch::venv_python().expect("the torch venv (./dev setup)");
+        let status = Command::new(python)
+            .args(["-c", make])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = d.join("out.safetensors");
+        for (file, expected) in [
+            (
+                "corrupt.pth",
+                "member ok/data/0 fails its CRC check: the file is corrupt",
+            ),
+            (
+                "intkey.pth",
+                "its key 1 (type int) is not a string: a state_dict's keys are tensor names, \
+                 such as 'conv1.weight'",
+            ),
+        ] {
+            let file = d.join(file);
+            let err = run_weights(&import(&file, "resnet18", Some(&out)), d).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                format!("weights {}: {expected}", file.display())
+            );
+            let left: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left.len(), 3, "{left:?}");
+        }
+    }
+
+    /// A truncated safetensors file is said to be one, naming the user's file (not memad's
+    /// temporary copy), and so is an empty one given as the weights of `features`.
+    #[test]
+    fn a_truncated_safetensors_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let whole = d.join("whole.safetensors");
+        let t = Tensor::zeros([1000], (Kind::Float, Device::Cpu));
+        Tensor::write_safetensors(&[("conv1.weight", &t)], &whole).unwrap();
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = d.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        let out = d.join("out.safetensors");
+        let err = run_weights(&import(&cut, "resnet18", Some(&out)), d).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "{} does not hold resnet18 weights: weights {}: truncated or not a safetensors \
+                 file",
+                cut.display(),
+                cut.display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 2);
+
+        let empty = d.join("empty.bin");
+        std::fs::write(&empty, b"").unwrap();
+        Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu))
+            .write_npy(d.join("x.npy"))
+            .unwrap();
+        let cmd = features(
+            "resnet18",
+            empty.to_str().unwrap(),
+            &d.join("x.npy"),
+            &d.join("f.npz"),
+        );
+        let err = run_backbone(&cmd, d).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "weights {}: truncated or not a safetensors file",
+                empty.display()
+            )
+        );
+    }
+
+    /// `--out` naming the file another arch's `imagenet` loads is refused before anything is
+    /// converted, as is one that exists and is no regular file.
+    #[test]
+    fn import_out_of_another_arch_or_no_regular_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let weights_dir = d.join("weights");
+        let file = d.join("r18.pth");
+        std::fs::write(&file, b"not read").unwrap();
+        let r34 = weights_dir.join("resnet34.safetensors");
+        let err = run_weights(&import(&file, "resnet18", Some(&r34)), &weights_dir).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is what `weights = \"imagenet\"` and `weights = \"torchvision:resnet34\"` \
+                 load for resnet34, not for resnet18: import resnet18 weights to another file \
+                 with `--out PATH`, or leave out --out (then {})",
+                r34.display(),
+                weights_dir.join("resnet18.safetensors").display()
+            )
+        );
+        assert!(!weights_dir.exists());
+
+        let fifo = d.join("fifo");
+        assert!(Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let err = run_weights(&import(&file, "resnet18", Some(&fifo)), &weights_dir).unwrap_err();
+        let expected = format!(
+            "{}: exists and is no regular file (a folder, a device, a FIFO or a socket); --out \
+             must name a file to write",
+            fifo.display()
+        );
+        assert_eq!(err.to_string(), expected);
+        let input = d.join("x.npy");
+        Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu))
+            .write_npy(&input)
+            .unwrap();
+        let err = run_backbone(&features("resnet18", "random", &input, &fifo), d).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+    }
+
+    /// Non-finite inputs are refused naming a position; a pyramid that overflows (values far
+    /// outside [0, 1]) is not written.
+    #[test]
+    fn features_refuse_non_finite_inputs_and_pyramids() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (input, out) = (d.join("x.npy"), d.join("f.npz"));
+        let run = |value: f64| {
+            let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let _ = x.get(0).get(1).get(2).get(3).fill_(value);
+            x.write_npy(&input).unwrap();
+            run_backbone(&features("resnet18", "random", &input, &out), d)
+                .unwrap_err()
+                .to_string()
+        };
+        for (value, shown) in [
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(
+                run(value),
+                format!(
+                    "{}: holds NaN or infinite values, e.g. {shown} at [0, 1, 2, 3]; expected \
+                     values in [0, 1]",
+                    input.display()
+                )
+            );
+        }
+        assert_eq!(
+            run(1e38),
+            format!(
+                "the resnet18 level layer1 holds NaN or infinite values (the input's \
+                 values overflow the network?); nothing written to {}",
+                out.display()
+            )
+        );
+        assert_eq!(std::fs::read_dir(d).unwrap().count(), 1);
     }
 
     #[test]
@@ -778,7 +1046,7 @@ np.savez(d + "/ref.npz", **ref)
                 ("stride16".to_string(), vec![2, 96, 2, 2])
             ]
         );
-        assert!(!with_suffix(&out, ".tmp.npz").exists());
+        assert!(!temporary(&out, ".tmp.npz").exists());
 
         for (shape, what) in [
             (vec![3i64, 32, 32], "[3, 32, 32]"),

@@ -154,8 +154,13 @@ fn import_then_features_match_torchvision_and_a_wrong_arch_is_refused() {
     let message = text(&out);
     assert!(message.contains("missing"), "{message}");
     assert!(message.contains("missing (80)"), "{message}");
-    assert!(!d.join("r34.safetensors").exists());
-    assert!(!d.join("r34.safetensors.importing.safetensors").exists());
+    // Nor its temporary `r34.safetensors.<pid>.importing.safetensors`.
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("r34.safetensors"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // A file that is no checkpoint: one line saying so, not a Python traceback.
     std::fs::write(d.join("notes.pth"), "hello\n").unwrap();
@@ -322,6 +327,15 @@ fn unknown_arch_lists_the_kinds() {
         "{message}"
     );
     assert!(message.contains("wide_resnet50_2"), "{message}");
+    let out = memad(
+        &["weights", "import", "x.pth", "--arch", "resnet-18"],
+        dir.path(),
+    );
+    let message = text(&out);
+    assert!(
+        message.contains("unknown backbone arch `resnet-18` (did you mean `resnet18`?)"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -398,6 +412,23 @@ fn features_levels_shapes_and_a_bad_input_shape() {
         message.contains("1000 bytes, but its header's shape [1, 3, 32, 32] needs"),
         "{message}"
     );
+
+    // An infinite value: refused naming where, nothing written (all levels would be NaN).
+    std::fs::remove_file(d.join("f.npz")).unwrap();
+    let x = Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let _ = x.get(0).get(2).get(5).get(7).fill_(f64::INFINITY);
+    x.write_npy(d.join("inf.npy")).unwrap();
+    let out = features("inf.npy", "layer1");
+    let message = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(
+            "error: inf.npy: holds NaN or infinite values, e.g. inf at [0, 2, 5, 7]; expected \
+             values in [0, 1]"
+        ) && !message.contains("warning"),
+        "{message}"
+    );
+    assert!(!d.join("f.npz").exists());
 
     let help = text(&memad(&["backbone", "features", "--help"], d));
     assert!(help.contains("[0, 1]"), "{help}");
