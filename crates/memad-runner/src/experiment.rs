@@ -1048,16 +1048,7 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err.path, "data.synthesis.colour_jitter");
-        let draem = experiment("[data.synthesis]\nkind = \"draem\"");
-        validate(&draem).unwrap();
-        // The resolved file reads as written, not as an f32 widened (`0.800000011920929`).
-        assert!(
-            draem.to_toml().contains("beta_max = 0.8\n"),
-            "{}",
-            draem.to_toml()
-        );
-        let cutpaste = experiment("[data.synthesis]\nkind = \"cutpaste\"").to_toml();
-        assert!(cutpaste.contains("colour_jitter = 0.1\n"), "{cutpaste}");
+        validate(&experiment("[data.synthesis]\nkind = \"draem\"")).unwrap();
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct CutPasteConfig {
     pub variant: CutPasteVariant,
     /// Strength of the colour jitter of the patch (brightness, contrast, saturation factors
     /// in `[1 − j, 1 + j]`, hue shift in `[−j, j]` turns); 0 turns it off.
-    pub colour_jitter: f64,
+    pub colour_jitter: f32,
 }
 
 impl Default for CutPasteConfig {
@@ -101,7 +101,7 @@ impl AnomalySynthesizer for CutPasteSynthesizer {
             }
             dst = (centre(&mut rng, ex, wf), centre(&mut rng, ey, hf));
         }
-        let jitter = Jitter::draw(&mut rng, self.config.colour_jitter as f32);
+        let jitter = Jitter::draw(&mut rng, self.config.colour_jitter);
 
         // Pixels of the destination whose centre lies in the rotated rectangle, and where
         // they come from.

@@ -25,11 +25,11 @@ pub struct DraemConfig {
     pub min_perlin_scale: u32,
     /// `β ~ U[0, beta_max]`, the image's weight inside the mask (the anomaly source's is
     /// `1 - β`, at least `1 - beta_max`).
-    pub beta_max: f64,
+    pub beta_max: f32,
     /// Probability that an anomaly is added at all.
-    pub anomaly_probability: f64,
-    // The two probabilities are f64 so that a resolved config reads `0.8`, not
-    // `0.800000011920929`; the draws are made in f32.
+    pub anomaly_probability: f32,
+    // f32, so `--resolved` shows `beta_max = 0.800000011920929`: an f64 would read `0.8` but
+    // change the config hash of every run made so far (resume, sweep skips, tables).
 }
 
 impl Default for DraemConfig {
@@ -134,7 +134,7 @@ impl DraemSynthesizer {
         let c = &self.config;
         let mut rng = Rng::new(seed);
         let mut draw = DraemDraw {
-            anomaly_drawn: rng.chance(c.anomaly_probability as f32),
+            anomaly_drawn: rng.chance(c.anomaly_probability),
             resolution: (1, 1),
             angle_deg: 0.0,
             beta: 0.0,
@@ -152,7 +152,7 @@ impl DraemSynthesizer {
         let noise = PerlinNoise::with_rng(draw.resolution.0, draw.resolution.1, &mut rng);
         draw.angle_deg = rng.range(-90.0, 90.0);
         let mask = perlin_mask(&noise, draw.angle_deg, w, h);
-        draw.beta = rng.range(0.0, c.beta_max as f32);
+        draw.beta = rng.range(0.0, c.beta_max);
 
         let mut source = if self.textures.is_empty() {
             builtin_source(image, &mut rng)?
