@@ -871,18 +871,6 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             ));
         }
     }
-    // SGD reads `betas` as `[momentum, 0]`: Adam's default `[0.9, 0.999]` would give a
-    // momentum of 0.9 nobody asked for.
-    if e.train.optimizer == OptimizerKind::Sgd && e.train.betas[1] != 0.0 {
-        return Err(ConfigError::new(
-            "train.betas",
-            format!(
-                "optimizer = \"sgd\" reads betas as [momentum, 0], got {:?}: write betas = \
-                 [0.9, 0.0] for momentum 0.9, or [0.0, 0.0] for none",
-                e.train.betas
-            ),
-        ));
-    }
     if !(e.train.weight_decay.is_finite() && e.train.weight_decay >= 0.0) {
         return Err(ConfigError::new(
             "train.weight_decay",
@@ -1020,17 +1008,6 @@ mod tests {
         assert_eq!(g.resized((1500, 1000)), (384, 256));
         let plain = experiment("").data.geometry();
         assert_eq!((plain.resize, plain.crop), (224, None));
-    }
-
-    #[test]
-    fn sgd_needs_its_momentum_written() {
-        let mut sgd = experiment("");
-        sgd.train.optimizer = OptimizerKind::Sgd;
-        let err = validate(&sgd).unwrap_err();
-        assert_eq!(err.path, "train.betas");
-        assert!(err.message.contains("[0.9, 0.999]"), "{}", err.message);
-        sgd.train.betas = [0.9, 0.0];
-        validate(&sgd).unwrap();
     }
 
     #[test]
