@@ -189,11 +189,16 @@ impl DatasetEntry {
     }
 
     /// Makes the data available: generates a synthetic dataset unless it is already there.
-    /// A root that is not a folder is an error naming the entry and its catalog.
     pub fn prepare(&self) -> Result<()> {
         if let Some(spec) = &self.synthetic {
             ensure_generated(&self.root, spec)?;
         }
+        Ok(())
+    }
+
+    /// An error naming the entry and its catalog when the root is not a folder (for a run
+    /// here; a Slurm sweep submitted from a host without the data does not ask).
+    pub fn check_root(&self) -> Result<()> {
         if !self.root.is_dir() {
             return Err(DataError::EntryRootMissing {
                 name: self.name.clone(),

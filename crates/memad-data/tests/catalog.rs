@@ -140,12 +140,9 @@ fn a_missing_root_names_the_entry_and_its_catalog() {
     let path = dir.path().join("datasets.toml");
     std::fs::write(&path, "[mine]\nformat = \"mvtec\"\nroot = \"not/here\"\n").unwrap();
     let catalog = DatasetCatalog::load(&path).unwrap();
-    let msg = catalog
-        .get("mine")
-        .unwrap()
-        .prepare()
-        .unwrap_err()
-        .to_string();
+    let entry = catalog.get("mine").unwrap();
+    entry.prepare().unwrap();
+    let msg = entry.check_root().unwrap_err().to_string();
     assert_eq!(
         msg,
         format!(

@@ -357,6 +357,7 @@ pub(crate) fn prepare(
     let device = select(&exp.device).with_context(|| format!("device = \"{}\"", exp.device))?;
     tch::Cuda::cudnn_set_benchmark(exp.cudnn_benchmark);
     prepare_dataset(&loaded.dataset)?;
+    loaded.dataset.check_root()?;
     let (categories, splits) = read_splits(exp, loaded)?;
     // Masks no image uses are misnamed more often than not: their images count as unmasked;
     // images in a format memad does not read (WebP, GIF, ...) are not used: one note each,
@@ -449,11 +450,7 @@ pub(crate) fn prepare_dataset(dataset: &memad_data::DatasetEntry) -> anyhow::Res
         );
     }
     let t0 = Instant::now();
-    match dataset.prepare() {
-        // Names the dataset already.
-        Err(e @ memad_data::DataError::EntryRootMissing { .. }) => return Err(e.into()),
-        other => other.with_context(|| format!("preparing dataset `{}`", dataset.name))?,
-    }
+    (dataset.prepare()).with_context(|| format!("preparing dataset `{}`", dataset.name))?;
     if generating.is_some() {
         eprintln!("generated in {:.1} s", t0.elapsed().as_secs_f64());
     }
