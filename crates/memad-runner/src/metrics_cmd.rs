@@ -307,13 +307,14 @@ const PRED_ARRAYS: [&str; 2] = ["image_scores", "anomaly_maps"];
 /// The arrays a ground-truth file may hold, the first required.
 const GT_ARRAYS: [&str; 4] = ["image_labels", "masks", "categories", "videos"];
 
-/// Refuses arrays of `npz` other than `known` (the first required, the rest optional): a
+/// Refuses arrays of `npz` that are neither `known` (the first required, the rest optional)
+/// nor an array of the other file (one npz may hold both, given as `--pred` and `--gt`): a
 /// misspelt optional one (`anomaly_map`, `category`) would otherwise be skipped without a
 /// word, and its metrics with it.
 fn refuse_unknown_arrays(npz: &Npz, known: &[&str]) -> Result<()> {
     let candidates: Vec<String> = known.iter().map(|k| k.to_string()).collect();
     let unknown: Vec<String> = (npz.keys().into_iter())
-        .filter(|k| !known.contains(k))
+        .filter(|k| !PRED_ARRAYS.contains(k) && !GT_ARRAYS.contains(k))
         .map(|k| format!("`{k}`{}", memad_data::did_you_mean(k, &candidates)))
         .collect();
     ensure!(
@@ -1139,6 +1140,18 @@ mod tests {
                 typo_gt.display()
             )
         );
+        // One file holding both, given as --pred and --gt.
+        let both = zip(
+            &[
+                ("image_scores.npy", f32_npy("(6,)", &scores)),
+                ("anomaly_maps.npy", f32_npy("(6, 4, 5)", &maps)),
+                ("image_labels.npy", npy("|b1", "(6,)", &labels.map_u8())),
+                ("masks.npy", npy("|u1", "(6, 4, 5)", &masks.map_u8())),
+            ],
+            false,
+        );
+        let both = write(dir.path(), "both.npz", &both);
+        Inputs::load(&both, &both).unwrap();
         // A missing required array is named as such, with the nearest name present.
         let no_scores = zip(&[("image_score.npy", f32_npy("(6,)", &scores))], false);
         let no_scores = write(dir.path(), "no_scores.npz", &no_scores);
