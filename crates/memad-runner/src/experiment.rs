@@ -879,19 +879,8 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
     }
     // A name listed twice would train and score a category twice (and weigh it twice in
     // the printed mean), or compute a metric twice.
-    for (key, names) in [
-        ("data.categories", &e.data.categories),
-        ("eval.metrics", &e.eval.metrics),
-    ] {
-        for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
-                return Err(ConfigError::new(
-                    format!("{key}[{i}]"),
-                    format!("`{name}` is listed twice"),
-                ));
-            }
-        }
-    }
+    no_repeats(&e.data.categories, "data.categories")?;
+    no_repeats(&e.eval.metrics, "eval.metrics")?;
     if e.eval.metrics.is_empty() {
         return Err(ConfigError::new(
             "eval.metrics",
@@ -923,6 +912,19 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             d if d == "cuda" || d.starts_with("cuda:") && d[5..].parse::<usize>().is_ok() => Ok(()),
             _ => Err(ConfigError::new("device", err.to_string())),
         })
+}
+
+/// An entry of the list `key` that repeats an earlier one is an error naming both.
+pub(crate) fn no_repeats(values: &[String], key: &str) -> Result<(), ConfigError> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some(first) = values[..i].iter().position(|w| w == v) {
+            return Err(ConfigError::new(
+                format!("{key}[{i}]"),
+                format!("`{v}` is listed twice (also {key}[{first}])"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

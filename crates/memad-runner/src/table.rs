@@ -179,6 +179,8 @@ pub fn parse_spec(text: &str) -> Result<Spec, ConfigError> {
     if row_columns.is_empty() {
         return Err(ConfigError::new("rows", "name at least one column"));
     }
+    // A category listed twice would be a column twice, counted twice in the mean.
+    use crate::experiment::no_repeats;
     no_repeats(&row_columns, "rows")?;
     no_repeats(raw.metrics.as_deref().unwrap_or_default(), "metrics")?;
     no_repeats(raw.categories.as_deref().unwrap_or_default(), "categories")?;
@@ -246,20 +248,6 @@ fn known_column(c: &str, key: &str) -> Result<(), ConfigError> {
             format!("unknown column `{c}`; known: {}", COLUMNS.join(", ")),
         ))
     }
-}
-
-/// An entry of the list `key` that repeats an earlier one is an error naming both (a
-/// category listed twice would be a column twice, counted twice in the mean).
-fn no_repeats(values: &[String], key: &str) -> Result<(), ConfigError> {
-    for (i, v) in values.iter().enumerate() {
-        if let Some(first) = values[..i].iter().position(|w| w == v) {
-            return Err(ConfigError::new(
-                format!("{key}[{i}]"),
-                format!("`{v}` is listed twice (also {key}[{first}])"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A string, integer or array of them, as strings.
@@ -666,7 +654,6 @@ struct Source {
 /// values of one category, seed and metric.
 pub fn build(spec: &Spec, records: &[Record]) -> anyhow::Result<Table> {
     let raw = &spec.raw;
-    anyhow::ensure!(!records.is_empty(), "the selected runs have no metric rows");
     check_filter_values(spec, records)?;
     let kept: Vec<&Record> = records
         .iter()
