@@ -232,26 +232,6 @@ fn check_with_overrides(
     Ok(out)
 }
 
-/// What `memad check FILE --set ...` checks: FILE and the `--set` axes, or for a sweep file
-/// its base and grid plus those axes.
-fn sweep_base_and_axes(
-    file: &Path,
-    axes: &[sweep::Axis],
-) -> anyhow::Result<(PathBuf, Vec<sweep::Axis>)> {
-    let Some((base, mut grid, _)) = sweep::read_sweep_file(file)? else {
-        return Ok((file.to_path_buf(), axes.to_vec()));
-    };
-    for axis in axes {
-        anyhow::ensure!(
-            grid.iter().all(|a| a.key != axis.key),
-            "`{}` is swept twice",
-            axis.key
-        );
-        grid.push(axis.clone());
-    }
-    Ok((base, grid))
-}
-
 /// The folder of an experiment file.
 fn folder_of(file: &Path) -> &Path {
     file.parent().unwrap_or(Path::new("."))
@@ -344,7 +324,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                     continue;
                 }
                 // A sweep file checks its base with every combination of its grid (and --set).
-                let outcomes = sweep_base_and_axes(file, &axes).and_then(|(base, axes)| {
+                let outcomes = sweep::base_and_axes(file, &axes).and_then(|(base, axes, _)| {
                     let catalog = catalog_for(&cli.datasets, folder_of(&base))?;
                     check_with_overrides(&base, &axes, &registry, &catalog)
                 });

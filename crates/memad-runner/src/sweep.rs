@@ -335,7 +335,7 @@ pub fn read_table(file: &Path) -> anyhow::Result<toml::Table> {
 
 /// A sweep file (`base = "..."` and a `[grid]`): its base experiment, grid and `[slurm]`;
 /// `None` for any other TOML file.
-pub fn read_sweep_file(
+fn read_sweep_file(
     file: &Path,
 ) -> anyhow::Result<Option<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)>> {
     let value = toml::Value::Table(read_table(file)?);
@@ -349,18 +349,29 @@ pub fn read_sweep_file(
     Ok(Some((base, axes, sweep.slurm)))
 }
 
-/// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
-fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
-    let file = &args.file;
-    let (base, mut axes, slurm) =
-        read_sweep_file(file)?.unwrap_or_else(|| (file.clone(), Vec::new(), Default::default()));
-    for s in &args.set {
-        let axis = parse_set(s)?;
+/// The base experiment of `file` (itself, or a sweep file's `base`), its axes (a sweep
+/// file's grid, then `extra`, the `--set` ones) and a sweep file's `[slurm]`.
+pub fn base_and_axes(
+    file: &Path,
+    extra: &[Axis],
+) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
+    let (base, mut axes, slurm) = read_sweep_file(file)?
+        .unwrap_or_else(|| (file.to_path_buf(), Vec::new(), Default::default()));
+    for axis in extra {
         if axes.iter().any(|a| a.key == axis.key) {
             bail!("`{}` is swept twice", axis.key);
         }
-        axes.push(axis);
+        axes.push(axis.clone());
     }
+    Ok((base, axes, slurm))
+}
+
+/// The base experiment file and the grid, from an experiment or a sweep file plus `--set`.
+fn read_sweep(args: &SweepArgs) -> anyhow::Result<(PathBuf, Vec<Axis>, crate::slurm::SlurmConfig)> {
+    let extra = (args.set.iter())
+        .map(|s| parse_set(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (base, axes, slurm) = base_and_axes(&args.file, &extra)?;
     anyhow::ensure!(
         !axes.is_empty(),
         "nothing to sweep: add --set KEY=V1,V2 or a sweep file's [grid]"
