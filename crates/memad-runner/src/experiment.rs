@@ -207,9 +207,14 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub optimizer: OptimizerKind,
     pub lr: f64,
-    /// Adam betas, or `[momentum, 0]` for SGD.
+    /// Adam's and AdamW's betas; SGD does not use them.
     #[serde(default = "d_betas")]
     pub betas: [f64; 2],
+    /// SGD's momentum (PyTorch's `momentum`, 0 when not given: the resolved config of an SGD
+    /// run always holds it). Refused for Adam and AdamW. Left out of the config when unset,
+    /// so that the config hashes of Adam runs do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
     #[serde(default)]
     pub weight_decay: f64,
     /// Learning rate per step: `constant`, or `cosine` (PyTorch's `CosineAnnealingLR` over
@@ -287,8 +292,10 @@ fn d_overlays() -> usize {
 fn d_eval_batch() -> usize {
     16
 }
+/// Adam's betas when `train.betas` is not given (PyTorch's).
+pub(crate) const DEFAULT_BETAS: [f64; 2] = [0.9, 0.999];
 fn d_betas() -> [f64; 2] {
-    [0.9, 0.999]
+    DEFAULT_BETAS
 }
 fn d_metrics() -> Vec<String> {
     METRICS[..IMAGE_METRICS]
@@ -657,6 +664,9 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     let value: toml::Value = toml::from_str(text)
         .map_err(|e| ConfigError::new("", memad_core::toml_syntax_error(text, &e)))?;
     let mut experiment: Experiment = parse_section(&value, "")?;
+    if experiment.train.optimizer == OptimizerKind::Sgd {
+        experiment.train.momentum.get_or_insert(0.0);
+    }
     if experiment.name.is_empty() {
         experiment.name = path
             .file_stem()
@@ -871,6 +881,21 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             ));
         }
     }
+    match (e.train.optimizer, e.train.momentum) {
+        (OptimizerKind::Sgd, Some(m)) if !(0.0..1.0).contains(&m) => {
+            return Err(ConfigError::new(
+                "train.momentum",
+                format!("must be in [0, 1), got {m}"),
+            ));
+        }
+        (OptimizerKind::Adam | OptimizerKind::AdamW, Some(_)) => {
+            return Err(ConfigError::new(
+                "train.momentum",
+                "is SGD's (optimizer = \"sgd\"); Adam's and AdamW's moments are train.betas",
+            ));
+        }
+        _ => {}
+    }
     if !(e.train.weight_decay.is_finite() && e.train.weight_decay >= 0.0) {
         return Err(ConfigError::new(
             "train.weight_decay",
@@ -977,6 +1002,46 @@ mod tests {
             err.starts_with("--epochs 3: train.epochs: must be at least 11"),
             "{err}"
         );
+    }
+
+    /// SGD's momentum is `train.momentum`, written into every SGD run's config; Adam runs
+    /// keep their config (hence its hash) and refuse the key.
+    #[test]
+    fn sgd_momentum_is_its_own_key() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let path = root.join("experiments/quickstart.toml");
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            file.contains("optimizer = \"adam\"\n"),
+            "the test edits that line"
+        );
+        let registry = crate::registry();
+        let with = |train: &str| {
+            let text = file.replacen("optimizer = \"adam\"\n", train, 1);
+            resolve(&text, &path, &registry)
+        };
+        let adam = with("optimizer = \"adam\"\n").unwrap();
+        assert_eq!(adam.train.momentum, None);
+        assert!(!adam.to_toml().contains("momentum"), "{}", adam.to_toml());
+        let sgd = with("optimizer = \"sgd\"\n").unwrap();
+        assert_eq!(sgd.train.momentum, Some(0.0));
+        assert!(
+            sgd.to_toml().contains("momentum = 0.0"),
+            "{}",
+            sgd.to_toml()
+        );
+        let sgd = with("optimizer = \"sgd\"\nmomentum = 0.9\n").unwrap();
+        assert_eq!(sgd.train.momentum, Some(0.9));
+        let again = resolve(&sgd.to_toml(), &path, &registry).unwrap();
+        assert_eq!(again.to_toml(), sgd.to_toml());
+        let err = with("optimizer = \"sgd\"\nmomentum = 1.0\n").unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("train.momentum", "must be in [0, 1), got 1")
+        );
+        let err = with("optimizer = \"adam_w\"\nmomentum = 0.9\n").unwrap_err();
+        assert_eq!(err.path, "train.momentum");
+        assert!(err.message.contains("train.betas"), "{}", err.message);
     }
 
     #[test]

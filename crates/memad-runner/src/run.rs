@@ -1034,7 +1034,7 @@ fn build_optimizer(
         OptimizerKind::AdamW => Optimizer::Adam(Adam::new(vs, adam(true))?),
         OptimizerKind::Sgd => Optimizer::Tch(
             nn::Sgd {
-                momentum: t.betas[0],
+                momentum: t.momentum.unwrap_or(0.0),
                 wd: t.weight_decay,
                 ..Default::default()
             }
@@ -1161,6 +1161,18 @@ fn train_model(
         return Ok(method);
     }
     let mut opt = build_optimizer(exp, method.trainable())?;
+    // Until 2026-12, SGD read its momentum from betas[0]: say so to a file written for that.
+    if exp.train.optimizer == OptimizerKind::Sgd
+        && exp.train.betas != crate::experiment::DEFAULT_BETAS
+    {
+        let line = format!(
+            "[{model}] note: SGD does not use train.betas ({:?}, Adam's); its momentum is \
+             train.momentum = {}",
+            exp.train.betas,
+            exp.train.momentum.unwrap_or(0.0)
+        );
+        say(dir, &line);
+    }
     let batches_per_epoch = train.len().div_ceil(exp.data.batch_size);
     let total_steps = exp.train.epochs * batches_per_epoch;
     let schedule = exp.train.lr_schedule();
@@ -1190,7 +1202,9 @@ fn train_model(
                     ),
                 };
                 say(dir, &line);
-                if exp.train.optimizer == OptimizerKind::Sgd && exp.train.betas[0] != 0.0 {
+                if exp.train.optimizer == OptimizerKind::Sgd
+                    && exp.train.momentum.is_some_and(|m| m != 0.0)
+                {
                     say(dir, &format!("[{model}] note: SGD's momentum restarts from zero (tch does not expose it)"));
                 }
             }
