@@ -454,7 +454,7 @@ fn differing_keys(configs: &BTreeSet<&str>) -> BTreeSet<String> {
 ///
 /// # Errors
 /// A missing column; a value that is not a finite number (runs write no row for an
-/// undefined metric, never NaN).
+/// undefined metric, never NaN), or one of a memad metric outside [0, 1].
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
     let mut reader =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
@@ -495,6 +495,17 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<Record>> {
             value.is_finite(),
             "{} row {}: value `{}` of {} is not a finite number (a run writes no row for an \
              undefined metric)",
+            path.display(),
+            line + 2,
+            fields["value"],
+            fields["metric"]
+        );
+        // Every metric a run writes is a rate, an area under a normalised curve or an
+        // accuracy: a value outside [0, 1] is a damaged or hand-edited file.
+        anyhow::ensure!(
+            !crate::experiment::METRICS.contains(&fields["metric"].as_str())
+                || (0.0..=1.0).contains(&value),
+            "{} row {}: value `{}` of {} is outside [0, 1], where every memad metric lies",
             path.display(),
             line + 2,
             fields["value"],
@@ -1518,9 +1529,25 @@ mod tests {
     }
 
     #[test]
-    fn non_finite_values_are_errors() {
+    fn non_finite_and_out_of_range_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("metrics.csv");
+        for value in ["1.5", "-0.01"] {
+            let csv = format!(
+                "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
+                 p/t,abc,pc,lite0,ds,grid,one_class,0,1,image_ap,{value}\n"
+            );
+            std::fs::write(&p, csv).unwrap();
+            let err = read_metrics(&p).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{} row 2: value `{value}` of image_ap is outside [0, 1], where every memad \
+                     metric lies",
+                    p.display()
+                )
+            );
+        }
         for value in ["NaN", "inf", "-inf"] {
             let csv = format!(
                 "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
