@@ -74,7 +74,8 @@ struct HeatPanel {
 /// `memory/*.csv` of a run, sorted by category (empty without the folder).
 ///
 /// # Errors
-/// An unreadable file, one without rows, a share outside [0, 1] ([`check_shares`]).
+/// An unreadable file, one without rows, an item missing or listed twice, a share outside
+/// [0, 1] ([`check_shares`]).
 pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
     let mut found = Vec::new();
     if !dir.is_dir() {
@@ -102,7 +103,8 @@ pub fn read_usage_dir(dir: &Path) -> anyhow::Result<Vec<CategoryUsage>> {
     Ok(found)
 }
 
-/// A usage file has a row per memory item, and each share, a part of a sum of addressing
+/// A usage file has a row per memory item (items `0..n` of each memory, each once: a heat
+/// map's columns are the rows in item order), and each share, a part of a sum of addressing
 /// weights, lies in [0, 1] (drawn, a NaN would read as 0%, a negative share as below 0%).
 fn check_shares(rows: &[UsageRow], path: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -110,6 +112,20 @@ fn check_shares(rows: &[UsageRow], path: &Path) -> anyhow::Result<()> {
         "{}: no rows (one per memory item)",
         path.display()
     );
+    for (memory, items) in memories(rows) {
+        if let Some(i) = (0..items.len()).find(|&i| items[i].item != i) {
+            let gap = match items[i].item < i {
+                true => format!("item {} is listed twice", items[i].item),
+                false => format!("item {i} is missing"),
+            };
+            anyhow::bail!(
+                "{}: memory `{memory}` has {} rows, {gap} (one row per item 0..{})",
+                path.display(),
+                items.len(),
+                items.len()
+            );
+        }
+    }
     for (i, r) in rows.iter().enumerate() {
         for (label, share) in [("normal", r.normal), ("anomalous", r.anomalous)] {
             if let Some(v) = share.filter(|v| !(0.0..=1.0).contains(v)) {
@@ -649,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn usage_files_without_rows_or_with_shares_outside_0_1_are_errors() {
+    fn usage_files_without_rows_with_shares_outside_0_1_or_items_amiss_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.csv");
         let header = "memory,item,normal,anomalous\n";
@@ -670,6 +686,20 @@ mod tests {
             (
                 "memory,0,0.5,1e30\n",
                 " row 2: anomalous share 1e30 is not in [0, 1]",
+            ),
+        ] {
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            let err = format!("{:#}", read_usage_dir(dir.path()).unwrap_err());
+            assert_eq!(err, format!("{}{want}", path.display()));
+        }
+        for (rows, want) in [
+            (
+                "memory,0,0.5,\nmemory,0,0.5,\n",
+                ": memory `memory` has 2 rows, item 0 is listed twice (one row per item 0..2)",
+            ),
+            (
+                "memory,0,0.5,\nscale2,0,1,\nmemory,2,0.5,\n",
+                ": memory `memory` has 2 rows, item 1 is missing (one row per item 0..2)",
             ),
         ] {
             std::fs::write(&path, format!("{header}{rows}")).unwrap();
