@@ -323,7 +323,7 @@ fn import_into(
     }
     let names = memad_backbones::weights::safetensors_names(tmp)?;
     fetch::check_loads(arch, tmp, file)
-        .with_context(|| format!("{} does not hold {arch} weights", file.display()))?;
+        .with_context(|| format!("loading {} as {arch} weights", file.display()))?;
     Ok(names.len())
 }
 
@@ -581,7 +581,10 @@ np.savez(d + "/ref.npz", **ref)
         .unwrap_err();
         let message = format!("{err:#}");
         assert!(
-            message.contains("does not hold resnet34 weights"),
+            message.starts_with(&format!(
+                "loading {} as resnet34 weights: weights",
+                d.join("r18.pth").display()
+            )),
             "{message}"
         );
         // The user's file is named, not memad's temporary one.
@@ -907,7 +910,7 @@ torch.save({1: torch.zeros(2)}, d + "/intkey.pth")
         assert_eq!(
             format!("{err:#}"),
             format!(
-                "{} does not hold resnet18 weights: weights {}: truncated or not a safetensors \
+                "loading {} as resnet18 weights: weights {}: truncated or not a safetensors \
                  file",
                 cut.display(),
                 cut.display()
