@@ -1,4 +1,4 @@
-//! Cosine distillation (RD4AD, Deng & Li 2022, Eq. 2-3).
+//! Cosine distillation (RD4AD, Deng & Li 2022, Eq. 1-2).
 //!
 //! Per-pixel form: `M^k(h,w) = 1 - cos(f_T^k(h,w), f_S^k(h,w))`, loss `sum_k mean_{h,w} M^k`.
 //! Flattened form (the official code): `sum_k mean_b [1 - cos(vec f_T^k_b, vec f_S^k_b)]`, the

@@ -16,7 +16,9 @@ pub fn upsample_and_sum(maps: &[Tensor], size: [i64; 2]) -> Tensor {
 
 /// Gaussian smoothing as `scipy.ndimage.gaussian_filter(x, sigma)` (truncate 4.0, `reflect`
 /// boundary: mirrored including the edge pixel), separably over W then H, computed in float64
-/// as scipy computes it and returned in `x`'s kind. In float64 the result is the same on
+/// and returned in `x`'s kind: scipy's result for float64 input (RD4AD's maps); for float32
+/// input scipy rounds the intermediate pass to float32, so the two differ by that rounding
+/// (PatchCore's maps). In float64 the result is the same on
 /// every device: on CUDA, a float32 convolution may run in TF32 (libtorch's default for
 /// cuDNN, as PyTorch's `torch.backends.cudnn.allow_tf32`), which keeps 10 bits of mantissa.
 ///

@@ -9,7 +9,7 @@
 //! ([`memad_decoders::UnetDecoder`], skips for prediction only) maps `[q; p_hat]` (1024
 //! channels) to the frame `I_hat_t`.
 //!
-//! - Update (Eq. 3-4, by rule after each optimizer step, items never get gradients): items
+//! - Update (Eq. 3-5, by rule after each optimizer step, items never get gradients): items
 //!   move towards the normalised sum of the queries nearest to them, weighted by the softmax
 //!   over queries divided by its maximum.
 //! - Loss (Eq. 7-10): `L = L_rec + lambda_c L_compact + lambda_s L_separate` with

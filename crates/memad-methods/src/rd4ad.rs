@@ -6,10 +6,10 @@
 //! ResNet stage, [`memad_decoders::Ocbe`]) compresses them, and the student decoder `D`
 //! (reversed ResNet, [`memad_decoders::ReverseDecoder`]) reconstructs `f_S^k = D_k(phi(E(x)))`.
 //!
-//! - Training (Eq. 3): `L = sum_k mean_b [1 - cos(vec f_T^k, vec f_S^k)]` (the official code's
-//!   flattened form, `loss = "flattened"`), or the paper's per-pixel form
+//! - Training: `L = sum_k mean_b [1 - cos(vec f_T^k, vec f_S^k)]` (the official code's
+//!   flattened form, `loss = "flattened"`), or the paper's per-pixel form (Eq. 2)
 //!   `sum_k mean_{h,w} [1 - cos(f_T^k(h,w), f_S^k(h,w))]` (`loss = "per_pixel"`).
-//! - Scoring (Eq. 1-2): `M^k(h,w) = 1 - cos(f_T^k(h,w), f_S^k(h,w))`, upsampled bilinearly
+//! - Scoring (Eq. 1 and 3): `M^k(h,w) = 1 - cos(f_T^k(h,w), f_S^k(h,w))`, upsampled bilinearly
 //!   to the input size and summed over k, smoothed with a Gaussian (sigma 4); the image
 //!   score is the maximum of the smoothed map.
 //! - Paper settings: WideResNet-50-2, 256x256, Adam lr 0.005, betas (0.5, 0.999), batch 16,

@@ -17,7 +17,7 @@
 //!   `C`) and `separateness = mean_k max(||q^k - p_p|| - ||q^k - p_n|| + 1, 0)`
 //!   (`nn.TripletMarginLoss(margin=1)`, Euclidean with torch's 1e-6 inside the norm),
 //!   returned as `compactness` and `separateness` times their weights.
-//! - Update (Eq. 3-4, the official `get_update_query`): `v^{k,m} = softmax_k(S)` (over
+//! - Update (Eq. 3-5, the official `get_update_query`): `v^{k,m} = softmax_k(S)` (over
 //!   queries); for every item `m` with a non-empty set `U^m` of queries nearest to it,
 //!   `p_m <- L2normalise(p_m + sum_{k in U^m} (v^{k,m} / max_{k'} v^{k',m}) q^k)`, the max
 //!   over all queries as the official code. Items without queries stay unchanged.
@@ -28,7 +28,7 @@
 //!   concatenation and the losses (the conformance suite's gradient check does not apply:
 //!   nothing here is learned by gradient).
 //! - Update weights are divided by the maximum of `v^{k',m}` over all queries, as the
-//!   official `get_update_query`; the paper's Eq. 4 takes it over `U^m`, the queries nearest
+//!   official `get_update_query`; the paper's Eq. 5 takes it over `U^m`, the queries nearest
 //!   to item `m`, only (cvlab-yonsei/MNAD PR #4). The updated item is L2-normalised either
 //!   way, so the two differ in how much `p_m` itself weighs against its queries.
 //! - The official code re-normalises every row in the update; here rows without queries
@@ -228,7 +228,7 @@ impl Memory for MnadMemory {
         ]
     }
 
-    /// Moves each item towards its nearest queries (Eq. 3-4), detached.
+    /// Moves each item towards its nearest queries (Eq. 3-5), detached.
     ///
     /// # Shapes
     /// `query`: `[N, dim]`, the queries of the step just taken.
