@@ -112,6 +112,15 @@ pub fn read_split_csv(root: &Path) -> Result<Vec<VisaRow>> {
     Ok(rows)
 }
 
+/// Whether `file` (a path of the split file joined to `root`) lies in `root/<object>/`; an
+/// absolute path in the split file is not checked.
+fn under_object(root: &Path, file: &Path, object: &str) -> bool {
+    match file.strip_prefix(root) {
+        Ok(relative) => relative.starts_with(object),
+        Err(_) => true,
+    }
+}
+
 /// The objects of the split file, sorted.
 pub fn list_categories(root: &Path) -> Result<Vec<String>> {
     let mut objects: Vec<String> = read_split_csv(root)?
@@ -160,6 +169,21 @@ pub fn read_category_and_problems(
             path: file.clone(),
             message: format!("listed in {} but missing", csv.display()),
         };
+        // A row edited or copied from another object's would train or score this one on
+        // that object's images.
+        let foreign =
+            (std::iter::once(&row.image).chain(&row.mask)).find(|f| !under_object(root, f, object));
+        if let Some(file) = foreign {
+            problems.push(DataError::Layout {
+                path: file.clone(),
+                message: format!(
+                    "listed for `{object}` in {}, but not under {object}/ (a row of another \
+                     object?)",
+                    csv.display()
+                ),
+            });
+            continue;
+        }
         if !row.image.is_file() {
             problems.push(missing(&row.image));
             problems.extend(row.mask.as_ref().filter(|m| !m.is_file()).map(missing));

@@ -139,21 +139,33 @@ fn visa_lists_every_problem_of_an_object() {
     let csv = dir.path().join("split_csv/1cls.csv");
     let text = std::fs::read_to_string(&csv).unwrap();
     let text = text.replace("candle,train,normal,candle/Data/Images/Normal/0002.JPG,", "candle,train,anomaly,candle/Data/Images/Normal/0002.JPG,candle/Data/Images/Normal/0002.JPG");
+    // A row of candle naming pcb1's image.
+    let text = text + "candle,train,normal,pcb1/Data/Images/Normal/0000.JPG,\n";
     std::fs::write(&csv, text).unwrap();
     let err = visa::read_category(dir.path(), "candle").unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("4 problems in category `candle`"), "{msg}");
+    assert!(msg.starts_with("5 problems in category `candle`"), "{msg}");
     for named in [
         "Normal/0001.JPG: listed in",
         "Anomaly/000.png: listed in",
         "Anomaly/001.png: listed in",
         "Normal/0002.JPG: an anomalous training image",
+        "pcb1/Data/Images/Normal/0000.JPG: listed for `candle` in",
     ] {
         assert!(msg.contains(named), "{named}: {msg}");
     }
+    assert!(
+        msg.contains("but not under candle/ (a row of another object?)"),
+        "{msg}"
+    );
     let (split, problems) = visa::read_category_and_problems(dir.path(), "candle").unwrap();
-    assert_eq!(problems.len(), 4);
+    assert_eq!(problems.len(), 5);
     assert_eq!((split.train.len(), split.test.len()), (1, 3));
+    // pcb1 itself still reads.
+    assert_eq!(
+        visa::read_category(dir.path(), "pcb1").unwrap().train.len(),
+        1
+    );
 }
 
 #[test]
