@@ -16,8 +16,10 @@
 //! The metric is the mean of these areas over the anomalous images. Normal images are left
 //! out. Cost: `O(200 * h * w)` per anomalous image, in parallel over images.
 //!
-//! Deviations, for inputs where the official code fails: a constant map (no threshold, numpy
-//! raises) and a curve whose kept FPRs are all 0 (0 / 0, NaN) give an area of 0.
+//! Deviations, for inputs where the official code fails, each giving an area of 0: a constant
+//! map or one whose range overflows f64 (no threshold, numpy raises), no threshold with
+//! `FPR < 0.3` (normal pixels tied at the map's maximum) or only one (`auc` needs two
+//! points), and kept FPRs that are all 0 (0 / 0, NaN).
 
 use crate::components::connected_components_8;
 use crate::error::{MetricError, Result};
@@ -84,7 +86,7 @@ fn image_area<S: Score>(map: &[S], mask: &[bool], h: usize, w: usize) -> Result<
         }
     }
     let largest = curve.iter().fold(0.0f64, |m, &(fpr, _)| m.max(fpr));
-    if largest == 0.0 {
+    if largest == 0.0 || curve.len() < 2 {
         return Ok(0.0);
     }
     // The FPR falls as the threshold rises: the trapezoids run right to left.
@@ -143,5 +145,25 @@ mod tests {
         );
         let err = aupro_rd4ad(&maps[..2], &masks[..2], 1, 1, 2).unwrap_err();
         assert_eq!(err, MetricError::NoNegatives.within("image 0"));
+    }
+
+    /// Curves the official code cannot integrate (it raises) have area +0, not -0 or NaN.
+    #[test]
+    fn curves_of_fewer_than_two_points_have_area_zero() {
+        let pixels = |maps: &[f64]| {
+            let mut masks = vec![false; maps.len()];
+            masks[0] = true;
+            aupro_rd4ad(maps, &masks, 1, 1, maps.len())
+        };
+        // One threshold with FPR < 0.3 (the 1.0 pixel alone above 0.993 + d).
+        let one = [0.999, 1.0, 0.993, 0.993, 0.993, 0.1, 0.2, 0.3, 0.4, 0.0];
+        // None: three of eight normal pixels tie at the maximum.
+        let none = [0.5, 1.0, 1.0, 1.0, 0.1, 0.2, 0.3, 0.4, 0.0];
+        // A range past f64::MAX: no thresholds.
+        let overflow = [0.5, -1e308, 0.2, 1e308];
+        for maps in [&one[..], &none, &overflow] {
+            let area = pixels(maps).unwrap();
+            assert!(area == 0.0 && area.is_sign_positive(), "{maps:?}: {area}");
+        }
     }
 }

@@ -98,9 +98,14 @@ fn checked_normalized<S: Score>(
         VideoNormalization::MinMaxPerVideo => {
             let min = raw.clone().fold(f64::INFINITY, f64::min);
             let max = raw.clone().fold(f64::NEG_INFINITY, f64::max);
-            let range = max - min;
-            raw.map(|s| if range > 0.0 { (s - min) / range } else { 0.0 })
-                .collect()
+            // Halved where `max - min` overflows (scores near +-f64::MAX): the same ratios.
+            let scale = if (max - min).is_finite() { 1.0 } else { 0.5 };
+            let (min, range) = (min * scale, max * scale - min * scale);
+            raw.map(|s| match range > 0.0 {
+                true => (s * scale - min) / range,
+                false => 0.0,
+            })
+            .collect()
         }
     })
 }
@@ -198,6 +203,22 @@ mod tests {
             frame_auroc_micro(&v[2..], VideoNormalization::None),
             Err(MetricError::NoPositives)
         );
+    }
+
+    /// The audit's case: `max - min` overflows f64 in the first video; normalised, its
+    /// scores are `[0, 0.5, 1]` as for any evenly spaced scores, never NaN.
+    #[test]
+    fn min_max_of_scores_spanning_f64_does_not_overflow() {
+        let v: Vec<(Vec<f64>, Vec<bool>)> = vec![
+            (vec![-1e308, 0.0, 1e308], vec![false, true, true]),
+            (vec![5e307, -2.0, 3.0], vec![false, false, true]),
+        ];
+        let even = vec![(vec![0.0, 0.5, 1.0], v[0].1.clone()), v[1].clone()];
+        let norm = VideoNormalization::MinMaxPerVideo;
+        let want = frame_auroc_micro(&even, norm).unwrap();
+        assert_eq!(frame_auroc_micro(&v, norm), Ok(want));
+        assert!((want - 0.722_222_222_222_222_2).abs() < 1e-12, "{want}");
+        assert_eq!(frame_auroc_macro(&v, norm), Ok(0.75));
     }
 
     #[test]
