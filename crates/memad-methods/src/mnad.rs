@@ -665,6 +665,8 @@ mod tests {
         let b = batch(3, 16);
         // The forward pass before scoring: the first frame is scored with this memory.
         let f = tch::no_grad(|| m.forward(&b, false)).unwrap();
+        // The items before scoring (the score may update them after the last frame).
+        let trained = items(&m);
         let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [2]);
         assert_eq!(out.anomaly_map.unwrap().size(), [2, 1, 16, 16]);
@@ -689,6 +691,33 @@ mod tests {
         // -PSNR of images in [0, 1] is finite and below 0 dB error power 1.
         assert!(p.value.max().double_value(&[]) < 0.0);
         assert!(d.value.min().double_value(&[]) >= 0.0);
+        // D (Eq. 12) = mean_k ||q^k - p_nearest||^2 per frame, recomputed here from the
+        // queries and the items the frames were scored with: the squared distance of each
+        // query to every item, its minimum (the items and queries are unit vectors, so the
+        // nearest by distance is the nearest by `p_m^T q^k`, the memory's choice).
+        // The score updates the memory after a frame whose point score is below the
+        // threshold; the first frame's is above it, so both frames see the trained items.
+        let first = |t: &Tensor| t.narrow(0, 0, 1);
+        let ps = point_score(&first(&f.output), &first(&f.target)).unwrap();
+        assert!(ps >= m.cfg.update_threshold, "point score {ps}");
+        let (slots, dim) = (trained.size()[0], trained.size()[1]);
+        let per_query = (f.queries.unsqueeze(1) - trained.reshape([1, slots, dim]))
+            .square()
+            .sum_dim_intlist([2].as_slice(), false, Kind::Double)
+            .amin([1].as_slice(), false); // [B h w]
+        let read_distance = f.read.as_ref().unwrap().distance.as_ref().unwrap();
+        assert!(read_distance
+            .to_kind(Kind::Double)
+            .allclose(&per_query, 1e-5, 1e-6, false));
+        let expected = per_query
+            .reshape([2, -1])
+            .mean_dim([1].as_slice(), false, Kind::Double);
+        let got = d.value.to_kind(Kind::Double);
+        assert!(
+            got.allclose(&expected, 1e-5, 1e-6, false),
+            "{got} vs {expected}"
+        );
+        assert!(expected.min().double_value(&[]) > 0.0);
     }
 
     #[test]

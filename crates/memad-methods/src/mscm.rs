@@ -1900,10 +1900,53 @@ mod tests {
     #[test]
     fn score_is_one_finite_logit_per_image() {
         let m = model("mscm", "");
-        let out = tch::no_grad(|| m.score(&batch(&[0, 1, 0, 0, 1]))).unwrap();
+        let b = batch(&[0, 1, 0, 0, 1]);
+        let out = tch::no_grad(|| m.score(&b)).unwrap();
         assert_eq!(out.image_score.size(), [5]);
         assert!(out.image_score.isfinite().all().int64_value(&[]) == 1);
         assert!(out.anomaly_map.is_none());
+        // The logit is the detector's forward of the deviation maps of the same images:
+        // grey (channel mean, `channels = 1`), the frozen encoder's scales 0 and 1, and per
+        // scale `D_s = 1 - max_k cos(F_s, m_k)` (`deviation = "distance"`), recomputed here
+        // from the prototypes.
+        let expected = tch::no_grad(|| {
+            let grey = b.input.mean_dim(1, true, Kind::Float);
+            let all = m.features(&grey, false);
+            assert_eq!(all.len(), 2);
+            let mut maps = Vec::new();
+            let mut magnitude = Vec::new();
+            for (f, memory) in all.iter().zip(m.memories()) {
+                let s = f.size();
+                let q = f.permute([0, 2, 3, 1]).reshape([-1, s[1]]);
+                // `x / max(||x||, 1e-8)`: a position whose features the ReLU zeroed is at
+                // cosine 0 to every prototype.
+                let unit = |x: &Tensor| x / x.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-8);
+                let cos = unit(&q).matmul(&unit(memory.prototypes()).tr());
+                let distance = (-cos.amax([1], false) + 1.0).clamp_min(0.0); // [B h w]
+                maps.push(distance.reshape([s[0], 1, s[2], s[3]]));
+                magnitude.push(distance.reshape([s[0], -1]));
+            }
+            // The method's own deviations of the same scales agree with these.
+            let dev = m.deviations(&m.select_scales(&all)).unwrap();
+            for (ours, theirs) in maps.iter().zip(&dev.maps) {
+                assert_eq!(ours.size(), theirs.size());
+                assert!(
+                    ours.allclose(theirs, 1e-5, 1e-6, false),
+                    "max |diff| {}",
+                    (ours - theirs).abs().max()
+                );
+            }
+            m.detector.forward(&maps, &magnitude)
+        });
+        assert!(
+            out.image_score.allclose(&expected, 1e-5, 1e-6, false),
+            "{} vs {}",
+            out.image_score,
+            expected
+        );
+        // Not a constant: the five images get different logits.
+        let logits = Vec::<f32>::try_from(&out.image_score).unwrap();
+        assert!(logits.windows(2).any(|w| w[0] != w[1]), "{logits:?}");
     }
 
     /// What the registry declares of both kinds' scores (`memad check` refuses pixel

@@ -794,10 +794,79 @@ mod tests {
         assert_eq!(m.bank().len(), 6);
         assert_eq!(m.bank().items().unwrap().size(), [6, 1024]);
         let test = images(2, 32, 5.0);
-        let out = tch::no_grad(|| m.score(&image_batch(test))).unwrap();
+        let out = tch::no_grad(|| m.score(&image_batch(test.shallow_clone()))).unwrap();
         let s: Vec<f32> = Vec::try_from(&out.image_score).unwrap();
         assert_eq!(s.len(), 2);
         assert!(s.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+        // Eq. 7 recomputed on the host from the bank's items by brute force: each patch's
+        // nearest item, the worst patch m_test* (score s*) and its nearest item m*, the
+        // b = 6 items nearest to m* (the whole bank of 6 here, so the neighbour selection is
+        // checked again with b = 3 below), s = (1 - e^{||m_test* - m*||} / sum_{m in N_b(m*)}
+        // e^{||m_test* - m||}) s*.
+        let rows = |t: &Tensor| -> Vec<Vec<f64>> {
+            let d = t.size()[1];
+            let flat = Vec::<f64>::try_from(t.to_kind(Kind::Double).reshape([-1])).unwrap();
+            flat.chunks(d as usize).map(<[f64]>::to_vec).collect()
+        };
+        let dist = |a: &[f64], b: &[f64]| -> f64 {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let bank = rows(m.bank().items().unwrap());
+        let (features, [h, w]) = m.embed(&test);
+        let patches = rows(&features);
+        let per_image = (h * w) as usize;
+        // (nearest item, distance) of a vector, by brute force.
+        let nearest = |v: &[f64]| -> (usize, f64) {
+            (bank.iter().map(|item| dist(v, item)).enumerate())
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap()
+        };
+        let expected = |image: usize, b: usize| -> (f64, f64) {
+            let patches = &patches[image * per_image..(image + 1) * per_image];
+            let (worst, (star, s_star)) = (patches.iter().map(|p| nearest(p)).enumerate())
+                .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+                .unwrap();
+            let m_test = &patches[worst];
+            let mut support: Vec<usize> = (0..bank.len()).collect();
+            support.sort_by(|&i, &j| {
+                dist(&bank[star], &bank[i]).total_cmp(&dist(&bank[star], &bank[j]))
+            });
+            let sum: f64 = (support[..b].iter())
+                .map(|&i| dist(m_test, &bank[i]).exp())
+                .sum();
+            ((1.0 - s_star.exp() / sum) * s_star, s_star)
+        };
+        // The plain `max` score of the same input.
+        m.cfg.image_score = ImageScore::Max;
+        let max = tch::no_grad(|| m.score(&image_batch(test.shallow_clone()))).unwrap();
+        let max: Vec<f32> = Vec::try_from(&max.image_score).unwrap();
+        m.cfg.image_score = ImageScore::Reweighted;
+        for (image, (&got, &max)) in s.iter().zip(&max).enumerate() {
+            let (want, s_star) = expected(image, 6);
+            let (got, max) = (got as f64, max as f64);
+            assert!((got - want).abs() <= 1e-5 * want.abs(), "{got} vs {want}");
+            assert!((max - s_star).abs() <= 1e-5 * s_star, "{max} vs {s_star}");
+            assert!(got <= max, "reweighted {got} > max {max}");
+            // The random backbone's distances are small: m*'s share is far from negligible,
+            // so the reweighting does change the score (not the `max` fallback).
+            assert!(got < 0.99 * max, "reweighted {got} vs max {max}");
+        }
+        // b = 3 < the bank: only the 3 items nearest to m* count.
+        m.cfg.reweight_neighbours = 3;
+        let three = tch::no_grad(|| m.score(&image_batch(test))).unwrap();
+        let three: Vec<f32> = Vec::try_from(&three.image_score).unwrap();
+        for (image, &got) in three.iter().enumerate() {
+            let (want, _) = expected(image, 3);
+            let got = got as f64;
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs(),
+                "b = 3: {got} vs {want}"
+            );
+        }
     }
 
     /// A one-item bank (a tiny `coreset_ratio`): `max` scores each image by its distance to
