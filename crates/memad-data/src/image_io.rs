@@ -192,8 +192,95 @@ fn read_tail(path: &Path, n: u64) -> std::io::Result<Vec<u8>> {
     Ok(tail)
 }
 
-/// The filter [`load_rgb`] resizes images with (bilinear); part of the loader's cache keys.
+/// Bilinear, antialiased when shrinking (PIL's `BILINEAR`): the default [`ResizeFilter`] and
+/// the filter of the bilinear [`MaskResize`] modes.
 pub const IMAGE_FILTER: FilterType = FilterType::Triangle;
+
+/// The filter images are resized with (`[data] resize_filter`): as the official code of the
+/// method resizes them.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeFilter {
+    /// Bilinear, antialiased when shrinking (the kernel widened by the scale, [`IMAGE_FILTER`]):
+    /// PIL's `BILINEAR`, hence torchvision's `Resize` of PIL images (RD4AD, PatchCore,
+    /// anomalib).
+    #[default]
+    AntialiasedBilinear,
+    /// Bilinear from the 2 x 2 nearest source pixels at any scale, half-pixel centres, edges
+    /// clamped ([`resize_bilinear`]): OpenCV's `cv2.resize` with `INTER_LINEAR` (MNAD's
+    /// official loader), torch's `interpolate(mode="bilinear", antialias=False)` rounded.
+    Bilinear,
+    /// Bicubic (Keys, `a = -0.5`), antialiased when shrinking: MATLAB's `imresize` (MemAE's
+    /// official preprocessing of UCSD Ped2), PIL's `BICUBIC`.
+    AntialiasedBicubic,
+}
+
+impl ResizeFilter {
+    /// Whether this is the default, [`ResizeFilter::AntialiasedBilinear`].
+    pub fn is_default(&self) -> bool {
+        *self == ResizeFilter::default()
+    }
+
+    /// Its name in the decoded-image cache's keys (the default's is the one the keys held
+    /// before there was a choice, so that those entries stay valid).
+    pub fn cache_name(&self) -> &'static str {
+        match self {
+            ResizeFilter::AntialiasedBilinear => "Triangle",
+            ResizeFilter::Bilinear => "Bilinear",
+            ResizeFilter::AntialiasedBicubic => "CatmullRom",
+        }
+    }
+
+    /// `image` resized to `width x height` with this filter.
+    pub fn resize(&self, image: &RgbImage, width: u32, height: u32) -> RgbImage {
+        match self {
+            ResizeFilter::AntialiasedBilinear => {
+                imageops::resize(image, width, height, IMAGE_FILTER)
+            }
+            ResizeFilter::Bilinear => resize_bilinear(image, width, height),
+            ResizeFilter::AntialiasedBicubic => {
+                imageops::resize(image, width, height, FilterType::CatmullRom)
+            }
+        }
+    }
+}
+
+/// For each of `n` output positions along an axis of `len` source pixels: the two source
+/// pixels and the weight of the second, as OpenCV's `INTER_LINEAR` places them
+/// (`x = (i + 0.5) * len / n - 0.5`, clamped to `[0, len - 1]`).
+fn bilinear_taps(len: u32, n: u32) -> Vec<(usize, usize, f32)> {
+    let scale = f64::from(len) / f64::from(n);
+    let last = len as usize - 1;
+    (0..n)
+        .map(|i| {
+            let x = ((f64::from(i) + 0.5) * scale - 0.5).max(0.0);
+            let x0 = (x.floor() as usize).min(last);
+            let w = if x0 == last { 0.0 } else { x - x0 as f64 };
+            (x0, (x0 + 1).min(last), w as f32)
+        })
+        .collect()
+}
+
+/// [`ResizeFilter::Bilinear`]: each output pixel interpolated from the 2 x 2 source pixels
+/// around its centre, rounded to the nearest level. Within one grey level of `cv2.resize`,
+/// which weighs in 11-bit fixed point.
+pub fn resize_bilinear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let (xs, ys) = (
+        bilinear_taps(image.width(), width),
+        bilinear_taps(image.height(), height),
+    );
+    let at = |x: usize, y: usize, c: usize| f32::from(image.get_pixel(x as u32, y as u32)[c]);
+    RgbImage::from_fn(width, height, |x, y| {
+        let ((x0, x1, wx), (y0, y1, wy)) = (xs[x as usize], ys[y as usize]);
+        image::Rgb(std::array::from_fn(|c| {
+            let top = at(x0, y0, c) * (1.0 - wx) + at(x1, y0, c) * wx;
+            let bottom = at(x0, y1, c) * (1.0 - wx) + at(x1, y1, c) * wx;
+            (top * (1.0 - wy) + bottom * wy).round().clamp(0.0, 255.0) as u8
+        }))
+    })
+}
 
 /// How ground-truth masks are brought to the input size and binarised (`[data] mask_resize`).
 /// The official evaluations differ, and boundary pixels and thin defects with them (pixel
@@ -254,15 +341,18 @@ pub struct Geometry {
     pub resize: u32,
     pub shape: ResizeShape,
     pub crop: Option<u32>,
+    /// The filter of images' resize (masks follow [`MaskResize`]).
+    pub filter: ResizeFilter,
 }
 
 impl Geometry {
-    /// `size x size`, no crop.
+    /// `size x size`, no crop, the default filter.
     pub fn square(size: u32) -> Self {
         Geometry {
             resize: size,
             shape: ResizeShape::Square,
             crop: None,
+            filter: ResizeFilter::default(),
         }
     }
 
@@ -314,13 +404,13 @@ impl Geometry {
         Ok((offset(resized.0)?, offset(resized.1)?))
     }
 
-    /// `image` resized and centre-cropped ([`IMAGE_FILTER`]), `side x side`.
+    /// `image` resized (with [`Geometry::filter`]) and centre-cropped, `side x side`.
     pub fn fit_rgb(&self, image: RgbImage) -> Result<RgbImage> {
         let to = self.resized(image.dimensions());
         let resized = if image.dimensions() == to {
             image
         } else {
-            imageops::resize(&image, to.0, to.1, IMAGE_FILTER)
+            self.filter.resize(&image, to.0, to.1)
         };
         self.crop_image(resized)
     }
@@ -496,7 +586,57 @@ mod tests {
         resize: 32,
         shape: ResizeShape::ShorterSide,
         crop: Some(28),
+        filter: ResizeFilter::AntialiasedBilinear,
     };
+
+    /// Each `resize_filter` against the library of the official code it stands for, on the
+    /// 92 x 60 fixture resized to 64 x 64 (one axis shrunk, the other enlarged, as UCSD
+    /// Ped2's 360 x 240 frames to 256 x 256): `tests/fixtures/resize_filter_*.png`
+    /// (tools/make_resize_filter_fixture.py).
+    #[test]
+    fn resize_filters_match_opencv_and_matlab() {
+        let fixture = |name: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name);
+            image::open(path).unwrap().into_rgb8()
+        };
+        let source = fixture("resize_shape_landscape.png");
+        let cv2 = fixture("resize_filter_cv2_linear.png");
+        let matlab = fixture("resize_filter_matlab_bicubic.png");
+        let with = |filter: ResizeFilter| {
+            let g = Geometry {
+                filter,
+                ..Geometry::square(64)
+            };
+            g.fit_rgb(source.clone()).unwrap()
+        };
+        let (bilinear, bicubic, default) = (
+            with(ResizeFilter::Bilinear),
+            with(ResizeFilter::AntialiasedBicubic),
+            with(ResizeFilter::default()),
+        );
+        // OpenCV weighs in 11-bit fixed point: a level apart at most.
+        assert!(
+            max_difference(&bilinear, &cv2) <= 1,
+            "{}",
+            max_difference(&bilinear, &cv2)
+        );
+        assert!(
+            max_difference(&bicubic, &matlab) <= 1,
+            "{}",
+            max_difference(&bicubic, &matlab)
+        );
+        // The filters differ where it shows: the stripes the antialiasing averages.
+        for (other, name) in [(&cv2, "OpenCV"), (&matlab, "MATLAB")] {
+            let d = max_difference(&default, other);
+            assert!(d > 20, "the default is {d} levels from {name}");
+        }
+        // Enlarging only: no antialiasing to tell the two bilinear filters apart.
+        let small = imageops::crop_imm(&source, 0, 0, 20, 12).to_image();
+        let up = |filter: ResizeFilter| filter.resize(&small, 50, 30);
+        assert!(max_difference(&up(ResizeFilter::Bilinear), &up(ResizeFilter::default())) <= 1);
+    }
 
     /// The largest difference of two images of one size, in grey levels.
     fn max_difference(a: &RgbImage, b: &RgbImage) -> u8 {

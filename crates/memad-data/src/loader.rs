@@ -19,9 +19,7 @@
 //! (`Sample::pixels`) are never cached.
 use crate::arrays::ArrayRef;
 use crate::error::{DataError, Result};
-use crate::image_io::{
-    load_mask_fitted, load_rgb_fitted, Geometry, MaskResize, ResizeShape, IMAGE_FILTER,
-};
+use crate::image_io::{load_mask_fitted, load_rgb_fitted, Geometry, MaskResize, ResizeShape};
 use crate::mask::MaskRef;
 use crate::mvtec::Sample;
 use crate::synthesis::AnomalySynthesizer;
@@ -405,7 +403,8 @@ fn image_chw(
         None => build()?,
         Some(dir) => {
             let size_key = geometry_key(&stored);
-            let key = stamp(path).map(|s| format!("rgb\n{s}\n{size_key}\n{IMAGE_FILTER:?}"));
+            let filter = stored.filter.cache_name();
+            let key = stamp(path).map(|s| format!("rgb\n{s}\n{size_key}\n{filter}"));
             cached(dir, key, 3 * (size * size) as usize, build)?
         }
     };
@@ -759,9 +758,9 @@ mod tests {
         LoadOptions {
             with_masks: true,
             ..LoadOptions::new(Geometry {
-                resize,
                 shape: ResizeShape::ShorterSide,
                 crop: Some(crop),
+                ..Geometry::square(resize)
             })
         }
     }

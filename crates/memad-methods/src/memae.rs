@@ -88,8 +88,11 @@
 //!   per-pixel measure.
 //!   The official evaluation scores `1 - minmax(error)` as regularity per video: the same
 //!   ranking, hence the same AUROC, as min-max of the error.
-//! - Frames: the official preprocessing resizes the original TIFs to 256x256 in MATLAB; here
-//!   the loader resizes the MNAD-layout JPEGs (triangle filter).
+//! - Frames: the official preprocessing resizes the original TIFs to 256x256 in MATLAB
+//!   (`imresize`: bicubic, antialiased) and saves JPEGs; here the loader resizes the
+//!   MNAD-layout JPEGs as `[data] resize_filter` says: the paper file sets
+//!   `"antialiased_bicubic"` (a level from a port of `imresize`; the default, an antialiased
+//!   bilinear, is up to 30 levels away on Ped2 frames).
 //! - Initialisation as the official `utils.weights_init`: conv and transposed-conv weights
 //!   `N(0, 0.02)`, BN weights `N(1, 0.02)` and biases 0; conv biases PyTorch's default
 //!   `U(+-1/sqrt(fan_in))`; all drawn on the CPU from the seeded global generator and copied

@@ -50,8 +50,11 @@
 //! Deviations: the learning-rate schedule is the runner's `[train] schedule`; the paper files
 //! use `"cosine"`, annealed per optimizer step (the reference steps it per epoch). The first
 //! `T - 1` frames of each video are never scored, as in the reference. Frames are resized
-//! with a triangle filter (the reference: `cv2.resize`, bilinear without anti-aliasing);
-//! the last, smaller batch of an epoch is trained on (the reference's loader drops it).
+//! as `[data] resize_filter` says: the paper files set `"bilinear"`, the reference's
+//! `cv2.resize` (bilinear without antialiasing, within a grey level); the default, an
+//! antialiased bilinear, differs from it by up to 20 levels on Ped2 frames. The reference
+//! reads frames in OpenCV's BGR order, memad in RGB: a fixed permutation of the input
+//! channels of a network trained from scratch (none on gray Ped2). The last, smaller batch of an epoch is trained on (the reference's loader drops it).
 //! Initialisation: the defaults of the PyTorch 1.1.0 the reference pins, which it keeps:
 //! convolution weights and biases `U(+-1/sqrt(fan_in))` ([`memad_decoders::init`]; tch's
 //! default is wider, with zero biases), BatchNorm weights `U(0, 1)` (1 from PyTorch 1.2 on,

@@ -196,7 +196,8 @@ pub fn smoke_runs_note(smoke: &[String]) -> String {
 
 /// Fills in the defaults that `config.toml` is written without (keys added after runs had
 /// been made, written only when set so that those runs keep their config hash):
-/// `data.mask_resize = "nearest"`, `data.resize_shape = "square"` where `data.resize` is
+/// `data.mask_resize = "nearest"`, `data.resize_filter = "antialiased_bilinear"`,
+/// `data.resize_shape = "square"` where `data.resize` is
 /// set; for PatchCore, `method.patch_distance = "euclidean"` and
 /// `method.memory.start = "random_item"`; for MSCM and its ablation,
 /// `method.sample_contrast_weight = 0`.
@@ -208,6 +209,11 @@ pub fn fill_omitted_defaults(config: &mut toml::Value) {
     }
     let text = |s: &str| toml::Value::String(s.into());
     set_default(config.get_mut("data"), "mask_resize", text("nearest"));
+    set_default(
+        config.get_mut("data"),
+        "resize_filter",
+        text("antialiased_bilinear"),
+    );
     if config
         .get("data")
         .is_some_and(|d| d.get("resize").is_some())
@@ -308,6 +314,10 @@ mod tests {
         .unwrap();
         fill_omitted_defaults(&mut patchcore);
         assert_eq!(patchcore["data"]["mask_resize"].as_str(), Some("nearest"));
+        assert_eq!(
+            patchcore["data"]["resize_filter"].as_str(),
+            Some("antialiased_bilinear")
+        );
         assert!(
             patchcore["data"].get("resize_shape").is_none(),
             "only with resize"
