@@ -604,6 +604,7 @@ mod tests {
         let source = fixture("resize_shape_landscape.png");
         let cv2 = fixture("resize_filter_cv2_linear.png");
         let matlab = fixture("resize_filter_matlab_bicubic.png");
+        let pil_bicubic = fixture("resize_filter_pil_bicubic.png");
         let with = |filter: ResizeFilter| {
             let g = Geometry {
                 filter,
@@ -627,6 +628,7 @@ mod tests {
             "{}",
             max_difference(&bicubic, &matlab)
         );
+        assert!(max_difference(&bicubic, &pil_bicubic) <= 1);
         // The filters differ where it shows: the stripes the antialiasing averages.
         for (other, name) in [(&cv2, "OpenCV"), (&matlab, "MATLAB")] {
             let d = max_difference(&default, other);
