@@ -25,9 +25,9 @@ use crate::evaluate::evaluate_category;
 use crate::experiment::{self, Loaded};
 use crate::output::{csv_text, timestamp, MetricRow, RunDir};
 use crate::run::{
-    absolute_root, build_method, class_indices, classes_file, load_method_state, load_vars,
-    metric_rows, model_groups, model_name, prepare, read_trained_classes, results_by_category, say,
-    say_commits, say_cuda_only_switches, say_notes, sha256_hex, Prepared, RunMeta, RunSummary,
+    absolute_root, class_indices, classes_file, load_checkpoint, metric_rows, model_groups,
+    model_name, prepare, read_trained_classes, results_by_category, say, say_commits,
+    say_cuda_only_switches, say_notes, sha256_hex, Prepared, RunMeta, RunSummary,
 };
 use crate::run_folders::is_complete;
 use crate::sweep::{combinations, parse_set, Combination};
@@ -564,12 +564,13 @@ fn score_models(
     Ok(rows)
 }
 
-/// The model of `exp` with the trained state of `checkpoint` (as `run::load_checkpoint`,
-/// with errors that say which part failed). `overridden`: the config has `--set` overrides.
-/// A config that cannot build the model (`precision = "bf16"` off CUDA, backbone weights
-/// missing) is that error, as it is: not one of loading the checkpoint, which was never read.
-/// A fitted state the config refuses (a PatchCore bank smaller than an overridden
-/// `reweight_neighbours`) is that refusal, not a variable that does not load.
+/// The model of `exp` with the trained state of `checkpoint` (`run::load_checkpoint`, whose
+/// errors say which part failed). `overridden`: the config has `--set` overrides, which the
+/// error of variables that do not load names as the likely cause. A config that cannot build
+/// the model (`precision = "bf16"` off CUDA, backbone weights missing) is that error, as it
+/// is: not one of loading the checkpoint, which was never read. A fitted state the config
+/// refuses (a PatchCore bank smaller than an overridden `reweight_neighbours`) is that
+/// refusal, not a variable that does not load.
 fn load_model(
     exp: &crate::experiment::Experiment,
     registry: &Registry,
@@ -577,21 +578,11 @@ fn load_model(
     checkpoint: &Path,
     overridden: bool,
 ) -> anyhow::Result<Box<dyn memad_core::Method>> {
-    let mut method = build_method(exp, registry, ctx)?;
-    let why = match overridden {
+    let hint = match overridden {
         true => " (an override that changes the model's variables cannot load)",
         false => "",
     };
-    load_vars(method.trainable(), checkpoint).with_context(|| {
-        format!(
-            "loading {} into the model of this config{why}",
-            checkpoint.display()
-        )
-    })?;
-    let state = checkpoint.with_extension("state.safetensors");
-    load_method_state(method.as_mut(), &state)
-        .with_context(|| format!("loading the fitted state {}", state.display()))?;
-    Ok(method)
+    load_checkpoint(exp, registry, ctx, checkpoint, hint)
 }
 
 /// `run/checkpoints/<model>.safetensors`.
@@ -991,7 +982,7 @@ mod tests {
         // Variables that load and a bank the config refuses (3 items, fewer than the 9
         // neighbours of `reweight_neighbours`): that refusal, no word of variables.
         let exp = patchcore_experiment("fp32", "image_score = \"reweighted\"");
-        let model = build_method(&exp, &registry, &ctx).unwrap();
+        let model = crate::run::build_method(&exp, &registry, &ctx).unwrap();
         let bank = tch::Tensor::zeros([3, 4], (tch::Kind::Float, tch::Device::Cpu));
         std::fs::create_dir_all(checkpoint.parent().unwrap()).unwrap();
         crate::run::save_checkpoint(

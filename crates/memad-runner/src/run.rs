@@ -1428,7 +1428,7 @@ fn load_trained(
     if !checkpoint.is_file() {
         return Ok(None);
     }
-    match load_checkpoint(exp, registry, ctx, &checkpoint) {
+    match load_checkpoint(exp, registry, ctx, &checkpoint, "") {
         Ok(method) => {
             remove_resume(&dir.path(&format!("resume/{model}")))?;
             let line = format!(
@@ -1439,32 +1439,33 @@ fn load_trained(
             Ok(Some(method))
         }
         Err(e) => {
-            say(
-                dir,
-                &format!(
-                    "[{model}] cannot load {}: {e:#}; training it again",
-                    checkpoint.display()
-                ),
-            );
+            say(dir, &format!("[{model}] {e:#}; training it again"));
             Ok(None)
         }
     }
 }
 
 /// The method of `exp` with the variables of `checkpoint` and the state beside it
-/// (`<stem>.state.safetensors`, when the method keeps one).
+/// (`<stem>.state.safetensors`, when the method keeps one). Each step fails with its own
+/// message: the model's build (the config's error, no word of the checkpoint), the
+/// variables (`hint` appended: why they may not fit) and the state (the method's refusal).
 pub(crate) fn load_checkpoint(
     exp: &crate::experiment::Experiment,
     registry: &Registry,
     ctx: &BuildContext,
     checkpoint: &Path,
+    hint: &str,
 ) -> anyhow::Result<Box<dyn Method>> {
     let mut method = build_method(exp, registry, ctx)?;
-    load_vars(method.trainable(), checkpoint)?;
-    load_method_state(
-        method.as_mut(),
-        &checkpoint.with_extension("state.safetensors"),
-    )?;
+    load_vars(method.trainable(), checkpoint).with_context(|| {
+        format!(
+            "loading {} into the model of this config{hint}",
+            checkpoint.display()
+        )
+    })?;
+    let state = checkpoint.with_extension("state.safetensors");
+    load_method_state(method.as_mut(), &state)
+        .with_context(|| format!("loading the fitted state {}", state.display()))?;
     Ok(method)
 }
 
@@ -1601,7 +1602,7 @@ fn remove_resume(root: &Path) -> anyhow::Result<()> {
 /// Gives `method` the state saved at `path` (none when the file is absent), moved to the
 /// method's device: safetensors files read onto the CPU, and a PatchCore bank left there
 /// made every CUDA scoring step search on the host (and a CUDA graph capture fail).
-pub(crate) fn load_method_state(method: &mut dyn Method, path: &Path) -> anyhow::Result<()> {
+fn load_method_state(method: &mut dyn Method, path: &Path) -> anyhow::Result<()> {
     let device = method.trainable().device();
     let state: Vec<(String, Tensor)> = read_tensors_if_present(path)?
         .into_iter()
@@ -1620,7 +1621,7 @@ fn read_tensors_if_present(path: &Path) -> anyhow::Result<Vec<(String, Tensor)>>
 
 /// Copies the tensors of a safetensors file into the variables of `vs` (every variable by
 /// name, shapes equal, nothing else in the file).
-pub(crate) fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
+fn load_vars(vs: &nn::VarStore, path: &Path) -> anyhow::Result<()> {
     let saved: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)
         .with_context(|| format!("reading {}", path.display()))?
         .into_iter()
