@@ -410,6 +410,14 @@ fn evaluate_run(
     weights_dir: &Path,
 ) -> anyhow::Result<RunSummary> {
     let exp = &loaded.experiment;
+    // Until its folder exists (reading the data may take a while); an evaluation finished
+    // before it said so when it finished.
+    let name = combo.name.clone();
+    crate::interrupt::on_interrupt(move || {
+        format!(
+            "the evaluation {name} (and any after it) had not started: nothing of it was written"
+        )
+    });
     let Prepared {
         device,
         categories,
@@ -436,16 +444,21 @@ fn evaluate_run(
     for stale in crate::run_folders::partial_runs_of(&run.join("evals"), &combo.name) {
         crate::run_folders::remove_abandoned(&stale, "an evaluation killed before it finished")?;
     }
-    let mut dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
-    let partial = dir.partial.clone();
-    crate::interrupt::on_interrupt(move || {
-        remove_unfinished(&partial);
-        format!(
-            "the unfinished evaluation {} was removed (an evaluation has nothing to resume)",
-            partial.display()
-        )
-    });
-    dir.write("config.toml", resolved.as_bytes())?;
+    let create = || {
+        let dir = RunDir::create(&run.join("evals"), &combo.name, &timestamp())?;
+        dir.write("config.toml", resolved.as_bytes())?;
+        Ok(dir)
+    };
+    let mut dir = crate::interrupt::after_creating(create, |dir: &RunDir| {
+        let partial = dir.partial.clone();
+        move || {
+            remove_unfinished(&partial);
+            format!(
+                "the unfinished evaluation {} was removed (an evaluation has nothing to resume)",
+                partial.display()
+            )
+        }
+    })?;
     let started = Instant::now();
     let header = format!(
         "memad {} eval | {} on {} | device {device:?} | checkpoints of {} | {}",

@@ -17,6 +17,23 @@ pub fn on_interrupt(action: impl Fn() -> String + Send + 'static) {
     }
 }
 
+/// Runs `create` (making a run folder and its first files) with interruptions held off, then
+/// sets `action_of(&made)` as what an interruption does: a signal during `create` waits for
+/// it, then runs that action, so that no folder is left without a word. An error of
+/// `create` leaves the action as it was.
+pub fn after_creating<T, A>(
+    create: impl FnOnce() -> anyhow::Result<T>,
+    action_of: impl FnOnce(&T) -> A,
+) -> anyhow::Result<T>
+where
+    A: Fn() -> String + Send + 'static,
+{
+    let mut slot = ON_INTERRUPT.lock().unwrap_or_else(|e| e.into_inner());
+    let made = create()?;
+    *slot = Some(Box::new(action_of(&made)));
+    Ok(made)
+}
+
 /// Runs `finish` (a folder's rename to complete) where no interruption can fall between
 /// its message and the rename: a signal during it waits, then says the folder finished,
 /// as does any signal after.

@@ -77,10 +77,10 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
     let resumed = unfinished.is_some();
     let mut session =
         Session::now(loaded, device).with_training_sets(&splits, &loaded.dataset.root);
-    let mut dir = match unfinished {
+    let create = || match unfinished {
         Some(dir) => {
             session.check_resume(&dir)?;
-            dir
+            Ok(dir)
         }
         None => {
             let dir = RunDir::create(&opts.runs_dir, &exp.name, &timestamp())?;
@@ -88,21 +88,23 @@ pub fn run(loaded: &Loaded, registry: &Registry, opts: &RunOptions) -> anyhow::R
             // checks (one killed before its config is removed by the next run).
             dir.write("session.toml", toml::to_string(&session)?.as_bytes())?;
             dir.write("config.toml", resolved.as_bytes())?;
-            dir
+            Ok(dir)
         }
     };
-    let partial = dir.partial.clone();
-    crate::interrupt::on_interrupt(move || match resumed || has_resumable_state(&partial) {
-        true => format!(
-            "{} is kept ({KEPT}); running the same experiment again resumes it (`--restart` \
-             starts over)",
-            partial.display()
-        ),
-        false => {
-            discard_run_folder(&partial);
-            format!("{} was removed: nothing was saved yet", partial.display())
+    let mut dir = crate::interrupt::after_creating(create, |dir: &RunDir| {
+        let partial = dir.partial.clone();
+        move || match resumed || has_resumable_state(&partial) {
+            true => format!(
+                "{} is kept ({KEPT}); running the same experiment again resumes it \
+                 (`--restart` starts over)",
+                partial.display()
+            ),
+            false => {
+                discard_run_folder(&partial);
+                format!("{} was removed: nothing was saved yet", partial.display())
+            }
         }
-    });
+    })?;
     // A new run that fails before it has anything to resume leaves no folder behind.
     let mut cleanup = DiscardIfNothingToResume(Some(dir.partial.clone()).filter(|_| !resumed));
     let stamp = dir.stamp();
