@@ -1532,23 +1532,15 @@ mod tests {
     fn non_finite_and_out_of_range_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("metrics.csv");
-        for value in ["1.5", "-0.01"] {
-            let csv = format!(
-                "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
-                 p/t,abc,pc,lite0,ds,grid,one_class,0,1,image_ap,{value}\n"
-            );
-            std::fs::write(&p, csv).unwrap();
-            let err = read_metrics(&p).unwrap_err().to_string();
-            assert_eq!(
-                err,
-                format!(
-                    "{} row 2: value `{value}` of image_ap is outside [0, 1], where every memad \
-                     metric lies",
-                    p.display()
-                )
-            );
-        }
-        for value in ["NaN", "inf", "-inf"] {
+        let out_of_range = "is outside [0, 1], where every memad metric lies";
+        let not_finite = "is not a finite number (a run writes no row for an undefined metric)";
+        for (value, why) in [
+            ("1.5", out_of_range),
+            ("-0.01", out_of_range),
+            ("NaN", not_finite),
+            ("inf", not_finite),
+            ("-inf", not_finite),
+        ] {
             let csv = format!(
                 "run,commit,method,backbone,dataset,category,setting,seed,epoch,metric,value\n\
                  p/t,abc,pc,lite0,ds,grid,one_class,0,1,image_auroc,0.5\n\
@@ -1558,11 +1550,7 @@ mod tests {
             let err = read_metrics(&p).unwrap_err().to_string();
             assert_eq!(
                 err,
-                format!(
-                    "{} row 3: value `{value}` of image_ap is not a finite number (a run writes \
-                     no row for an undefined metric)",
-                    p.display()
-                )
+                format!("{} row 3: value `{value}` of image_ap {why}", p.display())
             );
         }
     }
