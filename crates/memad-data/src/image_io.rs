@@ -1,6 +1,7 @@
 //! Image and mask loading with errors that name the file: decode, convert, resize.
 //!
-//! Images become RGB (grayscale is repeated over 3 channels) resized bilinearly; masks are
+//! Images become RGB (grayscale is repeated over 3 channels) resized with a [`ResizeFilter`]
+//! (antialiased bilinear unless told otherwise); masks are
 //! checked against their image's size, resized with nearest neighbour and binarised to 0/255
 //! (any [`MaskRef`]: files, LOCO unions, frames of video mask volumes).
 use crate::error::{DataError, Result};
@@ -213,7 +214,9 @@ pub enum ResizeFilter {
     /// official loader), torch's `interpolate(mode="bilinear", antialias=False)` rounded.
     Bilinear,
     /// Bicubic (Keys, `a = -0.5`), antialiased when shrinking: MATLAB's `imresize` (MemAE's
-    /// official preprocessing of UCSD Ped2), PIL's `BICUBIC`.
+    /// official preprocessing of UCSD Ped2), PIL's `BICUBIC`. Within a grey level of both
+    /// inside the image; in the outer 2-3 pixels MATLAB mirrors the image where this
+    /// renormalises the taps (as PIL), up to about 13 levels apart on noisy images.
     AntialiasedBicubic,
 }
 
@@ -429,12 +432,13 @@ impl Geometry {
     }
 }
 
-/// Decodes `path` as RGB, resized and centre-cropped as `geometry` says ([`IMAGE_FILTER`]).
+/// Decodes `path` as RGB, resized (with `geometry.filter`) and centre-cropped as `geometry`
+/// says.
 pub fn load_rgb_fitted(path: &Path, geometry: &Geometry) -> Result<RgbImage> {
     geometry.fit_rgb(decode(path)?.into_rgb8())
 }
 
-/// Decodes `path` as RGB and resizes it to `size`x`size` ([`IMAGE_FILTER`]).
+/// Decodes `path` as RGB and resizes it to `size`x`size` (the default [`ResizeFilter`]).
 pub fn load_rgb(path: &Path, size: u32) -> Result<RgbImage> {
     load_rgb_fitted(path, &Geometry::square(size))
 }

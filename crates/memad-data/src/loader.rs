@@ -143,7 +143,8 @@ fn push_chw(rgb: &RgbImage, chw: &mut Vec<f32>) {
 }
 
 /// An in-memory image brought to the input as `geometry` says, as `[3, S, S]` RGB in
-/// `[0, 1]` (grey images repeated over the three channels; resized as files are, bilinear),
+/// `[0, 1]` (grey images repeated over the three channels; resized as files are, with
+/// `geometry.filter`),
 /// appended to `chw`.
 fn array_chw(pixels: &ArrayRef, geometry: &Geometry, chw: &mut Vec<f32>) -> Result<()> {
     let a = &pixels.array;

@@ -274,8 +274,13 @@ pub fn run(
     let config = run.join("config.toml");
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
-    let base: toml::Table =
+    let mut base: toml::Value =
         toml::from_str(&text).with_context(|| format!("{}: not valid TOML", config.display()))?;
+    // An SGD run from before `train.momentum` is evaluated with the momentum it trained with.
+    crate::run_folders::fill_sgd_momentum(&mut base);
+    let toml::Value::Table(base) = base else {
+        anyhow::bail!("{}: not a TOML table", config.display());
+    };
     let name = (base.get("name").and_then(|n| n.as_str()))
         .with_context(|| format!("{}: no `name`", config.display()))?;
     let axes = (args.set.iter())

@@ -224,8 +224,9 @@ pub struct TrainConfig {
     #[serde(default = "d_betas")]
     pub betas: [f64; 2],
     /// SGD's momentum (PyTorch's `momentum`, 0 when not given: the resolved config of an SGD
-    /// run always holds it). Refused for Adam and AdamW. Left out of the config when unset,
-    /// so that the config hashes of Adam runs do not change.
+    /// run always holds it). Adam and AdamW ignore it and their resolved config leaves it
+    /// out, as SGD ignores `betas`: a sweep over the optimizer keeps SGD's momentum in its
+    /// base, and the config hashes of Adam runs do not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
     #[serde(default)]
@@ -677,8 +678,9 @@ pub fn resolve(text: &str, path: &Path, registry: &Registry) -> Result<Experimen
     let value: toml::Value = toml::from_str(text)
         .map_err(|e| ConfigError::new("", memad_core::toml_syntax_error(text, &e)))?;
     let mut experiment: Experiment = parse_section(&value, "")?;
-    if experiment.train.optimizer == OptimizerKind::Sgd {
-        experiment.train.momentum.get_or_insert(0.0);
+    match experiment.train.optimizer {
+        OptimizerKind::Sgd => _ = experiment.train.momentum.get_or_insert(0.0),
+        OptimizerKind::Adam | OptimizerKind::AdamW => experiment.train.momentum = None,
     }
     if experiment.name.is_empty() {
         experiment.name = path
@@ -894,20 +896,11 @@ fn validate(e: &Experiment) -> Result<(), ConfigError> {
             ));
         }
     }
-    match (e.train.optimizer, e.train.momentum) {
-        (OptimizerKind::Sgd, Some(m)) if !(0.0..1.0).contains(&m) => {
-            return Err(ConfigError::new(
-                "train.momentum",
-                format!("must be in [0, 1), got {m}"),
-            ));
-        }
-        (OptimizerKind::Adam | OptimizerKind::AdamW, Some(_)) => {
-            return Err(ConfigError::new(
-                "train.momentum",
-                "is SGD's (optimizer = \"sgd\"); Adam's and AdamW's moments are train.betas",
-            ));
-        }
-        _ => {}
+    if let Some(m) = e.train.momentum.filter(|m| !(0.0..1.0).contains(m)) {
+        return Err(ConfigError::new(
+            "train.momentum",
+            format!("must be in [0, 1), got {m}"),
+        ));
     }
     if !(e.train.weight_decay.is_finite() && e.train.weight_decay >= 0.0) {
         return Err(ConfigError::new(
@@ -1018,7 +1011,8 @@ mod tests {
     }
 
     /// SGD's momentum is `train.momentum`, written into every SGD run's config; Adam runs
-    /// keep their config (hence its hash) and refuse the key.
+    /// keep their config (hence its hash) and ignore the key, so that a sweep over the
+    /// optimizer can keep it in its base.
     #[test]
     fn sgd_momentum_is_its_own_key() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -1052,9 +1046,10 @@ mod tests {
             (err.path.as_str(), err.message.as_str()),
             ("train.momentum", "must be in [0, 1), got 1")
         );
-        let err = with("optimizer = \"adam_w\"\nmomentum = 0.9\n").unwrap_err();
-        assert_eq!(err.path, "train.momentum");
-        assert!(err.message.contains("train.betas"), "{}", err.message);
+        let adam_w = with("optimizer = \"adam_w\"\nmomentum = 0.9\n").unwrap();
+        assert_eq!(adam_w.train.momentum, None);
+        let plain = with("optimizer = \"adam_w\"\n").unwrap();
+        assert_eq!(adam_w.to_toml(), plain.to_toml());
     }
 
     #[test]

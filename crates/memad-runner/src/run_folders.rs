@@ -202,6 +202,7 @@ pub fn smoke_runs_note(smoke: &[String]) -> String {
 /// `method.memory.start = "random_item"`; for MSCM and its ablation,
 /// `method.sample_contrast_weight = 0`.
 pub fn fill_omitted_defaults(config: &mut toml::Value) {
+    fill_sgd_momentum(config);
     fn set_default(table: Option<&mut toml::Value>, key: &str, value: toml::Value) {
         if let Some(toml::Value::Table(t)) = table {
             t.entry(key).or_insert(value);
@@ -237,6 +238,23 @@ pub fn fill_omitted_defaults(config: &mut toml::Value) {
         }
         _ => {}
     }
+}
+
+/// An SGD run's `train.momentum` as it trained, where its config has none: runs from before
+/// the key read SGD's momentum from `betas[0]` (0.9 without `betas`).
+pub fn fill_sgd_momentum(config: &mut toml::Value) {
+    let Some(toml::Value::Table(train)) = config.get_mut("train") else {
+        return;
+    };
+    if train.get("optimizer").and_then(toml::Value::as_str) != Some("sgd")
+        || train.contains_key("momentum")
+    {
+        return;
+    }
+    let beta1 = (train.get("betas").and_then(|b| b.get(0)))
+        .and_then(toml::Value::as_float)
+        .unwrap_or(0.9);
+    train.insert("momentum".into(), toml::Value::Float(beta1));
 }
 
 /// The text value of `key` in a run's `run.toml`.
@@ -325,6 +343,23 @@ mod tests {
         let mut resized: toml::Value = toml::from_str("[data]\nresize = 256\n").unwrap();
         fill_omitted_defaults(&mut resized);
         assert_eq!(resized["data"]["resize_shape"].as_str(), Some("square"));
+        // An SGD run from before `train.momentum` trained with betas[0]; Adam runs get none.
+        for (train, want) in [
+            ("optimizer = \"sgd\"\nbetas = [0.5, 0.0]", Some(0.5)),
+            ("optimizer = \"sgd\"", Some(0.9)),
+            ("optimizer = \"sgd\"\nmomentum = 0.0", Some(0.0)),
+            ("optimizer = \"adam\"", None),
+        ] {
+            let mut config: toml::Value = toml::from_str(&format!("[train]\n{train}\n")).unwrap();
+            fill_omitted_defaults(&mut config);
+            assert_eq!(
+                config["train"]
+                    .get("momentum")
+                    .and_then(toml::Value::as_float),
+                want,
+                "{train}"
+            );
+        }
         assert_eq!(
             patchcore["method"]["patch_distance"].as_str(),
             Some("euclidean")

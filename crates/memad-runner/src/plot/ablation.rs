@@ -332,7 +332,10 @@ pub fn read_ablation(spec: &AblationSpec) -> anyhow::Result<Ablation> {
 /// The line label of each of a group's runs: the group's `key=value`s and, where the runs
 /// hold several configurations, the keys in which the run's configuration differs from the
 /// value most of the group's runs have (ties: the smaller as text; a key a configuration
-/// lacks counts as `(unset)`). Prints a note naming the keys that split the group.
+/// lacks counts as `(unset)`, but for a key only the runs of some values of the parameter
+/// have, as SGD's `train.momentum` in an ablation over `train.optimizer`: it belongs to those
+/// values, and its absence elsewhere splits nothing). Prints a note naming the keys that
+/// split the group.
 fn configuration_labels(group: &[(String, String)], members: &[&AblationRun]) -> Vec<String> {
     let mut configs: Vec<&BTreeMap<String, String>> = Vec::new();
     for run in members {
@@ -342,12 +345,25 @@ fn configuration_labels(group: &[(String, String)], members: &[&AblationRun]) ->
     }
     let unset = String::from("(unset)");
     let keys: std::collections::BTreeSet<&String> = configs.iter().flat_map(|c| c.keys()).collect();
+    // Keys whose presence the parameter's value decides: runs of one value all have it or
+    // all lack it.
+    let owned: std::collections::BTreeSet<&String> = (keys.iter().copied())
+        .filter(|key| {
+            members.iter().all(|r| {
+                (members.iter()).all(|o| {
+                    r.value != o.value || r.config.contains_key(*key) == o.config.contains_key(*key)
+                })
+            })
+        })
+        .collect();
+    let counted =
+        |run: &AblationRun, key: &String| !owned.contains(key) || run.config.contains_key(key);
     // (key, most common value among the runs) of the keys whose value differs between
     // configurations.
     let mut common: Vec<(String, String)> = Vec::new();
     for key in keys {
         let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
-        for run in members {
+        for run in members.iter().filter(|r| counted(r, key)) {
             *counts
                 .entry(run.config.get(key).unwrap_or(&unset))
                 .or_default() += 1;
@@ -374,7 +390,7 @@ fn configuration_labels(group: &[(String, String)], members: &[&AblationRun]) ->
         .iter()
         .map(|run| {
             let mut pairs = group.to_vec();
-            for (key, value) in &common {
+            for (key, value) in common.iter().filter(|(key, _)| counted(run, key)) {
                 let mine = run.config.get(key).unwrap_or(&unset);
                 if mine != value {
                     pairs.push((key.clone(), mine.clone()));
@@ -747,6 +763,9 @@ mod tests {
         };
         let a = read_ablation(&spec).unwrap();
         assert!(!a.numeric);
+        // The sgd run's config gets `train.momentum` (0.9: a run from before the key read
+        // it from betas[0]); a key only the SGD runs have does not split the line.
+        assert_eq!(a.lines.len(), 1, "{:?}", a.lines);
         let values: Vec<&str> = a.lines[0].1.iter().map(|p| p.value.as_str()).collect();
         assert_eq!(values, ["adam", "adamw", "sgd"]);
         // Several patterns: the union of their runs, a run matched twice counted once.
