@@ -253,7 +253,7 @@ impl ResizeFilter {
 /// For each of `n` output positions along an axis of `len` source pixels: the two source
 /// pixels and the weight of the second, as OpenCV's `INTER_LINEAR` places them
 /// (`x = (i + 0.5) * len / n - 0.5`, clamped to `[0, len - 1]`).
-fn bilinear_taps(len: u32, n: u32) -> Vec<(usize, usize, f32)> {
+pub fn bilinear_taps(len: u32, n: u32) -> Vec<(usize, usize, f32)> {
     let scale = f64::from(len) / f64::from(n);
     let last = len as usize - 1;
     (0..n)

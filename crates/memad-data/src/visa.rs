@@ -169,8 +169,14 @@ pub fn read_category_and_problems(
             path: file.clone(),
             message: format!("listed in {} but missing", csv.display()),
         };
+        if !row.image.is_file() {
+            problems.push(missing(&row.image));
+            problems.extend(row.mask.as_ref().filter(|m| !m.is_file()).map(missing));
+            continue;
+        }
         // A row edited or copied from another object's would train or score this one on
-        // that object's images.
+        // that object's images (checked after existence: a path with backslashes is a
+        // missing file on Unix, not another object's).
         let foreign =
             (std::iter::once(&row.image).chain(&row.mask)).find(|f| !under_object(root, f, object));
         if let Some(file) = foreign {
@@ -182,11 +188,6 @@ pub fn read_category_and_problems(
                     csv.display()
                 ),
             });
-            continue;
-        }
-        if !row.image.is_file() {
-            problems.push(missing(&row.image));
-            problems.extend(row.mask.as_ref().filter(|m| !m.is_file()).map(missing));
             continue;
         }
         if let Some(mask) = row.mask.take_if(|m| !m.is_file()) {

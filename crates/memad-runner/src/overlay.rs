@@ -423,24 +423,16 @@ fn centre_share(image: image::RgbImage, share: f64, square: bool) -> image::RgbI
     image::imageops::crop_imm(&image, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image()
 }
 
-/// Bilinear resize of a `side x side` map to `to x to` (pixel centres aligned).
+/// Bilinear resize of a `side x side` map to `to x to` (pixel centres aligned, the taps of
+/// `image_io::bilinear_taps`).
 fn resize_bilinear(map: &[f32], side: usize, to: usize) -> Vec<f32> {
     if side == to {
         return map.to_vec();
     }
-    let scale = side as f32 / to as f32;
-    let coord = |d: usize| {
-        let s = ((d as f32 + 0.5) * scale - 0.5).clamp(0.0, (side - 1) as f32);
-        let i = (s.floor() as usize).min(side.saturating_sub(2));
-        (i, (s - i as f32).min(1.0))
-    };
+    let taps = memad_data::image_io::bilinear_taps(side as u32, to as u32);
     let mut out = Vec::with_capacity(to * to);
-    for y in 0..to {
-        let (y0, fy) = coord(y);
-        let y1 = (y0 + 1).min(side - 1);
-        for x in 0..to {
-            let (x0, fx) = coord(x);
-            let x1 = (x0 + 1).min(side - 1);
+    for &(y0, y1, fy) in &taps {
+        for &(x0, x1, fx) in &taps {
             let at = |yy: usize, xx: usize| map[yy * side + xx];
             let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
             let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
