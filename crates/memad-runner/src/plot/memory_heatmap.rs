@@ -687,12 +687,6 @@ mod tests {
                 "memory,0,0.5,1e30\n",
                 " row 2: anomalous share 1e30 is not in [0, 1]",
             ),
-        ] {
-            std::fs::write(&path, format!("{header}{rows}")).unwrap();
-            let err = format!("{:#}", read_usage_dir(dir.path()).unwrap_err());
-            assert_eq!(err, format!("{}{want}", path.display()));
-        }
-        for (rows, want) in [
             (
                 "memory,0,0.5,\nmemory,0,0.5,\n",
                 ": memory `memory` has 2 rows, item 0 is listed twice (one row per item 0..2)",
