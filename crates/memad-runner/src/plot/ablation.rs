@@ -349,10 +349,10 @@ fn configuration_labels(group: &[(String, String)], members: &[&AblationRun]) ->
     // all lack it.
     let owned: std::collections::BTreeSet<&String> = (keys.iter().copied())
         .filter(|key| {
-            members.iter().all(|r| {
-                (members.iter()).all(|o| {
-                    r.value != o.value || r.config.contains_key(*key) == o.config.contains_key(*key)
-                })
+            let mut presence: BTreeMap<&String, bool> = BTreeMap::new();
+            (members.iter()).all(|r| {
+                let has = r.config.contains_key(*key);
+                *presence.entry(&r.value).or_insert(has) == has
             })
         })
         .collect();
